@@ -1,0 +1,123 @@
+//! Command-line interface: the flags of each subcommand and one `run` function per subcommand.
+//!
+//! Exit codes: 0 success; 1 a regression or threshold check failed (`neko eval --baseline`);
+//! 2 an error (bad flags, unreadable input or model, `--strict` failures).
+
+pub mod correct;
+pub mod eval;
+pub mod info;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit code for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for a failed regression or threshold check.
+pub const EXIT_REGRESSION: u8 = 1;
+/// Exit code for an error.
+pub const EXIT_ERROR: u8 = 2;
+
+/// neko: N-best post-recognition error correction (ASR, ST/MT, OCR, GEC) with a task-routed
+/// Mixture-of-Experts decoder.
+#[derive(Debug, Parser)]
+#[command(name = "neko", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// CPU threads for tensor math (default: 1 on machines with 2 cores or fewer, where more
+    /// threads contend; otherwise the number of cores). RAYON_NUM_THREADS also works.
+    #[arg(long, global = true, env = "NEKO_THREADS")]
+    pub threads: Option<usize>,
+}
+
+/// Flags that choose and place a model.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// A model folder (config.json, tokenizer.json, safetensors) or a hub id in the local cache.
+    #[arg(long, env = "NEKO_MODEL")]
+    pub model: String,
+
+    /// Where to run: cpu, cuda, cuda:N or metal (the latter two need the cargo features).
+    #[arg(long, default_value = "cpu", env = "NEKO_DEVICE")]
+    pub device: String,
+
+    /// Weights' dtype: auto (f32 on CPU, bf16 on GPUs), f32, bf16 or f16.
+    #[arg(long, default_value = "auto", env = "NEKO_DTYPE")]
+    pub dtype: String,
+}
+
+impl ModelArgs {
+    /// Loads the model named by these flags.
+    pub fn load(&self) -> anyhow::Result<crate::model::Model> {
+        let device = crate::model::parse_device(&self.device)?;
+        let dtype = crate::model::parse_dtype(&self.dtype, &device)?;
+        Ok(crate::model::Model::load(&self.model, &device, dtype)?)
+    }
+}
+
+/// A progress bar on stderr; indicatif draws nothing when stderr is not a terminal, so logs
+/// and pipelines stay clean.
+pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} {bar:30} {pos}/{len} records [{elapsed_precise}<{eta_precise}, {per_sec}]",
+    )
+    .expect("valid template");
+    bar.set_style(style);
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Sets the CPU thread count before the first tensor operation creates the thread pools.
+pub fn configure_threads(threads: Option<usize>) {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() && threads.is_none() {
+        return;
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let n = threads.unwrap_or(if cores <= 2 { 1 } else { cores });
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Correct N-best records with a (task-routed MoE) decoder; writes JSONL to stdout.
+    Correct(correct::CorrectArgs),
+    /// Describe a model: architecture, experts, task map, dtype, parameter count.
+    Info(info::InfoArgs),
+    /// Score files: WER, CER, BLEU, chrF, GEC scores, with baselines, oracles and a signature.
+    Eval(eval::EvalArgs),
+}
+
+/// Runs a parsed command line and maps the outcome to a documented exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    configure_threads(cli.threads);
+    let result = match cli.command {
+        Command::Correct(args) => correct::run(&args),
+        Command::Info(args) => info::run(&args),
+        Command::Eval(args) => eval::run(&args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_OK),
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "neko: error: {err:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// `neko ... | head` closes our stdout early: that is success, not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

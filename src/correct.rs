@@ -1,0 +1,232 @@
+//! The corrector: records in, corrected text out. It renders each record's task prompt,
+//! batches records of one task by prompt length, decodes greedily and cuts out the answer.
+
+use std::collections::BTreeMap;
+
+use crate::generate::{self, Finish, Request, Settings};
+use crate::model::{Model, RoutingMode};
+use crate::prompt::Template;
+use crate::record::Record;
+use crate::Task;
+
+/// Decoding settings of `neko correct`.
+#[derive(Debug, Clone)]
+pub struct CorrectOptions {
+    pub routing: RoutingMode,
+    /// Bound on answer tokens; `None` derives it from the longest hypothesis.
+    pub max_new_tokens: Option<usize>,
+    /// Strings that end the answer (after some text has been written).
+    pub stop: Vec<String>,
+    /// Records decoded together.
+    pub batch_size: usize,
+}
+
+impl Default for CorrectOptions {
+    fn default() -> Self {
+        CorrectOptions {
+            routing: RoutingMode::Learned,
+            max_new_tokens: None,
+            stop: vec!["\n".to_string()],
+            batch_size: 8,
+        }
+    }
+}
+
+/// A corrected text and how decoding ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Correction {
+    pub text: String,
+    pub finish: Finish,
+    pub new_tokens: usize,
+}
+
+/// A model with its prompts and decoding settings.
+pub struct Corrector {
+    pub model: Model,
+    pub options: CorrectOptions,
+    prompt_override: Option<Template>,
+    add_bos: Option<u32>,
+}
+
+impl Corrector {
+    /// Wraps a loaded model. `prompt` replaces every task's built-in template.
+    pub fn new(model: Model, prompt: Option<Template>, options: CorrectOptions) -> Self {
+        let add_bos = bos_to_add(&model);
+        Corrector {
+            model,
+            options,
+            prompt_override: prompt,
+            add_bos,
+        }
+    }
+
+    /// The template used for a task.
+    pub fn template(&self, task: Task) -> Template {
+        self.prompt_override
+            .clone()
+            .unwrap_or_else(|| Template::builtin(task))
+    }
+
+    /// Checks that the routing mode can serve a task: task routing needs the model's task map.
+    pub fn check_routing(&self, task: Task) -> Result<(), String> {
+        self.forced_expert(task).map(|_| ())
+    }
+
+    fn forced_expert(&self, task: Task) -> Result<Option<usize>, String> {
+        match self.options.routing {
+            RoutingMode::Learned => Ok(None),
+            RoutingMode::Task if !self.model.config.is_moe() => Ok(None),
+            RoutingMode::Task => self.model.config.task_expert(task).map(Some).ok_or_else(|| {
+                format!(
+                    "--routing task: the model's config.json has no `task_experts` entry for `{task}`"
+                )
+            }),
+        }
+    }
+
+    /// The prompt's token ids for a record.
+    pub fn encode_prompt(&self, task: Task, record: &Record) -> Result<Vec<u32>, String> {
+        let text = self.template(task).render(&record.hypotheses);
+        let mut ids = self.encode(&text)?;
+        if let Some(bos) = self.add_bos {
+            if ids.first() != Some(&bos) {
+                ids.insert(0, bos);
+            }
+        }
+        Ok(ids)
+    }
+
+    fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
+        let enc = self
+            .model
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| format!("tokenizer: {e}"))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// The answer-token bound for a record: twice its longest hypothesis plus some slack, so a
+    /// correction can add words but cannot run on for pages.
+    fn max_new_tokens(&self, record: &Record) -> usize {
+        if let Some(n) = self.options.max_new_tokens {
+            return n;
+        }
+        let longest = record
+            .hypotheses
+            .iter()
+            .map(|h| self.encode(h).map(|ids| ids.len()).unwrap_or(h.len()))
+            .max()
+            .unwrap_or(0);
+        2 * longest + 16
+    }
+
+    /// Corrects records that all share one task. Results are in the order given.
+    pub fn correct_task(
+        &mut self,
+        task: Task,
+        records: &[&Record],
+    ) -> Vec<Result<Correction, String>> {
+        let forced = match self.forced_expert(task) {
+            Ok(f) => f,
+            Err(e) => return records.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut results: Vec<Option<Result<Correction, String>>> = vec![None; records.len()];
+        let mut ready: Vec<(usize, Request)> = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            match self.encode_prompt(task, r) {
+                Ok(prompt) => ready.push((
+                    i,
+                    Request {
+                        prompt,
+                        max_new_tokens: self.max_new_tokens(r),
+                    },
+                )),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        // Similar lengths together waste the least padding.
+        ready.sort_by_key(|(_, r)| r.prompt.len());
+        for chunk in ready.chunks(self.options.batch_size.max(1)) {
+            let requests: Vec<Request> = chunk.iter().map(|(_, r)| r.clone()).collect();
+            let outcome = self.decode(&requests, forced);
+            for (k, (i, _)) in chunk.iter().enumerate() {
+                results[*i] = Some(match &outcome {
+                    Ok(gen) => Ok(self.answer(&gen[k].tokens, gen[k].finish)),
+                    Err(e) => Err(format!("decoding failed: {e}")),
+                });
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every record has a result"))
+            .collect()
+    }
+
+    fn decode(
+        &mut self,
+        requests: &[Request],
+        forced: Option<usize>,
+    ) -> candle_core::Result<Vec<generate::Generated>> {
+        let eos = self.model.config.eos_token_ids.clone();
+        let tokenizer = &self.model.tokenizer;
+        let stop = &self.options.stop;
+        let stopped = |tokens: &[u32]| -> bool {
+            let text = tokenizer.decode(tokens, true).unwrap_or_default();
+            let text = text.trim_start();
+            stop.iter()
+                .any(|s| !s.is_empty() && text.contains(s.as_str()))
+        };
+        let settings = Settings {
+            eos: &eos,
+            forced_expert: forced,
+            stopped: &stopped,
+        };
+        generate::greedy_batch(self.model.decoder.as_mut(), requests, &settings)
+    }
+
+    /// The answer: the decoded text up to the first stop string, trimmed.
+    fn answer(&self, tokens: &[u32], finish: Finish) -> Correction {
+        let text = self
+            .model
+            .tokenizer
+            .decode(tokens, true)
+            .unwrap_or_default();
+        let mut text = text.trim_start();
+        for s in self.options.stop.iter().filter(|s| !s.is_empty()) {
+            if let Some(at) = text.find(s.as_str()) {
+                text = &text[..at];
+            }
+        }
+        Correction {
+            text: text.trim().to_string(),
+            finish,
+            new_tokens: tokens.len(),
+        }
+    }
+}
+
+/// The BOS id to prepend when `tokenizer_config.json` asks for one (`add_bos_token`) and the
+/// tokenizer's own post-processor does not add it.
+fn bos_to_add(model: &Model) -> Option<u32> {
+    let dir = model.files.tokenizer.parent()?;
+    let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    if json
+        .get("add_bos_token")
+        .and_then(serde_json::Value::as_bool)
+        == Some(true)
+    {
+        model.config.bos_token_id
+    } else {
+        None
+    }
+}
+
+/// Groups record indices by task, keeping input order inside each group.
+pub fn group_by_task(tasks: &[(usize, Task)]) -> BTreeMap<Task, Vec<usize>> {
+    let mut groups: BTreeMap<Task, Vec<usize>> = BTreeMap::new();
+    for &(i, t) in tasks {
+        groups.entry(t).or_default().push(i);
+    }
+    groups
+}

@@ -1,0 +1,359 @@
+//! The model configuration, read from a Hugging Face `config.json` as real checkpoints write it.
+//!
+//! Real files vary: `rope_theta` sits at the top level or (transformers v5) inside
+//! `rope_parameters`; `sliding_window` may be null; `head_dim`, `tie_word_embeddings` and
+//! `num_key_value_heads` may be absent; `eos_token_id` may be a list. Unknown keys are ignored.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::Task;
+
+/// Which decoder family a checkpoint is. Both share attention; they differ in the feed-forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// Dense SwiGLU feed-forward (`mlp.{gate,up,down}_proj`): Llama, Mistral, SmolLM2.
+    Dense,
+    /// Sparse Mixture-of-Experts feed-forward (`block_sparse_moe.{gate,experts.E.w1/w2/w3}`).
+    Mixtral,
+}
+
+/// How tokens choose experts at inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingMode {
+    /// The learned gate alone picks each token's top-k experts (the paper's inference).
+    #[default]
+    Learned,
+    /// The task's expert is forced into each token's top-k; the gate picks the rest and the
+    /// weights (the design card: the task tag selects the expert).
+    Task,
+}
+
+/// Everything neko needs from `config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub architecture: Architecture,
+    /// `model_type` as written (`mixtral`, `llama`, `mistral`, ...).
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub sliding_window: Option<usize>,
+    pub tie_word_embeddings: bool,
+    /// Experts per MoE layer (1 for dense models).
+    pub num_local_experts: usize,
+    /// Experts each token is routed to (top-k).
+    pub num_experts_per_tok: usize,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+    /// The task-to-expert map (`"task_experts": {"asr": 0, ...}`), when the model has one.
+    pub task_experts: BTreeMap<Task, usize>,
+    /// The weights' dtype as the config states it (`torch_dtype` or `dtype`).
+    pub dtype: Option<String>,
+}
+
+/// Why a `config.json` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config.json is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("config.json: field `{field}`: {message}")]
+    Field { field: String, message: String },
+}
+
+fn field_err(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The raw fields, with serde defaults for everything real configs leave out.
+#[derive(Debug, Deserialize)]
+struct RawConfig {
+    #[serde(default)]
+    model_type: Option<String>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    #[serde(default)]
+    num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    head_dim: Option<usize>,
+    #[serde(default = "default_max_pos")]
+    max_position_embeddings: usize,
+    #[serde(default = "default_eps")]
+    rms_norm_eps: f64,
+    #[serde(default)]
+    rope_theta: Option<f64>,
+    #[serde(default)]
+    rope_parameters: Option<Value>,
+    #[serde(default)]
+    rope_scaling: Option<Value>,
+    #[serde(default)]
+    sliding_window: Option<usize>,
+    #[serde(default)]
+    tie_word_embeddings: Option<bool>,
+    #[serde(default)]
+    num_local_experts: Option<usize>,
+    #[serde(default)]
+    num_experts_per_tok: Option<usize>,
+    #[serde(default)]
+    hidden_act: Option<String>,
+    #[serde(default)]
+    bos_token_id: Option<Value>,
+    #[serde(default)]
+    eos_token_id: Option<Value>,
+    #[serde(default)]
+    task_experts: Option<BTreeMap<String, usize>>,
+    #[serde(default)]
+    torch_dtype: Option<String>,
+    #[serde(default)]
+    dtype: Option<String>,
+}
+
+fn default_max_pos() -> usize {
+    4096
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+
+impl ModelConfig {
+    /// Parses the text of a `config.json`.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_json::from_str(text)?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let architecture = architecture_of(&raw)?;
+        if let Some(act) = raw.hidden_act.as_deref() {
+            if act != "silu" && act != "swish" {
+                return Err(field_err(
+                    "hidden_act",
+                    format!("`{act}` is not supported (silu only)"),
+                ));
+            }
+        }
+        if raw.num_attention_heads == 0
+            || raw.hidden_size % raw.num_attention_heads != 0 && raw.head_dim.is_none()
+        {
+            return Err(field_err("num_attention_heads", "must divide hidden_size"));
+        }
+        let num_key_value_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
+        if num_key_value_heads == 0 || raw.num_attention_heads % num_key_value_heads != 0 {
+            return Err(field_err(
+                "num_key_value_heads",
+                "must divide num_attention_heads",
+            ));
+        }
+        let (num_local_experts, num_experts_per_tok) = match architecture {
+            Architecture::Dense => (1, 1),
+            Architecture::Mixtral => (
+                raw.num_local_experts.unwrap_or(8),
+                raw.num_experts_per_tok.unwrap_or(2),
+            ),
+        };
+        if num_experts_per_tok == 0 || num_experts_per_tok > num_local_experts {
+            return Err(field_err(
+                "num_experts_per_tok",
+                "must be between 1 and num_local_experts",
+            ));
+        }
+        let task_experts = task_map(
+            raw.task_experts.clone().unwrap_or_default(),
+            num_local_experts,
+        )?;
+        Ok(ModelConfig {
+            architecture,
+            model_type: raw.model_type.clone().unwrap_or_else(|| "llama".into()),
+            vocab_size: raw.vocab_size,
+            hidden_size: raw.hidden_size,
+            intermediate_size: raw.intermediate_size,
+            num_hidden_layers: raw.num_hidden_layers,
+            num_attention_heads: raw.num_attention_heads,
+            num_key_value_heads,
+            head_dim: raw
+                .head_dim
+                .unwrap_or(raw.hidden_size / raw.num_attention_heads),
+            max_position_embeddings: raw.max_position_embeddings,
+            rms_norm_eps: raw.rms_norm_eps,
+            rope_theta: rope_theta_of(&raw)?,
+            sliding_window: raw.sliding_window,
+            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
+            num_local_experts,
+            num_experts_per_tok,
+            bos_token_id: raw.bos_token_id.as_ref().and_then(first_id),
+            eos_token_ids: raw.eos_token_id.as_ref().map(all_ids).unwrap_or_default(),
+            task_experts,
+            dtype: raw.dtype.or(raw.torch_dtype),
+        })
+    }
+
+    /// The expert a task is routed to, when the model maps it.
+    pub fn task_expert(&self, task: Task) -> Option<usize> {
+        self.task_experts.get(&task).copied()
+    }
+
+    /// Whether the feed-forward is a Mixture of Experts.
+    pub fn is_moe(&self) -> bool {
+        self.architecture == Architecture::Mixtral
+    }
+}
+
+fn architecture_of(raw: &RawConfig) -> Result<Architecture, ConfigError> {
+    let ty = raw.model_type.as_deref().unwrap_or("").to_ascii_lowercase();
+    let arch = raw
+        .architectures
+        .first()
+        .map(|a| a.to_ascii_lowercase())
+        .unwrap_or_default();
+    if ty == "mixtral" || arch.starts_with("mixtral") {
+        Ok(Architecture::Mixtral)
+    } else if ["llama", "mistral", ""].contains(&ty.as_str()) {
+        Ok(Architecture::Dense)
+    } else {
+        Err(field_err(
+            "model_type",
+            format!("`{ty}` is not supported (mixtral, llama and mistral are)"),
+        ))
+    }
+}
+
+/// `rope_theta` at the top level, or inside `rope_parameters` (transformers v5); scaled RoPE
+/// variants are refused rather than silently computed wrong.
+fn rope_theta_of(raw: &RawConfig) -> Result<f64, ConfigError> {
+    for (name, v) in [
+        ("rope_parameters", &raw.rope_parameters),
+        ("rope_scaling", &raw.rope_scaling),
+    ] {
+        if let Some(Value::Object(o)) = v {
+            if let Some(kind) = o.get("rope_type").and_then(Value::as_str) {
+                if kind != "default" {
+                    return Err(field_err(
+                        name,
+                        format!("rope_type `{kind}` is not supported"),
+                    ));
+                }
+            }
+        }
+    }
+    let nested = raw
+        .rope_parameters
+        .as_ref()
+        .and_then(|p| p.get("rope_theta"))
+        .and_then(Value::as_f64);
+    Ok(raw.rope_theta.or(nested).unwrap_or(10_000.0))
+}
+
+fn task_map(
+    raw: BTreeMap<String, usize>,
+    experts: usize,
+) -> Result<BTreeMap<Task, usize>, ConfigError> {
+    raw.into_iter()
+        .map(|(name, e)| {
+            let task: Task = name
+                .parse()
+                .map_err(|err| field_err("task_experts", format!("{err}")))?;
+            if e >= experts {
+                return Err(field_err(
+                    "task_experts",
+                    format!("task `{name}` maps to expert {e}, but the model has {experts}"),
+                ));
+            }
+            Ok((task, e))
+        })
+        .collect()
+}
+
+fn first_id(v: &Value) -> Option<u32> {
+    all_ids(v).into_iter().next()
+}
+
+fn all_ids(v: &Value) -> Vec<u32> {
+    match v {
+        Value::Number(n) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|x| x as u32)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIXTRAL_8X7B: &str = r#"{
+      "architectures": ["MixtralForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 1,
+      "eos_token_id": 2, "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02,
+      "intermediate_size": 14336, "max_position_embeddings": 32768, "model_type": "mixtral",
+      "num_attention_heads": 32, "num_experts_per_tok": 2, "num_hidden_layers": 32,
+      "num_key_value_heads": 8, "num_local_experts": 8, "output_router_logits": false,
+      "rms_norm_eps": 1e-05, "rope_theta": 1e6, "router_aux_loss_coef": 0.02,
+      "sliding_window": null, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+      "transformers_version": "4.36.0.dev0", "use_cache": true, "vocab_size": 32000 }"#;
+
+    #[test]
+    fn reads_the_published_mixtral_config() {
+        let c = ModelConfig::from_json(MIXTRAL_8X7B).unwrap();
+        assert_eq!(c.architecture, Architecture::Mixtral);
+        assert_eq!((c.num_local_experts, c.num_experts_per_tok), (8, 2));
+        assert_eq!(c.head_dim, 128);
+        assert_eq!(c.rope_theta, 1e6);
+        assert_eq!(c.sliding_window, None);
+        assert_eq!(c.eos_token_ids, vec![2]);
+        assert_eq!(c.dtype.as_deref(), Some("bfloat16"));
+    }
+
+    #[test]
+    fn reads_nested_rope_theta_and_task_map() {
+        let text = r#"{"model_type": "mixtral", "vocab_size": 10, "hidden_size": 8,
+          "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+          "num_local_experts": 4, "num_experts_per_tok": 2, "eos_token_id": [2, 7],
+          "rope_parameters": {"rope_theta": 5000.0, "rope_type": "default"},
+          "task_experts": {"asr": 0, "tec": 3}}"#;
+        let c = ModelConfig::from_json(text).unwrap();
+        assert_eq!(c.rope_theta, 5000.0);
+        assert_eq!(c.num_key_value_heads, 2);
+        assert_eq!(c.task_expert(Task::Asr), Some(0));
+        assert_eq!(c.task_expert(Task::Gec), Some(3));
+        assert_eq!(c.eos_token_ids, vec![2, 7]);
+    }
+
+    #[test]
+    fn refuses_bad_task_maps_and_architectures() {
+        let base = r#""vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
+          "num_hidden_layers": 1, "num_attention_heads": 2"#;
+        let bad_map = format!(
+            r#"{{"model_type": "mixtral", "num_local_experts": 2, {base}, "task_experts": {{"asr": 5}}}}"#
+        );
+        assert!(ModelConfig::from_json(&bad_map)
+            .unwrap_err()
+            .to_string()
+            .contains("expert 5"));
+        let bad_arch = format!(r#"{{"model_type": "gpt2", {base}}}"#);
+        assert!(ModelConfig::from_json(&bad_arch)
+            .unwrap_err()
+            .to_string()
+            .contains("gpt2"));
+    }
+}

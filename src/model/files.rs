@@ -1,0 +1,127 @@
+//! Finding a model's files: a local folder in Hugging Face layout, or a hub id resolved from the
+//! local hub cache (`HF_HOME` / `HF_HUB_CACHE`) with no network.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::ModelError;
+
+/// The files that make a model.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// What the user named: a folder or a hub id.
+    pub spec: String,
+    pub config: PathBuf,
+    pub tokenizer: PathBuf,
+    /// Safetensors shards, in index order (one file for unsharded checkpoints).
+    pub weights: Vec<PathBuf>,
+}
+
+impl ModelFiles {
+    /// Resolves `spec`: an existing folder is read directly; anything else is taken as a hub
+    /// id and looked up in the local hub cache.
+    pub fn resolve(spec: &str) -> Result<Self, ModelError> {
+        let path = Path::new(spec);
+        if path.is_dir() {
+            return Self::from_dir(spec, path);
+        }
+        if path.exists() {
+            return Err(ModelError::files(
+                path,
+                "expected a model folder (config.json, tokenizer.json, *.safetensors)",
+            ));
+        }
+        Self::from_hub_cache(spec)
+    }
+
+    fn from_dir(spec: &str, dir: &Path) -> Result<Self, ModelError> {
+        let need = |name: &str| -> Result<PathBuf, ModelError> {
+            let p = dir.join(name);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(ModelError::files(&p, "missing"))
+            }
+        };
+        let config = need("config.json")?;
+        let tokenizer = need("tokenizer.json")?;
+        let index = dir.join("model.safetensors.index.json");
+        let weights = if index.is_file() {
+            shard_names(&index)?
+                .into_iter()
+                .map(|n| dir.join(n))
+                .collect()
+        } else {
+            vec![need("model.safetensors")?]
+        };
+        for w in &weights {
+            if !w.is_file() {
+                return Err(ModelError::files(
+                    w,
+                    "missing (named by the safetensors index)",
+                ));
+            }
+        }
+        Ok(ModelFiles {
+            spec: spec.to_string(),
+            config,
+            tokenizer,
+            weights,
+        })
+    }
+
+    fn from_hub_cache(id: &str) -> Result<Self, ModelError> {
+        let cache = hf_hub::Cache::from_env();
+        let repo = cache.model(id.to_string());
+        let get = |name: &str| {
+            repo.get(name).ok_or_else(|| {
+                ModelError::files(
+                    Path::new(id),
+                    format!(
+                        "not a local folder, and `{name}` is not in the hub cache at {} (neko works offline: download the model there first, or pass a folder)",
+                        cache.path().display()
+                    ),
+                )
+            })
+        };
+        let config = get("config.json")?;
+        let tokenizer = get("tokenizer.json")?;
+        let weights = match repo.get("model.safetensors.index.json") {
+            Some(index) => shard_names(&index)?
+                .iter()
+                .map(|n| get(n))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec![get("model.safetensors")?],
+        };
+        Ok(ModelFiles {
+            spec: id.to_string(),
+            config,
+            tokenizer,
+            weights,
+        })
+    }
+}
+
+/// The shard file names of a `model.safetensors.index.json`, each once, in first-seen order.
+fn shard_names(index: &Path) -> Result<Vec<String>, ModelError> {
+    let text =
+        std::fs::read_to_string(index).map_err(|e| ModelError::files(index, e.to_string()))?;
+    let json: Value = serde_json::from_str(&text)
+        .map_err(|e| ModelError::files(index, format!("not valid JSON: {e}")))?;
+    let map = json
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ModelError::files(index, "no `weight_map` object"))?;
+    let mut names: Vec<String> = Vec::new();
+    for v in map.values() {
+        let name = v
+            .as_str()
+            .ok_or_else(|| ModelError::files(index, "`weight_map` values must be file names"))?;
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}

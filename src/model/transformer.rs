@@ -1,0 +1,453 @@
+//! A Llama-family decoder with either a dense SwiGLU feed-forward or a Mixtral sparse
+//! Mixture-of-Experts one, following Hugging Face transformers' `modeling_llama.py` and
+//! `modeling_mixtral.py` (Mixtral: Jiang et al. 2024, arXiv 2401.04088).
+//!
+//! Names mirror the checkpoint keys (`self_attn.q_proj`, `block_sparse_moe.experts.3.w1`, ...)
+//! so a weight's code is found by its name. Unlike candle-transformers' Mixtral example this
+//! module batches rows of different lengths (left padding, a padding-aware mask and per-row
+//! positions), keeps a preallocated KV cache that can be reset, keeps routing in tensors, and
+//! can force a task's expert into every token's top-k.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::kv_cache::KvCache;
+use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+
+use super::config::{Architecture, ModelConfig};
+
+/// Which positions' logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last position of each row: `(batch, vocab)`. What generation needs.
+    Last,
+    /// Every position: `(batch, seq, vocab)`. For scoring hypotheses and training.
+    All,
+}
+
+/// Left-padding of each row, in tokens, counted over the whole sequence (cache included).
+pub type Pads = [usize];
+
+/// Rotary position embedding tables, gathered per row so left-padded rows get the positions
+/// they would have unpadded.
+#[derive(Debug, Clone)]
+struct RotaryEmbedding {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl RotaryEmbedding {
+    fn new(cfg: &ModelConfig, dtype: DType, dev: &Device) -> Result<Self> {
+        let half = cfg.head_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1f32 / (cfg.rope_theta as f32).powf(2.0 * i as f32 / cfg.head_dim as f32))
+            .collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, half), dev)?;
+        let max = cfg.max_position_embeddings;
+        let t = Tensor::arange(0u32, max as u32, dev)?
+            .to_dtype(DType::F32)?
+            .reshape((max, 1))?;
+        let freqs = t.matmul(&inv_freq)?;
+        Ok(Self {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+        })
+    }
+
+    /// `(b, q, half)` cos/sin tables for the given flat position ids.
+    fn gather(&self, positions: &Tensor, b: usize, q: usize) -> Result<(Tensor, Tensor)> {
+        let half = self.cos.dim(1)?;
+        let cos = self.cos.index_select(positions, 0)?.reshape((b, q, half))?;
+        let sin = self.sin.index_select(positions, 0)?.reshape((b, q, half))?;
+        Ok((cos, sin))
+    }
+}
+
+/// Grouped-query self-attention with a KV cache.
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    kv_cache: KvCache,
+}
+
+impl Attention {
+    fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        Ok(Self {
+            q_proj: candle_nn::linear_no_bias(h, cfg.num_attention_heads * d, vb.pp("q_proj"))?,
+            k_proj: candle_nn::linear_no_bias(h, cfg.num_key_value_heads * d, vb.pp("k_proj"))?,
+            v_proj: candle_nn::linear_no_bias(h, cfg.num_key_value_heads * d, vb.pp("v_proj"))?,
+            o_proj: candle_nn::linear_no_bias(cfg.num_attention_heads * d, h, vb.pp("o_proj"))?,
+            num_heads: cfg.num_attention_heads,
+            num_kv_heads: cfg.num_key_value_heads,
+            head_dim: d,
+            kv_cache: KvCache::new(2, 1),
+        })
+    }
+
+    fn forward(
+        &mut self,
+        xs: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let (b, q, _) = xs.dims3()?;
+        let heads = |t: Tensor, n: usize| {
+            t.reshape((b, q, n, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let qs = heads(self.q_proj.forward(xs)?, self.num_heads)?;
+        let ks = heads(self.k_proj.forward(xs)?, self.num_kv_heads)?;
+        let vs = heads(self.v_proj.forward(xs)?, self.num_kv_heads)?;
+        let qs = candle_nn::rotary_emb::rope(&qs, cos, sin)?;
+        let ks = candle_nn::rotary_emb::rope(&ks, cos, sin)?;
+        let (ks, vs) = self.kv_cache.append(&ks, &vs)?;
+        let rep = self.num_heads / self.num_kv_heads;
+        let ks = candle_transformers::utils::repeat_kv(ks, rep)?.contiguous()?;
+        let vs = candle_transformers::utils::repeat_kv(vs, rep)?.contiguous()?;
+        // (b, heads, q, kv); softmax in f32 as transformers does, whatever the weights' dtype.
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (qs.matmul(&ks.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
+        let out = probs.to_dtype(vs.dtype())?.matmul(&vs)?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b, q, self.num_heads * self.head_dim))?;
+        self.o_proj.forward(&out)
+    }
+}
+
+/// The dense SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            gate_proj: candle_nn::linear_no_bias(h, i, vb.pp("gate_proj"))?,
+            up_proj: candle_nn::linear_no_bias(h, i, vb.pp("up_proj"))?,
+            down_proj: candle_nn::linear_no_bias(i, h, vb.pp("down_proj"))?,
+        })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let gated = candle_nn::ops::silu(&self.gate_proj.forward(xs)?)?;
+        self.down_proj
+            .forward(&(gated * self.up_proj.forward(xs)?)?)
+    }
+}
+
+/// One Mixtral expert: `w2(silu(w1(x)) * w3(x))`.
+#[derive(Debug, Clone)]
+struct Expert {
+    w1: Linear,
+    w2: Linear,
+    w3: Linear,
+}
+
+impl Expert {
+    fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            w1: candle_nn::linear_no_bias(h, i, vb.pp("w1"))?,
+            w2: candle_nn::linear_no_bias(i, h, vb.pp("w2"))?,
+            w3: candle_nn::linear_no_bias(h, i, vb.pp("w3"))?,
+        })
+    }
+}
+
+impl Module for Expert {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let gated = candle_nn::ops::silu(&self.w1.forward(xs)?)?;
+        self.w2.forward(&(gated * self.w3.forward(xs)?)?)
+    }
+}
+
+/// Mixtral's sparse MoE block: a linear gate scores the experts, each token runs its top-k
+/// experts, and their outputs are mixed by the renormalised gate probabilities.
+#[derive(Debug, Clone)]
+struct SparseMoeBlock {
+    gate: Linear,
+    experts: Vec<Expert>,
+    top_k: usize,
+    /// The `(tokens, top_k)` expert ids chosen in the last forward pass, for inspection.
+    last_routing: Option<Tensor>,
+}
+
+impl SparseMoeBlock {
+    fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let gate =
+            candle_nn::linear_no_bias(cfg.hidden_size, cfg.num_local_experts, vb.pp("gate"))?;
+        let experts = (0..cfg.num_local_experts)
+            .map(|e| Expert::new(cfg, vb.pp("experts").pp(e)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            gate,
+            experts,
+            top_k: cfg.num_experts_per_tok,
+            last_routing: None,
+        })
+    }
+
+    /// Top-k expert ids `(n, k)` and their renormalised weights `(n, k)` in f32. A forced
+    /// expert gets a bonus above any probability so it is always selected, while its weight
+    /// stays the gate's own probability.
+    fn route(&self, xs: &Tensor, forced: Option<usize>) -> Result<(Tensor, Tensor)> {
+        let logits = self.gate.forward(xs)?.to_dtype(DType::F32)?;
+        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
+        let selection = match forced {
+            Some(e) => {
+                let n_exp = self.experts.len();
+                let mut bonus = vec![0f32; n_exp];
+                bonus[e] = 2.0;
+                probs.broadcast_add(&Tensor::from_vec(bonus, (1, n_exp), xs.device())?)?
+            }
+            None => probs.clone(),
+        };
+        let ids = selection
+            .arg_sort_last_dim(false)?
+            .narrow(D::Minus1, 0, self.top_k)?
+            .contiguous()?;
+        let weights = probs.gather(&ids, D::Minus1)?;
+        let weights = weights.broadcast_div(&weights.sum_keepdim(D::Minus1)?)?;
+        Ok((ids, weights))
+    }
+
+    fn forward(&mut self, xs: &Tensor, forced: Option<usize>) -> Result<Tensor> {
+        let (b, s, h) = xs.dims3()?;
+        let flat = xs.reshape((b * s, h))?;
+        let (ids, weights) = self.route(&flat, forced)?;
+        let weights = weights.to_dtype(xs.dtype())?.flatten_all()?;
+        // Group (token, slot) pairs by expert; each expert then runs one matmul over its tokens.
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); self.experts.len()];
+        let mut slots: Vec<Vec<u32>> = vec![Vec::new(); self.experts.len()];
+        for (token, chosen) in ids.to_vec2::<u32>()?.iter().enumerate() {
+            for (slot, &e) in chosen.iter().enumerate() {
+                rows[e as usize].push(token as u32);
+                slots[e as usize].push((token * self.top_k + slot) as u32);
+            }
+        }
+        let mut out = flat.zeros_like()?;
+        for (e, expert) in self.experts.iter().enumerate() {
+            if rows[e].is_empty() {
+                continue;
+            }
+            let idx = Tensor::new(rows[e].as_slice(), xs.device())?;
+            let w = weights.index_select(&Tensor::new(slots[e].as_slice(), xs.device())?, 0)?;
+            let y = expert.forward(&flat.index_select(&idx, 0)?)?;
+            out = out.index_add(&idx, &y.broadcast_mul(&w.unsqueeze(1)?)?, 0)?;
+        }
+        self.last_routing = Some(ids);
+        out.reshape((b, s, h))
+    }
+}
+
+#[derive(Debug, Clone)]
+enum FeedForward {
+    Dense(Mlp),
+    Sparse(SparseMoeBlock),
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    self_attn: Attention,
+    feed_forward: FeedForward,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let feed_forward = match cfg.architecture {
+            Architecture::Dense => FeedForward::Dense(Mlp::new(cfg, vb.pp("mlp"))?),
+            Architecture::Mixtral => {
+                FeedForward::Sparse(SparseMoeBlock::new(cfg, vb.pp("block_sparse_moe"))?)
+            }
+        };
+        let eps = cfg.rms_norm_eps;
+        Ok(Self {
+            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            feed_forward,
+            input_layernorm: candle_nn::rms_norm(cfg.hidden_size, eps, vb.pp("input_layernorm"))?,
+            post_attention_layernorm: candle_nn::rms_norm(
+                cfg.hidden_size,
+                eps,
+                vb.pp("post_attention_layernorm"),
+            )?,
+        })
+    }
+
+    fn forward(
+        &mut self,
+        xs: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        forced: Option<usize>,
+    ) -> Result<Tensor> {
+        let attn = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(xs)?, cos, sin, mask)?;
+        let xs = (xs + attn)?;
+        let normed = self.post_attention_layernorm.forward(&xs)?;
+        let ff = match &mut self.feed_forward {
+            FeedForward::Dense(mlp) => mlp.forward(&normed)?,
+            FeedForward::Sparse(moe) => moe.forward(&normed, forced)?,
+        };
+        xs + ff
+    }
+}
+
+/// The decoder: embeddings, layers, final norm and LM head (`model.*` and `lm_head` keys).
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rotary: RotaryEmbedding,
+    sliding_window: Option<usize>,
+    device: Device,
+    dtype: DType,
+}
+
+impl Transformer {
+    /// Builds the decoder from a `VarBuilder` over the checkpoint's tensors.
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let vb_m = vb.pp("model");
+        let embed_tokens =
+            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb_m.pp("embed_tokens"))?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::new(cfg, vb_m.pp("layers").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb_m.pp("norm"))?;
+        // Tied models (SmolLM2) store no lm_head; they project with the embedding matrix.
+        let lm_head = if cfg.tie_word_embeddings && !vb.contains_tensor("lm_head.weight") {
+            Linear::new(embed_tokens.embeddings().clone(), None)
+        } else {
+            candle_nn::linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
+        };
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary: RotaryEmbedding::new(cfg, vb.dtype(), vb.device())?,
+            sliding_window: cfg.sliding_window,
+            device: vb.device().clone(),
+            dtype: vb.dtype(),
+        })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dtype of the weights and activations.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Tokens already in the KV cache.
+    pub fn cached_len(&self) -> usize {
+        self.layers
+            .first()
+            .map(|l| l.self_attn.kv_cache.current_seq_len())
+            .unwrap_or(0)
+    }
+
+    /// Empties the KV cache and preallocates room for `capacity` positions per row, so
+    /// decoding appends in place instead of concatenating.
+    pub fn reset(&mut self, capacity: usize) {
+        for layer in &mut self.layers {
+            layer.self_attn.kv_cache = KvCache::new(2, capacity.max(1));
+        }
+    }
+
+    /// Runs `input_ids` `(b, q)` after whatever is in the cache. `pads[i]` is row i's left
+    /// padding over the whole sequence; `forced` is the expert forced into every token's
+    /// top-k (task routing), if any. Returns f32 logits per [`Logits`].
+    pub fn forward(
+        &mut self,
+        input_ids: &Tensor,
+        pads: &Pads,
+        forced: Option<usize>,
+        logits: Logits,
+    ) -> Result<Tensor> {
+        let (b, q) = input_ids.dims2()?;
+        if pads.len() != b {
+            candle_core::bail!("{} pad lengths for a batch of {b}", pads.len());
+        }
+        let offset = self.cached_len();
+        let positions = self.positions(pads, offset, q)?;
+        let (cos, sin) = self.rotary.gather(&positions, b, q)?;
+        let mask = self.mask(pads, offset, q)?;
+        let mut xs = self.embed_tokens.forward(input_ids)?;
+        for layer in &mut self.layers {
+            xs = layer.forward(&xs, &cos, &sin, &mask, forced)?;
+        }
+        let xs = match logits {
+            Logits::Last => xs.narrow(1, q - 1, 1)?.squeeze(1)?,
+            Logits::All => xs,
+        };
+        self.lm_head
+            .forward(&self.norm.forward(&xs)?)?
+            .to_dtype(DType::F32)
+    }
+
+    /// The `(tokens, top_k)` expert ids each MoE layer chose in the last forward pass (empty
+    /// for dense models).
+    pub fn last_routing(&self) -> Vec<Tensor> {
+        self.layers
+            .iter()
+            .filter_map(|l| match &l.feed_forward {
+                FeedForward::Sparse(moe) => moe.last_routing.clone(),
+                FeedForward::Dense(_) => None,
+            })
+            .collect()
+    }
+
+    /// Position ids: row i's token at absolute index t sits at `t - pads[i]`, as unpadded.
+    fn positions(&self, pads: &Pads, offset: usize, q: usize) -> Result<Tensor> {
+        let ids: Vec<u32> = pads
+            .iter()
+            .flat_map(|&p| (offset..offset + q).map(move |t| t.saturating_sub(p) as u32))
+            .collect();
+        Tensor::new(ids.as_slice(), &self.device)
+    }
+
+    /// Additive attention mask `(b, 1, q, kv)`: causal, blind to left padding, and within the
+    /// sliding window. A padding query attends to itself only, so no row is all `-inf`.
+    fn mask(&self, pads: &Pads, offset: usize, q: usize) -> Result<Tensor> {
+        let kv = offset + q;
+        let window = self.sliding_window.unwrap_or(usize::MAX);
+        let mut data = Vec::with_capacity(pads.len() * q * kv);
+        for &p in pads {
+            for t in offset..offset + q {
+                for j in 0..kv {
+                    let visible = if t < p {
+                        j == t
+                    } else {
+                        j >= p && j <= t && t - j < window
+                    };
+                    data.push(if visible { 0f32 } else { f32::NEG_INFINITY });
+                }
+            }
+        }
+        Tensor::from_vec(data, (pads.len(), 1, q, kv), &self.device)
+    }
+}

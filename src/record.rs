@@ -1,0 +1,506 @@
+//! N-best records: reading every shape users have (JSONL, HyPoradise JSON arrays, plain text)
+//! into one [`Record`], each with the place it came from so errors can name file, line and field.
+//!
+//! Format detection is by content: a file whose first non-blank byte is `[` is a JSON array
+//! (the HyPoradise files); anything else is read line by line, where a line is a JSON object,
+//! a JSON string, or plain text taken as a 1-best.
+
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+/// One input record, normalised from whichever shape it arrived in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The record's `id` as given (string or number), or its 0-based position in the input.
+    pub id: Value,
+    /// The record's own `task` field, unparsed (validated where the task is needed).
+    pub task: Option<String>,
+    /// Hypotheses, best first. May contain duplicates (HyPoradise pads short lists).
+    pub hypotheses: Vec<String>,
+    /// Recogniser scores aligned with `hypotheses` (`scores`, `am_score`, `score`, `nbest[].score`).
+    pub scores: Option<Vec<f64>>,
+    /// The reference transcript (`output`), when present.
+    pub reference: Option<String>,
+    /// A corrected text (`prediction`), present in files written by `neko correct`.
+    pub prediction: Option<String>,
+    /// The record's `source` (a sub-corpus or recogniser name), used to group scores.
+    pub source: Option<String>,
+    /// HyPoradise's per-record `instruction`, when present.
+    pub instruction: Option<String>,
+    /// An `error` already carried by the record (e.g. a failed record in a `neko correct` output).
+    pub error: Option<Value>,
+}
+
+impl Record {
+    /// A record holding only hypotheses, for tests and callers building records by hand.
+    pub fn from_hypotheses(id: Value, hypotheses: Vec<String>) -> Self {
+        Record {
+            id,
+            task: None,
+            hypotheses,
+            scores: None,
+            reference: None,
+            prediction: None,
+            source: None,
+            instruction: None,
+            error: None,
+        }
+    }
+
+    /// The 1-best hypothesis, if there is one.
+    pub fn best(&self) -> Option<&str> {
+        self.hypotheses.first().map(String::as_str)
+    }
+}
+
+/// Why one record could not be read. The location is carried by the [`Entry`] around it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", field.as_deref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+pub struct RecordError {
+    /// The field at fault, when one is.
+    pub field: Option<String>,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl RecordError {
+    fn new(field: Option<&str>, message: impl Into<String>) -> Self {
+        RecordError {
+            field: field.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+/// A record, or the reason it could not be read, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// 0-based position among the input's records (also the default id).
+    pub index: usize,
+    /// 1-based line where the record starts.
+    pub line: usize,
+    /// The parsed record, or what was wrong with it.
+    pub record: Result<Record, RecordError>,
+}
+
+impl Entry {
+    /// The record's id, or its position when it could not be read.
+    pub fn id(&self) -> Value {
+        match &self.record {
+            Ok(r) => r.id.clone(),
+            Err(_) => Value::from(self.index),
+        }
+    }
+}
+
+/// Reads a whole input: a file path, or `-` for standard input.
+pub fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut buf)?;
+        Ok(buf)
+    } else {
+        std::fs::read(path)
+    }
+}
+
+/// The display name of an input, as used in messages (`<stdin>` for `-`).
+pub fn input_name(path: &Path) -> String {
+    if path.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// Reads and parses one input file (or `-`). I/O errors are whole-file errors; everything else
+/// is reported per record.
+pub fn read_path(path: &Path) -> std::io::Result<Vec<Entry>> {
+    Ok(parse(&read_input(path)?))
+}
+
+/// Parses the bytes of an input, detecting its format from content.
+pub fn parse(bytes: &[u8]) -> Vec<Entry> {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
+    match start {
+        Some(i) if bytes[i] == b'[' => parse_array(bytes, i),
+        Some(_) => parse_lines(bytes),
+        None => Vec::new(),
+    }
+}
+
+/// JSON Lines (or plain text lines). Blank lines are not records.
+fn parse_lines(bytes: &[u8]) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let index = entries.len();
+        let record = match std::str::from_utf8(raw) {
+            Ok(text) => parse_line(text, index),
+            Err(e) => Err(RecordError::new(
+                None,
+                format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
+            )),
+        };
+        entries.push(Entry {
+            index,
+            line: n + 1,
+            record,
+        });
+    }
+    entries
+}
+
+fn parse_line(text: &str, index: usize) -> Result<Record, RecordError> {
+    let trimmed = text.trim();
+    if trimmed.starts_with('{') || trimmed.starts_with('"') {
+        let value: Value = serde_json::from_str(trimmed)
+            .map_err(|e| RecordError::new(None, format!("broken JSON: {e}")))?;
+        from_value(value, index)
+    } else {
+        // A plain text line is a 1-best with nothing else known.
+        Ok(Record::from_hypotheses(
+            Value::from(index),
+            vec![trimmed.to_string()],
+        ))
+    }
+}
+
+/// A JSON array of records. Elements are located by a small scanner so each record keeps its
+/// line number and a bad element does not take the others with it.
+fn parse_array(bytes: &[u8], open: usize) -> Vec<Entry> {
+    let spans = match array_element_spans(bytes, open) {
+        Ok(spans) => spans,
+        Err((offset, message)) => {
+            return vec![Entry {
+                index: 0,
+                line: line_of(bytes, offset),
+                record: Err(RecordError::new(None, message)),
+            }]
+        }
+    };
+    spans
+        .into_iter()
+        .enumerate()
+        .map(|(index, (s, e))| {
+            let record = match std::str::from_utf8(&bytes[s..e]) {
+                Ok(text) => serde_json::from_str::<Value>(text)
+                    .map_err(|err| RecordError::new(None, format!("broken JSON: {err}")))
+                    .and_then(|v| from_value(v, index)),
+                Err(err) => Err(RecordError::new(
+                    None,
+                    format!("invalid UTF-8 at byte {} of the record", err.valid_up_to()),
+                )),
+            };
+            Entry {
+                index,
+                line: line_of(bytes, s),
+                record,
+            }
+        })
+        .collect()
+}
+
+fn line_of(bytes: &[u8], offset: usize) -> usize {
+    1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count()
+}
+
+/// Byte spans of the top-level elements of the array starting at `open`, or the offset and
+/// description of the first structural error.
+fn array_element_spans(bytes: &[u8], open: usize) -> Result<Vec<(usize, usize)>, (usize, String)> {
+    let mut spans = Vec::new();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut start: Option<usize> = None;
+    for (i, &b) in bytes.iter().enumerate().skip(open) {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                if depth == 0 {
+                    return Err((i, "unbalanced brackets in JSON array".into()));
+                }
+                depth -= 1;
+                if depth == 0 {
+                    close_span(&mut spans, &mut start, bytes, i);
+                    return Ok(spans);
+                }
+            }
+            b',' if depth == 1 => {
+                close_span(&mut spans, &mut start, bytes, i);
+                continue;
+            }
+            _ => {}
+        }
+        if depth >= 1 && start.is_none() && !b.is_ascii_whitespace() && i != open {
+            start = Some(i);
+        }
+    }
+    Err((bytes.len(), "unterminated JSON array".into()))
+}
+
+fn close_span(
+    spans: &mut Vec<(usize, usize)>,
+    start: &mut Option<usize>,
+    bytes: &[u8],
+    end: usize,
+) {
+    if let Some(s) = start.take() {
+        let mut e = end;
+        while e > s && bytes[e - 1].is_ascii_whitespace() {
+            e -= 1;
+        }
+        spans.push((s, e));
+    }
+}
+
+/// Builds a record from a parsed JSON value (an object, or a bare string as a 1-best).
+pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
+    let obj = match value {
+        Value::Object(obj) => obj,
+        Value::String(s) => return Ok(Record::from_hypotheses(Value::from(index), vec![s])),
+        other => {
+            return Err(RecordError::new(
+                None,
+                format!("expected an object, found {}", kind(&other)),
+            ))
+        }
+    };
+    let (hypotheses, nbest_scores) = hypotheses_of(&obj)?;
+    let scores = match nbest_scores {
+        Some(s) => Some(s),
+        None => scores_of(&obj)?,
+    };
+    Ok(Record {
+        id: match obj.get("id") {
+            Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
+            Some(Value::Null) | None => Value::from(index),
+            Some(other) => {
+                return Err(RecordError::new(
+                    Some("id"),
+                    format!("expected a string or number, found {}", kind(other)),
+                ))
+            }
+        },
+        task: opt_string(&obj, "task")?,
+        hypotheses,
+        scores,
+        reference: opt_string(&obj, "output")?,
+        prediction: opt_string(&obj, "prediction")?,
+        source: opt_string(&obj, "source")?,
+        instruction: opt_string(&obj, "instruction")?,
+        error: obj.get("error").filter(|v| !v.is_null()).cloned(),
+    })
+}
+
+type Hypotheses = (Vec<String>, Option<Vec<f64>>);
+
+/// The hypothesis list, from `input`, `hypotheses`, `nbest`, or (for `neko correct` output
+/// files) `best`. An empty list is an error: there is nothing to correct or score.
+fn hypotheses_of(obj: &Map<String, Value>) -> Result<Hypotheses, RecordError> {
+    for field in ["input", "hypotheses"] {
+        if let Some(v) = obj.get(field) {
+            let hyps = string_list(v, field)?;
+            return non_empty(hyps, field).map(|h| (h, None));
+        }
+    }
+    if let Some(v) = obj.get("nbest") {
+        return nbest_of(v);
+    }
+    if let Some(v) = obj.get("best") {
+        let best = v
+            .as_str()
+            .ok_or_else(|| RecordError::new(Some("best"), "expected a string"))?;
+        return Ok((vec![best.to_string()], None));
+    }
+    Err(RecordError::new(
+        Some("input"),
+        "missing: a record needs `input` (a list of hypotheses), `hypotheses` or `nbest`",
+    ))
+}
+
+fn non_empty(hyps: Vec<String>, field: &str) -> Result<Vec<String>, RecordError> {
+    if hyps.is_empty() {
+        Err(RecordError::new(
+            Some(field),
+            "the hypothesis list is empty",
+        ))
+    } else {
+        Ok(hyps)
+    }
+}
+
+fn string_list(v: &Value, field: &str) -> Result<Vec<String>, RecordError> {
+    match v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                item.as_str().map(str::to_string).ok_or_else(|| {
+                    RecordError::new(
+                        Some(&format!("{field}[{i}]")),
+                        format!("expected a string, found {}", kind(item)),
+                    )
+                })
+            })
+            .collect(),
+        other => Err(RecordError::new(
+            Some(field),
+            format!("expected a list of strings, found {}", kind(other)),
+        )),
+    }
+}
+
+/// `nbest`: a list of `{"text": ..., "score": ...}` objects (or plain strings).
+fn nbest_of(v: &Value) -> Result<Hypotheses, RecordError> {
+    let items = v
+        .as_array()
+        .ok_or_else(|| RecordError::new(Some("nbest"), "expected a list"))?;
+    let mut hyps = Vec::with_capacity(items.len());
+    let mut scores = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("nbest[{i}]");
+        match item {
+            Value::String(s) => hyps.push(s.clone()),
+            Value::Object(o) => {
+                let text = o.get("text").and_then(Value::as_str).ok_or_else(|| {
+                    RecordError::new(Some(&format!("{field}.text")), "expected a string")
+                })?;
+                hyps.push(text.to_string());
+                if let Some(s) = o.get("score").and_then(Value::as_f64) {
+                    scores.push(s);
+                }
+            }
+            other => {
+                return Err(RecordError::new(
+                    Some(&field),
+                    format!("expected an object with `text`, found {}", kind(other)),
+                ))
+            }
+        }
+    }
+    let hyps = non_empty(hyps, "nbest")?;
+    let scores = (scores.len() == hyps.len()).then_some(scores);
+    Ok((hyps, scores))
+}
+
+fn scores_of(obj: &Map<String, Value>) -> Result<Option<Vec<f64>>, RecordError> {
+    for field in ["scores", "am_score", "score"] {
+        if let Some(v) = obj.get(field) {
+            let list = match v {
+                Value::Array(items) => items
+                    .iter()
+                    .map(|x| {
+                        x.as_f64().ok_or_else(|| {
+                            RecordError::new(Some(field), "expected a list of numbers")
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                Value::Number(n) => vec![n.as_f64().unwrap_or(f64::NAN)],
+                Value::Null => continue,
+                _ => return Err(RecordError::new(Some(field), "expected a list of numbers")),
+            };
+            return Ok(Some(list));
+        }
+    }
+    Ok(None)
+}
+
+fn opt_string(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, RecordError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(RecordError::new(
+            Some(field),
+            format!("expected a string, found {}", kind(other)),
+        )),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(entries: &[Entry]) -> Vec<&Record> {
+        entries.iter().map(|e| e.record.as_ref().unwrap()).collect()
+    }
+
+    #[test]
+    fn jsonl_shapes() {
+        let text = concat!(
+            "{\"id\": \"a\", \"input\": [\"x y\", \"x z\"], \"output\": \"x y\", \"task\": \"asr\"}\n",
+            "\n",
+            "{\"hypotheses\": [\"h1\", \"h2\"]}\n",
+            "{\"nbest\": [{\"text\": \"n1\", \"score\": -1.5}, {\"text\": \"n2\", \"score\": -2}]}\n",
+            "just a plain line\n",
+            "\"a json string\"\n",
+        );
+        let entries = parse(text.as_bytes());
+        let r = ok(&entries);
+        assert_eq!(r.len(), 5);
+        assert_eq!(r[0].id, Value::from("a"));
+        assert_eq!(r[0].reference.as_deref(), Some("x y"));
+        assert_eq!(r[1].hypotheses, vec!["h1", "h2"]);
+        assert_eq!(r[1].id, Value::from(1));
+        assert_eq!(r[2].scores, Some(vec![-1.5, -2.0]));
+        assert_eq!(r[3].hypotheses, vec!["just a plain line"]);
+        assert_eq!(r[4].hypotheses, vec!["a json string"]);
+        assert_eq!(entries[2].line, 4);
+    }
+
+    #[test]
+    fn array_keeps_lines_and_isolates_bad_elements() {
+        let text = "[\n  {\"input\": [\"a\"], \"output\": \"a\"},\n  {\"input\": []},\n  {\"input\": [\"b, ]\"], \"am_score\": [1.0]}\n]";
+        let entries = parse(text.as_bytes());
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[1].line, 3);
+        assert!(entries[1].record.is_err());
+        let third = entries[2].record.as_ref().unwrap();
+        assert_eq!(third.hypotheses, vec!["b, ]"]);
+        assert_eq!(third.scores, Some(vec![1.0]));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let entries = parse(b"{\"input\": [\"a\", 3]}\n{\"input\": \nnot json\n\xff\xfe\n");
+        let msgs: Vec<String> = entries
+            .iter()
+            .map(|e| {
+                e.record
+                    .as_ref()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert!(msgs[0].contains("input[1]"), "{}", msgs[0]);
+        assert!(msgs[1].contains("broken JSON"), "{}", msgs[1]);
+        assert!(entries[2].record.is_ok(), "plain text line");
+        assert!(msgs[3].contains("UTF-8"), "{}", msgs[3]);
+    }
+}

@@ -1,0 +1,3 @@
+//! neko's integration tests: one binary, one module per area, shared helpers in `util`.
+
+mod util;
