@@ -1,0 +1,1 @@
+//! Scoring of record files: reports, groups, signatures (see `neko eval`).

@@ -1,0 +1,1 @@
+//! Metrics: alignment-based WER/CER, BLEU, chrF, GLEU and GEC edit scores.

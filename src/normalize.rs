@@ -1,0 +1,1 @@
+//! Text normalisers for scoring, as named, versioned, composable stages.
