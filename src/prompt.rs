@@ -2,10 +2,8 @@
 //! overridable with `--prompt FILE`.
 //!
 //! A template is plain text with placeholders:
-//! - `{best}`: the 1-best hypothesis, with a full stop added when it has no final punctuation
-//!   (HyPoradise's `input1`);
-//! - `{others}`: the other hypotheses, each so terminated and followed by a space
-//!   (HyPoradise's `input2`);
+//! - `{best}`: the 1-best hypothesis followed by a full stop (HyPoradise's `input1`);
+//! - `{others}`: the other hypotheses, each followed by `. ` (HyPoradise's `input2`);
 //! - `{hypotheses}`: every hypothesis on its own numbered line (`1. ...`);
 //! - `{n}`: the number of hypotheses;
 //! - `{#others}...{/others}`: a block kept only when there is more than one hypothesis.
@@ -106,14 +104,10 @@ fn sanitize(h: &str) -> String {
     flat.replace(SECTION_MARKER, "# # #")
 }
 
-/// Adds a full stop unless the text already ends in sentence punctuation.
+/// Appends a full stop, always, as Hypo2Trans builds `input1`/`input2` (even after existing
+/// punctuation): training and inference then see the same text as the published baselines.
 fn terminate(h: &str) -> String {
-    let t = h.trim_end();
-    if t.ends_with(['.', '?', '!', '。']) {
-        t.to_string()
-    } else {
-        format!("{t}.")
-    }
+    format!("{h}.")
 }
 
 fn conditional_block(text: &str, name: &str, keep: bool) -> String {
@@ -169,7 +163,7 @@ mod tests {
 
     #[test]
     fn one_hypothesis_drops_the_others_block() {
-        let p = Template::builtin(Task::Ocr).render(&s(&["Thad a dream."]));
+        let p = Template::builtin(Task::Ocr).render(&s(&["Thad a dream"]));
         assert!(!p.contains("Other"), "{p}");
         assert!(
             p.contains("### Recognised-text:\nThad a dream.\n\n### Response:\n"),

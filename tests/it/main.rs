@@ -1,3 +1,5 @@
 //! neko's integration tests: one binary, one module per area, shared helpers in `util`.
 
+mod correct;
+mod model;
 mod util;

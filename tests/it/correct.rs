@@ -1,0 +1,282 @@
+//! `neko correct` and `neko info` end to end, and reading every record variant.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use neko::prompt::Template;
+use neko::record;
+use neko::Task;
+use serde_json::Value;
+
+use crate::util::{fixture, neko, shared_data};
+
+fn lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_hyporadise_variant_parses() {
+    let entries = record::read_path(&fixture("records/variants.json")).unwrap();
+    let recs: Vec<_> = entries.iter().map(|e| e.record.as_ref().unwrap()).collect();
+    assert_eq!(recs.len(), 4);
+    assert!(recs
+        .iter()
+        .all(|r| r.hypotheses.len() == 5 && r.reference.is_some()));
+    assert_eq!(recs[1].id, Value::from("q0001"));
+    assert_eq!(recs[1].scores.as_ref().unwrap()[1], -2.5);
+    assert_eq!(recs[2].scores.as_ref().unwrap().len(), 5);
+    assert!(recs[3].instruction.is_some());
+    assert_eq!(entries[3].line, 19);
+}
+
+#[test]
+fn asr_prompt_reproduces_hyporadise_input1_and_input2() {
+    let text = std::fs::read_to_string(fixture("records/variants.json")).unwrap();
+    let raw: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let rec = record::read_path(&fixture("records/variants.json")).unwrap()[0]
+        .record
+        .clone()
+        .unwrap();
+    let prompt = Template::builtin(Task::Asr).render(&rec.hypotheses);
+    let (i1, i2) = (
+        raw[0]["input1"].as_str().unwrap(),
+        raw[0]["input2"].as_str().unwrap(),
+    );
+    assert!(prompt.contains(&format!(
+        "### Best-hypothesis:\n{i1}\n\n### Other-hypothesis:\n{i2}\n\n### Response:\n"
+    )));
+}
+
+/// On the real files: every record of every test set reads, and the prompt built from
+/// `input` equals the one Hypo2Trans builds from `input1`/`input2`, except on the few records
+/// where the published `input1`/`input2` disagree with `input` itself (`<unk>` vs `<UNK>`).
+#[test]
+fn shared_hyporadise_files_read_and_prompt_like_hypo2trans() {
+    let Some(dir) = shared_data("hyporadise/test") else {
+        return;
+    };
+    let want = [
+        ("atis", 809),
+        ("chime4", 1320),
+        ("cv", 2000),
+        ("lrs2", 2259),
+        ("ls_clean", 2620),
+        ("swbd", 2000),
+        ("wsj_score", 836),
+    ];
+    let template = Template::builtin(Task::Asr);
+    let mut quirks = 0;
+    for (set, n) in want {
+        let path = dir.join(format!("test_{set}.json"));
+        let entries = record::read_path(&path).unwrap();
+        assert_eq!(entries.len(), n, "{set}");
+        let raw: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for (e, r) in entries.iter().zip(&raw) {
+            let rec = e
+                .record
+                .as_ref()
+                .unwrap_or_else(|err| panic!("{set} line {}: {err}", e.line));
+            assert_eq!(rec.hypotheses.len(), 5);
+            if let (Some(i1), Some(i2)) = (r["input1"].as_str(), r["input2"].as_str()) {
+                let p = template.render(&rec.hypotheses);
+                quirks +=
+                    usize::from(!p.contains(&format!("\n{i1}\n\n### Other-hypothesis:\n{i2}\n\n")));
+            }
+        }
+    }
+    assert!(quirks <= 3, "{quirks} prompts differ from Hypo2Trans's");
+}
+
+#[test]
+fn correct_writes_one_record_per_input_in_order() {
+    let out = neko()
+        .args(["correct", "--task", "asr", "--model"])
+        .arg(fixture("tiny-mixtral"))
+        .arg(fixture("records/shapes.jsonl"))
+        .arg(fixture("records/variants.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = lines(&out.stdout);
+    assert_eq!(recs.len(), 9);
+    let ids: Vec<Value> = recs.iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(
+        &ids[..5],
+        &[
+            Value::from("w1"),
+            Value::from(7),
+            Value::from(2),
+            Value::from(3),
+            Value::from("o1")
+        ]
+    );
+    assert_eq!(ids[6], Value::from("q0001"));
+    // A record's own task wins over --task; the reference passes through; best is the 1-best.
+    assert_eq!(recs[4]["task"], "ocr");
+    assert_eq!(recs[0]["task"], "asr");
+    assert_eq!(recs[1]["output"], "i was here first");
+    assert_eq!(recs[1]["best"], "i was her first");
+    assert!(recs
+        .iter()
+        .all(|r| r["prediction"].is_string() && r.get("error").is_none()));
+}
+
+#[test]
+fn correct_batched_equals_unbatched_end_to_end() {
+    let run = |batch: &str| {
+        let out = neko()
+            .args([
+                "correct",
+                "--task",
+                "asr",
+                "--batch-size",
+                batch,
+                "--max-new-tokens",
+                "12",
+                "--model",
+            ])
+            .arg(fixture("tiny-llama"))
+            .arg(fixture("records/variants.json"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    assert_eq!(run("1"), run("4"));
+}
+
+#[test]
+fn correct_reads_stdin_and_writes_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out.jsonl");
+    let mut child = neko()
+        .args(["correct", "--task", "gec", "--routing", "task", "-o"])
+        .arg(&dest)
+        .arg("--model")
+        .arg(fixture("tiny-mixtral"))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"she go to school\n{\"input\": [\"they was here\"]}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    let recs = lines(&std::fs::read(&dest).unwrap());
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["best"], "she go to school");
+    // Only the destination is left: the temporary file was renamed.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn missing_task_is_a_clear_error() {
+    let out = neko()
+        .args(["correct", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg(fixture("records/variants.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--task"));
+}
+
+#[test]
+fn task_routing_needs_a_task_map() {
+    // A dense model has no experts to force; a Mixtral without the task in its map is refused.
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(fixture("tiny-mixtral")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let cfg = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("\"task_experts\"", "\"unused_map\"");
+    std::fs::write(&cfg, text).unwrap();
+    let out = neko()
+        .args(["correct", "--task", "asr", "--routing", "task", "--model"])
+        .arg(dir.path())
+        .arg(fixture("records/variants.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("task_experts"));
+}
+
+#[test]
+fn bad_records_get_an_error_and_the_run_goes_on() {
+    let mut child = neko()
+        .args(["correct", "--task", "asr", "--model"])
+        .arg(fixture("tiny-llama"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"input\": []}\n{\"input\": [\"ok then\"]}\n{broken\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let recs = lines(&out.stdout);
+    assert_eq!(recs.len(), 3);
+    assert_eq!(recs[0]["error"]["field"], "input");
+    assert_eq!(recs[0]["error"]["line"], 1);
+    assert_eq!(recs[0]["error"]["file"], "<stdin>");
+    assert!(recs[1].get("error").is_none());
+    assert!(recs[2]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("broken JSON"));
+}
+
+#[test]
+fn info_describes_the_model() {
+    let out = neko()
+        .args(["info", "--json", "--model"])
+        .arg(fixture("tiny-mixtral"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["architecture"], "mixtral");
+    assert_eq!(info["experts"], 4);
+    assert_eq!(info["experts_per_token"], 2);
+    assert_eq!(info["task_experts"]["gec"], 3);
+    assert_eq!(info["weight_files"].as_array().unwrap().len(), 8);
+    // embed 512*64 + lm_head 512*64 + final norm 64, plus per layer: attention (64*64*2 +
+    // 64*32*2), two norms (128), gate (4*64) and four experts of 3*64*128.
+    let per_layer = 64 * 64 * 2 + 64 * 32 * 2 + 128 + 4 * 64 + 4 * 3 * 64 * 128;
+    assert_eq!(info["parameters"], 2 * 512 * 64 + 64 + 2 * per_layer);
+    assert_eq!(
+        info["active_parameters"],
+        2 * 512 * 64 + 64 + 2 * (per_layer - 2 * 3 * 64 * 128)
+    );
+}
