@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::generate::{self, Finish, Request, Settings};
+use crate::guard::{self, GuardOptions, Reason};
 use crate::model::{Model, RoutingMode};
 use crate::prompt::Template;
 use crate::record::Record;
@@ -19,6 +20,8 @@ pub struct CorrectOptions {
     pub stop: Vec<String>,
     /// Records decoded together.
     pub batch_size: usize,
+    /// The over-correction guard.
+    pub guard: GuardOptions,
 }
 
 impl Default for CorrectOptions {
@@ -28,6 +31,7 @@ impl Default for CorrectOptions {
             max_new_tokens: None,
             stop: vec!["\n".to_string()],
             batch_size: 8,
+            guard: GuardOptions::default(),
         }
     }
 }
@@ -35,9 +39,20 @@ impl Default for CorrectOptions {
 /// A corrected text and how decoding ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Correction {
+    /// The text to output: the model's answer, or the 1-best when the guard fell back.
     pub text: String,
     pub finish: Finish,
     pub new_tokens: usize,
+    /// Why the guard replaced the answer with the 1-best, if it did.
+    pub guard: Option<Reason>,
+    /// What had to be cut to fit the model's context, if anything.
+    pub warning: Option<String>,
+}
+
+/// A record's prompt, and what had to be cut to fit it in the context.
+struct Prompt {
+    ids: Vec<u32>,
+    warning: Option<String>,
 }
 
 /// A model with its prompts and decoding settings.
@@ -46,17 +61,28 @@ pub struct Corrector {
     pub options: CorrectOptions,
     prompt_override: Option<Template>,
     add_bos: Option<u32>,
+    /// The tokenizer's special tokens (`<|im_start|>`, `</s>`, ...): neutralised in hypotheses,
+    /// and a sign of a leaking prompt in answers.
+    specials: Vec<String>,
 }
 
 impl Corrector {
     /// Wraps a loaded model. `prompt` replaces every task's built-in template.
     pub fn new(model: Model, prompt: Option<Template>, options: CorrectOptions) -> Self {
         let add_bos = bos_to_add(&model);
+        let specials = model
+            .tokenizer
+            .get_added_tokens_decoder()
+            .values()
+            .filter(|t| t.special && !t.content.trim().is_empty())
+            .map(|t| t.content.clone())
+            .collect();
         Corrector {
             model,
             options,
             prompt_override: prompt,
             add_bos,
+            specials,
         }
     }
 
@@ -86,7 +112,16 @@ impl Corrector {
 
     /// The prompt's token ids for a record.
     pub fn encode_prompt(&self, task: Task, record: &Record) -> Result<Vec<u32>, String> {
-        let text = self.template(task).render(&record.hypotheses);
+        self.fit_prompt(task, &record.hypotheses, usize::MAX)
+            .map(|p| p.ids)
+    }
+
+    fn render_ids(&self, task: Task, hypotheses: &[String]) -> Result<Vec<u32>, String> {
+        let clean: Vec<String> = hypotheses
+            .iter()
+            .map(|h| self.neutralise_specials(h))
+            .collect();
+        let text = self.template(task).render(&clean);
         let mut ids = self.encode(&text)?;
         if let Some(bos) = self.add_bos {
             if ids.first() != Some(&bos) {
@@ -94,6 +129,65 @@ impl Corrector {
             }
         }
         Ok(ids)
+    }
+
+    /// A hypothesis must not smuggle special tokens into the prompt: `<|im_end|>` typed in a
+    /// transcript would otherwise be encoded as the real token and end the user turn.
+    fn neutralise_specials(&self, h: &str) -> String {
+        let mut out = h.to_string();
+        for s in &self.specials {
+            if out.contains(s.as_str()) {
+                let spaced: String = s.chars().flat_map(|c| [c, ' ']).collect();
+                out = out.replace(s.as_str(), spaced.trim_end());
+            }
+        }
+        out
+    }
+
+    /// The context policy: when the prompt plus `max_new` answer tokens do not fit the model's
+    /// context, drop the lowest-ranked hypotheses first, then cut the 1-best's last words.
+    fn fit_prompt(
+        &self,
+        task: Task,
+        hypotheses: &[String],
+        max_new: usize,
+    ) -> Result<Prompt, String> {
+        let context = self.model.config.max_position_embeddings;
+        let budget = context.saturating_sub(max_new.min(context / 2));
+        let mut hyps = hypotheses.to_vec();
+        let mut ids = self.render_ids(task, &hyps)?;
+        if ids.len() <= budget {
+            return Ok(Prompt { ids, warning: None });
+        }
+        let given = hyps.len();
+        while ids.len() > budget && hyps.len() > 1 {
+            hyps.pop();
+            ids = self.render_ids(task, &hyps)?;
+        }
+        let mut words: Vec<&str> = hypotheses[0].split_whitespace().collect();
+        let total_words = words.len();
+        while ids.len() > budget && !words.is_empty() {
+            let over = ids.len() - budget;
+            words.truncate(words.len().saturating_sub(over.div_ceil(2).max(1)));
+            ids = self.render_ids(task, &[words.join(" ")])?;
+        }
+        if ids.len() > budget {
+            return Err(format!(
+                "the prompt template alone ({} tokens) exceeds the context of {context}",
+                ids.len()
+            ));
+        }
+        let mut warning = format!(
+            "prompt over the {context}-token context: kept {} of {given} hypotheses",
+            hyps.len()
+        );
+        if words.len() < total_words {
+            warning += &format!(", cut the 1-best to {} of {total_words} words", words.len());
+        }
+        Ok(Prompt {
+            ids,
+            warning: Some(warning),
+        })
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
@@ -132,15 +226,20 @@ impl Corrector {
         };
         let mut results: Vec<Option<Result<Correction, String>>> = vec![None; records.len()];
         let mut ready: Vec<(usize, Request)> = Vec::new();
+        let mut warnings: Vec<Option<String>> = vec![None; records.len()];
         for (i, r) in records.iter().enumerate() {
-            match self.encode_prompt(task, r) {
-                Ok(prompt) => ready.push((
-                    i,
-                    Request {
-                        prompt,
-                        max_new_tokens: self.max_new_tokens(r),
-                    },
-                )),
+            let max_new = self.max_new_tokens(r);
+            match self.fit_prompt(task, &r.hypotheses, max_new) {
+                Ok(p) => {
+                    warnings[i] = p.warning;
+                    ready.push((
+                        i,
+                        Request {
+                            prompt: p.ids,
+                            max_new_tokens: max_new,
+                        },
+                    ));
+                }
                 Err(e) => results[i] = Some(Err(e)),
             }
         }
@@ -151,7 +250,11 @@ impl Corrector {
             let outcome = self.decode(&requests, forced);
             for (k, (i, _)) in chunk.iter().enumerate() {
                 results[*i] = Some(match &outcome {
-                    Ok(gen) => Ok(self.answer(&gen[k].tokens, gen[k].finish)),
+                    Ok(gen) => {
+                        let mut c = self.answer(records[*i], &gen[k].tokens, gen[k].finish);
+                        c.warning = warnings[*i].take();
+                        Ok(c)
+                    }
                     Err(e) => Err(format!("decoding failed: {e}")),
                 });
             }
@@ -185,11 +288,12 @@ impl Corrector {
     }
 
     /// The answer: the decoded text up to the first stop string, trimmed.
-    fn answer(&self, tokens: &[u32], finish: Finish) -> Correction {
+    fn answer(&self, record: &Record, tokens: &[u32], finish: Finish) -> Correction {
+        // Special tokens stay in the decoded text so the guard can see a leaking prompt.
         let text = self
             .model
             .tokenizer
-            .decode(tokens, true)
+            .decode(tokens, false)
             .unwrap_or_default();
         let mut text = text.trim_start();
         for s in self.options.stop.iter().filter(|s| !s.is_empty()) {
@@ -197,10 +301,26 @@ impl Corrector {
                 text = &text[..at];
             }
         }
+        let text = text.trim().to_string();
+        let mut markers = vec!["###".to_string()];
+        markers.extend(self.specials.iter().cloned());
+        let guard = guard::check(
+            &text,
+            &record.hypotheses,
+            finish,
+            &markers,
+            &self.options.guard,
+        );
+        let text = match guard {
+            Some(_) => record.best().unwrap_or_default().to_string(),
+            None => text,
+        };
         Correction {
-            text: text.trim().to_string(),
+            text,
             finish,
             new_tokens: tokens.len(),
+            guard,
+            warning: None,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod correct;
 pub mod eval;
 pub mod generate;
+pub mod guard;
 pub mod metrics;
 pub mod model;
 pub mod normalize;

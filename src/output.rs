@@ -1,8 +1,15 @@
 //! Output records: one JSON line per input record, in input order, scoreable by `neko eval`.
 
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::correct::Correction;
 use crate::record::{Entry, Record, RecordError};
 
 /// Where and why a record failed: enough to find it in the input.
@@ -27,6 +34,12 @@ pub struct OutputRecord {
     /// The reference, passed through so the file can be scored directly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// `fallback:<reason>` when the over-correction guard replaced the answer by the 1-best.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
+    /// What had to be cut to fit the model's context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     /// Present only when the record could not be corrected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<RecordFailure>,
@@ -34,13 +47,15 @@ pub struct OutputRecord {
 
 impl OutputRecord {
     /// A corrected record.
-    pub fn corrected(record: &Record, task: &str, prediction: String) -> Self {
+    pub fn corrected(record: &Record, task: &str, c: Correction) -> Self {
         OutputRecord {
             id: record.id.clone(),
             task: Some(task.to_string()),
-            prediction: Some(prediction),
+            prediction: Some(c.text),
             best: record.best().map(str::to_string),
             output: record.reference.clone(),
+            guard: c.guard.map(|r| format!("fallback:{}", r.name())),
+            warning: c.warning,
             error: None,
         }
     }
@@ -53,6 +68,8 @@ impl OutputRecord {
             prediction: record.best().map(str::to_string),
             best: record.best().map(str::to_string),
             output: record.reference.clone(),
+            guard: None,
+            warning: None,
             error: Some(failure),
         }
     }
@@ -65,6 +82,8 @@ impl OutputRecord {
             prediction: None,
             best: None,
             output: None,
+            guard: None,
+            warning: None,
             error: Some(RecordFailure {
                 file: file.to_string(),
                 line: entry.line,
@@ -73,4 +92,148 @@ impl OutputRecord {
             }),
         }
     }
+}
+
+/// Where output lines go: stdout, or `FILE.partial` renamed to `FILE` when the run completes,
+/// so a reader never takes a half-written file for a finished one and an interrupted run can
+/// be resumed from what it wrote.
+pub struct OutputSink {
+    out: Box<dyn Write>,
+    paths: Option<(PathBuf, PathBuf)>,
+    /// Ids already written by an earlier run, with how many times (ids may repeat).
+    done: HashMap<String, usize>,
+    resumed: usize,
+}
+
+impl OutputSink {
+    /// Lines to standard output.
+    pub fn stdout() -> Self {
+        OutputSink {
+            out: Box::new(BufWriter::new(std::io::stdout().lock())),
+            paths: None,
+            done: HashMap::new(),
+            resumed: 0,
+        }
+    }
+
+    /// A fresh run writing `dest` (through `dest.partial`).
+    pub fn create(dest: &Path) -> anyhow::Result<Self> {
+        let partial = partial_path(dest);
+        let f = File::create(&partial)
+            .with_context(|| format!("{}: cannot create", partial.display()))?;
+        Ok(Self::file(f, partial, dest))
+    }
+
+    /// Continues the run that was writing `dest`: keeps the complete lines of `dest.partial`
+    /// (or of `dest`, when the earlier run finished) and remembers their ids.
+    pub fn resume(dest: &Path) -> anyhow::Result<Self> {
+        let partial = partial_path(dest);
+        let source = if partial.exists() {
+            partial.clone()
+        } else {
+            dest.to_path_buf()
+        };
+        let text = match std::fs::read(&source) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot read", source.display())),
+        };
+        // A line cut by the interruption is dropped and redone.
+        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let mut done: HashMap<String, usize> = HashMap::new();
+        let mut kept = Vec::with_capacity(complete);
+        for line in text[..complete]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            let Ok(v) = serde_json::from_slice::<Value>(line) else {
+                continue;
+            };
+            *done.entry(id_key(&v["id"])).or_default() += 1;
+            kept.extend_from_slice(line);
+            kept.push(b'\n');
+        }
+        let resumed = done.values().sum();
+        let mut f = File::create(&partial)
+            .with_context(|| format!("{}: cannot create", partial.display()))?;
+        f.write_all(&kept)?;
+        let mut sink = Self::file(f, partial, dest);
+        sink.done = done;
+        sink.resumed = resumed;
+        Ok(sink)
+    }
+
+    fn file(f: File, partial: PathBuf, dest: &Path) -> Self {
+        OutputSink {
+            out: Box::new(BufWriter::new(f)),
+            paths: Some((partial, dest.to_path_buf())),
+            done: HashMap::new(),
+            resumed: 0,
+        }
+    }
+
+    /// Records carried over from an earlier run.
+    pub fn resumed(&self) -> usize {
+        self.resumed
+    }
+
+    /// Whether a record with this id was written by the earlier run (each written line
+    /// accounts for one input record with that id, in order).
+    pub fn already_written(&mut self, id: &Value) -> bool {
+        match self.done.get_mut(&id_key(id)) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Writes one output line.
+    pub fn write(&mut self, rec: &OutputRecord) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, rec)?;
+        self.out.write_all(b"\n")
+    }
+
+    /// Pushes written lines out, so pipelines see results as they come.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
+    /// What to tell the user when the run is interrupted.
+    pub fn interrupted_message(&self, written: usize) -> String {
+        match &self.paths {
+            Some((partial, dest)) => format!(
+                "neko: interrupted: {written} records written to {}; run the same command with --resume to continue into {}",
+                partial.display(),
+                dest.display()
+            ),
+            None => format!("neko: interrupted after {written} records (use -o FILE to make runs resumable)"),
+        }
+    }
+
+    /// Completes the run: flushes and renames `FILE.partial` to `FILE`.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        self.out.flush()?;
+        drop(self.out);
+        if let Some((partial, dest)) = self.paths.take() {
+            std::fs::rename(&partial, &dest)
+                .with_context(|| format!("{}: cannot rename into place", dest.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// `FILE.partial` beside `FILE`.
+pub fn partial_path(dest: &Path) -> PathBuf {
+    let mut name = dest
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "out".into());
+    name.push(".partial");
+    dest.with_file_name(name)
+}
+
+fn id_key(id: &Value) -> String {
+    id.to_string()
 }

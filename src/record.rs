@@ -121,18 +121,34 @@ pub fn read_path(path: &Path) -> std::io::Result<Vec<Entry>> {
     Ok(parse(&read_input(path)?))
 }
 
+/// The default bound on one record's size. N-best records are a few KB; a line of megabytes
+/// is a broken export, and tokenising it would stall the run.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
 /// Parses the bytes of an input, detecting its format from content.
 pub fn parse(bytes: &[u8]) -> Vec<Entry> {
+    parse_with_limit(bytes, DEFAULT_MAX_RECORD_BYTES)
+}
+
+/// [`parse`], with records longer than `max_record_bytes` reported as errors.
+pub fn parse_with_limit(bytes: &[u8], max_record_bytes: usize) -> Vec<Entry> {
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
     match start {
-        Some(i) if bytes[i] == b'[' => parse_array(bytes, i),
-        Some(_) => parse_lines(bytes),
+        Some(i) if bytes[i] == b'[' => parse_array(bytes, i, max_record_bytes),
+        Some(_) => parse_lines(bytes, max_record_bytes),
         None => Vec::new(),
     }
 }
 
+fn too_long(len: usize, max: usize) -> RecordError {
+    RecordError::new(
+        None,
+        format!("record of {len} bytes is over the limit of {max} (--max-record-bytes)"),
+    )
+}
+
 /// JSON Lines (or plain text lines). Blank lines are not records.
-fn parse_lines(bytes: &[u8]) -> Vec<Entry> {
+fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
     let mut entries = Vec::new();
     for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -141,6 +157,7 @@ fn parse_lines(bytes: &[u8]) -> Vec<Entry> {
         }
         let index = entries.len();
         let record = match std::str::from_utf8(raw) {
+            _ if raw.len() > max => Err(too_long(raw.len(), max)),
             Ok(text) => parse_line(text, index),
             Err(e) => Err(RecordError::new(
                 None,
@@ -173,7 +190,7 @@ fn parse_line(text: &str, index: usize) -> Result<Record, RecordError> {
 
 /// A JSON array of records. Elements are located by a small scanner so each record keeps its
 /// line number and a bad element does not take the others with it.
-fn parse_array(bytes: &[u8], open: usize) -> Vec<Entry> {
+fn parse_array(bytes: &[u8], open: usize, max: usize) -> Vec<Entry> {
     let spans = match array_element_spans(bytes, open) {
         Ok(spans) => spans,
         Err((offset, message)) => {
@@ -189,6 +206,7 @@ fn parse_array(bytes: &[u8], open: usize) -> Vec<Entry> {
         .enumerate()
         .map(|(index, (s, e))| {
             let record = match std::str::from_utf8(&bytes[s..e]) {
+                _ if e - s > max => Err(too_long(e - s, max)),
                 Ok(text) => serde_json::from_str::<Value>(text)
                     .map_err(|err| RecordError::new(None, format!("broken JSON: {err}")))
                     .and_then(|v| from_value(v, index)),

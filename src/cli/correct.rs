@@ -1,16 +1,18 @@
 //! `neko correct`: N-best records in, corrected records out (JSONL, input order).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::{ModelArgs, EXIT_OK};
+use super::{ModelArgs, EXIT_ERROR, EXIT_OK};
 use crate::correct::{CorrectOptions, Corrector};
+use crate::guard::GuardOptions;
 use crate::model::RoutingMode;
-use crate::output::{OutputRecord, RecordFailure};
+use crate::output::{OutputRecord, OutputSink, RecordFailure};
 use crate::prompt::Template;
 use crate::record::{self, Entry, Record};
 use crate::Task;
@@ -34,9 +36,25 @@ pub struct CorrectArgs {
     #[command(flatten)]
     pub decode: DecodeArgs,
 
-    /// Write to FILE (atomically: a temporary file renamed when the run ends) instead of stdout.
+    /// Write to FILE instead of stdout, atomically: lines go to FILE.partial, renamed to FILE
+    /// when the run ends.
     #[arg(short, long, env = "NEKO_OUTPUT")]
     pub output: Option<PathBuf>,
+
+    /// Continue an interrupted run of the same command: records whose ids are already in
+    /// FILE.partial (or FILE) are skipped; order is kept. Needs -o.
+    #[arg(long, env = "NEKO_RESUME")]
+    pub resume: bool,
+
+    /// Stop at the first record that cannot be read or corrected (exit 2) instead of writing
+    /// it with an `error` field and going on.
+    #[arg(long, env = "NEKO_STRICT")]
+    pub strict: bool,
+
+    /// Largest record, in bytes; a longer line or array element is reported as an error
+    /// record instead of being tokenised.
+    #[arg(long, default_value_t = record::DEFAULT_MAX_RECORD_BYTES, env = "NEKO_MAX_RECORD_BYTES")]
+    pub max_record_bytes: usize,
 }
 
 /// Decoding flags.
@@ -63,6 +81,16 @@ pub struct DecodeArgs {
     /// A string that ends the answer; repeat for several (default: a newline).
     #[arg(long = "stop", env = "NEKO_STOP")]
     pub stop: Vec<String>,
+
+    /// Turn off the over-correction guard (on by default: an empty, runaway, prompt-leaking or
+    /// far-fetched answer falls back to the 1-best, marked `"guard": "fallback:<reason>"`).
+    #[arg(long, env = "NEKO_NO_GUARD")]
+    pub no_guard: bool,
+
+    /// The guard's edit threshold: an answer whose word edit distance to every hypothesis
+    /// exceeds this fraction of that hypothesis's words falls back to the 1-best.
+    #[arg(long, default_value_t = 0.5, env = "NEKO_GUARD_MAX_EDIT")]
+    pub guard_max_edit: f64,
 }
 
 impl DecodeArgs {
@@ -71,6 +99,10 @@ impl DecodeArgs {
             routing: self.routing,
             max_new_tokens: self.max_new_tokens,
             batch_size: self.batch_size.max(1),
+            guard: GuardOptions {
+                enabled: !self.no_guard,
+                max_edit_ratio: self.guard_max_edit,
+            },
             ..CorrectOptions::default()
         };
         if !self.stop.is_empty() {
@@ -93,11 +125,19 @@ struct Item {
 
 /// Runs `neko correct`.
 pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
-    let items = read_inputs(&args.inputs)?;
+    if args.resume && args.output.is_none() {
+        bail!("--resume needs -o FILE: it continues the run that was writing FILE");
+    }
+    let items = read_inputs(&args.inputs, args.max_record_bytes)?;
     if args.task.is_none() && !items.iter().any(|it| has_task(&it.entry)) {
         bail!(
             "no task given: pass --task (asr, st, mt, ocr or gec) or give records a `task` field"
         );
+    }
+    if args.strict {
+        if let Some(bad) = items.iter().find_map(|it| strict_failure(it, args.task)) {
+            bail!("--strict: {bad}");
+        }
     }
     let prompt = match &args.decode.prompt {
         Some(p) => Some(
@@ -111,35 +151,112 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     for task in used_tasks(&items, args.task) {
         corrector.check_routing(task).map_err(anyhow::Error::msg)?;
     }
-    let mut sink = Sink::open(args.output.as_deref())?;
+    let mut sink = match &args.output {
+        None => OutputSink::stdout(),
+        Some(p) if args.resume => OutputSink::resume(p)?,
+        Some(p) => OutputSink::create(p)?,
+    };
+    let todo: Vec<&Item> = items
+        .iter()
+        .filter(|it| !sink.already_written(&it.entry.id()))
+        .collect();
+    if sink.resumed() > 0 {
+        eprintln!(
+            "neko: resuming: {} records already written, {} to go",
+            sink.resumed(),
+            todo.len()
+        );
+    }
+    let interrupted = interrupt_flag();
+    let mut stats = Stats::default();
     let started = Instant::now();
-    let progress = super::progress_bar(items.len() as u64, "correcting");
-    let window = corrector.options.batch_size * 4;
-    let mut failed = 0usize;
-    for chunk in items.chunks(window.max(1)) {
-        for out in correct_window(&mut corrector, chunk, args.task) {
-            failed += usize::from(out.error.is_some());
+    let progress = super::progress_bar(todo.len() as u64, "correcting");
+    let window = (corrector.options.batch_size * 4).max(1);
+    for chunk in todo.chunks(window) {
+        if interrupted.load(Ordering::SeqCst) {
+            progress.finish_and_clear();
+            sink.flush()?;
+            eprintln!("{}", sink.interrupted_message(stats.records));
+            return Ok(EXIT_ERROR);
+        }
+        for (out, item) in correct_window(&mut corrector, chunk, args.task)
+            .into_iter()
+            .zip(chunk)
+        {
+            stats.count(&out, item, &progress);
             sink.write(&out)?;
         }
+        sink.flush()?;
         progress.inc(chunk.len() as u64);
     }
     progress.finish_and_clear();
     sink.finish()?;
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "neko: {} records ({} failed) in {secs:.1}s, {:.2} records/s",
-        items.len(),
-        failed,
-        items.len() as f64 / secs.max(1e-9)
-    );
+    stats.report(started.elapsed().as_secs_f64());
     Ok(EXIT_OK)
 }
 
-fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Item>> {
+/// Counts for the summary line on stderr.
+#[derive(Default)]
+struct Stats {
+    records: usize,
+    failed: usize,
+    guarded: usize,
+    warned: usize,
+}
+
+impl Stats {
+    fn count(&mut self, out: &OutputRecord, item: &Item, progress: &indicatif::ProgressBar) {
+        self.records += 1;
+        self.failed += usize::from(out.error.is_some());
+        self.guarded += usize::from(out.guard.is_some());
+        if let Some(w) = &out.warning {
+            self.warned += 1;
+            progress.suspend(|| eprintln!("neko: warning: {}:{}: {w}", item.file, item.entry.line));
+        }
+    }
+
+    fn report(&self, secs: f64) {
+        eprintln!(
+            "neko: {} records: {} corrected, {} failed (error field), {} guard fallbacks, {} cut to fit; {secs:.1}s, {:.2} records/s",
+            self.records,
+            self.records - self.failed,
+            self.failed,
+            self.guarded,
+            self.warned,
+            self.records as f64 / secs.max(1e-9)
+        );
+    }
+}
+
+/// Set by Ctrl-C: the run stops after the current batch, keeping what is written. A second
+/// Ctrl-C exits at once.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if handler_flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nneko: interrupted: finishing the current batch (Ctrl-C again to quit now)");
+    });
+    flag
+}
+
+/// Under `--strict`, the first record that cannot be corrected, described.
+fn strict_failure(item: &Item, default: Option<Task>) -> Option<String> {
+    let at = format!("{}:{}", item.file, item.entry.line);
+    match &item.entry.record {
+        Err(e) => Some(format!("{at}: {e}")),
+        Ok(r) => resolve_task(r, default).err().map(|m| format!("{at}: {m}")),
+    }
+}
+
+fn read_inputs(paths: &[PathBuf], max_record_bytes: usize) -> anyhow::Result<Vec<Item>> {
     let mut items = Vec::new();
     for path in paths {
         let file = record::input_name(path);
-        let entries = record::read_path(path).with_context(|| format!("{file}: cannot read"))?;
+        let bytes = record::read_input(path).with_context(|| format!("{file}: cannot read"))?;
+        let entries = record::parse_with_limit(&bytes, max_record_bytes);
         items.extend(entries.into_iter().map(|entry| Item {
             file: file.clone(),
             entry,
@@ -177,7 +294,7 @@ fn resolve_task(record: &Record, default: Option<Task>) -> Result<Task, String> 
 /// Corrects one window of records and returns their output lines in input order.
 fn correct_window(
     corrector: &mut Corrector,
-    chunk: &[Item],
+    chunk: &[&Item],
     default: Option<Task>,
 ) -> Vec<OutputRecord> {
     let mut outputs: Vec<Option<OutputRecord>> = vec![None; chunk.len()];
@@ -207,7 +324,7 @@ fn correct_window(
         let results = corrector.correct_task(task, &records);
         for ((&i, r), result) in idx.iter().zip(&records).zip(results) {
             outputs[i] = Some(match result {
-                Ok(c) => OutputRecord::corrected(r, task.name(), c.text),
+                Ok(c) => OutputRecord::corrected(r, task.name(), c),
                 Err(m) => OutputRecord::failed(
                     r,
                     Some(task.name()),
@@ -225,57 +342,4 @@ fn correct_window(
         .into_iter()
         .map(|o| o.expect("every record has an output"))
         .collect()
-}
-
-/// Where output lines go: stdout, or a temporary file renamed into place at the end so a
-/// reader never sees a half-written file.
-struct Sink {
-    out: Box<dyn Write>,
-    rename: Option<(PathBuf, PathBuf)>,
-}
-
-impl Sink {
-    fn open(path: Option<&Path>) -> anyhow::Result<Self> {
-        match path {
-            None => Ok(Sink {
-                out: Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-                rename: None,
-            }),
-            Some(p) => {
-                let tmp = temp_path(p);
-                let f = std::fs::File::create(&tmp)
-                    .with_context(|| format!("{}: cannot create", tmp.display()))?;
-                Ok(Sink {
-                    out: Box::new(std::io::BufWriter::new(f)),
-                    rename: Some((tmp, p.to_path_buf())),
-                })
-            }
-        }
-    }
-
-    fn write(&mut self, rec: &OutputRecord) -> anyhow::Result<()> {
-        serde_json::to_writer(&mut self.out, rec)?;
-        self.out.write_all(b"\n")?;
-        // Flush per window so pipelines see results as they come.
-        self.out.flush()?;
-        Ok(())
-    }
-
-    fn finish(mut self) -> anyhow::Result<()> {
-        self.out.flush()?;
-        drop(self.out);
-        if let Some((tmp, dest)) = self.rename.take() {
-            std::fs::rename(&tmp, &dest)
-                .with_context(|| format!("{}: cannot rename into place", dest.display()))?;
-        }
-        Ok(())
-    }
-}
-
-fn temp_path(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    dest.with_file_name(format!(".{name}.neko-tmp-{}", std::process::id()))
 }

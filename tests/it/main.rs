@@ -2,4 +2,6 @@
 
 mod correct;
 mod model;
+mod record_props;
+mod robust;
 mod util;

@@ -1,1 +1,0 @@
-//! Metrics: alignment-based WER/CER, BLEU, chrF, GLEU and GEC edit scores.

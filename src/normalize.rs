@@ -1,1 +1,0 @@
-//! Text normalisers for scoring, as named, versioned, composable stages.
