@@ -115,17 +115,7 @@ fn has_runaway_repeat(words: &[&str]) -> bool {
 
 /// Word-level Levenshtein distance.
 fn word_edits(a: &[&str], b: &[&str]) -> usize {
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, wa) in a.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, wb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(wa != wb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
+    crate::metrics::align::distance(a, b)
 }
 
 #[cfg(test)]
