@@ -1,0 +1,664 @@
+#!/usr/bin/env python3
+"""Reference numbers for neko's metric tests, computed with the tools neko must agree with.
+
+- WER / CER hits, substitutions, deletions, insertions: jiwer (rapidfuzz alignment).
+- BLEU and chrF: sacrebleu (13a tokeniser, exp smoothing; chrF2 defaults).
+- GLEU: the `gleu` package (a reimplementation of the JFLEG / GLEU+ scorer), cross-checked here
+  against a transcription of JFLEG's gleu.py; one reference, so no sampling.
+- GEC edits: spans merged from rapidfuzz's Levenshtein opcodes (the aligner jiwer uses).
+- Whisper normalisers: openai-whisper's own `whisper.normalizers` module (imported without torch).
+- Hypo2Trans normalisation: `re.sub(r"[^\\w\\s]|\\d", "", s.lower())`.
+
+Writes tests/fixtures/metrics/*.json and tests/fixtures/metrics/records/*.jsonl. Words are
+`" ".join(s.split())` before jiwer sees them, so jiwer and neko split words the same way (jiwer
+alone splits on spaces only). Run through scripts/make_metric_fixtures.sh, which pins versions.
+
+    make_metric_fixtures.py --data ../shared/data --out tests/fixtures/metrics
+    make_metric_fixtures.py --fuzz 20000 --out /tmp/fuzz      # a large WER check, not committed
+"""
+
+import argparse
+import collections
+import contextlib
+import io
+import json
+import math
+import os
+import random
+import re
+import site
+import sys
+import tempfile
+from importlib import metadata
+
+import jiwer
+import rapidfuzz
+import sacrebleu
+
+# whisper/__init__.py imports torch; the normalisers need only `regex` and `more_itertools`.
+for _p in site.getsitepackages():
+    if os.path.isdir(os.path.join(_p, "whisper", "normalizers")):
+        sys.path.insert(0, os.path.join(_p, "whisper"))
+from normalizers import BasicTextNormalizer, EnglishTextNormalizer  # noqa: E402
+
+WHISPER_EN = EnglishTextNormalizer()
+WHISPER_BASIC = BasicTextNormalizer()
+
+
+def h2t(s):
+    return re.sub(r"[^\w\s]|\d", "", s.lower())
+
+
+NORMALIZERS = {
+    "none@1": lambda s: s,
+    "h2t@1": h2t,
+    "whisper-en@1": WHISPER_EN,
+    "whisper-basic@1": WHISPER_BASIC,
+}
+
+
+def versions():
+    names = ["jiwer", "rapidfuzz", "sacrebleu", "openai-whisper", "gleu"]
+    return {n: metadata.version(n) for n in names} | {"python": sys.version.split()[0]}
+
+
+def words(s):
+    return " ".join(s.split())
+
+
+def counts(o):
+    return [o.hits, o.substitutions, o.deletions, o.insertions]
+
+
+def wer_counts(ref, hyp):
+    return counts(jiwer.process_words(words(ref), words(hyp)))
+
+
+def cer_counts(ref, hyp):
+    return counts(jiwer.process_characters(words(ref), words(hyp)))
+
+
+def errors(c):
+    return c[1] + c[2] + c[3]
+
+
+def add(a, b):
+    return [x + y for x, y in zip(a, b)]
+
+
+# ---------------------------------------------------------------------------------------------
+# WER / CER cases
+
+EDGE_CASES = [
+    ("identical", "the cat sat on the mat", "the cat sat on the mat"),
+    ("empty reference", "", "some inserted words"),
+    ("empty hypothesis", "nothing was recognised here", ""),
+    ("both empty", "", ""),
+    ("whitespace only", "   ", " \t "),
+    ("unicode", "naïve café über straße 東京 タワー", "naive cafe über strasse 東京 タワ"),
+    ("combining marks", "cafe\u0301 re\u0301sume\u0301", "café résumé"),
+    ("punctuation only", "... !!! ???", ", , ."),
+    ("punctuation attached", "Hello, world! How are you?", "hello world how are you"),
+    ("repeated words", "a a a a b b b", "a a b b b b"),
+    ("all substitutions", "one two three", "four five six"),
+    ("insertions at ends", "middle part", "start middle part end"),
+    ("deletions at ends", "start middle part end", "middle part"),
+    ("tabs and newlines", "a\tb\nc  d", "a b c\u00a0d"),
+    ("separators", "x\u001fy\u001cz", "x y z"),
+    ("ties", "a b", "b a"),
+    ("ties 2", "a b c", "c b a"),
+    ("ties 3", "x a", "a a"),
+    ("swap", "the quick brown fox", "quick the brown fox"),
+    ("emoji", "I ❤️ NY 🍕", "I ❤ NY 🍕🍕"),
+]
+
+
+def random_pair(rng, vocab, n_min, n_max, noise):
+    ref = [rng.choice(vocab) for _ in range(rng.randint(n_min, n_max))]
+    hyp = []
+    for w in ref:
+        r = rng.random()
+        if r < noise / 3:
+            continue
+        if r < 2 * noise / 3:
+            hyp.append(rng.choice(vocab))
+        elif r < noise:
+            hyp.extend([w, rng.choice(vocab)])
+        else:
+            hyp.append(w)
+    return " ".join(ref), " ".join(hyp)
+
+
+def wer_cases(rng, n_random, n_long):
+    cases = [(name, r, h) for name, r, h in EDGE_CASES]
+    for i in range(n_random):
+        vocab = ["a", "b", "c", "d", "e"][: rng.randint(2, 5)]
+        r, h = random_pair(rng, vocab, 0, 14, rng.choice([0.1, 0.3, 0.6]))
+        cases.append((f"random {i}", r, h))
+    for i in range(n_long):
+        # Long enough for rapidfuzz's Hirschberg split (len(a) * len(b) >= 4 Mi tokens).
+        vocab = [f"w{k}" for k in range(rng.choice([3, 8, 40]))]
+        n = rng.choice([700, 1500, 2300])
+        r, h = random_pair(rng, vocab, n, n + 50, rng.choice([0.05, 0.3]))
+        cases.append((f"long {i}", r, h))
+    out = []
+    for name, r, h in cases:
+        w = wer_counts(r, h)
+        c = cer_counts(r, h)
+        out.append(
+            {
+                "name": name,
+                "reference": r,
+                "hypothesis": h,
+                "words": w,
+                "chars": c,
+                "wer": jiwer.wer(words(r), words(h)),
+                "cer": jiwer.cer(words(r), words(h)),
+            }
+        )
+    return out
+
+
+def corpus_cases(cases):
+    """Pooled jiwer results over groups of cases, to pin corpus semantics (empty references)."""
+    groups = {
+        "edge cases": [c for c in cases if not c["name"].startswith(("random", "long"))],
+        "only empty references": [c for c in cases if c["name"] in ("empty reference", "both empty")],
+        "random": [c for c in cases if c["name"].startswith("random")],
+    }
+    out = []
+    for name, cs in groups.items():
+        refs = [words(c["reference"]) for c in cs]
+        hyps = [words(c["hypothesis"]) for c in cs]
+        o = jiwer.process_words(refs, hyps)
+        ch = jiwer.process_characters(refs, hyps)
+        out.append(
+            {
+                "name": name,
+                "cases": [c["name"] for c in cs],
+                "words": counts(o),
+                "wer": o.wer,
+                "mer": o.mer,
+                "chars": counts(ch),
+                "cer": ch.cer,
+            }
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# BLEU / chrF
+
+
+def bleu_entry(name, hyps, refs):
+    bm, cm = sacrebleu.BLEU(), sacrebleu.CHRF()
+    b = bm.corpus_score(hyps, [refs])
+    c = cm.corpus_score(hyps, [refs])
+    return {
+        "name": name,
+        "hypotheses": hyps,
+        "references": refs,
+        "bleu": b.score,
+        "bleu_correct": list(b.counts),
+        "bleu_total": list(b.totals),
+        "sys_len": b.sys_len,
+        "ref_len": b.ref_len,
+        "chrf": c.score,
+        "bleu_signature": str(bm.get_signature()),
+        "chrf_signature": str(cm.get_signature()),
+    }
+
+
+MT_PAIRS = [
+    ("The cat is on the mat.", "The cat sat on the mat."),
+    ("It costs $1,000.50 -- or so, they say.", "It costs $1,000.50, or so they say."),
+    ("Don't stop believing!", "Do not stop believing!"),
+    ("3-4 people (maybe) came & left <quickly>.", "Three or four people came and left quickly."),
+    ("Über die Brücke gehen wir.", "Wir gehen über die Brücke."),
+    ("", "An empty hypothesis gets no credit."),
+    ("Nothing to compare with.", ""),
+    ("&quot;Quoted&quot; text &amp; entities.", "\"Quoted\" text & entities."),
+    ("A very long line " + "with many repeated words " * 40, "A very long line " + "with many repeated words " * 38),
+    ("東京タワーは高い。", "東京タワーは高いです。"),
+    ("...", "!!!"),
+]
+
+
+def bleu_corpora():
+    hyps = [h for h, _ in MT_PAIRS]
+    refs = [r for _, r in MT_PAIRS]
+    out = [bleu_entry("mt pairs", hyps, refs)]
+    for i, (h, r) in enumerate(MT_PAIRS):
+        out.append(bleu_entry(f"pair {i}", [h], [r]))
+    out.append(bleu_entry("no matches", ["xyz abc"], ["def ghi"]))
+    out.append(bleu_entry("short corpus", ["a b", "c"], ["a b", "c d"]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# GLEU and edits
+
+GEC_TRIPLES = [
+    # (source, hypothesis, reference)
+    ("He go to school every day .", "He goes to school every day .", "He goes to school every day ."),
+    ("She have two cat .", "She has two cat .", "She has two cats ."),
+    ("I am agree with you .", "I am agree with you .", "I agree with you ."),
+    ("Their going to the park tomorow .", "They're going to the park tomorrow .", "They're going to the park tomorrow ."),
+    ("The informations are useful .", "The information is useful .", "The information is useful ."),
+    ("We discussed about the problem yesterday .", "We discussed the problem yesterday .", "We discussed the problem yesterday ."),
+    ("He is more taller than me .", "He is taller than I .", "He is taller than me ."),
+    ("This sentence is already correct .", "This sentence is already correct .", "This sentence is already correct ."),
+    ("This sentence is already correct too .", "This sentence is correct too .", "This sentence is already correct too ."),
+    ("In that day certain priests , desire to do exploits there , were slain .", "In that day certain priests , desiring to do exploits there , were slain .", "In that day certain priests , desiring to do exploits there , were slain ."),
+    ("a an the", "the a an", "a the"),
+    ("one two three four five six", "one two four five six seven", "one three four five six"),
+]
+
+
+def jfleg_gleu(sources, hyps, refs, order=4):
+    """A transcription of JFLEG's gleu.py (one reference): corpus-level statistics."""
+
+    def grams(toks, n):
+        return collections.Counter(tuple(toks[i : i + n]) for i in range(len(toks) + 1 - n))
+
+    stats = [0] * (2 + 2 * order)
+    for s, h, r in zip(sources, hyps, refs):
+        s, h, r = s.split(), h.split(), r.split()
+        stats[0] += len(h)
+        stats[1] += len(r)
+        for n in range(1, order + 1):
+            hn, sn, rn = grams(h, n), grams(s, n), grams(r, n)
+            sdiff = collections.Counter({k: v for k, v in sn.items() if k not in rn})
+            stats[2 * n] += max(sum((hn & rn).values()) - sum((hn & sdiff).values()), 0)
+            stats[2 * n + 1] += max(len(h) + 1 - n, 0)
+    if any(x == 0 for x in stats):
+        return 0.0
+    c, r = stats[:2]
+    log_prec = sum(math.log(x / y) for x, y in zip(stats[2::2], stats[3::2])) / order
+    return 100 * math.exp(min(0, 1 - r / c) + log_prec)
+
+
+def gleu_package(sources, hyps, refs):
+    """Corpus GLEU from the `gleu` package's own command-line entry point."""
+    from argparse import Namespace
+
+    from gleu.corpus_main import corpus_main
+    from gleu.count import set_tokenization
+
+    set_tokenization("word")
+    with tempfile.TemporaryDirectory() as d:
+        paths = {}
+        for name, lines in (("src", sources), ("ref", refs), ("hyp", hyps)):
+            paths[name] = os.path.join(d, name)
+            with open(paths[name], "w") as f:
+                f.write("".join(l + "\n" for l in lines))
+        args = Namespace(
+            n=4, source_path=paths["src"], ref_path_list=[paths["ref"]],
+            hyp_path_list=[paths["hyp"]], iter=1, digit=8, proc=1, token="word",
+            max=True, verbose=False, fix_seed=True,
+        )
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            corpus_main(args)
+    return float(buf.getvalue().split("\t")[1])
+
+
+def gleu_entry(name, s, h, r):
+    ours = jfleg_gleu(s, h, r)
+    pkg = gleu_package(s, h, r)
+    assert abs(ours - pkg) < 1e-4, (name, ours, pkg)
+    return {"name": name, "sources": s, "hypotheses": h, "references": r, "gleu": pkg}
+
+
+def gleu_corpora():
+    s, h, r = (list(x) for x in zip(*GEC_TRIPLES))
+    out = [gleu_entry("gec triples", s, h, r), gleu_entry("gec sources as hypotheses", s, s, r)]
+    out.append(gleu_entry("gec references as hypotheses", s, r, r))
+    for i in range(0, len(GEC_TRIPLES), 3):
+        out.append(gleu_entry(f"gec triples {i}-{i + 2}", s[i : i + 3], h[i : i + 3], r[i : i + 3]))
+    return out
+
+
+def edit_spans(src, tgt):
+    s, t = src.split(), tgt.split()
+    out, start = [], None
+    for tag, i1, i2, j1, j2 in rapidfuzz.distance.Levenshtein.opcodes(s, t):
+        if tag == "equal":
+            if start is not None:
+                out.append((start[0], i1, tuple(t[start[1] : j1])))
+                start = None
+        elif start is None:
+            start = (i1, j1)
+    if start is not None:
+        out.append((start[0], len(s), tuple(t[start[1] :])))
+    return out
+
+
+def edit_counts(s, h, r):
+    tp = fp = fn = 0
+    for src, hyp, ref in zip(s, h, r):
+        he = collections.Counter(edit_spans(src, hyp))
+        re_ = collections.Counter(edit_spans(src, ref))
+        t = sum((he & re_).values())
+        tp, fp, fn = tp + t, fp + sum(he.values()) - t, fn + sum(re_.values()) - t
+    p = tp / (tp + fp) if fp else 1.0
+    rc = tp / (tp + fn) if fn else 1.0
+    f = (1.25 * p * rc) / (0.25 * p + rc) if p + rc else 0.0
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": 100 * p, "recall": 100 * rc, "f05": 100 * f}
+
+
+def edit_corpora():
+    s, h, r = (list(x) for x in zip(*GEC_TRIPLES))
+    out = [{"name": "gec triples", "sources": s, "hypotheses": h, "references": r} | edit_counts(s, h, r)]
+    for i, t in enumerate(GEC_TRIPLES):
+        out.append({"name": f"triple {i}", "sources": [t[0]], "hypotheses": [t[1]], "references": [t[2]]} | edit_counts([t[0]], [t[1]], [t[2]]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisers
+
+WHISPER_SENTENCES = [
+    "Mr. Smith won't pay $20 million!",
+    "Um, the colour [noise] is (maybe) grey.",
+    "Café ñandú Ærøskøbing straße Łódź þorn",
+    "I've got twenty-one apples and one hundred and five oranges.",
+    "It's the twenty first century, not the nineteenth.",
+    "one oh one, double five, triple zero",
+    "He paid two dollars and seven cents",
+    "three point one four one five nine",
+    "minus forty degrees and plus five",
+    "fifty percent, ten per cent, six per hour",
+    "one and a half hours, two and a half million",
+    "the 1960s and the 70s; 274th and 32nd",
+    "$0.05 and £3 and €10.50 and ¢7",
+    "1,000,000 people at 3.5% interest",
+    "ninety nine bottles, ninety ninth bottle, the nineties",
+    "a thousand and one nights, one thousand and first",
+    "five hundred thousand, two million three hundred thousand",
+    "zero zero seven, oh seven, o seven",
+    "twelve twelve, twelfth night, the fifth element, sixes and sevens",
+    "Let's go, y'all! We're gonna wanna gotta",
+    "She'd been there; he's gone; they'd done it; it's got to be",
+    "Dr. Jones and Prof. X met Gen. Lee and Sen. Smith, Jr. and St. John",
+    "Hmm, uh, mm, mhm, umm, uhh",
+    "The centre of the theatre; organise, realise; travelling",
+    "192.168.0.1 and version 2.0.1",
+    "pounds of flour, a euro, the dollar",
+    "eleven hundred, nineteen eighty four, twenty twenty",
+    "one million dollars, a million, millions, billionth",
+    "point five, point",
+    "  multiple   spaces\tand\nnewlines  ",
+    "ALL CAPS TEXT WITH NUMBERS ONE TWO THREE",
+    "'quoted' and \"double quoted\" and ‘curly’ “quotes”",
+    "rock 'n' roll, ma'am, ain't, i'ma, imma",
+    "thirty first of december, the forty second street",
+    "sixty five percent of ninety",
+    "1st, 2nd, 3rd, 4th and 5 th",
+    "two thousand and twenty three",
+    "negative one point five",
+    "he scored 3 - 2",
+    "three quarters, a half, one third",
+    "the year two thousand",
+    "hundreds of thousands",
+    "one two three four five six seven eight nine ten",
+    "the first second third fourth",
+    "an 18-year-old and a 5-year plan",
+    "",
+    "...",
+    "½ and ² and ٣",
+]
+
+
+def normalizer_cases(data):
+    sentences = list(WHISPER_SENTENCES)
+    # A slice of real, cased and punctuated Whisper output.
+    path = os.path.join(data, "synth", "asr-whisper.dev.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in list(f)[:60]:
+                rec = json.loads(line)
+                sentences.append(rec["output"])
+                sentences.extend(rec["input"][:2])
+    return {
+        "whisper-en": [[s, WHISPER_EN(s)] for s in sentences],
+        "whisper-basic": [[s, WHISPER_BASIC(s)] for s in sentences],
+        "h2t": [[s, h2t(s)] for s in sentences],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared data sets: aggregates only
+
+
+def load_records(path):
+    with open(path) as f:
+        text = f.read()
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+
+def set_scores(records, norm):
+    f = NORMALIZERS[norm]
+    one, orc, cer, comp_err = [0] * 4, [0] * 4, [0] * 4, 0
+    utt_one, utt_orc = [], []
+    for rec in records:
+        ref = words(f(rec["output"]))
+        hyps = [words(f(h)) for h in rec["input"]]
+        per = [wer_counts(ref, h) for h in hyps]
+        best = min(range(len(per)), key=lambda k: (errors(per[k]), k))
+        one, orc = add(one, per[0]), add(orc, per[best])
+        cer = add(cer, cer_counts(ref, hyps[0]))
+        vocab = {w for h in hyps for w in h.split()}
+        comp_err += sum(1 for w in ref.split() if w not in vocab)
+        n = len(ref.split())
+        if n:
+            utt_one.append(errors(per[0]) / n)
+            utt_orc.append(errors(per[best]) / n)
+    return {
+        "reference_words": one[0] + one[1] + one[2],
+        "one_best": one,
+        "one_best_utt": 100 * sum(utt_one) / len(utt_one),
+        "oracle": orc,
+        "oracle_utt": 100 * sum(utt_orc) / len(utt_orc),
+        "compositional_errors": comp_err,
+        "cer_one_best": cer,
+        "utterances": len(utt_one),
+    }
+
+
+def hyporadise(data):
+    out = {}
+    d = os.path.join(data, "hyporadise", "test")
+    for name in sorted(os.listdir(d)):
+        recs = load_records(os.path.join(d, name))
+        out[name] = {"records": len(recs)} | {
+            norm: set_scores(recs, norm) for norm in ("none@1", "h2t@1", "whisper-en@1")
+        }
+        print(f"  {name}: {len(recs)} records", file=sys.stderr)
+    return out
+
+
+def synth(data):
+    out = {}
+    d = os.path.join(data, "synth")
+    for name, norm in [
+        ("asr-whisper.dev.jsonl", "whisper-en@1"),
+        ("asr-sphinx.dev.jsonl", "whisper-en@1"),
+        ("ocr.dev.jsonl", "none@1"),
+        ("mt.dev.jsonl", "none@1"),
+        ("gec.dev.jsonl", "none@1"),
+    ]:
+        recs = load_records(os.path.join(d, name))
+        e = {"records": len(recs), "normalizer": norm} | set_scores(recs, norm)
+        best = [r["input"][0] for r in recs]
+        refs = [r["output"] for r in recs]
+        if name.startswith("mt"):
+            e["bleu"] = sacrebleu.corpus_bleu(best, [refs]).score
+            e["chrf"] = sacrebleu.corpus_chrf(best, [refs]).score
+        if name.startswith("gec"):
+            e["gleu"] = gleu_package(best, best, refs)
+        out[name] = e
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Record files for the command-line tests, and what `neko eval` must report on them
+
+ASR_RECORDS = [
+    # (id, source, hypotheses, reference, prediction)
+    ("a1", "whisper", ["the cat sat on a mat", "the cat sat on the mat"], "The cat sat on the mat.", "the cat sat on the mat"),
+    ("a2", "whisper", ["i have twenty one apples", "i have 21 apples"], "I have 21 apples.", "i have twenty one apples"),
+    ("a3", "whisper", ["he said hello", "he said hallo"], "", "he said hello"),
+    ("a4", "whisper", ["", "uh"], "", ""),
+    ("a5", "sphinx", ["naive cafe uber", "naïve café über"], "naïve café über", "naive café über"),
+    ("a6", "sphinx", ["what", "what what"], "...", "what"),
+    ("a7", "sphinx", ["mister jones wont go", "mr jones won't go"], "Mr. Jones won't go!", "mr jones will not go"),
+    ("a8", "sphinx", ["the colour grey", "the color gray"], "the color gray", "the colour grey"),
+    ("a9", "sphinx", [" ".join(["word"] * 150 + ["long"] * 150), " ".join(["word"] * 300)], " ".join(["word"] * 149 + ["long"] * 151), " ".join(["word"] * 150 + ["long"] * 150)),
+    ("a10", "whisper", ["it is nice", "it's nice"], "It's nice.", None),
+]
+
+
+def write_jsonl(path, rows):
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(r if isinstance(r, str) else json.dumps(r, ensure_ascii=False))
+            f.write("\n")
+
+
+def asr_expected(recs, norm):
+    f = NORMALIZERS[norm]
+    groups = collections.defaultdict(list)
+    for r in recs:
+        groups["all"].append(r)
+        groups["source=" + r[1]].append(r)
+    out = {}
+    for g, rs in groups.items():
+        one, orc, corr, cer1, cerc, comp = [0] * 4, [0] * 4, [0] * 4, [0] * 4, [0] * 4, 0
+        u1, uc = [], []
+        for _id, _src, hyps, ref, pred in rs:
+            ref_n = words(f(ref))
+            hyps_n = [words(f(h)) for h in hyps]
+            pred_n = words(f(pred if pred is not None else hyps[0]))
+            per = [wer_counts(ref_n, h) for h in hyps_n]
+            best = min(range(len(per)), key=lambda k: (errors(per[k]), k))
+            c = wer_counts(ref_n, pred_n)
+            one, orc, corr = add(one, per[0]), add(orc, per[best]), add(corr, c)
+            cer1, cerc = add(cer1, cer_counts(ref_n, hyps_n[0])), add(cerc, cer_counts(ref_n, pred_n))
+            vocab = {w for h in hyps_n for w in h.split()}
+            comp += sum(1 for w in ref_n.split() if w not in vocab)
+            n = len(ref_n.split())
+            if n:
+                u1.append(errors(per[0]) / n)
+                uc.append(errors(c) / n)
+        out[g] = {
+            "records": len(rs),
+            "one_best": one,
+            "oracle": orc,
+            "corrected": corr,
+            "cer_one_best": cer1,
+            "cer_corrected": cerc,
+            "compositional_errors": comp,
+            "one_best_utt": 100 * sum(u1) / len(u1),
+            "corrected_utt": 100 * sum(uc) / len(uc),
+            "utterances": len(u1),
+        }
+    return out
+
+
+def cli_fixtures(out_dir):
+    rec_dir = os.path.join(out_dir, "records")
+    os.makedirs(rec_dir, exist_ok=True)
+    rows = []
+    for i, (rid, src, hyps, ref, pred) in enumerate(ASR_RECORDS):
+        row = {"id": rid, "task": "asr", "source": src, "input": hyps, "output": ref}
+        if pred is None:
+            row["error"] = "generation failed"
+        else:
+            row["prediction"] = pred
+        rows.append(row)
+        if i == 3:
+            rows.append({"id": "no-ref", "task": "asr", "source": "whisper", "input": ["no reference here"], "prediction": "x"})
+        if i == 6:
+            rows.append('{"id": "broken", "input": ["not closed"')
+    write_jsonl(os.path.join(rec_dir, "asr.jsonl"), rows)
+    expected = {"asr.jsonl": {norm: asr_expected(ASR_RECORDS, norm) for norm in ("whisper-en@1", "none@1", "h2t@1")}}
+    expected["asr.jsonl"]["unscored"] = ["no-ref", 8]  # the id, and the broken line's record index
+
+    mt = [
+        {"id": f"m{i}", "task": "mt", "input": [h, r if i % 3 == 0 else h + " extra"], "output": r, "prediction": r if i % 2 == 0 else h}
+        for i, (h, r) in enumerate(MT_PAIRS)
+    ]
+    write_jsonl(os.path.join(rec_dir, "mt.jsonl"), mt)
+    best = [m["input"][0] for m in mt]
+    pred = [m["prediction"] for m in mt]
+    refs = [m["output"] for m in mt]
+    expected["mt.jsonl"] = {
+        "bleu_one_best": sacrebleu.corpus_bleu(best, [refs]).score,
+        "bleu_corrected": sacrebleu.corpus_bleu(pred, [refs]).score,
+        "chrf_one_best": sacrebleu.corpus_chrf(best, [refs]).score,
+        "chrf_corrected": sacrebleu.corpus_chrf(pred, [refs]).score,
+        "one_best": [sum(x) for x in zip(*[wer_counts(r, b) for r, b in zip(refs, best)])],
+        "corrected": [sum(x) for x in zip(*[wer_counts(r, p) for r, p in zip(refs, pred)])],
+    }
+
+    gec = [{"id": f"g{i}", "task": "gec", "input": [s], "output": r, "prediction": h} for i, (s, h, r) in enumerate(GEC_TRIPLES)]
+    write_jsonl(os.path.join(rec_dir, "gec.jsonl"), gec)
+    s, h, r = (list(x) for x in zip(*GEC_TRIPLES))
+    expected["gec.jsonl"] = {"gleu_one_best": gleu_package(s, s, r), "gleu_corrected": gleu_package(s, h, r)} | edit_counts(s, h, r)
+
+    ocr_pairs = [("Thad elrevam about you", "I had a dream about you."), ("Of the sons of Immer", "Of the sons of Immer:"), ("rn", "m")]
+    ocr = [{"id": f"o{i}", "task": "ocr", "input": [h], "output": ref} for i, (h, ref) in enumerate(ocr_pairs)]
+    write_jsonl(os.path.join(rec_dir, "ocr.jsonl"), ocr)
+    expected["ocr.jsonl"] = {
+        "one_best": [sum(x) for x in zip(*[wer_counts(ref, h) for h, ref in ocr_pairs])],
+        "cer_one_best": [sum(x) for x in zip(*[cer_counts(ref, h) for h, ref in ocr_pairs])],
+    }
+
+    plain = [{"input": ["hello world"], "output": "hello word"}, {"input": ["good morning"], "output": "good morning"}]
+    write_jsonl(os.path.join(rec_dir, "notask.jsonl"), plain)
+    expected["notask.jsonl"] = {"one_best": add(wer_counts("hello word", "hello world"), wer_counts("good morning", "good morning"))}
+    return expected
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def dump(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    print(f"wrote {path} ({os.path.getsize(path)} bytes)", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data", help="the shared data folder")
+    ap.add_argument("--out", default="tests/fixtures/metrics")
+    ap.add_argument("--fuzz", type=int, default=0, help="write only wer.json with this many random cases")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    rng = random.Random(20261125)
+    tools = versions()
+
+    if args.fuzz:
+        dump(os.path.join(args.out, "wer.json"), {"tools": tools, "cases": wer_cases(rng, args.fuzz, args.fuzz // 100)})
+        return
+
+    cases = wer_cases(rng, 300, 6)
+    dump(os.path.join(args.out, "wer.json"), {"tools": tools, "cases": cases, "corpora": corpus_cases(cases)})
+    dump(os.path.join(args.out, "bleu.json"), {"tools": tools, "corpora": bleu_corpora()})
+    dump(os.path.join(args.out, "gleu.json"), {"tools": tools, "corpora": gleu_corpora(), "edits": edit_corpora()})
+    dump(os.path.join(args.out, "normalizers.json"), {"tools": tools} | normalizer_cases(args.data))
+    dump(os.path.join(args.out, "cli.json"), {"tools": tools, "files": cli_fixtures(args.out)})
+    print("scoring shared data sets ...", file=sys.stderr)
+    dump(
+        os.path.join(args.out, "shared.json"),
+        {"tools": tools, "hyporadise": hyporadise(args.data), "synth": synth(args.data)},
+    )
+
+
+if __name__ == "__main__":
+    main()
