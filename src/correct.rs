@@ -122,6 +122,8 @@ impl Corrector {
             .map(|h| self.neutralise_specials(h))
             .collect();
         let text = self.template(task).render(&clean);
+        // Instruct models get the prompt in their own chat format (neko::model::chat).
+        let text = self.model.wrap_prompt(text);
         let mut ids = self.encode(&text)?;
         if let Some(bos) = self.add_bos {
             if ids.first() != Some(&bos) {

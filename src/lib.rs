@@ -6,6 +6,7 @@
 //! [`output`] out). [`eval`] scores the result. It follows NeKo (arXiv 2411.05945).
 
 pub mod cli;
+pub mod convert;
 pub mod correct;
 pub mod eval;
 pub mod generate;
@@ -17,5 +18,6 @@ pub mod output;
 pub mod prompt;
 pub mod record;
 pub mod task;
+pub mod upcycle;
 
 pub use task::Task;

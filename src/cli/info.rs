@@ -1,16 +1,17 @@
 //! `neko info`: what a model is (architecture, experts, task map, dtype, parameters), read from
-//! its config and safetensors headers without loading the weights.
+//! its config and safetensors headers, or a GGUF file's header, without loading the weights.
 
 use clap::Args;
 use serde::Serialize;
 
 use super::EXIT_OK;
-use crate::model::{self, ModelFiles};
+use crate::model::{self, ChatTemplate, Format, GgufFile, ModelFiles};
 
 /// Flags of `neko info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// A model folder (config.json, tokenizer.json, safetensors) or a hub id in the local cache.
+    /// A model folder (config.json, tokenizer.json, safetensors), a .gguf file, or a hub id in
+    /// the local cache.
     #[arg(long, env = "NEKO_MODEL")]
     pub model: String,
 
@@ -23,6 +24,8 @@ pub struct InfoArgs {
 #[derive(Debug, Serialize)]
 pub struct ModelInfo {
     pub model: String,
+    /// `safetensors` or `gguf`.
+    pub format: String,
     pub architecture: String,
     pub model_type: String,
     pub layers: usize,
@@ -33,6 +36,8 @@ pub struct ModelInfo {
     pub vocab_size: usize,
     pub experts: usize,
     pub experts_per_token: usize,
+    /// Rank of low-rank experts (LoRA deltas over a shared FFN), when the model has them.
+    pub expert_lora_rank: Option<usize>,
     pub task_experts: std::collections::BTreeMap<String, usize>,
     pub dtype: Option<String>,
     /// Stored dtypes of the tensors, with how many tensors have each.
@@ -41,6 +46,10 @@ pub struct ModelInfo {
     /// Parameters a token actually uses (shared weights plus its top-k experts).
     pub active_parameters: u64,
     pub weight_files: Vec<String>,
+    /// The tokenizer file, or `gguf metadata` when it is built from the GGUF header.
+    pub tokenizer: String,
+    /// The recognised chat format prompts are wrapped in (`chatml`), if any.
+    pub chat_template: Option<String>,
 }
 
 /// Runs `neko info`.
@@ -57,28 +66,49 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<u8> {
 /// Reads a model's description without loading its weights.
 pub fn inspect(spec: &str) -> anyhow::Result<ModelInfo> {
     let files = ModelFiles::resolve(spec)?;
-    let cfg = model::read_config(&files.config)?;
+    // (name, stored dtype, elements) of every tensor, and the chat template.
+    let mut tensors: Vec<(String, String, u64)> = Vec::new();
+    let (cfg, chat) = match files.format {
+        Format::Gguf => {
+            let g = GgufFile::open(&files.config)?;
+            for (name, dtype, shape) in g.tensor_infos() {
+                let n = shape.iter().map(|&d| d as u64).product();
+                tensors.push((name, format!("{dtype:?}").to_lowercase(), n));
+            }
+            let chat = g.chat_template().map(String::from);
+            (g.config()?, chat)
+        }
+        Format::Safetensors => {
+            for path in &files.weights {
+                // Safety: read-only map of the header and data; nothing else writes these files.
+                let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                for (name, view) in st.tensors() {
+                    let n = view.shape().iter().map(|&d| d as u64).product();
+                    tensors.push((name, format!("{:?}", view.dtype()).to_lowercase(), n));
+                }
+            }
+            let chat = files
+                .tokenizer
+                .parent()
+                .and_then(model::chat::template_in_dir);
+            (model::read_config(&files.config)?, chat)
+        }
+    };
     let (mut total, mut expert_params) = (0u64, 0u64);
     let mut dtypes = std::collections::BTreeMap::new();
-    for path in &files.weights {
-        // Safety: read-only map of the header and data; nothing else writes these files.
-        let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        for (name, view) in st.tensors() {
-            let n: u64 = view.shape().iter().map(|&d| d as u64).product();
-            total += n;
-            if name.contains(".experts.") {
-                expert_params += n;
-            }
-            *dtypes
-                .entry(format!("{:?}", view.dtype()).to_lowercase())
-                .or_insert(0) += 1;
+    for (name, dtype, n) in &tensors {
+        total += n;
+        if is_expert_tensor(name) {
+            expert_params += n;
         }
+        *dtypes.entry(dtype.clone()).or_insert(0) += 1;
     }
     let per_expert = expert_params / cfg.num_local_experts.max(1) as u64;
     let active = total - expert_params + per_expert * cfg.num_experts_per_tok as u64;
     Ok(ModelInfo {
         model: files.spec.clone(),
+        format: format!("{:?}", files.format).to_lowercase(),
         architecture: format!("{:?}", cfg.architecture).to_lowercase(),
         model_type: cfg.model_type.clone(),
         layers: cfg.num_hidden_layers,
@@ -89,6 +119,7 @@ pub fn inspect(spec: &str) -> anyhow::Result<ModelInfo> {
         vocab_size: cfg.vocab_size,
         experts: cfg.num_local_experts,
         experts_per_token: cfg.num_experts_per_tok,
+        expert_lora_rank: cfg.expert_lora.map(|l| l.rank),
         task_experts: cfg
             .task_experts
             .iter()
@@ -103,11 +134,33 @@ pub fn inspect(spec: &str) -> anyhow::Result<ModelInfo> {
             .iter()
             .map(|p| p.display().to_string())
             .collect(),
+        tokenizer: if files.tokenizer_in_gguf() {
+            "gguf metadata".to_string()
+        } else {
+            files.tokenizer.display().to_string()
+        },
+        chat_template: chat
+            .as_deref()
+            .and_then(ChatTemplate::detect)
+            .map(|c| c.name().to_string()),
     })
 }
 
+/// Whether a tensor belongs to one expert (safetensors `experts.E.*`, GGUF `ffn_*.E` or the
+/// stacked `ffn_*_exps`, which holds all of them).
+fn is_expert_tensor(name: &str) -> bool {
+    if name.contains(".experts.") || name.contains("_exps.") {
+        return true;
+    }
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() == 5
+        && parts[0] == "blk"
+        && parts[2].starts_with("ffn_")
+        && parts[3].parse::<usize>().is_ok()
+}
+
 fn print_text(i: &ModelInfo) {
-    println!("model          {}", i.model);
+    println!("model          {} ({})", i.model, i.format);
     println!(
         "architecture   {} (model_type {})",
         i.architecture, i.model_type
@@ -116,7 +169,13 @@ fn print_text(i: &ModelInfo) {
         "layers         {}  hidden {}  ffn {}  heads {}/{} kv  vocab {}",
         i.layers, i.hidden_size, i.intermediate_size, i.attention_heads, i.kv_heads, i.vocab_size
     );
-    println!("experts        {} (top-{})", i.experts, i.experts_per_token);
+    match i.expert_lora_rank {
+        Some(r) => println!(
+            "experts        {} (top-{}), low-rank r={r} over a shared FFN",
+            i.experts, i.experts_per_token
+        ),
+        None => println!("experts        {} (top-{})", i.experts, i.experts_per_token),
+    }
     let map: Vec<String> = i
         .task_experts
         .iter()
@@ -145,6 +204,11 @@ fn print_text(i: &ModelInfo) {
         human(i.active_parameters)
     );
     println!("weights        {} file(s)", i.weight_files.len());
+    println!("tokenizer      {}", i.tokenizer);
+    println!(
+        "chat template  {}",
+        i.chat_template.as_deref().unwrap_or("none")
+    );
 }
 
 fn human(n: u64) -> String {

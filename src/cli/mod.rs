@@ -3,9 +3,12 @@
 //! Exit codes: 0 success; 1 a regression or threshold check failed (`neko eval --baseline`);
 //! 2 an error (bad flags, unreadable input or model, `--strict` failures).
 
+pub mod bench;
+pub mod convert;
 pub mod correct;
 pub mod eval;
 pub mod info;
+pub mod upcycle;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -36,7 +39,8 @@ pub struct Cli {
 /// Flags that choose and place a model.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// A model folder (config.json, tokenizer.json, safetensors) or a hub id in the local cache.
+    /// A model folder (config.json, tokenizer.json, safetensors), a .gguf file, or a hub id in
+    /// the local cache.
     #[arg(long, env = "NEKO_MODEL")]
     pub model: String,
 
@@ -47,6 +51,16 @@ pub struct ModelArgs {
     /// Weights' dtype: auto (f32 on CPU, bf16 on GPUs), f32, bf16 or f16.
     #[arg(long, default_value = "auto", env = "NEKO_DTYPE")]
     pub dtype: String,
+
+    /// Quantise the projection weights at load: q8_0, q4_0, q4_1, q5_0, q5_1, q4k, q5k, q6k
+    /// (k-quants fall back to q8_0 where a width is not a multiple of 256). GGUF weights stay
+    /// as stored.
+    #[arg(long, env = "NEKO_QUANT", value_parser = crate::model::parse_quant)]
+    pub quant: Option<candle_core::quantized::GgmlDType>,
+
+    /// Do not wrap prompts in the model's chat template (instruct models declare one).
+    #[arg(long, env = "NEKO_NO_CHAT_TEMPLATE")]
+    pub no_chat_template: bool,
 }
 
 impl ModelArgs {
@@ -54,7 +68,10 @@ impl ModelArgs {
     pub fn load(&self) -> anyhow::Result<crate::model::Model> {
         let device = crate::model::parse_device(&self.device)?;
         let dtype = crate::model::parse_dtype(&self.dtype, &device)?;
-        Ok(crate::model::Model::load(&self.model, &device, dtype)?)
+        let mut opts = crate::model::LoadOptions::new(&device, dtype);
+        opts.quantize = self.quant;
+        opts.chat_template = !self.no_chat_template;
+        Ok(crate::model::Model::load_with(&self.model, &opts)?)
     }
 }
 
@@ -94,6 +111,12 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Score files: WER, CER, BLEU, chrF, GEC scores, with baselines, oracles and a signature.
     Eval(eval::EvalArgs),
+    /// Write a GGUF (or Hugging Face) model as a Hugging Face folder with f32/bf16 safetensors.
+    Convert(convert::ConvertArgs),
+    /// Turn a dense model into a task-routed Mixture of Experts (sparse upcycling).
+    Upcycle(upcycle::UpcycleArgs),
+    /// Measure load time and prefill/decode speed of a model; prints JSON.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs a parsed command line and maps the outcome to a documented exit code.
@@ -103,6 +126,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Correct(args) => correct::run(&args),
         Command::Info(args) => info::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Convert(args) => convert::run(&args),
+        Command::Upcycle(args) => upcycle::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

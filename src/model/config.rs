@@ -60,7 +60,29 @@ pub struct ModelConfig {
     pub task_experts: BTreeMap<Task, usize>,
     /// The weights' dtype as the config states it (`torch_dtype` or `dtype`).
     pub dtype: Option<String>,
+    /// Low-rank experts (`expert_lora_rank`): each expert is a LoRA delta over the block's
+    /// shared, frozen FFN (`block_sparse_moe.shared.*`) instead of a full FFN of its own.
+    pub expert_lora: Option<ExpertLora>,
 }
+
+/// The shape of low-rank experts: `W_e = W_shared + (alpha / rank) · B_e A_e` per projection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExpertLora {
+    pub rank: usize,
+    pub alpha: f64,
+}
+
+impl ExpertLora {
+    /// The factor on `B A`.
+    pub fn scale(&self) -> f64 {
+        self.alpha / self.rank as f64
+    }
+}
+
+/// `model_type` of neko's low-rank-expert checkpoints. It is not `mixtral` on purpose: Hugging
+/// Face transformers would otherwise load them as Mixtral and silently initialise the missing
+/// full experts at random; with an unknown type it refuses loudly instead.
+pub const LORA_MOE_MODEL_TYPE: &str = "neko_lora_mixtral";
 
 /// Why a `config.json` cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +146,10 @@ struct RawConfig {
     torch_dtype: Option<String>,
     #[serde(default)]
     dtype: Option<String>,
+    #[serde(default)]
+    expert_lora_rank: Option<usize>,
+    #[serde(default)]
+    expert_lora_alpha: Option<f64>,
 }
 
 fn default_max_pos() -> usize {
@@ -203,6 +229,7 @@ impl ModelConfig {
             bos_token_id: raw.bos_token_id.as_ref().and_then(first_id),
             eos_token_ids: raw.eos_token_id.as_ref().map(all_ids).unwrap_or_default(),
             task_experts,
+            expert_lora: expert_lora_of(&raw, architecture)?,
             dtype: raw.dtype.or(raw.torch_dtype),
         })
     }
@@ -216,6 +243,86 @@ impl ModelConfig {
     pub fn is_moe(&self) -> bool {
         self.architecture == Architecture::Mixtral
     }
+
+    /// This configuration as a Hugging Face `config.json`, as `neko convert` and `neko upcycle`
+    /// write it: dense models as `LlamaForCausalLM` (or Mistral), MoE models as
+    /// `MixtralForCausalLM`, low-rank-expert models under [`LORA_MOE_MODEL_TYPE`]. `dtype` names
+    /// the stored weights (`float32`, `bfloat16`). RoPE's base is written both at the top level
+    /// (transformers v4) and in `rope_parameters` (v5).
+    pub fn to_hf_json(&self, dtype: &str) -> Value {
+        use serde_json::json;
+        let (model_type, architecture) = match (self.architecture, self.expert_lora) {
+            (Architecture::Mixtral, Some(_)) => (LORA_MOE_MODEL_TYPE, "NekoLoraMixtralForCausalLM"),
+            (Architecture::Mixtral, None) => ("mixtral", "MixtralForCausalLM"),
+            (Architecture::Dense, _) if self.model_type == "mistral" => {
+                ("mistral", "MistralForCausalLM")
+            }
+            (Architecture::Dense, _) => ("llama", "LlamaForCausalLM"),
+        };
+        let mut j = json!({
+            "architectures": [architecture],
+            "model_type": model_type,
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim,
+            "max_position_embeddings": self.max_position_embeddings,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "rope_parameters": {"rope_theta": self.rope_theta, "rope_type": "default"},
+            "hidden_act": "silu",
+            "attention_bias": false,
+            "attention_dropout": 0.0,
+            "mlp_bias": false,
+            "initializer_range": 0.02,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "use_cache": true,
+            "dtype": dtype,
+            "torch_dtype": dtype,
+        });
+        let o = j.as_object_mut().expect("an object");
+        if let Some(bos) = self.bos_token_id {
+            o.insert("bos_token_id".into(), json!(bos));
+        }
+        match self.eos_token_ids.as_slice() {
+            [] => {}
+            [one] => {
+                o.insert("eos_token_id".into(), json!(one));
+            }
+            many => {
+                o.insert("eos_token_id".into(), json!(many));
+            }
+        }
+        if self.architecture == Architecture::Mixtral || self.sliding_window.is_some() {
+            o.insert("sliding_window".into(), json!(self.sliding_window));
+        }
+        if self.is_moe() {
+            o.insert("num_local_experts".into(), json!(self.num_local_experts));
+            o.insert(
+                "num_experts_per_tok".into(),
+                json!(self.num_experts_per_tok),
+            );
+            o.insert("output_router_logits".into(), json!(false));
+            o.insert("router_aux_loss_coef".into(), json!(0.02));
+            o.insert("router_jitter_noise".into(), json!(0.0));
+        }
+        if !self.task_experts.is_empty() {
+            let map: serde_json::Map<String, Value> = self
+                .task_experts
+                .iter()
+                .map(|(t, e)| (t.to_string(), json!(e)))
+                .collect();
+            o.insert("task_experts".into(), Value::Object(map));
+        }
+        if let Some(l) = self.expert_lora {
+            o.insert("expert_lora_rank".into(), json!(l.rank));
+            o.insert("expert_lora_alpha".into(), json!(l.alpha));
+        }
+        j
+    }
 }
 
 fn architecture_of(raw: &RawConfig) -> Result<Architecture, ConfigError> {
@@ -225,7 +332,7 @@ fn architecture_of(raw: &RawConfig) -> Result<Architecture, ConfigError> {
         .first()
         .map(|a| a.to_ascii_lowercase())
         .unwrap_or_default();
-    if ty == "mixtral" || arch.starts_with("mixtral") {
+    if ty == "mixtral" || ty == LORA_MOE_MODEL_TYPE || arch.starts_with("mixtral") {
         Ok(Architecture::Mixtral)
     } else if ["llama", "mistral", ""].contains(&ty.as_str()) {
         Ok(Architecture::Dense)
@@ -235,6 +342,28 @@ fn architecture_of(raw: &RawConfig) -> Result<Architecture, ConfigError> {
             format!("`{ty}` is not supported (mixtral, llama and mistral are)"),
         ))
     }
+}
+
+fn expert_lora_of(
+    raw: &RawConfig,
+    architecture: Architecture,
+) -> Result<Option<ExpertLora>, ConfigError> {
+    let Some(rank) = raw.expert_lora_rank else {
+        return Ok(None);
+    };
+    if architecture != Architecture::Mixtral {
+        return Err(field_err(
+            "expert_lora_rank",
+            "low-rank experts need a Mixture-of-Experts model",
+        ));
+    }
+    if rank == 0 {
+        return Err(field_err("expert_lora_rank", "must be at least 1"));
+    }
+    Ok(Some(ExpertLora {
+        rank,
+        alpha: raw.expert_lora_alpha.unwrap_or(rank as f64),
+    }))
 }
 
 /// `rope_theta` at the top level, or inside `rope_parameters` (transformers v5); scaled RoPE
@@ -338,6 +467,25 @@ mod tests {
         assert_eq!(c.task_expert(Task::Asr), Some(0));
         assert_eq!(c.task_expert(Task::Gec), Some(3));
         assert_eq!(c.eos_token_ids, vec![2, 7]);
+    }
+
+    #[test]
+    fn hf_json_round_trips() {
+        let mut c = ModelConfig::from_json(MIXTRAL_8X7B).unwrap();
+        c.task_experts.insert(Task::Ocr, 5);
+        c.dtype = Some("float32".into());
+        assert_eq!(
+            ModelConfig::from_json(&c.to_hf_json("float32").to_string()).unwrap(),
+            c
+        );
+        c.expert_lora = Some(ExpertLora {
+            rank: 8,
+            alpha: 16.0,
+        });
+        c.model_type = LORA_MOE_MODEL_TYPE.into();
+        let j = c.to_hf_json("float32");
+        assert_eq!(j["model_type"], LORA_MOE_MODEL_TYPE);
+        assert_eq!(ModelConfig::from_json(&j.to_string()).unwrap(), c);
     }
 
     #[test]

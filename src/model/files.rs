@@ -1,5 +1,5 @@
-//! Finding a model's files: a local folder in Hugging Face layout, or a hub id resolved from the
-//! local hub cache (`HF_HOME` / `HF_HUB_CACHE`) with no network.
+//! Finding a model's files: a local folder in Hugging Face layout, a `.gguf` file, or a hub id
+//! resolved from the local hub cache (`HF_HOME` / `HF_HUB_CACHE`) with no network.
 
 use std::path::{Path, PathBuf};
 
@@ -7,14 +7,28 @@ use serde_json::Value;
 
 use super::ModelError;
 
+/// How a model's weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Hugging Face layout: config.json, tokenizer.json, safetensors.
+    Safetensors,
+    /// One llama.cpp GGUF file holding config, tokenizer and (quantised) weights.
+    Gguf,
+}
+
 /// The files that make a model.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
-    /// What the user named: a folder or a hub id.
+    /// What the user named: a folder, a `.gguf` file or a hub id.
     pub spec: String,
+    pub format: Format,
+    /// `config.json`; for GGUF the `.gguf` file itself (its metadata holds the configuration).
     pub config: PathBuf,
+    /// `tokenizer.json`; for GGUF the `tokenizer.json` beside the file when there is one,
+    /// otherwise the `.gguf` file (the tokenizer is built from its metadata).
     pub tokenizer: PathBuf,
-    /// Safetensors shards, in index order (one file for unsharded checkpoints).
+    /// Safetensors shards, in index order (one file for unsharded checkpoints); for GGUF the
+    /// `.gguf` file.
     pub weights: Vec<PathBuf>,
 }
 
@@ -26,13 +40,35 @@ impl ModelFiles {
         if path.is_dir() {
             return Self::from_dir(spec, path);
         }
+        if path.is_file() && is_gguf(path) {
+            return Ok(Self::from_gguf(spec, path));
+        }
         if path.exists() {
             return Err(ModelError::files(
                 path,
-                "expected a model folder (config.json, tokenizer.json, *.safetensors)",
+                "expected a model folder (config.json, tokenizer.json, *.safetensors) or a .gguf file",
             ));
         }
         Self::from_hub_cache(spec)
+    }
+
+    /// Whether the tokenizer is built from GGUF metadata (no `tokenizer.json` beside the file).
+    pub fn tokenizer_in_gguf(&self) -> bool {
+        self.format == Format::Gguf && is_gguf(&self.tokenizer)
+    }
+
+    fn from_gguf(spec: &str, path: &Path) -> Self {
+        let beside = path
+            .parent()
+            .map(|d| d.join("tokenizer.json"))
+            .filter(|p| p.is_file());
+        ModelFiles {
+            spec: spec.to_string(),
+            format: Format::Gguf,
+            config: path.to_path_buf(),
+            tokenizer: beside.unwrap_or_else(|| path.to_path_buf()),
+            weights: vec![path.to_path_buf()],
+        }
     }
 
     fn from_dir(spec: &str, dir: &Path) -> Result<Self, ModelError> {
@@ -65,6 +101,7 @@ impl ModelFiles {
         }
         Ok(ModelFiles {
             spec: spec.to_string(),
+            format: Format::Safetensors,
             config,
             tokenizer,
             weights,
@@ -96,11 +133,17 @@ impl ModelFiles {
         };
         Ok(ModelFiles {
             spec: id.to_string(),
+            format: Format::Safetensors,
             config,
             tokenizer,
             weights,
         })
     }
+}
+
+fn is_gguf(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
 /// The shard file names of a `model.safetensors.index.json`, each once, in first-seen order.

@@ -1,21 +1,29 @@
 //! Models: configuration, files, the decoder, and loading them onto a device.
 //!
-//! [`Decoder`] is the seam between generation and a network: the safetensors [`Transformer`]
-//! implements it today; other backends (quantised GGUF, a remote server) plug in beside it.
+//! [`Decoder`] is the seam between generation and a network: the [`Transformer`] implements it
+//! for safetensors and GGUF weights alike; other backends (a remote server) plug in beside it.
 
+pub mod chat;
 pub mod config;
 pub mod files;
+pub mod gguf;
+pub mod gguf_tokenizer;
 pub mod transformer;
+pub mod weights;
 
 use std::path::Path;
 
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use tokenizers::Tokenizer;
 
-pub use config::{Architecture, ModelConfig, RoutingMode};
-pub use files::ModelFiles;
+pub use chat::ChatTemplate;
+pub use config::{Architecture, ExpertLora, ModelConfig, RoutingMode};
+pub use files::{Format, ModelFiles};
+pub use gguf::GgufFile;
 pub use transformer::{Logits, Transformer};
+pub use weights::{parse_quant, Weights};
 
 /// Why a model could not be loaded. Every variant names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -99,27 +107,121 @@ pub struct Model {
     pub tokenizer: Tokenizer,
     pub decoder: Box<dyn Decoder>,
     pub dtype: DType,
+    /// The chat format prompts are wrapped in (instruct models that declare one).
+    pub chat: Option<ChatTemplate>,
+}
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// Activations' dtype, and the weights' unless they are quantised.
+    pub dtype: DType,
+    /// Quantise full-precision projection weights at load (`--quant`); GGUF weights stay as
+    /// the file stores them.
+    pub quantize: Option<GgmlDType>,
+    /// Wrap prompts in the model's chat template when it declares a recognised one.
+    pub chat_template: bool,
+}
+
+impl LoadOptions {
+    pub fn new(device: &Device, dtype: DType) -> Self {
+        LoadOptions {
+            device: device.clone(),
+            dtype,
+            quantize: None,
+            chat_template: true,
+        }
+    }
 }
 
 impl Model {
-    /// Loads a model folder or cached hub id onto `device` in `dtype`.
+    /// Loads a model folder, `.gguf` file or cached hub id onto `device` in `dtype`.
     pub fn load(spec: &str, device: &Device, dtype: DType) -> Result<Self, ModelError> {
+        Self::load_with(spec, &LoadOptions::new(device, dtype))
+    }
+
+    /// Loads a model with explicit options.
+    pub fn load_with(spec: &str, opts: &LoadOptions) -> Result<Self, ModelError> {
         let files = ModelFiles::resolve(spec)?;
-        let config = read_config(&files.config)?;
-        let tokenizer =
-            Tokenizer::from_file(&files.tokenizer).map_err(|e| ModelError::Tokenizer {
+        let gguf = match files.format {
+            Format::Gguf => Some(GgufFile::open(&files.config)?),
+            Format::Safetensors => None,
+        };
+        let mut config = match &gguf {
+            Some(g) => g.config()?,
+            None => read_config(&files.config)?,
+        };
+        let tokenizer = match &gguf {
+            Some(g) if files.tokenizer_in_gguf() => {
+                gguf_tokenizer::tokenizer(g).map_err(|e| ModelError::Tokenizer {
+                    path: files.tokenizer.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+            _ => Tokenizer::from_file(&files.tokenizer).map_err(|e| ModelError::Tokenizer {
                 path: files.tokenizer.display().to_string(),
                 message: e.to_string(),
-            })?;
-        let decoder = load_transformer(&files, &config, device, dtype)?;
+            })?,
+        };
+        let chat = if opts.chat_template {
+            find_chat_template(&files, gguf.as_ref(), &tokenizer)
+        } else {
+            None
+        };
+        if let Some(id) = chat
+            .as_ref()
+            .and_then(|c| tokenizer.token_to_id(c.end_of_turn()))
+        {
+            // The turn ends with the template's end token whatever the config calls EOS.
+            if !config.eos_token_ids.contains(&id) {
+                config.eos_token_ids.push(id);
+            }
+        }
+        let decoder = match &gguf {
+            Some(g) => {
+                let tensors = g.tensors(&opts.device)?;
+                Transformer::load(&config, &Weights::gguf(tensors, opts.dtype, &opts.device))
+                    .map_err(|e| ModelError::Weights {
+                        path: g.path.display().to_string(),
+                        message: e.to_string(),
+                    })?
+            }
+            None => load_transformer(&files, &config, opts)?,
+        };
         Ok(Model {
             files,
             config,
             tokenizer,
             decoder: Box::new(decoder),
-            dtype,
+            dtype: opts.dtype,
+            chat,
         })
     }
+
+    /// A rendered prompt as the model should see it: wrapped in its chat template when it
+    /// has one, unchanged otherwise.
+    pub fn wrap_prompt(&self, prompt: String) -> String {
+        match &self.chat {
+            Some(c) => c.wrap(&prompt),
+            None => prompt,
+        }
+    }
+}
+
+/// The model's chat template, when it declares one neko recognises and its tokenizer has the
+/// template's end-of-turn token.
+fn find_chat_template(
+    files: &ModelFiles,
+    gguf: Option<&GgufFile>,
+    tokenizer: &Tokenizer,
+) -> Option<ChatTemplate> {
+    let text = gguf
+        .and_then(|g| g.chat_template().map(String::from))
+        .or_else(|| chat::template_in_dir(files.tokenizer.parent()?))?;
+    let chat = ChatTemplate::detect(&text)?;
+    tokenizer.token_to_id(chat.end_of_turn())?;
+    Some(chat)
 }
 
 /// Reads and validates `config.json`.
@@ -134,8 +236,7 @@ pub fn read_config(path: &Path) -> Result<ModelConfig, ModelError> {
 fn load_transformer(
     files: &ModelFiles,
     config: &ModelConfig,
-    device: &Device,
-    dtype: DType,
+    opts: &LoadOptions,
 ) -> Result<Transformer, ModelError> {
     let weights_err = |message: String| ModelError::Weights {
         path: files
@@ -147,9 +248,11 @@ fn load_transformer(
         message,
     };
     // Safety: the files are memory-mapped read-only; neko does not modify them while loaded.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device) }
-        .map_err(|e| weights_err(e.to_string()))?;
-    Transformer::new(config, vb).map_err(|e| weights_err(e.to_string()))
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, opts.dtype, &opts.device) }
+            .map_err(|e| weights_err(e.to_string()))?;
+    Transformer::load(config, &Weights::safetensors(vb, opts.quantize))
+        .map_err(|e| weights_err(e.to_string()))
 }
 
 /// Parses a `--device` value: `cpu`, `cuda`, `cuda:N` or `metal`.

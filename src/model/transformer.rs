@@ -7,12 +7,17 @@
 //! module batches rows of different lengths (left padding, a padding-aware mask and per-row
 //! positions), keeps a preallocated KV cache that can be reset, keeps routing in tensors, and
 //! can force a task's expert into every token's top-k.
+//!
+//! Projections are full-precision or ggml-quantised ([`Proj`]), so GGUF models run through this
+//! same decoder. Experts are full SwiGLU FFNs, or low-rank deltas over a shared frozen FFN
+//! (LoRA, Hu et al. 2021, arXiv 2106.09685) for models upcycled to be trained on a CPU.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::kv_cache::KvCache;
-use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{Linear, RmsNorm, VarBuilder};
 
-use super::config::{Architecture, ModelConfig};
+use super::config::{Architecture, ExpertLora, ModelConfig};
+use super::weights::{Proj, TokenEmbedding, Weights};
 
 /// Which positions' logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +69,10 @@ impl RotaryEmbedding {
 /// Grouped-query self-attention with a KV cache.
 #[derive(Debug, Clone)]
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: Proj,
+    k_proj: Proj,
+    v_proj: Proj,
+    o_proj: Proj,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -75,13 +80,13 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &ModelConfig, w: &Weights) -> Result<Self> {
         let (h, d) = (cfg.hidden_size, cfg.head_dim);
         Ok(Self {
-            q_proj: candle_nn::linear_no_bias(h, cfg.num_attention_heads * d, vb.pp("q_proj"))?,
-            k_proj: candle_nn::linear_no_bias(h, cfg.num_key_value_heads * d, vb.pp("k_proj"))?,
-            v_proj: candle_nn::linear_no_bias(h, cfg.num_key_value_heads * d, vb.pp("v_proj"))?,
-            o_proj: candle_nn::linear_no_bias(cfg.num_attention_heads * d, h, vb.pp("o_proj"))?,
+            q_proj: w.pp("q_proj").proj(h, cfg.num_attention_heads * d)?,
+            k_proj: w.pp("k_proj").proj(h, cfg.num_key_value_heads * d)?,
+            v_proj: w.pp("v_proj").proj(h, cfg.num_key_value_heads * d)?,
+            o_proj: w.pp("o_proj").proj(cfg.num_attention_heads * d, h)?,
             num_heads: cfg.num_attention_heads,
             num_kv_heads: cfg.num_key_value_heads,
             head_dim: d,
@@ -123,56 +128,87 @@ impl Attention {
     }
 }
 
-/// The dense SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
+/// A SwiGLU feed-forward `down(silu(gate(x)) * up(x))`: Llama's dense `mlp`
+/// (`gate_proj`, `up_proj`, `down_proj`) and a Mixtral expert (`w1`, `w3`, `w2`) alike.
 #[derive(Debug, Clone)]
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+struct SwiGlu {
+    gate: Proj,
+    up: Proj,
+    down: Proj,
 }
 
-impl Mlp {
-    fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+impl SwiGlu {
+    /// Loads the three projections named `[gate, up, down]`.
+    fn new(cfg: &ModelConfig, w: &Weights, names: [&str; 3]) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Self {
-            gate_proj: candle_nn::linear_no_bias(h, i, vb.pp("gate_proj"))?,
-            up_proj: candle_nn::linear_no_bias(h, i, vb.pp("up_proj"))?,
-            down_proj: candle_nn::linear_no_bias(i, h, vb.pp("down_proj"))?,
+            gate: w.pp(names[0]).proj(h, i)?,
+            up: w.pp(names[1]).proj(h, i)?,
+            down: w.pp(names[2]).proj(i, h)?,
         })
     }
 }
 
-impl Module for Mlp {
+/// Hugging Face's names of the dense feed-forward and of a Mixtral expert's projections.
+const MLP_NAMES: [&str; 3] = ["gate_proj", "up_proj", "down_proj"];
+const EXPERT_NAMES: [&str; 3] = ["w1", "w3", "w2"];
+
+impl Module for SwiGlu {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gated = candle_nn::ops::silu(&self.gate_proj.forward(xs)?)?;
-        self.down_proj
-            .forward(&(gated * self.up_proj.forward(xs)?)?)
+        let gated = candle_nn::ops::silu(&self.gate.forward(xs)?)?;
+        self.down.forward(&(gated * self.up.forward(xs)?)?)
     }
 }
 
-/// One Mixtral expert: `w2(silu(w1(x)) * w3(x))`.
+/// A LoRA delta `scale · B(A(x))` with `lora_A.weight (r, in)` and `lora_B.weight (out, r)`.
 #[derive(Debug, Clone)]
-struct Expert {
-    w1: Linear,
-    w2: Linear,
-    w3: Linear,
+struct LoraDelta {
+    lora_a: Linear,
+    lora_b: Linear,
+    scale: f64,
+}
+
+impl LoraDelta {
+    fn new(w: &Weights, in_dim: usize, out_dim: usize, lora: ExpertLora) -> Result<Self> {
+        Ok(Self {
+            lora_a: w.pp("lora_A").linear(in_dim, lora.rank)?,
+            lora_b: w.pp("lora_B").linear(lora.rank, out_dim)?,
+            scale: lora.scale(),
+        })
+    }
+}
+
+impl Module for LoraDelta {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.lora_b.forward(&self.lora_a.forward(xs)?)? * self.scale
+    }
+}
+
+/// One Mixtral expert: a full SwiGLU FFN of its own, or low-rank deltas on the three
+/// projections of the block's shared FFN (`experts.E.w1.lora_A.weight`, ...).
+#[derive(Debug, Clone)]
+enum Expert {
+    Full(SwiGlu),
+    LowRank {
+        w1: LoraDelta,
+        w3: LoraDelta,
+        w2: LoraDelta,
+    },
 }
 
 impl Expert {
-    fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
-        Ok(Self {
-            w1: candle_nn::linear_no_bias(h, i, vb.pp("w1"))?,
-            w2: candle_nn::linear_no_bias(i, h, vb.pp("w2"))?,
-            w3: candle_nn::linear_no_bias(h, i, vb.pp("w3"))?,
-        })
-    }
-}
-
-impl Module for Expert {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gated = candle_nn::ops::silu(&self.w1.forward(xs)?)?;
-        self.w2.forward(&(gated * self.w3.forward(xs)?)?)
+    fn new(cfg: &ModelConfig, w: &Weights) -> Result<Self> {
+        match cfg.expert_lora {
+            None => Ok(Expert::Full(SwiGlu::new(cfg, w, EXPERT_NAMES)?)),
+            Some(lora) => {
+                let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+                Ok(Expert::LowRank {
+                    w1: LoraDelta::new(&w.pp("w1"), h, i, lora)?,
+                    w3: LoraDelta::new(&w.pp("w3"), h, i, lora)?,
+                    w2: LoraDelta::new(&w.pp("w2"), i, h, lora)?,
+                })
+            }
+        }
     }
 }
 
@@ -181,6 +217,8 @@ impl Module for Expert {
 #[derive(Debug, Clone)]
 struct SparseMoeBlock {
     gate: Linear,
+    /// The frozen FFN that low-rank experts modify (`block_sparse_moe.shared.{w1,w3,w2}`).
+    shared: Option<SwiGlu>,
     experts: Vec<Expert>,
     top_k: usize,
     /// The `(tokens, top_k)` expert ids chosen in the last forward pass, for inspection.
@@ -188,14 +226,20 @@ struct SparseMoeBlock {
 }
 
 impl SparseMoeBlock {
-    fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let gate =
-            candle_nn::linear_no_bias(cfg.hidden_size, cfg.num_local_experts, vb.pp("gate"))?;
+    fn new(cfg: &ModelConfig, w: &Weights) -> Result<Self> {
+        let gate = w
+            .pp("gate")
+            .linear(cfg.hidden_size, cfg.num_local_experts)?;
+        let shared = match cfg.expert_lora {
+            Some(_) => Some(SwiGlu::new(cfg, &w.pp("shared"), EXPERT_NAMES)?),
+            None => None,
+        };
         let experts = (0..cfg.num_local_experts)
-            .map(|e| Expert::new(cfg, vb.pp("experts").pp(e)))
+            .map(|e| Expert::new(cfg, &w.pp("experts").pp(e)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             gate,
+            shared,
             experts,
             top_k: cfg.num_experts_per_tok,
             last_routing: None,
@@ -240,6 +284,11 @@ impl SparseMoeBlock {
                 slots[e as usize].push((token * self.top_k + slot) as u32);
             }
         }
+        // Low-rank experts share the frozen gate/up projections: compute them once per token.
+        let shared_in = match &self.shared {
+            Some(s) => Some((s.gate.forward(&flat)?, s.up.forward(&flat)?)),
+            None => None,
+        };
         let mut out = flat.zeros_like()?;
         for (e, expert) in self.experts.iter().enumerate() {
             if rows[e].is_empty() {
@@ -247,7 +296,19 @@ impl SparseMoeBlock {
             }
             let idx = Tensor::new(rows[e].as_slice(), xs.device())?;
             let w = weights.index_select(&Tensor::new(slots[e].as_slice(), xs.device())?, 0)?;
-            let y = expert.forward(&flat.index_select(&idx, 0)?)?;
+            let x = flat.index_select(&idx, 0)?;
+            let y = match (expert, &self.shared, &shared_in) {
+                (Expert::Full(ffn), _, _) => ffn.forward(&x)?,
+                (Expert::LowRank { w1, w3, w2 }, Some(shared), Some((gate, up))) => {
+                    let g = (gate.index_select(&idx, 0)? + w1.forward(&x)?)?;
+                    let u = (up.index_select(&idx, 0)? + w3.forward(&x)?)?;
+                    let h = (candle_nn::ops::silu(&g)? * u)?;
+                    (shared.down.forward(&h)? + w2.forward(&h)?)?
+                }
+                (Expert::LowRank { .. }, _, _) => {
+                    candle_core::bail!("low-rank experts without a shared FFN")
+                }
+            };
             out = out.index_add(&idx, &y.broadcast_mul(&w.unsqueeze(1)?)?, 0)?;
         }
         self.last_routing = Some(ids);
@@ -257,7 +318,7 @@ impl SparseMoeBlock {
 
 #[derive(Debug, Clone)]
 enum FeedForward {
-    Dense(Mlp),
+    Dense(SwiGlu),
     Sparse(SparseMoeBlock),
 }
 
@@ -270,23 +331,18 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &ModelConfig, w: &Weights) -> Result<Self> {
         let feed_forward = match cfg.architecture {
-            Architecture::Dense => FeedForward::Dense(Mlp::new(cfg, vb.pp("mlp"))?),
+            Architecture::Dense => FeedForward::Dense(SwiGlu::new(cfg, &w.pp("mlp"), MLP_NAMES)?),
             Architecture::Mixtral => {
-                FeedForward::Sparse(SparseMoeBlock::new(cfg, vb.pp("block_sparse_moe"))?)
+                FeedForward::Sparse(SparseMoeBlock::new(cfg, &w.pp("block_sparse_moe"))?)
             }
         };
-        let eps = cfg.rms_norm_eps;
         Ok(Self {
-            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            self_attn: Attention::new(cfg, &w.pp("self_attn"))?,
             feed_forward,
-            input_layernorm: candle_nn::rms_norm(cfg.hidden_size, eps, vb.pp("input_layernorm"))?,
-            post_attention_layernorm: candle_nn::rms_norm(
-                cfg.hidden_size,
-                eps,
-                vb.pp("post_attention_layernorm"),
-            )?,
+            input_layernorm: rms_norm(cfg, &w.pp("input_layernorm"))?,
+            post_attention_layernorm: rms_norm(cfg, &w.pp("post_attention_layernorm"))?,
         })
     }
 
@@ -311,13 +367,20 @@ impl DecoderLayer {
     }
 }
 
+fn rms_norm(cfg: &ModelConfig, w: &Weights) -> Result<RmsNorm> {
+    Ok(RmsNorm::new(
+        w.tensor("weight", cfg.hidden_size)?,
+        cfg.rms_norm_eps,
+    ))
+}
+
 /// The decoder: embeddings, layers, final norm and LM head (`model.*` and `lm_head` keys).
 #[derive(Debug, Clone)]
 pub struct Transformer {
-    embed_tokens: Embedding,
+    embed_tokens: TokenEmbedding,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
-    lm_head: Linear,
+    lm_head: Proj,
     rotary: RotaryEmbedding,
     sliding_window: Option<usize>,
     device: Device,
@@ -327,28 +390,39 @@ pub struct Transformer {
 impl Transformer {
     /// Builds the decoder from a `VarBuilder` over the checkpoint's tensors.
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let vb_m = vb.pp("model");
-        let embed_tokens =
-            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb_m.pp("embed_tokens"))?;
+        Self::load(cfg, &Weights::from(vb))
+    }
+
+    /// Builds the decoder from safetensors or GGUF weights.
+    pub fn load(cfg: &ModelConfig, w: &Weights) -> Result<Self> {
+        let w_m = w.pp("model");
+        let embed_tokens = w_m
+            .pp("embed_tokens")
+            .embedding(cfg.vocab_size, cfg.hidden_size)?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::new(cfg, vb_m.pp("layers").pp(i)))
+            .map(|i| DecoderLayer::new(cfg, &w_m.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
-        let norm = candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb_m.pp("norm"))?;
+        let norm = rms_norm(cfg, &w_m.pp("norm"))?;
         // Tied models (SmolLM2) store no lm_head; they project with the embedding matrix.
-        let lm_head = if cfg.tie_word_embeddings && !vb.contains_tensor("lm_head.weight") {
-            Linear::new(embed_tokens.embeddings().clone(), None)
+        let lm_head = if cfg.tie_word_embeddings && !w.contains("lm_head.weight") {
+            match (&embed_tokens, w.quantize_target()) {
+                (TokenEmbedding::Full(e), Some(target)) => {
+                    super::weights::quantize_proj(e.embeddings().clone(), target)?
+                }
+                _ => embed_tokens.tied_head()?,
+            }
         } else {
-            candle_nn::linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
+            w.pp("lm_head").proj(cfg.hidden_size, cfg.vocab_size)?
         };
         Ok(Self {
             embed_tokens,
             layers,
             norm,
             lm_head,
-            rotary: RotaryEmbedding::new(cfg, vb.dtype(), vb.device())?,
+            rotary: RotaryEmbedding::new(cfg, w.dtype(), w.device())?,
             sliding_window: cfg.sliding_window,
-            device: vb.device().clone(),
-            dtype: vb.dtype(),
+            device: w.device().clone(),
+            dtype: w.dtype(),
         })
     }
 

@@ -1,5 +1,6 @@
 //! neko's integration tests: one binary, one module per area, shared helpers in `util`.
 
+mod base;
 mod correct;
 mod model;
 mod record_props;

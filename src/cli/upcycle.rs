@@ -1,0 +1,100 @@
+//! `neko upcycle`: a dense model made into a task-routed Mixture of Experts whose experts all
+//! start as the dense FFN (see [`crate::upcycle`]).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::EXIT_OK;
+use crate::convert::{parse_write_dtype, Checkpoint};
+use crate::model::ExpertLora;
+use crate::upcycle::{parse_task_map, upcycle, UpcycleOptions};
+
+/// Flags of `neko upcycle`.
+#[derive(Debug, Args)]
+pub struct UpcycleArgs {
+    /// The dense model: a model folder or a .gguf file.
+    #[arg(long, env = "NEKO_MODEL")]
+    pub model: String,
+
+    /// Experts per MoE layer.
+    #[arg(long, default_value_t = 4)]
+    pub experts: usize,
+
+    /// Experts each token is routed to.
+    #[arg(long, default_value_t = 2)]
+    pub top_k: usize,
+
+    /// The task-to-expert map written to config.json, e.g. asr=0,st=1,mt=1,ocr=2,gec=3.
+    #[arg(long)]
+    pub tasks: Option<String>,
+
+    /// Make experts low-rank deltas of this rank over a shared frozen FFN (parameter-efficient;
+    /// neko-only format) instead of full copies (loads in transformers as Mixtral).
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+
+    /// LoRA scale numerator: deltas are scaled by alpha / rank (default: alpha = rank).
+    #[arg(long, requires = "lora_rank")]
+    pub lora_alpha: Option<f64>,
+
+    /// Seed of the LoRA A initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Dtype of the written weights: f32, bf16 or f16 (default: as the source stores them;
+    /// f32 for GGUF).
+    #[arg(long)]
+    pub dtype: Option<String>,
+
+    /// The folder to write.
+    #[arg(long)]
+    pub to: PathBuf,
+
+    /// Overwrite a model already in --to.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Runs `neko upcycle`.
+pub fn run(args: &UpcycleArgs) -> anyhow::Result<u8> {
+    let opts = UpcycleOptions {
+        experts: args.experts,
+        top_k: args.top_k,
+        task_experts: match &args.tasks {
+            Some(t) => parse_task_map(t)?,
+            None => Default::default(),
+        },
+        lora: args.lora_rank.map(|rank| ExpertLora {
+            rank,
+            alpha: args.lora_alpha.unwrap_or(rank as f64),
+        }),
+        seed: args.seed,
+    };
+    opts.validate()?;
+    let explicit = args.dtype.as_deref().map(parse_write_dtype).transpose()?;
+    let ck = Checkpoint::read(&args.model)?;
+    let dtype = match explicit {
+        Some(d) => d,
+        None => ck
+            .tensors
+            .values()
+            .next()
+            .map(|t| t.dtype())
+            .unwrap_or(candle_core::DType::F32),
+    };
+    let ck = upcycle(ck, &opts)?;
+    ck.write(&args.to, dtype, args.force)?;
+    eprintln!(
+        "neko: wrote {} ({} experts, top-{}, {}; {} parameters)",
+        args.to.display(),
+        opts.experts,
+        opts.top_k,
+        match opts.lora {
+            Some(l) => format!("low-rank experts r={} alpha={}", l.rank, l.alpha),
+            None => "full experts".to_string(),
+        },
+        ck.parameters()
+    );
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,215 @@
+//! Checkpoints as plain tensors: read a GGUF file or a Hugging Face folder into f32/bf16 tensors
+//! under Hugging Face names ([`Checkpoint::read`]) and write one out in Hugging Face layout
+//! ([`Checkpoint::write`]: config.json, generation_config.json, tokenizer.json,
+//! tokenizer_config.json, model.safetensors). `neko convert` is the two in a row; `neko upcycle`
+//! transforms the tensors in between.
+//!
+//! GGUF tensors are dequantised after the loader has undone llama.cpp's Q/K row permutation
+//! (see [`crate::model::gguf`]), so the written model computes what the GGUF model computes,
+//! up to the quantisation of activations in the quantised kernels.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use serde_json::{json, Value};
+
+use crate::model::{self, gguf_tokenizer, Format, GgufFile, ModelConfig, ModelFiles};
+
+/// A model held as plain tensors, with what is needed to write it back out.
+pub struct Checkpoint {
+    pub config: ModelConfig,
+    /// Tensors by Hugging Face name.
+    pub tensors: BTreeMap<String, Tensor>,
+    /// The `tokenizer.json` document.
+    pub tokenizer_json: Value,
+    /// `tokenizer_config.json`: the source's, or one made from GGUF metadata.
+    pub tokenizer_config: Value,
+    /// `generation_config.json`: the source's, or one made from the token ids.
+    pub generation_config: Value,
+}
+
+impl Checkpoint {
+    /// Reads a `.gguf` file (dequantised to f32) or a Hugging Face folder (as stored) onto the
+    /// CPU.
+    pub fn read(spec: &str) -> Result<Self> {
+        let files = ModelFiles::resolve(spec)?;
+        match files.format {
+            Format::Gguf => Self::read_gguf(&files),
+            Format::Safetensors => Self::read_folder(&files),
+        }
+    }
+
+    fn read_gguf(files: &ModelFiles) -> Result<Self> {
+        let gguf = GgufFile::open(&files.config)?;
+        let config = gguf.config()?;
+        let mut tensors = BTreeMap::new();
+        for (name, q) in gguf.tensors(&Device::Cpu)? {
+            let t = q
+                .dequantize(&Device::Cpu)
+                .with_context(|| format!("dequantising {name}"))?;
+            tensors.insert(name, t);
+        }
+        let tokenizer_json = if files.tokenizer_in_gguf() {
+            gguf_tokenizer::tokenizer_json(&gguf)?
+        } else {
+            read_json(&files.tokenizer)?
+        };
+        let token = |key: &str| -> Option<String> {
+            let id = gguf.uint(key).ok().flatten()?;
+            token_content(&tokenizer_json, id as u32)
+        };
+        let mut tc = json!({
+            "add_bos_token": gguf.flag("tokenizer.ggml.add_bos_token").unwrap_or(false),
+            "add_eos_token": gguf.flag("tokenizer.ggml.add_eos_token").unwrap_or(false),
+            "clean_up_tokenization_spaces": false,
+            "model_max_length": config.max_position_embeddings,
+            "tokenizer_class": "PreTrainedTokenizerFast",
+        });
+        for (field, key) in [
+            ("bos_token", "tokenizer.ggml.bos_token_id"),
+            ("eos_token", "tokenizer.ggml.eos_token_id"),
+            ("unk_token", "tokenizer.ggml.unknown_token_id"),
+            ("pad_token", "tokenizer.ggml.padding_token_id"),
+        ] {
+            if let Some(t) = token(key) {
+                tc[field] = json!(t);
+            }
+        }
+        if let Some(t) = gguf.chat_template() {
+            tc["chat_template"] = json!(t);
+        }
+        let mut gc = json!({});
+        if let Some(b) = config.bos_token_id {
+            gc["bos_token_id"] = json!(b);
+        }
+        if let Some(e) = config.eos_token_ids.first() {
+            gc["eos_token_id"] = json!(e);
+        }
+        if let Some(p) = gguf.uint("tokenizer.ggml.padding_token_id")? {
+            gc["pad_token_id"] = json!(p);
+        }
+        Ok(Checkpoint {
+            config,
+            tensors,
+            tokenizer_json,
+            tokenizer_config: tc,
+            generation_config: gc,
+        })
+    }
+
+    fn read_folder(files: &ModelFiles) -> Result<Self> {
+        let config = model::read_config(&files.config)?;
+        let mut tensors = BTreeMap::new();
+        for path in &files.weights {
+            let shard = candle_core::safetensors::load(path, &Device::Cpu)
+                .with_context(|| format!("reading {}", path.display()))?;
+            tensors.extend(shard);
+        }
+        let dir = files.tokenizer.parent().unwrap_or(Path::new("."));
+        let optional = |name: &str| -> Result<Option<Value>> {
+            let p = dir.join(name);
+            if p.is_file() {
+                Ok(Some(read_json(&p)?))
+            } else {
+                Ok(None)
+            }
+        };
+        let mut tokenizer_config = optional("tokenizer_config.json")?.unwrap_or_else(|| json!({}));
+        if tokenizer_config.get("chat_template").is_none() {
+            if let Some(t) = model::chat::template_in_dir(dir) {
+                tokenizer_config["chat_template"] = json!(t);
+            }
+        }
+        let generation_config = optional("generation_config.json")?.unwrap_or_else(|| {
+            json!({"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_ids.first()})
+        });
+        Ok(Checkpoint {
+            config,
+            tensors,
+            tokenizer_json: read_json(&files.tokenizer)?,
+            tokenizer_config,
+            generation_config,
+        })
+    }
+
+    /// Writes the checkpoint to `dir` in Hugging Face layout with weights in `dtype`. Refuses
+    /// a folder that already holds a model unless `overwrite`.
+    pub fn write(&self, dir: &Path, dtype: DType, overwrite: bool) -> Result<()> {
+        let dtype_name = match dtype {
+            DType::F32 => "float32",
+            DType::BF16 => "bfloat16",
+            DType::F16 => "float16",
+            other => bail!("cannot write weights as {other:?} (f32, bf16, f16)"),
+        };
+        if dir.join("config.json").exists() && !overwrite {
+            bail!(
+                "{} already holds a model (config.json); pass --force to overwrite",
+                dir.display()
+            );
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut config = self.config.clone();
+        config.dtype = Some(dtype_name.to_string());
+        let mut out: HashMap<String, Tensor> = HashMap::new();
+        for (name, t) in &self.tensors {
+            if name == "lm_head.weight" && config.tie_word_embeddings {
+                continue;
+            }
+            out.insert(name.clone(), t.to_dtype(dtype)?.contiguous()?);
+        }
+        // Weights first, config last: a half-written folder has no config.json and does not
+        // look like a model.
+        let weights = dir.join("model.safetensors");
+        candle_core::safetensors::save(&out, &weights)
+            .with_context(|| format!("writing {}", weights.display()))?;
+        write_json(&dir.join("tokenizer.json"), &self.tokenizer_json)?;
+        write_json(&dir.join("tokenizer_config.json"), &self.tokenizer_config)?;
+        write_json(&dir.join("generation_config.json"), &self.generation_config)?;
+        write_json(&dir.join("config.json"), &config.to_hf_json(dtype_name))?;
+        Ok(())
+    }
+
+    /// Parameters held.
+    pub fn parameters(&self) -> usize {
+        self.tensors.values().map(|t| t.elem_count()).sum()
+    }
+}
+
+/// The text of token `id` in a `tokenizer.json` document (added tokens, then the vocabulary).
+fn token_content(tokenizer: &Value, id: u32) -> Option<String> {
+    let added = tokenizer.get("added_tokens")?.as_array()?;
+    if let Some(t) = added
+        .iter()
+        .find(|t| t.get("id").and_then(Value::as_u64) == Some(id as u64))
+    {
+        return t.get("content")?.as_str().map(String::from);
+    }
+    let vocab = tokenizer.get("model")?.get("vocab")?.as_object()?;
+    vocab
+        .iter()
+        .find(|(_, v)| v.as_u64() == Some(id as u64))
+        .map(|(k, _)| k.clone())
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn write_json(path: &Path, value: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Parses a weights dtype for writing: `f32`, `bf16` or `f16`.
+pub fn parse_write_dtype(spec: &str) -> Result<DType> {
+    match spec {
+        "f32" | "float32" => Ok(DType::F32),
+        "bf16" | "bfloat16" => Ok(DType::BF16),
+        "f16" | "float16" => Ok(DType::F16),
+        other => bail!("unknown dtype `{other}` (f32, bf16, f16)"),
+    }
+}

@@ -1,0 +1,137 @@
+//! Chat templates. Instruct models expect their prompt inside the conversation format they were
+//! tuned on. A model declares its template as Jinja (GGUF `tokenizer.chat_template`,
+//! `tokenizer_config.json`'s `chat_template`, or `chat_template.jinja`); neko recognises the
+//! format and renders the one-turn conversation it needs itself instead of running Jinja.
+//! ChatML (SmolLM2, Qwen, ...) is recognised; other templates leave prompts unwrapped.
+
+use std::path::Path;
+
+/// A recognised chat format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatTemplate {
+    /// ChatML: `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then
+    /// `<|im_start|>assistant\n`. `system` is the system message the template inserts when a
+    /// conversation brings none (SmolLM2: "You are a helpful AI assistant named SmolLM, ...").
+    ChatMl { system: Option<String> },
+}
+
+const IM_START: &str = "<|im_start|>";
+const IM_END: &str = "<|im_end|>";
+
+impl ChatTemplate {
+    /// Recognises a Jinja chat template.
+    pub fn detect(template: &str) -> Option<Self> {
+        if template.contains(IM_START) && template.contains(IM_END) {
+            Some(ChatTemplate::ChatMl {
+                system: default_system(template),
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The conversation "user says `prompt`", ready for the assistant's answer: what the
+    /// model's template renders for `[{"role": "user", "content": prompt}]` with
+    /// `add_generation_prompt`.
+    pub fn wrap(&self, prompt: &str) -> String {
+        match self {
+            ChatTemplate::ChatMl { system } => {
+                let mut s = String::new();
+                if let Some(sys) = system {
+                    s.push_str(&format!("{IM_START}system\n{sys}{IM_END}\n"));
+                }
+                s.push_str(&format!(
+                    "{IM_START}user\n{prompt}{IM_END}\n{IM_START}assistant\n"
+                ));
+                s
+            }
+        }
+    }
+
+    /// The token that ends the assistant's turn; generation stops on it.
+    pub fn end_of_turn(&self) -> &'static str {
+        match self {
+            ChatTemplate::ChatMl { .. } => IM_END,
+        }
+    }
+
+    /// A short name for reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChatTemplate::ChatMl { .. } => "chatml",
+        }
+    }
+}
+
+/// The literal system message a ChatML template inserts by default, if it has one:
+/// `'<|im_start|>system\n...<|im_end|>` inside a string literal (newline written as a real
+/// newline or as `\n`). A system block built from variables is not a default.
+fn default_system(template: &str) -> Option<String> {
+    let head = format!("{IM_START}system");
+    let at = template.find(&head)? + head.len();
+    let rest = &template[at..];
+    let rest = rest
+        .strip_prefix('\n')
+        .or_else(|| rest.strip_prefix("\\n"))?;
+    let end = rest.find(IM_END)?;
+    let text = &rest[..end];
+    if text.is_empty() || text.contains("{{") || text.contains("{%") || text.contains("' +") {
+        return None;
+    }
+    Some(text.replace("\\n", "\n"))
+}
+
+/// The chat template declared in a model folder: `chat_template.jinja` (transformers v5) or
+/// `tokenizer_config.json`'s `chat_template` (a string, or a list of named templates whose
+/// `default` is taken).
+pub fn template_in_dir(dir: &Path) -> Option<String> {
+    if let Ok(t) = std::fs::read_to_string(dir.join("chat_template.jinja")) {
+        return Some(t);
+    }
+    let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    match json.get("chat_template")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(named) => named
+            .iter()
+            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+            .and_then(|t| t.get("template")?.as_str().map(String::from)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SmolLM2-135M-Instruct's template, as its GGUF metadata carries it.
+    const SMOLLM2: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    #[test]
+    fn smollm2_template_renders_as_jinja_would() {
+        let t = ChatTemplate::detect(SMOLLM2).unwrap();
+        assert_eq!(
+            t.wrap("Fix: helo"),
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nFix: helo<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(t.end_of_turn(), "<|im_end|>");
+    }
+
+    #[test]
+    fn escaped_newlines_and_variable_systems() {
+        let qwen_like =
+            r"{{- '<|im_start|>system\nYou are Qwen.<|im_end|>\n' }}{{'<|im_start|>' + m }}";
+        assert_eq!(
+            ChatTemplate::detect(qwen_like),
+            Some(ChatTemplate::ChatMl {
+                system: Some("You are Qwen.".into())
+            })
+        );
+        let plain = "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n'}}{% endfor %}";
+        assert_eq!(
+            ChatTemplate::detect(plain),
+            Some(ChatTemplate::ChatMl { system: None })
+        );
+        assert_eq!(ChatTemplate::detect("{{ bos_token }}[INST] ..."), None);
+    }
+}

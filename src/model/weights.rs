@@ -1,0 +1,293 @@
+//! Where the decoder's tensors come from: safetensors through a `VarBuilder`, or a GGUF file's
+//! quantised tensors. Both are addressed by Hugging Face names, so one decoder serves both, and
+//! projections come out full-precision ([`Proj::Full`]) or quantised ([`Proj::Quantized`]).
+
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Result, Shape, Tensor};
+use candle_nn::{Embedding, Linear, VarBuilder};
+
+use super::gguf::GgufTensors;
+
+/// A bias-free projection `x ↦ x Wᵀ`, `W` of shape `(out, in)`.
+#[derive(Debug, Clone)]
+pub enum Proj {
+    /// f32 / bf16 / f16 weights.
+    Full(Linear),
+    /// ggml-quantised weights (from GGUF, or quantised at load): candle's quantised kernels.
+    Quantized(QMatMul),
+}
+
+impl Module for Proj {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Proj::Full(l) => l.forward(xs),
+            Proj::Quantized(q) => {
+                // The quantised CPU kernel wants contiguous rows.
+                let y = q.forward(&xs.contiguous()?)?;
+                if y.dtype() == xs.dtype() {
+                    Ok(y)
+                } else {
+                    y.to_dtype(xs.dtype())
+                }
+            }
+        }
+    }
+}
+
+/// Token embeddings, looked up full-precision or dequantised row by row.
+#[derive(Debug, Clone)]
+pub enum TokenEmbedding {
+    Full(Embedding),
+    /// A quantised table: only the looked-up rows are dequantised, and the same table serves
+    /// as the tied LM head, so a GGUF model keeps its embeddings at quantised size.
+    Quantized {
+        table: Arc<QTensor>,
+        dtype: DType,
+    },
+}
+
+impl TokenEmbedding {
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            TokenEmbedding::Full(e) => e.forward(ids),
+            TokenEmbedding::Quantized { table, dtype } => table.embedding(ids)?.to_dtype(*dtype),
+        }
+    }
+
+    /// The LM head that shares these weights (tied embeddings).
+    pub fn tied_head(&self) -> Result<Proj> {
+        Ok(match self {
+            TokenEmbedding::Full(e) => Proj::Full(Linear::new(e.embeddings().clone(), None)),
+            TokenEmbedding::Quantized { table, .. } => {
+                Proj::Quantized(QMatMul::from_arc(table.clone())?)
+            }
+        })
+    }
+}
+
+#[derive(Clone)]
+enum Store<'a> {
+    Safetensors(VarBuilder<'a>),
+    Gguf {
+        tensors: Arc<GgufTensors>,
+        prefix: String,
+        dtype: DType,
+        device: Device,
+    },
+}
+
+/// A view of a checkpoint's tensors under a name prefix, like `VarBuilder`, that also yields
+/// quantised projections.
+#[derive(Clone)]
+pub struct Weights<'a> {
+    store: Store<'a>,
+    /// Quantise full-precision projection weights to this type at load (`--quant`).
+    quantize: Option<GgmlDType>,
+}
+
+impl<'a> From<VarBuilder<'a>> for Weights<'a> {
+    fn from(vb: VarBuilder<'a>) -> Self {
+        Weights {
+            store: Store::Safetensors(vb),
+            quantize: None,
+        }
+    }
+}
+
+impl<'a> Weights<'a> {
+    /// Safetensors weights; projections quantised to `quantize` at load when given.
+    pub fn safetensors(vb: VarBuilder<'a>, quantize: Option<GgmlDType>) -> Self {
+        Weights {
+            store: Store::Safetensors(vb),
+            quantize,
+        }
+    }
+
+    /// A GGUF file's tensors (already Hugging Face named and laid out); dense tensors such as
+    /// norms are dequantised to `dtype`.
+    pub fn gguf(tensors: GgufTensors, dtype: DType, device: &Device) -> Self {
+        Weights {
+            store: Store::Gguf {
+                tensors: Arc::new(tensors),
+                prefix: String::new(),
+                dtype,
+                device: device.clone(),
+            },
+            quantize: None,
+        }
+    }
+
+    /// The same weights under `prefix.name`.
+    pub fn pp(&self, name: impl ToString) -> Self {
+        let store = match &self.store {
+            Store::Safetensors(vb) => Store::Safetensors(vb.pp(name.to_string())),
+            Store::Gguf {
+                tensors,
+                prefix,
+                dtype,
+                device,
+            } => Store::Gguf {
+                tensors: tensors.clone(),
+                prefix: join(prefix, &name.to_string()),
+                dtype: *dtype,
+                device: device.clone(),
+            },
+        };
+        Weights {
+            store,
+            quantize: self.quantize,
+        }
+    }
+
+    /// The activations' dtype.
+    pub fn dtype(&self) -> DType {
+        match &self.store {
+            Store::Safetensors(vb) => vb.dtype(),
+            Store::Gguf { dtype, .. } => *dtype,
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        match &self.store {
+            Store::Safetensors(vb) => vb.device(),
+            Store::Gguf { device, .. } => device,
+        }
+    }
+
+    /// Whether tensor `name` exists under this prefix.
+    pub fn contains(&self, name: &str) -> bool {
+        match &self.store {
+            Store::Safetensors(vb) => vb.contains_tensor(name),
+            Store::Gguf {
+                tensors, prefix, ..
+            } => tensors.contains_key(&join(prefix, name)),
+        }
+    }
+
+    fn quantized(&self, name: &str) -> Result<Option<Arc<QTensor>>> {
+        match &self.store {
+            Store::Gguf {
+                tensors, prefix, ..
+            } => {
+                let full = join(prefix, name);
+                match tensors.get(&full) {
+                    Some(t) => Ok(Some(t.clone())),
+                    None => candle_core::bail!("tensor `{full}` is missing"),
+                }
+            }
+            Store::Safetensors(_) => Ok(None),
+        }
+    }
+
+    /// A dense tensor in the activations' dtype (dequantised when stored quantised).
+    pub fn tensor<S: Into<Shape>>(&self, name: &str, shape: S) -> Result<Tensor> {
+        let shape = shape.into();
+        match &self.store {
+            Store::Safetensors(vb) => vb.get(shape, name),
+            Store::Gguf { dtype, device, .. } => {
+                let q = self.quantized(name)?.expect("gguf");
+                if q.shape() != &shape {
+                    candle_core::bail!(
+                        "tensor `{name}`: shape {:?}, expected {shape:?}",
+                        q.shape()
+                    );
+                }
+                q.dequantize(device)?.to_dtype(*dtype)
+            }
+        }
+    }
+
+    /// A projection `weight` of shape `(out, in)` kept in full precision (router gates, LoRA
+    /// factors: small, and trainable later).
+    pub fn linear(&self, in_dim: usize, out_dim: usize) -> Result<Linear> {
+        Ok(Linear::new(self.tensor("weight", (out_dim, in_dim))?, None))
+    }
+
+    /// A projection `weight` of shape `(out, in)`: quantised when the file stores it quantised
+    /// or `--quant` asks for it, full precision otherwise.
+    pub fn proj(&self, in_dim: usize, out_dim: usize) -> Result<Proj> {
+        if let Some(q) = self.quantized("weight")? {
+            if q.shape().dims() != [out_dim, in_dim] {
+                candle_core::bail!(
+                    "tensor `weight`: shape {:?}, expected ({out_dim}, {in_dim})",
+                    q.shape()
+                );
+            }
+            if is_float(q.dtype()) {
+                return Ok(Proj::Full(self.linear(in_dim, out_dim)?));
+            }
+            return Ok(Proj::Quantized(QMatMul::from_arc(q)?));
+        }
+        let w = self.tensor("weight", (out_dim, in_dim))?;
+        match self.quantize {
+            Some(target) => quantize_proj(w, target),
+            None => Ok(Proj::Full(Linear::new(w, None))),
+        }
+    }
+
+    /// The token embedding table `(vocab, hidden)`.
+    pub fn embedding(&self, vocab: usize, hidden: usize) -> Result<TokenEmbedding> {
+        if let Some(q) = self.quantized("weight")? {
+            if !is_float(q.dtype()) && q.shape().dims() == [vocab, hidden] {
+                return Ok(TokenEmbedding::Quantized {
+                    table: q,
+                    dtype: self.dtype(),
+                });
+            }
+        }
+        let w = self.tensor("weight", (vocab, hidden))?;
+        Ok(TokenEmbedding::Full(Embedding::new(w, hidden)))
+    }
+
+    /// The quantisation asked for at load, if any.
+    pub fn quantize_target(&self) -> Option<GgmlDType> {
+        self.quantize
+    }
+}
+
+/// Quantises a full-precision projection. Types whose blocks do not divide the input width
+/// (k-quants need multiples of 256; SmolLM2's hidden size is 576) fall back to q8_0, then to
+/// full precision, as llama.cpp's quantiser falls back per tensor.
+pub fn quantize_proj(w: Tensor, target: GgmlDType) -> Result<Proj> {
+    let in_dim = w.dim(1)?;
+    for t in [target, GgmlDType::Q8_0] {
+        if in_dim.is_multiple_of(t.block_size()) {
+            let q = QTensor::quantize(&w.to_dtype(DType::F32)?, t)?;
+            return Ok(Proj::Quantized(QMatMul::from_qtensor(q)?));
+        }
+    }
+    Ok(Proj::Full(Linear::new(w, None)))
+}
+
+fn is_float(t: GgmlDType) -> bool {
+    matches!(t, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// Parses a `--quant` value: the ggml types candle quantises on CPU.
+pub fn parse_quant(spec: &str) -> std::result::Result<GgmlDType, String> {
+    Ok(match spec.to_ascii_lowercase().as_str() {
+        "q8_0" => GgmlDType::Q8_0,
+        "q4_0" => GgmlDType::Q4_0,
+        "q4_1" => GgmlDType::Q4_1,
+        "q5_0" => GgmlDType::Q5_0,
+        "q5_1" => GgmlDType::Q5_1,
+        "q4k" | "q4_k" => GgmlDType::Q4K,
+        "q5k" | "q5_k" => GgmlDType::Q5K,
+        "q6k" | "q6_k" => GgmlDType::Q6K,
+        other => {
+            return Err(format!(
+                "unknown quantisation `{other}` (q8_0, q4_0, q4_1, q5_0, q5_1, q4k, q5k, q6k)"
+            ))
+        }
+    })
+}
