@@ -1,18 +1,154 @@
-//! `neko eval`: scores files of records. (Being built; see the eval issue.)
+//! `neko eval`: scores files of records (raw benchmark files or `neko correct` output) and
+//! optionally gates on a baseline report. Data goes to stdout, diagnostics to stderr.
+//!
+//! Exit codes: 0 scored (and no regression); 1 a score regressed against `--baseline` by more
+//! than `--max-regression`; 2 an error (bad flags, an unreadable file or baseline). A file that
+//! cannot be read is reported and the other files are still scored.
 
+use std::io::Write;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Args;
+
+use super::{EXIT_ERROR, EXIT_OK, EXIT_REGRESSION};
+use crate::eval::{self, baseline, GroupBy, Report, Settings};
+use crate::normalize::Normalizer;
+use crate::Task;
 
 /// Flags of `neko eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Record files to score (JSONL or HyPoradise JSON arrays).
-    #[arg(required = true)]
+    /// Record files to score: JSONL (`neko correct` output has `prediction`), HyPoradise JSON
+    /// arrays, or plain text; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+
+    /// Task of every record (asr, st, mt, ocr, gec). Default: each record's `task` field, and
+    /// asr for records without one (said on stderr).
+    #[arg(long, env = "NEKO_EVAL_TASK", value_name = "TASK")]
+    pub task: Option<Task>,
+
+    /// Normaliser applied to references, hypotheses and predictions before scoring: a stage or a
+    /// `+`-joined pipeline of stages (none, basic, h2t, whisper-en, whisper-basic, lower, punct,
+    /// space), optionally versioned (`h2t@1`). A comma-separated list scores once per
+    /// normaliser. Default: per task, asr whisper-en, st/mt/ocr/gec none.
+    #[arg(
+        long,
+        env = "NEKO_EVAL_NORMALIZER",
+        value_delimiter = ',',
+        value_name = "SPEC"
+    )]
+    pub normalizer: Vec<Normalizer>,
+
+    /// Groups reported inside each file: auto (by `source` when records carry one, else by
+    /// task when a file mixes tasks), source, task or none.
+    #[arg(
+        long,
+        env = "NEKO_EVAL_GROUP_BY",
+        default_value = "auto",
+        value_name = "BY"
+    )]
+    pub group_by: GroupBy,
+
+    /// Print the report as JSON (the format `--baseline` reads) instead of tables.
+    #[arg(long, env = "NEKO_EVAL_JSON", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub json: bool,
+
+    /// A report written earlier with `--json`: compare every file's whole-file scores with it
+    /// and exit 1 if any is worse by more than `--max-regression`.
+    #[arg(long, env = "NEKO_EVAL_BASELINE", value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Tolerance of `--baseline`, in absolute points of each metric's percentage: 0.2 lets
+    /// WER go from 8.40 to 8.60 (or BLEU from 30.00 to 29.80) and no further.
+    #[arg(
+        long,
+        env = "NEKO_EVAL_MAX_REGRESSION",
+        default_value_t = 0.0,
+        value_name = "POINTS"
+    )]
+    pub max_regression: f64,
 }
 
 /// Runs `neko eval`.
-pub fn run(_args: &EvalArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("neko eval is not built yet")
+pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
+    if !(args.max_regression >= 0.0 && args.max_regression.is_finite()) {
+        anyhow::bail!("--max-regression must be a non-negative number of points");
+    }
+    // Read the baseline first: a typo in its path should fail before any scoring.
+    let baseline = args.baseline.as_ref().map(read_baseline).transpose()?;
+    let (inputs, errors) = eval::read(&args.files);
+    for e in &errors {
+        eprintln!("neko: {}: {}", e.path, e.message);
+    }
+    if inputs.is_empty() {
+        anyhow::bail!("no input file could be read");
+    }
+    let settings = Settings {
+        task: args.task,
+        normalizers: args.normalizer.clone(),
+        group_by: args.group_by,
+    };
+    let mut report = eval::evaluate(&inputs, &settings);
+    report.errors = errors;
+    note_assumed_task(&report);
+    if let Some((path, base)) = &baseline {
+        let c = baseline::compare(&report, base, path, args.max_regression)?;
+        report.comparison = Some(c);
+    }
+    write_report(&report, args.json)?;
+    Ok(exit_code(&report))
+}
+
+fn read_baseline(path: &PathBuf) -> anyhow::Result<(String, Report)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read baseline {}", path.display()))?;
+    let report: Report = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "baseline {} is not a `neko eval --json` report",
+            path.display()
+        )
+    })?;
+    Ok((path.display().to_string(), report))
+}
+
+fn note_assumed_task(report: &Report) {
+    let Some(run) = report.runs.first() else {
+        return;
+    };
+    let assumed: u64 = run.files.iter().map(|f| f.assumed_task).sum();
+    if assumed > 0 {
+        eprintln!(
+            "neko: {assumed} record(s) have no `task` field and no --task was given: scored as asr"
+        );
+    }
+}
+
+fn write_report(report: &Report, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, report).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(eval::text::render(report).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn exit_code(report: &Report) -> u8 {
+    if !report.errors.is_empty() {
+        return EXIT_ERROR;
+    }
+    match &report.comparison {
+        Some(c) if c.regressions > 0 => {
+            eprintln!(
+                "neko: {} score(s) worse than {} by more than {} points",
+                c.regressions, c.baseline, c.max_regression
+            );
+            EXIT_REGRESSION
+        }
+        _ => EXIT_OK,
+    }
 }

@@ -414,7 +414,12 @@ mod tests {
     #[test]
     fn hirschberg_halves_add_up() {
         let a: Vec<u32> = (0..2000).map(|i| (i * 31 % 97) as u32).collect();
-        let b: Vec<u32> = a.iter().enumerate().filter(|(i, _)| i % 9 != 0).map(|(_, &x)| x).collect();
+        let b: Vec<u32> = a
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 9 != 0)
+            .map(|(_, &x)| x)
+            .collect();
         let k = counts(&a, &b);
         assert_eq!(k.errors() as usize, distance(&a, &b));
         assert_eq!(k.reference_len(), 2000);

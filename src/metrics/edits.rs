@@ -151,7 +151,10 @@ mod tests {
     #[test]
     fn scores_matching_edits() {
         let s = EditScore::segment("he go to school", "he goes to school", "he goes to school");
-        assert_eq!((s.true_positives, s.false_positives, s.false_negatives), (1, 0, 0));
+        assert_eq!(
+            (s.true_positives, s.false_positives, s.false_negatives),
+            (1, 0, 0)
+        );
         let none = EditScore::segment("fine as is", "fine as is", "fine as is");
         assert_eq!(none.f_beta(0.5), 1.0);
     }

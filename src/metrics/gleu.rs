@@ -109,7 +109,11 @@ mod tests {
 
     #[test]
     fn copying_the_reference_scores_100() {
-        let s = GleuStats::segment("he go to school now", "he goes to school now", "he goes to school now");
+        let s = GleuStats::segment(
+            "he go to school now",
+            "he goes to school now",
+            "he goes to school now",
+        );
         assert!((s.score() - 100.0).abs() < 1e-9);
     }
 

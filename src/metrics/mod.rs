@@ -27,7 +27,9 @@ use crate::normalize::pychar;
 /// Splits text into words at whitespace, exactly as Python's `str.split()` does (so the
 /// separators `\x1c`..`\x1f` count, as they do for jiwer and sacrebleu).
 pub fn words(text: &str) -> Vec<&str> {
-    text.split(pychar::is_space).filter(|w| !w.is_empty()).collect()
+    text.split(pychar::is_space)
+        .filter(|w| !w.is_empty())
+        .collect()
 }
 
 /// The characters CER is computed over: words joined by single spaces, so a run of whitespace

@@ -23,7 +23,10 @@ pub struct NbestOracle {
 }
 
 /// The hypothesis with the fewest word errors (the first of equals). `None` without hypotheses.
-pub fn nbest<S: AsRef<[T]>, T: PartialEq>(reference: &[T], hypotheses: &[S]) -> Option<NbestOracle> {
+pub fn nbest<S: AsRef<[T]>, T: PartialEq>(
+    reference: &[T],
+    hypotheses: &[S],
+) -> Option<NbestOracle> {
     let mut best: Option<NbestOracle> = None;
     for (index, h) in hypotheses.iter().enumerate() {
         let c = counts(reference, h.as_ref());
@@ -56,7 +59,11 @@ mod tests {
     #[test]
     fn picks_the_closest_hypothesis_first_on_ties() {
         let r = ["a", "b", "c"];
-        let hyps = vec![vec!["a", "x", "c"], vec!["a", "b", "c"], vec!["a", "b", "c"]];
+        let hyps = vec![
+            vec!["a", "x", "c"],
+            vec!["a", "b", "c"],
+            vec!["a", "b", "c"],
+        ];
         let o = nbest(&r, &hyps).unwrap();
         assert_eq!((o.index, o.counts.errors()), (1, 0));
     }

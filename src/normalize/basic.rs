@@ -58,7 +58,10 @@ mod tests {
 
     #[test]
     fn stages_do_what_they_say() {
-        assert_eq!(strip_punctuation("Don't, well-known (a/b)!"), "Dont  well known  a b  ");
+        assert_eq!(
+            strip_punctuation("Don't, well-known (a/b)!"),
+            "Dont  well known  a b  "
+        );
         assert_eq!(squeeze_whitespace("  a \t b "), "a b");
         assert_eq!(h2t_strip("it's 4 o'clock_x, ok? ½"), "its  oclock_x ok ½");
         assert_eq!(lower("ΟΔΟΣ"), "\u{3bf}\u{3b4}\u{3bf}\u{3c2}");

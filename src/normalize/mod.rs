@@ -112,9 +112,7 @@ impl Stage {
             Stage::Lower => basic::lower(s),
             Stage::Punct => basic::strip_punctuation(s),
             Stage::Space => basic::squeeze_whitespace(s),
-            Stage::Basic => {
-                basic::squeeze_whitespace(&basic::strip_punctuation(&basic::lower(s)))
-            }
+            Stage::Basic => basic::squeeze_whitespace(&basic::strip_punctuation(&basic::lower(s))),
             Stage::H2t => basic::h2t_strip(&basic::lower(s)),
             Stage::WhisperEn => whisper::english(s),
             Stage::WhisperBasic => whisper::basic(s),
@@ -234,15 +232,27 @@ mod tests {
         let n: Normalizer = "whisper-en+H2T@1".parse().unwrap();
         assert_eq!(n.to_string(), "whisper-en@1+h2t@1");
         assert_eq!(n.to_string().parse::<Normalizer>().unwrap(), n);
-        assert!(matches!("h2t@2".parse::<Normalizer>(), Err(NormalizeError::UnknownVersion { .. })));
-        assert!(matches!("nope".parse::<Normalizer>(), Err(NormalizeError::UnknownStage(_))));
-        assert!(matches!("basic+".parse::<Normalizer>(), Err(NormalizeError::Empty)));
+        assert!(matches!(
+            "h2t@2".parse::<Normalizer>(),
+            Err(NormalizeError::UnknownVersion { .. })
+        ));
+        assert!(matches!(
+            "nope".parse::<Normalizer>(),
+            Err(NormalizeError::UnknownStage(_))
+        ));
+        assert!(matches!(
+            "basic+".parse::<Normalizer>(),
+            Err(NormalizeError::Empty)
+        ));
     }
 
     #[test]
     fn stages_compose_in_order() {
         let n: Normalizer = "lower+punct+space".parse().unwrap();
         assert_eq!(n.apply(" It's  A-OK! "), "its a ok");
-        assert_eq!(n.apply(" It's  A-OK! "), Stage::Basic.apply(" It's  A-OK! "));
+        assert_eq!(
+            n.apply(" It's  A-OK! "),
+            Stage::Basic.apply(" It's  A-OK! ")
+        );
     }
 }

@@ -2,6 +2,8 @@
 
 mod base;
 mod correct;
+mod eval;
+mod metrics;
 mod model;
 mod record_props;
 mod robust;

@@ -21,7 +21,12 @@ fn load(name: &str) -> Value {
 
 /// `[hits, substitutions, deletions, insertions]` as the fixtures store them.
 pub fn counts_of(v: &Value) -> EditCounts {
-    let n: Vec<u64> = v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    let n: Vec<u64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
     EditCounts {
         hits: n[0],
         substitutions: n[1],
@@ -31,7 +36,11 @@ pub fn counts_of(v: &Value) -> EditCounts {
 }
 
 fn strings(v: &Value) -> Vec<&str> {
-    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect()
 }
 
 /// Two-decimal agreement: the numbers print the same when rounded, allowing for a value that
@@ -49,10 +58,18 @@ fn wer_and_cer_counts_match_jiwer_exactly() {
     let cases = fx["cases"].as_array().unwrap();
     assert!(cases.len() > 300);
     for c in cases {
-        let (name, r, h) = (&c["name"], c["reference"].as_str().unwrap(), c["hypothesis"].as_str().unwrap());
+        let (name, r, h) = (
+            &c["name"],
+            c["reference"].as_str().unwrap(),
+            c["hypothesis"].as_str().unwrap(),
+        );
         let w = word_counts(r, h);
         assert_eq!(w, counts_of(&c["words"]), "word counts of {name}");
-        assert_eq!(char_counts(r, h), counts_of(&c["chars"]), "char counts of {name}");
+        assert_eq!(
+            char_counts(r, h),
+            counts_of(&c["chars"]),
+            "char counts of {name}"
+        );
         let wer = c["wer"].as_f64().unwrap();
         assert!((w.error_rate() - wer).abs() < 1e-12, "WER of {name}");
     }
@@ -65,17 +82,32 @@ fn corpus_wer_pools_counts_like_jiwer() {
     for corpus in fx["corpora"].as_array().unwrap() {
         let names = strings(&corpus["cases"]);
         let (mut w, mut ch) = (EditCounts::default(), EditCounts::default());
-        for c in cases.iter().filter(|c| names.contains(&c["name"].as_str().unwrap())) {
-            let (r, h) = (c["reference"].as_str().unwrap(), c["hypothesis"].as_str().unwrap());
+        for c in cases
+            .iter()
+            .filter(|c| names.contains(&c["name"].as_str().unwrap()))
+        {
+            let (r, h) = (
+                c["reference"].as_str().unwrap(),
+                c["hypothesis"].as_str().unwrap(),
+            );
             w += word_counts(r, h);
             ch += char_counts(r, h);
         }
         let name = &corpus["name"];
         assert_eq!(w, counts_of(&corpus["words"]), "{name}");
         assert_eq!(ch, counts_of(&corpus["chars"]), "{name}");
-        assert!((w.error_rate() - corpus["wer"].as_f64().unwrap()).abs() < 1e-12, "{name}");
-        assert!((w.match_error_rate() - corpus["mer"].as_f64().unwrap()).abs() < 1e-12, "{name}");
-        assert!((ch.error_rate() - corpus["cer"].as_f64().unwrap()).abs() < 1e-12, "{name}");
+        assert!(
+            (w.error_rate() - corpus["wer"].as_f64().unwrap()).abs() < 1e-12,
+            "{name}"
+        );
+        assert!(
+            (w.match_error_rate() - corpus["mer"].as_f64().unwrap()).abs() < 1e-12,
+            "{name}"
+        );
+        assert!(
+            (ch.error_rate() - corpus["cer"].as_f64().unwrap()).abs() < 1e-12,
+            "{name}"
+        );
     }
 }
 
@@ -84,20 +116,53 @@ fn bleu_and_chrf_match_sacrebleu() {
     let fx = load("bleu.json");
     for corpus in fx["corpora"].as_array().unwrap() {
         let name = corpus["name"].as_str().unwrap();
-        let (hyps, refs) = (strings(&corpus["hypotheses"]), strings(&corpus["references"]));
+        let (hyps, refs) = (
+            strings(&corpus["hypotheses"]),
+            strings(&corpus["references"]),
+        );
         let (mut b, mut c) = (BleuStats::default(), ChrfStats::default());
         for (h, r) in hyps.iter().zip(&refs) {
             b += BleuStats::segment(h, r);
             c += ChrfStats::segment(h, r);
         }
         // The sufficient statistics are integers and must agree exactly.
-        let ints = |v: &Value| -> Vec<u64> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect() };
-        assert_eq!(b.correct.to_vec(), ints(&corpus["bleu_correct"]), "{name}: BLEU matches");
-        assert_eq!(b.total.to_vec(), ints(&corpus["bleu_total"]), "{name}: BLEU totals");
-        assert_eq!(b.hyp_len, corpus["sys_len"].as_u64().unwrap(), "{name}: sys_len");
-        assert_eq!(b.ref_len, corpus["ref_len"].as_u64().unwrap(), "{name}: ref_len");
-        assert_2dp(b.score(), corpus["bleu"].as_f64().unwrap(), &format!("{name}: BLEU"));
-        assert_2dp(c.score(), corpus["chrf"].as_f64().unwrap(), &format!("{name}: chrF"));
+        let ints = |v: &Value| -> Vec<u64> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            b.correct.to_vec(),
+            ints(&corpus["bleu_correct"]),
+            "{name}: BLEU matches"
+        );
+        assert_eq!(
+            b.total.to_vec(),
+            ints(&corpus["bleu_total"]),
+            "{name}: BLEU totals"
+        );
+        assert_eq!(
+            b.hyp_len,
+            corpus["sys_len"].as_u64().unwrap(),
+            "{name}: sys_len"
+        );
+        assert_eq!(
+            b.ref_len,
+            corpus["ref_len"].as_u64().unwrap(),
+            "{name}: ref_len"
+        );
+        assert_2dp(
+            b.score(),
+            corpus["bleu"].as_f64().unwrap(),
+            &format!("{name}: BLEU"),
+        );
+        assert_2dp(
+            c.score(),
+            corpus["chrf"].as_f64().unwrap(),
+            &format!("{name}: chrF"),
+        );
     }
 }
 
@@ -105,7 +170,10 @@ fn bleu_and_chrf_match_sacrebleu() {
 fn the_13a_tokeniser_is_the_one_in_the_signature() {
     let fx = load("bleu.json");
     let sig = fx["corpora"][0]["bleu_signature"].as_str().unwrap();
-    assert!(sig.contains("tok:13a") && sig.contains("smooth:exp"), "{sig}");
+    assert!(
+        sig.contains("tok:13a") && sig.contains("smooth:exp"),
+        "{sig}"
+    );
     assert_eq!(tokenize_13a("(a) b."), "( a ) b .");
 }
 
@@ -143,7 +211,11 @@ fn edit_scores_match_the_reference_spans() {
             (want("tp"), want("fp"), want("fn")),
             "{name}"
         );
-        assert_2dp(100.0 * e.precision(), corpus["precision"].as_f64().unwrap(), name);
+        assert_2dp(
+            100.0 * e.precision(),
+            corpus["precision"].as_f64().unwrap(),
+            name,
+        );
         assert_2dp(100.0 * e.recall(), corpus["recall"].as_f64().unwrap(), name);
         assert_2dp(100.0 * e.f_beta(0.5), corpus["f05"].as_f64().unwrap(), name);
     }
@@ -152,7 +224,11 @@ fn edit_scores_match_the_reference_spans() {
 #[test]
 fn normalisers_match_their_python_originals() {
     let fx = load("normalizers.json");
-    for (key, spec) in [("whisper-en", "whisper-en"), ("whisper-basic", "whisper-basic"), ("h2t", "h2t")] {
+    for (key, spec) in [
+        ("whisper-en", "whisper-en"),
+        ("whisper-basic", "whisper-basic"),
+        ("h2t", "h2t"),
+    ] {
         let n: Normalizer = spec.parse().unwrap();
         let cases = fx[key].as_array().unwrap();
         assert!(cases.len() > 100, "{key}");

@@ -145,14 +145,26 @@ fn is_msp(c: char) -> bool {
 /// `remove_symbols_and_diacritics(s, keep)`: NFKD, drop nonspacing marks, spell out the
 /// letters in [`additional_diacritic`], and turn other marks, symbols and punctuation into spaces.
 pub fn remove_symbols_and_diacritics(s: &str, keep: &str) -> String {
+    if s.is_ascii() {
+        // NFKD leaves ASCII alone, and ASCII punctuation is exactly its P and S characters.
+        return s
+            .chars()
+            .map(|c| {
+                if c.is_ascii_punctuation() && !keep.contains(c) {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect();
+    }
     let mut out = String::with_capacity(s.len());
     for c in s.nfkd() {
         if keep.contains(c) {
             out.push(c);
         } else if let Some(r) = additional_diacritic(c) {
             out.push_str(r);
-        } else if pychar::category(c) == unicode_general_category::GeneralCategory::NonspacingMark
-        {
+        } else if pychar::category(c) == unicode_general_category::GeneralCategory::NonspacingMark {
         } else if is_msp(c) {
             out.push(' ');
         } else {
@@ -207,8 +219,14 @@ mod tests {
 
     #[test]
     fn english_examples() {
-        assert_eq!(english("Mr. Smith won't pay $20 million!"), "mister smith will not pay $20000000");
-        assert_eq!(english("Um, the colour [noise] is (maybe) grey."), "the color is gray");
+        assert_eq!(
+            english("Mr. Smith won't pay $20 million!"),
+            "mister smith will not pay $20000000"
+        );
+        assert_eq!(
+            english("Um, the colour [noise] is (maybe) grey."),
+            "the color is gray"
+        );
         assert_eq!(english("Café ñandú"), "cafe nandu");
     }
 

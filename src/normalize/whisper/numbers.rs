@@ -32,7 +32,11 @@ impl Nat {
             .map(|d| char::from(b'0' + d as u8))
             .collect();
         let trimmed = ascii.trim_start_matches('0');
-        Nat(if trimmed.is_empty() { "0".into() } else { trimmed.into() })
+        Nat(if trimmed.is_empty() {
+            "0".into()
+        } else {
+            trimmed.into()
+        })
     }
 
     fn is_zero(&self) -> bool {
@@ -173,8 +177,25 @@ struct Words {
 }
 
 const ONES: [&str; 19] = [
-    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
 ];
 const TENS: [(&str, u64); 8] = [
     ("twenty", 20),
@@ -212,7 +233,11 @@ impl Words {
             .collect();
         let mut ones_suffixed = HashMap::new();
         for (name, &v) in &ones {
-            let plural = if name == "six" { "sixes".to_string() } else { format!("{name}s") };
+            let plural = if name == "six" {
+                "sixes".to_string()
+            } else {
+                format!("{name}s")
+            };
             ones_suffixed.insert(plural, (v, "s"));
         }
         for (name, v, s) in [
@@ -238,8 +263,10 @@ impl Words {
             tens_suffixed.insert(n.replace('y', "ies"), (v, "s"));
             tens_suffixed.insert(n.replace('y', "ieth"), (v, "th"));
         }
-        let multipliers: HashMap<String, usize> =
-            MULTIPLIERS.iter().map(|&(n, k)| (n.to_string(), k)).collect();
+        let multipliers: HashMap<String, usize> = MULTIPLIERS
+            .iter()
+            .map(|&(n, k)| (n.to_string(), k))
+            .collect();
         let mut multipliers_suffixed = HashMap::new();
         for &(n, k) in &MULTIPLIERS {
             multipliers_suffixed.insert(format!("{n}s"), (k, "s"));
@@ -251,8 +278,13 @@ impl Words {
             .cloned()
             .chain(zeros.iter().map(|z| z.to_string()))
             .collect();
-        let preceding_prefixers: HashMap<&str, &str> =
-            [("minus", "-"), ("negative", "-"), ("plus", "+"), ("positive", "+")].into();
+        let preceding_prefixers: HashMap<&str, &str> = [
+            ("minus", "-"),
+            ("negative", "-"),
+            ("plus", "+"),
+            ("positive", "+"),
+        ]
+        .into();
         let following_prefixers: HashMap<&str, &str> = [
             ("pound", "£"),
             ("pounds", "£"),
@@ -380,7 +412,11 @@ impl Machine<'_> {
         let next_is_numeric = next.is_some_and(|n| NUMERIC.is_match(n));
         let first = current.chars().next().expect("words are non-empty");
         let has_prefix = w.prefixes.contains(&first);
-        let without_prefix = if has_prefix { &current[first.len_utf8()..] } else { current };
+        let without_prefix = if has_prefix {
+            &current[first.len_utf8()..]
+        } else {
+            current
+        };
         if NUMERIC.is_match(without_prefix) {
             if let Some(v) = &self.value {
                 if matches!(v, Value::Str(s) if s.ends_with('.')) {
@@ -535,7 +571,8 @@ impl Machine<'_> {
             }
             self.flush();
             self.output(current.to_string());
-        } else if current == "point" && (next.is_some_and(|n| w.decimals.contains(n)) || next_is_numeric)
+        } else if current == "point"
+            && (next.is_some_and(|n| w.decimals.contains(n)) || next_is_numeric)
         {
             self.value = Some(Value::Str(or_empty(&self.value) + "."));
         }
@@ -569,9 +606,8 @@ static AND_A_HALF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\band[\s\x1c-\x1f]+a[\s\x1c-\x1f]+half\b").unwrap());
 static LETTER_DIGIT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"([a-z])([0-9])").unwrap());
 static DIGIT_LETTER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"([0-9])([a-z])").unwrap());
-static DIGIT_SUFFIX: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"([0-9])[\s\x1c-\x1f]+(st|nd|rd|th|s)\b").unwrap()
-});
+static DIGIT_SUFFIX: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"([0-9])[\s\x1c-\x1f]+(st|nd|rd|th|s)\b").unwrap());
 static CENTS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"([€£$])([0-9]+) (?:and )?¢([0-9]{1,2})\b").unwrap());
 static ONLY_CENTS: LazyLock<Regex> =
@@ -636,7 +672,10 @@ mod tests {
         assert_eq!(Nat::from_u64(999).add(&Nat::from_u64(1)).0, "1000");
         // Python: 2500 // 1000 * 1000 + 2500 % 1000 * 10**6.
         assert_eq!(Machine::times(&Nat::from_u64(2500), 6).0, "500002000");
-        assert_eq!(fraction_times_pow10("1.5", 2), Some(Some(Nat("150".into()))));
+        assert_eq!(
+            fraction_times_pow10("1.5", 2),
+            Some(Some(Nat("150".into())))
+        );
         assert_eq!(fraction_times_pow10("1.25", 1), Some(None));
         assert_eq!(fraction_times_pow10("1.", 2), Some(Some(Nat("100".into()))));
         assert_eq!(fraction_times_pow10(".", 2), None);
@@ -647,8 +686,14 @@ mod tests {
     fn spelled_numbers() {
         assert_eq!(normalize_numbers("twenty one"), "21");
         assert_eq!(normalize_numbers("one oh one"), "101");
-        assert_eq!(normalize_numbers("two point five million dollars"), "$2500000");
-        assert_eq!(normalize_numbers("the twenty first century"), "the 21st century");
+        assert_eq!(
+            normalize_numbers("two point five million dollars"),
+            "$2500000"
+        );
+        assert_eq!(
+            normalize_numbers("the twenty first century"),
+            "the 21st century"
+        );
         assert_eq!(normalize_numbers("one"), "one");
     }
 }

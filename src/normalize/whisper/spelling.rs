@@ -22,6 +22,9 @@ pub fn americanize(s: &str) -> String {
 mod tests {
     #[test]
     fn maps_british_spellings() {
-        assert_eq!(super::americanize("the colour of  aluminium"), "the color of aluminum");
+        assert_eq!(
+            super::americanize("the colour of  aluminium"),
+            "the color of aluminum"
+        );
     }
 }

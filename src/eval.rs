@@ -1,1 +1,0 @@
-//! Scoring of record files: reports, groups, signatures (see `neko eval`).

@@ -1,0 +1,185 @@
+//! Comparison with a baseline report (`neko eval --baseline scores.json`), for CI gates.
+//!
+//! Each file of the current run is matched to the baseline's file with the same path, or else
+//! the only one with the same file name, in the baseline run with the same normaliser and task
+//! setting. For the whole-file scores, each metric both sides have is compared on its "system"
+//! value: the corrected score when the file has predictions, the 1-best otherwise. A metric
+//! regresses when it is worse by more than `max_regression` points (absolute, in the metric's
+//! own percentage points: WER 8.40 → 8.61 is 0.21 points worse).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{FileReport, GroupReport, Pair, Report, Run, Scored};
+
+/// Why a comparison could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BaselineError {
+    /// The baseline was scored with other settings.
+    #[error("the baseline has no run with normaliser {normalizer} and task {task} (it has: {available})")]
+    NoMatchingRun {
+        /// This run's normaliser.
+        normalizer: String,
+        /// This run's forced task.
+        task: String,
+        /// What the baseline has.
+        available: String,
+    },
+}
+
+/// The outcome of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The baseline file.
+    pub baseline: String,
+    /// The tolerance, in points.
+    pub max_regression: f64,
+    /// Every metric compared.
+    pub checks: Vec<Check>,
+    /// How many checks regressed.
+    pub regressions: u64,
+    /// Files of this run that the baseline does not have (not compared).
+    pub unmatched: Vec<String>,
+}
+
+/// One metric of one file, now and in the baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// The run's normaliser (`None`: each task's default).
+    pub normalizer: Option<String>,
+    /// The file (as given in this run).
+    pub file: String,
+    /// `wer`, `cer`, `bleu`, `chrf`, `gleu` or `f05`.
+    pub metric: String,
+    /// The baseline's value.
+    pub baseline: f64,
+    /// This run's value.
+    pub current: f64,
+    /// How much worse this run is, in points (negative: better).
+    pub worse_by: f64,
+    /// Whether `worse_by` exceeds the tolerance.
+    pub regressed: bool,
+}
+
+/// Compares `current` with `baseline`.
+pub fn compare(
+    current: &Report,
+    baseline: &Report,
+    baseline_path: &str,
+    max_regression: f64,
+) -> Result<Comparison, BaselineError> {
+    let mut checks = Vec::new();
+    let mut unmatched = Vec::new();
+    for run in &current.runs {
+        let base = matching_run(run, baseline)?;
+        for file in &run.files {
+            match matching_file(file, base) {
+                Some(b) => checks.extend(compare_files(run, file, b, max_regression)),
+                None => unmatched.push(file.path.clone()),
+            }
+        }
+    }
+    let regressions = checks.iter().filter(|c| c.regressed).count() as u64;
+    Ok(Comparison {
+        baseline: baseline_path.to_string(),
+        max_regression,
+        checks,
+        regressions,
+        unmatched,
+    })
+}
+
+fn matching_run<'b>(run: &Run, baseline: &'b Report) -> Result<&'b Run, BaselineError> {
+    let label = |n: &Option<String>| n.clone().unwrap_or_else(|| "default".to_string());
+    baseline
+        .runs
+        .iter()
+        .find(|b| b.normalizer == run.normalizer && b.task == run.task)
+        .ok_or_else(|| BaselineError::NoMatchingRun {
+            normalizer: label(&run.normalizer),
+            task: run
+                .task
+                .map_or("(per record)".to_string(), |t| t.to_string()),
+            available: baseline
+                .runs
+                .iter()
+                .map(|b| label(&b.normalizer))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+fn file_name(p: &str) -> Option<&str> {
+    Path::new(p).file_name().and_then(|n| n.to_str())
+}
+
+fn matching_file<'b>(file: &FileReport, base: &'b Run) -> Option<&'b FileReport> {
+    if let Some(f) = base.files.iter().find(|b| b.path == file.path) {
+        return Some(f);
+    }
+    let name = file_name(&file.path)?;
+    let mut same = base
+        .files
+        .iter()
+        .filter(|b| file_name(&b.path) == Some(name));
+    match (same.next(), same.next()) {
+        (Some(f), None) => Some(f),
+        _ => None,
+    }
+}
+
+/// The corrected score when there is one, else the 1-best's.
+fn score<S>(p: &Option<Pair<Scored<S>>>) -> Option<f64> {
+    p.as_ref()
+        .map(|p| p.corrected.as_ref().unwrap_or(&p.one_best).score)
+}
+
+/// The whole-file metrics of a report, as (name, value, lower is better).
+fn system_values(g: &GroupReport) -> Vec<(&'static str, f64, bool)> {
+    let mut v = vec![
+        ("wer", g.wer.corrected.unwrap_or(g.wer.one_best).rate, true),
+        ("cer", g.cer.corrected.unwrap_or(g.cer.one_best).rate, true),
+    ];
+    if let Some(s) = score(&g.bleu) {
+        v.push(("bleu", s, false));
+    }
+    if let Some(s) = score(&g.chrf) {
+        v.push(("chrf", s, false));
+    }
+    if let Some(s) = score(&g.gleu) {
+        v.push(("gleu", s, false));
+    }
+    if let Some(e) = &g.edits {
+        v.push(("f05", e.f05, false));
+    }
+    v
+}
+
+fn compare_files(run: &Run, file: &FileReport, base: &FileReport, tol: f64) -> Vec<Check> {
+    let (Some(now), Some(then)) = (file.groups.first(), base.groups.first()) else {
+        return Vec::new();
+    };
+    let before = system_values(then);
+    system_values(now)
+        .into_iter()
+        .filter_map(|(metric, current, lower_better)| {
+            let (_, baseline, _) = before.iter().find(|(m, _, _)| *m == metric)?;
+            let worse_by = if lower_better {
+                current - baseline
+            } else {
+                baseline - current
+            };
+            Some(Check {
+                normalizer: run.normalizer.clone(),
+                file: file.path.clone(),
+                metric: metric.to_string(),
+                baseline: *baseline,
+                current,
+                worse_by,
+                // A hair of slack so that a value re-read from JSON equals itself.
+                regressed: worse_by > tol + 1e-9,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,476 @@
+//! Scoring of record files: per-record alignments pooled into file and group reports, with
+//! baselines (1-best), oracles, corrected scores, signatures and baseline comparison. This is
+//! the library side of `neko eval`; it needs no model.
+//!
+//! For every scorable record the reference, each hypothesis and the prediction are normalised
+//! (the task's default normaliser unless one is asked for) and scored once; group and file
+//! scores pool those statistics. Nothing is dropped silently: a record that cannot be scored is
+//! listed in [`FileReport::unscored`] with its reason, and a record without a prediction in a
+//! file that has predictions is scored with its 1-best and listed in [`FileReport::fallbacks`].
+
+pub mod baseline;
+pub mod report;
+pub mod signature;
+pub mod text;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use rayon::prelude::*;
+use serde_json::Value;
+
+pub use report::*;
+
+use crate::metrics::bleu::BleuStats;
+use crate::metrics::chrf::ChrfStats;
+use crate::metrics::edits::EditScore;
+use crate::metrics::gleu::GleuStats;
+use crate::metrics::{align, cer_chars, oracle, words, EditCounts};
+use crate::normalize::Normalizer;
+use crate::record::{self, Entry, Record};
+use crate::Task;
+
+/// How records are grouped inside a file (the whole file is always reported first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    /// By `source` when records carry one, else by task when a file mixes tasks, else none.
+    Auto,
+    /// By the records' `source` field.
+    Source,
+    /// By task.
+    Task,
+    /// No groups.
+    None,
+}
+
+impl GroupBy {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::Auto => "auto",
+            GroupBy::Source => "source",
+            GroupBy::Task => "task",
+            GroupBy::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for GroupBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for GroupBy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(GroupBy::Auto),
+            "source" => Ok(GroupBy::Source),
+            "task" => Ok(GroupBy::Task),
+            "none" => Ok(GroupBy::None),
+            other => Err(format!(
+                "unknown grouping `{other}` (expected auto, source, task or none)"
+            )),
+        }
+    }
+}
+
+/// What to score and how.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Forces the task of every record.
+    pub task: Option<Task>,
+    /// Normalisers to score under, one run each; empty means each task's default.
+    pub normalizers: Vec<Normalizer>,
+    /// Grouping inside files.
+    pub group_by: GroupBy,
+}
+
+/// One input file, read once and scored under every normaliser.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The path as given.
+    pub path: String,
+    /// Its records.
+    pub entries: Vec<Entry>,
+}
+
+/// Reads every file; a file that cannot be read is reported and the others go on.
+pub fn read(paths: &[PathBuf]) -> (Vec<Input>, Vec<FileError>) {
+    let mut inputs = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        let path = record::input_name(p);
+        match record::read_path(p) {
+            Ok(entries) => inputs.push(Input { path, entries }),
+            Err(e) => errors.push(FileError {
+                path,
+                message: e.to_string(),
+            }),
+        }
+    }
+    (inputs, errors)
+}
+
+/// Scores every input under every requested normaliser.
+pub fn evaluate(inputs: &[Input], settings: &Settings) -> Report {
+    let normalizers: Vec<Option<&Normalizer>> = if settings.normalizers.is_empty() {
+        vec![None]
+    } else {
+        settings.normalizers.iter().map(Some).collect()
+    };
+    let runs = normalizers
+        .into_iter()
+        .map(|n| run(inputs, settings, n))
+        .collect();
+    Report {
+        neko: env!("CARGO_PKG_VERSION").to_string(),
+        runs,
+        errors: Vec::new(),
+        comparison: None,
+    }
+}
+
+fn run(inputs: &[Input], settings: &Settings, normalizer: Option<&Normalizer>) -> Run {
+    let scored: Vec<(FileReport, BTreeSet<(Task, String)>)> = inputs
+        .par_iter()
+        .map(|i| score_file(i, settings.task, normalizer, settings.group_by))
+        .collect();
+    let used: BTreeSet<(Task, String)> = scored.iter().flat_map(|(_, u)| u.clone()).collect();
+    let files: Vec<FileReport> = scored.into_iter().map(|(f, _)| f).collect();
+    Run {
+        normalizer: normalizer.map(Normalizer::to_string),
+        normalizer_label: signature::normalizer_label(used.iter().cloned()),
+        task: settings.task,
+        group_by: settings.group_by.to_string(),
+        signatures: signature::signatures(&files, &used),
+        files,
+    }
+}
+
+/// The per-record statistics every group pools.
+struct RecordScore {
+    task: Task,
+    normalizer: String,
+    source: Option<String>,
+    reference_words: u64,
+    reference_chars: u64,
+    has_prediction: bool,
+    one_best: EditCounts,
+    oracle: EditCounts,
+    compositional: EditCounts,
+    corrected: Option<EditCounts>,
+    cer_one_best: EditCounts,
+    cer_corrected: Option<EditCounts>,
+    bleu: Option<(BleuStats, Option<BleuStats>)>,
+    chrf: Option<(ChrfStats, Option<ChrfStats>)>,
+    gleu: Option<(GleuStats, Option<GleuStats>)>,
+    edits: Option<EditScore>,
+}
+
+/// A record that will be scored, with its resolved task.
+struct Scorable<'a> {
+    entry: &'a Entry,
+    record: &'a Record,
+    task: Task,
+    reference: &'a str,
+}
+
+/// Scores one file; also returns the (task, normaliser) pairs it used, for the signatures.
+fn score_file(
+    input: &Input,
+    task: Option<Task>,
+    normalizer: Option<&Normalizer>,
+    group_by: GroupBy,
+) -> (FileReport, BTreeSet<(Task, String)>) {
+    let mut unscored = Vec::new();
+    let mut scorable = Vec::new();
+    let mut assumed_task = 0;
+    for entry in &input.entries {
+        let record = match &entry.record {
+            Ok(r) => r,
+            Err(e) => {
+                unscored.push(note(entry, e.to_string()));
+                continue;
+            }
+        };
+        let t = match (task, record.task.as_deref()) {
+            (Some(t), _) => t,
+            (None, Some(name)) => match name.parse::<Task>() {
+                Ok(t) => t,
+                Err(e) => {
+                    unscored.push(note(entry, e.to_string()));
+                    continue;
+                }
+            },
+            (None, None) => {
+                assumed_task += 1;
+                Task::Asr
+            }
+        };
+        let Some(reference) = record.reference.as_deref() else {
+            unscored.push(note(entry, "no reference (`output`)".to_string()));
+            continue;
+        };
+        scorable.push(Scorable {
+            entry,
+            record,
+            task: t,
+            reference,
+        });
+    }
+    let with_predictions = scorable.iter().any(|s| s.record.prediction.is_some());
+    let fallbacks = if with_predictions {
+        scorable
+            .iter()
+            .filter(|s| s.record.prediction.is_none())
+            .map(|s| note(s.entry, fallback_reason(s.record)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let scores: Vec<RecordScore> = scorable
+        .par_iter()
+        .map(|s| {
+            let n = normalizer
+                .cloned()
+                .unwrap_or_else(|| Normalizer::default_for(s.task));
+            score_record(s, &n, with_predictions)
+        })
+        .collect();
+    let used = scores
+        .iter()
+        .map(|s| (s.task, s.normalizer.clone()))
+        .collect();
+    let groups = groups(&scores, group_by, with_predictions);
+    let report = FileReport {
+        path: input.path.clone(),
+        entries: input.entries.len() as u64,
+        unscored,
+        fallbacks,
+        assumed_task,
+        groups,
+    };
+    (report, used)
+}
+
+fn note(entry: &Entry, reason: String) -> Unscored {
+    Unscored {
+        index: entry.index,
+        line: entry.line,
+        id: entry.id(),
+        reason,
+    }
+}
+
+fn fallback_reason(record: &Record) -> String {
+    match &record.error {
+        Some(Value::String(e)) => format!("no prediction (error: {e}); scored with its 1-best"),
+        Some(e) => format!("no prediction (error: {e}); scored with its 1-best"),
+        None => "no prediction; scored with its 1-best".to_string(),
+    }
+}
+
+/// Normalises each distinct text once (HyPoradise pads N-best lists with duplicates).
+fn normalize_all(n: &Normalizer, texts: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(texts.len());
+    for (i, t) in texts.iter().enumerate() {
+        match texts[..i].iter().position(|u| u == t) {
+            Some(j) => out.push(out[j].clone()),
+            None => out.push(n.apply(t)),
+        }
+    }
+    out
+}
+
+fn score_record(s: &Scorable<'_>, n: &Normalizer, with_predictions: bool) -> RecordScore {
+    let reference = n.apply(s.reference);
+    let hyps = normalize_all(n, &s.record.hypotheses);
+    let prediction = with_predictions.then(|| match &s.record.prediction {
+        Some(p) => n.apply(p),
+        None => hyps[0].clone(),
+    });
+    let ref_w = words(&reference);
+    let hyp_w: Vec<Vec<&str>> = hyps.iter().map(|h| words(h)).collect();
+    let pred_w = prediction.as_deref().map(words);
+    let one_best = align::counts(&ref_w, &hyp_w[0]);
+    let best = oracle::nbest(&ref_w, &hyp_w).expect("records have hypotheses");
+    let ref_c = cer_chars(&reference);
+    let chars = |t: &str| align::counts(&ref_c, &cer_chars(t));
+    let pred = prediction.as_deref();
+    let translation = matches!(s.task, Task::St | Task::Mt);
+    let gec = s.task == Task::Gec;
+    RecordScore {
+        task: s.task,
+        normalizer: n.to_string(),
+        source: s.record.source.clone(),
+        reference_words: ref_w.len() as u64,
+        reference_chars: ref_c.len() as u64,
+        has_prediction: s.record.prediction.is_some(),
+        one_best,
+        oracle: best.counts,
+        compositional: oracle::compositional(&ref_w, &hyp_w),
+        corrected: pred_w.as_ref().map(|p| align::counts(&ref_w, p)),
+        cer_one_best: chars(&hyps[0]),
+        cer_corrected: prediction.as_deref().map(chars),
+        bleu: translation.then(|| both(&hyps[0], pred, |h| BleuStats::segment(h, &reference))),
+        chrf: translation.then(|| both(&hyps[0], pred, |h| ChrfStats::segment(h, &reference))),
+        gleu: gec.then(|| {
+            both(&hyps[0], pred, |h| {
+                GleuStats::segment(&hyps[0], h, &reference)
+            })
+        }),
+        edits: (gec && with_predictions)
+            .then(|| EditScore::segment(&hyps[0], prediction.as_deref().unwrap_or(""), &reference)),
+    }
+}
+
+/// A statistic of the 1-best and, when there is one, of the prediction.
+fn both<S>(one_best: &str, prediction: Option<&str>, f: impl Fn(&str) -> S) -> (S, Option<S>) {
+    (f(one_best), prediction.map(f))
+}
+
+/// The whole file, then its groups in name order.
+fn groups(scores: &[RecordScore], group_by: GroupBy, with_predictions: bool) -> Vec<GroupReport> {
+    let all: Vec<&RecordScore> = scores.iter().collect();
+    let mut out = vec![group("all", &all, with_predictions)];
+    let by = match group_by {
+        GroupBy::Auto if scores.iter().any(|s| s.source.is_some()) => GroupBy::Source,
+        GroupBy::Auto if scores.iter().map(|s| s.task).collect::<BTreeSet<_>>().len() > 1 => {
+            GroupBy::Task
+        }
+        GroupBy::Auto => GroupBy::None,
+        other => other,
+    };
+    let key = |s: &RecordScore| -> Option<String> {
+        match by {
+            GroupBy::Source => Some(format!(
+                "source={}",
+                s.source.as_deref().unwrap_or("(none)")
+            )),
+            GroupBy::Task => Some(format!("task={}", s.task)),
+            _ => None,
+        }
+    };
+    let mut keyed: BTreeMap<String, Vec<&RecordScore>> = BTreeMap::new();
+    for s in scores {
+        if let Some(k) = key(s) {
+            keyed.entry(k).or_default().push(s);
+        }
+    }
+    out.extend(
+        keyed
+            .iter()
+            .map(|(name, members)| group(name, members, with_predictions)),
+    );
+    out
+}
+
+/// Pooled counts plus the running per-utterance mean.
+#[derive(Default)]
+struct RateSum {
+    counts: EditCounts,
+    utt_sum: f64,
+    utterances: u64,
+}
+
+impl RateSum {
+    fn add(&mut self, c: EditCounts) {
+        self.counts += c;
+        let n = c.reference_len();
+        if n > 0 {
+            self.utt_sum += c.errors() as f64 / n as f64;
+            self.utterances += 1;
+        }
+    }
+
+    fn rate(&self) -> Rate {
+        Rate::new(self.counts, self.utt_sum, self.utterances)
+    }
+}
+
+fn rate_of(
+    members: &[&RecordScore],
+    f: impl Fn(&RecordScore) -> Option<EditCounts>,
+) -> Option<Rate> {
+    let mut sum = RateSum::default();
+    let mut any = false;
+    for m in members {
+        if let Some(c) = f(m) {
+            sum.add(c);
+            any = true;
+        }
+    }
+    any.then(|| sum.rate())
+}
+
+/// Sums a pair of per-record statistics over the members that have them.
+fn pair_of<S: Default + std::ops::AddAssign + Copy>(
+    members: &[&RecordScore],
+    f: impl Fn(&RecordScore) -> Option<(S, Option<S>)>,
+    score: impl Fn(&S) -> f64,
+) -> Option<Pair<Scored<S>>> {
+    let (mut one, mut corr, mut records, mut has_corr) = (S::default(), S::default(), 0, false);
+    for (a, b) in members.iter().filter_map(|m| f(m)) {
+        one += a;
+        records += 1;
+        if let Some(b) = b {
+            corr += b;
+            has_corr = true;
+        }
+    }
+    let scored = |s: S| Scored {
+        score: score(&s),
+        records,
+        stats: s,
+    };
+    (records > 0).then(|| Pair {
+        one_best: scored(one),
+        corrected: has_corr.then(|| scored(corr)),
+    })
+}
+
+fn group(name: &str, members: &[&RecordScore], with_predictions: bool) -> GroupReport {
+    let zero = Rate::new(EditCounts::default(), 0.0, 0);
+    let one_best = rate_of(members, |m| Some(m.one_best)).unwrap_or(zero);
+    let corrected = rate_of(members, |m| m.corrected).filter(|_| with_predictions);
+    let relative_reduction = corrected
+        .filter(|_| one_best.rate > 0.0)
+        .map(|c| 100.0 * (one_best.rate - c.rate) / one_best.rate);
+    let tasks: BTreeSet<Task> = members.iter().map(|m| m.task).collect();
+    let mut edits = EditScore::default();
+    let mut any_edits = false;
+    for e in members.iter().filter_map(|m| m.edits) {
+        edits += e;
+        any_edits = true;
+    }
+    GroupReport {
+        name: name.to_string(),
+        task: (tasks.len() == 1).then(|| *tasks.first().expect("one task")),
+        normalizer: signature::normalizer_label(
+            members.iter().map(|m| (m.task, m.normalizer.clone())),
+        ),
+        records: members.len() as u64,
+        reference_words: members.iter().map(|m| m.reference_words).sum(),
+        reference_chars: members.iter().map(|m| m.reference_chars).sum(),
+        predictions: members.iter().filter(|m| m.has_prediction).count() as u64,
+        wer: WerScores {
+            one_best,
+            oracle_nbest: rate_of(members, |m| Some(m.oracle)).unwrap_or(zero),
+            oracle_compositional: rate_of(members, |m| Some(m.compositional)).unwrap_or(zero),
+            corrected,
+            relative_reduction,
+        },
+        cer: Pair {
+            one_best: rate_of(members, |m| Some(m.cer_one_best)).unwrap_or(zero),
+            corrected: rate_of(members, |m| m.cer_corrected).filter(|_| with_predictions),
+        },
+        bleu: pair_of(members, |m| m.bleu, BleuStats::score),
+        chrf: pair_of(members, |m| m.chrf, ChrfStats::score),
+        gleu: pair_of(members, |m| m.gleu, GleuStats::score),
+        edits: any_edits.then(|| Edits::new(edits)),
+    }
+}

@@ -1,0 +1,398 @@
+//! The plain-text report: one WER/CER table per run (files, then their groups indented), a
+//! BLEU/chrF table and a GEC table when such records exist, the records left out and why, the
+//! baseline comparison, and the signature lines last.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+use std::path::Path;
+
+use super::baseline::Comparison;
+use super::{FileReport, GroupReport, Rate, Report, Run};
+
+/// How many records to name per file before pointing to `--json`.
+const MAX_NAMED: usize = 20;
+
+/// Renders the whole report.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    for (i, run) in report.runs.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        render_run(run, &mut out);
+    }
+    if !report.errors.is_empty() {
+        out.push_str("\nfiles not read:\n");
+        for e in &report.errors {
+            let _ = writeln!(out, "  {}: {}", e.path, e.message);
+        }
+    }
+    if let Some(c) = &report.comparison {
+        render_comparison(c, &mut out);
+    }
+    out.push('\n');
+    for run in &report.runs {
+        for s in &run.signatures {
+            let _ = writeln!(out, "{s}");
+        }
+    }
+    out
+}
+
+fn render_run(run: &Run, out: &mut String) {
+    let labels = Labels::new(&run.files);
+    let norm = match &run.normalizer {
+        Some(n) => n.clone(),
+        None => format!("{} (task default)", run.normalizer_label),
+    };
+    let assumed: u64 = run.files.iter().map(|f| f.assumed_task).sum();
+    let task = match run.task {
+        Some(t) => format!("task {t} (forced)"),
+        None if assumed > 0 => format!("task from records, asr for {} without one", count(assumed)),
+        None => "task from records".to_string(),
+    };
+    let _ = writeln!(out, "normaliser {norm} · {task} · groups {}", run.group_by);
+    out.push('\n');
+    wer_table(run, &labels).render(out);
+    let _ = writeln!(out, "{}", legend(run));
+    if run
+        .files
+        .iter()
+        .flat_map(|f| &f.groups)
+        .any(|g| g.bleu.is_some())
+    {
+        out.push('\n');
+        translation_table(run, &labels).render(out);
+    }
+    if run
+        .files
+        .iter()
+        .flat_map(|f| &f.groups)
+        .any(|g| g.gleu.is_some())
+    {
+        out.push('\n');
+        gec_table(run, &labels).render(out);
+    }
+    notes(run, &labels, out);
+}
+
+/// Row labels: file names when they are unique, else paths as given; groups indented.
+struct Labels {
+    short: bool,
+}
+
+impl Labels {
+    fn new(files: &[FileReport]) -> Self {
+        let names: Vec<Option<&std::ffi::OsStr>> = files
+            .iter()
+            .map(|f| Path::new(&f.path).file_name())
+            .collect();
+        let unique: BTreeSet<_> = names.iter().collect();
+        Labels {
+            short: unique.len() == names.len() && names.iter().all(Option::is_some),
+        }
+    }
+
+    fn file<'a>(&self, f: &'a FileReport) -> &'a str {
+        if self.short {
+            Path::new(&f.path)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or(&f.path)
+        } else {
+            &f.path
+        }
+    }
+
+    fn row(&self, f: &FileReport, g: &GroupReport, first: bool) -> String {
+        if first {
+            self.file(f).to_string()
+        } else {
+            format!("  {}", g.name)
+        }
+    }
+}
+
+fn has_predictions(run: &Run) -> bool {
+    run.files
+        .iter()
+        .filter_map(|f| f.groups.first())
+        .any(|g| g.wer.corrected.is_some())
+}
+
+fn legend(run: &Run) -> String {
+    let sdi = if has_predictions(run) {
+        "corrected"
+    } else {
+        "1-best"
+    };
+    format!(
+        "WER/CER in %: corpus (errors / reference words), utt = mean per record; N-best = best \
+         hypothesis per record; comp. = compositional oracle; S D I of the {sdi}"
+    )
+}
+
+fn wer_table(run: &Run, labels: &Labels) -> Table {
+    let corrected = has_predictions(run);
+    let skipped = run.files.iter().any(|f| !f.unscored.is_empty());
+    let mut header = vec!["file", "records"];
+    if skipped {
+        header.push("unscored");
+    }
+    header.extend(["ref words", "1-best", "utt", "N-best", "comp."]);
+    if corrected {
+        header.extend(["corrected", "utt", "rel.red."]);
+    }
+    header.push("CER");
+    if corrected {
+        header.push("corr.CER");
+    }
+    header.extend(["S", "D", "I"]);
+    let mut t = Table::new(&header);
+    for f in &run.files {
+        for (i, g) in f.groups.iter().enumerate() {
+            let mut row = vec![labels.row(f, g, i == 0), count(g.records)];
+            if skipped {
+                row.push(if i == 0 {
+                    count(f.unscored.len() as u64)
+                } else {
+                    String::new()
+                });
+            }
+            let w = &g.wer;
+            row.extend([
+                count(g.reference_words),
+                pct(w.one_best.rate),
+                opt_pct(w.one_best.per_utterance),
+                pct(w.oracle_nbest.rate),
+                pct(w.oracle_compositional.rate),
+            ]);
+            if corrected {
+                row.push(w.corrected.map_or("-".into(), |c| pct(c.rate)));
+                row.push(opt_pct(w.corrected.and_then(|c| c.per_utterance)));
+                row.push(opt_pct(w.relative_reduction));
+            }
+            row.push(pct(g.cer.one_best.rate));
+            if corrected {
+                row.push(g.cer.corrected.map_or("-".into(), |c| pct(c.rate)));
+            }
+            let sdi: Option<Rate> = if corrected {
+                w.corrected
+            } else {
+                Some(w.one_best)
+            };
+            match sdi {
+                Some(r) => row.extend([r.substitutions, r.deletions, r.insertions].map(count)),
+                None => row.extend(["-", "-", "-"].map(String::from)),
+            }
+            t.push(row);
+        }
+    }
+    t
+}
+
+fn translation_table(run: &Run, labels: &Labels) -> Table {
+    let corrected = run
+        .files
+        .iter()
+        .flat_map(|f| &f.groups)
+        .any(|g| g.bleu.as_ref().is_some_and(|b| b.corrected.is_some()));
+    let mut header = vec!["file", "records", "BLEU", "chrF"];
+    if corrected {
+        header.extend(["corr.BLEU", "corr.chrF"]);
+    }
+    let mut t = Table::new(&header);
+    for f in &run.files {
+        for (i, g) in f.groups.iter().enumerate() {
+            let (Some(b), Some(c)) = (&g.bleu, &g.chrf) else {
+                continue;
+            };
+            let mut row = vec![
+                labels.row(f, g, i == 0),
+                count(b.one_best.records),
+                pct(b.one_best.score),
+                pct(c.one_best.score),
+            ];
+            if corrected {
+                row.push(b.corrected.as_ref().map_or("-".into(), |s| pct(s.score)));
+                row.push(c.corrected.as_ref().map_or("-".into(), |s| pct(s.score)));
+            }
+            t.push(row);
+        }
+    }
+    t
+}
+
+fn gec_table(run: &Run, labels: &Labels) -> Table {
+    let corrected = run
+        .files
+        .iter()
+        .flat_map(|f| &f.groups)
+        .any(|g| g.edits.is_some());
+    let mut header = vec!["file", "records", "GLEU"];
+    if corrected {
+        header.extend(["corr.GLEU", "P", "R", "F0.5"]);
+    }
+    let mut t = Table::new(&header);
+    for f in &run.files {
+        for (i, g) in f.groups.iter().enumerate() {
+            let Some(gl) = &g.gleu else { continue };
+            let mut row = vec![
+                labels.row(f, g, i == 0),
+                count(gl.one_best.records),
+                pct(gl.one_best.score),
+            ];
+            if corrected {
+                row.push(gl.corrected.as_ref().map_or("-".into(), |s| pct(s.score)));
+                match &g.edits {
+                    Some(e) => row.extend([e.precision, e.recall, e.f05].map(pct)),
+                    None => row.extend(["-", "-", "-"].map(String::from)),
+                }
+            }
+            t.push(row);
+        }
+    }
+    t
+}
+
+fn notes(run: &Run, labels: &Labels, out: &mut String) {
+    for f in &run.files {
+        let name = labels.file(f);
+        list(out, name, "not scored", &f.unscored);
+        list(
+            out,
+            name,
+            "scored with their 1-best (no prediction)",
+            &f.fallbacks,
+        );
+    }
+}
+
+fn list(out: &mut String, name: &str, what: &str, items: &[super::Unscored]) {
+    if items.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{name}: {} record(s) {what}:", items.len());
+    for u in items.iter().take(MAX_NAMED) {
+        let _ = writeln!(out, "  line {} (id {}): {}", u.line, u.id, u.reason);
+    }
+    if items.len() > MAX_NAMED {
+        let _ = writeln!(
+            out,
+            "  ... and {} more (all in --json)",
+            items.len() - MAX_NAMED
+        );
+    }
+}
+
+fn render_comparison(c: &Comparison, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "\nbaseline {} (max regression {} points)",
+        c.baseline, c.max_regression
+    );
+    let mut t = Table::new(&["file", "metric", "baseline", "current", "worse by", ""]);
+    for k in &c.checks {
+        t.push(vec![
+            k.file.clone(),
+            k.metric.clone(),
+            pct(k.baseline),
+            pct(k.current),
+            format!("{:+.2}", k.worse_by),
+            if k.regressed {
+                "REGRESSED".into()
+            } else {
+                "ok".into()
+            },
+        ]);
+    }
+    t.render(out);
+    for u in &c.unmatched {
+        let _ = writeln!(out, "  {u}: not in the baseline, not compared");
+    }
+    let _ = writeln!(
+        out,
+        "{} regression(s) in {} check(s)",
+        c.regressions,
+        c.checks.len()
+    );
+}
+
+fn pct(x: f64) -> String {
+    format!("{x:.2}")
+}
+
+fn opt_pct(x: Option<f64>) -> String {
+    x.map_or("-".into(), pct)
+}
+
+/// An integer with thousands separators, as in the benchmark tables (`21,710`).
+fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A text table: first column left-aligned, the others right-aligned.
+struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(header: &[&str]) -> Self {
+        Table {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: Vec<String>) {
+        self.rows.push(row);
+    }
+
+    fn render(&self, out: &mut String) {
+        let width = |i: usize| {
+            std::iter::once(&self.header)
+                .chain(&self.rows)
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        };
+        let widths: Vec<usize> = (0..self.header.len()).map(width).collect();
+        for row in std::iter::once(&self.header).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                if i == 0 {
+                    line.push_str(cell);
+                    line.push_str(&" ".repeat(pad));
+                } else {
+                    line.push_str("  ");
+                    line.push_str(&" ".repeat(pad));
+                    line.push_str(cell);
+                }
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_have_thousands_separators() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(21710), "21,710");
+        assert_eq!(count(1234567), "1,234,567");
+    }
+}

@@ -1,0 +1,515 @@
+//! `neko eval` end to end, through the binary: numbers against the reference fixtures
+//! (`tests/fixtures/metrics/cli.json`, `shared.json`, made by `scripts/make_metric_fixtures.py`
+//! with jiwer, sacrebleu and gleu), the published figures of `../shared/design/benchmark.md`,
+//! exit codes, environment twins and the baseline gate.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::metrics::{assert_2dp, counts_of};
+use crate::util;
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = util::neko();
+    cmd.arg("eval").args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("neko runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `neko eval --json ARGS`, expecting success, and parses the report.
+fn json(args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let o = run(&all, &[]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("valid JSON")
+}
+
+fn records(name: &str) -> String {
+    util::fixture(&format!("metrics/records/{name}"))
+        .display()
+        .to_string()
+}
+
+fn expected() -> Value {
+    let path = util::fixture("metrics/cli.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn shared_fixture() -> Value {
+    let path = util::fixture("metrics/shared.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `{hits, substitutions, deletions, insertions}` of a report rate as fixture counts.
+fn rate_counts(rate: &Value) -> Value {
+    serde_json::json!([
+        rate["hits"],
+        rate["substitutions"],
+        rate["deletions"],
+        rate["insertions"]
+    ])
+}
+
+fn group<'a>(file: &'a Value, name: &str) -> &'a Value {
+    file["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == name)
+        .unwrap_or_else(|| panic!("no group {name} in {}", file["path"]))
+}
+
+fn f64_of(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn assert_close(ours: &Value, theirs: &Value, what: &str) {
+    assert!(
+        (f64_of(ours) - f64_of(theirs)).abs() < 1e-9,
+        "{what}: {ours} vs {theirs}"
+    );
+}
+
+#[test]
+fn asr_records_match_jiwer_under_each_normaliser() {
+    let want = &expected()["files"]["asr.jsonl"];
+    let report = json(&["--normalizer", "whisper-en,none,h2t", &records("asr.jsonl")]);
+    for (run, norm) in
+        report["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(["whisper-en@1", "none@1", "h2t@1"])
+    {
+        assert_eq!(run["normalizer"], norm);
+        let file = &run["files"][0];
+        for (name, w) in want[norm].as_object().unwrap() {
+            let g = group(file, name);
+            let what = format!("{norm} {name}");
+            assert_eq!(g["records"], w["records"], "{what}");
+            let wer = &g["wer"];
+            assert_eq!(
+                rate_counts(&wer["one_best"]),
+                w["one_best"],
+                "{what} 1-best"
+            );
+            assert_eq!(
+                rate_counts(&wer["oracle_nbest"]),
+                w["oracle"],
+                "{what} oracle"
+            );
+            assert_eq!(
+                rate_counts(&wer["corrected"]),
+                w["corrected"],
+                "{what} corrected"
+            );
+            assert_eq!(
+                rate_counts(&g["cer"]["one_best"]),
+                w["cer_one_best"],
+                "{what} CER"
+            );
+            assert_eq!(
+                rate_counts(&g["cer"]["corrected"]),
+                w["cer_corrected"],
+                "{what} CER"
+            );
+            assert_eq!(
+                wer["oracle_compositional"]["deletions"], w["compositional_errors"],
+                "{what} compositional"
+            );
+            assert_eq!(wer["one_best"]["utterances"], w["utterances"], "{what}");
+            assert_close(&wer["one_best"]["per_utterance"], &w["one_best_utt"], &what);
+            assert_close(
+                &wer["corrected"]["per_utterance"],
+                &w["corrected_utt"],
+                &what,
+            );
+            let c = counts_of(&w["one_best"]);
+            assert_close(
+                &wer["one_best"]["rate"],
+                &(100.0 * c.error_rate()).into(),
+                &what,
+            );
+        }
+    }
+}
+
+#[test]
+fn records_that_cannot_be_scored_are_named() {
+    let report = json(&[&records("asr.jsonl")]);
+    let file = &report["runs"][0]["files"][0];
+    let unscored = file["unscored"].as_array().unwrap();
+    assert_eq!(unscored.len(), 2);
+    assert_eq!(unscored[0]["id"], "no-ref");
+    assert!(unscored[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no reference"));
+    assert_eq!(unscored[1]["index"], 8);
+    assert!(unscored[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("broken JSON"));
+    let fallbacks = file["fallbacks"].as_array().unwrap();
+    assert_eq!(fallbacks.len(), 1);
+    assert_eq!(fallbacks[0]["id"], "a10");
+    assert!(fallbacks[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("generation failed"));
+
+    let text = stdout(&run(&[&records("asr.jsonl")], &[]));
+    assert!(text.contains("2 record(s) not scored"), "{text}");
+    assert!(text.contains("(id \"no-ref\"): no reference"), "{text}");
+    assert!(text.contains("(id \"a10\")"), "{text}");
+}
+
+#[test]
+fn translation_scores_match_sacrebleu() {
+    let want = &expected()["files"]["mt.jsonl"];
+    let report = json(&[&records("mt.jsonl")]);
+    let g = &report["runs"][0]["files"][0]["groups"][0];
+    assert_eq!(g["task"], "mt");
+    assert_eq!(g["normalizer"], "none@1");
+    assert_2dp(
+        f64_of(&g["bleu"]["one_best"]["score"]),
+        f64_of(&want["bleu_one_best"]),
+        "BLEU",
+    );
+    assert_2dp(
+        f64_of(&g["bleu"]["corrected"]["score"]),
+        f64_of(&want["bleu_corrected"]),
+        "BLEU",
+    );
+    assert_2dp(
+        f64_of(&g["chrf"]["one_best"]["score"]),
+        f64_of(&want["chrf_one_best"]),
+        "chrF",
+    );
+    assert_2dp(
+        f64_of(&g["chrf"]["corrected"]["score"]),
+        f64_of(&want["chrf_corrected"]),
+        "chrF",
+    );
+    assert_eq!(rate_counts(&g["wer"]["one_best"]), want["one_best"]);
+    assert_eq!(rate_counts(&g["wer"]["corrected"]), want["corrected"]);
+    let sigs = report["runs"][0]["signatures"].as_array().unwrap();
+    assert!(sigs
+        .iter()
+        .any(|s| s.as_str().unwrap().starts_with("bleu|norm:none@1|nrefs:1|")));
+}
+
+#[test]
+fn gec_scores_match_the_reference_scorers() {
+    let want = &expected()["files"]["gec.jsonl"];
+    let report = json(&[&records("gec.jsonl")]);
+    let g = &report["runs"][0]["files"][0]["groups"][0];
+    assert_2dp(
+        f64_of(&g["gleu"]["one_best"]["score"]),
+        f64_of(&want["gleu_one_best"]),
+        "GLEU",
+    );
+    assert_2dp(
+        f64_of(&g["gleu"]["corrected"]["score"]),
+        f64_of(&want["gleu_corrected"]),
+        "GLEU",
+    );
+    let e = &g["edits"];
+    assert_eq!(e["counts"]["true_positives"], want["tp"]);
+    assert_eq!(e["counts"]["false_positives"], want["fp"]);
+    assert_eq!(e["counts"]["false_negatives"], want["fn"]);
+    assert_2dp(f64_of(&e["precision"]), f64_of(&want["precision"]), "P");
+    assert_2dp(f64_of(&e["recall"]), f64_of(&want["recall"]), "R");
+    assert_2dp(f64_of(&e["f05"]), f64_of(&want["f05"]), "F0.5");
+}
+
+#[test]
+fn ocr_is_scored_on_raw_text() {
+    let want = &expected()["files"]["ocr.jsonl"];
+    let report = json(&[&records("ocr.jsonl")]);
+    let g = &report["runs"][0]["files"][0]["groups"][0];
+    assert_eq!(g["normalizer"], "none@1");
+    assert_eq!(rate_counts(&g["wer"]["one_best"]), want["one_best"]);
+    assert_eq!(rate_counts(&g["cer"]["one_best"]), want["cer_one_best"]);
+}
+
+#[test]
+fn records_without_task_are_scored_as_asr_and_stderr_says_so() {
+    let want = &expected()["files"]["notask.jsonl"];
+    let o = run(&["--json", &records("notask.jsonl")], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("scored as asr"), "{}", stderr(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file = &report["runs"][0]["files"][0];
+    assert_eq!(file["assumed_task"], 2);
+    assert_eq!(file["groups"][0]["normalizer"], "whisper-en@1");
+    assert_eq!(
+        rate_counts(&file["groups"][0]["wer"]["one_best"]),
+        want["one_best"]
+    );
+    let forced = run(&["--task", "ocr", &records("notask.jsonl")], &[]);
+    assert!(!stderr(&forced).contains("scored as asr"));
+}
+
+#[test]
+fn text_report_names_the_normaliser_and_ends_with_signatures() {
+    let text = stdout(&run(&[&records("asr.jsonl"), &records("mt.jsonl")], &[]));
+    assert!(
+        text.starts_with("normaliser asr=whisper-en@1,mt=none@1 (task default)"),
+        "{text}"
+    );
+    let last: Vec<&str> = text.lines().rev().take(4).collect();
+    assert!(
+        last[0].starts_with("chrf|norm:none@1|nrefs:1|neko:"),
+        "{text}"
+    );
+    assert!(last[2].starts_with("cer|"), "{text}");
+    assert!(
+        last[3].starts_with("wer|norm:asr=whisper-en@1,mt=none@1|nrefs:1|neko:"),
+        "{text}"
+    );
+}
+
+fn temp_json(dir: &Path, name: &str, v: &Value) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+    p
+}
+
+#[test]
+fn baseline_gate_exits_1_on_a_regression_beyond_the_tolerance() {
+    let dir = tempfile::tempdir().unwrap();
+    let asr = records("asr.jsonl");
+    let now = json(&[&asr]);
+    let same = temp_json(dir.path(), "same.json", &now);
+    let o = run(&["--baseline", same.to_str().unwrap(), &asr], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("0 regression(s)"));
+
+    // A baseline 0.3 WER points better than this run.
+    let mut better = now.clone();
+    let wer = &mut better["runs"][0]["files"][0]["groups"][0]["wer"]["corrected"]["rate"];
+    *wer = (f64_of(wer) - 0.3).into();
+    let better = temp_json(dir.path(), "better.json", &better);
+    let b = better.to_str().unwrap();
+    let o = run(&["--baseline", b, "--max-regression", "0.2", &asr], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("REGRESSED"));
+    assert!(stderr(&o).contains("worse than"));
+    let o = run(
+        &["--baseline", b, &asr],
+        &[("NEKO_EVAL_MAX_REGRESSION", "0.5")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+
+    // Scores under another normaliser cannot be compared.
+    let o = run(
+        &[
+            "--baseline",
+            same.to_str().unwrap(),
+            "--normalizer",
+            "none",
+            &asr,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no run with normaliser"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn every_flag_has_an_environment_twin() {
+    let asr = records("asr.jsonl");
+    let o = run(
+        &[&asr],
+        &[
+            ("NEKO_EVAL_JSON", "1"),
+            ("NEKO_EVAL_NORMALIZER", "h2t,none"),
+            ("NEKO_EVAL_GROUP_BY", "none"),
+            ("NEKO_EVAL_TASK", "ocr"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).expect("JSON from NEKO_EVAL_JSON");
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["normalizer"], "h2t@1");
+    assert_eq!(runs[0]["task"], "ocr");
+    assert_eq!(runs[0]["files"][0]["groups"].as_array().unwrap().len(), 1);
+    let o = run(
+        &[&asr],
+        &[("NEKO_EVAL_BASELINE", "/nonexistent/scores.json")],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot read baseline"));
+}
+
+#[test]
+fn bad_input_is_an_error_but_other_files_are_still_scored() {
+    let o = run(&["/nonexistent/file.jsonl", &records("ocr.jsonl")], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/file.jsonl"));
+    assert!(stdout(&o).contains("ocr.jsonl"), "{}", stdout(&o));
+    for bad in [
+        &["--normalizer", "nope"][..],
+        &["--max-regression", "-1"],
+        &["--group-by", "x"],
+    ] {
+        let mut args = bad.to_vec();
+        let ocr = records("ocr.jsonl");
+        args.push(&ocr);
+        assert_eq!(run(&args, &[]).status.code(), Some(2), "{bad:?}");
+    }
+}
+
+#[test]
+fn an_empty_file_reports_zero_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let report = json(&[empty.to_str().unwrap()]);
+    let g = &report["runs"][0]["files"][0]["groups"][0];
+    assert_eq!(g["records"], 0);
+    assert_eq!(g["wer"]["one_best"]["rate"], 0.0);
+}
+
+/// The 1-best and N-best oracle columns of `../shared/design/benchmark.md`, to two decimals.
+const BENCHMARK_MD: [(&str, u64, u64, f64, f64, f64); 7] = [
+    ("test_atis.json", 809, 9111, 8.40, 8.37, 5.31),
+    ("test_chime4.json", 1320, 21710, 12.69, 11.64, 9.94),
+    ("test_cv.json", 2000, 21186, 15.44, 15.43, 11.32),
+    ("test_lrs2.json", 2259, 17288, 11.85, 11.67, 6.80),
+    ("test_ls_clean.json", 2620, 52576, 1.79, 1.76, 0.89),
+    ("test_swbd.json", 2000, 38414, 15.86, 15.70, 12.57),
+    ("test_wsj_score.json", 836, 14157, 6.03, 5.74, 4.56),
+];
+
+#[test]
+fn hyporadise_reproduces_benchmark_md_and_jiwer() {
+    let Some(dir) = util::shared_data("hyporadise/test") else {
+        return;
+    };
+    let files: Vec<String> = BENCHMARK_MD
+        .iter()
+        .map(|b| dir.join(b.0).display().to_string())
+        .collect();
+    let mut args = vec!["--normalizer", "none,h2t,whisper-en"];
+    args.extend(files.iter().map(String::as_str));
+    let report = json(&args);
+    let runs = report["runs"].as_array().unwrap();
+    let fixture = shared_fixture();
+    for (i, (name, utts, words, raw, h2t, oracle)) in BENCHMARK_MD.iter().enumerate() {
+        let file = |r: usize| &runs[r]["files"][i]["groups"][0];
+        let round = |v: &Value| (f64_of(v) * 100.0).round() / 100.0;
+        assert_eq!(file(0)["records"], *utts, "{name}");
+        assert_eq!(file(0)["reference_words"], *words, "{name}");
+        assert_eq!(
+            round(&file(0)["wer"]["one_best"]["rate"]),
+            *raw,
+            "{name} raw 1-best"
+        );
+        assert_eq!(
+            round(&file(1)["wer"]["one_best"]["rate"]),
+            *h2t,
+            "{name} h2t 1-best"
+        );
+        assert_eq!(
+            round(&file(0)["wer"]["oracle_nbest"]["rate"]),
+            *oracle,
+            "{name} oracle"
+        );
+        for (r, norm) in ["none@1", "h2t@1", "whisper-en@1"].iter().enumerate() {
+            let (g, want) = (file(r), &fixture["hyporadise"][name][norm]);
+            let what = format!("{name} {norm}");
+            assert_eq!(
+                rate_counts(&g["wer"]["one_best"]),
+                want["one_best"],
+                "{what}"
+            );
+            assert_eq!(
+                rate_counts(&g["wer"]["oracle_nbest"]),
+                want["oracle"],
+                "{what}"
+            );
+            assert_eq!(
+                rate_counts(&g["cer"]["one_best"]),
+                want["cer_one_best"],
+                "{what}"
+            );
+            assert_eq!(
+                g["wer"]["oracle_compositional"]["deletions"], want["compositional_errors"],
+                "{what}"
+            );
+            assert_close(
+                &g["wer"]["one_best"]["per_utterance"],
+                &want["one_best_utt"],
+                &what,
+            );
+            assert_close(
+                &g["wer"]["oracle_nbest"]["per_utterance"],
+                &want["oracle_utt"],
+                &what,
+            );
+        }
+    }
+}
+
+#[test]
+fn synthetic_dev_sets_match_the_reference_tools() {
+    let Some(dir) = util::shared_data("synth") else {
+        return;
+    };
+    let fixture = shared_fixture();
+    let want = fixture["synth"].as_object().unwrap();
+    let files: Vec<String> = want
+        .keys()
+        .map(|k| dir.join(k).display().to_string())
+        .collect();
+    let mut args = vec!["--group-by", "none"];
+    args.extend(files.iter().map(String::as_str));
+    let report = json(&args);
+    for (i, (name, w)) in want.iter().enumerate() {
+        let g = &report["runs"][0]["files"][i]["groups"][0];
+        assert_eq!(g["normalizer"], w["normalizer"], "{name}");
+        assert_eq!(g["records"], w["records"], "{name}");
+        assert_eq!(rate_counts(&g["wer"]["one_best"]), w["one_best"], "{name}");
+        assert_eq!(
+            rate_counts(&g["wer"]["oracle_nbest"]),
+            w["oracle"],
+            "{name}"
+        );
+        assert_eq!(
+            rate_counts(&g["cer"]["one_best"]),
+            w["cer_one_best"],
+            "{name}"
+        );
+        if let Some(b) = w.get("bleu") {
+            assert_2dp(f64_of(&g["bleu"]["one_best"]["score"]), f64_of(b), name);
+            assert_2dp(
+                f64_of(&g["chrf"]["one_best"]["score"]),
+                f64_of(&w["chrf"]),
+                name,
+            );
+        }
+        if let Some(gl) = w.get("gleu") {
+            assert_2dp(f64_of(&g["gleu"]["one_best"]["score"]), f64_of(gl), name);
+        }
+    }
+}
