@@ -100,6 +100,18 @@ static COMPILED_REPLACERS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(
         .collect()
 });
 
+/// All replacers as one alternation. If it finds nothing, no replacer fires: the first one to
+/// fire would have to match the untouched input. Most text has no contraction or title, and one
+/// search is much cheaper than 49.
+static ANY_REPLACER: LazyLock<Regex> = LazyLock::new(|| {
+    let alternatives: Vec<String> = REPLACERS
+        .iter()
+        .chain(REPLACERS_TAIL.iter())
+        .map(|(p, _)| format!("(?:{p})"))
+        .collect();
+    re(&alternatives.join("|"))
+});
+
 /// Letters that NFKD does not split into base letter + mark, with their ASCII spelling.
 fn additional_diacritic(c: char) -> Option<&'static str> {
     Some(match c {
@@ -191,9 +203,11 @@ pub fn english(s: &str) -> String {
     let s = lower_and_drop_brackets(s);
     let s = FILLERS.replace_all(&s, "");
     let mut s = SPACE_APOSTROPHE.replace_all(&s, "'").into_owned();
-    for (pattern, replacement) in COMPILED_REPLACERS.iter() {
-        if let std::borrow::Cow::Owned(r) = pattern.replace_all(&s, *replacement) {
-            s = r;
+    if ANY_REPLACER.is_match(&s) {
+        for (pattern, replacement) in COMPILED_REPLACERS.iter() {
+            if let std::borrow::Cow::Owned(r) = pattern.replace_all(&s, *replacement) {
+                s = r;
+            }
         }
     }
     let s = DIGIT_COMMA.replace_all(&s, "${1}${2}");

@@ -157,7 +157,14 @@ fn integral(s: &str) -> Option<Nat> {
     fraction_times_pow10(s, 0).flatten()
 }
 
-static NUMERIC: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d+(\.\d+)?$").unwrap());
+/// `re.match(r"^\d+(\.\d+)?$", s)`: digits, optionally a point and more digits.
+fn is_numeric(s: &str) -> bool {
+    let digits = |t: &str| !t.is_empty() && t.chars().all(pychar::is_decimal);
+    match s.split_once('.') {
+        Some((int, frac)) => digits(int) && digits(frac),
+        None => digits(s),
+    }
+}
 
 /// The word tables of `EnglishNumberNormalizer.__init__`.
 struct Words {
@@ -409,7 +416,7 @@ impl Machine<'_> {
     /// One step of the loop over `(prev, current, next)`; returns whether to skip `next`.
     fn step(&mut self, prev: Option<&str>, current: &str, next: Option<&str>) -> bool {
         let w = self.w;
-        let next_is_numeric = next.is_some_and(|n| NUMERIC.is_match(n));
+        let next_is_numeric = next.is_some_and(is_numeric);
         let first = current.chars().next().expect("words are non-empty");
         let has_prefix = w.prefixes.contains(&first);
         let without_prefix = if has_prefix {
@@ -417,7 +424,7 @@ impl Machine<'_> {
         } else {
             current
         };
-        if NUMERIC.is_match(without_prefix) {
+        if is_numeric(without_prefix) {
             if let Some(v) = &self.value {
                 if matches!(v, Value::Str(s) if s.ends_with('.')) {
                     // Concatenate decimals / IP address components.
