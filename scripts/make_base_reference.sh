@@ -5,6 +5,7 @@
 #
 #   scripts/make_base_reference.sh
 #
+# Env: NEKO_BIN, a neko binary to use instead of building one.
 # Needs the reference venv of scripts/make_tiny_models.sh (NEKO_REF_VENV, default
 # /tmp/neko-ref-venv); adds gguf and accelerate (transformers' GGUF loader needs both).
 # Work files go to a temporary folder (about 2.5 GB, removed at the end).
@@ -21,8 +22,12 @@ fi
 "$venv/bin/pip" install --quiet gguf==0.19.0 accelerate==1.15.0
 
 gguf="$("$here/fetch-base.sh")"
-(cd "$repo" && cargo build --release --quiet)
-neko="$repo/target/release/neko"
+if [ -n "${NEKO_BIN:-}" ]; then
+    neko="$NEKO_BIN"
+else
+    (cd "$repo" && cargo build --release --quiet)
+    neko="$repo/target/release/neko"
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 

@@ -117,8 +117,8 @@ pub struct LoadOptions {
     pub device: Device,
     /// Activations' dtype, and the weights' unless they are quantised.
     pub dtype: DType,
-    /// Quantise full-precision projection weights at load (`--quant`); GGUF weights stay as
-    /// the file stores them.
+    /// Quantise projection weights at load (`--quant`): full-precision ones, and GGUF ones
+    /// stored in another type (requantised).
     pub quantize: Option<GgmlDType>,
     /// Wrap prompts in the model's chat template when it declares a recognised one.
     pub chat_template: bool,
@@ -181,11 +181,11 @@ impl Model {
         let decoder = match &gguf {
             Some(g) => {
                 let tensors = g.tensors(&opts.device)?;
-                Transformer::load(&config, &Weights::gguf(tensors, opts.dtype, &opts.device))
-                    .map_err(|e| ModelError::Weights {
-                        path: g.path.display().to_string(),
-                        message: e.to_string(),
-                    })?
+                let weights = Weights::gguf(tensors, opts.dtype, &opts.device, opts.quantize);
+                Transformer::load(&config, &weights).map_err(|e| ModelError::Weights {
+                    path: g.path.display().to_string(),
+                    message: e.to_string(),
+                })?
             }
             None => load_transformer(&files, &config, opts)?,
         };

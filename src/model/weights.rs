@@ -106,8 +106,15 @@ impl<'a> Weights<'a> {
     }
 
     /// A GGUF file's tensors (already Hugging Face named and laid out); dense tensors such as
-    /// norms are dequantised to `dtype`.
-    pub fn gguf(tensors: GgufTensors, dtype: DType, device: &Device) -> Self {
+    /// norms are dequantised to `dtype`. Projections stay as stored unless `quantize` names
+    /// another type: then they are requantised (for speed: candle's CPU kernel for q4_1 is
+    /// scalar, its q8_0 and k-quant kernels are SIMD).
+    pub fn gguf(
+        tensors: GgufTensors,
+        dtype: DType,
+        device: &Device,
+        quantize: Option<GgmlDType>,
+    ) -> Self {
         Weights {
             store: Store::Gguf {
                 tensors: Arc::new(tensors),
@@ -115,7 +122,7 @@ impl<'a> Weights<'a> {
                 dtype,
                 device: device.clone(),
             },
-            quantize: None,
+            quantize,
         }
     }
 
@@ -215,10 +222,13 @@ impl<'a> Weights<'a> {
                     q.shape()
                 );
             }
-            if is_float(q.dtype()) {
-                return Ok(Proj::Full(self.linear(in_dim, out_dim)?));
-            }
-            return Ok(Proj::Quantized(QMatMul::from_arc(q)?));
+            return match self.quantize {
+                Some(target) if target != q.dtype() => {
+                    quantize_proj(self.tensor("weight", (out_dim, in_dim))?, target)
+                }
+                _ if is_float(q.dtype()) => Ok(Proj::Full(self.linear(in_dim, out_dim)?)),
+                _ => Ok(Proj::Quantized(QMatMul::from_arc(q)?)),
+            };
         }
         let w = self.tensor("weight", (out_dim, in_dim))?;
         match self.quantize {

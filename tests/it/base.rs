@@ -368,6 +368,10 @@ fn gguf_q8_0_equals_its_conversion_quantised_at_load() {
         assert!(d > 0.0 && d < 1.0, "q8_0 vs f32: {d}");
         assert!(top1_agreement(&a, &f) >= 0.9);
     }
+    // `--quant` requantises GGUF projections stored in another type.
+    let p = &tiny_prompts()[1];
+    let a = logits(&mut load_quant(&gguf, GgmlDType::Q4_0), p, None);
+    assert!(max_diff(&a, &logits(&mut q_gguf, p, None)) > 0.0);
 }
 
 #[test]
@@ -820,6 +824,16 @@ fn smollm2_gguf_is_within_quantisation_noise_of_converted_f32() {
         agree / n
     );
     assert!(agree / n >= 0.9, "top-1 agreement {}", agree / n);
+    // Requantised to q8_0 at load (`--quant q8_0`, the fast CPU path): as close.
+    let mut q8 = load_quant(&gguf, GgmlDType::Q8_0);
+    let input = ids(&r["prompts"][0]["input_ids"]);
+    let (a, b) = (
+        logits(&mut q8, &input, None),
+        logits(&mut f32m, &input, None),
+    );
+    let agree = top1_agreement(&a, &b);
+    eprintln!("smollm2 gguf requantised to q8_0 vs converted f32: top-1 agreement {agree:.3}");
+    assert!(agree >= 0.9, "q8_0 top-1 agreement {agree}");
 }
 
 /// Batched rows are independent. With quantised kernels (per-row) the unpadded row is
