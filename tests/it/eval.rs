@@ -380,6 +380,31 @@ fn bad_input_is_an_error_but_other_files_are_still_scored() {
 }
 
 #[test]
+fn standard_input_is_read_with_a_dash() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = util::neko()
+        .args(["eval", "--json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = "{\"task\": \"ocr\", \"input\": [\"a b c\"], \"output\": \"a b d\"}\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(line.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file = &report["runs"][0]["files"][0];
+    assert_eq!(file["path"], "<stdin>");
+    assert_eq!(file["groups"][0]["wer"]["one_best"]["substitutions"], 1);
+}
+
+#[test]
 fn an_empty_file_reports_zero_records() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.jsonl");

@@ -238,3 +238,22 @@ fn normalisers_match_their_python_originals() {
         }
     }
 }
+
+mod properties {
+    use neko::metrics::align::{align, distance, EditCounts};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any alignment covers both sequences and is minimal.
+        #[test]
+        fn alignments_are_minimal_and_complete(
+            r in proptest::collection::vec(0u8..4, 0..40),
+            h in proptest::collection::vec(0u8..4, 0..40),
+        ) {
+            let c = EditCounts::from_ops(&align(&r, &h));
+            prop_assert_eq!(c.reference_len() as usize, r.len());
+            prop_assert_eq!(c.hypothesis_len() as usize, h.len());
+            prop_assert_eq!(c.errors() as usize, distance(&r, &h));
+        }
+    }
+}
