@@ -142,12 +142,28 @@ fn shared_texts(rel: &str) -> Option<Vec<String>> {
 /// Writes a Hugging Face Llama folder as a GGUF file the way llama.cpp's converter does:
 /// llama.* metadata, the tokenizer in tokenizer.ggml.*, GGUF tensor names, and the rows of
 /// q_proj/k_proj permuted for interleaved RoPE (`LlamaModel.permute`). Projections are stored
-/// as `proj`, everything else as f32.
+/// as `proj`, everything else as f32. Mixtral experts are written per expert
+/// (`ffn_gate.E`) or, with `stacked`, as llama.cpp writes them today (`ffn_gate_exps`).
 fn write_gguf(src: &Path, dst: &Path, proj: GgmlDType, chat_template: Option<&str>) {
+    write_gguf_with(src, dst, proj, chat_template, false, false)
+}
+
+fn write_gguf_with(
+    src: &Path,
+    dst: &Path,
+    proj: GgmlDType,
+    chat_template: Option<&str>,
+    stacked: bool,
+    add_bos: bool,
+) {
     let cfg = read_json(&src.join("config.json"));
     let tok = read_json(&src.join("tokenizer.json"));
     let u = |k: &str| cfg[k].as_u64().unwrap() as u32;
     let heads = u("num_attention_heads") as usize;
+    let head_dim = cfg["head_dim"]
+        .as_u64()
+        .map(|d| d as u32)
+        .unwrap_or(u("hidden_size") / heads as u32);
     let kv_heads = u("num_key_value_heads") as usize;
     let theta = cfg["rope_parameters"]["rope_theta"].as_f64().unwrap() as f32;
     // tokens by id, special ones typed CONTROL (3)
@@ -204,10 +220,7 @@ fn write_gguf(src: &Path, dst: &Path, proj: GgmlDType, chat_template: Option<&st
             GValue::U32(kv_heads as u32),
         ),
         ("llama.rope.freq_base".into(), GValue::F32(theta)),
-        (
-            "llama.rope.dimension_count".into(),
-            GValue::U32(u("head_dim")),
-        ),
+        ("llama.rope.dimension_count".into(), GValue::U32(head_dim)),
         (
             "llama.attention.layer_norm_rms_epsilon".into(),
             GValue::F32(cfg["rms_norm_eps"].as_f64().unwrap() as f32),
@@ -234,13 +247,26 @@ fn write_gguf(src: &Path, dst: &Path, proj: GgmlDType, chat_template: Option<&st
             "tokenizer.ggml.eos_token_id".into(),
             GValue::U32(u("eos_token_id")),
         ),
-        ("tokenizer.ggml.add_bos_token".into(), GValue::Bool(false)),
+        ("tokenizer.ggml.add_bos_token".into(), GValue::Bool(add_bos)),
     ];
+    let experts = cfg["num_local_experts"].as_u64().unwrap_or(0) as usize;
+    if experts > 0 {
+        md.push(("llama.expert_count".into(), GValue::U32(experts as u32)));
+        md.push((
+            "llama.expert_used_count".into(),
+            GValue::U32(u("num_experts_per_tok")),
+        ));
+    }
     if let Some(t) = chat_template {
         md.push(("tokenizer.chat_template".into(), GValue::String(t.into())));
     }
-    let weights =
-        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut weights = HashMap::new();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            weights.extend(candle_core::safetensors::load(&path, &Device::Cpu).unwrap());
+        }
+    }
     let mut names: Vec<&String> = weights.keys().collect();
     names.sort();
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
@@ -267,8 +293,30 @@ fn write_gguf(src: &Path, dst: &Path, proj: GgmlDType, chat_template: Option<&st
                 .unwrap();
         }
         let dtype = if w.rank() == 2 { proj } else { GgmlDType::F32 };
+        if stacked && name.contains(".experts.") {
+            continue;
+        }
         let gname = neko::model::gguf::gguf_name(name).unwrap();
         tensors.push((gname, QTensor::quantize(&w, dtype).unwrap()));
+    }
+    if stacked {
+        for layer in 0..u("num_hidden_layers") {
+            for (w, g) in [("w1", "ffn_gate"), ("w2", "ffn_down"), ("w3", "ffn_up")] {
+                let all: Vec<Tensor> = (0..experts)
+                    .map(|e| {
+                        weights[&format!(
+                            "model.layers.{layer}.block_sparse_moe.experts.{e}.{w}.weight"
+                        )]
+                            .clone()
+                    })
+                    .collect();
+                let t = Tensor::stack(&all, 0).unwrap();
+                tensors.push((
+                    format!("blk.{layer}.{g}_exps.weight"),
+                    QTensor::quantize(&t, proj).unwrap(),
+                ));
+            }
+        }
     }
     let md_refs: Vec<(&str, &GValue)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -307,6 +355,60 @@ fn gguf_f32_with_llama_cpp_permutation_matches_safetensors() {
         greedy(&mut got, &tiny_prompts(), 20, None),
         greedy(&mut want, &tiny_prompts(), 20, None)
     );
+}
+
+/// Mixtral GGUFs, per-expert (`ffn_gate.E`) and stacked (`ffn_gate_exps`) layouts: the same
+/// logits as the safetensors model, under learned and forced routing.
+#[test]
+fn gguf_mixtral_in_both_expert_layouts_matches_safetensors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut want = load(&fixture("tiny-mixtral"));
+    let r = read_json(&fixture("tiny-mixtral/reference.json"));
+    let prompt = ids(&r["input_ids"][1]);
+    for stacked in [false, true] {
+        let gguf = tmp.path().join(format!("mixtral-{stacked}.gguf"));
+        write_gguf_with(
+            &fixture("tiny-mixtral"),
+            &gguf,
+            GgmlDType::F32,
+            None,
+            stacked,
+            false,
+        );
+        let mut got = load(&gguf);
+        assert_eq!(got.config.num_local_experts, 4);
+        assert!(!got.config.tie_word_embeddings);
+        for forced in [None, Some(2)] {
+            let d = max_diff(
+                &logits(&mut want, &prompt, forced),
+                &logits(&mut got, &prompt, forced),
+            );
+            assert!(d < 1e-5, "stacked {stacked}, forced {forced:?}: {d}");
+        }
+    }
+}
+
+/// `tokenizer.ggml.add_bos_token` makes the built tokenizer add BOS, as Llama's tokenizer.json
+/// does; without it nothing is added (SmolLM2).
+#[test]
+fn gguf_tokenizer_adds_bos_when_the_metadata_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    for add in [false, true] {
+        let gguf = tmp.path().join(format!("bos-{add}.gguf"));
+        write_gguf_with(
+            &fixture("tiny-llama"),
+            &gguf,
+            GgmlDType::F32,
+            None,
+            false,
+            add,
+        );
+        let tok = load(&gguf).tokenizer;
+        let with = tok.encode("hello there", true).unwrap();
+        let without = tok.encode("hello there", false).unwrap();
+        assert_eq!(with.get_ids().first() == Some(&1), add);
+        assert_ne!(without.get_ids().first(), Some(&1));
+    }
 }
 
 #[test]
