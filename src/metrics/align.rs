@@ -246,11 +246,14 @@ fn backtrace<T: PartialEq>(
         return;
     }
     let cells = (n + 1) * (m + 1);
-    let matrix = if cells <= FULL_MATRIX_CELLS {
-        Matrix::full(a, b, &mut scratch.matrix)
-    } else {
-        let d = known.unwrap_or_else(|| distance(a, b));
-        Matrix::banded(a, b, d, &mut scratch.matrix)
+    // Large matrices keep only the band when that is smaller (it is, unless the distance is
+    // close to the longer length).
+    let band = (cells > FULL_MATRIX_CELLS)
+        .then(|| known.unwrap_or_else(|| distance(a, b)))
+        .filter(|d| (n + 1).saturating_mul(2 * d + 1) < cells);
+    let matrix = match band {
+        Some(d) => Matrix::banded(a, b, d, &mut scratch.matrix),
+        None => Matrix::full(a, b, &mut scratch.matrix),
     };
     let (mut i, mut j) = (n, m);
     while i > 0 && j > 0 {
@@ -275,6 +278,10 @@ fn backtrace<T: PartialEq>(
     out.extend(std::iter::repeat_n(Op::Delete, i));
     out.extend(std::iter::repeat_n(Op::Insert, j));
     out[start..].reverse();
+    // The scratch matrix lives as long as the thread: do not keep a huge one around.
+    if scratch.matrix.capacity() > FULL_MATRIX_CELLS {
+        scratch.matrix = Vec::new();
+    }
 }
 
 /// An edit-distance matrix over `a` (rows) and `b` (columns), whole or as a diagonal band.
