@@ -164,6 +164,12 @@ impl Checkpoint {
         let weights = dir.join("model.safetensors");
         candle_core::safetensors::save(&out, &weights)
             .with_context(|| format!("writing {}", weights.display()))?;
+        // The writer creates the file owner-only; a model folder is meant to be shared.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&weights, std::fs::Permissions::from_mode(0o644))?;
+        }
         write_json(&dir.join("tokenizer.json"), &self.tokenizer_json)?;
         write_json(&dir.join("tokenizer_config.json"), &self.tokenizer_config)?;
         write_json(&dir.join("generation_config.json"), &self.generation_config)?;
