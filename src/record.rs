@@ -31,6 +31,8 @@ pub struct Record {
     pub instruction: Option<String>,
     /// An `error` already carried by the record (e.g. a failed record in a `neko correct` output).
     pub error: Option<Value>,
+    /// The over-correction guard's verdict in a `neko correct` output (`fallback:<reason>`).
+    pub guard: Option<String>,
 }
 
 impl Record {
@@ -46,6 +48,7 @@ impl Record {
             source: None,
             instruction: None,
             error: None,
+            guard: None,
         }
     }
 
@@ -326,6 +329,7 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
         source: opt_string(&obj, "source")?,
         instruction: opt_string(&obj, "instruction")?,
         error: obj.get("error").filter(|v| !v.is_null()).cloned(),
+        guard: opt_string(&obj, "guard")?,
     })
 }
 

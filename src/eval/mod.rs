@@ -246,12 +246,19 @@ fn score_file(
         .map(|s| (s.task, s.normalizer.clone()))
         .collect();
     let groups = groups(&scores, group_by, with_predictions);
+    let mut guard = std::collections::BTreeMap::new();
+    for r in input.entries.iter().filter_map(|e| e.record.as_ref().ok()) {
+        if let Some(g) = &r.guard {
+            *guard.entry(g.clone()).or_insert(0u64) += 1;
+        }
+    }
     let report = FileReport {
         path: input.path.clone(),
         entries: input.entries.len() as u64,
         unscored,
         fallbacks,
         assumed_task,
+        guard,
         groups,
     };
     (report, used)

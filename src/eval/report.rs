@@ -59,6 +59,10 @@ pub struct FileReport {
     pub fallbacks: Vec<Unscored>,
     /// Records whose task was assumed (`asr`) because neither the record nor `--task` gave one.
     pub assumed_task: u64,
+    /// Records where `neko correct`'s over-correction guard kept the 1-best, by reason
+    /// (`fallback:edit`, ...). Empty for files that are not `neko correct` output.
+    #[serde(default)]
+    pub guard: std::collections::BTreeMap<String, u64>,
     /// The whole file first (`all`), then its groups.
     pub groups: Vec<GroupReport>,
 }

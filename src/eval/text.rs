@@ -265,7 +265,24 @@ fn notes(run: &Run, labels: &Labels, out: &mut String) {
             "scored with their 1-best (no prediction)",
             &f.fallbacks,
         );
+        guard_rate(out, name, f);
     }
+}
+
+/// How often the over-correction guard kept the 1-best, and why.
+fn guard_rate(out: &mut String, name: &str, f: &super::FileReport) {
+    let total: u64 = f.guard.values().sum();
+    if total == 0 {
+        return;
+    }
+    let reasons: Vec<String> = f.guard.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let _ = writeln!(
+        out,
+        "\n{name}: guard kept the 1-best for {total} of {} records ({:.1}%): {}",
+        f.entries,
+        100.0 * total as f64 / f.entries.max(1) as f64,
+        reasons.join(", ")
+    );
 }
 
 fn list(out: &mut String, name: &str, what: &str, items: &[super::Unscored]) {

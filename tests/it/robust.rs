@@ -281,3 +281,31 @@ fn hypotheses_cannot_inject_special_tokens() {
     let text = corrector.model.tokenizer.decode(&ids, false).unwrap();
     assert_eq!(text.matches("### Response:").count(), 1, "{text}");
 }
+
+#[test]
+fn eval_reports_the_guard_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            "{\"id\": 0, \"task\": \"asr\", \"prediction\": \"a b\", \"best\": \"a b\", \"output\": \"a b\", \"guard\": \"fallback:edit\"}\n",
+            "{\"id\": 1, \"task\": \"asr\", \"prediction\": \"c d\", \"best\": \"c e\", \"output\": \"c d\"}\n",
+            "{\"id\": 2, \"task\": \"asr\", \"prediction\": \"f\", \"best\": \"f\", \"output\": \"f\", \"guard\": \"fallback:length\"}\n",
+            "{\"id\": 3, \"task\": \"asr\", \"prediction\": \"g\", \"best\": \"g\", \"output\": \"g\", \"guard\": \"fallback:edit\"}\n",
+        ),
+    )
+    .unwrap();
+    let out = neko().arg("eval").arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "guard kept the 1-best for 3 of 4 records (75.0%): fallback:edit 2, fallback:length 1"
+        ),
+        "{text}"
+    );
+    let out = neko().args(["eval", "--json"]).arg(&path).output().unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let guard = &json["runs"][0]["files"][0]["guard"];
+    assert_eq!(guard["fallback:edit"], 2, "{json}");
+}
