@@ -4,6 +4,7 @@
 //! for safetensors and GGUF weights alike; other backends (a remote server) plug in beside it.
 
 pub mod chat;
+pub mod check;
 pub mod config;
 pub mod files;
 pub mod gguf;
@@ -164,6 +165,7 @@ impl Model {
                 message: e.to_string(),
             })?,
         };
+        check::tokenizer_fits(&tokenizer, &config, &files.tokenizer)?;
         let chat = if opts.chat_template {
             find_chat_template(&files, gguf.as_ref(), &tokenizer)
         } else {
@@ -238,21 +240,14 @@ fn load_transformer(
     config: &ModelConfig,
     opts: &LoadOptions,
 ) -> Result<Transformer, ModelError> {
-    let weights_err = |message: String| ModelError::Weights {
-        path: files
-            .weights
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        message,
-    };
+    // Name the file at fault before candle's generic messages can hide it.
+    check::weights_open(&files.weights)?;
     // Safety: the files are memory-mapped read-only; neko does not modify them while loaded.
     let vb =
         unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, opts.dtype, &opts.device) }
-            .map_err(|e| weights_err(e.to_string()))?;
+            .map_err(|e| check::explain_load_error(&e, &files.weights))?;
     Transformer::load(config, &Weights::safetensors(vb, opts.quantize))
-        .map_err(|e| weights_err(e.to_string()))
+        .map_err(|e| check::explain_load_error(&e, &files.weights))
 }
 
 /// Parses a `--device` value: `cpu`, `cuda`, `cuda:N` or `metal`.

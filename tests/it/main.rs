@@ -5,6 +5,7 @@ mod correct;
 mod eval;
 mod metrics;
 mod model;
+mod model_files;
 mod record_props;
 mod robust;
 mod util;

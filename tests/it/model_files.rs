@@ -1,0 +1,118 @@
+//! Wrong model files fail before any record is processed, with exit 2 and a message naming the
+//! file and tensor at fault.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::util::{fixture, neko};
+
+/// A copy of tiny-llama in a temporary folder.
+fn copy_model() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(fixture("tiny-llama")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn edit_config(dir: &Path, field: &str, value: Value) {
+    let cfg = dir.join("config.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    v[field] = value;
+    std::fs::write(&cfg, v.to_string()).unwrap();
+}
+
+/// Runs `neko correct` on one record; returns (exit code, stdout, stderr).
+fn correct_with(model: &Path) -> (Option<i32>, String, String) {
+    let mut child = neko()
+        .args(["correct", "--task", "asr", "--model"])
+        .arg(model)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"input\": [\"a record\"]}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn a_missing_tensor_is_named() {
+    let dir = copy_model();
+    let path = dir.path().join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    tensors.remove("model.layers.1.mlp.up_proj.weight").unwrap();
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let (code, out, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2));
+    assert!(out.is_empty(), "no record may be written: {out}");
+    assert!(
+        err.contains("model.layers.1.mlp.up_proj.weight") && err.contains("missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_shape_that_does_not_match_config_names_file_and_tensor() {
+    let dir = copy_model();
+    edit_config(dir.path(), "intermediate_size", 96.into());
+    let (code, out, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2));
+    assert!(out.is_empty());
+    assert!(
+        err.contains("model.safetensors") && err.contains("mlp.") && err.contains("wrong shape"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_truncated_safetensors_file_is_named() {
+    let dir = copy_model();
+    let path = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, out, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2));
+    assert!(out.is_empty());
+    assert!(
+        err.contains("model.safetensors") && err.contains("truncated or corrupt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_tokenizer_larger_than_the_embedding_is_refused() {
+    let dir = copy_model();
+    edit_config(dir.path(), "vocab_size", 256.into());
+    let (code, out, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2));
+    assert!(out.is_empty());
+    assert!(
+        err.contains("tokenizer.json") && err.contains("512 tokens") && err.contains("256 rows"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_model_folder_file_is_named() {
+    let dir = copy_model();
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    let (code, _, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("tokenizer.json") && err.contains("missing"),
+        "{err}"
+    );
+}
