@@ -109,7 +109,12 @@ impl ModelFiles {
     }
 
     fn from_hub_cache(id: &str) -> Result<Self, ModelError> {
-        let cache = hf_hub::Cache::from_env();
+        // HF_HUB_CACHE names the hub cache itself (as huggingface_hub reads it); otherwise
+        // HF_HOME/hub, otherwise ~/.cache/huggingface/hub.
+        let cache = match std::env::var_os("HF_HUB_CACHE") {
+            Some(dir) => hf_hub::Cache::new(dir.into()),
+            None => hf_hub::Cache::from_env(),
+        };
         let repo = cache.model(id.to_string());
         let get = |name: &str| {
             repo.get(name).ok_or_else(|| {

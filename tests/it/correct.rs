@@ -280,3 +280,81 @@ fn info_describes_the_model() {
         2 * 512 * 64 + 64 + 2 * (per_layer - 2 * 3 * 64 * 128)
     );
 }
+
+/// Lays out a model as the Hugging Face hub cache does (`models--org--name/refs/main` naming a
+/// snapshot folder) under `root`.
+fn fake_hub_cache(root: &std::path::Path, id: &str, model: &str) {
+    let repo = root.join(format!("models--{}", id.replace('/', "--")));
+    let snapshot = repo.join("snapshots/0123456789abcdef");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123456789abcdef").unwrap();
+    for f in std::fs::read_dir(fixture(model)).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, snapshot.join(f.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn hub_ids_resolve_from_the_local_cache_offline() {
+    let home = tempfile::tempdir().unwrap();
+    fake_hub_cache(
+        &home.path().join("hub"),
+        "someone/tiny-mixtral",
+        "tiny-mixtral",
+    );
+    let out = neko()
+        .env("HF_HOME", home.path())
+        .env_remove("HF_HUB_CACHE")
+        .args(["info", "--json", "--model", "someone/tiny-mixtral"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["experts"], 4);
+    // The sharded checkpoint's index is followed inside the snapshot.
+    assert_eq!(info["weight_files"].as_array().unwrap().len(), 8);
+
+    let cache = tempfile::tempdir().unwrap();
+    fake_hub_cache(cache.path(), "someone/tiny-llama", "tiny-llama");
+    let mut child = neko()
+        .env("HF_HUB_CACHE", cache.path())
+        .args([
+            "correct",
+            "--task",
+            "asr",
+            "--model",
+            "someone/tiny-llama",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"the cat sat\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines(&out.stdout).len(), 1);
+
+    let out = neko()
+        .env("HF_HUB_CACHE", cache.path())
+        .args(["info", "--model", "nobody/absent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("offline"));
+}
