@@ -77,6 +77,8 @@ struct Attention {
     num_kv_heads: usize,
     head_dim: usize,
     kv_cache: KvCache,
+    /// Backward-capable ops and no KV cache (see [`Transformer::set_training`]).
+    training: bool,
 }
 
 impl Attention {
@@ -91,6 +93,7 @@ impl Attention {
             num_kv_heads: cfg.num_key_value_heads,
             head_dim: d,
             kv_cache: KvCache::new(2, 1),
+            training: false,
         })
     }
 
@@ -110,21 +113,99 @@ impl Attention {
         let qs = heads(self.q_proj.forward(xs)?, self.num_heads)?;
         let ks = heads(self.k_proj.forward(xs)?, self.num_kv_heads)?;
         let vs = heads(self.v_proj.forward(xs)?, self.num_kv_heads)?;
-        let qs = candle_nn::rotary_emb::rope(&qs, cos, sin)?;
-        let ks = candle_nn::rotary_emb::rope(&ks, cos, sin)?;
-        let (ks, vs) = self.kv_cache.append(&ks, &vs)?;
+        let (qs, ks, vs) = if self.training {
+            // The cache writes in place (no backward): training runs whole sequences.
+            (rope_diff(&qs, cos, sin)?, rope_diff(&ks, cos, sin)?, vs)
+        } else {
+            let qs = candle_nn::rotary_emb::rope(&qs, cos, sin)?;
+            let ks = candle_nn::rotary_emb::rope(&ks, cos, sin)?;
+            let (ks, vs) = self.kv_cache.append(&ks, &vs)?;
+            (qs, ks, vs)
+        };
+        let kv_len = ks.dim(2)?;
         let rep = self.num_heads / self.num_kv_heads;
-        let ks = candle_transformers::utils::repeat_kv(ks, rep)?.contiguous()?;
-        let vs = candle_transformers::utils::repeat_kv(vs, rep)?.contiguous()?;
+        // Grouped-query attention without copying K/V `rep` times: the `rep` query heads that
+        // share a KV head (heads are grouped as transformers' `repeat_kv` lays them out) are
+        // stacked along the query axis, (b, kv_heads, rep * q, dim).
+        let qs = qs.reshape((b, self.num_kv_heads, rep * q, self.head_dim))?;
+        let ks = ks.contiguous()?;
+        let vs = vs.contiguous()?;
         // (b, heads, q, kv); softmax in f32 as transformers does, whatever the weights' dtype.
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (qs.matmul(&ks.t()?)? * scale)?.to_dtype(DType::F32)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
-        let out = probs.to_dtype(vs.dtype())?.matmul(&vs)?;
+        let scores = (qs.matmul(&ks.t()?)? * scale)?
+            .reshape((b, self.num_heads, q, kv_len))?
+            .to_dtype(DType::F32)?;
+        let probs = softmax(&scores.broadcast_add(mask)?, self.training)?;
+        let probs = probs
+            .to_dtype(vs.dtype())?
+            .reshape((b, self.num_kv_heads, rep * q, kv_len))?;
+        let out = probs.matmul(&vs)?.reshape((b, self.num_heads, q, self.head_dim))?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, q, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)
+    }
+}
+
+impl Attention {
+    /// The cached K/V `(b, kv_heads, len, dim)`, if anything is cached.
+    fn cached(&self) -> Result<Option<(Tensor, Tensor)>> {
+        match (self.kv_cache.k()?, self.kv_cache.v()?) {
+            (Some(k), Some(v)) => Ok(Some((k, v))),
+            _ => Ok(None),
+        }
+    }
+
+    /// A fresh cache of `capacity` positions per row holding `k`/`v`.
+    fn refill(&mut self, k: &Tensor, v: &Tensor, capacity: usize) -> Result<()> {
+        self.kv_cache = KvCache::new(2, capacity.max(1));
+        self.kv_cache.append(&k.contiguous()?, &v.contiguous()?)?;
+        Ok(())
+    }
+}
+
+/// The per-layer K/V of a prompt prefix shared by many rows, computed once with batch 1.
+///
+/// A prefix's K/V at position `t` depends on tokens `0..=t` only, so a cache of `n` tokens
+/// also holds every shorter prefix of them exactly ([`PrefixCache::truncate`]).
+#[derive(Debug, Clone)]
+pub struct PrefixCache {
+    /// The prefix's token ids.
+    pub tokens: Vec<u32>,
+    /// K and V `(1, kv_heads, len, dim)` of every layer.
+    kv: Vec<(Tensor, Tensor)>,
+}
+
+impl PrefixCache {
+    /// Prefix length in tokens.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether the prefix is empty.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Keeps the first `n` tokens (exact: later tokens never influence earlier K/V).
+    pub fn truncate(&mut self, n: usize) -> Result<()> {
+        if n >= self.len() {
+            return Ok(());
+        }
+        self.tokens.truncate(n);
+        for (k, v) in &mut self.kv {
+            *k = k.narrow(2, 0, n)?;
+            *v = v.narrow(2, 0, n)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes held by the K/V tensors.
+    pub fn bytes(&self) -> usize {
+        self.kv
+            .iter()
+            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .sum()
     }
 }
 
@@ -223,6 +304,10 @@ struct SparseMoeBlock {
     top_k: usize,
     /// The `(tokens, top_k)` expert ids chosen in the last forward pass, for inspection.
     last_routing: Option<Tensor>,
+    /// The gate's f32 logits `(tokens, experts)` of the last forward pass, kept in training
+    /// for router losses.
+    last_gate_logits: Option<Tensor>,
+    training: bool,
 }
 
 impl SparseMoeBlock {
@@ -243,15 +328,17 @@ impl SparseMoeBlock {
             experts,
             top_k: cfg.num_experts_per_tok,
             last_routing: None,
+            last_gate_logits: None,
+            training: false,
         })
     }
 
-    /// Top-k expert ids `(n, k)` and their renormalised weights `(n, k)` in f32. A forced
-    /// expert gets a bonus above any probability so it is always selected, while its weight
-    /// stays the gate's own probability.
-    fn route(&self, xs: &Tensor, forced: Option<usize>) -> Result<(Tensor, Tensor)> {
+    /// Top-k expert ids `(n, k)`, their renormalised weights `(n, k)` and the gate's logits
+    /// `(n, experts)`, in f32. A forced expert gets a bonus above any probability so it is
+    /// always selected, while its weight stays the gate's own probability.
+    fn route(&self, xs: &Tensor, forced: Option<usize>) -> Result<(Tensor, Tensor, Tensor)> {
         let logits = self.gate.forward(xs)?.to_dtype(DType::F32)?;
-        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
+        let probs = softmax(&logits, self.training)?;
         let selection = match forced {
             Some(e) => {
                 let n_exp = self.experts.len();
@@ -267,13 +354,14 @@ impl SparseMoeBlock {
             .contiguous()?;
         let weights = probs.gather(&ids, D::Minus1)?;
         let weights = weights.broadcast_div(&weights.sum_keepdim(D::Minus1)?)?;
-        Ok((ids, weights))
+        Ok((ids, weights, logits))
     }
 
     fn forward(&mut self, xs: &Tensor, forced: Option<usize>) -> Result<Tensor> {
         let (b, s, h) = xs.dims3()?;
         let flat = xs.reshape((b * s, h))?;
-        let (ids, weights) = self.route(&flat, forced)?;
+        let (ids, weights, logits) = self.route(&flat, forced)?;
+        self.last_gate_logits = self.training.then_some(logits);
         let weights = weights.to_dtype(xs.dtype())?.flatten_all()?;
         // Group (token, slot) pairs by expert; each expert then runs one matmul over its tokens.
         let mut rows: Vec<Vec<u32>> = vec![Vec::new(); self.experts.len()];
@@ -328,6 +416,7 @@ struct DecoderLayer {
     feed_forward: FeedForward,
     input_layernorm: RmsNorm,
     post_attention_layernorm: RmsNorm,
+    training: bool,
 }
 
 impl DecoderLayer {
@@ -343,6 +432,7 @@ impl DecoderLayer {
             feed_forward,
             input_layernorm: rms_norm(cfg, &w.pp("input_layernorm"))?,
             post_attention_layernorm: rms_norm(cfg, &w.pp("post_attention_layernorm"))?,
+            training: false,
         })
     }
 
@@ -354,17 +444,53 @@ impl DecoderLayer {
         mask: &Tensor,
         forced: Option<usize>,
     ) -> Result<Tensor> {
-        let attn = self
-            .self_attn
-            .forward(&self.input_layernorm.forward(xs)?, cos, sin, mask)?;
+        let attn = self.self_attn.forward(
+            &norm(&self.input_layernorm, xs, self.training)?,
+            cos,
+            sin,
+            mask,
+        )?;
         let xs = (xs + attn)?;
-        let normed = self.post_attention_layernorm.forward(&xs)?;
+        let normed = norm(&self.post_attention_layernorm, &xs, self.training)?;
         let ff = match &mut self.feed_forward {
             FeedForward::Dense(mlp) => mlp.forward(&normed)?,
             FeedForward::Sparse(moe) => moe.forward(&normed, forced)?,
         };
         xs + ff
     }
+}
+
+/// candle's fused softmax, RMSNorm and RoPE kernels have no backward and raise no error
+/// (parameters behind them silently stop learning), so training uses these op-by-op forms.
+fn softmax(xs: &Tensor, training: bool) -> Result<Tensor> {
+    if training {
+        candle_nn::ops::softmax(xs, D::Minus1)
+    } else {
+        candle_nn::ops::softmax_last_dim(xs)
+    }
+}
+
+fn norm(n: &RmsNorm, xs: &Tensor, training: bool) -> Result<Tensor> {
+    if training {
+        n.forward_diff(xs)
+    } else {
+        n.forward(xs)
+    }
+}
+
+/// Half-split RoPE from primitives: `x (b, h, q, d)`, `cos`/`sin` `(b, q, d/2)` per row.
+fn rope_diff(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(1)?;
+    let sin = Tensor::cat(&[sin, sin], D::Minus1)?.unsqueeze(1)?;
+    let rotated = Tensor::cat(
+        &[
+            &x.narrow(D::Minus1, half, half)?.neg()?,
+            &x.narrow(D::Minus1, 0, half)?,
+        ],
+        D::Minus1,
+    )?;
+    x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
 }
 
 fn rms_norm(cfg: &ModelConfig, w: &Weights) -> Result<RmsNorm> {
@@ -383,8 +509,11 @@ pub struct Transformer {
     lm_head: Proj,
     rotary: RotaryEmbedding,
     sliding_window: Option<usize>,
+    /// Tokens of the shared prefix at the start of every row's cache; row padding follows it.
+    prefix_len: usize,
     device: Device,
     dtype: DType,
+    training: bool,
 }
 
 impl Transformer {
@@ -421,8 +550,10 @@ impl Transformer {
             lm_head,
             rotary: RotaryEmbedding::new(cfg, w.dtype(), w.device())?,
             sliding_window: cfg.sliding_window,
+            prefix_len: 0,
             device: w.device().clone(),
             dtype: w.dtype(),
+            training: false,
         })
     }
 
@@ -436,6 +567,34 @@ impl Transformer {
         self.dtype
     }
 
+    /// Training mode: backward-capable ops in place of candle's fused kernels (which have no
+    /// backward), no KV cache (each forward pass is a whole sequence from position 0), and the
+    /// gate's logits kept for [`Transformer::router_logits`]. Off by default (inference).
+    pub fn set_training(&mut self, on: bool) {
+        self.training = on;
+        for layer in &mut self.layers {
+            layer.training = on;
+            layer.self_attn.training = on;
+            layer.self_attn.kv_cache = KvCache::new(2, 1);
+            if let FeedForward::Sparse(moe) = &mut layer.feed_forward {
+                moe.training = on;
+                moe.last_gate_logits = None;
+            }
+        }
+    }
+
+    /// The gate's f32 logits `(tokens, experts)` per MoE layer from the last forward pass in
+    /// training mode, attached to the graph (for router losses).
+    pub fn router_logits(&self) -> Vec<Tensor> {
+        self.layers
+            .iter()
+            .filter_map(|l| match &l.feed_forward {
+                FeedForward::Sparse(moe) => moe.last_gate_logits.clone(),
+                FeedForward::Dense(_) => None,
+            })
+            .collect()
+    }
+
     /// Tokens already in the KV cache.
     pub fn cached_len(&self) -> usize {
         self.layers
@@ -447,13 +606,75 @@ impl Transformer {
     /// Empties the KV cache and preallocates room for `capacity` positions per row, so
     /// decoding appends in place instead of concatenating.
     pub fn reset(&mut self, capacity: usize) {
+        self.prefix_len = 0;
         for layer in &mut self.layers {
             layer.self_attn.kv_cache = KvCache::new(2, capacity.max(1));
         }
     }
 
-    /// Runs `input_ids` `(b, q)` after whatever is in the cache. `pads[i]` is row i's left
-    /// padding over the whole sequence; `forced` is the expert forced into every token's
+    /// Runs `tokens` alone (batch 1, from an empty cache) and keeps their per-layer K/V.
+    pub fn prefill_prefix(&mut self, tokens: &[u32], forced: Option<usize>) -> Result<PrefixCache> {
+        self.reset(tokens.len());
+        if !tokens.is_empty() {
+            let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+            self.forward(&input, &[0], forced, Logits::Last)?;
+        }
+        let mut kv = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            match layer.self_attn.cached()? {
+                Some((k, v)) => kv.push((k.contiguous()?, v.contiguous()?)),
+                None => candle_core::bail!("an empty prefix has no cache"),
+            }
+        }
+        Ok(PrefixCache {
+            tokens: tokens.to_vec(),
+            kv,
+        })
+    }
+
+    /// Empties the cache, preallocating `capacity` positions per row, and fills the start of
+    /// each of `batch` rows with `prefix`. Later `pads` count from the end of the prefix: the
+    /// layout of row i is `[prefix | pads[i] padding | row tokens]`.
+    pub fn reset_with_prefix(
+        &mut self,
+        prefix: &PrefixCache,
+        batch: usize,
+        capacity: usize,
+    ) -> Result<()> {
+        if prefix.kv.len() != self.layers.len() {
+            candle_core::bail!(
+                "prefix cache of {} layers for a model of {}",
+                prefix.kv.len(),
+                self.layers.len()
+            );
+        }
+        for (layer, (k, v)) in self.layers.iter_mut().zip(&prefix.kv) {
+            let k = k.repeat((batch, 1, 1, 1))?;
+            let v = v.repeat((batch, 1, 1, 1))?;
+            layer.self_attn.refill(&k, &v, capacity.max(prefix.len()))?;
+        }
+        self.prefix_len = prefix.len();
+        Ok(())
+    }
+
+    /// Keeps only the cache rows `rows` (in that order), so finished rows stop costing
+    /// compute. The caller drops the same rows' pads.
+    pub fn retain_rows(&mut self, rows: &[usize]) -> Result<()> {
+        let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let idx = Tensor::new(idx.as_slice(), &self.device)?;
+        for layer in &mut self.layers {
+            let capacity = layer.self_attn.kv_cache.k_cache().max_seq_len();
+            if let Some((k, v)) = layer.self_attn.cached()? {
+                let (k, v) = (k.index_select(&idx, 0)?, v.index_select(&idx, 0)?);
+                layer.self_attn.refill(&k, &v, capacity)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `input_ids` `(b, q)` after whatever is in the cache. `pads[i]` is row i's
+    /// padding, counted over the whole sequence; it sits after the shared prefix
+    /// ([`Transformer::reset_with_prefix`]), at the start of the row when there is none; `forced` is the expert forced into every token's
     /// top-k (task routing), if any. Returns f32 logits per [`Logits`].
     pub fn forward(
         &mut self,
@@ -479,7 +700,7 @@ impl Transformer {
             Logits::All => xs,
         };
         self.lm_head
-            .forward(&self.norm.forward(&xs)?)?
+            .forward(&norm(&self.norm, &xs, self.training)?)?
             .to_dtype(DType::F32)
     }
 
@@ -495,33 +716,52 @@ impl Transformer {
             .collect()
     }
 
-    /// Position ids: row i's token at absolute index t sits at `t - pads[i]`, as unpadded.
+    /// Position ids: row i's token at absolute index t sits at `t - pads[i]` after the
+    /// prefix and its padding, at `t` inside the prefix, as unpadded.
     fn positions(&self, pads: &Pads, offset: usize, q: usize) -> Result<Tensor> {
+        let n = self.prefix_len;
         let ids: Vec<u32> = pads
             .iter()
-            .flat_map(|&p| (offset..offset + q).map(move |t| t.saturating_sub(p) as u32))
+            .flat_map(|&p| (offset..offset + q).map(move |t| position(t, n, p) as u32))
             .collect();
         Tensor::new(ids.as_slice(), &self.device)
     }
 
-    /// Additive attention mask `(b, 1, q, kv)`: causal, blind to left padding, and within the
-    /// sliding window. A padding query attends to itself only, so no row is all `-inf`.
+    /// Additive attention mask `(b, 1, q, kv)`: causal, blind to padding, and within the
+    /// sliding window (measured in positions). A padding query attends to itself only, so no
+    /// row is all `-inf`.
     fn mask(&self, pads: &Pads, offset: usize, q: usize) -> Result<Tensor> {
         let kv = offset + q;
+        let n = self.prefix_len;
         let window = self.sliding_window.unwrap_or(usize::MAX);
         let mut data = Vec::with_capacity(pads.len() * q * kv);
         for &p in pads {
+            let is_pad = |i: usize| i >= n && i < n + p;
             for t in offset..offset + q {
+                let pt = position(t, n, p);
                 for j in 0..kv {
-                    let visible = if t < p {
+                    let visible = if is_pad(t) {
                         j == t
                     } else {
-                        j >= p && j <= t && t - j < window
+                        !is_pad(j) && j <= t && pt - position(j, n, p) < window
                     };
                     data.push(if visible { 0f32 } else { f32::NEG_INFINITY });
                 }
             }
         }
         Tensor::from_vec(data, (pads.len(), 1, q, kv), &self.device)
+    }
+}
+
+/// The position of index `i` in a row laid out as `[prefix (n) | padding (p) | tokens]`;
+/// padding slots get the position after the prefix (any valid position would do: they are
+/// masked).
+fn position(i: usize, n: usize, p: usize) -> usize {
+    if i < n {
+        i
+    } else if i < n + p {
+        n
+    } else {
+        i - p
     }
 }
