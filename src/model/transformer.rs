@@ -139,7 +139,9 @@ impl Attention {
         let probs = probs
             .to_dtype(vs.dtype())?
             .reshape((b, self.num_kv_heads, rep * q, kv_len))?;
-        let out = probs.matmul(&vs)?.reshape((b, self.num_heads, q, self.head_dim))?;
+        let out = probs
+            .matmul(&vs)?
+            .reshape((b, self.num_heads, q, self.head_dim))?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, q, self.num_heads * self.head_dim))?;
