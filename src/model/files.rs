@@ -190,7 +190,11 @@ impl ModelFiles {
         for p in paths {
             let mut f = std::fs::File::open(p)?;
             let len = f.metadata()?.len();
-            h.update(p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            h.update(
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
             h.update(len.to_le_bytes());
             let mut buf = Vec::new();
             (&mut f).take(EDGE).read_to_end(&mut buf)?;

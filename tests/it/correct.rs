@@ -372,12 +372,22 @@ fn the_correction_signature_travels_to_eval() {
             .arg(fixture("records/variants.json"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::read_to_string(neko::output::signature_path(&dest)).unwrap()
     };
     let learned = run("learned");
     assert!(learned.starts_with("correct|model:fp-"), "{learned}");
-    for part in ["routing:learned", "decode:greedy", "prompt:asr=builtin:asr@", "guard:edit0.5", "dtype:f32"] {
+    for part in [
+        "routing:learned",
+        "decode:greedy",
+        "prompt:asr=builtin:asr@",
+        "guard:edit0.5",
+        "dtype:f32",
+    ] {
         assert!(learned.contains(part), "{part} not in {learned}");
     }
     let task = run("task");
