@@ -70,13 +70,7 @@ impl Corrector {
     /// Wraps a loaded model. `prompt` replaces every task's built-in template.
     pub fn new(model: Model, prompt: Option<Template>, options: CorrectOptions) -> Self {
         let add_bos = bos_to_add(&model);
-        let specials = model
-            .tokenizer
-            .get_added_tokens_decoder()
-            .values()
-            .filter(|t| t.special && !t.content.trim().is_empty())
-            .map(|t| t.content.clone())
-            .collect();
+        let specials = crate::prompt::special_tokens(&model.tokenizer);
         Corrector {
             model,
             options,
@@ -116,34 +110,16 @@ impl Corrector {
             .map(|p| p.ids)
     }
 
+    /// Shared with `neko train` ([`crate::prompt::model_prompt_ids`]): special tokens in
+    /// hypotheses neutralised, the chat template applied, BOS added where the model asks.
     fn render_ids(&self, task: Task, hypotheses: &[String]) -> Result<Vec<u32>, String> {
-        let clean: Vec<String> = hypotheses
-            .iter()
-            .map(|h| self.neutralise_specials(h))
-            .collect();
-        let text = self.template(task).render(&clean);
-        // Instruct models get the prompt in their own chat format (neko::model::chat).
-        let text = self.model.wrap_prompt(text);
-        let mut ids = self.encode(&text)?;
-        if let Some(bos) = self.add_bos {
-            if ids.first() != Some(&bos) {
-                ids.insert(0, bos);
-            }
-        }
-        Ok(ids)
-    }
-
-    /// A hypothesis must not smuggle special tokens into the prompt: `<|im_end|>` typed in a
-    /// transcript would otherwise be encoded as the real token and end the user turn.
-    fn neutralise_specials(&self, h: &str) -> String {
-        let mut out = h.to_string();
-        for s in &self.specials {
-            if out.contains(s.as_str()) {
-                let spaced: String = s.chars().flat_map(|c| [c, ' ']).collect();
-                out = out.replace(s.as_str(), spaced.trim_end());
-            }
-        }
-        out
+        crate::prompt::model_prompt_ids(
+            &self.model,
+            &self.template(task),
+            hypotheses,
+            &self.specials,
+            self.add_bos,
+        )
     }
 
     /// The context policy: when the prompt plus `max_new` answer tokens do not fit the model's
@@ -329,7 +305,7 @@ impl Corrector {
 
 /// The BOS id to prepend when `tokenizer_config.json` asks for one (`add_bos_token`) and the
 /// tokenizer's own post-processor does not add it.
-fn bos_to_add(model: &Model) -> Option<u32> {
+pub fn bos_to_add(model: &Model) -> Option<u32> {
     let dir = model.files.tokenizer.parent()?;
     let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
@@ -351,40 +327,4 @@ pub fn group_by_task(tasks: &[(usize, Task)]) -> BTreeMap<Task, Vec<usize>> {
         groups.entry(t).or_default().push(i);
     }
     groups
-}
-
-impl Corrector {
-    /// The correction run's signature: every setting that changes the predictions, like
-    /// sacrebleu's (`correct|model:fp-...|routing:learned|decode:greedy|...`). `neko correct`
-    /// prints it and writes it beside `-o FILE` as `FILE.sig`; `neko eval` reports it.
-    pub fn signature(&self, tasks: &[Task]) -> String {
-        use sha2::{Digest, Sha256};
-        let model = self.model.files.fingerprint().unwrap_or_else(|_| "unreadable".into());
-        let prompts: String = tasks
-            .iter()
-            .map(|&t| {
-                let tpl = self.template(t);
-                let h = Sha256::digest(tpl.text().as_bytes());
-                let short: String = h.iter().take(4).map(|b| format!("{b:02x}")).collect();
-                format!("{t}={}@{short}", tpl.origin)
-            })
-            .collect::<Vec<_>>()
-            .join(",");
-        let o = &self.options;
-        let routing = format!("{:?}", o.routing).to_lowercase();
-        let max_new = o.max_new_tokens.map_or("auto".to_string(), |n| n.to_string());
-        let guard = if o.guard.enabled { format!("edit{}", o.guard.max_edit_ratio) } else { "off".into() };
-        let chat = if self.model.chat.is_some() { "yes" } else { "no" };
-        format!(
-            "correct|model:fp-{model}|dtype:{}|routing:{routing}|decode:greedy|max_new:{max_new}|stop:{:?}|prompt:{prompts}|chat:{chat}|guard:{guard}|neko:{}",
-            format!("{:?}", self.model.dtype).to_lowercase(),
-            o.stop,
-            env!("CARGO_PKG_VERSION")
-        )
-    }
-}
-
-/// Length of the longest common prefix of two token sequences.
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }

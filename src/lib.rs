@@ -18,6 +18,7 @@ pub mod output;
 pub mod prompt;
 pub mod record;
 pub mod task;
+pub mod train;
 pub mod upcycle;
 
 pub use task::Task;

@@ -93,6 +93,61 @@ impl Template {
     }
 }
 
+/// Special-token strings (`<|im_start|>`, `</s>`, ...) a tokenizer would encode as control
+/// tokens: neutralised in hypotheses and references, and a sign of a leaking prompt in answers.
+pub fn special_tokens(tokenizer: &tokenizers::Tokenizer) -> Vec<String> {
+    tokenizer
+        .get_added_tokens_decoder()
+        .values()
+        .filter(|t| t.special && !t.content.trim().is_empty())
+        .map(|t| t.content.clone())
+        .collect()
+}
+
+/// Spaces out special-token strings typed in a text, so `<|im_end|>` in a transcript cannot be
+/// encoded as the real token and end the user turn.
+pub fn neutralise_specials(text: &str, specials: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in specials {
+        if out.contains(s.as_str()) {
+            let spaced: String = s.chars().flat_map(|c| [c, ' ']).collect();
+            out = out.replace(s.as_str(), spaced.trim_end());
+        }
+    }
+    out
+}
+
+/// The token ids a model sees for a list of hypotheses: specials neutralised, the template
+/// rendered, wrapped in the model's chat template, encoded, with `bos` prepended when given.
+/// `neko correct` and `neko train` both build prompts here, so training and inference see the
+/// same text.
+pub fn model_prompt_ids(
+    model: &crate::model::Model,
+    template: &Template,
+    hypotheses: &[String],
+    specials: &[String],
+    bos: Option<u32>,
+) -> Result<Vec<u32>, String> {
+    let clean: Vec<String> = hypotheses
+        .iter()
+        .map(|h| neutralise_specials(h, specials))
+        .collect();
+    // Instruct models get the prompt in their own chat format (neko::model::chat).
+    let text = model.wrap_prompt(template.render(&clean));
+    let mut ids = model
+        .tokenizer
+        .encode(text, true)
+        .map_err(|e| format!("tokenizer: {e}"))?
+        .get_ids()
+        .to_vec();
+    if let Some(bos) = bos {
+        if ids.first() != Some(&bos) {
+            ids.insert(0, bos);
+        }
+    }
+    Ok(ids)
+}
+
 /// Hypotheses are single lines: newlines would break the template's layout, and the section
 /// marker would let a hypothesis open a new section (`### Response:`), so both are neutralised.
 fn sanitize(h: &str) -> String {

@@ -150,12 +150,12 @@ fn lora_a(rng: &mut SplitMix64, rank: usize, in_dim: usize) -> Result<Tensor> {
     Ok(Tensor::from_vec(v, (rank, in_dim), &Device::Cpu)?.to_dtype(DType::F32)?)
 }
 
-/// A small seeded generator (SplitMix64), so upcycling is reproducible; candle's CPU device
-/// ignores seeds.
-struct SplitMix64(u64);
+/// A small seeded generator (SplitMix64), so upcycling (and training's data order) is
+/// reproducible; candle's CPU device ignores seeds.
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -18,6 +18,27 @@ pub struct InfoArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Measure routing instead: per task, the share of tokens whose top-k (learned routing)
+    /// includes the task's expert, over the records of --data (prompt and reference answer).
+    #[arg(long, requires = "data")]
+    pub routing: bool,
+
+    /// Record files for --routing (JSONL or HyPoradise arrays).
+    #[arg(long, num_args = 1..)]
+    pub data: Vec<std::path::PathBuf>,
+
+    /// Task of records without a `task` field (--routing).
+    #[arg(long)]
+    pub task: Option<crate::Task>,
+
+    /// Records read per file (--routing).
+    #[arg(long, default_value_t = 200)]
+    pub max_records: usize,
+
+    /// Trained tensors (`neko train`'s adapter.safetensors) replacing the model's own.
+    #[arg(long)]
+    pub adapter: Option<std::path::PathBuf>,
 }
 
 /// What `neko info` reports.
@@ -54,11 +75,59 @@ pub struct ModelInfo {
 
 /// Runs `neko info`.
 pub fn run(args: &InfoArgs) -> anyhow::Result<u8> {
+    if args.routing {
+        return run_routing(args);
+    }
     let info = inspect(&args.model)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
         print_text(&info);
+    }
+    Ok(EXIT_OK)
+}
+
+/// `neko info --routing`: expert use per task under learned routing.
+fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
+    let opts = model::LoadOptions::new(&candle_core::Device::Cpu, candle_core::DType::F32);
+    let mut m = match &args.adapter {
+        Some(a) => crate::train::load_with_adapter(&args.model, &opts, a)?,
+        None => model::Model::load_with(&args.model, &opts)?,
+    };
+    let specs: Vec<crate::train::data::DataSpec> = args
+        .data
+        .iter()
+        .map(|p| crate::train::data::DataSpec {
+            path: p.clone(),
+            task: args.task,
+            max_records: Some(args.max_records),
+        })
+        .collect();
+    let max_len = m.config.max_position_embeddings;
+    let rows = crate::train::routing::measure(&mut m, &specs, max_len)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "task  expert  records  tokens  top-{} holds the task's expert (mean of layers; per layer)",
+        m.config.num_experts_per_tok
+    );
+    for r in rows {
+        let layers: Vec<String> = r
+            .per_layer
+            .iter()
+            .map(|s| format!("{:.0}", s * 100.0))
+            .collect();
+        println!(
+            "{:<5} {:>6} {:>8} {:>7}  {:>5.1}%  [{}]",
+            r.task.to_string(),
+            r.expert,
+            r.records,
+            r.tokens,
+            r.share * 100.0,
+            layers.join(" ")
+        );
     }
     Ok(EXIT_OK)
 }

@@ -8,6 +8,7 @@ pub mod convert;
 pub mod correct;
 pub mod eval;
 pub mod info;
+pub mod train;
 pub mod upcycle;
 
 use std::io::Write;
@@ -61,6 +62,10 @@ pub struct ModelArgs {
     /// Do not wrap prompts in the model's chat template (instruct models declare one).
     #[arg(long, env = "NEKO_NO_CHAT_TEMPLATE")]
     pub no_chat_template: bool,
+
+    /// Trained tensors (`neko train`'s adapter.safetensors) replacing the model's own.
+    #[arg(long, env = "NEKO_ADAPTER")]
+    pub adapter: Option<std::path::PathBuf>,
 }
 
 impl ModelArgs {
@@ -71,7 +76,10 @@ impl ModelArgs {
         let mut opts = crate::model::LoadOptions::new(&device, dtype);
         opts.quantize = self.quant;
         opts.chat_template = !self.no_chat_template;
-        Ok(crate::model::Model::load_with(&self.model, &opts)?)
+        match &self.adapter {
+            Some(a) => crate::train::load_with_adapter(&self.model, &opts, a),
+            None => Ok(crate::model::Model::load_with(&self.model, &opts)?),
+        }
     }
 }
 
@@ -117,6 +125,8 @@ pub enum Command {
     Upcycle(upcycle::UpcycleArgs),
     /// Measure load time and prefill/decode speed of a model; prints JSON.
     Bench(bench::BenchArgs),
+    /// Train task-routed experts (resumable; see docs/training.md).
+    Train(train::TrainArgs),
 }
 
 /// Runs a parsed command line and maps the outcome to a documented exit code.
@@ -129,6 +139,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Convert(args) => convert::run(&args),
         Command::Upcycle(args) => upcycle::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Train(args) => train::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

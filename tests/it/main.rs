@@ -8,4 +8,5 @@ mod model;
 mod model_files;
 mod record_props;
 mod robust;
+mod train;
 mod util;

@@ -1,0 +1,204 @@
+//! `neko train`: task-oriented expert training from a TOML config, resumable (see
+//! [`crate::train`] and docs/training.md).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use super::{EXIT_ERROR, EXIT_OK};
+use crate::train::{TrainConfig, Trainer};
+
+/// Flags of `neko train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The training configuration (TOML: model, out, [train], [[data]], [[valid]]).
+    #[arg(long, env = "NEKO_TRAIN_CONFIG", required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+
+    /// Continue the run saved in this directory (its config, data order and optimizer state).
+    #[arg(long, env = "NEKO_RESUME")]
+    pub resume: Option<PathBuf>,
+
+    /// The run directory (overrides the config's `out`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Stop (with a checkpoint) once this many steps are done, before the schedule's end; a
+    /// later `--resume` continues the same schedule.
+    #[arg(long)]
+    pub stop_at_step: Option<usize>,
+
+    /// Stop (with a checkpoint) after this many minutes of training.
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+
+    /// Start over in a run directory that already holds a checkpoint.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Runs `neko train`.
+pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
+    let mut trainer = match (&args.resume, &args.config) {
+        (Some(dir), _) => Trainer::resume(dir)?,
+        (None, Some(path)) => {
+            let mut config = TrainConfig::read(path)?;
+            if let Some(out) = &args.out {
+                config.out = out.clone();
+            }
+            if config.out.join("state.json").exists() && !args.force {
+                bail!(
+                    "{} already holds a run: continue it with --resume {0}, or start over with --force",
+                    config.out.display()
+                );
+            }
+            let t = Trainer::new(config)?;
+            std::fs::create_dir_all(&t.config.out)?;
+            std::fs::write(
+                t.config.out.join("config.toml"),
+                toml::to_string_pretty(&t.config)?,
+            )?;
+            let _ = std::fs::remove_file(t.log_path());
+            t
+        }
+        (None, None) => bail!("give --config or --resume"),
+    };
+    let total = trainer.config.train.steps;
+    let stop = args.stop_at_step.unwrap_or(total).min(total);
+    let r = &trainer.report;
+    eprintln!(
+        "neko: {} examples ({} without a reference, {} over {} tokens, {} unreadable), {} micro-batches per epoch; {} trainable tensors; step {} of {total}",
+        r.examples,
+        r.no_reference,
+        r.too_long,
+        trainer.config.train.max_len,
+        r.unreadable,
+        trainer.batches_per_epoch(),
+        trainer.trainable().len(),
+        trainer.step
+    );
+    truncate_log(&trainer.log_path(), trainer.step)?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(trainer.log_path())
+        .with_context(|| format!("cannot open {}", trainer.log_path().display()))?;
+    let interrupted = interrupt_flag();
+    let bar = progress(total as u64, trainer.step as u64);
+    let started = std::time::Instant::now();
+    let every = trainer.config.train.checkpoint_every.max(1);
+    let valid_every = trainer.config.train.valid_every;
+    let mut code = EXIT_OK;
+    while trainer.step < stop {
+        let s = trainer.train_step()?;
+        writeln!(log, "{}", serde_json::to_string(&s)?)?;
+        bar.set_position(s.step as u64);
+        bar.set_message(format!(
+            "loss {:.4} lm {:.4} lr {:.2e} {:.0} tok/s",
+            s.loss, s.lm_loss, s.lr, s.tokens_per_s
+        ));
+        if valid_every > 0 && s.step % valid_every == 0 {
+            if let Some(v) = trainer.valid_loss()? {
+                writeln!(
+                    log,
+                    "{}",
+                    serde_json::json!({"step": s.step, "valid_loss": v})
+                )?;
+                bar.println(format!("step {}: valid loss {v:.4}", s.step));
+            }
+        }
+        if s.step % every == 0 {
+            trainer.save_checkpoint()?;
+        }
+        let out_of_time = args
+            .max_minutes
+            .is_some_and(|m| started.elapsed().as_secs_f64() > m * 60.0);
+        if interrupted.load(Ordering::SeqCst) || out_of_time {
+            if interrupted.load(Ordering::SeqCst) {
+                code = EXIT_ERROR;
+            }
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    if trainer.step == total && valid_every == 0 {
+        if let Some(v) = trainer.valid_loss()? {
+            writeln!(
+                log,
+                "{}",
+                serde_json::json!({"step": trainer.step, "valid_loss": v})
+            )?;
+            eprintln!("neko: valid loss {v:.4}");
+        }
+    }
+    trainer.save_checkpoint()?;
+    let dir = trainer.config.out.display();
+    if trainer.step < total {
+        eprintln!(
+            "neko: stopped at step {} of {total}; continue with: neko train --resume {dir}",
+            trainer.step
+        );
+    } else {
+        eprintln!(
+            "neko: done ({total} steps, {} tokens, {:.0} s); adapter: {dir}/adapter.safetensors (neko correct --model {} --adapter {dir}/adapter.safetensors)",
+            trainer.tokens, trainer.seconds, trainer.config.model
+        );
+    }
+    Ok(code)
+}
+
+/// Drops log lines of steps after `step` (written after the last checkpoint of an
+/// interrupted run), so a resumed log reads as one run.
+fn truncate_log(path: &std::path::Path, step: usize) -> anyhow::Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step")?.as_u64())
+                .is_some_and(|s| s as usize <= step)
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    std::fs::write(path, out)?;
+    Ok(())
+}
+
+fn progress(len: u64, pos: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let style = indicatif::ProgressStyle::with_template(
+        "train {bar:30} step {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
+    )
+    .expect("valid template");
+    bar.set_style(style);
+    bar.set_position(pos);
+    bar.reset_eta();
+    bar
+}
+
+/// Set by Ctrl-C: training stops after the current step and saves a checkpoint. A second
+/// Ctrl-C exits at once.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if handler_flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nneko: interrupted: finishing the step and saving a checkpoint (Ctrl-C again to quit now)");
+    });
+    flag
+}

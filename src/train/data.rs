@@ -1,0 +1,316 @@
+//! Training examples: records rendered with the prompts of `neko correct`, and a seeded,
+//! resumable order of single-task micro-batches.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Model;
+use crate::prompt::{self, Template};
+use crate::upcycle::SplitMix64;
+use crate::Task;
+
+/// One record file of the training (or validation) mix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// A JSONL file or HyPoradise JSON array (relative paths: from the working directory).
+    pub path: PathBuf,
+    /// The task of records without a `task` field (a record's own field wins).
+    #[serde(default)]
+    pub task: Option<Task>,
+    /// Use at most this many records of the file (its first ones).
+    #[serde(default)]
+    pub max_records: Option<usize>,
+}
+
+/// A prompt and its answer as token ids; the loss covers the answer tokens only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub task: Task,
+    /// Prompt tokens followed by answer tokens.
+    pub ids: Vec<u32>,
+    /// Where the answer starts in `ids`.
+    pub answer_start: usize,
+}
+
+impl Example {
+    /// Answer tokens (the positions the loss covers).
+    pub fn answer_len(&self) -> usize {
+        self.ids.len() - self.answer_start
+    }
+}
+
+/// What reading the data skipped, for the log.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DataReport {
+    pub examples: usize,
+    pub no_reference: usize,
+    pub too_long: usize,
+    pub unreadable: usize,
+}
+
+/// How answers are built: the reference, then the token inference stops on.
+pub struct Renderer<'a> {
+    model: &'a Model,
+    specials: Vec<String>,
+    bos: Option<u32>,
+    /// The stop token after the answer: the chat template's end of turn (`<|im_end|>`), else
+    /// the model's EOS; `None` ends answers with a newline (`neko correct`'s default stop).
+    stop: Option<u32>,
+}
+
+impl<'a> Renderer<'a> {
+    pub fn new(model: &'a Model) -> Self {
+        let stop = match &model.chat {
+            Some(c) => model.tokenizer.token_to_id(c.end_of_turn()),
+            None => model.config.eos_token_ids.first().copied(),
+        };
+        Renderer {
+            model,
+            specials: prompt::special_tokens(&model.tokenizer),
+            bos: crate::correct::bos_to_add(model),
+            stop,
+        }
+    }
+
+    /// The prompt ids exactly as `neko correct` builds them.
+    pub fn prompt(&self, task: Task, hypotheses: &[String]) -> Result<Vec<u32>, String> {
+        prompt::model_prompt_ids(
+            self.model,
+            &Template::builtin(task),
+            hypotheses,
+            &self.specials,
+            self.bos,
+        )
+    }
+
+    /// The answer ids: the reference (special tokens neutralised, one line, trimmed) and the
+    /// stop. Encoded on its own, as generation continues after the prompt's last token.
+    pub fn answer(&self, reference: &str) -> Result<Vec<u32>, String> {
+        let text = prompt::neutralise_specials(reference, &self.specials);
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text = match self.stop {
+            Some(_) => text,
+            None => text + "\n",
+        };
+        let mut ids = self
+            .model
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| format!("tokenizer: {e}"))?
+            .get_ids()
+            .to_vec();
+        ids.extend(self.stop);
+        Ok(ids)
+    }
+
+    /// An example from a record, `None` when it has no reference or runs over `max_len`.
+    pub fn example(
+        &self,
+        task: Task,
+        hypotheses: &[String],
+        reference: &str,
+        max_len: usize,
+    ) -> Result<Option<Example>, String> {
+        let mut ids = self.prompt(task, hypotheses)?;
+        let answer_start = ids.len();
+        ids.extend(self.answer(reference)?);
+        if ids.len() > max_len {
+            return Ok(None);
+        }
+        Ok(Some(Example {
+            task,
+            ids,
+            answer_start,
+        }))
+    }
+}
+
+/// Reads the examples of a mix of files, in file and record order.
+pub fn read_examples(
+    renderer: &Renderer,
+    specs: &[DataSpec],
+    max_len: usize,
+) -> Result<(Vec<Example>, DataReport)> {
+    let mut out = Vec::new();
+    let mut report = DataReport::default();
+    for spec in specs {
+        if is_test_split(&spec.path) {
+            bail!(
+                "{}: test splits are never used for training or validation",
+                spec.path.display()
+            );
+        }
+        let entries = crate::record::read_path(&spec.path)
+            .with_context(|| format!("cannot read {}", spec.path.display()))?;
+        let limit = spec.max_records.unwrap_or(usize::MAX);
+        for entry in entries.into_iter().take(limit) {
+            let Ok(record) = entry.record else {
+                report.unreadable += 1;
+                continue;
+            };
+            let task = match (&record.task, spec.task) {
+                (Some(t), _) => t
+                    .parse::<Task>()
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", spec.path.display()))?,
+                (None, Some(t)) => t,
+                (None, None) => bail!(
+                    "{} line {}: no `task` in the record and none given for the file",
+                    spec.path.display(),
+                    entry.line
+                ),
+            };
+            let Some(reference) = record.reference.as_deref() else {
+                report.no_reference += 1;
+                continue;
+            };
+            match renderer
+                .example(task, &record.hypotheses, reference, max_len)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", spec.path.display()))?
+            {
+                Some(ex) => out.push(ex),
+                None => report.too_long += 1,
+            }
+        }
+    }
+    report.examples = out.len();
+    Ok((out, report))
+}
+
+/// Whether a path names a test split (a file name containing `test`, or a folder named `test`
+/// or `heldout`): those are for final evaluation only.
+pub fn is_test_split(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    name.contains("test")
+        || path.components().any(|c| {
+            let c = c.as_os_str().to_string_lossy().to_lowercase();
+            c == "test" || c == "heldout"
+        })
+}
+
+/// The order examples are seen in: per epoch, each task's examples are shuffled and cut into
+/// micro-batches of one task (so task routing can force one expert per forward pass), then the
+/// micro-batches of all tasks are shuffled together. Micro-batch `c` of the run is a pure
+/// function of the seed and `c`, so a resumed run sees exactly what an uninterrupted one would.
+pub struct Schedule {
+    seed: u64,
+    batch_size: usize,
+    /// Example indices per task.
+    by_task: Vec<Vec<usize>>,
+    per_epoch: usize,
+    cached: Option<(usize, Vec<Vec<usize>>)>,
+}
+
+impl Schedule {
+    pub fn new(examples: &[Example], batch_size: usize, seed: u64) -> Self {
+        let mut by_task: Vec<Vec<usize>> = Vec::new();
+        for task in Task::ALL {
+            let idx: Vec<usize> = (0..examples.len())
+                .filter(|&i| examples[i].task == task)
+                .collect();
+            if !idx.is_empty() {
+                by_task.push(idx);
+            }
+        }
+        let per_epoch = by_task
+            .iter()
+            .map(|v| v.len().div_ceil(batch_size.max(1)))
+            .sum();
+        Schedule {
+            seed,
+            batch_size: batch_size.max(1),
+            by_task,
+            per_epoch,
+            cached: None,
+        }
+    }
+
+    /// Micro-batches per epoch.
+    pub fn per_epoch(&self) -> usize {
+        self.per_epoch
+    }
+
+    /// The example indices of micro-batch `c` (counted from the start of the run).
+    pub fn batch(&mut self, c: usize) -> Vec<usize> {
+        let epoch = c / self.per_epoch.max(1);
+        if self.cached.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            self.cached = Some((epoch, self.epoch(epoch)));
+        }
+        let (_, batches) = self.cached.as_ref().expect("cached");
+        batches[c % self.per_epoch.max(1)].clone()
+    }
+
+    fn epoch(&self, epoch: usize) -> Vec<Vec<usize>> {
+        let mut rng = SplitMix64(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut batches = Vec::with_capacity(self.per_epoch);
+        for idx in &self.by_task {
+            let mut idx = idx.clone();
+            shuffle(&mut idx, &mut rng);
+            batches.extend(idx.chunks(self.batch_size).map(<[usize]>::to_vec));
+        }
+        shuffle(&mut batches, &mut rng);
+        batches
+    }
+}
+
+/// Fisher–Yates.
+fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
+    for i in (1..v.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(task: Task) -> Example {
+        Example {
+            task,
+            ids: vec![1, 2, 3],
+            answer_start: 2,
+        }
+    }
+
+    #[test]
+    fn schedule_is_seeded_single_task_and_covers_each_epoch() {
+        let examples: Vec<Example> = (0..10)
+            .map(|i| ex(if i % 3 == 0 { Task::Asr } else { Task::Ocr }))
+            .collect();
+        let mut a = Schedule::new(&examples, 3, 7);
+        let mut b = Schedule::new(&examples, 3, 7);
+        assert_eq!(a.per_epoch(), 2 + 2);
+        let mut seen: Vec<usize> = Vec::new();
+        for c in 0..a.per_epoch() {
+            let batch = a.batch(c);
+            assert_eq!(batch, b.batch(c));
+            let task = examples[batch[0]].task;
+            assert!(batch.iter().all(|&i| examples[i].task == task));
+            seen.extend(batch);
+        }
+        seen.sort();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        // A later epoch is another order; going back gives the same batches again.
+        let second: Vec<Vec<usize>> = (4..8).map(|c| a.batch(c)).collect();
+        assert_ne!(second, (0..4).map(|c| b.batch(c)).collect::<Vec<_>>());
+        assert_eq!(a.batch(6), b.batch(6));
+    }
+
+    #[test]
+    fn test_splits_are_refused() {
+        assert!(is_test_split(Path::new(
+            "../shared/data/hyporadise/test/test_atis.json"
+        )));
+        assert!(is_test_split(Path::new("heldout/synth/ocr.test.jsonl")));
+        assert!(!is_test_split(Path::new(
+            "../shared/data/synth/ocr.dev.jsonl"
+        )));
+        assert!(!is_test_split(Path::new("tests/fixtures/records/a.jsonl")));
+    }
+}

@@ -1,0 +1,110 @@
+//! How well the learned gate routes by task without a task tag: per task, the share of tokens
+//! whose top-k includes the task's expert (`neko info --routing --data FILE`).
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use candle_core::Tensor;
+use serde::Serialize;
+
+use super::data::{DataSpec, Renderer};
+use crate::model::{Logits, Model};
+use crate::Task;
+
+/// One task's routing figures.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TaskRouting {
+    pub task: Task,
+    pub expert: usize,
+    pub records: usize,
+    pub tokens: usize,
+    /// Share of tokens whose top-k includes the task's expert, averaged over layers.
+    pub share: f64,
+    /// The same share per MoE layer.
+    pub per_layer: Vec<f64>,
+}
+
+/// Runs every record's prompt and reference answer (teacher-forced, as training sees them)
+/// through the model with learned routing and counts, per MoE layer, the tokens whose top-k
+/// holds the task's expert. `max_records` bounds each file.
+pub fn measure(model: &mut Model, files: &[DataSpec], max_len: usize) -> Result<Vec<TaskRouting>> {
+    let mut examples = Vec::new();
+    {
+        let renderer = Renderer::new(model);
+        for spec in files {
+            let entries = crate::record::read_path(&spec.path)
+                .with_context(|| format!("cannot read {}", spec.path.display()))?;
+            for entry in entries
+                .into_iter()
+                .take(spec.max_records.unwrap_or(usize::MAX))
+            {
+                let Ok(r) = entry.record else { continue };
+                let task = match (&r.task, spec.task) {
+                    (Some(t), _) => t.parse::<Task>().map_err(anyhow::Error::from)?,
+                    (None, Some(t)) => t,
+                    (None, None) => anyhow::bail!(
+                        "{}: records without a `task` (give --task)",
+                        spec.path.display()
+                    ),
+                };
+                let ids = match r.reference.as_deref() {
+                    Some(reference) => renderer
+                        .example(task, &r.hypotheses, reference, max_len)
+                        .map_err(anyhow::Error::msg)?
+                        .map(|e| e.ids),
+                    None => Some(
+                        renderer
+                            .prompt(task, &r.hypotheses)
+                            .map_err(anyhow::Error::msg)?,
+                    ),
+                };
+                if let Some(ids) = ids {
+                    examples.push((task, ids));
+                }
+            }
+        }
+    }
+    let mut acc: BTreeMap<Task, (usize, usize, Vec<usize>)> = BTreeMap::new();
+    for (task, ids) in examples {
+        let expert = model
+            .config
+            .task_expert(task)
+            .with_context(|| format!("the model maps no expert to task `{task}`"))?;
+        let decoder = model.decoder.as_mut();
+        decoder.reset(ids.len());
+        let input = Tensor::new(ids.as_slice(), decoder.device())?.unsqueeze(0)?;
+        decoder.forward(&input, &[0], None, Logits::Last)?;
+        let routing = decoder.last_routing();
+        let entry = acc
+            .entry(task)
+            .or_insert_with(|| (0, 0, vec![0; routing.len()]));
+        entry.0 += 1;
+        entry.1 += ids.len();
+        for (l, r) in routing.iter().enumerate() {
+            let hits = r
+                .to_vec2::<u32>()?
+                .iter()
+                .filter(|row| row.contains(&(expert as u32)))
+                .count();
+            entry.2[l] += hits;
+        }
+    }
+    Ok(acc
+        .into_iter()
+        .map(|(task, (records, tokens, hits))| {
+            let per_layer: Vec<f64> = hits
+                .iter()
+                .map(|&h| h as f64 / tokens.max(1) as f64)
+                .collect();
+            let share = per_layer.iter().sum::<f64>() / per_layer.len().max(1) as f64;
+            TaskRouting {
+                task,
+                expert: model.config.task_expert(task).unwrap_or(0),
+                records,
+                tokens,
+                share,
+                per_layer,
+            }
+        })
+        .collect())
+}

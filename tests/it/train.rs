@@ -1,0 +1,385 @@
+//! `neko train` on the tiny fixtures: training mode computes the inference logits, every
+//! trainable tensor learns (and nothing else), the loss falls, both routing losses train, runs
+//! are deterministic, `--resume` is bit-identical, and adapters load for inference.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use neko::model::{LoadOptions, Logits, Model};
+use neko::train::data::DataSpec;
+use neko::train::{is_trainable, Hyper, RoutingLoss, TrainConfig, Trainer};
+
+use crate::util::{fixture, neko};
+
+fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Upcycles tiny-llama to 4 low-rank experts (asr=0, mt=1, ocr=2, gec=3) and writes a small
+/// mixed-task training file: two records per task.
+fn setup(dir: &Path) -> (PathBuf, PathBuf) {
+    let model = dir.join("init");
+    run_ok(neko().args([
+        "upcycle",
+        "--model",
+        fixture("tiny-llama").to_str().unwrap(),
+        "--experts",
+        "4",
+        "--lora-rank",
+        "4",
+        "--tasks",
+        "asr=0,st=1,mt=1,ocr=2,gec=3",
+        "--to",
+        model.to_str().unwrap(),
+    ]));
+    let data = dir.join("mix.jsonl");
+    let records = [
+        r#"{"task": "asr", "input": ["the cat sad", "the cat sat"], "output": "the cat sat"}"#,
+        r#"{"task": "asr", "input": ["a dog ran", "a dog can"], "output": "a dog ran"}"#,
+        r#"{"task": "mt", "input": ["he go home", "he goes home"], "output": "he goes home"}"#,
+        r#"{"task": "mt", "input": ["it is cold", "is it cold"], "output": "it is cold"}"#,
+        r#"{"task": "ocr", "input": ["Thc rnoon"], "output": "The moon"}"#,
+        r#"{"task": "ocr", "input": ["rn y hat"], "output": "my hat"}"#,
+        r#"{"task": "gec", "input": ["She have a pen."], "output": "She has a pen."}"#,
+        r#"{"task": "gec", "input": ["They is here."], "output": "They are here."}"#,
+    ];
+    std::fs::write(&data, records.join("\n") + "\n").unwrap();
+    (model, data)
+}
+
+fn config(
+    model: &Path,
+    data: &Path,
+    out: &Path,
+    routing: RoutingLoss,
+    steps: usize,
+) -> TrainConfig {
+    TrainConfig {
+        model: model.to_str().unwrap().to_string(),
+        out: out.to_path_buf(),
+        train: Hyper {
+            routing,
+            aux_weight: 0.5,
+            steps,
+            // One step sees every task: 4 single-task micro-batches of 2.
+            batch_size: 2,
+            grad_accum: 4,
+            lr: 1e-2,
+            warmup_steps: 1,
+            max_len: 512,
+            seed: 3,
+            ..Hyper::default()
+        },
+        data: vec![DataSpec {
+            path: data.to_path_buf(),
+            task: None,
+            max_records: None,
+        }],
+        valid: Vec::new(),
+    }
+}
+
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
+}
+
+fn load_st(p: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(p, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn training_mode_computes_the_inference_logits() {
+    // The backward-capable softmax/RMSNorm/RoPE must compute what the fused kernels compute.
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, _) = setup(tmp.path());
+    let m = Model::load(model.to_str().unwrap(), &Device::Cpu, DType::F32).unwrap();
+    let vb = unsafe {
+        candle_nn::VarBuilder::from_mmaped_safetensors(&m.files.weights, DType::F32, &Device::Cpu)
+    }
+    .unwrap();
+    let mut net = neko::model::Transformer::new(&m.config, vb).unwrap();
+    let ids = Tensor::new(
+        &[[5u32, 9, 33, 7, 100, 2, 41], [0, 0, 12, 13, 14, 15, 16]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let pads = [0, 2];
+    for forced in [None, Some(2)] {
+        net.reset(8);
+        let want = net.forward(&ids, &pads, forced, Logits::All).unwrap();
+        net.set_training(true);
+        let got = net.forward(&ids, &pads, forced, Logits::All).unwrap();
+        net.set_training(false);
+        let d = max_abs(&(got.narrow(1, 2, 5).unwrap() - want.narrow(1, 2, 5).unwrap()).unwrap());
+        assert!(d < 1e-4, "forced {forced:?}: max logit diff {d}");
+    }
+}
+
+#[test]
+fn every_trainable_tensor_gets_a_gradient_and_only_they_are_saved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = setup(tmp.path());
+    for routing in [RoutingLoss::Forced, RoutingLoss::Aux] {
+        let out = tmp.path().join(format!("run-{routing:?}"));
+        let mut t = Trainer::new(config(&model, &data, &out, routing, 4)).unwrap();
+        let names: Vec<String> = t.trainable().iter().map(|(n, _)| n.clone()).collect();
+        // 2 layers x (gate + 4 experts x 3 projections x 2 factors).
+        assert_eq!(names.len(), 2 * (1 + 4 * 3 * 2), "{names:?}");
+        // Fresh upcycling: lora_B = 0 and identical experts, so lora_A and (without the aux
+        // loss) the gate get no gradient yet. With forced routing one step makes every expert
+        // differ; with the aux loss alone an expert is used (and learns) once the gate has
+        // learned to pick it, which takes a few steps.
+        let warm = if routing == RoutingLoss::Forced { 1 } else { 4 };
+        for _ in 0..warm {
+            t.train_step().unwrap();
+        }
+        let grads = t.next_gradients().unwrap();
+        for name in &names {
+            let g = grads
+                .get(name)
+                .unwrap_or_else(|| panic!("{routing:?}: no gradient for {name}"));
+            assert!(max_abs(g) > 0.0, "{routing:?}: zero gradient for {name}");
+        }
+        t.save_checkpoint().unwrap();
+        // The adapter holds exactly the trainable tensors; the frozen base is untouched.
+        let adapter = load_st(&out.join("adapter.safetensors"));
+        let mut saved: Vec<&String> = adapter.keys().collect();
+        saved.sort();
+        assert_eq!(saved, names.iter().collect::<Vec<_>>());
+        let base = load_st(&model.join("model.safetensors"));
+        for (name, tensor) in &base {
+            assert_eq!(
+                is_trainable(name, &t.config.train),
+                adapter.contains_key(name),
+                "{name}"
+            );
+            // Every lora_B has moved off zero (lora_A moves from the second step on, once B is
+            // non-zero).
+            if let Some(a) = adapter.get(name) {
+                if name.contains("lora_B") {
+                    assert!(bits(a) != bits(tensor), "{name} did not change");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn loss_falls_with_forced_routing_and_with_the_aux_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = setup(tmp.path());
+    for routing in [RoutingLoss::Forced, RoutingLoss::Aux, RoutingLoss::Both] {
+        let out = tmp.path().join(format!("run-{routing:?}"));
+        let mut t = Trainer::new(config(&model, &data, &out, routing, 15)).unwrap();
+        let first = t.train_step().unwrap();
+        let mut last = first.clone();
+        while t.step < 15 {
+            last = t.train_step().unwrap();
+        }
+        assert!(
+            last.lm_loss < 0.7 * first.lm_loss,
+            "{routing:?}: lm loss {} -> {}",
+            first.lm_loss,
+            last.lm_loss
+        );
+        if routing != RoutingLoss::Forced {
+            assert!(
+                last.aux_loss < first.aux_loss,
+                "{routing:?}: router loss {} -> {}",
+                first.aux_loss,
+                last.aux_loss
+            );
+        }
+    }
+}
+
+#[test]
+fn runs_are_deterministic_given_the_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = setup(tmp.path());
+    let run = |seed: u64| {
+        let mut c = config(&model, &data, &tmp.path().join("x"), RoutingLoss::Both, 3);
+        c.train.seed = seed;
+        c.train.grad_accum = 1;
+        let mut t = Trainer::new(c).unwrap();
+        for _ in 0..3 {
+            t.train_step().unwrap();
+        }
+        let mut v: Vec<(String, Vec<u32>)> = t
+            .adapter_tensors()
+            .into_iter()
+            .map(|(n, x)| (n, bits(&x)))
+            .collect();
+        v.sort();
+        v
+    };
+    let a = run(1);
+    assert_eq!(a, run(1));
+    assert_ne!(a, run(2));
+}
+
+fn write_config(c: &TrainConfig, path: &Path) {
+    std::fs::write(path, toml::to_string(c).unwrap()).unwrap();
+}
+
+#[test]
+fn resume_is_bit_identical_to_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = setup(tmp.path());
+    let cfg_path = tmp.path().join("train.toml");
+    let mut c = config(
+        &model,
+        &data,
+        &tmp.path().join("unused"),
+        RoutingLoss::Both,
+        6,
+    );
+    c.train.grad_accum = 2;
+    c.train.checkpoint_every = 2;
+    c.train.balance_weight = 0.01;
+    write_config(&c, &cfg_path);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let train = |extra: &[&str]| {
+        let mut cmd = neko();
+        cmd.arg("train").args(extra);
+        run_ok(&mut cmd);
+    };
+    let cfg = cfg_path.to_str().unwrap();
+    train(&["--config", cfg, "--out", a.to_str().unwrap()]);
+    train(&[
+        "--config",
+        cfg,
+        "--out",
+        b.to_str().unwrap(),
+        "--stop-at-step",
+        "3",
+    ]);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["step"], 3);
+    train(&["--resume", b.to_str().unwrap()]);
+    for file in ["adapter.safetensors", "optimizer.safetensors"] {
+        let (x, y) = (load_st(&a.join(file)), load_st(&b.join(file)));
+        assert_eq!(x.len(), y.len());
+        for (name, t) in &x {
+            if t.dtype() == DType::F32 {
+                assert_eq!(bits(t), bits(&y[name]), "{file}: {name}");
+            }
+        }
+    }
+    // The logs agree on every step's losses.
+    let losses = |dir: &Path| -> Vec<(u64, f64)> {
+        std::fs::read_to_string(dir.join("train.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v.get("loss").is_some())
+            .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+            .collect()
+    };
+    assert_eq!(losses(&a), losses(&b));
+    assert_eq!(losses(&a).len(), 6);
+    // A finished run directory is not overwritten without --force.
+    let again = neko()
+        .args(["train", "--config", cfg, "--out", a.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+
+    // The adapter loads for inference and changes the model; routing is measurable.
+    let adapter = a.join("adapter.safetensors");
+    let opts = LoadOptions::new(&Device::Cpu, DType::F32);
+    let mut tuned =
+        neko::train::load_with_adapter(model.to_str().unwrap(), &opts, &adapter).unwrap();
+    let mut init = Model::load(model.to_str().unwrap(), &Device::Cpu, DType::F32).unwrap();
+    let ids = Tensor::new(&[[5u32, 9, 33, 7]], &Device::Cpu).unwrap();
+    let run = |m: &mut Model| {
+        m.decoder.reset(4);
+        m.decoder.forward(&ids, &[0], None, Logits::All).unwrap()
+    };
+    assert!(max_abs(&(run(&mut tuned) - run(&mut init)).unwrap()) > 1e-3);
+    let out = run_ok(neko().args([
+        "correct",
+        "--model",
+        model.to_str().unwrap(),
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--max-new-tokens",
+        "4",
+        data.to_str().unwrap(),
+    ]));
+    assert_eq!(out.lines().count(), 8);
+    let report = run_ok(neko().args([
+        "info",
+        "--model",
+        model.to_str().unwrap(),
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--routing",
+        "--json",
+        "--data",
+        data.to_str().unwrap(),
+    ]));
+    let rows: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 4);
+    for r in rows.as_array().unwrap() {
+        let share = r["share"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&share), "{r}");
+        assert_eq!(r["per_layer"].as_array().unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn configs_parse_and_refuse_test_splits() {
+    let text = r#"
+model = "models/neko-smol-lora"
+out = "runs/x"
+[train]
+routing = "aux"
+steps = 10
+[[data]]
+path = "../shared/data/synth/ocr.train.jsonl"
+"#;
+    let c = TrainConfig::from_toml(text).unwrap();
+    assert_eq!(c.train.routing, RoutingLoss::Aux);
+    assert_eq!(c.train.batch_size, Hyper::default().batch_size);
+    assert!(TrainConfig::from_toml(&text.replace("steps", "stepz")).is_err());
+    // Warm-up then cosine down to min_lr_ratio.
+    let mut c = c;
+    c.train.warmup_steps = 2;
+    c.train.min_lr_ratio = 0.1;
+    assert!((c.lr_at(1) - c.train.lr / 2.0).abs() < 1e-12);
+    assert!((c.lr_at(2) - c.train.lr).abs() < 1e-12);
+    assert!((c.lr_at(10) - c.train.lr * 0.1).abs() < 1e-12);
+    let shipped =
+        TrainConfig::read(&crate::util::repo().join("configs/train/neko-smol.toml")).unwrap();
+    assert!(shipped
+        .data
+        .iter()
+        .chain(&shipped.valid)
+        .all(|d| !neko::train::data::is_test_split(&d.path)));
+}
