@@ -328,3 +328,39 @@ pub fn group_by_task(tasks: &[(usize, Task)]) -> BTreeMap<Task, Vec<usize>> {
     }
     groups
 }
+
+impl Corrector {
+    /// The correction run's signature: every setting that changes the predictions, like
+    /// sacrebleu's (`correct|model:fp-...|routing:learned|decode:greedy|...`). `neko correct`
+    /// prints it and writes it beside `-o FILE` as `FILE.sig`; `neko eval` reports it.
+    pub fn signature(&self, tasks: &[Task]) -> String {
+        use sha2::{Digest, Sha256};
+        let model = self.model.files.fingerprint().unwrap_or_else(|_| "unreadable".into());
+        let prompts: String = tasks
+            .iter()
+            .map(|&t| {
+                let tpl = self.template(t);
+                let h = Sha256::digest(tpl.text().as_bytes());
+                let short: String = h.iter().take(4).map(|b| format!("{b:02x}")).collect();
+                format!("{t}={}@{short}", tpl.origin)
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let o = &self.options;
+        let routing = format!("{:?}", o.routing).to_lowercase();
+        let max_new = o.max_new_tokens.map_or("auto".to_string(), |n| n.to_string());
+        let guard = if o.guard.enabled { format!("edit{}", o.guard.max_edit_ratio) } else { "off".into() };
+        let chat = if self.model.chat.is_some() { "yes" } else { "no" };
+        format!(
+            "correct|model:fp-{model}|dtype:{}|routing:{routing}|decode:greedy|max_new:{max_new}|stop:{:?}|prompt:{prompts}|chat:{chat}|guard:{guard}|neko:{}",
+            format!("{:?}", self.model.dtype).to_lowercase(),
+            o.stop,
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+}
+
+/// Length of the longest common prefix of two token sequences.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}

@@ -224,6 +224,16 @@ impl OutputSink {
     }
 }
 
+/// `FILE.sig` beside `FILE`: the signature of the run that wrote it.
+pub fn signature_path(dest: &Path) -> PathBuf {
+    let mut name = dest
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "out".into());
+    name.push(".sig");
+    dest.with_file_name(name)
+}
+
 /// `FILE.partial` beside `FILE`.
 pub fn partial_path(dest: &Path) -> PathBuf {
     let mut name = dest

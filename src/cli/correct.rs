@@ -148,9 +148,11 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     };
     let model = args.model.load()?;
     let mut corrector = Corrector::new(model, prompt, args.decode.options());
-    for task in used_tasks(&items, args.task) {
+    let tasks = used_tasks(&items, args.task);
+    for &task in &tasks {
         corrector.check_routing(task).map_err(anyhow::Error::msg)?;
     }
+    let signature = corrector.signature(&tasks);
     let mut sink = match &args.output {
         None => OutputSink::stdout(),
         Some(p) if args.resume => OutputSink::resume(p)?,
@@ -191,7 +193,14 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     }
     progress.finish_and_clear();
     sink.finish()?;
+    if let Some(dest) = &args.output {
+        // Beside the output, so `neko eval FILE` can say how the predictions were made.
+        let sig = crate::output::signature_path(dest);
+        std::fs::write(&sig, format!("{signature}\n"))
+            .with_context(|| format!("{}: cannot write", sig.display()))?;
+    }
     stats.report(started.elapsed().as_secs_f64());
+    eprintln!("neko: {signature}");
     Ok(EXIT_OK)
 }
 

@@ -259,9 +259,17 @@ fn score_file(
         fallbacks,
         assumed_task,
         guard,
+        correction: correction_signature(&input.path),
         groups,
     };
     (report, used)
+}
+
+/// The `FILE.sig` that `neko correct -o FILE` writes, when present.
+fn correction_signature(path: &str) -> Option<String> {
+    let sig = crate::output::signature_path(std::path::Path::new(path));
+    let text = std::fs::read_to_string(sig).ok()?;
+    Some(text.trim().to_string()).filter(|s| !s.is_empty())
 }
 
 fn note(entry: &Entry, reason: String) -> Unscored {

@@ -63,6 +63,10 @@ pub struct FileReport {
     /// (`fallback:edit`, ...). Empty for files that are not `neko correct` output.
     #[serde(default)]
     pub guard: std::collections::BTreeMap<String, u64>,
+    /// The signature of the `neko correct` run that wrote the file (from `FILE.sig`), when
+    /// there is one: model fingerprint, routing, decoding, prompt and guard settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction: Option<String>,
     /// The whole file first (`all`), then its groups.
     pub groups: Vec<GroupReport>,
 }

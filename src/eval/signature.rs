@@ -75,6 +75,12 @@ pub fn signatures(files: &[FileReport], used: &BTreeSet<(Task, String)>) -> Vec<
             ));
         }
     }
+    // How the predictions were made, when `neko correct` left its signature beside the file.
+    for f in files {
+        if let Some(sig) = &f.correction {
+            out.push(format!("{sig}|file:{}", f.path));
+        }
+    }
     out
 }
 

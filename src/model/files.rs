@@ -173,3 +173,40 @@ fn shard_names(index: &Path) -> Result<Vec<String>, ModelError> {
     names.sort();
     Ok(names)
 }
+
+impl ModelFiles {
+    /// A short fingerprint of the model for signatures: sha256 over the config, the tokenizer
+    /// and each weight file's name, size and first and last MiB. Hashing whole checkpoints (many
+    /// GB) would cost more than a correction run; this still changes with any re-export,
+    /// re-quantisation or different file.
+    pub fn fingerprint(&self) -> std::io::Result<String> {
+        use sha2::{Digest, Sha256};
+        use std::io::{Read, Seek, SeekFrom};
+        const EDGE: u64 = 1 << 20;
+        let mut h = Sha256::new();
+        let mut paths = vec![&self.config, &self.tokenizer];
+        paths.extend(self.weights.iter());
+        paths.dedup();
+        for p in paths {
+            let mut f = std::fs::File::open(p)?;
+            let len = f.metadata()?.len();
+            h.update(
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+            h.update(len.to_le_bytes());
+            let mut buf = Vec::new();
+            (&mut f).take(EDGE).read_to_end(&mut buf)?;
+            if len > 2 * EDGE {
+                f.seek(SeekFrom::Start(len - EDGE))?;
+                f.take(EDGE).read_to_end(&mut buf)?;
+            } else if len > EDGE {
+                f.read_to_end(&mut buf)?;
+            }
+            h.update(&buf);
+        }
+        let digest = h.finalize();
+        Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+    }
+}

@@ -358,3 +358,44 @@ fn hub_ids_resolve_from_the_local_cache_offline() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("offline"));
 }
+
+#[test]
+fn the_correction_signature_travels_to_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out.jsonl");
+    let run = |routing: &str| {
+        let out = neko()
+            .args(["correct", "--task", "asr", "--routing", routing, "-o"])
+            .arg(&dest)
+            .arg("--model")
+            .arg(fixture("tiny-mixtral"))
+            .arg(fixture("records/variants.json"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(neko::output::signature_path(&dest)).unwrap()
+    };
+    let learned = run("learned");
+    assert!(learned.starts_with("correct|model:fp-"), "{learned}");
+    for part in [
+        "routing:learned",
+        "decode:greedy",
+        "prompt:asr=builtin:asr@",
+        "guard:edit0.5",
+        "dtype:f32",
+    ] {
+        assert!(learned.contains(part), "{part} not in {learned}");
+    }
+    let task = run("task");
+    assert!(task.contains("routing:task"));
+    // Same model files, same fingerprint.
+    let fp = |s: &str| s.split('|').nth(1).unwrap().to_string();
+    assert_eq!(fp(&learned), fp(&task));
+    let out = neko().arg("eval").arg(&dest).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(task.trim()), "{text}");
+}
