@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::generate::{self, Finish, Request, Settings};
+use crate::generate::{self, DecodeStats, Finish, Request, Settings};
 use crate::guard::{self, GuardOptions, Reason};
-use crate::model::{Model, RoutingMode};
+use crate::model::{Model, PrefixCache, RoutingMode};
 use crate::prompt::Template;
 use crate::record::Record;
 use crate::Task;
@@ -18,8 +18,14 @@ pub struct CorrectOptions {
     pub max_new_tokens: Option<usize>,
     /// Strings that end the answer (after some text has been written).
     pub stop: Vec<String>,
-    /// Records decoded together.
+    /// Most records decoded together.
     pub batch_size: usize,
+    /// Most KV-cache positions a batch may hold: rows × (shared prefix + longest row prompt +
+    /// largest answer bound), padding included. A single record larger than this still runs
+    /// alone.
+    pub max_batch_tokens: usize,
+    /// Compute the prompt prefix shared by a task's records once and reuse its KV cache.
+    pub prefix_reuse: bool,
     /// The over-correction guard.
     pub guard: GuardOptions,
 }
@@ -30,7 +36,9 @@ impl Default for CorrectOptions {
             routing: RoutingMode::Learned,
             max_new_tokens: None,
             stop: vec!["\n".to_string()],
-            batch_size: 8,
+            batch_size: 16,
+            max_batch_tokens: 4096,
+            prefix_reuse: true,
             guard: GuardOptions::default(),
         }
     }
@@ -64,6 +72,10 @@ pub struct Corrector {
     /// The tokenizer's special tokens (`<|im_start|>`, `</s>`, ...): neutralised in hypotheses,
     /// and a sign of a leaking prompt in answers.
     specials: Vec<String>,
+    /// The shared prompt prefix of each task (the forced expert follows from the task).
+    prefixes: BTreeMap<Task, PrefixCache>,
+    /// Token and time counts of everything decoded so far.
+    pub stats: DecodeStats,
 }
 
 impl Corrector {
@@ -77,6 +89,8 @@ impl Corrector {
             prompt_override: prompt,
             add_bos,
             specials,
+            prefixes: BTreeMap::new(),
+            stats: DecodeStats::default(),
         }
     }
 
@@ -102,6 +116,17 @@ impl Corrector {
                 )
             }),
         }
+    }
+
+    /// The decoding request for a record as `correct_task` builds it: its prompt ids (fitted to
+    /// the context) and answer-token bound. What `neko correct --dump-prompts` prints.
+    pub fn request(&self, task: Task, record: &Record) -> Result<Request, String> {
+        let max_new = self.max_new_tokens(record);
+        let p = self.fit_prompt(task, &record.hypotheses, max_new)?;
+        Ok(Request {
+            prompt: p.ids,
+            max_new_tokens: max_new,
+        })
     }
 
     /// The prompt's token ids for a record.
@@ -221,11 +246,29 @@ impl Corrector {
                 Err(e) => results[i] = Some(Err(e)),
             }
         }
+        let prefix = match self.shared_prefix(task, forced, &ready) {
+            Ok(p) => p,
+            Err(e) => {
+                let e = format!("decoding failed: {e}");
+                for (i, _) in ready.drain(..) {
+                    results[i] = Some(Err(e.clone()));
+                }
+                None
+            }
+        };
+        let n = prefix.as_ref().map_or(0, PrefixCache::len);
+        for (_, r) in &mut ready {
+            r.prompt.drain(..n);
+        }
         // Similar lengths together waste the least padding.
         ready.sort_by_key(|(_, r)| r.prompt.len());
-        for chunk in ready.chunks(self.options.batch_size.max(1)) {
+        let mut start = 0;
+        while start < ready.len() {
+            let end = start + self.batch_len(n, &ready[start..]);
+            let chunk = &ready[start..end];
+            start = end;
             let requests: Vec<Request> = chunk.iter().map(|(_, r)| r.clone()).collect();
-            let outcome = self.decode(&requests, forced);
+            let outcome = self.decode(prefix.as_ref(), &requests, forced);
             for (k, (i, _)) in chunk.iter().enumerate() {
                 results[*i] = Some(match &outcome {
                     Ok(gen) => {
@@ -243,8 +286,67 @@ impl Corrector {
             .collect()
     }
 
+    /// How many of `sorted` (by row prompt length) go in the next batch: at most
+    /// `batch_size`, and at most `max_batch_tokens` KV positions counting the shared prefix,
+    /// padding to the longest row and the largest answer bound; at least one.
+    fn batch_len(&self, prefix: usize, sorted: &[(usize, Request)]) -> usize {
+        let (mut longest, mut max_new) = (0, 0);
+        for (rows, (_, r)) in sorted.iter().enumerate() {
+            longest = longest.max(r.prompt.len());
+            max_new = max_new.max(r.max_new_tokens);
+            let cost = (rows + 1) * (prefix + longest + max_new);
+            if rows > 0 && (rows >= self.options.batch_size || cost > self.options.max_batch_tokens)
+            {
+                return rows;
+            }
+        }
+        sorted.len()
+    }
+
+    /// The task's shared prefix, computed once per task: the longest common token prefix of
+    /// the prompts (each keeps at least one token of its own). Later calls reuse it, cut to
+    /// what their prompts share (exact: a prefix's K/V never depends on later tokens).
+    /// `None` when reuse is off, unsupported, or under 8 tokens.
+    fn shared_prefix(
+        &mut self,
+        task: Task,
+        forced: Option<usize>,
+        ready: &[(usize, Request)],
+    ) -> candle_core::Result<Option<PrefixCache>> {
+        const MIN_PREFIX: usize = 8;
+        if !self.options.prefix_reuse || ready.is_empty() {
+            return Ok(None);
+        }
+        let mut lcp: &[u32] = &ready[0].1.prompt;
+        lcp = &lcp[..lcp.len().saturating_sub(1)];
+        for (_, r) in &ready[1..] {
+            let n = common_prefix(lcp, &r.prompt[..r.prompt.len().saturating_sub(1)]);
+            lcp = &lcp[..n];
+        }
+        if let Some(cached) = self.prefixes.get_mut(&task) {
+            let n = common_prefix(&cached.tokens, lcp);
+            if n >= MIN_PREFIX {
+                cached.truncate(n)?;
+                return Ok(Some(cached.clone()));
+            }
+        }
+        if lcp.len() < MIN_PREFIX {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let Some(prefix) = self.model.decoder.prefill_prefix(lcp, forced)? else {
+            return Ok(None);
+        };
+        self.stats.prefixes += 1;
+        self.stats.prefix_tokens += prefix.len();
+        self.stats.prefill_s += started.elapsed().as_secs_f64();
+        self.prefixes.insert(task, prefix.clone());
+        Ok(Some(prefix))
+    }
+
     fn decode(
         &mut self,
+        prefix: Option<&PrefixCache>,
         requests: &[Request],
         forced: Option<usize>,
     ) -> candle_core::Result<Vec<generate::Generated>> {
@@ -262,7 +364,13 @@ impl Corrector {
             forced_expert: forced,
             stopped: &stopped,
         };
-        generate::greedy_batch(self.model.decoder.as_mut(), requests, &settings)
+        generate::greedy_batch_with(
+            self.model.decoder.as_mut(),
+            prefix,
+            requests,
+            &settings,
+            &mut self.stats,
+        )
     }
 
     /// The answer: the decoded text up to the first stop string, trimmed.
@@ -335,7 +443,11 @@ impl Corrector {
     /// prints it and writes it beside `-o FILE` as `FILE.sig`; `neko eval` reports it.
     pub fn signature(&self, tasks: &[Task]) -> String {
         use sha2::{Digest, Sha256};
-        let model = self.model.files.fingerprint().unwrap_or_else(|_| "unreadable".into());
+        let model = self
+            .model
+            .files
+            .fingerprint()
+            .unwrap_or_else(|_| "unreadable".into());
         let prompts: String = tasks
             .iter()
             .map(|&t| {
@@ -348,9 +460,19 @@ impl Corrector {
             .join(",");
         let o = &self.options;
         let routing = format!("{:?}", o.routing).to_lowercase();
-        let max_new = o.max_new_tokens.map_or("auto".to_string(), |n| n.to_string());
-        let guard = if o.guard.enabled { format!("edit{}", o.guard.max_edit_ratio) } else { "off".into() };
-        let chat = if self.model.chat.is_some() { "yes" } else { "no" };
+        let max_new = o
+            .max_new_tokens
+            .map_or("auto".to_string(), |n| n.to_string());
+        let guard = if o.guard.enabled {
+            format!("edit{}", o.guard.max_edit_ratio)
+        } else {
+            "off".into()
+        };
+        let chat = if self.model.chat.is_some() {
+            "yes"
+        } else {
+            "no"
+        };
         format!(
             "correct|model:fp-{model}|dtype:{}|routing:{routing}|decode:greedy|max_new:{max_new}|stop:{:?}|prompt:{prompts}|chat:{chat}|guard:{guard}|neko:{}",
             format!("{:?}", self.model.dtype).to_lowercase(),

@@ -2,12 +2,16 @@
 //!
 //! A batch is left-padded to its longest prompt; the decoder's mask hides the padding and its
 //! per-row positions make each row see exactly what it would see alone, so a batch yields the
-//! same tokens as one-at-a-time decoding. Finished rows keep being fed (their output is
-//! ignored) so the others are not disturbed.
+//! same tokens as one-at-a-time decoding. A prompt prefix shared by every row (the task's
+//! instruction) can be computed once and reused ([`PrefixCache`]): rows are then laid out as
+//! `[prefix | padding | row tokens]`. Finished rows are dropped from the cache once a quarter
+//! of the batch is done (decoders that cannot drop rows keep feeding them, output ignored).
+
+use std::time::Instant;
 
 use candle_core::{Result, Tensor, D};
 
-use crate::model::{Decoder, Logits};
+use crate::model::{Decoder, Logits, PrefixCache};
 
 /// Why a row stopped generating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -45,18 +49,59 @@ pub struct Settings<'a> {
     pub stopped: &'a dyn Fn(&[u32]) -> bool,
 }
 
+/// Token and time counts of decoding, summed over batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct DecodeStats {
+    /// Batches decoded.
+    pub batches: usize,
+    /// Prompt tokens run through the model (row suffixes when a prefix is reused; padding not
+    /// counted).
+    pub prefill_tokens: usize,
+    /// Padding slots run through the model with the prompts.
+    pub pad_tokens: usize,
+    /// Shared prefixes computed, and their tokens (each computed once, with batch 1).
+    pub prefixes: usize,
+    pub prefix_tokens: usize,
+    /// Prompt tokens that came from a reused prefix instead of being computed again.
+    pub reused_tokens: usize,
+    /// Tokens generated (one per live row per step, EOS included).
+    pub decode_tokens: usize,
+    /// Seconds spent in prompt forward passes (prefixes included) and in decode steps.
+    pub prefill_s: f64,
+    pub decode_s: f64,
+}
+
 /// Decodes a batch greedily. Prompts must be non-empty.
 pub fn greedy_batch(
     decoder: &mut dyn Decoder,
     requests: &[Request],
     settings: &Settings,
 ) -> Result<Vec<Generated>> {
+    greedy_batch_with(
+        decoder,
+        None,
+        requests,
+        settings,
+        &mut DecodeStats::default(),
+    )
+}
+
+/// Decodes a batch greedily after a shared `prefix` (already computed; each request's
+/// `prompt` is then the row's tokens after it, non-empty). Rows that finish are dropped from
+/// the batch when the decoder supports it, so a long tail does not keep the whole batch busy.
+pub fn greedy_batch_with(
+    decoder: &mut dyn Decoder,
+    prefix: Option<&PrefixCache>,
+    requests: &[Request],
+    settings: &Settings,
+    stats: &mut DecodeStats,
+) -> Result<Vec<Generated>> {
     if requests.is_empty() {
         return Ok(Vec::new());
     }
     let longest = requests.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
     let max_new = requests.iter().map(|r| r.max_new_tokens).max().unwrap_or(0);
-    let pads: Vec<usize> = requests.iter().map(|r| longest - r.prompt.len()).collect();
+    let mut pads: Vec<usize> = requests.iter().map(|r| longest - r.prompt.len()).collect();
     let pad_id = settings.eos.first().copied().unwrap_or(0);
     let mut flat = Vec::with_capacity(requests.len() * longest);
     for (r, &p) in requests.iter().zip(&pads) {
@@ -64,8 +109,18 @@ pub fn greedy_batch(
         flat.extend_from_slice(&r.prompt);
     }
     let device = decoder.device().clone();
-    decoder.reset(longest + max_new);
-    let input = Tensor::from_vec(flat, (requests.len(), longest), &device)?;
+    let b = requests.len();
+    match prefix {
+        Some(p) => {
+            decoder.reset_with_prefix(p, b, p.len() + longest + max_new)?;
+            stats.reused_tokens += b * p.len();
+        }
+        None => decoder.reset(longest + max_new),
+    }
+    let input = Tensor::from_vec(flat, (b, longest), &device)?;
+    stats.batches += 1;
+    stats.prefill_tokens += requests.iter().map(|r| r.prompt.len()).sum::<usize>();
+    stats.pad_tokens += pads.iter().sum::<usize>();
 
     let mut out: Vec<Generated> = requests
         .iter()
@@ -79,20 +134,36 @@ pub fn greedy_batch(
         })
         .collect();
     let mut done: Vec<bool> = requests.iter().map(|r| r.max_new_tokens == 0).collect();
+    // `live[k]` is the request in row k of the decoder's cache.
+    let mut live: Vec<usize> = (0..b).collect();
+    let t = Instant::now();
     let mut logits = decoder.forward(&input, &pads, settings.forced_expert, Logits::Last)?;
-    while !done.iter().all(|&d| d) {
-        let next: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
-        for (i, &tok) in next.iter().enumerate() {
+    let mut next: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+    stats.prefill_s += t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    loop {
+        for (k, &tok) in next.iter().enumerate() {
+            let i = live[k];
             if !done[i] {
+                stats.decode_tokens += 1;
                 done[i] = advance(&mut out[i], tok, requests[i].max_new_tokens, settings);
             }
         }
-        if done.iter().all(|&d| d) {
+        let still: Vec<usize> = (0..live.len()).filter(|&k| !done[live[k]]).collect();
+        if still.is_empty() {
             break;
         }
-        let step = Tensor::from_vec(next, (requests.len(), 1), &device)?;
+        // Dropping rows copies the cache once; worth it when a quarter of the rows are done.
+        if still.len() * 4 <= live.len() * 3 && decoder.retain_rows(&still)? {
+            live = still.iter().map(|&k| live[k]).collect();
+            pads = still.iter().map(|&k| pads[k]).collect();
+            next = still.iter().map(|&k| next[k]).collect();
+        }
+        let step = Tensor::from_vec(next, (live.len(), 1), &device)?;
         logits = decoder.forward(&step, &pads, settings.forced_expert, Logits::Last)?;
+        next = logits.argmax(D::Minus1)?.to_vec1()?;
     }
+    stats.decode_s += t.elapsed().as_secs_f64();
     Ok(out)
 }
 

@@ -1,14 +1,24 @@
 //! `neko bench`: how fast a model loads, reads a prompt (prefill) and writes (decode) on this
 //! machine; one JSON record on stdout, like mistral.rs's `bench`.
+//!
+//! With `--data FILE` it runs the real correction path (prompts, prefix reuse, token-budget
+//! batching, greedy decoding, answer extraction) over the file's first `--limit` records and
+//! reports records/s; without, a synthetic prompt of `--prompt-tokens` tokens.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{Tensor, D};
 use clap::Args;
 use serde::Serialize;
 
+use super::correct::DecodeArgs;
 use super::{ModelArgs, EXIT_OK};
+use crate::correct::Corrector;
 use crate::model::Logits;
+use crate::record::{self, Record};
+use crate::Task;
 
 /// Flags of `neko bench`.
 #[derive(Debug, Args)]
@@ -31,6 +41,57 @@ pub struct BenchArgs {
     /// Timed repetitions; the best is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+
+    /// Correct the records of FILE (any input format of `neko correct`) instead of timing a
+    /// synthetic prompt; the decoding flags of `neko correct` apply.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+
+    /// With --data: only the first N readable records.
+    #[arg(long)]
+    pub limit: Option<usize>,
+
+    /// With --data: the task of records without a `task` field.
+    #[arg(long, default_value = "asr")]
+    pub task: Task,
+
+    /// With --data: write each record's `id` and `prediction` (JSONL) to FILE.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+}
+
+/// What `neko bench --data` reports.
+#[derive(Debug, Serialize)]
+pub struct DataBenchRecord {
+    pub model: String,
+    pub format: String,
+    pub dtype: String,
+    pub quant: Option<String>,
+    pub cpu: Option<String>,
+    pub cores: usize,
+    pub threads: String,
+    pub load_s: f64,
+    pub data: String,
+    pub records: usize,
+    pub batch_size: usize,
+    pub max_batch_tokens: usize,
+    pub prefix_reuse: bool,
+    /// Wall time of the correction (prompts, decoding, answers), model load excluded.
+    pub seconds: f64,
+    pub records_s: f64,
+    /// Prompt tokens computed (shared prefixes once, then row suffixes) per prefill second.
+    pub prefill_tok_s: f64,
+    /// Prompt tokens per record on average (shared prefix included).
+    pub prompt_tokens_per_record: f64,
+    /// Generated tokens per decode second.
+    pub decode_tok_s: f64,
+    pub stats: crate::generate::DecodeStats,
+    /// KV cache of the largest batch the token budget allows, MiB.
+    pub kv_cache_budget_mib: f64,
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// What `neko bench` reports.
@@ -55,6 +116,9 @@ pub struct BenchRecord {
 
 /// Runs `neko bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
+    if args.data.is_some() {
+        return run_data(args);
+    }
     let start = Instant::now();
     let mut model = args.model.load()?;
     let load_s = start.elapsed().as_secs_f64();
@@ -115,6 +179,98 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
     };
     println!("{}", serde_json::to_string(&record)?);
     Ok(EXIT_OK)
+}
+
+/// `neko bench --data`: the correction path over real records.
+fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
+    let path = args.data.as_ref().expect("--data");
+    let bytes = record::read_input(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    let records: Vec<Record> = record::parse(&bytes)
+        .into_iter()
+        .filter_map(|e| e.record.ok())
+        .take(args.limit.unwrap_or(usize::MAX))
+        .collect();
+    let start = Instant::now();
+    let model = args.model.load()?;
+    let load_s = start.elapsed().as_secs_f64();
+    let cfg = model.config.clone();
+    let (format, dtype) = (
+        format!("{:?}", model.files.format).to_lowercase(),
+        model.dtype,
+    );
+    let prompt = match &args.decode.prompt {
+        Some(p) => Some(crate::prompt::Template::from_file(p)?),
+        None => None,
+    };
+    let options = args.decode.options();
+    let mut corrector = Corrector::new(model, prompt, options.clone());
+    let mut groups: std::collections::BTreeMap<Task, Vec<usize>> = Default::default();
+    for (i, r) in records.iter().enumerate() {
+        let task = match &r.task {
+            Some(t) => t.parse::<Task>().map_err(|e| anyhow::anyhow!("{e}"))?,
+            None => args.task,
+        };
+        groups.entry(task).or_default().push(i);
+    }
+    let mut predictions: Vec<Option<String>> = vec![None; records.len()];
+    let window = (options.batch_size * 8).max(1);
+    let started = Instant::now();
+    for (task, idx) in &groups {
+        corrector.check_routing(*task).map_err(anyhow::Error::msg)?;
+        for chunk in idx.chunks(window) {
+            let rs: Vec<&Record> = chunk.iter().map(|&i| &records[i]).collect();
+            for (&i, out) in chunk.iter().zip(corrector.correct_task(*task, &rs)) {
+                predictions[i] = Some(out.map(|c| c.text).unwrap_or_default());
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(p) = &args.predictions {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(p)?);
+        for (r, pred) in records.iter().zip(&predictions) {
+            let line = serde_json::json!({"id": r.id, "prediction": pred});
+            writeln!(out, "{line}")?;
+        }
+        out.flush()?;
+    }
+    let st = corrector.stats;
+    let computed = st.prefix_tokens + st.prefill_tokens;
+    let kv_per_token =
+        2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * dtype.size_in_bytes();
+    let n = records.len();
+    let record = DataBenchRecord {
+        model: args.model.model.clone(),
+        format,
+        dtype: format!("{dtype:?}").to_lowercase(),
+        quant: args.model.quant.map(|q| format!("{q:?}").to_lowercase()),
+        cpu: cpu_model(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()),
+        load_s,
+        data: path.display().to_string(),
+        records: n,
+        batch_size: options.batch_size,
+        max_batch_tokens: options.max_batch_tokens,
+        prefix_reuse: options.prefix_reuse,
+        seconds,
+        records_s: n as f64 / seconds.max(1e-9),
+        prefill_tok_s: computed as f64 / st.prefill_s.max(1e-9),
+        prompt_tokens_per_record: (st.prefill_tokens + st.reused_tokens) as f64 / n.max(1) as f64,
+        decode_tok_s: st.decode_tokens as f64 / st.decode_s.max(1e-9),
+        stats: st,
+        kv_cache_budget_mib: (options.max_batch_tokens * kv_per_token) as f64 / (1 << 20) as f64,
+        peak_rss_mib: peak_rss_mib(),
+    };
+    println!("{}", serde_json::to_string(&record)?);
+    Ok(EXIT_OK)
+}
+
+/// The CPU's model name from `/proc/cpuinfo` (Linux only).
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_string())
 }
 
 /// `VmHWM` from `/proc/self/status`, in MiB (Linux only).

@@ -51,6 +51,12 @@ pub struct CorrectArgs {
     #[arg(long, env = "NEKO_STRICT")]
     pub strict: bool,
 
+    /// Print each record's rendered prompt as JSONL (`id`, `task`, `prompt` text, `ids`,
+    /// `max_new_tokens`) instead of correcting: what other engines need to see the same
+    /// prompts (scripts/compare_engines.sh).
+    #[arg(long, hide = true)]
+    pub dump_prompts: bool,
+
     /// Largest record, in bytes; a longer line or array element is reported as an error
     /// record instead of being tokenised.
     #[arg(long, default_value_t = record::DEFAULT_MAX_RECORD_BYTES, env = "NEKO_MAX_RECORD_BYTES")]
@@ -70,9 +76,20 @@ pub struct DecodeArgs {
     #[arg(long, env = "NEKO_MAX_NEW_TOKENS")]
     pub max_new_tokens: Option<usize>,
 
-    /// Records decoded together in one batch.
-    #[arg(long, default_value_t = 8, env = "NEKO_BATCH_SIZE")]
+    /// Most records decoded together in one batch.
+    #[arg(long, default_value_t = 16, env = "NEKO_BATCH_SIZE")]
     pub batch_size: usize,
+
+    /// Most KV-cache positions per batch: rows × (shared prefix + longest prompt after it +
+    /// largest answer bound), padding included. Records are sorted by prompt length and
+    /// batches filled up to this (and to --batch-size rows).
+    #[arg(long, default_value_t = 4096, env = "NEKO_MAX_BATCH_TOKENS")]
+    pub max_batch_tokens: usize,
+
+    /// Recompute every prompt in full instead of computing the prompt prefix shared by a
+    /// task's records once and reusing its KV cache (same output, slower).
+    #[arg(long, env = "NEKO_NO_PREFIX_REUSE")]
+    pub no_prefix_reuse: bool,
 
     /// A prompt template file replacing the built-in one of every task (see configs/prompts).
     #[arg(long, env = "NEKO_PROMPT")]
@@ -94,11 +111,14 @@ pub struct DecodeArgs {
 }
 
 impl DecodeArgs {
-    fn options(&self) -> CorrectOptions {
+    /// The decoding options these flags ask for.
+    pub fn options(&self) -> CorrectOptions {
         let mut o = CorrectOptions {
             routing: self.routing,
             max_new_tokens: self.max_new_tokens,
             batch_size: self.batch_size.max(1),
+            max_batch_tokens: self.max_batch_tokens,
+            prefix_reuse: !self.no_prefix_reuse,
             guard: GuardOptions {
                 enabled: !self.no_guard,
                 max_edit_ratio: self.guard_max_edit,
@@ -152,6 +172,9 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     for &task in &tasks {
         corrector.check_routing(task).map_err(anyhow::Error::msg)?;
     }
+    if args.dump_prompts {
+        return dump_prompts(&corrector, &items, args.task);
+    }
     let signature = corrector.signature(&tasks);
     let mut sink = match &args.output {
         None => OutputSink::stdout(),
@@ -173,7 +196,8 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     let mut stats = Stats::default();
     let started = Instant::now();
     let progress = super::progress_bar(todo.len() as u64, "correcting");
-    let window = (corrector.options.batch_size * 4).max(1);
+    // Records are sorted and batched within a window; output is written window by window.
+    let window = (corrector.options.batch_size * 8).max(1);
     for chunk in todo.chunks(window) {
         if interrupted.load(Ordering::SeqCst) {
             progress.finish_and_clear();
@@ -201,6 +225,42 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     }
     stats.report(started.elapsed().as_secs_f64());
     eprintln!("neko: {signature}");
+    Ok(EXIT_OK)
+}
+
+/// `--dump-prompts`: one JSON line per readable record with the prompt neko would decode.
+fn dump_prompts(
+    corrector: &Corrector,
+    items: &[Item],
+    default: Option<Task>,
+) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for item in items {
+        let Ok(record) = &item.entry.record else {
+            continue;
+        };
+        let Ok(task) = resolve_task(record, default) else {
+            continue;
+        };
+        let Ok(request) = corrector.request(task, record) else {
+            continue;
+        };
+        let text = corrector
+            .model
+            .tokenizer
+            .decode(&request.prompt, false)
+            .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+        let line = serde_json::json!({
+            "id": item.entry.id(),
+            "task": task.name(),
+            "prompt": text,
+            "ids": request.prompt,
+            "max_new_tokens": request.max_new_tokens,
+        });
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
     Ok(EXIT_OK)
 }
 

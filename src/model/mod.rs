@@ -23,7 +23,7 @@ pub use chat::ChatTemplate;
 pub use config::{Architecture, ExpertLora, ModelConfig, RoutingMode};
 pub use files::{Format, ModelFiles};
 pub use gguf::GgufFile;
-pub use transformer::{Logits, Transformer};
+pub use transformer::{Logits, PrefixCache, Transformer};
 pub use weights::{parse_quant, Weights};
 
 /// Why a model could not be loaded. Every variant names the file at fault.
@@ -75,6 +75,32 @@ pub trait Decoder: Send {
     fn last_routing(&self) -> Vec<Tensor> {
         Vec::new()
     }
+
+    /// Runs `tokens` alone and keeps their K/V as a prefix shared by later batches; `None`
+    /// when the backend cannot reuse a prefix (callers then send whole prompts).
+    fn prefill_prefix(
+        &mut self,
+        _tokens: &[u32],
+        _forced: Option<usize>,
+    ) -> candle_core::Result<Option<PrefixCache>> {
+        Ok(None)
+    }
+
+    /// Like [`Decoder::reset`], with `prefix` already cached at the start of each of `batch`
+    /// rows; `pads` of later calls then count from the end of the prefix.
+    fn reset_with_prefix(
+        &mut self,
+        _prefix: &PrefixCache,
+        _batch: usize,
+        _capacity: usize,
+    ) -> candle_core::Result<()> {
+        candle_core::bail!("this decoder cannot reuse a prefix cache")
+    }
+
+    /// Keeps only the cache rows `rows` (finished rows dropped); `false` when unsupported.
+    fn retain_rows(&mut self, _rows: &[usize]) -> candle_core::Result<bool> {
+        Ok(false)
+    }
 }
 
 impl Decoder for Transformer {
@@ -98,6 +124,27 @@ impl Decoder for Transformer {
 
     fn last_routing(&self) -> Vec<Tensor> {
         Transformer::last_routing(self)
+    }
+
+    fn prefill_prefix(
+        &mut self,
+        tokens: &[u32],
+        forced: Option<usize>,
+    ) -> candle_core::Result<Option<PrefixCache>> {
+        Transformer::prefill_prefix(self, tokens, forced).map(Some)
+    }
+
+    fn reset_with_prefix(
+        &mut self,
+        prefix: &PrefixCache,
+        batch: usize,
+        capacity: usize,
+    ) -> candle_core::Result<()> {
+        Transformer::reset_with_prefix(self, prefix, batch, capacity)
+    }
+
+    fn retain_rows(&mut self, rows: &[usize]) -> candle_core::Result<bool> {
+        Transformer::retain_rows(self, rows).map(|_| true)
     }
 }
 

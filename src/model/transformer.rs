@@ -667,7 +667,8 @@ impl Transformer {
         for layer in &mut self.layers {
             let capacity = layer.self_attn.kv_cache.k_cache().max_seq_len();
             if let Some((k, v)) = layer.self_attn.cached()? {
-                let (k, v) = (k.index_select(&idx, 0)?, v.index_select(&idx, 0)?);
+                let k = k.contiguous()?.index_select(&idx, 0)?;
+                let v = v.contiguous()?.index_select(&idx, 0)?;
                 layer.self_attn.refill(&k, &v, capacity)?;
             }
         }
@@ -765,5 +766,62 @@ fn position(i: usize, n: usize, p: usize) -> usize {
         n
     } else {
         i - p
+    }
+}
+
+/// One decoder layer's attention and feed-forward, callable on their own for the criterion
+/// benchmarks (`benches/model.rs`); not part of the supported API.
+#[doc(hidden)]
+pub struct LayerBench {
+    layer: DecoderLayer,
+    rotary: RotaryEmbedding,
+    device: Device,
+}
+
+#[doc(hidden)]
+impl LayerBench {
+    /// Layer 0 of a checkpoint (`model.layers.0.*`).
+    pub fn new(cfg: &ModelConfig, w: &Weights) -> Result<Self> {
+        Ok(Self {
+            layer: DecoderLayer::new(cfg, &w.pp("model").pp("layers").pp(0))?,
+            rotary: RotaryEmbedding::new(cfg, w.dtype(), w.device())?,
+            device: w.device().clone(),
+        })
+    }
+
+    /// Self-attention over `xs` `(b, q, hidden)` after `cached` positions of the cache (a
+    /// decode step when `q` is 1); the cache is refilled with zeros first.
+    pub fn attention(&mut self, xs: &Tensor, cached: usize) -> Result<Tensor> {
+        let (b, q, _) = xs.dims3()?;
+        let attn = &mut self.layer.self_attn;
+        attn.kv_cache = KvCache::new(2, cached + q);
+        if cached > 0 {
+            let kv = Tensor::zeros(
+                (b, attn.num_kv_heads, cached, attn.head_dim),
+                xs.dtype(),
+                &self.device,
+            )?;
+            attn.kv_cache.append(&kv, &kv)?;
+        }
+        let ids: Vec<u32> = (0..b)
+            .flat_map(|_| (cached..cached + q).map(|t| t as u32))
+            .collect();
+        let (cos, sin) = self
+            .rotary
+            .gather(&Tensor::new(ids.as_slice(), &self.device)?, b, q)?;
+        let mut mask = Vec::with_capacity(q * (cached + q));
+        for t in cached..cached + q {
+            mask.extend((0..cached + q).map(|j| if j <= t { 0f32 } else { f32::NEG_INFINITY }));
+        }
+        let mask = Tensor::from_vec(mask, (1, 1, q, cached + q), &self.device)?;
+        attn.forward(xs, &cos, &sin, &mask)
+    }
+
+    /// The feed-forward (sparse MoE block or dense MLP) over `xs` `(b, q, hidden)`.
+    pub fn feed_forward(&mut self, xs: &Tensor, forced: Option<usize>) -> Result<Tensor> {
+        match &mut self.layer.feed_forward {
+            FeedForward::Dense(mlp) => mlp.forward(xs),
+            FeedForward::Sparse(moe) => moe.forward(xs, forced),
+        }
     }
 }

@@ -8,5 +8,6 @@ mod model;
 mod model_files;
 mod record_props;
 mod robust;
+mod speed;
 mod train;
 mod util;

@@ -1,0 +1,94 @@
+//! Decoder building blocks on CPU, one thread: one layer's sparse MoE block (learned and
+//! task-forced routing) and its grouped-query attention (prefill of a batch, and a decode step
+//! over a filled cache), with random weights at a small Mixtral shape (hidden 576 as SmolLM2,
+//! 9 query / 3 KV heads, 4 experts of 1,536, top-2).
+//!
+//!     RAYON_NUM_THREADS=1 cargo bench --bench model
+
+use std::collections::HashMap;
+use std::hint::black_box;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use criterion::{criterion_group, criterion_main, Criterion};
+use neko::model::transformer::LayerBench;
+use neko::model::{ModelConfig, Weights};
+
+const CONFIG: &str = r#"{
+  "architectures": ["MixtralForCausalLM"], "model_type": "mixtral",
+  "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 1,
+  "num_attention_heads": 9, "num_key_value_heads": 3, "num_local_experts": 4,
+  "num_experts_per_tok": 2, "vocab_size": 1000, "max_position_embeddings": 2048,
+  "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": false,
+  "bos_token_id": 1, "eos_token_id": 2
+}"#;
+
+fn layer() -> LayerBench {
+    let cfg = ModelConfig::from_json(CONFIG).expect("config");
+    let dev = Device::Cpu;
+    let (h, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("self_attn.q_proj.weight".into(), vec![9 * d, h]),
+        ("self_attn.k_proj.weight".into(), vec![3 * d, h]),
+        ("self_attn.v_proj.weight".into(), vec![3 * d, h]),
+        ("self_attn.o_proj.weight".into(), vec![h, 9 * d]),
+        ("block_sparse_moe.gate.weight".into(), vec![4, h]),
+        ("input_layernorm.weight".into(), vec![h]),
+        ("post_attention_layernorm.weight".into(), vec![h]),
+    ];
+    for e in 0..4 {
+        let p = format!("block_sparse_moe.experts.{e}");
+        shapes.push((format!("{p}.w1.weight"), vec![i, h]));
+        shapes.push((format!("{p}.w3.weight"), vec![i, h]));
+        shapes.push((format!("{p}.w2.weight"), vec![h, i]));
+    }
+    let tensors: HashMap<String, Tensor> = shapes
+        .into_iter()
+        .map(|(name, shape)| {
+            let t = (Tensor::randn(0f32, 1.0, shape, &dev).unwrap() * 0.05).unwrap();
+            (format!("model.layers.0.{name}"), t)
+        })
+        .collect();
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
+    LayerBench::new(&cfg, &Weights::from(vb)).expect("layer")
+}
+
+fn input(b: usize, q: usize) -> Tensor {
+    Tensor::randn(0f32, 1.0, (b, q, 576), &Device::Cpu).unwrap()
+}
+
+fn moe(c: &mut Criterion) {
+    let mut layer = layer();
+    let mut g = c.benchmark_group("moe_block");
+    g.sample_size(20);
+    for (name, b, q) in [("prefill_1x128", 1, 128), ("decode_16x1", 16, 1)] {
+        let xs = input(b, q);
+        g.bench_function(format!("{name}/learned"), |bench| {
+            bench.iter(|| black_box(layer.feed_forward(&xs, None).unwrap()))
+        });
+        g.bench_function(format!("{name}/forced"), |bench| {
+            bench.iter(|| black_box(layer.feed_forward(&xs, Some(1)).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+fn attention(c: &mut Criterion) {
+    let mut layer = layer();
+    let mut g = c.benchmark_group("attention");
+    g.sample_size(20);
+    for (name, b, q, cached) in [
+        ("prefill_1x128", 1, 128, 0),
+        ("prefill_16x64_after_80", 16, 64, 80),
+        ("decode_16x1_after_200", 16, 1, 200),
+    ] {
+        let xs = input(b, q);
+        g.bench_function(name, |bench| {
+            bench.iter(|| black_box(layer.attention(&xs, cached).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, moe, attention);
+criterion_main!(benches);

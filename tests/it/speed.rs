@@ -1,0 +1,215 @@
+//! The fast batch path: a shared prompt prefix computed once and reused, token-budget
+//! batching, and dropping finished rows give exactly the tokens of one-at-a-time decoding
+//! without any of them (tiny f32 fixtures).
+
+use candle_core::{DType, Device};
+use neko::correct::{CorrectOptions, Corrector};
+use neko::generate::{greedy_batch, greedy_batch_with, DecodeStats, Request, Settings};
+use neko::model::Model;
+use neko::record::{self, Record};
+use neko::Task;
+use serde_json::Value;
+
+use crate::util::fixture;
+
+fn load(name: &str) -> Model {
+    Model::load(fixture(name).to_str().unwrap(), &Device::Cpu, DType::F32).unwrap()
+}
+
+fn reference_ids(name: &str) -> Vec<Vec<u32>> {
+    let text = std::fs::read_to_string(fixture(name).join("reference.json")).unwrap();
+    let r: Value = serde_json::from_str(&text).unwrap();
+    r["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        })
+        .collect()
+}
+
+fn never_stop(_: &[u32]) -> bool {
+    false
+}
+
+/// Prompts sharing a 24-token prefix, with tails of different lengths and answer bounds of
+/// different lengths (so rows finish at different steps and are dropped from the batch).
+fn prefix_prompts(name: &str) -> (Vec<u32>, Vec<Request>) {
+    let ids = reference_ids(name);
+    let prefix: Vec<u32> = ids[0][..24].to_vec();
+    let tails = [
+        &ids[1][..],
+        &ids[2][..7],
+        &ids[0][30..],
+        &ids[2][..1],
+        &ids[1][3..9],
+    ];
+    let requests = tails
+        .iter()
+        .zip([20, 5, 12, 17, 1])
+        .map(|(t, n)| Request {
+            prompt: [&prefix[..], t].concat(),
+            max_new_tokens: n,
+        })
+        .collect();
+    (prefix, requests)
+}
+
+fn prefix_reuse_equals_one_at_a_time(name: &str, forced: Option<usize>) {
+    let mut model = load(name);
+    let (prefix, requests) = prefix_prompts(name);
+    let settings = Settings {
+        eos: &[],
+        forced_expert: forced,
+        stopped: &never_stop,
+    };
+    let alone: Vec<Vec<u32>> = requests
+        .iter()
+        .map(|r| {
+            greedy_batch(model.decoder.as_mut(), std::slice::from_ref(r), &settings).unwrap()[0]
+                .tokens
+                .clone()
+        })
+        .collect();
+    let cache = model
+        .decoder
+        .prefill_prefix(&prefix, forced)
+        .unwrap()
+        .expect("the transformer reuses prefixes");
+    let suffixes: Vec<Request> = requests
+        .iter()
+        .map(|r| Request {
+            prompt: r.prompt[prefix.len()..].to_vec(),
+            max_new_tokens: r.max_new_tokens,
+        })
+        .collect();
+    let mut stats = DecodeStats::default();
+    let got = greedy_batch_with(
+        model.decoder.as_mut(),
+        Some(&cache),
+        &suffixes,
+        &settings,
+        &mut stats,
+    )
+    .unwrap();
+    for (i, (g, want)) in got.iter().zip(&alone).enumerate() {
+        assert_eq!(
+            &g.tokens, want,
+            "{name} row {i}: prefix + batch differs from alone"
+        );
+    }
+    assert_eq!(stats.reused_tokens, 24 * requests.len());
+    // A truncated prefix cache is the cache of the shorter prefix.
+    let mut short = cache.clone();
+    short.truncate(10).unwrap();
+    let suffixes: Vec<Request> = requests
+        .iter()
+        .map(|r| Request {
+            prompt: r.prompt[10..].to_vec(),
+            max_new_tokens: r.max_new_tokens,
+        })
+        .collect();
+    let got = greedy_batch_with(
+        model.decoder.as_mut(),
+        Some(&short),
+        &suffixes,
+        &settings,
+        &mut DecodeStats::default(),
+    )
+    .unwrap();
+    for (i, (g, want)) in got.iter().zip(&alone).enumerate() {
+        assert_eq!(&g.tokens, want, "{name} row {i}: truncated prefix differs");
+    }
+}
+
+#[test]
+fn mixtral_prefix_reuse_equals_one_at_a_time() {
+    prefix_reuse_equals_one_at_a_time("tiny-mixtral", None);
+}
+
+#[test]
+fn mixtral_prefix_reuse_with_forced_expert_equals_one_at_a_time() {
+    prefix_reuse_equals_one_at_a_time("tiny-mixtral", Some(1));
+}
+
+#[test]
+fn llama_prefix_reuse_equals_one_at_a_time() {
+    prefix_reuse_equals_one_at_a_time("tiny-llama", None);
+}
+
+fn variant_records() -> Vec<Record> {
+    let bytes = std::fs::read(fixture("records/variants.json")).unwrap();
+    record::parse(&bytes)
+        .into_iter()
+        .filter_map(|e| e.record.ok())
+        .collect()
+}
+
+fn corrections(name: &str, options: CorrectOptions, windows: usize) -> (Vec<String>, DecodeStats) {
+    let records = variant_records();
+    let mut corrector = Corrector::new(load(name), None, options);
+    let refs: Vec<&Record> = records.iter().collect();
+    let mut texts = Vec::new();
+    for chunk in refs.chunks(refs.len().div_ceil(windows)) {
+        for c in corrector.correct_task(Task::Asr, chunk) {
+            let c = c.unwrap();
+            texts.push(format!("{:?} {} {}", c.finish, c.new_tokens, c.text));
+        }
+    }
+    (texts, corrector.stats)
+}
+
+/// The whole correction path: prefix reuse and token-budget batching against one record at a
+/// time with full prompts; the prefix is computed once per task, across calls.
+fn corrector_fast_path_equals_slow_path(name: &str) {
+    let slow = CorrectOptions {
+        batch_size: 1,
+        max_batch_tokens: usize::MAX,
+        prefix_reuse: false,
+        max_new_tokens: Some(12),
+        ..CorrectOptions::default()
+    };
+    let fast = CorrectOptions {
+        batch_size: 16,
+        max_batch_tokens: 400,
+        prefix_reuse: true,
+        max_new_tokens: Some(12),
+        ..CorrectOptions::default()
+    };
+    let (want, slow_stats) = corrections(name, slow, 1);
+    // All records in one call: 4 rows of about 180 KV positions, 2 per batch.
+    let (got, stats) = corrections(name, fast.clone(), 1);
+    assert_eq!(got, want, "{name}: fast path differs");
+    assert_eq!(slow_stats.prefixes, 0);
+    assert_eq!(stats.prefixes, 1);
+    assert!(stats.prefix_tokens >= 8 && stats.reused_tokens > stats.prefix_tokens);
+    assert_eq!(
+        stats.prefill_tokens + stats.reused_tokens,
+        slow_stats.prefill_tokens,
+        "{name}: every prompt token is computed or reused"
+    );
+    assert_eq!(stats.batches, 2, "{name}: the token budget: {stats:?}");
+    // One record per call: the first call's prefix is its whole prompt but the last token;
+    // later calls cut it to what they share, and it is still computed once.
+    let (got, stats) = corrections(name, fast, 4);
+    assert_eq!(got, want, "{name}: fast path, one record per call, differs");
+    assert_eq!(
+        stats.prefixes, 1,
+        "{name}: the prefix is computed once per task"
+    );
+}
+
+#[test]
+fn mixtral_corrector_fast_path_equals_slow_path() {
+    corrector_fast_path_equals_slow_path("tiny-mixtral");
+}
+
+#[test]
+fn llama_corrector_fast_path_equals_slow_path() {
+    corrector_fast_path_equals_slow_path("tiny-llama");
+}
