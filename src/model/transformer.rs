@@ -26,6 +26,9 @@ pub enum Logits {
     Last,
     /// Every position: `(batch, seq, vocab)`. For scoring hypotheses and training.
     All,
+    /// No logits: the final-normed hidden states `(batch, seq, hidden)` of every position, for
+    /// [`Transformer::lm_head`] on the few positions a loss needs (training).
+    Hidden,
 }
 
 /// Left-padding of each row, in tokens, counted over the whole sequence (cache included).
@@ -128,8 +131,7 @@ impl Attention {
         // share a KV head (heads are grouped as transformers' `repeat_kv` lays them out) are
         // stacked along the query axis, (b, kv_heads, rep * q, dim).
         let qs = qs.reshape((b, self.num_kv_heads, rep * q, self.head_dim))?;
-        let ks = ks.contiguous()?;
-        let vs = vs.contiguous()?;
+        // K/V are a narrowed view of the preallocated cache: matmul reads them in place.
         // (b, heads, q, kv); softmax in f32 as transformers does, whatever the weights' dtype.
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (qs.matmul(&ks.t()?)? * scale)?
@@ -585,6 +587,16 @@ impl Transformer {
         }
     }
 
+    /// Drops the gate logits kept from the last forward pass (and with them its graph), so a
+    /// training step holds one graph at a time.
+    pub fn clear_router_logits(&mut self) {
+        for layer in &mut self.layers {
+            if let FeedForward::Sparse(moe) = &mut layer.feed_forward {
+                moe.last_gate_logits = None;
+            }
+        }
+    }
+
     /// The gate's f32 logits `(tokens, experts)` per MoE layer from the last forward pass in
     /// training mode, attached to the graph (for router losses).
     pub fn router_logits(&self) -> Vec<Tensor> {
@@ -700,11 +712,18 @@ impl Transformer {
         }
         let xs = match logits {
             Logits::Last => xs.narrow(1, q - 1, 1)?.squeeze(1)?,
-            Logits::All => xs,
+            Logits::All | Logits::Hidden => xs,
         };
-        self.lm_head
-            .forward(&norm(&self.norm, &xs, self.training)?)?
-            .to_dtype(DType::F32)
+        let xs = norm(&self.norm, &xs, self.training)?;
+        if logits == Logits::Hidden {
+            return Ok(xs);
+        }
+        self.lm_head(&xs)
+    }
+
+    /// f32 logits of final-normed hidden states (what [`Logits::Hidden`] returns).
+    pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.lm_head.forward(hidden)?.to_dtype(DType::F32)
     }
 
     /// The `(tokens, top_k)` expert ids each MoE layer chose in the last forward pass (empty
