@@ -184,8 +184,13 @@ fn correct_reads_stdin_and_writes_atomically() {
     let recs = lines(&std::fs::read(&dest).unwrap());
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[0]["best"], "she go to school");
-    // Only the destination is left: the temporary file was renamed.
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // The temporary file was renamed: only the output and its signature are left.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["out.jsonl", "out.jsonl.sig"]);
 }
 
 #[test]
