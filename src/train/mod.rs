@@ -354,6 +354,10 @@ impl Trainer {
         };
         let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
         let mut net = Transformer::load(&model.config, &Weights::from(vb))?;
+        // The loaded model's own decoder is replaced by an inference-mode view of the trained
+        // weights (shared storage), so the base is held once and `model` runs the trained net.
+        let mut model = model;
+        model.decoder = Box::new(net.clone());
         net.set_training(true);
         let h = &config.train;
         let opt = AdamW::new(
@@ -454,12 +458,15 @@ impl Trainer {
             RoutingLoss::Forced | RoutingLoss::Both => Some(expert),
             RoutingLoss::Aux => None,
         };
-        let logits = self.net.forward(&input, &pads, forced, Logits::All)?;
-        let vocab = logits.dim(D::Minus1)?;
-        let logits = logits.reshape((rows.len() * width, vocab))?;
+        // The LM head runs on the answer positions only (a vocabulary of 49k makes it a tenth
+        // of the model's work per position).
+        let hidden = self.net.forward(&input, &pads, forced, Logits::Hidden)?;
+        let size = hidden.dim(D::Minus1)?;
+        let hidden = hidden.reshape((rows.len() * width, size))?;
         let pos_t = Tensor::new(pos.as_slice(), &dev)?;
         let targets_t = Tensor::new(targets.as_slice(), &dev)?;
-        let lp = candle_nn::ops::log_softmax(&logits.index_select(&pos_t, 0)?, D::Minus1)?;
+        let logits = self.net.lm_head(&hidden.index_select(&pos_t, 0)?)?;
+        let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         let lm = lp.gather(&targets_t.unsqueeze(1)?, 1)?.sum_all()?.neg()?;
         let lm_sum = lm.to_scalar::<f32>()? as f64;
         let mut total = (lm / lm_scale)?;
@@ -547,8 +554,11 @@ impl Trainer {
             tokens_per_s: 0.0,
         };
         for batch in &batches {
-            let l = self.batch_loss(batch, answer.max(1) as f64, all.max(1) as f64)?;
+            let mut l = self.batch_loss(batch, answer.max(1) as f64, all.max(1) as f64)?;
             let store = l.total.backward()?;
+            l.total = Tensor::zeros((), DType::F32, &Device::Cpu)?;
+            // The kept gate logits would hold this graph into the next micro-batch.
+            self.net.clear_router_logits();
             for (name, var) in &self.vars {
                 if let Some(g) = store.get(var.as_tensor()) {
                     let g = g.detach();
@@ -614,6 +624,7 @@ impl Trainer {
                 end += 1;
             }
             let l = self.loss_of(&valid[start..end], &h, 1.0, 1.0)?;
+            self.net.clear_router_logits();
             sum += l.lm_sum;
             n += l.answer_tokens;
             start = end;
