@@ -30,8 +30,11 @@ if [ ! -x "$venv/bin/python" ]; then
     "$venv/bin/pip" install --quiet torch==2.15.0 transformers==5.24.0 numpy
 fi
 if ! "$venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
-    # A plain CPU build (no BLAS, no OpenMP: threads are set per call).
-    CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_BLAS=OFF -DGGML_OPENMP=OFF" \
+    # A plain CPU build for an AVX2 laptop: no BLAS, no OpenMP (threads are set per call). Not
+    # GGML_NATIVE: on this VM it enables AVX-512/AMX kernels that crash on any batch of more
+    # than one token (segmentation fault in llama_decode).
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_BLAS=OFF -DGGML_OPENMP=OFF" \
         "$venv/bin/pip" install --quiet llama-cpp-python==0.3.36
 fi
 gguf="$(scripts/fetch-base.sh)"

@@ -9,6 +9,7 @@ pub mod config;
 pub mod files;
 pub mod gguf;
 pub mod gguf_tokenizer;
+pub mod streamed;
 pub mod transformer;
 pub mod weights;
 
@@ -289,10 +290,11 @@ fn load_transformer(
 ) -> Result<Transformer, ModelError> {
     // Name the file at fault before candle's generic messages can hide it.
     check::weights_open(&files.weights)?;
-    // Safety: the files are memory-mapped read-only; neko does not modify them while loaded.
-    let vb =
-        unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, opts.dtype, &opts.device) }
-            .map_err(|e| check::explain_load_error(&e, &files.weights))?;
+    // Tensors are read one by one (not memory-mapped), so peak memory is the weights plus the
+    // largest tensor rather than the weights twice (src/model/streamed.rs).
+    let backend = streamed::ReadSafetensors::open(&files.weights)
+        .map_err(|e| check::explain_load_error(&e, &files.weights))?;
+    let vb = VarBuilder::from_backend(Box::new(backend), opts.dtype, opts.device.clone());
     Transformer::load(config, &Weights::safetensors(vb, opts.quantize))
         .map_err(|e| check::explain_load_error(&e, &files.weights))
 }
