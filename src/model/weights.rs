@@ -22,6 +22,16 @@ pub enum Proj {
 impl Module for Proj {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match self {
+            // Training through a frozen weight: skip the weight's gradient.
+            Proj::Full(l)
+                if xs.track_op()
+                    && !l.weight().track_op()
+                    && xs.device().is_cpu()
+                    && xs.dtype() == DType::F32
+                    && l.weight().dtype() == DType::F32 =>
+            {
+                xs.contiguous()?.apply_op1(FrozenMatmul(l.weight().clone()))
+            }
             Proj::Full(l) => l.forward(xs),
             Proj::Quantized(q) => {
                 // The quantised CPU kernel wants contiguous rows.
@@ -33,6 +43,39 @@ impl Module for Proj {
                 }
             }
         }
+    }
+}
+
+/// `x Wᵀ` (`W` of shape `(out, in)`) whose backward returns the input's gradient only.
+/// candle's matmul backward also computes the weight's gradient, whether or not the weight
+/// needs one: for a frozen weight (the base under low-rank experts) that is about a third of
+/// the backward work thrown away. CPU, f32.
+struct FrozenMatmul(Tensor);
+
+impl candle_core::CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, Shape)> {
+        let x = match (storage, layout.contiguous_offsets()) {
+            (candle_core::CpuStorage::F32(v), Some((start, end))) => {
+                Tensor::from_slice(&v[start..end], layout.shape(), &Device::Cpu)?
+            }
+            _ => candle_core::bail!("frozen-matmul: contiguous f32 input expected"),
+        };
+        let y = x.broadcast_matmul(&self.0.t()?)?;
+        let shape = y.shape().clone();
+        let data = y.flatten_all()?.to_vec1::<f32>()?;
+        Ok((candle_core::CpuStorage::F32(data), shape))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.broadcast_matmul(&self.0)?))
     }
 }
 

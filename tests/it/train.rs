@@ -383,3 +383,43 @@ path = "../shared/data/synth/ocr.train.jsonl"
         .chain(&shipped.valid)
         .all(|d| !neko::train::data::is_test_split(&d.path)));
 }
+
+#[test]
+fn frozen_projections_give_the_input_gradient_of_a_plain_matmul() {
+    // Proj skips the frozen weight's gradient with a custom op; the input's must not change.
+    use candle_core::Module;
+    let dev = Device::Cpu;
+    let w = Tensor::arange(0f32, 12.0, &dev)
+        .unwrap()
+        .reshape((3, 4))
+        .unwrap()
+        .affine(0.1, -0.5)
+        .unwrap();
+    let x = candle_core::Var::from_tensor(
+        &Tensor::arange(0f32, 24.0, &dev)
+            .unwrap()
+            .reshape((2, 3, 4))
+            .unwrap()
+            .sin()
+            .unwrap(),
+    )
+    .unwrap();
+    let proj = neko::model::weights::Proj::Full(candle_nn::Linear::new(w.clone(), None));
+    let plain = candle_nn::Linear::new(
+        candle_core::Var::from_tensor(&w)
+            .unwrap()
+            .as_tensor()
+            .clone(),
+        None,
+    );
+    let grad_of = |m: &dyn Module| {
+        let y = m.forward(x.as_tensor()).unwrap();
+        let loss = y.sqr().unwrap().sum_all().unwrap();
+        let g = loss.backward().unwrap();
+        (y, g.get(x.as_tensor()).unwrap().clone())
+    };
+    let (y1, g1) = grad_of(&proj);
+    let (y2, g2) = grad_of(&plain);
+    assert!(max_abs(&(y1 - y2).unwrap()) < 1e-6);
+    assert!(max_abs(&(g1 - g2).unwrap()) < 1e-5);
+}
