@@ -90,6 +90,9 @@ pub struct Hyper {
     pub checkpoint_every: usize,
     /// Compute the validation loss every this many steps (0: only at the end).
     pub valid_every: usize,
+    /// Where to train: `cpu`, `cuda`, `cuda:N` (a `--features cuda` build) or `metal`. Weights,
+    /// activations and optimizer state are f32 everywhere.
+    pub device: String,
 }
 
 impl Default for Hyper {
@@ -115,6 +118,7 @@ impl Default for Hyper {
             max_len: 384,
             checkpoint_every: 50,
             valid_every: 0,
+            device: "cpu".to_string(),
         }
     }
 }
@@ -310,7 +314,7 @@ impl Trainer {
 
     fn build(config: TrainConfig, adapter: Option<&Path>) -> Result<Self> {
         config.validate()?;
-        let device = Device::Cpu;
+        let device = crate::model::parse_device(&config.train.device)?;
         let mut opts = crate::model::LoadOptions::new(&device, DType::F32);
         opts.chat_template = true;
         let model = Model::load_with(&config.model, &opts)?;
@@ -342,7 +346,7 @@ impl Trainer {
         }
         let mut vars = Vec::with_capacity(names.len());
         for name in &names {
-            let t = match init.get(name) {
+            let t = match init.get(name).map(|t| t.to_device(&device)).transpose()? {
                 Some(t) => t.clone(),
                 None => base.load(name, &device)?,
             };
@@ -540,6 +544,7 @@ impl Trainer {
             .map(|&i| self.examples[i].ids.len())
             .sum();
         let mut grads: HashMap<String, Tensor> = HashMap::new();
+        let device = self.net.device().clone();
         let mut log = StepLog {
             step: self.step + 1,
             loss: 0.0,
@@ -556,7 +561,7 @@ impl Trainer {
         for batch in &batches {
             let mut l = self.batch_loss(batch, answer.max(1) as f64, all.max(1) as f64)?;
             let store = l.total.backward()?;
-            l.total = Tensor::zeros((), DType::F32, &Device::Cpu)?;
+            l.total = Tensor::zeros((), DType::F32, &device)?;
             // The kept gate logits would hold this graph into the next micro-batch.
             self.net.clear_router_logits();
             for (name, var) in &self.vars {
@@ -632,11 +637,11 @@ impl Trainer {
         Ok(Some(sum / n.max(1) as f64))
     }
 
-    /// The trainable tensors as they are now (what the adapter file holds).
-    pub fn adapter_tensors(&self) -> HashMap<String, Tensor> {
+    /// The trainable tensors as they are now (what the adapter file holds), on the CPU.
+    pub fn adapter_tensors(&self) -> Result<HashMap<String, Tensor>> {
         self.vars
             .iter()
-            .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
+            .map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().to_device(&Device::Cpu)?)))
             .collect()
     }
 
@@ -646,8 +651,14 @@ impl Trainer {
         let dir = &self.config.out;
         std::fs::create_dir_all(dir)?;
         let tmp = |n: &str| dir.join(format!(".{n}.tmp"));
-        candle_core::safetensors::save(&self.adapter_tensors(), tmp("adapter.safetensors"))?;
-        candle_core::safetensors::save(&self.opt.state()?, tmp("optimizer.safetensors"))?;
+        candle_core::safetensors::save(&self.adapter_tensors()?, tmp("adapter.safetensors"))?;
+        let opt: HashMap<String, Tensor> = self
+            .opt
+            .state()?
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.to_device(&Device::Cpu)?)))
+            .collect::<Result<_>>()?;
+        candle_core::safetensors::save(&opt, tmp("optimizer.safetensors"))?;
         let state = RunState {
             step: self.step,
             tokens: self.tokens,

@@ -231,6 +231,7 @@ fn runs_are_deterministic_given_the_seed() {
         }
         let mut v: Vec<(String, Vec<u32>)> = t
             .adapter_tensors()
+            .unwrap()
             .into_iter()
             .map(|(n, x)| (n, bits(&x)))
             .collect();
@@ -422,4 +423,48 @@ fn frozen_projections_give_the_input_gradient_of_a_plain_matmul() {
     let (y2, g2) = grad_of(&plain);
     assert!(max_abs(&(y1 - y2).unwrap()) < 1e-6);
     assert!(max_abs(&(g1 - g2).unwrap()) < 1e-5);
+}
+
+#[test]
+fn full_mode_trains_every_tensor_but_the_embeddings() {
+    // The GPU mode, on a full-expert checkpoint, run here on the CPU.
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, data) = setup(tmp.path());
+    let model = tmp.path().join("full");
+    run_ok(neko().args([
+        "upcycle",
+        "--model",
+        fixture("tiny-llama").to_str().unwrap(),
+        "--experts",
+        "4",
+        "--tasks",
+        "asr=0,st=1,mt=1,ocr=2,gec=3",
+        "--to",
+        model.to_str().unwrap(),
+    ]));
+    let mut c = config(&model, &data, &tmp.path().join("run"), RoutingLoss::Both, 8);
+    c.train.mode = neko::train::TrainMode::Full;
+    c.train.lr = 2e-3;
+    let mut t = Trainer::new(c).unwrap();
+    let names: Vec<String> = t.trainable().iter().map(|(n, _)| n.clone()).collect();
+    assert!(names.iter().any(|n| n.ends_with("self_attn.q_proj.weight")));
+    assert!(names.iter().any(|n| n.ends_with("experts.3.w2.weight")));
+    assert!(!names
+        .iter()
+        .any(|n| n.contains("embed_tokens") || n.contains("norm")));
+    let first = t.train_step().unwrap();
+    let grads = t.next_gradients().unwrap();
+    for name in &names {
+        assert!(max_abs(&grads[name]) > 0.0, "zero gradient for {name}");
+    }
+    let mut last = first.clone();
+    while t.step < 8 {
+        last = t.train_step().unwrap();
+    }
+    assert!(
+        last.lm_loss < 0.7 * first.lm_loss,
+        "lm loss {} -> {}",
+        first.lm_loss,
+        last.lm_loss
+    );
 }
