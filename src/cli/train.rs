@@ -96,11 +96,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     while trainer.step < stop {
         let s = trainer.train_step()?;
         writeln!(log, "{}", serde_json::to_string(&s)?)?;
-        bar.set_position(s.step as u64);
         bar.set_message(format!(
             "loss {:.4} lm {:.4} lr {:.2e} {:.0} tok/s",
             s.loss, s.lm_loss, s.lr, s.tokens_per_s
         ));
+        bar.set_position(s.step as u64);
         if valid_every > 0 && s.step % valid_every == 0 {
             if let Some(v) = trainer.valid_loss()? {
                 writeln!(
