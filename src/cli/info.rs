@@ -110,7 +110,7 @@ fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_OK);
     }
     println!(
-        "task  expert  records  tokens  top-{} holds the task's expert (mean of layers; per layer)",
+        "task  expert  records  tokens   top-1  top-{} (share of tokens routed to the task's expert, mean of layers; top-k per layer)",
         m.config.num_experts_per_tok
     );
     for r in rows {
@@ -120,11 +120,12 @@ fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
             .map(|s| format!("{:.0}", s * 100.0))
             .collect();
         println!(
-            "{:<5} {:>6} {:>8} {:>7}  {:>5.1}%  [{}]",
+            "{:<5} {:>6} {:>8} {:>7}  {:>5.1}%  {:>5.1}%  [{}]",
             r.task.to_string(),
             r.expert,
             r.records,
             r.tokens,
+            r.top1 * 100.0,
             r.share * 100.0,
             layers.join(" ")
         );

@@ -22,6 +22,10 @@ pub struct TaskRouting {
     pub share: f64,
     /// The same share per MoE layer.
     pub per_layer: Vec<f64>,
+    /// Share of tokens whose first choice is the task's expert, averaged over layers. Stricter
+    /// than `share`: a freshly upcycled model's tied gate puts experts 0 and 1 in every top-2,
+    /// so their `share` starts at 100%.
+    pub top1: f64,
 }
 
 /// Runs every record's prompt and reference answer (teacher-forced, as training sees them)
@@ -64,7 +68,7 @@ pub fn measure(model: &mut Model, files: &[DataSpec], max_len: usize) -> Result<
             }
         }
     }
-    let mut acc: BTreeMap<Task, (usize, usize, Vec<usize>)> = BTreeMap::new();
+    let mut acc: BTreeMap<Task, (usize, usize, Vec<usize>, usize)> = BTreeMap::new();
     for (task, ids) in examples {
         let expert = model
             .config
@@ -77,26 +81,33 @@ pub fn measure(model: &mut Model, files: &[DataSpec], max_len: usize) -> Result<
         let routing = decoder.last_routing();
         let entry = acc
             .entry(task)
-            .or_insert_with(|| (0, 0, vec![0; routing.len()]));
+            .or_insert_with(|| (0, 0, vec![0; routing.len()], 0));
         entry.0 += 1;
         entry.1 += ids.len();
         for (l, r) in routing.iter().enumerate() {
-            let hits = r
-                .to_vec2::<u32>()?
+            // Rows are the top-k ids, best first.
+            let rows = r.to_vec2::<u32>()?;
+            let hits = rows
                 .iter()
                 .filter(|row| row.contains(&(expert as u32)))
                 .count();
             entry.2[l] += hits;
+            entry.3 += rows
+                .iter()
+                .filter(|row| row.first() == Some(&(expert as u32)))
+                .count();
         }
     }
     Ok(acc
         .into_iter()
-        .map(|(task, (records, tokens, hits))| {
+        .map(|(task, (records, tokens, hits, first))| {
             let per_layer: Vec<f64> = hits
                 .iter()
                 .map(|&h| h as f64 / tokens.max(1) as f64)
                 .collect();
-            let share = per_layer.iter().sum::<f64>() / per_layer.len().max(1) as f64;
+            let layers = per_layer.len().max(1) as f64;
+            let share = per_layer.iter().sum::<f64>() / layers;
+            let top1 = first as f64 / (tokens.max(1) as f64 * layers);
             TaskRouting {
                 task,
                 expert: model.config.task_expert(task).unwrap_or(0),
@@ -104,6 +115,7 @@ pub fn measure(model: &mut Model, files: &[DataSpec], max_len: usize) -> Result<
                 tokens,
                 share,
                 per_layer,
+                top1,
             }
         })
         .collect())

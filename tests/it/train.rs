@@ -350,6 +350,8 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
     for r in rows.as_array().unwrap() {
         let share = r["share"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&share), "{r}");
+        let top1 = r["top1"].as_f64().unwrap();
+        assert!(top1 <= share, "{r}");
         assert_eq!(r["per_layer"].as_array().unwrap().len(), 2);
     }
 }
