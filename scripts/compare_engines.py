@@ -136,6 +136,7 @@ def summary(d):
         same = sum(answers[a][k] == answers[b][k] for k in keys)
         return f"{same}/{len(keys)}"
 
+    # Python engines share one process: their peak RSS is the process's so far.
     print("| engine | weights | records | records/s | × transformers | × llama.cpp "
           "| peak RSS MiB | same answer as neko f32 | as transformers |")
     print("|---|---|---|---|---|---|---|---|---|")
