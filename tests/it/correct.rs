@@ -1,14 +1,11 @@
 //! `neko correct` and `neko info` end to end, and reading every record variant.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use neko::prompt::Template;
 use neko::record;
 use neko::Task;
 use serde_json::Value;
 
-use crate::util::{fixture, neko, shared_data};
+use crate::util::{copy_fixture, fixture, neko, run_with_stdin, shared_data};
 
 fn lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
@@ -157,24 +154,13 @@ fn correct_batched_equals_unbatched_end_to_end() {
 fn correct_reads_stdin_and_writes_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("out.jsonl");
-    let mut child = neko()
-        .args(["correct", "--task", "gec", "--routing", "task", "-o"])
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "gec", "--routing", "task", "-o"])
         .arg(&dest)
         .arg("--model")
         .arg(fixture("tiny-mixtral"))
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"she go to school\n{\"input\": [\"they was here\"]}\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .arg("-");
+    let out = run_with_stdin(cmd, b"she go to school\n{\"input\": [\"they was here\"]}\n");
     assert!(
         out.status.success(),
         "{}",
@@ -209,10 +195,7 @@ fn missing_task_is_a_clear_error() {
 fn task_routing_needs_a_task_map() {
     // A dense model has no experts to force; a Mixtral without the task in its map is refused.
     let dir = tempfile::tempdir().unwrap();
-    for f in std::fs::read_dir(fixture("tiny-mixtral")).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
-    }
+    copy_fixture("tiny-mixtral", dir.path());
     let cfg = dir.path().join("config.json");
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
@@ -230,21 +213,13 @@ fn task_routing_needs_a_task_map() {
 
 #[test]
 fn bad_records_get_an_error_and_the_run_goes_on() {
-    let mut child = neko()
-        .args(["correct", "--task", "asr", "--model"])
-        .arg(fixture("tiny-llama"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"{\"input\": []}\n{\"input\": [\"ok then\"]}\n{broken\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "asr", "--model"])
+        .arg(fixture("tiny-llama"));
+    let out = run_with_stdin(
+        cmd,
+        b"{\"input\": []}\n{\"input\": [\"ok then\"]}\n{broken\n",
+    );
     assert!(out.status.success());
     let recs = lines(&out.stdout);
     assert_eq!(recs.len(), 3);
@@ -294,10 +269,7 @@ fn fake_hub_cache(root: &std::path::Path, id: &str, model: &str) {
     std::fs::create_dir_all(&snapshot).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), "0123456789abcdef").unwrap();
-    for f in std::fs::read_dir(fixture(model)).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, snapshot.join(f.file_name().unwrap())).unwrap();
-    }
+    copy_fixture(model, &snapshot);
 }
 
 #[test]
@@ -326,28 +298,16 @@ fn hub_ids_resolve_from_the_local_cache_offline() {
 
     let cache = tempfile::tempdir().unwrap();
     fake_hub_cache(cache.path(), "someone/tiny-llama", "tiny-llama");
-    let mut child = neko()
-        .env("HF_HUB_CACHE", cache.path())
-        .args([
-            "correct",
-            "--task",
-            "asr",
-            "--model",
-            "someone/tiny-llama",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"the cat sat\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = neko();
+    cmd.env("HF_HUB_CACHE", cache.path()).args([
+        "correct",
+        "--task",
+        "asr",
+        "--model",
+        "someone/tiny-llama",
+        "-",
+    ]);
+    let out = run_with_stdin(cmd, b"the cat sat\n");
     assert!(
         out.status.success(),
         "{}",

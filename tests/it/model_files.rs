@@ -1,21 +1,16 @@
 //! Wrong model files fail before any record is processed, with exit 2 and a message naming the
 //! file and tensor at fault.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::util::{fixture, neko};
+use crate::util::{copy_fixture, neko, run_with_stdin};
 
 /// A copy of tiny-llama in a temporary folder.
 fn copy_model() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in std::fs::read_dir(fixture("tiny-llama")).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
-    }
+    copy_fixture("tiny-llama", dir.path());
     dir
 }
 
@@ -28,22 +23,11 @@ fn edit_config(dir: &Path, field: &str, value: Value) {
 
 /// Runs `neko correct` on one record; returns (exit code, stdout, stderr).
 fn correct_with(model: &Path) -> (Option<i32>, String, String) {
-    let mut child = neko()
-        .args(["correct", "--task", "asr", "--model"])
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "asr", "--model"])
         .arg(model)
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"{\"input\": [\"a record\"]}\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .arg("-");
+    let out = run_with_stdin(cmd, b"{\"input\": [\"a record\"]}\n");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.code(), text(&out.stdout), text(&out.stderr))
 }

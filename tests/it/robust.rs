@@ -1,7 +1,7 @@
 //! Nothing lost: bad records, strict mode, context overflow, resume, interruption, broken pipes,
 //! the over-correction guard and prompt injection.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -12,7 +12,7 @@ use neko::record::Record;
 use neko::Task;
 use serde_json::Value;
 
-use crate::util::{fixture, neko};
+use crate::util::{copy_fixture, fixture, neko, run_with_stdin};
 
 fn lines(bytes: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(bytes)
@@ -38,17 +38,6 @@ fn correct(model: &str) -> Command {
     ])
     .arg(fixture(model));
     c
-}
-
-fn run_with_stdin(mut cmd: Command, input: &[u8]) -> std::process::Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -86,10 +75,7 @@ fn an_oversized_record_is_reported_not_tokenised() {
 
 /// A copy of a fixture model with some config.json fields replaced.
 fn model_with(src: &str, dir: &Path, edit: impl Fn(&mut Value)) {
-    for f in std::fs::read_dir(fixture(src)).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
-    }
+    copy_fixture(src, dir);
     let cfg = dir.join("config.json");
     let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
     edit(&mut v);

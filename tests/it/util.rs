@@ -35,3 +35,25 @@ pub fn neko() -> std::process::Command {
     cmd.env("RAYON_NUM_THREADS", "1");
     cmd
 }
+
+/// Runs `cmd` with `input` on its standard input and collects its output.
+pub fn run_with_stdin(mut cmd: std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Copies the files of fixture folder `name` into `dest`.
+pub fn copy_fixture(name: &str, dest: &std::path::Path) {
+    for f in std::fs::read_dir(fixture(name)).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dest.join(f.file_name().unwrap())).unwrap();
+    }
+}
