@@ -1,8 +1,7 @@
 //! `neko correct`: N-best records in, corrected records out (JSONL, input order).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -192,7 +191,7 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
             todo.len()
         );
     }
-    let interrupted = interrupt_flag();
+    let interrupted = super::interrupt_flag("finishing the current batch");
     let mut stats = Stats::default();
     let started = Instant::now();
     let progress = super::progress_bar(todo.len() as u64, "correcting");
@@ -295,20 +294,6 @@ impl Stats {
             self.records as f64 / secs.max(1e-9)
         );
     }
-}
-
-/// Set by Ctrl-C: the run stops after the current batch, keeping what is written. A second
-/// Ctrl-C exits at once.
-fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let handler_flag = flag.clone();
-    let _ = ctrlc::set_handler(move || {
-        if handler_flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nneko: interrupted: finishing the current batch (Ctrl-C again to quit now)");
-    });
-    flag
 }
 
 /// Under `--strict`, the first record that cannot be corrected, described.

@@ -99,6 +99,21 @@ pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// A flag set by the first Ctrl-C, so a long command can stop at its next safe point (`doing`
+/// says what it does before stopping); a second Ctrl-C exits at once.
+pub fn interrupt_flag(doing: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if handler_flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nneko: interrupted: {doing} (Ctrl-C again to quit now)");
+    });
+    flag
+}
+
 /// Sets the CPU thread count before the first tensor operation creates the thread pools.
 pub fn configure_threads(threads: Option<usize>) {
     if std::env::var_os("RAYON_NUM_THREADS").is_some() && threads.is_none() {

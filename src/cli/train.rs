@@ -3,8 +3,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -87,7 +86,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         .append(true)
         .open(trainer.log_path())
         .with_context(|| format!("cannot open {}", trainer.log_path().display()))?;
-    let interrupted = interrupt_flag();
+    let interrupted = super::interrupt_flag("finishing the step and saving a checkpoint");
     let bar = progress(total as u64, trainer.step as u64);
     let started = std::time::Instant::now();
     let every = trainer.config.train.checkpoint_every.max(1);
@@ -187,18 +186,4 @@ fn progress(len: u64, pos: u64) -> indicatif::ProgressBar {
     bar.set_position(pos);
     bar.reset_eta();
     bar
-}
-
-/// Set by Ctrl-C: training stops after the current step and saves a checkpoint. A second
-/// Ctrl-C exits at once.
-fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let handler_flag = flag.clone();
-    let _ = ctrlc::set_handler(move || {
-        if handler_flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nneko: interrupted: finishing the step and saving a checkpoint (Ctrl-C again to quit now)");
-    });
-    flag
 }
