@@ -428,15 +428,6 @@ pub fn bos_to_add(model: &Model) -> Option<u32> {
     }
 }
 
-/// Groups record indices by task, keeping input order inside each group.
-pub fn group_by_task(tasks: &[(usize, Task)]) -> BTreeMap<Task, Vec<usize>> {
-    let mut groups: BTreeMap<Task, Vec<usize>> = BTreeMap::new();
-    for &(i, t) in tasks {
-        groups.entry(t).or_default().push(i);
-    }
-    groups
-}
-
 impl Corrector {
     /// The correction run's signature: every setting that changes the predictions, like
     /// sacrebleu's (`correct|model:fp-...|routing:learned|decode:greedy|...`). `neko correct`
