@@ -72,6 +72,9 @@ pub struct Corrector {
     /// The tokenizer's special tokens (`<|im_start|>`, `</s>`, ...): neutralised in hypotheses,
     /// and a sign of a leaking prompt in answers.
     specials: Vec<String>,
+    /// What the guard treats as prompt leaking into an answer: the section marker and the
+    /// special tokens.
+    guard_markers: Vec<String>,
     /// The shared prompt prefix of each task (the forced expert follows from the task).
     prefixes: BTreeMap<Task, PrefixCache>,
     /// Token and time counts of everything decoded so far.
@@ -83,12 +86,15 @@ impl Corrector {
     pub fn new(model: Model, prompt: Option<Template>, options: CorrectOptions) -> Self {
         let add_bos = bos_to_add(&model);
         let specials = crate::prompt::special_tokens(&model.tokenizer);
+        let mut guard_markers = vec!["###".to_string()];
+        guard_markers.extend(specials.iter().cloned());
         Corrector {
             model,
             options,
             prompt_override: prompt,
             add_bos,
             specials,
+            guard_markers,
             prefixes: BTreeMap::new(),
             stats: DecodeStats::default(),
         }
@@ -388,13 +394,11 @@ impl Corrector {
             }
         }
         let text = text.trim().to_string();
-        let mut markers = vec!["###".to_string()];
-        markers.extend(self.specials.iter().cloned());
         let guard = guard::check(
             &text,
             &record.hypotheses,
             finish,
-            &markers,
+            &self.guard_markers,
             &self.options.guard,
         );
         let text = match guard {
