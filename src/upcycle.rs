@@ -169,6 +169,38 @@ impl SplitMix64 {
     }
 }
 
+/// Replaces tensors of an upcycled checkpoint by trained ones (`neko train`'s
+/// `adapter.safetensors`): every adapter tensor must exist in `ck` with the same shape, and
+/// takes the checkpoint's dtype. This is how the shipped neko-smol is rebuilt from its base.
+/// Returns how many tensors were replaced.
+pub fn apply_adapter(ck: &mut Checkpoint, adapter: &std::path::Path) -> Result<usize> {
+    let trained = candle_core::safetensors::load(adapter, &Device::Cpu)
+        .with_context(|| format!("{}: cannot read the adapter", adapter.display()))?;
+    for (name, t) in &trained {
+        let Some(old) = ck.tensors.get(name) else {
+            bail!(
+                "{}: tensor `{name}` is not in the upcycled model (an adapter of another \
+                 upcycling: check --experts, --lora-rank and --tasks)",
+                adapter.display()
+            );
+        };
+        if old.dims() != t.dims() {
+            bail!(
+                "{}: tensor `{name}` has shape {:?}, the upcycled model {:?}",
+                adapter.display(),
+                t.dims(),
+                old.dims()
+            );
+        }
+    }
+    let n = trained.len();
+    for (name, t) in trained {
+        let dtype = ck.tensors[&name].dtype();
+        ck.tensors.insert(name, t.to_dtype(dtype)?);
+    }
+    Ok(n)
+}
+
 /// Parses a task map: `asr=0,st=1,mt=1,ocr=2,gec=3`.
 pub fn parse_task_map(spec: &str) -> Result<BTreeMap<Task, usize>> {
     let mut map = BTreeMap::new();

@@ -160,7 +160,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
         best_decode = best_decode.min(t.elapsed().as_secs_f64());
     }
     let record = BenchRecord {
-        model: args.model.model.clone(),
+        model: args.model.spec()?,
         format: format!("{:?}", model.files.format).to_lowercase(),
         dtype: format!("{:?}", model.dtype).to_lowercase(),
         quant: args.model.quant.map(|q| format!("{q:?}").to_lowercase()),
@@ -240,7 +240,7 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
         2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * dtype.size_in_bytes();
     let n = records.len();
     let record = DataBenchRecord {
-        model: args.model.model.clone(),
+        model: args.model.spec()?,
         format,
         dtype: format!("{dtype:?}").to_lowercase(),
         quant: args.model.quant.map(|q| format!("{q:?}").to_lowercase()),

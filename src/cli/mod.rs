@@ -41,9 +41,10 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// A model folder (config.json, tokenizer.json, safetensors), a .gguf file, or a hub id in
-    /// the local cache.
+    /// the local cache. Default: neko-smol, the shipped corrector, as `scripts/setup.sh`
+    /// builds it in $NEKO_CACHE/neko-smol (~/.cache/neko/neko-smol).
     #[arg(long, env = "NEKO_MODEL")]
-    pub model: String,
+    pub model: Option<String>,
 
     /// Where to run: cpu, cuda, cuda:N or metal (the latter two need the cargo features).
     #[arg(long, default_value = "cpu", env = "NEKO_DEVICE")]
@@ -69,16 +70,34 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The model to load: `--model`, else the default neko-smol when it is set up.
+    pub fn spec(&self) -> anyhow::Result<String> {
+        if let Some(m) = &self.model {
+            return Ok(m.clone());
+        }
+        let dir = crate::model::files::default_model_dir();
+        if dir.join("config.json").is_file() {
+            return Ok(dir.display().to_string());
+        }
+        anyhow::bail!(
+            "no --model given and the default model neko-smol is not set up in {}: run \
+             scripts/setup.sh (fetches the SmolLM2 base and adds the shipped experts), or pass \
+             --model",
+            dir.display()
+        )
+    }
+
     /// Loads the model named by these flags.
     pub fn load(&self) -> anyhow::Result<crate::model::Model> {
+        let spec = self.spec()?;
         let device = crate::model::parse_device(&self.device)?;
         let dtype = crate::model::parse_dtype(&self.dtype, &device)?;
         let mut opts = crate::model::LoadOptions::new(&device, dtype);
         opts.quantize = self.quant;
         opts.chat_template = !self.no_chat_template;
         match &self.adapter {
-            Some(a) => crate::train::load_with_adapter(&self.model, &opts, a),
-            None => Ok(crate::model::Model::load_with(&self.model, &opts)?),
+            Some(a) => crate::train::load_with_adapter(&spec, &opts, a),
+            None => Ok(crate::model::Model::load_with(&spec, &opts)?),
         }
     }
 }

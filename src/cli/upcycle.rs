@@ -8,7 +8,7 @@ use clap::Args;
 use super::EXIT_OK;
 use crate::convert::{parse_write_dtype, Checkpoint};
 use crate::model::ExpertLora;
-use crate::upcycle::{parse_task_map, upcycle, UpcycleOptions};
+use crate::upcycle::{apply_adapter, parse_task_map, upcycle, UpcycleOptions};
 
 /// Flags of `neko upcycle`.
 #[derive(Debug, Args)]
@@ -47,6 +47,11 @@ pub struct UpcycleArgs {
     #[arg(long)]
     pub dtype: Option<String>,
 
+    /// Trained tensors (`neko train`'s adapter.safetensors) to put in place of the fresh
+    /// experts and gates: rebuilds a trained model from its base (how neko-smol is set up).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+
     /// The folder to write.
     #[arg(long)]
     pub to: PathBuf,
@@ -83,7 +88,11 @@ pub fn run(args: &UpcycleArgs) -> anyhow::Result<u8> {
             .map(|t| t.dtype())
             .unwrap_or(candle_core::DType::F32),
     };
-    let ck = upcycle(ck, &opts)?;
+    let mut ck = upcycle(ck, &opts)?;
+    if let Some(adapter) = &args.adapter {
+        let n = apply_adapter(&mut ck, adapter)?;
+        eprintln!("neko: {n} trained tensors from {}", adapter.display());
+    }
     ck.write(&args.to, dtype, args.force)?;
     eprintln!(
         "neko: wrote {} ({} experts, top-{}, {}; {} parameters)",

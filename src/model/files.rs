@@ -210,3 +210,20 @@ impl ModelFiles {
         Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
     }
 }
+
+/// neko's own cache: `$NEKO_CACHE`, else `~/.cache/neko` (where `scripts/fetch-base.sh` puts
+/// the base and `scripts/setup.sh` builds the default model).
+pub fn neko_cache() -> PathBuf {
+    if let Some(dir) = std::env::var_os("NEKO_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".cache").join("neko")
+}
+
+/// The folder of the default model, neko-smol (loaded when no `--model` is given).
+pub fn default_model_dir() -> PathBuf {
+    neko_cache().join("neko-smol")
+}

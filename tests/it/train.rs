@@ -470,3 +470,63 @@ fn full_mode_trains_every_tensor_but_the_embeddings() {
         last.lm_loss
     );
 }
+
+/// neko-smol ships as an adapter over a fetched base: `neko upcycle --adapter` rebuilds the
+/// trained model, and `neko correct` without `--model` loads it from $NEKO_CACHE/neko-smol,
+/// giving what `--model init --adapter` gives; without it set up, exit 2 says what to run.
+#[test]
+fn a_trained_adapter_rebuilds_the_default_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = setup(tmp.path());
+    let run_dir = tmp.path().join("run");
+    let cfg_path = tmp.path().join("train.toml");
+    write_config(
+        &config(&model, &data, &run_dir, RoutingLoss::Both, 2),
+        &cfg_path,
+    );
+    run_ok(neko().args(["train", "--config", cfg_path.to_str().unwrap()]));
+    let adapter = run_dir.join("adapter.safetensors");
+    let cache = tmp.path().join("cache");
+    let upcycle = |rank: &str, to: &Path| {
+        let mut cmd = neko();
+        cmd.args([
+            "upcycle",
+            "--model",
+            fixture("tiny-llama").to_str().unwrap(),
+        ])
+        .args(["--experts", "4", "--lora-rank", rank])
+        .args(["--tasks", "asr=0,st=1,mt=1,ocr=2,gec=3", "--adapter"])
+        .arg(&adapter)
+        .arg("--to")
+        .arg(to);
+        cmd.output().unwrap()
+    };
+    let correct = |extra: &[&str]| {
+        let mut cmd = neko();
+        cmd.env("NEKO_CACHE", &cache).env_remove("NEKO_MODEL");
+        cmd.arg("correct").args(extra);
+        cmd.args(["--max-new-tokens", "6", data.to_str().unwrap()]);
+        cmd.output().unwrap()
+    };
+    let missing = correct(&[]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("scripts/setup.sh"));
+
+    assert!(upcycle("4", &cache.join("neko-smol")).status.success());
+    let default = correct(&[]);
+    assert!(default.status.success());
+    let explicit = correct(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--adapter",
+        adapter.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        String::from_utf8(default.stdout).unwrap(),
+        String::from_utf8(explicit.stdout).unwrap()
+    );
+    // An adapter of another upcycling (here: a rank the model does not have) is refused.
+    let refused = upcycle("2", &tmp.path().join("other"));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("has shape"));
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up neko-smol, the default model `neko correct` loads when no --model is given:
+# fetch the SmolLM2-135M-Instruct base (scripts/fetch-base.sh, sha256-pinned), upcycle it exactly
+# as training started (4 low-rank experts, rank 16, task map asr=0 st=1 mt=1 ocr=2 gec=3), and put
+# the shipped trained experts and gates (configs/neko-smol/adapter.safetensors) in place.
+#
+#   scripts/setup.sh            # prints the folder it built: ${NEKO_CACHE:-~/.cache/neko}/neko-smol
+#
+# Idempotent: the folder is rebuilt only when the shipped adapter changed. Env: NEKO (the neko
+# binary; default: target/release/neko, built if missing), NEKO_CACHE.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here/.."
+
+adapter="configs/neko-smol/adapter.safetensors"
+cache="${NEKO_CACHE:-$HOME/.cache/neko}"
+dest="$cache/neko-smol"
+if [ ! -f "$adapter" ]; then
+    echo "setup: $adapter is missing (a checkout without the shipped weights?)" >&2
+    exit 1
+fi
+stamp="$(sha256sum "$adapter" | cut -d' ' -f1)"
+if [ -f "$dest/config.json" ] && [ "$(cat "$dest/.adapter-sha256" 2>/dev/null)" = "$stamp" ]; then
+    echo "$dest"
+    exit 0
+fi
+
+gguf="$(scripts/fetch-base.sh)"
+neko="${NEKO:-target/release/neko}"
+if [ ! -x "$neko" ]; then
+    cargo build --release --quiet
+fi
+tmp="$dest.partial.$$"
+trap 'rm -rf "$tmp"' EXIT
+"$neko" upcycle --model "$gguf" --experts 4 --lora-rank 16 \
+    --tasks asr=0,st=1,mt=1,ocr=2,gec=3 --adapter "$adapter" --to "$tmp" >&2
+echo "$stamp" >"$tmp/.adapter-sha256"
+rm -rf "$dest"
+mv "$tmp" "$dest"
+echo "$dest"
