@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::backend::local::{self, InProcess};
+use crate::backend::{Backend, Generation, Prompt};
 use crate::generate::{self, DecodeStats, Finish, Request, Settings};
 use crate::guard::{self, GuardOptions, Reason};
 use crate::model::{Model, PrefixCache, RoutingMode};
@@ -58,8 +60,10 @@ pub struct Correction {
 }
 
 /// A record's prompt, and what had to be cut to fit it in the context.
-struct Prompt {
+struct Fitted {
     ids: Vec<u32>,
+    /// The text `ids` encode (without BOS), for backends that take text.
+    text: String,
     warning: Option<String>,
 }
 
@@ -79,6 +83,8 @@ pub struct Corrector {
     prefixes: BTreeMap<Task, PrefixCache>,
     /// Token and time counts of everything decoded so far.
     pub stats: DecodeStats,
+    /// Where answers are generated when not by `model` in this process (`--backend openai`).
+    remote: Option<Box<dyn Backend>>,
 }
 
 impl Corrector {
@@ -97,6 +103,36 @@ impl Corrector {
             guard_markers,
             prefixes: BTreeMap::new(),
             stats: DecodeStats::default(),
+            remote: None,
+        }
+    }
+
+    /// A corrector whose answers come from `backend` (a server); `model` then only renders
+    /// prompts (its tokenizer and chat template; it may have no weights).
+    pub fn with_backend(
+        model: Model,
+        prompt: Option<Template>,
+        options: CorrectOptions,
+        backend: Box<dyn Backend>,
+    ) -> Self {
+        let mut c = Corrector::new(model, prompt, options);
+        c.remote = Some(backend);
+        c
+    }
+
+    /// How many records to hand [`Corrector::correct_task`] at once to keep the backend busy.
+    pub fn window(&self) -> usize {
+        match &self.remote {
+            Some(b) => b.window(),
+            None => local::window(&self.options),
+        }
+    }
+
+    /// The signature part naming where answers come from.
+    fn engine_signature(&self) -> String {
+        match &self.remote {
+            Some(b) => b.signature(),
+            None => local::signature(&self.model),
         }
     }
 
@@ -153,6 +189,16 @@ impl Corrector {
         )
     }
 
+    /// The prompt as text before tokenisation, as [`crate::prompt::model_prompt_ids`] renders
+    /// it (without the BOS id it may prepend): what backends that take text are sent.
+    fn render_text(&self, task: Task, hypotheses: &[String]) -> String {
+        let clean: Vec<String> = hypotheses
+            .iter()
+            .map(|h| crate::prompt::neutralise_specials(h, &self.specials))
+            .collect();
+        self.model.wrap_prompt(self.template(task).render(&clean))
+    }
+
     /// The context policy: when the prompt plus `max_new` answer tokens do not fit the model's
     /// context, drop the lowest-ranked hypotheses first, then cut the 1-best's last words.
     fn fit_prompt(
@@ -160,13 +206,18 @@ impl Corrector {
         task: Task,
         hypotheses: &[String],
         max_new: usize,
-    ) -> Result<Prompt, String> {
+    ) -> Result<Fitted, String> {
         let context = self.model.config.max_position_embeddings;
         let budget = context.saturating_sub(max_new.min(context / 2));
         let mut hyps = hypotheses.to_vec();
         let mut ids = self.render_ids(task, &hyps)?;
         if ids.len() <= budget {
-            return Ok(Prompt { ids, warning: None });
+            let text = self.render_text(task, &hyps);
+            return Ok(Fitted {
+                ids,
+                text,
+                warning: None,
+            });
         }
         let given = hyps.len();
         while ids.len() > budget && hyps.len() > 1 {
@@ -178,7 +229,8 @@ impl Corrector {
         while ids.len() > budget && !words.is_empty() {
             let over = ids.len() - budget;
             words.truncate(words.len().saturating_sub(over.div_ceil(2).max(1)));
-            ids = self.render_ids(task, &[words.join(" ")])?;
+            hyps = vec![words.join(" ")];
+            ids = self.render_ids(task, &hyps)?;
         }
         if ids.len() > budget {
             return Err(format!(
@@ -193,8 +245,10 @@ impl Corrector {
         if words.len() < total_words {
             warning += &format!(", cut the 1-best to {} of {total_words} words", words.len());
         }
-        Ok(Prompt {
+        let text = self.render_text(task, &hyps);
+        Ok(Fitted {
             ids,
+            text,
             warning: Some(warning),
         })
     }
@@ -234,32 +288,68 @@ impl Corrector {
             Err(e) => return records.iter().map(|_| Err(e.clone())).collect(),
         };
         let mut results: Vec<Option<Result<Correction, String>>> = vec![None; records.len()];
-        let mut ready: Vec<(usize, Request)> = Vec::new();
-        let mut warnings: Vec<Option<String>> = vec![None; records.len()];
+        let mut prompts: Vec<Prompt> = Vec::new();
+        let mut fitted: Vec<(usize, Option<String>)> = Vec::new();
         for (i, r) in records.iter().enumerate() {
             let max_new = self.max_new_tokens(r);
             match self.fit_prompt(task, &r.hypotheses, max_new) {
                 Ok(p) => {
-                    warnings[i] = p.warning;
-                    ready.push((
-                        i,
-                        Request {
-                            prompt: p.ids,
-                            max_new_tokens: max_new,
-                        },
-                    ));
+                    fitted.push((i, p.warning));
+                    prompts.push(Prompt {
+                        ids: p.ids,
+                        text: p.text,
+                        max_new_tokens: max_new,
+                    });
                 }
                 Err(e) => results[i] = Some(Err(e)),
             }
         }
+        let generated = match self.remote.as_mut() {
+            Some(backend) => backend.generate(task, &prompts),
+            None => InProcess {
+                corrector: self,
+                forced,
+            }
+            .generate(task, &prompts),
+        };
+        for ((i, warning), g) in fitted.into_iter().zip(generated) {
+            results[i] = Some(g.map(|g| {
+                let mut c = self.answer(records[i], &g);
+                c.warning = warning;
+                c
+            }));
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every record has a result"))
+            .collect()
+    }
+
+    /// Continues prompts of one task with this corrector's own model ([`InProcess`]): sorted
+    /// by length into token-budget batches after the task's shared prefix.
+    pub(crate) fn generate_local(
+        &mut self,
+        task: Task,
+        forced: Option<usize>,
+        prompts: &[Prompt],
+    ) -> Vec<Result<Generation, String>> {
+        let mut results: Vec<Option<Result<Generation, String>>> = vec![None; prompts.len()];
+        let mut ready: Vec<(usize, Request)> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let request = Request {
+                    prompt: p.ids.clone(),
+                    max_new_tokens: p.max_new_tokens,
+                };
+                (i, request)
+            })
+            .collect();
         let prefix = match self.shared_prefix(task, forced, &ready) {
             Ok(p) => p,
             Err(e) => {
                 let e = format!("decoding failed: {e}");
-                for (i, _) in ready.drain(..) {
-                    results[i] = Some(Err(e.clone()));
-                }
-                None
+                return prompts.iter().map(|_| Err(e.clone())).collect();
             }
         };
         let n = prefix.as_ref().map_or(0, PrefixCache::len);
@@ -277,18 +367,23 @@ impl Corrector {
             let outcome = self.decode(prefix.as_ref(), &requests, forced);
             for (k, (i, _)) in chunk.iter().enumerate() {
                 results[*i] = Some(match &outcome {
-                    Ok(gen) => {
-                        let mut c = self.answer(records[*i], &gen[k].tokens, gen[k].finish);
-                        c.warning = warnings[*i].take();
-                        Ok(c)
-                    }
+                    Ok(gen) => Ok(Generation {
+                        // Special tokens stay in the text so the guard can see a leaking prompt.
+                        text: self
+                            .model
+                            .tokenizer
+                            .decode(&gen[k].tokens, false)
+                            .unwrap_or_default(),
+                        finish: gen[k].finish,
+                        tokens: gen[k].tokens.len(),
+                    }),
                     Err(e) => Err(format!("decoding failed: {e}")),
                 });
             }
         }
         results
             .into_iter()
-            .map(|r| r.expect("every record has a result"))
+            .map(|r| r.expect("every prompt has a result"))
             .collect()
     }
 
@@ -379,15 +474,10 @@ impl Corrector {
         )
     }
 
-    /// The answer: the decoded text up to the first stop string, trimmed.
-    fn answer(&self, record: &Record, tokens: &[u32], finish: Finish) -> Correction {
-        // Special tokens stay in the decoded text so the guard can see a leaking prompt.
-        let text = self
-            .model
-            .tokenizer
-            .decode(tokens, false)
-            .unwrap_or_default();
-        let mut text = text.trim_start();
+    /// The answer: the generated text up to the first stop string, trimmed, then guarded.
+    fn answer(&self, record: &Record, generated: &Generation) -> Correction {
+        let finish = generated.finish;
+        let mut text = generated.text.trim_start();
         for s in self.options.stop.iter().filter(|s| !s.is_empty()) {
             if let Some(at) = text.find(s.as_str()) {
                 text = &text[..at];
@@ -408,7 +498,7 @@ impl Corrector {
         Correction {
             text,
             finish,
-            new_tokens: tokens.len(),
+            new_tokens: generated.tokens,
             guard,
             warning: None,
         }
@@ -469,8 +559,8 @@ impl Corrector {
             "no"
         };
         format!(
-            "correct|model:fp-{model}|dtype:{}|routing:{routing}|decode:greedy|max_new:{max_new}|stop:{:?}|prompt:{prompts}|chat:{chat}|guard:{guard}|neko:{}",
-            format!("{:?}", self.model.dtype).to_lowercase(),
+            "correct|model:fp-{model}|{}|routing:{routing}|decode:greedy|max_new:{max_new}|stop:{:?}|prompt:{prompts}|chat:{chat}|guard:{guard}|neko:{}",
+            self.engine_signature(),
             o.stop,
             env!("CARGO_PKG_VERSION")
         )

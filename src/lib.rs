@@ -5,6 +5,7 @@
 //! ([`model`]), decodes greedily ([`generate`]) and writes corrected records ([`record`] in,
 //! [`output`] out). [`eval`] scores the result. It follows NeKo (arXiv 2411.05945).
 
+pub mod backend;
 pub mod cli;
 pub mod convert;
 pub mod correct;
@@ -17,6 +18,7 @@ pub mod normalize;
 pub mod output;
 pub mod prompt;
 pub mod record;
+pub mod shard;
 pub mod task;
 pub mod train;
 pub mod upcycle;

@@ -190,7 +190,7 @@ impl OutputSink {
     }
 
     /// Writes one output line.
-    pub fn write(&mut self, rec: &OutputRecord) -> std::io::Result<()> {
+    pub fn write(&mut self, rec: &impl Serialize) -> std::io::Result<()> {
         serde_json::to_writer(&mut self.out, rec)?;
         self.out.write_all(b"\n")
     }

@@ -2,18 +2,21 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
 
 use super::{ModelArgs, EXIT_ERROR, EXIT_OK};
+use crate::backend::openai::{self, OpenAi, PromptAs};
+use crate::backend::{render, BackendKind};
 use crate::correct::{CorrectOptions, Corrector};
 use crate::guard::GuardOptions;
 use crate::model::RoutingMode;
 use crate::output::{OutputRecord, OutputSink, RecordFailure};
 use crate::prompt::Template;
 use crate::record::{self, Entry, Record};
+use crate::shard::{Shard, ShardLine};
 use crate::Task;
 
 /// Flags of `neko correct`.
@@ -34,6 +37,15 @@ pub struct CorrectArgs {
 
     #[command(flatten)]
     pub decode: DecodeArgs,
+
+    #[command(flatten)]
+    pub backend: BackendArgs,
+
+    /// Correct only slice I of N (0-based; `3/16` is the 4th of 16): the records at input
+    /// positions k with k mod N = I, for job arrays. Lines then carry `index` (k) and `of`
+    /// (records in the input); `neko merge` reassembles the shards in input order.
+    #[arg(long, value_name = "I/N", env = "NEKO_SHARD")]
+    pub shard: Option<Shard>,
 
     /// Write to FILE instead of stdout, atomically: lines go to FILE.partial, renamed to FILE
     /// when the run ends.
@@ -131,6 +143,95 @@ impl DecodeArgs {
     }
 }
 
+/// Where answers are generated.
+#[derive(Debug, Args)]
+pub struct BackendArgs {
+    /// `local`: the candle model in this process. `openai`: an OpenAI-compatible completions
+    /// server (vLLM, TGI, llama.cpp, mistral.rs) at --endpoint; --model then supplies only the
+    /// tokenizer and chat template that render prompts (no weights are read).
+    #[arg(long, value_enum, default_value_t, env = "NEKO_BACKEND")]
+    pub backend: BackendKind,
+
+    /// The server's API base URL, up to /v1 (`http://127.0.0.1:8000/v1`).
+    #[arg(long, env = "NEKO_ENDPOINT")]
+    pub endpoint: Option<String>,
+
+    /// The `model` name requests carry (vLLM's --served-model-name); default: the first model
+    /// the server lists.
+    #[arg(long, env = "NEKO_SERVED_MODEL")]
+    pub served_model: Option<String>,
+
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8, env = "NEKO_CONCURRENCY")]
+    pub concurrency: usize,
+
+    /// Seconds one request may take (connect, queue, generate, read) before it is retried.
+    #[arg(long, default_value_t = 300.0, env = "NEKO_TIMEOUT")]
+    pub timeout: f64,
+
+    /// Retries of a request that failed with 429, a 5xx status, a timeout or a dropped
+    /// connection; a record whose request still fails gets an error line.
+    #[arg(long, default_value_t = 5, env = "NEKO_RETRIES")]
+    pub retries: u32,
+
+    /// Seconds before the first retry; each further retry waits twice as long (at most 30 s),
+    /// or what the server's Retry-After says.
+    #[arg(long, default_value_t = 0.5, env = "NEKO_RETRY_BACKOFF")]
+    pub retry_backoff: f64,
+
+    /// Send prompts as `text` (every engine; the server parses special tokens) or as the
+    /// token `ids` neko's tokenizer gives (vLLM, llama.cpp's server; exactly the in-process
+    /// tokens).
+    #[arg(long, value_enum, default_value_t, env = "NEKO_PROMPT_AS")]
+    pub prompt_as: PromptAs,
+
+    /// Sent as `Authorization: Bearer KEY`.
+    #[arg(long, env = "NEKO_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+impl BackendArgs {
+    /// Refuses flags that do not fit the chosen backend.
+    fn validate(&self, model: &ModelArgs, decode: &DecodeArgs) -> anyhow::Result<()> {
+        match self.backend {
+            BackendKind::Local if self.endpoint.is_some() => {
+                bail!("--endpoint needs --backend openai")
+            }
+            BackendKind::Local => Ok(()),
+            BackendKind::Openai => {
+                if self.endpoint.is_none() {
+                    bail!("--backend openai needs --endpoint URL (e.g. http://127.0.0.1:8000/v1)");
+                }
+                if model.adapter.is_some() || model.quant.is_some() {
+                    bail!("--adapter and --quant change in-process weights; with --backend openai the server's model is used as served");
+                }
+                if decode.routing != RoutingMode::Learned {
+                    bail!("--routing task forces experts in process; a server routes as its model does");
+                }
+                if self.concurrency == 0 || self.timeout <= 0.0 || self.retry_backoff < 0.0 {
+                    bail!("--concurrency and --timeout must be positive, --retry-backoff not negative");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The client these flags describe, connected (the server is asked for its models).
+    fn connect(&self, stop: Vec<String>) -> anyhow::Result<OpenAi> {
+        OpenAi::connect(openai::Options {
+            endpoint: self.endpoint.clone().unwrap_or_default(),
+            model: self.served_model.clone(),
+            concurrency: self.concurrency,
+            timeout: Duration::from_secs_f64(self.timeout),
+            retries: self.retries,
+            backoff: Duration::from_secs_f64(self.retry_backoff),
+            prompt_as: self.prompt_as,
+            stop,
+            api_key: self.api_key.clone(),
+        })
+    }
+}
+
 /// `\n` and `\t` typed on a command line mean the characters.
 fn unescape(s: &str) -> String {
     s.replace("\\n", "\n").replace("\\t", "\t")
@@ -140,6 +241,8 @@ fn unescape(s: &str) -> String {
 struct Item {
     file: String,
     entry: Entry,
+    /// Its 0-based position in the whole input (all files, in order).
+    position: usize,
 }
 
 /// Runs `neko correct`.
@@ -147,11 +250,18 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     if args.resume && args.output.is_none() {
         bail!("--resume needs -o FILE: it continues the run that was writing FILE");
     }
-    let items = read_inputs(&args.inputs, args.max_record_bytes)?;
+    args.backend.validate(&args.model, &args.decode)?;
+    let mut items = read_inputs(&args.inputs, args.max_record_bytes)?;
     if args.task.is_none() && !items.iter().any(|it| has_task(&it.entry)) {
         bail!(
             "no task given: pass --task (asr, st, mt, ocr or gec) or give records a `task` field"
         );
+    }
+    // The tasks of the whole input, so that every shard of a run has the same signature.
+    let tasks = used_tasks(&items, args.task);
+    let total = items.len();
+    if let Some(shard) = args.shard {
+        items.retain(|it| shard.contains(it.position));
     }
     if args.strict {
         if let Some(bad) = items.iter().find_map(|it| strict_failure(it, args.task)) {
@@ -165,9 +275,15 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         ),
         None => None,
     };
-    let model = args.model.load()?;
-    let mut corrector = Corrector::new(model, prompt, args.decode.options());
-    let tasks = used_tasks(&items, args.task);
+    let options = args.decode.options();
+    let mut corrector = match args.backend.backend {
+        BackendKind::Local => Corrector::new(args.model.load()?, prompt, options),
+        BackendKind::Openai => {
+            let model = render::load(&args.model.spec()?, !args.model.no_chat_template)?;
+            let server = args.backend.connect(options.stop.clone())?;
+            Corrector::with_backend(model, prompt, options, Box::new(server))
+        }
+    };
     for &task in &tasks {
         corrector.check_routing(task).map_err(anyhow::Error::msg)?;
     }
@@ -195,8 +311,9 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     let mut stats = Stats::default();
     let started = Instant::now();
     let progress = super::progress_bar(todo.len() as u64, "correcting");
-    // Records are sorted and batched within a window; output is written window by window.
-    let window = (corrector.options.batch_size * 8).max(1);
+    // Records are sorted and batched (or sent) within a window; output is written window by
+    // window, in input order.
+    let window = corrector.window();
     for chunk in todo.chunks(window) {
         if interrupted.load(Ordering::SeqCst) {
             progress.finish_and_clear();
@@ -209,7 +326,14 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
             .zip(chunk)
         {
             stats.count(&out, item, &progress);
-            sink.write(&out)?;
+            match args.shard {
+                None => sink.write(&out)?,
+                Some(_) => sink.write(&ShardLine {
+                    record: &out,
+                    index: item.position,
+                    of: total,
+                })?,
+            }
         }
         sink.flush()?;
         progress.inc(chunk.len() as u64);
@@ -311,9 +435,11 @@ fn read_inputs(paths: &[PathBuf], max_record_bytes: usize) -> anyhow::Result<Vec
         let file = record::input_name(path);
         let bytes = record::read_input(path).with_context(|| format!("{file}: cannot read"))?;
         let entries = record::parse_with_limit(&bytes, max_record_bytes);
-        items.extend(entries.into_iter().map(|entry| Item {
+        let start = items.len();
+        items.extend(entries.into_iter().enumerate().map(|(k, entry)| Item {
             file: file.clone(),
             entry,
+            position: start + k,
         }));
     }
     Ok(items)

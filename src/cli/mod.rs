@@ -8,6 +8,7 @@ pub mod convert;
 pub mod correct;
 pub mod eval;
 pub mod info;
+pub mod merge;
 pub mod train;
 pub mod upcycle;
 
@@ -161,6 +162,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Train task-routed experts (resumable; see docs/training.md).
     Train(train::TrainArgs),
+    /// Put the outputs of `neko correct --shard I/N` runs back in input order.
+    Merge(merge::MergeArgs),
 }
 
 /// Runs a parsed command line and maps the outcome to a documented exit code.
@@ -174,6 +177,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Upcycle(args) => upcycle::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Merge(args) => merge::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -8,6 +8,8 @@ mod model;
 mod model_files;
 mod record_props;
 mod robust;
+mod serve;
+mod shard;
 mod speed;
 mod train;
 mod util;

@@ -1,0 +1,39 @@
+//! The in-process backend: a [`Corrector`]'s own candle model, decoding greedily in
+//! token-budget batches sorted by prompt length, with each task's shared prompt prefix
+//! computed once and its KV cache reused ([`crate::model::PrefixCache`]).
+
+use super::{Backend, Generation, Prompt};
+use crate::correct::{CorrectOptions, Corrector};
+use crate::model::Model;
+use crate::Task;
+
+/// A corrector's own model, borrowed for one call.
+pub struct InProcess<'c> {
+    pub corrector: &'c mut Corrector,
+    /// The expert forced into every token's top-k (`--routing task`), if any.
+    pub forced: Option<usize>,
+}
+
+impl Backend for InProcess<'_> {
+    fn generate(&mut self, task: Task, prompts: &[Prompt]) -> Vec<Result<Generation, String>> {
+        self.corrector.generate_local(task, self.forced, prompts)
+    }
+
+    fn signature(&self) -> String {
+        signature(&self.corrector.model)
+    }
+
+    fn window(&self) -> usize {
+        window(&self.corrector.options)
+    }
+}
+
+/// The signature part of in-process runs: the weights' dtype.
+pub fn signature(model: &Model) -> String {
+    format!("dtype:{}", format!("{:?}", model.dtype).to_lowercase())
+}
+
+/// Records handed over at once: enough to fill several batches sorted by length.
+pub fn window(options: &CorrectOptions) -> usize {
+    (options.batch_size * 8).max(1)
+}

@@ -1,0 +1,105 @@
+//! A model's prompt side without its weights. With `--backend openai` the server holds the
+//! weights; neko needs only what renders prompts exactly as the in-process path does: the
+//! config (context length, BOS), the tokenizer and the chat template. A folder then needs just
+//! `config.json` and `tokenizer.json` (plus `tokenizer_config.json` for the chat template), a
+//! GGUF file only its header.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use tokenizers::Tokenizer;
+
+use crate::model::{
+    chat, gguf_tokenizer, ChatTemplate, Decoder, Format, GgufFile, Logits, Model, ModelError,
+    ModelFiles,
+};
+
+/// Loads the prompt side of `spec` (a folder, a `.gguf` file or a cached hub id). Its decoder
+/// refuses to run: answers must come from a backend.
+pub fn load(spec: &str, chat_template: bool) -> Result<Model, ModelError> {
+    let path = Path::new(spec);
+    let files = if path.is_dir() {
+        let need = |name: &str| {
+            let p = path.join(name);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(ModelError::files(
+                    &p,
+                    "missing (the prompt side of a model needs it)",
+                ))
+            }
+        };
+        ModelFiles {
+            spec: spec.to_string(),
+            format: Format::Safetensors,
+            config: need("config.json")?,
+            tokenizer: need("tokenizer.json")?,
+            weights: Vec::new(),
+        }
+    } else {
+        ModelFiles::resolve(spec)?
+    };
+    let gguf = match files.format {
+        Format::Gguf => Some(GgufFile::open(&files.config)?),
+        Format::Safetensors => None,
+    };
+    let config = match &gguf {
+        Some(g) => g.config()?,
+        None => crate::model::read_config(&files.config)?,
+    };
+    let tokenizer_error = |message: String| ModelError::Tokenizer {
+        path: files.tokenizer.display().to_string(),
+        message,
+    };
+    let tokenizer = match &gguf {
+        Some(g) if files.tokenizer_in_gguf() => {
+            gguf_tokenizer::tokenizer(g).map_err(|e| tokenizer_error(e.to_string()))?
+        }
+        _ => Tokenizer::from_file(&files.tokenizer).map_err(|e| tokenizer_error(e.to_string()))?,
+    };
+    let chat = if chat_template {
+        let text = match &gguf {
+            Some(g) => g.chat_template().map(String::from),
+            None => None,
+        }
+        .or_else(|| chat::template_in_dir(files.tokenizer.parent()?));
+        text.and_then(|t| ChatTemplate::detect(&t))
+            .filter(|c| tokenizer.token_to_id(c.end_of_turn()).is_some())
+    } else {
+        None
+    };
+    Ok(Model {
+        files,
+        config,
+        tokenizer,
+        decoder: Box::new(Unloaded {
+            device: Device::Cpu,
+        }),
+        dtype: candle_core::DType::F32,
+        chat,
+    })
+}
+
+/// The decoder of a model loaded without weights.
+struct Unloaded {
+    device: Device,
+}
+
+impl Decoder for Unloaded {
+    fn forward(
+        &mut self,
+        _input_ids: &Tensor,
+        _pads: &[usize],
+        _forced: Option<usize>,
+        _logits: Logits,
+    ) -> candle_core::Result<Tensor> {
+        candle_core::bail!("this model was loaded without weights: its answers come from a server")
+    }
+
+    fn reset(&mut self, _capacity: usize) {}
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+}

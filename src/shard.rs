@@ -1,0 +1,360 @@
+//! Sharded runs, for job arrays (Slurm, Kubernetes Jobs): `neko correct --shard I/N` corrects
+//! the records whose position k in the input (0-based, over all input files in order, unreadable
+//! lines included) has `k mod N == I`, and writes each line with that position
+//! (`"index": k, "of": <records in the input>`). The slices are stable (a record's shard
+//! depends on its position only), disjoint and together cover the input. `neko merge` puts the
+//! shards' lines back in input order without the two fields, so the merged file is the one an
+//! unsharded run writes, and refuses a record that is missing or present twice.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::output::OutputRecord;
+
+/// One slice of a sharded run: `index` of `count` (`3/16` is the 4th of 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}`: expected I/N with 0 <= I < N, e.g. 3/16 (the 4th of 16)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: usize = i.trim().parse().map_err(|_| bad())?;
+        let count: usize = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl Shard {
+    /// Whether the record at input position `position` belongs to this shard.
+    pub fn contains(&self, position: usize) -> bool {
+        position % self.count == self.index
+    }
+}
+
+/// An output line of a sharded run: the record's line with its input position added last.
+#[derive(Debug, Serialize)]
+pub struct ShardLine<'a> {
+    #[serde(flatten)]
+    pub record: &'a OutputRecord,
+    /// The record's 0-based position in the whole input.
+    pub index: usize,
+    /// How many records the whole input has.
+    pub of: usize,
+}
+
+/// Why shards cannot be merged; every message names the file (and line, and record id) at
+/// fault.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    Line {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("record {index} (id {id}) is in two shard outputs: {first} and {second}")]
+    Duplicate {
+        index: usize,
+        id: String,
+        first: String,
+        second: String,
+    },
+    #[error("{missing} of {of} records are missing; the first is record {index}, {around}")]
+    Gap {
+        index: usize,
+        missing: usize,
+        of: usize,
+        around: String,
+    },
+    #[error(
+        "{file} says the input has {got} records, {other} says {want}: shards of different inputs"
+    )]
+    Total {
+        file: String,
+        got: usize,
+        other: String,
+        want: usize,
+    },
+    #[error(
+        "{first} and {second} were corrected with different settings (their .sig files differ)"
+    )]
+    Signature { first: String, second: String },
+}
+
+/// Where a record sits in the shard outputs.
+#[derive(Debug, Clone)]
+struct Place {
+    file: usize,
+    line: usize,
+    id: String,
+}
+
+/// Shard outputs read and checked: which file holds each record.
+pub struct Merge {
+    files: Vec<PathBuf>,
+    /// `owner[k]`: the file holding record k.
+    owner: Vec<usize>,
+    /// The run's signature, when every shard has the same `.sig` file.
+    pub signature: Option<String>,
+}
+
+fn name(p: &Path) -> String {
+    p.display().to_string()
+}
+
+impl Merge {
+    /// Reads every shard output and checks that together they hold each record of the input
+    /// exactly once.
+    pub fn check(files: &[PathBuf]) -> Result<Self, MergeError> {
+        let mut places: Vec<Option<Place>> = Vec::new();
+        let mut total: Option<(usize, String)> = None;
+        for (f, path) in files.iter().enumerate() {
+            let io = |source| MergeError::Io {
+                file: name(path),
+                source,
+            };
+            let reader = BufReader::new(File::open(path).map_err(io)?);
+            let mut last: Option<usize> = None;
+            for (n, line) in reader.lines().enumerate() {
+                let line = line.map_err(io)?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let at = |message: String| MergeError::Line {
+                    file: name(path),
+                    line: n + 1,
+                    message,
+                };
+                let (index, of, id) = position(&line).map_err(at)?;
+                match &total {
+                    None => {
+                        total = Some((of, format!("{}:{}", name(path), n + 1)));
+                        places.resize(of, None);
+                    }
+                    Some((want, other)) if *want != of => {
+                        return Err(MergeError::Total {
+                            file: format!("{}:{}", name(path), n + 1),
+                            got: of,
+                            other: other.clone(),
+                            want: *want,
+                        })
+                    }
+                    Some(_) => {}
+                }
+                if index >= of {
+                    return Err(at(format!("record {index} of {of}: past the end")));
+                }
+                if last.is_some_and(|l| index <= l) {
+                    return Err(at(format!(
+                        "record {index} (id {id}) comes after record {}: not in input order",
+                        last.unwrap_or(0)
+                    )));
+                }
+                last = Some(index);
+                let here = Place {
+                    file: f,
+                    line: n + 1,
+                    id,
+                };
+                if let Some(first) = &places[index] {
+                    return Err(MergeError::Duplicate {
+                        index,
+                        id: here.id,
+                        first: format!("{}:{}", name(&files[first.file]), first.line),
+                        second: format!("{}:{}", name(path), here.line),
+                    });
+                }
+                places[index] = Some(here);
+            }
+        }
+        if let Some(gap) = places.iter().position(Option::is_none) {
+            let missing = places.iter().filter(|p| p.is_none()).count();
+            let describe = |p: Option<&Place>| {
+                p.map(|p| format!("id {} ({}:{})", p.id, name(&files[p.file]), p.line))
+            };
+            let before = describe(places[..gap].iter().rev().flatten().next());
+            let after = describe(places[gap..].iter().flatten().next());
+            let around = match (before, after) {
+                (Some(b), Some(a)) => format!("between {b} and {a}"),
+                (Some(b), None) => format!("after {b}"),
+                (None, Some(a)) => format!("before {a}"),
+                (None, None) => "and no record is present".into(),
+            };
+            return Err(MergeError::Gap {
+                index: gap,
+                missing,
+                of: places.len(),
+                around,
+            });
+        }
+        let owner = places
+            .into_iter()
+            .map(|p| p.expect("no gaps").file)
+            .collect();
+        Ok(Merge {
+            files: files.to_vec(),
+            owner,
+            signature: common_signature(files)?,
+        })
+    }
+
+    /// Writes the records in input order, each line as an unsharded run writes it.
+    pub fn write(&self, out: &mut impl Write) -> Result<(), MergeError> {
+        let mut readers: Vec<_> = self
+            .files
+            .iter()
+            .map(|p| {
+                File::open(p)
+                    .map(|f| BufReader::new(f).lines())
+                    .map_err(|source| MergeError::Io {
+                        file: name(p),
+                        source,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        for &f in &self.owner {
+            let io = |source| MergeError::Io {
+                file: name(&self.files[f]),
+                source,
+            };
+            let line = loop {
+                let line = readers[f]
+                    .next()
+                    .unwrap_or_else(|| Err(std::io::ErrorKind::UnexpectedEof.into()))
+                    .map_err(io)?;
+                if !line.trim().is_empty() {
+                    break line;
+                }
+            };
+            writeln!(out, "{}", unsharded(&line)).map_err(io)?;
+        }
+        out.flush().map_err(|source| MergeError::Io {
+            file: "output".into(),
+            source,
+        })
+    }
+
+    /// Records merged.
+    pub fn len(&self) -> usize {
+        self.owner.len()
+    }
+
+    /// Whether there is nothing to merge.
+    pub fn is_empty(&self) -> bool {
+        self.owner.is_empty()
+    }
+}
+
+/// A shard line's `index`, `of` and `id` (as JSON text).
+fn position(line: &str) -> Result<(usize, usize, String), String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not a JSON line: {e}"))?;
+    let field = |k: &str| {
+        v[k].as_u64().map(|n| n as usize).ok_or_else(|| {
+            format!("no `{k}` field: not a line of `neko correct --shard` (merge needs its `index` and `of`)")
+        })
+    };
+    Ok((field("index")?, field("of")?, v["id"].to_string()))
+}
+
+/// The line without its `index` and `of`: byte for byte the line of an unsharded run, which
+/// [`ShardLine`] wrote them after. A line rewritten by another tool loses them by parsing.
+fn unsharded(line: &str) -> String {
+    if let Ok((index, of, _)) = position(line) {
+        let tail = format!(",\"index\":{index},\"of\":{of}}}");
+        if let Some(head) = line.trim_end().strip_suffix(&tail) {
+            return format!("{head}}}");
+        }
+    }
+    let mut v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("index");
+        m.remove("of");
+    }
+    v.to_string()
+}
+
+/// The `.sig` beside every shard output, when all have one and agree.
+fn common_signature(files: &[PathBuf]) -> Result<Option<String>, MergeError> {
+    let mut first: Option<(String, String)> = None;
+    for f in files {
+        let sig_path = crate::output::signature_path(f);
+        let Ok(sig) = std::fs::read_to_string(&sig_path) else {
+            return Ok(None);
+        };
+        if let Some((text, file)) = &first {
+            if *text != sig {
+                return Err(MergeError::Signature {
+                    first: file.clone(),
+                    second: name(&sig_path),
+                });
+            }
+        } else {
+            first = Some((sig.clone(), name(&sig_path)));
+        }
+    }
+    Ok(first.map(|(s, _)| s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_specs_parse_and_refuse_nonsense() {
+        assert_eq!(
+            "3/16".parse::<Shard>(),
+            Ok(Shard {
+                index: 3,
+                count: 16
+            })
+        );
+        for bad in ["16/16", "1/0", "3", "a/2", "-1/4", ""] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shards_partition_positions() {
+        for count in 1..6 {
+            for k in 0..50 {
+                let owners = (0..count)
+                    .filter(|&index| Shard { index, count }.contains(k))
+                    .count();
+                assert_eq!(owners, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn unsharded_strips_the_position_byte_for_byte() {
+        let line = r#"{"id":"a","task":"asr","prediction":"x","best":"x","index":4,"of":9}"#;
+        assert_eq!(
+            unsharded(line),
+            r#"{"id":"a","task":"asr","prediction":"x","best":"x"}"#
+        );
+    }
+}

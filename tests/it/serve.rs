@@ -1,0 +1,560 @@
+//! `neko correct --backend openai` (issue 7). Request shape, retries, error lines, order and
+//! resume run against a small HTTP server inside the test (always); identical corrections run
+//! against a real llama-cpp-python server serving SmolLM2, which `.ci/run` starts with
+//! `scripts/llama_server.sh` and names in NEKO_TEST_OPENAI_ENDPOINT / NEKO_TEST_OPENAI_GGUF
+//! (the tests print `SKIP:` without it).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::util::{fixture, neko, shared_data};
+
+/// What the fake server answers: status, JSON body, and how long to wait first.
+struct Reply {
+    status: u16,
+    body: Value,
+    delay: Duration,
+}
+
+impl Reply {
+    fn ok(text: &str) -> Self {
+        Reply {
+            status: 200,
+            body: json!({"choices": [{"text": text, "finish_reason": "stop"}],
+                         "usage": {"completion_tokens": 3}}),
+            delay: Duration::ZERO,
+        }
+    }
+
+    fn error(status: u16, message: &str) -> Self {
+        Reply {
+            status,
+            body: json!({"error": {"message": message}}),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+type Handler = dyn Fn(&Value, usize) -> Reply + Send + Sync;
+
+/// An OpenAI-compatible server on 127.0.0.1 for one test: `GET /v1/models` lists `tiny`;
+/// `POST /v1/completions` is answered by the handler, given the body and how many times this
+/// same prompt was sent before. Every completion body is kept.
+struct FakeServer {
+    url: String,
+    bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeServer {
+    fn start(handler: impl Fn(&Value, usize) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let handler: Arc<Handler> = Arc::new(handler);
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                let (handler, kept, seen) = (handler.clone(), kept.clone(), seen.clone());
+                std::thread::spawn(move || serve(stream, &*handler, &kept, &seen));
+            }
+        });
+        FakeServer { url, bodies }
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+}
+
+/// Answers the requests of one keep-alive connection until the client closes it.
+fn serve(
+    stream: TcpStream,
+    handler: &Handler,
+    kept: &Mutex<Vec<Value>>,
+    seen: &Mutex<HashMap<String, usize>>,
+) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0;
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).unwrap();
+            if h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let reply = if request_line.starts_with("GET /v1/models") {
+            Reply {
+                status: 200,
+                body: json!({"object": "list", "data": [{"id": "tiny", "object": "model"}]}),
+                delay: Duration::ZERO,
+            }
+        } else {
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            let key = body["prompt"].to_string();
+            let before = {
+                let mut seen = seen.lock().unwrap();
+                let n = seen.entry(key).or_default();
+                *n += 1;
+                *n - 1
+            };
+            kept.lock().unwrap().push(body.clone());
+            handler(&body, before)
+        };
+        std::thread::sleep(reply.delay);
+        let text = reply.body.to_string();
+        // 429 says when to come back (at once); other failures leave it to neko's backoff.
+        let retry_after = if reply.status == 429 {
+            "Retry-After: 0\r\n"
+        } else {
+            ""
+        };
+        let head = format!(
+            "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{retry_after}\r\n",
+            reply.status,
+            text.len()
+        );
+        if out.write_all(head.as_bytes()).is_err() || out.write_all(text.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The 1-best in an ASR prompt (`### Best-hypothesis:\n<best>.\n`).
+fn best_in(prompt: &str) -> String {
+    let after = prompt.split("### Best-hypothesis:\n").nth(1).unwrap();
+    after
+        .lines()
+        .next()
+        .unwrap()
+        .trim_end_matches('.')
+        .to_string()
+}
+
+/// `n` ASR records as JSONL.
+fn records(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"r{i}\", \"input\": [\"the cat sat number {i}\", \"a cat sat\"]}}\n"
+            )
+        })
+        .collect()
+}
+
+/// `neko correct --backend openai` against `url`, rendering with `model`'s tokenizer.
+fn openai(url: &str, model: &Path) -> std::process::Command {
+    let mut c = neko();
+    c.args(["correct", "--task", "asr", "--backend", "openai"])
+        .args(["--endpoint", url, "--retry-backoff", "0.01", "--model"])
+        .arg(model);
+    c
+}
+
+/// [`openai`] with the tiny fixture's tokenizer.
+fn served(url: &str) -> std::process::Command {
+    openai(url, &fixture("tiny-llama"))
+}
+
+fn lines(text: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn write_records(dir: &Path, n: usize) -> PathBuf {
+    let input = dir.join("in.jsonl");
+    std::fs::write(&input, records(n)).unwrap();
+    input
+}
+
+/// Runs `cmd`, which must succeed, and returns its output.
+pub fn ok(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?}: {err}");
+    out
+}
+
+/// `n` records corrected through `server` with `flags`: the output lines and stderr.
+fn served_records(server: &FakeServer, n: usize, flags: &[&str]) -> (Vec<Value>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_records(dir.path(), n);
+    let out = ok(served(&server.url).args(flags).arg(&input));
+    (
+        lines(&out.stdout),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn openai_backend_sends_the_rendered_prompt_and_greedy_settings() {
+    let server = FakeServer::start(|body, _| {
+        let best = best_in(body["prompt"].as_str().unwrap_or(""));
+        // A correction, then what a server may add before its stop string.
+        Reply::ok(&format!(" {}\n", best.replace("cat", "dog")))
+    });
+    let (got, _) = served_records(&server, 5, &["--concurrency", "2"]);
+    for (i, line) in got.iter().enumerate() {
+        assert_eq!(line["id"], format!("r{i}"));
+        assert_eq!(line["prediction"], format!("the dog sat number {i}"));
+    }
+    // What in-process decoding would be given: the same prompts, as ids.
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_records(dir.path(), 5);
+    let dump = ok(neko()
+        .args(["correct", "--task", "asr", "--dump-prompts", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg(&input));
+    let dumped = lines(&dump.stdout);
+    let tokenizer = tokenizers::Tokenizer::from_file(fixture("tiny-llama/tokenizer.json")).unwrap();
+    let mut bodies = server.bodies();
+    bodies.sort_by_key(|b| best_in(b["prompt"].as_str().unwrap()));
+    assert_eq!(bodies.len(), 5);
+    for (body, want) in bodies.iter().zip(&dumped) {
+        let text = body["prompt"].as_str().unwrap();
+        let ids = tokenizer.encode(text, true).unwrap().get_ids().to_vec();
+        assert_eq!(
+            json!(ids),
+            want["ids"],
+            "the text encodes to the in-process ids"
+        );
+        assert_eq!(body["max_tokens"], want["max_new_tokens"]);
+        assert_eq!(body["model"], "tiny", "the listed model by default");
+        assert_eq!(body["temperature"], 0.0);
+        assert_eq!(body["top_p"], 1.0);
+        assert_eq!(body["repeat_penalty"], 1.0);
+        assert_eq!(body["stop"], json!(["\n"]));
+        assert_eq!(body["stream"], false);
+    }
+
+    // --prompt-as ids sends exactly the in-process ids.
+    let ids_server = FakeServer::start(|_, _| Reply::ok("x"));
+    ok(served(&ids_server.url)
+        .args(["--prompt-as", "ids", "--served-model", "tiny"])
+        .arg(&input));
+    let mut sent: Vec<Value> = ids_server
+        .bodies()
+        .iter()
+        .map(|b| b["prompt"].clone())
+        .collect();
+    let mut want: Vec<Value> = dumped.iter().map(|d| d["ids"].clone()).collect();
+    sent.sort_by_key(Value::to_string);
+    want.sort_by_key(Value::to_string);
+    assert_eq!(sent, want);
+}
+
+/// Issue 7: 503 and 429 are retried with backoff; the third attempt's answer is used.
+#[test]
+fn retries_429_and_5xx_then_answers() {
+    let server = FakeServer::start(|body, before| match before {
+        0 => Reply::error(503, "loading model"),
+        1 => Reply::error(429, "too many requests"),
+        _ => Reply::ok(&best_in(body["prompt"].as_str().unwrap())),
+    });
+    let (got, err) = served_records(&server, 4, &["--concurrency", "3", "--retries", "2"]);
+    assert!(err.contains("4 corrected, 0 failed"), "{err}");
+    assert_eq!(got.len(), 4);
+    for (i, line) in got.iter().enumerate() {
+        assert_eq!(line["prediction"], format!("the cat sat number {i}"));
+        assert!(line.get("error").is_none());
+    }
+    assert_eq!(server.bodies().len(), 12, "three attempts per record");
+}
+
+/// Issue 7: a record whose request still fails after the retries (or fails with a status that
+/// retrying cannot fix) gets an error line with its 1-best, like any other failure.
+#[test]
+fn a_request_that_keeps_failing_gives_an_error_line() {
+    let server = FakeServer::start(|body, _| {
+        let best = best_in(body["prompt"].as_str().unwrap());
+        if best.ends_with("number 1") {
+            Reply::error(503, "overloaded")
+        } else if best.ends_with("number 2") {
+            Reply::error(400, "prompt is too long for the context window")
+        } else {
+            Reply::ok(&best)
+        }
+    });
+    let (got, err) = served_records(&server, 4, &["--retries", "2"]);
+    assert!(err.contains("2 corrected, 2 failed"), "{err}");
+    assert!(got[0].get("error").is_none() && got[3].get("error").is_none());
+    let e1 = got[1]["error"]["message"].as_str().unwrap();
+    assert!(e1.contains("HTTP 503: overloaded"), "{e1}");
+    assert!(e1.contains("gave up after 3 attempts"), "{e1}");
+    assert_eq!(got[1]["prediction"], "the cat sat number 1");
+    let e2 = got[2]["error"]["message"].as_str().unwrap();
+    assert!(e2.contains("HTTP 400: prompt is too long"), "{e2}");
+    assert_eq!(got[2]["error"]["line"], 3);
+    assert_eq!(got[2]["prediction"], "the cat sat number 2");
+    let tries = |n: usize| {
+        server
+            .bodies()
+            .iter()
+            .filter(|b| best_in(b["prompt"].as_str().unwrap()).ends_with(&format!("number {n}")))
+            .count()
+    };
+    assert_eq!((tries(1), tries(2), tries(3)), (3, 1, 1));
+}
+
+#[test]
+fn output_is_in_input_order_and_resumes_with_the_openai_backend() {
+    // Even records take longer, so answers come back out of order.
+    let server = FakeServer::start(|body, _| {
+        let best = best_in(body["prompt"].as_str().unwrap());
+        let n: usize = best.rsplit(' ').next().unwrap().parse().unwrap();
+        let mut r = Reply::ok(&best.to_uppercase());
+        r.delay = Duration::from_millis(if n.is_multiple_of(2) { 30 } else { 0 });
+        r
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_records(dir.path(), 40);
+    let full = dir.path().join("full.jsonl");
+    ok(served(&server.url)
+        .args(["--concurrency", "6", "--no-guard", "-o"])
+        .arg(&full)
+        .arg(&input));
+    let full_text = std::fs::read_to_string(&full).unwrap();
+    let got = lines(full_text.as_bytes());
+    for (i, line) in got.iter().enumerate() {
+        assert_eq!(line["id"], format!("r{i}"));
+        assert_eq!(line["prediction"], format!("THE CAT SAT NUMBER {i}"));
+    }
+    let sig = std::fs::read_to_string(neko::output::signature_path(&full)).unwrap();
+    assert!(
+        sig.contains("|backend:openai:tiny|prompt_as:text|"),
+        "{sig}"
+    );
+
+    // An interrupted run left 25 lines and part of the 26th: only the other 15 are sent.
+    let resumed_server = FakeServer::start(|body, _| {
+        Reply::ok(&best_in(body["prompt"].as_str().unwrap()).to_uppercase())
+    });
+    let dest = dir.path().join("out.jsonl");
+    let cut: Vec<&str> = full_text.lines().collect();
+    let partial = cut[..25].join("\n") + "\n" + &cut[25][..12];
+    std::fs::write(neko::output::partial_path(&dest), partial).unwrap();
+    let out = ok(served(&resumed_server.url)
+        .args(["--concurrency", "6", "--no-guard", "--resume", "-o"])
+        .arg(&dest)
+        .arg(&input));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("25 records already written, 15 to go"),
+        "{err}"
+    );
+    assert_eq!(resumed_server.bodies().len(), 15);
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), full_text);
+}
+
+#[test]
+fn openai_flags_are_checked_before_anything_runs() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--backend", "openai"], "needs --endpoint"),
+        (
+            &["--endpoint", "http://127.0.0.1:9/v1"],
+            "needs --backend openai",
+        ),
+        (
+            &[
+                "--backend",
+                "openai",
+                "--endpoint",
+                "http://x/v1",
+                "--routing",
+                "task",
+            ],
+            "a server routes",
+        ),
+        (
+            &[
+                "--backend",
+                "openai",
+                "--endpoint",
+                "http://x/v1",
+                "--quant",
+                "q8_0",
+            ],
+            "--adapter and --quant",
+        ),
+    ];
+    for (flags, want) in cases {
+        let out = neko()
+            .args(["correct", "--task", "asr", "--model"])
+            .arg(fixture("tiny-llama"))
+            .args(flags)
+            .arg(fixture("records/shapes.jsonl"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{flags:?}: {err}");
+    }
+    // Nothing listens on the endpoint: the run stops before correcting anything.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", closed.local_addr().unwrap());
+    drop(closed);
+    let out = served(&url)
+        .args(["--retries", "1"])
+        .arg(fixture("records/shapes.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{url}/models")), "{err}");
+    assert!(err.contains("gave up after 2 attempts"), "{err}");
+}
+
+/// The real server of `.ci/run` (scripts/llama_server.sh): its endpoint and the GGUF it serves.
+fn real_server() -> Option<(String, PathBuf)> {
+    let endpoint = std::env::var("NEKO_TEST_OPENAI_ENDPOINT").ok();
+    let gguf = std::env::var("NEKO_TEST_OPENAI_GGUF")
+        .ok()
+        .map(PathBuf::from);
+    match (endpoint, gguf) {
+        (Some(e), Some(g)) if g.is_file() => Some((e, g)),
+        _ => {
+            eprintln!(
+                "SKIP: no OpenAI-compatible test server (set NEKO_TEST_OPENAI_ENDPOINT and \
+                 NEKO_TEST_OPENAI_GGUF, e.g. from scripts/llama_server.sh start)"
+            );
+            None
+        }
+    }
+}
+
+/// Up to 20 HyPoradise records: chime4's first 20 from ../shared, else the shipped variants.
+fn hyporadise_records(dir: &Path) -> PathBuf {
+    let path = dir.join("records.jsonl");
+    let records: Vec<Value> = match shared_data("hyporadise/test/test_chime4.json") {
+        Some(p) => {
+            let all: Vec<Value> =
+                serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            all.into_iter().take(20).collect()
+        }
+        None => serde_json::from_str(
+            &std::fs::read_to_string(fixture("records/variants.json")).unwrap(),
+        )
+        .unwrap(),
+    };
+    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Issue 7: the same GGUF gives the same corrections in process and served (llama-cpp-python
+/// on SmolLM2-135M-Instruct, f32 weights and KV cache): every output line, and every raw answer
+/// with the guard off; the server tokenizes neko's prompt text to neko's own ids.
+#[test]
+fn served_smollm2_gives_the_in_process_corrections() {
+    let Some((endpoint, gguf)) = real_server() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input = hyporadise_records(dir.path());
+    let run = |extra: &[&str], dest: &Path| {
+        ok(neko()
+            .args(["correct", "--task", "asr", "--model"])
+            .arg(&gguf)
+            .args(extra)
+            .arg("-o")
+            .arg(dest)
+            .arg(&input));
+        std::fs::read_to_string(dest).unwrap()
+    };
+    let server = ["--backend", "openai", "--endpoint", &endpoint];
+    for guard in [&[][..], &["--no-guard"][..]] {
+        let local = run(guard, &dir.path().join("local.jsonl"));
+        let served = run(
+            &[&server[..], guard, &["--concurrency", "4"]].concat(),
+            &dir.path().join("served.jsonl"),
+        );
+        let (local, served) = (lines(local.as_bytes()), lines(served.as_bytes()));
+        assert!(local.len() >= 4);
+        for (l, s) in local.iter().zip(&served) {
+            assert_eq!(l, s, "guard flags {guard:?}");
+        }
+        assert_eq!(local.len(), served.len());
+    }
+    // The server's tokenizer reads the text neko sends as neko's ids (llama-cpp-python's
+    // /extras/tokenize; specials such as <|im_start|> parsed as special tokens).
+    let dump = ok(neko()
+        .args(["correct", "--task", "asr", "--dump-prompts", "--model"])
+        .arg(&gguf)
+        .arg(&input));
+    let base = endpoint.trim_end_matches("/v1");
+    for d in lines(&dump.stdout) {
+        let body = json!({"input": d["prompt"], "special": true}).to_string();
+        let reply: Value = serde_json::from_str(
+            &http_post(&format!("{base}/extras/tokenize"), &body).expect("tokenize"),
+        )
+        .unwrap();
+        assert_eq!(reply["tokens"], d["ids"], "record {}", d["id"]);
+    }
+}
+
+/// Issue 7: a request the real server rejects (a prompt longer than its 4,096-token context,
+/// though within the model's 8,192) becomes that record's error line; the others are corrected.
+#[test]
+fn served_rejections_become_error_lines() {
+    let Some((endpoint, gguf)) = real_server() else {
+        return;
+    };
+    let long = vec!["word"; 5000].join(" ");
+    let input = format!(
+        "{{\"id\": \"ok\", \"input\": [\"the cat sat\", \"the cat sad\"]}}\n\
+         {{\"id\": \"long\", \"input\": [\"{long}\"]}}\n"
+    );
+    let mut cmd = openai(&endpoint, &gguf);
+    cmd.args(["--max-new-tokens", "8", "-"]);
+    let out = crate::util::run_with_stdin(cmd, input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let got = lines(&out.stdout);
+    assert!(got[0].get("error").is_none(), "{}", got[0]);
+    let message = got[1]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("HTTP 400"), "{message}");
+    assert!(got[1]["prediction"]
+        .as_str()
+        .unwrap()
+        .starts_with("word word"));
+}
+
+/// A minimal HTTP POST for checks outside neko (the tokenize endpoint).
+fn http_post(url: &str, body: &str) -> std::io::Result<String> {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut s = TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        s,
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)?;
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok(body.to_string())
+}

@@ -1,0 +1,243 @@
+//! `neko correct --shard I/N` and `neko merge` (issue 7): slices are stable, disjoint and cover
+//! the input; merged shards are byte for byte the unsharded output; merge refuses gaps,
+//! duplicates and foreign files, naming file and id. In process on the tiny fixture; no server.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::serve::ok;
+use crate::util::{fixture, neko};
+
+/// Two input files (JSON array and JSONL with a plain-text line and an unreadable line), so
+/// positions run across files and unreadable records have a place too.
+fn inputs(dir: &Path) -> Vec<PathBuf> {
+    let bad = dir.join("more.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"id\": \"m1\", \"input\": [\"the cat sat\", \"the cat sad\"]}\n\
+         {\"id\": \"m2\", \"input\": 5}\n\
+         a plain line\n\
+         {\"id\": \"m4\", \"input\": [\"one two three\"]}\n",
+    )
+    .unwrap();
+    vec![
+        fixture("records/variants.json"),
+        fixture("records/shapes.jsonl"),
+        bad,
+    ]
+}
+
+/// `neko correct` on the tiny model with `extra` flags, writing `dest`.
+fn correct(inputs: &[PathBuf], dest: &Path, extra: &[&str]) -> std::process::Output {
+    ok(neko()
+        .args([
+            "correct",
+            "--task",
+            "asr",
+            "--max-new-tokens",
+            "4",
+            "--model",
+        ])
+        .arg(fixture("tiny-llama"))
+        .args(extra)
+        .arg("-o")
+        .arg(dest)
+        .args(inputs))
+}
+
+fn json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn merge(files: &[PathBuf]) -> std::process::Output {
+    neko().arg("merge").args(files).output().unwrap()
+}
+
+/// Runs every shard of `n` and returns their output files.
+fn shards(dir: &Path, inputs: &[PathBuf], n: usize) -> Vec<PathBuf> {
+    (0..n)
+        .map(|i| {
+            let dest = dir.join(format!("out.shard{i}of{n}.jsonl"));
+            correct(inputs, &dest, &["--shard", &format!("{i}/{n}")]);
+            dest
+        })
+        .collect()
+}
+
+#[test]
+fn shards_cover_the_input_once_and_merge_to_the_unsharded_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = inputs(dir.path());
+    let whole = dir.path().join("whole.jsonl");
+    correct(&inputs, &whole, &[]);
+    let whole_text = std::fs::read_to_string(&whole).unwrap();
+    let total = whole_text.lines().count();
+    assert_eq!(total, 4 + 5 + 4);
+    for n in [1, 2, 3, 5, 16] {
+        let files = shards(dir.path(), &inputs, n);
+        let mut seen = vec![0; total];
+        for (i, f) in files.iter().enumerate() {
+            for line in json_lines(f) {
+                let k = line["index"].as_u64().unwrap() as usize;
+                assert_eq!(k % n, i, "{n} shards: record {k} in shard {i}");
+                assert_eq!(line["of"].as_u64(), Some(total as u64));
+                seen[k] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1), "{n} shards: {seen:?}");
+        // Any order of the files merges to the unsharded run, byte for byte.
+        let mut shuffled = files.clone();
+        shuffled.reverse();
+        let out = merge(&shuffled);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            whole_text,
+            "{n} shards"
+        );
+    }
+    // Stable: the same slice again is the same file.
+    let again = dir.path().join("again.jsonl");
+    correct(&inputs, &again, &["--shard", "1/3"]);
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(dir.path().join("out.shard1of3.jsonl")).unwrap()
+    );
+}
+
+#[test]
+fn merge_writes_atomically_with_the_shards_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = inputs(dir.path());
+    let files = shards(dir.path(), &inputs, 2);
+    let dest = dir.path().join("merged.jsonl");
+    let out = neko()
+        .arg("merge")
+        .args(&files)
+        .arg("-o")
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(json_lines(&dest).len(), 13);
+    assert!(!neko::output::partial_path(&dest).exists());
+    let sig = std::fs::read_to_string(neko::output::signature_path(&dest)).unwrap();
+    assert!(sig.starts_with("correct|model:fp-"), "{sig}");
+}
+
+#[test]
+fn merge_refuses_gaps_duplicates_and_foreign_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = inputs(dir.path());
+    let files = shards(dir.path(), &inputs, 3);
+    let err = |files: &[PathBuf]| {
+        let out = merge(files);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(out.stdout.is_empty(), "nothing is written on refusal");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    // Shard 1 of 3 missing: record 1 (in shapes? no: variants.json's second record, id
+    // "q0001") is the first gap, between the records of shards 0 and 2.
+    let e = err(&[files[0].clone(), files[2].clone()]);
+    assert!(e.contains("4 of 13 records are missing"), "{e}");
+    assert!(e.contains("the first is record 1"), "{e}");
+    assert!(e.contains("out.shard0of3.jsonl:1"), "{e}");
+    assert!(e.contains("out.shard2of3.jsonl:1"), "{e}");
+
+    // The same shard twice: the record, its id and both places are named.
+    let copy = dir.path().join("copy.jsonl");
+    std::fs::copy(&files[1], &copy).unwrap();
+    let e = err(&[files[0].clone(), files[1].clone(), files[2].clone(), copy]);
+    assert!(
+        e.contains("record 1 (id \"q0001\") is in two shard outputs"),
+        "{e}"
+    );
+    assert!(e.contains("out.shard1of3.jsonl:1 and "), "{e}");
+    assert!(e.contains("copy.jsonl:1"), "{e}");
+
+    // A truncated shard (a .partial taken for a finished file): its last record is missing.
+    let cut = dir.path().join("cut.jsonl");
+    let text = std::fs::read_to_string(&files[2]).unwrap();
+    let kept: Vec<&str> = text.lines().collect();
+    std::fs::write(&cut, kept[..kept.len() - 1].join("\n") + "\n").unwrap();
+    let e = err(&[files[0].clone(), files[1].clone(), cut]);
+    assert!(
+        e.contains("1 of 13 records are missing; the first is record 11"),
+        "{e}"
+    );
+
+    // An unsharded output has no positions.
+    let whole = dir.path().join("whole.jsonl");
+    correct(&inputs, &whole, &[]);
+    let e = err(&[files[0].clone(), whole]);
+    assert!(e.contains("whole.jsonl:1: no `index` field"), "{e}");
+
+    // Shards of another input disagree on its size.
+    let other = dir.path().join("other.jsonl");
+    correct(&inputs[..1], &other, &["--shard", "1/3"]);
+    let e = err(&[files[0].clone(), other]);
+    assert!(e.contains("shards of different inputs"), "{e}");
+}
+
+#[test]
+fn merge_refuses_shards_made_with_different_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = inputs(dir.path());
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
+    correct(&inputs, &a, &["--shard", "0/2"]);
+    correct(&inputs, &b, &["--shard", "1/2", "--no-guard"]);
+    let out = merge(&[a, b]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("a.jsonl.sig and"), "{e}");
+    assert!(e.contains("different settings"), "{e}");
+}
+
+#[test]
+fn a_shard_resumes_like_a_whole_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = inputs(dir.path());
+    let full = dir.path().join("full.jsonl");
+    correct(&inputs, &full, &["--shard", "0/2"]);
+    let full_text = std::fs::read_to_string(&full).unwrap();
+    let dest = dir.path().join("resumed.jsonl");
+    let lines: Vec<&str> = full_text.lines().collect();
+    // Interrupted after three lines and part of the fourth.
+    let partial = format!(
+        "{}\n{}\n{}\n{}",
+        lines[0],
+        lines[1],
+        lines[2],
+        &lines[3][..8]
+    );
+    std::fs::write(neko::output::partial_path(&dest), partial).unwrap();
+    let out = correct(&inputs, &dest, &["--shard", "0/2", "--resume"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("3 records already written, 4 to go"), "{err}");
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), full_text);
+}
+
+#[test]
+fn shard_flag_refuses_bad_slices() {
+    for bad in ["3/3", "1/0", "two/4"] {
+        let out = neko()
+            .args(["correct", "--task", "asr", "--shard", bad, "--model"])
+            .arg(fixture("tiny-llama"))
+            .arg(fixture("records/shapes.jsonl"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("expected I/N"));
+    }
+}
