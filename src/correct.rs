@@ -2,9 +2,11 @@
 //! batches records of one task by prompt length, decodes greedily and cuts out the answer.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::backend::local::{self, InProcess};
 use crate::backend::{Backend, Generation, Prompt};
+use crate::constrain::{Pieces, WordConstraint};
 use crate::generate::{self, DecodeStats, Finish, Request, Settings};
 use crate::guard::{self, GuardOptions, Reason};
 use crate::model::{Model, PrefixCache, RoutingMode};
@@ -30,6 +32,41 @@ pub struct CorrectOptions {
     pub prefix_reuse: bool,
     /// The over-correction guard.
     pub guard: GuardOptions,
+    /// Which records decode only their hypotheses' words ([`crate::constrain`]).
+    pub constrain: Constrain,
+}
+
+/// Which records `--constrain` restricts to their hypotheses' words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Constrain {
+    /// None: free decoding.
+    #[default]
+    None,
+    /// Every record.
+    Words,
+    /// Records with two or more hypotheses (ASR, MT N-best); a single hypothesis (OCR, GEC)
+    /// decodes freely, as its corrections need words it does not have.
+    Auto,
+}
+
+impl Constrain {
+    /// Whether a record with these hypotheses is constrained.
+    pub fn applies(self, hypotheses: &[String]) -> bool {
+        match self {
+            Constrain::None => false,
+            Constrain::Words => true,
+            Constrain::Auto => hypotheses.len() > 1,
+        }
+    }
+
+    /// The name in signatures and flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            Constrain::None => "none",
+            Constrain::Words => "words",
+            Constrain::Auto => "auto",
+        }
+    }
 }
 
 impl Default for CorrectOptions {
@@ -42,6 +79,7 @@ impl Default for CorrectOptions {
             max_batch_tokens: 4096,
             prefix_reuse: true,
             guard: GuardOptions::default(),
+            constrain: Constrain::None,
         }
     }
 }
@@ -85,6 +123,8 @@ pub struct Corrector {
     pub stats: DecodeStats,
     /// Where answers are generated when not by `model` in this process (`--backend openai`).
     remote: Option<Box<dyn Backend>>,
+    /// Each token's text, built on first use by constrained decoding.
+    pieces: Option<Pieces>,
 }
 
 impl Corrector {
@@ -104,6 +144,7 @@ impl Corrector {
             prefixes: BTreeMap::new(),
             stats: DecodeStats::default(),
             remote: None,
+            pieces: None,
         }
     }
 
@@ -295,10 +336,19 @@ impl Corrector {
             match self.fit_prompt(task, &r.hypotheses, max_new) {
                 Ok(p) => {
                     fitted.push((i, p.warning));
+                    let constraint = self.options.constrain.applies(&r.hypotheses).then(|| {
+                        let eos = &self.model.config.eos_token_ids;
+                        Arc::new(WordConstraint::new(
+                            &r.hypotheses,
+                            &self.model.tokenizer,
+                            eos,
+                        ))
+                    });
                     prompts.push(Prompt {
                         ids: p.ids,
                         text: p.text,
                         max_new_tokens: max_new,
+                        constraint,
                     });
                 }
                 Err(e) => results[i] = Some(Err(e)),
@@ -364,7 +414,11 @@ impl Corrector {
             let chunk = &ready[start..end];
             start = end;
             let requests: Vec<Request> = chunk.iter().map(|(_, r)| r.clone()).collect();
-            let outcome = self.decode(prefix.as_ref(), &requests, forced);
+            let constraints: Vec<Option<&WordConstraint>> = chunk
+                .iter()
+                .map(|(i, _)| prompts[*i].constraint.as_deref())
+                .collect();
+            let outcome = self.decode(prefix.as_ref(), &requests, &constraints, forced);
             for (k, (i, _)) in chunk.iter().enumerate() {
                 results[*i] = Some(match &outcome {
                     Ok(gen) => Ok(Generation {
@@ -449,9 +503,21 @@ impl Corrector {
         &mut self,
         prefix: Option<&PrefixCache>,
         requests: &[Request],
+        constraints: &[Option<&WordConstraint>],
         forced: Option<usize>,
     ) -> candle_core::Result<Vec<generate::Generated>> {
         let eos = self.model.config.eos_token_ids.clone();
+        let constrained = constraints.iter().any(Option::is_some);
+        if constrained && self.pieces.is_none() {
+            self.pieces = Some(Pieces::new(&self.model.tokenizer));
+        }
+        let pieces = self.pieces.as_ref();
+        let choose = |i: usize, tokens: &[u32], logits: &[f32]| -> u32 {
+            match (constraints[i], pieces) {
+                (Some(c), Some(p)) => c.choose(p, tokens, logits),
+                _ => generate::argmax(logits),
+            }
+        };
         let tokenizer = &self.model.tokenizer;
         let stop = &self.options.stop;
         let stopped = |tokens: &[u32]| -> bool {
@@ -464,6 +530,7 @@ impl Corrector {
             eos: &eos,
             forced_expert: forced,
             stopped: &stopped,
+            choose: if constrained { Some(&choose) } else { None },
         };
         generate::greedy_batch_with(
             self.model.decoder.as_mut(),
@@ -483,7 +550,11 @@ impl Corrector {
                 text = &text[..at];
             }
         }
-        let text = text.trim().to_string();
+        let mut text = text.trim();
+        if self.options.constrain.applies(&record.hypotheses) {
+            text = crate::constrain::drop_open_word(text, &record.hypotheses);
+        }
+        let text = text.to_string();
         let guard = guard::check(
             &text,
             &record.hypotheses,
@@ -548,6 +619,10 @@ impl Corrector {
         let max_new = o
             .max_new_tokens
             .map_or("auto".to_string(), |n| n.to_string());
+        let decode = match o.constrain {
+            Constrain::None => "greedy".to_string(),
+            c => format!("greedy+{}", c.name()),
+        };
         let guard = if o.guard.enabled {
             format!("edit{}", o.guard.max_edit_ratio)
         } else {
@@ -559,7 +634,7 @@ impl Corrector {
             "no"
         };
         format!(
-            "correct|model:fp-{model}|{}|routing:{routing}|decode:greedy|max_new:{max_new}|stop:{:?}|prompt:{prompts}|chat:{chat}|guard:{guard}|neko:{}",
+            "correct|model:fp-{model}|{}|routing:{routing}|decode:{decode}|max_new:{max_new}|stop:{:?}|prompt:{prompts}|chat:{chat}|guard:{guard}|neko:{}",
             self.engine_signature(),
             o.stop,
             env!("CARGO_PKG_VERSION")

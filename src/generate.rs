@@ -39,6 +39,9 @@ pub struct Request {
     pub max_new_tokens: usize,
 }
 
+/// Picks a row's next token: `(request index, tokens so far, logits) -> token`.
+pub type Chooser<'a> = dyn Fn(usize, &[u32], &[f32]) -> u32 + 'a;
+
 /// Settings shared by a batch.
 pub struct Settings<'a> {
     /// Tokens that end a row.
@@ -47,6 +50,9 @@ pub struct Settings<'a> {
     pub forced_expert: Option<usize>,
     /// Tells whether a row's tokens so far have reached a stop string.
     pub stopped: &'a dyn Fn(&[u32]) -> bool,
+    /// Picks a row's next token instead of the argmax (constrained decoding): called with the
+    /// request's index, its tokens so far and its logits over the vocabulary.
+    pub choose: Option<&'a Chooser<'a>>,
 }
 
 /// Token and time counts of decoding, summed over batches.
@@ -138,7 +144,7 @@ pub fn greedy_batch_with(
     let mut live: Vec<usize> = (0..b).collect();
     let t = Instant::now();
     let mut logits = decoder.forward(&input, &pads, settings.forced_expert, Logits::Last)?;
-    let mut next: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+    let mut next = pick(&logits, &live, &out, settings)?;
     stats.prefill_s += t.elapsed().as_secs_f64();
     let t = Instant::now();
     loop {
@@ -161,10 +167,39 @@ pub fn greedy_batch_with(
         }
         let step = Tensor::from_vec(next, (live.len(), 1), &device)?;
         logits = decoder.forward(&step, &pads, settings.forced_expert, Logits::Last)?;
-        next = logits.argmax(D::Minus1)?.to_vec1()?;
+        next = pick(&logits, &live, &out, settings)?;
     }
     stats.decode_s += t.elapsed().as_secs_f64();
     Ok(out)
+}
+
+/// Each live row's next token: the argmax, or what `settings.choose` picks.
+fn pick(
+    logits: &Tensor,
+    live: &[usize],
+    out: &[Generated],
+    settings: &Settings,
+) -> Result<Vec<u32>> {
+    let Some(choose) = settings.choose else {
+        return logits.argmax(D::Minus1)?.to_vec1();
+    };
+    let rows: Vec<Vec<f32>> = logits.to_vec2()?;
+    Ok(live
+        .iter()
+        .zip(&rows)
+        .map(|(&i, row)| choose(i, &out[i].tokens, row))
+        .collect())
+}
+
+/// The index of the largest logit (the first of equals, as `Tensor::argmax`).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
 }
 
 /// Adds one token to a row; returns whether the row is now finished.

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod constrain;
 pub mod convert;
 pub mod correct;
 pub mod eval;

@@ -25,6 +25,8 @@ pub struct Prompt {
     pub text: String,
     /// Most answer tokens.
     pub max_new_tokens: usize,
+    /// The words the answer may use (`--constrain`); only the in-process model can honour it.
+    pub constraint: Option<std::sync::Arc<crate::constrain::WordConstraint>>,
 }
 
 /// What a backend generated for one prompt.

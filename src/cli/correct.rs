@@ -10,7 +10,7 @@ use clap::Args;
 use super::{ModelArgs, EXIT_ERROR, EXIT_OK};
 use crate::backend::openai::{self, OpenAi, PromptAs};
 use crate::backend::{render, BackendKind};
-use crate::correct::{CorrectOptions, Corrector};
+use crate::correct::{Constrain, CorrectOptions, Corrector};
 use crate::guard::GuardOptions;
 use crate::model::RoutingMode;
 use crate::output::{OutputRecord, OutputSink, RecordFailure};
@@ -119,6 +119,13 @@ pub struct DecodeArgs {
     /// exceeds this fraction of that hypothesis's words falls back to the 1-best.
     #[arg(long, default_value_t = 0.5, env = "NEKO_GUARD_MAX_EDIT")]
     pub guard_max_edit: f64,
+
+    /// Constrained decoding: `words` lets the model write only words (as written, punctuation
+    /// included) that occur in some hypothesis of the record; `auto` does so for records with
+    /// two or more hypotheses (N-best ASR, MT) and decodes single-hypothesis records (OCR, GEC)
+    /// freely; `none` (default) is free decoding. In-process backend only.
+    #[arg(long, value_enum, default_value = "none", env = "NEKO_CONSTRAIN")]
+    pub constrain: Constrain,
 }
 
 impl DecodeArgs {
@@ -134,6 +141,7 @@ impl DecodeArgs {
                 enabled: !self.no_guard,
                 max_edit_ratio: self.guard_max_edit,
             },
+            constrain: self.constrain,
             ..CorrectOptions::default()
         };
         if !self.stop.is_empty() {
@@ -204,6 +212,9 @@ impl BackendArgs {
                 }
                 if model.adapter.is_some() || model.quant.is_some() {
                     bail!("--adapter and --quant change in-process weights; with --backend openai the server's model is used as served");
+                }
+                if decode.constrain != Constrain::None {
+                    bail!("--constrain needs the in-process model: the completions API gives no control over each token");
                 }
                 if decode.routing != RoutingMode::Learned {
                     bail!("--routing task forces experts in process; a server routes as its model does");

@@ -82,6 +82,7 @@ fn greedy(
         eos: &[],
         forced_expert: forced,
         stopped: &never_stop,
+        choose: None,
     };
     greedy_batch(model.decoder.as_mut(), &requests, &settings)
         .unwrap()

@@ -364,3 +364,72 @@ fn the_correction_signature_travels_to_eval() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(task.trim()), "{text}");
 }
+
+/// `--constrain words`: every word of every answer occurs in that record's hypotheses, while
+/// the (random) tiny model decoding freely writes other words; the signature says which ran.
+#[test]
+fn constrained_decoding_writes_only_hypothesis_words() {
+    let input = fixture("records/variants.json");
+    let run = |extra: &[&str]| {
+        let out = neko()
+            .args([
+                "correct",
+                "--task",
+                "asr",
+                "--no-guard",
+                "--max-new-tokens",
+                "12",
+            ])
+            .args(extra)
+            .arg("--model")
+            .arg(fixture("tiny-llama"))
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            lines(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let entries = record::read_path(&input).unwrap();
+    let vocab: Vec<std::collections::HashSet<String>> = entries
+        .iter()
+        .map(|e| {
+            let r = e.record.as_ref().unwrap();
+            r.hypotheses
+                .iter()
+                .flat_map(|h| h.split_whitespace().map(str::to_string))
+                .collect()
+        })
+        .collect();
+    let foreign = |recs: &[Value]| -> usize {
+        recs.iter()
+            .zip(&vocab)
+            .map(|(r, words)| {
+                r["prediction"]
+                    .as_str()
+                    .unwrap()
+                    .split_whitespace()
+                    .filter(|w| !words.contains(*w))
+                    .count()
+            })
+            .sum()
+    };
+    let (free, _) = run(&[]);
+    let (constrained, stderr) = run(&["--constrain", "words"]);
+    assert_eq!(constrained.len(), vocab.len());
+    assert!(
+        foreign(&free) > 0,
+        "the random model should stray: {free:?}"
+    );
+    assert_eq!(foreign(&constrained), 0, "{constrained:?}");
+    assert!(constrained
+        .iter()
+        .any(|r| !r["prediction"].as_str().unwrap().is_empty()));
+    assert!(stderr.contains("decode:greedy+words"), "{stderr}");
+}

@@ -84,6 +84,7 @@ fn greedy(model: &mut Model, prompts: &[Vec<u32>], n: usize) -> Vec<Vec<u32>> {
         eos: &[],
         forced_expert: None,
         stopped: &never_stop,
+        choose: None,
     };
     let out = greedy_batch(model.decoder.as_mut(), &requests, &settings).unwrap();
     assert!(out.iter().all(|g| g.finish == Finish::Length));

@@ -67,6 +67,7 @@ fn prefix_reuse_equals_one_at_a_time(name: &str, forced: Option<usize>) {
         eos: &[],
         forced_expert: forced,
         stopped: &never_stop,
+        choose: None,
     };
     let alone: Vec<Vec<u32>> = requests
         .iter()
