@@ -7,6 +7,7 @@ pub mod bench;
 pub mod convert;
 pub mod correct;
 pub mod eval;
+pub mod guard;
 pub mod info;
 pub mod merge;
 pub mod train;
@@ -152,6 +153,9 @@ pub enum Command {
     Correct(correct::CorrectArgs),
     /// Describe a model: architecture, experts, task map, dtype, parameter count.
     Info(info::InfoArgs),
+    /// Apply the over-correction guard to predictions made elsewhere (another engine, or a
+    /// `neko correct --no-guard` run), e.g. to compare thresholds without decoding again.
+    Guard(guard::GuardArgs),
     /// Score files: WER, CER, BLEU, chrF, GEC scores, with baselines, oracles and a signature.
     Eval(eval::EvalArgs),
     /// Write a GGUF (or Hugging Face) model as a Hugging Face folder with f32/bf16 safetensors.
@@ -173,6 +177,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Correct(args) => correct::run(&args),
         Command::Info(args) => info::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Guard(args) => guard::run(&args),
         Command::Convert(args) => convert::run(&args),
         Command::Upcycle(args) => upcycle::run(&args),
         Command::Bench(args) => bench::run(&args),

@@ -295,3 +295,82 @@ fn eval_reports_the_guard_rate() {
     let guard = &json["runs"][0]["files"][0]["guard"];
     assert_eq!(guard["fallback:edit"], 2, "{json}");
 }
+
+/// `neko guard` applies the guard to predictions made elsewhere: a far-fetched or
+/// prompt-leaking prediction falls back to the 1-best and says why, a close one stays, the
+/// threshold is the flag's, and an id missing from the input is an error naming the line.
+#[test]
+fn guard_applies_to_predictions_made_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"id": "a", "input": ["the cat sat on the mat", "the cat sad on the mat"]}"#,
+            "\n",
+            r#"{"id": "b", "input": ["show me flights to boston"]}"#,
+            "\n",
+            r#"{"id": "c", "input": ["prices rose in june"]}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let preds = tmp.path().join("raw.jsonl");
+    std::fs::write(
+        &preds,
+        concat!(
+            r#"{"id": "a", "prediction": "the cat sat on the mat"}"#,
+            "\n",
+            r#"{"id": "b", "prediction": "a completely different sentence about nothing"}"#,
+            "\n",
+            r#"{"id": "c", "prediction": "prices rose ### Response: in june"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let guard = |extra: &[&str]| {
+        let out = neko()
+            .arg("guard")
+            .arg("--input")
+            .arg(&input)
+            .args(extra)
+            .arg(&preds)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let strict = guard(&[]);
+    assert_eq!(strict.len(), 3);
+    assert_eq!(strict[0]["prediction"], "the cat sat on the mat");
+    assert!(strict[0].get("guard").is_none());
+    assert_eq!(strict[1]["prediction"], "show me flights to boston");
+    assert_eq!(strict[1]["guard"], "fallback:edit");
+    assert_eq!(strict[2]["guard"], "fallback:markers");
+    let loose = guard(&["--max-edit", "10"]);
+    assert_eq!(
+        loose[1]["prediction"],
+        "a completely different sentence about nothing"
+    );
+    assert_eq!(loose[2]["guard"], "fallback:markers");
+
+    std::fs::write(&preds, r#"{"id": "zz", "prediction": "x"}"#).unwrap();
+    let out = neko()
+        .arg("guard")
+        .arg("--input")
+        .arg(&input)
+        .arg(&preds)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("raw.jsonl:1") && err.contains("zz"), "{err}");
+}
