@@ -117,7 +117,7 @@ pub struct DecodeArgs {
 
     /// The guard's edit threshold: an answer whose word edit distance to every hypothesis
     /// exceeds this fraction of that hypothesis's words falls back to the 1-best.
-    #[arg(long, default_value_t = 0.5, env = "NEKO_GUARD_MAX_EDIT")]
+    #[arg(long, default_value_t = crate::guard::DEFAULT_MAX_EDIT, env = "NEKO_GUARD_MAX_EDIT")]
     pub guard_max_edit: f64,
 
     /// Constrained decoding: `words` lets the model write only words (as written, punctuation

@@ -26,7 +26,7 @@ pub struct GuardArgs {
     pub predictions: PathBuf,
 
     /// The edit threshold, as `neko correct --guard-max-edit`.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = guard::DEFAULT_MAX_EDIT)]
     pub max_edit: f64,
 }
 

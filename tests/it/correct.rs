@@ -350,7 +350,7 @@ fn the_correction_signature_travels_to_eval() {
         "routing:learned",
         "decode:greedy",
         "prompt:asr=builtin:asr@",
-        "guard:edit0.5",
+        "guard:edit0.3",
         "dtype:f32",
     ] {
         assert!(learned.contains(part), "{part} not in {learned}");
