@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Copy a neko-smol training run's trained tensors into the repo as the shipped default model:
+# configs/neko-smol/adapter.safetensors (stored as f16: half the size; scripts/setup.sh widens
+# them to f32 again), with the run's config, state and training log beside it.
+#
+#   scripts/ship_neko_smol.sh [RUN_DIR]        # default runs/neko-smol
+#
+# Needs Python with numpy and safetensors (NEKO_REF_VENV, default /tmp/neko-ref-venv, as
+# scripts/make_tiny_models.sh makes it). Developers only; users get the shipped files.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here/.."
+run="${1:-runs/neko-smol}"
+venv="${NEKO_REF_VENV:-/tmp/neko-ref-venv}"
+dest=configs/neko-smol
+mkdir -p "$dest"
+"$venv/bin/python" - "$run/adapter.safetensors" "$dest/adapter.safetensors" <<'PY'
+import sys
+from safetensors.numpy import load_file, save_file
+src, dst = sys.argv[1], sys.argv[2]
+tensors = {k: v.astype("float16") for k, v in load_file(src).items()}
+save_file(tensors, dst, metadata={"source": "neko train", "dtype": "f16"})
+print(f"{dst}: {len(tensors)} tensors", file=sys.stderr)
+PY
+cp "$run/config.toml" "$dest/train-config.toml"
+cp "$run/state.json" "$dest/state.json"
+# The log up to the checkpoint (steps logged after it are redone on resume).
+python3 - "$run" "$dest/train.jsonl" <<'PY'
+import json, sys
+run, out = sys.argv[1], sys.argv[2]
+last = json.load(open(f"{run}/state.json"))["step"]
+with open(out, "w") as f:
+    for line in open(f"{run}/train.jsonl"):
+        if json.loads(line).get("step", 0) <= last:
+            f.write(line)
+PY
+sha256sum "$dest/adapter.safetensors"
