@@ -3,12 +3,14 @@
 # concurrencies, and of neko in process on the same GGUF, in one run (speed measurement only).
 #
 #   scripts/bench_serving.sh                    # N=100 chime4 records, CONCURRENCY="1 4 16"
-#   GGUF=~/.cache/neko/smollm2-135m-instruct.Q4_1.gguf LOCAL=0 KV_TYPE=1 scripts/bench_serving.sh
+#   GGUF=~/.cache/neko/smollm2-135m-instruct.Q4_1.gguf KV_TYPE=1 LOCAL_FLAGS="--quant q8_0" \
+#       scripts/bench_serving.sh               # the published Q4_1 file; neko requantises it to q8_0
 #
 # The server is scripts/llama_server.sh (one thread, like neko here). Default GGUF: the f32 form
 # of the SmolLM2 base, the file both engines then decode identically. Prints one line per run
 # and a Markdown table; files in $OUT. Env: N, CONCURRENCY, GGUF, LOCAL (0 skips the in-process
-# run), OUT (default /tmp/neko-serving), DATA, PORT, plus llama_server.sh's.
+# run), LOCAL_FLAGS (extra flags of the in-process run), OUT (default /tmp/neko-serving), DATA,
+# PORT, plus llama_server.sh's.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
@@ -50,7 +52,8 @@ run() { # name, flags...
 }
 
 if [ "${LOCAL:-1}" != 0 ]; then
-    run in-process
+    # shellcheck disable=SC2086
+    run in-process ${LOCAL_FLAGS:-}
 fi
 for c in $CONCURRENCY; do
     run "openai-c$c" --backend openai --endpoint "$NEKO_TEST_OPENAI_ENDPOINT" --concurrency "$c"

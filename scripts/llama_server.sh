@@ -29,11 +29,12 @@ install() {
     mkdir -p "$cache"
     [ -x "$py" ] || python3 -m venv "$venv"
     # A plain CPU build for AVX2: no BLAS, no OpenMP. Not GGML_NATIVE: on these VMs it enables
-    # AVX-512/AMX kernels that crash on batches of more than one token.
+    # AVX-512/AMX kernels that crash on batches of more than one token. --no-cache-dir: pip
+    # would otherwise reuse a wheel it built earlier with other CMAKE_ARGS.
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_BLAS=OFF -DGGML_OPENMP=OFF" \
         CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-        "$venv/bin/pip" install --quiet 'llama-cpp-python[server]==0.3.36' >&2
+        "$venv/bin/pip" install --quiet --no-cache-dir 'llama-cpp-python[server]==0.3.36' >&2
     installed
 }
 

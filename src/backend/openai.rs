@@ -88,6 +88,7 @@ impl OpenAi {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(options.timeout))
+            .max_idle_connections(options.concurrency.max(1))
             .max_idle_connections_per_host(options.concurrency.max(1))
             .build();
         let mut client = OpenAi {
