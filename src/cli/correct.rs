@@ -291,8 +291,13 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         BackendKind::Local => Corrector::new(args.model.load()?, prompt, options),
         BackendKind::Openai => {
             let model = render::load(&args.model.spec()?, !args.model.no_chat_template)?;
-            let server = args.backend.connect(options.stop.clone())?;
-            Corrector::with_backend(model, prompt, options, Box::new(server))
+            if args.dump_prompts {
+                // Rendering needs neither weights nor the server.
+                Corrector::new(model, prompt, options)
+            } else {
+                let server = args.backend.connect(options.stop.clone())?;
+                Corrector::with_backend(model, prompt, options, Box::new(server))
+            }
         }
     };
     for &task in &tasks {

@@ -368,6 +368,45 @@ fn output_is_in_input_order_and_resumes_with_the_openai_backend() {
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), full_text);
 }
 
+/// With `--backend openai`, `--model` needs only the prompt side: a folder with config.json,
+/// tokenizer.json and tokenizer_config.json renders the same prompts as the full checkpoint, and
+/// `--dump-prompts` needs no server.
+#[test]
+fn a_model_folder_without_weights_renders_the_same_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    let light = dir.path().join("prompt-side");
+    std::fs::create_dir(&light).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture("tiny-llama").join(f), light.join(f)).unwrap();
+    }
+    let input = write_records(dir.path(), 3);
+    let dump = |cmd: &mut std::process::Command| ok(cmd.arg("--dump-prompts").arg(&input)).stdout;
+    let full = dump(
+        neko()
+            .args(["correct", "--task", "asr", "--model"])
+            .arg(fixture("tiny-llama")),
+    );
+    let nothing_listens = "http://127.0.0.1:9/v1";
+    let weightless = dump(&mut openai(nothing_listens, &light));
+    assert_eq!(
+        String::from_utf8(weightless).unwrap(),
+        String::from_utf8(full).unwrap()
+    );
+
+    let server = FakeServer::start(|body, _| Reply::ok(&best_in(body["prompt"].as_str().unwrap())));
+    let out = ok(openai(&server.url, &light).arg(&input));
+    assert_eq!(lines(&out.stdout).len(), 3);
+    let no_config = dir.path().join("empty");
+    std::fs::create_dir(&no_config).unwrap();
+    let out = openai(&server.url, &no_config)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.json: missing"), "{err}");
+}
+
 #[test]
 fn openai_flags_are_checked_before_anything_runs() {
     let cases: [(&[&str], &str); 4] = [
