@@ -143,7 +143,7 @@ pub fn greedy_batch_with(
     // `live[k]` is the request in row k of the decoder's cache.
     let mut live: Vec<usize> = (0..b).collect();
     let t = Instant::now();
-    let mut logits = decoder.forward(&input, &pads, settings.forced_expert, Logits::Last)?;
+    let mut logits = prefill(decoder, &input, &pads, settings.forced_expert)?;
     let mut next = pick(&logits, &live, &out, settings)?;
     stats.prefill_s += t.elapsed().as_secs_f64();
     let t = Instant::now();
@@ -171,6 +171,40 @@ pub fn greedy_batch_with(
     }
     stats.decode_s += t.elapsed().as_secs_f64();
     Ok(out)
+}
+
+/// Tokens per prefill forward pass (rows × columns). A batch's prompts run through the model
+/// in column chunks of about this many tokens, each after the K/V of the ones before: the
+/// activations of a chunk stay small enough for the CPU caches, so a large batch (which makes
+/// decoding cheaper per token) does not make prefill slower per token. Exact: a chunk sees the
+/// cache as the whole prompt would.
+/// Measured on 200 chime4 records, batches of 32 rows, SmolLM2 f32, one core: prefill 227 → 285
+/// tokens/s with chunks of 512 tokens (16 columns); 1024 and 2048 were in between.
+const PREFILL_CHUNK_TOKENS: usize = 512;
+
+/// Runs the padded prompts `input` `(b, len)` in column chunks; the last position's logits.
+fn prefill(
+    decoder: &mut dyn Decoder,
+    input: &Tensor,
+    pads: &[usize],
+    forced: Option<usize>,
+) -> Result<Tensor> {
+    let (b, len) = input.dims2()?;
+    let step = std::env::var("NEKO_PREFILL_CHUNK")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(PREFILL_CHUNK_TOKENS);
+    let chunk = (step / b.max(1)).max(16);
+    let mut start = 0;
+    loop {
+        let n = chunk.min(len - start);
+        let part = input.narrow(1, start, n)?;
+        let logits = decoder.forward(&part, pads, forced, Logits::Last)?;
+        start += n;
+        if start >= len {
+            return Ok(logits);
+        }
+    }
 }
 
 /// Each live row's next token: the argmax, or what `settings.choose` picks.

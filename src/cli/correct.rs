@@ -88,13 +88,13 @@ pub struct DecodeArgs {
     pub max_new_tokens: Option<usize>,
 
     /// Most records decoded together in one batch.
-    #[arg(long, default_value_t = 16, env = "NEKO_BATCH_SIZE")]
+    #[arg(long, default_value_t = crate::correct::DEFAULT_BATCH_SIZE, env = "NEKO_BATCH_SIZE")]
     pub batch_size: usize,
 
     /// Most KV-cache positions per batch: rows × (shared prefix + longest prompt after it +
     /// largest answer bound), padding included. Records are sorted by prompt length and
     /// batches filled up to this (and to --batch-size rows).
-    #[arg(long, default_value_t = 4096, env = "NEKO_MAX_BATCH_TOKENS")]
+    #[arg(long, default_value_t = crate::correct::DEFAULT_MAX_BATCH_TOKENS, env = "NEKO_MAX_BATCH_TOKENS")]
     pub max_batch_tokens: usize,
 
     /// Recompute every prompt in full instead of computing the prompt prefix shared by a

@@ -214,3 +214,41 @@ fn mixtral_corrector_fast_path_equals_slow_path() {
 fn llama_corrector_fast_path_equals_slow_path() {
     corrector_fast_path_equals_slow_path("tiny-llama");
 }
+
+/// Many rows make prefill run in column chunks (`generate::prefill`: 512 tokens per pass, at
+/// least 16 columns): 40 rows of 20-80 tokens take several chunks, a row alone one pass; the
+/// tokens are the same.
+#[test]
+fn chunked_prefill_of_a_wide_batch_equals_one_at_a_time() {
+    for name in ["tiny-mixtral", "tiny-llama"] {
+        let mut model = load(name);
+        let ids = reference_ids(name);
+        let requests: Vec<Request> = (0..40)
+            .map(|k| {
+                let tail = &ids[(k + 1) % ids.len()];
+                let prompt = [
+                    &ids[k % ids.len()][..],
+                    &tail[..(k % 10 + 1).min(tail.len())],
+                ]
+                .concat();
+                Request {
+                    prompt,
+                    max_new_tokens: 3 + k % 5,
+                }
+            })
+            .collect();
+        assert!(requests.iter().any(|r| r.prompt.len() > 16 * 2));
+        let settings = Settings {
+            eos: &[],
+            forced_expert: None,
+            stopped: &never_stop,
+            choose: None,
+        };
+        let together = greedy_batch(model.decoder.as_mut(), &requests, &settings).unwrap();
+        for (i, r) in requests.iter().enumerate() {
+            let alone =
+                greedy_batch(model.decoder.as_mut(), std::slice::from_ref(r), &settings).unwrap();
+            assert_eq!(together[i].tokens, alone[0].tokens, "{name} row {i}");
+        }
+    }
+}
