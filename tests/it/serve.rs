@@ -368,6 +368,35 @@ fn output_is_in_input_order_and_resumes_with_the_openai_backend() {
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), full_text);
 }
 
+/// In process, a stop string ends the answer only after some text: an answer opening with a
+/// newline goes on. A server stops at once and returns nothing; neko then asks again without
+/// stop strings and cuts the answer where the in-process decoder would have stopped (finish
+/// `stop`, not `length`, so the guard keeps it).
+#[test]
+fn a_blank_answer_cut_by_a_stop_string_is_asked_again_without_it() {
+    let server = FakeServer::start(|body, _| {
+        if body["stop"].as_array().is_some_and(|s| !s.is_empty()) {
+            return Reply::ok("");
+        }
+        let best = best_in(body["prompt"].as_str().unwrap());
+        let mut r = Reply::ok(&format!("\n{}\nand on and on", best.replace("cat", "dog")));
+        r.body["choices"][0]["finish_reason"] = json!("length");
+        r
+    });
+    let (got, _) = served_records(&server, 3, &[]);
+    for (i, line) in got.iter().enumerate() {
+        assert_eq!(
+            line["prediction"],
+            format!("the dog sat number {i}"),
+            "{line}"
+        );
+        assert!(line.get("guard").is_none(), "{line}");
+    }
+    let stops: Vec<Value> = server.bodies().iter().map(|b| b["stop"].clone()).collect();
+    assert_eq!(stops.iter().filter(|s| **s == json!(["\n"])).count(), 3);
+    assert_eq!(stops.iter().filter(|s| **s == json!([])).count(), 3);
+}
+
 /// With `--backend openai`, `--model` needs only the prompt side: a folder with config.json,
 /// tokenizer.json and tokenizer_config.json renders the same prompts as the full checkpoint, and
 /// `--dump-prompts` needs no server.
