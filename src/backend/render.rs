@@ -6,13 +6,8 @@
 
 use std::path::Path;
 
+use crate::model::{Decoder, Format, Logits, Model, ModelError, ModelFiles, PromptSide};
 use candle_core::{Device, Tensor};
-use tokenizers::Tokenizer;
-
-use crate::model::{
-    chat, gguf_tokenizer, ChatTemplate, Decoder, Format, GgufFile, Logits, Model, ModelError,
-    ModelFiles,
-};
 
 /// Loads the prompt side of `spec` (a folder, a `.gguf` file or a cached hub id). Its decoder
 /// refuses to run: answers must come from a backend.
@@ -40,44 +35,16 @@ pub fn load(spec: &str, chat_template: bool) -> Result<Model, ModelError> {
     } else {
         ModelFiles::resolve(spec)?
     };
-    let gguf = match files.format {
-        Format::Gguf => Some(GgufFile::open(&files.config)?),
-        Format::Safetensors => None,
-    };
-    let config = match &gguf {
-        Some(g) => g.config()?,
-        None => crate::model::read_config(&files.config)?,
-    };
-    let tokenizer_error = |message: String| ModelError::Tokenizer {
-        path: files.tokenizer.display().to_string(),
-        message,
-    };
-    let tokenizer = match &gguf {
-        Some(g) if files.tokenizer_in_gguf() => {
-            gguf_tokenizer::tokenizer(g).map_err(|e| tokenizer_error(e.to_string()))?
-        }
-        _ => Tokenizer::from_file(&files.tokenizer).map_err(|e| tokenizer_error(e.to_string()))?,
-    };
-    let chat = if chat_template {
-        let text = match &gguf {
-            Some(g) => g.chat_template().map(String::from),
-            None => None,
-        }
-        .or_else(|| chat::template_in_dir(files.tokenizer.parent()?));
-        text.and_then(|t| ChatTemplate::detect(&t))
-            .filter(|c| tokenizer.token_to_id(c.end_of_turn()).is_some())
-    } else {
-        None
-    };
+    let side = PromptSide::read(files, chat_template)?;
     Ok(Model {
-        files,
-        config,
-        tokenizer,
+        files: side.files,
+        config: side.config,
+        tokenizer: side.tokenizer,
         decoder: Box::new(Unloaded {
             device: Device::Cpu,
         }),
         dtype: candle_core::DType::F32,
-        chat,
+        chat: side.chat,
     })
 }
 

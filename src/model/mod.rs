@@ -192,42 +192,14 @@ impl Model {
 
     /// Loads a model with explicit options.
     pub fn load_with(spec: &str, opts: &LoadOptions) -> Result<Self, ModelError> {
-        let files = ModelFiles::resolve(spec)?;
-        let gguf = match files.format {
-            Format::Gguf => Some(GgufFile::open(&files.config)?),
-            Format::Safetensors => None,
-        };
-        let mut config = match &gguf {
-            Some(g) => g.config()?,
-            None => read_config(&files.config)?,
-        };
-        let tokenizer = match &gguf {
-            Some(g) if files.tokenizer_in_gguf() => {
-                gguf_tokenizer::tokenizer(g).map_err(|e| ModelError::Tokenizer {
-                    path: files.tokenizer.display().to_string(),
-                    message: e.to_string(),
-                })?
-            }
-            _ => Tokenizer::from_file(&files.tokenizer).map_err(|e| ModelError::Tokenizer {
-                path: files.tokenizer.display().to_string(),
-                message: e.to_string(),
-            })?,
-        };
+        let PromptSide {
+            files,
+            gguf,
+            config,
+            tokenizer,
+            chat,
+        } = PromptSide::read(ModelFiles::resolve(spec)?, opts.chat_template)?;
         check::tokenizer_fits(&tokenizer, &config, &files.tokenizer)?;
-        let chat = if opts.chat_template {
-            find_chat_template(&files, gguf.as_ref(), &tokenizer)
-        } else {
-            None
-        };
-        if let Some(id) = chat
-            .as_ref()
-            .and_then(|c| tokenizer.token_to_id(c.end_of_turn()))
-        {
-            // The turn ends with the template's end token whatever the config calls EOS.
-            if !config.eos_token_ids.contains(&id) {
-                config.eos_token_ids.push(id);
-            }
-        }
         let decoder = match &gguf {
             Some(g) => {
                 let tensors = g.tensors(&opts.device)?;
@@ -256,6 +228,64 @@ impl Model {
             Some(c) => c.wrap(&prompt),
             None => prompt,
         }
+    }
+}
+
+/// What renders a model's prompts, read without its weights: the config (context length,
+/// BOS, EOS ids), the tokenizer and the chat template. `neko correct --backend openai` needs
+/// only this (`crate::backend::render`); [`Model::load_with`] adds the weights.
+pub struct PromptSide {
+    pub files: ModelFiles,
+    /// The open GGUF file, for GGUF models (its header holds config, tokenizer and template).
+    pub gguf: Option<GgufFile>,
+    pub config: ModelConfig,
+    pub tokenizer: Tokenizer,
+    pub chat: Option<ChatTemplate>,
+}
+
+impl PromptSide {
+    /// Reads the prompt side of `files`; `chat_template` false ignores a declared template.
+    pub fn read(files: ModelFiles, chat_template: bool) -> Result<Self, ModelError> {
+        let gguf = match files.format {
+            Format::Gguf => Some(GgufFile::open(&files.config)?),
+            Format::Safetensors => None,
+        };
+        let mut config = match &gguf {
+            Some(g) => g.config()?,
+            None => read_config(&files.config)?,
+        };
+        let tokenizer_error = |e: String| ModelError::Tokenizer {
+            path: files.tokenizer.display().to_string(),
+            message: e,
+        };
+        let tokenizer = match &gguf {
+            Some(g) if files.tokenizer_in_gguf() => {
+                gguf_tokenizer::tokenizer(g).map_err(|e| tokenizer_error(e.to_string()))?
+            }
+            _ => Tokenizer::from_file(&files.tokenizer)
+                .map_err(|e| tokenizer_error(e.to_string()))?,
+        };
+        let chat = if chat_template {
+            find_chat_template(&files, gguf.as_ref(), &tokenizer)
+        } else {
+            None
+        };
+        if let Some(id) = chat
+            .as_ref()
+            .and_then(|c| tokenizer.token_to_id(c.end_of_turn()))
+        {
+            // The turn ends with the template's end token whatever the config calls EOS.
+            if !config.eos_token_ids.contains(&id) {
+                config.eos_token_ids.push(id);
+            }
+        }
+        Ok(PromptSide {
+            files,
+            gguf,
+            config,
+            tokenizer,
+            chat,
+        })
     }
 }
 
