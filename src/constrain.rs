@@ -26,15 +26,13 @@ impl Pieces {
             .ok()
             .and_then(|e| e.get_ids().first().copied());
         let decode = |ids: &[u32]| tokenizer.decode(ids, false).unwrap_or_default();
+        let head = anchor.map(|a| (a, decode(&[a])));
         let pieces = (0..n)
-            .map(|id| match anchor {
-                Some(a) => {
-                    let head = decode(&[a]);
-                    let both = decode(&[a, id]);
-                    both.strip_prefix(head.as_str())
-                        .map(str::to_string)
-                        .unwrap_or_else(|| decode(&[id]))
-                }
+            .map(|id| match &head {
+                Some((a, head)) => decode(&[*a, id])
+                    .strip_prefix(head.as_str())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| decode(&[id])),
                 None => decode(&[id]),
             })
             .collect();
@@ -59,8 +57,6 @@ pub struct WordConstraint {
 impl WordConstraint {
     /// The constraint for `hypotheses`; `enders` are the ids that end an answer.
     pub fn new(hypotheses: &[String], tokenizer: &Tokenizer, enders: &[u32]) -> Self {
-        let mut words = HashSet::new();
-        let mut prefixes = HashSet::new();
         let mut candidates = HashSet::new();
         let mut add_ids = |text: &str| {
             if let Ok(enc) = tokenizer.encode(text, false) {
@@ -73,15 +69,26 @@ impl WordConstraint {
             for w in h.split_whitespace() {
                 add_ids(w);
                 add_ids(&format!(" {w}"));
-                for (i, _) in w.char_indices().skip(1) {
-                    prefixes.insert(w[..i].to_string());
-                }
-                prefixes.insert(w.to_string());
-                words.insert(w.to_string());
             }
         }
         let mut candidates: Vec<u32> = candidates.into_iter().collect();
         candidates.sort_unstable();
+        Self::with_candidates(hypotheses, candidates, enders)
+    }
+
+    /// The constraint with its word and prefix sets, looking only at `candidates`.
+    fn with_candidates(hypotheses: &[String], candidates: Vec<u32>, enders: &[u32]) -> Self {
+        let words: HashSet<String> = hypotheses
+            .iter()
+            .flat_map(|h| h.split_whitespace())
+            .map(str::to_string)
+            .collect();
+        let prefixes = words
+            .iter()
+            .flat_map(|w| w.char_indices().skip(1).map(|(i, _)| &w[..i]))
+            .chain(words.iter().map(String::as_str))
+            .map(str::to_string)
+            .collect();
         WordConstraint {
             words,
             prefixes,
@@ -186,27 +193,8 @@ mod tests {
     use super::*;
 
     fn constraint(hyps: &[&str]) -> WordConstraint {
-        let words: HashSet<String> = hyps
-            .iter()
-            .flat_map(|h| h.split_whitespace())
-            .map(str::to_string)
-            .collect();
-        let prefixes = words
-            .iter()
-            .flat_map(|w| {
-                w.char_indices()
-                    .skip(1)
-                    .map(|(i, _)| w[..i].to_string())
-                    .chain([w.clone()])
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        WordConstraint {
-            words,
-            prefixes,
-            candidates: Vec::new(),
-            enders: vec![0],
-        }
+        let hyps: Vec<String> = hyps.iter().map(|h| h.to_string()).collect();
+        WordConstraint::with_candidates(&hyps, Vec::new(), &[0])
     }
 
     #[test]
