@@ -17,7 +17,7 @@ use neko::generate::{greedy_batch, Request, Settings};
 use neko::model::{ChatTemplate, LoadOptions, Logits, Model};
 use serde_json::Value;
 
-use crate::util::{fixture, neko, shared_data};
+use crate::util::{fixture, neko, run_ok, shared_data};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -323,16 +323,6 @@ fn write_gguf_with(
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut f = std::fs::File::create(dst).unwrap();
     gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
-}
-
-fn run_ok(cmd: &mut std::process::Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------

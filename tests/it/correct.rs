@@ -5,14 +5,7 @@ use neko::record;
 use neko::Task;
 use serde_json::Value;
 
-use crate::util::{copy_fixture, fixture, neko, run_with_stdin, shared_data};
-
-fn lines(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use crate::util::{copy_fixture, fixture, json_lines, neko, run_with_stdin, shared_data};
 
 #[test]
 fn every_hyporadise_variant_parses() {
@@ -102,7 +95,7 @@ fn correct_writes_one_record_per_input_in_order() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let recs = lines(&out.stdout);
+    let recs = json_lines(&out.stdout);
     assert_eq!(recs.len(), 9);
     let ids: Vec<Value> = recs.iter().map(|r| r["id"].clone()).collect();
     assert_eq!(
@@ -167,7 +160,7 @@ fn correct_reads_stdin_and_writes_atomically() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.stdout.is_empty());
-    let recs = lines(&std::fs::read(&dest).unwrap());
+    let recs = json_lines(&std::fs::read(&dest).unwrap());
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[0]["best"], "she go to school");
     // The temporary file was renamed: only the output and its signature are left.
@@ -221,7 +214,7 @@ fn bad_records_get_an_error_and_the_run_goes_on() {
         b"{\"input\": []}\n{\"input\": [\"ok then\"]}\n{broken\n",
     );
     assert!(out.status.success());
-    let recs = lines(&out.stdout);
+    let recs = json_lines(&out.stdout);
     assert_eq!(recs.len(), 3);
     assert_eq!(recs[0]["error"]["field"], "input");
     assert_eq!(recs[0]["error"]["line"], 1);
@@ -313,7 +306,7 @@ fn hub_ids_resolve_from_the_local_cache_offline() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(lines(&out.stdout).len(), 1);
+    assert_eq!(json_lines(&out.stdout).len(), 1);
 
     let out = neko()
         .env("HF_HUB_CACHE", cache.path())
@@ -392,7 +385,7 @@ fn constrained_decoding_writes_only_hypothesis_words() {
             String::from_utf8_lossy(&out.stderr)
         );
         (
-            lines(&out.stdout),
+            json_lines(&out.stdout),
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };

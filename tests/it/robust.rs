@@ -12,14 +12,7 @@ use neko::record::Record;
 use neko::Task;
 use serde_json::Value;
 
-use crate::util::{copy_fixture, fixture, neko, run_with_stdin};
-
-fn lines(bytes: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use crate::util::{copy_fixture, fixture, json_lines, neko, ok, run_with_stdin};
 
 /// `n` small ASR records as JSONL.
 fn records(n: usize) -> String {
@@ -64,7 +57,7 @@ fn an_oversized_record_is_reported_not_tokenised() {
     );
     let out = run_with_stdin(cmd, big.as_bytes());
     assert!(out.status.success());
-    let recs = lines(&out.stdout);
+    let recs = json_lines(&out.stdout);
     assert_eq!(recs.len(), 2);
     assert!(recs[0]["error"]["message"]
         .as_str()
@@ -109,7 +102,7 @@ fn inputs_over_the_context_drop_hypotheses_then_truncate() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let recs = lines(&out.stdout);
+    let recs = json_lines(&out.stdout);
     let warning = recs[0]["warning"].as_str().unwrap();
     assert!(
         warning.contains("kept 1 of 3 hypotheses") && warning.contains("cut the 1-best"),
@@ -189,7 +182,7 @@ fn ctrl_c_keeps_what_is_done_and_says_how_to_resume() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--resume"), "{err}");
-    let written = lines(&std::fs::read(&partial).unwrap());
+    let written = json_lines(&std::fs::read(&partial).unwrap());
     assert!(!written.is_empty() && written.len() < 400);
     let out = correct("tiny-mixtral")
         .args(["--batch-size", "8", "--resume", "-o"])
@@ -198,7 +191,7 @@ fn ctrl_c_keeps_what_is_done_and_says_how_to_resume() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let all = lines(&std::fs::read(&dest).unwrap());
+    let all = json_lines(&std::fs::read(&dest).unwrap());
     let ids: Vec<String> = all
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_string())
@@ -234,10 +227,10 @@ fn guard_fallbacks_keep_the_one_best_and_say_why() {
     let input = records(8);
     let mut cmd = correct("tiny-mixtral");
     cmd.arg("-");
-    let guarded = lines(&run_with_stdin(cmd, input.as_bytes()).stdout);
+    let guarded = json_lines(&run_with_stdin(cmd, input.as_bytes()).stdout);
     let mut cmd = correct("tiny-mixtral");
     cmd.args(["--no-guard", "-"]);
-    let free = lines(&run_with_stdin(cmd, input.as_bytes()).stdout);
+    let free = json_lines(&run_with_stdin(cmd, input.as_bytes()).stdout);
     assert!(guarded.iter().any(|r| r.get("guard").is_some()));
     for (g, f) in guarded.iter().zip(&free) {
         assert!(f.get("guard").is_none());
@@ -329,24 +322,13 @@ fn guard_applies_to_predictions_made_elsewhere() {
     )
     .unwrap();
     let guard = |extra: &[&str]| {
-        let out = neko()
-            .arg("guard")
+        let mut cmd = neko();
+        cmd.arg("guard")
             .arg("--input")
             .arg(&input)
             .args(extra)
-            .arg(&preds)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .collect::<Vec<_>>()
+            .arg(&preds);
+        json_lines(&ok(&mut cmd).stdout)
     };
     let strict = guard(&[]);
     assert_eq!(strict.len(), 3);

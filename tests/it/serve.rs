@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{fixture, neko, shared_data};
+use crate::util::{fixture, json_lines, neko, ok, shared_data};
 
 /// What the fake server answers: status, JSON body, and how long to wait first.
 struct Reply {
@@ -176,25 +176,10 @@ fn served(url: &str) -> std::process::Command {
     openai(url, &fixture("tiny-llama"))
 }
 
-fn lines(text: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(text)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn write_records(dir: &Path, n: usize) -> PathBuf {
     let input = dir.join("in.jsonl");
     std::fs::write(&input, records(n)).unwrap();
     input
-}
-
-/// Runs `cmd`, which must succeed, and returns its output.
-pub fn ok(cmd: &mut std::process::Command) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{cmd:?}: {err}");
-    out
 }
 
 /// `n` records corrected through `server` with `flags`: the output lines and stderr.
@@ -203,7 +188,7 @@ fn served_records(server: &FakeServer, n: usize, flags: &[&str]) -> (Vec<Value>,
     let input = write_records(dir.path(), n);
     let out = ok(served(&server.url).args(flags).arg(&input));
     (
-        lines(&out.stdout),
+        json_lines(&out.stdout),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
@@ -227,7 +212,7 @@ fn openai_backend_sends_the_rendered_prompt_and_greedy_settings() {
         .args(["correct", "--task", "asr", "--dump-prompts", "--model"])
         .arg(fixture("tiny-llama"))
         .arg(&input));
-    let dumped = lines(&dump.stdout);
+    let dumped = json_lines(&dump.stdout);
     let tokenizer = tokenizers::Tokenizer::from_file(fixture("tiny-llama/tokenizer.json")).unwrap();
     let mut bodies = server.bodies();
     bodies.sort_by_key(|b| best_in(b["prompt"].as_str().unwrap()));
@@ -336,7 +321,7 @@ fn output_is_in_input_order_and_resumes_with_the_openai_backend() {
         .arg(&full)
         .arg(&input));
     let full_text = std::fs::read_to_string(&full).unwrap();
-    let got = lines(full_text.as_bytes());
+    let got = json_lines(full_text.as_bytes());
     for (i, line) in got.iter().enumerate() {
         assert_eq!(line["id"], format!("r{i}"));
         assert_eq!(line["prediction"], format!("THE CAT SAT NUMBER {i}"));
@@ -424,7 +409,7 @@ fn a_model_folder_without_weights_renders_the_same_prompts() {
 
     let server = FakeServer::start(|body, _| Reply::ok(&best_in(body["prompt"].as_str().unwrap())));
     let out = ok(openai(&server.url, &light).arg(&input));
-    assert_eq!(lines(&out.stdout).len(), 3);
+    assert_eq!(json_lines(&out.stdout).len(), 3);
     let no_config = dir.path().join("empty");
     std::fs::create_dir(&no_config).unwrap();
     let out = openai(&server.url, &no_config)
@@ -559,7 +544,7 @@ fn served_smollm2_gives_the_in_process_corrections() {
             &[&server[..], guard, &["--concurrency", "4"]].concat(),
             &dir.path().join("served.jsonl"),
         );
-        let (local, served) = (lines(local.as_bytes()), lines(served.as_bytes()));
+        let (local, served) = (json_lines(local.as_bytes()), json_lines(served.as_bytes()));
         assert!(local.len() >= 4);
         for (l, s) in local.iter().zip(&served) {
             assert_eq!(l, s, "guard flags {guard:?}");
@@ -573,7 +558,7 @@ fn served_smollm2_gives_the_in_process_corrections() {
         .arg(&gguf)
         .arg(&input));
     let base = endpoint.trim_end_matches("/v1");
-    for d in lines(&dump.stdout) {
+    for d in json_lines(&dump.stdout) {
         let body = json!({"input": d["prompt"], "special": true}).to_string();
         let reply: Value = serde_json::from_str(
             &http_post(&format!("{base}/extras/tokenize"), &body).expect("tokenize"),
@@ -600,7 +585,7 @@ fn served_rejections_become_error_lines() {
     let out = crate::util::run_with_stdin(cmd, input.as_bytes());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    let got = lines(&out.stdout);
+    let got = json_lines(&out.stdout);
     assert!(got[0].get("error").is_none(), "{}", got[0]);
     let message = got[1]["error"]["message"].as_str().unwrap();
     assert!(message.contains("HTTP 400"), "{message}");

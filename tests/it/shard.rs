@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::serve::ok;
-use crate::util::{fixture, neko};
+use crate::util::{fixture, neko, ok};
 
 /// Two input files (JSON array and JSONL with a plain-text line and an unreadable line), so
 /// positions run across files and unreadable records have a place too.
@@ -46,12 +45,8 @@ fn correct(inputs: &[PathBuf], dest: &Path, extra: &[&str]) -> std::process::Out
         .args(inputs))
 }
 
-fn json_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+fn read_json_lines(path: &Path) -> Vec<Value> {
+    crate::util::json_lines(&std::fs::read(path).unwrap())
 }
 
 fn merge(files: &[PathBuf]) -> std::process::Output {
@@ -82,7 +77,7 @@ fn shards_cover_the_input_once_and_merge_to_the_unsharded_output() {
         let files = shards(dir.path(), &inputs, n);
         let mut seen = vec![0; total];
         for (i, f) in files.iter().enumerate() {
-            for line in json_lines(f) {
+            for line in read_json_lines(f) {
                 let k = line["index"].as_u64().unwrap() as usize;
                 assert_eq!(k % n, i, "{n} shards: record {k} in shard {i}");
                 assert_eq!(line["of"].as_u64(), Some(total as u64));
@@ -128,7 +123,7 @@ fn merge_writes_atomically_with_the_shards_signature() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(json_lines(&dest).len(), 13);
+    assert_eq!(read_json_lines(&dest).len(), 13);
     assert!(!neko::output::partial_path(&dest).exists());
     let sig = std::fs::read_to_string(neko::output::signature_path(&dest)).unwrap();
     assert!(sig.starts_with("correct|model:fp-"), "{sig}");

@@ -10,35 +10,27 @@ use neko::model::{LoadOptions, Logits, Model};
 use neko::train::data::DataSpec;
 use neko::train::{is_trainable, Hyper, RoutingLoss, TrainConfig, Trainer};
 
-use crate::util::{fixture, neko};
+use crate::util::{fixture, neko, run_ok};
 
-fn run_ok(cmd: &mut std::process::Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// `neko upcycle` of tiny-llama to 4 low-rank experts of `rank` with the task map
+/// asr=0, st=1, mt=1, ocr=2, gec=3 (add `--to`, and `--adapter` to put trained tensors in).
+fn upcycle_tiny(rank: &str) -> std::process::Command {
+    let mut cmd = neko();
+    cmd.args([
+        "upcycle",
+        "--model",
+        fixture("tiny-llama").to_str().unwrap(),
+    ])
+    .args(["--experts", "4", "--lora-rank", rank])
+    .args(["--tasks", "asr=0,st=1,mt=1,ocr=2,gec=3"]);
+    cmd
 }
 
 /// Upcycles tiny-llama to 4 low-rank experts (asr=0, mt=1, ocr=2, gec=3) and writes a small
 /// mixed-task training file: two records per task.
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     let model = dir.join("init");
-    run_ok(neko().args([
-        "upcycle",
-        "--model",
-        fixture("tiny-llama").to_str().unwrap(),
-        "--experts",
-        "4",
-        "--lora-rank",
-        "4",
-        "--tasks",
-        "asr=0,st=1,mt=1,ocr=2,gec=3",
-        "--to",
-        model.to_str().unwrap(),
-    ]));
+    run_ok(upcycle_tiny("4").arg("--to").arg(&model));
     let data = dir.join("mix.jsonl");
     let records = [
         r#"{"task": "asr", "input": ["the cat sad", "the cat sat"], "output": "the cat sat"}"#,
@@ -488,17 +480,8 @@ fn a_trained_adapter_rebuilds_the_default_model() {
     let adapter = run_dir.join("adapter.safetensors");
     let cache = tmp.path().join("cache");
     let upcycle = |rank: &str, to: &Path| {
-        let mut cmd = neko();
-        cmd.args([
-            "upcycle",
-            "--model",
-            fixture("tiny-llama").to_str().unwrap(),
-        ])
-        .args(["--experts", "4", "--lora-rank", rank])
-        .args(["--tasks", "asr=0,st=1,mt=1,ocr=2,gec=3", "--adapter"])
-        .arg(&adapter)
-        .arg("--to")
-        .arg(to);
+        let mut cmd = upcycle_tiny(rank);
+        cmd.arg("--adapter").arg(&adapter).arg("--to").arg(to);
         cmd.output().unwrap()
     };
     let correct = |extra: &[&str]| {

@@ -36,6 +36,27 @@ pub fn neko() -> std::process::Command {
     cmd
 }
 
+/// Runs `cmd`, which must succeed (else the assertion shows its stderr), and returns its output.
+pub fn ok(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?} failed: {err}");
+    out
+}
+
+/// Runs `cmd`, which must succeed, and returns its standard output.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    String::from_utf8(ok(cmd).stdout).unwrap()
+}
+
+/// One JSON value per line of `bytes` (a command's JSONL output).
+pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Runs `cmd` with `input` on its standard input and collects its output.
 pub fn run_with_stdin(mut cmd: std::process::Command, input: &[u8]) -> std::process::Output {
     use std::io::Write;
