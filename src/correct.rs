@@ -228,26 +228,19 @@ impl Corrector {
             .map(|p| p.ids)
     }
 
-    /// Shared with `neko train` ([`crate::prompt::model_prompt_ids`]): special tokens in
-    /// hypotheses neutralised, the chat template applied, BOS added where the model asks.
-    fn render_ids(&self, task: Task, hypotheses: &[String]) -> Result<Vec<u32>, String> {
-        crate::prompt::model_prompt_ids(
+    /// The prompt's text and ids, as `neko train` renders them
+    /// ([`crate::prompt::model_prompt_ids`]): special tokens in hypotheses neutralised, the
+    /// chat template applied, BOS added to the ids where the model asks. Backends that take
+    /// text are sent the text.
+    fn render(&self, task: Task, hypotheses: &[String]) -> Result<(String, Vec<u32>), String> {
+        let text = crate::prompt::model_prompt_text(
             &self.model,
             &self.template(task),
             hypotheses,
             &self.specials,
-            self.add_bos,
-        )
-    }
-
-    /// The prompt as text before tokenisation, as [`crate::prompt::model_prompt_ids`] renders
-    /// it (without the BOS id it may prepend): what backends that take text are sent.
-    fn render_text(&self, task: Task, hypotheses: &[String]) -> String {
-        let clean: Vec<String> = hypotheses
-            .iter()
-            .map(|h| crate::prompt::neutralise_specials(h, &self.specials))
-            .collect();
-        self.model.wrap_prompt(self.template(task).render(&clean))
+        );
+        let ids = crate::prompt::encode_model_prompt(&self.model, &text, self.add_bos)?;
+        Ok((text, ids))
     }
 
     /// The context policy: when the prompt plus `max_new` answer tokens do not fit the model's
@@ -261,9 +254,8 @@ impl Corrector {
         let context = self.model.config.max_position_embeddings;
         let budget = context.saturating_sub(max_new.min(context / 2));
         let mut hyps = hypotheses.to_vec();
-        let mut ids = self.render_ids(task, &hyps)?;
+        let (mut text, mut ids) = self.render(task, &hyps)?;
         if ids.len() <= budget {
-            let text = self.render_text(task, &hyps);
             return Ok(Fitted {
                 ids,
                 text,
@@ -273,7 +265,7 @@ impl Corrector {
         let given = hyps.len();
         while ids.len() > budget && hyps.len() > 1 {
             hyps.pop();
-            ids = self.render_ids(task, &hyps)?;
+            (text, ids) = self.render(task, &hyps)?;
         }
         let mut words: Vec<&str> = hypotheses[0].split_whitespace().collect();
         let total_words = words.len();
@@ -281,7 +273,7 @@ impl Corrector {
             let over = ids.len() - budget;
             words.truncate(words.len().saturating_sub(over.div_ceil(2).max(1)));
             hyps = vec![words.join(" ")];
-            ids = self.render_ids(task, &hyps)?;
+            (text, ids) = self.render(task, &hyps)?;
         }
         if ids.len() > budget {
             return Err(format!(
@@ -296,7 +288,6 @@ impl Corrector {
         if words.len() < total_words {
             warning += &format!(", cut the 1-best to {} of {total_words} words", words.len());
         }
-        let text = self.render_text(task, &hyps);
         Ok(Fitted {
             ids,
             text,

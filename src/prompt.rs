@@ -128,12 +128,33 @@ pub fn model_prompt_ids(
     specials: &[String],
     bos: Option<u32>,
 ) -> Result<Vec<u32>, String> {
+    let text = model_prompt_text(model, template, hypotheses, specials);
+    encode_model_prompt(model, &text, bos)
+}
+
+/// The text of [`model_prompt_ids`] before tokenisation (what servers that take text are
+/// sent): special tokens in hypotheses neutralised, the template rendered, the chat template
+/// applied.
+pub fn model_prompt_text(
+    model: &crate::model::Model,
+    template: &Template,
+    hypotheses: &[String],
+    specials: &[String],
+) -> String {
     let clean: Vec<String> = hypotheses
         .iter()
         .map(|h| neutralise_specials(h, specials))
         .collect();
     // Instruct models get the prompt in their own chat format (neko::model::chat).
-    let text = model.wrap_prompt(template.render(&clean));
+    model.wrap_prompt(template.render(&clean))
+}
+
+/// The ids of a rendered prompt, with `bos` in front unless the tokenizer already put it there.
+pub fn encode_model_prompt(
+    model: &crate::model::Model,
+    text: &str,
+    bos: Option<u32>,
+) -> Result<Vec<u32>, String> {
     let mut ids = model
         .tokenizer
         .encode(text, true)
