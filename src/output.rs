@@ -195,6 +195,11 @@ impl OutputSink {
         self.out.write_all(b"\n")
     }
 
+    /// The buffered writer under the sink, for lines that are already JSON (`neko merge`).
+    pub fn writer(&mut self) -> &mut dyn Write {
+        &mut *self.out
+    }
+
     /// Pushes written lines out, so pipelines see results as they come.
     pub fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
@@ -222,6 +227,14 @@ impl OutputSink {
         }
         Ok(())
     }
+}
+
+/// Writes `signature` as one line to `FILE.sig` beside `dest`, so `neko eval FILE` can say
+/// how the predictions were made.
+pub fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
+    let sig = signature_path(dest);
+    std::fs::write(&sig, format!("{signature}\n"))
+        .with_context(|| format!("{}: cannot write", sig.display()))
 }
 
 /// `FILE.sig` beside `FILE`: the signature of the run that wrote it.

@@ -357,10 +357,7 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     progress.finish_and_clear();
     sink.finish()?;
     if let Some(dest) = &args.output {
-        // Beside the output, so `neko eval FILE` can say how the predictions were made.
-        let sig = crate::output::signature_path(dest);
-        std::fs::write(&sig, format!("{signature}\n"))
-            .with_context(|| format!("{}: cannot write", sig.display()))?;
+        crate::output::write_signature(dest, &signature)?;
     }
     stats.report(started.elapsed().as_secs_f64());
     eprintln!("neko: {signature}");

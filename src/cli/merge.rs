@@ -1,12 +1,11 @@
 //! `neko merge`: the outputs of `neko correct --shard I/N` runs back in input order.
 
-use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
 use super::EXIT_OK;
+use crate::output::OutputSink;
 use crate::shard::Merge;
 
 /// Flags of `neko merge`.
@@ -26,24 +25,15 @@ pub struct MergeArgs {
 /// writes them in input order, each line as an unsharded run writes it.
 pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
     let merge = Merge::check(&args.inputs)?;
-    match &args.output {
-        None => merge.write(&mut std::io::BufWriter::new(std::io::stdout().lock()))?,
-        Some(dest) => {
-            let partial = crate::output::partial_path(dest);
-            let file = std::fs::File::create(&partial)
-                .with_context(|| format!("{}: cannot create", partial.display()))?;
-            let mut out = std::io::BufWriter::new(file);
-            merge.write(&mut out)?;
-            out.flush()?;
-            drop(out);
-            std::fs::rename(&partial, dest)
-                .with_context(|| format!("{}: cannot rename into place", dest.display()))?;
-            if let Some(sig) = &merge.signature {
-                let path = crate::output::signature_path(dest);
-                std::fs::write(&path, sig)
-                    .with_context(|| format!("{}: cannot write", path.display()))?;
-            }
-        }
+    let mut sink = match &args.output {
+        None => OutputSink::stdout(),
+        Some(dest) => OutputSink::create(dest)?,
+    };
+    merge.write(&mut sink.writer())?;
+    sink.finish()?;
+    if let (Some(dest), Some(sig)) = (&args.output, &merge.signature) {
+        // The shards' own `.sig` line, as an unsharded run writes it.
+        crate::output::write_signature(dest, sig.trim_end_matches('\n'))?;
     }
     eprintln!(
         "neko: merged {} records from {} shard outputs",
