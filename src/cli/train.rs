@@ -38,6 +38,12 @@ pub struct TrainArgs {
     /// Start over in a run directory that already holds a checkpoint.
     #[arg(long)]
     pub force: bool,
+
+    /// Write the config's training examples as rendered token ids (JSONL: task, expert, ids,
+    /// answer_start) to this file and stop, for training on another engine
+    /// (`scripts/train_torch.py` on a GPU). Nothing is trained.
+    #[arg(long, conflicts_with = "resume")]
+    pub export_examples: Option<PathBuf>,
 }
 
 /// Runs `neko train`.
@@ -56,6 +62,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
                 );
             }
             let t = Trainer::new(config)?;
+            if let Some(path) = &args.export_examples {
+                return export_examples(&t, path);
+            }
             std::fs::create_dir_all(&t.config.out)?;
             std::fs::write(
                 t.config.out.join("config.toml"),
@@ -186,4 +195,23 @@ fn progress(len: u64, pos: u64) -> indicatif::ProgressBar {
     bar.set_position(pos);
     bar.reset_eta();
     bar
+}
+
+/// Writes the training examples as JSONL through a temporary file (atomic).
+fn export_examples(trainer: &Trainer, path: &std::path::Path) -> anyhow::Result<u8> {
+    let mut sink = crate::output::OutputSink::create(path)?;
+    let out = sink.writer();
+    for ex in trainer.examples() {
+        let expert = trainer.model.config.task_expert(ex.task);
+        let mut line = serde_json::to_value(ex)?;
+        line["expert"] = serde_json::json!(expert);
+        writeln!(out, "{line}")?;
+    }
+    sink.finish()?;
+    eprintln!(
+        "neko: wrote {} examples to {}",
+        trainer.examples().len(),
+        path.display()
+    );
+    Ok(EXIT_OK)
 }

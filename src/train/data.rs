@@ -26,7 +26,7 @@ pub struct DataSpec {
 }
 
 /// A prompt and its answer as token ids; the loss covers the answer tokens only.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Example {
     pub task: Task,
     /// Prompt tokens followed by answer tokens.

@@ -401,6 +401,11 @@ impl Trainer {
         })
     }
 
+    /// The training examples, in file and record order.
+    pub fn examples(&self) -> &[Example] {
+        &self.examples
+    }
+
     /// The trainable tensors by name.
     pub fn trainable(&self) -> &[(String, Var)] {
         &self.vars

@@ -1,0 +1,630 @@
+#!/usr/bin/env python3
+"""neko train's objective, ported to PyTorch for a lent GPU.
+
+neko trains on candle (`neko train`); its CUDA build needs a Rust toolchain and the crates
+registry, which the GPU machines lent to this project lack. This script trains the same
+low-rank-expert MoE (neko's `neko_lora_mixtral`: a frozen SmolLM2 FFN shared by E LoRA experts,
+a linear top-k gate) with the same losses, on the examples neko renders
+(`neko train --export-examples`), and writes the adapter under neko's tensor names, so
+`neko correct --model models/neko-smol-lora --adapter ADAPTER` runs it on the CPU.
+
+What matches neko (src/model/transformer.rs, src/train/mod.rs):
+- the MoE block: gate logits in f32, softmax, top-k by probability (a forced task expert gets
+  +2 so it is always chosen), weights = the chosen probabilities renormalised; expert e's FFN is
+  (W2 + s·B2A2)(silu((W1 + s·B1A1)x) * (W3 + s·B3A3)x), s = alpha / rank;
+- routing losses: forced task expert ("task"), router cross-entropy toward the task's expert
+  over all real tokens, averaged over layers ("aux"), both ("both"), Switch load balance;
+- loss on the answer tokens only, summed and divided by the step's answer tokens; AdamW,
+  linear warm-up then cosine decay to min_lr_ratio, gradient clipping by global norm.
+Differences: bf16 autocast on the GPU; steps of many examples of mixed tasks (the forced
+expert is chosen per row, so one forward pass can hold several tasks).
+
+Also decodes (greedy, neko's stop rules: EOS or a newline after the answer's first
+non-space character, the per-record token limit of `neko correct --dump-prompts`) so variants can
+be compared on the dev splits without the CPU.
+
+  python3 scripts/train_torch.py --gguf BASE.gguf --data DIR --out OUT [--budget-s 480]
+  python3 scripts/train_torch.py --base models/smollm2-135m --parity ADAPTER --data DIR  # CPU
+"""
+import argparse
+import gzip
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+H, LAYERS, HEADS, KV_HEADS, HEAD_DIM, INTER = 576, 30, 9, 3, 64, 1536
+VOCAB, EPS, THETA, EOS = 49152, 1e-5, 100000.0, 2
+
+
+def log(*a):
+    print(f"[{time.strftime('%H:%M:%S')}]", *a, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- base weights
+
+
+def unpermute(w, n_head):
+    """Undo llama.cpp's q/k row permutation (convert_hf_to_gguf.py's `permute`)."""
+    rows = w.shape[0]
+    return (
+        w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
+
+
+def load_gguf(path):
+    """SmolLM2's GGUF as Hugging Face Llama tensors (f32 numpy)."""
+    import gguf
+    from gguf.quants import dequantize
+
+    r = gguf.GGUFReader(path)
+    names = {
+        "attn_norm": "input_layernorm",
+        "ffn_norm": "post_attention_layernorm",
+        "attn_q": "self_attn.q_proj",
+        "attn_k": "self_attn.k_proj",
+        "attn_v": "self_attn.v_proj",
+        "attn_output": "self_attn.o_proj",
+        "ffn_gate": "mlp.gate_proj",
+        "ffn_up": "mlp.up_proj",
+        "ffn_down": "mlp.down_proj",
+    }
+    out = {}
+    for t in r.tensors:
+        w = dequantize(t.data, t.tensor_type).astype(np.float32)
+        shape = tuple(int(x) for x in reversed(t.shape.tolist()))
+        w = w.reshape(shape)
+        if t.name == "token_embd.weight":
+            out["model.embed_tokens.weight"] = w
+        elif t.name == "output_norm.weight":
+            out["model.norm.weight"] = w
+        elif t.name.startswith("blk."):
+            _, layer, kind, _ = t.name.split(".")
+            if kind == "attn_q":
+                w = unpermute(w, HEADS)
+            elif kind == "attn_k":
+                w = unpermute(w, KV_HEADS)
+            out[f"model.layers.{layer}.{names[kind]}.weight"] = w
+    return out
+
+
+def load_safetensors(folder):
+    from safetensors.numpy import load_file
+
+    return load_file(os.path.join(folder, "model.safetensors"))
+
+
+# ---------------------------------------------------------------- model
+
+
+def rms_norm(x, w):
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + EPS)
+    return (xf * w.float()).to(x.dtype)
+
+
+def rope_tables(positions, device):
+    inv = 1.0 / (THETA ** (torch.arange(0, HEAD_DIM, 2, device=device).float() / HEAD_DIM))
+    f = positions.float()[..., None] * inv  # (..., dim/2)
+    emb = torch.cat([f, f], -1)
+    return emb.cos(), emb.sin()
+
+
+def rotate(x, cos, sin):
+    half = x.shape[-1] // 2
+    rot = torch.cat([-x[..., half:], x[..., :half]], -1)
+    return x * cos + rot * sin
+
+
+class Net(torch.nn.Module):
+    """SmolLM2 with neko's low-rank-expert MoE FFN. Base tensors frozen; LoRA and gates train."""
+
+    def __init__(self, base, experts, rank, alpha, top_k, seed, device):
+        super().__init__()
+        self.E, self.rank, self.k, self.scale = experts, rank, top_k, alpha / rank
+        t = lambda n: torch.from_numpy(base[n]).to(device)  # noqa: E731
+        self.embed = t("model.embed_tokens.weight")
+        self.norm = t("model.norm.weight")
+        self.base = []
+        for layer in range(LAYERS):
+            p = f"model.layers.{layer}."
+            self.base.append(
+                {
+                    k: t(p + n)
+                    for k, n in [
+                        ("ln1", "input_layernorm.weight"),
+                        ("ln2", "post_attention_layernorm.weight"),
+                        ("q", "self_attn.q_proj.weight"),
+                        ("k", "self_attn.k_proj.weight"),
+                        ("v", "self_attn.v_proj.weight"),
+                        ("o", "self_attn.o_proj.weight"),
+                        ("w1", "mlp.gate_proj.weight"),
+                        ("w3", "mlp.up_proj.weight"),
+                        ("w2", "mlp.down_proj.weight"),
+                    ]
+                }
+            )
+        g = torch.Generator().manual_seed(seed)
+
+        def lora_a(in_dim):
+            bound = 1.0 / math.sqrt(in_dim)
+            return (torch.rand(experts, rank, in_dim, generator=g) * 2 - 1) * bound
+
+        self.gate = torch.nn.ParameterList()
+        self.lora = torch.nn.ParameterList()  # per layer: A1, B1, A3, B3, A2, B2
+        for _ in range(LAYERS):
+            self.gate.append(torch.nn.Parameter(torch.zeros(experts, H)))
+            for in_dim, out_dim in [(H, INTER), (H, INTER), (INTER, H)]:
+                self.lora.append(torch.nn.Parameter(lora_a(in_dim)))
+                self.lora.append(torch.nn.Parameter(torch.zeros(experts, out_dim, rank)))
+        self.to(device)
+
+    # -- adapter in neko's names
+
+    def adapter(self):
+        out = {}
+        for layer in range(LAYERS):
+            p = f"model.layers.{layer}.block_sparse_moe"
+            out[f"{p}.gate.weight"] = self.gate[layer]
+            for j, w in enumerate(["w1", "w3", "w2"]):
+                a, b = self.lora[layer * 6 + 2 * j], self.lora[layer * 6 + 2 * j + 1]
+                for e in range(self.E):
+                    out[f"{p}.experts.{e}.{w}.lora_A.weight"] = a[e]
+                    out[f"{p}.experts.{e}.{w}.lora_B.weight"] = b[e]
+        return {k: v.detach().float().cpu().contiguous() for k, v in out.items()}
+
+    def load_adapter(self, tensors):
+        with torch.no_grad():
+            for layer in range(LAYERS):
+                p = f"model.layers.{layer}.block_sparse_moe"
+                self.gate[layer].copy_(torch.from_numpy(tensors[f"{p}.gate.weight"]))
+                for j, w in enumerate(["w1", "w3", "w2"]):
+                    for e in range(self.E):
+                        a = tensors[f"{p}.experts.{e}.{w}.lora_A.weight"]
+                        b = tensors[f"{p}.experts.{e}.{w}.lora_B.weight"]
+                        self.lora[layer * 6 + 2 * j][e].copy_(torch.from_numpy(a))
+                        self.lora[layer * 6 + 2 * j + 1][e].copy_(torch.from_numpy(b))
+
+    # -- forward
+
+    def moe(self, layer, x, forced):
+        """x (N, H); forced (N,) expert ids or None. Returns (out, gate logits, chosen ids)."""
+        b = self.base[layer]
+        logits = (x @ self.gate[layer].to(x.dtype).t()).float()
+        probs = logits.softmax(-1)
+        sel = probs
+        if forced is not None:
+            sel = probs + 2.0 * F.one_hot(forced, self.E).float()
+        top = sel.topk(self.k, -1).indices
+        w = probs.gather(-1, top)
+        w = w / w.sum(-1, keepdim=True)
+        route = torch.zeros_like(probs).scatter(-1, top, w).to(x.dtype)  # (N, E)
+        a1, b1, a3, b3, a2, b2 = [p.to(x.dtype) for p in self.lora[layer * 6 : layer * 6 + 6]]
+        s = self.scale
+        g = x @ b["w1"].to(x.dtype).t()
+        u = x @ b["w3"].to(x.dtype).t()
+        dg = torch.einsum("ner,eir->nei", torch.einsum("nh,erh->ner", x, a1), b1) * s
+        du = torch.einsum("ner,eir->nei", torch.einsum("nh,erh->ner", x, a3), b3) * s
+        h = F.silu(g[:, None, :] + dg) * (u[:, None, :] + du)  # (N, E, I)
+        # W2 is shared, so Σ_e w_e W2 h_e = W2 Σ_e w_e h_e: one down projection per token.
+        mixed = torch.einsum("ne,nei->ni", route, h)
+        out = mixed @ b["w2"].to(x.dtype).t()
+        low = torch.einsum("nei,eri->ner", h, a2) * route[:, :, None]
+        out = out + torch.einsum("ner,ehr->nh", low, b2) * s
+        return out, logits, top
+
+    def attention(self, layer, x, cos, sin, mask, cache=None, at=None):
+        b = self.base[layer]
+        bsz, q_len, _ = x.shape
+        dt = x.dtype
+        q = (x @ b["q"].to(dt).t()).view(bsz, q_len, HEADS, HEAD_DIM).transpose(1, 2)
+        k = (x @ b["k"].to(dt).t()).view(bsz, q_len, KV_HEADS, HEAD_DIM).transpose(1, 2)
+        v = (x @ b["v"].to(dt).t()).view(bsz, q_len, KV_HEADS, HEAD_DIM).transpose(1, 2)
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        if cache is not None:
+            kc, vc = cache
+            kc[:, :, at : at + q_len] = k
+            vc[:, :, at : at + q_len] = v
+            k, v = kc[:, :, : at + q_len], vc[:, :, : at + q_len]
+        rep = HEADS // KV_HEADS
+        k = k.repeat_interleave(rep, 1)
+        v = v.repeat_interleave(rep, 1)
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).reshape(bsz, q_len, H)
+        return y @ b["o"].to(dt).t()
+
+    def forward(self, ids, forced_rows=None, mask=None, positions=None, caches=None, at=None):
+        """ids (B, T). forced_rows (B,) expert per row or None. Returns hidden, gate logits and
+        chosen experts per layer."""
+        bsz, q_len = ids.shape
+        x = self.embed[ids]
+        if positions is None:
+            positions = torch.arange(q_len, device=ids.device).expand(bsz, q_len)
+        cos, sin = rope_tables(positions, ids.device)
+        cos, sin = cos[:, None].to(x.dtype), sin[:, None].to(x.dtype)
+        forced = None
+        if forced_rows is not None:
+            forced = forced_rows[:, None].expand(bsz, q_len).reshape(-1)
+        gates, chosen = [], []
+        for layer in range(LAYERS):
+            b = self.base[layer]
+            cache = caches[layer] if caches is not None else None
+            x = x + self.attention(layer, rms_norm(x, b["ln1"]), cos, sin, mask, cache, at)
+            y, g, top = self.moe(layer, rms_norm(x, b["ln2"]).reshape(-1, H), forced)
+            x = x + y.view(bsz, q_len, H)
+            gates.append(g)
+            chosen.append(top)
+        return rms_norm(x, self.norm), gates, chosen
+
+    def logits(self, hidden):
+        return hidden @ self.embed.to(hidden.dtype).t()
+
+
+# ---------------------------------------------------------------- data and training
+
+
+def load_examples(path):
+    d = np.load(path)
+    ids, off = d["ids"].astype(np.int64), d["off"]
+    return [
+        (ids[off[i] : off[i + 1]], int(d["ans"][i]), int(d["exp"][i]))
+        for i in range(len(d["ans"]))
+    ]
+
+
+def make_batches(examples, batch_size, seed, epoch):
+    """Shuffled each epoch; neighbours of similar length batched together (less padding)."""
+    rng = np.random.default_rng(seed * 1000003 + epoch)
+    order = rng.permutation(len(examples))
+    chunk = batch_size * 16
+    batches = []
+    for c in range(0, len(order), chunk):
+        part = sorted(order[c : c + chunk], key=lambda i: len(examples[i][0]))
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def step_loss(net, examples, batch, cfg, device):
+    rows = [examples[i] for i in batch]
+    width = max(len(r[0]) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    real = torch.zeros(len(rows), width, dtype=torch.bool)
+    target = torch.full((len(rows), width), -100, dtype=torch.long)
+    for b, (x, ans, _) in enumerate(rows):
+        ids[b, : len(x)] = torch.from_numpy(x)
+        real[b, : len(x)] = True
+        # Position i-1 predicts token i, for the answer tokens.
+        target[b, ans - 1 : len(x) - 1] = torch.from_numpy(x[ans:])
+    ids, real, target = ids.to(device), real.to(device), target.to(device)
+    experts = torch.tensor([r[2] for r in rows], device=device)
+    forced = experts if cfg["routing"] in ("task", "both") else None
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        hidden, gates, chosen = net(ids, forced)
+        pos = target.view(-1) != -100
+        logits = net.logits(hidden.reshape(-1, H)[pos]).float()
+    n_answer = int(pos.sum())
+    lm = F.cross_entropy(logits, target.view(-1)[pos], reduction="sum") / max(n_answer, 1)
+    keep = real.view(-1)
+    tok_expert = experts[:, None].expand_as(real).reshape(-1)[keep]
+    aux = torch.zeros((), device=device)
+    bal = torch.zeros((), device=device)
+    for g, top in zip(gates, chosen):
+        g = g[keep]
+        if cfg["routing"] in ("aux", "both") and cfg["aux_weight"] > 0:
+            aux = aux + F.cross_entropy(g, tok_expert) / LAYERS
+        if cfg["balance_weight"] > 0 and net.E > 1:
+            p = g.softmax(-1).mean(0)
+            f = torch.bincount(top[keep].reshape(-1), minlength=net.E).float()
+            f = f / f.sum()
+            bal = bal + net.E * (f * p).sum() / LAYERS
+    total = lm + cfg["aux_weight"] * aux + cfg["balance_weight"] * bal
+    return total, float(lm), float(aux), float(bal), int(keep.sum()), n_answer
+
+
+def lr_at(cfg, step):
+    if step <= cfg["warmup"]:
+        return cfg["lr"] * step / max(cfg["warmup"], 1)
+    span = max(cfg["steps"] - cfg["warmup"], 1)
+    prog = min((step - cfg["warmup"]) / span, 1.0)
+    lo = cfg["lr"] * cfg["min_lr_ratio"]
+    return lo + 0.5 * (cfg["lr"] - lo) * (1 + math.cos(math.pi * prog))
+
+
+def train(net, examples, cfg, device, logf, deadline):
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    step, epoch, started = 0, 0, time.time()
+    while step < cfg["steps"]:
+        for batch in make_batches(examples, cfg["batch_size"], cfg["seed"], epoch):
+            if step >= cfg["steps"]:
+                break
+            if time.time() > deadline:
+                log(f"{cfg['name']}: out of time at step {step}")
+                return step
+            step += 1
+            for grp in opt.param_groups:
+                grp["lr"] = lr_at(cfg, step)
+            opt.zero_grad(set_to_none=True)
+            total, lm, aux, bal, toks, ans = step_loss(net, examples, batch, cfg, device)
+            total.backward()
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg["max_grad_norm"])
+            opt.step()
+            rec = {
+                "variant": cfg["name"], "step": step, "epoch": epoch, "loss": float(total),
+                "lm_loss": lm, "aux_loss": aux, "balance_loss": bal, "lr": lr_at(cfg, step),
+                "grad_norm": float(norm), "tokens": toks, "answer_tokens": ans,
+                "seconds": round(time.time() - started, 2),
+            }
+            logf.write(json.dumps(rec) + "\n")
+            if step % 25 == 0 or step == 1:
+                logf.flush()
+                log(f"{cfg['name']} step {step}/{cfg['steps']} lm {lm:.4f} aux {aux:.4f} "
+                    f"bal {bal:.4f} lr {rec['lr']:.2e} {rec['seconds']:.0f}s")
+        epoch += 1
+    return step
+
+
+# ---------------------------------------------------------------- greedy decoding
+
+
+_NEWLINE_TOKENS = {}
+
+
+def newline_tokens(tok):
+    """Ids whose text holds a newline: only after one can the answer have reached neko's stop."""
+    if id(tok) not in _NEWLINE_TOKENS:
+        _NEWLINE_TOKENS[id(tok)] = {
+            i for i in range(VOCAB) if "\n" in tok.decode([i], skip_special_tokens=True)
+        }
+    return _NEWLINE_TOKENS[id(tok)]
+
+
+@torch.no_grad()
+def decode(net, tok, prompts, forced_expert, device, rows=384, dtype=torch.float32):
+    """Greedy answers of neko's prompts: [(id, text, finish)] in input order."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]["ids"]))
+    out = [None] * len(prompts)
+    nl = newline_tokens(tok)
+    for start in range(0, len(order), rows):
+        part = order[start : start + rows]
+        bsz = len(part)
+        lens = [len(prompts[i]["ids"]) for i in part]
+        width = max(lens)
+        limit = [prompts[i]["max_new_tokens"] for i in part]
+        total = width + max(limit)
+        ids = torch.zeros(bsz, width, dtype=torch.long)
+        valid = torch.zeros(bsz, total, dtype=torch.bool)
+        for b, i in enumerate(part):
+            ids[b, width - lens[b] :] = torch.tensor(prompts[i]["ids"])
+            valid[b, width - lens[b] : width] = True
+        ids, valid = ids.to(device), valid.to(device)
+        caches = [
+            (torch.zeros(bsz, KV_HEADS, total, HEAD_DIM, device=device, dtype=dtype),
+             torch.zeros(bsz, KV_HEADS, total, HEAD_DIM, device=device, dtype=dtype))
+            for _ in range(LAYERS)
+        ]
+        pos = (valid[:, :width].long().cumsum(-1) - 1).clamp(min=0)
+        causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+        # Pad rows attend to themselves only (an all-masked row would give NaN, and NaN times a
+        # zero attention weight still poisons the real rows).
+        eye = torch.eye(width, dtype=torch.bool, device=device)
+        mask = ((causal[None] & valid[:, None, :width]) | eye)[:, None]
+        forced = None
+        if forced_expert is not None:
+            forced = torch.full((bsz,), forced_expert, device=device)
+        hidden, _, _ = net(ids, forced, mask, pos, caches, 0)
+        nxt = net.logits(hidden[:, -1]).float().argmax(-1)
+        gen = [[] for _ in range(bsz)]
+        done = [None] * bsz
+        cur = pos[:, -1]
+        for t in range(max(limit)):
+            toks = nxt.tolist()
+            for b in range(bsz):
+                if done[b]:
+                    continue
+                if toks[b] == EOS:
+                    done[b] = "eos"
+                    continue
+                gen[b].append(toks[b])
+                if toks[b] in nl and "\n" in tok.decode(gen[b], skip_special_tokens=True).lstrip():
+                    done[b] = "stop"
+                elif len(gen[b]) >= limit[b]:
+                    done[b] = "length"
+            if all(done):
+                break
+            at = width + t
+            valid[:, at] = True
+            cur = cur + 1
+            m = valid[:, None, None, : at + 1]
+            hidden, _, _ = net(nxt[:, None], forced, m, cur[:, None], caches, at)
+            nxt = net.logits(hidden[:, -1]).float().argmax(-1)
+        for b, i in enumerate(part):
+            text = tok.decode(gen[b], skip_special_tokens=True).lstrip()
+            text = text.split("\n")[0].strip()
+            out[i] = (prompts[i]["id"], text, done[b] or "length")
+    return out
+
+
+def read_prompts(folder):
+    sets = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".jsonl.gz") or name.endswith(".jsonl"):
+            op = gzip.open if name.endswith(".gz") else open
+            with op(os.path.join(folder, name), "rt") as f:
+                sets[name.split(".jsonl")[0]] = [json.loads(x) for x in f]
+    return sets
+
+
+def set_expert(name):
+    for key, e in [("asr", 0), ("hp-", 0), ("mt", 1), ("ocr", 2), ("gec", 3)]:
+        if key in name:
+            return e
+    raise ValueError(name)
+
+
+# ---------------------------------------------------------------- main
+
+
+VARIANTS = {
+    # name: experts, rank, top_k, routing, aux_weight, balance_weight
+    "task-moe": (4, 16, 2, "both", 0.1, 0.0),
+    "plain-moe": (4, 16, 2, "learned", 0.0, 0.01),
+    "dense-lora": (1, 32, 1, "learned", 0.0, 0.0),
+}
+
+
+def save_adapter(net, path, parts=1):
+    from safetensors.torch import save_file
+
+    tensors = {k: v.half() for k, v in net.adapter().items()}
+    names = sorted(tensors)
+    for p in range(parts):
+        chunk = {k: tensors[k] for k in names[p::parts]}
+        save_file(chunk, f"{path}.{p}.safetensors" if parts > 1 else path,
+                  metadata={"source": "scripts/train_torch.py", "dtype": "f16"})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gguf")
+    ap.add_argument("--base", help="a converted Hugging Face folder instead of --gguf")
+    ap.add_argument("--data", required=True, help="train.npz, tokenizer.json, prompts/")
+    ap.add_argument("--out", default="out")
+    ap.add_argument("--budget-s", type=float, default=480)
+    ap.add_argument("--variants", default="task-moe,plain-moe,dense-lora")
+    ap.add_argument("--steps", type=int, default=0, help="0: fit the budget")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--max-records", type=int, default=0, help="per prompt set (smoke tests)")
+    ap.add_argument("--decode-share", type=float, default=0.3)
+    ap.add_argument("--parity", help="decode with this neko adapter and stop (CPU check)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    t0 = time.time()
+    deadline = t0 + args.budget_s
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    os.makedirs(args.out, exist_ok=True)
+    base = load_gguf(args.gguf) if args.gguf else load_safetensors(args.base)
+    log(f"base loaded ({len(base)} tensors) on {device}")
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(os.path.join(args.data, "tokenizer.json"))
+    prompts = read_prompts(os.path.join(args.data, "prompts"))
+    if args.max_records:
+        prompts = {k: v[: args.max_records] for k, v in prompts.items()}
+
+    if args.parity:
+        from safetensors.numpy import load_file
+
+        net = Net(base, 4, 16, 16.0, 2, 0, device)
+        net.load_adapter({k: v.astype(np.float32) for k, v in load_file(args.parity).items()})
+        with open(os.path.join(args.out, "parity.jsonl"), "w") as f:
+            for name, ps in prompts.items():
+                for pid, text, fin in decode(net, tok, ps, None, device):
+                    f.write(json.dumps({"set": name, "id": pid, "text": text, "finish": fin}) + "\n")
+        log("parity predictions written")
+        return
+
+    examples = load_examples(os.path.join(args.data, "train.npz"))
+    log(f"{len(examples)} examples, {sum(len(e[0]) for e in examples)} tokens")
+    variants = args.variants.split(",")
+    preds = open(os.path.join(args.out, "preds.jsonl"), "w")
+    logf = open(os.path.join(args.out, "train.jsonl"), "w")
+    summary = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
+
+    steps = args.steps
+    if not steps:
+        # Time a few steps, then fit every variant's training into its share of the budget.
+        probe = Net(base, 4, 16, 16.0, 2, args.seed, device)
+        for p in probe.parameters():
+            p.requires_grad_(True)
+        cfg = dict(name="probe", routing="both", aux_weight=0.1, balance_weight=0.0)
+        batches = make_batches(examples, args.batch_size, 99, 0)
+        for i in range(8):
+            if i == 3:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                tp = time.time()
+            total, *_ = step_loss(probe, examples, batches[i], cfg, device)
+            total.backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        per_step = (time.time() - tp) / 5 * 1.15  # + optimizer and logging
+        del probe
+        left = deadline - time.time()
+        train_share = left * (1 - args.decode_share) / len(variants)
+        steps = max(10, int(train_share / per_step))
+        summary["probe_seconds_per_step"] = per_step
+        log(f"{per_step:.3f} s/step -> {steps} steps per variant "
+            f"({steps * args.batch_size / len(examples):.2f} epochs)")
+    summary["steps"] = steps
+    summary["batch_size"] = args.batch_size
+    summary["lr"] = args.lr
+
+    train_share = (deadline - time.time()) * (1 - args.decode_share) / len(variants)
+    main_net = None
+
+    def decode_sets(net, name, mode, keep):
+        for set_name, ps in prompts.items():
+            if not keep(set_name):
+                continue
+            if time.time() > deadline + 60:
+                log(f"{name}/{mode}: out of time, {set_name} not decoded")
+                continue
+            forced = set_expert(set_name) if mode == "task" else None
+            td = time.time()
+            for pid, text, fin in decode(net, tok, ps, forced, device):
+                preds.write(json.dumps({"variant": name, "routing": mode, "set": set_name,
+                                        "id": pid, "text": text, "finish": fin}) + "\n")
+            preds.flush()
+            log(f"{name}/{mode} decoded {set_name} ({len(ps)}) in {time.time() - td:.1f}s")
+
+    dev = lambda s: s.startswith("dev-")  # noqa: E731
+    for name in variants:
+        experts, rank, top_k, routing, aux_w, bal_w = VARIANTS[name]
+        cfg = dict(
+            name=name, routing=routing, aux_weight=aux_w, balance_weight=bal_w,
+            steps=steps, batch_size=args.batch_size, lr=args.lr, min_lr_ratio=0.1,
+            warmup=max(1, steps // 20), max_grad_norm=1.0, seed=args.seed,
+            experts=experts, rank=rank, alpha=float(rank), top_k=top_k,
+        )
+        summary[name] = {"config": cfg}
+        torch.manual_seed(args.seed)
+        net = Net(base, experts, rank, float(rank), top_k, args.seed, device)
+        ts = time.time()
+        done = train(net, examples, cfg, device, logf, ts + train_share)
+        logf.flush()
+        summary[name]["steps_done"] = done
+        summary[name]["train_seconds"] = round(time.time() - ts, 1)
+        net.eval()
+        if name == "task-moe":
+            save_adapter(net, os.path.join(args.out, "adapter"), parts=2)
+            main_net = net
+        decode_sets(net, name, "learned", dev)
+        if name != "task-moe":
+            del net
+        with open(os.path.join(args.out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+    if main_net is not None:
+        decode_sets(main_net, "task-moe", "task", dev)
+        decode_sets(main_net, "task-moe", "learned", lambda s: s.startswith("hp-"))
+    summary["seconds"] = round(time.time() - t0, 1)
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    log(f"done in {summary['seconds']}s")
+
+
+if __name__ == "__main__":
+    main()
