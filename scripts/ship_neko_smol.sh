@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Copy a neko-smol training run's trained tensors into the repo as the shipped default model:
 # configs/neko-smol/adapter.safetensors (stored as f16: half the size; scripts/setup.sh widens
-# them to f32 again), with the run's config, state and training log beside it.
+# them to f32 again), with the run's config, state and training log beside it. A run of
+# `neko train` (config.toml, state.json) or of scripts/train_torch.py (summary.json, log.txt).
 #
 #   scripts/ship_neko_smol.sh [RUN_DIR]        # default runs/neko-smol
 #
@@ -22,10 +23,11 @@ tensors = {k: v.astype("float16") for k, v in load_file(src).items()}
 save_file(tensors, dst, metadata={"source": "neko train", "dtype": "f16"})
 print(f"{dst}: {len(tensors)} tensors", file=sys.stderr)
 PY
-cp "$run/config.toml" "$dest/train-config.toml"
-cp "$run/state.json" "$dest/state.json"
-# The log up to the checkpoint (steps logged after it are redone on resume).
-python3 - "$run" "$dest/train.jsonl" <<'PY'
+if [ -f "$run/state.json" ]; then
+    cp "$run/config.toml" "$dest/train-config.toml"
+    cp "$run/state.json" "$dest/state.json"
+    # The log up to the checkpoint (steps logged after it are redone on resume).
+    python3 - "$run" "$dest/train.jsonl" <<'PY'
 import json, sys
 run, out = sys.argv[1], sys.argv[2]
 last = json.load(open(f"{run}/state.json"))["step"]
@@ -34,4 +36,9 @@ with open(out, "w") as f:
         if json.loads(line).get("step", 0) <= last:
             f.write(line)
 PY
+else
+    cp "$run/summary.json" "$dest/train-summary.json"
+    cp "$run/train.jsonl" "$dest/train.jsonl"
+    cp "$run/log.txt" "$dest/train-log.txt"
+fi
 sha256sum "$dest/adapter.safetensors"

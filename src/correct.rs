@@ -365,7 +365,7 @@ impl Corrector {
         };
         for ((i, warning), g) in fitted.into_iter().zip(generated) {
             results[i] = Some(g.map(|g| {
-                let mut c = self.answer(records[i], &g);
+                let mut c = self.answer(task, records[i], &g);
                 c.warning = warning;
                 c
             }));
@@ -543,7 +543,7 @@ impl Corrector {
     }
 
     /// The answer: the generated text up to the first stop string, trimmed, then guarded.
-    fn answer(&self, record: &Record, generated: &Generation) -> Correction {
+    fn answer(&self, task: Task, record: &Record, generated: &Generation) -> Correction {
         let finish = generated.finish;
         let mut text = generated.text.trim_start();
         for s in self.options.stop.iter().filter(|s| !s.is_empty()) {
@@ -559,6 +559,7 @@ impl Corrector {
         let guard = guard::check(
             &text,
             &record.hypotheses,
+            task,
             finish,
             &self.guard_markers,
             &self.options.guard,
@@ -624,11 +625,7 @@ impl Corrector {
             Constrain::None => "greedy".to_string(),
             c => format!("greedy+{}", c.name()),
         };
-        let guard = if o.guard.enabled {
-            format!("edit{}", o.guard.max_edit_ratio)
-        } else {
-            "off".into()
-        };
+        let guard = o.guard.signature(tasks);
         let chat = if self.model.chat.is_some() {
             "yes"
         } else {

@@ -14,6 +14,7 @@ use super::EXIT_OK;
 use crate::generate::Finish;
 use crate::guard::{self, GuardOptions};
 use crate::record;
+use crate::Task;
 
 /// Flags of `neko guard`.
 #[derive(Debug, Args)]
@@ -25,9 +26,14 @@ pub struct GuardArgs {
     /// Predictions: JSONL with `id` and `prediction` (`neko correct --no-guard` output).
     pub predictions: PathBuf,
 
-    /// The edit threshold, as `neko correct --guard-max-edit`.
-    #[arg(long, default_value_t = guard::DEFAULT_MAX_EDIT)]
-    pub max_edit: f64,
+    /// One edit threshold for every task, as `neko correct --guard-max-edit` (default: each
+    /// task's own).
+    #[arg(long)]
+    pub max_edit: Option<f64>,
+
+    /// Task of records whose prediction line and input record name none (default: asr).
+    #[arg(long)]
+    pub task: Option<Task>,
 }
 
 /// Runs `neko guard`: every prediction line, with the prediction replaced by the 1-best and
@@ -37,11 +43,11 @@ pub struct GuardArgs {
 pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
     let entries = record::read_path(&args.input)
         .with_context(|| format!("{}: cannot read", args.input.display()))?;
-    let hypotheses: HashMap<String, Vec<String>> = entries
+    let inputs: HashMap<String, (Vec<String>, Option<String>)> = entries
         .iter()
         .filter_map(|e| {
             let r = e.record.as_ref().ok()?;
-            Some((r.id.to_string(), r.hypotheses.clone()))
+            Some((r.id.to_string(), (r.hypotheses.clone(), r.task.clone())))
         })
         .collect();
     let markers: Vec<String> = ["###", "<|im_start|>", "<|im_end|>", "<s>", "</s>"]
@@ -49,7 +55,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         .to_vec();
     let opts = GuardOptions {
         enabled: true,
-        max_edit_ratio: args.max_edit,
+        max_edit: args.max_edit,
     };
     let file = std::fs::File::open(&args.predictions)
         .with_context(|| format!("{}: cannot open", args.predictions.display()))?;
@@ -62,12 +68,22 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         let at = || format!("{}:{}", args.predictions.display(), n + 1);
         let mut rec: Value = serde_json::from_str(&line).with_context(at)?;
         let id = rec.get("id").map(Value::to_string).unwrap_or_default();
-        let hyps = hypotheses
+        let (hyps, input_task) = inputs
             .get(&id)
             .with_context(|| format!("{}: id {id} is not in {}", at(), args.input.display()))?;
+        let named = rec["task"]
+            .as_str()
+            .map(str::to_string)
+            .or(input_task.clone());
+        let task = match named {
+            Some(t) => t
+                .parse::<Task>()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
+            None => args.task.unwrap_or(Task::Asr),
+        };
         let already = rec.get("guard").is_some() || rec.get("error").is_some();
         if let (false, Some(pred)) = (already, rec["prediction"].as_str()) {
-            if let Some(reason) = guard::check(pred, hyps, Finish::Eos, &markers, &opts) {
+            if let Some(reason) = guard::check(pred, hyps, task, Finish::Eos, &markers, &opts) {
                 let best = hyps.first().cloned().unwrap_or_default();
                 rec["prediction"] = Value::from(best);
                 rec["guard"] = Value::from(format!("fallback:{}", reason.name()));

@@ -304,6 +304,10 @@ fn guard_applies_to_predictions_made_elsewhere() {
             r#"{"id": "b", "input": ["show me flights to boston"]}"#,
             "\n",
             r#"{"id": "c", "input": ["prices rose in june"]}"#,
+            "\n",
+            r#"{"id": "d", "task": "mt", "input": ["one two three four five six seven eight nine ten"]}"#,
+            "\n",
+            r#"{"id": "e", "input": ["one two three four five six seven eight nine ten"]}"#,
             "\n"
         ),
     )
@@ -317,6 +321,10 @@ fn guard_applies_to_predictions_made_elsewhere() {
             r#"{"id": "b", "prediction": "a completely different sentence about nothing"}"#,
             "\n",
             r#"{"id": "c", "prediction": "prices rose ### Response: in june"}"#,
+            "\n",
+            r#"{"id": "d", "prediction": "one two three four five six seven 8 9 10"}"#,
+            "\n",
+            r#"{"id": "e", "prediction": "one two three four five six seven 8 9 10"}"#,
             "\n"
         ),
     )
@@ -331,12 +339,16 @@ fn guard_applies_to_predictions_made_elsewhere() {
         json_lines(&ok(&mut cmd).stdout)
     };
     let strict = guard(&[]);
-    assert_eq!(strict.len(), 3);
+    assert_eq!(strict.len(), 5);
     assert_eq!(strict[0]["prediction"], "the cat sat on the mat");
     assert!(strict[0].get("guard").is_none());
     assert_eq!(strict[1]["prediction"], "show me flights to boston");
     assert_eq!(strict[1]["guard"], "fallback:edit");
     assert_eq!(strict[2]["guard"], "fallback:markers");
+    // Each record's task sets its limit: 3 word edits in 10 pass MT's 0.5, not ASR's 0.1
+    // (a record without a task is ASR).
+    assert!(strict[3].get("guard").is_none(), "{}", strict[3]);
+    assert_eq!(strict[4]["guard"], "fallback:edit");
     let loose = guard(&["--max-edit", "10"]);
     assert_eq!(
         loose[1]["prediction"],

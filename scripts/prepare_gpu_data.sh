@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Prepare what scripts/train_torch.py reads on a GPU machine (which has PyTorch but no Rust):
+# the training examples exactly as `neko train` renders them, the prompts of the dev splits and
+# of the HyPoradise test sets as `neko correct` renders them (for decoding only), and the
+# tokenizer. Everything is token ids, so both engines see the same text.
+#
+#   scripts/prepare_gpu_data.sh [DIR]        # default .gpu/data (git-ignored)
+#
+# Then, on the GPU machine (neko-smol's run, docs/training.md):
+#   python3 scripts/train_torch.py --gguf smollm2-135m-instruct.Q4_1.gguf --data DIR \
+#       --out OUT --variants task-moe --steps 700 --batch-size 64 --lr 5e-4
+# Needs the models/neko-smol-lora start model (docs/training.md) and Python with numpy
+# (NEKO_REF_VENV, default /tmp/neko-ref-venv).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here/.."
+dir="${1:-.gpu/data}"
+neko="${NEKO:-target/release/neko}"
+model="${MODEL:-models/neko-smol-lora}"
+venv="${NEKO_REF_VENV:-/tmp/neko-ref-venv}"
+[ -x "$neko" ] || cargo build --release --quiet
+mkdir -p "$dir/prompts"
+"$neko" train --config configs/train/neko-smol.toml --export-examples "$dir/train.jsonl" \
+    --out "$(mktemp -d)"
+for s in asr-whisper asr-sphinx ocr mt gec; do
+    "$neko" correct --model "$model" --dump-prompts "../shared/data/synth/$s.dev.jsonl" \
+        | gzip >"$dir/prompts/dev-$s.jsonl.gz"
+done
+for f in ../shared/data/hyporadise/test/*.json; do
+    "$neko" correct --task asr --model "$model" --dump-prompts "$f" \
+        | gzip >"$dir/prompts/hp-$(basename "$f" .json).jsonl.gz"
+done
+cp "$model/tokenizer.json" "$dir/"
+# Pack the examples (uint16 ids: the vocabulary has 49152 entries) to fit a small transfer.
+"$venv/bin/python" - "$dir" <<'PY'
+import json, sys
+import numpy as np
+d = sys.argv[1]
+ids, off, ans, exp = [], [0], [], []
+for line in open(f"{d}/train.jsonl"):
+    r = json.loads(line)
+    ids += r["ids"]
+    off.append(len(ids))
+    ans.append(r["answer_start"])
+    exp.append(r["expert"])
+np.savez_compressed(f"{d}/train.npz", ids=np.array(ids, dtype=np.uint16),
+                    off=np.array(off, dtype=np.int64), ans=np.array(ans, dtype=np.int32),
+                    exp=np.array(exp, dtype=np.int8))
+print(f"{len(ans)} examples, {len(ids)} tokens", file=sys.stderr)
+PY
+rm "$dir/train.jsonl"
+du -sh "$dir"

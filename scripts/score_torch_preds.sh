@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Score the answers that scripts/train_torch.py decoded on a GPU with neko's own tools: each
+# answer becomes a `neko correct`-style line (1-best when the token limit cut it, as neko's
+# guard does), `neko guard` applies the over-correction guard, `neko eval` scores it.
+#
+#   scripts/score_torch_preds.sh RUN/preds.jsonl OUT [MAX_EDIT]   # default: each task's guard
+#
+# Writes OUT/VARIANT.ROUTING.SET.jsonl (guarded predictions) and OUT/VARIANT.ROUTING.report.json
+# (neko eval --json over that variant's sets); prints the tables. Needs ../shared/data (the
+# inputs and references) and python3.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here/.."
+preds="$1"
+out="$2"
+max_edit="${3:-}"
+guard_args=()
+[ -n "$max_edit" ] && guard_args=(--max-edit "$max_edit")
+neko="${NEKO:-target/release/neko}"
+[ -x "$neko" ] || cargo build --release --quiet
+mkdir -p "$out"
+python3 - "$preds" "$out" <<'PY'
+import json, os, sys
+preds, out = sys.argv[1], sys.argv[2]
+
+def source(set_name):
+    if set_name.startswith("dev-"):
+        return f"../shared/data/synth/{set_name[4:]}.dev.jsonl"
+    return f"../shared/data/hyporadise/test/{set_name[3:]}.json"
+
+def records(path):
+    if path.endswith(".json"):
+        # neko names an array element by its `id`, else by its position.
+        return {r.get("id", i): r for i, r in enumerate(json.load(open(path)))}
+    rs = [json.loads(l) for l in open(path) if l.strip()]
+    return {r["id"]: r for r in rs}
+
+inputs, files = {}, {}
+for line in open(preds):
+    p = json.loads(line)
+    s = p["set"]
+    if s not in inputs:
+        inputs[s] = records(source(s))
+    r = inputs[s][p["id"]]
+    hyps = r["input"] if isinstance(r["input"], list) else [r["input"]]
+    best = hyps[0] if hyps else ""
+    rec = {"id": p["id"], "task": r.get("task", "asr"), "prediction": p["text"],
+           "best": best, "output": r["output"]}
+    if p["finish"] == "length":
+        rec["prediction"], rec["guard"] = best, "fallback:length"
+    key = f'{p["variant"]}.{p["routing"]}.{s}'
+    if key not in files:
+        files[key] = open(os.path.join(out, key + ".raw.jsonl"), "w")
+    files[key].write(json.dumps(rec) + "\n")
+for f in files.values():
+    f.close()
+PY
+for raw in "$out"/*.raw.jsonl; do
+    key="$(basename "$raw" .raw.jsonl)"
+    set_name="${key##*.}"
+    case "$set_name" in
+        dev-*) input="../shared/data/synth/${set_name#dev-}.dev.jsonl" ;;
+        hp-*) input="../shared/data/hyporadise/test/${set_name#hp-}.json" ;;
+    esac
+    "$neko" guard --input "$input" "${guard_args[@]}" "$raw" >"$out/$key.jsonl"
+done
+for group in $(ls "$out"/*.raw.jsonl | xargs -n1 basename | cut -d. -f1,2 | sort -u); do
+    files=$(ls "$out/$group".*.jsonl | grep -v '\.raw\.jsonl$')
+    "$neko" eval --json $files >"$out/$group.report.json"
+    echo "== $group (guard ${max_edit:-per task})"
+    "$neko" eval $files
+done
