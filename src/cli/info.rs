@@ -11,9 +11,9 @@ use crate::model::{self, ChatTemplate, Format, GgufFile, ModelFiles};
 #[derive(Debug, Args)]
 pub struct InfoArgs {
     /// A model folder (config.json, tokenizer.json, safetensors), a .gguf file, or a hub id in
-    /// the local cache.
+    /// the local cache. Default: neko-smol, as `scripts/setup.sh` builds it.
     #[arg(long, env = "NEKO_MODEL")]
-    pub model: String,
+    pub model: Option<String>,
 
     /// Print JSON instead of text.
     #[arg(long)]
@@ -78,7 +78,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<u8> {
     if args.routing {
         return run_routing(args);
     }
-    let info = inspect(&args.model)?;
+    let info = inspect(&super::resolve_model(args.model.as_deref())?)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
@@ -90,9 +90,10 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<u8> {
 /// `neko info --routing`: expert use per task under learned routing.
 fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
     let opts = model::LoadOptions::new(&candle_core::Device::Cpu, candle_core::DType::F32);
+    let spec = super::resolve_model(args.model.as_deref())?;
     let mut m = match &args.adapter {
-        Some(a) => crate::train::load_with_adapter(&args.model, &opts, a)?,
-        None => model::Model::load_with(&args.model, &opts)?,
+        Some(a) => crate::train::load_with_adapter(&spec, &opts, a)?,
+        None => model::Model::load_with(&spec, &opts)?,
     };
     let specs: Vec<crate::train::data::DataSpec> = args
         .data

@@ -71,22 +71,27 @@ pub struct ModelArgs {
     pub adapter: Option<std::path::PathBuf>,
 }
 
+/// The model a `--model` flag names, or the default neko-smol folder when it is set up.
+pub fn resolve_model(model: Option<&str>) -> anyhow::Result<String> {
+    if let Some(m) = model {
+        return Ok(m.to_string());
+    }
+    let dir = crate::model::files::default_model_dir();
+    if dir.join("config.json").is_file() {
+        return Ok(dir.display().to_string());
+    }
+    anyhow::bail!(
+        "no --model given and the default model neko-smol is not set up in {}: run \
+         scripts/setup.sh (fetches the SmolLM2 base and adds the shipped experts), or pass \
+         --model",
+        dir.display()
+    )
+}
+
 impl ModelArgs {
     /// The model to load: `--model`, else the default neko-smol when it is set up.
     pub fn spec(&self) -> anyhow::Result<String> {
-        if let Some(m) = &self.model {
-            return Ok(m.clone());
-        }
-        let dir = crate::model::files::default_model_dir();
-        if dir.join("config.json").is_file() {
-            return Ok(dir.display().to_string());
-        }
-        anyhow::bail!(
-            "no --model given and the default model neko-smol is not set up in {}: run \
-             scripts/setup.sh (fetches the SmolLM2 base and adds the shipped experts), or pass \
-             --model",
-            dir.display()
-        )
+        resolve_model(self.model.as_deref())
     }
 
     /// Loads the model named by these flags.
