@@ -92,8 +92,7 @@ impl GuardOptions {
                     Unit::Words => "w",
                     Unit::Chars => "c",
                 };
-                let unanimous = if t == Task::Asr { "+unanimous" } else { "" };
-                format!("{}:{unit}{}{unanimous}", t.name(), l.ratio)
+                format!("{}:{unit}{}", t.name(), l.ratio)
             })
             .collect::<Vec<_>>()
             .join(",")
@@ -113,9 +112,6 @@ pub enum Reason {
     Markers,
     /// The prediction is further from every hypothesis than the edit ratio allows.
     Edit,
-    /// ASR only: every hypothesis says the same words (case and punctuation aside), so the
-    /// N-best holds no evidence of an error to correct.
-    Unanimous,
 }
 
 impl Reason {
@@ -127,7 +123,6 @@ impl Reason {
             Reason::Repeat => "repeat",
             Reason::Markers => "markers",
             Reason::Edit => "edit",
-            Reason::Unanimous => "unanimous",
         }
     }
 }
@@ -163,9 +158,6 @@ pub fn check(
     if has_runaway_repeat(&words) && !hypotheses.iter().any(|h| has_runaway_repeat(&split(h))) {
         return Some(Reason::Repeat);
     }
-    if task == Task::Asr && is_unanimous(hypotheses) && !same_words(prediction, best) {
-        return Some(Reason::Unanimous);
-    }
     let limit = opts.limit(task);
     let nearest = hypotheses
         .iter()
@@ -186,28 +178,6 @@ pub fn check(
 /// Characters with runs of whitespace made one space (as CER counts them).
 fn squeeze(s: &str) -> Vec<char> {
     split(s).join(" ").chars().collect()
-}
-
-/// Words lowercased, without punctuation: what two transcripts must share to say the same.
-fn plain_words(s: &str) -> Vec<String> {
-    s.split_whitespace()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric() || *c == '\'')
-                .flat_map(char::to_lowercase)
-                .collect::<String>()
-        })
-        .filter(|w| !w.is_empty())
-        .collect()
-}
-
-fn same_words(a: &str, b: &str) -> bool {
-    plain_words(a) == plain_words(b)
-}
-
-/// Two or more hypotheses, all with the same plain words.
-fn is_unanimous(hypotheses: &[String]) -> bool {
-    hypotheses.len() >= 2 && hypotheses.iter().all(|h| same_words(h, &hypotheses[0]))
 }
 
 fn split(s: &str) -> Vec<&str> {
@@ -353,63 +323,6 @@ mod tests {
             ..GuardOptions::on()
         };
         assert_eq!(check(two, &h, Task::Asr, Finish::Eos, &[], &loose), None);
-    }
-
-    #[test]
-    fn a_unanimous_asr_n_best_is_kept() {
-        let on = GuardOptions::on();
-        let h = hyps(&["At NEC, the need rises.", "at nec the need rises"]);
-        assert_eq!(
-            check(
-                "at n e c the need rises",
-                &h,
-                Task::Asr,
-                Finish::Eos,
-                &[],
-                &on
-            ),
-            Some(Reason::Unanimous)
-        );
-        // Writing one of the hypotheses is not a change.
-        assert_eq!(
-            check(
-                "At NEC, the need rises.",
-                &h,
-                Task::Asr,
-                Finish::Eos,
-                &[],
-                &on
-            ),
-            None
-        );
-        // Other tasks, and a single hypothesis, are not held to it.
-        let mt = GuardOptions {
-            max_edit: Some(1.0),
-            ..GuardOptions::on()
-        };
-        assert_eq!(
-            check(
-                "at n e c the need rises",
-                &h,
-                Task::Mt,
-                Finish::Eos,
-                &[],
-                &mt
-            ),
-            None
-        );
-        let one = hyps(&["at nec the need for mergers will keep rising today"]);
-        assert_eq!(
-            check(
-                "at nec the needs for mergers will keep rising today",
-                &one,
-                Task::Asr,
-                Finish::Eos,
-                &[],
-                &on
-            ),
-            None
-        );
     }
 
     #[test]

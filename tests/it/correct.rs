@@ -343,7 +343,7 @@ fn the_correction_signature_travels_to_eval() {
         "routing:learned",
         "decode:greedy",
         "prompt:asr=builtin:asr@",
-        "guard:asr:w0.1+unanimous",
+        "guard:asr:w0.1",
         "dtype:f32",
     ] {
         assert!(learned.contains(part), "{part} not in {learned}");
