@@ -16,7 +16,7 @@ adapter="configs/neko-smol/adapter.safetensors"
 cache="${NEKO_CACHE:-$HOME/.cache/neko}"
 dest="$cache/neko-smol"
 if [ ! -f "$adapter" ]; then
-    echo "setup: $adapter is missing: neko-smol has not shipped yet (it does not beat the 1-best on every task; README, Training). Pass --model to neko correct." >&2
+    echo "setup: $adapter is missing (a partial checkout?); pass --model to neko correct instead." >&2
     exit 1
 fi
 stamp="$(sha256sum "$adapter" | cut -d' ' -f1)"
