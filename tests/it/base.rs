@@ -981,3 +981,42 @@ fn smollm2_info_reads_the_gguf_header() {
     assert_eq!(info["tensor_dtypes"]["q4_1"], 210);
     let _: HashMap<String, Value> = serde_json::from_value(info).unwrap();
 }
+
+/// The shipped default, neko-smol, rebuilt from the cached base by `scripts/setup.sh` as a user
+/// does, gives the answers recorded when it shipped (`tests/fixtures/neko-smol-expected.jsonl`:
+/// two records of each synth dev split; corrections on MT and GEC and on asr-whisper, guard
+/// fallbacks on sphinx and OCR) through `neko correct` without `--model`.
+#[test]
+fn shipped_neko_smol_rebuilds_from_the_base_and_gives_its_recorded_answers() {
+    let Some(gguf) = base_gguf() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    // setup.sh finds the base through fetch-base.sh's cache: no download.
+    std::os::unix::fs::symlink(&gguf, cache.join("smollm2-135m-instruct.Q4_1.gguf")).unwrap();
+    let built = run_ok(
+        std::process::Command::new("bash")
+            .arg(crate::util::repo().join("scripts/setup.sh"))
+            .env("NEKO_CACHE", &cache)
+            .env("NEKO", env!("CARGO_BIN_EXE_neko")),
+    );
+    assert_eq!(built.trim(), cache.join("neko-smol").display().to_string());
+    let out = crate::util::ok(
+        neko()
+            .env("NEKO_CACHE", &cache)
+            .env_remove("NEKO_MODEL")
+            .arg("correct")
+            .arg(fixture("records/neko-smol-dev.jsonl")),
+    );
+    let got = crate::util::json_lines(&out.stdout);
+    let want =
+        crate::util::json_lines(&std::fs::read(fixture("neko-smol-expected.jsonl")).unwrap());
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        for field in ["id", "prediction", "guard"] {
+            assert_eq!(g.get(field), w.get(field), "{field}: got {g}, recorded {w}");
+        }
+    }
+    // Not a copy of the input: the model corrected some records.
+    assert!(want.iter().any(|w| w["prediction"] != w["best"]));
+}
