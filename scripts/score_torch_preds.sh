@@ -4,6 +4,7 @@
 # guard does), `neko guard` applies the over-correction guard, `neko eval` scores it.
 #
 #   scripts/score_torch_preds.sh RUN/preds.jsonl OUT [MAX_EDIT]   # default: each task's guard
+#   scripts/score_torch_preds.sh docs/results/neko-smol-2026-11-26/neko-smol.preds.jsonl.gz /tmp/s
 #
 # Writes OUT/VARIANT.ROUTING.SET.jsonl (guarded predictions) and OUT/VARIANT.ROUTING.report.json
 # (neko eval --json over that variant's sets); prints the tables. Needs ../shared/data (the
@@ -20,7 +21,7 @@ neko="${NEKO:-target/release/neko}"
 [ -x "$neko" ] || cargo build --release --quiet
 mkdir -p "$out"
 python3 - "$preds" "$out" <<'PY'
-import json, os, sys
+import gzip, json, os, sys
 preds, out = sys.argv[1], sys.argv[2]
 
 def source(set_name):
@@ -36,7 +37,7 @@ def records(path):
     return {r["id"]: r for r in rs}
 
 inputs, files = {}, {}
-for line in open(preds):
+for line in (gzip.open(preds, "rt") if preds.endswith(".gz") else open(preds)):
     p = json.loads(line)
     s = p["set"]
     if s not in inputs:

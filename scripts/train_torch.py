@@ -329,7 +329,7 @@ def step_loss(net, examples, batch, cfg, device):
             f = f / f.sum()
             bal = bal + net.E * (f * p).sum() / LAYERS
     total = lm + cfg["aux_weight"] * aux + cfg["balance_weight"] * bal
-    return total, float(lm), float(aux), float(bal), int(keep.sum()), n_answer
+    return total, lm.item(), aux.item(), bal.item(), int(keep.sum()), n_answer
 
 
 def lr_at(cfg, step):
@@ -361,7 +361,7 @@ def train(net, examples, cfg, device, logf, deadline):
             norm = torch.nn.utils.clip_grad_norm_(params, cfg["max_grad_norm"])
             opt.step()
             rec = {
-                "variant": cfg["name"], "step": step, "epoch": epoch, "loss": float(total),
+                "variant": cfg["name"], "step": step, "epoch": epoch, "loss": total.item(),
                 "lm_loss": lm, "aux_loss": aux, "balance_loss": bal, "lr": lr_at(cfg, step),
                 "grad_norm": float(norm), "tokens": toks, "answer_tokens": ans,
                 "seconds": round(time.time() - started, 2),
