@@ -10,7 +10,7 @@ use neko::model::{LoadOptions, Logits, Model};
 use neko::train::data::DataSpec;
 use neko::train::{is_trainable, Hyper, RoutingLoss, TrainConfig, Trainer};
 
-use crate::util::{fixture, neko, run_ok};
+use crate::util::{fixture, json_lines, neko, run_ok};
 
 /// `neko upcycle` of tiny-llama to 4 low-rank experts of `rank` with the task map
 /// asr=0, st=1, mt=1, ocr=2, gec=3 (add `--to`, and `--adapter` to put trained tensors in).
@@ -512,4 +512,63 @@ fn a_trained_adapter_rebuilds_the_default_model() {
     let refused = upcycle("2", &tmp.path().join("other"));
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("has shape"));
+}
+
+/// `neko train --export-examples` writes the examples another engine trains on
+/// (scripts/train_torch.py): each one's prompt is exactly what `neko correct` renders for the
+/// record, the answer follows, the expert is the task's, and nothing is trained.
+#[test]
+fn exported_examples_are_the_prompts_correct_renders_plus_the_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = setup(tmp.path());
+    let run_dir = tmp.path().join("run");
+    let cfg_path = tmp.path().join("train.toml");
+    write_config(
+        &config(&model, &data, &run_dir, RoutingLoss::Both, 2),
+        &cfg_path,
+    );
+    let export = tmp.path().join("examples.jsonl");
+    run_ok(
+        neko()
+            .args(["train", "--config", cfg_path.to_str().unwrap()])
+            .arg("--export-examples")
+            .arg(&export),
+    );
+    assert!(
+        !run_dir.join("state.json").exists(),
+        "exporting must not train"
+    );
+    let examples = json_lines(&std::fs::read(&export).unwrap());
+    let prompts = json_lines(
+        run_ok(
+            neko()
+                .args(["correct", "--dump-prompts", "--model"])
+                .arg(&model)
+                .arg(&data),
+        )
+        .as_bytes(),
+    );
+    assert_eq!(examples.len(), 8);
+    assert_eq!(examples.len(), prompts.len());
+    let experts = [("asr", 0), ("mt", 1), ("ocr", 2), ("gec", 3)];
+    for (ex, p) in examples.iter().zip(&prompts) {
+        let ids: Vec<u64> = ex["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let start = ex["answer_start"].as_u64().unwrap() as usize;
+        assert!(start < ids.len(), "{ex}");
+        let prompt: Vec<u64> = p["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(ids[..start], prompt[..], "{ex} vs {p}");
+        assert_eq!(ex["task"], p["task"]);
+        let want = experts.iter().find(|(t, _)| ex["task"] == *t).unwrap().1;
+        assert_eq!(ex["expert"], want, "{ex}");
+    }
 }
