@@ -24,10 +24,10 @@ pub struct Limit {
 }
 
 /// Each task's default limit, chosen on the synth dev splits (never a test set) with
-/// neko-smol's answers (docs/training.md, "Guard"): ASR gains only from small edits of an
-/// N-best that is mostly right (0.1 of the words); OCR's corrections help by characters only
-/// within 0.05 of the line's characters; MT and GEC corrections move far from the input and
-/// keep most of their gain at 0.5, which still stops invented text.
+/// neko-smol's answers (docs/training.md, "The guard, chosen per task"): ASR gains only from
+/// small edits of an N-best that is mostly right (0.1 of the words); OCR's corrections help
+/// by characters only within 0.05 of the line's characters; MT and GEC corrections move far
+/// from the input and keep most of their gain at 0.5, which still stops invented text.
 pub fn default_limit(task: Task) -> Limit {
     match task {
         Task::Asr => Limit {
@@ -159,6 +159,7 @@ pub fn check(
         return Some(Reason::Repeat);
     }
     let limit = opts.limit(task);
+    let chars = squeeze(prediction);
     let nearest = hypotheses
         .iter()
         .map(|h| match limit.unit {
@@ -167,8 +168,8 @@ pub fn check(
                 word_edits(&words, &hw) as f64 / hw.len().max(1) as f64
             }
             Unit::Chars => {
-                let (p, h) = (squeeze(prediction), squeeze(h));
-                crate::metrics::align::distance(&p, &h) as f64 / h.len().max(1) as f64
+                let hc = squeeze(h);
+                crate::metrics::align::distance(&chars, &hc) as f64 / hc.len().max(1) as f64
             }
         })
         .fold(f64::INFINITY, f64::min);
