@@ -199,10 +199,14 @@ fn prefill(
     loop {
         let n = chunk.min(len - start);
         let part = input.narrow(1, start, n)?;
-        let logits = decoder.forward(&part, pads, forced, Logits::Last)?;
+        // Only the last chunk needs logits: the LM head of every row is as much work as a
+        // dozen prompt tokens.
+        let last = start + n >= len;
+        let wanted = if last { Logits::Last } else { Logits::Hidden };
+        let out = decoder.forward(&part, pads, forced, wanted)?;
         start += n;
-        if start >= len {
-            return Ok(logits);
+        if last {
+            return Ok(out);
         }
     }
 }

@@ -100,15 +100,29 @@ impl Attention {
         })
     }
 
+    /// `xs` is `(b, q, hidden)`, or the real tokens `(1, tokens, hidden)` of a `(b, q)` block
+    /// when `packing` is given (the projections then skip the padding; attention runs on the
+    /// block with zeros in the padding slots, which only padding queries see).
     fn forward(
         &mut self,
         xs: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
         mask: &Tensor,
+        packing: Option<&Packing>,
     ) -> Result<Tensor> {
-        let (b, q, _) = xs.dims3()?;
+        let (b, q) = match packing {
+            Some(p) => (p.b, p.q),
+            None => {
+                let (b, q, _) = xs.dims3()?;
+                (b, q)
+            }
+        };
         let heads = |t: Tensor, n: usize| {
+            let t = match packing {
+                Some(p) => p.unpack(&t)?,
+                None => t,
+            };
             t.reshape((b, q, n, self.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()
@@ -147,7 +161,83 @@ impl Attention {
         let out = out
             .transpose(1, 2)?
             .reshape((b, q, self.num_heads * self.head_dim))?;
-        self.o_proj.forward(&out)
+        match packing {
+            Some(p) => self.o_proj.forward(&p.pack(&out)?),
+            None => self.o_proj.forward(&out),
+        }
+    }
+}
+
+/// Where the real (non-padding) tokens of a `(b, q)` block of a left-padded batch sit, so a
+/// prefill pass runs the position-wise layers (projections, feed-forward, norms) on those
+/// tokens only, `(1, tokens, hidden)`, and only attention sees the padded block. Exact: each
+/// token's row of a position-wise layer depends on that token alone, and padding slots are
+/// masked from every real query (their K/V are left at zero).
+#[derive(Debug, Clone)]
+struct Packing {
+    b: usize,
+    q: usize,
+    /// The flat `b * q` slot of each real token, in order.
+    real: Tensor,
+    /// For each of the `b * q` slots, its token's index among the real ones, or the number
+    /// of real tokens (a zero row) for padding.
+    slots: Tensor,
+}
+
+impl Packing {
+    /// The packing of a block whose slot `(i, j)` is padding when `is_pad(i, j)`; `None` when
+    /// the block has no padding or nothing but padding.
+    fn new(
+        b: usize,
+        q: usize,
+        is_pad: impl Fn(usize, usize) -> bool,
+        dev: &Device,
+    ) -> Result<Option<Self>> {
+        let mut real = Vec::with_capacity(b * q);
+        let mut slots = Vec::with_capacity(b * q);
+        let mut pads = Vec::new();
+        for i in 0..b {
+            for j in 0..q {
+                if is_pad(i, j) {
+                    pads.push(slots.len());
+                    slots.push(0);
+                } else {
+                    slots.push(real.len() as u32);
+                    real.push((i * q + j) as u32);
+                }
+            }
+        }
+        if pads.is_empty() || real.is_empty() {
+            return Ok(None);
+        }
+        let n = real.len() as u32;
+        for k in pads {
+            slots[k] = n;
+        }
+        Ok(Some(Self {
+            b,
+            q,
+            real: Tensor::new(real.as_slice(), dev)?,
+            slots: Tensor::new(slots.as_slice(), dev)?,
+        }))
+    }
+
+    /// `(b, q, d)` → the real tokens `(1, tokens, d)`.
+    fn pack(&self, xs: &Tensor) -> Result<Tensor> {
+        let d = xs.dim(D::Minus1)?;
+        xs.reshape((self.b * self.q, d))?
+            .index_select(&self.real, 0)?
+            .unsqueeze(0)
+    }
+
+    /// The real tokens `(1, tokens, d)` → `(b, q, d)`, zeros in the padding slots.
+    fn unpack(&self, xs: &Tensor) -> Result<Tensor> {
+        let d = xs.dim(D::Minus1)?;
+        let xs = xs.squeeze(0)?;
+        let zero = Tensor::zeros((1, d), xs.dtype(), xs.device())?;
+        Tensor::cat(&[&xs, &zero], 0)?
+            .index_select(&self.slots, 0)?
+            .reshape((self.b, self.q, d))
     }
 }
 
@@ -447,12 +537,14 @@ impl DecoderLayer {
         sin: &Tensor,
         mask: &Tensor,
         forced: Option<usize>,
+        packing: Option<&Packing>,
     ) -> Result<Tensor> {
         let attn = self.self_attn.forward(
             &norm(&self.input_layernorm, xs, self.training)?,
             cos,
             sin,
             mask,
+            packing,
         )?;
         let xs = (xs + attn)?;
         let normed = norm(&self.post_attention_layernorm, &xs, self.training)?;
@@ -707,8 +799,26 @@ impl Transformer {
         let (cos, sin) = self.rotary.gather(&positions, b, q)?;
         let mask = self.mask(pads, offset, q)?;
         let mut xs = self.embed_tokens.forward(input_ids)?;
+        // Prompt blocks with padding run the position-wise layers on their real tokens only.
+        let packing = match self.training {
+            true => None,
+            false => {
+                let n = self.prefix_len;
+                let is_pad = |i: usize, j: usize| {
+                    let t = offset + j;
+                    t >= n && t < n + pads[i]
+                };
+                Packing::new(b, q, is_pad, &self.device)?
+            }
+        };
+        if let Some(p) = &packing {
+            xs = p.pack(&xs)?;
+        }
         for layer in &mut self.layers {
-            xs = layer.forward(&xs, &cos, &sin, &mask, forced)?;
+            xs = layer.forward(&xs, &cos, &sin, &mask, forced, packing.as_ref())?;
+        }
+        if let Some(p) = &packing {
+            xs = p.unpack(&xs)?;
         }
         let xs = match logits {
             Logits::Last => xs.narrow(1, q - 1, 1)?.squeeze(1)?,
@@ -727,7 +837,7 @@ impl Transformer {
     }
 
     /// The `(tokens, top_k)` expert ids each MoE layer chose in the last forward pass (empty
-    /// for dense models).
+    /// for dense models); the tokens of a padded prompt block are its real ones, in order.
     pub fn last_routing(&self) -> Vec<Tensor> {
         self.layers
             .iter()
@@ -833,7 +943,7 @@ impl LayerBench {
             mask.extend((0..cached + q).map(|j| if j <= t { 0f32 } else { f32::NEG_INFINITY }));
         }
         let mask = Tensor::from_vec(mask, (1, 1, q, cached + q), &self.device)?;
-        attn.forward(xs, &cos, &sin, &mask)
+        attn.forward(xs, &cos, &sin, &mask, None)
     }
 
     /// The feed-forward (sparse MoE block or dense MLP) over `xs` `(b, q, hidden)`.

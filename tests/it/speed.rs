@@ -252,3 +252,57 @@ fn chunked_prefill_of_a_wide_batch_equals_one_at_a_time() {
         }
     }
 }
+
+/// Prefill runs the position-wise layers on a batch's real tokens only (padding skipped,
+/// `transformer::Packing`): after a shared prefix, 40 rows of 1-60 tokens in 16-column chunks,
+/// so short rows are nothing but padding for several chunks and start mid-chunk in another;
+/// each row's tokens are those of its whole prompt decoded alone.
+#[test]
+fn prefill_skipping_padding_equals_one_at_a_time() {
+    for (name, forced) in [("tiny-mixtral", Some(2)), ("tiny-llama", None)] {
+        let mut model = load(name);
+        let ids = reference_ids(name);
+        let prefix: Vec<u32> = ids[0][..20].to_vec();
+        let requests: Vec<Request> = (0..40)
+            .map(|k| {
+                let source = [&ids[k % ids.len()][..], &ids[(k + 1) % ids.len()][..]].concat();
+                let take = (1 + (k * 7) % 60).min(source.len());
+                Request {
+                    prompt: source[source.len() - take..].to_vec(),
+                    max_new_tokens: 2 + k % 4,
+                }
+            })
+            .collect();
+        let lengths: Vec<usize> = requests.iter().map(|r| r.prompt.len()).collect();
+        assert!(lengths.contains(&1) && lengths.iter().any(|&n| n > 16 * 3));
+        let settings = Settings {
+            eos: &[],
+            forced_expert: forced,
+            stopped: &never_stop,
+            choose: None,
+        };
+        let cache = model
+            .decoder
+            .prefill_prefix(&prefix, forced)
+            .unwrap()
+            .expect("the transformer reuses prefixes");
+        let mut stats = DecodeStats::default();
+        let together = greedy_batch_with(
+            model.decoder.as_mut(),
+            Some(&cache),
+            &requests,
+            &settings,
+            &mut stats,
+        )
+        .unwrap();
+        assert!(stats.pad_tokens > 40 * 30, "{name}: {stats:?}");
+        for (i, r) in requests.iter().enumerate() {
+            let whole = Request {
+                prompt: [&prefix[..], &r.prompt[..]].concat(),
+                max_new_tokens: r.max_new_tokens,
+            };
+            let alone = greedy_batch(model.decoder.as_mut(), &[whole], &settings).unwrap();
+            assert_eq!(together[i].tokens, alone[0].tokens, "{name} row {i}");
+        }
+    }
+}
