@@ -239,6 +239,18 @@ fn write_config(c: &TrainConfig, path: &Path) {
     std::fs::write(path, toml::to_string(c).unwrap()).unwrap();
 }
 
+/// [`setup`] plus a written 2-step `both`-routing config: (model, data, run dir, config path).
+fn two_step_run(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let (model, data) = setup(dir);
+    let run_dir = dir.join("run");
+    let cfg_path = dir.join("train.toml");
+    write_config(
+        &config(&model, &data, &run_dir, RoutingLoss::Both, 2),
+        &cfg_path,
+    );
+    (model, data, run_dir, cfg_path)
+}
+
 #[test]
 fn resume_is_bit_identical_to_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -469,13 +481,7 @@ fn full_mode_trains_every_tensor_but_the_embeddings() {
 #[test]
 fn a_trained_adapter_rebuilds_the_default_model() {
     let tmp = tempfile::tempdir().unwrap();
-    let (model, data) = setup(tmp.path());
-    let run_dir = tmp.path().join("run");
-    let cfg_path = tmp.path().join("train.toml");
-    write_config(
-        &config(&model, &data, &run_dir, RoutingLoss::Both, 2),
-        &cfg_path,
-    );
+    let (model, data, run_dir, cfg_path) = two_step_run(tmp.path());
     run_ok(neko().args(["train", "--config", cfg_path.to_str().unwrap()]));
     let adapter = run_dir.join("adapter.safetensors");
     let cache = tmp.path().join("cache");
@@ -520,13 +526,7 @@ fn a_trained_adapter_rebuilds_the_default_model() {
 #[test]
 fn exported_examples_are_the_prompts_correct_renders_plus_the_answer() {
     let tmp = tempfile::tempdir().unwrap();
-    let (model, data) = setup(tmp.path());
-    let run_dir = tmp.path().join("run");
-    let cfg_path = tmp.path().join("train.toml");
-    write_config(
-        &config(&model, &data, &run_dir, RoutingLoss::Both, 2),
-        &cfg_path,
-    );
+    let (model, data, run_dir, cfg_path) = two_step_run(tmp.path());
     let export = tmp.path().join("examples.jsonl");
     run_ok(
         neko()
@@ -551,21 +551,19 @@ fn exported_examples_are_the_prompts_correct_renders_plus_the_answer() {
     assert_eq!(examples.len(), 8);
     assert_eq!(examples.len(), prompts.len());
     let experts = [("asr", 0), ("mt", 1), ("ocr", 2), ("gec", 3)];
-    for (ex, p) in examples.iter().zip(&prompts) {
-        let ids: Vec<u64> = ex["ids"]
+    let ids_of = |v: &serde_json::Value| -> Vec<u64> {
+        v["ids"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
+            .map(|i| i.as_u64().unwrap())
+            .collect()
+    };
+    for (ex, p) in examples.iter().zip(&prompts) {
+        let ids = ids_of(ex);
         let start = ex["answer_start"].as_u64().unwrap() as usize;
         assert!(start < ids.len(), "{ex}");
-        let prompt: Vec<u64> = p["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
+        let prompt = ids_of(p);
         assert_eq!(ids[..start], prompt[..], "{ex} vs {p}");
         assert_eq!(ex["task"], p["task"]);
         let want = experts.iter().find(|(t, _)| ex["task"] == *t).unwrap().1;
