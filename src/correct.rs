@@ -9,7 +9,7 @@ use crate::backend::{Backend, Generation, Prompt};
 use crate::constrain::{Pieces, WordConstraint};
 use crate::generate::{self, DecodeStats, Finish, Request, Settings};
 use crate::guard::{self, GuardOptions, Reason};
-use crate::model::{Model, PrefixCache, RoutingMode};
+use crate::model::{Logits, Model, PrefixCache, RoutingMode};
 use crate::prompt::Template;
 use crate::record::Record;
 use crate::Task;
@@ -95,7 +95,7 @@ impl Default for CorrectOptions {
 }
 
 /// A corrected text and how decoding ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Correction {
     /// The text to output: the model's answer, or the 1-best when the guard fell back.
     pub text: String,
@@ -103,6 +103,8 @@ pub struct Correction {
     pub new_tokens: usize,
     /// Why the guard replaced the answer with the 1-best, if it did.
     pub guard: Option<Reason>,
+    /// The answer's log-probability minus the 1-best's (nats), where the margin check ran.
+    pub margin: Option<f64>,
     /// What had to be cut to fit the model's context, if anything.
     pub warning: Option<String>,
 }
@@ -166,6 +168,11 @@ impl Corrector {
         options: CorrectOptions,
         backend: Box<dyn Backend>,
     ) -> Self {
+        // A served model's answers cannot be scored here: no margin check.
+        let options = CorrectOptions {
+            guard: options.guard.without_margin(),
+            ..options
+        };
         let mut c = Corrector::new(model, prompt, options);
         c.remote = Some(backend);
         c
@@ -363,10 +370,11 @@ impl Corrector {
             }
             .generate(task, &prompts),
         };
-        for ((i, warning), g) in fitted.into_iter().zip(generated) {
+        for (((i, warning), g), p) in fitted.into_iter().zip(generated).zip(&prompts) {
             results[i] = Some(g.map(|g| {
                 let mut c = self.answer(task, records[i], &g);
                 c.warning = warning;
+                self.check_margin(task, forced, records[i], &p.ids, &mut c);
                 c
             }));
         }
@@ -542,6 +550,101 @@ impl Corrector {
         )
     }
 
+    /// The guard's margin check ([`guard::check_margin`]) of an answer the other checks kept
+    /// and that differs from the 1-best. Only in-process: a served model cannot score text
+    /// here (its corrector's guard has no margin, see [`Corrector::with_backend`]).
+    fn check_margin(
+        &mut self,
+        task: Task,
+        forced: Option<usize>,
+        record: &Record,
+        prompt: &[u32],
+        c: &mut Correction,
+    ) {
+        let best = record.best().unwrap_or_default();
+        if c.guard.is_some() || c.text == best.trim() || self.options.guard.margin(task).is_none() {
+            return;
+        }
+        let margin = match self.score_answers(task, forced, prompt, [&c.text, best]) {
+            Ok([answer, one_best]) => answer - one_best,
+            // Unscored is unproven: the 1-best stays, and the run says why.
+            Err(e) => {
+                c.warning = Some(format!("margin not scored: {e}"));
+                f64::NAN
+            }
+        };
+        c.margin = margin.is_finite().then_some(margin);
+        if let Some(reason) = guard::check_margin(margin, task, &self.options.guard) {
+            c.guard = Some(reason);
+            c.text = best.to_string();
+        }
+    }
+
+    /// Log-probabilities (nats) of two answers to one prompt, each as the whole answer: its
+    /// tokens then the end token. Both rows run in one batch after the task's shared prefix
+    /// when it is cached; the shorter is padded on the right, where nothing reads it.
+    fn score_answers(
+        &mut self,
+        task: Task,
+        forced: Option<usize>,
+        prompt: &[u32],
+        answers: [&str; 2],
+    ) -> Result<[f64; 2], String> {
+        let eos = *self
+            .model
+            .config
+            .eos_token_ids
+            .first()
+            .ok_or("the model names no end token")?;
+        let prefix = self
+            .prefixes
+            .get(&task)
+            .filter(|p| p.len() < prompt.len() && prompt.starts_with(&p.tokens))
+            .cloned();
+        let start = prefix.as_ref().map_or(0, PrefixCache::len);
+        let rest = &prompt[start..];
+        let mut rows = Vec::with_capacity(2);
+        for a in answers {
+            let enc = self
+                .model
+                .tokenizer
+                .encode(a, false)
+                .map_err(|e| format!("tokenizer: {e}"))?;
+            rows.push([enc.get_ids(), &[eos]].concat());
+        }
+        let width = rest.len() + rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(2 * width);
+        for r in &rows {
+            ids.extend_from_slice(rest);
+            ids.extend_from_slice(r);
+            ids.resize(ids.len().div_ceil(width) * width, eos);
+        }
+        let started = std::time::Instant::now();
+        let run = || -> candle_core::Result<Vec<Vec<Vec<f32>>>> {
+            let decoder = self.model.decoder.as_mut();
+            match &prefix {
+                Some(p) => decoder.reset_with_prefix(p, 2, start + width)?,
+                None => decoder.reset(width),
+            }
+            let input = candle_core::Tensor::from_vec(ids, (2, width), decoder.device())?;
+            let logits = decoder.forward(&input, &[0, 0], forced, Logits::All)?;
+            candle_nn::ops::log_softmax(&logits.to_dtype(candle_core::DType::F32)?, 2)?
+                .to_vec3::<f32>()
+        };
+        let lp = run().map_err(|e| format!("scoring failed: {e}"))?;
+        self.stats.prefill_tokens += 2 * width;
+        self.stats.prefill_s += started.elapsed().as_secs_f64();
+        // The token at row position j is predicted at j - 1; the first answer token by the
+        // last prompt token.
+        let score = |b: usize| -> f64 {
+            let at = rest.len();
+            (0..rows[b].len())
+                .map(|k| lp[b][at + k - 1][rows[b][k] as usize] as f64)
+                .sum()
+        };
+        Ok([score(0), score(1)])
+    }
+
     /// The answer: the generated text up to the first stop string, trimmed, then guarded.
     fn answer(&self, task: Task, record: &Record, generated: &Generation) -> Correction {
         let finish = generated.finish;
@@ -573,6 +676,7 @@ impl Corrector {
             finish,
             new_tokens: generated.tokens,
             guard,
+            margin: None,
             warning: None,
         }
     }

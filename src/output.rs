@@ -37,6 +37,10 @@ pub struct OutputRecord {
     /// `fallback:<reason>` when the over-correction guard replaced the answer by the 1-best.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<String>,
+    /// How much likelier (log-probability, nats) the model finds its answer than the 1-best,
+    /// where the guard's margin check scored it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub margin: Option<f64>,
     /// What had to be cut to fit the model's context.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
@@ -55,6 +59,7 @@ impl OutputRecord {
             best: record.best().map(str::to_string),
             output: record.reference.clone(),
             guard: c.guard.map(|r| format!("fallback:{}", r.name())),
+            margin: c.margin.map(|m| (m * 1000.0).round() / 1000.0),
             warning: c.warning,
             error: None,
         }
@@ -69,6 +74,7 @@ impl OutputRecord {
             best: record.best().map(str::to_string),
             output: record.reference.clone(),
             guard: None,
+            margin: None,
             warning: None,
             error: Some(failure),
         }
@@ -83,6 +89,7 @@ impl OutputRecord {
             best: None,
             output: None,
             guard: None,
+            margin: None,
             warning: None,
             error: Some(RecordFailure {
                 file: file.to_string(),

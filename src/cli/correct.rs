@@ -121,6 +121,13 @@ pub struct DecodeArgs {
     #[arg(long, env = "NEKO_GUARD_MAX_EDIT")]
     pub guard_max_edit: Option<f64>,
 
+    /// The guard's margin for every task, in nats: an answer that differs from the 1-best is
+    /// kept only if the model gives it at least this much more log-probability than the
+    /// 1-best (0: no margin check). Default: per task, ASR and OCR 1.5, MT/ST/GEC none.
+    /// In-process backend only; the answer's margin is written as `"margin"`.
+    #[arg(long, env = "NEKO_GUARD_MARGIN")]
+    pub guard_margin: Option<f64>,
+
     /// Constrained decoding: `words` lets the model write only words (as written, punctuation
     /// included) that occur in some hypothesis of the record; `auto` does so for records with
     /// two or more hypotheses (N-best ASR, MT) and decodes single-hypothesis records (OCR, GEC)
@@ -141,6 +148,7 @@ impl DecodeArgs {
             guard: GuardOptions {
                 enabled: !self.no_guard,
                 max_edit: self.guard_max_edit,
+                margin: self.guard_margin,
             },
             constrain: self.constrain,
             ..CorrectOptions::default()

@@ -31,6 +31,12 @@ pub struct GuardArgs {
     #[arg(long)]
     pub max_edit: Option<f64>,
 
+    /// One margin in nats for every task, as `neko correct --guard-margin` (default: each
+    /// task's own). Applies to lines with a `"margin"` (the answer's log-probability minus the
+    /// 1-best's, as `neko correct` writes it); without a model, others are not scored.
+    #[arg(long)]
+    pub margin: Option<f64>,
+
     /// Task of records whose prediction line and input record name none (default: asr).
     #[arg(long)]
     pub task: Option<Task>,
@@ -56,6 +62,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
     let opts = GuardOptions {
         enabled: true,
         max_edit: args.max_edit,
+        margin: args.margin,
     };
     let file = std::fs::File::open(&args.predictions)
         .with_context(|| format!("{}: cannot open", args.predictions.display()))?;
@@ -83,7 +90,12 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         };
         let already = rec.get("guard").is_some() || rec.get("error").is_some();
         if let (false, Some(pred)) = (already, rec["prediction"].as_str()) {
-            if let Some(reason) = guard::check(pred, hyps, task, Finish::Eos, &markers, &opts) {
+            let margin = || {
+                let m = rec.get("margin")?.as_f64()?;
+                guard::check_margin(m, task, &opts)
+            };
+            let verdict = guard::check(pred, hyps, task, Finish::Eos, &markers, &opts);
+            if let Some(reason) = verdict.or_else(margin) {
                 let best = hyps.first().cloned().unwrap_or_default();
                 rec["prediction"] = Value::from(best);
                 rec["guard"] = Value::from(format!("fallback:{}", reason.name()));
