@@ -5,6 +5,11 @@
 #
 #   scripts/score_torch_preds.sh RUN/preds.jsonl OUT [MAX_EDIT]   # default: each task's guard
 #   scripts/score_torch_preds.sh docs/results/neko-smol-2026-11-26/neko-smol.preds.jsonl.gz /tmp/s
+#   MARGINS=docs/results/neko-smol-2026-11-26/margins.jsonl.gz scripts/score_torch_preds.sh ...
+#
+# MARGINS: `{"set", "id", "margin"}` lines (scripts/margins_torch.py) added to the answers, so
+# that neko guard applies each task's margin as neko correct does; without it, the edit limit
+# and the other checks only.
 #
 # Writes OUT/VARIANT.ROUTING.SET.jsonl (guarded predictions) and OUT/VARIANT.ROUTING.report.json
 # (neko eval --json over that variant's sets); prints the tables. Needs ../shared/data (the
@@ -20,9 +25,16 @@ guard_args=()
 neko="${NEKO:-target/release/neko}"
 [ -x "$neko" ] || cargo build --release --quiet
 mkdir -p "$out"
-python3 - "$preds" "$out" <<'PY'
+python3 - "$preds" "$out" "${MARGINS:-}" <<'PY'
 import gzip, json, os, sys
-preds, out = sys.argv[1], sys.argv[2]
+preds, out, margins_path = sys.argv[1], sys.argv[2], sys.argv[3]
+
+def lines(path):
+    return gzip.open(path, "rt") if path.endswith(".gz") else open(path)
+
+margins = {}
+if margins_path:
+    margins = {(m["set"], m["id"]): m["margin"] for m in map(json.loads, lines(margins_path))}
 
 def source(set_name):
     if set_name.startswith("dev-"):
@@ -37,7 +49,7 @@ def records(path):
     return {r["id"]: r for r in rs}
 
 inputs, files = {}, {}
-for line in (gzip.open(preds, "rt") if preds.endswith(".gz") else open(preds)):
+for line in lines(preds):
     p = json.loads(line)
     s = p["set"]
     if s not in inputs:
@@ -49,6 +61,8 @@ for line in (gzip.open(preds, "rt") if preds.endswith(".gz") else open(preds)):
            "best": best, "output": r["output"]}
     if p["finish"] == "length":
         rec["prediction"], rec["guard"] = best, "fallback:length"
+    elif p["variant"] == "task-moe" and p["routing"] == "learned" and (s, p["id"]) in margins:
+        rec["margin"] = margins[(s, p["id"])]
     key = f'{p["variant"]}.{p["routing"]}.{s}'
     if key not in files:
         files[key] = open(os.path.join(out, key + ".raw.jsonl"), "w")
@@ -68,6 +82,6 @@ done
 for group in $(ls "$out"/*.raw.jsonl | xargs -n1 basename | cut -d. -f1,2 | sort -u); do
     files=$(ls "$out/$group".*.jsonl | grep -v '\.raw\.jsonl$')
     "$neko" eval --json $files >"$out/$group.report.json"
-    echo "== $group (guard ${max_edit:-per task})"
+    echo "== $group (guard ${max_edit:-per task}${MARGINS:+, margins from $MARGINS})"
     "$neko" eval $files
 done

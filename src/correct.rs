@@ -632,8 +632,9 @@ impl Corrector {
                 .to_vec3::<f32>()
         };
         let lp = run().map_err(|e| format!("scoring failed: {e}"))?;
-        self.stats.prefill_tokens += 2 * width;
-        self.stats.prefill_s += started.elapsed().as_secs_f64();
+        self.stats.scored += 1;
+        self.stats.score_tokens += 2 * width;
+        self.stats.score_s += started.elapsed().as_secs_f64();
         // The token at row position j is predicted at j - 1; the first answer token by the
         // last prompt token.
         let score = |b: usize| -> f64 {

@@ -75,6 +75,11 @@ pub struct DecodeStats {
     /// Seconds spent in prompt forward passes (prefixes included) and in decode steps.
     pub prefill_s: f64,
     pub decode_s: f64,
+    /// Answers scored by the guard's margin check (each with its 1-best), the positions run
+    /// for them (right padding included), and the seconds spent.
+    pub scored: usize,
+    pub score_tokens: usize,
+    pub score_s: f64,
 }
 
 /// Decodes a batch greedily. Prompts must be non-empty.

@@ -68,9 +68,38 @@ pub struct GuardOptions {
     /// One edit ratio for every task (`--guard-max-edit`), counted in each task's unit;
     /// `None` uses [`default_limit`].
     pub max_edit: Option<f64>,
-    /// One margin in nats for every task (`--guard-margin`), 0 for none; `None` uses
-    /// [`default_margin`]. Only a corrector that can score text applies it.
-    pub margin: Option<f64>,
+    /// The margin check's threshold. Only a corrector that can score text applies it.
+    pub margin: Margin,
+}
+
+/// Which margin the guard asks for (`--guard-margin`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Margin {
+    /// Each task's [`default_margin`].
+    #[default]
+    PerTask,
+    /// No margin check (`off`): answers are not scored.
+    Off,
+    /// This many nats for every task (may be negative: the 1-best may then be likelier by
+    /// up to that much).
+    All(f64),
+}
+
+impl std::str::FromStr for Margin {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" | "none" => Ok(Margin::Off),
+            "task" | "default" => Ok(Margin::PerTask),
+            _ => s
+                .parse::<f64>()
+                .ok()
+                .filter(|m| !m.is_nan())
+                .map(Margin::All)
+                .ok_or_else(|| format!("`{s}`: a margin in nats, `off` or `task`")),
+        }
+    }
 }
 
 impl Default for GuardOptions {
@@ -85,14 +114,14 @@ impl GuardOptions {
         GuardOptions {
             enabled: true,
             max_edit: None,
-            margin: None,
+            margin: Margin::PerTask,
         }
     }
 
     /// These options without the margin check (for predictions no model here can score).
     pub fn without_margin(&self) -> Self {
         GuardOptions {
-            margin: Some(0.0),
+            margin: Margin::Off,
             ..self.clone()
         }
     }
@@ -103,9 +132,9 @@ impl GuardOptions {
             return None;
         }
         match self.margin {
-            Some(m) if m > 0.0 => Some(m),
-            Some(_) => None,
-            None => default_margin(task),
+            Margin::PerTask => default_margin(task),
+            Margin::Off => None,
+            Margin::All(m) => Some(m),
         }
     }
 
@@ -328,6 +357,45 @@ mod tests {
             check("", &hyps(&["x"]), Task::Asr, Finish::Length, &[], &off),
             None
         );
+    }
+
+    #[test]
+    fn the_margin_applies_per_task_and_can_be_set_for_all_or_none() {
+        let on = GuardOptions::on();
+        assert_eq!(check_margin(1.0, Task::Asr, &on), Some(Reason::Margin));
+        assert_eq!(check_margin(1.5, Task::Asr, &on), None);
+        assert_eq!(check_margin(0.2, Task::Ocr, &on), Some(Reason::Margin));
+        // An unscored (NaN) answer is not proven better than the 1-best.
+        assert_eq!(check_margin(f64::NAN, Task::Asr, &on), Some(Reason::Margin));
+        // MT and GEC have no default margin.
+        assert_eq!(check_margin(-5.0, Task::Mt, &on), None);
+        assert_eq!(check_margin(-5.0, Task::Gec, &on), None);
+        let all = GuardOptions {
+            margin: "4".parse().unwrap(),
+            ..GuardOptions::on()
+        };
+        assert_eq!(check_margin(3.0, Task::Mt, &all), Some(Reason::Margin));
+        assert_eq!(
+            all.signature(&[Task::Asr, Task::Mt]),
+            "asr:w0.1+m4,mt:w0.5+m4"
+        );
+        for none in [
+            on.without_margin(),
+            GuardOptions {
+                enabled: false,
+                ..on.clone()
+            },
+        ] {
+            assert_eq!(check_margin(-5.0, Task::Asr, &none), None);
+        }
+        assert_eq!(
+            on.signature(&[Task::Asr, Task::Ocr, Task::Mt]),
+            "asr:w0.1+m1.5,ocr:c0.05+m1.5,mt:w0.5"
+        );
+        assert_eq!(on.without_margin().signature(&[Task::Asr]), "asr:w0.1");
+        assert_eq!("off".parse::<Margin>(), Ok(Margin::Off));
+        assert_eq!("-2".parse::<Margin>(), Ok(Margin::All(-2.0)));
+        assert!("NaN".parse::<Margin>().is_err() && "x".parse::<Margin>().is_err());
     }
 
     #[test]

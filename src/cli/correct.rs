@@ -11,7 +11,7 @@ use super::{ModelArgs, EXIT_ERROR, EXIT_OK};
 use crate::backend::openai::{self, OpenAi, PromptAs};
 use crate::backend::{render, BackendKind};
 use crate::correct::{Constrain, CorrectOptions, Corrector};
-use crate::guard::GuardOptions;
+use crate::guard::{GuardOptions, Margin};
 use crate::model::RoutingMode;
 use crate::output::{OutputRecord, OutputSink, RecordFailure};
 use crate::prompt::Template;
@@ -123,10 +123,15 @@ pub struct DecodeArgs {
 
     /// The guard's margin for every task, in nats: an answer that differs from the 1-best is
     /// kept only if the model gives it at least this much more log-probability than the
-    /// 1-best (0: no margin check). Default: per task, ASR and OCR 1.5, MT/ST/GEC none.
+    /// 1-best; `off` scores nothing. Default (`task`): ASR and OCR 1.5, MT/ST/GEC none.
     /// In-process backend only; the answer's margin is written as `"margin"`.
-    #[arg(long, env = "NEKO_GUARD_MARGIN")]
-    pub guard_margin: Option<f64>,
+    #[arg(
+        long,
+        env = "NEKO_GUARD_MARGIN",
+        default_value = "task",
+        allow_hyphen_values = true
+    )]
+    pub guard_margin: Margin,
 
     /// Constrained decoding: `words` lets the model write only words (as written, punctuation
     /// included) that occur in some hypothesis of the record; `auto` does so for records with

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::EXIT_OK;
 use crate::generate::Finish;
-use crate::guard::{self, GuardOptions};
+use crate::guard::{self, GuardOptions, Margin};
 use crate::record;
 use crate::Task;
 
@@ -31,11 +31,11 @@ pub struct GuardArgs {
     #[arg(long)]
     pub max_edit: Option<f64>,
 
-    /// One margin in nats for every task, as `neko correct --guard-margin` (default: each
-    /// task's own). Applies to lines with a `"margin"` (the answer's log-probability minus the
-    /// 1-best's, as `neko correct` writes it); without a model, others are not scored.
-    #[arg(long)]
-    pub margin: Option<f64>,
+    /// The margin in nats, as `neko correct --guard-margin` (a number, `off`, or `task`:
+    /// each task's own). Applies to lines with a `"margin"` (the answer's log-probability minus
+    /// the 1-best's, as `neko correct` writes it); without a model, others are not scored.
+    #[arg(long, default_value = "task", allow_hyphen_values = true)]
+    pub margin: Margin,
 
     /// Task of records whose prediction line and input record name none (default: asr).
     #[arg(long)]

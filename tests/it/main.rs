@@ -3,6 +3,7 @@
 mod base;
 mod correct;
 mod eval;
+mod margin;
 mod metrics;
 mod model;
 mod model_files;

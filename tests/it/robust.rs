@@ -368,3 +368,69 @@ fn guard_applies_to_predictions_made_elsewhere() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("raw.jsonl:1") && err.contains("zz"), "{err}");
 }
+
+#[test]
+fn guard_applies_a_margin_where_the_line_has_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    let mut records = String::new();
+    for id in ["a", "b", "c", "d"] {
+        records += &format!(
+            r#"{{"id": "{id}", "input": ["one two three four five six seven eight nine ten"]}}"#
+        );
+        records += "\n";
+    }
+    records += r#"{"id": "m", "task": "mt", "input": ["one two three four five six seven eight nine ten"]}"#;
+    std::fs::write(&input, records + "\n").unwrap();
+    // One word edited in ten: within ASR's edit limit, so only the margin decides.
+    let edited = "one two three four five six seven eight nine then";
+    let preds = tmp.path().join("raw.jsonl");
+    let lines: Vec<String> = [
+        ("a", Some(0.4)),
+        ("b", Some(2.0)),
+        ("c", None),
+        ("d", Some(f64::NAN)),
+        ("m", Some(0.1)),
+    ]
+    .iter()
+    .map(|(id, m)| {
+        let margin = match m {
+            Some(x) if x.is_nan() => r#", "margin": null"#.to_string(),
+            Some(x) => format!(r#", "margin": {x}"#),
+            None => String::new(),
+        };
+        format!(r#"{{"id": "{id}", "prediction": "{edited}"{margin}}}"#)
+    })
+    .collect();
+    std::fs::write(&preds, lines.join("\n")).unwrap();
+    let guard = |extra: &[&str]| {
+        let mut cmd = neko();
+        cmd.arg("guard")
+            .arg("--input")
+            .arg(&input)
+            .args(extra)
+            .arg(&preds);
+        json_lines(&ok(&mut cmd).stdout)
+    };
+    let fell_back = |out: &[serde_json::Value]| -> Vec<bool> {
+        out.iter().map(|r| r.get("guard").is_some()).collect()
+    };
+    // ASR's default margin (1.5 nats): 0.4 falls back to the 1-best, 2.0 stays; a line
+    // without a margin (or a null one) was not scored and is judged on the other checks;
+    // MT has no default margin.
+    let out = guard(&[]);
+    assert_eq!(out[0]["guard"], "fallback:margin");
+    assert_eq!(
+        out[0]["prediction"],
+        "one two three four five six seven eight nine ten"
+    );
+    assert_eq!(fell_back(&out), [true, false, false, false, false]);
+    // One margin for every task.
+    assert_eq!(
+        fell_back(&guard(&["--margin", "3"])),
+        [true, true, false, false, true]
+    );
+    assert_eq!(fell_back(&guard(&["--margin", "off"])), [false; 5]);
+    // A negative margin lets the 1-best be likelier by up to that much.
+    assert_eq!(fell_back(&guard(&["--margin", "-1"])), [false; 5]);
+}

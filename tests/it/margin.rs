@@ -1,0 +1,140 @@
+//! The guard's margin check: an answer's margin is its log-probability minus the 1-best's,
+//! computed in one batch after the task's cached prefix with the shorter answer padded on the
+//! right; checked against scoring each answer alone with its whole prompt (tiny f32 fixtures).
+
+use candle_core::{DType, Device, Tensor, D};
+use neko::correct::{CorrectOptions, Corrector};
+use neko::guard::{GuardOptions, Margin};
+use neko::model::{Logits, Model};
+use neko::record::{self, Record};
+use neko::Task;
+
+use crate::util::{fixture, json_lines, neko, ok};
+
+fn load(name: &str) -> Model {
+    Model::load(fixture(name).to_str().unwrap(), &Device::Cpu, DType::F32).unwrap()
+}
+
+fn records() -> Vec<Record> {
+    let bytes = std::fs::read(fixture("records/variants.json")).unwrap();
+    record::parse(&bytes)
+        .into_iter()
+        .filter_map(|e| e.record.ok())
+        .collect()
+}
+
+/// log p(answer + end token | prompt), the whole prompt run with the answer in one row.
+fn logprob_alone(model: &mut Model, prompt: &[u32], answer: &str) -> f64 {
+    let eos = model.config.eos_token_ids[0];
+    let enc = model.tokenizer.encode(answer, false).unwrap();
+    let target = [enc.get_ids(), &[eos]].concat();
+    let ids = [prompt, &target].concat();
+    model.decoder.reset(ids.len());
+    let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let logits = model
+        .decoder
+        .forward(&input, &[0], None, Logits::All)
+        .unwrap();
+    let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    target
+        .iter()
+        .enumerate()
+        .map(|(k, &t)| lp[prompt.len() + k - 1][t as usize] as f64)
+        .sum()
+}
+
+fn margins_equal_scoring_alone(name: &str) {
+    let options = CorrectOptions {
+        max_new_tokens: Some(12),
+        // Random tiny models rarely end an answer; a space after the first word does.
+        stop: vec![" ".into()],
+        // Any answer passes the edit limit; every answer that differs is scored.
+        guard: GuardOptions {
+            max_edit: Some(1e6),
+            margin: Margin::All(f64::NEG_INFINITY),
+            ..GuardOptions::on()
+        },
+        ..CorrectOptions::default()
+    };
+    let records = records();
+    let refs: Vec<&Record> = records.iter().collect();
+    let mut corrector = Corrector::new(load(name), None, options);
+    let out = corrector.correct_task(Task::Asr, &refs);
+    let mut checked = 0;
+    for (r, c) in records.iter().zip(out) {
+        let c = c.unwrap();
+        let Some(margin) = c.margin else { continue };
+        assert!(c.guard.is_none(), "{name}: no margin is under -inf");
+        let prompt = corrector.encode_prompt(Task::Asr, r).unwrap();
+        let best = r.best().unwrap();
+        let model = &mut corrector.model;
+        let want = logprob_alone(model, &prompt, &c.text) - logprob_alone(model, &prompt, best);
+        assert!(
+            (margin - want).abs() < 1e-3 * want.abs().max(1.0),
+            "{name} {}: margin {margin}, scored alone {want}",
+            r.id
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "{name}: only {checked} answers scored");
+    assert_eq!(corrector.stats.scored, checked);
+}
+
+#[test]
+fn llama_margin_equals_scoring_each_answer_alone() {
+    margins_equal_scoring_alone("tiny-llama");
+}
+
+#[test]
+fn mixtral_margin_equals_scoring_each_answer_alone() {
+    margins_equal_scoring_alone("tiny-mixtral");
+}
+
+#[test]
+fn an_answer_under_the_margin_falls_back_to_the_one_best() {
+    let run = |margin: &str| {
+        let mut cmd = neko();
+        cmd.args([
+            "correct",
+            "--task",
+            "asr",
+            "--max-new-tokens",
+            "8",
+            "--stop",
+            " ",
+        ])
+        .args(["--guard-max-edit", "1000000", "--guard-margin", margin])
+        .arg("--model")
+        .arg(fixture("tiny-mixtral"))
+        .arg(fixture("records/variants.json"));
+        let out = ok(&mut cmd);
+        (
+            json_lines(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (out, err) = run("1e9");
+    assert_eq!(out.len(), 4);
+    let scored: Vec<_> = out.iter().filter(|r| r.get("margin").is_some()).collect();
+    assert!(!scored.is_empty());
+    for r in &scored {
+        assert_eq!(r["guard"], "fallback:margin", "{r}");
+        assert_eq!(r["prediction"], r["best"]);
+        assert!(r["margin"].as_f64().unwrap() < 1e9);
+    }
+    assert!(err.contains("guard:asr:w1000000+m1000000000"), "{err}");
+    // No margin: nothing scored, answers kept.
+    let (out, err) = run("off");
+    assert!(out
+        .iter()
+        .all(|r| r.get("margin").is_none() && r.get("guard").is_none()));
+    assert!(err.contains("guard:asr:w1000000|"), "{err}");
+}
