@@ -310,6 +310,9 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
                 Corrector::new(model, prompt, options)
             } else {
                 let server = args.backend.connect(options.stop.clone())?;
+                if matches!(args.decode.guard_margin, Margin::All(_)) {
+                    eprintln!("neko: warning: --guard-margin needs the in-process backend: served answers are not scored");
+                }
                 Corrector::with_backend(model, prompt, options, Box::new(server))
             }
         }
