@@ -2,9 +2,11 @@
 """The guard's margin (neko correct's `"margin"`) for answers decoded elsewhere, with the
 PyTorch port of neko's model (scripts/train_torch.py) on the CPU.
 
-`neko correct` scores an answer that passed the other guard checks and differs from the 1-best:
-log p(answer + end token | prompt) - log p(1-best + end token | prompt), in nats
-(src/correct.rs, `score_answers`). The answers that scripts/train_torch.py decoded on a GPU were
+`neko correct` scores an answer that passed the other guard checks:
+log p(answer + end | prompt) - log p(baseline + end | prompt), in nats, where the baseline is
+the answer with its word edits undone for ASR (src/guard.rs `undo_word_edits`, ported below
+with rapidfuzz's alignment, which neko's reproduces) and the 1-best for other tasks
+(`margin_baseline`; src/correct.rs `score_answers`). The answers that scripts/train_torch.py decoded on a GPU were
 never scored, so this computes the same number for them; `scripts/score_torch_preds.sh` with
 `MARGINS=FILE` then lets `neko guard` apply the margin. On 14 dev records this agrees with
 `neko correct` to 1e-3 nats.
@@ -30,6 +32,55 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_torch as tt  # noqa: E402
 
 
+def word_key(w):
+    return "".join(c for c in w if c.isalnum()).lower()
+
+
+def dress_like(word, like):
+    """`word`'s letters with `like`'s punctuation around them and its capital first letter."""
+    core = word.strip("".join({c for c in word if not c.isalnum()}))
+    lead = like[: len(like) - len(like.lstrip("".join({c for c in like if not c.isalnum()})))]
+    rest = like[len(lead):]
+    tail = rest[len(rest.rstrip("".join({c for c in rest if not c.isalnum()}))):]
+    if rest[:1].isupper() and core:
+        core = core[0].upper() + core[1:]
+    return lead + core + tail
+
+
+def undo_word_edits(answer, best):
+    """src/guard.rs `undo_word_edits`: the answer's words where they match the 1-best's (by
+    letters and digits, lowercased), the 1-best's words where the answer changed them."""
+    from rapidfuzz.distance import Levenshtein
+
+    a, b = answer.split(), best.split()
+    out = []
+    for tag, i1, i2, j1, j2 in Levenshtein.opcodes([word_key(w) for w in b],
+                                                    [word_key(w) for w in a]):
+        if tag == "equal":
+            out += a[j1:j2]
+        elif tag == "replace":
+            out += [dress_like(w, x) for w, x in zip(b[i1:i2], a[j1:j2])]
+        elif tag == "delete":
+            out += b[i1:i2]
+    return " ".join(out)
+
+
+def margin_baseline(task, answer, best):
+    """src/guard.rs `margin_baseline`: ASR's word edits undone, else the 1-best."""
+    return undo_word_edits(answer, best) if task == "asr" else best.strip()
+
+
+def self_check():
+    """The cases of src/guard.rs's unit test."""
+    best = "you know they will not take paper that is shiny"
+    formatted = "You know, they will not take paper that is shiny."
+    assert undo_word_edits(formatted, best) == formatted
+    got = undo_word_edits("You know, they won't take the paper that's shiny!", best)
+    assert got == "You know, they will not take paper that is shiny!", got
+    assert undo_word_edits("Shine.", "shiny") == "Shiny."
+    assert undo_word_edits("", "a b") == "a b" and undo_word_edits("a b", "") == ""
+
+
 @torch.no_grad()
 def logprob(net, prompt, answer_ids):
     """Sum of log p over the answer's tokens and the end token, after the prompt."""
@@ -52,6 +103,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    self_check()
     torch.set_num_threads(args.threads)
     from safetensors.numpy import load_file
     from tokenizers import Tokenizer
@@ -77,9 +129,12 @@ def main():
             r = json.loads(line)
             if "guard" in r or r["prediction"] == r["best"] or (set_name, r["id"]) in done:
                 continue
+            base = margin_baseline(r.get("task", "asr"), r["prediction"], r["best"])
+            if base == r["prediction"]:
+                continue  # ASR formatting only: neko correct does not score it
             ids = lambda s: tok.encode(s, add_special_tokens=False).ids  # noqa: E731
             prompt = prompts[r["id"]]
-            m = logprob(net, prompt, ids(r["prediction"])) - logprob(net, prompt, ids(r["best"]))
+            m = logprob(net, prompt, ids(r["prediction"])) - logprob(net, prompt, ids(base))
             out.write(json.dumps({"set": set_name, "id": r["id"], "margin": round(m, 4)}) + "\n")
             out.flush()
             n += 1

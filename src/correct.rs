@@ -103,7 +103,8 @@ pub struct Correction {
     pub new_tokens: usize,
     /// Why the guard replaced the answer with the 1-best, if it did.
     pub guard: Option<Reason>,
-    /// The answer's log-probability minus the 1-best's (nats), where the margin check ran.
+    /// The answer's log-probability minus its margin baseline's (nats; for ASR the answer with
+    /// its word edits undone, else the 1-best), where the margin check ran.
     pub margin: Option<f64>,
     /// What had to be cut to fit the model's context, if anything.
     pub warning: Option<String>,
@@ -551,7 +552,7 @@ impl Corrector {
     }
 
     /// The guard's margin check ([`guard::check_margin`]) of an answer the other checks kept
-    /// and that differs from the 1-best. Only in-process: a served model cannot score text
+    /// and that differs from its baseline ([`guard::margin_baseline`]). Only in-process: a served model cannot score text
     /// here (its corrector's guard has no margin, see [`Corrector::with_backend`]).
     fn check_margin(
         &mut self,
@@ -562,11 +563,15 @@ impl Corrector {
         c: &mut Correction,
     ) {
         let best = record.best().unwrap_or_default();
-        if c.guard.is_some() || c.text == best.trim() || self.options.guard.margin(task).is_none() {
+        if c.guard.is_some() || self.options.guard.margin(task).is_none() {
             return;
         }
-        let margin = match self.score_answers(task, forced, prompt, [&c.text, best]) {
-            Ok([answer, one_best]) => answer - one_best,
+        let baseline = guard::margin_baseline(task, &c.text, best);
+        if baseline == c.text {
+            return;
+        }
+        let margin = match self.score_answers(task, forced, prompt, [&c.text, &baseline]) {
+            Ok([answer, baseline]) => answer - baseline,
             // Unscored is unproven: the 1-best stays, and the run says why.
             Err(e) => {
                 c.warning = Some(format!("margin not scored: {e}"));

@@ -37,8 +37,9 @@ pub struct OutputRecord {
     /// `fallback:<reason>` when the over-correction guard replaced the answer by the 1-best.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<String>,
-    /// How much likelier (log-probability, nats) the model finds its answer than the 1-best,
-    /// where the guard's margin check scored it.
+    /// How much likelier (log-probability, nats) the model finds its answer than what it
+    /// changed (ASR: the answer with its word edits undone; else the 1-best), where the
+    /// guard's margin check scored it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub margin: Option<f64>,
     /// What had to be cut to fit the model's context.

@@ -121,9 +121,10 @@ pub struct DecodeArgs {
     #[arg(long, env = "NEKO_GUARD_MAX_EDIT")]
     pub guard_max_edit: Option<f64>,
 
-    /// The guard's margin for every task, in nats: an answer that differs from the 1-best is
-    /// kept only if the model gives it at least this much more log-probability than the
-    /// 1-best; `off` scores nothing. Default (`task`): ASR and OCR 1.5, MT/ST/GEC none.
+    /// The guard's margin for every task, in nats: an answer is kept only if the model gives it
+    /// at least this much more log-probability than what it changed (ASR: the same answer with
+    /// its word edits undone, so formatting alone does not count; other tasks: the 1-best);
+    /// `off` scores nothing. Default (`task`): ASR and OCR 1.5, MT/ST/GEC none.
     /// In-process backend only; the answer's margin is written as `"margin"`.
     #[arg(
         long,

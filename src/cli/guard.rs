@@ -32,8 +32,8 @@ pub struct GuardArgs {
     pub max_edit: Option<f64>,
 
     /// The margin in nats, as `neko correct --guard-margin` (a number, `off`, or `task`:
-    /// each task's own). Applies to lines with a `"margin"` (the answer's log-probability minus
-    /// the 1-best's, as `neko correct` writes it); without a model, others are not scored.
+    /// each task's own). Applies to lines with a `"margin"` (as `neko correct` writes it);
+    /// without a model, others are not scored.
     #[arg(long, default_value = "task", allow_hyphen_values = true)]
     pub margin: Margin,
 

@@ -1,10 +1,10 @@
-//! The guard's margin check: an answer's margin is its log-probability minus the 1-best's,
-//! computed in one batch after the task's cached prefix with the shorter answer padded on the
+//! The guard's margin check: an answer's margin is its log-probability minus its baseline's
+//! (ASR: the answer with its word edits undone), computed in one batch after the task's cached prefix with the shorter answer padded on the
 //! right; checked against scoring each answer alone with its whole prompt (tiny f32 fixtures).
 
 use candle_core::{DType, Device, Tensor, D};
 use neko::correct::{CorrectOptions, Corrector};
-use neko::guard::{GuardOptions, Margin};
+use neko::guard::{margin_baseline, GuardOptions, Margin};
 use neko::model::{Logits, Model};
 use neko::record::{self, Record};
 use neko::Task;
@@ -74,9 +74,9 @@ fn margins_equal_scoring_alone(name: &str) {
         let Some(margin) = c.margin else { continue };
         assert!(c.guard.is_none(), "{name}: no margin is under -inf");
         let prompt = corrector.encode_prompt(Task::Asr, r).unwrap();
-        let best = r.best().unwrap();
+        let undone = margin_baseline(Task::Asr, &c.text, r.best().unwrap());
         let model = &mut corrector.model;
-        let want = logprob_alone(model, &prompt, &c.text) - logprob_alone(model, &prompt, best);
+        let want = logprob_alone(model, &prompt, &c.text) - logprob_alone(model, &prompt, &undone);
         assert!(
             (margin - want).abs() < 1e-3 * want.abs().max(1.0),
             "{name} {}: margin {margin}, scored alone {want}",
