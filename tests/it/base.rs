@@ -984,8 +984,9 @@ fn smollm2_info_reads_the_gguf_header() {
 
 /// The shipped default, neko-smol, rebuilt from the cached base by `scripts/setup.sh` as a user
 /// does, gives the answers recorded when it shipped (`tests/fixtures/neko-smol-expected.jsonl`:
-/// two records of each synth dev split; corrections on MT and GEC and on asr-whisper, guard
-/// fallbacks on sphinx and OCR) through `neko correct` without `--model`.
+/// two records of each synth dev split and two asr-whisper answers the margin sends back;
+/// corrections on MT and GEC and on asr-whisper, guard fallbacks on sphinx and OCR; margins
+/// from the PyTorch port) through `neko correct` without `--model`.
 #[test]
 fn shipped_neko_smol_rebuilds_from_the_base_and_gives_its_recorded_answers() {
     let Some(gguf) = base_gguf() else { return };
@@ -1016,7 +1017,15 @@ fn shipped_neko_smol_rebuilds_from_the_base_and_gives_its_recorded_answers() {
         for field in ["id", "prediction", "guard"] {
             assert_eq!(g.get(field), w.get(field), "{field}: got {g}, recorded {w}");
         }
+        // The guard's margin, against the PyTorch port's (scripts/margins_torch.py).
+        let margin = |r: &Value| r.get("margin").and_then(Value::as_f64);
+        match (margin(g), margin(w)) {
+            (Some(a), Some(b)) => assert!((a - b).abs() < 0.01, "margin {a}, reference {b}"),
+            (a, b) => assert_eq!(a, b, "margin of {}", w["id"]),
+        }
     }
-    // Not a copy of the input: the model corrected some records.
+    // Not a copy of the input: the model corrected some records, and the margin sent some
+    // answers back.
     assert!(want.iter().any(|w| w["prediction"] != w["best"]));
+    assert!(want.iter().any(|w| w["guard"] == "fallback:margin"));
 }
