@@ -2,26 +2,14 @@
 //! (ASR: the answer with its word edits undone), computed in one batch after the task's cached prefix with the shorter answer padded on the
 //! right; checked against scoring each answer alone with its whole prompt (tiny f32 fixtures).
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{Device, Tensor, D};
 use neko::correct::{CorrectOptions, Corrector};
 use neko::guard::{margin_baseline, GuardOptions, Margin};
 use neko::model::{Logits, Model};
-use neko::record::{self, Record};
+use neko::record::Record;
 use neko::Task;
 
-use crate::util::{fixture, json_lines, neko, ok};
-
-fn load(name: &str) -> Model {
-    Model::load(fixture(name).to_str().unwrap(), &Device::Cpu, DType::F32).unwrap()
-}
-
-fn records() -> Vec<Record> {
-    let bytes = std::fs::read(fixture("records/variants.json")).unwrap();
-    record::parse(&bytes)
-        .into_iter()
-        .filter_map(|e| e.record.ok())
-        .collect()
-}
+use crate::util::{fixture, json_lines, load_model, neko, ok, variant_records};
 
 /// log p(answer + end token | prompt), the whole prompt run with the answer in one row.
 fn logprob_alone(model: &mut Model, prompt: &[u32], answer: &str) -> f64 {
@@ -64,9 +52,9 @@ fn margins_equal_scoring_alone(name: &str) {
         },
         ..CorrectOptions::default()
     };
-    let records = records();
+    let records = variant_records();
     let refs: Vec<&Record> = records.iter().collect();
-    let mut corrector = Corrector::new(load(name), None, options);
+    let mut corrector = Corrector::new(load_model(name), None, options);
     let out = corrector.correct_task(Task::Asr, &refs);
     let mut checked = 0;
     for (r, c) in records.iter().zip(out) {

@@ -292,6 +292,17 @@ fn eval_reports_the_guard_rate() {
 /// `neko guard` applies the guard to predictions made elsewhere: a far-fetched or
 /// prompt-leaking prediction falls back to the 1-best and says why, a close one stays, the
 /// threshold is the flag's, and an id missing from the input is an error naming the line.
+/// `neko guard --input INPUT [EXTRA] PREDS`'s output lines.
+fn neko_guard(input: &std::path::Path, preds: &std::path::Path, extra: &[&str]) -> Vec<Value> {
+    let mut cmd = neko();
+    cmd.arg("guard")
+        .arg("--input")
+        .arg(input)
+        .args(extra)
+        .arg(preds);
+    json_lines(&ok(&mut cmd).stdout)
+}
+
 #[test]
 fn guard_applies_to_predictions_made_elsewhere() {
     let tmp = tempfile::tempdir().unwrap();
@@ -329,15 +340,7 @@ fn guard_applies_to_predictions_made_elsewhere() {
         ),
     )
     .unwrap();
-    let guard = |extra: &[&str]| {
-        let mut cmd = neko();
-        cmd.arg("guard")
-            .arg("--input")
-            .arg(&input)
-            .args(extra)
-            .arg(&preds);
-        json_lines(&ok(&mut cmd).stdout)
-    };
+    let guard = |extra: &[&str]| neko_guard(&input, &preds, extra);
     let strict = guard(&[]);
     assert_eq!(strict.len(), 5);
     assert_eq!(strict[0]["prediction"], "the cat sat on the mat");
@@ -403,15 +406,7 @@ fn guard_applies_a_margin_where_the_line_has_one() {
     })
     .collect();
     std::fs::write(&preds, lines.join("\n")).unwrap();
-    let guard = |extra: &[&str]| {
-        let mut cmd = neko();
-        cmd.arg("guard")
-            .arg("--input")
-            .arg(&input)
-            .args(extra)
-            .arg(&preds);
-        json_lines(&ok(&mut cmd).stdout)
-    };
+    let guard = |extra: &[&str]| neko_guard(&input, &preds, extra);
     let fell_back = |out: &[serde_json::Value]| -> Vec<bool> {
         out.iter().map(|r| r.get("guard").is_some()).collect()
     };

@@ -2,19 +2,13 @@
 //! batching, and dropping finished rows give exactly the tokens of one-at-a-time decoding
 //! without any of them (tiny f32 fixtures).
 
-use candle_core::{DType, Device};
 use neko::correct::{CorrectOptions, Corrector};
 use neko::generate::{greedy_batch, greedy_batch_with, DecodeStats, Request, Settings};
-use neko::model::Model;
-use neko::record::{self, Record};
+use neko::record::Record;
 use neko::Task;
 use serde_json::Value;
 
-use crate::util::fixture;
-
-fn load(name: &str) -> Model {
-    Model::load(fixture(name).to_str().unwrap(), &Device::Cpu, DType::F32).unwrap()
-}
+use crate::util::{fixture, load_model as load, variant_records};
 
 fn reference_ids(name: &str) -> Vec<Vec<u32>> {
     let text = std::fs::read_to_string(fixture(name).join("reference.json")).unwrap();
@@ -141,14 +135,6 @@ fn mixtral_prefix_reuse_with_forced_expert_equals_one_at_a_time() {
 #[test]
 fn llama_prefix_reuse_equals_one_at_a_time() {
     prefix_reuse_equals_one_at_a_time("tiny-llama", None);
-}
-
-fn variant_records() -> Vec<Record> {
-    let bytes = std::fs::read(fixture("records/variants.json")).unwrap();
-    record::parse(&bytes)
-        .into_iter()
-        .filter_map(|e| e.record.ok())
-        .collect()
 }
 
 fn corrections(name: &str, options: CorrectOptions, windows: usize) -> (Vec<String>, DecodeStats) {

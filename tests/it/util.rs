@@ -78,3 +78,23 @@ pub fn copy_fixture(name: &str, dest: &std::path::Path) {
         std::fs::copy(&f, dest.join(f.file_name().unwrap())).unwrap();
     }
 }
+
+/// A tiny fixture model (`tiny-llama`, `tiny-mixtral`) in f32 on the CPU.
+pub fn load_model(name: &str) -> neko::model::Model {
+    let path = fixture(name);
+    neko::model::Model::load(
+        path.to_str().unwrap(),
+        &candle_core::Device::Cpu,
+        candle_core::DType::F32,
+    )
+    .unwrap()
+}
+
+/// The HyPoradise record variants fixture, parsed.
+pub fn variant_records() -> Vec<neko::record::Record> {
+    let bytes = std::fs::read(fixture("records/variants.json")).unwrap();
+    neko::record::parse(&bytes)
+        .into_iter()
+        .filter_map(|e| e.record.ok())
+        .collect()
+}
