@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use candle_core::{DType, Tensor, D};
+
 use crate::backend::local::{self, InProcess};
 use crate::backend::{Backend, Generation, Prompt};
 use crate::constrain::{Pieces, WordConstraint};
 use crate::generate::{self, DecodeStats, Finish, Request, Settings};
 use crate::guard::{self, GuardOptions, Reason};
-use crate::model::{Logits, Model, PrefixCache, RoutingMode};
+use crate::model::{Decoder, Logits, Model, PrefixCache, RoutingMode};
 use crate::prompt::Template;
 use crate::record::Record;
 use crate::Task;
@@ -587,7 +589,7 @@ impl Corrector {
 
     /// Log-probabilities (nats) of two answers to one prompt, each as the whole answer: its
     /// tokens then the end token. Both rows run in one batch after the task's shared prefix
-    /// when it is cached; the shorter is padded on the right, where nothing reads it.
+    /// when it is cached.
     fn score_answers(
         &mut self,
         task: Task,
@@ -617,37 +619,54 @@ impl Corrector {
                 .map_err(|e| format!("tokenizer: {e}"))?;
             rows.push([enc.get_ids(), &[eos]].concat());
         }
-        let width = rest.len() + rows.iter().map(Vec::len).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(2 * width);
+        // Answers padded on the right to one width, where nothing reads the padding.
+        let width = rows.iter().map(Vec::len).max().unwrap_or(1);
+        let mut targets = Vec::with_capacity(2 * width);
         for r in &rows {
-            ids.extend_from_slice(rest);
-            ids.extend_from_slice(r);
-            ids.resize(ids.len().div_ceil(width) * width, eos);
+            targets.extend_from_slice(r);
+            targets.extend(std::iter::repeat_n(eos, width - r.len()));
         }
         let started = std::time::Instant::now();
-        let run = || -> candle_core::Result<Vec<Vec<Vec<f32>>>> {
+        let mut run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let decoder = self.model.decoder.as_mut();
-            match &prefix {
-                Some(p) => decoder.reset_with_prefix(p, 2, start + width)?,
-                None => decoder.reset(width),
+            let dev = decoder.device().clone();
+            let capacity = rest.len() + width;
+            let reset = |decoder: &mut dyn Decoder, rows: usize| match &prefix {
+                Some(p) => decoder.reset_with_prefix(p, rows, start + capacity),
+                None => {
+                    decoder.reset(capacity);
+                    Ok(())
+                }
+            };
+            // The prompt's rest once; its last position predicts the first answer token. Its
+            // cache row is then copied for the second answer (a decoder that cannot copy rows
+            // runs the prompt in two rows). Then the answers: position k predicts token k + 1;
+            // logits are computed for the answer positions only.
+            reset(decoder, 1)?;
+            let prompt = Tensor::new(rest, &dev)?.unsqueeze(0)?;
+            let mut first = decoder.forward(&prompt, &[0], forced, Logits::Last)?;
+            if decoder.retain_rows(&[0, 0])? {
+                first = first.repeat((2, 1))?;
+            } else {
+                reset(decoder, 2)?;
+                let rows = prompt.repeat((2, 1))?;
+                first = decoder.forward(&rows, &[0, 0], forced, Logits::Last)?;
             }
-            let input = candle_core::Tensor::from_vec(ids, (2, width), decoder.device())?;
-            let logits = decoder.forward(&input, &[0, 0], forced, Logits::All)?;
-            candle_nn::ops::log_softmax(&logits.to_dtype(candle_core::DType::F32)?, 2)?
-                .to_vec3::<f32>()
+            let answers = Tensor::from_vec(targets.clone(), (2, width), &dev)?;
+            let mut logits = first.unsqueeze(1)?;
+            if width > 1 {
+                let next = decoder.forward(&answers, &[0, 0], forced, Logits::All)?;
+                logits = Tensor::cat(&[logits, next.narrow(1, 0, width - 1)?], 1)?;
+            }
+            let lp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
+            let index = Tensor::from_vec(targets.clone(), (2, width, 1), &dev)?;
+            lp.gather(&index, 2)?.squeeze(2)?.to_vec2::<f32>()
         };
         let lp = run().map_err(|e| format!("scoring failed: {e}"))?;
         self.stats.scored += 1;
-        self.stats.score_tokens += 2 * width;
+        self.stats.score_tokens += rest.len() + 2 * width;
         self.stats.score_s += started.elapsed().as_secs_f64();
-        // The token at row position j is predicted at j - 1; the first answer token by the
-        // last prompt token.
-        let score = |b: usize| -> f64 {
-            let at = rest.len();
-            (0..rows[b].len())
-                .map(|k| lp[b][at + k - 1][rows[b][k] as usize] as f64)
-                .sum()
-        };
+        let score = |b: usize| -> f64 { lp[b][..rows[b].len()].iter().map(|&x| x as f64).sum() };
         Ok([score(0), score(1)])
     }
 
