@@ -554,8 +554,9 @@ impl Corrector {
     }
 
     /// The guard's margin check ([`guard::check_margin`]) of an answer the other checks kept
-    /// and that differs from its baseline ([`guard::margin_baseline`]). Only in-process: a served model cannot score text
-    /// here (its corrector's guard has no margin, see [`Corrector::with_backend`]).
+    /// and that differs from its baseline ([`guard::margin_baseline`]). Only in-process: a
+    /// served model cannot score text here (its corrector's guard has no margin, see
+    /// [`Corrector::with_backend`]).
     fn check_margin(
         &mut self,
         task: Task,
@@ -576,7 +577,11 @@ impl Corrector {
             Ok([answer, baseline]) => answer - baseline,
             // Unscored is unproven: the 1-best stays, and the run says why.
             Err(e) => {
-                c.warning = Some(format!("margin not scored: {e}"));
+                let said = format!("margin not scored: {e}");
+                c.warning = Some(match c.warning.take() {
+                    Some(w) => format!("{w}; {said}"),
+                    None => said,
+                });
                 f64::NAN
             }
         };
