@@ -51,11 +51,12 @@ pub fn default_limit(task: Task) -> Limit {
 /// Each task's default margin in nats: an answer is kept only if the model gives it at least
 /// this much more log-probability than its [`margin_baseline`] (for ASR the answer with its
 /// word edits undone, so the model must prefer its edits and not just its formatting; else
-/// the 1-best; both scored as the whole answer, end token included). Chosen on the synth dev splits with neko-smol (docs/training.md, "The margin"):
-/// among the answers the edit limit lets through, those the model barely prefers are as often
-/// worse as better on ASR and OCR; from 1.5 nats on, most of the harmful ones go and nearly
-/// all the good ones stay. MT and GEC answers are kept at any margin on dev, and scoring would
-/// nearly double their cost (almost every answer differs from the input), so they have none.
+/// the 1-best; both scored as the whole answer, end token included). Chosen on the synth dev
+/// splits with neko-smol (docs/training.md, "The margin"): among the answers the edit limit
+/// lets through, those the model barely prefers are as often worse as better on ASR and OCR;
+/// at 1.5 nats most of the harmful ones go and most of the good ones stay. On MT and GEC the
+/// margin hardly changes the dev scores, and scoring would nearly double their cost (almost
+/// every answer differs from the input), so they have none.
 pub fn default_margin(task: Task) -> Option<f64> {
     match task {
         Task::Asr | Task::Ocr => Some(1.5),
@@ -252,7 +253,8 @@ pub fn check(
 }
 
 /// The margin check of an answer the other checks kept: `margin` is its log-probability minus
-/// its [`margin_baseline`]'s, in nats. `None` keeps it; `Some(Margin)` falls back (a NaN margin too).
+/// its [`margin_baseline`]'s, in nats. `None` keeps it; `Some(Margin)` falls back (a NaN
+/// margin too).
 pub fn check_margin(margin: f64, task: Task, opts: &GuardOptions) -> Option<Reason> {
     let need = opts.margin(task)?;
     (margin.is_nan() || margin < need).then_some(Reason::Margin)

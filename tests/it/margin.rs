@@ -1,6 +1,7 @@
 //! The guard's margin check: an answer's margin is its log-probability minus its baseline's
-//! (ASR: the answer with its word edits undone), computed in one batch after the task's cached prefix with the shorter answer padded on the
-//! right; checked against scoring each answer alone with its whole prompt (tiny f32 fixtures).
+//! (ASR: the answer with its word edits undone), computed after the task's cached prefix with
+//! the prompt run once and its cache row copied for the two answers; checked against scoring
+//! each answer alone with its whole prompt (tiny f32 fixtures).
 
 use candle_core::{Device, Tensor, D};
 use neko::correct::{CorrectOptions, Corrector};
