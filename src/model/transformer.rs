@@ -804,10 +804,7 @@ impl Transformer {
             true => None,
             false => {
                 let n = self.prefix_len;
-                let is_pad = |i: usize, j: usize| {
-                    let t = offset + j;
-                    t >= n && t < n + pads[i]
-                };
+                let is_pad = |i: usize, j: usize| is_padding(offset + j, n, pads[i]);
                 Packing::new(b, q, is_pad, &self.device)?
             }
         };
@@ -868,7 +865,7 @@ impl Transformer {
         let window = self.sliding_window.unwrap_or(usize::MAX);
         let mut data = Vec::with_capacity(pads.len() * q * kv);
         for &p in pads {
-            let is_pad = |i: usize| i >= n && i < n + p;
+            let is_pad = |i: usize| is_padding(i, n, p);
             for t in offset..offset + q {
                 let pt = position(t, n, p);
                 for j in 0..kv {
@@ -883,6 +880,11 @@ impl Transformer {
         }
         Tensor::from_vec(data, (pads.len(), 1, q, kv), &self.device)
     }
+}
+
+/// Whether index `i` of a row laid out as `[prefix (n) | padding (p) | tokens]` is padding.
+fn is_padding(i: usize, n: usize, p: usize) -> bool {
+    i >= n && i < n + p
 }
 
 /// The position of index `i` in a row laid out as `[prefix (n) | padding (p) | tokens]`;
