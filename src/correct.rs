@@ -632,7 +632,7 @@ impl Corrector {
             targets.extend(std::iter::repeat_n(eos, width - r.len()));
         }
         let started = std::time::Instant::now();
-        let mut run = || -> candle_core::Result<Vec<Vec<f32>>> {
+        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let decoder = self.model.decoder.as_mut();
             let dev = decoder.device().clone();
             let capacity = rest.len() + width;
@@ -657,15 +657,16 @@ impl Corrector {
                 let rows = prompt.repeat((2, 1))?;
                 first = decoder.forward(&rows, &[0, 0], forced, Logits::Last)?;
             }
-            let answers = Tensor::from_vec(targets.clone(), (2, width), &dev)?;
+            let answers = Tensor::from_vec(targets, (2, width), &dev)?;
             let mut logits = first.unsqueeze(1)?;
             if width > 1 {
                 let next = decoder.forward(&answers, &[0, 0], forced, Logits::All)?;
                 logits = Tensor::cat(&[logits, next.narrow(1, 0, width - 1)?], 1)?;
             }
             let lp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
-            let index = Tensor::from_vec(targets.clone(), (2, width, 1), &dev)?;
-            lp.gather(&index, 2)?.squeeze(2)?.to_vec2::<f32>()
+            lp.gather(&answers.unsqueeze(2)?, 2)?
+                .squeeze(2)?
+                .to_vec2::<f32>()
         };
         let lp = run().map_err(|e| format!("scoring failed: {e}"))?;
         self.stats.scored += 1;

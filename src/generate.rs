@@ -75,8 +75,8 @@ pub struct DecodeStats {
     /// Seconds spent in prompt forward passes (prefixes included) and in decode steps.
     pub prefill_s: f64,
     pub decode_s: f64,
-    /// Answers scored by the guard's margin check (each with its 1-best), the positions run
-    /// for them (right padding included), and the seconds spent.
+    /// Answers scored by the guard's margin check (each with its baseline), the positions run
+    /// for them (the prompt's rest once, both answers with right padding), and the seconds.
     pub scored: usize,
     pub score_tokens: usize,
     pub score_s: f64,
