@@ -14,6 +14,7 @@ use crate::guard::{self, GuardOptions, Reason};
 use crate::model::{Decoder, Logits, Model, PrefixCache, RoutingMode};
 use crate::prompt::Template;
 use crate::record::Record;
+use crate::style::StyleMode;
 use crate::Task;
 
 /// Records decoded together by default. Decoding reads every weight once per step for all rows,
@@ -46,6 +47,8 @@ pub struct CorrectOptions {
     pub guard: GuardOptions,
     /// Which records decode only their hypotheses' words ([`crate::constrain`]).
     pub constrain: Constrain,
+    /// Whether ASR answers follow the hypotheses' casing and punctuation ([`crate::style`]).
+    pub style: StyleMode,
 }
 
 /// Which records `--constrain` restricts to their hypotheses' words.
@@ -92,6 +95,7 @@ impl Default for CorrectOptions {
             prefix_reuse: true,
             guard: GuardOptions::default(),
             constrain: Constrain::None,
+            style: StyleMode::Follow,
         }
     }
 }
@@ -99,8 +103,12 @@ impl Default for CorrectOptions {
 /// A corrected text and how decoding ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Correction {
-    /// The text to output: the model's answer, or the 1-best when the guard fell back.
+    /// The text to output: the model's answer (in the hypotheses' style, see
+    /// [`crate::style`]), or the 1-best when the guard fell back.
     pub text: String,
+    /// The answer as the model wrote it, where the style changed it: the margin scores this,
+    /// the model's own text, not a restyled one it would find unlikely.
+    pub written: Option<String>,
     pub finish: Finish,
     pub new_tokens: usize,
     /// Why the guard replaced the answer with the 1-best, if it did.
@@ -569,11 +577,12 @@ impl Corrector {
         if c.guard.is_some() || self.options.guard.margin(task).is_none() {
             return;
         }
-        let baseline = guard::margin_baseline(task, &c.text, best);
-        if baseline == c.text {
+        let written = c.written.as_deref().unwrap_or(&c.text).to_string();
+        let baseline = guard::margin_baseline(task, &written, best);
+        if baseline == written {
             return;
         }
-        let margin = match self.score_answers(task, forced, prompt, [&c.text, &baseline]) {
+        let margin = match self.score_answers(task, forced, prompt, [&written, &baseline]) {
             Ok([answer, baseline]) => answer - baseline,
             // Unscored is unproven: the 1-best stays, and the run says why.
             Err(e) => {
@@ -589,6 +598,7 @@ impl Corrector {
         if let Some(reason) = guard::check_margin(margin, task, &self.options.guard) {
             c.guard = Some(reason);
             c.text = best.to_string();
+            c.written = None;
         }
     }
 
@@ -689,8 +699,10 @@ impl Corrector {
         if self.options.constrain.applies(&record.hypotheses) {
             text = crate::constrain::drop_open_word(text, &record.hypotheses);
         }
-        let text = text.to_string();
+        let written = text.to_string();
+        let text = self.options.style.apply(task, &record.hypotheses, &written);
         let guard = guard::check(
+            &written,
             &text,
             &record.hypotheses,
             task,
@@ -698,12 +710,16 @@ impl Corrector {
             &self.guard_markers,
             &self.options.guard,
         );
-        let text = match guard {
-            Some(_) => record.best().unwrap_or_default().to_string(),
-            None => text,
+        let (text, written) = match guard {
+            Some(_) => (record.best().unwrap_or_default().to_string(), None),
+            None => {
+                let written = (written != text).then_some(written);
+                (text, written)
+            }
         };
         Correction {
             text,
+            written,
             finish,
             new_tokens: generated.tokens,
             guard,
@@ -761,13 +777,14 @@ impl Corrector {
             c => format!("greedy+{}", c.name()),
         };
         let guard = o.guard.signature(tasks);
+        let style = o.style.name();
         let chat = if self.model.chat.is_some() {
             "yes"
         } else {
             "no"
         };
         format!(
-            "correct|model:fp-{model}|{}|routing:{routing}|decode:{decode}|max_new:{max_new}|stop:{:?}|prompt:{prompts}|chat:{chat}|guard:{guard}|neko:{}",
+            "correct|model:fp-{model}|{}|routing:{routing}|decode:{decode}|max_new:{max_new}|stop:{:?}|prompt:{prompts}|chat:{chat}|guard:{guard}|style:{style}|neko:{}",
             self.engine_signature(),
             o.stop,
             env!("CARGO_PKG_VERSION")

@@ -203,9 +203,13 @@ impl Reason {
     }
 }
 
-/// Checks a prediction; `None` keeps it, `Some(reason)` falls back to the 1-best.
-/// `markers` are strings that belong to the prompt, never to an answer.
+/// Checks an answer the model wrote as `written` and that is output as `prediction` (in the
+/// hypotheses' style, [`crate::style`]; often the same text): `None` keeps it, `Some(reason)`
+/// falls back to the 1-best. `markers` are strings that belong to the prompt, never to an
+/// answer; they are looked for in what the model wrote (the style strips `###`), the rest in
+/// what is output.
 pub fn check(
+    written: &str,
     prediction: &str,
     hypotheses: &[String],
     task: Task,
@@ -226,7 +230,7 @@ pub fn check(
     let leaks = |text: &str, m: &String| !m.is_empty() && text.contains(m.as_str());
     if markers
         .iter()
-        .any(|m| leaks(prediction, m) && !hypotheses.iter().any(|h| leaks(h, m)))
+        .any(|m| leaks(written, m) && !hypotheses.iter().any(|h| leaks(h, m)))
     {
         return Some(Reason::Markers);
     }
@@ -356,6 +360,20 @@ fn word_edits(a: &[&str], b: &[&str]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::check`] of an answer output as written.
+    fn check(
+        prediction: &str,
+        hypotheses: &[String],
+        task: Task,
+        finish: Finish,
+        markers: &[String],
+        opts: &GuardOptions,
+    ) -> Option<Reason> {
+        super::check(
+            prediction, prediction, hypotheses, task, finish, markers, opts,
+        )
+    }
 
     fn hyps(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

@@ -20,6 +20,7 @@ pub mod output;
 pub mod prompt;
 pub mod record;
 pub mod shard;
+pub mod style;
 pub mod task;
 pub mod train;
 pub mod upcycle;

@@ -17,6 +17,7 @@ use crate::output::{OutputRecord, OutputSink, RecordFailure};
 use crate::prompt::Template;
 use crate::record::{self, Entry, Record};
 use crate::shard::{Shard, ShardLine};
+use crate::style::StyleMode;
 use crate::Task;
 
 /// Flags of `neko correct`.
@@ -140,6 +141,13 @@ pub struct DecodeArgs {
     /// freely; `none` (default) is free decoding. In-process backend only.
     #[arg(long, value_enum, default_value = "none", env = "NEKO_CONSTRAIN")]
     pub constrain: Constrain,
+
+    /// ASR answers' casing and punctuation: `follow` (default) writes them in the hypotheses'
+    /// convention (lower case when no hypothesis has a capital, upper case when none has a
+    /// small letter, no punctuation when none has any; so a corrector trained on cased text
+    /// keeps a HyPoradise or Kaldi N-best's style); `model` as the model writes them.
+    #[arg(long, value_enum, default_value = "follow", env = "NEKO_STYLE")]
+    pub style: StyleMode,
 }
 
 impl DecodeArgs {
@@ -157,6 +165,7 @@ impl DecodeArgs {
                 margin: self.guard_margin,
             },
             constrain: self.constrain,
+            style: self.style,
             ..CorrectOptions::default()
         };
         if !self.stop.is_empty() {

@@ -14,6 +14,7 @@ use super::EXIT_OK;
 use crate::generate::Finish;
 use crate::guard::{self, GuardOptions, Margin};
 use crate::record;
+use crate::style::StyleMode;
 use crate::Task;
 
 /// Flags of `neko guard`.
@@ -40,10 +41,17 @@ pub struct GuardArgs {
     /// Task of records whose prediction line and input record name none (default: asr).
     #[arg(long)]
     pub task: Option<Task>,
+
+    /// ASR predictions' casing and punctuation, as `neko correct --style`: `follow` writes them
+    /// in the hypotheses' convention before the checks (a line's `"margin"` is taken to score
+    /// the prediction as the model wrote it, as `neko correct`'s does); `model` keeps them.
+    #[arg(long, value_enum, default_value = "follow")]
+    pub style: StyleMode,
 }
 
-/// Runs `neko guard`: every prediction line, with the prediction replaced by the 1-best and
-/// `"guard": "fallback:<reason>"` added where the guard rejects it. A prediction already
+/// Runs `neko guard`: every prediction line, its ASR prediction in the hypotheses' style
+/// (`--style`), replaced by the 1-best and `"guard": "fallback:<reason>"` added where the
+/// guard rejects it. A prediction already
 /// guarded is kept. Without a model, prompt markers are `###` and ChatML/Llama special tokens;
 /// a prediction that hit the token limit is not known here (`neko correct` also checks that).
 pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
@@ -94,11 +102,16 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
                 let m = rec.get("margin")?.as_f64()?;
                 guard::check_margin(m, task, &opts)
             };
-            let verdict = guard::check(pred, hyps, task, Finish::Eos, &markers, &opts);
-            if let Some(reason) = verdict.or_else(margin) {
-                let best = hyps.first().cloned().unwrap_or_default();
-                rec["prediction"] = Value::from(best);
-                rec["guard"] = Value::from(format!("fallback:{}", reason.name()));
+            let written = pred;
+            let pred = args.style.apply(task, hyps, written);
+            let verdict = guard::check(written, &pred, hyps, task, Finish::Eos, &markers, &opts);
+            match verdict.or_else(margin) {
+                Some(reason) => {
+                    let best = hyps.first().cloned().unwrap_or_default();
+                    rec["prediction"] = Value::from(best);
+                    rec["guard"] = Value::from(format!("fallback:{}", reason.name()));
+                }
+                None => rec["prediction"] = Value::from(pred),
             }
         }
         writeln!(out, "{rec}")?;

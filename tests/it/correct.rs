@@ -5,7 +5,9 @@ use neko::record;
 use neko::Task;
 use serde_json::Value;
 
-use crate::util::{copy_fixture, fixture, json_lines, neko, run_with_stdin, shared_data};
+use crate::util::{
+    copy_fixture, fixture, json_lines, neko, run_with_stdin, shared_data, tiny_correct_variants,
+};
 
 #[test]
 fn every_hyporadise_variant_parses() {
@@ -363,32 +365,7 @@ fn the_correction_signature_travels_to_eval() {
 #[test]
 fn constrained_decoding_writes_only_hypothesis_words() {
     let input = fixture("records/variants.json");
-    let run = |extra: &[&str]| {
-        let out = neko()
-            .args([
-                "correct",
-                "--task",
-                "asr",
-                "--no-guard",
-                "--max-new-tokens",
-                "12",
-            ])
-            .args(extra)
-            .arg("--model")
-            .arg(fixture("tiny-llama"))
-            .arg(&input)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            json_lines(&out.stdout),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let run = tiny_correct_variants;
     let entries = record::read_path(&input).unwrap();
     let vocab: Vec<std::collections::HashSet<String>> = entries
         .iter()

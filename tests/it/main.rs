@@ -12,5 +12,6 @@ mod robust;
 mod serve;
 mod shard;
 mod speed;
+mod style;
 mod train;
 mod util;

@@ -57,15 +57,19 @@ fn margins_equal_scoring_alone(name: &str) {
     let refs: Vec<&Record> = records.iter().collect();
     let mut corrector = Corrector::new(load_model(name), None, options);
     let out = corrector.correct_task(Task::Asr, &refs);
-    let mut checked = 0;
+    let (mut checked, mut restyled) = (0, 0);
     for (r, c) in records.iter().zip(out) {
         let c = c.unwrap();
         let Some(margin) = c.margin else { continue };
         assert!(c.guard.is_none(), "{name}: no margin is under -inf");
+        // The margin scores the answer as the model wrote it, before the hypotheses' style
+        // (lower case, no punctuation here) was applied to the output.
+        let written = c.written.as_deref().unwrap_or(&c.text);
+        restyled += usize::from(c.written.is_some());
         let prompt = corrector.encode_prompt(Task::Asr, r).unwrap();
-        let undone = margin_baseline(Task::Asr, &c.text, r.best().unwrap());
+        let undone = margin_baseline(Task::Asr, written, r.best().unwrap());
         let model = &mut corrector.model;
-        let want = logprob_alone(model, &prompt, &c.text) - logprob_alone(model, &prompt, &undone);
+        let want = logprob_alone(model, &prompt, written) - logprob_alone(model, &prompt, &undone);
         assert!(
             (margin - want).abs() < 1e-3 * want.abs().max(1.0),
             "{name} {}: margin {margin}, scored alone {want}",
@@ -74,6 +78,7 @@ fn margins_equal_scoring_alone(name: &str) {
         checked += 1;
     }
     assert!(checked >= 2, "{name}: only {checked} answers scored");
+    assert!(restyled > 0, "{name}: no scored answer was restyled");
     assert_eq!(corrector.stats.scored, checked);
 }
 

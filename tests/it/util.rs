@@ -57,6 +57,27 @@ pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `neko correct` with the tiny Llama on the HyPoradise record variants (task ASR, guard off,
+/// at most 12 new tokens) and `extra` flags: the output lines and the run's stderr.
+pub fn tiny_correct_variants(extra: &[&str]) -> (Vec<serde_json::Value>, String) {
+    let mut cmd = neko();
+    cmd.args([
+        "correct",
+        "--task",
+        "asr",
+        "--no-guard",
+        "--max-new-tokens",
+        "12",
+    ])
+    .args(extra)
+    .arg("--model")
+    .arg(fixture("tiny-llama"))
+    .arg(fixture("records/variants.json"));
+    let out = ok(&mut cmd);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    (json_lines(&out.stdout), err)
+}
+
 /// Runs `cmd` with `input` on its standard input and collects its output.
 pub fn run_with_stdin(mut cmd: std::process::Command, input: &[u8]) -> std::process::Output {
     use std::io::Write;
