@@ -17,7 +17,8 @@ never scored, so this computes the same number for them; `scripts/score_torch_pr
       --out margins.jsonl
 
 --scored holds `VARIANT.SET.jsonl` (score_torch_preds.sh's guarded lines: the answers the edit
-guard kept); --prompts holds `SET.jsonl` (`neko correct --dump-prompts` lines). Writes one
+guard kept) and `VARIANT.SET.raw.jsonl` (the answers as the model wrote them, which are scored;
+the guarded ASR lines are in the hypotheses' style); --prompts holds `SET.jsonl` (`neko correct --dump-prompts` lines). Writes one
 `{"set", "id", "margin"}` line per scored answer; reruns skip what --out already has.
 """
 import argparse
@@ -81,6 +82,16 @@ def self_check():
     assert undo_word_edits("", "a b") == "a b" and undo_word_edits("a b", "") == ""
 
 
+def written_answers(scored, key):
+    """The answers as the model wrote them, by id: score_torch_preds.sh's `KEY.raw.jsonl`.
+    The guarded `KEY.jsonl` holds ASR answers in the hypotheses' style (`neko guard --style
+    follow`), and neko correct's margin scores what the model wrote, not the restyled text."""
+    path = os.path.join(scored, key + ".raw.jsonl")
+    if not os.path.exists(path):
+        return {}
+    return {json.dumps(r["id"]): r["prediction"] for r in map(json.loads, open(path))}
+
+
 @torch.no_grad()
 def logprob(net, prompt, answer_ids):
     """Sum of log p over the answer's tokens and the end token, after the prompt."""
@@ -125,16 +136,18 @@ def main():
             p = json.loads(line)
             prompts[p["id"]] = p["ids"]
         n = 0
+        written = written_answers(args.scored, f"{args.variant}.{set_name}")
         for line in open(os.path.join(args.scored, f"{args.variant}.{set_name}.jsonl")):
             r = json.loads(line)
-            if "guard" in r or r["prediction"] == r["best"] or (set_name, r["id"]) in done:
+            answer = written.get(json.dumps(r["id"]), r["prediction"])
+            if "guard" in r or answer == r["best"] or (set_name, r["id"]) in done:
                 continue
-            base = margin_baseline(r.get("task", "asr"), r["prediction"], r["best"])
-            if base == r["prediction"]:
+            base = margin_baseline(r.get("task", "asr"), answer, r["best"])
+            if base == answer:
                 continue  # ASR formatting only: neko correct does not score it
             ids = lambda s: tok.encode(s, add_special_tokens=False).ids  # noqa: E731
             prompt = prompts[r["id"]]
-            m = logprob(net, prompt, ids(r["prediction"])) - logprob(net, prompt, ids(base))
+            m = logprob(net, prompt, ids(answer)) - logprob(net, prompt, ids(base))
             out.write(json.dumps({"set": set_name, "id": r["id"], "margin": round(m, 4)}) + "\n")
             out.flush()
             n += 1
