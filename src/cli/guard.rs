@@ -51,9 +51,9 @@ pub struct GuardArgs {
 
 /// Runs `neko guard`: every prediction line, its ASR prediction in the hypotheses' style
 /// (`--style`), replaced by the 1-best and `"guard": "fallback:<reason>"` added where the
-/// guard rejects it. A prediction already
-/// guarded is kept. Without a model, prompt markers are `###` and ChatML/Llama special tokens;
-/// a prediction that hit the token limit is not known here (`neko correct` also checks that).
+/// guard rejects it. A prediction already guarded is kept. Without a model, prompt markers are
+/// `###` and ChatML/Llama special tokens; a prediction that hit the token limit is not known
+/// here (`neko correct` also checks that).
 pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
     let entries = record::read_path(&args.input)
         .with_context(|| format!("{}: cannot read", args.input.display()))?;
