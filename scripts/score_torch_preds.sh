@@ -7,6 +7,7 @@
 #   scripts/score_torch_preds.sh docs/results/neko-smol-2026-11-26/neko-smol.preds.jsonl.gz /tmp/s
 #   MARGINS=docs/results/neko-smol-2026-11-26/margins.jsonl.gz scripts/score_torch_preds.sh ...
 #
+# STYLE=follow: ASR answers in their N-best's style before the guard (neko guard --style).
 # MARGINS: `{"set", "id", "margin"}` lines (scripts/margins_torch.py) added to the answers, so
 # that neko guard applies each task's margin as neko correct does; without it, the edit limit
 # and the other checks only.
@@ -22,6 +23,7 @@ out="$2"
 max_edit="${3:-}"
 guard_args=()
 [ -n "$max_edit" ] && guard_args=(--max-edit "$max_edit")
+[ -n "${STYLE:-}" ] && guard_args+=(--style "$STYLE")
 neko="${NEKO:-target/release/neko}"
 [ -x "$neko" ] || cargo build --release --quiet
 mkdir -p "$out"
@@ -82,6 +84,6 @@ done
 for group in $(ls "$out"/*.raw.jsonl | xargs -n1 basename | cut -d. -f1,2 | sort -u); do
     files=$(ls "$out/$group".*.jsonl | grep -v '\.raw\.jsonl$')
     "$neko" eval --json $files >"$out/$group.report.json"
-    echo "== $group (guard ${max_edit:-per task}${MARGINS:+, margins from $MARGINS})"
+    echo "== $group (guard ${max_edit:-per task}${MARGINS:+, margins from $MARGINS}${STYLE:+, style $STYLE})"
     "$neko" eval $files
 done

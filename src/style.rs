@@ -3,19 +3,23 @@
 //! recipes write lower case without punctuation, LibriSpeech's originals are upper case. A
 //! corrector trained on cased text rewrites a lower-case N-best in its own style; those
 //! formatting edits are not corrections, and they spend the guard's edit budget so that real
-//! word corrections fall back. So an ASR answer follows the hypotheses: lower (upper) case when
-//! every cased letter of every hypothesis is lower (upper) case, no punctuation when no
-//! hypothesis has any (apostrophes are part of words).
+//! word corrections fall back. With `--style follow` an ASR answer follows the hypotheses:
+//! lower (upper) case when every cased letter of every hypothesis is lower (upper) case, no
+//! punctuation when no hypothesis has any (apostrophes are part of words). It is not the
+//! default: the formatting budget was also what kept neko-smol's out-of-domain edits, mostly
+//! wrong, from HyPoradise's lower-case N-bests.
 
 use crate::Task;
 
-/// Whether answers follow the hypotheses' style (`--style`).
+/// Whether answers follow the hypotheses' style (`--style`). The default keeps the model's
+/// text: following the style helped neko-smol on the dev splits but let through the edits it
+/// gets wrong out of domain (docs/training.md, "The style").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum StyleMode {
     /// ASR answers take the hypotheses' casing and punctuation convention.
-    #[default]
     Follow,
     /// Answers as the model writes them.
+    #[default]
     Model,
 }
 

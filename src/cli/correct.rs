@@ -142,11 +142,13 @@ pub struct DecodeArgs {
     #[arg(long, value_enum, default_value = "none", env = "NEKO_CONSTRAIN")]
     pub constrain: Constrain,
 
-    /// ASR answers' casing and punctuation: `follow` (default) writes them in the hypotheses'
-    /// convention (lower case when no hypothesis has a capital, upper case when none has a
-    /// small letter, no punctuation when none has any; so a corrector trained on cased text
-    /// keeps a HyPoradise or Kaldi N-best's style); `model` as the model writes them.
-    #[arg(long, value_enum, default_value = "follow", env = "NEKO_STYLE")]
+    /// ASR answers' casing and punctuation: `model` (default) as the model writes them;
+    /// `follow` writes them in the hypotheses' convention before the guard looks at them
+    /// (lower case when no hypothesis has a capital, upper case when none has a small letter,
+    /// no punctuation when none has any), so formatting no longer spends the edit limit on a
+    /// HyPoradise- or Kaldi-style N-best. With neko-smol, `follow` helps in domain (synth dev)
+    /// and hurts out of domain (HyPoradise): docs/training.md, "The style".
+    #[arg(long, value_enum, default_value = "model", env = "NEKO_STYLE")]
     pub style: StyleMode,
 }
 

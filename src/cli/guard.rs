@@ -42,10 +42,11 @@ pub struct GuardArgs {
     #[arg(long)]
     pub task: Option<Task>,
 
-    /// ASR predictions' casing and punctuation, as `neko correct --style`: `follow` writes them
-    /// in the hypotheses' convention before the checks (a line's `"margin"` is taken to score
-    /// the prediction as the model wrote it, as `neko correct`'s does); `model` keeps them.
-    #[arg(long, value_enum, default_value = "follow")]
+    /// ASR predictions' casing and punctuation, as `neko correct --style`: `model` (default)
+    /// keeps them; `follow` writes them in the hypotheses' convention before the checks (a
+    /// line's `"margin"` is taken to score the prediction as the model wrote it, as `neko
+    /// correct`'s does).
+    #[arg(long, value_enum, default_value = "model")]
     pub style: StyleMode,
 }
 

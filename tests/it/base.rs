@@ -1024,8 +1024,8 @@ fn shipped_neko_smol_rebuilds_from_the_base_and_gives_its_recorded_answers() {
             (a, b) => assert_eq!(a, b, "margin of {}", w["id"]),
         }
     }
-    // Not a copy of the input: the model corrected some records (asr-sphinx-dev-7 in its
-    // N-best's lower-case, unpunctuated style), and the margin sent some answers back.
+    // Not a copy of the input: the model corrected some records, and the margin sent some
+    // answers back.
     assert!(want.iter().any(|w| w["prediction"] != w["best"]));
     assert!(want.iter().any(|w| w["guard"] == "fallback:margin"));
 }

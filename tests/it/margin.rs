@@ -8,6 +8,7 @@ use neko::correct::{CorrectOptions, Corrector};
 use neko::guard::{margin_baseline, GuardOptions, Margin};
 use neko::model::{Logits, Model};
 use neko::record::Record;
+use neko::style::StyleMode;
 use neko::Task;
 
 use crate::util::{fixture, json_lines, load_model, neko, ok, variant_records};
@@ -51,6 +52,8 @@ fn margins_equal_scoring_alone(name: &str) {
             margin: Margin::All(f64::NEG_INFINITY),
             ..GuardOptions::on()
         },
+        // Answers in the variants' lower-case style: the margin must score the written text.
+        style: StyleMode::Follow,
         ..CorrectOptions::default()
     };
     let records = variant_records();

