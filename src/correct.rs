@@ -578,12 +578,11 @@ impl Corrector {
             return;
         }
         let written = c.written.as_deref().unwrap_or(&c.text).to_string();
-        let baseline = guard::margin_baseline(task, &written, best);
-        if baseline == written {
+        let Some(scored) = self.margin(task, forced, prompt, best, &written) else {
             return;
-        }
-        let margin = match self.score_answers(task, forced, prompt, [&written, &baseline]) {
-            Ok([answer, baseline]) => answer - baseline,
+        };
+        let margin = match scored {
+            Ok(m) => m,
             // Unscored is unproven: the 1-best stays, and the run says why.
             Err(e) => {
                 let said = format!("margin not scored: {e}");
@@ -600,6 +599,44 @@ impl Corrector {
             c.text = best.to_string();
             c.written = None;
         }
+    }
+
+    /// The margin of `written` (an answer as the model wrote it) over its
+    /// [`guard::margin_baseline`], in nats; `None` where they are the same text.
+    fn margin(
+        &mut self,
+        task: Task,
+        forced: Option<usize>,
+        prompt: &[u32],
+        best: &str,
+        written: &str,
+    ) -> Option<Result<f64, String>> {
+        let baseline = guard::margin_baseline(task, written, best);
+        if baseline == written {
+            return None;
+        }
+        let scored = self.score_answers(task, forced, prompt, [written, &baseline]);
+        Some(scored.map(|[answer, baseline]| answer - baseline))
+    }
+
+    /// The guard's margin of an answer to `record` written elsewhere (`neko guard --score`: a
+    /// served model's, another engine's), scored with this corrector's model and prompt as
+    /// `neko correct` scores its own; `None` where the answer only reformats the 1-best (ASR)
+    /// or equals it. The task's shared prompt prefix is cached across calls.
+    pub fn margin_of(
+        &mut self,
+        task: Task,
+        record: &Record,
+        written: &str,
+    ) -> Result<Option<f64>, String> {
+        let forced = self.forced_expert(task)?;
+        let request = self.request(task, record)?;
+        let prompt = request.prompt.clone();
+        self.shared_prefix(task, forced, &[(0, request)])
+            .map_err(|e| format!("prompt prefix: {e}"))?;
+        let best = record.best().unwrap_or_default();
+        self.margin(task, forced, &prompt, best, written)
+            .transpose()
     }
 
     /// Log-probabilities (nats) of two answers to one prompt, each as the whole answer: its

@@ -50,6 +50,11 @@ pub struct OutputRecord {
     pub error: Option<RecordFailure>,
 }
 
+/// A margin as output lines carry it: to 1/1000 of a nat, as much as its float sums mean.
+pub fn margin_digits(m: f64) -> f64 {
+    (m * 1000.0).round() / 1000.0
+}
+
 impl OutputRecord {
     /// A corrected record.
     pub fn corrected(record: &Record, task: &str, c: Correction) -> Self {
@@ -60,7 +65,7 @@ impl OutputRecord {
             best: record.best().map(str::to_string),
             output: record.reference.clone(),
             guard: c.guard.map(|r| format!("fallback:{}", r.name())),
-            margin: c.margin.map(|m| (m * 1000.0).round() / 1000.0),
+            margin: c.margin.map(margin_digits),
             warning: c.warning,
             error: None,
         }

@@ -126,7 +126,8 @@ pub struct DecodeArgs {
     /// at least this much more log-probability than what it changed (ASR: the same answer with
     /// its word edits undone, so formatting alone does not count; other tasks: the 1-best);
     /// `off` scores nothing. Default (`task`): ASR and OCR 1.5, MT/ST/GEC none.
-    /// In-process backend only; the answer's margin is written as `"margin"`.
+    /// In-process backend only (`neko guard --score` scores a served model's answers
+    /// afterwards); the answer's margin is written as `"margin"`.
     #[arg(
         long,
         env = "NEKO_GUARD_MARGIN",
@@ -323,7 +324,7 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
             } else {
                 let server = args.backend.connect(options.stop.clone())?;
                 if matches!(args.decode.guard_margin, Margin::All(_)) {
-                    eprintln!("neko: warning: --guard-margin needs the in-process backend: served answers are not scored");
+                    eprintln!("neko: warning: --guard-margin needs the in-process backend: served answers are not scored here (`neko guard --score --model M` scores them afterwards)");
                 }
                 Corrector::with_backend(model, prompt, options, Box::new(server))
             }

@@ -3,17 +3,18 @@
 //! compared without decoding again.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
-use super::EXIT_OK;
+use super::{ModelArgs, EXIT_OK};
+use crate::correct::{CorrectOptions, Corrector};
 use crate::generate::Finish;
 use crate::guard::{self, GuardOptions, Margin};
-use crate::record;
+use crate::record::{self, Record};
 use crate::style::StyleMode;
 use crate::Task;
 
@@ -42,6 +43,16 @@ pub struct GuardArgs {
     #[arg(long)]
     pub task: Option<Task>,
 
+    /// Score the margin of kept predictions whose line has none (a served model's, another
+    /// engine's) with a model here (`--model` and the model flags below; default neko-smol),
+    /// as `neko correct` scores its own answers, so that the margin applies to them too and
+    /// lines carry `"margin"`.
+    #[arg(long)]
+    pub score: bool,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
     /// ASR predictions' casing and punctuation, as `neko correct --style`: `model` (default)
     /// keeps them; `follow` writes them in the hypotheses' convention before the checks (a
     /// line's `"margin"` is taken to score the prediction as the model wrote it, as `neko
@@ -52,71 +63,112 @@ pub struct GuardArgs {
 
 /// Runs `neko guard`: every prediction line, its ASR prediction in the hypotheses' style
 /// (`--style`), replaced by the 1-best and `"guard": "fallback:<reason>"` added where the
-/// guard rejects it. A prediction already guarded is kept. Without a model, prompt markers are
-/// `###` and ChatML/Llama special tokens; a prediction that hit the token limit is not known
-/// here (`neko correct` also checks that).
+/// guard rejects it. A prediction already guarded is kept. A prediction that hit the token
+/// limit is not known here (`neko correct` also checks that).
 pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
     let entries = record::read_path(&args.input)
         .with_context(|| format!("{}: cannot read", args.input.display()))?;
-    let inputs: HashMap<String, (Vec<String>, Option<String>)> = entries
+    let inputs: HashMap<String, &Record> = entries
         .iter()
         .filter_map(|e| {
             let r = e.record.as_ref().ok()?;
-            Some((r.id.to_string(), (r.hypotheses.clone(), r.task.clone())))
+            Some((r.id.to_string(), r))
         })
         .collect();
-    let markers: Vec<String> = ["###", "<|im_start|>", "<|im_end|>", "<s>", "</s>"]
-        .map(String::from)
-        .to_vec();
     let opts = GuardOptions {
         enabled: true,
         max_edit: args.max_edit,
         margin: args.margin,
     };
-    let file = std::fs::File::open(&args.predictions)
-        .with_context(|| format!("{}: cannot open", args.predictions.display()))?;
+    let mut scorer = match args.score {
+        true => Some(Corrector::new(
+            args.model.load()?,
+            None,
+            CorrectOptions {
+                guard: opts.clone(),
+                style: args.style,
+                ..CorrectOptions::default()
+            },
+        )),
+        false => None,
+    };
+    let text = std::fs::read_to_string(&args.predictions)
+        .with_context(|| format!("{}: cannot read", args.predictions.display()))?;
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    let bar = scorer
+        .as_ref()
+        .map(|_| super::progress_bar(lines.len() as u64, "guard"));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for (n, line) in lines {
         let at = || format!("{}:{}", args.predictions.display(), n + 1);
-        let mut rec: Value = serde_json::from_str(&line).with_context(at)?;
+        let mut rec: Value = serde_json::from_str(line).with_context(at)?;
         let id = rec.get("id").map(Value::to_string).unwrap_or_default();
-        let (hyps, input_task) = inputs
+        let record = inputs
             .get(&id)
             .with_context(|| format!("{}: id {id} is not in {}", at(), args.input.display()))?;
-        let named = rec["task"]
-            .as_str()
-            .map(str::to_string)
-            .or(input_task.clone());
-        let task = match named {
+        let named = rec["task"].as_str().map(str::to_string);
+        let task = match named.or(record.task.clone()) {
             Some(t) => t
                 .parse::<Task>()
                 .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
             None => args.task.unwrap_or(Task::Asr),
         };
         let already = rec.get("guard").is_some() || rec.get("error").is_some();
-        if let (false, Some(pred)) = (already, rec["prediction"].as_str()) {
-            let margin = || {
-                let m = rec.get("margin")?.as_f64()?;
-                guard::check_margin(m, task, &opts)
-            };
-            let written = pred;
-            let pred = args.style.apply(task, hyps, written);
-            let verdict = guard::check(written, &pred, hyps, task, Finish::Eos, &markers, &opts);
-            match verdict.or_else(margin) {
-                Some(reason) => {
-                    let best = hyps.first().cloned().unwrap_or_default();
-                    rec["prediction"] = Value::from(best);
-                    rec["guard"] = Value::from(format!("fallback:{}", reason.name()));
-                }
-                None => rec["prediction"] = Value::from(pred),
-            }
+        if !already && rec["prediction"].is_string() {
+            guard_line(&mut rec, record, task, args.style, &opts, scorer.as_mut());
         }
         writeln!(out, "{rec}")?;
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
     }
     out.flush()?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     Ok(EXIT_OK)
+}
+
+/// The guard on one prediction line (`rec`, whose `prediction` is a string), in place: the
+/// prediction in `style`, then the checks; with a `scorer`, a kept prediction without a
+/// `"margin"` is scored first. Without a model, prompt markers are `###` and ChatML/Llama
+/// special tokens.
+fn guard_line(
+    rec: &mut Value,
+    record: &Record,
+    task: Task,
+    style: StyleMode,
+    opts: &GuardOptions,
+    scorer: Option<&mut Corrector>,
+) {
+    let markers = ["###", "<|im_start|>", "<|im_end|>", "<s>", "</s>"].map(String::from);
+    let hyps = &record.hypotheses;
+    let written = rec["prediction"].as_str().unwrap_or_default().to_string();
+    let pred = style.apply(task, hyps, &written);
+    let mut verdict = guard::check(&written, &pred, hyps, task, Finish::Eos, &markers, opts);
+    if let (None, Some(scorer), None) = (verdict, scorer, rec.get("margin")) {
+        if opts.margin(task).is_some() {
+            match scorer.margin_of(task, record, &written) {
+                Ok(Some(m)) => rec["margin"] = Value::from(crate::output::margin_digits(m)),
+                Ok(None) => {}
+                // Unscored is unproven, as in `neko correct`: the 1-best stays.
+                Err(e) => {
+                    rec["warning"] = Value::from(format!("margin not scored: {e}"));
+                    verdict = Some(guard::Reason::Margin);
+                }
+            }
+        }
+    }
+    let margin = rec.get("margin").and_then(Value::as_f64);
+    match verdict.or_else(|| guard::check_margin(margin?, task, opts)) {
+        Some(reason) => {
+            rec["prediction"] = Value::from(hyps.first().cloned().unwrap_or_default());
+            rec["guard"] = Value::from(format!("fallback:{}", reason.name()));
+        }
+        None => rec["prediction"] = Value::from(pred),
+    }
 }

@@ -135,3 +135,65 @@ fn an_answer_under_the_margin_falls_back_to_the_one_best() {
         .all(|r| r.get("margin").is_none() && r.get("guard").is_none()));
     assert!(err.contains("guard:asr:w1000000|"), "{err}");
 }
+
+/// `neko guard --score`: answers written elsewhere (here `neko correct`'s, their margins
+/// removed) get the margin `neko correct` gives its own, from the same model and prompt.
+#[test]
+fn guard_scores_answers_from_elsewhere_as_correct_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = fixture("records/variants.json");
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "asr", "--max-new-tokens", "8"])
+        .args(["--stop", " ", "--guard-max-edit", "1000000"])
+        .args(["--guard-margin", "-1e9", "--model"])
+        .arg(fixture("tiny-mixtral"))
+        .arg(&input);
+    let own = json_lines(&ok(&mut cmd).stdout);
+    let bare: Vec<String> = own
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.as_object_mut().unwrap().remove("margin");
+            r.to_string()
+        })
+        .collect();
+    let preds = tmp.path().join("answers.jsonl");
+    std::fs::write(&preds, bare.join("\n")).unwrap();
+    let guard = |margin: &str| {
+        let mut cmd = neko();
+        cmd.args([
+            "guard",
+            "--score",
+            "--max-edit",
+            "1000000",
+            "--margin",
+            margin,
+        ])
+        .arg("--model")
+        .arg(fixture("tiny-mixtral"))
+        .arg("--input")
+        .arg(&input)
+        .arg(&preds);
+        json_lines(&ok(&mut cmd).stdout)
+    };
+    let scored = guard("-1e9");
+    assert_eq!(scored.len(), own.len());
+    let margin = |r: &serde_json::Value| r.get("margin").and_then(serde_json::Value::as_f64);
+    let mut checked = 0;
+    for (a, b) in own.iter().zip(&scored) {
+        match (margin(a), margin(b)) {
+            (Some(x), Some(y)) => {
+                assert!((x - y).abs() < 1e-3, "{a} vs {b}");
+                checked += 1;
+            }
+            (x, y) => assert_eq!(x, y, "{a} vs {b}"),
+        }
+        assert!(b.get("guard").is_none(), "{b}");
+    }
+    assert!(checked >= 2, "only {checked} answers scored");
+    // The margin then applies: none of them clears a billion nats.
+    for r in guard("1e9").iter().filter(|r| margin(r).is_some()) {
+        assert_eq!(r["guard"], "fallback:margin", "{r}");
+        assert_eq!(r["prediction"], r["best"]);
+    }
+}
