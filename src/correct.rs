@@ -103,8 +103,8 @@ impl Default for CorrectOptions {
 /// A corrected text and how decoding ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Correction {
-    /// The text to output: the model's answer (in the hypotheses' style, see
-    /// [`crate::style`]), or the 1-best when the guard fell back.
+    /// The text to output: the model's answer (in the hypotheses' style with `--style
+    /// follow`, see [`crate::style`]), or the 1-best when the guard fell back.
     pub text: String,
     /// The answer as the model wrote it, where the style changed it: the margin scores this,
     /// the model's own text, not a restyled one it would find unlikely.
