@@ -35,7 +35,7 @@ pub struct GuardArgs {
 
     /// The margin in nats, as `neko correct --guard-margin` (a number, `off`, or `task`:
     /// each task's own). Applies to lines with a `"margin"` (as `neko correct` writes it);
-    /// without a model, others are not scored.
+    /// others are scored only with `--score`.
     #[arg(long, default_value = "task", allow_hyphen_values = true)]
     pub margin: Margin,
 
