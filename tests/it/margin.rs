@@ -95,29 +95,33 @@ fn mixtral_margin_equals_scoring_each_answer_alone() {
     margins_equal_scoring_alone("tiny-mixtral");
 }
 
+/// `neko correct` with the tiny Mixtral on the HyPoradise record variants (ASR, answers end at
+/// a space, any answer passes the edit limit) at guard margin `margin`: output lines, stderr.
+fn correct_variants_at_margin(margin: &str) -> (Vec<serde_json::Value>, String) {
+    let mut cmd = neko();
+    cmd.args([
+        "correct",
+        "--task",
+        "asr",
+        "--max-new-tokens",
+        "8",
+        "--stop",
+        " ",
+    ])
+    .args(["--guard-max-edit", "1000000", "--guard-margin", margin])
+    .arg("--model")
+    .arg(fixture("tiny-mixtral"))
+    .arg(fixture("records/variants.json"));
+    let out = ok(&mut cmd);
+    (
+        json_lines(&out.stdout),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 #[test]
 fn an_answer_under_the_margin_falls_back_to_the_one_best() {
-    let run = |margin: &str| {
-        let mut cmd = neko();
-        cmd.args([
-            "correct",
-            "--task",
-            "asr",
-            "--max-new-tokens",
-            "8",
-            "--stop",
-            " ",
-        ])
-        .args(["--guard-max-edit", "1000000", "--guard-margin", margin])
-        .arg("--model")
-        .arg(fixture("tiny-mixtral"))
-        .arg(fixture("records/variants.json"));
-        let out = ok(&mut cmd);
-        (
-            json_lines(&out.stdout),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let run = correct_variants_at_margin;
     let (out, err) = run("1e9");
     assert_eq!(out.len(), 4);
     let scored: Vec<_> = out.iter().filter(|r| r.get("margin").is_some()).collect();
@@ -142,13 +146,7 @@ fn an_answer_under_the_margin_falls_back_to_the_one_best() {
 fn guard_scores_answers_from_elsewhere_as_correct_does() {
     let tmp = tempfile::tempdir().unwrap();
     let input = fixture("records/variants.json");
-    let mut cmd = neko();
-    cmd.args(["correct", "--task", "asr", "--max-new-tokens", "8"])
-        .args(["--stop", " ", "--guard-max-edit", "1000000"])
-        .args(["--guard-margin", "-1e9", "--model"])
-        .arg(fixture("tiny-mixtral"))
-        .arg(&input);
-    let own = json_lines(&ok(&mut cmd).stdout);
+    let (own, _) = correct_variants_at_margin("-1e9");
     let bare: Vec<String> = own
         .iter()
         .map(|r| {
