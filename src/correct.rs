@@ -577,8 +577,8 @@ impl Corrector {
         if c.guard.is_some() || self.options.guard.margin(task).is_none() {
             return;
         }
-        let written = c.written.as_deref().unwrap_or(&c.text).to_string();
-        let Some(scored) = self.margin(task, forced, prompt, best, &written) else {
+        let written = c.written.as_deref().unwrap_or(&c.text);
+        let Some(scored) = self.margin(task, forced, prompt, best, written) else {
             return;
         };
         let margin = match scored {

@@ -80,15 +80,12 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         max_edit: args.max_edit,
         margin: args.margin,
     };
+    // Scoring reads only the model, the built-in prompts and the default answer bound.
     let mut scorer = match args.score {
         true => Some(Corrector::new(
             args.model.load()?,
             None,
-            CorrectOptions {
-                guard: opts.clone(),
-                style: args.style,
-                ..CorrectOptions::default()
-            },
+            CorrectOptions::default(),
         )),
         false => None,
     };
