@@ -74,6 +74,9 @@ pub struct GuardOptions {
     pub max_edit: Option<f64>,
     /// The margin check's threshold. Only a corrector that can score text applies it.
     pub margin: Margin,
+    /// Whether an ASR answer must keep what every hypothesis agrees on
+    /// ([`changes_agreed_words`]; `--guard-agreed keep`, the default).
+    pub keep_agreed: bool,
 }
 
 /// Which margin the guard asks for (`--guard-margin`).
@@ -87,6 +90,17 @@ pub enum Margin {
     /// This many nats for every task (may be negative: the baseline may then be likelier by up
     /// to that much).
     All(f64),
+}
+
+/// What the guard does with ASR answers that change words every hypothesis agrees on
+/// (`--guard-agreed`; [`changes_agreed_words`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Agreed {
+    /// Fall back to the 1-best (`"guard": "fallback:agreed"`).
+    #[default]
+    Keep,
+    /// Let the answer change them.
+    Free,
 }
 
 impl std::str::FromStr for Margin {
@@ -119,6 +133,7 @@ impl GuardOptions {
             enabled: true,
             max_edit: None,
             margin: Margin::PerTask,
+            keep_agreed: true,
         }
     }
 
@@ -140,6 +155,13 @@ impl GuardOptions {
             Margin::Off => None,
             Margin::All(m) => Some(m),
         }
+    }
+
+    /// Whether the agreement check applies to `task`: to ASR's N-best only, where hypotheses
+    /// are a recogniser's alternatives for the same audio (MT's come from different systems,
+    /// OCR and GEC give one).
+    pub fn keeps_agreed(&self, task: Task) -> bool {
+        self.enabled && self.keep_agreed && task == Task::Asr
     }
 
     /// The limit that applies to `task`.
@@ -165,7 +187,8 @@ impl GuardOptions {
                     Unit::Chars => "c",
                 };
                 let margin = self.margin(t).map_or(String::new(), |m| format!("+m{m}"));
-                format!("{}:{unit}{}{margin}", t.name(), l.ratio)
+                let agreed = if self.keeps_agreed(t) { "+agreed" } else { "" };
+                format!("{}:{unit}{}{margin}{agreed}", t.name(), l.ratio)
             })
             .collect::<Vec<_>>()
             .join(",")
@@ -185,6 +208,8 @@ pub enum Reason {
     Markers,
     /// The prediction is further from every hypothesis than the edit ratio allows.
     Edit,
+    /// The prediction changes a word (or adds one where) every hypothesis agrees.
+    Agreed,
     /// The model does not prefer the prediction to its baseline by the margin.
     Margin,
 }
@@ -198,6 +223,7 @@ impl Reason {
             Reason::Repeat => "repeat",
             Reason::Markers => "markers",
             Reason::Edit => "edit",
+            Reason::Agreed => "agreed",
             Reason::Margin => "margin",
         }
     }
@@ -253,7 +279,65 @@ pub fn check(
             }
         })
         .fold(f64::INFINITY, f64::min);
-    (nearest > limit.ratio).then_some(Reason::Edit)
+    if nearest > limit.ratio {
+        return Some(Reason::Edit);
+    }
+    (opts.keeps_agreed(task) && changes_agreed_words(prediction, hypotheses))
+        .then_some(Reason::Agreed)
+}
+
+/// Whether `prediction` changes the 1-best where the N-best agrees: substitutes or drops a
+/// word that every other hypothesis has too, or adds a word between two words where no
+/// hypothesis adds one. Words are compared by their letters and digits, lowercased (as ASR is
+/// scored). A recogniser's N-best that agrees on a word is rarely wrong about it, and a small
+/// corrector outside its training domain overrules it mostly wrongly (chosen on an
+/// out-of-domain dev set: docs/training.md, "Agreed words"). A single hypothesis says nothing about agreement,
+/// so such records are not checked.
+pub fn changes_agreed_words(prediction: &str, hypotheses: &[String]) -> bool {
+    let Some((best, others)) = hypotheses.split_first() else {
+        return false;
+    };
+    if others.is_empty() {
+        return false;
+    }
+    let best = word_keys(best);
+    let (mut open_words, mut open_gaps) = (vec![false; best.len()], vec![false; best.len() + 1]);
+    for h in others {
+        for_each_change(&best, &word_keys(h), |at, op| match op {
+            Op::Insert => open_gaps[at] = true,
+            _ => open_words[at] = true,
+        });
+    }
+    let mut agreed = false;
+    for_each_change(&best, &word_keys(prediction), |at, op| {
+        agreed |= match op {
+            Op::Insert => !open_gaps[at],
+            _ => !open_words[at],
+        };
+    });
+    agreed
+}
+
+/// Calls `f(at, op)` for each change of an alignment of `best` to `other`: `at` is the
+/// position in `best` of the word substituted or deleted, or of the word an insertion comes
+/// before (`best.len()` at the end).
+fn for_each_change(best: &[String], other: &[String], mut f: impl FnMut(usize, Op)) {
+    let mut at = 0;
+    for op in crate::metrics::align::align(best, other) {
+        if op != Op::Equal {
+            f(at, op);
+        }
+        at += usize::from(op != Op::Insert);
+    }
+}
+
+/// The words of `text` as [`word_key`]s, leaving out those with no letter or digit.
+fn word_keys(text: &str) -> Vec<String> {
+    split(text)
+        .into_iter()
+        .map(word_key)
+        .filter(|k| !k.is_empty())
+        .collect()
 }
 
 /// The margin check of an answer the other checks kept: `margin` is its log-probability minus
@@ -462,7 +546,7 @@ mod tests {
         assert_eq!(check_margin(3.0, Task::Mt, &all), Some(Reason::Margin));
         assert_eq!(
             all.signature(&[Task::Asr, Task::Mt]),
-            "asr:w0.1+m4,mt:w0.5+m4"
+            "asr:w0.1+m4+agreed,mt:w0.5+m4"
         );
         for none in [
             on.without_margin(),
@@ -475,12 +559,65 @@ mod tests {
         }
         assert_eq!(
             on.signature(&[Task::Asr, Task::Ocr, Task::Mt]),
-            "asr:w0.1+m1.5,ocr:c0.05+m1.5,mt:w0.5"
+            "asr:w0.1+m1.5+agreed,ocr:c0.05+m1.5,mt:w0.5"
         );
-        assert_eq!(on.without_margin().signature(&[Task::Asr]), "asr:w0.1");
+        assert_eq!(
+            on.without_margin().signature(&[Task::Asr]),
+            "asr:w0.1+agreed"
+        );
         assert_eq!("off".parse::<Margin>(), Ok(Margin::Off));
         assert_eq!("-2".parse::<Margin>(), Ok(Margin::All(-2.0)));
         assert!("NaN".parse::<Margin>().is_err() && "x".parse::<Margin>().is_err());
+    }
+
+    #[test]
+    fn asr_answers_keep_what_every_hypothesis_agrees_on() {
+        let h = hyps(&[
+            "the cat sad on the mat",
+            "the cat sat on the mat",
+            "the cat sad on a mat",
+        ]);
+        // Where the hypotheses differ the answer may choose, in any casing and punctuation.
+        assert!(!changes_agreed_words("The cat sat on a mat.", &h));
+        assert!(!changes_agreed_words("the cat sad on the mat", &h));
+        // Every hypothesis has "cat" and "on", and none adds a word after "mat".
+        assert!(changes_agreed_words("the hat sat on the mat", &h));
+        assert!(changes_agreed_words("the cat sat the mat", &h));
+        assert!(changes_agreed_words("the cat sat on the mat today", &h));
+        // A word added where a hypothesis adds one is not against the agreement.
+        let added = hyps(&["we went home", "we went back home"]);
+        assert!(!changes_agreed_words("we went right home", &added));
+        assert!(changes_agreed_words("we all went home", &added));
+        // A single hypothesis (or none) says nothing about agreement.
+        assert!(!changes_agreed_words("a dog", &hyps(&["the cat"])));
+        assert!(!changes_agreed_words("a dog", &[]));
+
+        let on = GuardOptions::on();
+        let check = |p: &str, task, opts: &GuardOptions| {
+            super::check(p, p, &h, task, Finish::Eos, &[], opts)
+        };
+        let lax = GuardOptions {
+            max_edit: Some(1.0),
+            ..on.clone()
+        };
+        assert_eq!(
+            check("the hat sat on the mat", Task::Asr, &lax),
+            Some(Reason::Agreed)
+        );
+        // ASR only, and only while kept; `--guard-agreed free` and `--no-guard` let it through.
+        assert_eq!(check("the hat sat on the mat", Task::Mt, &lax), None);
+        let free = GuardOptions {
+            keep_agreed: false,
+            ..lax.clone()
+        };
+        assert_eq!(check("the hat sat on the mat", Task::Asr, &free), None);
+        assert_eq!(free.signature(&[Task::Asr]), "asr:w1+m1.5");
+        assert_eq!(
+            lax.signature(&[Task::Asr, Task::Mt]),
+            "asr:w1+m1.5+agreed,mt:w1"
+        );
+        // The edit limit is checked first: its reason is the one given.
+        assert_eq!(check("a dog ran off", Task::Asr, &on), Some(Reason::Edit));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::{ModelArgs, EXIT_ERROR, EXIT_OK};
 use crate::backend::openai::{self, OpenAi, PromptAs};
 use crate::backend::{render, BackendKind};
 use crate::correct::{Constrain, CorrectOptions, Corrector};
-use crate::guard::{GuardOptions, Margin};
+use crate::guard::{Agreed, GuardOptions, Margin};
 use crate::model::RoutingMode;
 use crate::output::{OutputRecord, OutputSink, RecordFailure};
 use crate::prompt::Template;
@@ -136,6 +136,13 @@ pub struct DecodeArgs {
     )]
     pub guard_margin: Margin,
 
+    /// What the guard does with an ASR answer that changes what every hypothesis agrees on (a
+    /// word they all have, or a word added where none adds one): `keep` (default) falls back
+    /// to the 1-best (`"fallback:agreed"`), `free` lets it through. Records with a single
+    /// hypothesis are not checked.
+    #[arg(long, value_enum, default_value = "keep", env = "NEKO_GUARD_AGREED")]
+    pub guard_agreed: Agreed,
+
     /// Constrained decoding: `words` lets the model write only words (as written, punctuation
     /// included) that occur in some hypothesis of the record; `auto` does so for records with
     /// two or more hypotheses (N-best ASR, MT) and decodes single-hypothesis records (OCR, GEC)
@@ -166,6 +173,7 @@ impl DecodeArgs {
                 enabled: !self.no_guard,
                 max_edit: self.guard_max_edit,
                 margin: self.guard_margin,
+                keep_agreed: self.guard_agreed == Agreed::Keep,
             },
             constrain: self.constrain,
             style: self.style,

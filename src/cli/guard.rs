@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{ModelArgs, EXIT_OK};
 use crate::correct::{CorrectOptions, Corrector};
 use crate::generate::Finish;
-use crate::guard::{self, GuardOptions, Margin};
+use crate::guard::{self, Agreed, GuardOptions, Margin};
 use crate::record::{self, Record};
 use crate::style::StyleMode;
 use crate::Task;
@@ -38,6 +38,11 @@ pub struct GuardArgs {
     /// others are scored only with `--score`.
     #[arg(long, default_value = "task", allow_hyphen_values = true)]
     pub margin: Margin,
+
+    /// ASR predictions that change a word every hypothesis agrees on, as `neko correct
+    /// --guard-agreed`: `keep` (default) falls back to the 1-best, `free` lets them through.
+    #[arg(long, value_enum, default_value = "keep")]
+    pub agreed: Agreed,
 
     /// Task of records whose prediction line and input record name none (default: asr).
     #[arg(long)]
@@ -79,6 +84,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         enabled: true,
         max_edit: args.max_edit,
         margin: args.margin,
+        keep_agreed: args.agreed == Agreed::Keep,
     };
     // Scoring reads only the model, the built-in prompts and the default answer bound.
     let mut scorer = match args.score {

@@ -50,6 +50,7 @@ fn margins_equal_scoring_alone(name: &str) {
         guard: GuardOptions {
             max_edit: Some(1e6),
             margin: Margin::All(f64::NEG_INFINITY),
+            keep_agreed: false,
             ..GuardOptions::on()
         },
         // Answers in the variants' lower-case style: the margin must score the written text.
