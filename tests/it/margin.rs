@@ -110,6 +110,8 @@ fn correct_variants_at_margin(margin: &str) -> (Vec<serde_json::Value>, String) 
         " ",
     ])
     .args(["--guard-max-edit", "1000000", "--guard-margin", margin])
+    // The tiny model's answers change anything; only the margin is under test.
+    .args(["--guard-agreed", "free"])
     .arg("--model")
     .arg(fixture("tiny-mixtral"))
     .arg(fixture("records/variants.json"));
@@ -167,6 +169,8 @@ fn guard_scores_answers_from_elsewhere_as_correct_does() {
             "1000000",
             "--margin",
             margin,
+            "--agreed",
+            "free",
         ])
         .arg("--model")
         .arg(fixture("tiny-mixtral"))

@@ -319,6 +319,8 @@ fn guard_applies_to_predictions_made_elsewhere() {
             r#"{"id": "d", "task": "mt", "input": ["one two three four five six seven eight nine ten"]}"#,
             "\n",
             r#"{"id": "e", "input": ["one two three four five six seven eight nine ten"]}"#,
+            "\n",
+            r#"{"id": "f", "input": ["we all flew to see attle on monday with the whole family and our dog", "we all flew to seattle on monday with the whole family and our dog"]}"#,
             "\n"
         ),
     )
@@ -336,13 +338,15 @@ fn guard_applies_to_predictions_made_elsewhere() {
             r#"{"id": "d", "prediction": "one two three four five six seven 8 9 10"}"#,
             "\n",
             r#"{"id": "e", "prediction": "one two three four five six seven 8 9 10"}"#,
+            "\n",
+            r#"{"id": "f", "prediction": "we all flew to seattle on sunday with the whole family and our dog"}"#,
             "\n"
         ),
     )
     .unwrap();
     let guard = |extra: &[&str]| neko_guard(&input, &preds, extra);
     let strict = guard(&[]);
-    assert_eq!(strict.len(), 5);
+    assert_eq!(strict.len(), 6);
     assert_eq!(strict[0]["prediction"], "the cat sat on the mat");
     assert!(strict[0].get("guard").is_none());
     assert_eq!(strict[1]["prediction"], "show me flights to boston");
@@ -352,7 +356,17 @@ fn guard_applies_to_predictions_made_elsewhere() {
     // (a record without a task is ASR).
     assert!(strict[3].get("guard").is_none(), "{}", strict[3]);
     assert_eq!(strict[4]["guard"], "fallback:edit");
-    let loose = guard(&["--max-edit", "10"]);
+    // Both hypotheses say "monday": an ASR answer may mend "see attle", not the day.
+    assert_eq!(strict[5]["guard"], "fallback:agreed");
+    assert_eq!(
+        strict[5]["prediction"],
+        "we all flew to see attle on monday with the whole family and our dog"
+    );
+    let loose = guard(&["--max-edit", "10", "--agreed", "free"]);
+    assert_eq!(
+        loose[5]["prediction"],
+        "we all flew to seattle on sunday with the whole family and our dog"
+    );
     assert_eq!(
         loose[1]["prediction"],
         "a completely different sentence about nothing"

@@ -200,11 +200,19 @@ fn openai_backend_sends_the_rendered_prompt_and_greedy_settings() {
         // A correction, then what a server may add before its stop string.
         Reply::ok(&format!(" {}\n", best.replace("cat", "dog")))
     });
-    // One word in five changed: over ASR's default guard limit (0.1), so the limit is raised.
+    // One word in five changed: over ASR's default guard limit (0.1), so the limit is raised,
+    // and a word the hypotheses agree on, so agreement is not held against it.
     let (got, _) = served_records(
         &server,
         5,
-        &["--concurrency", "2", "--guard-max-edit", "0.3"],
+        &[
+            "--concurrency",
+            "2",
+            "--guard-max-edit",
+            "0.3",
+            "--guard-agreed",
+            "free",
+        ],
     );
     for (i, line) in got.iter().enumerate() {
         assert_eq!(line["id"], format!("r{i}"));
@@ -373,7 +381,11 @@ fn a_blank_answer_cut_by_a_stop_string_is_asked_again_without_it() {
         r.body["choices"][0]["finish_reason"] = json!("length");
         r
     });
-    let (got, _) = served_records(&server, 3, &["--guard-max-edit", "0.3"]);
+    let (got, _) = served_records(
+        &server,
+        3,
+        &["--guard-max-edit", "0.3", "--guard-agreed", "free"],
+    );
     for (i, line) in got.iter().enumerate() {
         assert_eq!(
             line["prediction"],

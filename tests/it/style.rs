@@ -32,7 +32,9 @@ fn guard_counts_edits_after_the_style_is_followed() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.jsonl");
     let best = "one two three four five six seven eight nine ten";
-    let record = format!(r#"{{"id": "a", "input": ["{best}", "{best}"]}}"#);
+    // The hypotheses differ on the last word, which the answer corrects.
+    let other = "one two three four five six seven eight nine then";
+    let record = format!(r#"{{"id": "a", "input": ["{best}", "{other}"]}}"#);
     std::fs::write(&input, record + "\n").unwrap();
     // One word corrected in ten (within ASR's 0.1), written cased and punctuated.
     let preds = tmp.path().join("raw.jsonl");
