@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# WER of one set of answers under each style and agreement setting of the guard: how the
+# defaults of `--style` and `--guard-agreed` were chosen on dev (docs/training.md, "Agreed
+# words"). The answers come from a run that kept and scored everything:
+#
+#   neko correct --task asr --guard-max-edit 100 --guard-margin -1000 IN -o RAW
+#   scripts/guard_grid.sh IN RAW [OUT]
+#
+# Then each setting is `neko guard` (default edit limit and margin) + `neko eval`. Dev sets
+# only: never point it at a test file to choose anything.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+neko="${NEKO:-$here/../target/release/neko}"
+input="$1" raw="$2" out="${3:-$(mktemp -d)}"
+mkdir -p "$out"
+files=()
+for style in model follow; do
+    for agreed in free keep; do
+        f="$out/$style-$agreed.jsonl"
+        "$neko" guard --style "$style" --agreed "$agreed" --input "$input" "$raw" >"$f"
+        files+=("$f")
+    done
+done
+"$neko" eval "${files[@]}"
