@@ -95,7 +95,7 @@ impl Default for CorrectOptions {
             prefix_reuse: true,
             guard: GuardOptions::default(),
             constrain: Constrain::None,
-            style: StyleMode::default(),
+            style: StyleMode::Model,
         }
     }
 }

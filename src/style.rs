@@ -5,22 +5,21 @@
 //! formatting edits are not corrections, and they spend the guard's edit budget so that real
 //! word corrections fall back. With `--style follow` an ASR answer follows the hypotheses:
 //! lower (upper) case when every cased letter of every hypothesis is lower (upper) case, no
-//! punctuation when no hypothesis has any (apostrophes are part of words). It is the default
-//! together with the guard's agreement check ([`crate::guard::changes_agreed_words`]): alone,
-//! it let neko-smol's out-of-domain edits, mostly wrong, through to HyPoradise's lower-case
-//! N-bests, which the formatting budget had kept out by accident.
+//! punctuation when no hypothesis has any (apostrophes are part of words). It is not the
+//! default: the formatting budget was also what kept neko-smol's out-of-domain edits, mostly
+//! wrong, from HyPoradise's lower-case N-bests.
 
 use crate::Task;
 
-/// Whether answers follow the hypotheses' style (`--style`). The default follows them: with
-/// the guard's agreement check it did best on every dev set, in and out of domain
-/// (docs/training.md, "Agreed words").
+/// Whether answers follow the hypotheses' style (`--style`). The default keeps the model's
+/// text: following the style helped neko-smol on the dev splits but let through the edits it
+/// gets wrong out of domain (docs/training.md, "The style").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum StyleMode {
     /// ASR answers take the hypotheses' casing and punctuation convention.
-    #[default]
     Follow,
     /// Answers as the model writes them.
+    #[default]
     Model,
 }
 

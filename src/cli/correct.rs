@@ -150,13 +150,13 @@ pub struct DecodeArgs {
     #[arg(long, value_enum, default_value = "none", env = "NEKO_CONSTRAIN")]
     pub constrain: Constrain,
 
-    /// ASR answers' casing and punctuation: `follow` (default) writes them in the hypotheses'
-    /// convention before the guard looks at them (lower case when no hypothesis has a capital,
-    /// upper case when none has a small letter, no punctuation when none has any), so
-    /// formatting does not spend the edit limit on a HyPoradise- or Kaldi-style N-best;
-    /// `model` keeps the model's text. Chosen on dev, in and out of domain, with
-    /// `--guard-agreed keep`: docs/training.md, "Agreed words".
-    #[arg(long, value_enum, default_value = "follow", env = "NEKO_STYLE")]
+    /// ASR answers' casing and punctuation: `model` (default) as the model writes them;
+    /// `follow` writes them in the hypotheses' convention before the guard looks at them
+    /// (lower case when no hypothesis has a capital, upper case when none has a small letter,
+    /// no punctuation when none has any), so formatting no longer spends the edit limit on a
+    /// HyPoradise- or Kaldi-style N-best. With neko-smol, `follow` helps in domain (synth dev)
+    /// and hurts out of domain (HyPoradise): docs/training.md, "The style".
+    #[arg(long, value_enum, default_value = "model", env = "NEKO_STYLE")]
     pub style: StyleMode,
 }
 

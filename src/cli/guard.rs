@@ -58,11 +58,11 @@ pub struct GuardArgs {
     #[command(flatten)]
     pub model: ModelArgs,
 
-    /// ASR predictions' casing and punctuation, as `neko correct --style`: `follow` (default)
-    /// writes them in the hypotheses' convention before the checks (a line's `"margin"` is
-    /// taken to score the prediction as the model wrote it, as `neko correct`'s does); `model`
-    /// keeps them.
-    #[arg(long, value_enum, default_value = "follow")]
+    /// ASR predictions' casing and punctuation, as `neko correct --style`: `model` (default)
+    /// keeps them; `follow` writes them in the hypotheses' convention before the checks (a
+    /// line's `"margin"` is taken to score the prediction as the model wrote it, as `neko
+    /// correct`'s does).
+    #[arg(long, value_enum, default_value = "model")]
     pub style: StyleMode,
 }
 
