@@ -261,6 +261,12 @@ fn openai_backend_sends_the_rendered_prompt_and_greedy_settings() {
     sent.sort_by_key(Value::to_string);
     want.sort_by_key(Value::to_string);
     assert_eq!(sent, want);
+    // By default the guard holds ASR answers to what the hypotheses agree on: both say "cat".
+    let (held, err) = served_records(&server, 2, &["--guard-max-edit", "0.3"]);
+    for line in &held {
+        assert_eq!(line["guard"], "fallback:agreed", "{line}");
+    }
+    assert!(err.contains("+agreed|"), "{err}");
 }
 
 /// Issue 7: 503 and 429 are retried with backoff; the third attempt's answer is used.
