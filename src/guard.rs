@@ -208,7 +208,8 @@ pub enum Reason {
     Markers,
     /// The prediction is further from every hypothesis than the edit ratio allows.
     Edit,
-    /// The prediction changes a word (or adds one where) every hypothesis agrees.
+    /// The prediction changes what every hypothesis agrees on: a word they all have, or a
+    /// word added where none adds one.
     Agreed,
     /// The model does not prefer the prediction to its baseline by the margin.
     Margin,
@@ -291,8 +292,8 @@ pub fn check(
 /// hypothesis adds one. Words are compared by their letters and digits, lowercased (as ASR is
 /// scored). A recogniser's N-best that agrees on a word is rarely wrong about it, and a small
 /// corrector outside its training domain overrules it mostly wrongly (chosen on an
-/// out-of-domain dev set: docs/training.md, "Agreed words"). A single hypothesis says nothing about agreement,
-/// so such records are not checked.
+/// out-of-domain dev set: docs/training.md, "Agreed words"). A single hypothesis says nothing
+/// about agreement, so such records are not checked.
 pub fn changes_agreed_words(prediction: &str, hypotheses: &[String]) -> bool {
     let Some((best, others)) = hypotheses.split_first() else {
         return false;
