@@ -74,9 +74,9 @@ pub struct GuardOptions {
     pub max_edit: Option<f64>,
     /// The margin check's threshold. Only a corrector that can score text applies it.
     pub margin: Margin,
-    /// Whether an ASR answer must keep what every hypothesis agrees on
-    /// ([`changes_agreed_words`]; `--guard-agreed keep`, the default).
-    pub keep_agreed: bool,
+    /// What happens to an ASR answer that changes what every hypothesis agrees on
+    /// ([`changes_agreed_words`]; `--guard-agreed`).
+    pub agreed: Agreed,
 }
 
 /// Which margin the guard asks for (`--guard-margin`).
@@ -133,7 +133,7 @@ impl GuardOptions {
             enabled: true,
             max_edit: None,
             margin: Margin::PerTask,
-            keep_agreed: true,
+            agreed: Agreed::Keep,
         }
     }
 
@@ -161,7 +161,7 @@ impl GuardOptions {
     /// are a recogniser's alternatives for the same audio (MT's come from different systems,
     /// OCR and GEC give one).
     pub fn keeps_agreed(&self, task: Task) -> bool {
-        self.enabled && self.keep_agreed && task == Task::Asr
+        self.enabled && self.agreed == Agreed::Keep && task == Task::Asr
     }
 
     /// The limit that applies to `task`.
@@ -608,7 +608,7 @@ mod tests {
         // ASR only, and only while kept; `--guard-agreed free` and `--no-guard` let it through.
         assert_eq!(check("the hat sat on the mat", Task::Mt, &lax), None);
         let free = GuardOptions {
-            keep_agreed: false,
+            agreed: Agreed::Free,
             ..lax.clone()
         };
         assert_eq!(check("the hat sat on the mat", Task::Asr, &free), None);

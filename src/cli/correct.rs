@@ -173,7 +173,7 @@ impl DecodeArgs {
                 enabled: !self.no_guard,
                 max_edit: self.guard_max_edit,
                 margin: self.guard_margin,
-                keep_agreed: self.guard_agreed == Agreed::Keep,
+                agreed: self.guard_agreed,
             },
             constrain: self.constrain,
             style: self.style,

@@ -84,7 +84,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         enabled: true,
         max_edit: args.max_edit,
         margin: args.margin,
-        keep_agreed: args.agreed == Agreed::Keep,
+        agreed: args.agreed,
     };
     // Scoring reads only the model, the built-in prompts and the default answer bound.
     let mut scorer = match args.score {

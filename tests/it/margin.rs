@@ -5,7 +5,7 @@
 
 use candle_core::{Device, Tensor, D};
 use neko::correct::{CorrectOptions, Corrector};
-use neko::guard::{margin_baseline, GuardOptions, Margin};
+use neko::guard::{margin_baseline, Agreed, GuardOptions, Margin};
 use neko::model::{Logits, Model};
 use neko::record::Record;
 use neko::style::StyleMode;
@@ -50,7 +50,7 @@ fn margins_equal_scoring_alone(name: &str) {
         guard: GuardOptions {
             max_edit: Some(1e6),
             margin: Margin::All(f64::NEG_INFINITY),
-            keep_agreed: false,
+            agreed: Agreed::Free,
             ..GuardOptions::on()
         },
         // Answers in the variants' lower-case style: the margin must score the written text.
