@@ -8,6 +8,7 @@
 #   MARGINS=docs/results/neko-smol-2026-11-26/margins.jsonl.gz scripts/score_torch_preds.sh ...
 #
 # STYLE=follow: ASR answers in their N-best's style before the guard (neko guard --style).
+# AGREED=free: no agreement check (neko guard --agreed free), as the guard was before it.
 # MARGINS: `{"set", "id", "margin"}` lines (scripts/margins_torch.py) added to the answers, so
 # that neko guard applies each task's margin as neko correct does; without it, the edit limit
 # and the other checks only.
@@ -24,6 +25,7 @@ max_edit="${3:-}"
 guard_args=()
 [ -n "$max_edit" ] && guard_args=(--max-edit "$max_edit")
 [ -n "${STYLE:-}" ] && guard_args+=(--style "$STYLE")
+[ -n "${AGREED:-}" ] && guard_args+=(--agreed "$AGREED")
 neko="${NEKO:-target/release/neko}"
 [ -x "$neko" ] || cargo build --release --quiet
 mkdir -p "$out"
