@@ -5,6 +5,7 @@
 # tokenizer. Everything is token ids, so both engines see the same text.
 #
 #   scripts/prepare_gpu_data.sh [DIR]        # default .gpu/data (git-ignored)
+#   CONFIG=configs/train/neko-smol-ood.toml scripts/prepare_gpu_data.sh   # another training mix
 #
 # Then, on the GPU machine (neko-smol's run, docs/training.md):
 #   python3 scripts/train_torch.py --gguf smollm2-135m-instruct.Q4_1.gguf --data DIR \
@@ -20,7 +21,7 @@ model="${MODEL:-models/neko-smol-lora}"
 venv="${NEKO_REF_VENV:-/tmp/neko-ref-venv}"
 [ -x "$neko" ] || cargo build --release --quiet
 mkdir -p "$dir/prompts"
-"$neko" train --config configs/train/neko-smol.toml --export-examples "$dir/train.jsonl" \
+"$neko" train --config "${CONFIG:-configs/train/neko-smol.toml}" --export-examples "$dir/train.jsonl" \
     --out "$(mktemp -d)"
 for s in asr-whisper asr-sphinx ocr mt gec; do
     "$neko" correct --model "$model" --dump-prompts "../shared/data/synth/$s.dev.jsonl" \
