@@ -32,22 +32,6 @@ for f in ../shared/data/hyporadise/test/*.json; do
         | gzip >"$dir/prompts/hp-$(basename "$f" .json).jsonl.gz"
 done
 cp "$model/tokenizer.json" "$dir/"
-# Pack the examples (uint16 ids: the vocabulary has 49152 entries) to fit a small transfer.
-"$venv/bin/python" - "$dir" <<'PY'
-import json, sys
-import numpy as np
-d = sys.argv[1]
-ids, off, ans, exp = [], [0], [], []
-for line in open(f"{d}/train.jsonl"):
-    r = json.loads(line)
-    ids += r["ids"]
-    off.append(len(ids))
-    ans.append(r["answer_start"])
-    exp.append(r["expert"])
-np.savez_compressed(f"{d}/train.npz", ids=np.array(ids, dtype=np.uint16),
-                    off=np.array(off, dtype=np.int64), ans=np.array(ans, dtype=np.int32),
-                    exp=np.array(exp, dtype=np.int8))
-print(f"{len(ans)} examples, {len(ids)} tokens", file=sys.stderr)
-PY
+"$venv/bin/python" scripts/pack_examples.py "$dir/train.jsonl" "$dir/train.npz"
 rm "$dir/train.jsonl"
 du -sh "$dir"

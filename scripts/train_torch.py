@@ -25,6 +25,10 @@ be compared on the dev splits without the CPU.
 
   python3 scripts/train_torch.py --gguf BASE.gguf --data DIR --out OUT [--budget-s 480]
   python3 scripts/train_torch.py --base models/smollm2-135m --parity ADAPTER --data DIR  # CPU
+  # Continue a trained adapter on a new mix (CPU or GPU), no decoding, a checkpoint every 25 steps:
+  python3 scripts/train_torch.py --base models/smollm2-135m --data DIR --out OUT \
+      --variants task-moe --init-adapter configs/neko-smol/adapter.safetensors \
+      --steps 200 --batch-size 16 --lr 2e-4 --warmup 10 --save-every 25 --no-decode
 """
 import argparse
 import gzip
@@ -341,7 +345,7 @@ def lr_at(cfg, step):
     return lo + 0.5 * (cfg["lr"] - lo) * (1 + math.cos(math.pi * prog))
 
 
-def train(net, examples, cfg, device, logf, deadline):
+def train(net, examples, cfg, device, logf, deadline, checkpoint=None):
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     step, epoch, started = 0, 0, time.time()
@@ -371,6 +375,9 @@ def train(net, examples, cfg, device, logf, deadline):
                 logf.flush()
                 log(f"{cfg['name']} step {step}/{cfg['steps']} lm {lm:.4f} aux {aux:.4f} "
                     f"bal {bal:.4f} lr {rec['lr']:.2e} {rec['seconds']:.0f}s")
+            if checkpoint and cfg["save_every"] and step % cfg["save_every"] == 0:
+                logf.flush()
+                checkpoint(step)
         epoch += 1
     return step
 
@@ -510,6 +517,11 @@ def main():
     ap.add_argument("--decode-share", type=float, default=0.3)
     ap.add_argument("--parity", help="decode with this neko adapter and stop (CPU check)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init-adapter", help="start task-moe from this neko adapter (f16 or f32)")
+    ap.add_argument("--warmup", type=int, default=0, help="warm-up steps (0: steps / 20)")
+    ap.add_argument("--save-every", type=int, default=0,
+                    help="write OUT/adapter.safetensors (and its step) every N steps")
+    ap.add_argument("--no-decode", action="store_true", help="train only; decode with neko")
     args = ap.parse_args()
     t0 = time.time()
     deadline = t0 + args.budget_s
@@ -597,21 +609,42 @@ def main():
         cfg = dict(
             name=name, routing=routing, aux_weight=aux_w, balance_weight=bal_w,
             steps=steps, batch_size=args.batch_size, lr=args.lr, min_lr_ratio=0.1,
-            warmup=max(1, steps // 20), max_grad_norm=1.0, seed=args.seed,
+            warmup=args.warmup or max(1, steps // 20), max_grad_norm=1.0, seed=args.seed,
             experts=experts, rank=rank, alpha=float(rank), top_k=top_k,
+            save_every=args.save_every if name == "task-moe" else 0,
+            init_adapter=args.init_adapter if name == "task-moe" else None,
         )
         summary[name] = {"config": cfg}
         torch.manual_seed(args.seed)
         net = Net(base, experts, rank, float(rank), top_k, args.seed, device)
+        if cfg["init_adapter"]:
+            from safetensors.numpy import load_file
+
+            start = load_file(cfg["init_adapter"])
+            net.load_adapter({k: v.astype(np.float32) for k, v in start.items()})
+            log(f"{name}: started from {cfg['init_adapter']}")
+
+        def checkpoint(step, net=net):
+            # One file (not the GPU run's two parts): a CPU run needs no small transfers.
+            save_adapter(net, os.path.join(args.out, "adapter.safetensors"))
+            with open(os.path.join(args.out, "checkpoint.json"), "w") as f:
+                json.dump({"step": step}, f)
+            log(f"{name}: adapter of step {step} written")
+
         ts = time.time()
-        done = train(net, examples, cfg, device, logf, ts + train_share)
+        done = train(net, examples, cfg, device, logf, ts + train_share, checkpoint)
         logf.flush()
         summary[name]["steps_done"] = done
         summary[name]["train_seconds"] = round(time.time() - ts, 1)
         net.eval()
         if name == "task-moe":
-            save_adapter(net, os.path.join(args.out, "adapter"), parts=2)
-            main_net = net
+            if args.no_decode:
+                checkpoint(done)
+            else:
+                save_adapter(net, os.path.join(args.out, "adapter"), parts=2)
+                main_net = net
+        if args.no_decode:
+            continue
         decode_sets(net, name, "learned", dev)
         if name != "task-moe":
             del net
