@@ -176,39 +176,59 @@ fn shard_names(index: &Path) -> Result<Vec<String>, ModelError> {
 
 impl ModelFiles {
     /// A short fingerprint of the model for signatures: sha256 over the config, the tokenizer
-    /// and each weight file's name, size and first and last MiB. Hashing whole checkpoints (many
-    /// GB) would cost more than a correction run; this still changes with any re-export,
-    /// re-quantisation or different file.
+    /// and each weight file's name and whole content. Whole: a model rebuilt with other trained
+    /// tensors (an adapter's experts sit in the middle of the file) must not sign as the same
+    /// model. Each file's digest is remembered in neko's cache (`file_digest`), so a large
+    /// checkpoint is read for it once, not on every run.
     pub fn fingerprint(&self) -> std::io::Result<String> {
         use sha2::{Digest, Sha256};
-        use std::io::{Read, Seek, SeekFrom};
-        const EDGE: u64 = 1 << 20;
         let mut h = Sha256::new();
         let mut paths = vec![&self.config, &self.tokenizer];
         paths.extend(self.weights.iter());
         paths.dedup();
         for p in paths {
-            let mut f = std::fs::File::open(p)?;
-            let len = f.metadata()?.len();
             h.update(
                 p.file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
             );
-            h.update(len.to_le_bytes());
-            let mut buf = Vec::new();
-            (&mut f).take(EDGE).read_to_end(&mut buf)?;
-            if len > 2 * EDGE {
-                f.seek(SeekFrom::Start(len - EDGE))?;
-                f.take(EDGE).read_to_end(&mut buf)?;
-            } else if len > EDGE {
-                f.read_to_end(&mut buf)?;
-            }
-            h.update(&buf);
+            h.update(file_digest(p, &neko_cache().join("fingerprints"))?);
         }
-        let digest = h.finalize();
-        Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+        Ok(hex(&h.finalize()[..8]))
     }
+}
+
+/// sha256 of a file's content, remembered in `cache` under a key of its path, size and
+/// modification time (so an entry goes stale by itself when the file changes). The cache is a
+/// convenience: when it cannot be read or written the digest is computed anyway.
+fn file_digest(path: &Path, cache: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let meta = std::fs::metadata(path)?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let abs = std::fs::canonicalize(path)?;
+    let key = format!("{}\t{}\t{modified}", abs.display(), meta.len());
+    let entry = cache.join(hex(&Sha256::digest(key.as_bytes())[..16]));
+    if let Ok(known) = std::fs::read_to_string(&entry) {
+        if known.len() == 64 && known.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(known);
+        }
+    }
+    let mut h = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+    let digest = hex(&h.finalize());
+    let tmp = entry.with_extension(format!("partial.{}", std::process::id()));
+    let _ = std::fs::create_dir_all(cache)
+        .and_then(|()| std::fs::write(&tmp, &digest))
+        .and_then(|()| std::fs::rename(&tmp, &entry));
+    Ok(digest)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// neko's own cache: `$NEKO_CACHE`, else `~/.cache/neko` (where `scripts/fetch-base.sh` puts
@@ -226,4 +246,45 @@ pub fn neko_cache() -> PathBuf {
 /// The folder of the default model, neko-smol (loaded when no `--model` is given).
 pub fn default_model_dir() -> PathBuf {
     neko_cache().join("neko-smol")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model_dir(root: &Path, weights: &[u8]) -> ModelFiles {
+        std::fs::create_dir_all(root).unwrap();
+        std::fs::write(root.join("config.json"), "{}").unwrap();
+        std::fs::write(root.join("tokenizer.json"), "{}").unwrap();
+        std::fs::write(root.join("model.safetensors"), weights).unwrap();
+        ModelFiles {
+            spec: root.display().to_string(),
+            format: Format::Safetensors,
+            config: root.join("config.json"),
+            tokenizer: root.join("tokenizer.json"),
+            weights: vec![root.join("model.safetensors")],
+        }
+    }
+
+    /// Two models that differ in one byte in the middle of a 5 MiB weight file (where an
+    /// adapter's tensors would be) sign differently; equal files sign alike, cached or not.
+    #[test]
+    fn fingerprint_sees_a_change_anywhere_in_the_weights() {
+        let tmp = std::env::temp_dir().join(format!("neko-fp-{}", std::process::id()));
+        let cache = tmp.join("cache");
+        let mut weights = vec![7u8; 5 << 20];
+        let a = model_dir(&tmp.join("a"), &weights);
+        weights[5 << 19] = 8;
+        let b = model_dir(&tmp.join("b"), &weights);
+        let c = model_dir(&tmp.join("c"), &weights);
+        let digest = |m: &ModelFiles| file_digest(&m.weights[0], &cache).unwrap();
+        assert_ne!(digest(&a), digest(&b));
+        assert_eq!(digest(&b), digest(&c));
+        // The second call reads the cache: the same digest.
+        assert_eq!(digest(&b), digest(&b));
+        assert!(std::fs::read_dir(&cache).unwrap().count() >= 3);
+        assert_ne!(a.fingerprint().unwrap(), b.fingerprint().unwrap());
+        assert_eq!(b.fingerprint().unwrap(), c.fingerprint().unwrap());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 }
