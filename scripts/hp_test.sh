@@ -16,27 +16,16 @@ cd "$here/.."
 out="$1"
 shift
 neko="${NEKO:-target/release/neko}"
-shards="${SHARDS:-2}"
 data="${DATA:-../shared/data/hyporadise/test}"
 if [ ! -d "$data" ]; then
     echo "hp_test: $data is missing (the test sets ship with the shared data only)" >&2
     exit 2
 fi
-[ -x "$neko" ] || cargo build --release --quiet
 mkdir -p "$out"
 sets="${SETS:-$(cd "$data" && ls ./*.json | sed 's|^\./||; s|\.json$||')}"
 outs=()
 for set in $sets; do
-    if [ ! -f "$out/$set.jsonl" ]; then
-        pids=()
-        for ((i = 0; i < shards; i++)); do
-            "$neko" correct --task asr --threads 1 "$@" --shard "$i/$shards" --resume \
-                "$data/$set.json" -o "$out/$set.$i.jsonl" &
-            pids+=($!)
-        done
-        for p in "${pids[@]}"; do wait "$p"; done
-        "$neko" merge "$out/$set".[0-9]*.jsonl -o "$out/$set.jsonl"
-    fi
+    [ -f "$out/$set.jsonl" ] || scripts/correct_sharded.sh "$data/$set.json" "$out/$set.jsonl" --task asr "$@"
     outs+=("$out/$set.jsonl")
 done
 "$neko" eval --json "${outs[@]}" >"$out/report.json"

@@ -14,18 +14,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
 out="$1"
 shift
-neko="${NEKO:-target/release/neko}"
-shards="${SHARDS:-2}"
-[ -x "$neko" ] || cargo build --release --quiet
 mkdir -p "$out"
 zcat docs/results/ood-asr-2026-11-26/ood-asr.dev.jsonl.gz >"$out/ood.jsonl"
 python3 scripts/hp_style.py "$out/ood.jsonl" "$out/hp-ood.json"
-pids=()
-for ((i = 0; i < shards; i++)); do
-    "$neko" correct --task asr --guard-max-edit 100 --guard-margin -1000 --guard-agreed free \
-        --threads 1 "$@" --shard "$i/$shards" "$out/hp-ood.json" -o "$out/raw.$i.jsonl" &
-    pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p"; done
-"$neko" merge "$out"/raw.*.jsonl -o "$out/raw.jsonl"
+rm -f "$out"/raw.jsonl*
+scripts/correct_sharded.sh "$out/hp-ood.json" "$out/raw.jsonl" --task asr \
+    --guard-max-edit 100 --guard-margin -1000 --guard-agreed free "$@"
 scripts/guard_grid.sh "$out/hp-ood.json" "$out/raw.jsonl" "$out/grid"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# `neko correct` on both cores: SHARDS shards at once (one thread each), merged back in input
+# order into OUT (with OUT.sig). Resumable: run it again after an interruption and each shard
+# goes on where it stopped; delete OUT.* first to start over (neko's --resume does not check
+# that the settings are the same).
+#
+#   scripts/correct_sharded.sh IN OUT [neko correct arguments]
+#
+# Env: SHARDS (default 2), NEKO. Used by scripts/ood_dev.sh and scripts/hp_test.sh.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here/.."
+in="$1" out="$2"
+shift 2
+neko="${NEKO:-target/release/neko}"
+shards="${SHARDS:-2}"
+[ -x "$neko" ] || cargo build --release --quiet
+parts=() pids=()
+for ((i = 0; i < shards; i++)); do
+    parts+=("$out.$i")
+    "$neko" correct --threads 1 "$@" --shard "$i/$shards" --resume "$in" -o "$out.$i" &
+    pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+"$neko" merge "${parts[@]}" -o "$out"
