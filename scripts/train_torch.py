@@ -626,7 +626,10 @@ def main():
 
         def checkpoint(step, net=net):
             # One file (not the GPU run's two parts): a CPU run needs no small transfers.
-            save_adapter(net, os.path.join(args.out, "adapter.safetensors"))
+            # Written aside and renamed: a run killed mid-write keeps its last whole checkpoint.
+            path = os.path.join(args.out, "adapter.safetensors")
+            save_adapter(net, path + ".partial")
+            os.replace(path + ".partial", path)
             with open(os.path.join(args.out, "checkpoint.json"), "w") as f:
                 json.dump({"step": step}, f)
             log(f"{name}: adapter of step {step} written")
