@@ -798,8 +798,7 @@ impl Corrector {
             .iter()
             .map(|&t| {
                 let tpl = self.template(t);
-                let h = Sha256::digest(tpl.text().as_bytes());
-                let short: String = h.iter().take(4).map(|b| format!("{b:02x}")).collect();
+                let short = crate::model::files::hex(&Sha256::digest(tpl.text().as_bytes())[..4]);
                 format!("{t}={}@{short}", tpl.origin)
             })
             .collect::<Vec<_>>()

@@ -227,7 +227,8 @@ fn file_digest(path: &Path, cache: &Path) -> std::io::Result<String> {
     Ok(digest)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes` (digests in signatures).
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
