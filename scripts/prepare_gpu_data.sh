@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare what scripts/train_torch.py reads on a GPU machine (which has PyTorch but no Rust):
 # the training examples exactly as `neko train` renders them, the prompts of the dev splits and
-# of the HyPoradise test sets as `neko correct` renders them (for decoding only), and the
+# of the HyPoradise test sets and of the out-of-domain ASR dev split as `neko correct` renders them (for decoding only), and the
 # tokenizer. Everything is token ids, so both engines see the same text.
 #
 #   scripts/prepare_gpu_data.sh [DIR]        # default .gpu/data (git-ignored)
@@ -31,6 +31,13 @@ for f in ../shared/data/hyporadise/test/*.json; do
     "$neko" correct --task asr --model "$model" --dump-prompts "$f" \
         | gzip >"$dir/prompts/hp-$(basename "$f" .json).jsonl.gz"
 done
+# The out-of-domain ASR dev split, HyPoradise-style (as scripts/ood_dev.sh decodes it).
+ood="$(mktemp -d)"
+zcat docs/results/ood-asr-2026-11-26/ood-asr.dev.jsonl.gz >"$ood/ood.jsonl"
+python3 scripts/hp_style.py "$ood/ood.jsonl" "$ood/hp-ood.json"
+"$neko" correct --task asr --model "$model" --dump-prompts "$ood/hp-ood.json" \
+    | gzip >"$dir/prompts/ood-asr-hp.jsonl.gz"
+rm -r "$ood"
 cp "$model/tokenizer.json" "$dir/"
 "$venv/bin/python" scripts/pack_examples.py "$dir/train.jsonl" "$dir/train.npz"
 rm "$dir/train.jsonl"
