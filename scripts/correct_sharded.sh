@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `neko correct` on both cores: SHARDS shards at once (one thread each), merged back in input
 # order into OUT (with OUT.sig). Resumable: run it again after an interruption and each shard
-# goes on where it stopped; delete OUT.* first to start over (neko's --resume does not check
-# that the settings are the same).
+# goes on where it stopped (neko refuses to resume a shard made with other settings); delete
+# OUT.* first to start over.
 #
 #   scripts/correct_sharded.sh IN OUT [neko correct arguments]
 #

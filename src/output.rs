@@ -250,6 +250,40 @@ pub fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
         .with_context(|| format!("{}: cannot write", sig.display()))
 }
 
+/// Refuses to resume a run that was made with other settings (another model, guard or
+/// prompt): its lines and the new ones would be one file under one signature. The earlier
+/// run's signature is `FILE.partial.sig`, written when it started, or `FILE.sig` when it had
+/// finished. A run from a neko that wrote neither is resumed with a warning.
+pub fn check_resume(dest: &Path, signature: &str) -> anyhow::Result<()> {
+    let partial = partial_path(dest);
+    let (earlier, sig) = if partial.exists() {
+        (partial.clone(), signature_path(&partial))
+    } else {
+        (dest.to_path_buf(), signature_path(dest))
+    };
+    match std::fs::read_to_string(&sig) {
+        Ok(then) if then.trim() == signature => Ok(()),
+        Ok(then) => anyhow::bail!(
+            "{}: cannot resume: {} was written with other settings\n  then: {}\n  now:  {signature}\n\
+             run the earlier command again with --resume, or start over without --resume",
+            sig.display(),
+            earlier.display(),
+            then.trim()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if earlier.exists() {
+                eprintln!(
+                    "neko: warning: {} is missing: cannot check that {} was written with the same settings",
+                    sig.display(),
+                    earlier.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("{}: cannot read", sig.display())),
+    }
+}
+
 /// `FILE.sig` beside `FILE`: the signature of the run that wrote it.
 pub fn signature_path(dest: &Path) -> PathBuf {
     let mut name = dest

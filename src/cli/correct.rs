@@ -54,7 +54,8 @@ pub struct CorrectArgs {
     pub output: Option<PathBuf>,
 
     /// Continue an interrupted run of the same command: records whose ids are already in
-    /// FILE.partial (or FILE) are skipped; order is kept. Needs -o.
+    /// FILE.partial (or FILE) are skipped; order is kept. Refused when the earlier run's
+    /// signature (FILE.partial.sig, or FILE.sig) differs. Needs -o.
     #[arg(long, env = "NEKO_RESUME")]
     pub resume: bool,
 
@@ -347,9 +348,16 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     let signature = corrector.signature(&tasks);
     let mut sink = match &args.output {
         None => OutputSink::stdout(),
-        Some(p) if args.resume => OutputSink::resume(p)?,
+        Some(p) if args.resume => {
+            crate::output::check_resume(p, &signature)?;
+            OutputSink::resume(p)?
+        }
         Some(p) => OutputSink::create(p)?,
     };
+    if let Some(dest) = &args.output {
+        // FILE.partial.sig: what a later --resume checks its settings against.
+        crate::output::write_signature(&crate::output::partial_path(dest), &signature)?;
+    }
     let todo: Vec<&Item> = items
         .iter()
         .filter(|it| !sink.already_written(&it.entry.id()))
@@ -396,6 +404,9 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     sink.finish()?;
     if let Some(dest) = &args.output {
         crate::output::write_signature(dest, &signature)?;
+        let partial_sig = crate::output::signature_path(&crate::output::partial_path(dest));
+        std::fs::remove_file(&partial_sig)
+            .with_context(|| format!("{}: cannot remove", partial_sig.display()))?;
     }
     stats.report(started.elapsed().as_secs_f64());
     eprintln!("neko: {signature}");

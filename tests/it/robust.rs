@@ -144,6 +144,55 @@ fn resume_continues_an_interrupted_run_in_order() {
 }
 
 #[test]
+fn resume_refuses_a_run_made_with_other_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, records(4)).unwrap();
+    let dest = dir.path().join("out.jsonl");
+    let run = |model: &str, extra: &[&str]| {
+        correct(model)
+            .args(extra)
+            .args(["--resume", "-o"])
+            .arg(&dest)
+            .arg(&input)
+            .output()
+            .unwrap()
+    };
+    // A run interrupted after two records: its lines and the signature it started with.
+    let first = run("tiny-llama", &[]);
+    assert!(first.status.success());
+    assert!(!neko::output::signature_path(&neko::output::partial_path(&dest)).exists());
+    let full = std::fs::read_to_string(&dest).unwrap();
+    let two: String = full.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(neko::output::partial_path(&dest), two).unwrap();
+    std::fs::copy(
+        neko::output::signature_path(&dest),
+        neko::output::signature_path(&neko::output::partial_path(&dest)),
+    )
+    .unwrap();
+    for (model, extra) in [
+        ("tiny-mixtral", &[][..]),
+        ("tiny-llama", &["--no-guard"][..]),
+    ] {
+        let out = run(model, extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{model} {extra:?}: {err}");
+        assert!(err.contains("written with other settings"), "{err}");
+        // Nothing was touched: the same command as before still resumes it.
+        assert!(neko::output::partial_path(&dest).exists());
+    }
+    let out = run("tiny-llama", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("2 records already written, 2 to go"), "{err}");
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), full);
+    // A finished run is checked against FILE.sig.
+    let out = run("tiny-mixtral", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), full);
+}
+
+#[test]
 fn resume_needs_an_output_file() {
     let out = correct("tiny-llama")
         .args(["--resume", "x.jsonl"])
