@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepare what scripts/train_torch.py reads on a GPU machine (which has PyTorch but no Rust):
-# the training examples exactly as `neko train` renders them, the prompts of the dev splits and
-# of the HyPoradise test sets and of the out-of-domain ASR dev split as `neko correct` renders them (for decoding only), and the
-# tokenizer. Everything is token ids, so both engines see the same text.
+# the training examples exactly as `neko train` renders them, the prompts of the dev splits, of
+# the HyPoradise test sets and of the out-of-domain ASR dev split as `neko correct` renders them
+# (for decoding only), and the tokenizer. Everything is token ids, so both engines see the same
+# text.
 #
 #   scripts/prepare_gpu_data.sh [DIR]        # default .gpu/data (git-ignored)
 #   CONFIG=configs/train/neko-smol-ood.toml scripts/prepare_gpu_data.sh   # another training mix

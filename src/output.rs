@@ -256,11 +256,12 @@ pub fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
 /// finished. A run from a neko that wrote neither is resumed with a warning.
 pub fn check_resume(dest: &Path, signature: &str) -> anyhow::Result<()> {
     let partial = partial_path(dest);
-    let (earlier, sig) = if partial.exists() {
-        (partial.clone(), signature_path(&partial))
+    let earlier = if partial.exists() {
+        partial
     } else {
-        (dest.to_path_buf(), signature_path(dest))
+        dest.to_path_buf()
     };
+    let sig = signature_path(&earlier);
     match std::fs::read_to_string(&sig) {
         Ok(then) if then.trim() == signature => Ok(()),
         Ok(then) => anyhow::bail!(
