@@ -522,6 +522,8 @@ def main():
     ap.add_argument("--save-every", type=int, default=0,
                     help="write OUT/adapter.safetensors (and its step) every N steps")
     ap.add_argument("--no-decode", action="store_true", help="train only; decode with neko")
+    ap.add_argument("--no-task-decode", action="store_true",
+                    help="decode with the learned gate only (no forced-expert pass)")
     args = ap.parse_args()
     t0 = time.time()
     deadline = t0 + args.budget_s
@@ -654,7 +656,8 @@ def main():
         with open(os.path.join(args.out, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
     if main_net is not None:
-        decode_sets(main_net, "task-moe", "task", dev)
+        if not args.no_task_decode:
+            decode_sets(main_net, "task-moe", "task", dev)
         # The HyPoradise test sets, and any other prompt set (the out-of-domain ASR dev split).
         decode_sets(main_net, "task-moe", "learned", lambda s: not dev(s))
     summary["seconds"] = round(time.time() - t0, 1)
