@@ -1,8 +1,8 @@
 //! Output records: one JSON line per input record, in input order, scoreable by `neko eval`.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -132,8 +132,9 @@ impl OutputSink {
     /// A fresh run writing `dest` (through `dest.partial`).
     pub fn create(dest: &Path) -> anyhow::Result<Self> {
         let partial = partial_path(dest);
-        let f = File::create(&partial)
-            .with_context(|| format!("{}: cannot create", partial.display()))?;
+        let f = open_locked(&partial)?;
+        f.set_len(0)
+            .with_context(|| format!("{}: cannot truncate", partial.display()))?;
         Ok(Self::file(f, partial, dest))
     }
 
@@ -141,16 +142,19 @@ impl OutputSink {
     /// (or of `dest`, when the earlier run finished) and remembers their ids.
     pub fn resume(dest: &Path) -> anyhow::Result<Self> {
         let partial = partial_path(dest);
-        let source = if partial.exists() {
-            partial.clone()
+        let from_partial = partial.exists();
+        let mut f = open_locked(&partial)?;
+        let (source, text) = if from_partial {
+            let mut text = Vec::new();
+            (partial.as_path(), f.read_to_end(&mut text).map(|_| text))
         } else {
-            dest.to_path_buf()
+            let text = match std::fs::read(dest) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                read => read,
+            };
+            (dest, text)
         };
-        let text = match std::fs::read(&source) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e).with_context(|| format!("{}: cannot read", source.display())),
-        };
+        let text = text.with_context(|| format!("{}: cannot read", source.display()))?;
         // A line cut by the interruption is dropped and redone.
         let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let mut done: HashMap<String, usize> = HashMap::new();
@@ -167,9 +171,10 @@ impl OutputSink {
             kept.push(b'\n');
         }
         let resumed = done.values().sum();
-        let mut f = File::create(&partial)
-            .with_context(|| format!("{}: cannot create", partial.display()))?;
-        f.write_all(&kept)?;
+        f.set_len(0)
+            .and_then(|()| f.rewind())
+            .and_then(|()| f.write_all(&kept))
+            .with_context(|| format!("{}: cannot rewrite", partial.display()))?;
         let mut sink = Self::file(f, partial, dest);
         sink.done = done;
         sink.resumed = resumed;
@@ -233,12 +238,40 @@ impl OutputSink {
     /// Completes the run: flushes and renames `FILE.partial` to `FILE`.
     pub fn finish(mut self) -> anyhow::Result<()> {
         self.out.flush()?;
-        drop(self.out);
+        // Renamed while still open, so the lock is held until the file is in place.
         if let Some((partial, dest)) = self.paths.take() {
             std::fs::rename(&partial, &dest)
                 .with_context(|| format!("{}: cannot rename into place", dest.display()))?;
         }
         Ok(())
+    }
+}
+
+/// Opens `FILE.partial` for this run alone, without truncating it: an exclusive lock, held
+/// until the run ends, keeps a second run on the same FILE from writing into it (two runs
+/// would interleave and truncate each other's lines). Where the file system has no locks,
+/// the run goes on with a warning.
+fn open_locked(partial: &Path) -> anyhow::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(partial)
+        .with_context(|| format!("{}: cannot create", partial.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(TryLockError::WouldBlock) => anyhow::bail!(
+            "{}: another neko run is writing it; wait for that run to end, or write to another file",
+            partial.display()
+        ),
+        Err(TryLockError::Error(e)) => {
+            eprintln!(
+                "neko: warning: {}: cannot lock ({e}); do not run two commands on one output file",
+                partial.display()
+            );
+            Ok(f)
+        }
     }
 }
 

@@ -193,6 +193,44 @@ fn resume_refuses_a_run_made_with_other_settings() {
 }
 
 #[test]
+fn a_second_run_on_the_same_output_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, records(2)).unwrap();
+    let dest = dir.path().join("out.jsonl");
+    // A run in progress: its partial file, locked as neko locks it.
+    let partial = neko::output::partial_path(&dest);
+    std::fs::write(&partial, "{\"id\": \"r0\"}\n").unwrap();
+    let running = std::fs::File::open(&partial).unwrap();
+    running.lock().unwrap();
+    for resume in [false, true] {
+        let mut cmd = correct("tiny-llama");
+        if resume {
+            cmd.arg("--resume");
+        }
+        let out = cmd.arg("-o").arg(&dest).arg(&input).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "resume {resume}: {err}");
+        assert!(err.contains("another neko run is writing it"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&partial).unwrap(),
+            "{\"id\": \"r0\"}\n"
+        );
+        assert!(!dest.exists());
+    }
+    // Once that run has ended, the file is free again.
+    drop(running);
+    let out = correct("tiny-llama")
+        .arg("-o")
+        .arg(&dest)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(json_lines(&std::fs::read(&dest).unwrap()).len(), 2);
+}
+
+#[test]
 fn resume_needs_an_output_file() {
     let out = correct("tiny-llama")
         .args(["--resume", "x.jsonl"])
