@@ -8,7 +8,8 @@
 #   scripts/prepare_gpu_data.sh [DIR]        # default .gpu/data (git-ignored)
 #   CONFIG=configs/train/neko-smol-ood.toml scripts/prepare_gpu_data.sh   # another training mix
 #
-# Then, on the GPU machine (neko-smol's run, docs/training.md):
+# Then scripts/gpu_carry.sh (the base and the gguf package in carry-sized parts, and how to
+# send them), and on the GPU machine (neko-smol's run, docs/training.md):
 #   python3 scripts/train_torch.py --gguf smollm2-135m-instruct.Q4_1.gguf --data DIR \
 #       --out OUT --variants task-moe --steps 700 --batch-size 64 --lr 5e-4
 # Needs the models/neko-smol-lora start model (docs/training.md) and Python with numpy
