@@ -2,8 +2,8 @@
 //! the over-correction guard and prompt injection.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 use candle_core::{DType, Device};
 use neko::correct::{CorrectOptions, Corrector};
@@ -31,6 +31,26 @@ fn correct(model: &str) -> Command {
     ])
     .arg(fixture(model));
     c
+}
+
+/// A temporary folder holding `n` records in `in.jsonl`; `out.jsonl` there is the output.
+fn workdir(n: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, records(n)).unwrap();
+    let dest = dir.path().join("out.jsonl");
+    (dir, input, dest)
+}
+
+/// `neko correct` with `model` and `flags`, from `input` into `dest`.
+fn correct_into(model: &str, flags: &[&str], dest: &Path, input: &Path) -> Output {
+    correct(model)
+        .args(flags)
+        .arg("-o")
+        .arg(dest)
+        .arg(input)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -114,29 +134,17 @@ fn inputs_over_the_context_drop_hypotheses_then_truncate() {
 
 #[test]
 fn resume_continues_an_interrupted_run_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, records(6)).unwrap();
+    let (dir, input, dest) = workdir(6);
     let full = dir.path().join("full.jsonl");
-    assert!(correct("tiny-llama")
-        .arg("-o")
-        .arg(&full)
-        .arg(&input)
-        .status()
-        .unwrap()
+    assert!(correct_into("tiny-llama", &[], &full, &input)
+        .status
         .success());
     let full_text = std::fs::read_to_string(&full).unwrap();
     // An interrupted run: two complete lines and half of the third.
-    let dest = dir.path().join("out.jsonl");
     let cut: Vec<&str> = full_text.lines().collect();
     let partial = format!("{}\n{}\n{}", cut[0], cut[1], &cut[2][..10]);
     std::fs::write(neko::output::partial_path(&dest), partial).unwrap();
-    let out = correct("tiny-llama")
-        .args(["--resume", "-o"])
-        .arg(&dest)
-        .arg(&input)
-        .output()
-        .unwrap();
+    let out = correct_into("tiny-llama", &["--resume"], &dest, &input);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 records already written, 4 to go"));
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), full_text);
@@ -145,18 +153,10 @@ fn resume_continues_an_interrupted_run_in_order() {
 
 #[test]
 fn resume_refuses_a_run_made_with_other_settings() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, records(4)).unwrap();
-    let dest = dir.path().join("out.jsonl");
+    let (_dir, input, dest) = workdir(4);
     let run = |model: &str, extra: &[&str]| {
-        correct(model)
-            .args(extra)
-            .args(["--resume", "-o"])
-            .arg(&dest)
-            .arg(&input)
-            .output()
-            .unwrap()
+        let flags: Vec<&str> = extra.iter().copied().chain(["--resume"]).collect();
+        correct_into(model, &flags, &dest, &input)
     };
     // A run interrupted after two records: its lines and the signature it started with.
     let first = run("tiny-llama", &[]);
@@ -194,23 +194,16 @@ fn resume_refuses_a_run_made_with_other_settings() {
 
 #[test]
 fn a_second_run_on_the_same_output_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, records(2)).unwrap();
-    let dest = dir.path().join("out.jsonl");
+    let (_dir, input, dest) = workdir(2);
     // A run in progress: its partial file, locked as neko locks it.
     let partial = neko::output::partial_path(&dest);
     std::fs::write(&partial, "{\"id\": \"r0\"}\n").unwrap();
     let running = std::fs::File::open(&partial).unwrap();
     running.lock().unwrap();
-    for resume in [false, true] {
-        let mut cmd = correct("tiny-llama");
-        if resume {
-            cmd.arg("--resume");
-        }
-        let out = cmd.arg("-o").arg(&dest).arg(&input).output().unwrap();
+    for flags in [&[][..], &["--resume"][..]] {
+        let out = correct_into("tiny-llama", flags, &dest, &input);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "resume {resume}: {err}");
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
         assert!(err.contains("another neko run is writing it"), "{err}");
         assert_eq!(
             std::fs::read_to_string(&partial).unwrap(),
@@ -220,12 +213,7 @@ fn a_second_run_on_the_same_output_is_refused() {
     }
     // Once that run has ended, the file is free again.
     drop(running);
-    let out = correct("tiny-llama")
-        .arg("-o")
-        .arg(&dest)
-        .arg(&input)
-        .output()
-        .unwrap();
+    let out = correct_into("tiny-llama", &[], &dest, &input);
     assert!(out.status.success());
     assert_eq!(json_lines(&std::fs::read(&dest).unwrap()).len(), 2);
 }
