@@ -164,7 +164,7 @@ fn resume_refuses_a_run_made_with_other_settings() {
     assert!(!neko::output::signature_path(&neko::output::partial_path(&dest)).exists());
     let full = std::fs::read_to_string(&dest).unwrap();
     let two: String = full.lines().take(2).map(|l| format!("{l}\n")).collect();
-    std::fs::write(neko::output::partial_path(&dest), two).unwrap();
+    std::fs::write(neko::output::partial_path(&dest), &two).unwrap();
     std::fs::copy(
         neko::output::signature_path(&dest),
         neko::output::signature_path(&neko::output::partial_path(&dest)),
@@ -179,7 +179,8 @@ fn resume_refuses_a_run_made_with_other_settings() {
         assert_eq!(out.status.code(), Some(2), "{model} {extra:?}: {err}");
         assert!(err.contains("written with other settings"), "{err}");
         // Nothing was touched: the same command as before still resumes it.
-        assert!(neko::output::partial_path(&dest).exists());
+        let kept = std::fs::read_to_string(neko::output::partial_path(&dest)).unwrap();
+        assert_eq!(kept, two);
     }
     let out = run("tiny-llama", &[]);
     let err = String::from_utf8_lossy(&out.stderr);
