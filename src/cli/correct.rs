@@ -404,9 +404,10 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     sink.finish()?;
     if let Some(dest) = &args.output {
         crate::output::write_signature(dest, &signature)?;
-        let partial_sig = crate::output::signature_path(&crate::output::partial_path(dest));
-        std::fs::remove_file(&partial_sig)
-            .with_context(|| format!("{}: cannot remove", partial_sig.display()))?;
+        // The run is done; a left-over FILE.partial.sig is only read beside a FILE.partial.
+        let _ = std::fs::remove_file(crate::output::signature_path(&crate::output::partial_path(
+            dest,
+        )));
     }
     stats.report(started.elapsed().as_secs_f64());
     eprintln!("neko: {signature}");
