@@ -113,6 +113,8 @@ impl OutputRecord {
 pub struct OutputSink {
     out: Box<dyn Write>,
     paths: Option<(PathBuf, PathBuf)>,
+    /// How the lines were made: `FILE.partial.sig` while the run writes, `FILE.sig` after.
+    signature: Option<String>,
     /// Ids already written by an earlier run, with how many times (ids may repeat).
     done: HashMap<String, usize>,
     resumed: usize,
@@ -124,23 +126,27 @@ impl OutputSink {
         OutputSink {
             out: Box::new(BufWriter::new(std::io::stdout().lock())),
             paths: None,
+            signature: None,
             done: HashMap::new(),
             resumed: 0,
         }
     }
 
-    /// A fresh run writing `dest` (through `dest.partial`).
-    pub fn create(dest: &Path) -> anyhow::Result<Self> {
+    /// A fresh run writing `dest` (through `dest.partial`), with the signature of how its
+    /// lines are made, if they have one.
+    pub fn create(dest: &Path, signature: Option<&str>) -> anyhow::Result<Self> {
         let partial = partial_path(dest);
         let f = open_locked(&partial)?;
         f.set_len(0)
             .with_context(|| format!("{}: cannot truncate", partial.display()))?;
-        Ok(Self::file(f, partial, dest))
+        Self::file(f, partial, dest, signature)
     }
 
     /// Continues the run that was writing `dest`: keeps the complete lines of `dest.partial`
-    /// (or of `dest`, when the earlier run finished) and remembers their ids.
-    pub fn resume(dest: &Path) -> anyhow::Result<Self> {
+    /// (or of `dest`, when the earlier run finished) and remembers their ids. Refused when
+    /// that run had another signature.
+    pub fn resume(dest: &Path, signature: &str) -> anyhow::Result<Self> {
+        check_resume(dest, signature)?;
         let partial = partial_path(dest);
         let from_partial = partial.exists();
         let mut f = open_locked(&partial)?;
@@ -175,19 +181,29 @@ impl OutputSink {
             .and_then(|()| f.rewind())
             .and_then(|()| f.write_all(&kept))
             .with_context(|| format!("{}: cannot rewrite", partial.display()))?;
-        let mut sink = Self::file(f, partial, dest);
+        let mut sink = Self::file(f, partial, dest, Some(signature))?;
         sink.done = done;
         sink.resumed = resumed;
         Ok(sink)
     }
 
-    fn file(f: File, partial: PathBuf, dest: &Path) -> Self {
-        OutputSink {
+    fn file(
+        f: File,
+        partial: PathBuf,
+        dest: &Path,
+        signature: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        if let Some(sig) = signature {
+            // What a later --resume checks its settings against.
+            write_signature(&partial, sig)?;
+        }
+        Ok(OutputSink {
             out: Box::new(BufWriter::new(f)),
             paths: Some((partial, dest.to_path_buf())),
+            signature: signature.map(str::to_string),
             done: HashMap::new(),
             resumed: 0,
-        }
+        })
     }
 
     /// Records carried over from an earlier run.
@@ -235,13 +251,19 @@ impl OutputSink {
         }
     }
 
-    /// Completes the run: flushes and renames `FILE.partial` to `FILE`.
+    /// Completes the run: flushes and renames `FILE.partial` to `FILE`, and its signature
+    /// to `FILE.sig`.
     pub fn finish(mut self) -> anyhow::Result<()> {
         self.out.flush()?;
         // Renamed while still open, so the lock is held until the file is in place.
         if let Some((partial, dest)) = self.paths.take() {
             std::fs::rename(&partial, &dest)
                 .with_context(|| format!("{}: cannot rename into place", dest.display()))?;
+            if let Some(sig) = &self.signature {
+                write_signature(&dest, sig)?;
+                // Only read beside a FILE.partial, so one that cannot be removed does no harm.
+                let _ = std::fs::remove_file(signature_path(&partial));
+            }
         }
         Ok(())
     }
@@ -277,7 +299,7 @@ fn open_locked(partial: &Path) -> anyhow::Result<File> {
 
 /// Writes `signature` as one line to `FILE.sig` beside `dest`, so `neko eval FILE` can say
 /// how the predictions were made.
-pub fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
+fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
     let sig = signature_path(dest);
     std::fs::write(&sig, format!("{signature}\n"))
         .with_context(|| format!("{}: cannot write", sig.display()))
@@ -287,7 +309,7 @@ pub fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
 /// prompt): its lines and the new ones would be one file under one signature. The earlier
 /// run's signature is `FILE.partial.sig`, written when it started, or `FILE.sig` when it had
 /// finished. A run from a neko that wrote neither is resumed with a warning.
-pub fn check_resume(dest: &Path, signature: &str) -> anyhow::Result<()> {
+fn check_resume(dest: &Path, signature: &str) -> anyhow::Result<()> {
     let partial = partial_path(dest);
     let earlier = if partial.exists() {
         partial

@@ -348,16 +348,9 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     let signature = corrector.signature(&tasks);
     let mut sink = match &args.output {
         None => OutputSink::stdout(),
-        Some(p) if args.resume => {
-            crate::output::check_resume(p, &signature)?;
-            OutputSink::resume(p)?
-        }
-        Some(p) => OutputSink::create(p)?,
+        Some(p) if args.resume => OutputSink::resume(p, &signature)?,
+        Some(p) => OutputSink::create(p, Some(&signature))?,
     };
-    if let Some(dest) = &args.output {
-        // FILE.partial.sig: what a later --resume checks its settings against.
-        crate::output::write_signature(&crate::output::partial_path(dest), &signature)?;
-    }
     let todo: Vec<&Item> = items
         .iter()
         .filter(|it| !sink.already_written(&it.entry.id()))
@@ -402,13 +395,6 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     }
     progress.finish_and_clear();
     sink.finish()?;
-    if let Some(dest) = &args.output {
-        crate::output::write_signature(dest, &signature)?;
-        // The run is done; a left-over FILE.partial.sig is only read beside a FILE.partial.
-        let _ = std::fs::remove_file(crate::output::signature_path(&crate::output::partial_path(
-            dest,
-        )));
-    }
     stats.report(started.elapsed().as_secs_f64());
     eprintln!("neko: {signature}");
     Ok(EXIT_OK)

@@ -27,14 +27,14 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
     let merge = Merge::check(&args.inputs)?;
     let mut sink = match &args.output {
         None => OutputSink::stdout(),
-        Some(dest) => OutputSink::create(dest)?,
+        // The shards' own `.sig` line, as an unsharded run writes it.
+        Some(dest) => OutputSink::create(
+            dest,
+            merge.signature.as_deref().map(|s| s.trim_end_matches('\n')),
+        )?,
     };
     merge.write(&mut sink.writer())?;
     sink.finish()?;
-    if let (Some(dest), Some(sig)) = (&args.output, &merge.signature) {
-        // The shards' own `.sig` line, as an unsharded run writes it.
-        crate::output::write_signature(dest, sig.trim_end_matches('\n'))?;
-    }
     eprintln!(
         "neko: merged {} records from {} shard outputs",
         merge.len(),

@@ -199,7 +199,7 @@ fn progress(len: u64, pos: u64) -> indicatif::ProgressBar {
 
 /// Writes the training examples as JSONL through a temporary file (atomic).
 fn export_examples(trainer: &Trainer, path: &std::path::Path) -> anyhow::Result<u8> {
-    let mut sink = crate::output::OutputSink::create(path)?;
+    let mut sink = crate::output::OutputSink::create(path, None)?;
     let out = sink.writer();
     for ex in trainer.examples() {
         let expert = trainer.model.config.task_expert(ex.task);
