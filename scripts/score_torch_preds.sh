@@ -13,9 +13,10 @@
 # that neko guard applies each task's margin as neko correct does; without it, the edit limit
 # and the other checks only.
 #
-# Writes OUT/VARIANT.ROUTING.SET.jsonl (guarded predictions) and OUT/VARIANT.ROUTING.report.json
-# (neko eval --json over that variant's sets); prints the tables. Needs ../shared/data (the
-# inputs and references) and python3.
+# Sets: `dev-*` (synth dev splits), `hp-*` (HyPoradise test sets) and `ood-asr-hp` (the
+# out-of-domain ASR dev split). Writes OUT/VARIANT.ROUTING.SET.jsonl (guarded predictions) and
+# OUT/VARIANT.ROUTING.report.json (neko eval --json over that variant's sets); prints the
+# tables. Needs ../shared/data (the inputs and references) and python3.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
@@ -29,9 +30,14 @@ guard_args=()
 neko="${NEKO:-target/release/neko}"
 [ -x "$neko" ] || cargo build --release --quiet
 mkdir -p "$out"
-python3 - "$preds" "$out" "${MARGINS:-}" <<'PY'
+# The out-of-domain ASR dev split in HyPoradise style (set `ood-asr-hp`), as ood_dev.sh makes it.
+ood="$out/hp-ood.json"
+zcat docs/results/ood-asr-2026-11-26/ood-asr.dev.jsonl.gz >"$out/ood.jsonl"
+python3 scripts/hp_style.py "$out/ood.jsonl" "$ood"
+rm "$out/ood.jsonl"
+python3 - "$preds" "$out" "${MARGINS:-}" "$ood" <<'PY'
 import gzip, json, os, sys
-preds, out, margins_path = sys.argv[1], sys.argv[2], sys.argv[3]
+preds, out, margins_path, ood = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 
 def lines(path):
     return gzip.open(path, "rt") if path.endswith(".gz") else open(path)
@@ -41,6 +47,8 @@ if margins_path:
     margins = {(m["set"], m["id"]): m["margin"] for m in map(json.loads, lines(margins_path))}
 
 def source(set_name):
+    if set_name == "ood-asr-hp":
+        return ood
     if set_name.startswith("dev-"):
         return f"../shared/data/synth/{set_name[4:]}.dev.jsonl"
     return f"../shared/data/hyporadise/test/{set_name[3:]}.json"
@@ -80,6 +88,7 @@ for raw in "$out"/*.raw.jsonl; do
     case "$set_name" in
         dev-*) input="../shared/data/synth/${set_name#dev-}.dev.jsonl" ;;
         hp-*) input="../shared/data/hyporadise/test/${set_name#hp-}.json" ;;
+        ood-asr-hp) input="$ood" ;;
     esac
     "$neko" guard --input "$input" "${guard_args[@]}" "$raw" >"$out/$key.jsonl"
 done
