@@ -9,7 +9,11 @@ N-best padded to 5 by repeating its hypotheses in order. Used to choose `neko co
 on dev (docs/training.md, "The style"); never point it at a test file.
 
   python3 scripts/hp_style.py ../shared/data/synth/asr-whisper.dev.jsonl /tmp/hp-whisper-dev.json
+  python3 scripts/hp_style.py docs/results/ood-asr-2026-11-26/ood-asr.dev.jsonl.gz /tmp/hp-ood.json
+
+A source ending in .gz is read through gzip.
 """
+import gzip
 import json
 import re
 import sys
@@ -24,7 +28,7 @@ def hp(text):
 def main():
     src, dest = sys.argv[1], sys.argv[2]
     out = []
-    for line in open(src):
+    for line in gzip.open(src, "rt") if src.endswith(".gz") else open(src):
         if not line.strip():
             continue
         r = json.loads(line)

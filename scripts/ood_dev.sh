@@ -15,8 +15,7 @@ cd "$here/.."
 out="$1"
 shift
 mkdir -p "$out"
-zcat docs/results/ood-asr-2026-11-26/ood-asr.dev.jsonl.gz >"$out/ood.jsonl"
-python3 scripts/hp_style.py "$out/ood.jsonl" "$out/hp-ood.json"
+python3 scripts/hp_style.py docs/results/ood-asr-2026-11-26/ood-asr.dev.jsonl.gz "$out/hp-ood.json"
 rm -f "$out"/raw.jsonl*
 scripts/correct_sharded.sh "$out/hp-ood.json" "$out/raw.jsonl" --task asr \
     --guard-max-edit 100 --guard-margin -1000 --guard-agreed free "$@"

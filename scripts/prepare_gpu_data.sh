@@ -34,12 +34,11 @@ for f in ../shared/data/hyporadise/test/*.json; do
         | gzip >"$dir/prompts/hp-$(basename "$f" .json).jsonl.gz"
 done
 # The out-of-domain ASR dev split, HyPoradise-style (as scripts/ood_dev.sh decodes it).
-ood="$(mktemp -d)"
-zcat docs/results/ood-asr-2026-11-26/ood-asr.dev.jsonl.gz >"$ood/ood.jsonl"
-python3 scripts/hp_style.py "$ood/ood.jsonl" "$ood/hp-ood.json"
-"$neko" correct --task asr --model "$model" --dump-prompts "$ood/hp-ood.json" \
+ood="$(mktemp --suffix .json)"
+python3 scripts/hp_style.py docs/results/ood-asr-2026-11-26/ood-asr.dev.jsonl.gz "$ood"
+"$neko" correct --task asr --model "$model" --dump-prompts "$ood" \
     | gzip >"$dir/prompts/ood-asr-hp.jsonl.gz"
-rm -r "$ood"
+rm "$ood"
 cp "$model/tokenizer.json" "$dir/"
 "$venv/bin/python" scripts/pack_examples.py "$dir/train.jsonl" "$dir/train.npz"
 rm "$dir/train.jsonl"

@@ -32,9 +32,7 @@ neko="${NEKO:-target/release/neko}"
 mkdir -p "$out"
 # The out-of-domain ASR dev split in HyPoradise style (set `ood-asr-hp`), as ood_dev.sh makes it.
 ood="$out/hp-ood.json"
-zcat docs/results/ood-asr-2026-11-26/ood-asr.dev.jsonl.gz >"$out/ood.jsonl"
-python3 scripts/hp_style.py "$out/ood.jsonl" "$ood"
-rm "$out/ood.jsonl"
+python3 scripts/hp_style.py docs/results/ood-asr-2026-11-26/ood-asr.dev.jsonl.gz "$ood"
 python3 - "$preds" "$out" "${MARGINS:-}" "$ood" <<'PY'
 import gzip, json, os, sys
 preds, out, margins_path, ood = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
