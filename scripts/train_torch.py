@@ -522,6 +522,8 @@ def main():
     ap.add_argument("--save-every", type=int, default=0,
                     help="write OUT/adapter.safetensors (and its step) every N steps")
     ap.add_argument("--no-decode", action="store_true", help="train only; decode with neko")
+    ap.add_argument("--aux-weight", type=float,
+                    help="task-moe's router cross-entropy weight instead of VARIANTS' 0.1")
     ap.add_argument("--no-task-decode", action="store_true",
                     help="decode with the learned gate only (no forced-expert pass)")
     args = ap.parse_args()
@@ -608,6 +610,8 @@ def main():
     dev = lambda s: s.startswith("dev-")  # noqa: E731
     for name in variants:
         experts, rank, top_k, routing, aux_w, bal_w = VARIANTS[name]
+        if name == "task-moe" and args.aux_weight is not None:
+            aux_w = args.aux_weight
         cfg = dict(
             name=name, routing=routing, aux_weight=aux_w, balance_weight=bal_w,
             steps=steps, batch_size=args.batch_size, lr=args.lr, min_lr_ratio=0.1,
