@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# How fast scripts/train_torch.py trains on a lent GPU, and what helps: one run alone, three at
-# once (a 135M model leaves an H100 mostly idle, so parallel runs may cost little each), and
-# one with --compile. Random weights of the base's shapes (--random-base), so only .gpu/data
+# How fast scripts/train_torch.py trains on a lent GPU, and what helps: one run alone, one with
+# --recompute-moe, and three of those at once (if a step is mostly Python dispatching small
+# kernels, as its ~6,000 kernels against ~10 TFLOP suggest, runs side by side cost little each;
+# without --recompute-moe three do not fit in an H100's memory). `--compile` was measured once (docs/training.md) and is left out.
+# Random weights of the base's shapes (--random-base), so only .gpu/data
 # (scripts/prepare_gpu_data.sh) has to travel:
 #
 #   run: bash scripts/gpu_speed.sh, carrying .gpu/data
@@ -14,9 +16,11 @@ mkdir -p "$out"
 t="python3 scripts/train_torch.py --random-base --data .gpu/data --variants task-moe"
 t="$t --batch-size 64 --steps 60 --no-decode --budget-s 400"
 timeout 90 $t --out /tmp/speed-one >"$out/one.txt" 2>&1
-for i in 1 2 3; do timeout 150 $t --out "/tmp/speed-three$i" >"$out/three$i.txt" 2>&1 & done
+timeout 90 $t --recompute-moe --out /tmp/speed-one-recompute >"$out/one-recompute.txt" 2>&1
+for i in 1 2 3; do
+    timeout 150 $t --recompute-moe --out "/tmp/speed-three$i" >"$out/three$i.txt" 2>&1 &
+done
 wait
-timeout 150 $t --compile --out /tmp/speed-compile >"$out/compile.txt" 2>&1
 python3 - <<'PY'
 import glob, json
 for d in sorted(glob.glob("/tmp/speed-*")):

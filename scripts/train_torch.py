@@ -41,6 +41,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 H, LAYERS, HEADS, KV_HEADS, HEAD_DIM, INTER = 576, 30, 9, 3, 64, 1536
 VOCAB, EPS, THETA, EOS = 49152, 1e-5, 100000.0, 2
@@ -177,6 +178,7 @@ def moe_ffn(x, gate, a1, b1, a3, b3, a2, b2, w1, w3, w2, forced, experts, top_k,
 
 
 MOE_FFN = moe_ffn  # main() swaps in torch.compile(moe_ffn) with --compile
+RECOMPUTE_MOE = False  # --recompute-moe
 
 
 class Net(torch.nn.Module):
@@ -253,9 +255,13 @@ class Net(torch.nn.Module):
     def moe(self, layer, x, forced):
         """x (N, H); forced (N,) expert ids or None. Returns (out, gate logits, chosen ids)."""
         b = self.base[layer]
-        lora = self.lora[layer * 6 : layer * 6 + 6]
-        return MOE_FFN(x, self.gate[layer], *lora, b["w1"], b["w3"], b["w2"], forced,
-                       self.E, self.k, self.scale)
+        args = (x, self.gate[layer], *self.lora[layer * 6 : layer * 6 + 6],
+                b["w1"], b["w3"], b["w2"], forced, self.E, self.k, self.scale)
+        if RECOMPUTE_MOE and torch.is_grad_enabled():
+            # Keep only the layer's input for the backward pass and compute the experts' (N, E,
+            # I) activations again there: far less memory, one more forward of the FFN.
+            return torch.utils.checkpoint.checkpoint(MOE_FFN, *args, use_reentrant=False)
+        return MOE_FFN(*args)
 
     def attention(self, layer, x, cos, sin, mask, cache=None, at=None):
         b = self.base[layer]
@@ -557,6 +563,8 @@ def main():
     ap.add_argument("--random-base", action="store_true",
                     help="random weights of the base's shapes (timing runs only)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the MoE FFN")
+    ap.add_argument("--recompute-moe", action="store_true",
+                    help="recompute the MoE FFN in the backward pass (less memory)")
     ap.add_argument("--aux-weight", type=float,
                     help="task-moe's router cross-entropy weight instead of VARIANTS' 0.1")
     ap.add_argument("--no-task-decode", action="store_true",
@@ -567,9 +575,10 @@ def main():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
     os.makedirs(args.out, exist_ok=True)
+    global MOE_FFN, RECOMPUTE_MOE
     if args.compile:
-        global MOE_FFN
         MOE_FFN = torch.compile(moe_ffn, dynamic=True)
+    RECOMPUTE_MOE = args.recompute_moe
     if args.random_base:
         base = random_base(args.seed)
     else:
