@@ -15,7 +15,8 @@
 #   3. run `cat /tmp/p1 .gpu/c2/p2 >/tmp/base.gguf && PYTHONPATH=$PWD/.gpu/py python3
 #      scripts/train_torch.py --gguf /tmp/base.gguf --data .gpu/data ...` carrying .gpu/c2,
 #      .gpu/data and .gpu/py, with its outputs under $OUT (files of 16 MiB at most: the
-#      adapter comes in two parts, joined as docs/training.md says).
+#      adapter comes in two parts, joined as docs/training.md says); or, in place of the one
+#      train_torch.py, scripts/gpu_runs.sh for several runs side by side.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
