@@ -146,10 +146,17 @@ impl OutputSink {
     /// (or of `dest`, when the earlier run finished) and remembers their ids. Refused when
     /// that run had another signature.
     pub fn resume(dest: &Path, signature: &str) -> anyhow::Result<Self> {
-        check_resume(dest, signature)?;
         let partial = partial_path(dest);
         let from_partial = partial.exists();
+        // The lock first: a run still writing the file is refused as such, whatever it ran.
         let mut f = open_locked(&partial)?;
+        if let Err(e) = check_resume(dest, signature, from_partial) {
+            if !from_partial {
+                // Leave no empty partial file behind for a run that never started.
+                let _ = std::fs::remove_file(&partial);
+            }
+            return Err(e);
+        }
         let (source, text) = if from_partial {
             let mut text = Vec::new();
             (partial.as_path(), f.read_to_end(&mut text).map(|_| text))
@@ -309,10 +316,9 @@ fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
 /// prompt): its lines and the new ones would be one file under one signature. The earlier
 /// run's signature is `FILE.partial.sig`, written when it started, or `FILE.sig` when it had
 /// finished. A run from a neko that wrote neither is resumed with a warning.
-fn check_resume(dest: &Path, signature: &str) -> anyhow::Result<()> {
-    let partial = partial_path(dest);
-    let earlier = if partial.exists() {
-        partial
+fn check_resume(dest: &Path, signature: &str, from_partial: bool) -> anyhow::Result<()> {
+    let earlier = if from_partial {
+        partial_path(dest)
     } else {
         dest.to_path_buf()
     };

@@ -191,6 +191,7 @@ fn resume_refuses_a_run_made_with_other_settings() {
     let out = run("tiny-mixtral", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), full);
+    assert!(!neko::output::partial_path(&dest).exists());
 }
 
 #[test]
@@ -199,9 +200,16 @@ fn a_second_run_on_the_same_output_is_refused() {
     // A run in progress: its partial file, locked as neko locks it.
     let partial = neko::output::partial_path(&dest);
     std::fs::write(&partial, "{\"id\": \"r0\"}\n").unwrap();
+    std::fs::write(
+        neko::output::signature_path(&partial),
+        "a run with other settings\n",
+    )
+    .unwrap();
     let running = std::fs::File::open(&partial).unwrap();
     running.lock().unwrap();
-    for flags in [&[][..], &["--resume"][..]] {
+    // That run has other settings than these: a resume is refused as a run in progress
+    // (wait for it), not as other settings (start over).
+    for flags in [&[][..], &["--resume"][..], &["--no-guard", "--resume"][..]] {
         let out = correct_into("tiny-llama", flags, &dest, &input);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
