@@ -150,24 +150,29 @@ impl OutputSink {
         let from_partial = partial.exists();
         // The lock first: a run still writing the file is refused as such, whatever it ran.
         let mut f = open_locked(&partial)?;
-        if let Err(e) = check_resume(dest, signature, from_partial) {
+        // The earlier run's lines: still in FILE.partial, or in FILE when it had finished.
+        let earlier = if from_partial {
+            partial.as_path()
+        } else {
+            dest
+        };
+        if let Err(e) = check_resume(earlier, signature) {
             if !from_partial {
                 // Leave no empty partial file behind for a run that never started.
                 let _ = std::fs::remove_file(&partial);
             }
             return Err(e);
         }
-        let (source, text) = if from_partial {
+        let text = if from_partial {
             let mut text = Vec::new();
-            (partial.as_path(), f.read_to_end(&mut text).map(|_| text))
+            f.read_to_end(&mut text).map(|_| text)
         } else {
-            let text = match std::fs::read(dest) {
+            match std::fs::read(dest) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
                 read => read,
-            };
-            (dest, text)
+            }
         };
-        let text = text.with_context(|| format!("{}: cannot read", source.display()))?;
+        let text = text.with_context(|| format!("{}: cannot read", earlier.display()))?;
         // A line cut by the interruption is dropped and redone.
         let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let mut done: HashMap<String, usize> = HashMap::new();
@@ -315,14 +320,10 @@ fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
 /// Refuses to resume a run that was made with other settings (another model, guard or
 /// prompt): its lines and the new ones would be one file under one signature. The earlier
 /// run's signature is `FILE.partial.sig`, written when it started, or `FILE.sig` when it had
-/// finished. A run from a neko that wrote neither is resumed with a warning.
-fn check_resume(dest: &Path, signature: &str, from_partial: bool) -> anyhow::Result<()> {
-    let earlier = if from_partial {
-        partial_path(dest)
-    } else {
-        dest.to_path_buf()
-    };
-    let sig = signature_path(&earlier);
+/// finished (`earlier` is that file). A run from a neko that wrote neither is resumed with a
+/// warning.
+fn check_resume(earlier: &Path, signature: &str) -> anyhow::Result<()> {
+    let sig = signature_path(earlier);
     match std::fs::read_to_string(&sig) {
         Ok(then) if then.trim() == signature => Ok(()),
         Ok(then) => anyhow::bail!(
