@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Several scripts/train_torch.py runs side by side on one lent GPU, e.g. a candidate and a second
-# seed of it and of the shipped recipe, so that one lease measures the seed spread too. Each run
-# recomputes its MoE activations in the backward pass (--recompute-moe), which should let three
-# fit in an H100's memory (on the CPU it cut a run's peak from 14.4 to 5.3 GB; three plain runs
-# did not fit); `scripts/gpu_speed.sh` measures whether they do, and keep their speed.
+# seed of it or of the shipped recipe, in one call: the machine starts and the base travels once.
+# Each run recomputes its MoE activations in the backward pass (--recompute-moe: on the CPU it
+# cut a run's peak from 14.4 to 5.3 GB; three plain runs did not fit on an H100). Measured on an
+# H100 with two runs: each took 0.58 s per step where one alone takes 0.29-0.32, so side by side
+# is no faster than in sequence; give the first run the larger share of its budget for training
+# (--decode-share 0.1), since at 0.15 its time share ran out at step 737 of 780.
 #
 #   bash scripts/gpu_runs.sh "--gguf /tmp/base.gguf" NAME:DATA:ARGS ...    # PYTHONPATH=.gpu/py for gguf
 #   bash scripts/gpu_runs.sh "--gguf /tmp/base.gguf" \

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # How fast scripts/train_torch.py trains on a lent GPU, and what helps: one run alone, one with
-# --recompute-moe, and three of those at once (if a step is mostly Python dispatching small
-# kernels, as an estimated ~6,000 kernels against ~10 TFLOP suggest, runs side by side cost
-# little each; without --recompute-moe three do not fit in an H100's memory). `--compile` was
-# measured once (docs/training.md) and is left out.
+# --recompute-moe, and three of those at once (the guess was that Python dispatching ~6,000
+# small kernels a step limits a run, so runs side by side would cost little each; two real runs
+# side by side on an H100 then took 0.58 s per step each against 0.29-0.32 alone, so the GPU,
+# not dispatch, limits them; without --recompute-moe three do not fit in an H100's memory).
+# `--compile` was measured once (docs/training.md) and is left out.
 # Random weights of the base's shapes (--random-base), so only .gpu/data
 # (scripts/prepare_gpu_data.sh) has to travel:
 #
