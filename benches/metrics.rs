@@ -32,6 +32,7 @@ fn settings(normalizer: &str) -> Settings {
         task: None,
         normalizers: vec![normalizer.parse::<Normalizer>().unwrap()],
         group_by: GroupBy::Auto,
+        paired_bs: None,
     }
 }
 

@@ -8,6 +8,8 @@
 - GEC edits: spans merged from rapidfuzz's Levenshtein opcodes (the aligner jiwer uses).
 - Whisper normalisers: openai-whisper's own `whisper.normalizers` module (imported without torch).
 - Hypo2Trans normalisation: `re.sub(r"[^\\w\\s]|\\d", "", s.lower())`.
+- Paired bootstrap (`neko eval --paired-bs`): the same draws as neko (SplitMix64, below), each
+  resample scored by sacrebleu and jiwer, the interval by numpy's percentile.
 
 Writes tests/fixtures/metrics/*.json and tests/fixtures/metrics/records/*.jsonl. Words are
 `" ".join(s.split())` before jiwer sees them, so jiwer and neko split words the same way (jiwer
@@ -620,10 +622,69 @@ def cli_fixtures(out_dir):
     plain = [{"input": ["hello world"], "output": "hello word"}, {"input": ["good morning"], "output": "good morning"}]
     write_jsonl(os.path.join(rec_dir, "notask.jsonl"), plain)
     expected["notask.jsonl"] = {"one_best": add(wer_counts("hello word", "hello world"), wer_counts("good morning", "good morning"))}
+    expected["mt.jsonl"]["bootstrap"] = bootstrap_fixture(mt, {
+        "wer": (corpus_rate(wer_counts), False),
+        "cer": (corpus_rate(cer_counts), False),
+        "bleu": (lambda _s, h, r: sacrebleu.corpus_bleu(h, [r]).score, True),
+        "chrf": (lambda _s, h, r: sacrebleu.corpus_chrf(h, [r]).score, True),
+    })
+    expected["gec.jsonl"]["bootstrap"] = bootstrap_fixture(gec, {
+        "wer": (corpus_rate(wer_counts), False),
+        "gleu": (lambda s, h, r: gleu_package(s, h, r), True),
+    })
     return expected
 
 
 # ---------------------------------------------------------------------------------------------
+
+MASK = (1 << 64) - 1
+
+
+def bootstrap_draws(seed, r, n):
+    """neko's resample r of n records (src/eval/bootstrap.rs): SplitMix64, Lemire's mapping."""
+    state = seed ^ ((r * 0x9E3779B97F4A7C15) & MASK)
+    out = []
+    for _ in range(n):
+        state = (state + 0x9E3779B97F4A7C15) & MASK
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+        out.append(((z ^ (z >> 31)) * n) >> 64)
+    return out
+
+
+def bootstrap_fixture(records, metrics, resamples=200, seed=12345):
+    """Paired bootstrap of a record file's predictions against their 1-best: each metric is
+    `(score(sources, hyps, refs), higher_is_better)`, scored on every resample by the reference
+    tool, as `neko eval --paired-bs --paired-bs-n 200` reports it."""
+    import numpy as np
+
+    src = [m["input"][0] for m in records]
+    pred = [m["prediction"] for m in records]
+    refs = [m["output"] for m in records]
+    samples = [bootstrap_draws(seed, r, len(records)) for r in range(resamples)]
+    out = {"resamples": resamples, "seed": seed, "first_draws": samples[0]}
+    for name, (score, higher) in metrics.items():
+        def delta(idx):
+            s_, p_, r_ = ([xs[i] for i in idx] for xs in (src, pred, refs))
+            return score(s_, p_, r_) - score(s_, s_, r_)
+
+        deltas = [delta(i) for i in samples]
+        out[name] = {
+            "delta": delta(range(len(records))),
+            "low": float(np.percentile(deltas, 2.5)),
+            "high": float(np.percentile(deltas, 97.5)),
+            "p_better": sum(d > 0 if higher else d < 0 for d in deltas) / resamples,
+        }
+    return out
+
+
+def corpus_rate(counts_of):
+    def rate(_sources, hyps, refs):
+        c = [sum(x) for x in zip(*[counts_of(r, h) for r, h in zip(refs, hyps)])]
+        return 100.0 * errors(c) / (c[0] + c[1] + c[2])
+
+    return rate
 
 
 def dump(path, obj):

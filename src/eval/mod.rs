@@ -9,6 +9,7 @@
 //! file that has predictions is scored with its 1-best and listed in [`FileReport::fallbacks`].
 
 pub mod baseline;
+pub mod bootstrap;
 pub mod report;
 pub mod signature;
 pub mod text;
@@ -87,6 +88,8 @@ pub struct Settings {
     pub normalizers: Vec<Normalizer>,
     /// Grouping inside files.
     pub group_by: GroupBy,
+    /// Paired bootstrap of each group's prediction against its 1-best, when asked for.
+    pub paired_bs: Option<bootstrap::PairedBs>,
 }
 
 /// One input file, read once and scored under every normaliser.
@@ -137,7 +140,7 @@ pub fn evaluate(inputs: &[Input], settings: &Settings) -> Report {
 fn run(inputs: &[Input], settings: &Settings, normalizer: Option<&Normalizer>) -> Run {
     let scored: Vec<(FileReport, BTreeSet<(Task, String)>)> = inputs
         .par_iter()
-        .map(|i| score_file(i, settings.task, normalizer, settings.group_by))
+        .map(|i| score_file(i, settings, normalizer))
         .collect();
     let used: BTreeSet<(Task, String)> = scored.iter().flat_map(|(_, u)| u.clone()).collect();
     let files: Vec<FileReport> = scored.into_iter().map(|(f, _)| f).collect();
@@ -182,9 +185,8 @@ struct Scorable<'a> {
 /// Scores one file; also returns the (task, normaliser) pairs it used, for the signatures.
 fn score_file(
     input: &Input,
-    task: Option<Task>,
+    settings: &Settings,
     normalizer: Option<&Normalizer>,
-    group_by: GroupBy,
 ) -> (FileReport, BTreeSet<(Task, String)>) {
     let mut unscored = Vec::new();
     let mut scorable = Vec::new();
@@ -197,7 +199,7 @@ fn score_file(
                 continue;
             }
         };
-        let t = match (task, record.task.as_deref()) {
+        let t = match (settings.task, record.task.as_deref()) {
             (Some(t), _) => t,
             (None, Some(name)) => match name.parse::<Task>() {
                 Ok(t) => t,
@@ -245,7 +247,8 @@ fn score_file(
         .iter()
         .map(|s| (s.task, s.normalizer.clone()))
         .collect();
-    let groups = groups(&scores, group_by, with_predictions);
+    let paired_bs = settings.paired_bs.filter(|_| with_predictions);
+    let groups = groups(&scores, settings.group_by, paired_bs, with_predictions);
     let mut guard = std::collections::BTreeMap::new();
     for r in input.entries.iter().filter_map(|e| e.record.as_ref().ok()) {
         if let Some(g) = &r.guard {
@@ -349,9 +352,14 @@ fn both<S>(one_best: &str, prediction: Option<&str>, f: impl Fn(&str) -> S) -> (
 }
 
 /// The whole file, then its groups in name order.
-fn groups(scores: &[RecordScore], group_by: GroupBy, with_predictions: bool) -> Vec<GroupReport> {
+fn groups(
+    scores: &[RecordScore],
+    group_by: GroupBy,
+    paired_bs: Option<bootstrap::PairedBs>,
+    with_predictions: bool,
+) -> Vec<GroupReport> {
     let all: Vec<&RecordScore> = scores.iter().collect();
-    let mut out = vec![group("all", &all, with_predictions)];
+    let mut out = vec![group("all", &all, paired_bs, with_predictions)];
     let by = match group_by {
         GroupBy::Auto if scores.iter().any(|s| s.source.is_some()) => GroupBy::Source,
         GroupBy::Auto if scores.iter().map(|s| s.task).collect::<BTreeSet<_>>().len() > 1 => {
@@ -379,7 +387,7 @@ fn groups(scores: &[RecordScore], group_by: GroupBy, with_predictions: bool) -> 
     out.extend(
         keyed
             .iter()
-            .map(|(name, members)| group(name, members, with_predictions)),
+            .map(|(name, members)| group(name, members, paired_bs, with_predictions)),
     );
     out
 }
@@ -448,7 +456,12 @@ fn pair_of<S: Default + std::ops::AddAssign + Copy>(
     })
 }
 
-fn group(name: &str, members: &[&RecordScore], with_predictions: bool) -> GroupReport {
+fn group(
+    name: &str,
+    members: &[&RecordScore],
+    paired_bs: Option<bootstrap::PairedBs>,
+    with_predictions: bool,
+) -> GroupReport {
     let zero = Rate::new(EditCounts::default(), 0.0, 0);
     let one_best = rate_of(members, |m| Some(m.one_best)).unwrap_or(zero);
     let corrected = rate_of(members, |m| m.corrected).filter(|_| with_predictions);
@@ -487,5 +500,50 @@ fn group(name: &str, members: &[&RecordScore], with_predictions: bool) -> GroupR
         chrf: pair_of(members, |m| m.chrf, ChrfStats::score),
         gleu: pair_of(members, |m| m.gleu, GleuStats::score),
         edits: any_edits.then(|| Edits::new(edits)),
+        significance: paired_bs.map(|bs| significance(members, bs)),
     }
+}
+
+/// The paired bootstrap of every metric the group has (with predictions, every record has a
+/// corrected side: its prediction, or its 1-best in its place).
+fn significance(members: &[&RecordScore], bs: bootstrap::PairedBs) -> bootstrap::Significance {
+    use bootstrap::{interval, Better};
+    let rate = |c: &EditCounts| 100.0 * c.error_rate();
+    let wer = paired(members, |m| Some((m.one_best, m.corrected)));
+    let cer = paired(members, |m| Some((m.cer_one_best, m.cer_corrected)));
+    bootstrap::Significance {
+        resamples: bs.resamples as u64,
+        seed: bs.seed,
+        wer: interval(&wer, rate, Better::Lower, bs).unwrap_or_default(),
+        cer: interval(&cer, rate, Better::Lower, bs).unwrap_or_default(),
+        bleu: interval(
+            &paired(members, |m| m.bleu),
+            BleuStats::score,
+            Better::Higher,
+            bs,
+        ),
+        chrf: interval(
+            &paired(members, |m| m.chrf),
+            ChrfStats::score,
+            Better::Higher,
+            bs,
+        ),
+        gleu: interval(
+            &paired(members, |m| m.gleu),
+            GleuStats::score,
+            Better::Higher,
+            bs,
+        ),
+    }
+}
+
+/// Each member's (1-best, prediction) statistics, where it has both.
+fn paired<S: Copy>(
+    members: &[&RecordScore],
+    f: impl Fn(&RecordScore) -> Option<(S, Option<S>)>,
+) -> Vec<Option<(S, S)>> {
+    members
+        .iter()
+        .map(|m| f(m).and_then(|(a, b)| Some((a, b?))))
+        .collect()
 }

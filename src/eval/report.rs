@@ -126,6 +126,9 @@ pub struct GroupReport {
     /// Edit precision / recall / F0.5 of the predictions on the group's GEC records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edits: Option<Edits>,
+    /// The paired bootstrap of the predictions against the 1-best (`--paired-bs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub significance: Option<super::bootstrap::Significance>,
 }
 
 /// A 1-best value and, when the file has predictions, the corrected value.

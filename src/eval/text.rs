@@ -73,6 +73,20 @@ fn render_run(run: &Run, out: &mut String) {
         out.push('\n');
         gec_table(run, &labels).render(out);
     }
+    if let Some(bs) = run
+        .files
+        .iter()
+        .flat_map(|f| &f.groups)
+        .find_map(|g| g.significance.as_ref())
+    {
+        let _ = writeln!(
+            out,
+            "\npaired bootstrap, predictions against their 1-best ({} resamples): the change, its \
+             95% interval, and the share of resamples in which the predictions are better",
+            count(bs.resamples)
+        );
+        significance_table(run, &labels).render(out);
+    }
     notes(run, &labels, out);
 }
 
@@ -250,6 +264,37 @@ fn gec_table(run: &Run, labels: &Labels) -> Table {
                 }
             }
             t.push(row);
+        }
+    }
+    t
+}
+
+fn significance_table(run: &Run, labels: &Labels) -> Table {
+    let mut t = Table::new(&["file", "metric", "change", "95% interval", "P(better)"]);
+    for f in &run.files {
+        for (i, g) in f.groups.iter().enumerate() {
+            let Some(s) = &g.significance else { continue };
+            let metrics = [
+                ("WER", Some(s.wer)),
+                ("CER", Some(s.cer)),
+                ("BLEU", s.bleu),
+                ("chrF", s.chrf),
+                ("GLEU", s.gleu),
+            ];
+            for (k, (name, iv)) in metrics.iter().enumerate() {
+                let Some(iv) = iv else { continue };
+                t.push(vec![
+                    if k == 0 {
+                        labels.row(f, g, i == 0)
+                    } else {
+                        String::new()
+                    },
+                    name.to_string(),
+                    format!("{:+.2}", iv.delta),
+                    format!("[{:+.2}, {:+.2}]", iv.low, iv.high),
+                    format!("{:.3}", iv.p_better),
+                ]);
+            }
         }
     }
     t

@@ -335,6 +335,78 @@ fn baseline_gate_exits_1_on_a_regression_beyond_the_tolerance() {
 }
 
 #[test]
+fn paired_bootstrap_matches_the_reference_tools_on_the_same_draws() {
+    // scripts/make_metric_fixtures.py draws the same resamples (SplitMix64) and scores each with
+    // jiwer, sacrebleu and gleu: every interval and share must agree.
+    let files = ["mt.jsonl", "gec.jsonl"].map(records);
+    let report = json(&["--paired-bs", "--paired-bs-n", "200", &files[0], &files[1]]);
+    for (i, name) in ["mt.jsonl", "gec.jsonl"].iter().enumerate() {
+        let want = &expected()["files"][name]["bootstrap"];
+        let got = &report["runs"][0]["files"][i]["groups"][0]["significance"];
+        assert_eq!(got["resamples"], want["resamples"]);
+        assert_eq!(got["seed"], want["seed"]);
+        for metric in ["wer", "cer", "bleu", "chrf", "gleu"] {
+            if want[metric].is_null() {
+                continue;
+            }
+            for field in ["delta", "low", "high"] {
+                let what = format!("{name} {metric} {field}");
+                assert_2dp(
+                    f64_of(&got[metric][field]),
+                    f64_of(&want[metric][field]),
+                    &what,
+                );
+            }
+            assert_eq!(
+                got[metric]["p_better"], want[metric]["p_better"],
+                "{name} {metric}"
+            );
+        }
+    }
+    // A mixed GEC change is not better in every resample; the fixture must keep showing that.
+    assert!(f64_of(&expected()["files"]["gec.jsonl"]["bootstrap"]["wer"]["p_better"]) < 1.0);
+}
+
+#[test]
+fn paired_bootstrap_is_printed_and_signed_and_off_by_default() {
+    let mt = records("mt.jsonl");
+    let o = run(
+        &[&mt],
+        &[
+            ("NEKO_EVAL_PAIRED_BS", "1"),
+            ("NEKO_EVAL_PAIRED_BS_N", "50"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("paired bootstrap, predictions against their 1-best (50 resamples)"));
+    assert!(
+        text.contains("95% interval") && text.contains("P(better)"),
+        "{text}"
+    );
+    let bleu = text
+        .lines()
+        .find(|l| l.starts_with("bleu|"))
+        .expect("a BLEU signature");
+    assert!(bleu.contains("|bs:50|seed:12345|"), "{bleu}");
+    let plain = json(&[&mt]);
+    let g = &plain["runs"][0]["files"][0]["groups"][0];
+    assert!(
+        g.get("significance").is_none(),
+        "no bootstrap unless asked: {g}"
+    );
+    assert!(!plain["runs"][0]["signatures"].to_string().contains("bs:"));
+    // A file without predictions has nothing to compare.
+    let raw = json(&["--paired-bs", &records("ocr.jsonl")]);
+    assert!(raw["runs"][0]["files"][0]["groups"][0]
+        .get("significance")
+        .is_none());
+    let o = run(&["--paired-bs", "--paired-bs-n", "0", &mt], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--paired-bs-n must be at least 1"));
+}
+
+#[test]
 fn every_flag_has_an_environment_twin() {
     let asr = records("asr.jsonl");
     let o = run(
