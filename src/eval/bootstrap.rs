@@ -28,7 +28,7 @@ pub struct PairedBs {
 
 /// The change corrected − 1-best of one metric, in the metric's points (percent), with the
 /// central 95% of its resampled values.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     /// The change on the records as they are (the report's two scores subtracted).
     pub delta: f64,

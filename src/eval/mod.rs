@@ -514,8 +514,8 @@ fn significance(members: &[&RecordScore], bs: bootstrap::PairedBs) -> bootstrap:
     bootstrap::Significance {
         resamples: bs.resamples as u64,
         seed: bs.seed,
-        wer: interval(&wer, rate, Better::Lower, bs).unwrap_or_default(),
-        cer: interval(&cer, rate, Better::Lower, bs).unwrap_or_default(),
+        wer: interval(&wer, rate, Better::Lower, bs).expect("a group has records"),
+        cer: interval(&cer, rate, Better::Lower, bs).expect("a group has records"),
         bleu: interval(
             &paired(members, |m| m.bleu),
             BleuStats::score,
