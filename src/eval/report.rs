@@ -230,3 +230,12 @@ impl Edits {
         }
     }
 }
+
+/// The paired bootstrap settings of a run, from its first group that has one (`--paired-bs`
+/// gives every group with predictions the same).
+pub fn first_significance(files: &[FileReport]) -> Option<&super::bootstrap::Significance> {
+    files
+        .iter()
+        .flat_map(|f| &f.groups)
+        .find_map(|g| g.significance.as_ref())
+}

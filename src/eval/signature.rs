@@ -39,14 +39,11 @@ pub fn signatures(files: &[FileReport], used: &BTreeSet<(Task, String)>) -> Vec<
     let norm_of =
         |tasks: &[Task]| normalizer_label(used.iter().filter(|(t, _)| tasks.contains(t)).cloned());
     // sacrebleu puts its paired bootstrap's settings into the signature the same way.
-    let bs = files
-        .iter()
-        .flat_map(|f| &f.groups)
-        .find_map(|g| g.significance.as_ref())
-        .map_or(String::new(), |s| {
-            format!("|bs:{}|seed:{}", s.resamples, s.seed)
-        });
-    let common = |name: &str, norm: &str| format!("{name}|norm:{norm}|nrefs:1|neko:{v}{bs}");
+    let bs = super::first_significance(files).map_or(String::new(), |s| {
+        format!("|bs:{}|seed:{}", s.resamples, s.seed)
+    });
+    let plain = |name: &str, norm: &str| format!("{name}|norm:{norm}|nrefs:1|neko:{v}");
+    let common = |name: &str, norm: &str| format!("{}{bs}", plain(name, norm));
     let all = norm_of(&Task::ALL);
     let mut out = vec![
         format!(
@@ -78,9 +75,7 @@ pub fn signatures(files: &[FileReport], used: &BTreeSet<(Task, String)>) -> Vec<
             .any(|f| f.groups.first().is_some_and(|g| g.edits.is_some()));
         if edits {
             // No bootstrap of the edit scores: their line has no `bs`.
-            out.push(format!(
-                "edits|norm:{n}|nrefs:1|neko:{v}|tok:ws|beta:0.5|src:1-best"
-            ));
+            out.push(format!("{}|tok:ws|beta:0.5|src:1-best", plain("edits", &n)));
         }
     }
     // How the predictions were made, when `neko correct` left its signature beside the file.

@@ -73,12 +73,7 @@ fn render_run(run: &Run, out: &mut String) {
         out.push('\n');
         gec_table(run, &labels).render(out);
     }
-    if let Some(bs) = run
-        .files
-        .iter()
-        .flat_map(|f| &f.groups)
-        .find_map(|g| g.significance.as_ref())
-    {
+    if let Some(bs) = super::first_significance(&run.files) {
         let _ = writeln!(
             out,
             "\npaired bootstrap, predictions against their 1-best ({} resamples): the change, its \
