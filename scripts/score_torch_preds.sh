@@ -9,6 +9,7 @@
 #
 # STYLE=follow: ASR answers in their N-best's style before the guard (neko guard --style).
 # AGREED=free: no agreement check (neko guard --agreed free), as the guard was before it.
+# NBEST=pick|free: neko guard --nbest (ASR answers must be one of their hypotheses, or not).
 # MARGINS: `{"set", "id", "margin"}` lines (scripts/margins_torch.py) added to the answers, so
 # that neko guard applies each task's margin as neko correct does; without it, the edit limit
 # and the other checks only.
@@ -27,6 +28,7 @@ guard_args=()
 [ -n "$max_edit" ] && guard_args=(--max-edit "$max_edit")
 [ -n "${STYLE:-}" ] && guard_args+=(--style "$STYLE")
 [ -n "${AGREED:-}" ] && guard_args+=(--agreed "$AGREED")
+[ -n "${NBEST:-}" ] && guard_args+=(--nbest "$NBEST")
 neko="${NEKO:-target/release/neko}"
 [ -x "$neko" ] || cargo build --release --quiet
 mkdir -p "$out"

@@ -77,6 +77,9 @@ pub struct GuardOptions {
     /// What happens to an ASR answer that changes what every hypothesis agrees on
     /// ([`changes_agreed_words`]; `--guard-agreed`).
     pub agreed: Agreed,
+    /// Whether an ASR answer must be one of its hypotheses ([`is_a_hypothesis`];
+    /// `--guard-nbest`).
+    pub nbest: Nbest,
 }
 
 /// Which margin the guard asks for (`--guard-margin`).
@@ -100,6 +103,17 @@ pub enum Agreed {
     #[default]
     Keep,
     /// Let the answer change them.
+    Free,
+}
+
+/// What the guard asks of an ASR answer's words (`--guard-nbest`; [`is_a_hypothesis`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Nbest {
+    /// The answer must be one of its hypotheses, word for word; else it falls back to the
+    /// 1-best (`"guard": "fallback:nbest"`).
+    Pick,
+    /// The answer may write its own words.
+    #[default]
     Free,
 }
 
@@ -134,6 +148,7 @@ impl GuardOptions {
             max_edit: None,
             margin: Margin::PerTask,
             agreed: Agreed::Keep,
+            nbest: Nbest::default(),
         }
     }
 
@@ -164,6 +179,12 @@ impl GuardOptions {
         self.enabled && self.agreed == Agreed::Keep && task == Task::Asr
     }
 
+    /// Whether an answer for `task` must be one of its hypotheses: ASR only, whose N-best are
+    /// a recogniser's alternatives for the same audio.
+    pub fn picks(&self, task: Task) -> bool {
+        self.enabled && self.nbest == Nbest::Pick && task == Task::Asr
+    }
+
     /// The limit that applies to `task`.
     pub fn limit(&self, task: Task) -> Limit {
         let mut limit = default_limit(task);
@@ -188,7 +209,8 @@ impl GuardOptions {
                 };
                 let margin = self.margin(t).map_or(String::new(), |m| format!("+m{m}"));
                 let agreed = if self.keeps_agreed(t) { "+agreed" } else { "" };
-                format!("{}:{unit}{}{margin}{agreed}", t.name(), l.ratio)
+                let pick = if self.picks(t) { "+pick" } else { "" };
+                format!("{}:{unit}{}{margin}{agreed}{pick}", t.name(), l.ratio)
             })
             .collect::<Vec<_>>()
             .join(",")
@@ -211,6 +233,8 @@ pub enum Reason {
     /// The prediction changes what every hypothesis agrees on: a word they all have, or a
     /// word added where none adds one.
     Agreed,
+    /// The prediction is none of the hypotheses (ASR with `--guard-nbest pick`).
+    Nbest,
     /// The model does not prefer the prediction to its baseline by the margin.
     Margin,
 }
@@ -225,6 +249,7 @@ impl Reason {
             Reason::Markers => "markers",
             Reason::Edit => "edit",
             Reason::Agreed => "agreed",
+            Reason::Nbest => "nbest",
             Reason::Margin => "margin",
         }
     }
@@ -283,8 +308,21 @@ pub fn check(
     if nearest > limit.ratio {
         return Some(Reason::Edit);
     }
-    (opts.keeps_agreed(task) && changes_agreed_words(prediction, hypotheses))
-        .then_some(Reason::Agreed)
+    if opts.keeps_agreed(task) && changes_agreed_words(prediction, hypotheses) {
+        return Some(Reason::Agreed);
+    }
+    (opts.picks(task) && !is_a_hypothesis(prediction, hypotheses)).then_some(Reason::Nbest)
+}
+
+/// Whether `prediction` says what one of `hypotheses` says, word for word (words compared by
+/// their letters and digits, lowercased, as ASR is scored: casing and punctuation may differ).
+/// Out of its training domain neko-smol picks well among an N-best and writes badly: on an
+/// out-of-domain dev set its answers that were a hypothesis won, those that combined the
+/// hypotheses' words anew or added a word of their own lost (docs/training.md, "Picked, not
+/// written").
+pub fn is_a_hypothesis(prediction: &str, hypotheses: &[String]) -> bool {
+    let words = word_keys(prediction);
+    hypotheses.iter().any(|h| word_keys(h) == words)
 }
 
 /// Whether `prediction` changes the 1-best where the N-best agrees: substitutes or drops a

@@ -11,7 +11,7 @@ use super::{ModelArgs, EXIT_ERROR, EXIT_OK};
 use crate::backend::openai::{self, OpenAi, PromptAs};
 use crate::backend::{render, BackendKind};
 use crate::correct::{Constrain, CorrectOptions, Corrector};
-use crate::guard::{Agreed, GuardOptions, Margin};
+use crate::guard::{Agreed, GuardOptions, Margin, Nbest};
 use crate::model::RoutingMode;
 use crate::output::{OutputRecord, OutputSink, RecordFailure};
 use crate::prompt::Template;
@@ -144,6 +144,14 @@ pub struct DecodeArgs {
     #[arg(long, value_enum, default_value = "keep", env = "NEKO_GUARD_AGREED")]
     pub guard_agreed: Agreed,
 
+    /// Whether an ASR answer must be one of its hypotheses (word for word; casing and
+    /// punctuation may differ): `pick` falls back to the 1-best (`"fallback:nbest"`) when it is
+    /// none of them, so the model reranks the N-best and writes nothing of its own; `free`
+    /// lets it write. Out of its training domain neko-smol picks well and writes badly:
+    /// docs/training.md, "Picked, not written".
+    #[arg(long, value_enum, default_value = "free", env = "NEKO_GUARD_NBEST")]
+    pub guard_nbest: Nbest,
+
     /// Constrained decoding: `words` lets the model write only words (as written, punctuation
     /// included) that occur in some hypothesis of the record; `auto` does so for records with
     /// two or more hypotheses (N-best ASR, MT) and decodes single-hypothesis records (OCR, GEC)
@@ -175,6 +183,7 @@ impl DecodeArgs {
                 max_edit: self.guard_max_edit,
                 margin: self.guard_margin,
                 agreed: self.guard_agreed,
+                nbest: self.guard_nbest,
             },
             constrain: self.constrain,
             style: self.style,

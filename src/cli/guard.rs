@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{ModelArgs, EXIT_OK};
 use crate::correct::{CorrectOptions, Corrector};
 use crate::generate::Finish;
-use crate::guard::{self, Agreed, GuardOptions, Margin};
+use crate::guard::{self, Agreed, GuardOptions, Margin, Nbest};
 use crate::record::{self, Record};
 use crate::style::StyleMode;
 use crate::Task;
@@ -43,6 +43,11 @@ pub struct GuardArgs {
     /// --guard-agreed`: `keep` (default) falls back to the 1-best, `free` lets them through.
     #[arg(long, value_enum, default_value = "keep")]
     pub agreed: Agreed,
+
+    /// ASR predictions that are none of their hypotheses, as `neko correct --guard-nbest`:
+    /// `pick` falls back to the 1-best, `free` lets them through.
+    #[arg(long, value_enum, default_value = "free")]
+    pub nbest: Nbest,
 
     /// Task of records whose prediction line and input record name none (default: asr).
     #[arg(long)]
@@ -85,6 +90,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         max_edit: args.max_edit,
         margin: args.margin,
         agreed: args.agreed,
+        nbest: args.nbest,
     };
     // Scoring reads only the model, the built-in prompts and the default answer bound.
     let mut scorer = match args.score {
