@@ -111,9 +111,9 @@ pub enum Agreed {
 pub enum Nbest {
     /// The answer must be one of its hypotheses, word for word; else it falls back to the
     /// 1-best (`"guard": "fallback:nbest"`).
+    #[default]
     Pick,
     /// The answer may write its own words.
-    #[default]
     Free,
 }
 
@@ -585,7 +585,7 @@ mod tests {
         assert_eq!(check_margin(3.0, Task::Mt, &all), Some(Reason::Margin));
         assert_eq!(
             all.signature(&[Task::Asr, Task::Mt]),
-            "asr:w0.1+m4+agreed,mt:w0.5+m4"
+            "asr:w0.1+m4+agreed+pick,mt:w0.5+m4"
         );
         for none in [
             on.without_margin(),
@@ -598,11 +598,11 @@ mod tests {
         }
         assert_eq!(
             on.signature(&[Task::Asr, Task::Ocr, Task::Mt]),
-            "asr:w0.1+m1.5+agreed,ocr:c0.05+m1.5,mt:w0.5"
+            "asr:w0.1+m1.5+agreed+pick,ocr:c0.05+m1.5,mt:w0.5"
         );
         assert_eq!(
             on.without_margin().signature(&[Task::Asr]),
-            "asr:w0.1+agreed"
+            "asr:w0.1+agreed+pick"
         );
         assert_eq!("off".parse::<Margin>(), Ok(Margin::Off));
         assert_eq!("-2".parse::<Margin>(), Ok(Margin::All(-2.0)));
@@ -637,6 +637,7 @@ mod tests {
         };
         let lax = GuardOptions {
             max_edit: Some(1.0),
+            nbest: Nbest::Free,
             ..on.clone()
         };
         assert_eq!(
@@ -651,6 +652,18 @@ mod tests {
         };
         assert_eq!(check("the hat sat on the mat", Task::Asr, &free), None);
         assert_eq!(free.signature(&[Task::Asr]), "asr:w1+m1.5");
+        // The agreement is checked before the pick: its reason is the one given.
+        assert_eq!(
+            check(
+                "the hat sat on the mat",
+                Task::Asr,
+                &GuardOptions {
+                    nbest: Nbest::Pick,
+                    ..lax.clone()
+                }
+            ),
+            Some(Reason::Agreed)
+        );
         assert_eq!(
             lax.signature(&[Task::Asr, Task::Mt]),
             "asr:w1+m1.5+agreed,mt:w1"
@@ -680,8 +693,55 @@ mod tests {
     }
 
     #[test]
+    fn asr_answers_must_be_one_of_their_hypotheses_when_picking() {
+        let h = hyps(&["the cat sad on the mat", "the cat sat on the mat"]);
+        // A hypothesis, in any casing and punctuation, is a pick; the 1-best too.
+        assert!(is_a_hypothesis("The cat sat on the mat.", &h));
+        assert!(is_a_hypothesis("the cat sad on the mat", &h));
+        // A new word, or the hypotheses' words combined anew, is not.
+        assert!(!is_a_hypothesis("the cat sat on a mat", &h));
+        assert!(!is_a_hypothesis(
+            "the cat sat on the mat",
+            &hyps(&["the cat sad on the mat"])
+        ));
+        assert!(!is_a_hypothesis("a", &[]));
+
+        let lax = GuardOptions {
+            max_edit: Some(1.0),
+            agreed: Agreed::Free,
+            ..GuardOptions::on()
+        };
+        let check = |p: &str, task, opts: &GuardOptions| {
+            super::check(p, p, &h, task, Finish::Eos, &[], opts)
+        };
+        assert_eq!(check("The cat sat on the mat!", Task::Asr, &lax), None);
+        assert_eq!(
+            check("the cat sat on a mat", Task::Asr, &lax),
+            Some(Reason::Nbest)
+        );
+        assert_eq!(Reason::Nbest.name(), "nbest");
+        // ASR only (MT's hypotheses come from different systems), and only while picking.
+        assert_eq!(check("the cat sat on a mat", Task::Mt, &lax), None);
+        let free = GuardOptions {
+            nbest: Nbest::Free,
+            ..lax.clone()
+        };
+        assert_eq!(check("the cat sat on a mat", Task::Asr, &free), None);
+        assert_eq!(free.signature(&[Task::Asr]), "asr:w1+m1.5");
+        assert_eq!(lax.signature(&[Task::Asr]), "asr:w1+m1.5+pick");
+        let off = GuardOptions {
+            enabled: false,
+            ..lax
+        };
+        assert_eq!(check("the cat sat on a mat", Task::Asr, &off), None);
+    }
+
+    #[test]
     fn each_task_counts_in_its_own_unit_and_limit() {
-        let on = GuardOptions::on();
+        let on = GuardOptions {
+            nbest: Nbest::Free,
+            ..GuardOptions::on()
+        };
         let h = hyps(&["the quick brown fox jumps over the lazy dog today"]);
         // One word of ten changed: within ASR's 0.1, and MT's 0.5.
         let one = "the quick brown fox jumped over the lazy dog today";
@@ -720,7 +780,7 @@ mod tests {
         // --guard-max-edit sets one ratio for every task, in each task's unit.
         let loose = GuardOptions {
             max_edit: Some(0.3),
-            ..GuardOptions::on()
+            ..on
         };
         assert_eq!(check(two, &h, Task::Asr, Finish::Eos, &[], &loose), None);
     }

@@ -145,11 +145,11 @@ pub struct DecodeArgs {
     pub guard_agreed: Agreed,
 
     /// Whether an ASR answer must be one of its hypotheses (word for word; casing and
-    /// punctuation may differ): `pick` falls back to the 1-best (`"fallback:nbest"`) when it is
+    /// punctuation may differ): `pick` (default) falls back to the 1-best (`"fallback:nbest"`) when it is
     /// none of them, so the model reranks the N-best and writes nothing of its own; `free`
     /// lets it write. Out of its training domain neko-smol picks well and writes badly:
     /// docs/training.md, "Picked, not written".
-    #[arg(long, value_enum, default_value = "free", env = "NEKO_GUARD_NBEST")]
+    #[arg(long, value_enum, default_value = "pick", env = "NEKO_GUARD_NBEST")]
     pub guard_nbest: Nbest,
 
     /// Constrained decoding: `words` lets the model write only words (as written, punctuation

@@ -45,8 +45,8 @@ pub struct GuardArgs {
     pub agreed: Agreed,
 
     /// ASR predictions that are none of their hypotheses, as `neko correct --guard-nbest`:
-    /// `pick` falls back to the 1-best, `free` lets them through.
-    #[arg(long, value_enum, default_value = "free")]
+    /// `pick` (default) falls back to the 1-best, `free` lets them through.
+    #[arg(long, value_enum, default_value = "pick")]
     pub nbest: Nbest,
 
     /// Task of records whose prediction line and input record name none (default: asr).

@@ -5,7 +5,7 @@
 
 use candle_core::{Device, Tensor, D};
 use neko::correct::{CorrectOptions, Corrector};
-use neko::guard::{margin_baseline, Agreed, GuardOptions, Margin};
+use neko::guard::{margin_baseline, Agreed, GuardOptions, Margin, Nbest};
 use neko::model::{Logits, Model};
 use neko::record::Record;
 use neko::style::StyleMode;
@@ -51,6 +51,7 @@ fn margins_equal_scoring_alone(name: &str) {
             max_edit: Some(1e6),
             margin: Margin::All(f64::NEG_INFINITY),
             agreed: Agreed::Free,
+            nbest: Nbest::Free,
             ..GuardOptions::on()
         },
         // Answers in the variants' lower-case style: the margin must score the written text.
@@ -111,7 +112,7 @@ fn correct_variants_at_margin(margin: &str) -> (Vec<serde_json::Value>, String) 
     ])
     .args(["--guard-max-edit", "1000000", "--guard-margin", margin])
     // The tiny model's answers change anything; only the margin is under test.
-    .args(["--guard-agreed", "free"])
+    .args(["--guard-agreed", "free", "--guard-nbest", "free"])
     .arg("--model")
     .arg(fixture("tiny-mixtral"))
     .arg(fixture("records/variants.json"));
@@ -170,6 +171,8 @@ fn guard_scores_answers_from_elsewhere_as_correct_does() {
             "--margin",
             margin,
             "--agreed",
+            "free",
+            "--nbest",
             "free",
         ])
         .arg("--model")

@@ -446,7 +446,11 @@ fn guard_applies_to_predictions_made_elsewhere() {
         strict[5]["prediction"],
         "we all flew to see attle on monday with the whole family and our dog"
     );
-    let loose = guard(&["--max-edit", "10", "--agreed", "free"]);
+    // Nor may it write "sunday", which no hypothesis has: it must pick one of them.
+    let picked = guard(&["--max-edit", "10", "--agreed", "free"]);
+    assert_eq!(picked[5]["guard"], "fallback:nbest");
+    assert!(picked[0].get("guard").is_none(), "{}", picked[0]);
+    let loose = guard(&["--max-edit", "10", "--agreed", "free", "--nbest", "free"]);
     assert_eq!(
         loose[5]["prediction"],
         "we all flew to seattle on sunday with the whole family and our dog"
@@ -504,7 +508,9 @@ fn guard_applies_a_margin_where_the_line_has_one() {
     })
     .collect();
     std::fs::write(&preds, lines.join("\n")).unwrap();
-    let guard = |extra: &[&str]| neko_guard(&input, &preds, extra);
+    // The edited word is in no hypothesis: only with `--nbest free` does the margin decide.
+    let guard =
+        |extra: &[&str]| neko_guard(&input, &preds, &[&["--nbest", "free"], extra].concat());
     let fell_back = |out: &[serde_json::Value]| -> Vec<bool> {
         out.iter().map(|r| r.get("guard").is_some()).collect()
     };
@@ -526,4 +532,6 @@ fn guard_applies_a_margin_where_the_line_has_one() {
     assert_eq!(fell_back(&guard(&["--margin", "off"])), [false; 5]);
     // A negative margin lets the 1-best be likelier by up to that much.
     assert_eq!(fell_back(&guard(&["--margin", "-1"])), [false; 5]);
+    let picked = neko_guard(&input, &preds, &["--margin", "off"]);
+    assert_eq!(fell_back(&picked), [true, true, true, true, false]);
 }

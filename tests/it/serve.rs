@@ -212,6 +212,8 @@ fn openai_backend_sends_the_rendered_prompt_and_greedy_settings() {
             "0.3",
             "--guard-agreed",
             "free",
+            "--guard-nbest",
+            "free",
         ],
     );
     for (i, line) in got.iter().enumerate() {
@@ -266,7 +268,7 @@ fn openai_backend_sends_the_rendered_prompt_and_greedy_settings() {
     for line in &held {
         assert_eq!(line["guard"], "fallback:agreed", "{line}");
     }
-    assert!(err.contains("+agreed|"), "{err}");
+    assert!(err.contains("+agreed+pick|"), "{err}");
 }
 
 /// Issue 7: 503 and 429 are retried with backoff; the third attempt's answer is used.
@@ -390,7 +392,14 @@ fn a_blank_answer_cut_by_a_stop_string_is_asked_again_without_it() {
     let (got, _) = served_records(
         &server,
         3,
-        &["--guard-max-edit", "0.3", "--guard-agreed", "free"],
+        &[
+            "--guard-max-edit",
+            "0.3",
+            "--guard-agreed",
+            "free",
+            "--guard-nbest",
+            "free",
+        ],
     );
     for (i, line) in got.iter().enumerate() {
         assert_eq!(
