@@ -452,6 +452,9 @@ struct Stats {
     failed: usize,
     guarded: usize,
     warned: usize,
+    /// Answers to a single hypothesis that `--guard-nbest pick` sent back: with one hypothesis
+    /// the pick leaves the model only formatting, which a user may not expect.
+    lone_picks: usize,
 }
 
 impl Stats {
@@ -459,6 +462,13 @@ impl Stats {
         self.records += 1;
         self.failed += usize::from(out.error.is_some());
         self.guarded += usize::from(out.guard.is_some());
+        let lone = item
+            .entry
+            .record
+            .as_ref()
+            .is_ok_and(|r| r.hypotheses.len() == 1);
+        let picked = format!("fallback:{}", crate::guard::Reason::Nbest.name());
+        self.lone_picks += usize::from(lone && out.guard.as_ref() == Some(&picked));
         if let Some(w) = &out.warning {
             self.warned += 1;
             progress.suspend(|| eprintln!("neko: warning: {}:{}: {w}", item.file, item.entry.line));
@@ -475,6 +485,12 @@ impl Stats {
             self.warned,
             self.records as f64 / secs.max(1e-9)
         );
+        if self.lone_picks > 0 {
+            eprintln!(
+                "neko: {} ASR answers to a single hypothesis fell back (fallback:nbest): an answer must be one of its hypotheses, so with one it may change only formatting; --guard-nbest free lets the model correct words",
+                self.lone_picks
+            );
+        }
     }
 }
 

@@ -271,6 +271,50 @@ fn openai_backend_sends_the_rendered_prompt_and_greedy_settings() {
     assert!(err.contains("+agreed+pick|"), "{err}");
 }
 
+/// An ASR answer must be one of its hypotheses (`--guard-nbest pick`): with a single hypothesis
+/// only its formatting may change, and stderr says how to let the model correct words.
+#[test]
+fn a_single_hypothesis_keeps_its_words_unless_the_model_may_write() {
+    let server = FakeServer::start(|body, _| {
+        let best = best_in(body["prompt"].as_str().unwrap_or(""));
+        Reply::ok(&format!(" {}\n", best.replace("cat", "dog")))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"id": "one", "input": ["the cat sat number one"]}"#,
+            "\n",
+            r#"{"id": "two", "input": ["the cat sat number two", "the dog sat number two"]}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let run = |flags: &[&str]| {
+        let out = ok(served(&server.url)
+            .args(["--guard-max-edit", "0.3", "--guard-agreed", "free"])
+            .args(flags)
+            .arg(&input));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (json_lines(&out.stdout), err)
+    };
+    let (picked, err) = run(&[]);
+    assert_eq!(picked[0]["guard"], "fallback:nbest", "{}", picked[0]);
+    assert_eq!(picked[0]["prediction"], "the cat sat number one");
+    // The second record's answer is its second hypothesis: a pick.
+    assert!(picked[1].get("guard").is_none(), "{}", picked[1]);
+    assert_eq!(picked[1]["prediction"], "the dog sat number two");
+    assert!(
+        err.contains("1 ASR answers to a single hypothesis fell back"),
+        "{err}"
+    );
+    assert!(err.contains("+pick|"), "{err}");
+    let (free, err) = run(&["--guard-nbest", "free"]);
+    assert_eq!(free[0]["prediction"], "the dog sat number one");
+    assert!(!err.contains("single hypothesis"), "{err}");
+}
+
 /// Issue 7: 503 and 429 are retried with backoff; the third attempt's answer is used.
 #[test]
 fn retries_429_and_5xx_then_answers() {
