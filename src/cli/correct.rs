@@ -145,9 +145,9 @@ pub struct DecodeArgs {
     pub guard_agreed: Agreed,
 
     /// Whether an ASR answer must be one of its hypotheses (word for word; casing and
-    /// punctuation may differ): `pick` (default) falls back to the 1-best (`"fallback:nbest"`) when it is
-    /// none of them, so the model reranks the N-best and writes nothing of its own; `free`
-    /// lets it write. Out of its training domain neko-smol picks well and writes badly:
+    /// punctuation may differ): `pick` (default) falls back to the 1-best (`"fallback:nbest"`)
+    /// when it is none of them, so the model reranks the N-best and writes nothing of its own;
+    /// `free` lets it write. Out of its training domain neko-smol picks well and writes badly:
     /// docs/training.md, "Picked, not written".
     #[arg(long, value_enum, default_value = "pick", env = "NEKO_GUARD_NBEST")]
     pub guard_nbest: Nbest,
@@ -445,6 +445,9 @@ fn dump_prompts(
     Ok(EXIT_OK)
 }
 
+/// The `"guard"` of an answer that `--guard-nbest pick` sent back.
+const PICK_FALLBACK: &str = "fallback:nbest";
+
 /// Counts for the summary line on stderr.
 #[derive(Default)]
 struct Stats {
@@ -467,8 +470,8 @@ impl Stats {
             .record
             .as_ref()
             .is_ok_and(|r| r.hypotheses.len() == 1);
-        let picked = format!("fallback:{}", crate::guard::Reason::Nbest.name());
-        self.lone_picks += usize::from(lone && out.guard.as_ref() == Some(&picked));
+        let picked = out.guard.as_deref() == Some(PICK_FALLBACK);
+        self.lone_picks += usize::from(lone && picked);
         if let Some(w) = &out.warning {
             self.warned += 1;
             progress.suspend(|| eprintln!("neko: warning: {}:{}: {w}", item.file, item.entry.line));
