@@ -182,6 +182,18 @@ fn write_records(dir: &Path, n: usize) -> PathBuf {
     input
 }
 
+/// Guard flags that let a fake server's "cat" → "dog" through: one word in five changed is over
+/// ASR's default limit (0.1), the word is one the hypotheses agree on, and the answer is none of
+/// them.
+const LET_DOG_THROUGH: &[&str] = &[
+    "--guard-max-edit",
+    "0.3",
+    "--guard-agreed",
+    "free",
+    "--guard-nbest",
+    "free",
+];
+
 /// `n` records corrected through `server` with `flags`: the output lines and stderr.
 fn served_records(server: &FakeServer, n: usize, flags: &[&str]) -> (Vec<Value>, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -200,21 +212,10 @@ fn openai_backend_sends_the_rendered_prompt_and_greedy_settings() {
         // A correction, then what a server may add before its stop string.
         Reply::ok(&format!(" {}\n", best.replace("cat", "dog")))
     });
-    // One word in five changed: over ASR's default guard limit (0.1), so the limit is raised,
-    // and a word the hypotheses agree on, so agreement is not held against it.
     let (got, _) = served_records(
         &server,
         5,
-        &[
-            "--concurrency",
-            "2",
-            "--guard-max-edit",
-            "0.3",
-            "--guard-agreed",
-            "free",
-            "--guard-nbest",
-            "free",
-        ],
+        &[&["--concurrency", "2"], LET_DOG_THROUGH].concat(),
     );
     for (i, line) in got.iter().enumerate() {
         assert_eq!(line["id"], format!("r{i}"));
@@ -433,18 +434,7 @@ fn a_blank_answer_cut_by_a_stop_string_is_asked_again_without_it() {
         r.body["choices"][0]["finish_reason"] = json!("length");
         r
     });
-    let (got, _) = served_records(
-        &server,
-        3,
-        &[
-            "--guard-max-edit",
-            "0.3",
-            "--guard-agreed",
-            "free",
-            "--guard-nbest",
-            "free",
-        ],
-    );
+    let (got, _) = served_records(&server, 3, LET_DOG_THROUGH);
     for (i, line) in got.iter().enumerate() {
         assert_eq!(
             line["prediction"],
