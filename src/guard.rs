@@ -374,7 +374,7 @@ fn for_each_change(best: &[String], other: &[String], mut f: impl FnMut(usize, O
 }
 
 /// The words of `text` as [`word_key`]s, leaving out those with no letter or digit.
-fn word_keys(text: &str) -> Vec<String> {
+pub(crate) fn word_keys(text: &str) -> Vec<String> {
     split(text)
         .into_iter()
         .map(word_key)

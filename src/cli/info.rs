@@ -102,6 +102,7 @@ fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
             path: p.clone(),
             task: args.task,
             max_records: Some(args.max_records),
+            target: Default::default(),
         })
         .collect();
     let max_len = m.config.max_position_embeddings;

@@ -23,6 +23,37 @@ pub struct DataSpec {
     /// Use at most this many records of the file (its first ones).
     #[serde(default)]
     pub max_records: Option<usize>,
+    /// What the answer is: the reference (default), or the record's best pick.
+    #[serde(default)]
+    pub target: Target,
+}
+
+/// What a training answer is (`target` of a `[[data]]` file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The reference.
+    #[default]
+    Reference,
+    /// The hypothesis closest to the reference ([`best_pick`]): what `neko correct`'s guard
+    /// keeps of an ASR answer (`--guard-nbest pick`), so the model learns to rerank its N-best
+    /// and to keep the 1-best unless another hypothesis is better.
+    Pick,
+}
+
+/// The hypothesis with the fewest word edits to `reference` (words compared as the guard
+/// compares them: letters and digits, lowercased), the earliest on a tie, so the 1-best
+/// whenever no other is closer; `None` without hypotheses.
+pub fn best_pick<'a>(hypotheses: &'a [String], reference: &str) -> Option<&'a str> {
+    let reference = crate::guard::word_keys(reference);
+    hypotheses
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, h)| {
+            let edits = crate::metrics::align::distance(&crate::guard::word_keys(h), &reference);
+            (edits, *i)
+        })
+        .map(|(_, h)| h.as_str())
 }
 
 /// A prompt and its answer as token ids; the loss covers the answer tokens only.
@@ -166,8 +197,12 @@ pub fn read_examples(
                 report.no_reference += 1;
                 continue;
             };
+            let answer = match spec.target {
+                Target::Reference => reference,
+                Target::Pick => best_pick(&record.hypotheses, reference).unwrap_or(reference),
+            };
             match renderer
-                .example(task, &record.hypotheses, reference, max_len)
+                .example(task, &record.hypotheses, answer, max_len)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", spec.path.display()))?
             {
                 Some(ex) => out.push(ex),
@@ -300,6 +335,31 @@ mod tests {
         let second: Vec<Vec<usize>> = (4..8).map(|c| a.batch(c)).collect();
         assert_ne!(second, (0..4).map(|c| b.batch(c)).collect::<Vec<_>>());
         assert_eq!(a.batch(6), b.batch(6));
+    }
+
+    #[test]
+    fn the_best_pick_is_the_closest_hypothesis_and_the_earliest_on_a_tie() {
+        let h = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let nbest = h(&[
+            "the cat sad on a mat",
+            "the cat sat on a mat",
+            "the cat sat on the mat",
+        ]);
+        // Words as the guard compares them: casing and punctuation do not count.
+        assert_eq!(
+            best_pick(&nbest, "The cat sat on the mat."),
+            Some("the cat sat on the mat")
+        );
+        assert_eq!(
+            best_pick(&nbest[..2], "The cat sat on the mat."),
+            Some("the cat sat on a mat")
+        );
+        // A tie keeps the earlier hypothesis: the 1-best unless another is closer.
+        assert_eq!(
+            best_pick(&h(&["a dog ran", "a dog can"]), "a dog"),
+            Some("a dog ran")
+        );
+        assert_eq!(best_pick(&[], "a dog"), None);
     }
 
     #[test]

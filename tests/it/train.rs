@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use neko::model::{LoadOptions, Logits, Model};
-use neko::train::data::DataSpec;
+use neko::train::data::{DataSpec, Target};
 use neko::train::{is_trainable, Hyper, RoutingLoss, TrainConfig, Trainer};
 
 use crate::util::{fixture, json_lines, neko, run_ok};
@@ -73,6 +73,7 @@ fn config(
             path: data.to_path_buf(),
             task: None,
             max_records: None,
+            target: Target::Reference,
         }],
         valid: Vec::new(),
     }
@@ -568,5 +569,70 @@ fn exported_examples_are_the_prompts_correct_renders_plus_the_answer() {
         assert_eq!(ex["task"], p["task"]);
         let want = experts.iter().find(|(t, _)| ex["task"] == *t).unwrap().1;
         assert_eq!(ex["expert"], want, "{ex}");
+    }
+}
+
+/// `target = "pick"`: the answer is the hypothesis closest to the reference (the 1-best on a
+/// tie), as `neko correct`'s N-best pick would keep it; the prompt is the same.
+#[test]
+fn a_pick_target_trains_on_the_closest_hypothesis() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, _) = setup(tmp.path());
+    let data = tmp.path().join("asr.jsonl");
+    let records = [
+        r#"{"task": "asr", "input": ["the cat sad on a mat", "the cat sat on a mat"], "output": "The cat sat on the mat."}"#,
+        r#"{"task": "asr", "input": ["a dog ran", "a dog can"], "output": "A dog."}"#,
+    ];
+    std::fs::write(&data, records.join("\n") + "\n").unwrap();
+    let export = |target: Target| {
+        let mut c = config(&model, &data, &tmp.path().join("run"), RoutingLoss::Both, 1);
+        c.data[0].target = target;
+        let cfg = tmp.path().join("pick.toml");
+        write_config(&c, &cfg);
+        let out = tmp.path().join("examples.jsonl");
+        run_ok(
+            neko()
+                .args(["train", "--config", cfg.to_str().unwrap()])
+                .arg("--export-examples")
+                .arg(&out),
+        );
+        json_lines(&std::fs::read(&out).unwrap())
+    };
+    let tokenizer = tokenizers::Tokenizer::from_file(model.join("tokenizer.json")).unwrap();
+    let answer_starts_with = |ex: &serde_json::Value, text: &str| {
+        let ids: Vec<u64> = ex["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap())
+            .collect();
+        let start = ex["answer_start"].as_u64().unwrap() as usize;
+        let want: Vec<u64> = tokenizer
+            .encode(text, false)
+            .unwrap()
+            .get_ids()
+            .iter()
+            .map(|&i| i as u64)
+            .collect();
+        ids[start..].starts_with(&want) && ids.len() - start == want.len() + 1
+    };
+    let picked = export(Target::Pick);
+    let reference = export(Target::Reference);
+    assert!(
+        answer_starts_with(&picked[0], "the cat sat on a mat"),
+        "{}",
+        picked[0]
+    );
+    assert!(answer_starts_with(&picked[1], "a dog ran"), "{}", picked[1]);
+    assert!(answer_starts_with(&reference[0], "The cat sat on the mat."));
+    assert!(answer_starts_with(&reference[1], "A dog."));
+    // Only the answer differs.
+    for (p, r) in picked.iter().zip(&reference) {
+        let start = p["answer_start"].as_u64().unwrap() as usize;
+        assert_eq!(p["answer_start"], r["answer_start"]);
+        assert_eq!(
+            p["ids"].as_array().unwrap()[..start],
+            r["ids"].as_array().unwrap()[..start]
+        );
     }
 }
