@@ -324,8 +324,17 @@ pub fn check(
 /// held out to check that (docs/training.md, "Picked, not written").
 pub fn is_a_pick(prediction: &str, hypotheses: &[String]) -> bool {
     let words = word_keys(prediction);
-    let best_len = hypotheses.first().map_or(0, |best| word_keys(best).len());
-    words.len() <= best_len && hypotheses.iter().any(|h| word_keys(h) == words)
+    picks(hypotheses).any(|(_, h)| h == words)
+}
+
+/// The hypotheses an ASR answer may pick, by position and as [`word_keys`]: those with no more
+/// words than the 1-best, the 1-best first.
+pub(crate) fn picks(hypotheses: &[String]) -> impl Iterator<Item = (usize, Vec<String>)> + '_ {
+    let mut keys = hypotheses.iter().map(|h| word_keys(h)).enumerate();
+    let best = keys.next();
+    let best_len = best.as_ref().map_or(0, |(_, k)| k.len());
+    best.into_iter()
+        .chain(keys.filter(move |(_, k)| k.len() <= best_len))
 }
 
 /// Whether `prediction` changes the 1-best where the N-best agrees: substitutes or drops a

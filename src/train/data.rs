@@ -35,25 +35,22 @@ pub enum Target {
     /// The reference.
     #[default]
     Reference,
-    /// The hypothesis closest to the reference ([`best_pick`]): what `neko correct`'s guard
-    /// keeps of an ASR answer (`--guard-nbest pick`), so the model learns to rerank its N-best
-    /// and to keep the 1-best unless another hypothesis is better.
+    /// The pick closest to the reference ([`best_pick`]): what `neko correct`'s guard keeps of
+    /// an ASR answer (`--guard-nbest pick`), so the model learns to rerank its N-best and to
+    /// keep the 1-best unless another hypothesis is better.
     Pick,
 }
 
-/// The hypothesis with the fewest word edits to `reference` (words compared as the guard
-/// compares them: letters and digits, lowercased), the earliest on a tie, so the 1-best
-/// whenever no other is closer; `None` without hypotheses.
+/// Of the hypotheses the guard lets an ASR answer pick (no more words than the 1-best), the
+/// one with the fewest word edits to `reference` (words compared as the guard compares them:
+/// letters and digits, lowercased), the earliest on a tie, so the 1-best whenever no other is
+/// closer; `None` without hypotheses.
 pub fn best_pick<'a>(hypotheses: &'a [String], reference: &str) -> Option<&'a str> {
     let reference = crate::guard::word_keys(reference);
-    hypotheses
-        .iter()
-        .enumerate()
-        .min_by_key(|(i, h)| {
-            let edits = crate::metrics::align::distance(&crate::guard::word_keys(h), &reference);
-            (edits, *i)
-        })
-        .map(|(_, h)| h.as_str())
+    crate::guard::picks(hypotheses)
+        .map(|(i, words)| (crate::metrics::align::distance(&words, &reference), i))
+        .min()
+        .map(|(_, i)| hypotheses[i].as_str())
 }
 
 /// A prompt and its answer as token ids; the loss covers the answer tokens only.
@@ -353,6 +350,14 @@ mod tests {
         assert_eq!(
             best_pick(&nbest[..2], "The cat sat on the mat."),
             Some("the cat sat on a mat")
+        );
+        // A hypothesis longer than the 1-best is no pick, however close.
+        assert_eq!(
+            best_pick(
+                &h(&["the cat sat", "the cat sat on the mat"]),
+                "the cat sat on the mat"
+            ),
+            Some("the cat sat")
         );
         // A tie keeps the earlier hypothesis: the 1-best unless another is closer.
         assert_eq!(
