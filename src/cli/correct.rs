@@ -445,9 +445,6 @@ fn dump_prompts(
     Ok(EXIT_OK)
 }
 
-/// The `"guard"` of an answer that `--guard-nbest pick` sent back.
-const PICK_FALLBACK: &str = "fallback:nbest";
-
 /// Counts for the summary line on stderr.
 #[derive(Default)]
 struct Stats {
@@ -470,7 +467,11 @@ impl Stats {
             .record
             .as_ref()
             .is_ok_and(|r| r.hypotheses.len() == 1);
-        let picked = out.guard.as_deref() == Some(PICK_FALLBACK);
+        let reason = out
+            .guard
+            .as_deref()
+            .and_then(|g| g.strip_prefix("fallback:"));
+        let picked = reason == Some(crate::guard::Reason::Nbest.name());
         self.lone_picks += usize::from(lone && picked);
         if let Some(w) = &out.warning {
             self.warned += 1;
