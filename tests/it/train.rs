@@ -521,6 +521,17 @@ fn a_trained_adapter_rebuilds_the_default_model() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("has shape"));
 }
 
+/// `neko train --config CFG --export-examples OUT`: the exported examples.
+fn export_examples(cfg: &Path, out: &Path) -> Vec<serde_json::Value> {
+    run_ok(
+        neko()
+            .args(["train", "--config", cfg.to_str().unwrap()])
+            .arg("--export-examples")
+            .arg(out),
+    );
+    json_lines(&std::fs::read(out).unwrap())
+}
+
 /// `neko train --export-examples` writes the examples another engine trains on
 /// (scripts/train_torch.py): each one's prompt is exactly what `neko correct` renders for the
 /// record, the answer follows, the expert is the task's, and nothing is trained.
@@ -528,18 +539,11 @@ fn a_trained_adapter_rebuilds_the_default_model() {
 fn exported_examples_are_the_prompts_correct_renders_plus_the_answer() {
     let tmp = tempfile::tempdir().unwrap();
     let (model, data, run_dir, cfg_path) = two_step_run(tmp.path());
-    let export = tmp.path().join("examples.jsonl");
-    run_ok(
-        neko()
-            .args(["train", "--config", cfg_path.to_str().unwrap()])
-            .arg("--export-examples")
-            .arg(&export),
-    );
+    let examples = export_examples(&cfg_path, &tmp.path().join("examples.jsonl"));
     assert!(
         !run_dir.join("state.json").exists(),
         "exporting must not train"
     );
-    let examples = json_lines(&std::fs::read(&export).unwrap());
     let prompts = json_lines(
         run_ok(
             neko()
@@ -589,14 +593,7 @@ fn a_pick_target_trains_on_the_closest_hypothesis() {
         c.data[0].target = target;
         let cfg = tmp.path().join("pick.toml");
         write_config(&c, &cfg);
-        let out = tmp.path().join("examples.jsonl");
-        run_ok(
-            neko()
-                .args(["train", "--config", cfg.to_str().unwrap()])
-                .arg("--export-examples")
-                .arg(&out),
-        );
-        json_lines(&std::fs::read(&out).unwrap())
+        export_examples(&cfg, &tmp.path().join("examples.jsonl"))
     };
     let tokenizer = tokenizers::Tokenizer::from_file(model.join("tokenizer.json")).unwrap();
     let answer_starts_with = |ex: &serde_json::Value, text: &str| {
