@@ -90,7 +90,7 @@ impl OutputRecord {
     pub fn unreadable(entry: &Entry, file: &str, err: &RecordError) -> Self {
         OutputRecord {
             id: entry.id(),
-            task: None,
+            task: err.task.clone(),
             prediction: None,
             best: None,
             output: None,

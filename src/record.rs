@@ -66,6 +66,11 @@ pub struct RecordError {
     pub field: Option<String>,
     /// What is wrong, in words.
     pub message: String,
+    /// The record's `id`, when the record was an object with a valid one: its error line keeps
+    /// it, so that a pipeline can still join the line to its input.
+    pub id: Option<Value>,
+    /// The record's `task`, when it names one as a string.
+    pub task: Option<String>,
 }
 
 impl RecordError {
@@ -73,6 +78,8 @@ impl RecordError {
         RecordError {
             field: field.map(str::to_string),
             message: message.into(),
+            id: None,
+            task: None,
         }
     }
 }
@@ -89,11 +96,11 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The record's id, or its position when it could not be read.
+    /// The record's id; for a record that could not be read, the id it gave, else its position.
     pub fn id(&self) -> Value {
         match &self.record {
             Ok(r) => r.id.clone(),
-            Err(_) => Value::from(self.index),
+            Err(e) => e.id.clone().unwrap_or_else(|| Value::from(self.index)),
         }
     }
 }
@@ -305,31 +312,41 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
             ))
         }
     };
-    let (hypotheses, nbest_scores) = hypotheses_of(&obj)?;
+    let id = match obj.get("id") {
+        Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
+        Some(Value::Null) | None => Value::from(index),
+        Some(other) => {
+            return Err(RecordError::new(
+                Some("id"),
+                format!("expected a string or number, found {}", kind(other)),
+            ))
+        }
+    };
+    record_of(&obj, id.clone()).map_err(|e| RecordError {
+        id: Some(id),
+        task: obj.get("task").and_then(Value::as_str).map(str::to_string),
+        ..e
+    })
+}
+
+/// The record in `obj`, whose id has been read.
+fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError> {
+    let (hypotheses, nbest_scores) = hypotheses_of(obj)?;
     let scores = match nbest_scores {
         Some(s) => Some(s),
-        None => scores_of(&obj)?,
+        None => scores_of(obj)?,
     };
     Ok(Record {
-        id: match obj.get("id") {
-            Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
-            Some(Value::Null) | None => Value::from(index),
-            Some(other) => {
-                return Err(RecordError::new(
-                    Some("id"),
-                    format!("expected a string or number, found {}", kind(other)),
-                ))
-            }
-        },
-        task: opt_string(&obj, "task")?,
+        id,
+        task: opt_string(obj, "task")?,
         hypotheses,
         scores,
-        reference: opt_string(&obj, "output")?,
-        prediction: opt_string(&obj, "prediction")?,
-        source: opt_string(&obj, "source")?,
-        instruction: opt_string(&obj, "instruction")?,
+        reference: opt_string(obj, "output")?,
+        prediction: opt_string(obj, "prediction")?,
+        source: opt_string(obj, "source")?,
+        instruction: opt_string(obj, "instruction")?,
         error: obj.get("error").filter(|v| !v.is_null()).cloned(),
-        guard: opt_string(&obj, "guard")?,
+        guard: opt_string(obj, "guard")?,
     })
 }
 
@@ -529,5 +546,23 @@ mod tests {
         assert!(msgs[1].contains("broken JSON"), "{}", msgs[1]);
         assert!(entries[2].record.is_ok(), "plain text line");
         assert!(msgs[3].contains("UTF-8"), "{}", msgs[3]);
+    }
+
+    #[test]
+    fn an_unreadable_record_keeps_its_id_and_task() {
+        let entries = parse(
+            b"{\"id\": \"w7\", \"task\": \"asr\", \"input\": []}\n{\"input\": []}\n{\"id\": [1], \"input\": [\"a\"]}\n",
+        );
+        let err = entries[0].record.as_ref().unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("input"));
+        assert_eq!(entries[0].id(), Value::from("w7"));
+        assert_eq!(err.task.as_deref(), Some("asr"));
+        // Without an id, or with one that is not a string or number: the position.
+        assert_eq!(entries[1].id(), Value::from(1));
+        assert_eq!(entries[2].id(), Value::from(2));
+        assert_eq!(
+            entries[2].record.as_ref().unwrap_err().field.as_deref(),
+            Some("id")
+        );
     }
 }

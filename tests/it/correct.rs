@@ -213,11 +213,16 @@ fn bad_records_get_an_error_and_the_run_goes_on() {
         .arg(fixture("tiny-llama"));
     let out = run_with_stdin(
         cmd,
-        b"{\"input\": []}\n{\"input\": [\"ok then\"]}\n{broken\n",
+        b"{\"input\": []}\n{\"input\": [\"ok then\"]}\n{broken\n{\"id\": \"w9\", \"task\": \"asr\", \"input\": [1]}\n",
     );
     assert!(out.status.success());
     let recs = json_lines(&out.stdout);
-    assert_eq!(recs.len(), 3);
+    assert_eq!(recs.len(), 4);
+    // A record that cannot be read keeps the id and task it gave, so its line still joins.
+    assert_eq!(recs[3]["id"], "w9");
+    assert_eq!(recs[3]["task"], "asr");
+    assert_eq!(recs[3]["error"]["field"], "input[0]");
+    assert_eq!(recs[0]["id"], 0);
     assert_eq!(recs[0]["error"]["field"], "input");
     assert_eq!(recs[0]["error"]["line"], 1);
     assert_eq!(recs[0]["error"]["file"], "<stdin>");
