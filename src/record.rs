@@ -323,10 +323,24 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
         }
     };
     record_of(&obj, id.clone()).map_err(|e| RecordError {
+        message: match upstream_error(&obj) {
+            // An earlier stage (a recogniser that could not read the audio) said why.
+            Some(why) => format!("{} (the record's own error: {why})", e.message),
+            None => e.message,
+        },
         id: Some(id),
         task: obj.get("task").and_then(Value::as_str).map(str::to_string),
         ..e
     })
+}
+
+/// The message of the record's own `error` field: a string, or an object's `message`.
+fn upstream_error(obj: &Map<String, Value>) -> Option<String> {
+    match obj.get("error")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o.get("message")?.as_str().map(str::to_string),
+        _ => None,
+    }
 }
 
 /// The record in `obj`, whose id has been read.
@@ -551,10 +565,14 @@ mod tests {
     #[test]
     fn an_unreadable_record_keeps_its_id_and_task() {
         let entries = parse(
-            b"{\"id\": \"w7\", \"task\": \"asr\", \"input\": []}\n{\"input\": []}\n{\"id\": [1], \"input\": [\"a\"]}\n",
+            b"{\"id\": \"w7\", \"task\": \"asr\", \"input\": [], \"error\": {\"message\": \"no audio\"}}\n{\"input\": []}\n{\"id\": [1], \"input\": [\"a\"]}\n",
         );
         let err = entries[0].record.as_ref().unwrap_err();
         assert_eq!(err.field.as_deref(), Some("input"));
+        assert!(
+            err.message.ends_with("(the record's own error: no audio)"),
+            "{err}"
+        );
         assert_eq!(entries[0].id(), Value::from("w7"));
         assert_eq!(err.task.as_deref(), Some("asr"));
         // Without an id, or with one that is not a string or number: the position.

@@ -233,6 +233,31 @@ fn bad_records_get_an_error_and_the_run_goes_on() {
         .contains("broken JSON"));
 }
 
+/// What `scripts/whisper_nbest.py` wrote for three files (Whisper base on flite speech; one file
+/// was not audio, one was 37 s long and cut at Whisper's segments): every line comes back under
+/// its id, the unreadable file's with an error that quotes the recogniser's own.
+#[test]
+fn whisper_nbest_output_goes_through_unchanged_in_ids() {
+    let input = fixture("records/whisper_nbest.jsonl");
+    let records = record::read_path(&input).unwrap();
+    let first = records[0].record.as_ref().unwrap();
+    assert_eq!(first.hypotheses.len(), 5);
+    assert_eq!(first.scores.as_ref().map(Vec::len), Some(5));
+    let out = neko()
+        .args(["correct", "--task", "asr", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let recs = json_lines(&out.stdout);
+    let ids: Vec<&str> = recs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a1.wav", "bad.wav", "long.wav#1", "long.wav#2"]);
+    let message = recs[1]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("own error: [Errno"), "{message}");
+    assert!(recs[2]["prediction"].is_string() && recs[2].get("error").is_none());
+}
+
 #[test]
 fn info_describes_the_model() {
     let out = neko()
