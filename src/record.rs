@@ -323,22 +323,22 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
         }
     };
     record_of(&obj, id.clone()).map_err(|e| RecordError {
-        message: match upstream_error(&obj) {
-            // An earlier stage (a recogniser that could not read the audio) said why.
-            Some(why) => format!("{} (the record's own error: {why})", e.message),
-            None => e.message,
-        },
         id: Some(id),
         task: obj.get("task").and_then(Value::as_str).map(str::to_string),
-        ..e
+        // A record that an earlier step (a recogniser, a `neko correct` run) could not make
+        // carries that step's error: it is the cause, so it passes through as it was.
+        ..earlier_error(&obj).unwrap_or(e)
     })
 }
 
-/// The message of the record's own `error` field: a string, or an object's `message`.
-fn upstream_error(obj: &Map<String, Value>) -> Option<String> {
+/// The record's own `error` (a string, or an object with a `message` and perhaps a `field`).
+fn earlier_error(obj: &Map<String, Value>) -> Option<RecordError> {
     match obj.get("error")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(o) => o.get("message")?.as_str().map(str::to_string),
+        Value::String(s) => Some(RecordError::new(None, s.clone())),
+        Value::Object(o) => Some(RecordError::new(
+            o.get("field").and_then(Value::as_str),
+            o.get("message")?.as_str()?,
+        )),
         _ => None,
     }
 }
@@ -568,11 +568,13 @@ mod tests {
             b"{\"id\": \"w7\", \"task\": \"asr\", \"input\": [], \"error\": {\"message\": \"no audio\"}}\n{\"input\": []}\n{\"id\": [1], \"input\": [\"a\"]}\n",
         );
         let err = entries[0].record.as_ref().unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("input"));
-        assert!(
-            err.message.ends_with("(the record's own error: no audio)"),
-            "{err}"
+        // The record's own error is the cause: it is what the error says.
+        assert_eq!(
+            (err.field.as_deref(), err.message.as_str()),
+            (None, "no audio")
         );
+        let own = entries[1].record.as_ref().unwrap_err();
+        assert_eq!(own.field.as_deref(), Some("input"));
         assert_eq!(entries[0].id(), Value::from("w7"));
         assert_eq!(err.task.as_deref(), Some("asr"));
         // Without an id, or with one that is not a string or number: the position.

@@ -235,7 +235,7 @@ fn bad_records_get_an_error_and_the_run_goes_on() {
 
 /// What `scripts/whisper_nbest.py` wrote for three files (Whisper base on flite speech; one file
 /// was not audio, one was 37 s long and cut at Whisper's segments): every line comes back under
-/// its id, the unreadable file's with an error that quotes the recogniser's own.
+/// its id, the unreadable file's with the recogniser's own error.
 #[test]
 fn whisper_nbest_output_goes_through_unchanged_in_ids() {
     let input = fixture("records/whisper_nbest.jsonl");
@@ -253,8 +253,11 @@ fn whisper_nbest_output_goes_through_unchanged_in_ids() {
     let recs = json_lines(&out.stdout);
     let ids: Vec<&str> = recs.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["a1.wav", "bad.wav", "long.wav#1", "long.wav#2"]);
-    let message = recs[1]["error"]["message"].as_str().unwrap();
-    assert!(message.contains("own error: [Errno"), "{message}");
+    assert_eq!(
+        recs[1]["error"]["message"],
+        "[Errno 1094995529] Invalid data found when processing input: 'bad.wav'"
+    );
+    assert_eq!(recs[1]["error"]["line"], 2);
     assert!(recs[2]["prediction"].is_string() && recs[2].get("error").is_none());
 }
 
