@@ -169,21 +169,26 @@ fn wer_table(run: &Run, labels: &Labels) -> Table {
                 });
             }
             let w = &g.wer;
+            // No reference words, no rate: 0.00 would claim a perfect score for nothing.
+            let rate = |x: f64| match g.reference_words {
+                0 => "-".to_string(),
+                _ => pct(x),
+            };
             row.extend([
                 count(g.reference_words),
-                pct(w.one_best.rate),
+                rate(w.one_best.rate),
                 opt_pct(w.one_best.per_utterance),
-                pct(w.oracle_nbest.rate),
-                pct(w.oracle_compositional.rate),
+                rate(w.oracle_nbest.rate),
+                rate(w.oracle_compositional.rate),
             ]);
             if corrected {
-                row.push(w.corrected.map_or("-".into(), |c| pct(c.rate)));
+                row.push(w.corrected.map_or("-".into(), |c| rate(c.rate)));
                 row.push(opt_pct(w.corrected.and_then(|c| c.per_utterance)));
                 row.push(opt_pct(w.relative_reduction));
             }
-            row.push(pct(g.cer.one_best.rate));
+            row.push(rate(g.cer.one_best.rate));
             if corrected {
-                row.push(g.cer.corrected.map_or("-".into(), |c| pct(c.rate)));
+                row.push(g.cer.corrected.map_or("-".into(), |c| rate(c.rate)));
             }
             let sdi: Option<Rate> = if corrected {
                 w.corrected

@@ -485,6 +485,14 @@ fn an_empty_file_reports_zero_records() {
     let g = &report["runs"][0]["files"][0]["groups"][0];
     assert_eq!(g["records"], 0);
     assert_eq!(g["wer"]["one_best"]["rate"], 0.0);
+    // The table gives no rate over no words, where 0.00 would read as a perfect score.
+    let o = run(&[empty.to_str().unwrap()], &[]);
+    let row = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("empty.jsonl"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap();
+    assert_eq!(row, "empty.jsonl 0 0 - - - - - 0 0 0");
 }
 
 /// The 1-best and N-best oracle columns of `../shared/design/benchmark.md`, to two decimals.
