@@ -237,7 +237,7 @@ fn bad_records_get_an_error_and_the_run_goes_on() {
 /// was not audio, one was 37 s long and cut at Whisper's segments): every line comes back under
 /// its id, the unreadable file's with the recogniser's own error.
 #[test]
-fn whisper_nbest_output_goes_through_unchanged_in_ids() {
+fn every_whisper_nbest_line_comes_back_under_its_id() {
     let input = fixture("records/whisper_nbest.jsonl");
     let records = record::read_path(&input).unwrap();
     let first = records[0].record.as_ref().unwrap();
