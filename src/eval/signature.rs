@@ -18,12 +18,16 @@ use std::collections::BTreeSet;
 use super::FileReport;
 use crate::Task;
 
+/// The normaliser label of a run in which no record was scored.
+pub const NO_RECORD_SCORED: &str = "-";
+
 /// The normaliser of a set of records: the one spec, or `task=spec,...` in task order.
 pub fn normalizer_label(pairs: impl IntoIterator<Item = (Task, String)>) -> String {
     let pairs: BTreeSet<(Task, String)> = pairs.into_iter().collect();
     let specs: BTreeSet<&String> = pairs.iter().map(|(_, n)| n).collect();
     match specs.len() {
-        0 => "none@1".to_string(),
+        // No record was scored, so no normaliser was applied: name none rather than `none`.
+        0 => NO_RECORD_SCORED.to_string(),
         1 => specs.into_iter().next().expect("one").clone(),
         _ => pairs
             .iter()

@@ -43,6 +43,9 @@ fn render_run(run: &Run, out: &mut String) {
     let labels = Labels::new(&run.files);
     let norm = match &run.normalizer {
         Some(n) => n.clone(),
+        None if run.normalizer_label == super::signature::NO_RECORD_SCORED => {
+            "- (no record scored)".to_string()
+        }
         None => format!("{} (task default)", run.normalizer_label),
     };
     let assumed: u64 = run.files.iter().map(|f| f.assumed_task).sum();

@@ -493,6 +493,8 @@ fn an_empty_file_reports_zero_records() {
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .unwrap();
     assert_eq!(row, "empty.jsonl 0 0 - - - - - 0 0 0");
+    assert!(stdout(&o).starts_with("normaliser - (no record scored)"));
+    assert!(stdout(&o).contains("wer|norm:-|"));
 }
 
 /// The 1-best and N-best oracle columns of `../shared/design/benchmark.md`, to two decimals.
