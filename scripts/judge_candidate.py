@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Judge a trained candidate against the bounds its rule fixed beforehand, on dev sets only.
+
+A candidate's rule (docs/training.md) names, per dev set, the score each seed's GPU answers must
+reach (learned routing, `scripts/score_torch_preds.sh` without margins). This reads the reports
+that script wrote, one per seed, and prints each bound with each seed's score and a verdict. It
+refuses a report holding a HyPoradise test set: test answers are scored only after a candidate
+passes, once, as its rule says.
+
+  grep -v '"set": "hp-' RUN0/preds.jsonl >/tmp/p0.jsonl          # the dev sets' answers only
+  grep -v '"set": "hp-' RUN1/preds.jsonl >/tmp/p1.jsonl
+  scripts/score_torch_preds.sh /tmp/p0.jsonl /tmp/j0
+  scripts/score_torch_preds.sh /tmp/p1.jsonl /tmp/j1
+  python3 scripts/judge_candidate.py configs/train/neko-smol-pick.bounds.json \\
+      /tmp/j0/task-moe.learned.report.json /tmp/j1/task-moe.learned.report.json
+
+BOUNDS is a JSON object: set name (as in score_torch_preds.sh's file names, e.g.
+`dev-asr-whisper`, `ood-asr-hp`) -> {"metric": "wer"|"cer"|"bleu"|"gleu", "max" or "min": N}.
+Exit code 0 when every seed meets every bound, 1 when one does not, 2 on bad input.
+
+>>> bound_met({"metric": "wer", "max": 9.2}, 9.2), bound_met({"metric": "bleu", "min": 84.18}, 84.1)
+(True, False)
+"""
+import json
+import re
+import sys
+
+
+def fail(message):
+    print(f"judge_candidate: {message}", file=sys.stderr)
+    sys.exit(2)
+
+# Where each metric's corrected score sits in a `neko eval --json` group, and its field.
+FIELDS = {"wer": ("wer", "rate"), "cer": ("cer", "rate"), "bleu": ("bleu", "score"),
+          "gleu": ("gleu", "score")}
+
+
+def bound_met(bound, score):
+    """Scores are compared at the two decimals the tables print, as the rules were written."""
+    score = round(score, 2)
+    if "max" in bound:
+        return score <= bound["max"]
+    return score >= bound["min"]
+
+
+def scores(report_path):
+    """{set name: whole-file group} of one report; refuses test sets."""
+    report = json.load(open(report_path))
+    out = {}
+    for f in report["runs"][0]["files"]:
+        name = re.sub(r"\.jsonl$", "", f["path"]).rsplit(".", 1)[-1]
+        if name.startswith("hp-"):
+            fail(f"{report_path} holds the test set {name}: judge on dev sets only")
+        out[name] = f["groups"][0]
+    return out
+
+
+def main():
+    if len(sys.argv) < 3:
+        fail("usage: judge_candidate.py BOUNDS REPORT [REPORT ...]")
+    bounds = json.load(open(sys.argv[1]))
+    seeds = [scores(p) for p in sys.argv[2:]]
+    passed = True
+    print(f"{'set':<18}{'bound':>14}" + "".join(f"{'seed ' + str(i):>10}" for i in range(len(seeds))))
+    for name, bound in bounds.items():
+        metric, field = FIELDS[bound["metric"]]
+        limit = f"{bound['metric']} {'<=' if 'max' in bound else '>='} {bound.get('max', bound.get('min'))}"
+        cells = []
+        for s in seeds:
+            if name not in s:
+                cells.append("missing")
+                passed = False
+                continue
+            score = s[name][metric]["corrected"][field]
+            ok = bound_met(bound, score)
+            passed &= ok
+            cells.append(f"{score:.2f} {'ok' if ok else 'NO'}")
+        print(f"{name:<18}{limit:>14}" + "".join(f"{c:>10}" for c in cells))
+    print("verdict:", "passes" if passed else "fails")
+    sys.exit(0 if passed else 1)
+
+
+if __name__ == "__main__":
+    main()
