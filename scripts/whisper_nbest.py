@@ -28,7 +28,6 @@ Needs: pip install faster-whisper (1.2.1 was used; it brings ctranslate2, tokeni
 import argparse
 import json
 import os
-import re
 import sys
 
 AUDIO = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".webm")
@@ -38,7 +37,8 @@ WINDOW_S = 30
 
 def word_key(text):
     """Words by their letters and digits, lowercased: how neko's guard and scores compare."""
-    return tuple(k for k in (re.sub(r"[^\w]", "", w.lower()) for w in text.split()) if k)
+    keys = ("".join(c for c in w.lower() if c.isalnum()) for w in text.split())
+    return tuple(k for k in keys if k)
 
 
 def merge(beams, n):
