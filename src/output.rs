@@ -34,6 +34,10 @@ pub struct OutputRecord {
     /// The reference, passed through so the file can be scored directly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// The record's `source` (a sub-corpus or recogniser), passed through so that `neko eval
+    /// --group-by source` can group the output as it groups the input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// `fallback:<reason>` when the over-correction guard replaced the answer by the 1-best.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<String>,
@@ -64,6 +68,7 @@ impl OutputRecord {
             prediction: Some(c.text),
             best: record.best().map(str::to_string),
             output: record.reference.clone(),
+            source: record.source.clone(),
             guard: c.guard.map(|r| format!("fallback:{}", r.name())),
             margin: c.margin.map(margin_digits),
             warning: c.warning,
@@ -79,6 +84,7 @@ impl OutputRecord {
             prediction: record.best().map(str::to_string),
             best: record.best().map(str::to_string),
             output: record.reference.clone(),
+            source: record.source.clone(),
             guard: None,
             margin: None,
             warning: None,
@@ -94,6 +100,7 @@ impl OutputRecord {
             prediction: None,
             best: None,
             output: None,
+            source: None,
             guard: None,
             margin: None,
             warning: None,

@@ -259,6 +259,9 @@ fn every_whisper_nbest_line_comes_back_under_its_id() {
     );
     assert_eq!(recs[1]["error"]["line"], 2);
     assert!(recs[2]["prediction"].is_string() && recs[2].get("error").is_none());
+    // The recogniser's name comes along, so `neko eval` groups the output as it groups the input.
+    assert_eq!(recs[0]["source"], "whisper:wb");
+    assert!(recs[1].get("source").is_none());
 }
 
 #[test]
