@@ -149,7 +149,12 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: CTranslate2's default)")
     args = ap.parse_args()
 
-    recogniser = Recogniser(args)
+    try:
+        recogniser = Recogniser(args)
+    except ImportError as e:
+        print(f"whisper_nbest: {e}: it needs faster-whisper (pip install faster-whisper)",
+              file=sys.stderr)
+        sys.exit(2)
     model_name = os.path.basename(os.path.normpath(args.model))
     failed = 0
     files = list(audio_files(args.paths))
