@@ -38,6 +38,11 @@ pub struct OutputRecord {
     /// --group-by source` can group the output as it groups the input.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The segment's `start` and `end` in its audio, as the record gave them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<Value>,
     /// `fallback:<reason>` when the over-correction guard replaced the answer by the 1-best.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<String>,
@@ -69,6 +74,8 @@ impl OutputRecord {
             best: record.best().map(str::to_string),
             output: record.reference.clone(),
             source: record.source.clone(),
+            start: record.start.clone(),
+            end: record.end.clone(),
             guard: c.guard.map(|r| format!("fallback:{}", r.name())),
             margin: c.margin.map(margin_digits),
             warning: c.warning,
@@ -85,6 +92,8 @@ impl OutputRecord {
             best: record.best().map(str::to_string),
             output: record.reference.clone(),
             source: record.source.clone(),
+            start: record.start.clone(),
+            end: record.end.clone(),
             guard: None,
             margin: None,
             warning: None,
@@ -101,6 +110,8 @@ impl OutputRecord {
             best: None,
             output: None,
             source: None,
+            start: None,
+            end: None,
             guard: None,
             margin: None,
             warning: None,

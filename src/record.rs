@@ -27,6 +27,10 @@ pub struct Record {
     pub prediction: Option<String>,
     /// The record's `source` (a sub-corpus or recogniser name), used to group scores.
     pub source: Option<String>,
+    /// The segment's `start` and `end` in its audio (`scripts/whisper_nbest.py` writes seconds),
+    /// as given: carried to the output so that corrected segments keep their timing.
+    pub start: Option<Value>,
+    pub end: Option<Value>,
     /// HyPoradise's per-record `instruction`, when present.
     pub instruction: Option<String>,
     /// An `error` already carried by the record (e.g. a failed record in a `neko correct` output).
@@ -46,6 +50,8 @@ impl Record {
             reference: None,
             prediction: None,
             source: None,
+            start: None,
+            end: None,
             instruction: None,
             error: None,
             guard: None,
@@ -358,6 +364,8 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
         reference: opt_string(obj, "output")?,
         prediction: opt_string(obj, "prediction")?,
         source: opt_string(obj, "source")?,
+        start: obj.get("start").filter(|v| !v.is_null()).cloned(),
+        end: obj.get("end").filter(|v| !v.is_null()).cloned(),
         instruction: opt_string(obj, "instruction")?,
         error: obj.get("error").filter(|v| !v.is_null()).cloned(),
         guard: opt_string(obj, "guard")?,

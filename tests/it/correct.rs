@@ -262,6 +262,12 @@ fn every_whisper_nbest_line_comes_back_under_its_id() {
     // The recogniser's name comes along, so `neko eval` groups the output as it groups the input.
     assert_eq!(recs[0]["source"], "whisper:wb");
     assert!(recs[1].get("source").is_none());
+    // A segment of long audio keeps its timing.
+    assert_eq!(
+        (recs[3]["start"].as_f64(), recs[3]["end"].as_f64()),
+        (Some(6.5), Some(12.7))
+    );
+    assert!(recs[0].get("start").is_none());
 }
 
 #[test]
