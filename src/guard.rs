@@ -254,6 +254,11 @@ impl Reason {
             Reason::Margin => "margin",
         }
     }
+
+    /// The output line's `"guard"` value: `fallback:<name>`.
+    pub fn label(self) -> String {
+        format!("fallback:{}", self.name())
+    }
 }
 
 /// Checks an answer the model wrote as `written` and that is output as `prediction` (in the

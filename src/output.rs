@@ -76,7 +76,7 @@ impl OutputRecord {
             source: record.source.clone(),
             start: record.start.clone(),
             end: record.end.clone(),
-            guard: c.guard.map(|r| format!("fallback:{}", r.name())),
+            guard: c.guard.map(crate::guard::Reason::label),
             margin: c.margin.map(margin_digits),
             warning: c.warning,
             error: None,

@@ -467,11 +467,7 @@ impl Stats {
             .record
             .as_ref()
             .is_ok_and(|r| r.hypotheses.len() == 1);
-        let reason = out
-            .guard
-            .as_deref()
-            .and_then(|g| g.strip_prefix("fallback:"));
-        let picked = reason == Some(crate::guard::Reason::Nbest.name());
+        let picked = out.guard == Some(crate::guard::Reason::Nbest.label());
         self.lone_picks += usize::from(lone && picked);
         if let Some(w) = &out.warning {
             self.warned += 1;

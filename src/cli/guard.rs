@@ -176,7 +176,7 @@ fn guard_line(
     match verdict.or_else(|| guard::check_margin(margin?, task, opts)) {
         Some(reason) => {
             rec["prediction"] = Value::from(hyps.first().cloned().unwrap_or_default());
-            rec["guard"] = Value::from(format!("fallback:{}", reason.name()));
+            rec["guard"] = Value::from(reason.label());
         }
         None => rec["prediction"] = Value::from(pred),
     }
