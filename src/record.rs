@@ -148,11 +148,30 @@ pub fn parse(bytes: &[u8]) -> Vec<Entry> {
 
 /// [`parse`], with records longer than `max_record_bytes` reported as errors.
 pub fn parse_with_limit(bytes: &[u8], max_record_bytes: usize) -> Vec<Entry> {
+    let bytes = as_utf8(bytes);
+    let bytes: &[u8] = &bytes;
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
     match start {
         Some(i) if bytes[i] == b'[' => parse_array(bytes, i, max_record_bytes),
         Some(_) => parse_lines(bytes, max_record_bytes),
         None => Vec::new(),
+    }
+}
+
+/// The input as UTF-8 without a byte-order mark. Windows tools write one: a UTF-8 BOM would
+/// hide the first record's `{` (its JSON would become a 1-best), and UTF-16 text (a BOM of
+/// `FF FE` or `FE FF`) is valid UTF-8 byte by byte when ASCII, NULs between the letters, so
+/// it is transcoded rather than read as garbage. Unpaired UTF-16 surrogates become U+FFFD.
+fn as_utf8(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| -> Vec<u8> {
+        let units = rest.chunks_exact(2).map(|c| unit([c[0], c[1]]));
+        String::from_utf16_lossy(&units.collect::<Vec<u16>>()).into_bytes()
+    };
+    match bytes {
+        [0xEF, 0xBB, 0xBF, rest @ ..] => rest.into(),
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes).into(),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes).into(),
+        _ => bytes.into(),
     }
 }
 
@@ -537,6 +556,36 @@ mod tests {
         assert_eq!(r[3].hypotheses, vec!["just a plain line"]);
         assert_eq!(r[4].hypotheses, vec!["a json string"]);
         assert_eq!(entries[2].line, 4);
+    }
+
+    #[test]
+    fn byte_order_marks_are_read_as_windows_tools_mean_them() {
+        let jsonl = "{\"id\": \"a\", \"input\": [\"h\u{e9}llo\"]}\r\n{\"id\": \"b\", \"input\": [\"x\"]}\r\n";
+        let array =
+            "[{\"id\": \"a\", \"input\": [\"h\u{e9}llo\"]}, {\"id\": \"b\", \"input\": [\"x\"]}]";
+        let utf16 = |text: &str, le: bool, bom: [u8; 2]| -> Vec<u8> {
+            let units = text.encode_utf16();
+            let mut out = bom.to_vec();
+            out.extend(units.flat_map(|u| if le { u.to_le_bytes() } else { u.to_be_bytes() }));
+            out
+        };
+        for text in [jsonl, array] {
+            let mut utf8 = vec![0xEF, 0xBB, 0xBF];
+            utf8.extend_from_slice(text.as_bytes());
+            for bytes in [
+                utf8,
+                utf16(text, true, [0xFF, 0xFE]),
+                utf16(text, false, [0xFE, 0xFF]),
+            ] {
+                let entries = parse(&bytes);
+                let r = ok(&entries);
+                assert_eq!(r.len(), 2, "{text}");
+                assert_eq!(r[0].id, Value::from("a"));
+                assert_eq!(r[0].hypotheses, vec!["h\u{e9}llo"]);
+                assert_eq!(r[1].id, Value::from("b"));
+                assert_eq!(entries[1].line, if text == jsonl { 2 } else { 1 });
+            }
+        }
     }
 
     #[test]
