@@ -417,14 +417,14 @@ fn dump_prompts(
 ) -> anyhow::Result<u8> {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut skipped = 0;
     for item in items {
-        let Ok(record) = &item.entry.record else {
-            continue;
-        };
-        let Ok(task) = resolve_task(record, default) else {
-            continue;
-        };
-        let Ok(request) = corrector.request(task, record) else {
+        let request = item.entry.record.as_ref().ok().and_then(|record| {
+            let task = resolve_task(record, default).ok()?;
+            Some((task, corrector.request(task, record).ok()?))
+        });
+        let Some((task, request)) = request else {
+            skipped += 1;
             continue;
         };
         let text = corrector
@@ -442,6 +442,10 @@ fn dump_prompts(
         writeln!(out, "{line}")?;
     }
     out.flush()?;
+    if skipped > 0 {
+        // Their ids are missing from the prompts: say so, and where to see why.
+        eprintln!("neko: --dump-prompts skipped {skipped} record(s) that cannot be corrected; run without --dump-prompts for their error lines");
+    }
     Ok(EXIT_OK)
 }
 
@@ -561,7 +565,12 @@ fn correct_window(
             message,
         };
         match &item.entry.record {
-            Err(e) => outputs[i] = Some(OutputRecord::unreadable(&item.entry, &item.file, e)),
+            Err(e) => {
+                let mut out = OutputRecord::unreadable(&item.entry, &item.file, e);
+                // A record without a task field would have been corrected as --task's.
+                out.task = out.task.or(default.map(|t| t.name().to_string()));
+                outputs[i] = Some(out);
+            }
             Ok(r) => match resolve_task(r, default) {
                 Ok(t) => by_task.entry(t).or_default().push(i),
                 Err(m) => {

@@ -213,14 +213,17 @@ fn bad_records_get_an_error_and_the_run_goes_on() {
         .arg(fixture("tiny-llama"));
     let out = run_with_stdin(
         cmd,
-        b"{\"input\": []}\n{\"input\": [\"ok then\"]}\n{broken\n{\"id\": \"w9\", \"task\": \"asr\", \"input\": [1]}\n",
+        b"{\"input\": []}\n{\"input\": [\"ok then\"]}\n{broken\n{\"id\": \"w9\", \"task\": \"gec\", \"input\": [1]}\n",
     );
     assert!(out.status.success());
     let recs = json_lines(&out.stdout);
     assert_eq!(recs.len(), 4);
-    // A record that cannot be read keeps the id and task it gave, so its line still joins.
+    // A record that cannot be read keeps the id and task it gave, so its line still joins; one
+    // that gave no task has the task it would have been corrected as (--task).
     assert_eq!(recs[3]["id"], "w9");
-    assert_eq!(recs[3]["task"], "asr");
+    assert_eq!(recs[3]["task"], "gec");
+    assert_eq!(recs[0]["task"], "asr");
+    assert_eq!(recs[2]["task"], "asr");
     assert_eq!(recs[3]["error"]["field"], "input[0]");
     assert_eq!(recs[0]["id"], 0);
     assert_eq!(recs[0]["error"]["field"], "input");
@@ -231,6 +234,25 @@ fn bad_records_get_an_error_and_the_run_goes_on() {
         .as_str()
         .unwrap()
         .contains("broken JSON"));
+}
+
+/// `--dump-prompts` writes the prompts of the records it can correct and says how many it
+/// skipped, whose ids are then missing from its output.
+#[test]
+fn dump_prompts_says_what_it_skipped() {
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "asr", "--dump-prompts", "--model"])
+        .arg(fixture("tiny-llama"));
+    let out = run_with_stdin(
+        cmd,
+        b"{\"id\": \"ok\", \"input\": [\"fine\"]}\n{\"id\": \"bad\", \"input\": []}\n",
+    );
+    assert!(out.status.success());
+    let recs = json_lines(&out.stdout);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["id"], "ok");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("skipped 1 record(s)"), "{err}");
 }
 
 /// What `scripts/whisper_nbest.py` wrote for three files (Whisper base on flite speech; one file
