@@ -13,6 +13,8 @@
 # MARGINS: `{"set", "id", "margin"}` lines (scripts/margins_torch.py) added to the answers, so
 # that neko guard applies each task's margin as neko correct does; without it, the edit limit
 # and the other checks only.
+# SCORE=1: neko guard --score: answers that need a margin and have none in MARGINS (after a
+# change to what the guard counts as a word edit) are scored with the shipped model here.
 #
 # Sets: `dev-*` (synth dev splits), `hp-*` (HyPoradise test sets) and `ood-asr-hp` (the
 # out-of-domain ASR dev split). Writes OUT/VARIANT.ROUTING.SET.jsonl (guarded predictions) and
@@ -29,6 +31,7 @@ guard_args=()
 [ -n "${STYLE:-}" ] && guard_args+=(--style "$STYLE")
 [ -n "${AGREED:-}" ] && guard_args+=(--agreed "$AGREED")
 [ -n "${NBEST:-}" ] && guard_args+=(--nbest "$NBEST")
+[ -n "${SCORE:-}" ] && guard_args+=(--score)
 neko="${NEKO:-target/release/neko}"
 [ -x "$neko" ] || cargo build --release --quiet
 mkdir -p "$out"

@@ -321,8 +321,7 @@ pub fn check(
 }
 
 /// Whether `prediction` is a pick: it says what one of `hypotheses` says, word for word (words
-/// compared by their letters and digits, lowercased, as ASR is scored: casing and punctuation
-/// may differ), and has no more words than the 1-best. Out of its training domain neko-smol
+/// compared as [`word_key`]s, as ASR is scored: casing and punctuation around words may differ), and has no more words than the 1-best. Out of its training domain neko-smol
 /// picks well among an N-best and writes badly: on an out-of-domain dev set its answers that
 /// were a hypothesis won, those that combined the hypotheses' words anew or added a word of
 /// their own lost, and so did its picks of a longer hypothesis, on the dev set and on records
@@ -344,8 +343,7 @@ pub(crate) fn picks(hypotheses: &[String]) -> impl Iterator<Item = (usize, Vec<S
 
 /// Whether `prediction` changes the 1-best where the N-best agrees: substitutes or drops a
 /// word that every other hypothesis has too, or adds a word between two words where no
-/// hypothesis adds one. Words are compared by their letters and digits, lowercased (as ASR is
-/// scored). A recogniser's N-best that agrees on a word is rarely wrong about it, and a small
+/// hypothesis adds one. Words are compared as [`word_key`]s (as ASR is scored). A recogniser's N-best that agrees on a word is rarely wrong about it, and a small
 /// corrector outside its training domain overrules it mostly wrongly (chosen on an
 /// out-of-domain dev set: docs/training.md, "Agreed words"). A single hypothesis says nothing
 /// about agreement, so such records are not checked.
@@ -416,7 +414,7 @@ pub fn margin_baseline(task: Task, answer: &str, best: &str) -> String {
 }
 
 /// The answer with its word edits undone: what ASR's margin compares the answer with. Words are
-/// aligned by their letters and digits, lowercased (so casing and punctuation are not edits);
+/// aligned as [`word_key`]s (so casing and punctuation around words are not edits);
 /// where the answer changed, dropped or added a word of the 1-best, the 1-best's word comes
 /// back (in the answer's casing and punctuation around it) or the added word goes. Only the
 /// answer's formatting of the 1-best is left: a model that prefers formatted text to a
@@ -442,10 +440,16 @@ pub fn undo_word_edits(answer: &str, best: &str) -> String {
     out.join(" ")
 }
 
-/// A word's letters and digits, lowercased: what counts as the word for the margin.
+/// What counts as a word for the guard, as for ASR scoring: its letters and digits, lowercased,
+/// with the apostrophes between them (`’` as `'`). Casing and the punctuation around a word do
+/// not count; an apostrophe inside one does ("aren't" and "arent" are different words to every
+/// WER normaliser: whisper-en spells the one out as "are not").
 fn word_key(w: &str) -> String {
-    w.chars()
-        .filter(|c| c.is_alphanumeric())
+    let is_apostrophe = |c: char| c == '\'' || c == '\u{2019}';
+    w.trim_matches(|c: char| !c.is_alphanumeric())
+        .chars()
+        .filter(|&c| c.is_alphanumeric() || is_apostrophe(c))
+        .map(|c| if is_apostrophe(c) { '\'' } else { c })
         .flat_map(char::to_lowercase)
         .collect()
 }
@@ -707,6 +711,26 @@ mod tests {
         assert_eq!(margin_baseline(Task::Ocr, formatted, best), best);
         assert_eq!(undo_word_edits("", "a b"), "a b");
         assert_eq!(undo_word_edits("a b", ""), "");
+    }
+
+    #[test]
+    fn an_apostrophe_inside_a_word_is_part_of_it() {
+        let best = "they aren't at the engineer's";
+        // Dropping or adding one is a word edit: the margin scores it against the 1-best's
+        // words, the pick refuses it and the agreement check sees it.
+        assert_eq!(
+            undo_word_edits("They arent at the engineers.", best),
+            "They aren't at the engineer's."
+        );
+        assert!(!is_a_pick("they arent at the engineer's", &hyps(&[best])));
+        assert!(changes_agreed_words(
+            "they aren't at the engineers",
+            &hyps(&[best, "they are at the engineer's"])
+        ));
+        // Quotes around a word and a typographic apostrophe are formatting.
+        let formatted = "'They aren\u{2019}t' at the \"engineer's\"";
+        assert_eq!(undo_word_edits(formatted, best), formatted);
+        assert!(is_a_pick(formatted, &hyps(&[best])));
     }
 
     #[test]
