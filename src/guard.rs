@@ -441,11 +441,12 @@ pub fn undo_word_edits(answer: &str, best: &str) -> String {
 }
 
 /// What counts as a word for the guard, as for ASR scoring: its letters and digits, lowercased,
-/// with the apostrophes between them (`’` as `'`). Casing and the punctuation around a word do
-/// not count; an apostrophe inside one does ("aren't" and "arent" are different words to every
-/// WER normaliser: whisper-en spells the one out as "are not").
+/// with the apostrophes between them (any of [`is_apostrophe`]'s, as `'`). Casing and the
+/// punctuation around a word do not count; an apostrophe inside one does: "aren't" and "arent"
+/// are different words to whisper-en, the ASR default (which spells the one out as "are not"),
+/// and to unnormalised scoring (only the `basic` normaliser deletes apostrophes).
 fn word_key(w: &str) -> String {
-    let is_apostrophe = |c: char| c == '\'' || c == '\u{2019}';
+    use crate::normalize::basic::is_apostrophe;
     w.trim_matches(|c: char| !c.is_alphanumeric())
         .chars()
         .filter(|&c| c.is_alphanumeric() || is_apostrophe(c))

@@ -11,7 +11,7 @@ pub fn lower(s: &str) -> String {
 }
 
 /// Apostrophes that join the parts of one word (`don't`, `rock ’n’ roll`).
-fn is_apostrophe(c: char) -> bool {
+pub(crate) fn is_apostrophe(c: char) -> bool {
     matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{02bc}' | '`')
 }
 
