@@ -68,27 +68,31 @@ impl OutputRecord {
     /// A corrected record.
     pub fn corrected(record: &Record, task: &str, c: Correction) -> Self {
         OutputRecord {
-            id: record.id.clone(),
-            task: Some(task.to_string()),
             prediction: Some(c.text),
-            best: record.best().map(str::to_string),
-            output: record.reference.clone(),
-            source: record.source.clone(),
-            start: record.start.clone(),
-            end: record.end.clone(),
             guard: c.guard.map(crate::guard::Reason::label),
             margin: c.margin.map(margin_digits),
             warning: c.warning,
-            error: None,
+            ..Self::passed_through(record, Some(task.to_string()))
         }
     }
 
     /// A record that failed after it was read: it keeps its 1-best as the prediction.
     pub fn failed(record: &Record, task: Option<&str>, failure: RecordFailure) -> Self {
+        let task = task.map(str::to_string).or_else(|| record.task.clone());
+        OutputRecord {
+            prediction: record.best().map(str::to_string),
+            error: Some(failure),
+            ..Self::passed_through(record, task)
+        }
+    }
+
+    /// What every line of a readable record carries from it (its id, 1-best, reference, source
+    /// and timing), with nothing of the correction yet: one place for fields passed through.
+    fn passed_through(record: &Record, task: Option<String>) -> Self {
         OutputRecord {
             id: record.id.clone(),
-            task: task.map(str::to_string).or_else(|| record.task.clone()),
-            prediction: record.best().map(str::to_string),
+            task,
+            prediction: None,
             best: record.best().map(str::to_string),
             output: record.reference.clone(),
             source: record.source.clone(),
@@ -97,7 +101,7 @@ impl OutputRecord {
             guard: None,
             margin: None,
             warning: None,
-            error: Some(failure),
+            error: None,
         }
     }
 
