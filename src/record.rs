@@ -19,6 +19,9 @@ pub struct Record {
     pub task: Option<String>,
     /// Hypotheses, best first. May contain duplicates (HyPoradise pads short lists).
     pub hypotheses: Vec<String>,
+    /// True when the record gave its 1-best alone (`best`, as `neko correct` writes), not its
+    /// N-best: `hypotheses` then holds one text that says nothing of the others.
+    pub only_best: bool,
     /// Recogniser scores aligned with `hypotheses` (`scores`, `am_score`, `score`, `nbest[].score`).
     pub scores: Option<Vec<f64>>,
     /// The reference transcript (`output`), when present.
@@ -46,6 +49,7 @@ impl Record {
             id,
             task: None,
             hypotheses,
+            only_best: false,
             scores: None,
             reference: None,
             prediction: None,
@@ -370,7 +374,7 @@ fn earlier_error(obj: &Map<String, Value>) -> Option<RecordError> {
 
 /// The record in `obj`, whose id has been read.
 fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError> {
-    let (hypotheses, nbest_scores) = hypotheses_of(obj)?;
+    let (hypotheses, nbest_scores, only_best) = hypotheses_of(obj)?;
     let scores = match nbest_scores {
         Some(s) => Some(s),
         None => scores_of(obj)?,
@@ -379,6 +383,7 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
         id,
         task: opt_string(obj, "task")?,
         hypotheses,
+        only_best,
         scores,
         reference: opt_string(obj, "output")?,
         prediction: opt_string(obj, "prediction")?,
@@ -391,7 +396,8 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
     })
 }
 
-type Hypotheses = (Vec<String>, Option<Vec<f64>>);
+/// The hypotheses, their scores when the list carried them, and whether only the 1-best was given.
+type Hypotheses = (Vec<String>, Option<Vec<f64>>, bool);
 
 /// The hypothesis list, from `input`, `hypotheses`, `nbest`, or (for `neko correct` output
 /// files) `best`. An empty list is an error: there is nothing to correct or score.
@@ -399,7 +405,7 @@ fn hypotheses_of(obj: &Map<String, Value>) -> Result<Hypotheses, RecordError> {
     for field in ["input", "hypotheses"] {
         if let Some(v) = obj.get(field) {
             let hyps = string_list(v, field)?;
-            return non_empty(hyps, field).map(|h| (h, None));
+            return non_empty(hyps, field).map(|h| (h, None, false));
         }
     }
     if let Some(v) = obj.get("nbest") {
@@ -409,7 +415,7 @@ fn hypotheses_of(obj: &Map<String, Value>) -> Result<Hypotheses, RecordError> {
         let best = v
             .as_str()
             .ok_or_else(|| RecordError::new(Some("best"), "expected a string"))?;
-        return Ok((vec![best.to_string()], None));
+        return Ok((vec![best.to_string()], None, true));
     }
     Err(RecordError::new(
         Some("input"),
@@ -480,7 +486,7 @@ fn nbest_of(v: &Value) -> Result<Hypotheses, RecordError> {
     }
     let hyps = non_empty(hyps, "nbest")?;
     let scores = (scores.len() == hyps.len()).then_some(scores);
-    Ok((hyps, scores))
+    Ok((hyps, scores, false))
 }
 
 fn scores_of(obj: &Map<String, Value>) -> Result<Option<Vec<f64>>, RecordError> {

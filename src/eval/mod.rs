@@ -163,8 +163,9 @@ struct RecordScore {
     reference_chars: u64,
     has_prediction: bool,
     one_best: EditCounts,
-    oracle: EditCounts,
-    compositional: EditCounts,
+    /// The oracles, when the record gave its N-best (not only its 1-best).
+    oracle: Option<EditCounts>,
+    compositional: Option<EditCounts>,
     corrected: Option<EditCounts>,
     cer_one_best: EditCounts,
     cer_corrected: Option<EditCounts>,
@@ -315,6 +316,7 @@ fn score_record(s: &Scorable<'_>, n: &Normalizer, with_predictions: bool) -> Rec
     let hyp_w: Vec<Vec<&str>> = hyps.iter().map(|h| words(h)).collect();
     let pred_w = prediction.as_deref().map(words);
     let one_best = align::counts(&ref_w, &hyp_w[0]);
+    let nbest = !s.record.only_best;
     let best = oracle::nbest(&ref_w, &hyp_w).expect("records have hypotheses");
     let ref_c = cer_chars(&reference);
     let chars = |t: &str| align::counts(&ref_c, &cer_chars(t));
@@ -329,8 +331,8 @@ fn score_record(s: &Scorable<'_>, n: &Normalizer, with_predictions: bool) -> Rec
         reference_chars: ref_c.len() as u64,
         has_prediction: s.record.prediction.is_some(),
         one_best,
-        oracle: best.counts,
-        compositional: oracle::compositional(&ref_w, &hyp_w),
+        oracle: nbest.then_some(best.counts),
+        compositional: nbest.then(|| oracle::compositional(&ref_w, &hyp_w)),
         corrected: pred_w.as_ref().map(|p| align::counts(&ref_w, p)),
         cer_one_best: chars(&hyps[0]),
         cer_corrected: prediction.as_deref().map(chars),
@@ -430,6 +432,19 @@ fn rate_of(
     any.then(|| sum.rate())
 }
 
+/// The rate of a statistic only if every member has it: an oracle over part of a group
+/// would read as the group's.
+fn every_record(
+    members: &[&RecordScore],
+    f: impl Fn(&RecordScore) -> Option<EditCounts>,
+) -> Option<Rate> {
+    members
+        .iter()
+        .all(|m| f(m).is_some())
+        .then(|| rate_of(members, f))
+        .flatten()
+}
+
 /// Sums a pair of per-record statistics over the members that have them.
 fn pair_of<S: Default + std::ops::AddAssign + Copy>(
     members: &[&RecordScore],
@@ -487,8 +502,8 @@ fn group(
         predictions: members.iter().filter(|m| m.has_prediction).count() as u64,
         wer: WerScores {
             one_best,
-            oracle_nbest: rate_of(members, |m| Some(m.oracle)).unwrap_or(zero),
-            oracle_compositional: rate_of(members, |m| Some(m.compositional)).unwrap_or(zero),
+            oracle_nbest: every_record(members, |m| m.oracle),
+            oracle_compositional: every_record(members, |m| m.compositional),
             corrected,
             relative_reduction,
         },

@@ -185,10 +185,10 @@ impl Rate {
 pub struct WerScores {
     /// The first hypothesis.
     pub one_best: Rate,
-    /// The best hypothesis of each record.
-    pub oracle_nbest: Rate,
-    /// The best recombination of hypothesis words (see `docs/eval.md`).
-    pub oracle_compositional: Rate,
+    /// The best hypothesis of each record; `None` when a record gave only its 1-best.
+    pub oracle_nbest: Option<Rate>,
+    /// The best recombination of hypothesis words (see `docs/eval.md`); `None` as above.
+    pub oracle_compositional: Option<Rate>,
     /// The predictions, when the file has them.
     pub corrected: Option<Rate>,
     /// `(1-best - corrected) / 1-best` of the corpus WERs, in percent.

@@ -138,9 +138,19 @@ fn legend(run: &Run) -> String {
     } else {
         "1-best"
     };
+    let no_nbest = run
+        .files
+        .iter()
+        .flat_map(|f| &f.groups)
+        .any(|g| g.wer.oracle_nbest.is_none());
+    let oracles = if no_nbest {
+        " (- where records carry only their 1-best, as neko correct writes)"
+    } else {
+        ""
+    };
     format!(
         "WER/CER in %: corpus (errors / reference words), utt = mean per record; N-best = best \
-         hypothesis per record; comp. = compositional oracle; S D I of the {sdi}"
+         hypothesis per record; comp. = compositional oracle{oracles}; S D I of the {sdi}"
     )
 }
 
@@ -181,8 +191,8 @@ fn wer_table(run: &Run, labels: &Labels) -> Table {
                 count(g.reference_words),
                 rate(w.one_best.rate),
                 opt_pct(w.one_best.per_utterance),
-                rate(w.oracle_nbest.rate),
-                rate(w.oracle_compositional.rate),
+                w.oracle_nbest.map_or("-".into(), |o| rate(o.rate)),
+                w.oracle_compositional.map_or("-".into(), |o| rate(o.rate)),
             ]);
             if corrected {
                 row.push(w.corrected.map_or("-".into(), |c| rate(c.rate)));

@@ -476,6 +476,37 @@ fn standard_input_is_read_with_a_dash() {
     assert_eq!(file["groups"][0]["wer"]["one_best"]["substitutions"], 1);
 }
 
+/// `neko correct` output carries the 1-best alone (`best`): its oracles are unknown, not the
+/// oracles of a one-hypothesis list (which would equal the 1-best and undercut it).
+#[test]
+fn output_with_only_the_one_best_has_no_oracles() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |hyps: &str| {
+        format!("{{\"task\": \"asr\", {hyps}, \"prediction\": \"a b d\", \"output\": \"a b d\"}}\n")
+    };
+    let corrected = dir.path().join("out.jsonl");
+    std::fs::write(&corrected, line("\"best\": \"a b c x\"")).unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, line("\"input\": [\"a b c x\", \"a b d\"]")).unwrap();
+    let report = json(&[corrected.to_str().unwrap(), input.to_str().unwrap()]);
+    let wer = |i: usize| report["runs"][0]["files"][i]["groups"][0]["wer"].clone();
+    assert_eq!(wer(0)["one_best"]["rate"], wer(1)["one_best"]["rate"]);
+    assert_eq!(wer(0)["oracle_nbest"], Value::Null);
+    assert_eq!(wer(0)["oracle_compositional"], Value::Null);
+    assert_eq!(wer(1)["oracle_nbest"]["rate"], 0.0);
+    let o = run(&[corrected.to_str().unwrap()], &[]);
+    let row: Vec<String> = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("out.jsonl"))
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .unwrap();
+    assert_eq!(
+        row[..7],
+        ["out.jsonl", "1", "3", "66.67", "66.67", "-", "-"]
+    );
+    assert!(stdout(&o).contains("- where records carry only their 1-best"));
+}
+
 #[test]
 fn an_empty_file_reports_zero_records() {
     let dir = tempfile::tempdir().unwrap();
