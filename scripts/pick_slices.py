@@ -5,6 +5,7 @@ and its length check were found and checked on dev and held-out data (docs/train
 
   scripts/pick_slices.py INPUT GUARDED      # INPUT: records (JSONL or a JSON array)
                                             # GUARDED: `neko guard` / `neko correct` lines
+  scripts/pick_slices.py --features INPUT GUARDED   # slices a rule could see without a reference
 
 Each answer whose words differ from its 1-best is put in one slice: a hypothesis longer than
 the 1-best, as long, or shorter; a new combination of the hypotheses' words; or one with a
@@ -45,10 +46,29 @@ def slice_of(answer, best, hyps):
     return "new word" if any(w not in vocab for w in answer) else "new combination"
 
 
+def features(answer, best, hyps, margin):
+    """What a guard could see of a changed answer without a reference (twelfth session)."""
+    others = [h for h in hyps[1:] if h != best]
+    spread = sum(edits(h, best) for h in others) / max(1, len(others)) / max(1, len(best))
+    closer = sum(edits(h, answer) < edits(h, best) for h in hyps)
+    farther = sum(edits(h, best) < edits(h, answer) for h in hyps)
+    return {
+        "hypotheses' spread": "< 0.1" if spread < 0.1 else "< 0.2" if spread < 0.2 else ">= 0.2",
+        "1-best words": "< 10" if len(best) < 10 else "< 20" if len(best) < 20 else ">= 20",
+        "distinct hypotheses": str(len({tuple(h) for h in hyps})),
+        "rank of the pick": str(hyps.index(answer) + 1) if answer in hyps else "none",
+        "votes pick - 1-best": str(max(-2, min(2, closer - farther))),
+        "margin": "none" if margin is None else "< 3" if margin < 3 else "< 6" if margin < 6
+        else ">= 6",
+    }
+
+
 def main():
-    inputs = records(sys.argv[1])
+    by_features = sys.argv[1] == "--features"
+    args = sys.argv[2:] if by_features else sys.argv[1:]
+    inputs = records(args[0])
     slices = {}
-    for line in filter(str.strip, open(sys.argv[2])):
+    for line in filter(str.strip, open(args[1])):
         g = json.loads(line)
         r = inputs[g["id"]]
         hyps = [words(h) for h in (r["input"] if isinstance(r["input"], list) else [r["input"]])]
@@ -56,14 +76,19 @@ def main():
         if answer == best:
             continue
         change = edits(answer, ref) - edits(best, ref)
-        s = slices.setdefault(slice_of(answer, best, hyps), [0, 0, 0, 0])
-        s[0] += 1
-        s[1] += change < 0
-        s[2] += change > 0
-        s[3] += change
-    print(f"{'answer':<28}{'answers':>8}{'better':>8}{'worse':>8}{'net':>6}")
+        if by_features:
+            names = [f"{k}: {v}" for k, v in features(answer, best, hyps, g.get("margin")).items()]
+        else:
+            names = [slice_of(answer, best, hyps)]
+        for name in names:
+            s = slices.setdefault(name, [0, 0, 0, 0])
+            s[0] += 1
+            s[1] += change < 0
+            s[2] += change > 0
+            s[3] += change
+    print(f"{'answer':<32}{'answers':>8}{'better':>8}{'worse':>8}{'net':>6}")
     for name, (n, better, worse, net) in sorted(slices.items()):
-        print(f"{name:<28}{n:>8}{better:>8}{worse:>8}{net:>+6}")
+        print(f"{name:<32}{n:>8}{better:>8}{worse:>8}{net:>+6}")
 
 
 if __name__ == "__main__":
