@@ -156,10 +156,17 @@ pub fn parse_with_limit(bytes: &[u8], max_record_bytes: usize) -> Vec<Entry> {
     let bytes: &[u8] = &bytes;
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
     match start {
-        Some(i) if bytes[i] == b'[' => parse_array(bytes, i, max_record_bytes),
+        Some(i) if opens_an_array(&bytes[i..]) => parse_array(bytes, i, max_record_bytes),
         Some(_) => parse_lines(bytes, max_record_bytes),
         None => Vec::new(),
     }
+}
+
+/// Whether text is a JSON array of records: it starts with `[` and its first element is an object
+/// or a string, or it has none. A plain-text transcript may start with `[noise]` or `[1]`.
+fn opens_an_array(text: &[u8]) -> bool {
+    let after = text.iter().skip(1).find(|b| !b.is_ascii_whitespace());
+    text.first() == Some(&b'[') && matches!(after, None | Some(b'{' | b'"' | b']'))
 }
 
 /// The input as UTF-8 without a byte-order mark. Windows tools write one: a UTF-8 BOM would
@@ -227,28 +234,18 @@ fn parse_line(text: &str, index: usize) -> Result<Record, RecordError> {
     }
 }
 
-/// A JSON array of records. Elements are located by a small scanner so each record keeps its
-/// line number and a bad element does not take the others with it.
+/// JSON arrays of records (one, or several one after another as `cat` joins them). Elements
+/// are located by a small scanner so each record keeps its line number and a bad element does
+/// not take the others with it: a cut-off array keeps its complete records, and text after an
+/// array's closing `]` is an error entry, not silently ignored.
 fn parse_array(bytes: &[u8], open: usize, max: usize) -> Vec<Entry> {
-    let spans = match array_element_spans(bytes, open) {
-        Ok(spans) => spans,
-        Err((offset, message)) => {
-            return vec![Entry {
-                index: 0,
-                line: line_of(bytes, offset),
-                record: Err(RecordError::new(None, message)),
-            }]
-        }
-    };
-    // Spans come in file order, so lines are counted in one pass: counting from the start
-    // for every record is quadratic (seconds on a 2 MB HyPoradise file).
-    let (mut counted, mut line) = (0, 1);
-    spans
-        .into_iter()
-        .enumerate()
-        .map(|(index, (s, e))| {
-            line += bytes[counted..s].iter().filter(|&&b| b == b'\n').count();
-            counted = s;
+    let mut entries = Vec::new();
+    let mut lines = LineCounter::default();
+    let mut next = Some(open);
+    while let Some(open) = next.take() {
+        let (spans, end) = array_element_spans(bytes, open);
+        for (s, e) in spans {
+            let index = entries.len();
             let record = match std::str::from_utf8(&bytes[s..e]) {
                 _ if e - s > max => Err(too_long(e - s, max)),
                 Ok(text) => serde_json::from_str::<Value>(text)
@@ -259,22 +256,73 @@ fn parse_array(bytes: &[u8], open: usize, max: usize) -> Vec<Entry> {
                     format!("invalid UTF-8 at byte {} of the record", err.valid_up_to()),
                 )),
             };
-            Entry {
+            let line = lines.at(bytes, s);
+            entries.push(Entry {
                 index,
                 line,
                 record,
+            });
+        }
+        let broken = match end {
+            ArrayEnd::Broken(offset, message) => Some((offset, message)),
+            ArrayEnd::Closed(close) => {
+                match bytes[close + 1..]
+                    .iter()
+                    .position(|b| !b.is_ascii_whitespace())
+                {
+                    None => None,
+                    Some(i) if bytes[close + 1 + i] == b'[' => {
+                        next = Some(close + 1 + i);
+                        None
+                    }
+                    Some(i) => Some((
+                        close + 1 + i,
+                        "text after the JSON array's closing `]`: not read".to_string(),
+                    )),
+                }
             }
-        })
-        .collect()
+        };
+        if let Some((offset, message)) = broken {
+            let line = lines.at(bytes, offset);
+            entries.push(Entry {
+                index: entries.len(),
+                line,
+                record: Err(RecordError::new(None, message)),
+            });
+        }
+    }
+    entries
 }
 
-fn line_of(bytes: &[u8], offset: usize) -> usize {
-    1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count()
+/// Line numbers of increasing byte offsets, counted in one pass: counting from the start for
+/// every record is quadratic (seconds on a 2 MB HyPoradise file).
+#[derive(Default)]
+struct LineCounter {
+    counted: usize,
+    newlines: usize,
 }
 
-/// Byte spans of the top-level elements of the array starting at `open`, or the offset and
-/// description of the first structural error.
-fn array_element_spans(bytes: &[u8], open: usize) -> Result<Vec<(usize, usize)>, (usize, String)> {
+impl LineCounter {
+    fn at(&mut self, bytes: &[u8], offset: usize) -> usize {
+        self.newlines += bytes[self.counted..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.counted = offset;
+        self.newlines + 1
+    }
+}
+
+/// How the scan of an array ended: at its closing `]`, or at a structural error (its offset
+/// and what is wrong).
+enum ArrayEnd {
+    Closed(usize),
+    Broken(usize, String),
+}
+
+/// Byte spans of the top-level elements of the array starting at `open`, as far as they are
+/// complete, and how the array ended.
+fn array_element_spans(bytes: &[u8], open: usize) -> (Vec<(usize, usize)>, ArrayEnd) {
     let mut spans = Vec::new();
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     let mut start: Option<usize> = None;
@@ -293,12 +341,13 @@ fn array_element_spans(bytes: &[u8], open: usize) -> Result<Vec<(usize, usize)>,
             b'[' | b'{' => depth += 1,
             b']' | b'}' => {
                 if depth == 0 {
-                    return Err((i, "unbalanced brackets in JSON array".into()));
+                    let message = "unbalanced brackets in JSON array".into();
+                    return (spans, ArrayEnd::Broken(i, message));
                 }
                 depth -= 1;
                 if depth == 0 {
                     close_span(&mut spans, &mut start, bytes, i);
-                    return Ok(spans);
+                    return (spans, ArrayEnd::Closed(i));
                 }
             }
             b',' if depth == 1 => {
@@ -311,7 +360,11 @@ fn array_element_spans(bytes: &[u8], open: usize) -> Result<Vec<(usize, usize)>,
             start = Some(i);
         }
     }
-    Err((bytes.len(), "unterminated JSON array".into()))
+    let end = match start {
+        Some(s) => ArrayEnd::Broken(s, "unterminated JSON array: this record is cut off".into()),
+        None => ArrayEnd::Broken(bytes.len(), "unterminated JSON array".into()),
+    };
+    (spans, end)
 }
 
 fn close_span(
@@ -604,6 +657,42 @@ mod tests {
         let third = entries[2].record.as_ref().unwrap();
         assert_eq!(third.hypotheses, vec!["b, ]"]);
         assert_eq!(third.scores, Some(vec![1.0]));
+    }
+
+    /// Nothing after or inside an array is lost without a word: joined arrays are all read, a
+    /// cut-off array keeps its complete records, trailing text is an error entry; and a
+    /// transcript line starting with a bracket is text, not an array.
+    #[test]
+    fn arrays_lose_no_record() {
+        let hyps = |e: &Entry| e.record.as_ref().map(|r| r.hypotheses.join("|")).ok();
+        let err = |e: &Entry| e.record.as_ref().err().map(|e| e.message.clone());
+        let joined = parse(b"[{\"input\": [\"a\"]}]\n[\n{\"input\": [\"b\"]}]\n");
+        assert_eq!(
+            joined.iter().map(hyps).collect::<Vec<_>>(),
+            [Some("a".into()), Some("b".into())]
+        );
+        assert_eq!((joined[1].index, joined[1].line), (1, 3));
+
+        let cut = parse(b"[\n{\"input\": [\"a\"]},\n{\"input\": [\"b\"]\n");
+        assert_eq!(cut.len(), 2);
+        assert_eq!(hyps(&cut[0]).as_deref(), Some("a"));
+        assert_eq!(cut[1].line, 3);
+        assert!(err(&cut[1]).unwrap().contains("cut off"));
+
+        let trailing = parse(b"[{\"input\": [\"a\"]}]\nmore text\n");
+        assert_eq!(trailing.len(), 2);
+        assert_eq!(trailing[1].line, 2);
+        assert!(err(&trailing[1]).unwrap().contains("after the JSON array"));
+
+        for text in [
+            "[noise] hello there\nsecond line\n",
+            "[1] first\n[2] second\n",
+        ] {
+            let lines = parse(text.as_bytes());
+            assert_eq!(lines.len(), 2, "{text}");
+            assert_eq!(hyps(&lines[0]).unwrap(), text.lines().next().unwrap());
+        }
+        assert!(parse(b"[ ]").is_empty());
     }
 
     #[test]

@@ -78,13 +78,14 @@ pub struct GuardArgs {
 pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
     let entries = record::read_path(&args.input)
         .with_context(|| format!("{}: cannot read", args.input.display()))?;
-    let inputs: HashMap<String, &Record> = entries
-        .iter()
-        .filter_map(|e| {
-            let r = e.record.as_ref().ok()?;
-            Some((r.id.to_string(), r))
-        })
-        .collect();
+    // Ids may repeat: the k-th prediction line with an id is the k-th input record with it.
+    // Records that could not be read keep their place, for the error lines made of them.
+    let mut inputs: HashMap<String, Vec<Option<&Record>>> = HashMap::new();
+    for e in &entries {
+        let id = e.id().to_string();
+        inputs.entry(id).or_default().push(e.record.as_ref().ok());
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
     let opts = GuardOptions {
         enabled: true,
         max_edit: args.max_edit,
@@ -116,19 +117,31 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         let at = || format!("{}:{}", args.predictions.display(), n + 1);
         let mut rec: Value = serde_json::from_str(line).with_context(at)?;
         let id = rec.get("id").map(Value::to_string).unwrap_or_default();
+        let nth = seen.entry(id.clone()).or_default();
         let record = inputs
             .get(&id)
-            .with_context(|| format!("{}: id {id} is not in {}", at(), args.input.display()))?;
-        let named = rec["task"].as_str().map(str::to_string);
-        let task = match named.or(record.task.clone()) {
-            Some(t) => t
-                .parse::<Task>()
-                .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
-            None => args.task.unwrap_or(Task::Asr),
-        };
+            .and_then(|rs| rs.get(*nth))
+            .with_context(|| {
+                let more = if *nth > 0 { " as often" } else { "" };
+                format!("{}: id {id} is not in {}{more}", at(), args.input.display())
+            })?;
+        *nth += 1;
+        // A line that already has a verdict (a guard's or an error) passes through as it is.
         let already = rec.get("guard").is_some() || rec.get("error").is_some();
-        if !already && rec["prediction"].is_string() {
-            guard_line(&mut rec, record, task, args.style, &opts, scorer.as_mut());
+        if !already {
+            let record = record.with_context(|| {
+                format!("{}: id {id}: its input record could not be read", at())
+            })?;
+            let named = rec["task"].as_str().map(str::to_string);
+            let task = match named.or(record.task.clone()) {
+                Some(t) => t
+                    .parse::<Task>()
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
+                None => args.task.unwrap_or(Task::Asr),
+            };
+            if rec["prediction"].is_string() {
+                guard_line(&mut rec, record, task, args.style, &opts, scorer.as_mut());
+            }
         }
         writeln!(out, "{rec}")?;
         if let Some(bar) = &bar {

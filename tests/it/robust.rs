@@ -474,6 +474,67 @@ fn guard_applies_to_predictions_made_elsewhere() {
     assert!(err.contains("raw.jsonl:1") && err.contains("zz"), "{err}");
 }
 
+/// `neko correct`'s output joins its input by id: a repeated id by its occurrence, and the
+/// error line of an unreadable record passes through.
+#[test]
+fn guard_joins_repeated_ids_in_order_and_passes_error_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"id": "a", "input": ["the cat sat", "the cat sad"]}"#,
+            "\n",
+            r#"{"id": "x", "input": []}"#,
+            "\n",
+            r#"{"id": "a", "input": ["dogs run far", "dogs ran far"]}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let preds = tmp.path().join("raw.jsonl");
+    let error = r#"{"id": "x", "error": "the hypothesis list is empty"}"#;
+    let lines = [
+        r#"{"id": "a", "prediction": "the cat sad"}"#,
+        error,
+        r#"{"id": "a", "prediction": "dogs ran far"}"#,
+    ];
+    std::fs::write(&preds, lines.join("\n")).unwrap();
+    let out = neko_guard(&input, &preds, &[]);
+    assert_eq!(out.len(), 3);
+    for (i, want) in ["the cat sad", "dogs ran far"].iter().enumerate() {
+        let line = &out[2 * i];
+        assert_eq!(line["prediction"], *want, "{line}");
+        assert!(line.get("guard").is_none(), "{line}");
+    }
+    assert_eq!(out[1], serde_json::from_str::<Value>(error).unwrap());
+
+    // A third line for "a" has no record to join, and a prediction for an unreadable record
+    // cannot be guarded: both are errors that name the line.
+    for (bad, says) in [
+        (r#"{"id": "a", "prediction": "x"}"#, "raw.jsonl:4"),
+        (r#"{"id": "x", "prediction": "x"}"#, "could not be read"),
+    ] {
+        let extra: Vec<&str> = lines.iter().copied().chain([bad]).collect();
+        let text = if says == "raw.jsonl:4" {
+            extra.join("\n")
+        } else {
+            bad.to_string()
+        };
+        std::fs::write(&preds, text).unwrap();
+        let o = neko()
+            .arg("guard")
+            .arg("--input")
+            .arg(&input)
+            .arg(&preds)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{err}");
+    }
+}
+
 #[test]
 fn guard_applies_a_margin_where_the_line_has_one() {
     let tmp = tempfile::tempdir().unwrap();
