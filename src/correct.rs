@@ -2,6 +2,7 @@
 //! batches records of one task by prompt length, decodes greedily and cuts out the answer.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use candle_core::{DType, Tensor, D};
@@ -148,7 +149,12 @@ pub struct Corrector {
     remote: Option<Box<dyn Backend>>,
     /// Each token's text, built on first use by constrained decoding.
     pieces: Option<Pieces>,
+    /// Set (by Ctrl-C) to stop before the next batch: [`Corrector::stop_when`].
+    stop: Option<Arc<AtomicBool>>,
 }
+
+/// The error of a record whose batch never ran because the run was told to stop.
+pub const STOPPED: &str = "not decoded: the run was stopped";
 
 impl Corrector {
     /// Wraps a loaded model. `prompt` replaces every task's built-in template.
@@ -168,7 +174,19 @@ impl Corrector {
             stats: DecodeStats::default(),
             remote: None,
             pieces: None,
+            stop: None,
         }
+    }
+
+    /// Stops in-process decoding before the next batch once `flag` is set: the records left
+    /// get the error [`STOPPED`], so an interrupted run ends after the current batch rather
+    /// than its whole window. (A served backend's window runs to its end.)
+    pub fn stop_when(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
     }
 
     /// A corrector whose answers come from `backend` (a server); `model` then only renders
@@ -429,7 +447,7 @@ impl Corrector {
         // Similar lengths together waste the least padding.
         ready.sort_by_key(|(_, r)| r.prompt.len());
         let mut start = 0;
-        while start < ready.len() {
+        while start < ready.len() && !self.stopped() {
             let end = start + self.batch_len(n, &ready[start..]);
             let chunk = &ready[start..end];
             start = end;
@@ -457,7 +475,7 @@ impl Corrector {
         }
         results
             .into_iter()
-            .map(|r| r.expect("every prompt has a result"))
+            .map(|r| r.unwrap_or_else(|| Err(STOPPED.to_string())))
             .collect()
     }
 

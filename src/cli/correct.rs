@@ -10,7 +10,7 @@ use clap::Args;
 use super::{ModelArgs, EXIT_ERROR, EXIT_OK};
 use crate::backend::openai::{self, OpenAi, PromptAs};
 use crate::backend::{render, BackendKind};
-use crate::correct::{Constrain, CorrectOptions, Corrector};
+use crate::correct::{Constrain, CorrectOptions, Corrector, STOPPED};
 use crate::guard::{Agreed, GuardOptions, Margin, Nbest};
 use crate::model::RoutingMode;
 use crate::output::{OutputRecord, OutputSink, RecordFailure};
@@ -372,23 +372,21 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         );
     }
     let interrupted = super::interrupt_flag("finishing the current batch");
+    corrector.stop_when(interrupted.clone());
     let mut stats = Stats::default();
     let started = Instant::now();
     let progress = super::progress_bar(todo.len() as u64, "correcting");
     // Records are sorted and batched (or sent) within a window; output is written window by
-    // window, in input order.
+    // window, in input order. An interrupted window writes the records before its first
+    // undecoded one, so that `--resume` continues in input order.
     let window = corrector.window();
     for chunk in todo.chunks(window) {
-        if interrupted.load(Ordering::SeqCst) {
-            progress.finish_and_clear();
-            sink.flush()?;
-            eprintln!("{}", sink.interrupted_message(stats.records));
-            return Ok(EXIT_ERROR);
-        }
-        for (out, item) in correct_window(&mut corrector, chunk, args.task)
-            .into_iter()
-            .zip(chunk)
-        {
+        let outputs = match interrupted.load(Ordering::SeqCst) {
+            true => Vec::new(),
+            false => correct_window(&mut corrector, chunk, args.task),
+        };
+        let done = outputs.iter().take_while(|o| o.is_some()).count();
+        for (out, item) in outputs.into_iter().flatten().zip(chunk).take(done) {
             stats.count(&out, item, &progress);
             match args.shard {
                 None => sink.write(&out)?,
@@ -398,9 +396,14 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
                     of: total,
                 })?,
             }
+            progress.inc(1);
         }
         sink.flush()?;
-        progress.inc(chunk.len() as u64);
+        if done < chunk.len() {
+            progress.finish_and_clear();
+            eprintln!("{}", sink.interrupted_message(stats.records));
+            return Ok(EXIT_ERROR);
+        }
     }
     progress.finish_and_clear();
     sink.finish()?;
@@ -549,12 +552,13 @@ fn resolve_task(record: &Record, default: Option<Task>) -> Result<Task, String> 
     }
 }
 
-/// Corrects one window of records and returns their output lines in input order.
+/// Corrects one window of records and returns their output lines in input order; `None` for a
+/// record left undecoded because the run was stopped.
 fn correct_window(
     corrector: &mut Corrector,
     chunk: &[&Item],
     default: Option<Task>,
-) -> Vec<OutputRecord> {
+) -> Vec<Option<OutputRecord>> {
     let mut outputs: Vec<Option<OutputRecord>> = vec![None; chunk.len()];
     let mut by_task: std::collections::BTreeMap<Task, Vec<usize>> = Default::default();
     for (i, item) in chunk.iter().enumerate() {
@@ -587,6 +591,8 @@ fn correct_window(
         let results = corrector.correct_task(task, &records);
         for ((&i, r), result) in idx.iter().zip(&records).zip(results) {
             outputs[i] = Some(match result {
+                // Not decoded: no line, so that a resumed run decodes it.
+                Err(m) if m == STOPPED => continue,
                 Ok(c) => OutputRecord::corrected(r, task.name(), c),
                 Err(m) => OutputRecord::failed(
                     r,
@@ -602,7 +608,4 @@ fn correct_window(
         }
     }
     outputs
-        .into_iter()
-        .map(|o| o.expect("every record has an output"))
-        .collect()
 }

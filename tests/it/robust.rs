@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use candle_core::{DType, Device};
-use neko::correct::{CorrectOptions, Corrector};
+use neko::correct::{CorrectOptions, Corrector, STOPPED};
 use neko::model::Model;
 use neko::record::Record;
 use neko::Task;
@@ -281,6 +281,38 @@ fn ctrl_c_keeps_what_is_done_and_says_how_to_resume() {
         .map(|r| r["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, (0..400).map(|i| format!("r{i}")).collect::<Vec<_>>());
+}
+
+/// Ctrl-C stops before the next batch, not the next window: once told to stop, a corrector
+/// decodes nothing more and says so for every record left, which the CLI then does not write.
+#[test]
+fn a_stopped_corrector_decodes_no_further_batch() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let model = Model::load(
+        fixture("tiny-llama").to_str().unwrap(),
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
+    let options = CorrectOptions {
+        batch_size: 1,
+        ..CorrectOptions::default()
+    };
+    let mut corrector = Corrector::new(model, None, options);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    corrector.stop_when(stop.clone());
+    let records: Vec<Record> = (0..3)
+        .map(|i| Record::from_hypotheses(i.into(), vec![format!("the cat sat {i}")]))
+        .collect();
+    let refs: Vec<&Record> = records.iter().collect();
+    assert!(corrector
+        .correct_task(Task::Asr, &refs)
+        .iter()
+        .all(Result::is_ok));
+    stop.store(true, Ordering::SeqCst);
+    for r in corrector.correct_task(Task::Asr, &refs) {
+        assert_eq!(r.err().as_deref(), Some(STOPPED));
+    }
 }
 
 #[test]
