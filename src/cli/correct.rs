@@ -56,12 +56,12 @@ pub struct CorrectArgs {
     /// Continue an interrupted run of the same command: records whose ids are already in
     /// FILE.partial (or FILE) are skipped; order is kept. Refused when the earlier run's
     /// signature (FILE.partial.sig, or FILE.sig) differs. Needs -o.
-    #[arg(long, env = "NEKO_RESUME")]
+    #[arg(long, env = "NEKO_RESUME", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub resume: bool,
 
     /// Stop at the first record that cannot be read or corrected (exit 2) instead of writing
     /// it with an `error` field and going on.
-    #[arg(long, env = "NEKO_STRICT")]
+    #[arg(long, env = "NEKO_STRICT", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub strict: bool,
 
     /// Print each record's rendered prompt as JSONL (`id`, `task`, `prompt` text, `ids`,
@@ -101,7 +101,7 @@ pub struct DecodeArgs {
 
     /// Recompute every prompt in full instead of computing the prompt prefix shared by a
     /// task's records once and reusing its KV cache (same output, slower).
-    #[arg(long, env = "NEKO_NO_PREFIX_REUSE")]
+    #[arg(long, env = "NEKO_NO_PREFIX_REUSE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub no_prefix_reuse: bool,
 
     /// A prompt template file replacing the built-in one of every task (see configs/prompts).
@@ -114,7 +114,7 @@ pub struct DecodeArgs {
 
     /// Turn off the over-correction guard (on by default: an empty, runaway, prompt-leaking or
     /// far-fetched answer falls back to the 1-best, marked `"guard": "fallback:<reason>"`).
-    #[arg(long, env = "NEKO_NO_GUARD")]
+    #[arg(long, env = "NEKO_NO_GUARD", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub no_guard: bool,
 
     /// The guard's edit threshold for every task: an answer whose edit distance to every

@@ -63,7 +63,7 @@ pub struct ModelArgs {
     pub quant: Option<candle_core::quantized::GgmlDType>,
 
     /// Do not wrap prompts in the model's chat template (instruct models declare one).
-    #[arg(long, env = "NEKO_NO_CHAT_TEMPLATE")]
+    #[arg(long, env = "NEKO_NO_CHAT_TEMPLATE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub no_chat_template: bool,
 
     /// Trained tensors (`neko train`'s adapter.safetensors) replacing the model's own.

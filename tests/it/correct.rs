@@ -257,6 +257,26 @@ fn dump_prompts_says_what_it_skipped() {
 
 /// What `scripts/whisper_nbest.py` wrote for three files (Whisper base on flite speech; one file
 /// was not audio, one was 37 s long and cut at Whisper's segments): every line comes back under
+
+/// Switches read from the environment take what shells and CI files write: 1/0, yes/no.
+#[test]
+fn switches_read_from_the_environment_take_1_and_0() {
+    for (value, guard) in [
+        ("1", "guard:off"),
+        ("yes", "guard:off"),
+        ("0", "guard:asr:"),
+    ] {
+        let mut cmd = neko();
+        cmd.args(["correct", "--task", "asr", "--model"])
+            .arg(fixture("tiny-llama"))
+            .env("NEKO_NO_GUARD", value)
+            .env("NEKO_STRICT", "0");
+        let out = run_with_stdin(cmd, b"{\"id\": \"a\", \"input\": [\"fine\"]}\n");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{value}: {err}");
+        assert!(err.contains(guard), "{value}: {err}");
+    }
+}
 /// its id, the unreadable file's with the recogniser's own error.
 #[test]
 fn every_whisper_nbest_line_comes_back_under_its_id() {
