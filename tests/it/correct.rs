@@ -255,9 +255,6 @@ fn dump_prompts_says_what_it_skipped() {
     assert!(err.contains("skipped 1 record(s)"), "{err}");
 }
 
-/// What `scripts/whisper_nbest.py` wrote for three files (Whisper base on flite speech; one file
-/// was not audio, one was 37 s long and cut at Whisper's segments): every line comes back under
-
 /// Switches read from the environment take what shells and CI files write: 1/0, yes/no.
 #[test]
 fn switches_read_from_the_environment_take_1_and_0() {
@@ -277,6 +274,9 @@ fn switches_read_from_the_environment_take_1_and_0() {
         assert!(err.contains(guard), "{value}: {err}");
     }
 }
+
+/// What `scripts/whisper_nbest.py` wrote for three files (Whisper base on flite speech; one file
+/// was not audio, one was 37 s long and cut at Whisper's segments): every line comes back under
 /// its id, the unreadable file's with the recogniser's own error.
 #[test]
 fn every_whisper_nbest_line_comes_back_under_its_id() {
