@@ -153,6 +153,23 @@ pub struct Corrector {
     stop: Option<Arc<AtomicBool>>,
 }
 
+/// The largest `k` in `0..=n` with `fits(k)`, where `fits` holds up to some `k` and not beyond
+/// and `fits(n)` is known to be false; 0 where nothing fits.
+fn most_that_fit(
+    n: usize,
+    mut fits: impl FnMut(usize) -> Result<bool, String>,
+) -> Result<usize, String> {
+    let (mut lo, mut hi) = (0, n);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match fits(mid)? {
+            true => lo = mid,
+            false => hi = mid,
+        }
+    }
+    Ok(lo)
+}
+
 /// The error of a record whose batch never ran because the run was told to stop.
 pub const STOPPED: &str = "not decoded: the run was stopped";
 
@@ -303,12 +320,29 @@ impl Corrector {
             hyps.pop();
             (text, ids) = self.render(task, &hyps)?;
         }
-        let mut words: Vec<&str> = hypotheses[0].split_whitespace().collect();
+        let words: Vec<&str> = hypotheses[0].split_whitespace().collect();
         let total_words = words.len();
-        while ids.len() > budget && !words.is_empty() {
-            let over = ids.len() - budget;
-            words.truncate(words.len().saturating_sub(over.div_ceil(2).max(1)));
-            hyps = vec![words.join(" ")];
+        let mut cut_note = None;
+        if ids.len() > budget {
+            // The most words of the 1-best that fit, found by bisection: tokens per word vary
+            // too much (other scripts, OCR noise) for a cut guessed from the overshoot.
+            let fits = |hyp: String| -> Result<bool, String> {
+                Ok(self.render(task, &[hyp])?.1.len() <= budget)
+            };
+            let kept = most_that_fit(total_words, |k| fits(words[..k].join(" ")))?;
+            let mut cut = words[..kept].join(" ");
+            cut_note = Some(format!("cut the 1-best to {kept} of {total_words} words"));
+            if kept == 0 {
+                // Not even one word (a line without spaces): as many characters as fit.
+                let chars: Vec<char> = words.first().map_or(vec![], |w| w.chars().collect());
+                let n = most_that_fit(chars.len(), |k| fits(chars[..k].iter().collect()))?;
+                cut = chars[..n].iter().collect();
+                cut_note = Some(format!(
+                    "cut the 1-best to {n} of {} characters",
+                    chars.len()
+                ));
+            }
+            hyps = vec![cut];
             (text, ids) = self.render(task, &hyps)?;
         }
         if ids.len() > budget {
@@ -321,8 +355,8 @@ impl Corrector {
             "prompt over the {context}-token context: kept {} of {given} hypotheses",
             hyps.len()
         );
-        if words.len() < total_words {
-            warning += &format!(", cut the 1-best to {} of {total_words} words", words.len());
+        if let Some(note) = cut_note {
+            warning += &format!(", {note}");
         }
         Ok(Fitted {
             ids,

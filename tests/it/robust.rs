@@ -102,8 +102,13 @@ fn inputs_over_the_context_drop_hypotheses_then_truncate() {
         v["max_position_embeddings"] = 160.into()
     });
     let long = "many words in this rather long hypothesis ".repeat(6);
+    // Words of many tokens each, and a line without spaces: a cut guessed from the overshoot
+    // used to keep none of them.
+    let rare = "Zyxwvq-Qjxkzv ".repeat(60);
+    let unspaced = "qz".repeat(400);
     let input = format!(
-        "{{\"input\": [\"{long}\", \"{long}x\", \"{long}y\"]}}\n{{\"input\": [\"short one\"]}}\n"
+        "{{\"input\": [\"{long}\", \"{long}x\", \"{long}y\"]}}\n{{\"input\": [\"short one\"]}}\n\
+         {{\"input\": [\"{rare}\"]}}\n{{\"input\": [\"{unspaced}\"]}}\n"
     );
     let mut cmd = neko();
     cmd.args([
@@ -130,6 +135,17 @@ fn inputs_over_the_context_drop_hypotheses_then_truncate() {
     );
     assert!(recs[1].get("warning").is_none());
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning: <stdin>:1"));
+    // Some of the 1-best is kept (as much as fits, found by bisection), not none of it.
+    for (rec, unit) in [(&recs[2], "words"), (&recs[3], "characters")] {
+        let warning = rec["warning"].as_str().unwrap();
+        let kept: usize = warning
+            .split("cut the 1-best to ")
+            .nth(1)
+            .and_then(|w| w.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{warning}"));
+        assert!(kept > 0 && warning.ends_with(unit), "{warning}");
+    }
 }
 
 #[test]
