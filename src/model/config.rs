@@ -87,9 +87,9 @@ pub const LORA_MOE_MODEL_TYPE: &str = "neko_lora_mixtral";
 /// Why a `config.json` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config.json is not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("config.json: field `{field}`: {message}")]
+    #[error("not valid JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("field `{field}`: {message}")]
     Field { field: String, message: String },
 }
 
@@ -163,7 +163,7 @@ fn default_eps() -> f64 {
 impl ModelConfig {
     /// Parses the text of a `config.json`.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_json::from_str(text)?;
+        let raw: RawConfig = serde_json::from_str(text).map_err(ConfigError::Json)?;
         Self::from_raw(raw)
     }
 

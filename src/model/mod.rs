@@ -32,10 +32,12 @@ pub use weights::{parse_quant, Weights};
 pub enum ModelError {
     #[error("{path}: {message}")]
     Files { path: String, message: String },
-    #[error("{path}: {source}")]
+    // The config error is shown in the message, not chained as a source: a chain would
+    // print it twice.
+    #[error("{path}: {error}")]
     Config {
         path: String,
-        source: config::ConfigError,
+        error: config::ConfigError,
     },
     #[error("{path}: cannot load the tokenizer: {message}")]
     Tokenizer { path: String, message: String },
@@ -43,6 +45,8 @@ pub enum ModelError {
     Weights { path: String, message: String },
     #[error("device `{0}`: {1}")]
     Device(String, String),
+    #[error("dtype `{0}`: unknown (auto, f32, bf16, f16)")]
+    Dtype(String),
 }
 
 impl ModelError {
@@ -307,9 +311,9 @@ fn find_chat_template(
 /// Reads and validates `config.json`.
 pub fn read_config(path: &Path) -> Result<ModelConfig, ModelError> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::files(path, e.to_string()))?;
-    ModelConfig::from_json(&text).map_err(|source| ModelError::Config {
+    ModelConfig::from_json(&text).map_err(|error| ModelError::Config {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 
@@ -355,9 +359,6 @@ pub fn parse_dtype(spec: &str, device: &Device) -> Result<DType, ModelError> {
         "f32" => Ok(DType::F32),
         "bf16" => Ok(DType::BF16),
         "f16" => Ok(DType::F16),
-        other => Err(ModelError::Device(
-            other.to_string(),
-            "unknown dtype (auto, f32, bf16, f16)".into(),
-        )),
+        other => Err(ModelError::Dtype(other.to_string())),
     }
 }

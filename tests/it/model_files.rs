@@ -100,3 +100,20 @@ fn a_missing_model_folder_file_is_named() {
         "{err}"
     );
 }
+
+/// A broken config.json is named once, with what is wrong with it, not the same parse error
+/// three times over.
+#[test]
+fn a_broken_config_is_named_once() {
+    let dir = copy_model();
+    std::fs::write(
+        dir.path().join("config.json"),
+        "{\"model_type\": \"llama\", broken",
+    )
+    .unwrap();
+    let (code, out, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2));
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("config.json: not valid JSON"), "{err}");
+    assert_eq!(err.matches("key must be a string").count(), 1, "{err}");
+}
