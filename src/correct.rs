@@ -654,7 +654,7 @@ impl Corrector {
     }
 
     /// The margin of `written` (an answer as the model wrote it) over its
-    /// [`guard::margin_baseline`], in nats; `None` where they are the same text.
+    /// [`guard::margin_baseline`], in nats to 1/1000; `None` where they are the same text.
     fn margin(
         &mut self,
         task: Task,
@@ -668,7 +668,9 @@ impl Corrector {
             return None;
         }
         let scored = self.score_answers(task, forced, prompt, [written, &baseline]);
-        Some(scored.map(|[answer, baseline]| answer - baseline))
+        // Rounded as output lines carry it, so that `neko guard` re-reading a line decides as
+        // this run did.
+        Some(scored.map(|[answer, baseline]| crate::output::margin_digits(answer - baseline)))
     }
 
     /// The guard's margin of an answer to `record` written elsewhere (`neko guard --score`: a

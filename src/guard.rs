@@ -394,6 +394,17 @@ pub(crate) fn word_keys(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Parses an edit limit (`--guard-max-edit`, `neko guard --max-edit`): a ratio of at least 0.
+/// NaN is refused: no edit distance exceeds it, so it would keep every answer.
+pub fn parse_max_edit(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t >= 0.0 => Ok(t),
+        _ => Err(format!(
+            "`{s}` is not a ratio of at least 0 (0.1: a tenth of the words)"
+        )),
+    }
+}
+
 /// The margin check of an answer the other checks kept: `margin` is its log-probability minus
 /// its [`margin_baseline`]'s, in nats. `None` keeps it; `Some(Margin)` falls back (a NaN
 /// margin too).
@@ -420,36 +431,47 @@ pub fn margin_baseline(task: Task, answer: &str, best: &str) -> String {
 /// answer's formatting of the 1-best is left: a model that prefers formatted text to a
 /// lowercase, unpunctuated 1-best (HyPoradise's style) must still prefer its word edits.
 pub fn undo_word_edits(answer: &str, best: &str) -> String {
+    // Only tokens with a key are words; the answer's others ("—", "&") stay where they are.
     let (a, b) = (split(answer), split(best));
     let (ka, kb): (Vec<String>, Vec<String>) = (
         a.iter().map(|w| word_key(w)).collect(),
         b.iter().map(|w| word_key(w)).collect(),
     );
-    let (mut i, mut j) = (0, 0);
+    let (ia, ib): (Vec<usize>, Vec<usize>) = (
+        (0..a.len()).filter(|&i| !ka[i].is_empty()).collect(),
+        (0..b.len()).filter(|&j| !kb[j].is_empty()).collect(),
+    );
+    let keys = |k: &[String], idx: &[usize]| idx.iter().map(|&i| k[i].clone()).collect::<Vec<_>>();
+    let (mut i, mut j, mut next) = (0, 0, 0);
     let mut out: Vec<String> = Vec::with_capacity(b.len());
-    for op in crate::metrics::align::align(&kb, &ka) {
+    for op in crate::metrics::align::align(&keys(&kb, &ib), &keys(&ka, &ia)) {
+        if op != Op::Delete {
+            // The answer's punctuation-only tokens before its next word.
+            out.extend(a[next..ia[i]].iter().map(|t| t.to_string()));
+            next = ia[i] + 1;
+        }
         match op {
-            Op::Equal => out.push(a[i].to_string()),
-            Op::Substitute => out.push(dress_like(b[j], a[i])),
-            Op::Delete => out.push(b[j].to_string()),
+            Op::Equal => out.push(a[ia[i]].to_string()),
+            Op::Substitute => out.push(dress_like(b[ib[j]], a[ia[i]])),
+            Op::Delete => out.push(b[ib[j]].to_string()),
             Op::Insert => {}
         }
         i += usize::from(op != Op::Delete);
         j += usize::from(op != Op::Insert);
     }
+    out.extend(a[next..].iter().map(|t| t.to_string()));
     out.join(" ")
 }
 
-/// What counts as a word for the guard, as for ASR scoring: its letters and digits, lowercased,
-/// with the apostrophes between them (any of [`is_apostrophe`]'s, as `'`). Casing and the
-/// punctuation around a word do not count; an apostrophe inside one does: "aren't" and "arent"
-/// are different words to whisper-en, the ASR default (which spells the one out as "are not"),
-/// and to unnormalised scoring (only the `basic` normaliser deletes apostrophes).
+/// What counts as a word for the guard, as for ASR scoring: the word without the punctuation
+/// around it, lowercased, its apostrophes (any of [`is_apostrophe`]'s) written `'`. Casing and
+/// the punctuation around a word do not count; what is inside one does: "aren't" and "arent",
+/// "1.5" and "15", "e-mail" and "email" are different words to whisper-en, the ASR default
+/// (which spells "aren't" out as "are not"), and to unnormalised scoring.
 fn word_key(w: &str) -> String {
     use crate::normalize::basic::is_apostrophe;
     w.trim_matches(|c: char| !c.is_alphanumeric())
         .chars()
-        .filter(|&c| c.is_alphanumeric() || is_apostrophe(c))
         .map(|c| if is_apostrophe(c) { '\'' } else { c })
         .flat_map(char::to_lowercase)
         .collect()
@@ -629,6 +651,9 @@ mod tests {
         assert_eq!("off".parse::<Margin>(), Ok(Margin::Off));
         assert_eq!("-2".parse::<Margin>(), Ok(Margin::All(-2.0)));
         assert!("NaN".parse::<Margin>().is_err() && "x".parse::<Margin>().is_err());
+        // NaN would keep every answer: no edit distance exceeds it.
+        assert!(parse_max_edit("NaN").is_err() && parse_max_edit("-0.1").is_err());
+        assert_eq!(parse_max_edit("0.1"), Ok(0.1));
     }
 
     #[test]
@@ -732,6 +757,30 @@ mod tests {
         let formatted = "'They aren\u{2019}t' at the \"engineer's\"";
         assert_eq!(undo_word_edits(formatted, best), formatted);
         assert!(is_a_pick(formatted, &hyps(&[best])));
+    }
+
+    #[test]
+    fn punctuation_inside_a_word_is_part_of_it_and_alone_is_formatting() {
+        let best = "it will cost about 1.5 million for the well-known bridge";
+        // A changed number or a joined compound is a word edit to every check.
+        let edited = "It will cost about 15 million for the wellknown bridge.";
+        assert_eq!(
+            undo_word_edits(edited, best),
+            "It will cost about 1.5 million for the well-known bridge."
+        );
+        assert!(!is_a_pick(edited, &hyps(&[best])));
+        assert!(changes_agreed_words(edited, &hyps(&[best, best])));
+        // A dash or an ampersand on its own is formatting: nothing to undo, and a real edit
+        // beside one gets a clean baseline.
+        let dashed = "It will cost – about 1.5 million for the well-known bridge.";
+        assert_eq!(undo_word_edits(dashed, best), dashed);
+        assert!(is_a_pick(dashed, &hyps(&[best])));
+        assert_eq!(
+            undo_word_edits("So I think — we should go", "so i think uh we should go"),
+            "So I think uh — we should go"
+        );
+        assert_eq!(undo_word_edits("a c b", "a - b"), "a b");
+        assert_eq!(undo_word_edits("– a b –", "a x b"), "– a x b –");
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl OutputRecord {
         OutputRecord {
             prediction: Some(c.text),
             guard: c.guard.map(crate::guard::Reason::label),
-            margin: c.margin.map(margin_digits),
+            margin: c.margin,
             warning: c.warning,
             ..Self::passed_through(record, Some(task.to_string()))
         }

@@ -102,9 +102,11 @@ impl Style {
     }
 }
 
-/// Punctuation and symbols: what is neither a letter, a digit, a space nor an apostrophe.
+/// Punctuation and symbols: what is neither a letter, a digit, a space nor an apostrophe (any
+/// the guard's word keys take for one, so that restyling never changes a word to the guard).
 fn is_punctuation(c: char) -> bool {
-    !(c.is_alphanumeric() || c.is_whitespace() || c == '\'' || c == '\u{2019}')
+    use crate::normalize::basic::is_apostrophe;
+    !(c.is_alphanumeric() || c.is_whitespace() || is_apostrophe(c))
 }
 
 fn is_dash(c: char) -> bool {
@@ -127,6 +129,9 @@ mod tests {
         ]);
         let got = StyleMode::Follow.apply(Task::Asr, &n, "I don't know the well-known way, sir!");
         assert_eq!(got, "i don't know the well known way sir");
+        // Every apostrophe the guard knows stays: restyling never makes "don`t" "dont".
+        let got = StyleMode::Follow.apply(Task::Asr, &n, "I don`t know, I don\u{2018}t.");
+        assert_eq!(got, "i don`t know i don\u{2018}t");
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub struct GuardArgs {
 
     /// One edit threshold for every task, as `neko correct --guard-max-edit` (default: each
     /// task's own).
-    #[arg(long)]
+    #[arg(long, value_parser = guard::parse_max_edit)]
     pub max_edit: Option<f64>,
 
     /// The margin in nats, as `neko correct --guard-margin` (a number, `off`, or `task`:
@@ -175,7 +175,7 @@ fn guard_line(
     if let (None, Some(scorer), None) = (verdict, scorer, rec.get("margin")) {
         if opts.margin(task).is_some() {
             match scorer.margin_of(task, record, &written) {
-                Ok(Some(m)) => rec["margin"] = Value::from(crate::output::margin_digits(m)),
+                Ok(Some(m)) => rec["margin"] = Value::from(m),
                 Ok(None) => {}
                 // Unscored is unproven, as in `neko correct`: the 1-best stays.
                 Err(e) => {

@@ -43,8 +43,8 @@ pub enum Target {
 
 /// Of the hypotheses the guard lets an ASR answer pick (no more words than the 1-best), the
 /// one with the fewest word edits to `reference` (words compared as the guard compares them:
-/// letters, digits and in-word apostrophes, lowercased), the earliest on a tie, so the 1-best whenever no other is
-/// closer; `None` without hypotheses.
+/// without the punctuation around them, lowercased), the earliest on a tie, so the 1-best
+/// whenever no other is closer; `None` without hypotheses.
 pub fn best_pick<'a>(hypotheses: &'a [String], reference: &str) -> Option<&'a str> {
     let reference = crate::guard::word_keys(reference);
     crate::guard::picks(hypotheses)
