@@ -714,7 +714,12 @@ pub fn load_with_adapter(
     }
     // Safety: read-only maps.
     let base = unsafe { MmapedSafetensors::multi(&files.weights)? };
-    let extra = unsafe { MmapedSafetensors::new(adapter)? };
+    let extra = unsafe { MmapedSafetensors::new(adapter) }.with_context(|| {
+        format!(
+            "{}: cannot read the adapter (a safetensors file)",
+            adapter.display()
+        )
+    })?;
     for (name, _) in extra.tensors() {
         if !base.contains_tensor(&name) {
             bail!(

@@ -117,3 +117,24 @@ fn a_broken_config_is_named_once() {
     assert!(err.contains("config.json: not valid JSON"), "{err}");
     assert_eq!(err.matches("key must be a string").count(), 1, "{err}");
 }
+
+/// An adapter that is not a safetensors file is named as the adapter.
+#[test]
+fn an_adapter_that_is_not_safetensors_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = dir.path().join("adapter.jsonl");
+    std::fs::write(&adapter, "{}\n").unwrap();
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "asr", "--model"])
+        .arg(crate::util::fixture("tiny-llama"))
+        .arg("--adapter")
+        .arg(&adapter)
+        .arg("-");
+    let out = run_with_stdin(cmd, b"{\"input\": [\"a record\"]}\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("adapter.jsonl: cannot read the adapter"),
+        "{err}"
+    );
+}
