@@ -78,7 +78,8 @@ pub struct RecordError {
     pub message: String,
     /// The record's `id`, when the record was an object with a valid one: its error line keeps
     /// it, so that a pipeline can still join the line to its input.
-    pub id: Option<Value>,
+    /// (Boxed: a JSON value is large, and errors travel in every `Result` of the parser.)
+    pub id: Option<Box<Value>>,
     /// The record's `task`, when it names one as a string.
     pub task: Option<String>,
 }
@@ -110,7 +111,7 @@ impl Entry {
     pub fn id(&self) -> Value {
         match &self.record {
             Ok(r) => r.id.clone(),
-            Err(e) => e.id.clone().unwrap_or_else(|| Value::from(self.index)),
+            Err(e) => e.id.as_deref().cloned().unwrap_or_else(|| Value::from(self.index)),
         }
     }
 }
@@ -405,7 +406,7 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
         }
     };
     record_of(&obj, id.clone()).map_err(|e| RecordError {
-        id: Some(id),
+        id: Some(Box::new(id)),
         task: obj.get("task").and_then(Value::as_str).map(str::to_string),
         // A record that an earlier step (a recogniser, a `neko correct` run) could not make
         // carries that step's error: it is the cause, so it passes through as it was.
