@@ -111,7 +111,11 @@ impl Entry {
     pub fn id(&self) -> Value {
         match &self.record {
             Ok(r) => r.id.clone(),
-            Err(e) => e.id.as_deref().cloned().unwrap_or_else(|| Value::from(self.index)),
+            Err(e) => {
+                e.id.as_deref()
+                    .cloned()
+                    .unwrap_or_else(|| Value::from(self.index))
+            }
         }
     }
 }
