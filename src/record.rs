@@ -207,14 +207,7 @@ fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
             continue;
         }
         let index = entries.len();
-        let record = match std::str::from_utf8(raw) {
-            _ if raw.len() > max => Err(too_long(raw.len(), max)),
-            Ok(text) => parse_line(text, index),
-            Err(e) => Err(RecordError::new(
-                None,
-                format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
-            )),
-        };
+        let record = record_from_bytes(raw, index, max, false);
         entries.push(Entry {
             index,
             line: n + 1,
@@ -224,12 +217,42 @@ fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
     entries
 }
 
+/// One record's bytes (a line, or an array `element`), parsed. A record too long or not UTF-8
+/// still keeps the id and task it gives, so that its error line joins its input.
+fn record_from_bytes(
+    raw: &[u8],
+    index: usize,
+    max: usize,
+    element: bool,
+) -> Result<Record, RecordError> {
+    let error = match std::str::from_utf8(raw) {
+        _ if raw.len() > max => too_long(raw.len(), max),
+        Ok(text) if element => return parse_json(text).and_then(|v| from_value(v, index)),
+        Ok(text) => return parse_line(text, index),
+        Err(e) => {
+            let unit = if element { "record" } else { "line" };
+            let at = e.valid_up_to();
+            RecordError::new(None, format!("invalid UTF-8 at byte {at} of the {unit}"))
+        }
+    };
+    Err(match parse_json(&String::from_utf8_lossy(raw)) {
+        Ok(Value::Object(obj)) => RecordError {
+            id: valid_id(&obj).map(Box::new),
+            task: task_named(&obj),
+            ..error
+        },
+        _ => error,
+    })
+}
+
+fn parse_json(text: &str) -> Result<Value, RecordError> {
+    serde_json::from_str(text).map_err(|e| RecordError::new(None, format!("broken JSON: {e}")))
+}
+
 fn parse_line(text: &str, index: usize) -> Result<Record, RecordError> {
     let trimmed = text.trim();
     if trimmed.starts_with('{') || trimmed.starts_with('"') {
-        let value: Value = serde_json::from_str(trimmed)
-            .map_err(|e| RecordError::new(None, format!("broken JSON: {e}")))?;
-        from_value(value, index)
+        from_value(parse_json(trimmed)?, index)
     } else {
         // A plain text line is a 1-best with nothing else known.
         Ok(Record::from_hypotheses(
@@ -251,16 +274,7 @@ fn parse_array(bytes: &[u8], open: usize, max: usize) -> Vec<Entry> {
         let (spans, end) = array_element_spans(bytes, open);
         for (s, e) in spans {
             let index = entries.len();
-            let record = match std::str::from_utf8(&bytes[s..e]) {
-                _ if e - s > max => Err(too_long(e - s, max)),
-                Ok(text) => serde_json::from_str::<Value>(text)
-                    .map_err(|err| RecordError::new(None, format!("broken JSON: {err}")))
-                    .and_then(|v| from_value(v, index)),
-                Err(err) => Err(RecordError::new(
-                    None,
-                    format!("invalid UTF-8 at byte {} of the record", err.valid_up_to()),
-                )),
-            };
+            let record = record_from_bytes(&bytes[s..e], index, max, true);
             let line = lines.at(bytes, s);
             entries.push(Entry {
                 index,
@@ -411,11 +425,23 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
     };
     record_of(&obj, id.clone()).map_err(|e| RecordError {
         id: Some(Box::new(id)),
-        task: obj.get("task").and_then(Value::as_str).map(str::to_string),
+        task: task_named(&obj),
         // A record that an earlier step (a recogniser, a `neko correct` run) could not make
         // carries that step's error: it is the cause, so it passes through as it was.
         ..earlier_error(&obj).unwrap_or(e)
     })
+}
+
+/// The record's `id`, where it is one (a string or a number).
+fn valid_id(obj: &Map<String, Value>) -> Option<Value> {
+    obj.get("id")
+        .filter(|v| v.is_string() || v.is_number())
+        .cloned()
+}
+
+/// The task the record names, where it names one as a string.
+fn task_named(obj: &Map<String, Value>) -> Option<String> {
+    obj.get("task").and_then(Value::as_str).map(str::to_string)
 }
 
 /// The record's own `error` (a string, or an object with a `message` and perhaps a `field`).
@@ -741,5 +767,33 @@ mod tests {
             entries[2].record.as_ref().unwrap_err().field.as_deref(),
             Some("id")
         );
+    }
+
+    /// A record too long, or not UTF-8, keeps the id and task it gives, in lines and arrays.
+    #[test]
+    fn a_record_too_long_or_not_utf8_keeps_its_id() {
+        let bad = b"{\"id\": \"u2\", \"task\": \"ocr\", \"input\": [\"a \xff b\"]}";
+        let long = format!("{{\"id\": 7, \"input\": [\"{}\"]}}", "x".repeat(200));
+        let mut lines = bad.to_vec();
+        lines.push(b'\n');
+        lines.extend_from_slice(long.as_bytes());
+        let mut array = b"[".to_vec();
+        array.extend_from_slice(bad);
+        array.push(b',');
+        array.extend_from_slice(long.as_bytes());
+        array.push(b']');
+        for input in [lines, array] {
+            let entries = parse_with_limit(&input, 100);
+            assert_eq!(entries.len(), 2);
+            let err = entries[0].record.as_ref().unwrap_err();
+            assert!(err.message.starts_with("invalid UTF-8"), "{}", err.message);
+            assert_eq!(
+                (entries[0].id(), err.task.as_deref()),
+                ("u2".into(), Some("ocr"))
+            );
+            let err = entries[1].record.as_ref().unwrap_err();
+            assert!(err.message.contains("over the limit"), "{}", err.message);
+            assert_eq!(entries[1].id(), Value::from(7));
+        }
     }
 }
