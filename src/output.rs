@@ -161,6 +161,12 @@ impl OutputSink {
         let f = open_locked(&partial)?;
         f.set_len(0)
             .with_context(|| format!("{}: cannot truncate", partial.display()))?;
+        if signature.is_none() {
+            // An earlier run's signature would vouch for these lines.
+            for stale in [signature_path(&partial), signature_path(dest)] {
+                let _ = std::fs::remove_file(stale);
+            }
+        }
         Self::file(f, partial, dest, signature)
     }
 
@@ -198,22 +204,32 @@ impl OutputSink {
         // A line cut by the interruption is dropped and redone.
         let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let mut done: HashMap<String, usize> = HashMap::new();
-        let mut kept = Vec::with_capacity(complete);
-        for line in text[..complete]
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-        {
-            let Ok(v) = serde_json::from_slice::<Value>(line) else {
+        for (n, line) in text[..complete].split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
+            }
+            // Only the last line can be cut; one broken before it would be redone after the
+            // records that follow it, out of input order.
+            let Ok(v) = serde_json::from_slice::<Value>(line) else {
+                anyhow::bail!(
+                    "{}:{}: not a complete output line: cannot resume in input order; \
+                     start over without --resume",
+                    earlier.display(),
+                    n + 1
+                );
             };
             *done.entry(id_key(&v["id"])).or_default() += 1;
-            kept.extend_from_slice(line);
-            kept.push(b'\n');
         }
         let resumed = done.values().sum();
-        f.set_len(0)
-            .and_then(|()| f.rewind())
-            .and_then(|()| f.write_all(&kept))
+        // The complete lines stay as they are; the cut one goes. When the earlier run had
+        // finished, its lines are copied into the partial file first.
+        let kept = if from_partial {
+            Ok(())
+        } else {
+            f.write_all(&text[..complete])
+        };
+        kept.and_then(|()| f.set_len(complete as u64))
+            .and_then(|()| f.seek(std::io::SeekFrom::End(0)).map(|_| ()))
             .with_context(|| format!("{}: cannot rewrite", partial.display()))?;
         let mut sink = Self::file(f, partial, dest, Some(signature))?;
         sink.done = done;
@@ -255,6 +271,17 @@ impl OutputSink {
             }
             _ => false,
         }
+    }
+
+    /// Ids of the earlier run's lines that no input record has claimed through
+    /// [`OutputSink::already_written`]: lines of another input.
+    pub fn unclaimed(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = (self.done.iter())
+            .filter(|(_, n)| **n > 0)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Writes one output line.
@@ -316,6 +343,9 @@ fn open_locked(partial: &Path) -> anyhow::Result<File> {
         .open(partial)
         .with_context(|| format!("{}: cannot create", partial.display()))?;
     match f.try_lock() {
+        // The run that held the lock may have renamed this file into place in between: then
+        // the lock is on its finished output, and the partial path is opened again.
+        Ok(()) if !still_at(&f, partial) => open_locked(partial),
         Ok(()) => Ok(f),
         Err(TryLockError::WouldBlock) => anyhow::bail!(
             "{}: another neko run is writing it; wait for that run to end, or write to another file",
@@ -331,6 +361,21 @@ fn open_locked(partial: &Path) -> anyhow::Result<File> {
     }
 }
 
+/// Whether `path` still names the open file `f`.
+#[cfg(unix)]
+fn still_at(f: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn still_at(_: &File, _: &Path) -> bool {
+    true
+}
+
 /// Writes `signature` as one line to `FILE.sig` beside `dest`, so `neko eval FILE` can say
 /// how the predictions were made.
 fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
@@ -342,8 +387,7 @@ fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
 /// Refuses to resume a run that was made with other settings (another model, guard or
 /// prompt): its lines and the new ones would be one file under one signature. The earlier
 /// run's signature is `FILE.partial.sig`, written when it started, or `FILE.sig` when it had
-/// finished (`earlier` is that file). A run from a neko that wrote neither is resumed with a
-/// warning.
+/// finished (`earlier` is that file). A file without either is refused too.
 fn check_resume(earlier: &Path, signature: &str) -> anyhow::Result<()> {
     let sig = signature_path(earlier);
     match std::fs::read_to_string(&sig) {
@@ -355,16 +399,16 @@ fn check_resume(earlier: &Path, signature: &str) -> anyhow::Result<()> {
             earlier.display(),
             then.trim()
         ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if earlier.exists() {
-                eprintln!(
-                    "neko: warning: {} is missing: cannot check that {} was written with the same settings",
-                    sig.display(),
-                    earlier.display()
-                );
-            }
-            Ok(())
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match earlier.exists() {
+            // Without it any JSON file would pass for this run's output.
+            true => anyhow::bail!(
+                "{}: cannot resume: {} is missing, so nothing says that neko wrote {0} with \
+                 these settings; start over without --resume",
+                earlier.display(),
+                sig.display()
+            ),
+            false => Ok(()),
+        },
         Err(e) => Err(e).with_context(|| format!("{}: cannot read", sig.display())),
     }
 }

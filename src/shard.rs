@@ -132,6 +132,10 @@ impl Merge {
     pub fn check(files: &[PathBuf]) -> Result<Self, MergeError> {
         let mut places: Vec<Option<Place>> = Vec::new();
         let mut total: Option<(usize, String)> = None;
+        let bytes: usize = (files.iter())
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len() as usize)
+            .sum();
         for (f, path) in files.iter().enumerate() {
             let io = |source| MergeError::Io {
                 file: name(path),
@@ -151,6 +155,15 @@ impl Merge {
                 };
                 let (index, of, id) = position(&line).map_err(at)?;
                 match &total {
+                    // Each record is a line of at least `{}` and a newline: a count beyond
+                    // that is records missing, found before allocating a place for each.
+                    None if of > bytes / 3 => {
+                        return Err(at(format!(
+                            "{of} records, more than {} bytes of shard output can hold: \
+                             records are missing",
+                            bytes
+                        )))
+                    }
                     None => {
                         total = Some((of, format!("{}:{}", name(path), n + 1)));
                         places.resize(of, None);
@@ -297,13 +310,16 @@ fn unsharded(line: &str) -> String {
     v.to_string()
 }
 
-/// The `.sig` beside every shard output, when all have one and agree.
+/// The `.sig` beside every shard output, when all have one and agree. Those there must agree
+/// even when one is missing (a shard written to stdout): the merge then has none.
 fn common_signature(files: &[PathBuf]) -> Result<Option<String>, MergeError> {
     let mut first: Option<(String, String)> = None;
+    let mut every = true;
     for f in files {
         let sig_path = crate::output::signature_path(f);
         let Ok(sig) = std::fs::read_to_string(&sig_path) else {
-            return Ok(None);
+            every = false;
+            continue;
         };
         if let Some((text, file)) = &first {
             if *text != sig {
@@ -316,7 +332,7 @@ fn common_signature(files: &[PathBuf]) -> Result<Option<String>, MergeError> {
             first = Some((sig.clone(), name(&sig_path)));
         }
     }
-    Ok(first.map(|(s, _)| s))
+    Ok(first.filter(|_| every).map(|(s, _)| s))
 }
 
 #[cfg(test)]

@@ -288,6 +288,27 @@ impl BackendArgs {
     }
 }
 
+/// Refuses an output path that cannot take the file, before any work is done: a directory
+/// (or a path ending in one), or one of the inputs, which the run would overwrite.
+fn check_output_path(out: &std::path::Path, inputs: &[PathBuf]) -> anyhow::Result<()> {
+    let named = out.file_name().is_some() && !out.to_string_lossy().ends_with('/');
+    if !named || out.is_dir() {
+        bail!("-o {}: a directory; give a file name", out.display());
+    }
+    let same = |a: &std::path::Path| match (a.canonicalize(), out.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if let Some(input) = inputs.iter().find(|i| same(i)) {
+        bail!(
+            "-o {}: is the input {}; write to another file",
+            out.display(),
+            input.display()
+        );
+    }
+    Ok(())
+}
+
 /// `\n` and `\t` typed on a command line mean the characters.
 fn unescape(s: &str) -> String {
     s.replace("\\n", "\n").replace("\\t", "\t")
@@ -307,6 +328,9 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         bail!("--resume needs -o FILE: it continues the run that was writing FILE");
     }
     args.backend.validate(&args.model, &args.decode)?;
+    if let Some(out) = &args.output {
+        check_output_path(out, &args.inputs)?;
+    }
     let mut items = read_inputs(&args.inputs, args.max_record_bytes)?;
     if args.task.is_none() && !items.iter().any(|it| has_task(&it.entry)) {
         bail!(
@@ -364,6 +388,13 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         .iter()
         .filter(|it| !sink.already_written(&it.entry.id()))
         .collect();
+    if let Some(id) = sink.unclaimed().first() {
+        bail!(
+            "cannot resume: the earlier output has {} line(s) that no input record matches (id \
+             {id}): it was not written from this input; start over without --resume",
+            sink.unclaimed().len()
+        );
+    }
     if sink.resumed() > 0 {
         eprintln!(
             "neko: resuming: {} records already written, {} to go",

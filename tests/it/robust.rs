@@ -159,12 +159,56 @@ fn resume_continues_an_interrupted_run_in_order() {
     // An interrupted run: two complete lines and half of the third.
     let cut: Vec<&str> = full_text.lines().collect();
     let partial = format!("{}\n{}\n{}", cut[0], cut[1], &cut[2][..10]);
-    std::fs::write(neko::output::partial_path(&dest), partial).unwrap();
+    crate::util::write_partial(&dest, &partial, &full);
     let out = correct_into("tiny-llama", &["--resume"], &dest, &input);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 records already written, 4 to go"));
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), full_text);
     assert!(!neko::output::partial_path(&dest).exists());
+}
+
+/// `--resume` takes only this run's own output: not a file without the signature of the run
+/// that wrote it, not lines of another input, not a file broken before its last line; and
+/// `-o` may be neither an input nor a directory. Each is refused before any record is written.
+#[test]
+fn resume_refuses_what_is_not_this_runs_output() {
+    let (dir, input, dest) = workdir(4);
+    assert!(correct_into("tiny-llama", &[], &dest, &input)
+        .status
+        .success());
+    let full = std::fs::read_to_string(&dest).unwrap();
+    let lines: Vec<&str> = full.lines().collect();
+    let refused = |flags: &[&str], out: &Path, says: &str| {
+        let o = correct_into("tiny-llama", flags, out, &input);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{says}: {err}");
+    };
+    // Lines of another input: an id no input record has.
+    let other = dir.path().join("other.jsonl");
+    let foreign = format!("{}\n{{\"id\": \"zzz\", \"prediction\": \"x\"}}\n", lines[0]);
+    crate::util::write_partial(&other, &foreign, &dest);
+    refused(
+        &["--resume"],
+        &other,
+        "no input record matches (id \"zzz\")",
+    );
+    // A line broken before the last one cannot be redone in order.
+    let broken = format!("{}\nGARBAGE{{\n{}\n", lines[0], lines[2]);
+    crate::util::write_partial(&other, &broken, &dest);
+    refused(
+        &["--resume"],
+        &other,
+        "other.jsonl.partial:2: not a complete output line",
+    );
+    // Without the signature, nothing says neko wrote it with these settings.
+    std::fs::remove_file(neko::output::signature_path(&dest)).unwrap();
+    refused(&["--resume"], &dest, "out.jsonl.sig is missing");
+    // The input itself, or a directory.
+    refused(&["--resume"], &input, "is the input");
+    refused(&[], &input, "is the input");
+    refused(&[], dir.path(), "a directory");
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), records(4));
 }
 
 #[test]

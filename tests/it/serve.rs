@@ -405,7 +405,7 @@ fn output_is_in_input_order_and_resumes_with_the_openai_backend() {
     let dest = dir.path().join("out.jsonl");
     let cut: Vec<&str> = full_text.lines().collect();
     let partial = cut[..25].join("\n") + "\n" + &cut[25][..12];
-    std::fs::write(neko::output::partial_path(&dest), partial).unwrap();
+    crate::util::write_partial(&dest, &partial, &full);
     let out = ok(served(&resumed_server.url)
         .args(["--concurrency", "6", "--no-guard", "--resume", "-o"])
         .arg(&dest)

@@ -197,6 +197,53 @@ fn merge_refuses_shards_made_with_different_settings() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("a.jsonl.sig and"), "{e}");
     assert!(e.contains("different settings"), "{e}");
+
+    // A shard without a signature (written to stdout) does not stop the others' check.
+    let part = |i: usize, extra: &[&str]| {
+        let f = dir.path().join(format!("p{i}{}.jsonl", extra.len()));
+        let slice = format!("{i}/3");
+        correct(&inputs, &f, &[&["--shard", slice.as_str()], extra].concat());
+        f
+    };
+    let unsigned = part(0, &[]);
+    std::fs::remove_file(neko::output::signature_path(&unsigned)).unwrap();
+    let (one, two) = (part(1, &[]), part(2, &[]));
+    let out = merge(&[unsigned.clone(), one.clone(), part(2, &["--no-guard"])]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("different settings"));
+
+    // Agreeing shards, one without a signature, merge without one: a signature left by an
+    // earlier file of that name would vouch for lines it did not make.
+    let dest = dir.path().join("merged.jsonl");
+    std::fs::write(neko::output::signature_path(&dest), "correct|stale\n").unwrap();
+    let out = neko()
+        .arg("merge")
+        .args([&unsigned, &one, &two])
+        .arg("-o")
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!neko::output::signature_path(&dest).exists());
+}
+
+/// A record count no shard output could hold is an error, not an allocation.
+#[test]
+fn merge_refuses_an_impossible_record_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("huge.jsonl");
+    std::fs::write(
+        &f,
+        "{\"id\": 1, \"index\": 0, \"of\": 18446744073709551615}\n",
+    )
+    .unwrap();
+    let out = merge(&[f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("records are missing"));
 }
 
 #[test]
@@ -216,7 +263,7 @@ fn a_shard_resumes_like_a_whole_run() {
         lines[2],
         &lines[3][..8]
     );
-    std::fs::write(neko::output::partial_path(&dest), partial).unwrap();
+    crate::util::write_partial(&dest, &partial, &full);
     let out = correct(&inputs, &dest, &["--shard", "0/2", "--resume"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("3 records already written, 4 to go"), "{err}");
