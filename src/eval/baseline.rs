@@ -26,6 +26,14 @@ pub enum BaselineError {
         /// What the baseline has.
         available: String,
     },
+    /// A file was scored with another normaliser than its baseline (its records' tasks
+    /// differ, say): the numbers do not compare.
+    #[error("{file}: scored with normaliser {now}, its baseline with {then}: not comparable")]
+    OtherNormalizer {
+        file: String,
+        now: String,
+        then: String,
+    },
 }
 
 /// The outcome of a comparison.
@@ -75,7 +83,7 @@ pub fn compare(
         let base = matching_run(run, baseline)?;
         for file in &run.files {
             match matching_file(file, base) {
-                Some(b) => checks.extend(compare_files(run, file, b, max_regression)),
+                Some(b) => checks.extend(compare_files(run, file, b, max_regression)?),
                 None => unmatched.push(file.path.clone()),
             }
         }
@@ -92,10 +100,12 @@ pub fn compare(
 
 fn matching_run<'b>(run: &Run, baseline: &'b Report) -> Result<&'b Run, BaselineError> {
     let label = |n: &Option<String>| n.clone().unwrap_or_else(|| "default".to_string());
-    baseline
-        .runs
-        .iter()
-        .find(|b| b.normalizer == run.normalizer && b.task == run.task)
+    // The same normaliser setting, or else one that applied the same normalisers (the default
+    // and the same normaliser named).
+    let runs = || baseline.runs.iter().filter(|b| b.task == run.task);
+    runs()
+        .find(|b| b.normalizer == run.normalizer)
+        .or_else(|| runs().find(|b| b.normalizer_label == run.normalizer_label))
         .ok_or_else(|| BaselineError::NoMatchingRun {
             normalizer: label(&run.normalizer),
             task: run
@@ -156,12 +166,25 @@ fn system_values(g: &GroupReport) -> Vec<(&'static str, f64, bool)> {
     v
 }
 
-fn compare_files(run: &Run, file: &FileReport, base: &FileReport, tol: f64) -> Vec<Check> {
+fn compare_files(
+    run: &Run,
+    file: &FileReport,
+    base: &FileReport,
+    tol: f64,
+) -> Result<Vec<Check>, BaselineError> {
     let (Some(now), Some(then)) = (file.groups.first(), base.groups.first()) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
+    // A file without a scored record has nothing to compare, whatever it names.
+    if now.records > 0 && then.records > 0 && now.normalizer != then.normalizer {
+        return Err(BaselineError::OtherNormalizer {
+            file: file.path.clone(),
+            now: now.normalizer.clone(),
+            then: then.normalizer.clone(),
+        });
+    }
     let before = system_values(then);
-    system_values(now)
+    Ok(system_values(now)
         .into_iter()
         .filter_map(|(metric, current, lower_better)| {
             let (_, baseline, _) = before.iter().find(|(m, _, _)| *m == metric)?;
@@ -181,5 +204,5 @@ fn compare_files(run: &Run, file: &FileReport, base: &FileReport, tol: f64) -> V
                 regressed: worse_by > tol + 1e-9,
             })
         })
-        .collect()
+        .collect())
 }

@@ -332,6 +332,28 @@ fn baseline_gate_exits_1_on_a_regression_beyond_the_tolerance() {
         "{}",
         stderr(&o)
     );
+    // Nor can a file whose records' tasks now give it another normaliser, though the run's
+    // setting (each task's default) is the same; the default named is the default.
+    let ocr = dir.path().join("asr.jsonl");
+    let as_ocr = std::fs::read_to_string(&asr)
+        .unwrap()
+        .replace("\"task\": \"asr\"", "\"task\": \"ocr\"");
+    assert_ne!(as_ocr, std::fs::read_to_string(&asr).unwrap());
+    std::fs::write(&ocr, as_ocr).unwrap();
+    let o = run(
+        &["--baseline", same.to_str().unwrap(), ocr.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("not comparable"), "{}", stderr(&o));
+    let named = [
+        "--normalizer",
+        "whisper-en",
+        "--baseline",
+        same.to_str().unwrap(),
+    ];
+    let o = run(&[&named[..], &[asr.as_str()]].concat(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
 #[test]
