@@ -142,7 +142,7 @@ fn legend(run: &Run) -> String {
         .files
         .iter()
         .flat_map(|f| &f.groups)
-        .any(|g| g.wer.oracle_nbest.is_none());
+        .any(|g| g.records > 0 && g.wer.oracle_nbest.is_none());
     let oracles = if no_nbest {
         " (- where records carry only their 1-best, as neko correct writes)"
     } else {
@@ -182,8 +182,9 @@ fn wer_table(run: &Run, labels: &Labels) -> Table {
                 });
             }
             let w = &g.wer;
-            // No reference words, no rate: 0.00 would claim a perfect score for nothing.
-            let rate = |x: f64| match g.reference_words {
+            // No record, no rate: 0.00 would claim a perfect score for nothing. Records with
+            // empty references have one (jiwer's: 100 × insertions), as the JSON says.
+            let rate = |x: f64| match g.records {
                 0 => "-".to_string(),
                 _ => pct(x),
             };

@@ -550,6 +550,30 @@ fn an_empty_file_reports_zero_records() {
     assert!(stdout(&o).contains("wer|norm:-|"));
 }
 
+/// References that normalise to nothing still have a WER (jiwer's: 100 × insertions), in the
+/// table as in the JSON.
+#[test]
+fn empty_references_have_jiwers_rate_in_the_table_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("empty_refs.jsonl");
+    std::fs::write(
+        &f,
+        "{\"task\": \"asr\", \"output\": \"\", \"input\": [\"a b\"]}\n\
+         {\"task\": \"asr\", \"output\": \"uh\", \"input\": [\"c\"]}\n",
+    )
+    .unwrap();
+    let path = f.to_str().unwrap();
+    let g = &json(&[path])["runs"][0]["files"][0]["groups"][0];
+    assert_eq!(g["wer"]["one_best"]["rate"], 300.0);
+    let o = run(&[path], &[]);
+    let row = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("empty_refs.jsonl"))
+        .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+        .unwrap();
+    assert_eq!(row, "empty_refs.jsonl 2 0 300.00");
+}
+
 /// The 1-best and N-best oracle columns of `../shared/design/benchmark.md`, to two decimals.
 const BENCHMARK_MD: [(&str, u64, u64, f64, f64, f64); 7] = [
     ("test_atis.json", 809, 9111, 8.40, 8.37, 5.31),
