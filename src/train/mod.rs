@@ -734,5 +734,8 @@ pub fn load_with_adapter(
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&paths, opts.dtype, &opts.device)? };
     let net = Transformer::load(&model.config, &Weights::safetensors(vb, opts.quantize))?;
     model.decoder = Box::new(net);
+    // The adapter is part of what was loaded: its content signs the model (`neko correct`'s
+    // signature, which a resume checks), as a rebuilt checkpoint's would.
+    model.files.weights = paths;
     Ok(model)
 }

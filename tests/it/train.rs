@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use neko::correct::{CorrectOptions, Corrector};
 use neko::model::{LoadOptions, Logits, Model};
 use neko::train::data::{DataSpec, Target};
 use neko::train::{is_trainable, Hyper, RoutingLoss, TrainConfig, Trainer};
+use neko::Task;
 
 use crate::util::{fixture, json_lines, neko, run_ok};
 
@@ -328,6 +330,9 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
         m.decoder.forward(&ids, &[0], None, Logits::All).unwrap()
     };
     assert!(max_abs(&(run(&mut tuned) - run(&mut init)).unwrap()) > 1e-3);
+    // It signs the model too: a resume of a run made with it, or without, is told apart.
+    let sig = |m: Model| Corrector::new(m, None, CorrectOptions::default()).signature(&[Task::Asr]);
+    assert_ne!(sig(tuned), sig(init));
     let out = run_ok(neko().args([
         "correct",
         "--model",
