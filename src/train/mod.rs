@@ -374,8 +374,11 @@ impl Trainer {
             },
         )?;
         let renderer = Renderer::new(&model);
-        let (examples, report) = data::read_examples(&renderer, &config.data, h.max_len)?;
-        let (valid, _) = data::read_examples(&renderer, &config.valid, h.max_len)?;
+        // No example may be longer than the model has positions for: one would stop the run
+        // at the step that drew it.
+        let max_len = h.max_len.min(model.config.max_position_embeddings);
+        let (examples, report) = data::read_examples(&renderer, &config.data, max_len)?;
+        let (valid, _) = data::read_examples(&renderer, &config.valid, max_len)?;
         for ex in examples.iter().chain(&valid) {
             if model.config.task_expert(ex.task).is_none() {
                 bail!("task `{}` has no expert in the model's task map", ex.task);

@@ -56,11 +56,14 @@ pub fn measure(model: &mut Model, files: &[DataSpec], max_len: usize) -> Result<
                         .example(task, &r.hypotheses, reference, max_len)
                         .map_err(anyhow::Error::msg)?
                         .map(|e| e.ids),
+                    // Longer prompts than the model has positions for are left out, as
+                    // examples are.
                     None => Some(
                         renderer
                             .prompt(task, &r.hypotheses)
                             .map_err(anyhow::Error::msg)?,
-                    ),
+                    )
+                    .filter(|ids| ids.len() <= max_len),
                 };
                 if let Some(ids) = ids {
                     examples.push((task, ids));

@@ -366,6 +366,41 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
     }
 }
 
+/// A record longer than the model has positions for is left out even when `max_len` allows
+/// it (it used to stop the run at the step that drew it), and `--resume` takes no config.
+#[test]
+fn examples_longer_than_the_model_are_left_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = setup(tmp.path());
+    let long = format!(
+        "{{\"task\": \"asr\", \"input\": [\"{0}\"], \"output\": \"{0}\"}}\n",
+        "many words in a long line ".repeat(80)
+    );
+    let text = std::fs::read_to_string(&data).unwrap() + &long;
+    std::fs::write(&data, text).unwrap();
+    let run_dir = tmp.path().join("run");
+    let mut c = config(&model, &data, &run_dir, RoutingLoss::Both, 2);
+    c.train.max_len = 100_000;
+    let cfg = tmp.path().join("train.toml");
+    write_config(&c, &cfg);
+    let out = neko()
+        .args(["train", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("8 examples (0 without a reference, 1 over"),
+        "{err}"
+    );
+    let both = neko()
+        .args(["train", "--resume", run_dir.to_str().unwrap()])
+        .args(["--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+}
+
 #[test]
 fn configs_parse_and_refuse_test_splits() {
     let text = r#"
