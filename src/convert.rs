@@ -150,6 +150,9 @@ impl Checkpoint {
             );
         }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if overwrite {
+            remove_model_files(dir)?;
+        }
         let mut config = self.config.clone();
         config.dtype = Some(dtype_name.to_string());
         let mut out: HashMap<String, Tensor> = HashMap::new();
@@ -160,16 +163,19 @@ impl Checkpoint {
             out.insert(name.clone(), t.to_dtype(dtype)?.contiguous()?);
         }
         // Weights first, config last: a half-written folder has no config.json and does not
-        // look like a model.
+        // look like a model. The weights are written beside their name and renamed.
         let weights = dir.join("model.safetensors");
-        candle_core::safetensors::save(&out, &weights)
-            .with_context(|| format!("writing {}", weights.display()))?;
+        let tmp = dir.join("model.safetensors.tmp");
+        candle_core::safetensors::save(&out, &tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         // The writer creates the file owner-only; a model folder is meant to be shared.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&weights, std::fs::Permissions::from_mode(0o644))?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
         }
+        std::fs::rename(&tmp, &weights)
+            .with_context(|| format!("writing {}", weights.display()))?;
         write_json(&dir.join("tokenizer.json"), &self.tokenizer_json)?;
         write_json(&dir.join("tokenizer_config.json"), &self.tokenizer_config)?;
         write_json(&dir.join("generation_config.json"), &self.generation_config)?;
@@ -203,6 +209,31 @@ fn read_json(path: &Path) -> Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Removes what makes `dir` a model before it is written again: its config.json first (so a
+/// stop midway leaves no model that looks whole), then a sharded checkpoint's index and shards,
+/// which loading would prefer to the new `model.safetensors`.
+fn remove_model_files(dir: &Path) -> Result<()> {
+    let is_old = |name: &str| {
+        name == "config.json"
+            || name == "model.safetensors.index.json"
+            || (name.starts_with("model-")
+                && name.contains("-of-")
+                && name.ends_with(".safetensors"))
+    };
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| is_old(n))
+        .collect();
+    // config.json sorts before "model…": it goes first.
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<()> {

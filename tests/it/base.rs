@@ -542,6 +542,44 @@ fn convert_gguf_gives_back_the_original_tensors_and_logits() {
     assert_eq!(again.status.code(), Some(2));
 }
 
+/// `--force` over a sharded checkpoint leaves no index or shard behind, which loading would
+/// prefer to the new file; converting a folder onto itself works.
+#[test]
+fn convert_over_a_sharded_model_replaces_it_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    std::fs::create_dir(&dir).unwrap();
+    crate::util::copy_fixture("tiny-mixtral", &dir);
+    let convert = |from: &Path, extra: &[&str]| {
+        let (from, to) = (from.to_str().unwrap(), dir.to_str().unwrap());
+        run_ok(
+            neko()
+                .args(["convert", "--from", from, "--to", to, "--force"])
+                .args(extra),
+        );
+    };
+    convert(&dir, &["--dtype", "bf16"]);
+    let weights = |d: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains("safetensors"))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(weights(&dir), ["model.safetensors"]);
+    assert_eq!(load(&dir).config.num_local_experts, 4);
+    convert(&fixture("tiny-llama"), &[]);
+    assert_eq!(weights(&dir), ["model.safetensors"]);
+    let p = &tiny_prompts()[0];
+    let (mut a, mut b) = (load(&fixture("tiny-llama")), load(&dir));
+    assert_eq!(
+        max_diff(&logits(&mut a, p, None), &logits(&mut b, p, None)),
+        0.0
+    );
+}
+
 fn upcycle_tiny(dir: &Path, extra: &[&str]) {
     let mut cmd = neko();
     cmd.args([
