@@ -113,6 +113,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     let every = trainer.config.train.checkpoint_every.max(1);
     let valid_every = trainer.config.train.valid_every;
     let mut code = EXIT_OK;
+    let first = trainer.step;
     while trainer.step < stop {
         let s = trainer.train_step()?;
         writeln!(log, "{}", serde_json::to_string(&s)?)?;
@@ -138,14 +139,17 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
             .max_minutes
             .is_some_and(|m| started.elapsed().as_secs_f64() > m * 60.0);
         if interrupted.load(Ordering::SeqCst) || out_of_time {
-            if interrupted.load(Ordering::SeqCst) {
+            // Interrupted at the last step, the run is complete all the same.
+            if interrupted.load(Ordering::SeqCst) && trainer.step < total {
                 code = EXIT_ERROR;
             }
             break;
         }
     }
     bar.finish_and_clear();
-    if trainer.step == total && valid_every == 0 {
+    // Once, by the invocation that trained the last step (not again by a resume of a
+    // finished run).
+    if trainer.step == total && trainer.step > first && valid_every == 0 {
         if let Some(v) = trainer.valid_loss()? {
             writeln!(
                 log,

@@ -401,6 +401,25 @@ fn examples_longer_than_the_model_are_left_out() {
     assert_eq!(both.status.code(), Some(2));
 }
 
+/// A finished run's final validation line is written once, not again by each `--resume`.
+#[test]
+fn resuming_a_finished_run_adds_nothing_to_its_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = setup(tmp.path());
+    let run_dir = tmp.path().join("run");
+    let mut c = config(&model, &data, &run_dir, RoutingLoss::Both, 2);
+    c.valid = c.data.clone();
+    c.train.valid_every = 0;
+    let cfg = tmp.path().join("train.toml");
+    write_config(&c, &cfg);
+    run_ok(neko().args(["train", "--config", cfg.to_str().unwrap()]));
+    let log = || std::fs::read_to_string(run_dir.join("train.jsonl")).unwrap();
+    let before = log();
+    assert_eq!(before.matches("valid_loss").count(), 1, "{before}");
+    run_ok(neko().args(["train", "--resume", run_dir.to_str().unwrap()]));
+    assert_eq!(log(), before);
+}
+
 #[test]
 fn configs_parse_and_refuse_test_splits() {
     let text = r#"
