@@ -35,7 +35,7 @@ pub struct UpcycleArgs {
     pub lora_rank: Option<usize>,
 
     /// LoRA scale numerator: deltas are scaled by alpha / rank (default: alpha = rank).
-    #[arg(long, requires = "lora_rank")]
+    #[arg(long, requires = "lora_rank", value_parser = positive_alpha)]
     pub lora_alpha: Option<f64>,
 
     /// Seed of the LoRA A initialisation.
@@ -106,4 +106,13 @@ pub fn run(args: &UpcycleArgs) -> anyhow::Result<u8> {
         ck.parameters()
     );
     Ok(EXIT_OK)
+}
+
+/// A LoRA alpha: positive and finite (0 would freeze the experts; NaN and infinity are not
+/// written back as numbers).
+fn positive_alpha(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(a) if a > 0.0 && a.is_finite() => Ok(a),
+        _ => Err(format!("`{s}` is not a positive number")),
+    }
 }
