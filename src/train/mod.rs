@@ -157,13 +157,18 @@ impl TrainConfig {
             bail!("steps, batch_size and grad_accum must be at least 1");
         }
         // Written as `!(x > 0)` so that NaN fails too: a NaN setting trains NaN weights.
-        if !(h.lr > 0.0 && h.lr.is_finite()) || !(0.0..=1.0).contains(&h.min_lr_ratio) {
+        if !(h.lr > 0.0 && h.lr.is_finite() && (0.0..=1.0).contains(&h.min_lr_ratio)) {
             bail!("lr must be positive and finite, and min_lr_ratio within [0, 1]");
         }
         if !((0.0..1.0).contains(&h.beta1) && (0.0..1.0).contains(&h.beta2) && h.eps > 0.0) {
             bail!("beta1 and beta2 must be within [0, 1), and eps positive");
         }
-        let finite = [h.weight_decay, h.max_grad_norm, h.aux_weight, h.balance_weight];
+        let finite = [
+            h.weight_decay,
+            h.max_grad_norm,
+            h.aux_weight,
+            h.balance_weight,
+        ];
         if finite.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
             bail!("weight_decay, max_grad_norm, aux_weight and balance_weight must be finite and not negative");
         }
