@@ -127,6 +127,9 @@ struct Fitted {
     /// The text `ids` encode (without BOS), for backends that take text.
     text: String,
     warning: Option<String>,
+    /// The answer-token bound, within the positions the prompt leaves: a row that ran past
+    /// the model's context would fail its whole batch.
+    max_new: usize,
 }
 
 /// A model with its prompts and decoding settings.
@@ -271,7 +274,7 @@ impl Corrector {
         let p = self.fit_prompt(task, &record.hypotheses, max_new)?;
         Ok(Request {
             prompt: p.ids,
-            max_new_tokens: max_new,
+            max_new_tokens: p.max_new,
         })
     }
 
@@ -310,14 +313,18 @@ impl Corrector {
         let (mut text, mut ids) = self.render(task, &hyps)?;
         if ids.len() <= budget {
             return Ok(Fitted {
+                max_new: max_new.min(context - ids.len()),
                 ids,
                 text,
                 warning: None,
             });
         }
         let given = hyps.len();
-        while ids.len() > budget && hyps.len() > 1 {
-            hyps.pop();
+        if given > 1 {
+            // The most hypotheses, best first, that fit (by bisection: a render per try).
+            let fits = |k: usize| Ok(self.render(task, &hypotheses[..k])?.1.len() <= budget);
+            let kept = 1 + most_that_fit(given - 1, |j| fits(j + 1))?;
+            hyps.truncate(kept);
             (text, ids) = self.render(task, &hyps)?;
         }
         let words: Vec<&str> = hypotheses[0].split_whitespace().collect();
@@ -347,8 +354,10 @@ impl Corrector {
         }
         if ids.len() > budget {
             return Err(format!(
-                "the prompt template alone ({} tokens) exceeds the context of {context}",
-                ids.len()
+                "the prompt template alone ({} tokens) leaves fewer than the {} positions kept \
+                 for the answer in the context of {context}",
+                ids.len(),
+                context - budget
             ));
         }
         let mut warning = format!(
@@ -359,6 +368,7 @@ impl Corrector {
             warning += &format!(", {note}");
         }
         Ok(Fitted {
+            max_new: max_new.min(context - ids.len()),
             ids,
             text,
             warning: Some(warning),
@@ -406,6 +416,7 @@ impl Corrector {
             let max_new = self.max_new_tokens(r);
             match self.fit_prompt(task, &r.hypotheses, max_new) {
                 Ok(p) => {
+                    let max_new = p.max_new;
                     fitted.push((i, p.warning));
                     let constraint = self.options.constrain.applies(&r.hypotheses).then(|| {
                         let eos = &self.model.config.eos_token_ids;

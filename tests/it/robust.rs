@@ -154,6 +154,45 @@ fn inputs_over_the_context_drop_hypotheses_then_truncate() {
     }
 }
 
+/// An answer bound past the context (twice a long hypothesis that was then dropped, or a
+/// large --max-new-tokens) is cut to the positions left: a row running past them used to fail
+/// every record of its batch. Many hypotheses are fitted by bisection.
+#[test]
+fn answers_stop_at_the_context_and_fail_no_neighbour() {
+    let model = fixture("tiny-llama");
+    let long = ["the red car"; 70].join(" ");
+    let many: Vec<String> = (0..300).map(|i| format!("\"the cat sat {i}\"")).collect();
+    let input = format!(
+        "{{\"id\": \"d2\", \"input\": [\"a big dog ran fast\", \"{long}\"]}}\n\
+         {{\"id\": \"d0\", \"input\": [\"cat dog sky\"]}}\n\
+         {{\"id\": \"d1\", \"input\": [\"on red sun a cat\"]}}\n\
+         {{\"id\": \"many\", \"input\": [{}]}}\n",
+        many.join(", ")
+    );
+    for extra in [&[][..], &["--max-new-tokens", "100000"][..]] {
+        let mut cmd = neko();
+        cmd.args(["correct", "--task", "asr", "--batch-size", "3", "--model"])
+            .arg(&model)
+            .args(extra)
+            .arg("-");
+        let out = run_with_stdin(cmd, input.as_bytes());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recs = json_lines(&out.stdout);
+        let ids: Vec<&str> = recs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["d2", "d0", "d1", "many"]);
+        for r in &recs {
+            assert!(r.get("error").is_none(), "{extra:?}: {r}");
+        }
+        let warning = recs[3]["warning"].as_str().unwrap();
+        assert!(warning.contains("of 300 hypotheses"), "{warning}");
+        assert!(!warning.contains("kept 1 of"), "{warning}");
+    }
+}
+
 #[test]
 fn resume_continues_an_interrupted_run_in_order() {
     let (dir, input, dest) = workdir(6);
