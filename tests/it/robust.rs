@@ -42,6 +42,20 @@ fn workdir(n: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
     (dir, input, dest)
 }
 
+/// `neko correct --task asr` with `model` and `flags` on `input` given on stdin, which must
+/// succeed: its output lines and its stderr.
+fn correct_stdin(model: &Path, flags: &[&str], input: &str) -> (Vec<Value>, String) {
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "asr", "--model"])
+        .arg(model)
+        .args(flags)
+        .arg("-");
+    let out = run_with_stdin(cmd, input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    (json_lines(&out.stdout), err)
+}
+
 /// The tiny-llama fixture, loaded in process.
 fn tiny_llama() -> Model {
     let path = fixture("tiny-llama");
@@ -116,31 +130,14 @@ fn inputs_over_the_context_drop_hypotheses_then_truncate() {
         "{{\"input\": [\"{long}\", \"{long}x\", \"{long}y\"]}}\n{{\"input\": [\"short one\"]}}\n\
          {{\"input\": [\"{rare}\"]}}\n{{\"input\": [\"{unspaced}\"]}}\n"
     );
-    let mut cmd = neko();
-    cmd.args([
-        "correct",
-        "--task",
-        "asr",
-        "--max-new-tokens",
-        "8",
-        "--model",
-    ])
-    .arg(dir.path())
-    .arg("-");
-    let out = run_with_stdin(cmd, input.as_bytes());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let recs = json_lines(&out.stdout);
+    let (recs, err) = correct_stdin(dir.path(), &["--max-new-tokens", "8"], &input);
     let warning = recs[0]["warning"].as_str().unwrap();
     assert!(
         warning.contains("kept 1 of 3 hypotheses") && warning.contains("cut the 1-best"),
         "{warning}"
     );
     assert!(recs[1].get("warning").is_none());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: <stdin>:1"));
+    assert!(err.contains("warning: <stdin>:1"), "{err}");
     // Some of the 1-best is kept (as much as fits, found by bisection), not none of it.
     for (rec, unit) in [(&recs[2], "words"), (&recs[3], "characters")] {
         let warning = rec["warning"].as_str().unwrap();
@@ -170,18 +167,8 @@ fn answers_stop_at_the_context_and_fail_no_neighbour() {
         many.join(", ")
     );
     for extra in [&[][..], &["--max-new-tokens", "100000"][..]] {
-        let mut cmd = neko();
-        cmd.args(["correct", "--task", "asr", "--batch-size", "3", "--model"])
-            .arg(&model)
-            .args(extra)
-            .arg("-");
-        let out = run_with_stdin(cmd, input.as_bytes());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let recs = json_lines(&out.stdout);
+        let flags = [&["--batch-size", "3"][..], extra].concat();
+        let (recs, _) = correct_stdin(&model, &flags, &input);
         let ids: Vec<&str> = recs.iter().map(|r| r["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["d2", "d0", "d1", "many"]);
         for r in &recs {
