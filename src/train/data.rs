@@ -180,9 +180,9 @@ pub fn read_examples(
                 continue;
             };
             let task = match (&record.task, spec.task) {
-                (Some(t), _) => t
-                    .parse::<Task>()
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", spec.path.display()))?,
+                (Some(t), _) => t.parse::<Task>().map_err(|e| {
+                    anyhow::anyhow!("{} line {}: {e}", spec.path.display(), entry.line)
+                })?,
                 (None, Some(t)) => t,
                 (None, None) => bail!(
                     "{} line {}: no `task` in the record and none given for the file",
