@@ -372,10 +372,11 @@ fn groups(
     };
     let key = |s: &RecordScore| -> Option<String> {
         match by {
-            GroupBy::Source => Some(format!(
-                "source={}",
-                s.source.as_deref().unwrap_or("(none)")
-            )),
+            // Not `source=...`: no source value can then name this group.
+            GroupBy::Source => Some(match s.source.as_deref() {
+                Some(source) => format!("source={source}"),
+                None => "no source".to_string(),
+            }),
             GroupBy::Task => Some(format!("task={}", s.task)),
             _ => None,
         }

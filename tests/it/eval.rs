@@ -550,6 +550,23 @@ fn an_empty_file_reports_zero_records() {
     assert!(stdout(&o).contains("wer|norm:-|"));
 }
 
+/// Records without a source form their own group, which no source value can join.
+#[test]
+fn records_without_a_source_are_a_group_no_source_can_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("sources.jsonl");
+    std::fs::write(
+        &f,
+        "{\"task\": \"asr\", \"source\": \"(none)\", \"output\": \"a\", \"input\": [\"a\"]}\n\
+         {\"task\": \"asr\", \"output\": \"b\", \"input\": [\"c\"]}\n",
+    )
+    .unwrap();
+    let report = json(&["--group-by", "source", f.to_str().unwrap()]);
+    let groups = report["runs"][0]["files"][0]["groups"].as_array().unwrap();
+    let names: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["all", "no source", "source=(none)"]);
+}
+
 /// References that normalise to nothing still have a WER (jiwer's: 100 × insertions), in the
 /// table as in the JSON.
 #[test]
