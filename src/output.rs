@@ -67,11 +67,23 @@ pub fn margin_digits(m: f64) -> f64 {
 impl OutputRecord {
     /// A corrected record.
     pub fn corrected(record: &Record, task: &str, c: Correction) -> Self {
+        // An error an earlier step reported beside hypotheses is not lost with the correction.
+        let earlier = record.error.as_ref().map(|e| {
+            let said = match (e.as_str(), e["message"].as_str()) {
+                (Some(s), _) | (None, Some(s)) => s.to_string(),
+                (None, None) => e.to_string(),
+            };
+            format!("an earlier step reported: {said}")
+        });
+        let warning = match (c.warning, earlier) {
+            (Some(w), Some(e)) => Some(format!("{w}; {e}")),
+            (w, e) => w.or(e),
+        };
         OutputRecord {
             prediction: Some(c.text),
             guard: c.guard.map(crate::guard::Reason::label),
             margin: c.margin,
-            warning: c.warning,
+            warning,
             ..Self::passed_through(record, Some(task.to_string()))
         }
     }

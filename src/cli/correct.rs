@@ -515,7 +515,7 @@ impl Stats {
 
     fn report(&self, secs: f64) {
         eprintln!(
-            "neko: {} records: {} corrected, {} failed (error field), {} guard fallbacks, {} cut to fit; {secs:.1}s, {:.2} records/s",
+            "neko: {} records: {} corrected, {} failed (error field), {} guard fallbacks, {} with a warning (cut to fit, margin not scored, an earlier step's error); {secs:.1}s, {:.2} records/s",
             self.records,
             self.records - self.failed,
             self.failed,

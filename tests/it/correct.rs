@@ -255,6 +255,23 @@ fn dump_prompts_says_what_it_skipped() {
     assert!(err.contains("skipped 1 record(s)"), "{err}");
 }
 
+/// A record that carries an earlier step's error beside its hypotheses is corrected, and the
+/// error is kept as a warning rather than lost.
+#[test]
+fn an_earlier_error_beside_hypotheses_becomes_a_warning() {
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "asr", "--model"])
+        .arg(fixture("tiny-llama"));
+    let input = b"{\"id\": \"e\", \"error\": {\"message\": \"bad audio\"}, \"input\": [\"x y\"]}\n";
+    let out = run_with_stdin(cmd, input);
+    assert!(out.status.success());
+    let recs = json_lines(&out.stdout);
+    assert!(recs[0].get("error").is_none(), "{}", recs[0]);
+    assert_eq!(recs[0]["warning"], "an earlier step reported: bad audio");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 with a warning"), "{err}");
+}
+
 /// Switches read from the environment take what shells and CI files write: 1/0, yes/no.
 #[test]
 fn switches_read_from_the_environment_take_1_and_0() {
