@@ -28,9 +28,14 @@ impl Backend for InProcess<'_> {
     }
 }
 
-/// The signature part of in-process runs: the weights' dtype.
+/// The signature part of in-process runs: the weights' dtype, and their quantisation when
+/// `--quant` gave one (it changes answers).
 pub fn signature(model: &Model) -> String {
-    format!("dtype:{}", format!("{:?}", model.dtype).to_lowercase())
+    let dtype = format!("dtype:{}", format!("{:?}", model.dtype).to_lowercase());
+    match model.quant {
+        Some(q) => format!("{dtype}|quant:{}", format!("{q:?}").to_lowercase()),
+        None => dtype,
+    }
 }
 
 /// Records handed over at once: enough to fill several batches sorted by length.

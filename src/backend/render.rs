@@ -44,6 +44,7 @@ pub fn load(spec: &str, chat_template: bool) -> Result<Model, ModelError> {
             device: Device::Cpu,
         }),
         dtype: candle_core::DType::F32,
+        quant: None,
         chat: side.chat,
     })
 }

@@ -126,6 +126,12 @@ struct RawConfig {
     rope_parameters: Option<Value>,
     #[serde(default)]
     rope_scaling: Option<Value>,
+    /// Biases on the attention and feed-forward projections, which neko's Llama does not
+    /// apply: such a checkpoint is refused rather than run without them.
+    #[serde(default)]
+    attention_bias: bool,
+    #[serde(default)]
+    mlp_bias: bool,
     #[serde(default)]
     sliding_window: Option<usize>,
     #[serde(default)]
@@ -169,6 +175,14 @@ impl ModelConfig {
 
     fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
         let architecture = architecture_of(&raw)?;
+        for (field, on) in [
+            ("attention_bias", raw.attention_bias),
+            ("mlp_bias", raw.mlp_bias),
+        ] {
+            if on {
+                return Err(field_err(field, "projection biases are not supported"));
+            }
+        }
         if let Some(act) = raw.hidden_act.as_deref() {
             if act != "silu" && act != "swish" {
                 return Err(field_err(
@@ -374,7 +388,9 @@ fn rope_theta_of(raw: &RawConfig) -> Result<f64, ConfigError> {
         ("rope_scaling", &raw.rope_scaling),
     ] {
         if let Some(Value::Object(o)) = v {
-            if let Some(kind) = o.get("rope_type").and_then(Value::as_str) {
+            // Older configs name it `type`, as transformers still reads.
+            let kind = o.get("rope_type").or_else(|| o.get("type"));
+            if let Some(kind) = kind.and_then(Value::as_str) {
                 if kind != "default" {
                     return Err(field_err(
                         name,
@@ -504,5 +520,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("gpt2"));
+        // What would run silently wrong is refused: projection biases neko does not apply,
+        // and scaled RoPE in the older spelling (`type`) as in the newer (`rope_type`).
+        for (extra, says) in [
+            (r#""attention_bias": true"#, "attention_bias"),
+            (r#""mlp_bias": true"#, "mlp_bias"),
+            (
+                r#""rope_scaling": {"type": "linear", "factor": 4.0}"#,
+                "linear",
+            ),
+        ] {
+            let json = format!(r#"{{"model_type": "llama", {base}, {extra}}}"#);
+            let err = ModelConfig::from_json(&json).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
+        let plain = format!(r#"{{"model_type": "llama", {base}, "attention_bias": false}}"#);
+        assert!(ModelConfig::from_json(&plain).is_ok());
     }
 }

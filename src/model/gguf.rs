@@ -144,6 +144,26 @@ impl GgufFile {
             Some(d) => d as usize,
             None => hidden_size / num_attention_heads,
         };
+        // The head counts must fit the first layer's projections, or loading would slice
+        // past them (a bad header must be an error, not a panic).
+        for (tensor, heads) in [
+            ("blk.0.attn_q.weight", num_attention_heads),
+            ("blk.0.attn_k.weight", num_key_value_heads),
+        ] {
+            let elements = self
+                .content
+                .tensor_infos
+                .get(tensor)
+                .map(|t| t.shape.elem_count());
+            if let Some(n) =
+                elements.filter(|&n| head_dim == 0 || n != hidden_size * heads * head_dim)
+            {
+                return Err(self.err(format!(
+                    "`{tensor}` has {n} values, not {hidden_size} × {heads} heads × {head_dim}: \
+                     the head counts in the metadata do not fit it"
+                )));
+            }
+        }
         if let Some(rot) = self.uint(&key("rope.dimension_count"))? {
             if rot as usize != head_dim {
                 return Err(self.err(format!(
@@ -154,6 +174,12 @@ impl GgufFile {
         let experts = self.uint(&key("expert_count"))?.unwrap_or(0) as usize;
         let (architecture, num_local_experts, num_experts_per_tok) = if experts > 0 {
             let k = self.uint(&key("expert_used_count"))?.unwrap_or(2) as usize;
+            if k == 0 || k > experts {
+                return Err(self.err(format!(
+                    "`{}` is {k}: it must be between 1 and the {experts} experts",
+                    key("expert_used_count")
+                )));
+            }
             (Architecture::Mixtral, experts, k)
         } else {
             (Architecture::Dense, 1, 1)

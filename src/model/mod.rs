@@ -160,6 +160,8 @@ pub struct Model {
     pub tokenizer: Tokenizer,
     pub decoder: Box<dyn Decoder>,
     pub dtype: DType,
+    /// The type projection weights were quantised to at load (`--quant`), if any.
+    pub quant: Option<GgmlDType>,
     /// The chat format prompts are wrapped in (instruct models that declare one).
     pub chat: Option<ChatTemplate>,
 }
@@ -221,6 +223,7 @@ impl Model {
             tokenizer,
             decoder: Box::new(decoder),
             dtype: opts.dtype,
+            quant: opts.quantize,
             chat,
         })
     }

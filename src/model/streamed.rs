@@ -74,6 +74,10 @@ impl ReadSafetensors {
                     }
                     _ => return Err(bad()),
                 };
+                // Two shards holding one tensor: which is meant is not ours to guess.
+                if entries.contains_key(&name) {
+                    return Err(Error::Msg(format!("{name}: in more than one weight file")));
+                }
                 entries.insert(
                     name,
                     Entry {

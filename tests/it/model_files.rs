@@ -138,3 +138,38 @@ fn an_adapter_that_is_not_safetensors_is_named() {
         "{err}"
     );
 }
+
+/// A tensor in two shards is refused (which copy is meant is not for neko to guess), naming it.
+#[test]
+fn a_tensor_in_two_shards_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture("tiny-mixtral", dir.path());
+    let last = dir.path().join("model-00008-of-00008.safetensors");
+    let mut tensors = candle_core::safetensors::load(&last, &candle_core::Device::Cpu).unwrap();
+    let first = dir.path().join("model-00001-of-00008.safetensors");
+    let shard1 = candle_core::safetensors::load(&first, &candle_core::Device::Cpu).unwrap();
+    let (name, t) = shard1.into_iter().next().unwrap();
+    tensors.insert(name.clone(), t);
+    candle_core::safetensors::save(&tensors, &last).unwrap();
+    let (code, out, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2));
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains(&format!("{name}: in more than one weight file")),
+        "{err}"
+    );
+}
+
+/// Weights quantised at load answer differently: `--quant` is in the run's signature, so a
+/// resume cannot mix the two.
+#[test]
+fn quantisation_is_signed() {
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "asr", "--quant", "q8_0", "--model"])
+        .arg(crate::util::fixture("tiny-llama"))
+        .arg("-");
+    let out = run_with_stdin(cmd, b"{\"input\": [\"a record\"]}\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("|dtype:f32|quant:q8_0|"), "{err}");
+}
