@@ -175,16 +175,22 @@ fn shard_names(index: &Path) -> Result<Vec<String>, ModelError> {
 }
 
 impl ModelFiles {
-    /// A short fingerprint of the model for signatures: sha256 over the config, the tokenizer
-    /// and each weight file's name and whole content. Whole: a model rebuilt with other trained
+    /// A short fingerprint of the model for signatures: sha256 over the config, the tokenizer,
+    /// the files beside it that shape prompts, and each weight file's name and whole content. Whole: a model rebuilt with other trained
     /// tensors (an adapter's experts sit in the middle of the file) must not sign as the same
     /// model. Each file's digest is remembered in neko's cache (`file_digest`), so a large
     /// checkpoint is read for it once, not on every run.
     pub fn fingerprint(&self) -> std::io::Result<String> {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
+        // The files that decide the prompt (chat template, BOS) sign too, where there are any.
+        let prompt_files: Vec<PathBuf> = (self.tokenizer.parent().into_iter())
+            .flat_map(|d| ["tokenizer_config.json", "chat_template.jinja"].map(|n| d.join(n)))
+            .filter(|p| p.is_file())
+            .collect();
         let mut paths = vec![&self.config, &self.tokenizer];
         paths.extend(self.weights.iter());
+        paths.extend(prompt_files.iter());
         paths.dedup();
         for p in paths {
             h.update(

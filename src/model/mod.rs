@@ -272,6 +272,16 @@ impl PromptSide {
             _ => Tokenizer::from_file(&files.tokenizer)
                 .map_err(|e| tokenizer_error(e.to_string()))?,
         };
+        // It decides the chat template and the BOS token, which are read leniently later: a
+        // file there that is not JSON must not be passed over as if it were absent.
+        if let Some(dir) = files.tokenizer.parent() {
+            let path = dir.join("tokenizer_config.json");
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                    return Err(ModelError::files(&path, format!("not valid JSON: {e}")));
+                }
+            }
+        }
         let chat = if chat_template {
             find_chat_template(&files, gguf.as_ref(), &tokenizer)
         } else {

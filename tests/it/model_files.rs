@@ -173,3 +173,35 @@ fn quantisation_is_signed() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("|dtype:f32|quant:q8_0|"), "{err}");
 }
+
+/// tokenizer_config.json shapes the prompt (chat template, BOS): a broken one is an error
+/// naming it, and a changed one changes the model's signature.
+#[test]
+fn tokenizer_config_is_checked_and_signed() {
+    let dir = copy_model();
+    let cfg = dir.path().join("tokenizer_config.json");
+    let signature = |dir: &Path| -> String {
+        let (code, _, err) = correct_with(dir);
+        assert_eq!(code, Some(0), "{err}");
+        err.lines()
+            .find(|l| l.starts_with("neko: correct|"))
+            .unwrap()
+            .to_string()
+    };
+    let before = signature(dir.path());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("\"add_bos_token\": false", "\"add_bos_token\": true"),
+    )
+    .unwrap();
+    assert_ne!(signature(dir.path()), before);
+    std::fs::write(&cfg, "{\"add_bos_token\": true,}").unwrap();
+    let (code, out, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2));
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("tokenizer_config.json: not valid JSON"),
+        "{err}"
+    );
+}
