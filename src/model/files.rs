@@ -178,8 +178,9 @@ impl ModelFiles {
     /// A short fingerprint of the model for signatures: sha256 over the config, the tokenizer,
     /// the files beside it that shape prompts, and each weight file's name and whole content.
     /// Whole: a model rebuilt with other trained tensors (an adapter's experts sit in the
-    /// middle of the file) must not sign as the same model. Each file's digest is remembered in neko's cache (`file_digest`), so a large
-    /// checkpoint is read for it once, not on every run.
+    /// middle of the file) must not sign as the same model. Each file's digest is remembered
+    /// in neko's cache (`file_digest`), so a large checkpoint is read for it once, not on every
+    /// run.
     pub fn fingerprint(&self) -> std::io::Result<String> {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
