@@ -499,6 +499,15 @@ fn neko_guard(input: &std::path::Path, preds: &std::path::Path, extra: &[&str]) 
     json_lines(&ok(&mut cmd).stdout)
 }
 
+/// `neko guard` that must fail with exit 2: its stderr.
+fn neko_guard_fails(input: &std::path::Path, preds: &std::path::Path) -> String {
+    let mut cmd = neko();
+    let out = cmd.arg("guard").arg("--input").arg(input).arg(preds);
+    let out = out.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn guard_applies_to_predictions_made_elsewhere() {
     let tmp = tempfile::tempdir().unwrap();
@@ -574,15 +583,7 @@ fn guard_applies_to_predictions_made_elsewhere() {
     assert_eq!(loose[2]["guard"], "fallback:markers");
 
     std::fs::write(&preds, r#"{"id": "zz", "prediction": "x"}"#).unwrap();
-    let out = neko()
-        .arg("guard")
-        .arg("--input")
-        .arg(&input)
-        .arg(&preds)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = neko_guard_fails(&input, &preds);
     assert!(err.contains("raw.jsonl:1") && err.contains("zz"), "{err}");
 }
 
@@ -623,28 +624,11 @@ fn guard_joins_repeated_ids_in_order_and_passes_error_lines() {
 
     // A third line for "a" has no record to join, and a prediction for an unreadable record
     // cannot be guarded: both are errors that name the line.
-    for (bad, says) in [
-        (r#"{"id": "a", "prediction": "x"}"#, "raw.jsonl:4"),
-        (r#"{"id": "x", "prediction": "x"}"#, "could not be read"),
-    ] {
-        let extra: Vec<&str> = lines.iter().copied().chain([bad]).collect();
-        let text = if says == "raw.jsonl:4" {
-            extra.join("\n")
-        } else {
-            bad.to_string()
-        };
-        std::fs::write(&preds, text).unwrap();
-        let o = neko()
-            .arg("guard")
-            .arg("--input")
-            .arg(&input)
-            .arg(&preds)
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(2));
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains(says), "{err}");
-    }
+    let third = [&lines[..], &[r#"{"id": "a", "prediction": "x"}"#]].concat();
+    std::fs::write(&preds, third.join("\n")).unwrap();
+    assert!(neko_guard_fails(&input, &preds).contains("raw.jsonl:4"));
+    std::fs::write(&preds, r#"{"id": "x", "prediction": "x"}"#).unwrap();
+    assert!(neko_guard_fails(&input, &preds).contains("could not be read"));
 }
 
 #[test]
