@@ -501,9 +501,13 @@ fn neko_guard(input: &std::path::Path, preds: &std::path::Path, extra: &[&str]) 
 
 /// `neko guard` that must fail with exit 2: its stderr.
 fn neko_guard_fails(input: &std::path::Path, preds: &std::path::Path) -> String {
-    let mut cmd = neko();
-    let out = cmd.arg("guard").arg("--input").arg(input).arg(preds);
-    let out = out.output().unwrap();
+    let out = neko()
+        .arg("guard")
+        .arg("--input")
+        .arg(input)
+        .arg(preds)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
