@@ -628,8 +628,9 @@ impl Transformer {
             .map(|i| DecoderLayer::new(cfg, &w_m.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         let norm = rms_norm(cfg, &w_m.pp("norm"))?;
-        // Tied models (SmolLM2) store no lm_head; they project with the embedding matrix.
-        let lm_head = if cfg.tie_word_embeddings && !w.contains("lm_head.weight") {
+        // Tied models (SmolLM2) project with the embedding matrix; a stored lm_head beside it
+        // is ignored, as transformers ties it to the embedding.
+        let lm_head = if cfg.tie_word_embeddings {
             match (&embed_tokens, w.quantize_target()) {
                 (TokenEmbedding::Full(e), Some(target)) => {
                     super::weights::quantize_proj(e.embeddings().clone(), target)?

@@ -580,6 +580,26 @@ fn convert_over_a_sharded_model_replaces_it_whole() {
     );
 }
 
+/// With `tie_word_embeddings` the embedding is the LM head, as in transformers, even when the
+/// checkpoint also stores an `lm_head.weight` (it is ignored).
+#[test]
+fn a_tied_model_projects_with_its_embedding_whatever_else_is_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("with_head");
+    std::fs::create_dir(&dir).unwrap();
+    crate::util::copy_fixture("tiny-llama", &dir);
+    let weights = dir.join("model.safetensors");
+    let mut t = candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();
+    assert!(!t.contains_key("lm_head.weight"));
+    let head = t["model.embed_tokens.weight"].neg().unwrap();
+    t.insert("lm_head.weight".to_string(), head);
+    candle_core::safetensors::save(&t, &weights).unwrap();
+    let p = &tiny_prompts()[0];
+    let stored = logits(&mut load(&dir), p, None);
+    let tied = logits(&mut load(&fixture("tiny-llama")), p, None);
+    assert_eq!(max_diff(&stored, &tied), 0.0);
+}
+
 fn upcycle_tiny(dir: &Path, extra: &[&str]) {
     let mut cmd = neko();
     cmd.args([
