@@ -736,11 +736,20 @@ pub fn load_with_adapter(
             adapter.display()
         )
     })?;
-    for (name, _) in extra.tensors() {
+    for (name, view) in extra.tensors() {
         if !base.contains_tensor(&name) {
             bail!(
                 "{}: tensor `{name}` is not in the model {spec} (an adapter of another model?)",
                 adapter.display()
+            );
+        }
+        let want = base.get(&name)?.shape().to_vec();
+        if view.shape() != want.as_slice() {
+            bail!(
+                "{}: tensor `{name}` has shape {:?}, the model {spec} {want:?} (an adapter of \
+                 another upcycling?)",
+                adapter.display(),
+                view.shape()
             );
         }
     }

@@ -205,3 +205,30 @@ fn tokenizer_config_is_checked_and_signed() {
         "{err}"
     );
 }
+
+/// An adapter tensor of the wrong shape is named with the adapter's file and both shapes.
+#[test]
+fn an_adapter_of_the_wrong_shape_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = dir.path().join("adapter.safetensors");
+    let t =
+        candle_core::Tensor::zeros(32, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([("model.norm.weight".to_string(), t)]),
+        &adapter,
+    )
+    .unwrap();
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "asr", "--model"])
+        .arg(crate::util::fixture("tiny-llama"))
+        .arg("--adapter")
+        .arg(&adapter)
+        .arg("-");
+    let out = run_with_stdin(cmd, b"{\"input\": [\"a record\"]}\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("adapter.safetensors: tensor `model.norm.weight` has shape [32]"),
+        "{err}"
+    );
+}
