@@ -547,8 +547,7 @@ fn convert_gguf_gives_back_the_original_tensors_and_logits() {
 #[test]
 fn convert_over_a_sharded_model_replaces_it_whole() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("m");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = tmp.path().to_path_buf();
     crate::util::copy_fixture("tiny-mixtral", &dir);
     let convert = |from: &Path, extra: &[&str]| {
         let (from, to) = (from.to_str().unwrap(), dir.to_str().unwrap());
@@ -585,9 +584,8 @@ fn convert_over_a_sharded_model_replaces_it_whole() {
 #[test]
 fn a_tied_model_projects_with_its_embedding_whatever_else_is_stored() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("with_head");
-    std::fs::create_dir(&dir).unwrap();
-    crate::util::copy_fixture("tiny-llama", &dir);
+    let dir = tmp.path();
+    crate::util::copy_fixture("tiny-llama", dir);
     let weights = dir.join("model.safetensors");
     let mut t = candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();
     assert!(!t.contains_key("lm_head.weight"));

@@ -23,9 +23,15 @@ fn edit_config(dir: &Path, field: &str, value: Value) {
 
 /// Runs `neko correct` on one record; returns (exit code, stdout, stderr).
 fn correct_with(model: &Path) -> (Option<i32>, String, String) {
+    correct_with_flags(model, &[])
+}
+
+/// [`correct_with`] with more flags (`--adapter A`, `--quant Q`).
+fn correct_with_flags(model: &Path, flags: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
     let mut cmd = neko();
     cmd.args(["correct", "--task", "asr", "--model"])
         .arg(model)
+        .args(flags)
         .arg("-");
     let out = run_with_stdin(cmd, b"{\"input\": [\"a record\"]}\n");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -124,15 +130,9 @@ fn an_adapter_that_is_not_safetensors_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let adapter = dir.path().join("adapter.jsonl");
     std::fs::write(&adapter, "{}\n").unwrap();
-    let mut cmd = neko();
-    cmd.args(["correct", "--task", "asr", "--model"])
-        .arg(crate::util::fixture("tiny-llama"))
-        .arg("--adapter")
-        .arg(&adapter)
-        .arg("-");
-    let out = run_with_stdin(cmd, b"{\"input\": [\"a record\"]}\n");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let flags = ["--adapter".as_ref(), adapter.as_os_str()];
+    let (code, _, err) = correct_with_flags(&crate::util::fixture("tiny-llama"), &flags);
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("adapter.jsonl: cannot read the adapter"),
         "{err}"
@@ -164,13 +164,9 @@ fn a_tensor_in_two_shards_is_refused() {
 /// resume cannot mix the two.
 #[test]
 fn quantisation_is_signed() {
-    let mut cmd = neko();
-    cmd.args(["correct", "--task", "asr", "--quant", "q8_0", "--model"])
-        .arg(crate::util::fixture("tiny-llama"))
-        .arg("-");
-    let out = run_with_stdin(cmd, b"{\"input\": [\"a record\"]}\n");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let flags = ["--quant".as_ref(), "q8_0".as_ref()];
+    let (code, _, err) = correct_with_flags(&crate::util::fixture("tiny-llama"), &flags);
+    assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("|dtype:f32|quant:q8_0|"), "{err}");
 }
 
@@ -218,15 +214,9 @@ fn an_adapter_of_the_wrong_shape_is_named() {
         &adapter,
     )
     .unwrap();
-    let mut cmd = neko();
-    cmd.args(["correct", "--task", "asr", "--model"])
-        .arg(crate::util::fixture("tiny-llama"))
-        .arg("--adapter")
-        .arg(&adapter)
-        .arg("-");
-    let out = run_with_stdin(cmd, b"{\"input\": [\"a record\"]}\n");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let flags = ["--adapter".as_ref(), adapter.as_os_str()];
+    let (code, _, err) = correct_with_flags(&crate::util::fixture("tiny-llama"), &flags);
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("adapter.safetensors: tensor `model.norm.weight` has shape [32]"),
         "{err}"
