@@ -67,17 +67,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
                 return export_examples(&t, path);
             }
             std::fs::create_dir_all(&t.config.out)?;
-            // Starting over: the earlier run's checkpoint goes first (its state.json is what
-            // a resume trusts), so a stop before this run's first checkpoint leaves nothing to
-            // resume rather than the old run under the new config.
-            for file in ["state.json", "adapter.safetensors", "optimizer.safetensors"] {
-                match std::fs::remove_file(t.config.out.join(file)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(e).with_context(|| format!("cannot remove the earlier {file}"))
-                    }
-                    _ => {}
-                }
-            }
+            t.clear_checkpoint()?;
             std::fs::write(
                 t.config.out.join("config.toml"),
                 toml::to_string_pretty(&t.config)?,

@@ -257,6 +257,15 @@ pub struct StepLog {
     pub tokens_per_s: f64,
 }
 
+/// A checkpoint's files, in the order they are put in place: `state.json`, the commit point,
+/// last.
+pub const CHECKPOINT_FILES: [&str; 4] = [
+    "adapter.safetensors",
+    "optimizer.safetensors",
+    "adapter.json",
+    "state.json",
+];
+
 /// The saved progress of a run (`state.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunState {
@@ -666,8 +675,8 @@ impl Trainer {
             .collect()
     }
 
-    /// Writes the adapter, the optimizer state and `state.json` into the run directory
-    /// (each written to a temporary file and renamed; `state.json` last).
+    /// Writes the adapter, the optimizer state and `state.json` ([`CHECKPOINT_FILES`]) into the
+    /// run directory (each written to a temporary file and renamed; `state.json` last).
     pub fn save_checkpoint(&self) -> Result<()> {
         let dir = &self.config.out;
         std::fs::create_dir_all(dir)?;
@@ -699,13 +708,23 @@ impl Trainer {
                     dir.join("adapter.safetensors").display()),
             }))?,
         )?;
-        for n in [
-            "adapter.safetensors",
-            "optimizer.safetensors",
-            "adapter.json",
-            "state.json",
-        ] {
+        for n in CHECKPOINT_FILES {
             std::fs::rename(tmp(n), dir.join(n))?;
+        }
+        Ok(())
+    }
+
+    /// Removes an earlier run's checkpoint from the run directory, `state.json` (what a resume
+    /// trusts) first, so that a stop before this run's first checkpoint leaves nothing to
+    /// resume rather than the old run under the new config.
+    pub fn clear_checkpoint(&self) -> Result<()> {
+        for n in CHECKPOINT_FILES.iter().rev() {
+            match std::fs::remove_file(self.config.out.join(n)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("cannot remove the earlier {n}"))
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
