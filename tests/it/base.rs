@@ -593,7 +593,7 @@ fn a_tied_model_projects_with_its_embedding_whatever_else_is_stored() {
     t.insert("lm_head.weight".to_string(), head);
     candle_core::safetensors::save(&t, &weights).unwrap();
     let p = &tiny_prompts()[0];
-    let stored = logits(&mut load(&dir), p, None);
+    let stored = logits(&mut load(dir), p, None);
     let tied = logits(&mut load(&fixture("tiny-llama")), p, None);
     assert_eq!(max_diff(&stored, &tied), 0.0);
 }
