@@ -7,18 +7,22 @@
 //! the tokenizer splits them (whole, after a space, and word by word), plus the tokens that end
 //! an answer. A candidate is allowed when the text it makes still consists of hypothesis words,
 //! the last one possibly unfinished; an answer may end only after a whole word.
+//!
+//! The text is checked as bytes, not characters: byte-level tokenizers split a character such
+//! as "é" or "東" across tokens, and the token holding its first byte alone is no text at all.
 
 use std::collections::HashSet;
 
 use tokenizers::Tokenizer;
 
-/// The text each token id adds when it follows other text.
-pub struct Pieces(Vec<String>);
+/// The bytes each token id adds when it follows other text.
+pub struct Pieces(Vec<Vec<u8>>);
 
 impl Pieces {
     /// Decodes every id of `tokenizer`'s vocabulary once. A token is decoded after an anchor
     /// token and the anchor's text removed, so decoders that strip a leading space from the
-    /// first token (SentencePiece's) still show the space a token carries mid-text.
+    /// first token (SentencePiece's) still show the space a token carries mid-text. A token
+    /// that is part of a character decodes to U+FFFD; its bytes come from the token itself.
     pub fn new(tokenizer: &Tokenizer) -> Self {
         let n = tokenizer.get_vocab_size(true) as u32;
         let anchor = tokenizer
@@ -28,27 +32,102 @@ impl Pieces {
         let decode = |ids: &[u32]| tokenizer.decode(ids, false).unwrap_or_default();
         let head = anchor.map(|a| (a, decode(&[a])));
         let pieces = (0..n)
-            .map(|id| match &head {
-                Some((a, head)) => decode(&[*a, id])
-                    .strip_prefix(head.as_str())
-                    .map(str::to_string)
-                    .unwrap_or_else(|| decode(&[id])),
-                None => decode(&[id]),
+            .map(|id| {
+                let text = match &head {
+                    Some((a, head)) => decode(&[*a, id])
+                        .strip_prefix(head.as_str())
+                        .map(str::to_string)
+                        .unwrap_or_else(|| decode(&[id])),
+                    None => decode(&[id]),
+                };
+                if !text.contains('\u{FFFD}') {
+                    return text.into_bytes();
+                }
+                tokenizer
+                    .id_to_token(id)
+                    .and_then(|t| token_bytes(&t))
+                    .unwrap_or_else(|| text.into_bytes())
             })
             .collect();
         Pieces(pieces)
     }
 
-    fn get(&self, id: u32) -> &str {
-        self.0.get(id as usize).map(String::as_str).unwrap_or("")
+    fn get(&self, id: u32) -> &[u8] {
+        self.0.get(id as usize).map(Vec::as_slice).unwrap_or(&[])
     }
+}
+
+/// The bytes a vocabulary entry stands for: `<0xHH>` (SentencePiece's byte fallback) or a
+/// byte-level BPE token (GPT-2's byte-to-character map, used by Llama 3, SmolLM, Qwen).
+fn token_bytes(token: &str) -> Option<Vec<u8>> {
+    if let Some(hex) = token.strip_prefix("<0x").and_then(|t| t.strip_suffix('>')) {
+        return u8::from_str_radix(hex, 16).ok().map(|b| vec![b]);
+    }
+    token.chars().map(byte_of_char).collect()
+}
+
+/// The byte GPT-2's byte-level alphabet writes as `c`: printable Latin-1 bytes stand for
+/// themselves, the other 68 bytes are shifted to U+0100.. in order.
+fn byte_of_char(c: char) -> Option<u8> {
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
+    let c = c as u32;
+    if c < 256 && printable(c) {
+        return Some(c as u8);
+    }
+    let shifted = c.checked_sub(256)? as usize;
+    (0u32..256)
+        .filter(|&b| !printable(b))
+        .nth(shifted)
+        .map(|b| b as u8)
+}
+
+/// `bytes` split at whitespace: the words (invalid UTF-8, such as a character's first bytes,
+/// belongs to its word) and whether the last word is open (no whitespace after it).
+fn split_words(bytes: &[u8]) -> (Vec<&[u8]>, bool) {
+    let mut words = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut at = 0;
+    let mut open = false;
+    for chunk in bytes.utf8_chunks() {
+        for (i, c) in chunk.valid().char_indices() {
+            if c.is_whitespace() {
+                if let Some(s) = start.take() {
+                    words.push(&bytes[s..at + i]);
+                }
+                open = false;
+            } else {
+                start.get_or_insert(at + i);
+                open = true;
+            }
+        }
+        at += chunk.valid().len();
+        if !chunk.invalid().is_empty() {
+            start.get_or_insert(at);
+            open = true;
+        }
+        at += chunk.invalid().len();
+    }
+    if let Some(s) = start {
+        words.push(&bytes[s..]);
+    }
+    (words, open)
+}
+
+/// `bytes` without the whitespace it starts with.
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let valid = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    &bytes[valid.len() - valid.trim_start().len()..]
 }
 
 /// One record's constraint: its words, their prefixes, and the candidate tokens.
 #[derive(Debug)]
 pub struct WordConstraint {
-    words: HashSet<String>,
-    prefixes: HashSet<String>,
+    words: HashSet<Vec<u8>>,
+    /// Every byte prefix of every word, the words included.
+    prefixes: HashSet<Vec<u8>>,
     candidates: Vec<u32>,
     /// Tokens that end the answer (EOS, and tokens holding a stop string).
     enders: Vec<u32>,
@@ -78,16 +157,14 @@ impl WordConstraint {
 
     /// The constraint with its word and prefix sets, looking only at `candidates`.
     fn with_candidates(hypotheses: &[String], candidates: Vec<u32>, enders: &[u32]) -> Self {
-        let words: HashSet<String> = hypotheses
+        let words: HashSet<Vec<u8>> = hypotheses
             .iter()
             .flat_map(|h| h.split_whitespace())
-            .map(str::to_string)
+            .map(|w| w.as_bytes().to_vec())
             .collect();
         let prefixes = words
             .iter()
-            .flat_map(|w| w.char_indices().skip(1).map(|(i, _)| &w[..i]))
-            .chain(words.iter().map(String::as_str))
-            .map(str::to_string)
+            .flat_map(|w| (1..=w.len()).map(|n| w[..n].to_vec()))
             .collect();
         WordConstraint {
             words,
@@ -98,46 +175,46 @@ impl WordConstraint {
     }
 
     /// Whether `piece` may follow `text` (the answer so far, which is itself allowed).
-    fn allows(&self, text: &str, piece: &str) -> bool {
+    fn allows(&self, text: &[u8], piece: &[u8]) -> bool {
         if piece.is_empty() {
             return false;
         }
         // Only the unfinished last word of `text` and what `piece` adds can break the rule.
-        let tail_start = text.rfind(char::is_whitespace).map_or(0, |i| {
-            i + text[i..].chars().next().map_or(1, char::len_utf8)
-        });
-        let tail = format!("{}{piece}", &text[tail_start..]);
-        let open = !tail.ends_with(char::is_whitespace);
-        let mut parts = tail.split_whitespace().peekable();
-        while let Some(w) = parts.next() {
-            let last = parts.peek().is_none();
-            let ok = if last && open {
-                self.prefixes.contains(w)
+        let (words, open) = split_words(text);
+        let last = match words.last() {
+            Some(w) if open => w.to_vec(),
+            _ => Vec::new(),
+        };
+        let tail = [last.as_slice(), piece].concat();
+        let (parts, open) = split_words(&tail);
+        parts.iter().enumerate().all(|(i, w)| {
+            if i + 1 == parts.len() && open {
+                self.prefixes.contains(*w)
             } else {
-                self.words.contains(w)
-            };
-            if !ok {
-                return false;
+                self.words.contains(*w)
             }
-        }
-        true
+        })
     }
 
     /// Whether the answer may end after `text`: it is empty of open words or ends in a whole
     /// hypothesis word.
-    fn may_end(&self, text: &str) -> bool {
-        match text.split_whitespace().last() {
-            None => true,
-            Some(w) => text.ends_with(char::is_whitespace) || self.words.contains(w),
+    fn may_end(&self, text: &[u8]) -> bool {
+        match split_words(text) {
+            (words, true) => words.last().is_some_and(|w| self.words.contains(*w)),
+            (_, false) => true,
         }
     }
 
     /// The best allowed next token after `tokens` given the row's `logits` over the vocabulary.
     /// When no candidate is allowed the answer ends (with the first ender).
     pub fn choose(&self, pieces: &Pieces, tokens: &[u32], logits: &[f32]) -> u32 {
-        let text: String = tokens.iter().map(|&t| pieces.get(t)).collect();
+        let text: Vec<u8> = tokens
+            .iter()
+            .flat_map(|&t| pieces.get(t))
+            .copied()
+            .collect();
         // An answer starts at its first word: leading whitespace is not a word boundary issue.
-        let text = text.trim_start();
+        let text = trim_start(&text);
         let score = |id: u32| {
             logits
                 .get(id as usize)
@@ -160,7 +237,7 @@ impl WordConstraint {
             }
             let piece = pieces.get(id);
             let piece = if text.is_empty() {
-                piece.trim_start()
+                trim_start(piece)
             } else {
                 piece
             };
@@ -200,19 +277,78 @@ mod tests {
     #[test]
     fn only_hypothesis_words_and_their_prefixes_are_allowed() {
         let c = constraint(&["the cat sat", "a cat sad."]);
-        assert!(c.allows("", "the"));
-        assert!(c.allows("", "th"));
-        assert!(c.allows("the", " cat"));
-        assert!(c.allows("the c", "at"));
-        assert!(c.allows("the cat", " sad."));
-        assert!(!c.allows("the", "re"), "`there` is no hypothesis word");
-        assert!(!c.allows("the", " dog"));
+        let allows = |text: &str, piece: &str| c.allows(text.as_bytes(), piece.as_bytes());
+        assert!(allows("", "the"));
+        assert!(allows("", "th"));
+        assert!(allows("the", " cat"));
+        assert!(allows("the c", "at"));
+        assert!(allows("the cat", " sad."));
+        assert!(!allows("the", "re"), "`there` is no hypothesis word");
+        assert!(!allows("the", " dog"));
+        assert!(!allows("the ca", "ts "), "`cats` is finished by the space");
+        assert!(allows("the cat ", "sa"));
+        assert!(!allows("the", ""));
+    }
+
+    #[test]
+    fn a_character_may_be_split_across_tokens() {
+        let c = constraint(&["un café", "東京"]);
+        let e_acute = "é".as_bytes();
+        assert!(c.allows(b"un caf", &e_acute[..1]));
+        assert!(c.allows(
+            &[b"un caf".as_slice(), &e_acute[..1]].concat(),
+            &e_acute[1..]
+        ));
+        assert!(!c.allows(b"un caf", &"è".as_bytes()[..2]));
+        assert!(!c.may_end(&[b"un caf".as_slice(), &e_acute[..1]].concat()));
+        assert!(c.allows(b"", &"東".as_bytes()[..2]));
+        assert!(!c.allows(b"", &"京".as_bytes()[..2]));
+    }
+
+    /// With a byte-level tokenizer that has no token for "é" or "東", every token of a
+    /// hypothesis is allowed in its turn, so the constrained answer can be the hypothesis.
+    #[test]
+    fn byte_tokens_of_a_hypothesis_are_chosen_in_turn() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
+        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+        let pieces = Pieces::new(&tokenizer);
+        let hyps = vec!["un café à 東京".to_string()];
+        let ender = 0;
+        let c = WordConstraint::new(&hyps, &tokenizer, &[ender]);
+        let ids = tokenizer
+            .encode(hyps[0].as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
         assert!(
-            !c.allows("the ca", "ts "),
-            "`cats` is finished by the space"
+            ids.len() > hyps[0].chars().count(),
+            "the fixture splits characters: {ids:?}"
         );
-        assert!(c.allows("the cat ", "sa"));
-        assert!(!c.allows("the", ""));
+        let vocab = tokenizer.get_vocab_size(true);
+        for (step, &want) in ids.iter().chain([ender].iter()).enumerate() {
+            let mut logits = vec![0.0f32; vocab];
+            logits[want as usize] = 1.0;
+            assert_eq!(
+                c.choose(&pieces, &ids[..step], &logits),
+                want,
+                "step {step}"
+            );
+        }
+        let answer = tokenizer.decode(&ids, false).unwrap();
+        assert_eq!(answer.trim(), hyps[0]);
+    }
+
+    #[test]
+    fn byte_level_characters_map_back_to_bytes() {
+        assert_eq!(token_bytes("Ġcaf"), Some(b" caf".to_vec()));
+        assert_eq!(token_bytes("Ã"), Some(vec![0xC3]));
+        assert_eq!(token_bytes("<0xE6>"), Some(vec![0xE6]));
+        assert_eq!(byte_of_char('Ċ'), Some(b'\n'));
+        assert_eq!(byte_of_char('Ā'), Some(0));
+        assert_eq!(byte_of_char('ł'), Some(0xA0));
+        assert_eq!(byte_of_char('Ń'), Some(0xAD));
+        assert_eq!(byte_of_char('東'), None);
     }
 
     #[test]
@@ -226,8 +362,8 @@ mod tests {
     #[test]
     fn answers_end_only_after_whole_words() {
         let c = constraint(&["the cat sat"]);
-        assert!(c.may_end("the cat"));
-        assert!(!c.may_end("the ca"));
-        assert!(c.may_end("the cat "));
+        assert!(c.may_end(b"the cat"));
+        assert!(!c.may_end(b"the ca"));
+        assert!(c.may_end(b"the cat "));
     }
 }
