@@ -13,7 +13,7 @@ pub mod streamed;
 pub mod transformer;
 pub mod weights;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
@@ -175,6 +175,9 @@ pub struct LoadOptions {
     /// Quantise projection weights at load (`--quant`): full-precision ones, and GGUF ones
     /// stored in another type (requantised).
     pub quantize: Option<GgmlDType>,
+    /// Tensors that replace the checkpoint's (`--adapter`: trained experts and gates); they
+    /// sign the model as part of its weights.
+    pub adapter: Option<PathBuf>,
     /// Wrap prompts in the model's chat template when it declares a recognised one.
     pub chat_template: bool,
 }
@@ -185,6 +188,7 @@ impl LoadOptions {
             device: device.clone(),
             dtype,
             quantize: None,
+            adapter: None,
             chat_template: true,
         }
     }
@@ -199,7 +203,7 @@ impl Model {
     /// Loads a model with explicit options.
     pub fn load_with(spec: &str, opts: &LoadOptions) -> Result<Self, ModelError> {
         let PromptSide {
-            files,
+            mut files,
             gguf,
             config,
             tokenizer,
@@ -207,6 +211,12 @@ impl Model {
         } = PromptSide::read(ModelFiles::resolve(spec)?, opts.chat_template)?;
         check::tokenizer_fits(&tokenizer, &config, &files.tokenizer)?;
         let decoder = match &gguf {
+            Some(g) if opts.adapter.is_some() => {
+                return Err(ModelError::files(
+                    &g.path,
+                    "--adapter needs a safetensors model folder, not a GGUF file",
+                ))
+            }
             Some(g) => {
                 let tensors = g.tensors(&opts.device)?;
                 let weights = Weights::gguf(tensors, opts.dtype, &opts.device, opts.quantize);
@@ -217,6 +227,11 @@ impl Model {
             }
             None => load_transformer(&files, &config, opts)?,
         };
+        if let Some(adapter) = &opts.adapter {
+            // The adapter is part of what was loaded: its content signs the model (`neko
+            // correct`'s signature, which a resume checks), as a rebuilt checkpoint's would.
+            files.weights.push(adapter.clone());
+        }
         Ok(Model {
             files,
             config,
@@ -339,11 +354,44 @@ fn load_transformer(
     check::weights_open(&files.weights)?;
     // Tensors are read one by one (not memory-mapped), so peak memory is the weights plus the
     // largest tensor rather than the weights twice (src/model/streamed.rs).
-    let backend = streamed::ReadSafetensors::open(&files.weights)
+    let mut backend = streamed::ReadSafetensors::open(&files.weights)
         .map_err(|e| check::explain_load_error(&e, &files.weights))?;
+    if let Some(adapter) = &opts.adapter {
+        let what = files.config.parent().unwrap_or(Path::new(".")).display();
+        backend.overlay(adapter, &what.to_string())?;
+    }
+    let usage = backend.usage();
     let vb = VarBuilder::from_backend(Box::new(backend), opts.dtype, opts.device.clone());
-    Transformer::load(config, &Weights::safetensors(vb, opts.quantize))
-        .map_err(|e| check::explain_load_error(&e, &files.weights))
+    let net = Transformer::load(config, &Weights::safetensors(vb, opts.quantize))
+        .map_err(|e| check::explain_load_error(&e, &files.weights))?;
+    warn_unread(&usage.unread(), config, files);
+    Ok(net)
+}
+
+/// Says on stderr which checkpoint tensors the architecture in config.json did not use, as
+/// transformers does: more layers or experts than the config names, or another model's
+/// parts. A stored `lm_head` beside tied embeddings and RoPE's cached frequencies are expected.
+fn warn_unread(unread: &[String], config: &ModelConfig, files: &ModelFiles) {
+    let unexpected: Vec<&String> = unread
+        .iter()
+        .filter(|n| !(config.tie_word_embeddings && n.as_str() == "lm_head.weight"))
+        .filter(|n| !n.ends_with("rotary_emb.inv_freq"))
+        .collect();
+    if unexpected.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = unexpected.iter().take(3).map(|n| n.as_str()).collect();
+    let more = match unexpected.len() - shown.len() {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    eprintln!(
+        "neko: warning: {}: {} checkpoint tensors are not used by the architecture in {} ({}{more}): does config.json match the weights?",
+        files.weights[0].display(),
+        unexpected.len(),
+        files.config.display(),
+        shown.join(", ")
+    );
 }
 
 /// Parses a `--device` value: `cpu`, `cuda`, `cuda:N` or `metal`.

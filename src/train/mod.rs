@@ -736,50 +736,20 @@ impl Trainer {
 }
 
 /// Loads `model` with an adapter's tensors in place of the checkpoint's (the adapter's names
-/// must all exist in the model). What `neko correct --adapter` runs.
+/// must all exist in the model, with the same shapes). What `neko correct --adapter` runs.
 pub fn load_with_adapter(
     spec: &str,
     opts: &crate::model::LoadOptions,
     adapter: &Path,
 ) -> Result<Model> {
-    let mut model = Model::load_with(spec, opts)?;
-    let files = ModelFiles::resolve(spec)?;
-    if files.format != crate::model::Format::Safetensors {
-        bail!("--adapter needs a safetensors model folder");
-    }
-    // Safety: read-only maps.
-    let base = unsafe { MmapedSafetensors::multi(&files.weights)? };
-    let extra = unsafe { MmapedSafetensors::new(adapter) }.with_context(|| {
+    // Safety: a read-only map, only to say clearly when the file is no safetensors at all.
+    unsafe { MmapedSafetensors::new(adapter) }.with_context(|| {
         format!(
             "{}: cannot read the adapter (a safetensors file)",
             adapter.display()
         )
     })?;
-    for (name, view) in extra.tensors() {
-        if !base.contains_tensor(&name) {
-            bail!(
-                "{}: tensor `{name}` is not in the model {spec} (an adapter of another model?)",
-                adapter.display()
-            );
-        }
-        let want = base.get(&name)?.shape().to_vec();
-        if view.shape() != want.as_slice() {
-            bail!(
-                "{}: tensor `{name}` has shape {:?}, the model {spec} {want:?} (an adapter of \
-                 another upcycling?)",
-                adapter.display(),
-                view.shape()
-            );
-        }
-    }
-    let mut paths = files.weights.clone();
-    paths.push(adapter.to_path_buf());
-    // Later files win: the adapter's tensors replace the checkpoint's.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&paths, opts.dtype, &opts.device)? };
-    let net = Transformer::load(&model.config, &Weights::safetensors(vb, opts.quantize))?;
-    model.decoder = Box::new(net);
-    // The adapter is part of what was loaded: its content signs the model (`neko correct`'s
-    // signature, which a resume checks), as a rebuilt checkpoint's would.
-    model.files.weights = paths;
-    Ok(model)
+    let mut opts = opts.clone();
+    opts.adapter = Some(adapter.to_path_buf());
+    Ok(Model::load_with(spec, &opts)?)
 }

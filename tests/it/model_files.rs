@@ -222,3 +222,26 @@ fn an_adapter_of_the_wrong_shape_is_named() {
         "{err}"
     );
 }
+
+/// Tensors the config's architecture does not use (here a third layer of a two-layer config)
+/// are named in a warning; the run goes on. The shipped fixture has none.
+#[test]
+fn unused_checkpoint_tensors_are_named() {
+    let (code, _, err) = correct_with(&crate::util::fixture("tiny-llama"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("not used"), "{err}");
+    let dir = copy_model();
+    let path = dir.path().join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    let extra = tensors["model.layers.1.mlp.up_proj.weight"].clone();
+    tensors.insert("model.layers.2.mlp.up_proj.weight".to_string(), extra);
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let (code, out, err) = correct_with(dir.path());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("prediction"), "{out}");
+    assert!(
+        err.contains("1 checkpoint tensors are not used")
+            && err.contains("model.layers.2.mlp.up_proj.weight"),
+        "{err}"
+    );
+}
