@@ -40,6 +40,43 @@ pub fn tokenizer_fits(
     Ok(())
 }
 
+/// A `tokenizer.json` beside a GGUF file replaces the GGUF's own tokenizer; it must give each
+/// id the token the GGUF's vocabulary gives it, or every id the model reads means another
+/// word. A few differing entries (a renamed special token) are only reported.
+pub fn tokenizer_matches_gguf(
+    tokenizer: &Tokenizer,
+    vocabulary: &[String],
+    path: &Path,
+    gguf: &Path,
+) -> Result<(), ModelError> {
+    let differ: Vec<(usize, String)> = vocabulary
+        .iter()
+        .enumerate()
+        .filter_map(|(id, want)| {
+            let got = tokenizer.id_to_token(id as u32).unwrap_or_default();
+            (&got != want).then_some((id, got))
+        })
+        .collect();
+    let Some((id, got)) = differ.first() else {
+        return Ok(());
+    };
+    let message = format!(
+        "{} of its {} ids name other tokens than {}'s vocabulary (id {id}: `{got}` here, `{}` there)",
+        differ.len(),
+        vocabulary.len(),
+        gguf.display(),
+        vocabulary[*id]
+    );
+    if differ.len() * 100 >= vocabulary.len() {
+        return Err(ModelError::Tokenizer {
+            path: path.display().to_string(),
+            message: format!("{message}: tokenizer and weights do not belong together"),
+        });
+    }
+    eprintln!("neko: warning: {}: {message}", path.display());
+    Ok(())
+}
+
 /// Turns candle's loading error into one that names the file holding the tensor at fault
 /// (`shape mismatch for X`) or says which files lack it (`cannot find tensor X`).
 pub fn explain_load_error(err: &candle_core::Error, files: &[PathBuf]) -> ModelError {

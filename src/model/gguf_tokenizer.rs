@@ -133,6 +133,11 @@ pub fn tokenizer(gguf: &GgufFile) -> Result<Tokenizer, GgufTokenizerError> {
     Tokenizer::from_str(&json.to_string()).map_err(|e| GgufTokenizerError::Build(e.to_string()))
 }
 
+/// The GGUF file's vocabulary (`tokenizer.ggml.tokens`), by id.
+pub fn vocabulary(gguf: &GgufFile) -> Option<Vec<String>> {
+    strings(gguf.get("tokenizer.ggml.tokens"))
+}
+
 fn strings(v: Option<&Value>) -> Option<Vec<String>> {
     match v? {
         Value::Array(a) => a

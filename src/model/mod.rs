@@ -210,6 +210,11 @@ impl Model {
             chat,
         } = PromptSide::read(ModelFiles::resolve(spec)?, opts.chat_template)?;
         check::tokenizer_fits(&tokenizer, &config, &files.tokenizer)?;
+        if let Some(g) = gguf.as_ref().filter(|_| !files.tokenizer_in_gguf()) {
+            if let Some(vocabulary) = gguf_tokenizer::vocabulary(g) {
+                check::tokenizer_matches_gguf(&tokenizer, &vocabulary, &files.tokenizer, &g.path)?;
+            }
+        }
         let decoder = match &gguf {
             Some(g) if opts.adapter.is_some() => {
                 return Err(ModelError::files(

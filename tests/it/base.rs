@@ -428,6 +428,44 @@ fn gguf_tokenizer_from_metadata_encodes_like_tokenizer_json() {
     }
 }
 
+/// A tokenizer.json beside a GGUF file is used only when its ids name the GGUF's tokens: the
+/// model's own passes, one with the same size but other ids is refused, naming both files.
+#[test]
+fn a_tokenizer_json_beside_a_gguf_must_match_its_vocabulary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tmp.path().join("tiny.gguf");
+    write_gguf(&fixture("tiny-llama"), &gguf, GgmlDType::F32, None);
+    let beside = tmp.path().join("tokenizer.json");
+    std::fs::copy(fixture("tiny-llama/tokenizer.json"), &beside).unwrap();
+    assert!(!load(&gguf).files.tokenizer_in_gguf());
+    let mut tok = read_json(&beside);
+    let n = tok["model"]["vocab"].as_object().unwrap().len() as u64;
+    let added: Vec<u64> = tok["added_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    let vocab = tok["model"]["vocab"].as_object_mut().unwrap();
+    for id in vocab.values_mut() {
+        let i = id.as_u64().unwrap();
+        if !added.contains(&i) && i >= 16 {
+            *id = ((i - 16 + 1) % (n - 16) + 16).into();
+        }
+    }
+    std::fs::write(&beside, tok.to_string()).unwrap();
+    let err = Model::load(gguf.to_str().unwrap(), &Device::Cpu, DType::F32)
+        .err()
+        .expect("a shifted vocabulary is refused")
+        .to_string();
+    assert!(
+        err.contains("tokenizer.json")
+            && err.contains("tiny.gguf")
+            && err.contains("do not belong together"),
+        "{err}"
+    );
+}
+
 /// Share of positions whose argmax agrees, over `(seq, vocab)` logits.
 fn top1_agreement(a: &Tensor, b: &Tensor) -> f32 {
     let ta: Vec<u32> = a.argmax(1).unwrap().to_vec1().unwrap();
