@@ -526,15 +526,20 @@ impl Corrector {
 
     /// How many of `sorted` (by row prompt length) go in the next batch: at most
     /// `batch_size`, and at most `max_batch_tokens` KV positions counting the shared prefix,
-    /// padding to the longest row and the largest answer bound; at least one.
+    /// padding to the longest row and the largest answer bound; at least one. A batch runs
+    /// until its largest answer bound, and its longest row must stay within the model's
+    /// positions all that time, though each row alone was fitted to its own bound.
     fn batch_len(&self, prefix: usize, sorted: &[(usize, Request)]) -> usize {
+        let context = self.model.config.max_position_embeddings;
         let (mut longest, mut max_new) = (0, 0);
         for (rows, (_, r)) in sorted.iter().enumerate() {
             longest = longest.max(r.prompt.len());
             max_new = max_new.max(r.max_new_tokens);
-            let cost = (rows + 1) * (prefix + longest + max_new);
-            if rows > 0 && (rows >= self.options.batch_size || cost > self.options.max_batch_tokens)
-            {
+            let positions = prefix + longest + max_new;
+            let full = rows >= self.options.batch_size
+                || (rows + 1) * positions > self.options.max_batch_tokens
+                || positions > context;
+            if rows > 0 && full {
                 return rows;
             }
         }

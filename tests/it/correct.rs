@@ -145,6 +145,48 @@ fn correct_batched_equals_unbatched_end_to_end() {
     assert_eq!(run("1"), run("4"));
 }
 
+/// A record whose many hypotheses fill tiny-llama's 512 positions (a small answer bound)
+/// batched with records of one long hypothesis (a large bound): the batch must not run the
+/// long prompt past the context while the others still write. Each record is answered as if
+/// alone.
+#[test]
+fn a_batch_keeps_every_row_within_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let many: Vec<String> = (0..60).map(|i| format!("w{i} x")).collect();
+    let long: Vec<String> = (0..200).map(|i| format!("word{i}")).collect();
+    let mut lines = vec![serde_json::json!({"id": "many", "input": many}).to_string()];
+    for k in 0..4 {
+        let hyp = format!("{} {k}", long.join(" "));
+        lines.push(serde_json::json!({"id": k, "input": [hyp]}).to_string());
+    }
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let run = |batch: &str| {
+        let out = neko()
+            .args([
+                "correct",
+                "--task",
+                "asr",
+                "--no-guard",
+                "--batch-size",
+                batch,
+            ])
+            .arg("--model")
+            .arg(fixture("tiny-llama"))
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        json_lines(&out.stdout)
+    };
+    let together = run("8");
+    assert_eq!(together.len(), 5);
+    for r in &together {
+        assert!(r.get("error").is_none(), "{r}");
+    }
+    assert_eq!(together, run("1"));
+}
+
 #[test]
 fn correct_reads_stdin_and_writes_atomically() {
     let dir = tempfile::tempdir().unwrap();
