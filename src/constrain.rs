@@ -15,15 +15,22 @@ use std::collections::HashSet;
 
 use tokenizers::Tokenizer;
 
-/// The bytes each token id adds when it follows other text.
-pub struct Pieces(Vec<Vec<u8>>);
+/// The bytes each token id adds when it follows other text, and the tokens that end an
+/// answer.
+pub struct Pieces {
+    bytes: Vec<Vec<u8>>,
+    /// EOS, and the tokens that start with a stop string (spaces before it aside): an answer
+    /// that a model ends with a newline rather than EOS must be able to end so.
+    enders: Vec<u32>,
+}
 
 impl Pieces {
     /// Decodes every id of `tokenizer`'s vocabulary once. A token is decoded after an anchor
     /// token and the anchor's text removed, so decoders that strip a leading space from the
     /// first token (SentencePiece's) still show the space a token carries mid-text. A token
     /// that is part of a character decodes to U+FFFD; its bytes come from the token itself.
-    pub fn new(tokenizer: &Tokenizer) -> Self {
+    /// `eos` and the tokens starting with one of `stops` end answers.
+    pub fn new(tokenizer: &Tokenizer, eos: &[u32], stops: &[String]) -> Self {
         let n = tokenizer.get_vocab_size(true) as u32;
         let anchor = tokenizer
             .encode("a", false)
@@ -31,7 +38,7 @@ impl Pieces {
             .and_then(|e| e.get_ids().first().copied());
         let decode = |ids: &[u32]| tokenizer.decode(ids, false).unwrap_or_default();
         let head = anchor.map(|a| (a, decode(&[a])));
-        let pieces = (0..n)
+        let bytes: Vec<Vec<u8>> = (0..n)
             .map(|id| {
                 let text = match &head {
                     Some((a, head)) => decode(&[*a, id])
@@ -49,11 +56,24 @@ impl Pieces {
                     .unwrap_or_else(|| text.into_bytes())
             })
             .collect();
-        Pieces(pieces)
+        let mut enders = eos.to_vec();
+        for (id, piece) in bytes.iter().enumerate() {
+            let spaces = piece.iter().take_while(|&&b| b == b' ').count();
+            let stops_here = stops
+                .iter()
+                .any(|s| !s.is_empty() && piece[spaces..].starts_with(s.as_bytes()));
+            if stops_here && !enders.contains(&(id as u32)) {
+                enders.push(id as u32);
+            }
+        }
+        Pieces { bytes, enders }
     }
 
     fn get(&self, id: u32) -> &[u8] {
-        self.0.get(id as usize).map(Vec::as_slice).unwrap_or(&[])
+        self.bytes
+            .get(id as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 
@@ -129,13 +149,11 @@ pub struct WordConstraint {
     /// Every byte prefix of every word, the words included.
     prefixes: HashSet<Vec<u8>>,
     candidates: Vec<u32>,
-    /// Tokens that end the answer (EOS, and tokens holding a stop string).
-    enders: Vec<u32>,
 }
 
 impl WordConstraint {
-    /// The constraint for `hypotheses`; `enders` are the ids that end an answer.
-    pub fn new(hypotheses: &[String], tokenizer: &Tokenizer, enders: &[u32]) -> Self {
+    /// The constraint for `hypotheses`.
+    pub fn new(hypotheses: &[String], tokenizer: &Tokenizer) -> Self {
         let mut candidates = HashSet::new();
         let mut add_ids = |text: &str| {
             if let Ok(enc) = tokenizer.encode(text, false) {
@@ -152,11 +170,11 @@ impl WordConstraint {
         }
         let mut candidates: Vec<u32> = candidates.into_iter().collect();
         candidates.sort_unstable();
-        Self::with_candidates(hypotheses, candidates, enders)
+        Self::with_candidates(hypotheses, candidates)
     }
 
     /// The constraint with its word and prefix sets, looking only at `candidates`.
-    fn with_candidates(hypotheses: &[String], candidates: Vec<u32>, enders: &[u32]) -> Self {
+    fn with_candidates(hypotheses: &[String], candidates: Vec<u32>) -> Self {
         let words: HashSet<Vec<u8>> = hypotheses
             .iter()
             .flat_map(|h| h.split_whitespace())
@@ -170,7 +188,6 @@ impl WordConstraint {
             words,
             prefixes,
             candidates,
-            enders: enders.to_vec(),
         }
     }
 
@@ -229,10 +246,10 @@ impl WordConstraint {
             }
         };
         if self.may_end(text) && !text.is_empty() {
-            self.enders.iter().for_each(|&id| consider(id));
+            pieces.enders.iter().for_each(|&id| consider(id));
         }
         for &id in &self.candidates {
-            if self.enders.contains(&id) {
+            if pieces.enders.contains(&id) {
                 continue;
             }
             let piece = pieces.get(id);
@@ -246,7 +263,7 @@ impl WordConstraint {
             }
         }
         best.map(|(id, _)| id)
-            .or_else(|| self.enders.first().copied())
+            .or_else(|| pieces.enders.first().copied())
             .unwrap_or(0)
     }
 }
@@ -271,7 +288,7 @@ mod tests {
 
     fn constraint(hyps: &[&str]) -> WordConstraint {
         let hyps: Vec<String> = hyps.iter().map(|h| h.to_string()).collect();
-        WordConstraint::with_candidates(&hyps, Vec::new(), &[0])
+        WordConstraint::with_candidates(&hyps, Vec::new())
     }
 
     #[test]
@@ -312,10 +329,10 @@ mod tests {
         let dir =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
-        let pieces = Pieces::new(&tokenizer);
-        let hyps = vec!["un café à 東京".to_string()];
         let ender = 0;
-        let c = WordConstraint::new(&hyps, &tokenizer, &[ender]);
+        let pieces = Pieces::new(&tokenizer, &[ender], &[]);
+        let hyps = vec!["un café à 東京".to_string()];
+        let c = WordConstraint::new(&hyps, &tokenizer);
         let ids = tokenizer
             .encode(hyps[0].as_str(), false)
             .unwrap()
@@ -337,6 +354,26 @@ mod tests {
         }
         let answer = tokenizer.decode(&ids, false).unwrap();
         assert_eq!(answer.trim(), hyps[0]);
+    }
+
+    /// A model that ends its answer with the stop string (a newline) rather than EOS may end
+    /// so, after a whole word only.
+    #[test]
+    fn a_stop_string_token_ends_an_answer() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
+        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+        let newline = tokenizer.encode("\n", false).unwrap().get_ids()[0];
+        let pieces = Pieces::new(&tokenizer, &[2], &["\n".to_string()]);
+        assert!(pieces.enders.contains(&2) && pieces.enders.contains(&newline));
+        let c = WordConstraint::new(&["the cat".to_string()], &tokenizer);
+        let mut logits = vec![0.0f32; tokenizer.get_vocab_size(true)];
+        logits[newline as usize] = 1.0;
+        let ids = |t: &str| tokenizer.encode(t, false).unwrap().get_ids().to_vec();
+        assert_eq!(c.choose(&pieces, &ids("the cat"), &logits), newline);
+        assert_ne!(c.choose(&pieces, &ids("the ca"), &logits), newline);
+        let eos_only = Pieces::new(&tokenizer, &[2], &[]);
+        assert_ne!(c.choose(&eos_only, &ids("the cat"), &logits), newline);
     }
 
     #[test]

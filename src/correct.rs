@@ -419,12 +419,7 @@ impl Corrector {
                     let max_new = p.max_new;
                     fitted.push((i, p.warning));
                     let constraint = self.options.constrain.applies(&r.hypotheses).then(|| {
-                        let eos = &self.model.config.eos_token_ids;
-                        Arc::new(WordConstraint::new(
-                            &r.hypotheses,
-                            &self.model.tokenizer,
-                            eos,
-                        ))
+                        Arc::new(WordConstraint::new(&r.hypotheses, &self.model.tokenizer))
                     });
                     prompts.push(Prompt {
                         ids: p.ids,
@@ -597,7 +592,11 @@ impl Corrector {
         let eos = self.model.config.eos_token_ids.clone();
         let constrained = constraints.iter().any(Option::is_some);
         if constrained && self.pieces.is_none() {
-            self.pieces = Some(Pieces::new(&self.model.tokenizer));
+            self.pieces = Some(Pieces::new(
+                &self.model.tokenizer,
+                &self.model.config.eos_token_ids,
+                &self.options.stop,
+            ));
         }
         let pieces = self.pieces.as_ref();
         let choose = |i: usize, tokens: &[u32], logits: &[f32]| -> u32 {
