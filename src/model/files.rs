@@ -217,7 +217,7 @@ fn file_digest(path: &Path, cache: &Path) -> std::io::Result<String> {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
     let abs = std::fs::canonicalize(path)?;
-    let key = format!("{}\t{}\t{modified}", abs.display(), meta.len());
+    let key = format!("{}\t{}\t{modified}\tv2", abs.display(), meta.len());
     let entry = cache.join(hex(&Sha256::digest(key.as_bytes())[..16]));
     if let Ok(known) = std::fs::read_to_string(&entry) {
         if known.len() == 64 && known.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -225,13 +225,43 @@ fn file_digest(path: &Path, cache: &Path) -> std::io::Result<String> {
         }
     }
     let mut h = Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+    match canonical_json(path) {
+        Some(text) => h.update(text.as_bytes()),
+        None => {
+            std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+        }
+    }
     let digest = hex(&h.finalize());
     let tmp = entry.with_extension(format!("partial.{}", std::process::id()));
     let _ = std::fs::create_dir_all(cache)
         .and_then(|()| std::fs::write(&tmp, &digest))
         .and_then(|()| std::fs::rename(&tmp, &entry));
     Ok(digest)
+}
+
+/// A `.json` file's content with its objects' keys sorted, so that the same settings written
+/// in another key order (by another version of the writer) sign the same; `None` for other
+/// files and for JSON that does not parse (its bytes sign it).
+fn canonical_json(path: &Path) -> Option<String> {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                let map = entries.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::Value::Object(map)
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(sorted).collect())
+            }
+            other => other,
+        }
+    }
+    if path.extension()? != "json" {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    Some(sorted(value).to_string())
 }
 
 /// Lower-case hex of `bytes` (digests in signatures).
@@ -293,6 +323,18 @@ mod tests {
         assert!(std::fs::read_dir(&cache).unwrap().count() >= 3);
         assert_ne!(a.fingerprint().unwrap(), b.fingerprint().unwrap());
         assert_eq!(b.fingerprint().unwrap(), c.fingerprint().unwrap());
+        // The same config in another key order and layout signs the same; a changed value not.
+        let config = |text: &str| {
+            std::fs::write(&c.config, text).unwrap();
+            c.fingerprint().unwrap()
+        };
+        let ab = config(r#"{"a": 1, "b": {"x": [1, {"q": 2, "p": 3}], "y": 2}}"#);
+        let ba = config("{\"b\":{\"y\":2,\"x\":[1,{\"p\":3,\"q\":2}]},\n \"a\":1}");
+        assert_eq!(ab, ba);
+        assert_ne!(
+            ab,
+            config(r#"{"a": 22, "b": {"x": [1, {"q": 2, "p": 3}], "y": 2}}"#)
+        );
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }
