@@ -2,7 +2,8 @@
 //! optionally gates on a baseline report. Data goes to stdout, diagnostics to stderr.
 //!
 //! Exit codes: 0 scored (and no regression); 1 a score regressed against `--baseline` by more
-//! than `--max-regression`; 2 an error (bad flags, an unreadable file or baseline). A file that
+//! than `--max-regression`, a file scored fewer or more records than its baseline, or no file
+//! matched the baseline; 2 an error (bad flags, an unreadable file or baseline). A file that
 //! cannot be read is reported and the other files are still scored.
 
 use std::io::Write;
@@ -56,7 +57,8 @@ pub struct EvalArgs {
     pub json: bool,
 
     /// A report written earlier with `--json`: compare every file's whole-file scores with it
-    /// and exit 1 if any is worse by more than `--max-regression`.
+    /// and exit 1 if any is worse by more than `--max-regression`, if a file's number of scored
+    /// records differs from the baseline's, or if no file matches the baseline.
     #[arg(long, env = "NEKO_EVAL_BASELINE", value_name = "FILE")]
     pub baseline: Option<PathBuf>,
 
@@ -64,6 +66,7 @@ pub struct EvalArgs {
     /// WER go from 8.40 to 8.60 (or BLEU from 30.00 to 29.80) and no further.
     #[arg(
         long,
+        requires = "baseline",
         env = "NEKO_EVAL_MAX_REGRESSION",
         default_value_t = 0.0,
         value_name = "POINTS"
@@ -164,6 +167,13 @@ fn exit_code(report: &Report) -> u8 {
         return EXIT_ERROR;
     }
     match &report.comparison {
+        Some(c) if c.nothing_compared() => {
+            eprintln!(
+                "neko: nothing compared with {}: no file of this run is in it (matched by path, else by file name)",
+                c.baseline
+            );
+            EXIT_REGRESSION
+        }
         Some(c) if c.regressions > 0 => {
             eprintln!(
                 "neko: {} score(s) worse than {} by more than {} points",

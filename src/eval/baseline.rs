@@ -5,7 +5,10 @@
 //! setting. For the whole-file scores, each metric both sides have is compared on its "system"
 //! value: the corrected score when the file has predictions, the 1-best otherwise. A metric
 //! regresses when it is worse by more than `max_regression` points (absolute, in the metric's
-//! own percentage points: WER 8.40 → 8.61 is 0.21 points worse).
+//! own percentage points: WER 8.40 → 8.61 is 0.21 points worse). The number of scored records
+//! must be the baseline's: a file cut short (a correction run that died) or scored on other
+//! data is not a like-for-like score, however good its rates. A comparison that compares
+//! nothing fails the gate ([`Comparison::nothing_compared`]).
 
 use std::path::Path;
 
@@ -49,6 +52,16 @@ pub struct Comparison {
     pub regressions: u64,
     /// Files of this run that the baseline does not have (not compared).
     pub unmatched: Vec<String>,
+    /// Files of the baseline that this run does not have (not compared).
+    #[serde(default)]
+    pub missing: Vec<String>,
+}
+
+impl Comparison {
+    /// Whether no check was made at all: a gate that compared nothing has not passed.
+    pub fn nothing_compared(&self) -> bool {
+        self.checks.is_empty()
+    }
 }
 
 /// One metric of one file, now and in the baseline.
@@ -58,7 +71,7 @@ pub struct Check {
     pub normalizer: Option<String>,
     /// The file (as given in this run).
     pub file: String,
-    /// `wer`, `cer`, `bleu`, `chrf`, `gleu` or `f05`.
+    /// `records` (scored records), `wer`, `cer`, `bleu`, `chrf`, `gleu` or `f05`.
     pub metric: String,
     /// The baseline's value.
     pub baseline: f64,
@@ -79,14 +92,24 @@ pub fn compare(
 ) -> Result<Comparison, BaselineError> {
     let mut checks = Vec::new();
     let mut unmatched = Vec::new();
+    let mut missing = Vec::new();
     for run in &current.runs {
         let base = matching_run(run, baseline)?;
+        let mut matched = Vec::new();
         for file in &run.files {
             match matching_file(file, base) {
-                Some(b) => checks.extend(compare_files(run, file, b, max_regression)?),
+                Some(b) => {
+                    matched.push(b.path.as_str());
+                    checks.extend(compare_files(run, file, b, max_regression)?);
+                }
                 None => unmatched.push(file.path.clone()),
             }
         }
+        missing.extend(
+            (base.files.iter())
+                .filter(|b| !matched.contains(&b.path.as_str()))
+                .map(|b| b.path.clone()),
+        );
     }
     let regressions = checks.iter().filter(|c| c.regressed).count() as u64;
     Ok(Comparison {
@@ -95,6 +118,7 @@ pub fn compare(
         checks,
         regressions,
         unmatched,
+        missing,
     })
 }
 
@@ -183,26 +207,36 @@ fn compare_files(
             then: then.normalizer.clone(),
         });
     }
+    let check = |metric: &str, baseline: f64, current: f64, worse_by: f64, regressed| Check {
+        normalizer: run.normalizer.clone(),
+        file: file.path.clone(),
+        metric: metric.to_string(),
+        baseline,
+        current,
+        worse_by,
+        regressed,
+    };
+    let (n, was) = (now.records as f64, then.records as f64);
+    let mut checks = vec![check("records", was, n, (n - was).abs(), n != was)];
+    if now.records == 0 {
+        // The rates of no record are no score.
+        return Ok(checks);
+    }
     let before = system_values(then);
-    Ok(system_values(now)
-        .into_iter()
-        .filter_map(|(metric, current, lower_better)| {
-            let (_, baseline, _) = before.iter().find(|(m, _, _)| *m == metric)?;
-            let worse_by = if lower_better {
-                current - baseline
-            } else {
-                baseline - current
-            };
-            Some(Check {
-                normalizer: run.normalizer.clone(),
-                file: file.path.clone(),
-                metric: metric.to_string(),
-                baseline: *baseline,
-                current,
-                worse_by,
+    checks.extend(
+        system_values(now)
+            .into_iter()
+            .filter_map(|(metric, current, lower_better)| {
+                let (_, baseline, _) = before.iter().find(|(m, _, _)| *m == metric)?;
+                let worse_by = if lower_better {
+                    current - baseline
+                } else {
+                    baseline - current
+                };
                 // A hair of slack so that a value re-read from JSON equals itself.
-                regressed: worse_by > tol + 1e-9,
-            })
-        })
-        .collect())
+                let regressed = worse_by > tol + 1e-9;
+                Some(check(metric, *baseline, current, worse_by, regressed))
+            }),
+    );
+    Ok(checks)
 }

@@ -369,12 +369,22 @@ fn render_comparison(c: &Comparison, out: &mut String) {
     );
     let mut t = Table::new(&["file", "metric", "baseline", "current", "worse by", ""]);
     for k in &c.checks {
+        let (baseline, current, worse_by) = if k.metric == "records" {
+            let n = |x: f64| format!("{x:.0}");
+            (n(k.baseline), n(k.current), format!("{:.0}", k.worse_by))
+        } else {
+            (
+                pct(k.baseline),
+                pct(k.current),
+                format!("{:+.2}", k.worse_by),
+            )
+        };
         t.push(vec![
             k.file.clone(),
             k.metric.clone(),
-            pct(k.baseline),
-            pct(k.current),
-            format!("{:+.2}", k.worse_by),
+            baseline,
+            current,
+            worse_by,
             if k.regressed {
                 "REGRESSED".into()
             } else {
@@ -385,6 +395,9 @@ fn render_comparison(c: &Comparison, out: &mut String) {
     t.render(out);
     for u in &c.unmatched {
         let _ = writeln!(out, "  {u}: not in the baseline, not compared");
+    }
+    for m in &c.missing {
+        let _ = writeln!(out, "  {m}: in the baseline, not in this run, not compared");
     }
     let _ = writeln!(
         out,

@@ -289,6 +289,46 @@ fn temp_json(dir: &Path, name: &str, v: &Value) -> PathBuf {
     p
 }
 
+/// A gate must not pass a run that scored less than its baseline did: a file cut short (what
+/// a correction run that died leaves), an empty file, or files the baseline does not have.
+#[test]
+fn baseline_gate_fails_files_cut_short_and_runs_that_compare_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let asr = records("asr.jsonl");
+    let base = temp_json(dir.path(), "base.json", &json(&[&asr]));
+    let base = base.to_str().unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&asr)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let cut = dir.path().join("asr.jsonl");
+    for (keep, what) in [(2, "cut short"), (0, "empty")] {
+        std::fs::write(&cut, lines[..keep].join("\n")).unwrap();
+        let o = run(&["--baseline", base, cut.to_str().unwrap()], &[]);
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", stdout(&o));
+        let text = stdout(&o);
+        let check = |l: &&str, metric| {
+            l.split_whitespace().nth(1) == Some(metric) && l.split_whitespace().count() == 6
+        };
+        let row = (text.lines())
+            .find(|l| check(l, "records"))
+            .unwrap_or_else(|| panic!("{what}: no records check: {text}"));
+        assert!(row.contains("REGRESSED"), "{what}: {text}");
+        let rates = (text.lines()).filter(|l| check(l, "wer"));
+        assert_eq!(rates.count(), usize::from(keep > 0), "{what}: {text}");
+    }
+    let other = dir.path().join("other.jsonl");
+    std::fs::copy(&asr, &other).unwrap();
+    let o = run(&["--baseline", base, other.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("nothing compared"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("in the baseline, not in this run"));
+    // The tolerance without a baseline is a mistake, not a pass.
+    let o = run(&["--max-regression", "0.5", &asr], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
 #[test]
 fn baseline_gate_exits_1_on_a_regression_beyond_the_tolerance() {
     let dir = tempfile::tempdir().unwrap();
