@@ -332,7 +332,10 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         check_output_path(out, &args.inputs)?;
     }
     let mut items = read_inputs(&args.inputs, args.max_record_bytes)?;
-    if args.task.is_none() && !items.iter().any(|it| has_task(&it.entry)) {
+    // Only records that can be corrected need a task: an input of error lines alone (an
+    // empty N-best, an upstream failure) still gets its error lines.
+    let correctable = items.iter().any(|it| it.entry.record.is_ok());
+    if args.task.is_none() && correctable && !items.iter().any(|it| has_task(&it.entry)) {
         bail!(
             "no task given: pass --task (asr, st, mt, ocr or gec) or give records a `task` field"
         );

@@ -228,6 +228,29 @@ fn missing_task_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--task"));
 }
 
+/// An input whose records all fail to read needs no task: each still gets its error line
+/// under its id, and a run without --task is not refused for want of one.
+#[test]
+fn an_input_of_failed_records_alone_gets_its_error_lines() {
+    let input = "{\"id\": \"e\", \"task\": \"asr\", \"input\": []}\n{\"id\": \"g\", \"error\": \"upstream failed\"}\n";
+    let mut cmd = neko();
+    cmd.args(["correct", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg("-");
+    let out = run_with_stdin(cmd, input.as_bytes());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = json_lines(&out.stdout);
+    let ids: Vec<&str> = recs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["e", "g"]);
+    assert!(recs.iter().all(|r| r["error"]["message"].is_string()));
+    assert_eq!(recs[1]["error"]["message"], "upstream failed");
+}
+
 #[test]
 fn task_routing_needs_a_task_map() {
     // A dense model has no experts to force; a Mixtral without the task in its map is refused.
