@@ -1,6 +1,6 @@
 //! Output records: one JSON line per input record, in input order, scoreable by `neko eval`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -150,7 +150,10 @@ pub struct OutputSink {
     /// How the lines were made: `FILE.partial.sig` while the run writes, `FILE.sig` after.
     signature: Option<String>,
     /// Ids already written by an earlier run, with how many times (ids may repeat).
-    done: HashMap<String, usize>,
+    /// Per id, the 1-best of each line the earlier run wrote, in order (`None`: an error line).
+    done: HashMap<String, VecDeque<Option<String>>>,
+    /// Ids whose earlier line has another 1-best than the input record claiming it.
+    mismatched: Vec<String>,
     resumed: usize,
 }
 
@@ -162,6 +165,7 @@ impl OutputSink {
             paths: None,
             signature: None,
             done: HashMap::new(),
+            mismatched: Vec::new(),
             resumed: 0,
         }
     }
@@ -215,7 +219,7 @@ impl OutputSink {
         let text = text.with_context(|| format!("{}: cannot read", earlier.display()))?;
         // A line cut by the interruption is dropped and redone.
         let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let mut done: HashMap<String, usize> = HashMap::new();
+        let mut done: HashMap<String, VecDeque<Option<String>>> = HashMap::new();
         for (n, line) in text[..complete].split(|&b| b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -230,9 +234,10 @@ impl OutputSink {
                     n + 1
                 );
             };
-            *done.entry(id_key(&v["id"])).or_default() += 1;
+            let best = v["best"].as_str().map(str::to_string);
+            done.entry(id_key(&v["id"])).or_default().push_back(best);
         }
-        let resumed = done.values().sum();
+        let resumed = done.values().map(VecDeque::len).sum();
         // The complete lines stay as they are; the cut one goes. When the earlier run had
         // finished, its lines are copied into the partial file first.
         let kept = if from_partial {
@@ -264,6 +269,7 @@ impl OutputSink {
             paths: Some((partial, dest.to_path_buf())),
             signature: signature.map(str::to_string),
             done: HashMap::new(),
+            mismatched: Vec::new(),
             resumed: 0,
         })
     }
@@ -274,22 +280,32 @@ impl OutputSink {
     }
 
     /// Whether a record with this id was written by the earlier run (each written line
-    /// accounts for one input record with that id, in order).
-    pub fn already_written(&mut self, id: &Value) -> bool {
-        match self.done.get_mut(&id_key(id)) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
+    /// accounts for one input record with that id, in order). `best` is the record's 1-best:
+    /// a line of the same id with another 1-best was written from another input
+    /// ([`OutputSink::mismatched`]).
+    pub fn already_written(&mut self, id: &Value, best: Option<&str>) -> bool {
+        let key = id_key(id);
+        let Some(then) = self.done.get_mut(&key).and_then(VecDeque::pop_front) else {
+            return false;
+        };
+        if let (Some(then), Some(now)) = (then, best) {
+            if then != now {
+                self.mismatched.push(key);
             }
-            _ => false,
         }
+        true
+    }
+
+    /// Ids whose earlier line was written from a record with another 1-best.
+    pub fn mismatched(&self) -> &[String] {
+        &self.mismatched
     }
 
     /// Ids of the earlier run's lines that no input record has claimed through
     /// [`OutputSink::already_written`]: lines of another input.
     pub fn unclaimed(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = (self.done.iter())
-            .filter(|(_, n)| **n > 0)
+            .filter(|(_, lines)| !lines.is_empty())
             .map(|(id, _)| id.as_str())
             .collect();
         ids.sort_unstable();

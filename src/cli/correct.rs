@@ -389,8 +389,17 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     };
     let todo: Vec<&Item> = items
         .iter()
-        .filter(|it| !sink.already_written(&it.entry.id()))
+        .filter(|it| {
+            let best = it.entry.record.as_ref().ok().and_then(|r| r.best());
+            !sink.already_written(&it.entry.id(), best)
+        })
         .collect();
+    if let Some(id) = sink.mismatched().first() {
+        bail!(
+            "cannot resume: the earlier output's line for id {id} has another 1-best than this              input's record ({} such line(s)): it was written from another input; start over              without --resume",
+            sink.mismatched().len()
+        );
+    }
     if let Some(id) = sink.unclaimed().first() {
         bail!(
             "cannot resume: the earlier output has {} line(s) that no input record matches (id \

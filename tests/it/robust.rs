@@ -225,6 +225,17 @@ fn resume_refuses_what_is_not_this_runs_output() {
         &other,
         "no input record matches (id \"zzz\")",
     );
+    // Lines of another input with the same ids (positional ids): another 1-best.
+    let line: Value = serde_json::from_str(lines[1]).unwrap();
+    let mut changed = line.clone();
+    changed["best"] = format!("{} and more", line["best"].as_str().unwrap()).into();
+    let same_ids = format!("{}\n{changed}\n", lines[0]);
+    crate::util::write_partial(&other, &same_ids, &dest);
+    refused(
+        &["--resume"],
+        &other,
+        &format!("line for id {} has another 1-best", line["id"]),
+    );
     // A line broken before the last one cannot be redone in order.
     let broken = format!("{}\nGARBAGE{{\n{}\n", lines[0], lines[2]);
     crate::util::write_partial(&other, &broken, &dest);
