@@ -205,6 +205,12 @@ impl Corrector {
         self.stop = Some(flag);
     }
 
+    /// Why the served backend stopped answering for good, if it did (a server gone): the
+    /// records it left got [`STOPPED`].
+    pub fn backend_failure(&self) -> Option<String> {
+        self.remote.as_ref().and_then(|b| b.failure())
+    }
+
     fn stopped(&self) -> bool {
         self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
     }

@@ -53,6 +53,12 @@ pub trait Backend: Send {
 
     /// How many records the caller should hand over at once to keep the backend busy.
     fn window(&self) -> usize;
+
+    /// Why the backend stopped answering for good (a server gone), once it has: the prompts
+    /// it then did not answer got [`crate::correct::STOPPED`], and the run should stop.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Which backend `neko correct` uses.

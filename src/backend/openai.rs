@@ -10,18 +10,34 @@
 //! a 5xx status, a timeout or a dropped connection is retried with exponential backoff
 //! (honouring `Retry-After`); one that still fails, or fails with another status, becomes the
 //! record's error.
+//!
+//! A server that is gone is not a record's fault: when requests keep failing after their
+//! retries (connection refused, timeouts, 5xx), or the server says the endpoint or model does
+//! not exist or the key is refused (404, 401, 403), the run stops ([`Backend::failure`]) and
+//! the records not answered get no line, so `--resume` sends them again. Otherwise a dead
+//! server would turn the rest of a long run into 1-best error lines that a resume keeps.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::{Backend, Generation, Prompt};
+use crate::correct::STOPPED;
 use crate::generate::Finish;
 use crate::Task;
 
 /// The longest wait between two attempts.
 const MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// Requests in a row that fail after all their retries before the server counts as gone (at
+/// least this many, and at least `concurrency`: a window's requests fail together).
+const GONE_AFTER: usize = 8;
+
+/// The limit on asking the server for its models at connect: a wrong endpoint should fail in
+/// seconds, not after a generation's timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How the prompt is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -63,6 +79,26 @@ enum Failure {
     Transient(String, Option<Duration>),
     /// Another attempt would fail the same way.
     Permanent(String),
+    /// Every request would fail: the endpoint or model does not exist, or the key is refused.
+    Fatal(String),
+}
+
+/// How a request ended after its retries.
+enum Gave {
+    /// The retries are spent (the server may be gone).
+    Up(String),
+    /// This request cannot succeed.
+    Permanent(String),
+    /// No request can.
+    Fatal(String),
+}
+
+impl Gave {
+    fn message(self) -> String {
+        match self {
+            Gave::Up(m) | Gave::Permanent(m) | Gave::Fatal(m) => m,
+        }
+    }
 }
 
 /// An OpenAI-compatible completions server.
@@ -71,6 +107,10 @@ pub struct OpenAi {
     options: Options,
     /// The `model` field sent.
     model: String,
+    /// Requests in a row that failed after their retries.
+    failing: AtomicUsize,
+    /// Why the server counts as gone, once it does.
+    gone: Mutex<Option<String>>,
 }
 
 impl OpenAi {
@@ -88,6 +128,7 @@ impl OpenAi {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(options.timeout))
+            .timeout_connect(Some(options.timeout.min(CONNECT_TIMEOUT)))
             .max_idle_connections(options.concurrency.max(1))
             .max_idle_connections_per_host(options.concurrency.max(1))
             .build();
@@ -95,9 +136,12 @@ impl OpenAi {
             agent: config.into(),
             model: options.model.clone().unwrap_or_default(),
             options,
+            failing: AtomicUsize::new(0),
+            gone: Mutex::new(None),
         };
         let url = format!("{}/models", client.options.endpoint);
-        let listed = client.with_retries(|| client.call(&url, None));
+        let listed = (client.with_retries(|| client.call(&url, None, Some(CONNECT_TIMEOUT))))
+            .map_err(Gave::message);
         let ids: Vec<String> = match &listed {
             Ok(v) => v["data"]
                 .as_array()
@@ -142,6 +186,9 @@ impl OpenAi {
                 finish: Finish::Length,
                 tokens: 0,
             });
+        }
+        if self.gone().is_some() {
+            return Err(STOPPED.to_string());
         }
         let g = self.request(prompt, &self.options.stop)?;
         // In process, stop strings count only once the answer has some text (a leading
@@ -192,22 +239,50 @@ impl OpenAi {
     fn request(&self, prompt: &Prompt, stop: &[String]) -> Result<Generation, String> {
         let url = format!("{}/completions", self.options.endpoint);
         let body = self.body(prompt, stop).to_string();
-        let v = self.with_retries(|| self.call(&url, Some(&body)))?;
+        let v = match self.with_retries(|| self.call(&url, Some(&body), None)) {
+            Ok(v) => {
+                self.failing.store(0, Ordering::SeqCst);
+                v
+            }
+            Err(Gave::Fatal(m)) => return Err(self.give_up(m)),
+            Err(Gave::Up(m)) => {
+                let failing = self.failing.fetch_add(1, Ordering::SeqCst) + 1;
+                if failing >= GONE_AFTER.max(self.options.concurrency) {
+                    let m = format!("{failing} requests in a row failed; the last: {m}");
+                    return Err(self.give_up(m));
+                }
+                return Err(m);
+            }
+            Err(Gave::Permanent(m)) => return Err(m),
+        };
         parse_completion(&v).map_err(|m| format!("{url}: {m}"))
     }
 
+    /// Marks the server gone for `why`; the record gets no line ([`STOPPED`]).
+    fn give_up(&self, why: String) -> String {
+        let mut gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
+        gone.get_or_insert(why);
+        STOPPED.to_string()
+    }
+
+    /// Why the server counts as gone, if it does.
+    fn gone(&self) -> Option<String> {
+        self.gone.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Runs `attempt` until it succeeds, fails for good, or the retries are spent.
-    fn with_retries(&self, attempt: impl Fn() -> Result<Value, Failure>) -> Result<Value, String> {
+    fn with_retries(&self, attempt: impl Fn() -> Result<Value, Failure>) -> Result<Value, Gave> {
         let mut delay = self.options.backoff;
         let mut tries = 0;
         loop {
             tries += 1;
             match attempt() {
                 Ok(v) => return Ok(v),
-                Err(Failure::Permanent(m)) => return Err(m),
+                Err(Failure::Permanent(m)) => return Err(Gave::Permanent(m)),
+                Err(Failure::Fatal(m)) => return Err(Gave::Fatal(m)),
                 Err(Failure::Transient(m, after)) => {
                     if tries > self.options.retries {
-                        return Err(format!("{m} (gave up after {tries} attempts)"));
+                        return Err(Gave::Up(format!("{m} (gave up after {tries} attempts)")));
                     }
                     std::thread::sleep(after.unwrap_or_else(|| jitter(delay)).min(MAX_DELAY));
                     delay = (delay * 2).min(MAX_DELAY);
@@ -216,14 +291,23 @@ impl OpenAi {
         }
     }
 
-    /// One HTTP exchange: a POST of `body`, or a GET without one.
-    fn call(&self, url: &str, body: Option<&str>) -> Result<Value, Failure> {
+    /// One HTTP exchange: a POST of `body`, or a GET without one; `limit` replaces the
+    /// agent's timeout.
+    fn call(
+        &self,
+        url: &str,
+        body: Option<&str>,
+        limit: Option<Duration>,
+    ) -> Result<Value, Failure> {
         let auth = self.options.api_key.as_ref().map(|k| format!("Bearer {k}"));
         let sent = match body {
             Some(b) => {
                 let mut req = self
                     .agent
                     .post(url)
+                    .config()
+                    .timeout_global(Some(limit.unwrap_or(self.options.timeout)))
+                    .build()
                     .header("Content-Type", "application/json");
                 if let Some(a) = &auth {
                     req = req.header("Authorization", a);
@@ -231,7 +315,9 @@ impl OpenAi {
                 req.send(b)
             }
             None => {
-                let mut req = self.agent.get(url);
+                let mut req = (self.agent.get(url).config())
+                    .timeout_global(Some(limit.unwrap_or(self.options.timeout)))
+                    .build();
                 if let Some(a) = &auth {
                     req = req.header("Authorization", a);
                 }
@@ -258,6 +344,8 @@ impl OpenAi {
         let message = format!("{url}: HTTP {status}: {}", error_message(&text));
         if status == 408 || status == 429 || status >= 500 {
             Err(Failure::Transient(message, retry_after))
+        } else if matches!(status, 401 | 403 | 404) {
+            Err(Failure::Fatal(message))
         } else {
             Err(Failure::Permanent(message))
         }
@@ -290,9 +378,14 @@ impl Backend for OpenAi {
                 }
             }
         });
+        let gone = self.gone().is_some();
         results
             .into_iter()
-            .map(|r| r.expect("every prompt was sent"))
+            .map(|r| match r.expect("every prompt was sent") {
+                // Failed while the server was going: sent again by a resumed run.
+                Err(_) if gone => Err(STOPPED.to_string()),
+                r => r,
+            })
             .collect()
     }
 
@@ -302,6 +395,10 @@ impl Backend for OpenAi {
             PromptAs::Ids => "ids",
         };
         format!("backend:openai:{}|prompt_as:{how}", self.model)
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.gone()
     }
 
     fn window(&self) -> usize {

@@ -264,8 +264,13 @@ impl BackendArgs {
                 if decode.routing != RoutingMode::Learned {
                     bail!("--routing task forces experts in process; a server routes as its model does");
                 }
-                if self.concurrency == 0 || self.timeout <= 0.0 || self.retry_backoff < 0.0 {
-                    bail!("--concurrency and --timeout must be positive, --retry-backoff not negative");
+                // At most a day: larger (or NaN) seconds are no duration.
+                let seconds = |s: f64, least: f64| s >= least && s <= 86_400.0;
+                if self.concurrency == 0
+                    || !seconds(self.timeout, f64::MIN_POSITIVE)
+                    || !seconds(self.retry_backoff, 0.0)
+                {
+                    bail!("--concurrency must be positive, --timeout a positive number of seconds and --retry-backoff a non-negative one (at most 86400)");
                 }
                 Ok(())
             }
@@ -444,6 +449,9 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         sink.flush()?;
         if done < chunk.len() {
             progress.finish_and_clear();
+            if let Some(why) = corrector.backend_failure() {
+                eprintln!("neko: error: the server stopped answering: {why}");
+            }
             eprintln!("{}", sink.interrupted_message(stats.records));
             return Ok(EXIT_ERROR);
         }

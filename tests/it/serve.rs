@@ -369,6 +369,76 @@ fn a_request_that_keeps_failing_gives_an_error_line() {
     assert_eq!((tries(1), tries(2), tries(3)), (3, 1, 1));
 }
 
+/// A server that goes away mid-run, or an endpoint or model that does not exist, stops the run
+/// (exit 2) instead of turning every later record into an error line: the records it did not
+/// answer get no line, and `--resume` against a working server sends exactly those.
+#[test]
+fn a_server_that_is_gone_stops_the_run_and_a_resume_finishes_it() {
+    let number = |body: &Value| -> usize {
+        let best = best_in(body["prompt"].as_str().unwrap());
+        best.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let dying = FakeServer::start(move |body, _| match number(body) {
+        n if n < 5 => Reply::ok(&best_in(body["prompt"].as_str().unwrap())),
+        _ => Reply::error(503, "server shutting down"),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_records(dir.path(), 40);
+    let dest = dir.path().join("out.jsonl");
+    let run = |url: &str, extra: &[&str]| {
+        let out = served(url)
+            .args(["--concurrency", "1", "--retries", "1", "--no-guard", "-o"])
+            .arg(&dest)
+            .args(extra)
+            .arg(&input)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&dying.url, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("the server stopped answering: 8 requests in a row failed"),
+        "{err}"
+    );
+    assert!(err.contains("HTTP 503: server shutting down"), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    let partial = std::fs::read_to_string(neko::output::partial_path(&dest)).unwrap();
+    let written = json_lines(partial.as_bytes());
+    assert_eq!(written.len(), 5, "{partial}");
+    assert!(written.iter().all(|l| l.get("error").is_none()));
+    assert_eq!(
+        dying.bodies().len(),
+        5 + 8 * 2,
+        "no request after the server was gone"
+    );
+
+    let working =
+        FakeServer::start(|body, _| Reply::ok(&best_in(body["prompt"].as_str().unwrap())));
+    let (code, err) = run(&working.url, &["--resume"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("5 records already written, 35 to go"), "{err}");
+    let got = json_lines(std::fs::read_to_string(&dest).unwrap().as_bytes());
+    assert_eq!(got.len(), 40);
+    for (i, line) in got.iter().enumerate() {
+        assert_eq!(line["prediction"], format!("the cat sat number {i}"));
+    }
+
+    // A wrong path or model: every request would fail the same way, so the first stops it.
+    let missing = FakeServer::start(|_, _| Reply::error(404, "The model `x` does not exist."));
+    std::fs::remove_file(&dest).unwrap();
+    let (code, err) = run(&missing.url, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("stopped answering") && err.contains("HTTP 404"),
+        "{err}"
+    );
+    assert_eq!(missing.bodies().len(), 1);
+}
+
 #[test]
 fn output_is_in_input_order_and_resumes_with_the_openai_backend() {
     // Even records take longer, so answers come back out of order.
@@ -489,6 +559,26 @@ fn a_model_folder_without_weights_renders_the_same_prompts() {
 
 #[test]
 fn openai_flags_are_checked_before_anything_runs() {
+    let openai = |more: &'static [&'static str]| -> Vec<&'static str> {
+        let mut f = vec!["--backend", "openai", "--endpoint", "http://x/v1"];
+        f.extend_from_slice(more);
+        f
+    };
+    for bad in [
+        &["--timeout", "nan"][..],
+        &["--timeout", "1e30"],
+        &["--retry-backoff", "inf"],
+    ] {
+        let out = neko()
+            .args(["correct", "--task", "asr", "--model"])
+            .arg(fixture("tiny-llama"))
+            .args(openai(bad))
+            .arg(fixture("records/shapes.jsonl"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("number of seconds"));
+    }
     let cases: [(&[&str], &str); 4] = [
         (&["--backend", "openai"], "needs --endpoint"),
         (
