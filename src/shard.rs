@@ -65,11 +65,10 @@ pub struct ShardLine<'a> {
 /// fault.
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
-    #[error("{file}: {source}")]
-    Io {
-        file: String,
-        source: std::io::Error,
-    },
+    // The I/O error is shown in the message, not chained as a source: a chain would print
+    // it twice.
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
     #[error("{file}:{line}: {message}")]
     Line {
         file: String,
@@ -137,9 +136,9 @@ impl Merge {
             .map(|m| m.len() as usize)
             .sum();
         for (f, path) in files.iter().enumerate() {
-            let io = |source| MergeError::Io {
+            let io = |error| MergeError::Io {
                 file: name(path),
-                source,
+                error,
             };
             let reader = BufReader::new(File::open(path).map_err(io)?);
             let mut last: Option<usize> = None;
@@ -243,16 +242,16 @@ impl Merge {
             .map(|p| {
                 File::open(p)
                     .map(|f| BufReader::new(f).lines())
-                    .map_err(|source| MergeError::Io {
+                    .map_err(|error| MergeError::Io {
                         file: name(p),
-                        source,
+                        error,
                     })
             })
             .collect::<Result<_, _>>()?;
         for &f in &self.owner {
-            let io = |source| MergeError::Io {
+            let io = |error| MergeError::Io {
                 file: name(&self.files[f]),
-                source,
+                error,
             };
             let line = loop {
                 let line = readers[f]
@@ -265,9 +264,9 @@ impl Merge {
             };
             writeln!(out, "{}", unsharded(&line)).map_err(io)?;
         }
-        out.flush().map_err(|source| MergeError::Io {
+        out.flush().map_err(|error| MergeError::Io {
             file: "output".into(),
-            source,
+            error,
         })
     }
 

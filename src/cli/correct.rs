@@ -293,27 +293,6 @@ impl BackendArgs {
     }
 }
 
-/// Refuses an output path that cannot take the file, before any work is done: a directory
-/// (or a path ending in one), or one of the inputs, which the run would overwrite.
-fn check_output_path(out: &std::path::Path, inputs: &[PathBuf]) -> anyhow::Result<()> {
-    let named = out.file_name().is_some() && !out.to_string_lossy().ends_with('/');
-    if !named || out.is_dir() {
-        bail!("-o {}: a directory; give a file name", out.display());
-    }
-    let same = |a: &std::path::Path| match (a.canonicalize(), out.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if let Some(input) = inputs.iter().find(|i| same(i)) {
-        bail!(
-            "-o {}: is the input {}; write to another file",
-            out.display(),
-            input.display()
-        );
-    }
-    Ok(())
-}
-
 /// `\n` and `\t` typed on a command line mean the characters.
 fn unescape(s: &str) -> String {
     s.replace("\\n", "\n").replace("\\t", "\t")
@@ -334,7 +313,7 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     }
     args.backend.validate(&args.model, &args.decode)?;
     if let Some(out) = &args.output {
-        check_output_path(out, &args.inputs)?;
+        super::check_output_path(out, &args.inputs)?;
     }
     let mut items = read_inputs(&args.inputs, args.max_record_bytes)?;
     // Only records that can be corrected need a task: an input of error lines alone (an

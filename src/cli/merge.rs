@@ -16,14 +16,26 @@ pub struct MergeArgs {
     pub inputs: Vec<PathBuf>,
 
     /// Write to FILE instead of stdout, atomically (through FILE.partial); the shards' common
-    /// signature goes to FILE.sig.
-    #[arg(short, long, env = "NEKO_OUTPUT")]
+    /// signature goes to FILE.sig. (No environment twin: `NEKO_OUTPUT`, set for the shards'
+    /// `neko correct` runs, must not redirect the merge.)
+    #[arg(short, long)]
     pub output: Option<PathBuf>,
 }
 
 /// Runs `neko merge`: checks that the shards hold every input record exactly once, then
 /// writes them in input order, each line as an unsharded run writes it.
 pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
+    if let Some(out) = &args.output {
+        super::check_output_path(out, &args.inputs)?;
+    }
+    // The shards are read twice (checked, then written in order): pipes cannot be.
+    if let Some(p) = (args.inputs.iter()).find(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_file()))
+    {
+        anyhow::bail!(
+            "{}: not a regular file; neko merge reads each shard twice, so save a piped shard (`<(zcat ...)`) to a file first",
+            p.display()
+        );
+    }
     let merge = Merge::check(&args.inputs)?;
     let mut sink = match &args.output {
         None => OutputSink::stdout(),

@@ -206,3 +206,27 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+/// Refuses an output path that cannot take the file, before any work is done: a directory
+/// (or a path ending in one), or one of the inputs, which the run would overwrite.
+pub(crate) fn check_output_path(
+    out: &std::path::Path,
+    inputs: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
+    let named = out.file_name().is_some() && !out.to_string_lossy().ends_with('/');
+    if !named || out.is_dir() {
+        anyhow::bail!("-o {}: a directory; give a file name", out.display());
+    }
+    let same = |a: &std::path::Path| match (a.canonicalize(), out.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if let Some(input) = inputs.iter().find(|i| same(i)) {
+        anyhow::bail!(
+            "-o {}: is the input {}; write to another file",
+            out.display(),
+            input.display()
+        );
+    }
+    Ok(())
+}

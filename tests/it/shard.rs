@@ -127,6 +127,36 @@ fn merge_writes_atomically_with_the_shards_signature() {
     assert!(!neko::output::partial_path(&dest).exists());
     let sig = std::fs::read_to_string(neko::output::signature_path(&dest)).unwrap();
     assert!(sig.starts_with("correct|model:fp-"), "{sig}");
+
+    // `-o` naming a shard is refused before anything is written; `NEKO_OUTPUT`, the shards'
+    // output setting, does not redirect a merge to stdout.
+    let before = std::fs::read(&files[0]).unwrap();
+    let out = neko()
+        .arg("merge")
+        .args(&files)
+        .arg("-o")
+        .arg(&files[0])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the input"));
+    assert_eq!(std::fs::read(&files[0]).unwrap(), before);
+    let out = neko()
+        .arg("merge")
+        .args(&files)
+        .env("NEKO_OUTPUT", &files[1])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(crate::util::json_lines(&out.stdout).len(), 13);
+    // A pipe cannot be read twice: said as such, not as missing records.
+    let out = merge(&[PathBuf::from("/dev/stdin")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+    // A missing file's I/O error is said once.
+    let out = merge(&[dir.path().join("none.jsonl")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
 
 #[test]
