@@ -75,7 +75,11 @@ pub struct DataBenchRecord {
     pub threads: String,
     pub load_s: f64,
     pub data: String,
+    /// Records corrected or failed (`failed` of them), the time of both in the totals.
     pub records: usize,
+    pub failed: usize,
+    /// Records left out: unreadable, or of an unknown task.
+    pub skipped: usize,
     pub batch_size: usize,
     pub max_batch_tokens: usize,
     pub prefix_reuse: bool,
@@ -139,6 +143,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
         .take(args.prompt_tokens.max(1))
         .collect();
     let (b, n, m) = (args.batch.max(1), prompt.len(), args.new_tokens);
+    let context = model.config.max_position_embeddings;
+    if n + m > context {
+        anyhow::bail!(
+            "--prompt-tokens {n} + --new-tokens {m} is more than the model's {context} positions (max_position_embeddings)"
+        );
+    }
     let pads = vec![0usize; b];
     let device = model.decoder.device().clone();
     let input = Tensor::new(prompt.as_slice(), &device)?
@@ -186,11 +196,31 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     let path = args.data.as_ref().expect("--data");
     let bytes = record::read_input(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-    let records: Vec<Record> = record::parse(&bytes)
-        .into_iter()
-        .filter_map(|e| e.record.ok())
-        .take(args.limit.unwrap_or(usize::MAX))
-        .collect();
+    // Records that cannot be corrected (unreadable, an unknown task) are left out and counted,
+    // as `neko correct` would give them error lines without decoding.
+    let mut skipped = Vec::new();
+    let mut records: Vec<(Record, Task)> = Vec::new();
+    for e in record::parse(&bytes) {
+        if records.len() >= args.limit.unwrap_or(usize::MAX) {
+            break;
+        }
+        let line = e.line;
+        let read = e.record.map_err(|err| err.to_string()).and_then(|r| {
+            let task = (r.task.as_deref()).map_or(Ok(args.task), str::parse::<Task>);
+            task.map(|t| (r, t))
+                .map_err(|err| format!("field task: {err}"))
+        });
+        match read {
+            Ok(record) => records.push(record),
+            Err(why) => skipped.push(format!("{}:{line}: {why}", path.display())),
+        }
+    }
+    if let Some(first) = skipped.first() {
+        eprintln!(
+            "neko: bench: left out {} record(s) that cannot be corrected; the first: {first}",
+            skipped.len()
+        );
+    }
     let start = Instant::now();
     let model = args.model.load()?;
     let load_s = start.elapsed().as_secs_f64();
@@ -206,30 +236,29 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     let options = args.decode.options();
     let mut corrector = Corrector::new(model, prompt, options.clone());
     let mut groups: std::collections::BTreeMap<Task, Vec<usize>> = Default::default();
-    for (i, r) in records.iter().enumerate() {
-        let task = match &r.task {
-            Some(t) => t.parse::<Task>().map_err(|e| anyhow::anyhow!("{e}"))?,
-            None => args.task,
-        };
-        groups.entry(task).or_default().push(i);
+    for (i, (_, task)) in records.iter().enumerate() {
+        groups.entry(*task).or_default().push(i);
     }
-    let mut predictions: Vec<Option<String>> = vec![None; records.len()];
+    let mut predictions: Vec<Result<String, String>> = vec![Ok(String::new()); records.len()];
     let window = (options.batch_size * 8).max(1);
     let started = Instant::now();
     for (task, idx) in &groups {
         corrector.check_routing(*task).map_err(anyhow::Error::msg)?;
         for chunk in idx.chunks(window) {
-            let rs: Vec<&Record> = chunk.iter().map(|&i| &records[i]).collect();
+            let rs: Vec<&Record> = chunk.iter().map(|&i| &records[i].0).collect();
             for (&i, out) in chunk.iter().zip(corrector.correct_task(*task, &rs)) {
-                predictions[i] = Some(out.map(|c| c.text).unwrap_or_default());
+                predictions[i] = out.map(|c| c.text);
             }
         }
     }
     let seconds = started.elapsed().as_secs_f64();
     if let Some(p) = &args.predictions {
         let mut out = std::io::BufWriter::new(std::fs::File::create(p)?);
-        for (r, pred) in records.iter().zip(&predictions) {
-            let line = serde_json::json!({"id": r.id, "prediction": pred});
+        for ((r, _), pred) in records.iter().zip(&predictions) {
+            let line = match pred {
+                Ok(p) => serde_json::json!({"id": r.id, "prediction": p}),
+                Err(e) => serde_json::json!({"id": r.id, "prediction": null, "error": e}),
+            };
             writeln!(out, "{line}")?;
         }
         out.flush()?;
@@ -239,6 +268,10 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     let kv_per_token =
         2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * dtype.size_in_bytes();
     let n = records.len();
+    let failed = predictions.iter().filter(|p| p.is_err()).count();
+    if let Some(Err(e)) = predictions.iter().find(|p| p.is_err()) {
+        eprintln!("neko: bench: {failed} of {n} record(s) failed (their time is in the totals); the first: {e}");
+    }
     let record = DataBenchRecord {
         model: args.model.spec()?,
         format,
@@ -250,6 +283,8 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
         load_s,
         data: path.display().to_string(),
         records: n,
+        failed,
+        skipped: skipped.len(),
         batch_size: options.batch_size,
         max_batch_tokens: options.max_batch_tokens,
         prefix_reuse: options.prefix_reuse,

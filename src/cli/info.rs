@@ -36,8 +36,9 @@ pub struct InfoArgs {
     #[arg(long, default_value_t = 200)]
     pub max_records: usize,
 
-    /// Trained tensors (`neko train`'s adapter.safetensors) replacing the model's own.
-    #[arg(long)]
+    /// Trained tensors (`neko train`'s adapter.safetensors) replacing the model's own
+    /// (--routing).
+    #[arg(long, requires = "routing")]
     pub adapter: Option<std::path::PathBuf>,
 }
 

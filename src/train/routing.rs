@@ -42,9 +42,12 @@ pub fn measure(model: &mut Model, files: &[DataSpec], max_len: usize) -> Result<
                 .into_iter()
                 .take(spec.max_records.unwrap_or(usize::MAX))
             {
+                let line = entry.line;
                 let Ok(r) = entry.record else { continue };
                 let task = match (&r.task, spec.task) {
-                    (Some(t), _) => t.parse::<Task>().map_err(anyhow::Error::from)?,
+                    (Some(t), _) => t.parse::<Task>().map_err(|e| {
+                        anyhow::anyhow!("{}:{line}: field task: {e}", spec.path.display())
+                    })?,
                     (None, Some(t)) => t,
                     (None, None) => anyhow::bail!(
                         "{}: records without a `task` (give --task)",

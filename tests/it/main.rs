@@ -1,6 +1,7 @@
 //! neko's integration tests: one binary, one module per area, shared helpers in `util`.
 
 mod base;
+mod bench;
 mod correct;
 mod eval;
 mod margin;

@@ -364,6 +364,32 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
         assert!(top1 <= share, "{r}");
         assert_eq!(r["per_layer"].as_array().unwrap().len(), 2);
     }
+    // An unknown task is named with its file and line; --adapter belongs to --routing.
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"task\": \"speech\", \"input\": [\"a\"], \"output\": \"a\"}\n",
+    )
+    .unwrap();
+    let info = |extra: &[&str]| {
+        let out = neko()
+            .args(["info", "--model", model.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = info(&["--routing", "--data", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("bad.jsonl:1: field task: unknown task `speech`"),
+        "{err}"
+    );
+    let (code, err) = info(&["--adapter", adapter.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
 }
 
 /// A record longer than the model has positions for is left out even when `max_len` allows

@@ -1,0 +1,74 @@
+//! `neko bench`: what it reports is what ran, and what it cannot run is said up front.
+
+use serde_json::Value;
+
+use crate::util::{fixture, neko};
+
+fn bench(args: &[&str]) -> (Option<i32>, Value, String) {
+    let out = neko()
+        .args(["bench", "--model"])
+        .arg(fixture("tiny-llama"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(text.trim()).unwrap_or(Value::Null);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), report, err)
+}
+
+#[test]
+fn synthetic_bench_reports_its_shape_and_refuses_more_than_the_context() {
+    let (code, r, err) = bench(&["--prompt-tokens", "40", "--new-tokens", "4", "--batch", "2"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        (r["batch"].as_u64(), r["prompt_tokens"].as_u64()),
+        (Some(2), Some(40))
+    );
+    assert!(
+        r["prefill_tok_s"].as_f64().unwrap() > 0.0 && r["decode_tok_s"].as_f64().unwrap() > 0.0
+    );
+    // tiny-llama has 512 positions.
+    let (code, _, err) = bench(&["--prompt-tokens", "500", "--new-tokens", "50"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("more than the model's 512 positions"), "{err}");
+}
+
+/// Records that cannot be corrected are left out, counted and named; the records timed are
+/// the ones written to `--predictions`.
+#[test]
+fn data_bench_counts_what_it_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("in.jsonl");
+    std::fs::write(
+        &data,
+        "{\"id\": \"a\", \"task\": \"asr\", \"input\": [\"the cat sat\"]}\n\
+         {\"id\": \"b\", \"task\": \"speech\", \"input\": [\"x\"]}\n\
+         {\"id\": \"c\", \"input\": []}\n\
+         {\"id\": \"d\", \"input\": [\"a dog ran\"]}\n",
+    )
+    .unwrap();
+    let preds = dir.path().join("preds.jsonl");
+    let (code, r, err) = bench(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--predictions",
+        preds.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        (
+            r["records"].as_u64(),
+            r["failed"].as_u64(),
+            r["skipped"].as_u64()
+        ),
+        (Some(2), Some(0), Some(2))
+    );
+    assert!(
+        err.contains("in.jsonl:2: field task: unknown task `speech`"),
+        "{err}"
+    );
+    let lines = crate::util::json_lines(&std::fs::read(&preds).unwrap());
+    let ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "d"]);
+}
