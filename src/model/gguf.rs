@@ -279,6 +279,15 @@ impl GgufFile {
             };
             let load = |hf: String, raw: Vec<u8>, dims: Vec<usize>| {
                 let raw = match rope_heads(&hf, &cfg) {
+                    // Every layer's, not only the first's (checked with the config): a row
+                    // count that is no whole number of even-sized heads cannot be un-permuted.
+                    Some(heads)
+                        if !dims.first().is_some_and(|&r| r > 0 && r % (2 * heads) == 0) =>
+                    {
+                        return Err(werr(format!(
+                            "{name}: {dims:?} rows are no whole number of {heads} heads of even size"
+                        )));
+                    }
                     Some(heads) => unpermute_rows(&raw, dims[0], heads),
                     None => raw,
                 };

@@ -3,8 +3,9 @@
 //!
 //! Byte-level BPE only (`tokenizer.ggml.model = gpt2`): the vocabulary and merges are in the
 //! metadata; the pre-tokenizer is named by `tokenizer.ggml.pre` and mapped to the stages
-//! llama.cpp runs for that name (`llama-vocab.cpp`): GPT-2's regex for `default`/`gpt2`, and for
-//! the StarCoder family (`smollm`, `starcoder`, `refact`, `command-r`) every digit split off
+//! llama.cpp runs for that name (`llama-vocab.cpp`): GPT-2's regex for `gpt-2` (also spelled
+//! `gpt2`), and for `default` or none with a warning (llama.cpp's default first splits runs of
+//! punctuation and digits, which GPT-2's regex does not), and for the StarCoder family (`smollm`, `starcoder`, `refact`, `command-r`) every digit split off
 //! first, then GPT-2's regex. Other names are refused rather than guessed: a wrong
 //! pre-tokenizer still round-trips text but feeds the model token sequences it never saw.
 //! Special tokens (`token_type` 3, control) are matched in raw text as Hugging Face does.
@@ -44,11 +45,19 @@ pub fn tokenizer_json(gguf: &GgufFile) -> Result<serde_json::Value, GgufTokenize
         return Err(E::Model(model.to_string()));
     }
     let pre = gguf.string("tokenizer.ggml.pre").unwrap_or("default");
+    if pre == "default" {
+        // llama.cpp's own "default" first splits runs of punctuation and digits apart, which
+        // GPT-2's rule does not: a few texts then tokenise differently than llama.cpp would.
+        eprintln!(
+            "neko: warning: {}: the GGUF names no pre-tokenizer (`default`); neko splits text by GPT-2's rule, which differs from llama.cpp's default on some punctuation and digits: put the model's tokenizer.json beside the .gguf for its exact tokens",
+            gguf.path.display()
+        );
+    }
     let byte_level = json!({
         "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true
     });
     let pre_tokenizer = match pre {
-        "default" | "gpt2" => byte_level,
+        "default" | "gpt2" | "gpt-2" => byte_level,
         "smollm" | "starcoder" | "refact" | "command-r" => json!({
             "type": "Sequence",
             "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]

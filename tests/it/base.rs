@@ -157,6 +157,20 @@ fn write_gguf_with(
     stacked: bool,
     add_bos: bool,
 ) {
+    write_gguf_edited(src, dst, proj, chat_template, stacked, add_bos, &|_, w| w)
+}
+
+/// [`write_gguf_with`], each tensor (Hugging Face name, laid out as llama.cpp stores it) passed
+/// through `edit` before it is written: malformed files for the loader's checks.
+fn write_gguf_edited(
+    src: &Path,
+    dst: &Path,
+    proj: GgmlDType,
+    chat_template: Option<&str>,
+    stacked: bool,
+    add_bos: bool,
+    edit: &dyn Fn(&str, Tensor) -> Tensor,
+) {
     let cfg = read_json(&src.join("config.json"));
     let tok = read_json(&src.join("tokenizer.json"));
     let u = |k: &str| cfg[k].as_u64().unwrap() as u32;
@@ -227,10 +241,8 @@ fn write_gguf_with(
             GValue::F32(cfg["rms_norm_eps"].as_f64().unwrap() as f32),
         ),
         ("tokenizer.ggml.model".into(), GValue::String("gpt2".into())),
-        (
-            "tokenizer.ggml.pre".into(),
-            GValue::String("default".into()),
-        ),
+        // llama.cpp's spelling of GPT-2's rule, which tiny-llama's tokenizer.json follows.
+        ("tokenizer.ggml.pre".into(), GValue::String("gpt-2".into())),
         (
             "tokenizer.ggml.tokens".into(),
             GValue::Array(tokens.into_iter().map(GValue::String).collect()),
@@ -293,6 +305,7 @@ fn write_gguf_with(
                 .reshape((out, inp))
                 .unwrap();
         }
+        let w = edit(name, w);
         let dtype = if w.rank() == 2 { proj } else { GgmlDType::F32 };
         if stacked && name.contains(".experts.") {
             continue;
@@ -462,6 +475,45 @@ fn a_tokenizer_json_beside_a_gguf_must_match_its_vocabulary() {
         err.contains("tokenizer.json")
             && err.contains("tiny.gguf")
             && err.contains("do not belong together"),
+        "{err}"
+    );
+}
+
+/// A Q or K projection whose rows are no whole number of heads, in a layer after the first
+/// (the config check reads layer 0), is an error naming the tensor, not a panic.
+#[test]
+fn a_gguf_attention_tensor_that_splits_no_heads_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tmp.path().join("bad.gguf");
+    let cut = |name: &str, w: Tensor| match name {
+        "model.layers.1.self_attn.q_proj.weight" => {
+            // A fresh tensor: quantising reads a view's whole storage.
+            let rows: Vec<f32> = w
+                .narrow(0, 0, 4)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            Tensor::from_vec(rows, (4, w.dim(1).unwrap()), &Device::Cpu).unwrap()
+        }
+        _ => w,
+    };
+    write_gguf_edited(
+        &fixture("tiny-llama"),
+        &gguf,
+        GgmlDType::F32,
+        None,
+        false,
+        false,
+        &cut,
+    );
+    let err = Model::load(gguf.to_str().unwrap(), &Device::Cpu, DType::F32)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("blk.1.attn_q.weight") && err.contains("heads"),
         "{err}"
     );
 }
