@@ -28,6 +28,9 @@ pub struct Checkpoint {
     pub tokenizer_config: Value,
     /// `generation_config.json`: the source's, or one made from the token ids.
     pub generation_config: Value,
+    /// The source's `config.json` as written, when it had one: the settings neko does not model
+    /// (`pad_token_id`, `initializer_range`, ...) are written back as they were.
+    pub source_config: Option<Value>,
 }
 
 impl Checkpoint {
@@ -96,6 +99,7 @@ impl Checkpoint {
             tokenizer_json,
             tokenizer_config: tc,
             generation_config: gc,
+            source_config: None,
         })
     }
 
@@ -131,6 +135,7 @@ impl Checkpoint {
             tokenizer_json: read_json(&files.tokenizer)?,
             tokenizer_config,
             generation_config,
+            source_config: Some(read_json(&files.config)?),
         })
     }
 
@@ -179,7 +184,12 @@ impl Checkpoint {
         write_json(&dir.join("tokenizer.json"), &self.tokenizer_json)?;
         write_json(&dir.join("tokenizer_config.json"), &self.tokenizer_config)?;
         write_json(&dir.join("generation_config.json"), &self.generation_config)?;
-        write_json(&dir.join("config.json"), &config.to_hf_json(dtype_name))?;
+        let written = config.to_hf_json(dtype_name);
+        let written = match &self.source_config {
+            Some(source) => over_source(written, source),
+            None => written,
+        };
+        write_json(&dir.join("config.json"), &written)?;
         Ok(())
     }
 
@@ -211,12 +221,49 @@ fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// Settings [`ModelConfig::to_hf_json`] writes only as defaults: a source's own values stand.
+const DEFAULT_SETTINGS: &[&str] = &[
+    "initializer_range",
+    "router_aux_loss_coef",
+    "router_jitter_noise",
+    "output_router_logits",
+    "use_cache",
+    "attention_dropout",
+];
+
+/// `written` (what neko's config says) over the source's `config.json`: the source's other
+/// settings are kept, and its values of [`DEFAULT_SETTINGS`].
+fn over_source(written: Value, source: &Value) -> Value {
+    let (Value::Object(written), Some(source)) = (written.clone(), source.as_object()) else {
+        return written;
+    };
+    let mut out = source.clone();
+    for (k, v) in written {
+        if !(DEFAULT_SETTINGS.contains(&k.as_str()) && out.contains_key(&k)) {
+            out.insert(k, v);
+        }
+    }
+    Value::Object(out)
+}
+
+/// Files of a model folder that a rewrite does not write and that loaders would still read
+/// beside the new ones (a template, other tokenizer formats).
+const SIDE_FILES: &[&str] = &[
+    "chat_template.jinja",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+];
+
 /// Removes what makes `dir` a model before it is written again: its config.json first (so a
 /// stop midway leaves no model that looks whole), then a sharded checkpoint's index and shards,
-/// which loading would prefer to the new `model.safetensors`.
+/// which loading would prefer to the new `model.safetensors`, and the old side files.
 fn remove_model_files(dir: &Path) -> Result<()> {
     let is_old = |name: &str| {
         name == "config.json"
+            || SIDE_FILES.contains(&name)
             || name == "model.safetensors.index.json"
             || (name.starts_with("model-")
                 && name.contains("-of-")
@@ -227,8 +274,8 @@ fn remove_model_files(dir: &Path) -> Result<()> {
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| is_old(n))
         .collect();
-    // config.json sorts before "model…": it goes first.
-    names.sort();
+    // config.json first.
+    names.sort_by_key(|n| (n != "config.json", n.clone()));
     for name in names {
         let path = dir.join(&name);
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;

@@ -647,7 +647,16 @@ fn convert_over_a_sharded_model_replaces_it_whole() {
                 .args(extra),
         );
     };
+    // A template left by the old model would be read beside the new one's.
+    std::fs::write(dir.join("chat_template.jinja"), "{{ messages }}").unwrap();
     convert(&dir, &["--dtype", "bf16"]);
+    assert!(!dir.join("chat_template.jinja").exists());
+    // Settings neko does not model are written back as the source had them.
+    let cfg = read_json(&dir.join("config.json"));
+    assert_eq!(cfg["pad_token_id"], 3);
+    assert_eq!(cfg["router_aux_loss_coef"], 0.001);
+    assert_eq!(cfg["initializer_range"], 0.2);
+    assert_eq!(cfg["torch_dtype"], "bfloat16");
     let weights = |d: &Path| -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(d)
             .unwrap()
