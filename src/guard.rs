@@ -469,8 +469,8 @@ pub fn undo_word_edits(answer: &str, best: &str) -> String {
 /// "1.5" and "15", "e-mail" and "email" are different words to whisper-en, the ASR default
 /// (which spells "aren't" out as "are not"), and to unnormalised scoring.
 fn word_key(w: &str) -> String {
-    use crate::normalize::basic::is_apostrophe;
-    w.trim_matches(|c: char| !c.is_alphanumeric())
+    use crate::normalize::basic::{is_apostrophe, is_word_char};
+    w.trim_matches(|c: char| !is_word_char(c))
         .chars()
         .map(|c| if is_apostrophe(c) { '\'' } else { c })
         .flat_map(char::to_lowercase)
@@ -480,10 +480,11 @@ fn word_key(w: &str) -> String {
 /// `word` (its letters) with `like`'s punctuation before and after and its capital first
 /// letter.
 fn dress_like(word: &str, like: &str) -> String {
-    let core = word.trim_matches(|c: char| !c.is_alphanumeric());
-    let lead: String = like.chars().take_while(|c| !c.is_alphanumeric()).collect();
+    use crate::normalize::basic::is_word_char;
+    let core = word.trim_matches(|c: char| !is_word_char(c));
+    let lead: String = like.chars().take_while(|&c| !is_word_char(c)).collect();
     let rest = &like[lead.len()..];
-    let tail = &rest[rest.trim_end_matches(|c: char| !c.is_alphanumeric()).len()..];
+    let tail = &rest[rest.trim_end_matches(|c: char| !is_word_char(c)).len()..];
     let capital = rest.chars().next().is_some_and(char::is_uppercase);
     let mut chars = core.chars();
     let core = match chars.next() {
@@ -781,6 +782,19 @@ mod tests {
         );
         assert_eq!(undo_word_edits("a c b", "a - b"), "a b");
         assert_eq!(undo_word_edits("– a b –", "a x b"), "– a x b –");
+    }
+
+    /// A mark on a letter (a Thai tone mark, a virama, a combining accent) is part of its word:
+    /// dropping one at a word's end is a word edit, not formatting.
+    #[test]
+    fn a_mark_on_a_letter_is_part_of_its_word() {
+        let best = "ไม่ใช่ un cafe\u{301}";
+        assert!(!is_a_pick("ไม่ใช un cafe", &hyps(&[best])));
+        assert!(is_a_pick("ไม่ใช่ un cafe\u{301}.", &hyps(&[best])));
+        assert_eq!(
+            undo_word_edits("ไม่ใช un cafe!", best),
+            "ไม่ใช่ un cafe\u{301}!"
+        );
     }
 
     #[test]

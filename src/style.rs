@@ -102,11 +102,12 @@ impl Style {
     }
 }
 
-/// Punctuation and symbols: what is neither a letter, a digit, a space nor an apostrophe (any
-/// the guard's word keys take for one, so that restyling never changes a word to the guard).
+/// Punctuation and symbols: what is neither part of a word (a letter, a digit, a mark on
+/// one), a space nor an apostrophe (any the guard's word keys take for one, so that restyling
+/// never changes a word to the guard).
 fn is_punctuation(c: char) -> bool {
-    use crate::normalize::basic::is_apostrophe;
-    !(c.is_alphanumeric() || c.is_whitespace() || is_apostrophe(c))
+    use crate::normalize::basic::{is_apostrophe, is_word_char};
+    !(is_word_char(c) || c.is_whitespace() || is_apostrophe(c))
 }
 
 fn is_dash(c: char) -> bool {
@@ -132,6 +133,10 @@ mod tests {
         // Every apostrophe the guard knows stays: restyling never makes "don`t" "dont".
         let got = StyleMode::Follow.apply(Task::Asr, &n, "I don`t know, I don\u{2018}t.");
         assert_eq!(got, "i don`t know i don\u{2018}t");
+        // Marks on letters are the word's, not punctuation.
+        let n = hyps(&["नमस्ते cafe\u{301} ไม่ใช่", "नमस्ते cafe ไม่ใช่"]);
+        let got = StyleMode::Follow.apply(Task::Asr, &n, "नमस्ते, cafe\u{301} ไม่ใช่!");
+        assert_eq!(got, "नमस्ते cafe\u{301} ไม่ใช่");
     }
 
     #[test]

@@ -15,6 +15,16 @@ pub(crate) fn is_apostrophe(c: char) -> bool {
     matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{02bc}' | '`')
 }
 
+/// A letter, a digit, or a mark that belongs to one (a virama, a tone mark, a combining accent
+/// as in `cafe\u{301}`): what a word is made of, punctuation and symbols aside.
+pub(crate) fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || matches!(
+            pychar::category(c),
+            Gc::NonspacingMark | Gc::SpacingMark | Gc::EnclosingMark
+        )
+}
+
 /// Removes punctuation (Unicode category P*): apostrophes are deleted so `don't` stays one word
 /// (`dont`); every other punctuation character becomes a space, so `and/or` and `well-known` split.
 /// Symbols (`$`, `%`, `+`) are kept.
