@@ -59,15 +59,16 @@ pub struct CorrectArgs {
     #[arg(long, env = "NEKO_RESUME", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub resume: bool,
 
-    /// Stop at the first record that cannot be read or corrected (exit 2) instead of writing
-    /// it with an `error` field and going on.
+    /// Stop at the first record that cannot be read (before the model loads) or corrected
+    /// (the records before it written) with exit 2, instead of writing it with an `error`
+    /// field and going on.
     #[arg(long, env = "NEKO_STRICT", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub strict: bool,
 
     /// Print each record's rendered prompt as JSONL (`id`, `task`, `prompt` text, `ids`,
     /// `max_new_tokens`) instead of correcting: what other engines need to see the same
     /// prompts (scripts/compare_engines.sh).
-    #[arg(long, hide = true)]
+    #[arg(long)]
     pub dump_prompts: bool,
 
     /// Largest record, in bytes; a longer line or array element is reported as an error
@@ -414,6 +415,17 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         };
         let done = outputs.iter().take_while(|o| o.is_some()).count();
         for (out, item) in outputs.into_iter().flatten().zip(chunk).take(done) {
+            if let (true, Some(e)) = (args.strict, &out.error) {
+                // The records before it are written; a resume without --strict goes on.
+                sink.flush()?;
+                progress.finish_and_clear();
+                eprintln!(
+                    "neko: error: --strict: {}:{}: {}",
+                    e.file, e.line, e.message
+                );
+                eprintln!("{}", sink.interrupted_message(stats.records));
+                return Ok(EXIT_ERROR);
+            }
             stats.count(&out, item, &progress);
             match args.shard {
                 None => sink.write(&out)?,

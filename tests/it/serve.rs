@@ -439,6 +439,35 @@ fn a_server_that_is_gone_stops_the_run_and_a_resume_finishes_it() {
     assert_eq!(missing.bodies().len(), 1);
 }
 
+/// `--strict` stops at the first record that cannot be corrected, with the records before it
+/// written, instead of writing its error line and going on.
+#[test]
+fn strict_stops_at_the_first_record_that_fails() {
+    let server = FakeServer::start(|body, _| {
+        let best = best_in(body["prompt"].as_str().unwrap());
+        match best.ends_with("number 2") {
+            true => Reply::error(400, "prompt is too long"),
+            false => Reply::ok(&best),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_records(dir.path(), 5);
+    let out = served(&server.url)
+        .arg("--strict")
+        .arg(&input)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--strict: ") && err.contains(":3: ") && err.contains("HTTP 400"),
+        "{err}"
+    );
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l.get("error").is_none()));
+}
+
 #[test]
 fn output_is_in_input_order_and_resumes_with_the_openai_backend() {
     // Even records take longer, so answers come back out of order.
