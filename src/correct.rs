@@ -264,7 +264,9 @@ impl Corrector {
     fn forced_expert(&self, task: Task) -> Result<Option<usize>, String> {
         match self.options.routing {
             RoutingMode::Learned => Ok(None),
-            RoutingMode::Task if !self.model.config.is_moe() => Ok(None),
+            RoutingMode::Task if !self.model.config.is_moe() => Err(
+                "--routing task: the model is dense (no experts to force); its signature would say task routing that never ran".to_string(),
+            ),
             RoutingMode::Task => self.model.config.task_expert(task).map(Some).ok_or_else(|| {
                 format!(
                     "--routing task: the model's config.json has no `task_experts` entry for `{task}`"

@@ -48,12 +48,40 @@ impl Template {
         }
     }
 
-    /// A template read from a file (`--prompt FILE`).
+    /// A template read from a file (`--prompt FILE`). One that never shows the hypotheses, or
+    /// names a placeholder neko does not know (a typo such as `{bset}` would go out as text),
+    /// is refused.
     pub fn from_file(path: &Path) -> std::io::Result<Self> {
-        Ok(Template {
+        let t = Template {
             origin: path.display().to_string(),
             text: std::fs::read_to_string(path)?,
-        })
+        };
+        t.check()
+            .map_err(|m| std::io::Error::new(std::io::ErrorKind::InvalidData, m))?;
+        Ok(t)
+    }
+
+    /// Whether the template shows the hypotheses and names only known placeholders.
+    fn check(&self) -> Result<(), String> {
+        const KNOWN: [&str; 6] = ["best", "others", "hypotheses", "n", "#others", "/others"];
+        let mut rest = self.text.as_str();
+        while let Some(open) = rest.find('{') {
+            rest = &rest[open + 1..];
+            let Some(close) = rest.find('}') else { break };
+            let name = &rest[..close];
+            // Only what looks like a placeholder: other braces (JSON in an example) are text.
+            let placeholder = !name.is_empty()
+                && (name.chars()).all(|c| c.is_ascii_alphanumeric() || "_#/".contains(c));
+            if placeholder && !KNOWN.contains(&name) {
+                return Err(format!(
+                    "unknown placeholder {{{name}}} (known: {{best}}, {{others}}, {{hypotheses}}, {{n}}, {{#others}}...{{/others}})"
+                ));
+            }
+        }
+        if !self.text.contains("{best}") && !self.text.contains("{hypotheses}") {
+            return Err("the template shows no hypothesis: it needs {best} or {hypotheses}".into());
+        }
+        Ok(())
     }
 
     /// A template from literal text (tests, configs).
@@ -245,6 +273,18 @@ mod tests {
             p.contains("### Recognised-text:\nThad a dream.\n\n### Response:\n"),
             "{p}"
         );
+    }
+
+    #[test]
+    fn a_template_must_show_the_hypotheses_with_known_placeholders() {
+        let check = |text: &str| Template::from_text("t", text).check();
+        assert!(check("Fix: {best}{#others} Also: {others}{/others} ({n})\n").is_ok());
+        assert!(check("Example: {\"a\": 1}\n{hypotheses}\n").is_ok());
+        assert!(check("Fix: {bset}\n").unwrap_err().contains("{bset}"));
+        assert!(check("Fix this.\n").unwrap_err().contains("no hypothesis"));
+        for task in crate::Task::ALL {
+            assert_eq!(Template::builtin(task).check(), Ok(()), "{task}");
+        }
     }
 
     #[test]

@@ -253,7 +253,7 @@ fn an_input_of_failed_records_alone_gets_its_error_lines() {
 
 #[test]
 fn task_routing_needs_a_task_map() {
-    // A dense model has no experts to force; a Mixtral without the task in its map is refused.
+    // A Mixtral without the task in its map is refused, and a dense model (no experts to force).
     let dir = tempfile::tempdir().unwrap();
     copy_fixture("tiny-mixtral", dir.path());
     let cfg = dir.path().join("config.json");
@@ -269,6 +269,14 @@ fn task_routing_needs_a_task_map() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("task_experts"));
+    let out = neko()
+        .args(["correct", "--task", "asr", "--routing", "task", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg(fixture("records/variants.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the model is dense"));
 }
 
 #[test]
