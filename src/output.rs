@@ -328,11 +328,16 @@ impl OutputSink {
         self.out.flush()
     }
 
-    /// What to tell the user when the run is interrupted.
+    /// What to tell the user when the run is interrupted, `written` records into it.
     pub fn interrupted_message(&self, written: usize) -> String {
+        let earlier = match self.resumed {
+            0 => String::new(),
+            n => format!(" ({n} of them by the run it resumed)"),
+        };
+        let written = written + self.resumed;
         match &self.paths {
             Some((partial, dest)) => format!(
-                "neko: interrupted: {written} records written to {}; run the same command with --resume to continue into {}",
+                "neko: interrupted: {written} records written to {}{earlier}; run the same command with --resume to continue into {}",
                 partial.display(),
                 dest.display()
             ),

@@ -401,7 +401,15 @@ fn warn_unread(unread: &[String], config: &ModelConfig, files: &ModelFiles) {
 
 /// Parses a `--device` value: `cpu`, `cuda`, `cuda:N` or `metal`.
 pub fn parse_device(spec: &str) -> Result<Device, ModelError> {
-    let err = |m: &str| ModelError::Device(spec.to_string(), m.to_string());
+    let err = |m: &str| {
+        // candle's words for a backend left out of this build; say how to put it in.
+        let m = match m.contains("not been built with") {
+            true if spec == "metal" => format!("{m}: rebuild neko with `--features metal`"),
+            true => format!("{m}: rebuild neko with `cargo build --release --features cuda`"),
+            false => m.to_string(),
+        };
+        ModelError::Device(spec.to_string(), m)
+    };
     match spec {
         "cpu" => Ok(Device::Cpu),
         "metal" => Device::new_metal(0).map_err(|e| err(&e.to_string())),
@@ -426,5 +434,17 @@ pub fn parse_dtype(spec: &str, device: &Device) -> Result<DType, ModelError> {
         "bf16" => Ok(DType::BF16),
         "f16" => Ok(DType::F16),
         other => Err(ModelError::Dtype(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A build without a GPU backend says how to get one.
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn a_missing_gpu_backend_says_how_to_build_it() {
+        let err = super::parse_device("cuda").unwrap_err().to_string();
+        assert!(err.contains("--features cuda"), "{err}");
+        assert!(super::parse_device("tpu").is_err());
     }
 }

@@ -416,6 +416,13 @@ fn a_server_that_is_gone_stops_the_run_and_a_resume_finishes_it() {
         "no request after the server was gone"
     );
 
+    // Resumed against the same dead server: nothing new, and the count says what the file has.
+    let (code, err) = run(&dying.url, &["--resume"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("5 records written to") && err.contains("(5 of them by the run it resumed)"),
+        "{err}"
+    );
     let working =
         FakeServer::start(|body, _| Reply::ok(&best_in(body["prompt"].as_str().unwrap())));
     let (code, err) = run(&working.url, &["--resume"]);
