@@ -173,6 +173,13 @@ fn most_that_fit(
     Ok(lo)
 }
 
+/// An error's message without the backtrace candle appends when `RUST_BACKTRACE` is set: a
+/// record's error line should say what failed, not carry kilobytes of stack.
+fn first_line(e: &impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    text.lines().next().unwrap_or_default().to_string()
+}
+
 /// The error of a record whose batch never ran because the run was told to stop.
 pub const STOPPED: &str = "not decoded: the run was stopped";
 
@@ -484,7 +491,7 @@ impl Corrector {
         let prefix = match self.shared_prefix(task, forced, &ready) {
             Ok(p) => p,
             Err(e) => {
-                let e = format!("decoding failed: {e}");
+                let e = format!("decoding failed: {}", first_line(&e));
                 return prompts.iter().map(|_| Err(e.clone())).collect();
             }
         };
@@ -517,7 +524,7 @@ impl Corrector {
                         finish: gen[k].finish,
                         tokens: gen[k].tokens.len(),
                     }),
-                    Err(e) => Err(format!("decoding failed: {e}")),
+                    Err(e) => Err(format!("decoding failed: {}", first_line(e))),
                 });
             }
         }
@@ -792,7 +799,7 @@ impl Corrector {
                 .squeeze(2)?
                 .to_vec2::<f32>()
         };
-        let lp = run().map_err(|e| format!("scoring failed: {e}"))?;
+        let lp = run().map_err(|e| format!("scoring failed: {}", first_line(&e)))?;
         self.stats.scored += 1;
         self.stats.score_tokens += rest.len() + 2 * width;
         self.stats.score_s += started.elapsed().as_secs_f64();
@@ -908,4 +915,14 @@ impl Corrector {
 /// Length of the longest common prefix of two token sequences.
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_record_error_keeps_the_message_and_drops_the_backtrace() {
+        let e = candle_core::Error::Msg("index-select invalid index 512".into()).bt();
+        let shown = super::first_line(&e);
+        assert_eq!(shown, "index-select invalid index 512");
+    }
 }
