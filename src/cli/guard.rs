@@ -113,6 +113,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         .as_ref()
         .map(|_| super::progress_bar(lines.len() as u64, "guard"));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut tally = Tally::default();
     for (n, line) in lines {
         let at = || format!("{}:{}", args.predictions.display(), n + 1);
         let mut rec: Value = serde_json::from_str(line).with_context(at)?;
@@ -140,8 +141,12 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
                 None => args.task.unwrap_or(Task::Asr),
             };
             if rec["prediction"].is_string() {
-                guard_line(&mut rec, record, task, args.style, &opts, scorer.as_mut());
+                let checked =
+                    guard_line(&mut rec, record, task, args.style, &opts, scorer.as_mut());
+                tally.add(checked);
             }
+        } else {
+            tally.passed += 1;
         }
         writeln!(out, "{rec}")?;
         if let Some(bar) = &bar {
@@ -152,7 +157,62 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    eprintln!("{}", tally.summary());
     Ok(EXIT_OK)
+}
+
+/// What one guarded line came to.
+struct Checked {
+    fallback: Option<guard::Reason>,
+    /// Kept with the margin check on for its task but no margin to check.
+    unmargined: bool,
+}
+
+/// Counts for the summary on stderr.
+#[derive(Default)]
+struct Tally {
+    checked: usize,
+    /// Lines that already had a verdict (a guard's or an error), passed through.
+    passed: usize,
+    fallbacks: std::collections::BTreeMap<&'static str, usize>,
+    unmargined: usize,
+}
+
+impl Tally {
+    fn add(&mut self, c: Checked) {
+        self.checked += 1;
+        if let Some(r) = c.fallback {
+            *self.fallbacks.entry(r.name()).or_default() += 1;
+        }
+        self.unmargined += usize::from(c.unmargined);
+    }
+
+    fn summary(&self) -> String {
+        let fell: usize = self.fallbacks.values().sum();
+        let reasons: Vec<String> = (self.fallbacks.iter())
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        let mut s = format!(
+            "neko guard: {} lines checked, {fell} fell back",
+            self.checked
+        );
+        if !reasons.is_empty() {
+            s += &format!(" ({})", reasons.join(", "));
+        }
+        if self.passed > 0 {
+            s += &format!(
+                "; {} passed through (a verdict or an error already)",
+                self.passed
+            );
+        }
+        if self.unmargined > 0 {
+            s += &format!(
+                "; {} kept without the margin check (no `margin`; --score scores them)",
+                self.unmargined
+            );
+        }
+        s
+    }
 }
 
 /// The guard on one prediction line (`rec`, whose `prediction` is a string), in place: the
@@ -166,7 +226,7 @@ fn guard_line(
     style: StyleMode,
     opts: &GuardOptions,
     scorer: Option<&mut Corrector>,
-) {
+) -> Checked {
     let markers = ["###", "<|im_start|>", "<|im_end|>", "<s>", "</s>"].map(String::from);
     let hyps = &record.hypotheses;
     let written = rec["prediction"].as_str().unwrap_or_default().to_string();
@@ -186,11 +246,22 @@ fn guard_line(
         }
     }
     let margin = rec.get("margin").and_then(Value::as_f64);
-    match verdict.or_else(|| guard::check_margin(margin?, task, opts)) {
+    let verdict = verdict.or_else(|| guard::check_margin(margin?, task, opts));
+    match verdict {
         Some(reason) => {
             rec["prediction"] = Value::from(hyps.first().cloned().unwrap_or_default());
             rec["guard"] = Value::from(reason.label());
         }
         None => rec["prediction"] = Value::from(pred),
+    }
+    // Only an answer that differs from its baseline has a margin to check.
+    let best = hyps.first().map(String::as_str).unwrap_or_default();
+    let needs_margin = guard::margin_baseline(task, &written, best) != written;
+    Checked {
+        fallback: verdict,
+        unmargined: verdict.is_none()
+            && margin.is_none()
+            && needs_margin
+            && opts.margin(task).is_some(),
     }
 }

@@ -691,6 +691,17 @@ fn guard_applies_a_margin_where_the_line_has_one() {
     // MT has no default margin.
     let out = guard(&[]);
     assert_eq!(out[0]["guard"], "fallback:margin");
+    // stderr says what fell back and which kept answers had no margin to check.
+    let mut cmd = neko();
+    cmd.args(["guard", "--nbest", "free", "--input"])
+        .arg(&input)
+        .arg(&preds);
+    let err = String::from_utf8_lossy(&ok(&mut cmd).stderr).into_owned();
+    assert!(
+        err.contains("5 lines checked, 1 fell back (margin 1)"),
+        "{err}"
+    );
+    assert!(err.contains("2 kept without the margin check"), "{err}");
     assert_eq!(
         out[0]["prediction"],
         "one two three four five six seven eight nine ten"
