@@ -118,6 +118,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     let mut report = eval::evaluate(&inputs, &settings);
     report.errors = errors;
     note_assumed_task(&report);
+    if args.paired_bs && !has_predictions(&report) {
+        eprintln!("neko: --paired-bs compares predictions with the 1-best, and no file here has a `prediction` (score `neko correct` output)");
+    }
     if let Some((path, base)) = &baseline {
         let c = baseline::compare(&report, base, path, args.max_regression)?;
         report.comparison = Some(c);
@@ -136,6 +139,13 @@ fn read_baseline(path: &PathBuf) -> anyhow::Result<(String, Report)> {
         )
     })?;
     Ok((path.display().to_string(), report))
+}
+
+/// Whether any file of the report was scored with predictions.
+fn has_predictions(report: &Report) -> bool {
+    (report.runs.iter())
+        .flat_map(|r| &r.files)
+        .any(|f| f.groups.first().is_some_and(|g| g.wer.corrected.is_some()))
 }
 
 fn note_assumed_task(report: &Report) {

@@ -463,6 +463,12 @@ fn paired_bootstrap_is_printed_and_signed_and_off_by_default() {
     assert!(raw["runs"][0]["files"][0]["groups"][0]
         .get("significance")
         .is_none());
+    let o = run(&["--paired-bs", &records("ocr.jsonl")], &[]);
+    assert!(
+        stderr(&o).contains("no file here has a `prediction`"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&["--paired-bs", "--paired-bs-n", "0", &mt], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--paired-bs-n must be at least 1"));
