@@ -174,6 +174,7 @@ impl SplitMix64 {
 /// takes the checkpoint's dtype. This is how the shipped neko-smol is rebuilt from its base.
 /// Returns how many tensors were replaced.
 pub fn apply_adapter(ck: &mut Checkpoint, adapter: &std::path::Path) -> Result<usize> {
+    check_adapter_settings(adapter, &ck.config)?;
     let trained = candle_core::safetensors::load(adapter, &Device::Cpu)
         .with_context(|| format!("{}: cannot read the adapter", adapter.display()))?;
     for (name, t) in &trained {
@@ -199,6 +200,55 @@ pub fn apply_adapter(ck: &mut Checkpoint, adapter: &std::path::Path) -> Result<u
         ck.tensors.insert(name, t.to_dtype(dtype)?);
     }
     Ok(n)
+}
+
+/// The upcycling an adapter was trained on, as `neko train` writes it into `adapter.json`
+/// beside `adapter.safetensors`: tensors of the same names and shapes mean nothing under
+/// another LoRA alpha (every delta scaled otherwise), top-k or task map.
+pub fn adapter_settings(config: &crate::model::ModelConfig) -> serde_json::Value {
+    let tasks: serde_json::Map<String, serde_json::Value> = (config.task_experts.iter())
+        .map(|(t, e)| (t.to_string(), (*e).into()))
+        .collect();
+    serde_json::json!({
+        "num_local_experts": config.num_local_experts,
+        "num_experts_per_tok": config.num_experts_per_tok,
+        "expert_lora_rank": config.expert_lora.map(|l| l.rank),
+        "expert_lora_alpha": config.expert_lora.map(|l| l.alpha),
+        "task_experts": tasks,
+    })
+}
+
+/// Checks `adapter`'s recorded upcycling (`adapter.json` beside it, its `upcycle` object)
+/// against the model it is put into; an adapter without one is taken on its names and shapes.
+pub fn check_adapter_settings(
+    adapter: &std::path::Path,
+    config: &crate::model::ModelConfig,
+) -> Result<()> {
+    let path = adapter.with_extension("json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let recorded: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let Some(trained) = recorded.get("upcycle").and_then(|u| u.as_object()) else {
+        return Ok(());
+    };
+    let now = adapter_settings(config);
+    for (key, want) in trained {
+        let have = &now[key.as_str()];
+        // Numbers compare as numbers: 16 and 16.0 are one alpha.
+        let same = match (want.as_f64(), have.as_f64()) {
+            (Some(a), Some(b)) => a == b,
+            _ => want == have,
+        };
+        if !same {
+            bail!(
+                "{}: the adapter was trained with {key} {want}, the model it is put into has {have} (an adapter of another upcycling: match --experts, --top-k, --lora-rank, --lora-alpha and --tasks)",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Parses a task map: `asr=0,st=1,mt=1,ocr=2,gec=3`.

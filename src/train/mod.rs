@@ -704,6 +704,7 @@ impl Trainer {
                 "mode": self.config.train.mode,
                 "routing": self.config.train.routing,
                 "tensors": self.vars.len(),
+                "upcycle": crate::upcycle::adapter_settings(&self.model.config),
                 "load_with": format!("neko correct --model {} --adapter {}", self.config.model,
                     dir.join("adapter.safetensors").display()),
             }))?,
@@ -751,5 +752,7 @@ pub fn load_with_adapter(
     })?;
     let mut opts = opts.clone();
     opts.adapter = Some(adapter.to_path_buf());
-    Ok(Model::load_with(spec, &opts)?)
+    let model = Model::load_with(spec, &opts)?;
+    crate::upcycle::check_adapter_settings(adapter, &model.config)?;
+    Ok(model)
 }

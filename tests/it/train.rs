@@ -603,7 +603,42 @@ fn a_trained_adapter_rebuilds_the_default_model() {
     // An adapter of another upcycling (here: a rank the model does not have) is refused.
     let refused = upcycle("2", &tmp.path().join("other"));
     assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("has shape"));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("trained with expert_lora_rank 4"), "{err}");
+    // Without its adapter.json, the shapes still tell.
+    let bare = tmp.path().join("bare.safetensors");
+    std::fs::copy(&adapter, &bare).unwrap();
+    let mut cmd = upcycle_tiny("2");
+    cmd.arg("--adapter")
+        .arg(&bare)
+        .arg("--to")
+        .arg(tmp.path().join("bare"));
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has shape"));
+    // Same names and shapes, another scale of every delta: refused by the adapter.json that
+    // training wrote beside it, for a rebuild and for --adapter alike.
+    let mut other_alpha = upcycle_tiny("4");
+    other_alpha
+        .args(["--lora-alpha", "8", "--to"])
+        .arg(tmp.path().join("alpha"));
+    let refused = other_alpha.arg("--adapter").arg(&adapter).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("trained with expert_lora_alpha 4"), "{err}");
+    let mut plain = upcycle_tiny("4");
+    plain
+        .args(["--lora-alpha", "8", "--to"])
+        .arg(tmp.path().join("alpha8"));
+    assert!(plain.output().unwrap().status.success());
+    let refused = correct(&[
+        "--model",
+        tmp.path().join("alpha8").to_str().unwrap(),
+        "--adapter",
+        adapter.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("expert_lora_alpha"));
 }
 
 /// `neko train --config CFG --export-examples OUT`: the exported examples.

@@ -5,7 +5,10 @@
 //! Known differences from the Python, all at the level of single unusual characters:
 //! - `\b` in the contraction and filler patterns follows Unicode's word definition (the Rust
 //!   `regex` crate), which also counts combining marks and connector punctuation other than `_`
-//!   as word characters; Python's `re` counts only alphanumerics and `_`.
+//!   as word characters; Python's `re` counts only alphanumerics and `_`, which in turn
+//!   include "other" and letter numbers (`²`, `½`, `①`, `Ⅻ`) that the Rust `\w` does not, so
+//!   `\b` falls between `mr` and `²` in Rust and not in Python ("mr² smith": Python keeps
+//!   `mr`, Rust spells it `mister`).
 //! - Unicode tables (categories, NFKD) are those of the Rust crates (Unicode 16) rather than
 //!   those of the Python that runs Whisper (Python 3.11: Unicode 14).
 
