@@ -402,8 +402,8 @@ impl Backend for OpenAi {
     }
 
     fn window(&self) -> usize {
-        // Enough that the server always has `concurrency` requests while a window's last
-        // ones finish.
+        // Windows run one after another, so the server drains at each window's end while its
+        // last requests finish; eight rounds of `concurrency` keep that tail short.
         (self.options.concurrency * 8).max(64)
     }
 }
