@@ -174,10 +174,15 @@ fn most_that_fit(
 }
 
 /// An error's message without the backtrace candle appends when `RUST_BACKTRACE` is set: a
-/// record's error line should say what failed, not carry kilobytes of stack.
-fn first_line(e: &impl std::fmt::Display) -> String {
-    let text = e.to_string();
-    text.lines().next().unwrap_or_default().to_string()
+/// record's error line should say what failed, not carry kilobytes of stack. Context stays.
+fn without_backtrace(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => without_backtrace(inner),
+        candle_core::Error::Context { inner, context } => {
+            format!("{context}: {}", without_backtrace(inner))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The error of a record whose batch never ran because the run was told to stop.
@@ -491,7 +496,7 @@ impl Corrector {
         let prefix = match self.shared_prefix(task, forced, &ready) {
             Ok(p) => p,
             Err(e) => {
-                let e = format!("decoding failed: {}", first_line(&e));
+                let e = format!("decoding failed: {}", without_backtrace(&e));
                 return prompts.iter().map(|_| Err(e.clone())).collect();
             }
         };
@@ -524,7 +529,7 @@ impl Corrector {
                         finish: gen[k].finish,
                         tokens: gen[k].tokens.len(),
                     }),
-                    Err(e) => Err(format!("decoding failed: {}", first_line(e))),
+                    Err(e) => Err(format!("decoding failed: {}", without_backtrace(e))),
                 });
             }
         }
@@ -799,7 +804,7 @@ impl Corrector {
                 .squeeze(2)?
                 .to_vec2::<f32>()
         };
-        let lp = run().map_err(|e| format!("scoring failed: {}", first_line(&e)))?;
+        let lp = run().map_err(|e| format!("scoring failed: {}", without_backtrace(&e)))?;
         self.stats.scored += 1;
         self.stats.score_tokens += rest.len() + 2 * width;
         self.stats.score_s += started.elapsed().as_secs_f64();
@@ -922,7 +927,13 @@ mod tests {
     #[test]
     fn a_record_error_keeps_the_message_and_drops_the_backtrace() {
         let e = candle_core::Error::Msg("index-select invalid index 512".into()).bt();
-        let shown = super::first_line(&e);
-        assert_eq!(shown, "index-select invalid index 512");
+        assert_eq!(
+            super::without_backtrace(&e),
+            "index-select invalid index 512"
+        );
+        let e = candle_core::Error::Msg("no such row".into())
+            .bt()
+            .context("prefill");
+        assert_eq!(super::without_backtrace(&e), "prefill: no such row");
     }
 }

@@ -470,7 +470,9 @@ pub fn undo_word_edits(answer: &str, best: &str) -> String {
 /// (which spells "aren't" out as "are not"), and to unnormalised scoring.
 fn word_key(w: &str) -> String {
     use crate::normalize::basic::{is_apostrophe, is_word_char};
-    w.trim_matches(|c: char| !is_word_char(c))
+    // A word starts at a letter or digit; it ends after one and the marks on it.
+    w.trim_start_matches(|c: char| !c.is_alphanumeric())
+        .trim_end_matches(|c: char| !is_word_char(c))
         .chars()
         .map(|c| if is_apostrophe(c) { '\'' } else { c })
         .flat_map(char::to_lowercase)
@@ -481,8 +483,9 @@ fn word_key(w: &str) -> String {
 /// letter.
 fn dress_like(word: &str, like: &str) -> String {
     use crate::normalize::basic::is_word_char;
-    let core = word.trim_matches(|c: char| !is_word_char(c));
-    let lead: String = like.chars().take_while(|&c| !is_word_char(c)).collect();
+    let core = (word.trim_start_matches(|c: char| !c.is_alphanumeric()))
+        .trim_end_matches(|c: char| !is_word_char(c));
+    let lead: String = like.chars().take_while(|c| !c.is_alphanumeric()).collect();
     let rest = &like[lead.len()..];
     let tail = &rest[rest.trim_end_matches(|c: char| !is_word_char(c)).len()..];
     let capital = rest.chars().next().is_some_and(char::is_uppercase);
@@ -795,6 +798,10 @@ mod tests {
             undo_word_edits("ไม่ใช un cafe!", best),
             "ไม่ใช่ un cafe\u{301}!"
         );
+        // A variation selector dresses a symbol: an emoji after a word is still formatting.
+        let loved = "i love you";
+        assert!(is_a_pick("I love you ❤\u{fe0f}!", &hyps(&[loved])));
+        assert!(is_a_pick("i love you❤\u{fe0f}", &hyps(&[loved])));
     }
 
     #[test]

@@ -137,6 +137,9 @@ mod tests {
         let n = hyps(&["नमस्ते cafe\u{301} ไม่ใช่", "नमस्ते cafe ไม่ใช่"]);
         let got = StyleMode::Follow.apply(Task::Asr, &n, "नमस्ते, cafe\u{301} ไม่ใช่!");
         assert_eq!(got, "नमस्ते cafe\u{301} ไม่ใช่");
+        // An emoji goes whole, its variation selector with it.
+        let got = StyleMode::Follow.apply(Task::Asr, &n, "नमस्ते ❤\u{fe0f} cafe\u{301}");
+        assert_eq!(got, "नमस्ते cafe\u{301}");
     }
 
     #[test]

@@ -35,9 +35,13 @@ const MAX_DELAY: Duration = Duration::from_secs(30);
 /// least this many, and at least `concurrency`: a window's requests fail together).
 const GONE_AFTER: usize = 8;
 
-/// The limit on asking the server for its models at connect: a wrong endpoint should fail in
-/// seconds, not after a generation's timeout.
+/// The limit on opening a connection: a wrong endpoint should fail in seconds, not after a
+/// generation's timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The limit on one models listing (at connect, and to ask whether a failing server is still
+/// there): a trivial request, but a busy server may be slow to answer it.
+const LISTING_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How the prompt is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -140,8 +144,7 @@ impl OpenAi {
             gone: Mutex::new(None),
         };
         let url = format!("{}/models", client.options.endpoint);
-        let listed = (client.with_retries(|| client.call(&url, None, Some(CONNECT_TIMEOUT))))
-            .map_err(Gave::message);
+        let listed = (client.with_retries(|| client.listing())).map_err(Gave::message);
         let ids: Vec<String> = match &listed {
             Ok(v) => v["data"]
                 .as_array()
@@ -258,6 +261,29 @@ impl OpenAi {
         parse_completion(&v).map_err(|m| format!("{url}: {m}"))
     }
 
+    /// One `GET {endpoint}/models`.
+    fn listing(&self) -> Result<Value, Failure> {
+        let url = format!("{}/models", self.options.endpoint);
+        let limit = self.options.timeout.min(LISTING_TIMEOUT);
+        self.call(&url, None, Some(limit))
+    }
+
+    /// After a window whose last requests failed for good: a server that no longer answers
+    /// its models listing either is gone, and those records get no line.
+    fn still_there(&self) {
+        let failing = self.failing.load(Ordering::SeqCst);
+        if failing == 0 || self.gone().is_some() {
+            return;
+        }
+        if let Err(Failure::Transient(m, _) | Failure::Fatal(m) | Failure::Permanent(m)) =
+            self.listing()
+        {
+            self.give_up(format!(
+                "{failing} request(s) failed and the server no longer answers: {m}"
+            ));
+        }
+    }
+
     /// Marks the server gone for `why`; the record gets no line ([`STOPPED`]).
     fn give_up(&self, why: String) -> String {
         let mut gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
@@ -281,7 +307,7 @@ impl OpenAi {
                 Err(Failure::Permanent(m)) => return Err(Gave::Permanent(m)),
                 Err(Failure::Fatal(m)) => return Err(Gave::Fatal(m)),
                 Err(Failure::Transient(m, after)) => {
-                    if tries > self.options.retries {
+                    if tries > self.options.retries || self.gone().is_some() {
                         return Err(Gave::Up(format!("{m} (gave up after {tries} attempts)")));
                     }
                     std::thread::sleep(after.unwrap_or_else(|| jitter(delay)).min(MAX_DELAY));
@@ -378,6 +404,7 @@ impl Backend for OpenAi {
                 }
             }
         });
+        self.still_there();
         let gone = self.gone().is_some();
         results
             .into_iter()

@@ -381,7 +381,9 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         .collect();
     if let Some(id) = sink.mismatched().first() {
         bail!(
-            "cannot resume: the earlier output's line for id {id} has another 1-best than this              input's record ({} such line(s)): it was written from another input; start over              without --resume",
+            "cannot resume: the earlier output's line for id {id} has another 1-best than this \
+             input's record ({} such line(s)): it was written from another input; start over \
+             without --resume",
             sink.mismatched().len()
         );
     }
@@ -424,6 +426,7 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
                     e.file, e.line, e.message
                 );
                 eprintln!("{}", sink.interrupted_message(stats.records));
+                eprintln!("neko: (a resume with --strict stops at this record again; without it, the record gets its error line and the run goes on)");
                 return Ok(EXIT_ERROR);
             }
             stats.count(&out, item, &progress);

@@ -16,13 +16,17 @@ pub(crate) fn is_apostrophe(c: char) -> bool {
 }
 
 /// A letter, a digit, or a mark that belongs to one (a virama, a tone mark, a combining accent
-/// as in `cafe\u{301}`): what a word is made of, punctuation and symbols aside.
+/// as in `cafe\u{301}`): what a word is made of, punctuation and symbols aside. Variation
+/// selectors and the keycap mark dress symbols (`❤️`, `1️⃣`), not letters: they are not.
 pub(crate) fn is_word_char(c: char) -> bool {
+    let dresses_a_symbol =
+        matches!(c, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}' | '\u{20E3}');
     c.is_alphanumeric()
-        || matches!(
-            pychar::category(c),
-            Gc::NonspacingMark | Gc::SpacingMark | Gc::EnclosingMark
-        )
+        || (!dresses_a_symbol
+            && matches!(
+                pychar::category(c),
+                Gc::NonspacingMark | Gc::SpacingMark | Gc::EnclosingMark
+            ))
 }
 
 /// Removes punctuation (Unicode category P*): apostrophes are deleted so `don't` stays one word

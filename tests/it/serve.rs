@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +54,15 @@ struct FakeServer {
 
 impl FakeServer {
     fn start(handler: impl Fn(&Value, usize) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_with_models(handler, Arc::new(AtomicBool::new(true)))
+    }
+
+    /// [`FakeServer::start`] whose models listing answers 503 once `models_up` is false (a
+    /// server going down).
+    fn start_with_models(
+        handler: impl Fn(&Value, usize) -> Reply + Send + Sync + 'static,
+        models_up: Arc<AtomicBool>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
         let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
@@ -63,7 +73,8 @@ impl FakeServer {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { break };
                 let (handler, kept, seen) = (handler.clone(), kept.clone(), seen.clone());
-                std::thread::spawn(move || serve(stream, &*handler, &kept, &seen));
+                let up = models_up.clone();
+                std::thread::spawn(move || serve(stream, &*handler, &kept, &seen, &up));
             }
         });
         FakeServer { url, bodies }
@@ -80,6 +91,7 @@ fn serve(
     handler: &Handler,
     kept: &Mutex<Vec<Value>>,
     seen: &Mutex<HashMap<String, usize>>,
+    models_up: &AtomicBool,
 ) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
@@ -103,7 +115,9 @@ fn serve(
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body).unwrap();
-        let reply = if request_line.starts_with("GET /v1/models") {
+        let reply = if request_line.starts_with("GET /v1/models") && !models_up.load(SeqCst) {
+            Reply::error(503, "shutting down")
+        } else if request_line.starts_with("GET /v1/models") {
             Reply {
                 status: 200,
                 body: json!({"object": "list", "data": [{"id": "tiny", "object": "model"}]}),
@@ -434,9 +448,34 @@ fn a_server_that_is_gone_stops_the_run_and_a_resume_finishes_it() {
         assert_eq!(line["prediction"], format!("the cat sat number {i}"));
     }
 
+    // A server that dies a few records before a window's end (fewer failures in a row than
+    // the count): it no longer lists its models either, so those records get no line.
+    let up = Arc::new(AtomicBool::new(true));
+    let down = up.clone();
+    let dying_late = FakeServer::start_with_models(
+        move |body, _| match number(body) {
+            n if n < 60 => Reply::ok(&best_in(body["prompt"].as_str().unwrap())),
+            _ => {
+                down.store(false, SeqCst);
+                Reply::error(503, "server shutting down")
+            }
+        },
+        up,
+    );
+    std::fs::write(&input, records(70)).unwrap();
+    std::fs::remove_file(neko::output::partial_path(&dest)).ok();
+    std::fs::remove_file(&dest).ok();
+    let (code, err) = run(&dying_late.url, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no longer answers"), "{err}");
+    let partial = std::fs::read_to_string(neko::output::partial_path(&dest)).unwrap();
+    let written = json_lines(partial.as_bytes());
+    assert_eq!(written.len(), 60);
+    assert!(written.iter().all(|l| l.get("error").is_none()));
+
     // A wrong path or model: every request would fail the same way, so the first stops it.
     let missing = FakeServer::start(|_, _| Reply::error(404, "The model `x` does not exist."));
-    std::fs::remove_file(&dest).unwrap();
+    std::fs::remove_file(neko::output::partial_path(&dest)).unwrap();
     let (code, err) = run(&missing.url, &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
