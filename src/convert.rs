@@ -121,10 +121,10 @@ impl Checkpoint {
             }
         };
         let mut tokenizer_config = optional("tokenizer_config.json")?.unwrap_or_else(|| json!({}));
-        if tokenizer_config.get("chat_template").is_none() {
-            if let Some(t) = model::chat::template_in_dir(dir) {
-                tokenizer_config["chat_template"] = json!(t);
-            }
+        // The template the folder is read with (chat_template.jinja wins, as in neko and
+        // transformers) goes into tokenizer_config.json: the rewrite has no .jinja beside it.
+        if let Some(t) = model::chat::template_in_dir(dir) {
+            tokenizer_config["chat_template"] = json!(t);
         }
         let generation_config = optional("generation_config.json")?.unwrap_or_else(|| {
             json!({"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_ids.first()})

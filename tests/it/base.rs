@@ -647,10 +647,13 @@ fn convert_over_a_sharded_model_replaces_it_whole() {
                 .args(extra),
         );
     };
-    // A template left by the old model would be read beside the new one's.
+    // The folder's template file is carried into tokenizer_config.json (it wins over one
+    // there, as when the folder is read), and no stale file is left beside the rewrite.
     std::fs::write(dir.join("chat_template.jinja"), "{{ messages }}").unwrap();
     convert(&dir, &["--dtype", "bf16"]);
     assert!(!dir.join("chat_template.jinja").exists());
+    let tc = read_json(&dir.join("tokenizer_config.json"));
+    assert_eq!(tc["chat_template"], "{{ messages }}");
     // Settings neko does not model are written back as the source had them.
     let cfg = read_json(&dir.join("config.json"));
     assert_eq!(cfg["pad_token_id"], 3);
