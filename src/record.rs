@@ -120,14 +120,35 @@ impl Entry {
     }
 }
 
-/// Reads a whole input: a file path, or `-` for standard input.
+/// Reads a whole input: a file path, or `-` for standard input. A compressed file is refused
+/// as such: read as text, its bytes would become garbage records.
 pub fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
-    if path.as_os_str() == "-" {
+    let bytes = if path.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::stdin().lock().read_to_end(&mut buf)?;
-        Ok(buf)
+        buf
     } else {
-        std::fs::read(path)
+        std::fs::read(path)?
+    };
+    match compression(&bytes) {
+        Some((kind, tool)) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{kind}-compressed: decompress it first (`{tool} FILE | neko ... -`)"),
+        )),
+        None => Ok(bytes),
+    }
+}
+
+/// The compression a file's magic bytes name, and the tool that undoes it.
+fn compression(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
+    match bytes {
+        [0x1f, 0x8b, ..] => Some(("gzip", "zcat")),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(("zstd", "zstdcat")),
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Some(("xz", "xzcat")),
+        [b'B', b'Z', b'h', ..] if bytes.get(3).is_some_and(u8::is_ascii_digit) => {
+            Some(("bzip2", "bzcat"))
+        }
+        _ => None,
     }
 }
 
@@ -161,10 +182,50 @@ pub fn parse_with_limit(bytes: &[u8], max_record_bytes: usize) -> Vec<Entry> {
     let bytes: &[u8] = &bytes;
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
     match start {
-        Some(i) if opens_an_array(&bytes[i..]) => parse_array(bytes, i, max_record_bytes),
+        Some(i) if opens_an_array(&bytes[i..]) || pretty_printed(&bytes[i..]) => {
+            parse_json_stream(bytes, i, max_record_bytes)
+        }
         Some(_) => parse_lines(bytes, max_record_bytes),
         None => Vec::new(),
     }
+}
+
+/// Whether text opens with a JSON object that its first line does not hold whole: `jq .`
+/// output, an object written over several lines.
+fn pretty_printed(text: &[u8]) -> bool {
+    let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    text.first() == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(first).is_err()
+        && object_end(text, 0).is_some_and(|end| text[..end].contains(&b'\n'))
+}
+
+/// The end (exclusive) of the JSON object opening at `open`, found by brackets and strings;
+/// `None` when it is cut off.
+fn object_end(bytes: &[u8], open: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in bytes.iter().enumerate().skip(open) {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Whether text is a JSON array of records: it starts with `[` and its first element is an object
@@ -206,15 +267,52 @@ fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let index = entries.len();
-        let record = record_from_bytes(raw, index, max, false);
-        entries.push(Entry {
-            index,
-            line: n + 1,
-            record,
-        });
+        for raw in run_together(raw) {
+            let index = entries.len();
+            let record = record_from_bytes(raw, index, max, false);
+            entries.push(Entry {
+                index,
+                line: n + 1,
+                record,
+            });
+        }
     }
     entries
+}
+
+/// A line's records: the line, or the JSON objects written one after another on it
+/// (`{...}{...}` or `{...} {...}`, as a careless join makes).
+fn run_together(line: &[u8]) -> Vec<&[u8]> {
+    let whole = vec![line];
+    let start = line
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    if line.get(start) != Some(&b'{')
+        || serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
+    {
+        return whole;
+    }
+    let mut parts = Vec::new();
+    let mut at = start;
+    while at < line.len() {
+        match object_end(line, at) {
+            Some(end) if line[at] == b'{' => {
+                parts.push(&line[at..end]);
+                at = end;
+            }
+            _ => return whole,
+        }
+        at += line[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count();
+    }
+    if parts.len() > 1 {
+        parts
+    } else {
+        whole
+    }
 }
 
 /// One record's bytes (a line, or an array `element`), parsed. A record too long or not UTF-8
@@ -262,52 +360,62 @@ fn parse_line(text: &str, index: usize) -> Result<Record, RecordError> {
     }
 }
 
-/// JSON arrays of records (one, or several one after another as `cat` joins them). Elements
-/// are located by a small scanner so each record keeps its line number and a bad element does
-/// not take the others with it: a cut-off array keeps its complete records, and text after an
-/// array's closing `]` is an error entry, not silently ignored.
-fn parse_array(bytes: &[u8], open: usize, max: usize) -> Vec<Entry> {
+/// JSON documents one after another: arrays of records (HyPoradise files, several as `cat`
+/// joins them) and records as objects (pretty-printed by `jq .`, or JSON Lines after an
+/// array). Elements are located by a small scanner so each record keeps its line number and a
+/// bad element does not take the others with it: a cut-off array or object keeps the complete
+/// records before it, and text that is neither is an error entry, not silently ignored.
+fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<Entry> {
     let mut entries = Vec::new();
     let mut lines = LineCounter::default();
-    let mut next = Some(open);
-    while let Some(open) = next.take() {
-        let (spans, end) = array_element_spans(bytes, open);
-        for (s, e) in spans {
+    let mut push =
+        |entries: &mut Vec<Entry>, offset: usize, record: Result<Record, RecordError>| {
+            let line = lines.at(bytes, offset);
             let index = entries.len();
-            let record = record_from_bytes(&bytes[s..e], index, max, true);
-            let line = lines.at(bytes, s);
             entries.push(Entry {
                 index,
                 line,
                 record,
             });
-        }
-        let broken = match end {
-            ArrayEnd::Broken(offset, message) => Some((offset, message)),
-            ArrayEnd::Closed(close) => {
-                match bytes[close + 1..]
-                    .iter()
-                    .position(|b| !b.is_ascii_whitespace())
-                {
-                    None => None,
-                    Some(i) if bytes[close + 1 + i] == b'[' => {
-                        next = Some(close + 1 + i);
+        };
+    let mut at = first;
+    while let Some(skip) = bytes[at..].iter().position(|b| !b.is_ascii_whitespace()) {
+        at += skip;
+        let broken = match bytes[at] {
+            b'[' => {
+                let (spans, end) = array_element_spans(bytes, at);
+                for (s, e) in spans {
+                    let record = record_from_bytes(&bytes[s..e], entries.len(), max, true);
+                    push(&mut entries, s, record);
+                }
+                match end {
+                    ArrayEnd::Closed(close) => {
+                        at = close + 1;
                         None
                     }
-                    Some(i) => Some((
-                        close + 1 + i,
-                        "text after the JSON array's closing `]`: not read".to_string(),
-                    )),
+                    ArrayEnd::Broken(offset, message) => Some((offset, message)),
                 }
             }
+            b'{' => match object_end(bytes, at) {
+                Some(end) => {
+                    let record = record_from_bytes(&bytes[at..end], entries.len(), max, true);
+                    push(&mut entries, at, record);
+                    at = end;
+                    None
+                }
+                None => Some((
+                    at,
+                    "unterminated JSON object: this record is cut off".into(),
+                )),
+            },
+            _ => Some((
+                at,
+                "text after the last JSON record (not an array or object): not read".into(),
+            )),
         };
         if let Some((offset, message)) = broken {
-            let line = lines.at(bytes, offset);
-            entries.push(Entry {
-                index: entries.len(),
-                line,
-                record: Err(RecordError::new(None, message)),
-            });
+            push(&mut entries, offset, Err(RecordError::new(None, message)));
+            break;
         }
     }
     entries
@@ -713,7 +821,20 @@ mod tests {
         let trailing = parse(b"[{\"input\": [\"a\"]}]\nmore text\n");
         assert_eq!(trailing.len(), 2);
         assert_eq!(trailing[1].line, 2);
-        assert!(err(&trailing[1]).unwrap().contains("after the JSON array"));
+        assert!(err(&trailing[1])
+            .unwrap()
+            .contains("after the last JSON record"));
+
+        // JSON Lines after an array (`cat a.json b.jsonl`) are records with their own ids.
+        let mixed = parse(
+            b"[{\"input\": [\"a\"]}]\n{\"id\": \"x\", \"task\": \"ocr\", \"input\": [\"b\"]}\n",
+        );
+        assert_eq!(mixed.len(), 2);
+        let second = mixed[1].record.as_ref().unwrap();
+        assert_eq!(
+            (second.id.clone(), second.task.as_deref(), mixed[1].line),
+            ("x".into(), Some("ocr"), 2)
+        );
 
         for text in [
             "[noise] hello there\nsecond line\n",
@@ -724,6 +845,54 @@ mod tests {
             assert_eq!(hyps(&lines[0]).unwrap(), text.lines().next().unwrap());
         }
         assert!(parse(b"[ ]").is_empty());
+    }
+
+    #[test]
+    fn compressed_input_is_refused_as_such() {
+        let path = std::env::temp_dir().join(format!("neko-gz-{}.jsonl.gz", std::process::id()));
+        std::fs::write(&path, [0x1f, 0x8b, 0x08, 0x00, b'\n', 0xff]).unwrap();
+        let err = read_input(&path).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            err.contains("gzip-compressed") && err.contains("zcat"),
+            "{err}"
+        );
+        assert_eq!(compression(b"BZh9..."), Some(("bzip2", "bzcat")));
+        assert_eq!(compression(b"BZh is a word"), None);
+        assert_eq!(compression(b"{\"input\": []}"), None);
+    }
+
+    /// Objects pretty-printed (`jq .`) or run together on one line are records each, with the
+    /// line they start on.
+    #[test]
+    fn objects_over_several_lines_or_on_one_are_records_each() {
+        let hyps = |es: &[Entry]| -> Vec<String> {
+            es.iter()
+                .map(|e| e.record.as_ref().unwrap().hypotheses.join("|"))
+                .collect()
+        };
+        let pretty =
+            parse(b"{\n  \"input\": [\n    \"a {b}\"\n  ]\n}\n{\n  \"input\": [\"c\"]\n}\n");
+        assert_eq!(hyps(&pretty), ["a {b}", "c"]);
+        assert_eq!((pretty[0].line, pretty[1].line), (1, 6));
+        let together = parse(b"{\"input\": [\"a\"]}{\"input\": [\"b\"]} {\"input\": [\"c\"]}\n{\"input\": [\"d\"]}\n");
+        assert_eq!(hyps(&together), ["a", "b", "c", "d"]);
+        assert_eq!(
+            together.iter().map(|e| e.line).collect::<Vec<_>>(),
+            [1, 1, 1, 2]
+        );
+        // A broken line stays one error, and a cut-off pretty-printed object is named.
+        let broken = parse(b"{\"input\": [\"a\"]}{\"input\"\n");
+        assert_eq!(broken.len(), 1);
+        assert!(broken[0].record.is_err());
+        let cut = parse(b"{\n \"input\": [\"a\"]\n}\n{\n \"input\": [\"b\"\n");
+        assert_eq!(cut.len(), 2);
+        assert!(cut[1]
+            .record
+            .as_ref()
+            .unwrap_err()
+            .message
+            .contains("cut off"));
     }
 
     #[test]
