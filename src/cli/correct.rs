@@ -67,8 +67,8 @@ pub struct CorrectArgs {
 
     /// Print each record's rendered prompt as JSONL (`id`, `task`, `prompt` text, `ids`,
     /// `max_new_tokens`) instead of correcting: what other engines need to see the same
-    /// prompts (scripts/compare_engines.sh).
-    #[arg(long)]
+    /// prompts (scripts/compare_engines.sh). To stdout: not with -o.
+    #[arg(long, conflicts_with_all = ["output", "resume"])]
     pub dump_prompts: bool,
 
     /// Largest record, in bytes; a longer line or array element is reported as an error
@@ -91,13 +91,13 @@ pub struct DecodeArgs {
     pub max_new_tokens: Option<usize>,
 
     /// Most records decoded together in one batch.
-    #[arg(long, default_value_t = crate::correct::DEFAULT_BATCH_SIZE, env = "NEKO_BATCH_SIZE")]
+    #[arg(long, default_value_t = crate::correct::DEFAULT_BATCH_SIZE, env = "NEKO_BATCH_SIZE", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_size: usize,
 
     /// Most KV-cache positions per batch: rows × (shared prefix + longest prompt after it +
     /// largest answer bound), padding included. Records are sorted by prompt length and
     /// batches filled up to this (and to --batch-size rows).
-    #[arg(long, default_value_t = crate::correct::DEFAULT_MAX_BATCH_TOKENS, env = "NEKO_MAX_BATCH_TOKENS")]
+    #[arg(long, default_value_t = crate::correct::DEFAULT_MAX_BATCH_TOKENS, env = "NEKO_MAX_BATCH_TOKENS", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_batch_tokens: usize,
 
     /// Recompute every prompt in full instead of computing the prompt prefix shared by a

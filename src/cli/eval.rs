@@ -121,6 +121,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     let mut report = eval::evaluate(&inputs, &settings);
     report.errors = errors;
     note_assumed_task(&report);
+    note_nothing_scored(&report);
     if args.paired_bs && !has_predictions(&report) {
         eprintln!("neko: --paired-bs compares predictions with the 1-best, and no file here has a `prediction` (score `neko correct` output)");
     }
@@ -149,6 +150,24 @@ fn has_predictions(report: &Report) -> bool {
     (report.runs.iter())
         .flat_map(|r| &r.files)
         .any(|f| f.groups.first().is_some_and(|g| g.wer.corrected.is_some()))
+}
+
+/// Says on stderr which files scored no record at all (empty, all errors, no references): a
+/// table of dashes is easy to miss in a CI log.
+fn note_nothing_scored(report: &Report) {
+    let Some(run) = report.runs.first() else {
+        return;
+    };
+    for f in &run.files {
+        if f.groups.first().is_none_or(|g| g.records == 0) {
+            eprintln!(
+                "neko: {}: no record scored ({} read, {} unscored)",
+                f.path,
+                f.entries,
+                f.unscored.len()
+            );
+        }
+    }
 }
 
 fn note_assumed_task(report: &Report) {
@@ -189,7 +208,7 @@ fn exit_code(report: &Report) -> u8 {
         }
         Some(c) if c.regressions > 0 => {
             eprintln!(
-                "neko: {} score(s) worse than {} by more than {} points",
+                "neko: {} regression(s) against {}: scores worse by more than {} points, record counts that differ, or baseline files this run lacks",
                 c.regressions, c.baseline, c.max_regression
             );
             EXIT_REGRESSION

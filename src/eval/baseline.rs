@@ -48,11 +48,11 @@ pub struct Comparison {
     pub max_regression: f64,
     /// Every metric compared.
     pub checks: Vec<Check>,
-    /// How many checks regressed.
+    /// How many checks regressed, plus the baseline files this run lacks.
     pub regressions: u64,
     /// Files of this run that the baseline does not have (not compared).
     pub unmatched: Vec<String>,
-    /// Files of the baseline that this run does not have (not compared).
+    /// Files of the baseline that this run does not have (each a regression).
     #[serde(default)]
     pub missing: Vec<String>,
 }
@@ -111,7 +111,9 @@ pub fn compare(
                 .map(|b| b.path.clone()),
         );
     }
-    let regressions = checks.iter().filter(|c| c.regressed).count() as u64;
+    // A baseline file this run lacks (renamed, or its job never wrote it) fails the gate too:
+    // it would otherwise drop out of it unseen.
+    let regressions = (checks.iter().filter(|c| c.regressed).count() + missing.len()) as u64;
     Ok(Comparison {
         baseline: baseline_path.to_string(),
         max_regression,
@@ -135,12 +137,13 @@ fn matching_run<'b>(run: &Run, baseline: &'b Report) -> Result<&'b Run, Baseline
             task: run
                 .task
                 .map_or("(per record)".to_string(), |t| t.to_string()),
-            available: baseline
-                .runs
-                .iter()
-                .map(|b| label(&b.normalizer))
+            available: (baseline.runs.iter())
+                .map(|b| {
+                    let task = b.task.map_or("(per record)".to_string(), |t| t.to_string());
+                    format!("normaliser {} and task {task}", label(&b.normalizer))
+                })
                 .collect::<Vec<_>>()
-                .join(", "),
+                .join("; "),
         })
 }
 

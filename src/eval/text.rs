@@ -367,7 +367,20 @@ fn render_comparison(c: &Comparison, out: &mut String) {
         "\nbaseline {} (max regression {} points)",
         c.baseline, c.max_regression
     );
-    let mut t = Table::new(&["file", "metric", "baseline", "current", "worse by", ""]);
+    // Runs under several normalisers compare the same files once each: say which is which.
+    let several = (c.checks.iter()).any(|k| k.normalizer != c.checks[0].normalizer);
+    let mut t = match several {
+        true => Table::new(&[
+            "file",
+            "normaliser",
+            "metric",
+            "baseline",
+            "current",
+            "worse by",
+            "",
+        ]),
+        false => Table::new(&["file", "metric", "baseline", "current", "worse by", ""]),
+    };
     for k in &c.checks {
         let (baseline, current, worse_by) = if k.metric == "records" {
             let n = |x: f64| format!("{x:.0}");
@@ -379,8 +392,11 @@ fn render_comparison(c: &Comparison, out: &mut String) {
                 format!("{:+.2}", k.worse_by),
             )
         };
-        t.push(vec![
-            k.file.clone(),
+        let mut row = vec![k.file.clone()];
+        if several {
+            row.push(k.normalizer.clone().unwrap_or_else(|| "default".into()));
+        }
+        row.extend([
             k.metric.clone(),
             baseline,
             current,
@@ -391,13 +407,14 @@ fn render_comparison(c: &Comparison, out: &mut String) {
                 "ok".into()
             },
         ]);
+        t.push(row);
     }
     t.render(out);
     for u in &c.unmatched {
         let _ = writeln!(out, "  {u}: not in the baseline, not compared");
     }
     for m in &c.missing {
-        let _ = writeln!(out, "  {m}: in the baseline, not in this run, not compared");
+        let _ = writeln!(out, "  {m}: in the baseline, not in this run: REGRESSED");
     }
     let _ = writeln!(
         out,

@@ -307,6 +307,12 @@ fn baseline_gate_fails_files_cut_short_and_runs_that_compare_nothing() {
         std::fs::write(&cut, lines[..keep].join("\n")).unwrap();
         let o = run(&["--baseline", base, cut.to_str().unwrap()], &[]);
         assert_eq!(o.status.code(), Some(1), "{what}: {}", stdout(&o));
+        assert_eq!(
+            stderr(&o).contains("no record scored"),
+            keep == 0,
+            "{}",
+            stderr(&o)
+        );
         let text = stdout(&o);
         let check = |l: &&str, metric| {
             l.split_whitespace().nth(1) == Some(metric) && l.split_whitespace().count() == 6
@@ -324,6 +330,15 @@ fn baseline_gate_fails_files_cut_short_and_runs_that_compare_nothing() {
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stderr(&o).contains("nothing compared"), "{}", stderr(&o));
     assert!(stdout(&o).contains("in the baseline, not in this run"));
+    // A baseline file the run lacks fails the gate though the others pass.
+    let two = temp_json(
+        dir.path(),
+        "two.json",
+        &json(&[&asr, &records("ocr.jsonl")]),
+    );
+    let o = run(&["--baseline", two.to_str().unwrap(), &asr], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("ocr.jsonl: in the baseline, not in this run: REGRESSED"));
     // The tolerance without a baseline does nothing, and says so.
     let o = run(&["--max-regression", "0.5", &asr], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -349,7 +364,7 @@ fn baseline_gate_exits_1_on_a_regression_beyond_the_tolerance() {
     let o = run(&["--baseline", b, "--max-regression", "0.2", &asr], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stdout(&o).contains("REGRESSED"));
-    assert!(stderr(&o).contains("worse than"));
+    assert!(stderr(&o).contains("regression(s) against"));
     let o = run(
         &["--baseline", b, &asr],
         &[("NEKO_EVAL_MAX_REGRESSION", "0.5")],
