@@ -150,10 +150,14 @@ pub struct OutputSink {
     /// How the lines were made: `FILE.partial.sig` while the run writes, `FILE.sig` after.
     signature: Option<String>,
     /// Ids already written by an earlier run, with how many times (ids may repeat).
-    /// Per id, the 1-best of each line the earlier run wrote, in order (`None`: an error line).
-    done: HashMap<String, VecDeque<Option<String>>>,
+    /// Per id, the position and 1-best of each line the earlier run wrote, in order (`None`:
+    /// an error line).
+    done: HashMap<String, VecDeque<(usize, Option<String>)>>,
     /// Ids whose earlier line has another 1-best than the input record claiming it.
     mismatched: Vec<String>,
+    /// The position of the last line claimed, and the first id claimed out of input order.
+    claimed: Option<usize>,
+    disordered: Option<String>,
     resumed: usize,
 }
 
@@ -166,6 +170,8 @@ impl OutputSink {
             signature: None,
             done: HashMap::new(),
             mismatched: Vec::new(),
+            claimed: None,
+            disordered: None,
             resumed: 0,
         }
     }
@@ -219,7 +225,7 @@ impl OutputSink {
         let text = text.with_context(|| format!("{}: cannot read", earlier.display()))?;
         // A line cut by the interruption is dropped and redone.
         let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let mut done: HashMap<String, VecDeque<Option<String>>> = HashMap::new();
+        let mut done: HashMap<String, VecDeque<(usize, Option<String>)>> = HashMap::new();
         for (n, line) in text[..complete].split(|&b| b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -235,7 +241,9 @@ impl OutputSink {
                 );
             };
             let best = v["best"].as_str().map(str::to_string);
-            done.entry(id_key(&v["id"])).or_default().push_back(best);
+            done.entry(id_key(&v["id"]))
+                .or_default()
+                .push_back((n, best));
         }
         let resumed = done.values().map(VecDeque::len).sum();
         // The complete lines stay as they are; the cut one goes. When the earlier run had
@@ -270,6 +278,8 @@ impl OutputSink {
             signature: signature.map(str::to_string),
             done: HashMap::new(),
             mismatched: Vec::new(),
+            claimed: None,
+            disordered: None,
             resumed: 0,
         })
     }
@@ -285,15 +295,25 @@ impl OutputSink {
     /// ([`OutputSink::mismatched`]).
     pub fn already_written(&mut self, id: &Value, best: Option<&str>) -> bool {
         let key = id_key(id);
-        let Some(then) = self.done.get_mut(&key).and_then(VecDeque::pop_front) else {
+        let Some((at, then)) = self.done.get_mut(&key).and_then(VecDeque::pop_front) else {
             return false;
         };
+        if self.claimed.is_some_and(|last| at < last) && self.disordered.is_none() {
+            self.disordered = Some(key.clone());
+        }
+        self.claimed = Some(at);
         if let (Some(then), Some(now)) = (then, best) {
             if then != now {
                 self.mismatched.push(key);
             }
         }
         true
+    }
+
+    /// The first id whose earlier line stands out of input order (a hand-edited file: the
+    /// resumed output would keep that order).
+    pub fn disordered(&self) -> Option<&str> {
+        self.disordered.as_deref()
     }
 
     /// Ids whose earlier line was written from a record with another 1-best.

@@ -387,6 +387,12 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
             sink.mismatched().len()
         );
     }
+    if let Some(id) = sink.disordered() {
+        bail!(
+            "cannot resume: the earlier output's lines are not in input order (id {id}): start \
+             over without --resume"
+        );
+    }
     if let Some(id) = sink.unclaimed().first() {
         bail!(
             "cannot resume: the earlier output has {} line(s) that no input record matches (id \

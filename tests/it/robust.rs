@@ -236,6 +236,10 @@ fn resume_refuses_what_is_not_this_runs_output() {
         &other,
         &format!("line for id {} has another 1-best", line["id"]),
     );
+    // Lines out of input order (a hand-edited file) would stay so.
+    let swapped = format!("{}\n{}\n", lines[1], lines[0]);
+    crate::util::write_partial(&other, &swapped, &dest);
+    refused(&["--resume"], &other, "not in input order");
     // A line broken before the last one cannot be redone in order.
     let broken = format!("{}\nGARBAGE{{\n{}\n", lines[0], lines[2]);
     crate::util::write_partial(&other, &broken, &dest);
