@@ -109,14 +109,21 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .collect();
-    let bar = scorer
-        .as_ref()
-        .map(|_| super::progress_bar(lines.len() as u64, "guard"));
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut tally = Tally::default();
-    for (n, line) in lines {
+    // Every line is read and joined to its input record before anything is written: a bad
+    // line stops the run with no half-written output.
+    let mut joined: Vec<(Value, Option<(&Record, Task)>)> = Vec::with_capacity(lines.len());
+    let last = lines.len().saturating_sub(1);
+    for (k, &(n, line)) in lines.iter().enumerate() {
         let at = || format!("{}:{}", args.predictions.display(), n + 1);
-        let mut rec: Value = serde_json::from_str(line).with_context(at)?;
+        let rec: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            // An interrupted run's file ends in a cut line: nothing to guard there.
+            Err(_) if k == last && !text.ends_with('\n') => {
+                eprintln!("neko: warning: {}: a cut last line, left out", at());
+                continue;
+            }
+            Err(e) => return Err(e).with_context(at),
+        };
         let id = rec.get("id").map(Value::to_string).unwrap_or_default();
         let nth = seen.entry(id.clone()).or_default();
         let record = inputs
@@ -129,24 +136,38 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         *nth += 1;
         // A line that already has a verdict (a guard's or an error) passes through as it is.
         let already = rec.get("guard").is_some() || rec.get("error").is_some();
-        if !already {
-            let record = record.with_context(|| {
-                format!("{}: id {id}: its input record could not be read", at())
-            })?;
-            let named = rec["task"].as_str().map(str::to_string);
-            let task = match named.or(record.task.clone()) {
-                Some(t) => t
-                    .parse::<Task>()
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
-                None => args.task.unwrap_or(Task::Asr),
-            };
-            if rec["prediction"].is_string() {
+        let target = match already {
+            true => None,
+            false => {
+                let record = record.with_context(|| {
+                    format!("{}: id {id}: its input record could not be read", at())
+                })?;
+                let named = rec["task"].as_str().map(str::to_string);
+                let task = match named.or(record.task.clone()) {
+                    Some(t) => t
+                        .parse::<Task>()
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
+                    None => args.task.unwrap_or(Task::Asr),
+                };
+                Some((record, task))
+            }
+        };
+        joined.push((rec, target));
+    }
+    let bar = scorer
+        .as_ref()
+        .map(|_| super::progress_bar(joined.len() as u64, "guard"));
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut tally = Tally::default();
+    for (mut rec, target) in joined {
+        match target {
+            Some((record, task)) if rec["prediction"].is_string() => {
                 let checked =
                     guard_line(&mut rec, record, task, args.style, &opts, scorer.as_mut());
                 tally.add(checked);
             }
-        } else {
-            tally.passed += 1;
+            Some(_) => {}
+            None => tally.passed += 1,
         }
         writeln!(out, "{rec}")?;
         if let Some(bar) = &bar {

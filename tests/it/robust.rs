@@ -650,6 +650,48 @@ fn guard_joins_repeated_ids_in_order_and_passes_error_lines() {
     assert!(neko_guard_fails(&input, &preds).contains("could not be read"));
 }
 
+/// An interrupted `--no-guard` run's file ends in a cut line: it is left out with a warning. A
+/// bad line elsewhere stops `neko guard` before it writes anything.
+#[test]
+fn guard_leaves_out_a_cut_last_line_and_writes_nothing_on_a_bad_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\": \"a\", \"input\": [\"x y\"]}\n{\"id\": \"b\", \"input\": [\"z\"]}\n",
+    )
+    .unwrap();
+    let preds = tmp.path().join("raw.jsonl");
+    std::fs::write(
+        &preds,
+        "{\"id\": \"a\", \"prediction\": \"x y\"}\n{\"id\": \"b\", \"predic",
+    )
+    .unwrap();
+    let mut cmd = neko();
+    cmd.arg("guard").arg("--input").arg(&input).arg(&preds);
+    let out = ok(&mut cmd);
+    assert_eq!(json_lines(&out.stdout).len(), 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("raw.jsonl:2: a cut last line"));
+    std::fs::write(
+        &preds,
+        "{\"id\": \"a\", \"prediction\": \"x y\"}\n{\"id\": \"c\", \"prediction\": \"z\"}\n",
+    )
+    .unwrap();
+    let out = neko()
+        .arg("guard")
+        .arg("--input")
+        .arg(&input)
+        .arg(&preds)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing written before the bad line is found"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("raw.jsonl:2: id \"c\" is not in"));
+}
+
 #[test]
 fn guard_applies_a_margin_where_the_line_has_one() {
     let tmp = tempfile::tempdir().unwrap();
