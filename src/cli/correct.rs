@@ -326,6 +326,9 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         );
     }
     // The tasks of the whole input, so that every shard of a run has the same signature.
+    if let Some(given) = args.task {
+        note_own_tasks(&items, given);
+    }
     let tasks = used_tasks(&items, args.task);
     let total = items.len();
     if let Some(shard) = args.shard {
@@ -575,6 +578,21 @@ fn read_inputs(paths: &[PathBuf], max_record_bytes: usize) -> anyhow::Result<Vec
         }));
     }
     Ok(items)
+}
+
+/// Says on stderr when records carry a `task` other than `--task`: theirs wins, and a wrong
+/// file passed to the wrong command is easy to miss otherwise.
+fn note_own_tasks(items: &[Item], given: Task) {
+    let others: Vec<String> = (items.iter())
+        .filter_map(|it| it.entry.record.as_ref().ok()?.task.clone())
+        .filter(|t| t.parse::<Task>().ok() != Some(given))
+        .collect();
+    if let Some(first) = others.first() {
+        eprintln!(
+            "neko: {} record(s) carry their own `task` (the first: {first}), which wins over --task {given}",
+            others.len()
+        );
+    }
 }
 
 fn has_task(entry: &Entry) -> bool {

@@ -228,6 +228,31 @@ fn missing_task_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--task"));
 }
 
+/// A record's own `task` wins over `--task`, and stderr says so.
+#[test]
+fn a_records_own_task_wins_over_the_flag_and_is_noted() {
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "ocr", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg("-");
+    let out = run_with_stdin(
+        cmd,
+        b"{\"task\": \"asr\", \"input\": [\"a b\"]}\n{\"input\": [\"c\"]}\n",
+    );
+    let recs = json_lines(&out.stdout);
+    assert_eq!(
+        (recs[0]["task"].as_str(), recs[1]["task"].as_str()),
+        (Some("asr"), Some("ocr"))
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "1 record(s) carry their own `task` (the first: asr), which wins over --task ocr"
+        ),
+        "{err}"
+    );
+}
+
 /// An input whose records all fail to read needs no task: each still gets its error line
 /// under its id, and a run without --task is not refused for want of one.
 #[test]
