@@ -199,22 +199,40 @@ fn pretty_printed(text: &[u8]) -> bool {
         && object_end(text, 0).is_some_and(|end| text[..end].contains(&b'\n'))
 }
 
+/// Whether the bytes of JSON text, read one by one, are inside a string (escapes followed), so
+/// that brackets and commas there are text.
+#[derive(Default)]
+struct Strings {
+    inside: bool,
+    escaped: bool,
+}
+
+impl Strings {
+    /// Reads `b`: whether it belongs to a string, its quotes included.
+    fn read(&mut self, b: u8) -> bool {
+        if self.inside {
+            match (self.escaped, b) {
+                (true, _) => self.escaped = false,
+                (false, b'\\') => self.escaped = true,
+                (false, b'"') => self.inside = false,
+                _ => {}
+            }
+            return true;
+        }
+        self.inside = b == b'"';
+        self.inside
+    }
+}
+
 /// The end (exclusive) of the JSON object opening at `open`, found by brackets and strings;
 /// `None` when it is cut off.
 fn object_end(bytes: &[u8], open: usize) -> Option<usize> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let (mut depth, mut strings) = (0usize, Strings::default());
     for (i, &b) in bytes.iter().enumerate().skip(open) {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
+        if strings.read(b) {
             continue;
         }
         match b {
-            b'"' => in_string = true,
             b'{' | b'[' => depth += 1,
             b'}' | b']' => {
                 depth = depth.checked_sub(1)?;
@@ -451,20 +469,17 @@ enum ArrayEnd {
 /// complete, and how the array ended.
 fn array_element_spans(bytes: &[u8], open: usize) -> (Vec<(usize, usize)>, ArrayEnd) {
     let mut spans = Vec::new();
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let (mut depth, mut strings) = (0usize, Strings::default());
     let mut start: Option<usize> = None;
     for (i, &b) in bytes.iter().enumerate().skip(open) {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+        if strings.read(b) {
+            // A bare string element starts at its opening quote.
+            if depth == 1 && start.is_none() {
+                start = Some(i);
             }
             continue;
         }
         match b {
-            b'"' => in_string = true,
             b'[' | b'{' => depth += 1,
             b']' | b'}' => {
                 if depth == 0 {
