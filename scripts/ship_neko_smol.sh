@@ -41,4 +41,19 @@ else
     cp "$run/train.jsonl" "$dest/train.jsonl"
     cp "$run/log.txt" "$dest/train-log.txt"
 fi
+# The upcycling the adapter was trained on, which neko upcycle --adapter checks: from a neko
+# train run's adapter.json; a torch run has none, so the shipped file must already say it.
+if [ -f "$run/adapter.json" ]; then
+    python3 - "$run/adapter.json" "$dest/adapter.json" <<'PY'
+import json, sys
+src, dst = sys.argv[1], sys.argv[2]
+block = json.load(open(src)).get("upcycle")
+if block:
+    about = "The upcycling the shipped experts and gates were trained on (scripts/setup.sh rebuilds it); neko upcycle and neko correct --adapter refuse a model upcycled otherwise."
+    json.dump({"about": about, "upcycle": block}, open(dst, "w"), indent=2)
+    open(dst, "a").write("\n")
+PY
+else
+    echo "ship: $run has no adapter.json: check that $dest/adapter.json names its upcycling" >&2
+fi
 sha256sum "$dest/adapter.safetensors"

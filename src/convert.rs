@@ -121,9 +121,16 @@ impl Checkpoint {
             }
         };
         let mut tokenizer_config = optional("tokenizer_config.json")?.unwrap_or_else(|| json!({}));
-        // The template the folder is read with (chat_template.jinja wins, as in neko and
-        // transformers) goes into tokenizer_config.json: the rewrite has no .jinja beside it.
-        if let Some(t) = model::chat::template_in_dir(dir) {
+        // A chat_template.jinja wins, as in neko and transformers: it goes into
+        // tokenizer_config.json, since the rewrite has no .jinja beside it. A template list
+        // already there is kept whole.
+        let jinja = std::fs::read_to_string(dir.join("chat_template.jinja")).ok();
+        if let Some(t) = jinja.or_else(|| {
+            tokenizer_config
+                .get("chat_template")
+                .is_none()
+                .then(|| model::chat::template_in_dir(dir))?
+        }) {
             tokenizer_config["chat_template"] = json!(t);
         }
         let generation_config = optional("generation_config.json")?.unwrap_or_else(|| {

@@ -158,6 +158,8 @@ pub struct OutputSink {
     /// The position of the last line claimed, and the first id claimed out of input order.
     claimed: Option<usize>,
     disordered: Option<String>,
+    /// Whether a record not written by the earlier run has been seen.
+    gap: bool,
     resumed: usize,
 }
 
@@ -172,6 +174,7 @@ impl OutputSink {
             mismatched: Vec::new(),
             claimed: None,
             disordered: None,
+            gap: false,
             resumed: 0,
         }
     }
@@ -280,6 +283,7 @@ impl OutputSink {
             mismatched: Vec::new(),
             claimed: None,
             disordered: None,
+            gap: false,
             resumed: 0,
         })
     }
@@ -296,9 +300,13 @@ impl OutputSink {
     pub fn already_written(&mut self, id: &Value, best: Option<&str>) -> bool {
         let key = id_key(id);
         let Some((at, then)) = self.done.get_mut(&key).and_then(VecDeque::pop_front) else {
+            self.gap = true;
             return false;
         };
-        if self.claimed.is_some_and(|last| at < last) && self.disordered.is_none() {
+        // An earlier run writes a prefix of the input in order: a written line after an
+        // unwritten record, or before the line claimed last, is another order.
+        let behind = self.claimed.is_some_and(|last| at < last);
+        if (self.gap || behind) && self.disordered.is_none() {
             self.disordered = Some(key.clone());
         }
         self.claimed = Some(at);

@@ -194,9 +194,10 @@ pub fn parse_with_limit(bytes: &[u8], max_record_bytes: usize) -> Vec<Entry> {
 /// output, an object written over several lines.
 fn pretty_printed(text: &[u8]) -> bool {
     let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let whole = |end: usize| serde_json::from_slice::<serde::de::IgnoredAny>(&text[..end]).is_ok();
     text.first() == Some(&b'{')
         && serde_json::from_slice::<serde::de::IgnoredAny>(first).is_err()
-        && object_end(text, 0).is_some_and(|end| text[..end].contains(&b'\n'))
+        && object_end(text, 0).is_some_and(|end| text[..end].contains(&b'\n') && whole(end))
 }
 
 /// Whether the bytes of JSON text, read one by one, are inside a string (escapes followed), so
@@ -896,6 +897,11 @@ mod tests {
             together.iter().map(|e| e.line).collect::<Vec<_>>(),
             [1, 1, 1, 2]
         );
+        // A broken first line whose brackets happen to close later is a line, not an object.
+        let lines = parse(b"{\"input\": [\"a\n{\"input\": [\"b ]\"]}\n{\"input\": [\"c\"]}\n");
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].record.is_err());
+        assert_eq!(lines[2].record.as_ref().unwrap().hypotheses, ["c"]);
         // A broken line stays one error, and a cut-off pretty-printed object is named.
         let broken = parse(b"{\"input\": [\"a\"]}{\"input\"\n");
         assert_eq!(broken.len(), 1);

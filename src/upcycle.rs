@@ -224,7 +224,12 @@ pub fn check_adapter_settings(
     adapter: &std::path::Path,
     config: &crate::model::ModelConfig,
 ) -> Result<()> {
-    let path = adapter.with_extension("json");
+    // `NAME.json` beside `NAME.safetensors`, else the folder's `adapter.json` (a renamed copy).
+    let named = adapter.with_extension("json");
+    let path = match named.is_file() {
+        true => named,
+        false => adapter.with_file_name("adapter.json"),
+    };
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(());
     };

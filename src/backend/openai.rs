@@ -275,9 +275,9 @@ impl OpenAi {
         if failing == 0 || self.gone().is_some() {
             return;
         }
-        if let Err(Failure::Transient(m, _) | Failure::Fatal(m) | Failure::Permanent(m)) =
-            self.listing()
-        {
+        // Only a listing that cannot be had (refused, timed out, 5xx) says so: a server
+        // without the route (404) may still be serving.
+        if let Err(Failure::Transient(m, _)) = self.listing() {
             self.give_up(format!(
                 "{failing} request(s) failed and the server no longer answers: {m}"
             ));

@@ -118,7 +118,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         let rec: Value = match serde_json::from_str(line) {
             Ok(v) => v,
             // An interrupted run's file ends in a cut line: nothing to guard there.
-            Err(_) if k == last && !text.ends_with('\n') => {
+            Err(e) if e.is_eof() && k == last && !text.ends_with('\n') => {
                 eprintln!("neko: warning: {}: a cut last line, left out", at());
                 continue;
             }

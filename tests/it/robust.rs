@@ -240,6 +240,10 @@ fn resume_refuses_what_is_not_this_runs_output() {
     let swapped = format!("{}\n{}\n", lines[1], lines[0]);
     crate::util::write_partial(&other, &swapped, &dest);
     refused(&["--resume"], &other, "not in input order");
+    // Written lines after a record that is not written: the input gained one before them.
+    let gap = format!("{}\n{}\n", lines[1], lines[2]);
+    crate::util::write_partial(&other, &gap, &dest);
+    refused(&["--resume"], &other, "not in input order");
     // A line broken before the last one cannot be redone in order.
     let broken = format!("{}\nGARBAGE{{\n{}\n", lines[0], lines[2]);
     crate::util::write_partial(&other, &broken, &dest);
@@ -672,6 +676,20 @@ fn guard_leaves_out_a_cut_last_line_and_writes_nothing_on_a_bad_one() {
     let out = ok(&mut cmd);
     assert_eq!(json_lines(&out.stdout).len(), 1);
     assert!(String::from_utf8_lossy(&out.stderr).contains("raw.jsonl:2: a cut last line"));
+    // A complete but bad last line without a newline is an error, not a cut.
+    std::fs::write(
+        &preds,
+        "{\"id\": \"a\", \"prediction\": \"x y\"}\n{\"id\": \"b\", \"margin\": NaN}",
+    )
+    .unwrap();
+    let out = neko()
+        .arg("guard")
+        .arg("--input")
+        .arg(&input)
+        .arg(&preds)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
     std::fs::write(
         &preds,
         "{\"id\": \"a\", \"prediction\": \"x y\"}\n{\"id\": \"c\", \"prediction\": \"z\"}\n",

@@ -639,6 +639,16 @@ fn a_trained_adapter_rebuilds_the_default_model() {
     ]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("expert_lora_alpha"));
+    // A renamed copy beside the run's adapter.json is checked by that file.
+    let renamed = run_dir.join("renamed.safetensors");
+    std::fs::copy(&adapter, &renamed).unwrap();
+    let refused = correct(&[
+        "--model",
+        tmp.path().join("alpha8").to_str().unwrap(),
+        "--adapter",
+        renamed.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
 }
 
 /// `neko train --config CFG --export-examples OUT`: the exported examples.
