@@ -57,6 +57,8 @@ impl Checkpoint {
         let tokenizer_json = if files.tokenizer_in_gguf() {
             gguf_tokenizer::tokenizer_json(&gguf)?
         } else {
+            // The file beside the GGUF goes into the written folder: it must be the GGUF's.
+            model::check::tokenizer_file_matches_gguf(&files.tokenizer, &gguf)?;
             read_json(&files.tokenizer)?
         };
         let token = |key: &str| -> Option<String> {

@@ -149,6 +149,11 @@ pub fn inspect(spec: &str) -> anyhow::Result<ModelInfo> {
                 tensors.push((name, format!("{dtype:?}").to_lowercase(), n));
             }
             let chat = g.chat_template().map(String::from);
+            if !files.tokenizer_in_gguf() {
+                if let Err(e) = model::check::tokenizer_file_matches_gguf(&files.tokenizer, &g) {
+                    eprintln!("neko: warning: {e}");
+                }
+            }
             (g.config()?, chat)
         }
         Format::Safetensors => {

@@ -49,6 +49,9 @@ pub struct TrainArgs {
 
 /// Runs `neko train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
+    // Before the data and model load (tens of seconds): a Ctrl-C then stops before the first
+    // step, with a checkpoint of where the run stands.
+    let interrupted = super::interrupt_flag("finishing the step and saving a checkpoint");
     let mut trainer = match (&args.resume, &args.config) {
         (Some(dir), _) => Trainer::resume(dir)?,
         (None, Some(path)) => {
@@ -97,14 +100,16 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         .append(true)
         .open(trainer.log_path())
         .with_context(|| format!("cannot open {}", trainer.log_path().display()))?;
-    let interrupted = super::interrupt_flag("finishing the step and saving a checkpoint");
     let bar = progress(total as u64, trainer.step as u64);
     let started = std::time::Instant::now();
     let every = trainer.config.train.checkpoint_every.max(1);
     let valid_every = trainer.config.train.valid_every;
     let mut code = EXIT_OK;
     let first = trainer.step;
-    while trainer.step < stop {
+    if interrupted.load(Ordering::SeqCst) && trainer.step < total {
+        code = EXIT_ERROR;
+    }
+    while trainer.step < stop && code == EXIT_OK {
         let s = trainer.train_step()?;
         writeln!(log, "{}", serde_json::to_string(&s)?)?;
         bar.set_message(format!(

@@ -77,6 +77,22 @@ pub fn tokenizer_matches_gguf(
     Ok(())
 }
 
+/// [`tokenizer_matches_gguf`] for a `tokenizer.json` file beside `gguf` (the file's path
+/// is `tokenizer`), read here: what `neko convert` and `neko upcycle` check before copying it.
+pub fn tokenizer_file_matches_gguf(
+    tokenizer: &Path,
+    gguf: &super::gguf::GgufFile,
+) -> Result<(), ModelError> {
+    let Some(vocabulary) = super::gguf_tokenizer::vocabulary(gguf) else {
+        return Ok(());
+    };
+    let t = Tokenizer::from_file(tokenizer).map_err(|e| ModelError::Tokenizer {
+        path: tokenizer.display().to_string(),
+        message: e.to_string(),
+    })?;
+    tokenizer_matches_gguf(&t, &vocabulary, tokenizer, &gguf.path)
+}
+
 /// Turns candle's loading error into one that names the file holding the tensor at fault
 /// (`shape mismatch for X`) or says which files lack it (`cannot find tensor X`).
 pub fn explain_load_error(err: &candle_core::Error, files: &[PathBuf]) -> ModelError {

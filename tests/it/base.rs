@@ -477,6 +477,15 @@ fn a_tokenizer_json_beside_a_gguf_must_match_its_vocabulary() {
             && err.contains("do not belong together"),
         "{err}"
     );
+    // Nor is it copied into a converted folder.
+    let out = neko()
+        .args(["convert", "--from", gguf.to_str().unwrap(), "--to"])
+        .arg(tmp.path().join("converted"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("do not belong together"));
+    assert!(!tmp.path().join("converted").join("tokenizer.json").exists());
 }
 
 /// A Q or K projection whose rows are no whole number of heads, in a layer after the first
