@@ -273,6 +273,12 @@ pub struct RunState {
     pub tokens: u64,
     pub seconds: f64,
     pub config: TrainConfig,
+    /// The start model's fingerprint and a digest of the examples, which a resume must find
+    /// again: other weights or other data would make it another run.
+    #[serde(default)]
+    pub model_fingerprint: Option<String>,
+    #[serde(default)]
+    pub data_digest: Option<String>,
 }
 
 /// The trainer: model, trainable vars, optimizer, data and progress.
@@ -328,10 +334,48 @@ impl Trainer {
                 state.step
             );
         }
+        let start_over = "start over with --config and --force";
+        if let Some(then) = &state.model_fingerprint {
+            let now = t.model.files.fingerprint()?;
+            if *then != now {
+                bail!(
+                    "{}: the model {} changed since the run started (fp-{then}, now fp-{now}): resuming would train other weights; {start_over}",
+                    dir.display(),
+                    t.config.model
+                );
+            }
+        }
+        if state
+            .data_digest
+            .as_ref()
+            .is_some_and(|d| *d != t.data_digest())
+        {
+            bail!(
+                "{}: the training data changed since the run started ({} examples now): resuming would not continue the same data order; {start_over}",
+                dir.display(),
+                t.examples.len()
+            );
+        }
         t.step = state.step;
         t.tokens = state.tokens;
         t.seconds = state.seconds;
         Ok(t)
+    }
+
+    /// A digest of the examples in order (task, tokens, where the answer starts): what a
+    /// resume must find again to continue the same data order.
+    fn data_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for ex in &self.examples {
+            h.update(ex.task.name().as_bytes());
+            h.update((ex.answer_start as u64).to_le_bytes());
+            h.update((ex.ids.len() as u64).to_le_bytes());
+            for id in &ex.ids {
+                h.update(id.to_le_bytes());
+            }
+        }
+        crate::model::files::hex(&h.finalize()[..8])
     }
 
     fn build(config: TrainConfig, adapter: Option<&Path>) -> Result<Self> {
@@ -694,6 +738,8 @@ impl Trainer {
             tokens: self.tokens,
             seconds: self.seconds,
             config: self.config.clone(),
+            model_fingerprint: Some(self.model.files.fingerprint()?),
+            data_digest: Some(self.data_digest()),
         };
         std::fs::write(tmp("state.json"), serde_json::to_string_pretty(&state)?)?;
         std::fs::write(

@@ -254,6 +254,44 @@ fn two_step_run(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     (model, data, run_dir, cfg_path)
 }
 
+/// A resume continues the run that started: other start weights or other data are refused,
+/// not trained on silently.
+#[test]
+fn resume_refuses_a_changed_model_or_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data, run_dir, cfg_path) = two_step_run(tmp.path());
+    let cfg = cfg_path.to_str().unwrap();
+    run_ok(neko().args(["train", "--config", cfg, "--stop-at-step", "1"]));
+    let resume = || {
+        let out = neko()
+            .arg("train")
+            .arg("--resume")
+            .arg(&run_dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let original = std::fs::read_to_string(&data).unwrap();
+    let more = r#"{"task": "gec", "input": ["We was late."], "output": "We were late."}"#;
+    std::fs::write(&data, format!("{original}{more}\n")).unwrap();
+    let (code, err) = resume();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("the training data changed"), "{err}");
+    std::fs::write(&data, &original).unwrap();
+    let mut other = upcycle_tiny("4");
+    run_ok(
+        other
+            .args(["--lora-alpha", "8", "--force", "--to"])
+            .arg(&model),
+    );
+    let (code, err) = resume();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("changed since the run started"), "{err}");
+}
+
 #[test]
 fn resume_is_bit_identical_to_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
