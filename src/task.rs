@@ -18,7 +18,8 @@ pub enum Task {
     Mt,
     /// Optical character recognition.
     Ocr,
-    /// Grammatical / textual error correction (the paper's TEC).
+    /// Grammatical / textual error correction (the paper's TEC, also its name here).
+    #[serde(alias = "tec")]
     Gec,
 }
 

@@ -59,7 +59,27 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
             if let Some(out) = &args.out {
                 config.out = out.clone();
             }
-            if config.out.join("state.json").exists() && !args.force {
+            // Exporting reads the data only: the run directory is not touched.
+            let exporting = args.export_examples.is_some();
+            if let Some(path) = &args.export_examples {
+                let same = |p: &std::path::Path| match (p.canonicalize(), path.canonicalize()) {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => false,
+                };
+                if let Some(d) = config
+                    .data
+                    .iter()
+                    .chain(&config.valid)
+                    .find(|d| same(&d.path))
+                {
+                    bail!(
+                        "--export-examples {}: is the data file {}; write to another file",
+                        path.display(),
+                        d.path.display()
+                    );
+                }
+            }
+            if config.out.join("state.json").exists() && !args.force && !exporting {
                 bail!(
                     "{} already holds a run: continue it with --resume {0}, or start over with --force",
                     config.out.display()
@@ -88,12 +108,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         r.examples,
         r.no_reference,
         r.too_long,
-        trainer.config.train.max_len,
+        trainer.max_len(),
         r.unreadable,
         trainer.batches_per_epoch(),
         trainer.trainable().len(),
         trainer.step
     );
+    if let Some(first) = &r.first_unreadable {
+        eprintln!("neko: unreadable records left out; the first: {first}");
+    }
     truncate_log(&trainer.log_path(), trainer.step)?;
     let mut log = std::fs::OpenOptions::new()
         .create(true)

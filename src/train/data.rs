@@ -77,6 +77,9 @@ pub struct DataReport {
     pub no_reference: usize,
     pub too_long: usize,
     pub unreadable: usize,
+    /// Where the first unreadable record is, and why (`FILE:LINE: message`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_unreadable: Option<String>,
 }
 
 /// How answers are built: the reference, then the token inference stops on.
@@ -175,9 +178,14 @@ pub fn read_examples(
             .with_context(|| format!("cannot read {}", spec.path.display()))?;
         let limit = spec.max_records.unwrap_or(usize::MAX);
         for entry in entries.into_iter().take(limit) {
-            let Ok(record) = entry.record else {
-                report.unreadable += 1;
-                continue;
+            let record = match entry.record {
+                Ok(r) => r,
+                Err(e) => {
+                    report.unreadable += 1;
+                    let at = format!("{}:{}: {}", spec.path.display(), entry.line, e.message);
+                    report.first_unreadable.get_or_insert(at);
+                    continue;
+                }
             };
             let task = match (&record.task, spec.task) {
                 (Some(t), _) => t.parse::<Task>().map_err(|e| {

@@ -362,6 +362,11 @@ impl Trainer {
         Ok(t)
     }
 
+    /// The longest example kept: `max_len`, or the model's positions if fewer.
+    pub fn max_len(&self) -> usize {
+        (self.config.train.max_len).min(self.model.config.max_position_embeddings)
+    }
+
     /// A digest of the examples in order (task, tokens, where the answer starts): what a
     /// resume must find again to continue the same data order.
     fn data_digest(&self) -> String {
@@ -409,6 +414,12 @@ impl Trainer {
         names.sort();
         if names.is_empty() {
             bail!("{}: no trainable tensors for this mode", config.model);
+        }
+        if config.train.mode == TrainMode::Lora && !names.iter().any(|n| n.contains(".lora_")) {
+            bail!(
+                "{}: mode = \"lora\" trains low-rank experts, and this model has full ones (upcycled without --lora-rank): only its gates would train; use mode = \"full\" or upcycle with --lora-rank",
+                config.model
+            );
         }
         let mut vars = Vec::with_capacity(names.len());
         for name in &names {
@@ -733,6 +744,12 @@ impl Trainer {
             .map(|(n, t)| Ok((n, t.to_device(&Device::Cpu)?)))
             .collect::<Result<_>>()?;
         candle_core::safetensors::save(&opt, tmp("optimizer.safetensors"))?;
+        // The writer creates them owner-only; the run's other files are shared.
+        #[cfg(unix)]
+        for n in ["adapter.safetensors", "optimizer.safetensors"] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp(n), std::fs::Permissions::from_mode(0o644))?;
+        }
         let state = RunState {
             step: self.step,
             tokens: self.tokens,

@@ -700,6 +700,73 @@ fn export_examples(cfg: &Path, out: &Path) -> Vec<serde_json::Value> {
     json_lines(&std::fs::read(out).unwrap())
 }
 
+/// Exporting never touches a run, so it works beside one, and it refuses to overwrite its own
+/// data; an unreadable record is named; `tec` is `gec`; lora mode on full experts is refused.
+#[test]
+fn training_mistakes_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, data, run_dir, cfg_path) = two_step_run(tmp.path());
+    let cfg = cfg_path.to_str().unwrap();
+    run_ok(neko().args(["train", "--config", cfg, "--stop-at-step", "1"]));
+    let state = std::fs::read(run_dir.join("state.json")).unwrap();
+    assert_eq!(
+        export_examples(&cfg_path, &tmp.path().join("ex.jsonl")).len(),
+        8
+    );
+    assert_eq!(std::fs::read(run_dir.join("state.json")).unwrap(), state);
+    let out = neko()
+        .args(["train", "--config", cfg, "--export-examples"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the data file"));
+    let text = std::fs::read_to_string(&data).unwrap();
+    let more = "{\"task\": \"tec\", \"input\": [\"We was late.\"], \"output\": \"We were late.\"}\n{broken\n";
+    std::fs::write(&data, format!("{text}{more}")).unwrap();
+    let out = neko()
+        .args(["train", "--config", cfg, "--force", "--stop-at-step", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("neko: 9 examples"), "{err}");
+    assert!(
+        err.contains("the first: ") && err.contains("mix.jsonl:10: broken JSON"),
+        "{err}"
+    );
+    let full = tmp.path().join("full");
+    run_ok(
+        neko()
+            .args(["upcycle", "--model"])
+            .arg(fixture("tiny-llama"))
+            .args([
+                "--experts",
+                "4",
+                "--tasks",
+                "asr=0,st=1,mt=1,ocr=2,gec=3",
+                "--to",
+            ])
+            .arg(&full),
+    );
+    let mut c = config(
+        &full,
+        &data,
+        &tmp.path().join("run-full"),
+        RoutingLoss::Both,
+        2,
+    );
+    c.train.mode = neko::train::TrainMode::Lora;
+    let full_cfg = tmp.path().join("full.toml");
+    write_config(&c, &full_cfg);
+    let out = neko()
+        .args(["train", "--config", full_cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has full ones"));
+}
+
 /// `neko train --export-examples` writes the examples another engine trains on
 /// (scripts/train_torch.py): each one's prompt is exactly what `neko correct` renders for the
 /// record, the answer follows, the expert is the task's, and nothing is trained.
