@@ -157,11 +157,13 @@ impl Checkpoint {
             DType::F16 => "float16",
             other => bail!("cannot write weights as {other:?} (f32, bf16, f16)"),
         };
-        if dir.join("config.json").exists() && !overwrite {
-            bail!(
-                "{} already holds a model (config.json); pass --force to overwrite",
-                dir.display()
-            );
+        if !overwrite {
+            if let Some(name) = model_file_in(dir) {
+                bail!(
+                    "{} already holds a model ({name}); pass --force to overwrite",
+                    dir.display()
+                );
+            }
         }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         if overwrite {
@@ -228,6 +230,17 @@ fn read_json(path: &Path) -> Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// A file in `dir` that belongs to a model (a config, weights, shards or their index): a
+/// folder holding one is not written into without `--force`, even when its config is gone.
+fn model_file_in(dir: &Path) -> Option<String> {
+    let names = std::fs::read_dir(dir).ok()?;
+    names
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|n| {
+            n == "config.json" || n.ends_with(".safetensors") || n == "model.safetensors.index.json"
+        })
 }
 
 /// Settings [`ModelConfig::to_hf_json`] writes only as defaults: a source's own values stand.

@@ -656,6 +656,19 @@ fn convert_over_a_sharded_model_replaces_it_whole() {
                 .args(extra),
         );
     };
+    // Shards without their config are still a model: not written over without --force.
+    let cfg = std::fs::read(dir.join("config.json")).unwrap();
+    std::fs::remove_file(dir.join("config.json")).unwrap();
+    let out = neko()
+        .args(["convert", "--from"])
+        .arg(fixture("tiny-llama"))
+        .arg("--to")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a model"));
+    std::fs::write(dir.join("config.json"), cfg).unwrap();
     // The folder's template file is carried into tokenizer_config.json (it wins over one
     // there, as when the folder is read), and no stale file is left beside the rewrite.
     std::fs::write(dir.join("chat_template.jinja"), "{{ messages }}").unwrap();
