@@ -1,7 +1,7 @@
 //! `neko train`: task-oriented expert training from a TOML config, resumable (see
 //! [`crate::train`] and docs/training.md).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
@@ -140,6 +140,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
             s.loss, s.lm_loss, s.lr, s.tokens_per_s
         ));
         bar.set_position(s.step as u64);
+        // Without a terminal the bar draws nothing: a log (nohup, `2> log`) gets a line now
+        // and then instead, about fifty over the run.
+        if !std::io::stderr().is_terminal() && (s.step % (total / 50).max(1) == 0 || s.step == stop)
+        {
+            eprintln!(
+                "neko: step {}/{total}: loss {:.4} lm {:.4} lr {:.2e} {:.0} tok/s",
+                s.step, s.loss, s.lm_loss, s.lr, s.tokens_per_s
+            );
+        }
         if valid_every > 0 && s.step % valid_every == 0 {
             if let Some(v) = trainer.valid_loss()? {
                 writeln!(

@@ -731,6 +731,8 @@ fn training_mistakes_are_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("neko: 9 examples"), "{err}");
+    // Without a terminal, progress comes as lines.
+    assert!(err.contains("neko: step 1/2: loss "), "{err}");
     assert!(
         err.contains("the first: ") && err.contains("mix.jsonl:10: broken JSON"),
         "{err}"
