@@ -62,6 +62,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
             // Exporting reads the data only: the run directory is not touched.
             let exporting = args.export_examples.is_some();
             if let Some(path) = &args.export_examples {
+                if path.is_dir() || path.to_string_lossy().ends_with('/') {
+                    bail!(
+                        "--export-examples {}: a directory; give a file name",
+                        path.display()
+                    );
+                }
                 let same = |p: &std::path::Path| match (p.canonicalize(), path.canonicalize()) {
                     (Ok(a), Ok(b)) => a == b,
                     _ => false,
@@ -89,7 +95,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
             if let Some(path) = &args.export_examples {
                 return export_examples(&t, path);
             }
-            std::fs::create_dir_all(&t.config.out)?;
+            std::fs::create_dir_all(&t.config.out).with_context(|| {
+                format!(
+                    "out = {}: cannot make the run folder",
+                    t.config.out.display()
+                )
+            })?;
             t.clear_checkpoint()?;
             std::fs::write(
                 t.config.out.join("config.toml"),

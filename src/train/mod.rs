@@ -806,6 +806,12 @@ pub fn load_with_adapter(
     opts: &crate::model::LoadOptions,
     adapter: &Path,
 ) -> Result<Model> {
+    if adapter.is_dir() {
+        bail!(
+            "--adapter {}: a folder; give the adapter file in it (adapter.safetensors)",
+            adapter.display()
+        );
+    }
     // Safety: a read-only map, only to say clearly when the file is no safetensors at all.
     unsafe { MmapedSafetensors::new(adapter) }.with_context(|| {
         format!(
