@@ -6,7 +6,8 @@
 #
 #   scripts/setup.sh            # prints the folder it built: ${NEKO_CACHE:-~/.cache/neko}/neko-smol
 #
-# Idempotent: the folder is rebuilt only when the shipped adapter changed. Env: NEKO (the neko
+# Idempotent: the folder is rebuilt only when the shipped adapter changed or its files no longer
+# read. Env: NEKO (the neko
 # binary; default: target/release/neko, built if missing), NEKO_CACHE.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -20,16 +21,23 @@ if [ ! -f "$adapter" ]; then
     exit 1
 fi
 stamp="$(sha256sum "$adapter" | cut -d' ' -f1)"
-if [ -f "$dest/config.json" ] && [ "$(cat "$dest/.adapter-sha256" 2>/dev/null)" = "$stamp" ]; then
+neko="${NEKO:-target/release/neko}"
+if [ ! -x "$neko" ]; then
+    if [ -n "${NEKO:-}" ]; then
+        echo "setup: NEKO=$NEKO is not an executable neko binary" >&2
+        exit 1
+    fi
+    cargo build --release --quiet
+fi
+# Up to date: built from this adapter, and its files still read (a cut or deleted weight file
+# is rebuilt, not reported as set up).
+if [ -f "$dest/config.json" ] && [ "$(cat "$dest/.adapter-sha256" 2>/dev/null)" = "$stamp" ] &&
+    "$neko" info --model "$dest" >/dev/null 2>&1; then
     echo "$dest"
     exit 0
 fi
 
 gguf="$(scripts/fetch-base.sh)"
-neko="${NEKO:-target/release/neko}"
-if [ ! -x "$neko" ]; then
-    cargo build --release --quiet
-fi
 tmp="$dest.partial.$$"
 trap 'rm -rf "$tmp"' EXIT
 "$neko" upcycle --model "$gguf" --experts 4 --lora-rank 16 \
@@ -37,4 +45,5 @@ trap 'rm -rf "$tmp"' EXIT
 echo "$stamp" >"$tmp/.adapter-sha256"
 rm -rf "$dest"
 mv "$tmp" "$dest"
+echo "setup: neko-smol is in $dest" >&2
 echo "$dest"
