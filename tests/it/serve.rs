@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU16, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,14 +54,14 @@ struct FakeServer {
 
 impl FakeServer {
     fn start(handler: impl Fn(&Value, usize) -> Reply + Send + Sync + 'static) -> Self {
-        Self::start_with_models(handler, Arc::new(AtomicBool::new(true)))
+        Self::start_with_models(handler, Arc::new(AtomicU16::new(200)))
     }
 
-    /// [`FakeServer::start`] whose models listing answers 503 once `models_up` is false (a
-    /// server going down).
+    /// [`FakeServer::start`] whose models listing answers with the status in `models` (200:
+    /// the list; 503: a server going down; 404: a server without the route).
     fn start_with_models(
         handler: impl Fn(&Value, usize) -> Reply + Send + Sync + 'static,
-        models_up: Arc<AtomicBool>,
+        models: Arc<AtomicU16>,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
@@ -73,7 +73,7 @@ impl FakeServer {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { break };
                 let (handler, kept, seen) = (handler.clone(), kept.clone(), seen.clone());
-                let up = models_up.clone();
+                let up = models.clone();
                 std::thread::spawn(move || serve(stream, &*handler, &kept, &seen, &up));
             }
         });
@@ -91,7 +91,7 @@ fn serve(
     handler: &Handler,
     kept: &Mutex<Vec<Value>>,
     seen: &Mutex<HashMap<String, usize>>,
-    models_up: &AtomicBool,
+    models: &AtomicU16,
 ) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
@@ -115,9 +115,10 @@ fn serve(
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body).unwrap();
-        let reply = if request_line.starts_with("GET /v1/models") && !models_up.load(SeqCst) {
-            Reply::error(503, "shutting down")
-        } else if request_line.starts_with("GET /v1/models") {
+        let listing = request_line.starts_with("GET /v1/models");
+        let reply = if listing && models.load(SeqCst) != 200 {
+            Reply::error(models.load(SeqCst), "no listing")
+        } else if listing {
             Reply {
                 status: 200,
                 body: json!({"object": "list", "data": [{"id": "tiny", "object": "model"}]}),
@@ -450,13 +451,13 @@ fn a_server_that_is_gone_stops_the_run_and_a_resume_finishes_it() {
 
     // A server that dies a few records before a window's end (fewer failures in a row than
     // the count): it no longer lists its models either, so those records get no line.
-    let up = Arc::new(AtomicBool::new(true));
+    let up = Arc::new(AtomicU16::new(200));
     let down = up.clone();
     let dying_late = FakeServer::start_with_models(
         move |body, _| match number(body) {
             n if n < 60 => Reply::ok(&best_in(body["prompt"].as_str().unwrap())),
             _ => {
-                down.store(false, SeqCst);
+                down.store(503, SeqCst);
                 Reply::error(503, "server shutting down")
             }
         },
@@ -473,9 +474,28 @@ fn a_server_that_is_gone_stops_the_run_and_a_resume_finishes_it() {
     assert_eq!(written.len(), 60);
     assert!(written.iter().all(|l| l.get("error").is_none()));
 
+    // A server without the listing route (404, accepted with --served-model) is still up when
+    // a window ends in a failure: that record gets its error line and the run goes on.
+    let no_route = FakeServer::start_with_models(
+        move |body, _| match number(body) {
+            69 => Reply::error(503, "overloaded"),
+            _ => Reply::ok(&best_in(body["prompt"].as_str().unwrap())),
+        },
+        Arc::new(AtomicU16::new(404)),
+    );
+    std::fs::remove_file(neko::output::partial_path(&dest)).unwrap();
+    let (code, err) = run(&no_route.url, &["--served-model", "tiny"]);
+    assert_eq!(code, Some(0), "{err}");
+    let got = json_lines(std::fs::read_to_string(&dest).unwrap().as_bytes());
+    assert_eq!(got.len(), 70);
+    assert!(got[69]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("HTTP 503"));
+    std::fs::remove_file(&dest).unwrap();
+
     // A wrong path or model: every request would fail the same way, so the first stops it.
     let missing = FakeServer::start(|_, _| Reply::error(404, "The model `x` does not exist."));
-    std::fs::remove_file(neko::output::partial_path(&dest)).unwrap();
     let (code, err) = run(&missing.url, &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
