@@ -666,48 +666,36 @@ fn guard_leaves_out_a_cut_last_line_and_writes_nothing_on_a_bad_one() {
     )
     .unwrap();
     let preds = tmp.path().join("raw.jsonl");
-    std::fs::write(
-        &preds,
-        "{\"id\": \"a\", \"prediction\": \"x y\"}\n{\"id\": \"b\", \"predic",
-    )
-    .unwrap();
-    let mut cmd = neko();
-    cmd.arg("guard").arg("--input").arg(&input).arg(&preds);
-    let out = ok(&mut cmd);
-    assert_eq!(json_lines(&out.stdout).len(), 1);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("raw.jsonl:2: a cut last line"));
+    // `neko guard` on predictions whose second line is `second`.
+    let guard = |second: &str| {
+        std::fs::write(
+            &preds,
+            format!("{{\"id\": \"a\", \"prediction\": \"x y\"}}\n{second}"),
+        )
+        .unwrap();
+        let out = neko()
+            .arg("guard")
+            .arg("--input")
+            .arg(&input)
+            .arg(&preds)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), json_lines(&out.stdout), err)
+    };
+    let (code, lines, err) = guard("{\"id\": \"b\", \"predic");
+    assert_eq!((code, lines.len()), (Some(0), 1), "{err}");
+    assert!(err.contains("raw.jsonl:2: a cut last line"), "{err}");
     // A complete but bad last line without a newline is an error, not a cut.
-    std::fs::write(
-        &preds,
-        "{\"id\": \"a\", \"prediction\": \"x y\"}\n{\"id\": \"b\", \"margin\": NaN}",
-    )
-    .unwrap();
-    let out = neko()
-        .arg("guard")
-        .arg("--input")
-        .arg(&input)
-        .arg(&preds)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    std::fs::write(
-        &preds,
-        "{\"id\": \"a\", \"prediction\": \"x y\"}\n{\"id\": \"c\", \"prediction\": \"z\"}\n",
-    )
-    .unwrap();
-    let out = neko()
-        .arg("guard")
-        .arg("--input")
-        .arg(&input)
-        .arg(&preds)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let (code, _, err) = guard("{\"id\": \"b\", \"margin\": NaN}");
+    assert_eq!(code, Some(2), "{err}");
+    let (code, lines, err) = guard("{\"id\": \"c\", \"prediction\": \"z\"}\n");
+    assert_eq!(code, Some(2));
     assert!(
-        out.stdout.is_empty(),
+        lines.is_empty(),
         "nothing written before the bad line is found"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("raw.jsonl:2: id \"c\" is not in"));
+    assert!(err.contains("raw.jsonl:2: id \"c\" is not in"), "{err}");
 }
 
 #[test]
