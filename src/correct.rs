@@ -56,8 +56,11 @@ pub struct CorrectOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Constrain {
     /// None: free decoding.
-    #[default]
     None,
+    /// ASR records (the default): adopted by a rule written before its out-of-domain dev
+    /// decoding, docs/training.md "That rule, written before…".
+    #[default]
+    Asr,
     /// Every record.
     Words,
     /// Records with two or more hypotheses (ASR, MT N-best); a single hypothesis (OCR, GEC)
@@ -66,10 +69,11 @@ pub enum Constrain {
 }
 
 impl Constrain {
-    /// Whether a record with these hypotheses is constrained.
-    pub fn applies(self, hypotheses: &[String]) -> bool {
+    /// Whether a record of this task with these hypotheses is constrained.
+    pub fn applies(self, task: Task, hypotheses: &[String]) -> bool {
         match self {
             Constrain::None => false,
+            Constrain::Asr => task == Task::Asr,
             Constrain::Words => true,
             Constrain::Auto => hypotheses.len() > 1,
         }
@@ -79,6 +83,7 @@ impl Constrain {
     pub fn name(self) -> &'static str {
         match self {
             Constrain::None => "none",
+            Constrain::Asr => "asr",
             Constrain::Words => "words",
             Constrain::Auto => "auto",
         }
@@ -95,7 +100,7 @@ impl Default for CorrectOptions {
             max_batch_tokens: DEFAULT_MAX_BATCH_TOKENS,
             prefix_reuse: true,
             guard: GuardOptions::default(),
-            constrain: Constrain::None,
+            constrain: Constrain::default(),
             style: StyleMode::Model,
         }
     }
@@ -235,9 +240,11 @@ impl Corrector {
         options: CorrectOptions,
         backend: Box<dyn Backend>,
     ) -> Self {
-        // A served model's answers cannot be scored here: no margin check.
+        // A served model's answers cannot be scored here (no margin check), nor its tokens
+        // chosen (no constrained decoding: the CLI refuses asking for it).
         let options = CorrectOptions {
             guard: options.guard.without_margin(),
+            constrain: Constrain::None,
             ..options
         };
         let mut c = Corrector::new(model, prompt, options);
@@ -438,9 +445,13 @@ impl Corrector {
                 Ok(p) => {
                     let max_new = p.max_new;
                     fitted.push((i, p.warning));
-                    let constraint = self.options.constrain.applies(&r.hypotheses).then(|| {
-                        Arc::new(WordConstraint::new(&r.hypotheses, &self.model.tokenizer))
-                    });
+                    let constraint =
+                        self.options
+                            .constrain
+                            .applies(task, &r.hypotheses)
+                            .then(|| {
+                                Arc::new(WordConstraint::new(&r.hypotheses, &self.model.tokenizer))
+                            });
                     prompts.push(Prompt {
                         ids: p.ids,
                         text: p.text,
@@ -822,7 +833,7 @@ impl Corrector {
             }
         }
         let mut text = text.trim();
-        if self.options.constrain.applies(&record.hypotheses) {
+        if self.options.constrain.applies(task, &record.hypotheses) {
             text = crate::constrain::drop_open_word(text, &record.hypotheses);
         }
         let written = text.to_string();
@@ -897,10 +908,7 @@ impl Corrector {
         let max_new = o
             .max_new_tokens
             .map_or("auto".to_string(), |n| n.to_string());
-        let decode = match o.constrain {
-            Constrain::None => "greedy".to_string(),
-            c => format!("greedy+{}", c.name()),
-        };
+        let decode = decode_signature(o.constrain, tasks);
         let guard = o.guard.signature(tasks);
         let style = o.style.name();
         let chat = if self.model.chat.is_some() {
@@ -914,6 +922,19 @@ impl Corrector {
             o.stop,
             env!("CARGO_PKG_VERSION")
         )
+    }
+}
+
+/// The signature's decoding: `greedy`, `+words` where every record is constrained, `+auto` as
+/// asked, and for the ASR default what it did to this run's tasks, so a run of ASR records
+/// signs as `--constrain words` does (the same decoding).
+fn decode_signature(constrain: Constrain, tasks: &[Task]) -> String {
+    let asr = tasks.iter().filter(|&&t| t == Task::Asr).count();
+    match constrain {
+        Constrain::None => "greedy".to_string(),
+        Constrain::Asr if asr == 0 => "greedy".to_string(),
+        Constrain::Asr if asr == tasks.len() => "greedy+words".to_string(),
+        c => format!("greedy+{}", c.name()),
     }
 }
 

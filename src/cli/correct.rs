@@ -153,12 +153,14 @@ pub struct DecodeArgs {
     #[arg(long, value_enum, default_value = "pick", env = "NEKO_GUARD_NBEST")]
     pub guard_nbest: Nbest,
 
-    /// Constrained decoding: `words` lets the model write only words (as written, punctuation
-    /// included) that occur in some hypothesis of the record; `auto` does so for records with
-    /// two or more hypotheses (N-best ASR, MT) and decodes single-hypothesis records (OCR, GEC)
-    /// freely; `none` (default) is free decoding. In-process backend only.
-    #[arg(long, value_enum, default_value = "none", env = "NEKO_CONSTRAIN")]
-    pub constrain: Constrain,
+    /// Constrained decoding: the model writes only words (as written, punctuation included)
+    /// that occur in some hypothesis of the record. `asr` (default with the in-process model)
+    /// constrains ASR records and decodes the other tasks freely; `words` constrains every
+    /// record; `auto` those with two or more hypotheses (N-best ASR, MT); `none` is free
+    /// decoding. Why ASR: docs/training.md, "That rule, written before…". A served model
+    /// (`--backend openai`) decodes freely and refuses the flag.
+    #[arg(long, value_enum, env = "NEKO_CONSTRAIN")]
+    pub constrain: Option<Constrain>,
 
     /// ASR answers' casing and punctuation: `model` (default) as the model writes them;
     /// `follow` writes them in the hypotheses' convention before the guard looks at them
@@ -186,7 +188,7 @@ impl DecodeArgs {
                 agreed: self.guard_agreed,
                 nbest: self.guard_nbest,
             },
-            constrain: self.constrain,
+            constrain: self.constrain.unwrap_or_default(),
             style: self.style,
             ..CorrectOptions::default()
         };
@@ -259,8 +261,8 @@ impl BackendArgs {
                 if model.adapter.is_some() || model.quant.is_some() {
                     bail!("--adapter and --quant change in-process weights; with --backend openai the server's model is used as served");
                 }
-                if decode.constrain != Constrain::None {
-                    bail!("--constrain needs the in-process model: the completions API gives no control over each token");
+                if decode.constrain.is_some_and(|c| c != Constrain::None) {
+                    bail!("--constrain needs the in-process model: the completions API gives no control over each token (a served model decodes freely without the flag)");
                 }
                 if decode.routing != RoutingMode::Learned {
                     bail!("--routing task forces experts in process; a server routes as its model does");

@@ -1187,8 +1187,10 @@ fn shipped_neko_smol_rebuilds_from_the_base_and_gives_its_recorded_answers() {
             .env("NEKO_CACHE", &cache)
             .env_remove("NEKO_MODEL")
             // Recorded before the N-best pick, which would send asr-whisper-dev-18's longer
-            // answer back unscored (the guard's tests cover the pick).
+            // answer back unscored (the guard's tests cover the pick), and before ASR
+            // decoding was constrained by default.
             .env("NEKO_GUARD_NBEST", "free")
+            .env("NEKO_CONSTRAIN", "none")
             .arg("correct")
             .arg(fixture("records/neko-smol-dev.jsonl")),
     );
@@ -1197,18 +1199,50 @@ fn shipped_neko_smol_rebuilds_from_the_base_and_gives_its_recorded_answers() {
         crate::util::json_lines(&std::fs::read(fixture("neko-smol-expected.jsonl")).unwrap());
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
-        for field in ["id", "prediction", "guard"] {
-            assert_eq!(g.get(field), w.get(field), "{field}: got {g}, recorded {w}");
-        }
         // The guard's margin, against the PyTorch port's (scripts/margins_torch.py).
-        let margin = |r: &Value| r.get("margin").and_then(Value::as_f64);
-        match (margin(g), margin(w)) {
-            (Some(a), Some(b)) => assert!((a - b).abs() < 0.01, "margin {a}, reference {b}"),
-            (a, b) => assert_eq!(a, b, "margin of {}", w["id"]),
-        }
+        assert_same_answer(g, w);
     }
     // Not a copy of the input: the model corrected some records, and the margin sent some
     // answers back.
     assert!(want.iter().any(|w| w["prediction"] != w["best"]));
     assert!(want.iter().any(|w| w["guard"] == "fallback:margin"));
+
+    // The plain default: ASR records constrained to their hypotheses' words, with the
+    // answers the ASR dev decoding gave (docs/results/constrain-2026-11-27, same ids); the
+    // other tasks decode freely, as recorded above.
+    let out = crate::util::ok(
+        neko()
+            .env("NEKO_CACHE", &cache)
+            .env_remove("NEKO_MODEL")
+            .arg("correct")
+            .arg(fixture("records/neko-smol-dev.jsonl")),
+    );
+    let got = crate::util::json_lines(&out.stdout);
+    let constrained = crate::util::json_lines(
+        &std::fs::read(fixture("neko-smol-constrained-expected.jsonl")).unwrap(),
+    );
+    let mut constrained = constrained.iter();
+    for (g, w) in got.iter().zip(&want) {
+        match g["task"] == "asr" {
+            true => assert_same_answer(g, constrained.next().unwrap()),
+            false => assert_same_answer(g, w),
+        }
+    }
+    assert!(constrained.next().is_none());
+}
+
+/// `got` has `want`'s id, prediction and guard, and its margin within 0.01.
+fn assert_same_answer(got: &Value, want: &Value) {
+    for field in ["id", "prediction", "guard"] {
+        assert_eq!(
+            got.get(field),
+            want.get(field),
+            "{field}: got {got}, recorded {want}"
+        );
+    }
+    let margin = |r: &Value| r.get("margin").and_then(Value::as_f64);
+    match (margin(got), margin(want)) {
+        (Some(a), Some(b)) => assert!((a - b).abs() < 0.01, "margin {a}, reference {b}"),
+        (a, b) => assert_eq!(a, b, "margin of {}", want["id"]),
+    }
 }

@@ -561,6 +561,7 @@ fn the_correction_signature_travels_to_eval() {
 
 /// `--constrain words`: every word of every answer occurs in that record's hypotheses, while
 /// the (random) tiny model decoding freely writes other words; the signature says which ran.
+/// The default (`asr`) decodes these ASR records as `words` does, and signs the same.
 #[test]
 fn constrained_decoding_writes_only_hypothesis_words() {
     let input = fixture("records/variants.json");
@@ -589,8 +590,15 @@ fn constrained_decoding_writes_only_hypothesis_words() {
             })
             .sum()
     };
-    let (free, _) = run(&[]);
+    let (free, free_err) = run(&["--constrain", "none"]);
     let (constrained, stderr) = run(&["--constrain", "words"]);
+    let (default, default_err) = run(&[]);
+    assert_eq!(default, constrained);
+    assert!(
+        default_err.contains("|decode:greedy+words|"),
+        "{default_err}"
+    );
+    assert!(free_err.contains("|decode:greedy|"), "{free_err}");
     assert_eq!(constrained.len(), vocab.len());
     assert!(
         foreign(&free) > 0,
@@ -601,4 +609,51 @@ fn constrained_decoding_writes_only_hypothesis_words() {
         .iter()
         .any(|r| !r["prediction"].as_str().unwrap().is_empty()));
     assert!(stderr.contains("decode:greedy+words"), "{stderr}");
+}
+
+/// The default constrains ASR records only: on a file of every task, the OCR, MT and GEC
+/// answers are the free ones, every ASR answer keeps to its hypotheses' words, and the
+/// signature names the ASR-only constraint.
+#[test]
+fn the_default_constrains_asr_records_only() {
+    let run = |extra: &[&str]| {
+        let out = crate::util::ok(
+            neko()
+                .args(["correct", "--no-guard", "--max-new-tokens", "12"])
+                .args(extra)
+                .arg("--model")
+                .arg(fixture("tiny-llama"))
+                .arg(fixture("records/neko-smol-dev.jsonl")),
+        );
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        (json_lines(&out.stdout), err)
+    };
+    let (default, err) = run(&[]);
+    let (free, _) = run(&["--constrain", "none"]);
+    assert!(err.contains("|decode:greedy+asr|"), "{err}");
+    let entries = record::read_path(&fixture("records/neko-smol-dev.jsonl")).unwrap();
+    let (mut asr, mut other) = (0, 0);
+    for ((e, d), f) in entries.iter().zip(&default).zip(&free) {
+        let r = e.record.as_ref().unwrap();
+        if d["task"] == "asr" {
+            let words: Vec<&str> = r
+                .hypotheses
+                .iter()
+                .flat_map(|h| h.split_whitespace())
+                .collect();
+            for w in d["prediction"].as_str().unwrap().split_whitespace() {
+                assert!(words.contains(&w), "{w} in {d}");
+            }
+            asr += 1;
+        } else {
+            assert_eq!(d["prediction"], f["prediction"], "{d}");
+            other += 1;
+        }
+    }
+    assert_eq!((asr, other), (6, 6));
+    // The free ASR answers stray from the hypotheses, so the constraint had work to do.
+    assert!(default
+        .iter()
+        .zip(&free)
+        .any(|(d, f)| d["prediction"] != f["prediction"]));
 }

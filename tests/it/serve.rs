@@ -562,6 +562,8 @@ fn output_is_in_input_order_and_resumes_with_the_openai_backend() {
         sig.contains("|backend:openai:tiny|prompt_as:text|"),
         "{sig}"
     );
+    // The in-process ASR default (`--constrain asr`) cannot reach a server: it decodes freely.
+    assert!(sig.contains("|decode:greedy|"), "{sig}");
 
     // An interrupted run left 25 lines and part of the 26th: only the other 15 are sent.
     let resumed_server = FakeServer::start(|body, _| {
@@ -674,7 +676,7 @@ fn openai_flags_are_checked_before_anything_runs() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("number of seconds"));
     }
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--backend", "openai"], "needs --endpoint"),
         (
             &["--endpoint", "http://127.0.0.1:9/v1"],
@@ -690,6 +692,17 @@ fn openai_flags_are_checked_before_anything_runs() {
                 "task",
             ],
             "a server routes",
+        ),
+        (
+            &[
+                "--backend",
+                "openai",
+                "--endpoint",
+                "http://x/v1",
+                "--constrain",
+                "asr",
+            ],
+            "--constrain needs the in-process model",
         ),
         (
             &[
@@ -789,9 +802,13 @@ fn served_smollm2_gives_the_in_process_corrections() {
         std::fs::read_to_string(dest).unwrap()
     };
     let server = ["--backend", "openai", "--endpoint", &endpoint];
-    // A served model's answers are not scored, so the in-process run leaves the margin out.
+    // A served model's answers are not scored, so the in-process run leaves the margin out;
+    // nor constrained, so it decodes freely.
     for guard in [&["--guard-margin", "off"][..], &["--no-guard"][..]] {
-        let local = run(guard, &dir.path().join("local.jsonl"));
+        let local = run(
+            &[guard, &["--constrain", "none"]].concat(),
+            &dir.path().join("local.jsonl"),
+        );
         let served = run(
             &[&server[..], guard, &["--concurrency", "4"]].concat(),
             &dir.path().join("served.jsonl"),
