@@ -55,6 +55,20 @@ pub struct Comparison {
     /// Files of the baseline that this run does not have (each a regression).
     #[serde(default)]
     pub missing: Vec<String>,
+    /// Files corrected by a run signed otherwise than their baseline's (another model or other
+    /// decoding settings): noted, not a regression, as a gate compares what the run gives.
+    #[serde(default)]
+    pub changed: Vec<Changed>,
+}
+
+/// A file whose `neko correct` signature differs from its baseline's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Changed {
+    /// The file (as given in this run).
+    pub file: String,
+    /// The signature's fields that differ, `baseline → current` (`name:value`, or `none`
+    /// where a side has no signature file).
+    pub fields: Vec<String>,
 }
 
 impl Comparison {
@@ -93,6 +107,7 @@ pub fn compare(
     let mut checks = Vec::new();
     let mut unmatched = Vec::new();
     let mut missing = Vec::new();
+    let mut changed: Vec<Changed> = Vec::new();
     for run in &current.runs {
         let base = matching_run(run, baseline)?;
         let mut matched = Vec::new();
@@ -101,6 +116,13 @@ pub fn compare(
                 Some(b) => {
                     matched.push(b.path.as_str());
                     checks.extend(compare_files(run, file, b, max_regression)?);
+                    let fields = signature_change(&b.correction, &file.correction);
+                    if !fields.is_empty() && !changed.iter().any(|c| c.file == file.path) {
+                        changed.push(Changed {
+                            file: file.path.clone(),
+                            fields,
+                        });
+                    }
                 }
                 None => unmatched.push(file.path.clone()),
             }
@@ -122,7 +144,49 @@ pub fn compare(
         regressions,
         unmatched,
         missing,
+        changed,
     })
+}
+
+/// The fields of two `neko correct` signatures that differ, `then → now`; a signature is
+/// `|`-separated `name:value` fields. Empty when both match or neither side has one.
+fn signature_change(then: &Option<String>, now: &Option<String>) -> Vec<String> {
+    let (then, now) = match (then, now) {
+        (None, None) => return Vec::new(),
+        (Some(a), Some(b)) if a == b => return Vec::new(),
+        (Some(a), Some(b)) => (a.as_str(), b.as_str()),
+        (a, b) => {
+            let side = |s: &Option<String>| s.as_ref().map_or("none", |_| "signed");
+            return vec![format!("signature: {} → {}", side(a), side(b))];
+        }
+    };
+    let fields = |s: &str| -> Vec<(String, String)> {
+        s.split('|')
+            .map(|f| match f.split_once(':') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (f.to_string(), String::new()),
+            })
+            .collect()
+    };
+    let (a, b) = (fields(then), fields(now));
+    let value = |fs: &[(String, String)], k: &str| {
+        fs.iter()
+            .find(|(n, _)| n == k)
+            .map_or("none".to_string(), |(_, v)| v.clone())
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for (k, _) in a.iter().chain(&b) {
+        if !names.contains(&k.as_str()) {
+            names.push(k);
+        }
+    }
+    names
+        .into_iter()
+        .filter_map(|k| {
+            let (x, y) = (value(&a, k), value(&b, k));
+            (x != y).then(|| format!("{k}: {x} → {y}"))
+        })
+        .collect()
 }
 
 fn matching_run<'b>(run: &Run, baseline: &'b Report) -> Result<&'b Run, BaselineError> {

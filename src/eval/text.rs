@@ -416,6 +416,14 @@ fn render_comparison(c: &Comparison, out: &mut String) {
     for m in &c.missing {
         let _ = writeln!(out, "  {m}: in the baseline, not in this run: REGRESSED");
     }
+    for ch in &c.changed {
+        let _ = writeln!(
+            out,
+            "  {}: corrected otherwise than its baseline (not a regression): {}",
+            ch.file,
+            ch.fields.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "{} regression(s) in {} check(s)",

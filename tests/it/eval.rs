@@ -345,6 +345,47 @@ fn baseline_gate_fails_files_cut_short_and_runs_that_compare_nothing() {
     assert!(stderr(&o).contains("no effect without --baseline"));
 }
 
+/// A file corrected by a run signed otherwise than its baseline's (here: another decoding) is
+/// named with the fields that changed; it is no regression, as the gate compares the scores.
+#[test]
+fn baseline_gate_names_a_correction_signed_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let asr = dir.path().join("asr.jsonl");
+    std::fs::copy(records("asr.jsonl"), &asr).unwrap();
+    let sig = neko::output::signature_path(&asr);
+    let signed = |decode: &str| {
+        let s = format!("correct|model:fp-1|dtype:f32|decode:{decode}|max_new:auto|neko:0.1.0");
+        std::fs::write(&sig, s).unwrap();
+    };
+    let asr = asr.to_str().unwrap();
+    signed("greedy");
+    let base = temp_json(dir.path(), "base.json", &json(&[asr]));
+    let base = base.to_str().unwrap();
+    let o = run(&["--baseline", base, asr], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("otherwise"), "{}", stdout(&o));
+    signed("greedy+words");
+    let o = run(&["--baseline", base, asr], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let note = "asr.jsonl: corrected otherwise than its baseline (not a regression): \
+                decode: greedy → greedy+words\n";
+    assert!(stdout(&o).contains(note), "{}", stdout(&o));
+    let report: Value =
+        serde_json::from_slice(&run(&["--json", "--baseline", base, asr], &[]).stdout).unwrap();
+    assert_eq!(
+        report["comparison"]["changed"][0]["fields"],
+        serde_json::json!(["decode: greedy → greedy+words"])
+    );
+    // A run without a signature beside its file, against a signed baseline.
+    std::fs::remove_file(&sig).unwrap();
+    let o = run(&["--baseline", base, asr], &[]);
+    assert!(
+        stdout(&o).contains("signature: signed → none"),
+        "{}",
+        stdout(&o)
+    );
+}
+
 #[test]
 fn baseline_gate_exits_1_on_a_regression_beyond_the_tolerance() {
     let dir = tempfile::tempdir().unwrap();
