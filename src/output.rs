@@ -445,6 +445,35 @@ fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
         .with_context(|| format!("{}: cannot write", sig.display()))
 }
 
+/// The fields of two signatures that differ, `name: then → now` (a signature is `|`-separated
+/// `name:value` fields; a field one side lacks is `none` there). Empty when they match.
+pub fn signature_fields_changed(then: &str, now: &str) -> Vec<String> {
+    let fields = |s: &str| -> Vec<(String, String)> {
+        (s.trim().split('|'))
+            .map(|f| match f.split_once(':') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (f.to_string(), String::new()),
+            })
+            .collect()
+    };
+    let (a, b) = (fields(then), fields(now));
+    let value = |fs: &[(String, String)], k: &str| {
+        (fs.iter().find(|(n, _)| n == k)).map_or("none".to_string(), |(_, v)| v.clone())
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for (k, _) in a.iter().chain(&b) {
+        if !names.contains(&k.as_str()) {
+            names.push(k);
+        }
+    }
+    (names.into_iter())
+        .filter_map(|k| {
+            let (x, y) = (value(&a, k), value(&b, k));
+            (x != y).then(|| format!("{k}: {x} → {y}"))
+        })
+        .collect()
+}
+
 /// Refuses to resume a run that was made with other settings (another model, guard or
 /// prompt): its lines and the new ones would be one file under one signature. The earlier
 /// run's signature is `FILE.partial.sig`, written when it started, or `FILE.sig` when it had
@@ -454,10 +483,11 @@ fn check_resume(earlier: &Path, signature: &str) -> anyhow::Result<()> {
     match std::fs::read_to_string(&sig) {
         Ok(then) if then.trim() == signature => Ok(()),
         Ok(then) => anyhow::bail!(
-            "{}: cannot resume: {} was written with other settings\n  then: {}\n  now:  {signature}\n\
+            "{}: cannot resume: {} was written with other settings ({})\n  then: {}\n  now:  {signature}\n\
              run the earlier command again with --resume, or start over without --resume",
             sig.display(),
             earlier.display(),
+            signature_fields_changed(&then, signature).join(", "),
             then.trim()
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => match earlier.exists() {

@@ -15,6 +15,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{FileReport, GroupReport, Pair, Report, Run, Scored};
+use crate::output::signature_fields_changed;
 
 /// Why a comparison could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -148,45 +149,16 @@ pub fn compare(
     })
 }
 
-/// The fields of two `neko correct` signatures that differ, `then → now`; a signature is
-/// `|`-separated `name:value` fields. Empty when both match or neither side has one.
+/// The signature fields that differ, `then → now`, or that one side has no signature.
 fn signature_change(then: &Option<String>, now: &Option<String>) -> Vec<String> {
-    let (then, now) = match (then, now) {
-        (None, None) => return Vec::new(),
-        (Some(a), Some(b)) if a == b => return Vec::new(),
-        (Some(a), Some(b)) => (a.as_str(), b.as_str()),
+    match (then, now) {
+        (None, None) => Vec::new(),
+        (Some(a), Some(b)) => signature_fields_changed(a, b),
         (a, b) => {
             let side = |s: &Option<String>| s.as_ref().map_or("none", |_| "signed");
-            return vec![format!("signature: {} → {}", side(a), side(b))];
-        }
-    };
-    let fields = |s: &str| -> Vec<(String, String)> {
-        s.split('|')
-            .map(|f| match f.split_once(':') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (f.to_string(), String::new()),
-            })
-            .collect()
-    };
-    let (a, b) = (fields(then), fields(now));
-    let value = |fs: &[(String, String)], k: &str| {
-        fs.iter()
-            .find(|(n, _)| n == k)
-            .map_or("none".to_string(), |(_, v)| v.clone())
-    };
-    let mut names: Vec<&str> = Vec::new();
-    for (k, _) in a.iter().chain(&b) {
-        if !names.contains(&k.as_str()) {
-            names.push(k);
+            vec![format!("signature: {} → {}", side(a), side(b))]
         }
     }
-    names
-        .into_iter()
-        .filter_map(|k| {
-            let (x, y) = (value(&a, k), value(&b, k));
-            (x != y).then(|| format!("{k}: {x} → {y}"))
-        })
-        .collect()
 }
 
 fn matching_run<'b>(run: &Run, baseline: &'b Report) -> Result<&'b Run, BaselineError> {

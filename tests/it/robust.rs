@@ -281,14 +281,21 @@ fn resume_refuses_a_run_made_with_other_settings() {
         neko::output::signature_path(&neko::output::partial_path(&dest)),
     )
     .unwrap();
-    for (model, extra) in [
-        ("tiny-mixtral", &[][..]),
-        ("tiny-llama", &["--no-guard"][..]),
+    // The message names the fields that changed.
+    for (model, extra, changed) in [
+        ("tiny-mixtral", &[][..], "settings (model: fp-"),
+        ("tiny-llama", &["--no-guard"][..], "settings (guard: "),
+        (
+            "tiny-llama",
+            &["--constrain", "none"][..],
+            "settings (decode: greedy+words → greedy)",
+        ),
     ] {
         let out = run(model, extra);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{model} {extra:?}: {err}");
         assert!(err.contains("written with other settings"), "{err}");
+        assert!(err.contains(changed), "{err}");
         // Nothing was touched: the same command as before still resumes it.
         let kept = std::fs::read_to_string(neko::output::partial_path(&dest)).unwrap();
         assert_eq!(kept, two);
