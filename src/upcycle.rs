@@ -72,6 +72,14 @@ pub fn upcycle(mut ck: Checkpoint, opts: &UpcycleOptions) -> Result<Checkpoint> 
     }
     opts.validate()?;
     let (hidden, inter) = (cfg.hidden_size, cfg.intermediate_size);
+    // A delta of rank min(hidden, intermediate) can already be any matrix: a larger rank only
+    // adds parameters (and is likelier a typo), and full experts train the same.
+    if let Some(l) = opts.lora.filter(|l| l.rank > hidden.min(inter)) {
+        bail!(
+            "--lora-rank {} is above the model's hidden size {hidden} (intermediate {inter}): a delta that large is no low-rank one; give a smaller rank or full experts (no --lora-rank)",
+            l.rank
+        );
+    }
     let mut rng = SplitMix64(opts.seed);
     for layer in 0..cfg.num_hidden_layers {
         let p = format!("model.layers.{layer}");

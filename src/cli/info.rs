@@ -112,24 +112,32 @@ fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(EXIT_OK);
     }
+    // A top-1 model's top-k column would repeat its top-1.
+    let k = m.config.num_experts_per_tok;
+    let top_k = match k {
+        1 => String::new(),
+        k => format!("  top-{k}"),
+    };
     println!(
-        "task  expert  records  tokens   top-1  top-{} (share of tokens routed to the task's expert, mean of layers; top-k per layer)",
-        m.config.num_experts_per_tok
+        "task  expert  records  tokens   top-1{top_k} (share of tokens routed to the task's expert, mean of layers; top-k per layer)"
     );
     for r in rows {
+        let share = match k {
+            1 => String::new(),
+            _ => format!("  {:>5.1}%", r.share * 100.0),
+        };
         let layers: Vec<String> = r
             .per_layer
             .iter()
             .map(|s| format!("{:.0}", s * 100.0))
             .collect();
         println!(
-            "{:<5} {:>6} {:>8} {:>7}  {:>5.1}%  {:>5.1}%  [{}]",
+            "{:<5} {:>6} {:>8} {:>7}  {:>5.1}%{share}  [{}]",
             r.task.to_string(),
             r.expert,
             r.records,
             r.tokens,
             r.top1 * 100.0,
-            r.share * 100.0,
             layers.join(" ")
         );
     }

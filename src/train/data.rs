@@ -176,6 +176,9 @@ pub fn read_examples(
         }
         let entries = crate::record::read_path(&spec.path)
             .with_context(|| format!("cannot read {}", spec.path.display()))?;
+        if entries.is_empty() {
+            bail!("{}: no records", spec.path.display());
+        }
         let limit = spec.max_records.unwrap_or(usize::MAX);
         for entry in entries.into_iter().take(limit) {
             let record = match entry.record {
@@ -219,14 +222,15 @@ pub fn read_examples(
     Ok((out, report))
 }
 
-/// Whether a path names a test split (a file name containing `test`, or a folder named `test`
-/// or `heldout`): those are for final evaluation only.
+/// Whether a path names a test split (a word of the file name that starts with `test`, as in
+/// `test_atis.json` or `ocr.testset.jsonl`, or a folder named `test` or `heldout`): those are
+/// for final evaluation only. `latest-gec.jsonl` is no test split.
 pub fn is_test_split(path: &Path) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())
         .unwrap_or_default();
-    name.contains("test")
+    (name.split(|c: char| !c.is_alphanumeric())).any(|w| w.starts_with("test"))
         || path.components().any(|c| {
             let c = c.as_os_str().to_string_lossy().to_lowercase();
             c == "test" || c == "heldout"
@@ -385,5 +389,9 @@ mod tests {
             "../shared/data/synth/ocr.dev.jsonl"
         )));
         assert!(!is_test_split(Path::new("tests/fixtures/records/a.jsonl")));
+        // A word of the name that starts with "test", not any "test" inside one.
+        assert!(is_test_split(Path::new("data/ocr-testset.jsonl")));
+        assert!(!is_test_split(Path::new("data/latest-gec.jsonl")));
+        assert!(!is_test_split(Path::new("data/contest.jsonl")));
     }
 }

@@ -175,6 +175,16 @@ impl TrainConfig {
         if self.data.is_empty() {
             bail!("no [[data]] files");
         }
+        if h.warmup_steps > h.steps {
+            bail!(
+                "warmup_steps {} is longer than the run (steps {}): the learning rate would never reach lr",
+                h.warmup_steps,
+                h.steps
+            );
+        }
+        if let Some(d) = (self.data.iter().chain(&self.valid)).find(|d| d.max_records == Some(0)) {
+            bail!("{}: max_records = 0 reads none of it", d.path.display());
+        }
         Ok(())
     }
 

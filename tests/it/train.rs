@@ -428,6 +428,31 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
     );
     let (code, err) = info(&["--adapter", adapter.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
+    // The table has a top-k column next to top-1 where k is more than 1.
+    let table = |model: &Path| {
+        run_ok(
+            neko()
+                .args(["info", "--routing", "--data"])
+                .arg(&data)
+                .arg("--model")
+                .arg(model),
+        )
+    };
+    let two = table(&model);
+    assert!(
+        two.starts_with("task  expert  records  tokens   top-1  top-2 (share"),
+        "{two}"
+    );
+    let top1 = tmp.path().join("top1");
+    run_ok(upcycle_tiny("4").args(["--top-k", "1", "--to"]).arg(&top1));
+    let one = table(&top1);
+    assert!(
+        one.starts_with("task  expert  records  tokens   top-1 (share"),
+        "{one}"
+    );
+    // One share per row, then the per-layer list.
+    let row = one.lines().nth(1).unwrap();
+    assert_eq!(row.matches('%').count(), 1, "{one}");
 }
 
 /// A record longer than the model has positions for is left out even when `max_len` allows
@@ -499,6 +524,16 @@ path = "../shared/data/synth/ocr.train.jsonl"
     assert_eq!(c.train.routing, RoutingLoss::Aux);
     assert_eq!(c.train.batch_size, Hyper::default().batch_size);
     assert!(TrainConfig::from_toml(&text.replace("steps", "stepz")).is_err());
+    // A warm-up longer than the run, and a file of which no record is read, are mistakes.
+    let err = |t: &str| TrainConfig::from_toml(t).unwrap_err().to_string();
+    let long = text.replace("steps = 10", "steps = 10\nwarmup_steps = 11");
+    assert!(err(&long).contains("longer than the run"), "{}", err(&long));
+    let none = format!("{text}max_records = 0\n");
+    assert!(
+        err(&none).contains("ocr.train.jsonl: max_records = 0"),
+        "{}",
+        err(&none)
+    );
     // Warm-up then cosine down to min_lr_ratio.
     let mut c = c;
     c.train.warmup_steps = 2;
@@ -701,7 +736,8 @@ fn export_examples(cfg: &Path, out: &Path) -> Vec<serde_json::Value> {
 }
 
 /// Exporting never touches a run, so it works beside one, and it refuses to overwrite its own
-/// data; an unreadable record is named; `tec` is `gec`; lora mode on full experts is refused.
+/// data; an unreadable record is named; `tec` is `gec`; lora mode on full experts is refused;
+/// an empty data file and a low-rank delta above the hidden size are refused.
 #[test]
 fn training_mistakes_are_named() {
     let tmp = tempfile::tempdir().unwrap();
@@ -767,6 +803,27 @@ fn training_mistakes_are_named() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has full ones"));
+    // An empty data file trains on nothing.
+    std::fs::write(&data, "").unwrap();
+    let out = neko()
+        .args(["train", "--config", cfg, "--force"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mix.jsonl: no records"), "{err}");
+    // A low-rank delta larger than the model's hidden size (64) is no low-rank one.
+    let out = upcycle_tiny("65")
+        .arg("--to")
+        .arg(tmp.path().join("r65"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--lora-rank 65 is above the model's hidden size 64"),
+        "{err}"
+    );
 }
 
 /// `neko train --export-examples` writes the examples another engine trains on
