@@ -52,8 +52,9 @@ run() { # name, flags...
 }
 
 if [ "${LOCAL:-1}" != 0 ]; then
+    # Free decoding, as a server decodes (neko's ASR default keeps to the hypotheses' words).
     # shellcheck disable=SC2086
-    run in-process ${LOCAL_FLAGS:-}
+    run in-process --constrain none ${LOCAL_FLAGS:-}
 fi
 for c in $CONCURRENCY; do
     run "openai-c$c" --backend openai --endpoint "$NEKO_TEST_OPENAI_ENDPOINT" --concurrency "$c"

@@ -49,7 +49,8 @@ $neko correct --task asr --model "$OUT/smol-f32" --dump-prompts "$DATA" | head -
 bench() { # name, model flags...
     local name="$1"
     shift
-    $neko bench --data "$DATA" --limit "$N" --task asr --no-guard \
+    # Free decoding, as the other engines decode (neko's ASR default keeps to the hypotheses' words).
+    $neko bench --data "$DATA" --limit "$N" --task asr --no-guard --constrain none \
         --predictions "$OUT/$name.jsonl" "$@" >"$OUT/$name.json"
     echo "$name: $(cat "$OUT/$name.json")" >&2
 }

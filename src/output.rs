@@ -449,12 +449,24 @@ fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
 /// `name:value` fields; a field one side lacks is `none` there). Empty when they match.
 pub fn signature_fields_changed(then: &str, now: &str) -> Vec<String> {
     let fields = |s: &str| -> Vec<(String, String)> {
-        (s.trim().split('|'))
-            .map(|f| match f.split_once(':') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (f.to_string(), String::new()),
-            })
-            .collect()
+        let mut out: Vec<(String, String)> = Vec::new();
+        for part in s.trim().split('|') {
+            // A `|` inside a value (`stop:["|"]`) starts no field: only `name:` does.
+            let name = part.split_once(':').map(|(k, _)| k).filter(|k| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+            match (name, out.last_mut()) {
+                (None, Some((_, v))) => {
+                    v.push('|');
+                    v.push_str(part);
+                }
+                _ => {
+                    let (k, v) = part.split_once(':').unwrap_or((part, ""));
+                    out.push((k.to_string(), v.to_string()));
+                }
+            }
+        }
+        out
     };
     let (a, b) = (fields(then), fields(now));
     let value = |fs: &[(String, String)], k: &str| {
@@ -526,4 +538,24 @@ pub fn partial_path(dest: &Path) -> PathBuf {
 
 fn id_key(id: &Value) -> String {
     id.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signature_fields_changed;
+
+    #[test]
+    fn signature_fields_changed_names_each_field_once() {
+        let then = r#"correct|model:fp-1|decode:greedy|stop:["|"]|neko:0.1.0"#;
+        let now = r#"correct|model:fp-2|decode:greedy|stop:["\n"]|style:follow|neko:0.1.0"#;
+        assert_eq!(
+            signature_fields_changed(then, now),
+            [
+                "model: fp-1 → fp-2",
+                r#"stop: ["|"] → ["\n"]"#,
+                "style: none → follow"
+            ]
+        );
+        assert!(signature_fields_changed(then, &format!("{then}\n")).is_empty());
+    }
 }

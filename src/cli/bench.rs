@@ -83,6 +83,8 @@ pub struct DataBenchRecord {
     pub batch_size: usize,
     pub max_batch_tokens: usize,
     pub prefix_reuse: bool,
+    /// Which records decoded only their hypotheses' words (`--constrain`: `asr` by default).
+    pub constrain: String,
     /// Wall time of the correction (prompts, decoding, answers), model load excluded.
     pub seconds: f64,
     pub records_s: f64,
@@ -288,6 +290,7 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
         batch_size: options.batch_size,
         max_batch_tokens: options.max_batch_tokens,
         prefix_reuse: options.prefix_reuse,
+        constrain: options.constrain.name().to_string(),
         seconds,
         records_s: n as f64 / seconds.max(1e-9),
         prefill_tok_s: computed as f64 / st.prefill_s.max(1e-9),

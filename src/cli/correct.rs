@@ -158,7 +158,7 @@ pub struct DecodeArgs {
     /// constrains ASR records and decodes the other tasks freely; `words` constrains every
     /// record; `auto` those with two or more hypotheses (N-best ASR, MT); `none` is free
     /// decoding. Why ASR: docs/training.md, "That rule, written before…". A served model
-    /// (`--backend openai`) decodes freely and refuses the flag.
+    /// (`--backend openai`) decodes freely and refuses any value but `none`.
     #[arg(long, value_enum, env = "NEKO_CONSTRAIN")]
     pub constrain: Option<Constrain>,
 
@@ -262,7 +262,7 @@ impl BackendArgs {
                     bail!("--adapter and --quant change in-process weights; with --backend openai the server's model is used as served");
                 }
                 if decode.constrain.is_some_and(|c| c != Constrain::None) {
-                    bail!("--constrain needs the in-process model: the completions API gives no control over each token (a served model decodes freely without the flag)");
+                    bail!("--constrain (or NEKO_CONSTRAIN) needs the in-process model: the completions API gives no control over each token; a served model decodes freely without it (or with `none`)");
                 }
                 if decode.routing != RoutingMode::Learned {
                     bail!("--routing task forces experts in process; a server routes as its model does");

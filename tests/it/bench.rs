@@ -71,4 +71,11 @@ fn data_bench_counts_what_it_left_out() {
     let lines = crate::util::json_lines(&std::fs::read(&preds).unwrap());
     let ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["a", "d"]);
+    // Timed as `neko correct` decodes by default: ASR answers keep to the hypotheses' words.
+    assert_eq!(r["constrain"], "asr");
+    for (l, words) in lines.iter().zip(["the cat sat", "a dog ran"]) {
+        let vocab: Vec<&str> = words.split_whitespace().collect();
+        let answer = l["prediction"].as_str().unwrap();
+        assert!(answer.split_whitespace().all(|w| vocab.contains(&w)), "{l}");
+    }
 }

@@ -702,7 +702,7 @@ fn openai_flags_are_checked_before_anything_runs() {
                 "--constrain",
                 "asr",
             ],
-            "--constrain needs the in-process model",
+            "--constrain (or NEKO_CONSTRAIN) needs the in-process model",
         ),
         (
             &[

@@ -2,7 +2,7 @@
 //! batching, and dropping finished rows give exactly the tokens of one-at-a-time decoding
 //! without any of them (tiny f32 fixtures).
 
-use neko::correct::{CorrectOptions, Corrector};
+use neko::correct::{Constrain, CorrectOptions, Corrector};
 use neko::generate::{greedy_batch, greedy_batch_with, DecodeStats, Request, Settings};
 use neko::record::Record;
 use neko::Task;
@@ -139,7 +139,8 @@ fn llama_prefix_reuse_equals_one_at_a_time() {
 
 fn corrections(name: &str, options: CorrectOptions, windows: usize) -> (Vec<String>, DecodeStats) {
     let records = variant_records();
-    let mut corrector = Corrector::new(load(name), None, options);
+    let model = name.split(' ').next().unwrap();
+    let mut corrector = Corrector::new(load(model), None, options);
     let refs: Vec<&Record> = records.iter().collect();
     let mut texts = Vec::new();
     for chunk in refs.chunks(refs.len().div_ceil(windows)) {
@@ -152,13 +153,22 @@ fn corrections(name: &str, options: CorrectOptions, windows: usize) -> (Vec<Stri
 }
 
 /// The whole correction path: prefix reuse and token-budget batching against one record at a
-/// time with full prompts; the prefix is computed once per task, across calls.
+/// time with full prompts; the prefix is computed once per task, across calls. Both decodings:
+/// free (MT, OCR, GEC, and ASR with `--constrain none`) and the ASR default, constrained.
 fn corrector_fast_path_equals_slow_path(name: &str) {
+    for constrain in [Constrain::None, Constrain::Asr] {
+        fast_path_equals_slow_path(name, constrain);
+    }
+}
+
+fn fast_path_equals_slow_path(name: &str, constrain: Constrain) {
+    let name = &format!("{name} ({})", constrain.name());
     let slow = CorrectOptions {
         batch_size: 1,
         max_batch_tokens: usize::MAX,
         prefix_reuse: false,
         max_new_tokens: Some(12),
+        constrain,
         ..CorrectOptions::default()
     };
     let fast = CorrectOptions {
@@ -166,6 +176,7 @@ fn corrector_fast_path_equals_slow_path(name: &str) {
         max_batch_tokens: 400,
         prefix_reuse: true,
         max_new_tokens: Some(12),
+        constrain,
         ..CorrectOptions::default()
     };
     let (want, slow_stats) = corrections(name, slow, 1);
