@@ -129,8 +129,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         let c = baseline::compare(&report, base, path, args.max_regression)?;
         report.comparison = Some(c);
     }
-    write_report(&report, args.json)?;
-    Ok(exit_code(&report))
+    // The verdict stands whether or not a reader took the whole report: a gate piped into
+    // `head` must still fail on a regression.
+    let code = exit_code(&report);
+    match write_report(&report, args.json) {
+        Err(e) if super::is_broken_pipe(&e) => Ok(code),
+        written => written.map(|_| code),
+    }
 }
 
 fn read_baseline(path: &PathBuf) -> anyhow::Result<(String, Report)> {

@@ -200,7 +200,7 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// `neko ... | head` closes our stdout early: that is success, not an error.
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
+pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)

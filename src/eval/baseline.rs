@@ -5,7 +5,7 @@
 //! setting. For the whole-file scores, each metric both sides have is compared on its "system"
 //! value: the corrected score when the file has predictions, the 1-best otherwise. A metric
 //! regresses when it is worse by more than `max_regression` points (absolute, in the metric's
-//! own percentage points: WER 8.40 → 8.61 is 0.21 points worse). The number of scored records
+//! own percentage points, as printed to two decimals: WER 8.40 → 8.61 is 0.21 points worse). The number of scored records
 //! must be the baseline's: a file cut short (a correction run that died) or scored on other
 //! data is not a like-for-like score, however good its rates. A comparison that compares
 //! nothing fails the gate ([`Comparison::nothing_compared`]).
@@ -113,7 +113,7 @@ pub fn compare(
         let base = matching_run(run, baseline)?;
         let mut matched = Vec::new();
         for file in &run.files {
-            match matching_file(file, base) {
+            match matching_file(file, run, base) {
                 Some(b) => {
                     matched.push(b.path.as_str());
                     checks.extend(compare_files(run, file, b, max_regression)?);
@@ -188,19 +188,35 @@ fn file_name(p: &str) -> Option<&str> {
     Path::new(p).file_name().and_then(|n| n.to_str())
 }
 
-fn matching_file<'b>(file: &FileReport, base: &'b Run) -> Option<&'b FileReport> {
+/// The baseline file of `file`: the one with its path, or else the only one with its file
+/// name, when no other file of this `run` has that name or that baseline file's path (one
+/// baseline file is compared with one file of the run).
+fn matching_file<'b>(file: &FileReport, run: &Run, base: &'b Run) -> Option<&'b FileReport> {
     if let Some(f) = base.files.iter().find(|b| b.path == file.path) {
         return Some(f);
     }
     let name = file_name(&file.path)?;
-    let mut same = base
+    let named = |files: &'b [FileReport]| {
+        let mut same = files
+            .iter()
+            .filter(move |b| file_name(&b.path) == Some(name));
+        match (same.next(), same.next()) {
+            (Some(f), None) => Some(f),
+            _ => None,
+        }
+    };
+    let unique_here = run
         .files
         .iter()
-        .filter(|b| file_name(&b.path) == Some(name));
-    match (same.next(), same.next()) {
-        (Some(f), None) => Some(f),
-        _ => None,
-    }
+        .filter(|f| file_name(&f.path) == Some(name))
+        .count()
+        == 1;
+    named(&base.files).filter(|b| unique_here && !run.files.iter().any(|f| f.path == b.path))
+}
+
+/// `x` rounded to two decimals, as the reports print it.
+fn cents(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 /// The corrected score when there is one, else the 1-best's.
@@ -268,11 +284,10 @@ fn compare_files(
             .into_iter()
             .filter_map(|(metric, current, lower_better)| {
                 let (_, baseline, _) = before.iter().find(|(m, _, _)| *m == metric)?;
-                let worse_by = if lower_better {
-                    current - baseline
-                } else {
-                    baseline - current
-                };
+                // Compared as printed, to two decimals: 8.40 → 8.60 is 0.20 worse however
+                // the unrounded rates fall.
+                let (now, then) = (cents(current), cents(*baseline));
+                let worse_by = if lower_better { now - then } else { then - now };
                 // A hair of slack so that a value re-read from JSON equals itself.
                 let regressed = worse_by > tol + 1e-9;
                 Some(check(metric, *baseline, current, worse_by, regressed))

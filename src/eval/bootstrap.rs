@@ -73,21 +73,23 @@ pub enum Better {
 }
 
 /// The interval of one metric over `pairs`, one per record of the group: the record's
-/// (1-best, prediction) statistics, or `None` for a record the metric does not cover (it is
-/// still drawn, so every metric of a group sees the same samples). `None` when no record is
-/// covered.
+/// (1-best, prediction) statistics, or `None` for a record the metric does not cover. Only the
+/// covered records are resampled: in a group that mixes tasks, BLEU's interval is that of its
+/// MT records (drawing the others too made empty samples, whose change of 0 pulled the
+/// interval toward 0). `None` when no record is covered.
 pub fn interval<S: Default + Copy + std::ops::AddAssign>(
     pairs: &[Option<(S, S)>],
     score: impl Fn(&S) -> f64,
     better: Better,
     bs: PairedBs,
 ) -> Option<Interval> {
-    if pairs.iter().all(Option::is_none) {
+    let pairs: Vec<(S, S)> = pairs.iter().flatten().copied().collect();
+    if pairs.is_empty() {
         return None;
     }
     let delta_of = |draw: &mut dyn Iterator<Item = usize>| {
         let (mut one, mut corr) = (S::default(), S::default());
-        for (a, b) in draw.filter_map(|i| pairs[i]) {
+        for (a, b) in draw.map(|i| pairs[i]) {
             one += a;
             corr += b;
         }
@@ -215,13 +217,16 @@ mod tests {
     }
 
     #[test]
-    fn records_a_metric_does_not_cover_are_drawn_but_not_scored() {
-        let mut pairs = vec![None; 10];
-        pairs.push(Some((counts(2, 10), counts(0, 10))));
+    fn records_a_metric_does_not_cover_are_not_drawn() {
+        let covered: Vec<_> = (0..20)
+            .map(|k| Some((counts(2, 10), counts(k % 3, 10))))
+            .collect();
+        let mut pairs = vec![None; 30];
+        pairs.extend(covered.iter().copied());
         let i = interval(&pairs, wer, Better::Lower, BS).unwrap();
-        assert!((i.delta + 20.0).abs() < 1e-9);
-        // Resamples that miss the one covered record score 0 - 0.
-        assert!(i.p_better < 1.0 && i.high == 0.0, "{i:?}");
+        // The interval of the covered records alone: no empty resample scoring 0 - 0.
+        assert_eq!(Some(i), interval(&covered, wer, Better::Lower, BS));
+        assert_eq!(i.p_better, 1.0, "{i:?}");
         assert_eq!(
             interval::<EditCounts>(&[None, None], wer, Better::Lower, BS),
             None

@@ -209,15 +209,16 @@ fn score_file(
                     continue;
                 }
             },
-            (None, None) => {
-                assumed_task += 1;
-                Task::Asr
-            }
+            (None, None) => Task::Asr,
         };
         let Some(reference) = record.reference.as_deref() else {
             unscored.push(note(entry, "no reference (`output`)".to_string()));
             continue;
         };
+        // Counted where it is scored so: an unscored record was scored as nothing.
+        if settings.task.is_none() && record.task.is_none() {
+            assumed_task += 1;
+        }
         scorable.push(Scorable {
             entry,
             record,
@@ -229,7 +230,7 @@ fn score_file(
     let fallbacks = if with_predictions {
         scorable
             .iter()
-            .filter(|s| s.record.prediction.is_none())
+            .filter(|s| corrected_text(s.record).is_none())
             .map(|s| note(s.entry, fallback_reason(s.record)))
             .collect()
     } else {
@@ -285,11 +286,24 @@ fn note(entry: &Entry, reason: String) -> Unscored {
     }
 }
 
-fn fallback_reason(record: &Record) -> String {
+/// The record's correction: its prediction, unless it failed (`neko correct` writes a failed
+/// record with its 1-best as the prediction and an `error`, and that is no correction).
+fn corrected_text(record: &Record) -> Option<&str> {
     match &record.error {
-        Some(Value::String(e)) => format!("no prediction (error: {e}); scored with its 1-best"),
-        Some(e) => format!("no prediction (error: {e}); scored with its 1-best"),
-        None => "no prediction; scored with its 1-best".to_string(),
+        Some(e) if !e.is_null() => None,
+        _ => record.prediction.as_deref(),
+    }
+}
+
+fn fallback_reason(record: &Record) -> String {
+    let what = match record.prediction {
+        Some(_) => "failed",
+        None => "no prediction",
+    };
+    match &record.error {
+        Some(Value::String(e)) => format!("{what} (error: {e}); scored with its 1-best"),
+        Some(e) if !e.is_null() => format!("{what} (error: {e}); scored with its 1-best"),
+        _ => "no prediction; scored with its 1-best".to_string(),
     }
 }
 
@@ -308,7 +322,7 @@ fn normalize_all(n: &Normalizer, texts: &[String]) -> Vec<String> {
 fn score_record(s: &Scorable<'_>, n: &Normalizer, with_predictions: bool) -> RecordScore {
     let reference = n.apply(s.reference);
     let hyps = normalize_all(n, &s.record.hypotheses);
-    let prediction = with_predictions.then(|| match &s.record.prediction {
+    let prediction = with_predictions.then(|| match corrected_text(s.record) {
         Some(p) => n.apply(p),
         None => hyps[0].clone(),
     });
@@ -329,7 +343,7 @@ fn score_record(s: &Scorable<'_>, n: &Normalizer, with_predictions: bool) -> Rec
         source: s.record.source.clone(),
         reference_words: ref_w.len() as u64,
         reference_chars: ref_c.len() as u64,
-        has_prediction: s.record.prediction.is_some(),
+        has_prediction: corrected_text(s.record).is_some(),
         one_best,
         oracle: nbest.then_some(best.counts),
         compositional: nbest.then(|| oracle::compositional(&ref_w, &hyp_w)),

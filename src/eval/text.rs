@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::baseline::Comparison;
-use super::{FileReport, GroupReport, Rate, Report, Run};
+use super::{FileReport, GroupReport, Report, Run};
 
 /// How many records to name per file before pointing to `--json`.
 const MAX_NAMED: usize = 20;
@@ -133,10 +133,12 @@ fn has_predictions(run: &Run) -> bool {
 }
 
 fn legend(run: &Run) -> String {
-    let sdi = if has_predictions(run) {
-        "corrected"
-    } else {
-        "1-best"
+    let raw_too = (run.files.iter())
+        .any(|f| (f.groups.iter()).any(|g| g.records > 0 && g.wer.corrected.is_none()));
+    let sdi = match (has_predictions(run), raw_too) {
+        (true, true) => "corrected (of the 1-best where a file has no predictions)",
+        (true, false) => "corrected",
+        (false, _) => "1-best",
     };
     let no_nbest = run
         .files
@@ -204,15 +206,9 @@ fn wer_table(run: &Run, labels: &Labels) -> Table {
             if corrected {
                 row.push(g.cer.corrected.map_or("-".into(), |c| rate(c.rate)));
             }
-            let sdi: Option<Rate> = if corrected {
-                w.corrected
-            } else {
-                Some(w.one_best)
-            };
-            match sdi {
-                Some(r) => row.extend([r.substitutions, r.deletions, r.insertions].map(count)),
-                None => row.extend(["-", "-", "-"].map(String::from)),
-            }
+            // A file without predictions in a run with some: its 1-best's (the legend says).
+            let r = w.corrected.filter(|_| corrected).unwrap_or(w.one_best);
+            row.extend([r.substitutions, r.deletions, r.insertions].map(count));
             t.push(row);
         }
     }

@@ -817,3 +817,131 @@ fn synthetic_dev_sets_match_the_reference_tools() {
         }
     }
 }
+
+/// A record `neko correct` failed on (its 1-best as prediction, and an `error`) is a fallback,
+/// not a correction; an unscored record without a task is not counted as scored as ASR; a
+/// raw file beside a corrected one shows its 1-best's S D I.
+#[test]
+fn failed_records_are_fallbacks_and_only_scored_records_count_as_asr() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("out.jsonl");
+    std::fs::write(
+        &f,
+        "{\"id\": \"a\", \"task\": \"asr\", \"prediction\": \"hello world\", \"best\": \"hello word\", \"output\": \"hello world\"}\n\
+         {\"id\": \"b\", \"task\": \"asr\", \"prediction\": \"hello word\", \"best\": \"hello word\", \"output\": \"hello world\", \"error\": {\"file\": \"in.jsonl\", \"line\": 2, \"message\": \"timed out\"}}\n\
+         {\"id\": \"c\", \"input\": [\"no reference\"]}\n",
+    )
+    .unwrap();
+    let raw = dir.path().join("raw.jsonl");
+    std::fs::write(
+        &raw,
+        "{\"id\": \"r\", \"input\": [\"a b c\"], \"output\": \"a x c d\"}\n",
+    )
+    .unwrap();
+    let o = run(&["--json", f.to_str().unwrap()], &[]);
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file = &report["runs"][0]["files"][0];
+    assert_eq!(file["fallbacks"].as_array().unwrap().len(), 1, "{file}");
+    let reason = file["fallbacks"][0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("failed (error: "), "{reason}");
+    assert_eq!(file["groups"][0]["predictions"], 1);
+    // The record without a reference was not scored, as ASR or otherwise.
+    assert_eq!(file["assumed_task"], 0, "{file}");
+    assert!(!stderr(&o).contains("scored as asr"), "{}", stderr(&o));
+    let text = stdout(&run(&[f.to_str().unwrap(), raw.to_str().unwrap()], &[]));
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("raw.jsonl") || l.contains("/raw.jsonl"))
+        .unwrap();
+    let sdi: Vec<&str> = row.split_whitespace().rev().take(3).collect();
+    assert_eq!(sdi, ["0", "1", "1"], "I D S: {text}");
+    assert!(
+        text.contains("S D I of the corrected (of the 1-best where a file has no predictions)"),
+        "{text}"
+    );
+}
+
+/// The gate's verdict holds when its reader stops early (`| head`): exit 1, not 0.
+#[test]
+fn a_closed_stdout_keeps_the_gate_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let asr = records("asr.jsonl");
+    let mut better = json(&[&asr]);
+    let wer = &mut better["runs"][0]["files"][0]["groups"][0]["wer"]["corrected"]["rate"];
+    *wer = serde_json::json!(wer.as_f64().unwrap() - 1.0);
+    let base = temp_json(dir.path(), "better.json", &better);
+    let mut cmd = util::neko();
+    cmd.args(["eval", "--baseline", base.to_str().unwrap(), &asr])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Scores are compared as printed, to two decimals: a WER of 8.396 against 8.604 is 0.21
+/// worse whatever the unrounded difference (0.208) says, and 8.404 against 8.596 is 0.19.
+#[test]
+fn the_gate_compares_scores_as_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let asr = records("asr.jsonl");
+    let now = json(&[&asr]);
+    let current = now["runs"][0]["files"][0]["groups"][0]["wer"]["corrected"]["rate"]
+        .as_f64()
+        .unwrap();
+    let printed = (current * 100.0).round() / 100.0;
+    let gate = |baseline: f64, tol: &str| {
+        let mut b = now.clone();
+        b["runs"][0]["files"][0]["groups"][0]["wer"]["corrected"]["rate"] =
+            serde_json::json!(baseline);
+        let p = temp_json(dir.path(), "b.json", &b);
+        run(
+            &[
+                "--baseline",
+                p.to_str().unwrap(),
+                "--max-regression",
+                tol,
+                &asr,
+            ],
+            &[],
+        )
+        .status
+        .code()
+    };
+    // Printed 0.20 better than now: within 0.2, whatever the third decimal.
+    assert_eq!(gate(printed - 0.2 + 0.004, "0.2"), Some(0));
+    assert_eq!(gate(printed - 0.2 - 0.004, "0.2"), Some(0));
+    assert_eq!(gate(printed - 0.21 + 0.004, "0.2"), Some(1));
+}
+
+/// A baseline file is compared with one file of the run: the one at its path, else the only
+/// one with its name. Another file of that name is not compared with it.
+#[test]
+fn one_baseline_file_matches_one_file_of_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d1, d2) = (dir.path().join("d1"), dir.path().join("d2"));
+    for d in [&d1, &d2] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::copy(records("asr.jsonl"), d.join("x.jsonl")).unwrap();
+    }
+    let (x1, x2) = (d1.join("x.jsonl"), d2.join("x.jsonl"));
+    let (x1, x2) = (x1.to_str().unwrap(), x2.to_str().unwrap());
+    let base = temp_json(dir.path(), "base.json", &json(&[x1]));
+    let o = run(&["--baseline", base.to_str().unwrap(), x1, x2], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("{x2}: not in the baseline, not compared")),
+        "{}",
+        stdout(&o)
+    );
+    // Alone, the other file still matches by name (a run from another folder).
+    let o = run(&["--baseline", base.to_str().unwrap(), x2], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("not compared"), "{}", stdout(&o));
+}
