@@ -4,9 +4,13 @@
 //! model then cannot invent words; it can only choose, order and drop the recogniser's.
 //!
 //! Per step only a short list of candidate tokens is looked at: the tokens of the hypotheses as
-//! the tokenizer splits them (whole, after a space, and word by word), plus the tokens that end
-//! an answer. A candidate is allowed when the text it makes still consists of hypothesis words,
-//! the last one possibly unfinished; an answer may end only after a whole word.
+//! the tokenizer splits them (whole, after a space, after a newline, and word by word), plus the
+//! tokens that end an answer; special tokens (`<s>`, `<|im_start|>`) typed in a hypothesis are
+//! none of them. A candidate is allowed when the text it makes still consists of hypothesis
+//! words, the last one possibly unfinished but one that candidates can finish (a prefix that
+//! no candidate continues would end the answer mid-word); an answer may end only after a whole
+//! word. A hypothesis word counts as written and as the tokenizer gives it back (a normalizer
+//! may compose `é`).
 //!
 //! The text is checked as bytes, not characters: byte-level tokenizers split a character such
 //! as "é" or "東" across tokens, and the token holding its first byte alone is no text at all.
@@ -19,9 +23,12 @@ use tokenizers::Tokenizer;
 /// answer.
 pub struct Pieces {
     bytes: Vec<Vec<u8>>,
-    /// EOS, and the tokens that start with a stop string (spaces before it aside): an answer
-    /// that a model ends with a newline rather than EOS must be able to end so.
+    /// EOS, and the tokens that start with a stop string or begin one (spaces before it
+    /// aside): an answer that a model ends with a newline rather than EOS must be able to end
+    /// so, and a stop string of several tokens (`</answer>`) to begin.
     enders: Vec<u32>,
+    /// Special added tokens: never written as hypothesis text.
+    special: HashSet<u32>,
 }
 
 impl Pieces {
@@ -59,14 +66,24 @@ impl Pieces {
         let mut enders = eos.to_vec();
         for (id, piece) in bytes.iter().enumerate() {
             let spaces = piece.iter().take_while(|&&b| b == b' ').count();
-            let stops_here = stops
-                .iter()
-                .any(|s| !s.is_empty() && piece[spaces..].starts_with(s.as_bytes()));
+            let rest = &piece[spaces..];
+            let stops_here = stops.iter().any(|s| {
+                let s = s.as_bytes();
+                !s.is_empty() && !rest.is_empty() && (rest.starts_with(s) || s.starts_with(rest))
+            });
             if stops_here && !enders.contains(&(id as u32)) {
                 enders.push(id as u32);
             }
         }
-        Pieces { bytes, enders }
+        let special = (tokenizer.get_added_tokens_decoder().into_iter())
+            .filter(|(_, t)| t.special)
+            .map(|(id, _)| id)
+            .collect();
+        Pieces {
+            bytes,
+            enders,
+            special,
+        }
     }
 
     fn get(&self, id: u32) -> &[u8] {
@@ -142,22 +159,49 @@ fn trim_start(bytes: &[u8]) -> &[u8] {
     &bytes[valid.len() - valid.trim_start().len()..]
 }
 
-/// One record's constraint: its words, their prefixes, and the candidate tokens.
+/// The words of `hypotheses`, as written and as `tokenizer` gives them back (decoding their
+/// encoding: a normalizer's NFC, say).
+fn hypothesis_words(hypotheses: &[String], tokenizer: &Tokenizer) -> HashSet<Vec<u8>> {
+    let round_trip = |h: &String| {
+        let ids = tokenizer.encode(h.as_str(), false).ok()?;
+        tokenizer.decode(ids.get_ids(), true).ok()
+    };
+    let texts: Vec<String> = (hypotheses.iter())
+        .flat_map(|h| [Some(h.clone()), round_trip(h)])
+        .flatten()
+        .collect();
+    (texts.iter())
+        .flat_map(|h| h.split_whitespace())
+        .map(|w| w.as_bytes().to_vec())
+        .collect()
+}
+
+/// One record's constraint: its words, the prefixes an answer may stop in, and the candidate
+/// tokens.
 #[derive(Debug)]
 pub struct WordConstraint {
     words: HashSet<Vec<u8>>,
-    /// Every byte prefix of every word, the words included.
-    prefixes: HashSet<Vec<u8>>,
+    /// The byte prefixes of words (the words included) that the candidates can finish.
+    live: HashSet<Vec<u8>>,
     candidates: Vec<u32>,
 }
 
 impl WordConstraint {
     /// The constraint for `hypotheses`.
-    pub fn new(hypotheses: &[String], tokenizer: &Tokenizer) -> Self {
+    pub fn new(hypotheses: &[String], tokenizer: &Tokenizer, pieces: &Pieces) -> Self {
         let mut candidates = HashSet::new();
+        let newline = (tokenizer.encode("\n", false).ok())
+            .map(|e| e.get_ids().to_vec())
+            .unwrap_or_default();
         let mut add_ids = |text: &str| {
             if let Ok(enc) = tokenizer.encode(text, false) {
                 candidates.extend(enc.get_ids().iter().copied());
+            }
+            // After a newline (the prompt's last token) a SentencePiece tokenizer writes a
+            // word without the "▁" its encoding of the word alone adds.
+            if let Ok(enc) = tokenizer.encode(format!("\n{text}"), false) {
+                let ids = enc.get_ids();
+                candidates.extend(ids.strip_prefix(newline.as_slice()).unwrap_or(ids));
             }
         };
         for h in hypotheses {
@@ -168,25 +212,15 @@ impl WordConstraint {
                 add_ids(&format!(" {w}"));
             }
         }
-        let mut candidates: Vec<u32> = candidates.into_iter().collect();
+        let mut candidates: Vec<u32> = (candidates.into_iter())
+            .filter(|id| !pieces.special.contains(id) && !pieces.enders.contains(id))
+            .collect();
         candidates.sort_unstable();
-        Self::with_candidates(hypotheses, candidates)
-    }
-
-    /// The constraint with its word and prefix sets, looking only at `candidates`.
-    fn with_candidates(hypotheses: &[String], candidates: Vec<u32>) -> Self {
-        let words: HashSet<Vec<u8>> = hypotheses
-            .iter()
-            .flat_map(|h| h.split_whitespace())
-            .map(|w| w.as_bytes().to_vec())
-            .collect();
-        let prefixes = words
-            .iter()
-            .flat_map(|w| (1..=w.len()).map(|n| w[..n].to_vec()))
-            .collect();
+        let words = hypothesis_words(hypotheses, tokenizer);
+        let live = live_prefixes(&words, &candidates, pieces);
         WordConstraint {
             words,
-            prefixes,
+            live,
             candidates,
         }
     }
@@ -203,14 +237,7 @@ impl WordConstraint {
             _ => Vec::new(),
         };
         let tail = [last.as_slice(), piece].concat();
-        let (parts, open) = split_words(&tail);
-        parts.iter().enumerate().all(|(i, w)| {
-            if i + 1 == parts.len() && open {
-                self.prefixes.contains(*w)
-            } else {
-                self.words.contains(*w)
-            }
-        })
+        fits(&tail, &self.words, &self.live)
     }
 
     /// Whether the answer may end after `text`: it is empty of open words or ends in a whole
@@ -249,9 +276,6 @@ impl WordConstraint {
             pieces.enders.iter().for_each(|&id| consider(id));
         }
         for &id in &self.candidates {
-            if pieces.enders.contains(&id) {
-                continue;
-            }
             let piece = pieces.get(id);
             let piece = if text.is_empty() {
                 trim_start(piece)
@@ -268,15 +292,58 @@ impl WordConstraint {
     }
 }
 
+/// Whether `text` (an unfinished word and what follows it) consists of `words`, its last word,
+/// when no whitespace ends it, one of the `open` prefixes.
+fn fits(text: &[u8], words: &HashSet<Vec<u8>>, open: &HashSet<Vec<u8>>) -> bool {
+    let (parts, is_open) = split_words(text);
+    (parts.iter().enumerate()).all(|(i, w)| match i + 1 == parts.len() && is_open {
+        true => open.contains(*w),
+        false => words.contains(*w),
+    })
+}
+
+/// The prefixes of `words` from which the `candidates` can reach a whole word: the words, and
+/// every prefix that some candidate takes to a whole word or to a live prefix (a fixpoint,
+/// longest prefixes first, as a candidate mostly lengthens the word it continues).
+fn live_prefixes(
+    words: &HashSet<Vec<u8>>,
+    candidates: &[u32],
+    pieces: &Pieces,
+) -> HashSet<Vec<u8>> {
+    let mut open: Vec<&[u8]> = (words.iter())
+        .flat_map(|w| (1..w.len()).map(|n| &w[..n]))
+        .filter(|p| !words.contains(*p))
+        .collect();
+    open.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    open.dedup();
+    // A prefix that is no word is continued by a piece that does not start a new word.
+    let continuing: Vec<&[u8]> = (candidates.iter())
+        .map(|&id| pieces.get(id))
+        .filter(|p| !p.is_empty() && trim_start(p).len() == p.len())
+        .collect();
+    let mut live: HashSet<Vec<u8>> = words.clone();
+    loop {
+        let before = live.len();
+        for p in &open {
+            if live.contains(*p) {
+                continue;
+            }
+            if (continuing.iter()).any(|piece| fits(&[*p, piece].concat(), words, &live)) {
+                live.insert(p.to_vec());
+            }
+        }
+        if live.len() == before {
+            return live;
+        }
+    }
+}
+
 /// `text` without a last word that no hypothesis has (one cut short by the token limit).
-pub fn drop_open_word<'a>(text: &'a str, hypotheses: &[String]) -> &'a str {
+pub fn drop_open_word<'a>(text: &'a str, hypotheses: &[String], tokenizer: &Tokenizer) -> &'a str {
     let Some(last) = text.split_whitespace().last() else {
         return text;
     };
-    if hypotheses
-        .iter()
-        .any(|h| h.split_whitespace().any(|w| w == last))
-    {
+    if hypothesis_words(hypotheses, tokenizer).contains(last.as_bytes()) {
         return text;
     }
     text[..text.len() - last.len()].trim_end()
@@ -286,9 +353,118 @@ pub fn drop_open_word<'a>(text: &'a str, hypotheses: &[String]) -> &'a str {
 mod tests {
     use super::*;
 
+    /// A constraint of these hypotheses' words whose every prefix is live (no tokenizer).
     fn constraint(hyps: &[&str]) -> WordConstraint {
-        let hyps: Vec<String> = hyps.iter().map(|h| h.to_string()).collect();
-        WordConstraint::with_candidates(&hyps, Vec::new())
+        let words: HashSet<Vec<u8>> = (hyps.iter())
+            .flat_map(|h| h.split_whitespace())
+            .map(|w| w.as_bytes().to_vec())
+            .collect();
+        let live = (words.iter())
+            .flat_map(|w| (1..=w.len()).map(|n| w[..n].to_vec()))
+            .collect();
+        WordConstraint {
+            words,
+            live,
+            candidates: Vec::new(),
+        }
+    }
+
+    fn tokenizer(path: &str) -> Tokenizer {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        Tokenizer::from_file(dir.join(path)).unwrap()
+    }
+
+    /// Logits that rank `ids` first, in order.
+    fn preferring(vocab: usize, ids: &[u32]) -> Vec<f32> {
+        let mut logits = vec![0.0f32; vocab];
+        for (k, &id) in ids.iter().enumerate() {
+            logits[id as usize] = 10.0 - k as f32;
+        }
+        logits
+    }
+
+    /// "response" is `re|s|ponse` and "se" one token, so after an `s` no candidate continues:
+    /// that `s` is refused, and the answer is never left mid-word.
+    #[test]
+    fn a_prefix_no_candidate_finishes_is_refused() {
+        let tok = tokenizer("tiny-llama/tokenizer.json");
+        let pieces = Pieces::new(&tok, &[2], &["\n".to_string()]);
+        let c = WordConstraint::new(&["is se response".to_string()], &tok, &pieces);
+        let id = |t: &str| tok.token_to_id(t).unwrap();
+        assert!(!c.live.contains(b"s".as_slice()));
+        assert!(c.live.contains(b"re".as_slice()) && c.live.contains(b"res".as_slice()));
+        let vocab = tok.get_vocab_size(true);
+        // Preferring `s`, then `se`: the answer starts with `se`.
+        let first = c.choose(&pieces, &[], &preferring(vocab, &[id("s"), id("se")]));
+        assert_eq!(first, id("se"));
+        // Within "response", `s` after `re` is the way on.
+        let next = c.choose(&pieces, &[id("re")], &preferring(vocab, &[id("s")]));
+        assert_eq!(next, id("s"));
+    }
+
+    /// Special tokens typed in a hypothesis are no candidates: `<s>` is never fed mid-answer.
+    #[test]
+    fn special_tokens_in_a_hypothesis_are_not_written() {
+        let tok = tokenizer("tiny-llama/tokenizer.json");
+        let pieces = Pieces::new(&tok, &[2], &["\n".to_string()]);
+        let c = WordConstraint::new(&["<s> the".to_string()], &tok, &pieces);
+        assert!(!c.candidates.contains(&1), "{:?}", c.candidates);
+        let vocab = tok.get_vocab_size(true);
+        assert_ne!(c.choose(&pieces, &[], &preferring(vocab, &[1])), 1);
+    }
+
+    /// A stop string of several tokens (`</answer>`) may begin where an answer may end.
+    #[test]
+    fn a_stop_string_of_several_tokens_can_begin() {
+        let tok = tokenizer("tiny-llama/tokenizer.json");
+        let lt = tok.token_to_id("<").unwrap();
+        let pieces = Pieces::new(&tok, &[2], &["</answer>".to_string()]);
+        assert!(pieces.enders.contains(&lt));
+        let c = WordConstraint::new(&["the cat".to_string()], &tok, &pieces);
+        let ids = |t: &str| tok.encode(t, false).unwrap().get_ids().to_vec();
+        let vocab = tok.get_vocab_size(true);
+        assert_eq!(
+            c.choose(&pieces, &ids("the cat"), &preferring(vocab, &[lt])),
+            lt
+        );
+        assert_ne!(
+            c.choose(&pieces, &ids("the ca"), &preferring(vocab, &[lt])),
+            lt
+        );
+    }
+
+    /// A SentencePiece tokenizer writes a word after the prompt's newline without the "▁" its
+    /// encoding alone adds: that bare token is a candidate (scripts/make_sp_tokenizer.py made
+    /// the fixture).
+    #[test]
+    fn the_bare_first_word_of_a_sentencepiece_answer_is_a_candidate() {
+        let tok = tokenizer("tokenizers/sp-byte-fallback.json");
+        let pieces = Pieces::new(&tok, &[2], &["\n".to_string()]);
+        let c = WordConstraint::new(&["the cat".to_string()], &tok, &pieces);
+        let after_newline = tok.encode("\nthe cat", false).unwrap();
+        let bare = after_newline.get_ids()[after_newline.get_ids().len() - 2];
+        assert_eq!(tok.id_to_token(bare).as_deref(), Some("the"));
+        assert!(c.candidates.contains(&bare), "{:?}", c.candidates);
+        let vocab = tok.get_vocab_size(true);
+        assert_eq!(c.choose(&pieces, &[], &preferring(vocab, &[bare])), bare);
+    }
+
+    /// A tokenizer whose normalizer composes characters (NFC) writes "café" composed; a
+    /// hypothesis that has it decomposed still allows it.
+    #[test]
+    fn a_word_as_the_tokenizer_normalizes_it_is_allowed() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tiny-llama/tokenizer.json");
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        json["normalizer"] = serde_json::json!({"type": "NFC"});
+        let tok: Tokenizer = json.to_string().parse().unwrap();
+        let pieces = Pieces::new(&tok, &[2], &["\n".to_string()]);
+        let hyps = ["un cafe\u{301}".to_string()];
+        let c = WordConstraint::new(&hyps, &tok, &pieces);
+        assert!(c.words.contains("café".as_bytes()));
+        assert!(c.may_end("un café".as_bytes()));
+        assert_eq!(drop_open_word("un café", &hyps, &tok), "un café");
     }
 
     #[test]
@@ -332,7 +508,7 @@ mod tests {
         let ender = 0;
         let pieces = Pieces::new(&tokenizer, &[ender], &[]);
         let hyps = vec!["un café à 東京".to_string()];
-        let c = WordConstraint::new(&hyps, &tokenizer);
+        let c = WordConstraint::new(&hyps, &tokenizer, &pieces);
         let ids = tokenizer
             .encode(hyps[0].as_str(), false)
             .unwrap()
@@ -366,7 +542,7 @@ mod tests {
         let newline = tokenizer.encode("\n", false).unwrap().get_ids()[0];
         let pieces = Pieces::new(&tokenizer, &[2], &["\n".to_string()]);
         assert!(pieces.enders.contains(&2) && pieces.enders.contains(&newline));
-        let c = WordConstraint::new(&["the cat".to_string()], &tokenizer);
+        let c = WordConstraint::new(&["the cat".to_string()], &tokenizer, &pieces);
         let mut logits = vec![0.0f32; tokenizer.get_vocab_size(true)];
         logits[newline as usize] = 1.0;
         let ids = |t: &str| tokenizer.encode(t, false).unwrap().get_ids().to_vec();
@@ -391,9 +567,10 @@ mod tests {
     #[test]
     fn a_word_cut_short_is_dropped() {
         let h = vec!["the cat sat".to_string()];
-        assert_eq!(drop_open_word("the cat sa", &h), "the cat");
-        assert_eq!(drop_open_word("the cat sat", &h), "the cat sat");
-        assert_eq!(drop_open_word("", &h), "");
+        let tok = tokenizer("tiny-llama/tokenizer.json");
+        assert_eq!(drop_open_word("the cat sa", &h, &tok), "the cat");
+        assert_eq!(drop_open_word("the cat sat", &h, &tok), "the cat sat");
+        assert_eq!(drop_open_word("", &h, &tok), "");
     }
 
     #[test]

@@ -439,19 +439,22 @@ impl Corrector {
         let mut results: Vec<Option<Result<Correction, String>>> = vec![None; records.len()];
         let mut prompts: Vec<Prompt> = Vec::new();
         let mut fitted: Vec<(usize, Option<String>)> = Vec::new();
+        if (records.iter()).any(|r| self.options.constrain.applies(task, &r.hypotheses)) {
+            self.build_pieces();
+        }
         for (i, r) in records.iter().enumerate() {
             let max_new = self.max_new_tokens(r);
             match self.fit_prompt(task, &r.hypotheses, max_new) {
                 Ok(p) => {
                     let max_new = p.max_new;
                     fitted.push((i, p.warning));
-                    let constraint =
-                        self.options
-                            .constrain
-                            .applies(task, &r.hypotheses)
-                            .then(|| {
-                                Arc::new(WordConstraint::new(&r.hypotheses, &self.model.tokenizer))
-                            });
+                    let constraint = (self.options.constrain.applies(task, &r.hypotheses))
+                        .then_some(self.pieces.as_ref())
+                        .flatten()
+                        .map(|pieces| {
+                            let tokenizer = &self.model.tokenizer;
+                            Arc::new(WordConstraint::new(&r.hypotheses, tokenizer, pieces))
+                        });
                     prompts.push(Prompt {
                         ids: p.ids,
                         text: p.text,
@@ -622,12 +625,8 @@ impl Corrector {
     ) -> candle_core::Result<Vec<generate::Generated>> {
         let eos = self.model.config.eos_token_ids.clone();
         let constrained = constraints.iter().any(Option::is_some);
-        if constrained && self.pieces.is_none() {
-            self.pieces = Some(Pieces::new(
-                &self.model.tokenizer,
-                &self.model.config.eos_token_ids,
-                &self.options.stop,
-            ));
+        if constrained {
+            self.build_pieces();
         }
         let pieces = self.pieces.as_ref();
         let choose = |i: usize, tokens: &[u32], logits: &[f32]| -> u32 {
@@ -657,6 +656,17 @@ impl Corrector {
             &settings,
             &mut self.stats,
         )
+    }
+
+    /// Each token's text, for constrained decoding: built once, on first use.
+    fn build_pieces(&mut self) {
+        if self.pieces.is_none() {
+            self.pieces = Some(Pieces::new(
+                &self.model.tokenizer,
+                &self.model.config.eos_token_ids,
+                &self.options.stop,
+            ));
+        }
     }
 
     /// The guard's margin check ([`guard::check_margin`]) of an answer the other checks kept
@@ -834,7 +844,8 @@ impl Corrector {
         }
         let mut text = text.trim();
         if self.options.constrain.applies(task, &record.hypotheses) {
-            text = crate::constrain::drop_open_word(text, &record.hypotheses);
+            text =
+                crate::constrain::drop_open_word(text, &record.hypotheses, &self.model.tokenizer);
         }
         let written = text.to_string();
         let text = self.options.style.apply(task, &record.hypotheses, &written);
