@@ -502,9 +502,7 @@ mod tests {
     /// hypothesis is allowed in its turn, so the constrained answer can be the hypothesis.
     #[test]
     fn byte_tokens_of_a_hypothesis_are_chosen_in_turn() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
-        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+        let tokenizer = tokenizer("tiny-llama/tokenizer.json");
         let ender = 0;
         let pieces = Pieces::new(&tokenizer, &[ender], &[]);
         let hyps = vec!["un café à 東京".to_string()];
@@ -536,9 +534,7 @@ mod tests {
     /// so, after a whole word only.
     #[test]
     fn a_stop_string_token_ends_an_answer() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
-        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+        let tokenizer = tokenizer("tiny-llama/tokenizer.json");
         let newline = tokenizer.encode("\n", false).unwrap().get_ids()[0];
         let pieces = Pieces::new(&tokenizer, &[2], &["\n".to_string()]);
         assert!(pieces.enders.contains(&2) && pieces.enders.contains(&newline));
