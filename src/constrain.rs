@@ -338,15 +338,17 @@ fn live_prefixes(
     }
 }
 
-/// `text` without a last word that no hypothesis has (one cut short by the token limit).
-pub fn drop_open_word<'a>(text: &'a str, hypotheses: &[String], tokenizer: &Tokenizer) -> &'a str {
-    let Some(last) = text.split_whitespace().last() else {
-        return text;
-    };
-    if hypothesis_words(hypotheses, tokenizer).contains(last.as_bytes()) {
-        return text;
+impl WordConstraint {
+    /// `text` without a last word that no hypothesis has (one cut short by the token limit).
+    pub fn drop_open_word<'a>(&self, text: &'a str) -> &'a str {
+        let Some(last) = text.split_whitespace().last() else {
+            return text;
+        };
+        if self.words.contains(last.as_bytes()) {
+            return text;
+        }
+        text[..text.len() - last.len()].trim_end()
     }
-    text[..text.len() - last.len()].trim_end()
 }
 
 #[cfg(test)]
@@ -464,7 +466,7 @@ mod tests {
         let c = WordConstraint::new(&hyps, &tok, &pieces);
         assert!(c.words.contains("café".as_bytes()));
         assert!(c.may_end("un café".as_bytes()));
-        assert_eq!(drop_open_word("un café", &hyps, &tok), "un café");
+        assert_eq!(c.drop_open_word("un café"), "un café");
     }
 
     #[test]
@@ -562,11 +564,10 @@ mod tests {
 
     #[test]
     fn a_word_cut_short_is_dropped() {
-        let h = vec!["the cat sat".to_string()];
-        let tok = tokenizer("tiny-llama/tokenizer.json");
-        assert_eq!(drop_open_word("the cat sa", &h, &tok), "the cat");
-        assert_eq!(drop_open_word("the cat sat", &h, &tok), "the cat sat");
-        assert_eq!(drop_open_word("", &h, &tok), "");
+        let c = constraint(&["the cat sat"]);
+        assert_eq!(c.drop_open_word("the cat sa"), "the cat");
+        assert_eq!(c.drop_open_word("the cat sat"), "the cat sat");
+        assert_eq!(c.drop_open_word(""), "");
     }
 
     #[test]

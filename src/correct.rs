@@ -475,7 +475,7 @@ impl Corrector {
         };
         for (((i, warning), g), p) in fitted.into_iter().zip(generated).zip(&prompts) {
             results[i] = Some(g.map(|g| {
-                let mut c = self.answer(task, records[i], &g);
+                let mut c = self.answer(task, records[i], &g, p.constraint.as_deref());
                 c.warning = warning;
                 self.check_margin(task, forced, records[i], &p.ids, &mut c);
                 c
@@ -834,7 +834,13 @@ impl Corrector {
     }
 
     /// The answer: the generated text up to the first stop string, trimmed, then guarded.
-    fn answer(&self, task: Task, record: &Record, generated: &Generation) -> Correction {
+    fn answer(
+        &self,
+        task: Task,
+        record: &Record,
+        generated: &Generation,
+        constraint: Option<&WordConstraint>,
+    ) -> Correction {
         let finish = generated.finish;
         let mut text = generated.text.trim_start();
         for s in self.options.stop.iter().filter(|s| !s.is_empty()) {
@@ -843,9 +849,8 @@ impl Corrector {
             }
         }
         let mut text = text.trim();
-        if self.options.constrain.applies(task, &record.hypotheses) {
-            text =
-                crate::constrain::drop_open_word(text, &record.hypotheses, &self.model.tokenizer);
+        if let Some(c) = constraint {
+            text = c.drop_open_word(text);
         }
         let written = text.to_string();
         let text = self.options.style.apply(task, &record.hypotheses, &written);
