@@ -250,8 +250,9 @@ impl WordConstraint {
     }
 
     /// The best allowed next token after `tokens` given the row's `logits` over the vocabulary.
-    /// When no candidate is allowed the answer ends (with the first ender).
-    pub fn choose(&self, pieces: &Pieces, tokens: &[u32], logits: &[f32]) -> u32 {
+    /// When no candidate is allowed the answer ends: with the first ender, or with `None` when
+    /// the model has none (no EOS and no token that starts a stop string).
+    pub fn choose(&self, pieces: &Pieces, tokens: &[u32], logits: &[f32]) -> Option<u32> {
         let text: Vec<u8> = tokens
             .iter()
             .flat_map(|&t| pieces.get(t))
@@ -288,7 +289,6 @@ impl WordConstraint {
         }
         best.map(|(id, _)| id)
             .or_else(|| pieces.enders.first().copied())
-            .unwrap_or(0)
     }
 }
 
@@ -398,10 +398,10 @@ mod tests {
         let vocab = tok.get_vocab_size(true);
         // Preferring `s`, then `se`: the answer starts with `se`.
         let first = c.choose(&pieces, &[], &preferring(vocab, &[id("s"), id("se")]));
-        assert_eq!(first, id("se"));
+        assert_eq!(first, Some(id("se")));
         // Within "response", `s` after `re` is the way on.
         let next = c.choose(&pieces, &[id("re")], &preferring(vocab, &[id("s")]));
-        assert_eq!(next, id("s"));
+        assert_eq!(next, Some(id("s")));
     }
 
     /// Special tokens typed in a hypothesis are no candidates: `<s>` is never fed mid-answer.
@@ -412,7 +412,7 @@ mod tests {
         let c = WordConstraint::new(&["<s> the".to_string()], &tok, &pieces);
         assert!(!c.candidates.contains(&1), "{:?}", c.candidates);
         let vocab = tok.get_vocab_size(true);
-        assert_ne!(c.choose(&pieces, &[], &preferring(vocab, &[1])), 1);
+        assert_ne!(c.choose(&pieces, &[], &preferring(vocab, &[1])), Some(1));
     }
 
     /// A stop string of several tokens (`</answer>`) may begin where an answer may end.
@@ -427,11 +427,11 @@ mod tests {
         let vocab = tok.get_vocab_size(true);
         assert_eq!(
             c.choose(&pieces, &ids("the cat"), &preferring(vocab, &[lt])),
-            lt
+            Some(lt)
         );
         assert_ne!(
             c.choose(&pieces, &ids("the ca"), &preferring(vocab, &[lt])),
-            lt
+            Some(lt)
         );
     }
 
@@ -448,7 +448,10 @@ mod tests {
         assert_eq!(tok.id_to_token(bare).as_deref(), Some("the"));
         assert!(c.candidates.contains(&bare), "{:?}", c.candidates);
         let vocab = tok.get_vocab_size(true);
-        assert_eq!(c.choose(&pieces, &[], &preferring(vocab, &[bare])), bare);
+        assert_eq!(
+            c.choose(&pieces, &[], &preferring(vocab, &[bare])),
+            Some(bare)
+        );
     }
 
     /// A tokenizer whose normalizer composes characters (NFC) writes "café" composed; a
@@ -524,12 +527,27 @@ mod tests {
             logits[want as usize] = 1.0;
             assert_eq!(
                 c.choose(&pieces, &ids[..step], &logits),
-                want,
+                Some(want),
                 "step {step}"
             );
         }
         let answer = tokenizer.decode(&ids, false).unwrap();
         assert_eq!(answer.trim(), hyps[0]);
+    }
+
+    /// With no EOS and no token that starts a stop string, an answer that allows nothing more
+    /// ends (`None`) instead of writing token 0.
+    #[test]
+    fn without_enders_a_finished_answer_ends() {
+        let tok = tokenizer("tiny-llama/tokenizer.json");
+        let pieces = Pieces::new(&tok, &[], &[]);
+        assert!(pieces.enders.is_empty());
+        // Hypotheses without a word: nothing may be written, not even at the start.
+        let c = WordConstraint::new(&[String::new()], &tok, &pieces);
+        let vocab = tok.get_vocab_size(true);
+        assert_eq!(c.choose(&pieces, &[], &preferring(vocab, &[0])), None);
+        let with_eos = Pieces::new(&tok, &[2], &[]);
+        assert_eq!(c.choose(&with_eos, &[], &preferring(vocab, &[0])), Some(2));
     }
 
     /// A model that ends its answer with the stop string (a newline) rather than EOS may end
@@ -544,10 +562,10 @@ mod tests {
         let mut logits = vec![0.0f32; tokenizer.get_vocab_size(true)];
         logits[newline as usize] = 1.0;
         let ids = |t: &str| tokenizer.encode(t, false).unwrap().get_ids().to_vec();
-        assert_eq!(c.choose(&pieces, &ids("the cat"), &logits), newline);
-        assert_ne!(c.choose(&pieces, &ids("the ca"), &logits), newline);
+        assert_eq!(c.choose(&pieces, &ids("the cat"), &logits), Some(newline));
+        assert_ne!(c.choose(&pieces, &ids("the ca"), &logits), Some(newline));
         let eos_only = Pieces::new(&tokenizer, &[2], &[]);
-        assert_ne!(c.choose(&eos_only, &ids("the cat"), &logits), newline);
+        assert_ne!(c.choose(&eos_only, &ids("the cat"), &logits), Some(newline));
     }
 
     #[test]

@@ -629,10 +629,10 @@ impl Corrector {
             self.build_pieces();
         }
         let pieces = self.pieces.as_ref();
-        let choose = |i: usize, tokens: &[u32], logits: &[f32]| -> u32 {
+        let choose = |i: usize, tokens: &[u32], logits: &[f32]| -> Option<u32> {
             match (constraints[i], pieces) {
                 (Some(c), Some(p)) => c.choose(p, tokens, logits),
-                _ => generate::argmax(logits),
+                _ => Some(generate::argmax(logits)),
             }
         };
         let tokenizer = &self.model.tokenizer;

@@ -39,8 +39,9 @@ pub struct Request {
     pub max_new_tokens: usize,
 }
 
-/// Picks a row's next token: `(request index, tokens so far, logits) -> token`.
-pub type Chooser<'a> = dyn Fn(usize, &[u32], &[f32]) -> u32 + 'a;
+/// Picks a row's next token: `(request index, tokens so far, logits) -> token`, or `None` to
+/// end the row there (a constraint that allows no token: the row ends as at a stop string).
+pub type Chooser<'a> = dyn Fn(usize, &[u32], &[f32]) -> Option<u32> + 'a;
 
 /// Settings shared by a batch.
 pub struct Settings<'a> {
@@ -170,7 +171,9 @@ pub fn greedy_batch_with(
             pads = still.iter().map(|&k| pads[k]).collect();
             next = still.iter().map(|&k| next[k]).collect();
         }
-        let step = Tensor::from_vec(next, (live.len(), 1), &device)?;
+        // A row that ended this step still needs an input until it is dropped.
+        let step: Vec<u32> = next.iter().map(|t| t.unwrap_or(pad_id)).collect();
+        let step = Tensor::from_vec(step, (live.len(), 1), &device)?;
         logits = decoder.forward(&step, &pads, settings.forced_expert, Logits::Last)?;
         next = pick(&logits, &live, &out, settings)?;
     }
@@ -216,15 +219,17 @@ fn prefill(
     }
 }
 
-/// Each live row's next token: the argmax, or what `settings.choose` picks.
+/// Each live row's next token: the argmax, or what `settings.choose` picks (`None`: the row
+/// ends).
 fn pick(
     logits: &Tensor,
     live: &[usize],
     out: &[Generated],
     settings: &Settings,
-) -> Result<Vec<u32>> {
+) -> Result<Vec<Option<u32>>> {
     let Some(choose) = settings.choose else {
-        return logits.argmax(D::Minus1)?.to_vec1();
+        let best: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+        return Ok(best.into_iter().map(Some).collect());
     };
     let rows: Vec<Vec<f32>> = logits.to_vec2()?;
     Ok(live
@@ -245,8 +250,13 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
-/// Adds one token to a row; returns whether the row is now finished.
-fn advance(row: &mut Generated, tok: u32, max_new: usize, settings: &Settings) -> bool {
+/// Adds one token to a row (`None`: the chooser ended it); returns whether the row is now
+/// finished.
+fn advance(row: &mut Generated, tok: Option<u32>, max_new: usize, settings: &Settings) -> bool {
+    let Some(tok) = tok else {
+        row.finish = Finish::Stop;
+        return true;
+    };
     if settings.eos.contains(&tok) {
         row.finish = Finish::Eos;
         return true;

@@ -91,6 +91,37 @@ fn greedy(model: &mut Model, prompts: &[Vec<u32>], n: usize) -> Vec<Vec<u32>> {
     out.into_iter().map(|g| g.tokens).collect()
 }
 
+/// A chooser that ends one row (`None`) stops that row with what it has; the other row of the
+/// batch decodes on as if alone.
+#[test]
+fn a_chooser_may_end_a_row() {
+    let mut model = load("tiny-llama");
+    let r = reference("tiny-llama");
+    let prompts: Vec<Vec<u32>> = (0..2).map(|i| ids(&r["input_ids"][i])).collect();
+    let alone = greedy(&mut model, &prompts, 8);
+    let requests: Vec<Request> = prompts
+        .iter()
+        .map(|p| Request {
+            prompt: p.clone(),
+            max_new_tokens: 8,
+        })
+        .collect();
+    let choose = |i: usize, tokens: &[u32], logits: &[f32]| -> Option<u32> {
+        (i != 0 || tokens.len() < 3).then(|| neko::generate::argmax(logits))
+    };
+    let settings = Settings {
+        eos: &[],
+        forced_expert: None,
+        stopped: &never_stop,
+        choose: Some(&choose),
+    };
+    let out = greedy_batch(model.decoder.as_mut(), &requests, &settings).unwrap();
+    assert_eq!(out[0].finish, Finish::Stop);
+    assert_eq!(out[0].tokens, alone[0][..3]);
+    assert_eq!(out[1].finish, Finish::Length);
+    assert_eq!(out[1].tokens, alone[1]);
+}
+
 fn greedy_matches(name: &str) {
     let mut model = load(name);
     let r = reference(name);
