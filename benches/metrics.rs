@@ -46,7 +46,7 @@ fn hyporadise(c: &mut Criterion) {
         .num_threads(1)
         .build()
         .unwrap();
-    let (inputs, errors) = eval::read(&files);
+    let (inputs, errors) = eval::read(&files, neko::record::DEFAULT_MAX_RECORD_BYTES);
     assert!(errors.is_empty(), "{errors:?}");
     let mut g = c.benchmark_group("hyporadise-test");
     g.sample_size(10);
@@ -60,7 +60,7 @@ fn hyporadise(c: &mut Criterion) {
     g.bench_function("read+score/none", |b| {
         b.iter(|| {
             pool.install(|| {
-                let (inputs, _) = eval::read(&files);
+                let (inputs, _) = eval::read(&files, neko::record::DEFAULT_MAX_RECORD_BYTES);
                 black_box(eval::evaluate(&inputs, &s))
             })
         })

@@ -164,7 +164,28 @@ pub fn input_name(path: &Path) -> String {
 /// Reads and parses one input file (or `-`). I/O errors are whole-file errors; everything else
 /// is reported per record.
 pub fn read_path(path: &Path) -> std::io::Result<Vec<Entry>> {
-    Ok(parse(&read_input(path)?))
+    read_path_with_limit(path, DEFAULT_MAX_RECORD_BYTES)
+}
+
+/// [`read_path`], with records longer than `max_record_bytes` reported as errors.
+pub fn read_path_with_limit(path: &Path, max_record_bytes: usize) -> std::io::Result<Vec<Entry>> {
+    Ok(parse_with_limit(&read_input(path)?, max_record_bytes))
+}
+
+/// A whole file (or `-`) of neko's own JSON (prediction lines, shard outputs, reports) as
+/// text, read as inputs are: a byte-order mark skipped, UTF-16 transcoded, compression
+/// refused; text that is not UTF-8 is an error naming its line.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    let bytes = read_input(path)?;
+    let bytes = as_utf8(&bytes).into_owned();
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("line {line}: invalid UTF-8"),
+        )
+    })
 }
 
 /// The default bound on one record's size. N-best records are a few KB; a line of megabytes

@@ -140,9 +140,8 @@ impl Merge {
                 file: name(path),
                 error,
             };
-            let reader = BufReader::new(File::open(path).map_err(io)?);
             let mut last: Option<usize> = None;
-            for (n, line) in reader.lines().enumerate() {
+            for (n, line) in lines_of(path).map_err(io)?.enumerate() {
                 let line = line.map_err(io)?;
                 if line.trim().is_empty() {
                     continue;
@@ -240,12 +239,10 @@ impl Merge {
             .files
             .iter()
             .map(|p| {
-                File::open(p)
-                    .map(|f| BufReader::new(f).lines())
-                    .map_err(|error| MergeError::Io {
-                        file: name(p),
-                        error,
-                    })
+                lines_of(p).map_err(|error| MergeError::Io {
+                    file: name(p),
+                    error,
+                })
             })
             .collect::<Result<_, _>>()?;
         for &f in &self.owner {
@@ -279,6 +276,18 @@ impl Merge {
     pub fn is_empty(&self) -> bool {
         self.owner.is_empty()
     }
+}
+
+/// A shard output's lines, a byte-order mark before the first skipped (an editor on Windows
+/// saves one; inputs skip it too).
+fn lines_of(path: &Path) -> std::io::Result<impl Iterator<Item = std::io::Result<String>>> {
+    let lines = BufReader::new(File::open(path)?).lines();
+    Ok(lines.enumerate().map(|(n, line)| {
+        line.map(|l| match (n, l.strip_prefix('\u{feff}')) {
+            (0, Some(rest)) => rest.to_string(),
+            _ => l,
+        })
+    }))
 }
 
 /// A shard line's `index`, `of` and `id` (as JSON text).

@@ -86,6 +86,10 @@ pub struct EvalArgs {
         value_name = "N"
     )]
     pub paired_bs_n: usize,
+
+    /// Largest record, in bytes, as `neko correct --max-record-bytes`; a longer one is unscored.
+    #[arg(long, default_value_t = crate::record::DEFAULT_MAX_RECORD_BYTES, env = "NEKO_MAX_RECORD_BYTES", value_name = "N")]
+    pub max_record_bytes: usize,
 }
 
 /// Runs `neko eval`.
@@ -101,8 +105,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         eprintln!("neko: --max-regression has no effect without --baseline");
     }
     // Read the baseline first: a typo in its path should fail before any scoring.
-    let baseline = args.baseline.as_ref().map(read_baseline).transpose()?;
-    let (inputs, errors) = eval::read(&args.files);
+    let baseline = args.baseline.as_deref().map(read_baseline).transpose()?;
+    let (inputs, errors) = eval::read(&args.files, args.max_record_bytes);
     for e in &errors {
         eprintln!("neko: {}: {}", e.path, e.message);
     }
@@ -138,8 +142,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     }
 }
 
-fn read_baseline(path: &PathBuf) -> anyhow::Result<(String, Report)> {
-    let text = std::fs::read_to_string(path)
+fn read_baseline(path: &std::path::Path) -> anyhow::Result<(String, Report)> {
+    let text = crate::record::read_text(path)
         .with_context(|| format!("cannot read baseline {}", path.display()))?;
     let report: Report = serde_json::from_str(&text).with_context(|| {
         format!(

@@ -69,21 +69,26 @@ pub struct GuardArgs {
     /// correct`'s does).
     #[arg(long, value_enum, default_value = "model")]
     pub style: StyleMode,
+
+    /// Largest input record, in bytes, as `neko correct --max-record-bytes`.
+    #[arg(long, default_value_t = record::DEFAULT_MAX_RECORD_BYTES, env = "NEKO_MAX_RECORD_BYTES", value_name = "N")]
+    pub max_record_bytes: usize,
 }
 
 /// Runs `neko guard`: every prediction line, its ASR prediction in the hypotheses' style
 /// (`--style`), replaced by the 1-best and `"guard": "fallback:<reason>"` added where the
 /// guard rejects it. A prediction already guarded is kept. A prediction that hit the token
-/// limit is not known here (`neko correct` also checks that).
+/// limit is not known here (`neko correct` also checks that). A line that cannot be checked
+/// (its input record unreadable, no prediction text) gets an `error` and goes on unchanged.
 pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
-    let entries = record::read_path(&args.input)
-        .with_context(|| format!("{}: cannot read", args.input.display()))?;
+    let input = record::input_name(&args.input);
+    let entries = record::read_path_with_limit(&args.input, args.max_record_bytes)
+        .with_context(|| format!("{input}: cannot read"))?;
     // Ids may repeat: the k-th prediction line with an id is the k-th input record with it.
     // Records that could not be read keep their place, for the error lines made of them.
-    let mut inputs: HashMap<String, Vec<Option<&Record>>> = HashMap::new();
+    let mut inputs: HashMap<String, Vec<&record::Entry>> = HashMap::new();
     for e in &entries {
-        let id = e.id().to_string();
-        inputs.entry(id).or_default().push(e.record.as_ref().ok());
+        inputs.entry(e.id().to_string()).or_default().push(e);
     }
     let mut seen: HashMap<String, usize> = HashMap::new();
     let opts = GuardOptions {
@@ -102,21 +107,27 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         )),
         false => None,
     };
-    let text = std::fs::read_to_string(&args.predictions)
-        .with_context(|| format!("{}: cannot read", args.predictions.display()))?;
+    let predictions = record::input_name(&args.predictions);
+    let text = record::read_text(&args.predictions)
+        .with_context(|| format!("{predictions}: cannot read"))?;
     let lines: Vec<(usize, &str)> = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .collect();
-    // Every line is read and joined to its input record before anything is written: a bad
-    // line stops the run with no half-written output.
-    let mut joined: Vec<(Value, Option<(&Record, Task)>)> = Vec::with_capacity(lines.len());
+    // Every line is read and joined to its input record before anything is written: a line
+    // that joins none stops the run with no half-written output.
+    let mut joined: Vec<(Value, Target)> = Vec::with_capacity(lines.len());
     let last = lines.len().saturating_sub(1);
     for (k, &(n, line)) in lines.iter().enumerate() {
-        let at = || format!("{}:{}", args.predictions.display(), n + 1);
+        let at = || format!("{predictions}:{}", n + 1);
         let rec: Value = match serde_json::from_str(line) {
-            Ok(v) => v,
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) if k == 0 && line.trim_start().starts_with('[') => anyhow::bail!(
+                "{}: a JSON array: neko guard reads JSON Lines, one prediction object per line",
+                at()
+            ),
+            Ok(other) => anyhow::bail!("{}: expected a JSON object, found {other}", at()),
             // An interrupted run's file ends in a cut line: nothing to guard there.
             Err(e) if e.is_eof() && k == last && !text.ends_with('\n') => {
                 eprintln!("neko: warning: {}: a cut last line, left out", at());
@@ -124,34 +135,21 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
             }
             Err(e) => return Err(e).with_context(at),
         };
-        let id = rec.get("id").map(Value::to_string).unwrap_or_default();
+        let id = match rec.get("id") {
+            Some(v) if !v.is_null() => v.to_string(),
+            _ => anyhow::bail!("{}: no `id` field: ids join predictions to {input}", at()),
+        };
         let nth = seen.entry(id.clone()).or_default();
-        let record = inputs
+        let entry = inputs
             .get(&id)
-            .and_then(|rs| rs.get(*nth))
+            .and_then(|es| es.get(*nth))
             .with_context(|| {
                 let more = if *nth > 0 { " as often" } else { "" };
-                format!("{}: id {id} is not in {}{more}", at(), args.input.display())
+                format!("{}: id {id} is not in {input}{more}", at())
             })?;
         *nth += 1;
-        // A line that already has a verdict (a guard's or an error) passes through as it is.
-        let already = rec.get("guard").is_some() || rec.get("error").is_some();
-        let target = match already {
-            true => None,
-            false => {
-                let record = record.with_context(|| {
-                    format!("{}: id {id}: its input record could not be read", at())
-                })?;
-                let named = rec["task"].as_str().map(str::to_string);
-                let task = match named.or(record.task.clone()) {
-                    Some(t) => t
-                        .parse::<Task>()
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
-                    None => args.task.unwrap_or(Task::Asr),
-                };
-                Some((record, task))
-            }
-        };
+        let target =
+            target(&rec, entry, &input, args.task).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
         joined.push((rec, target));
     }
     let bar = scorer
@@ -161,13 +159,16 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
     let mut tally = Tally::default();
     for (mut rec, target) in joined {
         match target {
-            Some((record, task)) if rec["prediction"].is_string() => {
+            Target::Check(record, task) => {
                 let checked =
                     guard_line(&mut rec, record, task, args.style, &opts, scorer.as_mut());
                 tally.add(checked);
             }
-            Some(_) => {}
-            None => tally.passed += 1,
+            Target::Unchecked(why) => {
+                rec["error"] = Value::from(format!("not guarded: {why}"));
+                tally.unchecked += 1;
+            }
+            Target::Verdict => tally.passed += 1,
         }
         writeln!(out, "{rec}")?;
         if let Some(bar) = &bar {
@@ -180,6 +181,54 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
     }
     eprintln!("{}", tally.summary());
     Ok(EXIT_OK)
+}
+
+/// What is done with a prediction line.
+enum Target<'a> {
+    /// It is checked against its input record, as a record of the task.
+    Check(&'a Record, Task),
+    /// It already has a verdict (a guard's or an error) and passes through as it is.
+    Verdict,
+    /// It cannot be checked, for the reason given.
+    Unchecked(String),
+}
+
+/// What to do with prediction line `rec`, joined to its input `entry`; an error for a task
+/// name that is none.
+fn target<'a>(
+    rec: &Value,
+    entry: &'a record::Entry,
+    input: &str,
+    default_task: Option<Task>,
+) -> anyhow::Result<Target<'a>> {
+    // A null field is no field (pandas and others write absent values as null).
+    let has = |field: &str| rec.get(field).is_some_and(|v| !v.is_null());
+    if has("guard") || has("error") {
+        return Ok(Target::Verdict);
+    }
+    let record = match &entry.record {
+        Ok(r) => r,
+        Err(e) => {
+            let field = e
+                .field
+                .as_ref()
+                .map(|f| format!(" `{f}`"))
+                .unwrap_or_default();
+            let why = format!("{input}:{}{field}: {}", entry.line, e.message);
+            return Ok(Target::Unchecked(format!(
+                "its input record could not be read ({why})"
+            )));
+        }
+    };
+    if !rec["prediction"].is_string() {
+        return Ok(Target::Unchecked("no `prediction` text".to_string()));
+    }
+    let named = rec["task"].as_str().map(str::to_string);
+    let task = match named.or(record.task.clone()) {
+        Some(t) => t.parse::<Task>()?,
+        None => default_task.unwrap_or(Task::Asr),
+    };
+    Ok(Target::Check(record, task))
 }
 
 /// What one guarded line came to.
@@ -195,6 +244,8 @@ struct Tally {
     checked: usize,
     /// Lines that already had a verdict (a guard's or an error), passed through.
     passed: usize,
+    /// Lines that could not be checked (an `error` added).
+    unchecked: usize,
     fallbacks: std::collections::BTreeMap<&'static str, usize>,
     unmargined: usize,
 }
@@ -224,6 +275,12 @@ impl Tally {
             s += &format!(
                 "; {} passed through (a verdict or an error already)",
                 self.passed
+            );
+        }
+        if self.unchecked > 0 {
+            s += &format!(
+                "; {} not guarded (an `error` added: input unreadable or no prediction)",
+                self.unchecked
             );
         }
         if self.unmargined > 0 {

@@ -101,13 +101,14 @@ pub struct Input {
     pub entries: Vec<Entry>,
 }
 
-/// Reads every file; a file that cannot be read is reported and the others go on.
-pub fn read(paths: &[PathBuf]) -> (Vec<Input>, Vec<FileError>) {
+/// Reads every file, records over `max_record_bytes` unscored; a file that cannot be read is
+/// reported and the others go on.
+pub fn read(paths: &[PathBuf], max_record_bytes: usize) -> (Vec<Input>, Vec<FileError>) {
     let mut inputs = Vec::new();
     let mut errors = Vec::new();
     for p in paths {
         let path = record::input_name(p);
-        match record::read_path(p) {
+        match record::read_path_with_limit(p, max_record_bytes) {
             Ok(entries) => inputs.push(Input { path, entries }),
             Err(e) => errors.push(FileError {
                 path,

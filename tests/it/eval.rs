@@ -339,6 +339,12 @@ fn baseline_gate_fails_files_cut_short_and_runs_that_compare_nothing() {
     let o = run(&["--baseline", two.to_str().unwrap(), &asr], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stdout(&o).contains("ocr.jsonl: in the baseline, not in this run: REGRESSED"));
+    // A baseline saved with a byte-order mark (PowerShell's `>`) is read as it was.
+    let bom = dir.path().join("bom.json");
+    let text = std::fs::read_to_string(base).unwrap();
+    std::fs::write(&bom, format!("\u{feff}{text}")).unwrap();
+    let o = run(&["--baseline", bom.to_str().unwrap(), &asr], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // The tolerance without a baseline does nothing, and says so.
     let o = run(&["--max-regression", "0.5", &asr], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -104,6 +104,20 @@ fn an_oversized_record_is_reported_not_tokenised() {
         .unwrap()
         .contains("--max-record-bytes"));
     assert!(recs[1].get("error").is_none());
+
+    // `neko eval` takes the same flag: a record over the default 1 MiB is unscored without it.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.jsonl");
+    let words = "w ".repeat(600_000);
+    let line = serde_json::json!({"input": [words], "output": words, "prediction": words});
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    let eval = |extra: &[&str]| {
+        let out = ok(neko().arg("eval").arg("--json").args(extra).arg(&file));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["runs"][0]["files"][0]["groups"][0]["records"].clone()
+    };
+    assert_eq!(eval(&[]), 0);
+    assert_eq!(eval(&["--max-record-bytes", "4000000"]), 1);
 }
 
 /// A copy of a fixture model with some config.json fields replaced.
@@ -652,13 +666,54 @@ fn guard_joins_repeated_ids_in_order_and_passes_error_lines() {
     }
     assert_eq!(out[1], serde_json::from_str::<Value>(error).unwrap());
 
-    // A third line for "a" has no record to join, and a prediction for an unreadable record
-    // cannot be guarded: both are errors that name the line.
+    // A third line for "a" has no record to join: an error that names the line.
     let third = [&lines[..], &[r#"{"id": "a", "prediction": "x"}"#]].concat();
     std::fs::write(&preds, third.join("\n")).unwrap();
     assert!(neko_guard_fails(&input, &preds).contains("raw.jsonl:4"));
-    std::fs::write(&preds, r#"{"id": "x", "prediction": "x"}"#).unwrap();
-    assert!(neko_guard_fails(&input, &preds).contains("could not be read"));
+    // A prediction for an unreadable record cannot be guarded: it gets an error naming the
+    // input's line, field and reason, and the run goes on.
+    let unreadable = [r#"{"id": "x", "prediction": "x"}"#, lines[0]];
+    std::fs::write(&preds, unreadable.join("\n")).unwrap();
+    let out = neko_guard(&input, &preds, &[]);
+    assert_eq!(out.len(), 2);
+    let error = out[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("in.jsonl:2 `input`") && error.contains("empty"),
+        "{error}"
+    );
+    assert_eq!(out[0]["prediction"], "x");
+    assert_eq!(out[1]["prediction"], "the cat sad");
+}
+
+/// Prediction files as other tools write them: null fields are absent fields (pandas writes
+/// `"error": null`), a byte-order mark is skipped, a line without text is marked unguarded,
+/// and a file without ids or in an array is refused with a message that says so.
+#[test]
+fn guard_reads_prediction_files_as_other_tools_write_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\": \"a\", \"input\": [\"the cat sat\", \"the cat sad\"]}\n\
+         {\"id\": \"b\", \"input\": [\"hello world\"]}\n",
+    )
+    .unwrap();
+    let preds = tmp.path().join("raw.jsonl");
+    let nulls =
+        "{\"id\": \"a\", \"prediction\": \"the dog sat\", \"error\": null, \"guard\": null}\n\
+                 {\"id\": \"b\", \"prediction\": 42}\n";
+    std::fs::write(&preds, format!("\u{feff}{nulls}")).unwrap();
+    let out = neko_guard(&input, &preds, &[]);
+    assert_eq!(out[0]["guard"], "fallback:edit", "{}", out[0]);
+    assert_eq!(out[0]["prediction"], "the cat sat");
+    assert!(out[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no `prediction`"));
+    std::fs::write(&preds, "{\"prediction\": \"the cat sad\"}\n").unwrap();
+    assert!(neko_guard_fails(&input, &preds).contains("raw.jsonl:1: no `id` field"));
+    std::fs::write(&preds, "[{\"id\": \"a\", \"prediction\": \"x\"}]\n").unwrap();
+    assert!(neko_guard_fails(&input, &preds).contains("a JSON array"));
 }
 
 /// An interrupted `--no-guard` run's file ends in a cut line: it is left out with a warning. A

@@ -100,6 +100,12 @@ fn shards_cover_the_input_once_and_merge_to_the_unsharded_output() {
             "{n} shards"
         );
     }
+    // A shard saved with a byte-order mark (an editor on Windows) merges as it was.
+    let files = shards(dir.path(), &inputs, 2);
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    std::fs::write(&files[0], format!("\u{feff}{text}")).unwrap();
+    let out = merge(&files);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), whole_text, "BOM");
     // Stable: the same slice again is the same file.
     let again = dir.path().join("again.jsonl");
     correct(&inputs, &again, &["--shard", "1/3"]);
