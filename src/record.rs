@@ -2,8 +2,10 @@
 //! into one [`Record`], each with the place it came from so errors can name file, line and field.
 //!
 //! Format detection is by content: a file whose first non-blank byte is `[` is a JSON array
-//! (the HyPoradise files); anything else is read line by line, where a line is a JSON object,
-//! a JSON string, or plain text taken as a 1-best.
+//! (the HyPoradise files); anything else is read line by line. A file of lines is JSON Lines
+//! when a line of it is a JSON object (or a list of hypotheses), or every line a JSON string:
+//! then every line is JSON, and one that is not is an error. Otherwise it is plain text, one
+//! 1-best per line as written, quotes and braces included.
 
 use std::io::Read;
 use std::path::Path;
@@ -203,12 +205,40 @@ pub fn parse_with_limit(bytes: &[u8], max_record_bytes: usize) -> Vec<Entry> {
     let bytes: &[u8] = &bytes;
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
     match start {
+        Some(i) if nbest_lines(&bytes[i..]) => parse_lines(bytes, max_record_bytes),
         Some(i) if opens_an_array(&bytes[i..]) || pretty_printed(&bytes[i..]) => {
             parse_json_stream(bytes, i, max_record_bytes)
         }
         Some(_) => parse_lines(bytes, max_record_bytes),
         None => Vec::new(),
     }
+}
+
+/// Whether text is JSON Lines of hypothesis lists (`["a b", "a c"]` per line, as
+/// `json.dumps(nbest)` writes them): its first two lines are each a whole list of strings.
+/// One such line alone stays a JSON array of 1-best records.
+fn nbest_lines(text: &[u8]) -> bool {
+    let mut lines =
+        (text.split(|&b| b == b'\n')).filter(|l| !l.iter().all(u8::is_ascii_whitespace));
+    // Only a line that opens with `["` can be one: a HyPoradise array of objects on one long
+    // line is not parsed twice.
+    let opens = |l: &[u8]| {
+        let l = l.trim_ascii_start();
+        l.first() == Some(&b'[') && l[1..].trim_ascii_start().first() == Some(&b'"')
+    };
+    let is_list = |l: &[u8]| {
+        opens(l) && matches!(serde_json::from_slice(l), Ok(v) if hypothesis_list(&v).is_some())
+    };
+    lines.next().is_some_and(is_list) && lines.next().is_some_and(is_list)
+}
+
+/// A JSON list of strings (non-empty), as a record's hypotheses.
+fn hypothesis_list(v: &Value) -> Option<Vec<String>> {
+    let items = v.as_array().filter(|a| !a.is_empty())?;
+    items
+        .iter()
+        .map(|h| h.as_str().map(str::to_string))
+        .collect()
 }
 
 /// Whether text opens with a JSON object that its first line does not hold whole: `jq .`
@@ -268,11 +298,17 @@ fn object_end(bytes: &[u8], open: usize) -> Option<usize> {
     None
 }
 
-/// Whether text is a JSON array of records: it starts with `[` and its first element is an object
-/// or a string, or it has none. A plain-text transcript may start with `[noise]` or `[1]`.
+/// Whether text is a JSON array of records: it starts with `[` and its first element is an
+/// object, a string or a list of strings (an N-best), or it has none. A plain-text transcript
+/// may start with `[noise]` or `[1]`.
 fn opens_an_array(text: &[u8]) -> bool {
-    let after = text.iter().skip(1).find(|b| !b.is_ascii_whitespace());
-    text.first() == Some(&b'[') && matches!(after, None | Some(b'{' | b'"' | b']'))
+    let next =
+        |from: usize| (text.iter().enumerate().skip(from)).find(|(_, b)| !b.is_ascii_whitespace());
+    match (text.first(), next(1)) {
+        (Some(b'['), None | Some((_, b'{' | b'"' | b']'))) => true,
+        (Some(b'['), Some((k, b'['))) => matches!(next(k + 1), Some((_, b'"'))),
+        _ => false,
+    }
 }
 
 /// The input as UTF-8 without a byte-order mark. Windows tools write one: a UTF-8 BOM would
@@ -299,25 +335,143 @@ fn too_long(len: usize, max: usize) -> RecordError {
     )
 }
 
-/// JSON Lines (or plain text lines). Blank lines are not records.
+/// How the lines of a file are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// An element of a JSON array, or an object written over several lines.
+    Element,
+    /// A line of JSON Lines: JSON, or an error.
+    JsonLine,
+    /// A line of a plain-text file: a 1-best as written, unless it opens a JSON object
+    /// (`{"`): a record that lost its file's other lines is still read as one.
+    TextLine,
+}
+
+impl Layout {
+    /// JSON Lines when a line is a JSON object (or records run together on one line) or a
+    /// list of hypotheses, or when every line is a JSON string (`jq '.text'` output); else
+    /// plain text. A plain-text line may start with `{laugh}` or a quotation.
+    fn of_lines(bytes: &[u8]) -> Layout {
+        let lines = || {
+            (bytes.split(|&b| b == b'\n'))
+                .map(|l| l.trim_ascii())
+                .filter(|l| !l.is_empty())
+        };
+        let parses = |l: &[u8]| serde_json::from_slice::<Value>(l).ok();
+        let json_record = |l: &[u8]| match l.first() {
+            Some(b'{') => parses(l).is_some_and(|v| v.is_object()) || run_together(l).len() > 1,
+            Some(b'[') => parses(l).is_some_and(|v| hypothesis_list(&v).is_some()),
+            _ => false,
+        };
+        let json_string =
+            |l: &[u8]| l.first() == Some(&b'"') && parses(l).is_some_and(|v| v.is_string());
+        if lines().any(json_record) || lines().all(json_string) {
+            Layout::JsonLine
+        } else {
+            Layout::TextLine
+        }
+    }
+}
+
+/// JSON Lines (or plain text lines). Blank lines are not records. In JSON Lines, an object
+/// that its line does not close and a later line does (one written over several lines, or one
+/// with a raw line break inside a string) is one record.
 fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
+    let layout = Layout::of_lines(bytes);
     let mut entries = Vec::new();
-    for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+    let mut lines = LineCounter::default();
+    let mut at = 0;
+    while at < bytes.len() {
+        let end = line_end(bytes, at);
+        let line = lines.at(bytes, at);
+        let spanned = (layout == Layout::JsonLine)
+            .then(|| spans_lines(bytes, at, end))
+            .flatten();
+        let (raw, next) = match spanned {
+            Some((open, close)) => (&bytes[open..close], line_end(bytes, close) + 1),
+            None => (&bytes[at..end], end + 1),
+        };
+        at = next;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        for raw in run_together(raw) {
+        let parts = match spanned {
+            Some(_) => vec![raw],
+            None => run_together(raw),
+        };
+        for part in parts {
             let index = entries.len();
-            let record = record_from_bytes(raw, index, max, false);
+            let record = match spanned {
+                Some(_) => spanned_record(part, index, max),
+                None => record_from_bytes(part, index, max, layout),
+            };
             entries.push(Entry {
                 index,
-                line: n + 1,
+                line,
                 record,
             });
         }
     }
     entries
+}
+
+/// The offset of the newline ending the line that starts at `at` (or the end of the text).
+fn line_end(bytes: &[u8], at: usize) -> usize {
+    (bytes[at..].iter().position(|&b| b == b'\n')).map_or(bytes.len(), |k| at + k)
+}
+
+/// The object opening the line `bytes[start..end]`, as `(open, close)`, when that line does
+/// not close it, a later line does with only whitespace after it, and the text between is
+/// JSON once line breaks inside its strings are escaped. (Without that last test, a line cut
+/// inside a string would pair its quotes with the next lines' and swallow their records.)
+fn spans_lines(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+    let open = start
+        + bytes[start..end]
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())?;
+    if bytes[open] != b'{' || object_end(&bytes[..end], open).is_some() {
+        return None;
+    }
+    let close = object_end(bytes, open)?;
+    let after = &bytes[close..line_end(bytes, close)];
+    (after.iter().all(u8::is_ascii_whitespace) && repaired(&bytes[open..close]).is_some())
+        .then_some((open, close))
+}
+
+/// The JSON value of `text` with raw line breaks inside its strings escaped, if that parses.
+fn repaired(text: &[u8]) -> Option<Value> {
+    let mut strings = Strings::default();
+    let mut out = Vec::with_capacity(text.len() + 8);
+    for &b in text {
+        let inside = strings.read(b);
+        match b {
+            b'\n' if inside => out.extend_from_slice(b"\\n"),
+            b'\r' if inside => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+    serde_json::from_slice(&out).ok()
+}
+
+/// A record written over several lines: read as it is when it is JSON; when only a raw line
+/// break inside a string keeps it from being JSON, an error that says so (with its id).
+fn spanned_record(raw: &[u8], index: usize, max: usize) -> Result<Record, RecordError> {
+    if raw.len() > max || serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_ok() {
+        return record_from_bytes(raw, index, max, Layout::Element);
+    }
+    let error = RecordError::new(
+        None,
+        "a line break inside a JSON string: write it as \\n (JSON Lines keeps a record on one line)",
+    );
+    Err(match repaired(raw) {
+        Some(Value::Object(obj)) => RecordError {
+            id: valid_id(&obj).map(Box::new),
+            task: task_named(&obj),
+            ..error
+        },
+        _ => error,
+    })
 }
 
 /// A line's records: the line, or the JSON objects written one after another on it
@@ -361,14 +515,17 @@ fn record_from_bytes(
     raw: &[u8],
     index: usize,
     max: usize,
-    element: bool,
+    layout: Layout,
 ) -> Result<Record, RecordError> {
     let error = match std::str::from_utf8(raw) {
         _ if raw.len() > max => too_long(raw.len(), max),
-        Ok(text) if element => return parse_json(text).and_then(|v| from_value(v, index)),
-        Ok(text) => return parse_line(text, index),
+        Ok(text) => return parse_text(text, index, layout),
         Err(e) => {
-            let unit = if element { "record" } else { "line" };
+            let unit = if layout == Layout::Element {
+                "record"
+            } else {
+                "line"
+            };
             let at = e.valid_up_to();
             RecordError::new(None, format!("invalid UTF-8 at byte {at} of the {unit}"))
         }
@@ -387,17 +544,33 @@ fn parse_json(text: &str) -> Result<Value, RecordError> {
     serde_json::from_str(text).map_err(|e| RecordError::new(None, format!("broken JSON: {e}")))
 }
 
-fn parse_line(text: &str, index: usize) -> Result<Record, RecordError> {
+/// One record's text, read as its layout says.
+fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, RecordError> {
     let trimmed = text.trim();
-    if trimmed.starts_with('{') || trimmed.starts_with('"') {
-        from_value(parse_json(trimmed)?, index)
-    } else {
+    let json = match layout {
+        Layout::Element | Layout::JsonLine => true,
+        Layout::TextLine => opens_an_object(trimmed),
+    };
+    match json {
+        true if layout == Layout::JsonLine && !trimmed.starts_with(['{', '[', '"']) => {
+            Err(RecordError::new(
+                None,
+                "not JSON, in a file of JSON Lines (its other lines are JSON records)",
+            ))
+        }
+        true => from_value(parse_json(trimmed)?, index),
         // A plain text line is a 1-best with nothing else known.
-        Ok(Record::from_hypotheses(
+        false => Ok(Record::from_hypotheses(
             Value::from(index),
             vec![trimmed.to_string()],
-        ))
+        )),
     }
+}
+
+/// Whether text opens a JSON object (`{"` or `{}`), not a `{laugh}` of a transcript.
+fn opens_an_object(text: &str) -> bool {
+    let after = text.strip_prefix('{').map(str::trim_start);
+    after.is_some_and(|rest| rest.is_empty() || rest.starts_with(['"', '}']))
 }
 
 /// JSON documents one after another: arrays of records (HyPoradise files, several as `cat`
@@ -425,7 +598,8 @@ fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<Entry> {
             b'[' => {
                 let (spans, end) = array_element_spans(bytes, at);
                 for (s, e) in spans {
-                    let record = record_from_bytes(&bytes[s..e], entries.len(), max, true);
+                    let record =
+                        record_from_bytes(&bytes[s..e], entries.len(), max, Layout::Element);
                     push(&mut entries, s, record);
                 }
                 match end {
@@ -438,7 +612,8 @@ fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<Entry> {
             }
             b'{' => match object_end(bytes, at) {
                 Some(end) => {
-                    let record = record_from_bytes(&bytes[at..end], entries.len(), max, true);
+                    let record =
+                        record_from_bytes(&bytes[at..end], entries.len(), max, Layout::Element);
                     push(&mut entries, at, record);
                     at = end;
                     None
@@ -551,6 +726,11 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
     let obj = match value {
         Value::Object(obj) => obj,
         Value::String(s) => return Ok(Record::from_hypotheses(Value::from(index), vec![s])),
+        // A list of strings is a record's N-best, best first.
+        ref list @ Value::Array(_) if hypothesis_list(list).is_some() => {
+            let hyps = hypothesis_list(list).expect("checked");
+            return Ok(Record::from_hypotheses(Value::from(index), hyps));
+        }
         other => {
             return Err(RecordError::new(
                 None,
@@ -777,8 +957,8 @@ mod tests {
             "\n",
             "{\"hypotheses\": [\"h1\", \"h2\"]}\n",
             "{\"nbest\": [{\"text\": \"n1\", \"score\": -1.5}, {\"text\": \"n2\", \"score\": -2}]}\n",
-            "just a plain line\n",
             "\"a json string\"\n",
+            "[\"l1\", \"l2\"]\n",
         );
         let entries = parse(text.as_bytes());
         let r = ok(&entries);
@@ -788,9 +968,83 @@ mod tests {
         assert_eq!(r[1].hypotheses, vec!["h1", "h2"]);
         assert_eq!(r[1].id, Value::from(1));
         assert_eq!(r[2].scores, Some(vec![-1.5, -2.0]));
-        assert_eq!(r[3].hypotheses, vec!["just a plain line"]);
-        assert_eq!(r[4].hypotheses, vec!["a json string"]);
+        assert_eq!(r[3].hypotheses, vec!["a json string"]);
+        assert_eq!(r[4].hypotheses, vec!["l1", "l2"]);
         assert_eq!(entries[2].line, 4);
+    }
+
+    /// A file of JSON Lines is JSON on every line: a line of text there is an error (a
+    /// fragment of a broken record), not a 1-best.
+    #[test]
+    fn a_text_line_in_json_lines_is_an_error() {
+        let entries = parse(b"{\"input\": [\"a\"]}\nline two\"]}\n{\"input\": [\"b\"]}\n");
+        assert_eq!(entries.len(), 3);
+        let err = entries[1].record.as_ref().unwrap_err();
+        assert!(err.message.contains("not JSON"), "{err}");
+        assert!(entries[2].record.is_ok());
+    }
+
+    /// A plain-text file is text on every line, quotes and braces included; only a line that
+    /// opens a JSON object is read as one.
+    #[test]
+    fn plain_text_lines_are_read_as_written() {
+        let text = "He said hello .\n\"I am here,\" he said.\n{laugh} we went home\n\"quoted\"\n";
+        let entries = parse(text.as_bytes());
+        let hyps: Vec<&str> = ok(&entries)
+            .iter()
+            .map(|r| r.hypotheses[0].as_str())
+            .collect();
+        assert_eq!(
+            hyps,
+            [
+                "He said hello .",
+                "\"I am here,\" he said.",
+                "{laugh} we went home",
+                "\"quoted\""
+            ]
+        );
+        let entries = parse(b"a plain line\n{\"input\": [\"cut\"\n");
+        assert!(entries[1]
+            .record
+            .as_ref()
+            .unwrap_err()
+            .message
+            .contains("broken JSON"));
+    }
+
+    /// Lines that are lists of strings are records' N-bests (`json.dumps(nbest)` per line);
+    /// one such line alone is still an array of 1-best records.
+    #[test]
+    fn lines_of_hypothesis_lists_are_n_bests() {
+        let entries = parse(b"[\"hello world\", \"hello word\"]\n[\"foo bar\"]\n");
+        let r = ok(&entries);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].hypotheses, ["hello world", "hello word"]);
+        assert_eq!((r[1].id.clone(), entries[1].line), (Value::from(1), 2));
+        assert_eq!(ok(&parse(b"[\"a\", \"b\"]\n")).len(), 2);
+        // In an array, an element that is a list of strings is an N-best too.
+        let r = parse(b"[[\"a\", \"b\"], [\"c\"]]");
+        assert_eq!(ok(&r)[0].hypotheses, ["a", "b"]);
+    }
+
+    /// An object over several lines is one record: as it is when it is JSON (`jq .` output
+    /// after the first line), an error naming the line break when a string holds a raw one. A
+    /// cut line does not swallow the records after it.
+    #[test]
+    fn a_record_over_several_lines_is_one_record() {
+        let text =
+            "{\"id\": \"a\", \"input\": [\"x\"]}\n{\n  \"id\": \"b\",\n  \"input\": [\"y\"]\n}\n\
+                    {\"id\": \"c\", \"input\": [\"one\ntwo\"]}\n{\"id\": \"d\", \"input\": [\"z\"\n\
+                    {\"id\": \"e\", \"input\": [\"w\"]}\n";
+        let entries = parse(text.as_bytes());
+        let ids: Vec<String> = entries.iter().map(|e| e.id().to_string()).collect();
+        assert_eq!(ids, ["\"a\"", "\"b\"", "\"c\"", "3", "\"e\""]);
+        let lines: Vec<usize> = entries.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [1, 2, 6, 8, 9]);
+        assert_eq!(ok(&entries[1..2])[0].hypotheses, ["y"]);
+        let c = entries[2].record.as_ref().unwrap_err();
+        assert!(c.message.contains("line break inside a JSON string"), "{c}");
+        assert!(entries[3].record.is_err() && entries[4].record.is_ok());
     }
 
     #[test]
@@ -940,6 +1194,7 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let entries = parse(b"{\"input\": [\"a\", 3]}\n{\"input\": \nnot json\n\xff\xfe\n");
+        assert_eq!(entries.len(), 4);
         let msgs: Vec<String> = entries
             .iter()
             .map(|e| {
@@ -952,7 +1207,7 @@ mod tests {
             .collect();
         assert!(msgs[0].contains("input[1]"), "{}", msgs[0]);
         assert!(msgs[1].contains("broken JSON"), "{}", msgs[1]);
-        assert!(entries[2].record.is_ok(), "plain text line");
+        assert!(msgs[2].contains("not JSON"), "{}", msgs[2]);
         assert!(msgs[3].contains("UTF-8"), "{}", msgs[3]);
     }
 

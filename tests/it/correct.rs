@@ -197,7 +197,10 @@ fn correct_reads_stdin_and_writes_atomically() {
         .arg("--model")
         .arg(fixture("tiny-mixtral"))
         .arg("-");
-    let out = run_with_stdin(cmd, b"she go to school\n{\"input\": [\"they was here\"]}\n");
+    let out = run_with_stdin(
+        cmd,
+        b"\"she go to school\"\n{\"input\": [\"they was here\"]}\n",
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use crate::util::{fixture, neko, ok};
 
-/// Two input files (JSON array and JSONL with a plain-text line and an unreadable line), so
-/// positions run across files and unreadable records have a place too.
+/// Two input files (JSON array and JSONL with a text line, which JSON Lines does not allow, and
+/// an unreadable line), so positions run across files and unreadable records have a place too.
 fn inputs(dir: &Path) -> Vec<PathBuf> {
     let bad = dir.join("more.jsonl");
     std::fs::write(
