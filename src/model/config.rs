@@ -221,6 +221,22 @@ impl ModelConfig {
             raw.task_experts.clone().unwrap_or_default(),
             num_local_experts,
         )?;
+        for (field, n) in [
+            ("vocab_size", raw.vocab_size),
+            ("hidden_size", raw.hidden_size),
+            ("num_hidden_layers", raw.num_hidden_layers),
+            ("max_position_embeddings", raw.max_position_embeddings),
+        ] {
+            if n == 0 {
+                return Err(field_err(field, "must be at least 1"));
+            }
+        }
+        for (field, ids) in [
+            ("bos_token_id", &raw.bos_token_id),
+            ("eos_token_id", &raw.eos_token_id),
+        ] {
+            token_ids_in(field, ids.as_ref(), raw.vocab_size)?;
+        }
         Ok(ModelConfig {
             architecture,
             model_type: raw.model_type.clone().unwrap_or_else(|| "llama".into()),
@@ -426,6 +442,34 @@ fn task_map(
             Ok((task, e))
         })
         .collect()
+}
+
+/// Checks that a token-id field (a number or a list of numbers, or null) names tokens of the
+/// vocabulary: an id outside it fails every record at decoding time instead of at load.
+fn token_ids_in(field: &str, v: Option<&Value>, vocab_size: usize) -> Result<(), ConfigError> {
+    let items: Vec<&Value> = match v {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(other) => vec![other],
+    };
+    for item in items {
+        match item.as_u64() {
+            Some(id) if (id as usize) < vocab_size => {}
+            Some(id) => {
+                return Err(field_err(
+                    field,
+                    format!("{id} is outside the vocabulary (vocab_size {vocab_size})"),
+                ))
+            }
+            None => {
+                return Err(field_err(
+                    field,
+                    format!("expected a token id (a non-negative integer), found {item}"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn first_id(v: &Value) -> Option<u32> {

@@ -54,6 +54,36 @@ fn a_missing_tensor_is_named() {
     );
 }
 
+/// A config whose token ids lie outside its vocabulary, or whose sizes are zero, fails at load
+/// naming the field, not at every record's decoding.
+#[test]
+fn config_values_that_cannot_decode_are_named_at_load() {
+    for (field, value, says) in [
+        (
+            "eos_token_id",
+            Value::from(99_999),
+            "outside the vocabulary",
+        ),
+        (
+            "eos_token_id",
+            serde_json::json!([2, 99_999]),
+            "outside the vocabulary",
+        ),
+        ("bos_token_id", Value::from("<s>"), "expected a token id"),
+        ("max_position_embeddings", Value::from(0), "at least 1"),
+    ] {
+        let dir = copy_model();
+        edit_config(dir.path(), field, value);
+        let (code, out, err) = correct_with(dir.path());
+        assert_eq!(code, Some(2), "{field}: {err}");
+        assert!(out.is_empty());
+        assert!(
+            err.contains("config.json") && err.contains(field) && err.contains(says),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn a_shape_that_does_not_match_config_names_file_and_tensor() {
     let dir = copy_model();
