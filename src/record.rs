@@ -668,7 +668,15 @@ fn array_element_spans(bytes: &[u8], open: usize) -> (Vec<(usize, usize)>, Array
     let mut spans = Vec::new();
     let (mut depth, mut strings) = (0usize, Strings::default());
     let mut start: Option<usize> = None;
+    // Where the element's object or list closed: another one opening there before a comma is
+    // the next element, its comma forgotten (`[{...} {...}]`), not part of this one.
+    let mut closed: Option<usize> = None;
     for (i, &b) in bytes.iter().enumerate().skip(open) {
+        let opens_value = depth == 1 && matches!(b, b'{' | b'[' | b'"') && !strings.inside;
+        if let Some(end) = closed.filter(|_| opens_value) {
+            closed = None;
+            close_span(&mut spans, &mut start, bytes, end);
+        }
         if strings.read(b) {
             // A bare string element starts at its opening quote.
             if depth == 1 && start.is_none() {
@@ -688,8 +696,12 @@ fn array_element_spans(bytes: &[u8], open: usize) -> (Vec<(usize, usize)>, Array
                     close_span(&mut spans, &mut start, bytes, i);
                     return (spans, ArrayEnd::Closed(i));
                 }
+                if depth == 1 {
+                    closed = Some(i + 1);
+                }
             }
             b',' if depth == 1 => {
+                closed = None;
                 close_span(&mut spans, &mut start, bytes, i);
                 continue;
             }
@@ -1025,6 +1037,14 @@ mod tests {
         // In an array, an element that is a list of strings is an N-best too.
         let r = parse(b"[[\"a\", \"b\"], [\"c\"]]");
         assert_eq!(ok(&r)[0].hypotheses, ["a", "b"]);
+    }
+
+    /// Array elements whose comma was forgotten are still two records.
+    #[test]
+    fn array_elements_without_a_comma_are_two_records() {
+        let entries = parse(b"[{\"id\": \"a\", \"input\": [\"x y\"]} {\"id\": \"b\", \"input\": [\"r\"]},\n {\"id\": \"c\", \"input\": [\"s\"]}]");
+        let ids: Vec<Value> = ok(&entries).iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, ["a", "b", "c"].map(Value::from));
     }
 
     /// An object over several lines is one record: as it is when it is JSON (`jq .` output
