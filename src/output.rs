@@ -122,8 +122,9 @@ impl OutputRecord {
         OutputRecord {
             id: entry.id(),
             task: err.task.clone(),
-            prediction: None,
-            best: None,
+            // Its 1-best as the prediction where it is known, as for a record that fails later.
+            prediction: err.best.clone(),
+            best: err.best.clone(),
             output: None,
             source: None,
             start: None,

@@ -84,6 +84,9 @@ pub struct RecordError {
     pub id: Option<Box<Value>>,
     /// The record's `task`, when it names one as a string.
     pub task: Option<String>,
+    /// The record's 1-best, when its hypotheses could be read and another field could not:
+    /// its error line still carries it as the prediction.
+    pub best: Option<String>,
 }
 
 impl RecordError {
@@ -93,6 +96,7 @@ impl RecordError {
             message: message.into(),
             id: None,
             task: None,
+            best: None,
         }
     }
 }
@@ -796,24 +800,30 @@ fn earlier_error(obj: &Map<String, Value>) -> Option<RecordError> {
 /// The record in `obj`, whose id has been read.
 fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError> {
     let (hypotheses, nbest_scores, only_best) = hypotheses_of(obj)?;
+    // A bad field besides the hypotheses fails the record, but its 1-best is known.
+    let with_best = |e: RecordError| RecordError {
+        best: hypotheses.first().cloned(),
+        ..e
+    };
+    let string = |field: &str| opt_string(obj, field).map_err(with_best);
     let scores = match nbest_scores {
         Some(s) => Some(s),
-        None => scores_of(obj)?,
+        None => scores_of(obj).map_err(with_best)?,
     };
     Ok(Record {
         id,
-        task: opt_string(obj, "task")?,
+        task: string("task")?,
+        reference: string("output")?,
+        prediction: string("prediction")?,
+        source: string("source")?,
+        start: obj.get("start").filter(|v| !v.is_null()).cloned(),
+        end: obj.get("end").filter(|v| !v.is_null()).cloned(),
+        instruction: string("instruction")?,
+        error: obj.get("error").filter(|v| !v.is_null()).cloned(),
+        guard: string("guard")?,
         hypotheses,
         only_best,
         scores,
-        reference: opt_string(obj, "output")?,
-        prediction: opt_string(obj, "prediction")?,
-        source: opt_string(obj, "source")?,
-        start: obj.get("start").filter(|v| !v.is_null()).cloned(),
-        end: obj.get("end").filter(|v| !v.is_null()).cloned(),
-        instruction: opt_string(obj, "instruction")?,
-        error: obj.get("error").filter(|v| !v.is_null()).cloned(),
-        guard: opt_string(obj, "guard")?,
     })
 }
 

@@ -314,11 +314,19 @@ fn bad_records_get_an_error_and_the_run_goes_on() {
         .arg(fixture("tiny-llama"));
     let out = run_with_stdin(
         cmd,
-        b"{\"input\": []}\n{\"input\": [\"ok then\"]}\n{broken\n{\"id\": \"w9\", \"task\": \"gec\", \"input\": [1]}\n",
+        b"{\"input\": []}\n{\"input\": [\"ok then\"]}\n{broken\n{\"id\": \"w9\", \"task\": \"gec\", \"input\": [1]}\n\
+          {\"id\": \"s\", \"input\": [\"a b\", \"a c\"], \"am_score\": [-0.1, null], \"source\": 42}\n",
     );
     assert!(out.status.success());
     let recs = json_lines(&out.stdout);
-    assert_eq!(recs.len(), 4);
+    assert_eq!(recs.len(), 5);
+    // A bad field beside readable hypotheses fails the record, which keeps its 1-best.
+    assert_eq!(recs[4]["error"]["field"], "am_score");
+    assert_eq!(
+        (&recs[4]["prediction"], &recs[4]["best"]),
+        (&"a b".into(), &"a b".into())
+    );
+    assert!(recs[0]["prediction"].is_null());
     // A record that cannot be read keeps the id and task it gave, so its line still joins; one
     // that gave no task has the task it would have been corrected as (--task).
     assert_eq!(recs[3]["id"], "w9");
