@@ -371,6 +371,17 @@ fn resume_needs_an_output_file() {
 
 #[test]
 fn ctrl_c_keeps_what_is_done_and_says_how_to_resume() {
+    interrupted_run_keeps_what_is_done("INT");
+}
+
+/// A job scheduler's stop (Slurm, Kubernetes, `timeout`: SIGTERM) is a Ctrl-C: what is done is
+/// written and the run can resume (it was killed with the window it was decoding).
+#[test]
+fn a_terminated_run_keeps_what_is_done() {
+    interrupted_run_keeps_what_is_done("TERM");
+}
+
+fn interrupted_run_keeps_what_is_done(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, records(400)).unwrap();
@@ -391,7 +402,7 @@ fn ctrl_c_keeps_what_is_done_and_says_how_to_resume() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     let out = child.wait_with_output().unwrap();
