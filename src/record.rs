@@ -377,7 +377,8 @@ impl Layout {
     }
 }
 
-/// JSON Lines (or plain text lines). Blank lines are not records. In JSON Lines, an object
+/// JSON Lines (or plain text lines). Blank lines are records in plain text only. In JSON
+/// Lines, an object
 /// that its line does not close and a later line does (one written over several lines, or one
 /// with a raw line break inside a string) is one record.
 fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
@@ -397,7 +398,9 @@ fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
         };
         at = next;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.iter().all(u8::is_ascii_whitespace) {
+        // A blank line of plain text is an empty 1-best (silence), so that output line k is
+        // input line k (`paste`); in JSON Lines it is no record.
+        if raw.iter().all(u8::is_ascii_whitespace) && layout == Layout::JsonLine {
             continue;
         }
         let parts = match spanned {
@@ -1025,6 +1028,14 @@ mod tests {
                 "\"quoted\""
             ]
         );
+        // Blank lines are empty 1-bests, so that line k of the output is line k of the input.
+        let entries = parse(b"first\n\n  \r\nfourth\n");
+        let hyps: Vec<&str> = ok(&entries)
+            .iter()
+            .map(|r| r.hypotheses[0].as_str())
+            .collect();
+        assert_eq!(hyps, ["first", "", "", "fourth"]);
+        assert_eq!(entries[3].line, 4);
         let entries = parse(b"a plain line\n{\"input\": [\"cut\"\n");
         assert!(entries[1]
             .record
