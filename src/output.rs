@@ -162,6 +162,8 @@ pub struct OutputSink {
     /// Whether a record not written by the earlier run has been seen.
     gap: bool,
     resumed: usize,
+    /// Whether the partial file is a copy of a finished FILE made by this resume.
+    copied: bool,
 }
 
 impl OutputSink {
@@ -177,6 +179,7 @@ impl OutputSink {
             disordered: None,
             gap: false,
             resumed: 0,
+            copied: false,
         }
     }
 
@@ -263,7 +266,22 @@ impl OutputSink {
         let mut sink = Self::file(f, partial, dest, Some(signature))?;
         sink.done = done;
         sink.resumed = resumed;
+        sink.copied = !from_partial;
         Ok(sink)
+    }
+
+    /// Gives up a resume refused after it began: the partial file (and its signature) that it
+    /// copied from a finished FILE goes, which leaves FILE as it was; an earlier run's partial
+    /// file stays, to be resumed.
+    pub fn abandon(self) {
+        let OutputSink {
+            out, paths, copied, ..
+        } = self;
+        drop(out);
+        if let (true, Some((partial, _))) = (copied, paths) {
+            let _ = std::fs::remove_file(signature_path(&partial));
+            let _ = std::fs::remove_file(&partial);
+        }
     }
 
     fn file(
@@ -286,6 +304,7 @@ impl OutputSink {
             disordered: None,
             gap: false,
             resumed: 0,
+            copied: false,
         })
     }
 

@@ -301,6 +301,30 @@ fn unescape(s: &str) -> String {
     s.replace("\\n", "\n").replace("\\t", "\t")
 }
 
+/// Why the earlier output cannot be resumed with this input, once every record has claimed
+/// its line: lines of another input, or in another order.
+fn resume_refusal(sink: &OutputSink) -> Option<String> {
+    if let Some(id) = sink.mismatched().first() {
+        return Some(format!(
+            "the earlier output's line for id {id} has another 1-best than this input's record \
+             ({} such line(s)): it was written from another input",
+            sink.mismatched().len()
+        ));
+    }
+    if let Some(id) = sink.disordered() {
+        return Some(format!(
+            "the earlier output's lines are not in input order (id {id})"
+        ));
+    }
+    let unclaimed = sink.unclaimed();
+    let id = unclaimed.first()?;
+    Some(format!(
+        "the earlier output has {} line(s) that no input record matches (id {id}): it was not \
+         written from this input",
+        unclaimed.len()
+    ))
+}
+
 /// An input record with where it came from.
 struct Item {
     file: String,
@@ -384,26 +408,9 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
             !sink.already_written(&it.entry.id(), best)
         })
         .collect();
-    if let Some(id) = sink.mismatched().first() {
-        bail!(
-            "cannot resume: the earlier output's line for id {id} has another 1-best than this \
-             input's record ({} such line(s)): it was written from another input; start over \
-             without --resume",
-            sink.mismatched().len()
-        );
-    }
-    if let Some(id) = sink.disordered() {
-        bail!(
-            "cannot resume: the earlier output's lines are not in input order (id {id}): start \
-             over without --resume"
-        );
-    }
-    if let Some(id) = sink.unclaimed().first() {
-        bail!(
-            "cannot resume: the earlier output has {} line(s) that no input record matches (id \
-             {id}): it was not written from this input; start over without --resume",
-            sink.unclaimed().len()
-        );
+    if let Some(refusal) = resume_refusal(&sink) {
+        sink.abandon();
+        bail!("cannot resume: {refusal}; start over without --resume");
     }
     if sink.resumed() > 0 {
         eprintln!(

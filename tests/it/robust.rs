@@ -258,6 +258,15 @@ fn resume_refuses_what_is_not_this_runs_output() {
     let gap = format!("{}\n{}\n", lines[1], lines[2]);
     crate::util::write_partial(&other, &gap, &dest);
     refused(&["--resume"], &other, "not in input order");
+    // A finished file of another input: refused, and left as it was with nothing beside it.
+    let finished = dir.path().join("finished.jsonl");
+    let sig = neko::output::signature_path(&dest);
+    std::fs::write(&finished, &foreign).unwrap();
+    std::fs::copy(&sig, neko::output::signature_path(&finished)).unwrap();
+    refused(&["--resume"], &finished, "no input record matches");
+    assert_eq!(std::fs::read_to_string(&finished).unwrap(), foreign);
+    let partial = neko::output::partial_path(&finished);
+    assert!(!partial.exists() && !neko::output::signature_path(&partial).exists());
     // A line broken before the last one cannot be redone in order.
     let broken = format!("{}\nGARBAGE{{\n{}\n", lines[0], lines[2]);
     crate::util::write_partial(&other, &broken, &dest);
