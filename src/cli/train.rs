@@ -155,9 +155,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         // and then instead, about fifty over the run.
         if !std::io::stderr().is_terminal() && (s.step % (total / 50).max(1) == 0 || s.step == stop)
         {
+            let per_step = started.elapsed().as_secs_f64() / (s.step - first).max(1) as f64;
             eprintln!(
-                "neko: step {}/{total}: loss {:.4} lm {:.4} lr {:.2e} {:.0} tok/s",
-                s.step, s.loss, s.lm_loss, s.lr, s.tokens_per_s
+                "neko: step {}/{total}: loss {:.4} lm {:.4} lr {:.2e} {:.0} tok/s, ETA {}",
+                s.step,
+                s.loss,
+                s.lm_loss,
+                s.lr,
+                s.tokens_per_s,
+                clock(per_step * (stop - s.step) as f64)
             );
         }
         if valid_every > 0 && s.step % valid_every == 0 {
@@ -167,7 +173,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
                     "{}",
                     serde_json::json!({"step": s.step, "valid_loss": v})
                 )?;
-                bar.println(format!("step {}: valid loss {v:.4}", s.step));
+                // The bar prints only to a terminal; a log gets the line itself.
+                let line = format!("step {}: valid loss {v:.4}", s.step);
+                match std::io::stderr().is_terminal() {
+                    true => bar.println(line),
+                    false => eprintln!("neko: {line}"),
+                }
             }
         }
         if s.step % every == 0 {
@@ -268,4 +279,10 @@ fn export_examples(trainer: &Trainer, path: &std::path::Path) -> anyhow::Result<
         path.display()
     );
     Ok(EXIT_OK)
+}
+
+/// Seconds as `H:MM:SS`.
+fn clock(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }

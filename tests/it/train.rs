@@ -12,7 +12,7 @@ use neko::train::data::{DataSpec, Target};
 use neko::train::{is_trainable, Hyper, RoutingLoss, TrainConfig, Trainer};
 use neko::Task;
 
-use crate::util::{fixture, json_lines, neko, run_ok};
+use crate::util::{fixture, json_lines, neko, ok, run_ok};
 
 /// `neko upcycle` of tiny-llama to 4 low-rank experts of `rank` with the task map
 /// asr=0, st=1, mt=1, ocr=2, gec=3 (add `--to`, and `--adapter` to put trained tensors in).
@@ -488,6 +488,26 @@ fn examples_longer_than_the_model_are_left_out() {
         .output()
         .unwrap();
     assert_eq!(both.status.code(), Some(2));
+}
+
+/// Without a terminal (nohup, `2> log`) the log still says the validation losses and an ETA,
+/// which only the progress bar showed.
+#[test]
+fn a_log_without_a_terminal_has_valid_losses_and_an_eta() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = setup(tmp.path());
+    let mut c = config(&model, &data, &tmp.path().join("run"), RoutingLoss::Both, 2);
+    c.valid = c.data.clone();
+    c.train.valid_every = 1;
+    let cfg = tmp.path().join("train.toml");
+    write_config(&c, &cfg);
+    let out = ok(neko().args(["train", "--config", cfg.to_str().unwrap()]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("neko: step 1: valid loss"), "{err}");
+    assert!(
+        err.contains("step 2/2: loss") && err.contains(", ETA 0:00:00"),
+        "{err}"
+    );
 }
 
 /// A finished run's final validation line is written once, not again by each `--resume`.
