@@ -119,6 +119,8 @@ pub struct Merge {
     owner: Vec<usize>,
     /// The run's signature, when every shard has the same `.sig` file.
     pub signature: Option<String>,
+    /// Shards without a `.sig` beside others that have one: their settings are unchecked.
+    pub unsigned: Vec<String>,
 }
 
 fn name(p: &Path) -> String {
@@ -226,10 +228,12 @@ impl Merge {
             .into_iter()
             .map(|p| p.expect("no gaps").file)
             .collect();
+        let (signature, unsigned) = common_signature(files)?;
         Ok(Merge {
             files: files.to_vec(),
             owner,
-            signature: common_signature(files)?,
+            signature,
+            unsigned,
         })
     }
 
@@ -318,15 +322,16 @@ fn unsharded(line: &str) -> String {
     v.to_string()
 }
 
-/// The `.sig` beside every shard output, when all have one and agree. Those there must agree
-/// even when one is missing (a shard written to stdout): the merge then has none.
-fn common_signature(files: &[PathBuf]) -> Result<Option<String>, MergeError> {
+/// The `.sig` beside every shard output, when all have one and agree, and the shards without
+/// one when others have one. Those there must agree even when one is missing (a shard written
+/// to stdout): the merge then has none.
+fn common_signature(files: &[PathBuf]) -> Result<(Option<String>, Vec<String>), MergeError> {
     let mut first: Option<(String, String)> = None;
-    let mut every = true;
+    let mut unsigned = Vec::new();
     for f in files {
         let sig_path = crate::output::signature_path(f);
         let Ok(sig) = std::fs::read_to_string(&sig_path) else {
-            every = false;
+            unsigned.push(name(f));
             continue;
         };
         if let Some((text, file)) = &first {
@@ -340,7 +345,11 @@ fn common_signature(files: &[PathBuf]) -> Result<Option<String>, MergeError> {
             first = Some((sig.clone(), name(&sig_path)));
         }
     }
-    Ok(first.filter(|_| every).map(|(s, _)| s))
+    match first {
+        Some((sig, _)) if unsigned.is_empty() => Ok((Some(sig), unsigned)),
+        Some(_) => Ok((None, unsigned)),
+        None => Ok((None, Vec::new())),
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,13 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
         );
     }
     let merge = Merge::check(&args.inputs)?;
+    if let Some(first) = merge.unsigned.first() {
+        eprintln!(
+            "neko: warning: {first} ({} shard(s) in all) has no .sig beside it while others do: \
+             its settings cannot be checked against theirs, and the merged file is unsigned",
+            merge.unsigned.len()
+        );
+    }
     let mut sink = match &args.output {
         None => OutputSink::stdout(),
         // The shards' own `.sig` line, as an unsharded run writes it.

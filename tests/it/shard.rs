@@ -265,6 +265,12 @@ fn merge_refuses_shards_made_with_different_settings() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!neko::output::signature_path(&dest).exists());
+    // ... and say that the unsigned shard's settings went unchecked.
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("p00.jsonl (1 shard(s) in all) has no .sig") && e.contains("unsigned"),
+        "{e}"
+    );
 }
 
 /// A record count no shard output could hold is an error, not an allocation.
