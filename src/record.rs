@@ -87,6 +87,8 @@ pub struct RecordError {
     /// The record's 1-best, when its hypotheses could be read and another field could not:
     /// its error line still carries it as the prediction.
     pub best: Option<String>,
+    /// Whether this is an earlier step's error that the record carried (a recogniser's).
+    pub upstream: bool,
 }
 
 impl RecordError {
@@ -97,6 +99,7 @@ impl RecordError {
             id: None,
             task: None,
             best: None,
+            upstream: false,
         }
     }
 }
@@ -790,14 +793,18 @@ fn task_named(obj: &Map<String, Value>) -> Option<String> {
 
 /// The record's own `error` (a string, or an object with a `message` and perhaps a `field`).
 fn earlier_error(obj: &Map<String, Value>) -> Option<RecordError> {
-    match obj.get("error")? {
-        Value::String(s) => Some(RecordError::new(None, s.clone())),
-        Value::Object(o) => Some(RecordError::new(
+    let error = match obj.get("error")? {
+        Value::String(s) => RecordError::new(None, s.clone()),
+        Value::Object(o) => RecordError::new(
             o.get("field").and_then(Value::as_str),
             o.get("message")?.as_str()?,
-        )),
-        _ => None,
-    }
+        ),
+        _ => return None,
+    };
+    Some(RecordError {
+        upstream: true,
+        ..error
+    })
 }
 
 /// The record in `obj`, whose id has been read.

@@ -72,7 +72,8 @@ pub struct DataBenchRecord {
     pub quant: Option<String>,
     pub cpu: Option<String>,
     pub cores: usize,
-    pub threads: String,
+    /// CPU threads the run used (rayon's pool).
+    pub threads: usize,
     pub load_s: f64,
     pub data: String,
     /// Records corrected or failed (`failed` of them), the time of both in the totals.
@@ -107,7 +108,8 @@ pub struct BenchRecord {
     pub format: String,
     pub dtype: String,
     pub quant: Option<String>,
-    pub threads: String,
+    /// CPU threads the run used (rayon's pool).
+    pub threads: usize,
     pub load_s: f64,
     pub batch: usize,
     pub prompt_tokens: usize,
@@ -176,7 +178,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
         format: format!("{:?}", model.files.format).to_lowercase(),
         dtype: format!("{:?}", model.dtype).to_lowercase(),
         quant: args.model.quant.map(|q| format!("{q:?}").to_lowercase()),
-        threads: std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()),
+        threads: rayon::current_num_threads(),
         load_s,
         batch: b,
         prompt_tokens: n,
@@ -281,7 +283,7 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
         quant: args.model.quant.map(|q| format!("{q:?}").to_lowercase()),
         cpu: cpu_model(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        threads: std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()),
+        threads: rayon::current_num_threads(),
         load_s,
         data: path.display().to_string(),
         records: n,

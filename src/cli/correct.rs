@@ -68,7 +68,7 @@ pub struct CorrectArgs {
     /// Print each record's rendered prompt as JSONL (`id`, `task`, `prompt` text, `ids`,
     /// `max_new_tokens`) instead of correcting: what other engines need to see the same
     /// prompts (scripts/compare_engines.sh). To stdout: not with -o.
-    #[arg(long, conflicts_with_all = ["output", "resume"])]
+    #[arg(long, conflicts_with_all = ["output", "resume"], env = "NEKO_DUMP_PROMPTS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub dump_prompts: bool,
 
     /// Largest record, in bytes; a longer line or array element is reported as an error
@@ -568,6 +568,8 @@ impl Stats {
 fn strict_failure(item: &Item, default: Option<Task>) -> Option<String> {
     let at = format!("{}:{}", item.file, item.entry.line);
     match &item.entry.record {
+        // An earlier step's error (a recogniser's) is said to be one: it is not neko's.
+        Err(e) if e.upstream => Some(format!("{at}: an earlier step's error: {e}")),
         Err(e) => Some(format!("{at}: {e}")),
         Ok(r) => resolve_task(r, default).err().map(|m| format!("{at}: {m}")),
     }

@@ -668,3 +668,21 @@ fn the_default_constrains_asr_records_only() {
         .zip(&free)
         .any(|(d, f)| d["prediction"] != f["prediction"]));
 }
+
+/// The README says every flag of `neko correct` and `neko eval` has an environment twin: each
+/// one but help and version does.
+#[test]
+fn every_correct_and_eval_flag_has_an_environment_twin() {
+    use clap::CommandFactory;
+    let cli = neko::cli::Cli::command();
+    for name in ["correct", "eval"] {
+        let cmd = cli.find_subcommand(name).unwrap();
+        let missing: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| !a.is_positional() && a.get_env().is_none())
+            .map(|a| a.get_id().to_string())
+            .filter(|id| !["help", "version"].contains(&id.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "neko {name}: no twin for {missing:?}");
+    }
+}

@@ -85,6 +85,16 @@ fn strict_stops_at_the_first_bad_record() {
         "{err}"
     );
     assert!(out.stdout.is_empty());
+    // A recogniser's error carried by the record is said to be that, not neko's own.
+    let mut cmd = correct("tiny-llama");
+    cmd.args(["--strict", "-"]);
+    let upstream =
+        b"{\"input\": [], \"error\": {\"field\": \"audio\", \"message\": \"file not found\"}}\n";
+    let err = String::from_utf8_lossy(&run_with_stdin(cmd, upstream).stderr).into_owned();
+    assert!(
+        err.contains("<stdin>:1: an earlier step's error: field `audio`: file not found"),
+        "{err}"
+    );
 }
 
 #[test]
