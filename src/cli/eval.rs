@@ -156,9 +156,9 @@ fn read_baseline(path: &std::path::Path) -> anyhow::Result<(String, Report)> {
 
 /// Whether any file of the report was scored with predictions.
 fn has_predictions(report: &Report) -> bool {
-    (report.runs.iter())
-        .flat_map(|r| &r.files)
-        .any(|f| f.groups.first().is_some_and(|g| g.wer.corrected.is_some()))
+    (report.runs.iter()).flat_map(|r| &r.files).any(|f| {
+        (f.groups.first()).is_some_and(|g| g.wer.as_ref().is_some_and(|w| w.corrected.is_some()))
+    })
 }
 
 /// Says on stderr which files scored no record at all (empty, all errors, no references): a

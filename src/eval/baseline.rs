@@ -227,10 +227,13 @@ fn score<S>(p: &Option<Pair<Scored<S>>>) -> Option<f64> {
 
 /// The whole-file metrics of a report, as (name, value, lower is better).
 fn system_values(g: &GroupReport) -> Vec<(&'static str, f64, bool)> {
-    let mut v = vec![
-        ("wer", g.wer.corrected.unwrap_or(g.wer.one_best).rate, true),
-        ("cer", g.cer.corrected.unwrap_or(g.cer.one_best).rate, true),
-    ];
+    let mut v = Vec::new();
+    if let Some(w) = &g.wer {
+        v.push(("wer", w.corrected.unwrap_or(w.one_best).rate, true));
+    }
+    if let Some(c) = &g.cer {
+        v.push(("cer", c.corrected.unwrap_or(c.one_best).rate, true));
+    }
     if let Some(s) = score(&g.bleu) {
         v.push(("bleu", s, false));
     }

@@ -493,12 +493,20 @@ fn group(
     paired_bs: Option<bootstrap::PairedBs>,
     with_predictions: bool,
 ) -> GroupReport {
-    let zero = Rate::new(EditCounts::default(), 0.0, 0);
-    let one_best = rate_of(members, |m| Some(m.one_best)).unwrap_or(zero);
     let corrected = rate_of(members, |m| m.corrected).filter(|_| with_predictions);
-    let relative_reduction = corrected
-        .filter(|_| one_best.rate > 0.0)
-        .map(|c| 100.0 * (one_best.rate - c.rate) / one_best.rate);
+    let wer = rate_of(members, |m| Some(m.one_best)).map(|one_best| WerScores {
+        one_best,
+        oracle_nbest: every_record(members, |m| m.oracle),
+        oracle_compositional: every_record(members, |m| m.compositional),
+        corrected,
+        relative_reduction: corrected
+            .filter(|_| one_best.rate > 0.0)
+            .map(|c| 100.0 * (one_best.rate - c.rate) / one_best.rate),
+    });
+    let cer = rate_of(members, |m| Some(m.cer_one_best)).map(|one_best| Pair {
+        one_best,
+        corrected: rate_of(members, |m| m.cer_corrected).filter(|_| with_predictions),
+    });
     let tasks: BTreeSet<Task> = members.iter().map(|m| m.task).collect();
     let mut edits = EditScore::default();
     let mut any_edits = false;
@@ -516,17 +524,8 @@ fn group(
         reference_words: members.iter().map(|m| m.reference_words).sum(),
         reference_chars: members.iter().map(|m| m.reference_chars).sum(),
         predictions: members.iter().filter(|m| m.has_prediction).count() as u64,
-        wer: WerScores {
-            one_best,
-            oracle_nbest: every_record(members, |m| m.oracle),
-            oracle_compositional: every_record(members, |m| m.compositional),
-            corrected,
-            relative_reduction,
-        },
-        cer: Pair {
-            one_best: rate_of(members, |m| Some(m.cer_one_best)).unwrap_or(zero),
-            corrected: rate_of(members, |m| m.cer_corrected).filter(|_| with_predictions),
-        },
+        wer,
+        cer,
         bleu: pair_of(members, |m| m.bleu, BleuStats::score),
         chrf: pair_of(members, |m| m.chrf, ChrfStats::score),
         gleu: pair_of(members, |m| m.gleu, GleuStats::score),

@@ -110,10 +110,10 @@ pub struct GroupReport {
     pub reference_chars: u64,
     /// Records with their own prediction.
     pub predictions: u64,
-    /// Word error rates.
-    pub wer: WerScores,
-    /// Character error rates.
-    pub cer: Pair<Rate>,
+    /// Word error rates; `None` (null) when no record was scored: no record, no rate.
+    pub wer: Option<WerScores>,
+    /// Character error rates; `None` as above.
+    pub cer: Option<Pair<Rate>>,
     /// BLEU over the group's ST/MT records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bleu: Option<Pair<Scored<BleuStats>>>,

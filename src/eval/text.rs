@@ -129,12 +129,12 @@ fn has_predictions(run: &Run) -> bool {
     run.files
         .iter()
         .filter_map(|f| f.groups.first())
-        .any(|g| g.wer.corrected.is_some())
+        .any(|g| g.wer.as_ref().is_some_and(|w| w.corrected.is_some()))
 }
 
 fn legend(run: &Run) -> String {
     let raw_too = (run.files.iter())
-        .any(|f| (f.groups.iter()).any(|g| g.records > 0 && g.wer.corrected.is_none()));
+        .any(|f| (f.groups.iter()).any(|g| g.wer.as_ref().is_some_and(|w| w.corrected.is_none())));
     let sdi = match (has_predictions(run), raw_too) {
         (true, true) => "corrected (of the 1-best where a file has no predictions)",
         (true, false) => "corrected",
@@ -144,7 +144,7 @@ fn legend(run: &Run) -> String {
         .files
         .iter()
         .flat_map(|f| &f.groups)
-        .any(|g| g.records > 0 && g.wer.oracle_nbest.is_none());
+        .any(|g| g.wer.as_ref().is_some_and(|w| w.oracle_nbest.is_none()));
     let oracles = if no_nbest {
         " (- where records carry only their 1-best, as neko correct writes)"
     } else {
@@ -183,28 +183,30 @@ fn wer_table(run: &Run, labels: &Labels) -> Table {
                     String::new()
                 });
             }
-            let w = &g.wer;
-            // No record, no rate: 0.00 would claim a perfect score for nothing. Records with
-            // empty references have one (jiwer's: 100 × insertions), as the JSON says.
-            let rate = |x: f64| match g.records {
-                0 => "-".to_string(),
-                _ => pct(x),
+            row.push(count(g.reference_words));
+            // No record, no rate: a row of dashes (0.00 would claim a perfect score for
+            // nothing). Records with empty references have one (jiwer's: 100 × insertions).
+            let (Some(w), Some(cer)) = (&g.wer, &g.cer) else {
+                let dashes = 4 + if corrected { 5 } else { 1 } + 3;
+                row.extend(std::iter::repeat_n("-".to_string(), dashes));
+                t.push(row);
+                continue;
             };
+            let rate = |r: Option<super::Rate>| r.map_or("-".into(), |r| pct(r.rate));
             row.extend([
-                count(g.reference_words),
-                rate(w.one_best.rate),
+                pct(w.one_best.rate),
                 opt_pct(w.one_best.per_utterance),
-                w.oracle_nbest.map_or("-".into(), |o| rate(o.rate)),
-                w.oracle_compositional.map_or("-".into(), |o| rate(o.rate)),
+                rate(w.oracle_nbest),
+                rate(w.oracle_compositional),
             ]);
             if corrected {
-                row.push(w.corrected.map_or("-".into(), |c| rate(c.rate)));
+                row.push(rate(w.corrected));
                 row.push(opt_pct(w.corrected.and_then(|c| c.per_utterance)));
                 row.push(opt_pct(w.relative_reduction));
             }
-            row.push(rate(g.cer.one_best.rate));
+            row.push(pct(cer.one_best.rate));
             if corrected {
-                row.push(g.cer.corrected.map_or("-".into(), |c| rate(c.rate)));
+                row.push(rate(cer.corrected));
             }
             // A file without predictions in a run with some: its 1-best's (the legend says).
             let r = w.corrected.filter(|_| corrected).unwrap_or(w.one_best);
