@@ -126,6 +126,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     report.errors = errors;
     note_assumed_task(&report);
     note_nothing_scored(&report);
+    note_repeated_ids(&report);
     if args.paired_bs && !has_predictions(&report) {
         eprintln!("neko: --paired-bs compares predictions with the 1-best, and no file here has a `prediction` (score `neko correct` output)");
     }
@@ -159,6 +160,27 @@ fn has_predictions(report: &Report) -> bool {
     (report.runs.iter()).flat_map(|r| &r.files).any(|f| {
         (f.groups.first()).is_some_and(|g| g.wer.as_ref().is_some_and(|w| w.corrected.is_some()))
     })
+}
+
+/// Says on stderr which files have ids on more than one record: each is scored, and a file
+/// concatenated twice, or two runs' outputs joined, is easy to miss otherwise.
+fn note_repeated_ids(report: &Report) {
+    let Some(run) = report.runs.first() else {
+        return;
+    };
+    for f in &run.files {
+        if let Some(r) = &f.repeated_ids {
+            let lines: Vec<String> = r.lines.iter().map(usize::to_string).collect();
+            eprintln!(
+                "neko: {}: {} id(s) on more than one record (the first, {}, on lines {}): each \
+                 record is scored",
+                f.path,
+                r.ids,
+                r.first,
+                lines.join(", ")
+            );
+        }
+    }
 }
 
 /// Says on stderr which files scored no record at all (empty, all errors, no references): a

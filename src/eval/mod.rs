@@ -14,7 +14,7 @@ pub mod report;
 pub mod signature;
 pub mod text;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -259,6 +259,7 @@ fn score_file(
         }
     }
     let report = FileReport {
+        repeated_ids: repeated_ids(&input.entries),
         path: input.path.clone(),
         entries: input.entries.len() as u64,
         unscored,
@@ -269,6 +270,26 @@ fn score_file(
         groups,
     };
     (report, used)
+}
+
+/// The ids that more than one entry has, in the order they first repeat.
+fn repeated_ids(entries: &[Entry]) -> Option<RepeatedIds> {
+    let mut lines: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut repeated = Vec::new();
+    for e in entries {
+        let id = e.id().to_string();
+        let at = lines.entry(id.clone()).or_default();
+        at.push(e.line);
+        if at.len() == 2 {
+            repeated.push(id);
+        }
+    }
+    let first = repeated.first()?.clone();
+    Some(RepeatedIds {
+        ids: repeated.len() as u64,
+        lines: lines.remove(&first).unwrap_or_default(),
+        first,
+    })
 }
 
 /// The `FILE.sig` that `neko correct -o FILE` writes, when present.

@@ -67,8 +67,22 @@ pub struct FileReport {
     /// there is one: model fingerprint, routing, decoding, prompt and guard settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correction: Option<String>,
+    /// Ids that more than one record of the file has (each record is scored: a file
+    /// concatenated twice counts twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeated_ids: Option<RepeatedIds>,
     /// The whole file first (`all`), then its groups.
     pub groups: Vec<GroupReport>,
+}
+
+/// Ids on more than one record of a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepeatedIds {
+    /// How many ids repeat.
+    pub ids: u64,
+    /// The first that does (as JSON text), and the lines of its records.
+    pub first: String,
+    pub lines: Vec<usize>,
 }
 
 /// A record left out of (or specially treated in) the scores, and why.

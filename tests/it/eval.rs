@@ -952,3 +952,31 @@ fn one_baseline_file_matches_one_file_of_the_run() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(!stdout(&o).contains("not compared"), "{}", stdout(&o));
 }
+
+/// Ids on more than one record are each scored, and said to be: a file concatenated twice
+/// would otherwise count twice unseen.
+#[test]
+fn repeated_ids_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |id: &str, hyp: &str| {
+        format!("{{\"id\": \"{id}\", \"input\": [\"{hyp}\"], \"output\": \"a b\"}}\n")
+    };
+    let text = [line("x", "a b"), line("y", "a c"), line("x", "a c")].concat();
+    let path = dir.path().join("dup.jsonl");
+    std::fs::write(&path, text).unwrap();
+    let file = path.to_str().unwrap();
+    let o = run(&["--task", "asr", file], &[]);
+    assert!(
+        stderr(&o).contains("1 id(s) on more than one record (the first, \"x\", on lines 1, 3)"),
+        "{}",
+        stderr(&o)
+    );
+    let report = json(&["--task", "asr", file]);
+    let f = &report["runs"][0]["files"][0];
+    assert_eq!(f["repeated_ids"]["ids"], 1);
+    assert_eq!(f["groups"][0]["records"], 3);
+    let once = dir.path().join("once.jsonl");
+    std::fs::write(&once, line("x", "a b")).unwrap();
+    let report = json(&["--task", "asr", once.to_str().unwrap()]);
+    assert!(report["runs"][0]["files"][0].get("repeated_ids").is_none());
+}
