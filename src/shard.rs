@@ -1,10 +1,11 @@
 //! Sharded runs, for job arrays (Slurm, Kubernetes Jobs): `neko correct --shard I/N` corrects
 //! the records whose position k in the input (0-based, over all input files in order, unreadable
 //! lines included) has `k mod N == I`, and writes each line with that position
-//! (`"index": k, "of": <records in the input>`). The slices are stable (a record's shard
-//! depends on its position only), disjoint and together cover the input. `neko merge` puts the
-//! shards' lines back in input order without the two fields, so the merged file is the one an
-//! unsharded run writes, and refuses a record that is missing or present twice.
+//! (`"index": k, "of": <records in the input>, "input": <its fingerprint>`). The slices are
+//! stable (a record's shard depends on its position only), disjoint and together cover the
+//! input. `neko merge` puts the shards' lines back in input order without the three fields, so
+//! the merged file is the one an unsharded run writes, and refuses a record that is missing or
+//! present twice, or shards of different inputs.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -59,6 +60,29 @@ pub struct ShardLine<'a> {
     pub index: usize,
     /// How many records the whole input has.
     pub of: usize,
+    /// The whole input's fingerprint ([`InputFingerprint`]): shards of inputs with as many
+    /// records but other contents are not merged.
+    pub input: &'a str,
+}
+
+/// A short fingerprint of the input files' bytes, in order (`in-` and 16 hex digits).
+#[derive(Default)]
+pub struct InputFingerprint(sha2::Sha256);
+
+impl InputFingerprint {
+    /// Adds the next input file's bytes.
+    pub fn add(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> String {
+        use sha2::Digest;
+        let digest = self.0.finalize();
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("in-{hex}")
+    }
 }
 
 /// Why shards cannot be merged; every message names the file (and line, and record id) at
@@ -99,6 +123,16 @@ pub enum MergeError {
         want: usize,
     },
     #[error(
+        "{file} was corrected from input {got}, {other} from {want}: shards of different inputs \
+         (the same number of records, other contents)"
+    )]
+    Input {
+        file: String,
+        got: String,
+        other: String,
+        want: String,
+    },
+    #[error(
         "{first} and {second} were corrected with different settings (their .sig files differ)"
     )]
     Signature { first: String, second: String },
@@ -133,6 +167,8 @@ impl Merge {
     pub fn check(files: &[PathBuf]) -> Result<Self, MergeError> {
         let mut places: Vec<Option<Place>> = Vec::new();
         let mut total: Option<(usize, String)> = None;
+        // The input's fingerprint and where it was first read.
+        let mut input: Option<(String, String)> = None;
         let bytes: usize = (files.iter())
             .filter_map(|f| std::fs::metadata(f).ok())
             .map(|m| m.len() as usize)
@@ -153,7 +189,26 @@ impl Merge {
                     line: n + 1,
                     message,
                 };
-                let (index, of, id) = position(&line).map_err(at)?;
+                let Position {
+                    index,
+                    of,
+                    id,
+                    input: fingerprint,
+                } = position(&line).map_err(at)?;
+                match (&fingerprint, &input) {
+                    (Some(got), Some((want, other))) if got != want => {
+                        return Err(MergeError::Input {
+                            file: format!("{}:{}", name(path), n + 1),
+                            got: got.clone(),
+                            other: other.clone(),
+                            want: want.clone(),
+                        })
+                    }
+                    (Some(got), None) => {
+                        input = Some((got.clone(), format!("{}:{}", name(path), n + 1)));
+                    }
+                    _ => {}
+                }
                 match &total {
                     // Each record is a line of at least `{}` and a newline: a count beyond
                     // that is records missing, found before allocating a place for each.
@@ -294,22 +349,38 @@ fn lines_of(path: &Path) -> std::io::Result<impl Iterator<Item = std::io::Result
     }))
 }
 
-/// A shard line's `index`, `of` and `id` (as JSON text).
-fn position(line: &str) -> Result<(usize, usize, String), String> {
+/// What a shard line says of its place: its `index` of `of`, its `id` (as JSON text), and the
+/// input's fingerprint (`None` from shards of neko versions that did not write it).
+struct Position {
+    index: usize,
+    of: usize,
+    id: String,
+    input: Option<String>,
+}
+
+fn position(line: &str) -> Result<Position, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not a JSON line: {e}"))?;
     let field = |k: &str| {
         v[k].as_u64().map(|n| n as usize).ok_or_else(|| {
             format!("no `{k}` field: not a line of `neko correct --shard` (merge needs its `index` and `of`)")
         })
     };
-    Ok((field("index")?, field("of")?, v["id"].to_string()))
+    Ok(Position {
+        index: field("index")?,
+        of: field("of")?,
+        id: v["id"].to_string(),
+        input: v["input"].as_str().map(str::to_string),
+    })
 }
 
-/// The line without its `index` and `of`: byte for byte the line of an unsharded run, which
-/// [`ShardLine`] wrote them after. A line rewritten by another tool loses them by parsing.
+/// The line without its `index`, `of` and `input`: byte for byte the line of an unsharded run,
+/// which [`ShardLine`] wrote them after. A line rewritten by another tool loses them by parsing.
 fn unsharded(line: &str) -> String {
-    if let Ok((index, of, _)) = position(line) {
-        let tail = format!(",\"index\":{index},\"of\":{of}}}");
+    if let Ok(p) = position(line) {
+        let input = (p.input.as_ref()).map_or(String::new(), |i| {
+            format!(",\"input\":{}", Value::from(i.as_str()))
+        });
+        let tail = format!(",\"index\":{},\"of\":{}{input}}}", p.index, p.of);
         if let Some(head) = line.trim_end().strip_suffix(&tail) {
             return format!("{head}}}");
         }
@@ -318,6 +389,7 @@ fn unsharded(line: &str) -> String {
     if let Some(m) = v.as_object_mut() {
         m.remove("index");
         m.remove("of");
+        m.remove("input");
     }
     v.to_string()
 }

@@ -342,7 +342,7 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     if let Some(out) = &args.output {
         super::check_output_path(out, &args.inputs)?;
     }
-    let mut items = read_inputs(&args.inputs, args.max_record_bytes)?;
+    let (mut items, input_fingerprint) = read_inputs(&args.inputs, args.max_record_bytes)?;
     // Only records that can be corrected need a task: an input of error lines alone (an
     // empty N-best, an upstream failure) still gets its error lines.
     let correctable = items.iter().any(|it| it.entry.record.is_ok());
@@ -454,6 +454,7 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
                     record: &out,
                     index: item.position,
                     of: total,
+                    input: &input_fingerprint,
                 })?,
             }
             progress.inc(1);
@@ -575,11 +576,14 @@ fn strict_failure(item: &Item, default: Option<Task>) -> Option<String> {
     }
 }
 
-fn read_inputs(paths: &[PathBuf], max_record_bytes: usize) -> anyhow::Result<Vec<Item>> {
+/// The records of every input file, in order, and the input's fingerprint (for shard lines).
+fn read_inputs(paths: &[PathBuf], max_record_bytes: usize) -> anyhow::Result<(Vec<Item>, String)> {
     let mut items = Vec::new();
+    let mut fingerprint = crate::shard::InputFingerprint::default();
     for path in paths {
         let file = record::input_name(path);
         let bytes = record::read_input(path).with_context(|| format!("{file}: cannot read"))?;
+        fingerprint.add(&bytes);
         let entries = record::parse_with_limit(&bytes, max_record_bytes);
         let start = items.len();
         items.extend(entries.into_iter().enumerate().map(|(k, entry)| Item {
@@ -588,7 +592,7 @@ fn read_inputs(paths: &[PathBuf], max_record_bytes: usize) -> anyhow::Result<Vec
             position: start + k,
         }));
     }
-    Ok(items)
+    Ok((items, fingerprint.finish()))
 }
 
 /// Says on stderr when records carry a `task` other than `--task`: theirs wins, and a wrong

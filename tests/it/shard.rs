@@ -218,6 +218,43 @@ fn merge_refuses_gaps_duplicates_and_foreign_files() {
     correct(&inputs[..1], &other, &["--shard", "1/3"]);
     let e = err(&[files[0].clone(), other]);
     assert!(e.contains("shards of different inputs"), "{e}");
+
+    // Shards of an input with as many records but other contents: the fingerprint differs.
+    let edited = dir.path().join("edited.jsonl");
+    let text = std::fs::read_to_string(&inputs[2]).unwrap();
+    std::fs::write(&edited, text.replace("one two three", "one two four")).unwrap();
+    let moved = [inputs[0].clone(), inputs[1].clone(), edited];
+    let other = dir.path().join("edited-out.jsonl");
+    correct(&moved, &other, &["--shard", "1/3"]);
+    let e = err(&[files[0].clone(), other, files[2].clone()]);
+    assert!(
+        e.contains("from input in-") && e.contains("(the same number of records, other contents)"),
+        "{e}"
+    );
+    // Shards written before lines carried the fingerprint still merge.
+    let old: Vec<PathBuf> = (files.iter().enumerate())
+        .map(|(i, f)| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let stripped: String = text
+                .lines()
+                .map(|l| {
+                    let cut = l.rfind(",\"input\":").unwrap();
+                    format!("{}}}\n", &l[..cut])
+                })
+                .collect();
+            let p = dir.path().join(format!("old{i}.jsonl"));
+            std::fs::write(&p, stripped).unwrap();
+            p
+        })
+        .collect();
+    let out = merge(&old);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let whole_text = std::fs::read_to_string(dir.path().join("whole.jsonl")).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), whole_text);
 }
 
 #[test]
