@@ -226,23 +226,38 @@ pub fn adapter_settings(config: &crate::model::ModelConfig) -> serde_json::Value
     })
 }
 
-/// Checks `adapter`'s recorded upcycling (`adapter.json` beside it, its `upcycle` object)
-/// against the model it is put into; an adapter without one is taken on its names and shapes.
-pub fn check_adapter_settings(
+/// What `neko train` recorded beside `adapter` (its `adapter.json`), when there is a record.
+pub fn adapter_record(adapter: &std::path::Path) -> Result<Option<serde_json::Value>> {
+    Ok(adapter_record_at(adapter)?.map(|(v, _)| v))
+}
+
+/// The record and its path: `NAME.json` beside `NAME.safetensors`, else the folder's
+/// `adapter.json` (a renamed copy).
+fn adapter_record_at(
     adapter: &std::path::Path,
-    config: &crate::model::ModelConfig,
-) -> Result<()> {
-    // `NAME.json` beside `NAME.safetensors`, else the folder's `adapter.json` (a renamed copy).
+) -> Result<Option<(serde_json::Value, std::path::PathBuf)>> {
     let named = adapter.with_extension("json");
     let path = match named.is_file() {
         true => named,
         false => adapter.with_file_name("adapter.json"),
     };
     let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let recorded =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    Ok(Some((recorded, path)))
+}
+
+/// Checks `adapter`'s recorded upcycling (`adapter.json` beside it, its `upcycle` object)
+/// against the model it is put into; an adapter without one is taken on its names and shapes.
+pub fn check_adapter_settings(
+    adapter: &std::path::Path,
+    config: &crate::model::ModelConfig,
+) -> Result<()> {
+    let Some((recorded, path)) = adapter_record_at(adapter)? else {
         return Ok(());
     };
-    let recorded: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
     let Some(trained) = recorded.get("upcycle").and_then(|u| u.as_object()) else {
         return Ok(());
     };

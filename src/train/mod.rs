@@ -773,6 +773,8 @@ impl Trainer {
             tmp("adapter.json"),
             serde_json::to_string_pretty(&serde_json::json!({
                 "base_model": self.config.model,
+                // What `neko correct --adapter` compares the model it is given with.
+                "model_fingerprint": self.model.files.fingerprint()?,
                 "step": self.step,
                 "mode": self.config.train.mode,
                 "routing": self.config.train.routing,
@@ -833,5 +835,33 @@ pub fn load_with_adapter(
     opts.adapter = Some(adapter.to_path_buf());
     let model = Model::load_with(spec, &opts)?;
     crate::upcycle::check_adapter_settings(adapter, &model.config)?;
+    if let Some(warning) = other_base(adapter, spec)? {
+        eprintln!("neko: warning: {warning}");
+    }
     Ok(model)
+}
+
+/// Why `adapter` may not belong on the model `spec`: `neko train` records the fingerprint of
+/// the model it trained on in `adapter.json`, and a model of the same shapes but other weights
+/// takes the adapter without an error and answers nonsense. A warning, not a refusal: the same
+/// weights saved otherwise (another dtype, a re-conversion) have another fingerprint too.
+fn other_base(adapter: &Path, spec: &str) -> Result<Option<String>> {
+    let Some(recorded) = crate::upcycle::adapter_record(adapter)? else {
+        return Ok(None);
+    };
+    let Some(then) = recorded.get("model_fingerprint").and_then(|v| v.as_str()) else {
+        return Ok(None);
+    };
+    let now = ModelFiles::resolve(spec)?.fingerprint()?;
+    Ok((then != now).then(|| {
+        let base = recorded
+            .get("base_model")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?");
+        format!(
+            "{}: trained on {base} (fp-{then}); {spec} is fp-{now}: unless it is the same \
+             weights saved otherwise, the adapter's answers mean nothing on it",
+            adapter.display()
+        )
+    }))
 }

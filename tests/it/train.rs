@@ -382,6 +382,30 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
         data.to_str().unwrap(),
     ]));
     assert_eq!(out.lines().count(), 8);
+    // adapter.json records the model it was trained on: another model of the same shapes
+    // takes the adapter with a warning naming both.
+    let with_adapter = |m: &Path| {
+        let out = ok(neko()
+            .args(["correct", "--max-new-tokens", "2", "--model"])
+            .arg(m)
+            .arg("--adapter")
+            .arg(&adapter)
+            .arg(&data));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(!with_adapter(&model).contains("trained on"));
+    let other = tmp.path().join("other-base");
+    copy_dir(&model, &other);
+    let cfg = other.join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["rms_norm_eps"] = 1e-3.into();
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    let err = with_adapter(&other);
+    assert!(
+        err.contains("warning") && err.contains("trained on") && err.contains("other-base is fp-"),
+        "{err}"
+    );
     let report = run_ok(neko().args([
         "info",
         "--model",
@@ -945,5 +969,14 @@ fn a_pick_target_trains_on_the_closest_hypothesis() {
             p["ids"].as_array().unwrap()[..start],
             r["ids"].as_array().unwrap()[..start]
         );
+    }
+}
+
+/// A copy of a model folder's files.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
