@@ -3,9 +3,9 @@
 //!
 //! Format detection is by content: a file whose first non-blank byte is `[` is a JSON array
 //! (the HyPoradise files); anything else is read line by line. A file of lines is JSON Lines
-//! when a line of it is a JSON object (or a list of hypotheses), or every line a JSON string:
-//! then every line is JSON, and one that is not is an error. Otherwise it is plain text, one
-//! 1-best per line as written, quotes and braces included.
+//! when at least half of its records open JSON (an object, or a list of hypotheses), or every
+//! line is a JSON string: then every line is JSON, and one that is not is an error. Otherwise
+//! it is plain text, one 1-best per line as written, quotes and braces included.
 
 use std::io::Read;
 use std::path::Path;
@@ -222,8 +222,8 @@ pub fn parse_with_limit(bytes: &[u8], max_record_bytes: usize) -> Vec<Entry> {
 }
 
 /// Whether text is JSON Lines of hypothesis lists (`["a b", "a c"]` per line, as
-/// `json.dumps(nbest)` writes them): its first two lines are each a whole list of strings.
-/// One such line alone stays a JSON array of 1-best records.
+/// `json.dumps(nbest)` writes them): its first line is a whole list of strings and another
+/// line follows. One such line alone stays a JSON array of 1-best records.
 fn nbest_lines(text: &[u8]) -> bool {
     let mut lines =
         (text.split(|&b| b == b'\n')).filter(|l| !l.iter().all(u8::is_ascii_whitespace));
@@ -236,7 +236,7 @@ fn nbest_lines(text: &[u8]) -> bool {
     let is_list = |l: &[u8]| {
         opens(l) && matches!(serde_json::from_slice(l), Ok(v) if hypothesis_list(&v).is_some())
     };
-    lines.next().is_some_and(is_list) && lines.next().is_some_and(is_list)
+    lines.next().is_some_and(is_list) && lines.next().is_some()
 }
 
 /// A JSON list of strings (non-empty), as a record's hypotheses.
@@ -355,24 +355,25 @@ enum Layout {
 }
 
 impl Layout {
-    /// JSON Lines when a line is a JSON object (or records run together on one line) or a
-    /// list of hypotheses, or when every line is a JSON string (`jq '.text'` output); else
-    /// plain text. A plain-text line may start with `{laugh}` or a quotation.
-    fn of_lines(bytes: &[u8]) -> Layout {
-        let lines = || {
-            (bytes.split(|&b| b == b'\n'))
-                .map(|l| l.trim_ascii())
-                .filter(|l| !l.is_empty())
+    /// JSON Lines when at least half of the file's records open JSON (an object, written on
+    /// one line or over several, or a list), or when every one is a JSON string (`jq '.text'`
+    /// output); else plain text. By the share, not by any one line: a transcript may have a
+    /// `{}` or `["x"]` line, and JSON Lines a line cut short or broken. A plain-text line may
+    /// start with `{laugh}` or a quotation; neither opens JSON.
+    fn of_units(bytes: &[u8], units: &[Unit]) -> Layout {
+        let texts = || {
+            (units.iter())
+                .map(|u| (u, bytes[u.start..u.end].trim_ascii()))
+                .filter(|(_, t)| !t.is_empty())
         };
-        let parses = |l: &[u8]| serde_json::from_slice::<Value>(l).ok();
-        let json_record = |l: &[u8]| match l.first() {
-            Some(b'{') => parses(l).is_some_and(|v| v.is_object()) || run_together(l).len() > 1,
-            Some(b'[') => parses(l).is_some_and(|v| hypothesis_list(&v).is_some()),
-            _ => false,
+        let opens_json = |(u, t): (&Unit, &[u8])| {
+            u.spanned || opens_an_object(t) || (t.first() == Some(&b'[') && opens_a_list(&t[1..]))
         };
-        let json_string =
-            |l: &[u8]| l.first() == Some(&b'"') && parses(l).is_some_and(|v| v.is_string());
-        if lines().any(json_record) || lines().all(json_string) {
+        let json_string = |(_, t): (&Unit, &[u8])| {
+            t.first() == Some(&b'"') && serde_json::from_slice::<String>(t).is_ok()
+        };
+        let records = texts().count();
+        if 2 * texts().filter(|&x| opens_json(x)).count() >= records || texts().all(json_string) {
             Layout::JsonLine
         } else {
             Layout::TextLine
@@ -380,45 +381,115 @@ impl Layout {
     }
 }
 
-/// JSON Lines (or plain text lines). Blank lines are records in plain text only. In JSON
-/// Lines, an object
-/// that its line does not close and a later line does (one written over several lines, or one
-/// with a raw line break inside a string) is one record.
-fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
-    let layout = Layout::of_lines(bytes);
-    let mut entries = Vec::new();
-    let mut lines = LineCounter::default();
-    let mut at = 0;
+/// Whether text after a `[` opens a list of hypotheses: a string or the list's end comes next.
+fn opens_a_list(rest: &[u8]) -> bool {
+    matches!(rest.trim_ascii_start().first(), Some(b'"' | b']'))
+}
+
+/// Whether text opens a JSON object (`{"`, `{}`, or `{` alone on its line, as `jq .` writes
+/// one), not a `{laugh}` of a transcript.
+fn opens_an_object(text: &[u8]) -> bool {
+    match text.strip_prefix(b"{") {
+        Some(rest) => matches!(rest.trim_ascii_start().first(), None | Some(b'"' | b'}')),
+        None => false,
+    }
+}
+
+/// A record's bytes in a file of lines: a line, or in JSON Lines an object over several lines.
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    start: usize,
+    end: usize,
+    /// 1-based line where it starts.
+    line: usize,
+    spanned: bool,
+}
+
+/// Every line of `bytes` (without its newline; no unit after a final newline).
+fn line_units(bytes: &[u8]) -> Vec<Unit> {
+    let mut units = Vec::new();
+    let (mut at, mut line) = (0, 1);
     while at < bytes.len() {
         let end = line_end(bytes, at);
-        let line = lines.at(bytes, at);
-        let spanned = (layout == Layout::JsonLine)
-            .then(|| spans_lines(bytes, at, end))
-            .flatten();
-        let (raw, next) = match spanned {
-            Some((open, close)) => (&bytes[open..close], line_end(bytes, close) + 1),
-            None => (&bytes[at..end], end + 1),
-        };
-        at = next;
+        units.push(Unit {
+            start: at,
+            end,
+            line,
+            spanned: false,
+        });
+        (at, line) = (end + 1, line + 1);
+    }
+    units
+}
+
+/// The lines as JSON Lines reads them: an object that its line does not close and a later line
+/// does is one unit over those lines ([`spans_lines`]).
+fn json_units(bytes: &[u8], lines: &[Unit], max: usize) -> Vec<Unit> {
+    let mut units = Vec::with_capacity(lines.len());
+    let mut k = 0;
+    while k < lines.len() {
+        let u = lines[k];
+        let next = lines[k + 1..]
+            .iter()
+            .find(|n| !bytes[n.start..n.end].trim_ascii().is_empty());
+        // A cut line followed by a whole record is a cut line: it spans nothing.
+        let next_is_record = next.is_some_and(|n| {
+            let t = bytes[n.start..n.end].trim_ascii();
+            t.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok()
+        });
+        match (!next_is_record)
+            .then(|| spans_lines(bytes, u.start, u.end, max))
+            .flatten()
+        {
+            Some(close) => {
+                units.push(Unit {
+                    end: close,
+                    spanned: true,
+                    ..u
+                });
+                k += lines[k..].iter().take_while(|l| l.start < close).count();
+            }
+            None => {
+                units.push(u);
+                k += 1;
+            }
+        }
+    }
+    units
+}
+
+/// JSON Lines (or plain text lines), as [`Layout::of_units`] finds the file. Blank lines are
+/// records in plain text only.
+fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
+    let lines = line_units(bytes);
+    let spanned = json_units(bytes, &lines, max);
+    let layout = Layout::of_units(bytes, &spanned);
+    let units = match layout {
+        Layout::JsonLine => spanned,
+        _ => lines,
+    };
+    let mut entries = Vec::new();
+    for u in units {
+        let raw = &bytes[u.start..u.end];
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         // A blank line of plain text is an empty 1-best (silence), so that output line k is
         // input line k (`paste`); in JSON Lines it is no record.
         if raw.iter().all(u8::is_ascii_whitespace) && layout == Layout::JsonLine {
             continue;
         }
-        let parts = match spanned {
-            Some(_) => vec![raw],
-            None => run_together(raw),
+        let parts = match (layout, u.spanned) {
+            (Layout::JsonLine, false) => run_together(raw),
+            _ => vec![raw],
         };
         for part in parts {
             let index = entries.len();
-            let record = match spanned {
-                Some(_) => spanned_record(part, index, max),
-                None => record_from_bytes(part, index, max, layout),
+            let record = match u.spanned {
+                true => spanned_record(part, index, max),
+                false => record_from_bytes(part, index, max, layout),
             };
             entries.push(Entry {
                 index,
-                line,
+                line: u.line,
                 record,
             });
         }
@@ -431,22 +502,28 @@ fn line_end(bytes: &[u8], at: usize) -> usize {
     (bytes[at..].iter().position(|&b| b == b'\n')).map_or(bytes.len(), |k| at + k)
 }
 
-/// The object opening the line `bytes[start..end]`, as `(open, close)`, when that line does
-/// not close it, a later line does with only whitespace after it, and the text between is
-/// JSON once line breaks inside its strings are escaped. (Without that last test, a line cut
-/// inside a string would pair its quotes with the next lines' and swallow their records.)
-fn spans_lines(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+/// How far a spanned object is looked for: records are a few KB, and a cut line (which never
+/// closes) must not make reading quadratic.
+const SPAN_WINDOW: usize = 256 << 10;
+
+/// The end of the JSON object opening the line `bytes[start..end]`, when that line does not
+/// close it, a later line does (within the window and `max`) with only whitespace after it,
+/// and the text between is JSON once line breaks inside its strings are escaped. (Without that
+/// last test, a line cut inside a string would pair its quotes with the next lines' and
+/// swallow their records.)
+fn spans_lines(bytes: &[u8], start: usize, end: usize, max: usize) -> Option<usize> {
     let open = start
         + bytes[start..end]
             .iter()
             .position(|b| !b.is_ascii_whitespace())?;
-    if bytes[open] != b'{' || object_end(&bytes[..end], open).is_some() {
+    if !opens_an_object(&bytes[open..end]) || object_end(&bytes[..end], open).is_some() {
         return None;
     }
-    let close = object_end(bytes, open)?;
+    let window = &bytes[..bytes.len().min(open + SPAN_WINDOW.min(max))];
+    let close = object_end(window, open)?;
     let after = &bytes[close..line_end(bytes, close)];
     (after.iter().all(u8::is_ascii_whitespace) && repaired(&bytes[open..close]).is_some())
-        .then_some((open, close))
+        .then_some(close)
 }
 
 /// The JSON value of `text` with raw line breaks inside its strings escaped, if that parses.
@@ -501,7 +578,8 @@ fn run_together(line: &[u8]) -> Vec<&[u8]> {
     let mut at = start;
     while at < line.len() {
         match object_end(line, at) {
-            Some(end) if line[at] == b'{' => {
+            // Each part must open an object: `{laugh} {cough}` is a transcript's line.
+            Some(end) if opens_an_object(&line[at..end]) => {
                 parts.push(&line[at..end]);
                 at = end;
             }
@@ -559,7 +637,11 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
     let trimmed = text.trim();
     let json = match layout {
         Layout::Element | Layout::JsonLine => true,
-        Layout::TextLine => opens_an_object(trimmed),
+        // A record that lost its file's other lines is still read as one (`{"`).
+        Layout::TextLine => {
+            let rest = trimmed.strip_prefix('{').map(str::trim_start);
+            rest.is_some_and(|r| r.starts_with('"'))
+        }
     };
     match json {
         true if layout == Layout::JsonLine && !trimmed.starts_with(['{', '[', '"']) => {
@@ -575,12 +657,6 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
             vec![trimmed.to_string()],
         )),
     }
-}
-
-/// Whether text opens a JSON object (`{"` or `{}`), not a `{laugh}` of a transcript.
-fn opens_an_object(text: &str) -> bool {
-    let after = text.strip_prefix('{').map(str::trim_start);
-    after.is_some_and(|rest| rest.is_empty() || rest.starts_with(['"', '}']))
 }
 
 /// JSON documents one after another: arrays of records (HyPoradise files, several as `cat`
@@ -749,9 +825,17 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
         Value::Object(obj) => obj,
         Value::String(s) => return Ok(Record::from_hypotheses(Value::from(index), vec![s])),
         // A list of strings is a record's N-best, best first.
-        ref list @ Value::Array(_) if hypothesis_list(list).is_some() => {
-            let hyps = hypothesis_list(list).expect("checked");
-            return Ok(Record::from_hypotheses(Value::from(index), hyps));
+        list @ Value::Array(_) => {
+            return match hypothesis_list(&list) {
+                Some(hyps) => Ok(Record::from_hypotheses(Value::from(index), hyps)),
+                None if list.as_array().is_some_and(Vec::is_empty) => {
+                    Err(RecordError::new(None, "the hypothesis list is empty"))
+                }
+                None => Err(RecordError::new(
+                    None,
+                    "expected an object, or a list of hypothesis strings",
+                )),
+            };
         }
         other => {
             return Err(RecordError::new(
@@ -764,18 +848,30 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
         Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
         Some(Value::Null) | None => Value::from(index),
         Some(other) => {
-            return Err(RecordError::new(
-                Some("id"),
-                format!("expected a string or number, found {}", kind(other)),
-            ))
+            return Err(RecordError {
+                best: hypotheses_of(&obj)
+                    .ok()
+                    .and_then(|(h, _, _)| h.into_iter().next()),
+                ..RecordError::new(
+                    Some("id"),
+                    format!("expected a string or number, found {}", kind(other)),
+                )
+            })
         }
     };
-    record_of(&obj, id.clone()).map_err(|e| RecordError {
-        id: Some(Box::new(id)),
-        task: task_named(&obj),
+    record_of(&obj, id.clone()).map_err(|e| {
         // A record that an earlier step (a recogniser, a `neko correct` run) could not make
-        // carries that step's error: it is the cause, so it passes through as it was.
-        ..earlier_error(&obj).unwrap_or(e)
+        // carries that step's error: it is the cause, so it passes through as it was. Where
+        // the hypotheses were read, a bad field of this record is the cause instead.
+        let cause = match e.best {
+            Some(_) => e,
+            None => earlier_error(&obj).unwrap_or(e),
+        };
+        RecordError {
+            id: Some(Box::new(id)),
+            task: task_named(&obj),
+            ..cause
+        }
     })
 }
 
@@ -1043,13 +1139,16 @@ mod tests {
             .collect();
         assert_eq!(hyps, ["first", "", "", "fourth"]);
         assert_eq!(entries[3].line, 4);
-        let entries = parse(b"a plain line\n{\"input\": [\"cut\"\n");
-        assert!(entries[1]
-            .record
-            .as_ref()
-            .unwrap_err()
-            .message
-            .contains("broken JSON"));
+        let entries = parse(b"a plain line\nanother\n{\"input\": [\"cut\"\n");
+        let cut = entries[2].record.as_ref().unwrap_err();
+        assert!(cut.message.contains("broken JSON"), "{cut}");
+        // Tags alone, a `{}` or a list among transcript lines: text all the same.
+        let text = "hello world\n{laugh} {cough}\n{}\n[\"x\"]\nsecond line\nthird\n";
+        let hyps: Vec<String> = ok(&parse(text.as_bytes()))
+            .iter()
+            .map(|r| r.hypotheses[0].clone())
+            .collect();
+        assert_eq!(hyps, text.lines().collect::<Vec<_>>());
     }
 
     /// Lines that are lists of strings are records' N-bests (`json.dumps(nbest)` per line);
@@ -1061,6 +1160,19 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].hypotheses, ["hello world", "hello word"]);
         assert_eq!((r[1].id.clone(), entries[1].line), (Value::from(1), 2));
+        // A bad line is one error line, wherever it is; an object line is a record too.
+        let lists: [&[u8]; 2] = [
+            b"[\"a b\", \"a c\"]\n[]\n[\"d e\"]\n",
+            b"[\"a b\", \"a c\"]\n[\"x\", null]\n[\"d e\"]\n",
+        ];
+        for text in lists {
+            let entries = parse(text);
+            assert_eq!(entries.len(), 3);
+            assert!(entries[1].record.is_err() && entries[2].record.is_ok());
+        }
+        let entries = parse(b"[\"a b\", \"a c\"]\n{\"id\": \"x\", \"input\": [\"q r\"]}\n");
+        assert_eq!(ok(&entries)[0].hypotheses, ["a b", "a c"]);
+        assert_eq!(ok(&entries)[1].id, Value::from("x"));
         assert_eq!(ok(&parse(b"[\"a\", \"b\"]\n")).len(), 2);
         // In an array, an element that is a list of strings is an N-best too.
         let r = parse(b"[[\"a\", \"b\"], [\"c\"]]");
@@ -1093,6 +1205,29 @@ mod tests {
         let c = entries[2].record.as_ref().unwrap_err();
         assert!(c.message.contains("line break inside a JSON string"), "{c}");
         assert!(entries[3].record.is_err() && entries[4].record.is_ok());
+        // Every record with a raw line break: still JSON Lines, one error each, ids kept.
+        let entries = parse(
+            b"{\"id\": \"a\", \"input\": [\"one\ntwo\"]}\n{\"id\": \"b\", \"input\": [\"three\nfour\"]}\n",
+        );
+        let ids: Vec<String> = entries.iter().map(|e| e.id().to_string()).collect();
+        assert_eq!(ids, ["\"a\"", "\"b\""]);
+        assert!(entries.iter().all(|e| e.record.is_err()));
+    }
+
+    /// A record whose hypotheses read fails for its own bad field with its 1-best, even when
+    /// it carries an earlier step's error too (which alone would only be a warning).
+    #[test]
+    fn a_bad_field_is_the_cause_and_keeps_the_best() {
+        let entries = parse(
+            b"{\"id\": \"u\", \"input\": [\"a b\"], \"error\": \"timeout\", \"source\": 42}\n\
+              {\"id\": [1], \"input\": [\"x y\"]}\n",
+        );
+        let u = entries[0].record.as_ref().unwrap_err();
+        let got = (u.field.as_deref(), u.best.as_deref(), u.upstream);
+        assert_eq!(got, (Some("source"), Some("a b"), false));
+        let bad_id = entries[1].record.as_ref().unwrap_err();
+        let got = (bad_id.field.as_deref(), bad_id.best.as_deref());
+        assert_eq!(got, (Some("id"), Some("x y")));
     }
 
     #[test]

@@ -30,6 +30,25 @@ proptest! {
         }
     }
 
+    /// Transcript lines that start with a tag, a quotation or a bracket are plain text: every
+    /// line (blank ones too) is one 1-best, as written.
+    #[test]
+    fn transcript_lines_are_text(lines in proptest::collection::vec(
+        ("(\\{laugh\\} |\"|\\[noise\\] |\\{uh\\}|)", "[a-z ,.]{0,12}( \\{cough\\})?"), 1..12)) {
+        let lines: Vec<String> = lines.into_iter().map(|(p, w)| p + &w).collect();
+        let text = lines.join("\n") + "\n";
+        let entries = record::parse(text.as_bytes());
+        if lines.iter().all(|l| l.trim().is_empty()) {
+            prop_assert_eq!(entries.len(), 0);
+        } else {
+            prop_assert_eq!(entries.len(), lines.len());
+            for (e, l) in entries.iter().zip(&lines) {
+                let r = e.record.as_ref().unwrap();
+                prop_assert_eq!(r.hypotheses[0].as_str(), l.trim());
+            }
+        }
+    }
+
     /// Hypotheses, ids and references written as JSONL read back exactly, in order.
     #[test]
     fn jsonl_round_trips(recs in proptest::collection::vec(
