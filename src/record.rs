@@ -956,7 +956,8 @@ fn hypotheses_of(obj: &Map<String, Value>) -> Result<Hypotheses, RecordError> {
     }
     Err(RecordError::new(
         Some("input"),
-        "missing: a record needs `input` (a list of hypotheses), `hypotheses` or `nbest`",
+        "missing: a record needs `input` (a list of hypotheses), `hypotheses`, `nbest` or \
+         `best` (its 1-best, as `neko correct` writes it)",
     ))
 }
 
