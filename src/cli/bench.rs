@@ -191,7 +191,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
         },
         peak_rss_mib: peak_rss_mib(),
     };
-    println!("{}", serde_json::to_string(&record)?);
+    super::emit(&(serde_json::to_string(&record)? + "\n"))?;
     Ok(EXIT_OK)
 }
 
@@ -302,7 +302,7 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
         kv_cache_budget_mib: (options.max_batch_tokens * kv_per_token) as f64 / (1 << 20) as f64,
         peak_rss_mib: peak_rss_mib(),
     };
-    println!("{}", serde_json::to_string(&record)?);
+    super::emit(&(serde_json::to_string(&record)? + "\n"))?;
     Ok(EXIT_OK)
 }
 

@@ -3,6 +3,7 @@
 
 use clap::Args;
 use serde::Serialize;
+use std::fmt::Write as _;
 
 use super::EXIT_OK;
 use crate::model::{self, ChatTemplate, Format, GgufFile, ModelFiles};
@@ -80,11 +81,11 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<u8> {
         return run_routing(args);
     }
     let info = inspect(&super::resolve_model(args.model.as_deref())?)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
-    } else {
-        print_text(&info);
-    }
+    let text = match args.json {
+        true => serde_json::to_string_pretty(&info)? + "\n",
+        false => text_of(&info)?,
+    };
+    super::emit(&text)?;
     Ok(EXIT_OK)
 }
 
@@ -109,18 +110,19 @@ fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
     let max_len = m.config.max_position_embeddings;
     let rows = crate::train::routing::measure(&mut m, &specs, max_len)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        super::emit(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
         return Ok(EXIT_OK);
     }
+    let mut out = String::new();
     // A top-1 model's top-k column would repeat its top-1.
     let k = m.config.num_experts_per_tok;
     let top_k = match k {
         1 => String::new(),
         k => format!("  top-{k}"),
     };
-    println!(
+    writeln!(out, 
         "task  expert  records  tokens   top-1{top_k} (share of tokens routed to the task's expert, mean of layers; top-k per layer)"
-    );
+    )?;
     for r in rows {
         let share = match k {
             1 => String::new(),
@@ -131,7 +133,8 @@ fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
             .iter()
             .map(|s| format!("{:.0}", s * 100.0))
             .collect();
-        println!(
+        writeln!(
+            out,
             "{:<5} {:>6} {:>8} {:>7}  {:>5.1}%{share}  [{}]",
             r.task.to_string(),
             r.expert,
@@ -139,8 +142,9 @@ fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
             r.tokens,
             r.top1 * 100.0,
             layers.join(" ")
-        );
+        )?;
     }
+    super::emit(&out)?;
     Ok(EXIT_OK)
 }
 
@@ -245,37 +249,47 @@ fn is_expert_tensor(name: &str) -> bool {
         && parts[3].parse::<usize>().is_ok()
 }
 
-fn print_text(i: &ModelInfo) {
-    println!("model          {} ({})", i.model, i.format);
-    println!(
+fn text_of(i: &ModelInfo) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    writeln!(out, "model          {} ({})", i.model, i.format)?;
+    writeln!(
+        out,
         "architecture   {} (model_type {})",
         i.architecture, i.model_type
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "layers         {}  hidden {}  ffn {}  heads {}/{} kv  vocab {}",
         i.layers, i.hidden_size, i.intermediate_size, i.attention_heads, i.kv_heads, i.vocab_size
-    );
+    )?;
     match i.expert_lora_rank {
-        Some(r) => println!(
+        Some(r) => writeln!(
+            out,
             "experts        {} (top-{}), low-rank r={r} over a shared FFN",
             i.experts, i.experts_per_token
-        ),
-        None => println!("experts        {} (top-{})", i.experts, i.experts_per_token),
+        )?,
+        None => writeln!(
+            out,
+            "experts        {} (top-{})",
+            i.experts, i.experts_per_token
+        )?,
     }
     let map: Vec<String> = i
         .task_experts
         .iter()
         .map(|(t, e)| format!("{t}={e}"))
         .collect();
-    println!(
+    writeln!(
+        out,
         "task experts   {}",
         if map.is_empty() {
             "none (learned routing only)".to_string()
         } else {
             map.join(" ")
         }
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "dtype          {} (stored: {})",
         i.dtype.as_deref().unwrap_or("unstated"),
         i.tensor_dtypes
@@ -283,18 +297,21 @@ fn print_text(i: &ModelInfo) {
             .map(|(d, n)| format!("{d}×{n}"))
             .collect::<Vec<_>>()
             .join(", ")
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "parameters     {} ({} active per token)",
         human(i.parameters),
         human(i.active_parameters)
-    );
-    println!("weights        {} file(s)", i.weight_files.len());
-    println!("tokenizer      {}", i.tokenizer);
-    println!(
+    )?;
+    writeln!(out, "weights        {} file(s)", i.weight_files.len())?;
+    writeln!(out, "tokenizer      {}", i.tokenizer)?;
+    writeln!(
+        out,
         "chat template  {}",
         i.chat_template.as_deref().unwrap_or("none")
-    );
+    )?;
+    Ok(out)
 }
 
 fn human(n: u64) -> String {

@@ -200,6 +200,17 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// `neko ... | head` closes our stdout early: that is success, not an error.
+/// Writes `text` to stdout; a reader that closed the pipe early (`neko info | head`) is no
+/// error, as the README's exit codes say.
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => Ok(written?),
+    }
+}
+
 pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()

@@ -493,6 +493,31 @@ fn a_closed_pipe_is_a_quiet_success() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("error"));
 }
 
+/// `neko info` and `neko info --json` into a reader that is already gone exit 0 (they
+/// panicked with 101 on the broken pipe).
+#[test]
+fn info_into_a_closed_pipe_is_a_quiet_success() {
+    for json in [false, true] {
+        for _ in 0..3 {
+            let mut cmd = neko();
+            cmd.args(["info", "--model"]).arg(fixture("tiny-mixtral"));
+            if json {
+                cmd.arg("--json");
+            }
+            let mut child = cmd
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(child.stdout.take());
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+}
+
 #[test]
 fn guard_fallbacks_keep_the_one_best_and_say_why() {
     // A random model writes nonsense: the guard must replace it with the 1-best.
