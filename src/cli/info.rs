@@ -120,7 +120,7 @@ fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
         1 => String::new(),
         k => format!("  top-{k}"),
     };
-    writeln!(out, 
+    writeln!(out,
         "task  expert  records  tokens   top-1{top_k} (share of tokens routed to the task's expert, mean of layers; top-k per layer)"
     )?;
     for r in rows {
