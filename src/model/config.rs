@@ -231,6 +231,19 @@ impl ModelConfig {
                 return Err(field_err(field, "must be at least 1"));
             }
         }
+        // Values that load but make every answer NaN (`<unk><unk>...`).
+        if !(raw.rms_norm_eps.is_finite() && raw.rms_norm_eps > 0.0 && raw.rms_norm_eps < 1.0) {
+            return Err(field_err(
+                "rms_norm_eps",
+                "must be a small positive number (1e-6, 1e-5)",
+            ));
+        }
+        if raw.sliding_window == Some(0) {
+            return Err(field_err(
+                "sliding_window",
+                "must be at least 1, or null for none",
+            ));
+        }
         for (field, ids) in [
             ("bos_token_id", &raw.bos_token_id),
             ("eos_token_id", &raw.eos_token_id),
@@ -390,6 +403,12 @@ fn expert_lora_of(
     if rank == 0 {
         return Err(field_err("expert_lora_rank", "must be at least 1"));
     }
+    if raw
+        .expert_lora_alpha
+        .is_some_and(|a| !(a.is_finite() && a > 0.0))
+    {
+        return Err(field_err("expert_lora_alpha", "must be a positive number"));
+    }
     Ok(Some(ExpertLora {
         rank,
         alpha: raw.expert_lora_alpha.unwrap_or(rank as f64),
@@ -421,7 +440,14 @@ fn rope_theta_of(raw: &RawConfig) -> Result<f64, ConfigError> {
         .as_ref()
         .and_then(|p| p.get("rope_theta"))
         .and_then(Value::as_f64);
-    Ok(raw.rope_theta.or(nested).unwrap_or(10_000.0))
+    let theta = raw.rope_theta.or(nested).unwrap_or(10_000.0);
+    if !(theta.is_finite() && theta > 1.0) {
+        return Err(field_err(
+            "rope_theta",
+            format!("{theta}: must be a base above 1 (10000, 1e5)"),
+        ));
+    }
+    Ok(theta)
 }
 
 fn task_map(

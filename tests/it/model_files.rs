@@ -71,6 +71,9 @@ fn config_values_that_cannot_decode_are_named_at_load() {
         ),
         ("bos_token_id", Value::from("<s>"), "expected a token id"),
         ("max_position_embeddings", Value::from(0), "at least 1"),
+        ("rms_norm_eps", Value::from(-1), "small positive"),
+        ("rope_theta", Value::from(0), "base above 1"),
+        ("sliding_window", Value::from(0), "at least 1"),
     ] {
         let dir = copy_model();
         edit_config(dir.path(), field, value);
