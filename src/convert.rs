@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value};
 
-use crate::model::{self, gguf_tokenizer, Format, GgufFile, ModelConfig, ModelFiles};
+use crate::model::{self, gguf_tokenizer, Format, GgufFile, Model, ModelConfig, ModelFiles};
 
 /// A model held as plain tensors, with what is needed to write it back out.
 pub struct Checkpoint {
@@ -111,6 +111,14 @@ impl Checkpoint {
         for path in &files.weights {
             let shard = candle_core::safetensors::load(path, &Device::Cpu)
                 .with_context(|| format!("reading {}", path.display()))?;
+            // An integer tensor would be converted by value into nonsense weights.
+            if let Some((name, t)) = shard.iter().find(|(_, t)| !t.dtype().is_float()) {
+                bail!(
+                    "{}: tensor `{name}` is stored as {:?}, not as floating-point weights",
+                    path.display(),
+                    t.dtype()
+                );
+            }
             tensors.extend(shard);
         }
         let dir = files.tokenizer.parent().unwrap_or(Path::new("."));
@@ -149,14 +157,11 @@ impl Checkpoint {
     }
 
     /// Writes the checkpoint to `dir` in Hugging Face layout with weights in `dtype`. Refuses
-    /// a folder that already holds a model unless `overwrite`.
+    /// a folder that already holds a model unless `overwrite`. The model is written into a
+    /// staging folder beside `dir` and loaded from there as `neko correct` would load it: a
+    /// source whose tensors do not fit its config fails here, naming the tensor, and leaves
+    /// `dir` as it was. Only then are the files moved into `dir`, config.json last.
     pub fn write(&self, dir: &Path, dtype: DType, overwrite: bool) -> Result<()> {
-        let dtype_name = match dtype {
-            DType::F32 => "float32",
-            DType::BF16 => "bfloat16",
-            DType::F16 => "float16",
-            other => bail!("cannot write weights as {other:?} (f32, bf16, f16)"),
-        };
         if !overwrite {
             if let Some(name) = model_file_in(dir) {
                 bail!(
@@ -165,10 +170,29 @@ impl Checkpoint {
                 );
             }
         }
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        if overwrite {
-            remove_model_files(dir)?;
+        let stage = staging_dir(dir);
+        // A staging folder left by an interrupted run (its weights' temporary file included).
+        if stage.exists() {
+            std::fs::remove_dir_all(&stage)
+                .with_context(|| format!("removing {}", stage.display()))?;
         }
+        std::fs::create_dir_all(&stage).with_context(|| format!("creating {}", stage.display()))?;
+        self.write_files(&stage, dtype)?;
+        if let Err(e) = Model::load(&stage.to_string_lossy(), &Device::Cpu, DType::F32) {
+            let _ = std::fs::remove_dir_all(&stage);
+            bail!("the written model does not load, so nothing was written to {}: {e} (the source's tensors do not fit its configuration)", dir.display());
+        }
+        move_into(&stage, dir)
+    }
+
+    /// The model's files in `dir` (an empty folder): weights, tokenizer files, config.json.
+    fn write_files(&self, dir: &Path, dtype: DType) -> Result<()> {
+        let dtype_name = match dtype {
+            DType::F32 => "float32",
+            DType::BF16 => "bfloat16",
+            DType::F16 => "float16",
+            other => bail!("cannot write weights as {other:?} (f32, bf16, f16)"),
+        };
         let mut config = self.config.clone();
         config.dtype = Some(dtype_name.to_string());
         let mut out: HashMap<String, Tensor> = HashMap::new();
@@ -178,20 +202,15 @@ impl Checkpoint {
             }
             out.insert(name.clone(), t.to_dtype(dtype)?.contiguous()?);
         }
-        // Weights first, config last: a half-written folder has no config.json and does not
-        // look like a model. The weights are written beside their name and renamed.
         let weights = dir.join("model.safetensors");
-        let tmp = dir.join("model.safetensors.tmp");
-        candle_core::safetensors::save(&out, &tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        candle_core::safetensors::save(&out, &weights)
+            .with_context(|| format!("writing {}", weights.display()))?;
         // The writer creates the file owner-only; a model folder is meant to be shared.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+            std::fs::set_permissions(&weights, std::fs::Permissions::from_mode(0o644))?;
         }
-        std::fs::rename(&tmp, &weights)
-            .with_context(|| format!("writing {}", weights.display()))?;
         write_json(&dir.join("tokenizer.json"), &self.tokenizer_json)?;
         write_json(&dir.join("tokenizer_config.json"), &self.tokenizer_config)?;
         write_json(&dir.join("generation_config.json"), &self.generation_config)?;
@@ -282,6 +301,42 @@ const SIDE_FILES: &[&str] = &[
 /// Removes what makes `dir` a model before it is written again: its config.json first (so a
 /// stop midway leaves no model that looks whole), then a sharded checkpoint's index and shards,
 /// which loading would prefer to the new `model.safetensors`, and the old side files.
+/// Where a model for `dir` is written before it is moved in: a hidden folder beside it, on
+/// the same filesystem, so that the moves are renames.
+fn staging_dir(dir: &Path) -> std::path::PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let name = name
+        .filter(|n| n != "." && n != "..")
+        .unwrap_or_else(|| "model".into());
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    parent
+        .unwrap_or(Path::new("."))
+        .join(format!(".{name}.neko-partial"))
+}
+
+/// Moves the staged model into `dir`: a whole new folder by one rename; into an existing one,
+/// its old model files go first (config.json first, so a folder cut short is no model), then
+/// the new ones, config.json last. Cut short there, the staged folder still holds the whole
+/// new model, and the message of the next run's refusal names it.
+fn move_into(stage: &Path, dir: &Path) -> Result<()> {
+    let empty = std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
+    if empty {
+        let _ = std::fs::remove_dir(dir);
+        return std::fs::rename(stage, dir)
+            .with_context(|| format!("moving {} to {}", stage.display(), dir.display()));
+    }
+    remove_model_files(dir)?;
+    let mut names: Vec<_> = std::fs::read_dir(stage)?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    names.sort_by_key(|n| (n == "config.json", n.clone()));
+    for name in names {
+        std::fs::rename(stage.join(&name), dir.join(&name))
+            .with_context(|| format!("moving {} into {}", stage.display(), dir.display()))?;
+    }
+    std::fs::remove_dir(stage).with_context(|| format!("removing {}", stage.display()))
+}
+
 fn remove_model_files(dir: &Path) -> Result<()> {
     let is_old = |name: &str| {
         name == "config.json"

@@ -643,6 +643,66 @@ fn convert_gguf_gives_back_the_original_tensors_and_logits() {
 
 /// `--force` over a sharded checkpoint leaves no index or shard behind, which loading would
 /// prefer to the new file; converting a folder onto itself works.
+/// A source whose tensors do not fit its config is refused by `neko convert` and `neko
+/// upcycle` before anything is written (they wrote a model that could not load, with exit 0),
+/// and an integer tensor is no weight; a staging folder an interrupted run left goes.
+#[test]
+fn convert_and_upcycle_refuse_a_source_that_does_not_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    crate::util::copy_fixture("tiny-llama", &src);
+    let path = src.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    let name = "model.layers.1.mlp.up_proj.weight";
+    let wrong =
+        candle_core::Tensor::zeros((64, 64), candle_core::DType::F32, &candle_core::Device::Cpu);
+    tensors.insert(name.to_string(), wrong.unwrap());
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let stale = tmp.path().join(".out.neko-partial");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join(".tmpXYZ"), "left by a killed run").unwrap();
+    let out_dir = tmp.path().join("out");
+    let refused = |args: &[&str], names: &str| {
+        let out = neko()
+            .args(args)
+            .arg("--to")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(names) && err.contains("nothing was written"),
+            "{err}"
+        );
+        assert!(err.contains("wrong shape"), "{err}");
+        assert!(!out_dir.exists() && !stale.exists(), "{err}");
+    };
+    let src_s = src.to_str().unwrap();
+    refused(&["convert", "--from", src_s], name);
+    std::fs::create_dir_all(&stale).unwrap();
+    // Upcycled, the up projection is every expert's w3.
+    refused(
+        &["upcycle", "--model", src_s, "--experts", "2"],
+        "layers.1.block_sparse_moe",
+    );
+    let ints = candle_core::Tensor::zeros(
+        (64, 128),
+        candle_core::DType::I64,
+        &candle_core::Device::Cpu,
+    );
+    tensors.insert(name.to_string(), ints.unwrap());
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let out = neko()
+        .args(["convert", "--from", src_s, "--to"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stored as I64"), "{err}");
+}
+
 #[test]
 fn convert_over_a_sharded_model_replaces_it_whole() {
     let tmp = tempfile::tempdir().unwrap();
