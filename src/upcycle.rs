@@ -16,7 +16,7 @@
 //!   `experts.E.wN.lora_B.weight (out, r)` zero, scaled by `alpha / r`. What a CPU can train:
 //!   only `lora_*` and `block_sparse_moe.gate` tensors need gradients.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -185,6 +185,7 @@ pub fn apply_adapter(ck: &mut Checkpoint, adapter: &std::path::Path) -> Result<u
     check_adapter_settings(adapter, &ck.config)?;
     let trained = candle_core::safetensors::load(adapter, &Device::Cpu)
         .with_context(|| format!("{}: cannot read the adapter", adapter.display()))?;
+    check_finite(adapter, &trained)?;
     for (name, t) in &trained {
         let Some(old) = ck.tensors.get(name) else {
             bail!(
@@ -208,6 +209,21 @@ pub fn apply_adapter(ck: &mut Checkpoint, adapter: &std::path::Path) -> Result<u
         ck.tensors.insert(name, t.to_dtype(dtype)?);
     }
     Ok(n)
+}
+
+/// Refuses an adapter with a NaN or infinite value (a run that diverged): every answer of the
+/// model would be `<unk>`.
+pub fn check_finite(adapter: &std::path::Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    for (name, t) in tensors {
+        let values: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        if values.iter().any(|v| !v.is_finite()) {
+            bail!(
+                "{}: tensor `{name}` holds NaN or infinite values (the training run diverged)",
+                adapter.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The upcycling an adapter was trained on, as `neko train` writes it into `adapter.json`

@@ -143,9 +143,23 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     if interrupted.load(Ordering::SeqCst) && trainer.step < total {
         code = EXIT_ERROR;
     }
+    let mut saved = trainer.step;
     while trainer.step < stop && code == EXIT_OK {
         let s = trainer.train_step()?;
         writeln!(log, "{}", serde_json::to_string(&s)?)?;
+        if !s.loss.is_finite() {
+            // The weights are NaN now: nothing of this state may be saved.
+            bar.finish_and_clear();
+            let kept = match saved {
+                0 => "no checkpoint was saved".to_string(),
+                n => format!("the last checkpoint (step {n}) is kept, nothing after it was saved"),
+            };
+            anyhow::bail!(
+                "step {}: the loss is {} (training diverged: lower lr or raise warmup_steps); {kept}",
+                s.step,
+                s.loss
+            );
+        }
         bar.set_message(format!(
             "loss {:.4} lm {:.4} lr {:.2e} {:.0} tok/s",
             s.loss, s.lm_loss, s.lr, s.tokens_per_s
@@ -183,6 +197,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         }
         if s.step % every == 0 {
             trainer.save_checkpoint()?;
+            saved = s.step;
         }
         let out_of_time = args
             .max_minutes

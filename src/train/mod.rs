@@ -267,14 +267,47 @@ pub struct StepLog {
     pub tokens_per_s: f64,
 }
 
-/// A checkpoint's files, in the order they are put in place: `state.json`, the commit point,
-/// last.
+/// A checkpoint's files. They are written into [`NEXT_DIR`], which is renamed to
+/// [`COMMIT_DIR`] (the commit point: one atomic rename), and then moved into the run directory
+/// ([`recover`] finishes that after a crash), so a resume never sees files of two checkpoints.
 pub const CHECKPOINT_FILES: [&str; 4] = [
     "adapter.safetensors",
     "optimizer.safetensors",
     "adapter.json",
     "state.json",
 ];
+
+/// Where a checkpoint is written, in the run directory.
+const NEXT_DIR: &str = ".checkpoint.next";
+/// A written checkpoint on its way into the run directory.
+const COMMIT_DIR: &str = ".checkpoint.commit";
+
+/// Puts the run directory's checkpoint in order after a crash: a committed checkpoint is
+/// moved in the rest of the way, one that was still being written is dropped.
+pub fn recover(dir: &Path) -> Result<()> {
+    let commit = dir.join(COMMIT_DIR);
+    if commit.is_dir() {
+        for n in CHECKPOINT_FILES {
+            let from = commit.join(n);
+            if from.exists() {
+                std::fs::rename(&from, dir.join(n))
+                    .with_context(|| format!("{}: cannot move it in", from.display()))?;
+            }
+        }
+        std::fs::remove_dir_all(&commit)
+            .with_context(|| format!("cannot remove {}", commit.display()))?;
+    }
+    let next = dir.join(NEXT_DIR);
+    if next.exists() {
+        std::fs::remove_dir_all(&next)
+            .with_context(|| format!("cannot remove {}", next.display()))?;
+    }
+    // Temporary files of earlier versions, which renamed each file on its own.
+    for n in CHECKPOINT_FILES {
+        let _ = std::fs::remove_file(dir.join(format!(".{n}.tmp")));
+    }
+    Ok(())
+}
 
 /// The saved progress of a run (`state.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,15 +359,27 @@ impl Trainer {
 
     /// Continues the run saved in `dir`.
     pub fn resume(dir: &Path) -> Result<Self> {
-        let state: RunState = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("state.json"))
-                .with_context(|| format!("{}: no checkpoint to resume", dir.display()))?,
-        )?;
+        recover(dir)?;
+        let state_path = dir.join("state.json");
+        let text = std::fs::read_to_string(&state_path)
+            .with_context(|| format!("{}: no checkpoint to resume", dir.display()))?;
+        let damaged = |what: &str| {
+            format!(
+                "{}: {what}: the checkpoint is damaged; start over with --config and --force",
+                dir.display()
+            )
+        };
+        let state: RunState = serde_json::from_str(&text)
+            .with_context(|| damaged("state.json is not a run's state"))?;
         let mut config = state.config.clone();
         config.out = dir.to_path_buf();
-        let mut t = Self::build(config, Some(&dir.join("adapter.safetensors")))?;
+        let adapter = dir.join("adapter.safetensors");
+        candle_core::safetensors::load(&adapter, &Device::Cpu)
+            .with_context(|| damaged("adapter.safetensors cannot be read"))?;
+        let mut t = Self::build(config, Some(&adapter))?;
         let opt_state =
-            candle_core::safetensors::load(dir.join("optimizer.safetensors"), &Device::Cpu)?;
+            candle_core::safetensors::load(dir.join("optimizer.safetensors"), &Device::Cpu)
+                .with_context(|| damaged("optimizer.safetensors cannot be read"))?;
         t.opt.load_state(&opt_state)?;
         if t.opt.steps() != state.step {
             bail!(
@@ -429,6 +474,14 @@ impl Trainer {
             bail!(
                 "{}: mode = \"lora\" trains low-rank experts, and this model has full ones (upcycled without --lora-rank): only its gates would train; use mode = \"full\" or upcycle with --lora-rank",
                 config.model
+            );
+        }
+        // A resumed adapter must hold every trainable tensor: one missing would restart from
+        // the base's weights without a word.
+        if let (Some(a), Some(missing)) = (adapter, names.iter().find(|n| !init.contains_key(*n))) {
+            bail!(
+                "{}: tensor `{missing}` is missing: the checkpoint is damaged (or of another model); start over with --config and --force",
+                a.display()
             );
         }
         let mut vars = Vec::with_capacity(names.len());
@@ -741,11 +794,14 @@ impl Trainer {
     }
 
     /// Writes the adapter, the optimizer state and `state.json` ([`CHECKPOINT_FILES`]) into the
-    /// run directory (each written to a temporary file and renamed; `state.json` last).
+    /// run directory, all at once: written into [`NEXT_DIR`], committed by one rename, moved in.
     pub fn save_checkpoint(&self) -> Result<()> {
-        let dir = &self.config.out;
+        let out = &self.config.out;
+        std::fs::create_dir_all(out)?;
+        recover(out)?;
+        let dir = &out.join(NEXT_DIR);
         std::fs::create_dir_all(dir)?;
-        let tmp = |n: &str| dir.join(format!(".{n}.tmp"));
+        let tmp = |n: &str| dir.join(n);
         candle_core::safetensors::save(&self.adapter_tensors()?, tmp("adapter.safetensors"))?;
         let opt: HashMap<String, Tensor> = self
             .opt
@@ -781,19 +837,20 @@ impl Trainer {
                 "tensors": self.vars.len(),
                 "upcycle": crate::upcycle::adapter_settings(&self.model.config),
                 "load_with": format!("neko correct --model {} --adapter {}", self.config.model,
-                    dir.join("adapter.safetensors").display()),
+                    out.join("adapter.safetensors").display()),
             }))?,
         )?;
-        for n in CHECKPOINT_FILES {
-            std::fs::rename(tmp(n), dir.join(n))?;
-        }
-        Ok(())
+        std::fs::rename(dir, out.join(COMMIT_DIR))?;
+        recover(out)
     }
 
     /// Removes an earlier run's checkpoint from the run directory, `state.json` (what a resume
     /// trusts) first, so that a stop before this run's first checkpoint leaves nothing to
     /// resume rather than the old run under the new config.
     pub fn clear_checkpoint(&self) -> Result<()> {
+        for d in [COMMIT_DIR, NEXT_DIR] {
+            let _ = std::fs::remove_dir_all(self.config.out.join(d));
+        }
         for n in CHECKPOINT_FILES.iter().rev() {
             match std::fs::remove_file(self.config.out.join(n)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -824,13 +881,13 @@ pub fn load_with_adapter(
             adapter.display()
         );
     }
-    // Safety: a read-only map, only to say clearly when the file is no safetensors at all.
-    unsafe { MmapedSafetensors::new(adapter) }.with_context(|| {
+    let tensors = candle_core::safetensors::load(adapter, &Device::Cpu).with_context(|| {
         format!(
             "{}: cannot read the adapter (a safetensors file)",
             adapter.display()
         )
     })?;
+    crate::upcycle::check_finite(adapter, &tensors)?;
     let mut opts = opts.clone();
     opts.adapter = Some(adapter.to_path_buf());
     let model = Model::load_with(spec, &opts)?;

@@ -349,6 +349,81 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
     };
     assert_eq!(losses(&a), losses(&b));
     assert_eq!(losses(&a).len(), 6);
+
+    // Killed while a checkpoint was moved in (the adapter of step 4 in place, its other files
+    // still in the commit folder, the next one half written): a resume finishes the move and
+    // goes on from step 4, exactly.
+    let (c, d) = (tmp.path().join("c"), tmp.path().join("d"));
+    train(&[
+        "--config",
+        cfg,
+        "--out",
+        c.to_str().unwrap(),
+        "--stop-at-step",
+        "2",
+    ]);
+    train(&[
+        "--config",
+        cfg,
+        "--out",
+        d.to_str().unwrap(),
+        "--stop-at-step",
+        "4",
+    ]);
+    std::fs::rename(d.join("adapter.safetensors"), c.join("adapter.safetensors")).unwrap();
+    let commit = c.join(".checkpoint.commit");
+    std::fs::create_dir_all(&commit).unwrap();
+    for f in ["optimizer.safetensors", "adapter.json", "state.json"] {
+        std::fs::rename(d.join(f), commit.join(f)).unwrap();
+    }
+    let next = c.join(".checkpoint.next");
+    std::fs::create_dir_all(&next).unwrap();
+    std::fs::write(next.join("adapter.safetensors"), "half").unwrap();
+    train(&["--resume", c.to_str().unwrap()]);
+    assert!(!commit.exists() && !next.exists());
+    let (x, y) = (
+        load_st(&a.join("adapter.safetensors")),
+        load_st(&c.join("adapter.safetensors")),
+    );
+    for (name, t) in &x {
+        assert_eq!(bits(t), bits(&y[name]), "{name}");
+    }
+    // A damaged checkpoint is named, with what to do.
+    let e = tmp.path().join("e");
+    train(&[
+        "--config",
+        cfg,
+        "--out",
+        e.to_str().unwrap(),
+        "--stop-at-step",
+        "2",
+    ]);
+    let resume_fails = |says: &str| {
+        let out = neko()
+            .arg("train")
+            .arg("--resume")
+            .arg(&e)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(says) && err.contains("start over"),
+            "{says}: {err}"
+        );
+    };
+    let adapter = e.join("adapter.safetensors");
+    let mut tensors = load_st(&adapter);
+    let gone = tensors
+        .keys()
+        .find(|n| n.contains("layers.1."))
+        .unwrap()
+        .clone();
+    tensors.remove(&gone);
+    candle_core::safetensors::save(&tensors, &adapter).unwrap();
+    resume_fails(&format!("tensor `{gone}` is missing"));
+    std::fs::write(e.join("state.json"), "{").unwrap();
+    resume_fails("state.json is not a run's state");
     // A finished run directory is not overwritten without --force.
     let again = neko()
         .args(["train", "--config", cfg, "--out", a.to_str().unwrap()])
@@ -979,4 +1054,58 @@ fn copy_dir(from: &Path, to: &Path) {
         let e = e.unwrap();
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
+}
+
+/// A run whose loss turns NaN stops there with exit 2 and saves nothing of it; an adapter
+/// with NaN values (a diverged run's) is refused by `neko correct --adapter`.
+#[test]
+fn a_diverging_run_stops_and_a_nan_adapter_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = setup(tmp.path());
+    let run_dir = tmp.path().join("run");
+    let mut c = config(&model, &data, &run_dir, RoutingLoss::Both, 6);
+    c.train.lr = 1e30;
+    c.train.checkpoint_every = 100;
+    let cfg = tmp.path().join("train.toml");
+    write_config(&c, &cfg);
+    let out = neko()
+        .args(["train", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("training diverged") && err.contains("no checkpoint was saved"),
+        "{err}"
+    );
+    assert!(!run_dir.join("adapter.safetensors").exists());
+
+    // A finished run's adapter with one NaN written into it.
+    c.train.lr = 1e-2;
+    c.train.steps = 1;
+    write_config(&c, &cfg);
+    run_ok(neko().args(["train", "--force", "--config", cfg.to_str().unwrap()]));
+    let adapter = run_dir.join("adapter.safetensors");
+    let mut tensors = load_st(&adapter);
+    let name = tensors.keys().next().unwrap().clone();
+    let t = &tensors[&name];
+    let nan = (t.ones_like().unwrap() * f64::NAN).unwrap();
+    tensors.insert(name.clone(), nan);
+    candle_core::safetensors::save(&tensors, &adapter).unwrap();
+    let out = neko()
+        .args([
+            "correct",
+            "--task",
+            "asr",
+            "--model",
+            model.to_str().unwrap(),
+            "--adapter",
+        ])
+        .arg(&adapter)
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("tensor `{name}` holds NaN")), "{err}");
 }
