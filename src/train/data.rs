@@ -222,15 +222,35 @@ pub fn read_examples(
     Ok((out, report))
 }
 
-/// Whether a path names a test split (a word of the file name that starts with `test`, as in
-/// `test_atis.json` or `ocr.testset.jsonl`, or a folder named `test` or `heldout`): those are
-/// for final evaluation only. `latest-gec.jsonl` is no test split.
+/// Whether a path names a test split: those are for final evaluation only. A word of the file
+/// name (or of a folder's) that starts with `test` (`test_atis.json`, `ocr.testset.jsonl`) or
+/// ends with it (`newstest2019`, `devtest`), but for English words that merely end so
+/// (`latest-gec.jsonl`, `contest`); a word `heldout`; a folder named `test`. Links are
+/// followed too (a link to a test folder is one), as deep as the path given: the folders above
+/// it (a checkout under `~/test/`) say nothing of the file.
 pub fn is_test_split(path: &Path) -> bool {
+    let depth = path.components().count();
+    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let parts: Vec<_> = resolved.components().collect();
+    let tail: std::path::PathBuf = parts[parts.len().saturating_sub(depth)..].iter().collect();
+    names_a_test_split(path) || names_a_test_split(&tail)
+}
+
+/// Words that end in `test` and name no test split.
+const NOT_TEST: &[&str] = &[
+    "latest", "greatest", "contest", "protest", "attest", "detest",
+];
+
+fn names_a_test_split(path: &Path) -> bool {
+    let test_word = |w: &str| {
+        let w = w.trim_end_matches(|c: char| c.is_ascii_digit());
+        w.starts_with("test") || w == "heldout" || (w.ends_with("test") && !NOT_TEST.contains(&w))
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())
         .unwrap_or_default();
-    (name.split(|c: char| !c.is_alphanumeric())).any(|w| w.starts_with("test"))
+    (name.split(|c: char| !c.is_alphanumeric())).any(test_word)
         || path.components().any(|c| {
             let c = c.as_os_str().to_string_lossy().to_lowercase();
             c == "test" || c == "heldout"
@@ -393,5 +413,21 @@ mod tests {
         assert!(is_test_split(Path::new("data/ocr-testset.jsonl")));
         assert!(!is_test_split(Path::new("data/latest-gec.jsonl")));
         assert!(!is_test_split(Path::new("data/contest.jsonl")));
+        for name in [
+            "newstest2019.jsonl",
+            "devtest.jsonl",
+            "mt.heldout.jsonl",
+            "test2.json",
+        ] {
+            assert!(is_test_split(Path::new(name)), "{name}");
+        }
+        // A link to a test folder is one.
+        let tmp = std::env::temp_dir().join(format!("neko-split-{}", std::process::id()));
+        let test = tmp.join("test");
+        std::fs::create_dir_all(&test).unwrap();
+        std::fs::write(test.join("x.jsonl"), "").unwrap();
+        std::os::unix::fs::symlink(&test, tmp.join("notatest")).unwrap();
+        assert!(is_test_split(&tmp.join("notatest").join("x.jsonl")));
+        let _ = std::fs::remove_dir_all(&tmp);
     }
 }
