@@ -115,7 +115,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     let stop = args.stop_at_step.unwrap_or(total).min(total);
     let r = &trainer.report;
     eprintln!(
-        "neko: {} examples ({} without a reference, {} over {} tokens, {} unreadable), {} micro-batches per epoch; {} trainable tensors; step {} of {total}",
+        "neko: {} examples ({} without a reference (missing or empty), {} over {} tokens, {} unreadable), {} micro-batches per epoch; {} trainable tensors; step {} of {total}",
         r.examples,
         r.no_reference,
         r.too_long,
@@ -127,6 +127,17 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     );
     if let Some(first) = &r.first_unreadable {
         eprintln!("neko: unreadable records left out; the first: {first}");
+    }
+    let v = &trainer.valid_report;
+    if v.no_reference + v.too_long + v.unreadable > 0 {
+        eprintln!(
+            "neko: validation: {} examples ({} without a reference, {} too long, {} unreadable{})",
+            v.examples,
+            v.no_reference,
+            v.too_long,
+            v.unreadable,
+            (v.first_unreadable.as_ref()).map_or(String::new(), |f| format!("; the first: {f}"))
+        );
     }
     truncate_log(&trainer.log_path(), trainer.step)?;
     let mut log = std::fs::OpenOptions::new()

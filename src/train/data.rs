@@ -201,7 +201,9 @@ pub fn read_examples(
                     entry.line
                 ),
             };
-            let Some(reference) = record.reference.as_deref() else {
+            // An empty reference would teach the model to answer nothing.
+            let Some(reference) = record.reference.as_deref().filter(|r| !r.trim().is_empty())
+            else {
                 report.no_reference += 1;
                 continue;
             };

@@ -335,6 +335,8 @@ pub struct Trainer {
     valid: Vec<Example>,
     schedule: Schedule,
     pub report: DataReport,
+    /// The same of the `[[valid]]` files.
+    pub valid_report: DataReport,
     /// Steps done.
     pub step: usize,
     pub tokens: u64,
@@ -518,7 +520,7 @@ impl Trainer {
         // at the step that drew it.
         let max_len = h.max_len.min(model.config.max_position_embeddings);
         let (examples, report) = data::read_examples(&renderer, &config.data, max_len)?;
-        let (valid, _) = data::read_examples(&renderer, &config.valid, max_len)?;
+        let (valid, valid_report) = data::read_examples(&renderer, &config.valid, max_len)?;
         for ex in examples.iter().chain(&valid) {
             if model.config.task_expert(ex.task).is_none() {
                 bail!("task `{}` has no expert in the model's task map", ex.task);
@@ -526,6 +528,15 @@ impl Trainer {
         }
         if examples.is_empty() {
             bail!("no training examples (all records lack a reference or are too long)");
+        }
+        if !config.valid.is_empty() && valid.is_empty() {
+            bail!(
+                "no validation examples in [[valid]] ({} without a reference, {} too long, {} unreadable{}): no validation loss could be measured",
+                valid_report.no_reference,
+                valid_report.too_long,
+                valid_report.unreadable,
+                (valid_report.first_unreadable.as_ref()).map_or(String::new(), |f| format!("; the first: {f}"))
+            );
         }
         let schedule = Schedule::new(&examples, h.batch_size, h.seed);
         Ok(Trainer {
@@ -538,6 +549,7 @@ impl Trainer {
             valid,
             schedule,
             report,
+            valid_report,
             step: 0,
             tokens: 0,
             seconds: 0.0,

@@ -578,7 +578,7 @@ fn examples_longer_than_the_model_are_left_out() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("8 examples (0 without a reference, 1 over"),
+        err.contains("8 examples (0 without a reference (missing or empty), 1 over"),
         "{err}"
     );
     let both = neko()
@@ -1108,4 +1108,47 @@ fn a_diverging_run_stops_and_a_nan_adapter_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(&format!("tensor `{name}` holds NaN")), "{err}");
+}
+
+/// Empty references are no references (an empty answer would be taught), and a `[[valid]]`
+/// file with no usable record is refused rather than giving no validation loss unseen; its
+/// unreadable records are counted and the first named.
+#[test]
+fn empty_references_and_an_unusable_valid_file_are_said() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = setup(tmp.path());
+    let text = std::fs::read_to_string(&data).unwrap();
+    let empty = "{\"task\": \"asr\", \"input\": [\"a b\"], \"output\": \"  \"}\n";
+    std::fs::write(&data, format!("{text}{empty}")).unwrap();
+    let valid = tmp.path().join("valid.jsonl");
+    std::fs::write(
+        &valid,
+        "{\"task\": \"asr\", \"input\": [\"a\"], \"output\": 5}\n",
+    )
+    .unwrap();
+    let mut c = config(&model, &data, &tmp.path().join("run"), RoutingLoss::Both, 1);
+    c.valid = vec![neko::train::data::DataSpec {
+        path: valid.clone(),
+        ..c.data[0].clone()
+    }];
+    let cfg = tmp.path().join("train.toml");
+    write_config(&c, &cfg);
+    let out = neko()
+        .args(["train", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no validation examples") && err.contains("valid.jsonl:1"),
+        "{err}"
+    );
+    c.valid.clear();
+    write_config(&c, &cfg);
+    let out = ok(neko().args(["train", "--force", "--config", cfg.to_str().unwrap()]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("8 examples (1 without a reference (missing or empty)"),
+        "{err}"
+    );
 }
