@@ -37,6 +37,17 @@ pub fn tokenizer_fits(
             ),
         });
     }
+    // Embeddings are padded past the tokenizer by a few rows (to a multiple of 64 or 128),
+    // never by half: a tokenizer that small is another model's.
+    if size * 2 < config.vocab_size {
+        return Err(ModelError::Tokenizer {
+            path: path.display().to_string(),
+            message: format!(
+                "its vocabulary has {size} tokens but the model's embedding has {} rows (config.json vocab_size), less than half: tokenizer and weights do not belong together",
+                config.vocab_size
+            ),
+        });
+    }
     Ok(())
 }
 

@@ -126,6 +126,14 @@ fn a_tokenizer_larger_than_the_embedding_is_refused() {
         err.contains("tokenizer.json") && err.contains("512 tokens") && err.contains("256 rows"),
         "{err}"
     );
+    // Less than half the embedding's rows: another model's tokenizer.
+    edit_config(dir.path(), "vocab_size", 1100.into());
+    let (code, _, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("1100 rows") && err.contains("less than half"),
+        "{err}"
+    );
 }
 
 #[test]
