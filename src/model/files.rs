@@ -89,6 +89,13 @@ impl ModelFiles {
                 .map(|n| dir.join(n))
                 .collect()
         } else {
+            let single = dir.join("model.safetensors");
+            if !single.is_file() && has_shard_files(dir) {
+                return Err(ModelError::files(
+                    &index,
+                    "missing: the folder has shard files (model-00001-of-...) but not the index that names them",
+                ));
+            }
             vec![need("model.safetensors")?]
         };
         for w in &weights {
@@ -151,6 +158,14 @@ fn is_gguf(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
+/// Whether `dir` holds sharded safetensors files (`model-00001-of-00002.safetensors`).
+fn has_shard_files(dir: &Path) -> bool {
+    let names = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    names
+        .filter_map(|e| e.file_name().into_string().ok())
+        .any(|n| n.starts_with("model-") && n.contains("-of-") && n.ends_with(".safetensors"))
+}
+
 /// The shard file names of a `model.safetensors.index.json`, each once, in first-seen order.
 fn shard_names(index: &Path) -> Result<Vec<String>, ModelError> {
     let text =
@@ -166,6 +181,15 @@ fn shard_names(index: &Path) -> Result<Vec<String>, ModelError> {
         let name = v
             .as_str()
             .ok_or_else(|| ModelError::files(index, "`weight_map` values must be file names"))?;
+        // A shard is a file of the model's folder, never one elsewhere.
+        if name.contains(['/', '\\']) || name == ".." || name.is_empty() {
+            return Err(ModelError::files(
+                index,
+                format!(
+                    "`{name}` is no file name of this folder (a shard must sit beside the index)"
+                ),
+            ));
+        }
         if !names.iter().any(|n| n == name) {
             names.push(name.to_string());
         }

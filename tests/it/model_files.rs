@@ -286,3 +286,33 @@ fn unused_checkpoint_tensors_are_named() {
         "{err}"
     );
 }
+
+/// A sharded checkpoint's index may name only files beside it, and shards without their index
+/// are named as that, not as a missing model.safetensors.
+#[test]
+fn a_shard_index_names_files_of_its_folder_only() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture("tiny-mixtral", dir.path());
+    let index = dir.path().join("model.safetensors.index.json");
+    let text = std::fs::read_to_string(&index).unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    let first = v["weight_map"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    v["weight_map"][&first] = "../elsewhere/model.safetensors".into();
+    std::fs::write(&index, v.to_string()).unwrap();
+    let (code, _, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no file name of this folder"), "{err}");
+    std::fs::remove_file(&index).unwrap();
+    let (code, _, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("model.safetensors.index.json") && err.contains("shard files"),
+        "{err}"
+    );
+}
