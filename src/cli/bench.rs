@@ -27,7 +27,7 @@ pub struct BenchArgs {
     pub model: ModelArgs,
 
     /// Prompt tokens per row (prefill).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub prompt_tokens: usize,
 
     /// Tokens generated per row, greedily and with the KV cache (decode).
@@ -35,11 +35,11 @@ pub struct BenchArgs {
     pub new_tokens: usize,
 
     /// Rows decoded together.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch: usize,
 
     /// Timed repetitions; the best is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub runs: usize,
 
     /// Correct the records of FILE (any input format of `neko correct`) instead of timing a

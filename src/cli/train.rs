@@ -33,7 +33,7 @@ pub struct TrainArgs {
     pub stop_at_step: Option<usize>,
 
     /// Stop (with a checkpoint) after this many minutes of training.
-    #[arg(long)]
+    #[arg(long, value_parser = positive_minutes)]
     pub max_minutes: Option<f64>,
 
     /// Start over in a run directory that already holds a checkpoint.
@@ -311,4 +311,12 @@ fn export_examples(trainer: &Trainer, path: &std::path::Path) -> anyhow::Result<
 fn clock(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// `--max-minutes`: a positive number (NaN would never stop the run).
+fn positive_minutes(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(m) if m > 0.0 && m.is_finite() => Ok(m),
+        _ => Err(format!("`{s}`: expected a positive number of minutes")),
+    }
 }

@@ -153,8 +153,8 @@ impl TrainConfig {
 
     pub fn validate(&self) -> Result<()> {
         let h = &self.train;
-        if h.steps == 0 || h.batch_size == 0 || h.grad_accum == 0 {
-            bail!("steps, batch_size and grad_accum must be at least 1");
+        if h.steps == 0 || h.batch_size == 0 || h.grad_accum == 0 || h.max_len == 0 {
+            bail!("steps, batch_size, grad_accum and max_len must be at least 1");
         }
         // Written as `!(x > 0)` so that NaN fails too: a NaN setting trains NaN weights.
         if !(h.lr > 0.0 && h.lr.is_finite() && (0.0..=1.0).contains(&h.min_lr_ratio)) {
@@ -447,7 +447,11 @@ impl Trainer {
         opts.chat_template = true;
         let model = Model::load_with(&config.model, &opts)?;
         if !model.config.is_moe() {
-            bail!("{}: training needs an upcycled (MoE) model", config.model);
+            bail!(
+                "{}: training needs an upcycled (MoE) model: make one with `neko upcycle --model {} --experts 4 --lora-rank 16 --tasks asr=0,st=1,mt=1,ocr=2,gec=3 --to DIR`",
+                config.model,
+                config.model
+            );
         }
         if model.config.task_experts.is_empty() {
             bail!(
