@@ -79,3 +79,17 @@ fn data_bench_counts_what_it_left_out() {
         assert!(answer.split_whitespace().all(|w| vocab.contains(&w)), "{l}");
     }
 }
+
+/// A zero that cannot be run is refused, not quietly run as 1 and reported so; the report's
+/// thread count is a number.
+#[test]
+fn zero_runs_rows_or_prompt_tokens_are_refused() {
+    for flag in ["--runs", "--batch", "--prompt-tokens"] {
+        let (code, _, err) = bench(&[flag, "0"]);
+        assert_eq!(code, Some(2), "{flag}: {err}");
+        assert!(err.contains(flag), "{err}");
+    }
+    let (code, r, err) = bench(&["--prompt-tokens", "8", "--new-tokens", "2", "--runs", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(r["threads"].as_u64().is_some_and(|n| n >= 1), "{r}");
+}
