@@ -875,6 +875,12 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
     })
 }
 
+/// Whether an `error` field's value says there was one: null, `false` and `""` (as tools write
+/// "no error") do not.
+pub fn is_error(v: &Value) -> bool {
+    !matches!(v, Value::Null | Value::Bool(false)) && v.as_str() != Some("")
+}
+
 /// The record's `id`, where it is one (a string or a number).
 fn valid_id(obj: &Map<String, Value>) -> Option<Value> {
     obj.get("id")
@@ -889,7 +895,7 @@ fn task_named(obj: &Map<String, Value>) -> Option<String> {
 
 /// The record's own `error` (a string, or an object with a `message` and perhaps a `field`).
 fn earlier_error(obj: &Map<String, Value>) -> Option<RecordError> {
-    let error = match obj.get("error")? {
+    let error = match obj.get("error").filter(|v| is_error(v))? {
         Value::String(s) => RecordError::new(None, s.clone()),
         Value::Object(o) => RecordError::new(
             o.get("field").and_then(Value::as_str),
@@ -925,7 +931,7 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
         start: obj.get("start").filter(|v| !v.is_null()).cloned(),
         end: obj.get("end").filter(|v| !v.is_null()).cloned(),
         instruction: string("instruction")?,
-        error: obj.get("error").filter(|v| !v.is_null()).cloned(),
+        error: obj.get("error").filter(|v| is_error(v)).cloned(),
         guard: string("guard")?,
         hypotheses,
         only_best,
@@ -1213,6 +1219,18 @@ mod tests {
         let ids: Vec<String> = entries.iter().map(|e| e.id().to_string()).collect();
         assert_eq!(ids, ["\"a\"", "\"b\""]);
         assert!(entries.iter().all(|e| e.record.is_err()));
+    }
+
+    /// `"error": null`, `false` or `""` is no error (tools write them for "none").
+    #[test]
+    fn an_empty_or_false_error_is_none() {
+        for e in ["null", "false", "\"\""] {
+            let text = format!("{{\"input\": [\"a\"], \"prediction\": \"a\", \"error\": {e}}}\n");
+            let entries = parse(text.as_bytes());
+            assert_eq!(ok(&entries)[0].error, None, "{e}");
+        }
+        let entries = parse(b"{\"input\": [\"a\"], \"error\": \"timeout\"}\n");
+        assert_eq!(ok(&entries)[0].error, Some(Value::from("timeout")));
     }
 
     /// A record whose hypotheses read fails for its own bad field with its 1-best, even when

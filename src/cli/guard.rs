@@ -203,7 +203,7 @@ fn target<'a>(
 ) -> anyhow::Result<Target<'a>> {
     // A null field is no field (pandas and others write absent values as null).
     let has = |field: &str| rec.get(field).is_some_and(|v| !v.is_null());
-    if has("guard") || has("error") {
+    if has("guard") || rec.get("error").is_some_and(record::is_error) {
         return Ok(Target::Verdict);
     }
     let record = match &entry.record {
