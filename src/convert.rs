@@ -158,8 +158,8 @@ impl Checkpoint {
 
     /// Writes the checkpoint to `dir` in Hugging Face layout with weights in `dtype`. Refuses
     /// a folder that already holds a model unless `overwrite`. The model is written into a
-    /// staging folder beside `dir` and loaded from there as `neko correct` would load it: a
-    /// source whose tensors do not fit its config fails here, naming the tensor, and leaves
+    /// staging folder ([`staging_dir`]) and loaded from there as `neko correct` would load it:
+    /// a source whose tensors do not fit its config fails here, naming the tensor, and leaves
     /// `dir` as it was. Only then are the files moved into `dir`, config.json last.
     pub fn write(&self, dir: &Path, dtype: DType, overwrite: bool) -> Result<()> {
         if !overwrite {
@@ -170,7 +170,7 @@ impl Checkpoint {
                 );
             }
         }
-        let stage = staging_dir(dir);
+        let stage = staging_dir(dir)?;
         // A staging folder left by an interrupted run (its weights' temporary file included).
         if stage.exists() {
             std::fs::remove_dir_all(&stage)
@@ -182,7 +182,7 @@ impl Checkpoint {
             let _ = std::fs::remove_dir_all(&stage);
             bail!("the written model does not load, so nothing was written to {}: {e} (the source's tensors do not fit its configuration)", dir.display());
         }
-        move_into(&stage, dir)
+        move_into(&stage, dir, overwrite)
     }
 
     /// The model's files in `dir` (an empty folder): weights, tokenizer files, config.json.
@@ -301,31 +301,36 @@ const SIDE_FILES: &[&str] = &[
 /// Removes what makes `dir` a model before it is written again: its config.json first (so a
 /// stop midway leaves no model that looks whole), then a sharded checkpoint's index and shards,
 /// which loading would prefer to the new `model.safetensors`, and the old side files.
-/// Where a model for `dir` is written before it is moved in: a hidden folder beside it, on
-/// the same filesystem, so that the moves are renames.
-fn staging_dir(dir: &Path) -> std::path::PathBuf {
+/// The staging folder's name inside an existing model folder.
+pub const STAGE: &str = ".neko-partial";
+
+/// Where a model for `dir` is written before it is moved in: inside `dir` when it exists (on
+/// the same filesystem as its files, whatever links or mounts lead there), else beside it, so
+/// that every move is a rename.
+fn staging_dir(dir: &Path) -> Result<std::path::PathBuf> {
+    if dir.is_dir() {
+        return Ok(dir.join(STAGE));
+    }
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-    let name = name
-        .filter(|n| n != "." && n != "..")
-        .unwrap_or_else(|| "model".into());
+    let name = name.unwrap_or_else(|| "model".into());
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
-    parent
-        .unwrap_or(Path::new("."))
-        .join(format!(".{name}.neko-partial"))
+    let parent = parent.unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    Ok(parent.join(format!(".{name}.neko-partial")))
 }
 
-/// Moves the staged model into `dir`: a whole new folder by one rename; into an existing one,
-/// its old model files go first (config.json first, so a folder cut short is no model), then
-/// the new ones, config.json last. Cut short there, the staged folder still holds the whole
-/// new model, and the message of the next run's refusal names it.
-fn move_into(stage: &Path, dir: &Path) -> Result<()> {
-    let empty = std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
-    if empty {
-        let _ = std::fs::remove_dir(dir);
+/// Moves the staged model into `dir`: a new folder by one rename; into an existing one, file
+/// by file, config.json last. With `overwrite` the old model's files go first, config.json
+/// first of them, so a move cut short leaves no model that loads as a mix of two: the whole
+/// new model is still in the staging folder then, and loading `dir` says so.
+fn move_into(stage: &Path, dir: &Path, overwrite: bool) -> Result<()> {
+    if !dir.is_dir() {
         return std::fs::rename(stage, dir)
             .with_context(|| format!("moving {} to {}", stage.display(), dir.display()));
     }
-    remove_model_files(dir)?;
+    if overwrite {
+        remove_model_files(dir)?;
+    }
     let mut names: Vec<_> = std::fs::read_dir(stage)?
         .filter_map(|e| e.ok().map(|e| e.file_name()))
         .collect();

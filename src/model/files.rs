@@ -80,6 +80,16 @@ impl ModelFiles {
                 Err(ModelError::files(&p, "missing"))
             }
         };
+        let staged = dir.join(crate::convert::STAGE).join("config.json");
+        if !dir.join("config.json").is_file() && staged.is_file() {
+            return Err(ModelError::files(
+                &dir.join("config.json"),
+                format!(
+                    "missing: a neko convert or upcycle into this folder was cut short, and the whole new model is in {}: move its files up into the folder",
+                    staged.parent().unwrap_or(dir).display()
+                ),
+            ));
+        }
         let config = need("config.json")?;
         let tokenizer = need("tokenizer.json")?;
         let index = dir.join("model.safetensors.index.json");

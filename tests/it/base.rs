@@ -703,6 +703,65 @@ fn convert_and_upcycle_refuse_a_source_that_does_not_load() {
     assert!(err.contains("stored as I64"), "{err}");
 }
 
+/// `--to` through a link writes into the folder it points to; without --force a folder's
+/// other files stay; a move cut short is named where the model is next loaded.
+#[test]
+fn convert_writes_through_links_and_keeps_what_is_not_a_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    for (name, text) in [
+        ("vocab.json", "{}"),
+        ("merges.txt", "x"),
+        ("README.md", "mine"),
+    ] {
+        std::fs::write(real.join(name), text).unwrap();
+    }
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let convert = |extra: &[&str]| {
+        run_ok(
+            neko()
+                .args(["convert", "--from"])
+                .arg(fixture("tiny-llama"))
+                .arg("--to")
+                .arg(&link)
+                .args(extra),
+        )
+    };
+    convert(&[]);
+    for name in [
+        "vocab.json",
+        "merges.txt",
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ] {
+        assert!(real.join(name).is_file(), "{name}");
+    }
+    assert!(link.is_symlink() && !real.join(".neko-partial").exists());
+    convert(&["--force", "--dtype", "bf16"]);
+    assert_eq!(
+        read_json(&real.join("config.json"))["torch_dtype"],
+        "bfloat16"
+    );
+    // As a kill in the middle of the move leaves it: no config.json, the new model staged.
+    let staged = real.join(".neko-partial");
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::rename(real.join("config.json"), staged.join("config.json")).unwrap();
+    let out = neko()
+        .args(["info", "--model"])
+        .arg(&link)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("was cut short") && err.contains(".neko-partial"),
+        "{err}"
+    );
+}
+
 #[test]
 fn convert_over_a_sharded_model_replaces_it_whole() {
     let tmp = tempfile::tempdir().unwrap();
