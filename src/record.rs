@@ -213,7 +213,7 @@ pub fn parse_with_limit(bytes: &[u8], max_record_bytes: usize) -> Vec<Entry> {
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
     match start {
         Some(i) if nbest_lines(&bytes[i..]) => parse_lines(bytes, max_record_bytes),
-        Some(i) if opens_an_array(&bytes[i..]) || pretty_printed(&bytes[i..]) => {
+        Some(i) if json_stream(&bytes[i..]) || pretty_printed(&bytes[i..]) => {
             parse_json_stream(bytes, i, max_record_bytes)
         }
         Some(_) => parse_lines(bytes, max_record_bytes),
@@ -222,21 +222,24 @@ pub fn parse_with_limit(bytes: &[u8], max_record_bytes: usize) -> Vec<Entry> {
 }
 
 /// Whether text is JSON Lines of hypothesis lists (`["a b", "a c"]` per line, as
-/// `json.dumps(nbest)` writes them): its first line is a whole list of strings and another
-/// line follows. One such line alone stays a JSON array of 1-best records.
+/// `json.dumps(nbest)` writes them): its first line is a whole list of plain values (strings,
+/// or a bad or empty list, still one line's record) and another line follows. One such line
+/// alone stays a JSON array of 1-best records.
 fn nbest_lines(text: &[u8]) -> bool {
     let mut lines =
         (text.split(|&b| b == b'\n')).filter(|l| !l.iter().all(u8::is_ascii_whitespace));
-    // Only a line that opens with `["` can be one: a HyPoradise array of objects on one long
-    // line is not parsed twice.
-    let opens = |l: &[u8]| {
-        let l = l.trim_ascii_start();
-        l.first() == Some(&b'[') && l[1..].trim_ascii_start().first() == Some(&b'"')
-    };
-    let is_list = |l: &[u8]| {
-        opens(l) && matches!(serde_json::from_slice(l), Ok(v) if hypothesis_list(&v).is_some())
-    };
-    lines.next().is_some_and(is_list) && lines.next().is_some()
+    lines.next().is_some_and(is_list_line) && lines.next().is_some()
+}
+
+/// Whether a line is a whole JSON list none of whose items is an object or a list: a
+/// HyPoradise array of records on one long line is none (and is not parsed for this: only a
+/// line that opens `["` or `[]` is).
+fn is_list_line(line: &[u8]) -> bool {
+    let l = line.trim_ascii();
+    let opens = l.first() == Some(&b'[') && opens_a_list(&l[1..]) && l.last() == Some(&b']');
+    opens
+        && matches!(serde_json::from_slice::<Value>(l), Ok(Value::Array(items))
+            if items.iter().all(|v| !v.is_object() && !v.is_array()))
 }
 
 /// A JSON list of strings (non-empty), as a record's hypotheses.
@@ -305,6 +308,26 @@ fn object_end(bytes: &[u8], open: usize) -> Option<usize> {
     None
 }
 
+/// Whether text is JSON arrays (and objects): it opens an array ([`opens_an_array`]) that,
+/// when it closes, is followed by nothing or more JSON. A transcript's `[ ] buy milk` or
+/// `["laughs"] okay so` is text. An array that never closes (a file cut short) is JSON.
+fn json_stream(text: &[u8]) -> bool {
+    if !opens_an_array(text) {
+        return false;
+    }
+    // An array of records (`[{`, `[[`) is JSON whatever follows it: what is not gets an error.
+    if matches!(text[1..].trim_ascii_start().first(), Some(b'{' | b'[')) {
+        return true;
+    }
+    match array_element_spans(text, 0).1 {
+        ArrayEnd::Closed(close) => {
+            let rest = text[close + 1..].trim_ascii_start();
+            matches!(rest.first(), None | Some(b'[' | b'{'))
+        }
+        ArrayEnd::Broken(..) => true,
+    }
+}
+
 /// Whether text is a JSON array of records: it starts with `[` and its first element is an
 /// object, a string or a list of strings (an N-best), or it has none. A plain-text transcript
 /// may start with `[noise]` or `[1]`.
@@ -367,7 +390,9 @@ impl Layout {
                 .filter(|(_, t)| !t.is_empty())
         };
         let opens_json = |(u, t): (&Unit, &[u8])| {
-            u.spanned || opens_an_object(t) || (t.first() == Some(&b'[') && opens_a_list(&t[1..]))
+            u.spanned
+                || opens_an_object(t)
+                || (t.first() == Some(&b'[') && opens_a_list(&t[1..]) && t.last() == Some(&b']'))
         };
         let json_string = |(_, t): (&Unit, &[u8])| {
             t.first() == Some(&b'"') && serde_json::from_slice::<String>(t).is_ok()
@@ -519,7 +544,12 @@ fn spans_lines(bytes: &[u8], start: usize, end: usize, max: usize) -> Option<usi
     if !opens_an_object(&bytes[open..end]) || object_end(&bytes[..end], open).is_some() {
         return None;
     }
-    let window = &bytes[..bytes.len().min(open + SPAN_WINDOW.min(max))];
+    // Up to the next line that opens an object at its first column (the next record: an
+    // object written over several lines indents its inner lines), so that lines cut one
+    // after another are not each scanned for the whole window.
+    let limit = bytes.len().min(open + SPAN_WINDOW.min(max));
+    let next_record = (bytes[end..limit].windows(2)).position(|w| w == b"\n{");
+    let window = &bytes[..next_record.map_or(limit, |k| end + k + 1)];
     let close = object_end(window, open)?;
     let after = &bytes[close..line_end(bytes, close)];
     (after.iter().all(u8::is_ascii_whitespace) && repaired(&bytes[open..close]).is_some())
@@ -1149,6 +1179,17 @@ mod tests {
         let entries = parse(b"a plain line\nanother\n{\"input\": [\"cut\"\n");
         let cut = entries[2].record.as_ref().unwrap_err();
         assert!(cut.message.contains("broken JSON"), "{cut}");
+        // A checklist or a tag in brackets first: text, every line.
+        for text in [
+            "[ ] buy milk\n[x] call mom\n[ ] pay rent\n",
+            "[\"laughs\"] okay so\nhello there\nbye now\n",
+        ] {
+            let hyps: Vec<String> = ok(&parse(text.as_bytes()))
+                .iter()
+                .map(|r| r.hypotheses[0].clone())
+                .collect();
+            assert_eq!(hyps, text.lines().collect::<Vec<_>>());
+        }
         // Tags alone, a `{}` or a list among transcript lines: text all the same.
         let text = "hello world\n{laugh} {cough}\n{}\n[\"x\"]\nsecond line\nthird\n";
         let hyps: Vec<String> = ok(&parse(text.as_bytes()))
@@ -1176,6 +1217,17 @@ mod tests {
             let entries = parse(text);
             assert_eq!(entries.len(), 3);
             assert!(entries[1].record.is_err() && entries[2].record.is_ok());
+        }
+        // A bad or empty first list too.
+        for text in [
+            &b"[]\n[\"a b\", \"a c\"]\n[\"d e\"]\n"[..],
+            b"[\"x\", null]\n[\"a b\", \"a c\"]\n[\"d e\"]\n",
+        ] {
+            let entries = parse(text);
+            let lines: Vec<usize> = entries.iter().map(|e| e.line).collect();
+            assert_eq!(lines, [1, 2, 3]);
+            assert!(entries[0].record.is_err());
+            assert_eq!(ok(&entries[1..2])[0].hypotheses, ["a b", "a c"]);
         }
         let entries = parse(b"[\"a b\", \"a c\"]\n{\"id\": \"x\", \"input\": [\"q r\"]}\n");
         assert_eq!(ok(&entries)[0].hypotheses, ["a b", "a c"]);
