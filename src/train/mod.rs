@@ -815,10 +815,16 @@ impl Trainer {
         let out = &self.config.out;
         std::fs::create_dir_all(out)?;
         recover(out)?;
+        // Weights an update made NaN (a loss still finite before it) are no checkpoint: the
+        // last good one stays.
+        let adapter = self.adapter_tensors()?;
+        crate::upcycle::check_finite(Path::new("the trained weights"), &adapter).map_err(|e| {
+            anyhow::anyhow!("step {}: {e} (training diverged: lower lr or raise warmup_steps); the last checkpoint is kept, nothing after it was saved", self.step)
+        })?;
         let dir = &out.join(NEXT_DIR);
         std::fs::create_dir_all(dir)?;
         let tmp = |n: &str| dir.join(n);
-        candle_core::safetensors::save(&self.adapter_tensors()?, tmp("adapter.safetensors"))?;
+        candle_core::safetensors::save(&adapter, tmp("adapter.safetensors"))?;
         let opt: HashMap<String, Tensor> = self
             .opt
             .state()?

@@ -1079,6 +1079,21 @@ fn a_diverging_run_stops_and_a_nan_adapter_is_refused() {
         "{err}"
     );
     assert!(!run_dir.join("adapter.safetensors").exists());
+    // An update that makes the weights NaN under a loss still finite: not saved either.
+    c.train.lr = 1e39;
+    c.train.checkpoint_every = 1;
+    write_config(&c, &cfg);
+    let out = neko()
+        .args(["train", "--force", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("training diverged") && err.contains("NaN or infinite"),
+        "{err}"
+    );
+    assert!(!run_dir.join("adapter.safetensors").exists());
 
     // A finished run's adapter with one NaN written into it.
     c.train.lr = 1e-2;
