@@ -1068,12 +1068,7 @@ fn a_diverging_run_stops_and_a_nan_adapter_is_refused() {
     c.train.checkpoint_every = 100;
     let cfg = tmp.path().join("train.toml");
     write_config(&c, &cfg);
-    let out = neko()
-        .args(["train", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = train_refused(&cfg, &[]);
     assert!(
         err.contains("training diverged") && err.contains("no checkpoint was saved"),
         "{err}"
@@ -1083,12 +1078,7 @@ fn a_diverging_run_stops_and_a_nan_adapter_is_refused() {
     c.train.lr = 1e39;
     c.train.checkpoint_every = 1;
     write_config(&c, &cfg);
-    let out = neko()
-        .args(["train", "--force", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = train_refused(&cfg, &["--force"]);
     assert!(
         err.contains("training diverged") && err.contains("NaN or infinite"),
         "{err}"
@@ -1148,12 +1138,7 @@ fn empty_references_and_an_unusable_valid_file_are_said() {
     }];
     let cfg = tmp.path().join("train.toml");
     write_config(&c, &cfg);
-    let out = neko()
-        .args(["train", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = train_refused(&cfg, &[]);
     assert!(
         err.contains("no validation examples") && err.contains("valid.jsonl:1"),
         "{err}"
@@ -1166,4 +1151,16 @@ fn empty_references_and_an_unusable_valid_file_are_said() {
         err.contains("8 examples (1 without a reference (missing or empty)"),
         "{err}"
     );
+}
+
+/// `neko train --config CFG EXTRA` that must be refused with exit 2: its stderr.
+fn train_refused(cfg: &Path, extra: &[&str]) -> String {
+    let out = neko()
+        .args(["train", "--config", cfg.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
 }
