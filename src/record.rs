@@ -212,10 +212,12 @@ pub fn parse_with_limit(bytes: &[u8], max_record_bytes: usize) -> Vec<Entry> {
     let bytes: &[u8] = &bytes;
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
     match start {
-        Some(i) if nbest_lines(&bytes[i..]) => parse_lines(bytes, max_record_bytes),
-        Some(i) if json_stream(&bytes[i..]) || pretty_printed(&bytes[i..]) => {
-            parse_json_stream(bytes, i, max_record_bytes)
+        // Objects written over several lines (`jq .` output) are read as JSON Lines are, so
+        // that one cut among them costs only itself.
+        Some(i) if nbest_lines(&bytes[i..]) || pretty_printed(&bytes[i..]) => {
+            parse_lines(bytes, max_record_bytes)
         }
+        Some(i) if json_stream(&bytes[i..]) => parse_json_stream(bytes, i, max_record_bytes),
         Some(_) => parse_lines(bytes, max_record_bytes),
         None => Vec::new(),
     }
@@ -390,12 +392,14 @@ impl Layout {
                 .filter(|(_, t)| !t.is_empty())
         };
         let opens_json = |(u, t): (&Unit, &[u8])| {
-            u.spanned
+            u.spanned.is_some()
                 || opens_an_object(t)
                 || (t.first() == Some(&b'[') && opens_a_list(&t[1..]) && t.last() == Some(&b']'))
         };
+        // `jq '.text'` writes `null` for a record without the field.
         let json_string = |(_, t): (&Unit, &[u8])| {
-            t.first() == Some(&b'"') && serde_json::from_slice::<String>(t).is_ok()
+            t == b"null"
+                || (t.first() == Some(&b'"') && serde_json::from_slice::<String>(t).is_ok())
         };
         let records = texts().count();
         if 2 * texts().filter(|&x| opens_json(x)).count() >= records || texts().all(json_string) {
@@ -427,7 +431,14 @@ struct Unit {
     end: usize,
     /// 1-based line where it starts.
     line: usize,
-    spanned: bool,
+    /// Over several lines: a whole object, or one that never closes.
+    spanned: Option<Span>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Span {
+    Whole,
+    Cut,
 }
 
 /// Every line of `bytes` (without its newline; no unit after a final newline).
@@ -440,7 +451,7 @@ fn line_units(bytes: &[u8]) -> Vec<Unit> {
             start: at,
             end,
             line,
-            spanned: false,
+            spanned: None,
         });
         (at, line) = (end + 1, line + 1);
     }
@@ -450,37 +461,72 @@ fn line_units(bytes: &[u8]) -> Vec<Unit> {
 /// The lines as JSON Lines reads them: an object that its line does not close and a later line
 /// does is one unit over those lines ([`spans_lines`]).
 fn json_units(bytes: &[u8], lines: &[Unit], max: usize) -> Vec<Unit> {
+    let text = |u: &Unit| bytes[u.start..u.end].trim_ascii();
     let mut units = Vec::with_capacity(lines.len());
     let mut k = 0;
     while k < lines.len() {
         let u = lines[k];
-        let next = lines[k + 1..]
-            .iter()
-            .find(|n| !bytes[n.start..n.end].trim_ascii().is_empty());
+        // Only a line that opens an object and does not close it can span lines.
+        let open = u.start
+            + bytes[u.start..u.end]
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+        if !opens_an_object(text(&u)) || object_end(&bytes[..u.end], open).is_some() {
+            units.push(u);
+            k += 1;
+            continue;
+        }
         // A cut line followed by a whole record is a cut line: it spans nothing.
+        let next = lines[k + 1..].iter().find(|n| !text(n).is_empty());
         let next_is_record = next.is_some_and(|n| {
-            let t = bytes[n.start..n.end].trim_ascii();
+            let t = text(n);
             t.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok()
         });
-        match (!next_is_record)
-            .then(|| spans_lines(bytes, u.start, u.end, max))
-            .flatten()
-        {
-            Some(close) => {
-                units.push(Unit {
-                    end: close,
-                    spanned: true,
-                    ..u
-                });
-                k += lines[k..].iter().take_while(|l| l.start < close).count();
-            }
+        let span = match next_is_record {
+            true => None,
+            false => spans_lines(bytes, u.start, u.end, max),
+        };
+        let (end, kind) = match span {
+            Some(close) => (close, Some(Span::Whole)),
+            // An object that never closes, with its inner lines (indented, or a key, a value
+            // or brackets), up to the next record: one error, not one per line. A line cut
+            // alone is read as its line (the parser's message says where it stops).
             None => {
-                units.push(u);
-                k += 1;
+                let inner = lines[k + 1..]
+                    .iter()
+                    .take_while(|n| inner_line(&bytes[n.start..n.end]))
+                    .last();
+                match inner {
+                    Some(n) => (n.end, Some(Span::Cut)),
+                    None => (u.end, None),
+                }
             }
-        }
+        };
+        units.push(Unit {
+            end,
+            spanned: kind,
+            ..u
+        });
+        k += 1 + lines[k + 1..].iter().take_while(|l| l.start < end).count();
     }
     units
+}
+
+/// Whether a line reads as the inside of an object written over several lines: indented, or a
+/// key, a value or a bracket at its start; not a line at column 0 that opens the next record or
+/// is text.
+fn inner_line(line: &[u8]) -> bool {
+    let text = line.trim_ascii();
+    match line.first() {
+        Some(b' ' | b'\t') => {
+            // A nested object's `{` stands alone; a line opening with a key is a record's.
+            text == b"{" || (!text.is_empty() && !opens_an_object(text))
+        }
+        // Closing brackets at the first column (`}`, `],`); a key there is a JSON string line.
+        Some(b']' | b'}') => text.iter().all(|b| matches!(b, b']' | b'}' | b',')),
+        _ => false,
+    }
 }
 
 /// JSON Lines (or plain text lines), as [`Layout::of_units`] finds the file. Blank lines are
@@ -489,28 +535,50 @@ fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
     let lines = line_units(bytes);
     let spanned = json_units(bytes, &lines, max);
     let layout = Layout::of_units(bytes, &spanned);
+    // In plain text a whole object over several lines is still one record (a line opening a
+    // record is read as one too); anything else is its lines.
     let units = match layout {
         Layout::JsonLine => spanned,
-        _ => lines,
+        _ => {
+            let whole = |u: &Unit| u.spanned == Some(Span::Whole);
+            let objects: Vec<Unit> = spanned.into_iter().filter(whole).collect();
+            let mut units = Vec::with_capacity(lines.len());
+            let mut covered = 0;
+            let mut next = objects.iter().peekable();
+            for l in lines {
+                while next.peek().is_some_and(|o| o.start <= l.start) {
+                    let o = next.next().expect("peeked");
+                    units.push(*o);
+                    covered = o.end;
+                }
+                if l.start >= covered {
+                    units.push(l);
+                }
+            }
+            units
+        }
     };
     let mut entries = Vec::new();
     for u in units {
         let raw = &bytes[u.start..u.end];
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        // Files joined with `cat`, a Windows tool's among them, carry its mark mid-file.
+        let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
         // A blank line of plain text is an empty 1-best (silence), so that output line k is
         // input line k (`paste`); in JSON Lines it is no record.
         if raw.iter().all(u8::is_ascii_whitespace) && layout == Layout::JsonLine {
             continue;
         }
         let parts = match (layout, u.spanned) {
-            (Layout::JsonLine, false) => run_together(raw),
+            (Layout::JsonLine, None) => run_together(raw),
             _ => vec![raw],
         };
         for part in parts {
             let index = entries.len();
             let record = match u.spanned {
-                true => spanned_record(part, index, max),
-                false => record_from_bytes(part, index, max, layout),
+                Some(Span::Whole) => spanned_record(part, index, max),
+                Some(Span::Cut) => Err(cut_object(part)),
+                None => record_from_bytes(part, index, max, layout),
             };
             entries.push(Entry {
                 index,
@@ -526,10 +594,6 @@ fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
 fn line_end(bytes: &[u8], at: usize) -> usize {
     (bytes[at..].iter().position(|&b| b == b'\n')).map_or(bytes.len(), |k| at + k)
 }
-
-/// How far a spanned object is looked for: records are a few KB, and a cut line (which never
-/// closes) must not make reading quadratic.
-const SPAN_WINDOW: usize = 256 << 10;
 
 /// The end of the JSON object opening the line `bytes[start..end]`, when that line does not
 /// close it, a later line does (within the window and `max`) with only whitespace after it,
@@ -547,13 +611,31 @@ fn spans_lines(bytes: &[u8], start: usize, end: usize, max: usize) -> Option<usi
     // Up to the next line that opens an object at its first column (the next record: an
     // object written over several lines indents its inner lines), so that lines cut one
     // after another are not each scanned for the whole window.
-    let limit = bytes.len().min(open + SPAN_WINDOW.min(max));
-    let next_record = (bytes[end..limit].windows(2)).position(|w| w == b"\n{");
-    let window = &bytes[..next_record.map_or(limit, |k| end + k + 1)];
+    let limit = bytes.len().min(open + max);
+    let window = &bytes[..next_record_line(bytes, end, limit)];
     let close = object_end(window, open)?;
     let after = &bytes[close..line_end(bytes, close)];
     (after.iter().all(u8::is_ascii_whitespace) && repaired(&bytes[open..close]).is_some())
         .then_some(close)
+}
+
+/// Where the next record's line starts after `from` (or `limit`): a line that opens an object
+/// at its first column, or one that opens with a key (`{"`) however indented. An object
+/// written over several lines puts its nested objects' `{` alone on a line.
+fn next_record_line(bytes: &[u8], from: usize, limit: usize) -> usize {
+    let mut at = from;
+    while let Some(k) = bytes[at..limit].iter().position(|&b| b == b'\n') {
+        let start = at + k + 1;
+        let line = &bytes[start..line_end(bytes, start).min(limit)];
+        let text = line.trim_ascii();
+        if line.first() == Some(&b'{')
+            || (text.starts_with(b"{") && text[1..].trim_ascii_start().starts_with(b"\""))
+        {
+            return start;
+        }
+        at = start;
+    }
+    limit
 }
 
 /// The JSON value of `text` with raw line breaks inside its strings escaped, if that parses.
@@ -569,6 +651,23 @@ fn repaired(text: &[u8]) -> Option<Value> {
         }
     }
     serde_json::from_slice(&out).ok()
+}
+
+/// The error of an object that never closes, with the id it gave before it was cut.
+fn cut_object(raw: &[u8]) -> RecordError {
+    let lines = raw.iter().filter(|&&b| b == b'\n').count() + 1;
+    let mut error = RecordError::new(
+        None,
+        format!("a JSON object cut off: it does not close ({lines} line(s))"),
+    );
+    let id = String::from_utf8_lossy(raw);
+    let id = id.split_once("\"id\"").and_then(|(_, rest)| {
+        let value = rest.trim_start().strip_prefix(':')?.trim_start();
+        let end = value.find([',', '\n', '}']).unwrap_or(value.len());
+        serde_json::from_str::<Value>(value[..end].trim()).ok()
+    });
+    error.id = id.filter(|v| v.is_string() || v.is_number()).map(Box::new);
+    error
 }
 
 /// A record written over several lines: read as it is when it is JSON; when only a raw line
@@ -613,11 +712,17 @@ fn run_together(line: &[u8]) -> Vec<&[u8]> {
                 parts.push(&line[at..end]);
                 at = end;
             }
+            // The rest is cut or broken: the records before it are kept, it is one error.
+            _ if !parts.is_empty() && opens_an_object(&line[at..]) => {
+                parts.push(&line[at..]);
+                break;
+            }
             _ => return whole,
         }
+        // Joined with spaces, or with commas as an array's elements are.
         at += line[at..]
             .iter()
-            .take_while(|b| b.is_ascii_whitespace())
+            .take_while(|b| b.is_ascii_whitespace() || **b == b',')
             .count();
     }
     if parts.len() > 1 {
@@ -668,9 +773,10 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
     let json = match layout {
         Layout::Element | Layout::JsonLine => true,
         // A record that lost its file's other lines is still read as one (`{"`).
+        // A record has a key (`{"input": ...`); `{"laughs"} okay` is a transcript's line.
         Layout::TextLine => {
             let rest = trimmed.strip_prefix('{').map(str::trim_start);
-            rest.is_some_and(|r| r.starts_with('"'))
+            rest.is_some_and(|r| r.starts_with('"') && r.contains("\":"))
         }
     };
     match json {
@@ -1285,6 +1391,39 @@ mod tests {
         assert_eq!(ok(&entries)[0].error, Some(Value::from("timeout")));
     }
 
+    /// Shapes a final review found misread: a cut `jq .` record at the end of JSON Lines is one
+    /// error (its lines were 1-bests), a byte-order mark mid-file (files joined with `cat`) is
+    /// skipped, `jq '.text'` output with a `null` line is still JSON strings, and a
+    /// transcript's `{"laughs"} okay` is text.
+    #[test]
+    fn a_final_review_s_shapes_read_right() {
+        let cut = parse(b"{\"input\":[\"a\"]}\n{\"input\":[\"b\"]}\n{\n  \"input\": [\n    \"c d\",\n    \"c e\"\n  ],\n  \"id\": 9,\n");
+        assert_eq!(cut.len(), 3);
+        let e = cut[2].record.as_ref().unwrap_err();
+        assert!(e.message.contains("cut off") && cut[2].id() == 9, "{e}");
+        let bom = parse(b"{\"input\":[\"a\"]}\n\xef\xbb\xbf{\"input\":[\"b\"]}\n");
+        assert!(bom.iter().all(|e| e.record.is_ok()));
+        let strings = parse(b"\"hello world\"\n\"good morning\"\nnull\n");
+        assert_eq!(ok(&strings[..2])[1].hypotheses, ["good morning"]);
+        assert!(strings[2].record.is_err());
+        let text = parse(b"{\"laughs\"} okay\nyeah right\nsure\n");
+        assert_eq!(ok(&text)[0].hypotheses, ["{\"laughs\"} okay"]);
+        // A `jq .` stream with one record cut in the middle: the records after it are read.
+        let stream: String = (0..4)
+            .map(|i| match i {
+                1 => "{\n  \"input\": [\n    \"r1\"\n".to_string(),
+                _ => format!("{{\n  \"input\": [\n    \"r{i}\"\n  ]\n}}\n"),
+            })
+            .collect();
+        let entries = parse(stream.as_bytes());
+        let read: Vec<bool> = entries.iter().map(|e| e.record.is_ok()).collect();
+        assert_eq!(read, [true, false, true, true]);
+        assert_eq!(ok(&entries[3..])[0].hypotheses, ["r3"]);
+        // Blank lines cost no search each: 200k of them read at once.
+        let silence = format!("hello\n{}bye\n", "\n".repeat(200_000));
+        assert_eq!(parse(silence.as_bytes()).len(), 200_002);
+    }
+
     /// A record whose hypotheses read fails for its own bad field with its 1-best, even when
     /// it carries an earlier step's error too (which alone would only be a warning).
     #[test]
@@ -1431,10 +1570,13 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[0].record.is_err());
         assert_eq!(lines[2].record.as_ref().unwrap().hypotheses, ["c"]);
-        // A broken line stays one error, and a cut-off pretty-printed object is named.
+        // Records run together before a cut one are kept, the cut one is an error; joined
+        // with commas too. A cut-off pretty-printed object is named.
         let broken = parse(b"{\"input\": [\"a\"]}{\"input\"\n");
-        assert_eq!(broken.len(), 1);
-        assert!(broken[0].record.is_err());
+        assert_eq!(broken.len(), 2);
+        assert!(broken[0].record.is_ok() && broken[1].record.is_err());
+        let commas = parse(b"{\"input\": [\"a\"]}, {\"input\": [\"b\"]}\n");
+        assert_eq!(hyps(&commas), ["a", "b"]);
         let cut = parse(b"{\n \"input\": [\"a\"]\n}\n{\n \"input\": [\"b\"\n");
         assert_eq!(cut.len(), 2);
         assert!(cut[1]
