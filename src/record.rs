@@ -212,12 +212,10 @@ pub fn parse_with_limit(bytes: &[u8], max_record_bytes: usize) -> Vec<Entry> {
     let bytes: &[u8] = &bytes;
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
     match start {
-        // Objects written over several lines (`jq .` output) are read as JSON Lines are, so
-        // that one cut among them costs only itself.
-        Some(i) if nbest_lines(&bytes[i..]) || pretty_printed(&bytes[i..]) => {
-            parse_lines(bytes, max_record_bytes)
-        }
+        Some(i) if nbest_lines(&bytes[i..]) => parse_lines(bytes, max_record_bytes),
         Some(i) if json_stream(&bytes[i..]) => parse_json_stream(bytes, i, max_record_bytes),
+        // Objects written over several lines (`jq .` output) too are read as JSON Lines are,
+        // so that one cut among them costs only itself.
         Some(_) => parse_lines(bytes, max_record_bytes),
         None => Vec::new(),
     }
@@ -251,16 +249,6 @@ fn hypothesis_list(v: &Value) -> Option<Vec<String>> {
         .iter()
         .map(|h| h.as_str().map(str::to_string))
         .collect()
-}
-
-/// Whether text opens with a JSON object that its first line does not hold whole: `jq .`
-/// output, an object written over several lines.
-fn pretty_printed(text: &[u8]) -> bool {
-    let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
-    let whole = |end: usize| serde_json::from_slice::<serde::de::IgnoredAny>(&text[..end]).is_ok();
-    text.first() == Some(&b'{')
-        && serde_json::from_slice::<serde::de::IgnoredAny>(first).is_err()
-        && object_end(text, 0).is_some_and(|end| text[..end].contains(&b'\n') && whole(end))
 }
 
 /// Whether the bytes of JSON text, read one by one, are inside a string (escapes followed), so
