@@ -477,9 +477,9 @@ fn json_units(bytes: &[u8], lines: &[Unit], max: usize) -> Vec<Unit> {
         };
         let (end, kind) = match span {
             Some(close) => (close, Some(Span::Whole)),
-            // An object that never closes, with its inner lines (indented, or a key, a value
-            // or brackets), up to the next record: one error, not one per line. A line cut
-            // alone is read as its line (the parser's message says where it stops).
+            // An object that never closes, with its inner lines (indented, or closing brackets),
+            // up to the next record: one error, not one per line. A line cut alone is read as
+            // its line (the parser's message says where it stops).
             None => {
                 let inner = lines[k + 1..]
                     .iter()
@@ -501,9 +501,9 @@ fn json_units(bytes: &[u8], lines: &[Unit], max: usize) -> Vec<Unit> {
     units
 }
 
-/// Whether a line reads as the inside of an object written over several lines: indented, or a
-/// key, a value or a bracket at its start; not a line at column 0 that opens the next record or
-/// is text.
+/// Whether a line reads as the inside of an object written over several lines: indented (but
+/// not opening a record with a key), or closing brackets at its first column; not a line at
+/// column 0 that opens the next record or is text.
 fn inner_line(line: &[u8]) -> bool {
     let text = line.trim_ascii();
     match line.first() {
