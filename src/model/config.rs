@@ -479,7 +479,7 @@ fn token_ids_in(field: &str, v: Option<&Value>, vocab_size: usize) -> Result<(),
         Some(other) => vec![other],
     };
     for item in items {
-        match item.as_u64() {
+        match token_id(item) {
             Some(id) if (id as usize) < vocab_size => {}
             Some(id) => {
                 return Err(field_err(
@@ -504,14 +504,17 @@ fn first_id(v: &Value) -> Option<u32> {
 
 fn all_ids(v: &Value) -> Vec<u32> {
     match v {
-        Value::Number(n) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-        Value::Array(a) => a
-            .iter()
-            .filter_map(Value::as_u64)
-            .map(|x| x as u32)
-            .collect(),
-        _ => Vec::new(),
+        Value::Array(a) => a.iter().filter_map(token_id).map(|x| x as u32).collect(),
+        other => token_id(other).map(|x| vec![x as u32]).unwrap_or_default(),
     }
+}
+
+/// A token id: a non-negative integer, also when a tool wrote it as a float (`2.0`).
+fn token_id(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        let f = v.as_f64()?;
+        (f >= 0.0 && f.fract() == 0.0 && f < 4e9).then_some(f as u64)
+    })
 }
 
 #[cfg(test)]

@@ -85,6 +85,11 @@ fn config_values_that_cannot_decode_are_named_at_load() {
             "{err}"
         );
     }
+    // A token id a tool wrote as a float is still one.
+    let dir = copy_model();
+    edit_config(dir.path(), "eos_token_id", Value::from(2.0));
+    let (code, _, err) = correct_with(dir.path());
+    assert_eq!(code, Some(0), "{err}");
 }
 
 #[test]
