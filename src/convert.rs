@@ -347,9 +347,7 @@ fn remove_model_files(dir: &Path) -> Result<()> {
         name == "config.json"
             || SIDE_FILES.contains(&name)
             || name == "model.safetensors.index.json"
-            || (name.starts_with("model-")
-                && name.contains("-of-")
-                && name.ends_with(".safetensors"))
+            || model::files::is_shard_name(name)
     };
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?

@@ -473,7 +473,7 @@ fn json_units(bytes: &[u8], lines: &[Unit], max: usize) -> Vec<Unit> {
         });
         let span = match next_is_record {
             true => None,
-            false => spans_lines(bytes, u.start, u.end, max),
+            false => spans_lines(bytes, open, u.end, max),
         };
         let (end, kind) = match span {
             Some(close) => (close, Some(Span::Whole)),
@@ -583,19 +583,13 @@ fn line_end(bytes: &[u8], at: usize) -> usize {
     (bytes[at..].iter().position(|&b| b == b'\n')).map_or(bytes.len(), |k| at + k)
 }
 
-/// The end of the JSON object opening the line `bytes[start..end]`, when that line does not
-/// close it, a later line does (within the window and `max`) with only whitespace after it,
+/// The end of the JSON object that opens at `open` on the line ending at `end` and that the
+/// line does not close (the caller has seen both), when a later line closes it (within `max`
+/// and before the next record's line) with only whitespace after it,
 /// and the text between is JSON once line breaks inside its strings are escaped. (Without that
 /// last test, a line cut inside a string would pair its quotes with the next lines' and
 /// swallow their records.)
-fn spans_lines(bytes: &[u8], start: usize, end: usize, max: usize) -> Option<usize> {
-    let open = start
-        + bytes[start..end]
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())?;
-    if !opens_an_object(&bytes[open..end]) || object_end(&bytes[..end], open).is_some() {
-        return None;
-    }
+fn spans_lines(bytes: &[u8], open: usize, end: usize, max: usize) -> Option<usize> {
     // Up to the next line that opens an object at its first column (the next record: an
     // object written over several lines indents its inner lines), so that lines cut one
     // after another are not each scanned for the whole window.
@@ -668,14 +662,20 @@ fn spanned_record(raw: &[u8], index: usize, max: usize) -> Result<Record, Record
         None,
         "a line break inside a JSON string: write it as \\n (JSON Lines keeps a record on one line)",
     );
-    Err(match repaired(raw) {
+    Err(identified(error, repaired(raw)))
+}
+
+/// `error` with the id and task of the record it is about, when `value` is its object: its
+/// error line then still joins its input.
+fn identified(error: RecordError, value: Option<Value>) -> RecordError {
+    match value {
         Some(Value::Object(obj)) => RecordError {
             id: valid_id(&obj).map(Box::new),
             task: task_named(&obj),
             ..error
         },
         _ => error,
-    })
+    }
 }
 
 /// A line's records: the line, or the JSON objects written one after another on it
@@ -741,14 +741,10 @@ fn record_from_bytes(
             RecordError::new(None, format!("invalid UTF-8 at byte {at} of the {unit}"))
         }
     };
-    Err(match parse_json(&String::from_utf8_lossy(raw)) {
-        Ok(Value::Object(obj)) => RecordError {
-            id: valid_id(&obj).map(Box::new),
-            task: task_named(&obj),
-            ..error
-        },
-        _ => error,
-    })
+    Err(identified(
+        error,
+        parse_json(&String::from_utf8_lossy(raw)).ok(),
+    ))
 }
 
 fn parse_json(text: &str) -> Result<Value, RecordError> {

@@ -79,9 +79,7 @@ impl InputFingerprint {
 
     pub fn finish(self) -> String {
         use sha2::Digest;
-        let digest = self.0.finalize();
-        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        format!("in-{hex}")
+        format!("in-{}", crate::model::files::hex(&self.0.finalize()[..8]))
     }
 }
 

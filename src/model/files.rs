@@ -173,7 +173,12 @@ fn has_shard_files(dir: &Path) -> bool {
     let names = std::fs::read_dir(dir).into_iter().flatten().flatten();
     names
         .filter_map(|e| e.file_name().into_string().ok())
-        .any(|n| n.starts_with("model-") && n.contains("-of-") && n.ends_with(".safetensors"))
+        .any(|n| is_shard_name(&n))
+}
+
+/// Whether a file name is a sharded checkpoint's (`model-00001-of-00002.safetensors`).
+pub fn is_shard_name(name: &str) -> bool {
+    name.starts_with("model-") && name.contains("-of-") && name.ends_with(".safetensors")
 }
 
 /// The shard file names of a `model.safetensors.index.json`, each once, in first-seen order.

@@ -309,6 +309,14 @@ pub fn recover(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Why a run directory's checkpoint cannot be resumed, with what to do.
+fn damaged(dir: &Path, what: &str) -> String {
+    format!(
+        "{}: {what}: the checkpoint is damaged; start over with --config and --force",
+        dir.display()
+    )
+}
+
 /// The saved progress of a run (`state.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunState {
@@ -365,23 +373,14 @@ impl Trainer {
         let state_path = dir.join("state.json");
         let text = std::fs::read_to_string(&state_path)
             .with_context(|| format!("{}: no checkpoint to resume", dir.display()))?;
-        let damaged = |what: &str| {
-            format!(
-                "{}: {what}: the checkpoint is damaged; start over with --config and --force",
-                dir.display()
-            )
-        };
         let state: RunState = serde_json::from_str(&text)
-            .with_context(|| damaged("state.json is not a run's state"))?;
+            .with_context(|| damaged(dir, "state.json is not a run's state"))?;
         let mut config = state.config.clone();
         config.out = dir.to_path_buf();
-        let adapter = dir.join("adapter.safetensors");
-        candle_core::safetensors::load(&adapter, &Device::Cpu)
-            .with_context(|| damaged("adapter.safetensors cannot be read"))?;
-        let mut t = Self::build(config, Some(&adapter))?;
+        let mut t = Self::build(config, Some(&dir.join("adapter.safetensors")))?;
         let opt_state =
             candle_core::safetensors::load(dir.join("optimizer.safetensors"), &Device::Cpu)
-                .with_context(|| damaged("optimizer.safetensors cannot be read"))?;
+                .with_context(|| damaged(dir, "optimizer.safetensors cannot be read"))?;
         t.opt.load_state(&opt_state)?;
         if t.opt.steps() != state.step {
             bail!(
@@ -463,7 +462,12 @@ impl Trainer {
         // Safety: read-only maps of files nothing else writes while training.
         let base = unsafe { MmapedSafetensors::multi(&files.weights)? };
         let init = match adapter {
-            Some(a) => candle_core::safetensors::load(a, &device)?,
+            Some(a) => candle_core::safetensors::load(a, &device).with_context(|| {
+                damaged(
+                    a.parent().unwrap_or(a),
+                    "adapter.safetensors cannot be read",
+                )
+            })?,
             None => HashMap::new(),
         };
         let mut names: Vec<String> = base
