@@ -664,14 +664,7 @@ fn convert_and_upcycle_refuse_a_source_that_does_not_load() {
     std::fs::write(stale.join(".tmpXYZ"), "left by a killed run").unwrap();
     let out_dir = tmp.path().join("out");
     let refused = |args: &[&str], names: &str| {
-        let out = neko()
-            .args(args)
-            .arg("--to")
-            .arg(&out_dir)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(2), "{err}");
+        let err = crate::util::refused(neko().args(args).arg("--to").arg(&out_dir));
         assert!(
             err.contains(names) && err.contains("nothing was written"),
             "{err}"

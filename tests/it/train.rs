@@ -399,14 +399,7 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
         "2",
     ]);
     let resume_fails = |says: &str| {
-        let out = neko()
-            .arg("train")
-            .arg("--resume")
-            .arg(&e)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(2), "{err}");
+        let err = crate::util::refused(neko().arg("train").arg("--resume").arg(&e));
         assert!(
             err.contains(says) && err.contains("start over"),
             "{says}: {err}"
@@ -1155,12 +1148,9 @@ fn empty_references_and_an_unusable_valid_file_are_said() {
 
 /// `neko train --config CFG EXTRA` that must be refused with exit 2: its stderr.
 fn train_refused(cfg: &Path, extra: &[&str]) -> String {
-    let out = neko()
-        .args(["train", "--config", cfg.to_str().unwrap()])
-        .args(extra)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    err
+    crate::util::refused(
+        neko()
+            .args(["train", "--config", cfg.to_str().unwrap()])
+            .args(extra),
+    )
 }

@@ -44,6 +44,14 @@ pub fn ok(cmd: &mut std::process::Command) -> std::process::Output {
     out
 }
 
+/// Runs `cmd`, which must be refused with exit 2, and returns its stderr.
+pub fn refused(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+    err
+}
+
 /// Runs `cmd`, which must succeed, and returns its standard output.
 pub fn run_ok(cmd: &mut std::process::Command) -> String {
     String::from_utf8(ok(cmd).stdout).unwrap()
