@@ -638,10 +638,19 @@ fn repaired(text: &[u8]) -> Option<Value> {
 /// The error of an object that never closes, with the id it gave before it was cut.
 fn cut_object(raw: &[u8]) -> RecordError {
     let lines = raw.iter().filter(|&&b| b == b'\n').count() + 1;
-    let mut error = RecordError::new(
+    let error = RecordError::new(
         None,
         format!("a JSON object cut off: it does not close ({lines} line(s))"),
     );
+    with_id_in(error, raw)
+}
+
+/// `error` with the id that the broken or cut record `raw` gives as `"id": VALUE`, when it has
+/// none: its error line then still joins its input.
+fn with_id_in(mut error: RecordError, raw: &[u8]) -> RecordError {
+    if error.id.is_some() {
+        return error;
+    }
     let id = String::from_utf8_lossy(raw);
     let id = id.split_once("\"id\"").and_then(|(_, rest)| {
         let value = rest.trim_start().strip_prefix(':')?.trim_start();
@@ -803,9 +812,19 @@ fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<Entry> {
         let broken = match bytes[at] {
             b'[' => {
                 let (spans, end) = array_element_spans(bytes, at);
-                for (s, e) in spans {
-                    let record =
-                        record_from_bytes(&bytes[s..e], entries.len(), max, Layout::Element);
+                let scanned = elements(bytes, &spans, entries.len(), max);
+                if !clean(bytes, &scanned, &end) {
+                    let split = element_lines(bytes, at)
+                        .map(|spans| elements(bytes, &spans, entries.len(), max))
+                        .filter(|split| read(split) > read(&scanned));
+                    if let Some(split) = split {
+                        for (s, record) in split {
+                            push(&mut entries, s, record);
+                        }
+                        break;
+                    }
+                }
+                for (s, record) in scanned {
                     push(&mut entries, s, record);
                 }
                 match end {
@@ -840,6 +859,76 @@ fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<Entry> {
         }
     }
     entries
+}
+
+/// Array elements at byte `spans`, parsed, with their start offsets; `first` is the index of
+/// the first.
+fn elements(
+    bytes: &[u8],
+    spans: &[(usize, usize)],
+    first: usize,
+    max: usize,
+) -> Vec<(usize, Result<Record, RecordError>)> {
+    let parsed = spans.iter().enumerate().map(|(k, &(s, e))| {
+        let record = record_from_bytes(&bytes[s..e], first + k, max, Layout::Element);
+        (s, record.map_err(|error| with_id_in(error, &bytes[s..e])))
+    });
+    parsed.collect()
+}
+
+/// How many of `elements` were read as records.
+fn read(elements: &[(usize, Result<Record, RecordError>)]) -> usize {
+    elements.iter().filter(|(_, r)| r.is_ok()).count()
+}
+
+/// Whether an array was read without a fault: every element a record, the array closed, and
+/// nothing but more JSON after it.
+fn clean(bytes: &[u8], elements: &[(usize, Result<Record, RecordError>)], end: &ArrayEnd) -> bool {
+    let closed = match end {
+        ArrayEnd::Closed(close) => matches!(
+            bytes[close + 1..].trim_ascii_start().first(),
+            None | Some(b'[' | b'{')
+        ),
+        ArrayEnd::Broken(..) => false,
+    };
+    closed && read(elements) == elements.len()
+}
+
+/// The elements of a pretty-printed array, split where a line opens an object at the column
+/// its first such element starts at, to the end of the text; `None` when fewer than two lines
+/// do. One broken element (a quote or a bracket missing) makes the bracket scan of
+/// [`array_element_spans`] lose its place for the rest of the array; the lines do not, so
+/// the elements after the broken one are still read.
+fn element_lines(bytes: &[u8], open: usize) -> Option<Vec<(usize, usize)>> {
+    let mut starts = vec![open + 1];
+    let mut column = None;
+    let mut line = line_end(bytes, open + 1);
+    while line < bytes.len() {
+        let from = line + 1;
+        let end = line_end(bytes, from);
+        let indent = bytes[from..end]
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count();
+        if bytes.get(from + indent) == Some(&b'{') && *column.get_or_insert(indent) == indent {
+            starts.push(from + indent);
+        }
+        line = end;
+    }
+    if starts.len() < 3 {
+        return None;
+    }
+    starts.push(bytes.len());
+    let spans = starts.windows(2).filter_map(|w| {
+        let mut chunk = bytes[w[0]..w[1]].trim_ascii();
+        if w[1] == bytes.len() {
+            chunk = chunk.strip_suffix(b"]").unwrap_or(chunk).trim_ascii_end();
+        }
+        chunk = chunk.strip_suffix(b",").unwrap_or(chunk).trim_ascii_end();
+        let start = w[0] + (bytes[w[0]..w[1]].len() - bytes[w[0]..w[1]].trim_ascii_start().len());
+        (!chunk.is_empty()).then(|| (start, start + chunk.len()))
+    });
+    Some(spans.collect())
 }
 
 /// Line numbers of increasing byte offsets, counted in one pass: counting from the start for
@@ -1464,6 +1553,38 @@ mod tests {
         let third = entries[2].record.as_ref().unwrap();
         assert_eq!(third.hypotheses, vec!["b, ]"]);
         assert_eq!(third.scores, Some(vec![1.0]));
+    }
+
+    /// One broken element of a pretty-printed array (a quote, a brace missing, a brace too
+    /// many) is one error with its id and line; the elements after it are still records.
+    #[test]
+    fn a_broken_element_loses_only_itself() {
+        let element = |id: &str| {
+            format!("  {{\n    \"id\": \"{id}\",\n    \"input\": [\n      \"w {id}\"\n    ]\n  }}")
+        };
+        let good: Vec<String> = ["a", "b", "c", "d"].iter().map(|id| element(id)).collect();
+        let broken = [
+            element("b").replace("\"w b\"", "\"w b"),
+            element("b").replacen("\n  }", "\n", 1),
+            element("b").replacen("\n  }", "\n  }}", 1),
+        ];
+        for bad in broken {
+            let mut elements = good.clone();
+            elements[1] = bad.clone();
+            let text = format!("[\n{}\n]\n", elements.join(",\n"));
+            let entries = parse(text.as_bytes());
+            let records = entries.iter().filter_map(|e| e.record.as_ref().ok());
+            let ids: Vec<Value> = records.map(|r| r.id.clone()).collect();
+            assert_eq!(ids, ["a", "c", "d"].map(Value::from), "{bad}");
+            let error = entries[1].record.as_ref().unwrap_err();
+            assert_eq!((entries.len(), entries[1].line), (4, 8), "{bad}");
+            assert_eq!(error.id.as_deref(), Some(&Value::from("b")));
+            assert!(
+                error.message.starts_with("broken JSON"),
+                "{}",
+                error.message
+            );
+        }
     }
 
     /// Nothing after or inside an array is lost without a word: joined arrays are all read, a
