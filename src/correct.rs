@@ -783,6 +783,15 @@ impl Corrector {
         }
         // Answers padded on the right to one width, where nothing reads the padding.
         let width = rows.iter().map(Vec::len).max().unwrap_or(1);
+        let context = self.model.config.max_position_embeddings;
+        if prompt.len() + width > context {
+            // An answer written elsewhere (`neko guard --score`) that ran to the token limit
+            // after a prompt cut to fit: the model cannot read both.
+            let needed = prompt.len() + width;
+            return Err(format!(
+                "the prompt and the answer need {needed} positions, the model has {context}"
+            ));
+        }
         let mut targets = Vec::with_capacity(2 * width);
         for r in &rows {
             targets.extend_from_slice(r);

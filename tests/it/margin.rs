@@ -206,3 +206,37 @@ fn guard_scores_answers_from_elsewhere_as_correct_does() {
         assert_eq!(r["prediction"], r["best"]);
     }
 }
+
+/// An answer written elsewhere that the model cannot read after its prompt (it ran to a token
+/// limit longer than the context) is not scored, with a warning that says why, and falls back
+/// as an unscored margin does.
+#[test]
+fn guard_score_names_an_answer_longer_than_the_context() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long = vec!["the cat sat on the mat"; 120].join(" ");
+    let preds = tmp.path().join("answers.jsonl");
+    let line = serde_json::json!({"id": 0, "task": "asr", "prediction": long});
+    std::fs::write(&preds, format!("{line}\n")).unwrap();
+    let mut cmd = neko();
+    cmd.args([
+        "guard",
+        "--score",
+        "--max-edit",
+        "1000000",
+        "--nbest",
+        "free",
+    ])
+    .args(["--agreed", "free", "--model"])
+    .arg(fixture("tiny-mixtral"))
+    .arg("--input")
+    .arg(fixture("records/variants.json"))
+    .arg(&preds);
+    let out = json_lines(&ok(&mut cmd).stdout);
+    let warning = out[0]["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("positions, the model has 512"),
+        "{}",
+        out[0]
+    );
+    assert_eq!(out[0]["guard"], "fallback:margin", "{}", out[0]);
+}
