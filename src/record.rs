@@ -813,16 +813,15 @@ fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<Entry> {
             b'[' => {
                 let (spans, end) = array_element_spans(bytes, at);
                 let scanned = elements(bytes, &spans, entries.len(), max);
-                if !clean(bytes, &scanned, &end) {
-                    let split = element_lines(bytes, at)
-                        .map(|spans| elements(bytes, &spans, entries.len(), max))
-                        .filter(|split| read(split) > read(&scanned));
-                    if let Some(split) = split {
-                        for (s, record) in split {
-                            push(&mut entries, s, record);
-                        }
-                        break;
+                let first = entries.len();
+                if let Some((split, split_end)) =
+                    reread(bytes, at, (&spans, &end, &scanned), first, max)
+                {
+                    for (s, record) in split {
+                        push(&mut entries, s, record);
                     }
+                    at = split_end;
+                    continue;
                 }
                 for (s, record) in scanned {
                     push(&mut entries, s, record);
@@ -854,7 +853,9 @@ fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<Entry> {
             )),
         };
         if let Some((offset, message)) = broken {
-            push(&mut entries, offset, Err(RecordError::new(None, message)));
+            let cut = &bytes[offset..bytes.len().min(offset.saturating_add(max))];
+            let error = with_id_in(RecordError::new(None, message), cut);
+            push(&mut entries, offset, Err(error));
             break;
         }
     }
@@ -863,12 +864,7 @@ fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<Entry> {
 
 /// Array elements at byte `spans`, parsed, with their start offsets; `first` is the index of
 /// the first.
-fn elements(
-    bytes: &[u8],
-    spans: &[(usize, usize)],
-    first: usize,
-    max: usize,
-) -> Vec<(usize, Result<Record, RecordError>)> {
+fn elements(bytes: &[u8], spans: &[(usize, usize)], first: usize, max: usize) -> Elements {
     let parsed = spans.iter().enumerate().map(|(k, &(s, e))| {
         let record = record_from_bytes(&bytes[s..e], first + k, max, Layout::Element);
         (s, record.map_err(|error| with_id_in(error, &bytes[s..e])))
@@ -876,59 +872,180 @@ fn elements(
     parsed.collect()
 }
 
-/// How many of `elements` were read as records.
-fn read(elements: &[(usize, Result<Record, RecordError>)]) -> usize {
-    elements.iter().filter(|(_, r)| r.is_ok()).count()
-}
+type Elements = Vec<(usize, Result<Record, RecordError>)>;
 
-/// Whether an array was read without a fault: every element a record, the array closed, and
-/// nothing but more JSON after it.
-fn clean(bytes: &[u8], elements: &[(usize, Result<Record, RecordError>)], end: &ArrayEnd) -> bool {
-    let closed = match end {
-        ArrayEnd::Closed(close) => matches!(
-            bytes[close + 1..].trim_ascii_start().first(),
-            None | Some(b'[' | b'{')
-        ),
-        ArrayEnd::Broken(..) => false,
-    };
-    closed && read(elements) == elements.len()
-}
-
-/// The elements of a pretty-printed array, split where a line opens an object at the column
-/// its first such element starts at, to the end of the text; `None` when fewer than two lines
-/// do. One broken element (a quote or a bracket missing) makes the bracket scan of
-/// [`array_element_spans`] lose its place for the rest of the array; the lines do not, so
-/// the elements after the broken one are still read.
-fn element_lines(bytes: &[u8], open: usize) -> Option<Vec<(usize, usize)>> {
-    let mut starts = vec![open + 1];
-    let mut column = None;
-    let mut line = line_end(bytes, open + 1);
-    while line < bytes.len() {
-        let from = line + 1;
-        let end = line_end(bytes, from);
-        let indent = bytes[from..end]
-            .iter()
-            .take_while(|b| b.is_ascii_whitespace())
-            .count();
-        if bytes.get(from + indent) == Some(&b'{') && *column.get_or_insert(indent) == indent {
-            starts.push(from + indent);
+/// An array the bracket scan did not read as well-formed JSON, read again by its lines
+/// ([`element_lines`], [`merged`]), with the offset after it; `None` where that reads fewer
+/// records than the scan did, or as many with as many errors or more.
+fn reread(
+    bytes: &[u8],
+    open: usize,
+    (spans, end, scanned): (&[(usize, usize)], &ArrayEnd, &Elements),
+    first: usize,
+    max: usize,
+) -> Option<(Elements, usize)> {
+    if well_formed(bytes, spans, end) {
+        return None;
+    }
+    // Where the scan closed the array is where it ends, unless the scan paired quotes across
+    // a line break (a string never holds a raw one): then it lost its place, and so did its
+    // close.
+    let close = match *end {
+        ArrayEnd::Closed(close) => {
+            Some(close).filter(|&c| json_follows(bytes, c) && !strings_cross_lines(&bytes[open..c]))
         }
-        line = end;
+        ArrayEnd::Broken(..) => None,
+    };
+    let (lines, after) = element_lines(bytes, open, close)?;
+    let split = merged(bytes, &lines, (spans, scanned), first, max)?;
+    // The scan's reading ends in one more error entry when it did not close cleanly.
+    let tail = usize::from(close.is_none());
+    let read = |elements: &Elements| elements.iter().filter(|(_, r)| r.is_ok()).count();
+    let better = match read(&split).cmp(&read(scanned)) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Equal => split.len() < scanned.len() + tail,
+        std::cmp::Ordering::Less => false,
+    };
+    better.then_some((split, after))
+}
+
+/// The line split's elements, where the bracket scan read an element the split could not
+/// (an intact record before a stray `}` or a line of text) with the scan's record, and what
+/// follows it in the split's element as an error of its own; `None` unless every record the
+/// scan read starts where a split element does (a split that cuts one is wrong about it).
+fn merged(
+    bytes: &[u8],
+    lines: &[(usize, usize)],
+    (spans, scanned): (&[(usize, usize)], &Elements),
+    first: usize,
+    max: usize,
+) -> Option<Elements> {
+    let split = elements(bytes, lines, first, max);
+    // Spans are in order, so a lookup by start is a binary search.
+    let read_by_scan = |start: usize| {
+        let k = spans.binary_search_by_key(&start, |&(s, _)| s).ok()?;
+        scanned[k].1.is_ok().then_some(spans[k])
+    };
+    let mut pieces = Vec::with_capacity(lines.len());
+    for (&(s, e), (_, record)) in lines.iter().zip(&split) {
+        match read_by_scan(s).filter(|_| record.is_err()) {
+            // The scan's element runs past the split's: they disagree, and the scan stands.
+            Some((_, end)) if end > e => return None,
+            Some((_, end)) => {
+                pieces.push((s, end));
+                // What follows it: a stray bracket holds no record, text (a broken record's
+                // keys) may.
+                let rest = end
+                    + bytes[end..e]
+                        .iter()
+                        .take_while(|b| b.is_ascii_whitespace() || **b == b',')
+                        .count();
+                if bytes[rest..e].iter().any(u8::is_ascii_alphanumeric) {
+                    pieces.push((rest, e));
+                }
+            }
+            None => pieces.push((s, e)),
+        }
+    }
+    let starts: Vec<usize> = lines.iter().map(|&(s, _)| s).collect();
+    let mut kept = spans.iter().zip(scanned).filter(|(_, (_, r))| r.is_ok());
+    if !kept.all(|((s, _), _)| starts.binary_search(s).is_ok()) {
+        return None;
+    }
+    Some(elements(bytes, &pieces, first, max))
+}
+
+/// Whether an array is well-formed JSON: it closes, only JSON (or nothing) follows it, and
+/// every element is JSON (a record may still be invalid: `{"input": []}` is an error of its
+/// own, not a fault of the array's).
+fn well_formed(bytes: &[u8], spans: &[(usize, usize)], end: &ArrayEnd) -> bool {
+    let json = |&(s, e): &(usize, usize)| {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes[s..e]).is_ok()
+    };
+    match end {
+        ArrayEnd::Closed(close) => json_follows(bytes, *close) && spans.iter().all(json),
+        ArrayEnd::Broken(..) => false,
+    }
+}
+
+/// Whether a string in `text`, its quotes paired as a scan pairs them, holds a raw line break.
+fn strings_cross_lines(text: &[u8]) -> bool {
+    let mut strings = Strings::default();
+    text.iter().any(|&b| strings.read(b) && b == b'\n')
+}
+
+/// Whether only JSON (or nothing) follows the array that closes at `close`.
+fn json_follows(bytes: &[u8], close: usize) -> bool {
+    let rest = bytes[close + 1..].trim_ascii_start();
+    matches!(rest.first(), None | Some(b'[' | b'{'))
+}
+
+/// The elements of a pretty-printed array that is not well-formed, split where a line opens
+/// an element ([`opens_element`]) at the column of the line after the `[` (which must open
+/// one), and the offset
+/// after the array; `None` when fewer than two lines open one. The array ends at `close`
+/// when the bracket scan closed it with only JSON after it, else at a line opening with `]`
+/// no deeper than that column, else at the end of the text. One broken element (a quote or a
+/// bracket missing) makes the bracket scan of [`array_element_spans`] lose its place for the
+/// rest of the array; the lines do not, so the elements after the broken one are still read.
+fn element_lines(
+    bytes: &[u8],
+    open: usize,
+    close: Option<usize>,
+) -> Option<(Vec<(usize, usize)>, usize)> {
+    let indent = |from: usize| {
+        bytes[from..]
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count()
+    };
+    let limit = close.unwrap_or(bytes.len());
+    let mut line = line_end(bytes, open + 1) + 1;
+    let column = indent(line.min(bytes.len()));
+    let first = line_end(bytes, line.min(bytes.len()));
+    (line + column < limit && opens_element(&bytes[line + column..first])).then_some(())?;
+    let (mut starts, mut close) = (vec![open + 1], close);
+    while line < limit {
+        let depth = indent(line);
+        if line + depth >= limit {
+            break;
+        }
+        if bytes[line + depth] == b']' && depth <= column {
+            close = Some(line + depth);
+            break;
+        }
+        let next = line_end(bytes, line);
+        if depth == column && opens_element(&bytes[line + depth..next]) {
+            starts.push(line + depth);
+        }
+        line = next + 1;
     }
     if starts.len() < 3 {
         return None;
     }
-    starts.push(bytes.len());
-    let spans = starts.windows(2).filter_map(|w| {
-        let mut chunk = bytes[w[0]..w[1]].trim_ascii();
-        if w[1] == bytes.len() {
+    starts.push(close.unwrap_or(bytes.len()));
+    let last = starts.len() - 2;
+    let spans = starts.windows(2).enumerate().filter_map(|(k, w)| {
+        let text = &bytes[w[0]..w[1]];
+        let mut chunk = text.trim_ascii();
+        if k == last && close.is_none() {
+            // An array cut before its last line: its `]` may end the last element's line.
             chunk = chunk.strip_suffix(b"]").unwrap_or(chunk).trim_ascii_end();
         }
-        chunk = chunk.strip_suffix(b",").unwrap_or(chunk).trim_ascii_end();
-        let start = w[0] + (bytes[w[0]..w[1]].len() - bytes[w[0]..w[1]].trim_ascii_start().len());
-        (!chunk.is_empty()).then(|| (start, start + chunk.len()))
+        let chunk = chunk.strip_suffix(b",").unwrap_or(chunk).trim_ascii_end();
+        let start = w[0] + (text.len() - text.trim_ascii_start().len());
+        (!chunk.is_empty()).then_some((start, start + chunk.len()))
     });
-    Some(spans.collect())
+    Some((spans.collect(), close.map_or(bytes.len(), |c| c + 1)))
+}
+
+/// Whether a line of a pretty-printed array (from its first non-blank byte) starts an
+/// element: a `{` alone (`json.dumps(indent=...)`, `jq`), or a whole object on one line. A
+/// line that opens an object and goes on (`{    "input": [`) is an element's broken line.
+fn opens_element(line: &[u8]) -> bool {
+    let line = line.trim_ascii_end();
+    let line = line.strip_suffix(b",").unwrap_or(line);
+    line.first() == Some(&b'{') && (line == b"{" || line.ends_with(b"}"))
 }
 
 /// Line numbers of increasing byte offsets, counted in one pass: counting from the start for
@@ -1555,8 +1672,9 @@ mod tests {
         assert_eq!(third.scores, Some(vec![1.0]));
     }
 
-    /// One broken element of a pretty-printed array (a quote, a brace missing, a brace too
-    /// many) is one error with its id and line; the elements after it are still records.
+    /// One broken element of a pretty-printed array (a quote or a brace missing) is one error
+    /// with its id and line, and the elements after it are still records; an intact element
+    /// followed by a brace too many is read. What follows the array is read as before.
     #[test]
     fn a_broken_element_loses_only_itself() {
         let element = |id: &str| {
@@ -1564,27 +1682,52 @@ mod tests {
         };
         let good: Vec<String> = ["a", "b", "c", "d"].iter().map(|id| element(id)).collect();
         let broken = [
-            element("b").replace("\"w b\"", "\"w b"),
-            element("b").replacen("\n  }", "\n", 1),
-            element("b").replacen("\n  }", "\n  }}", 1),
+            (element("b").replace("\"w b\"", "\"w b"), false),
+            (element("b").replacen("\n  }", "\n", 1), false),
+            (element("b").replacen("\n  }", "\n  }}", 1), true),
+            (element("b").replacen("  {\n", "", 1), false),
         ];
-        for bad in broken {
+        for (bad, intact) in broken {
             let mut elements = good.clone();
             elements[1] = bad.clone();
-            let text = format!("[\n{}\n]\n", elements.join(",\n"));
+            let after = "{\"id\": \"e\", \"input\": [\"w e\"]}";
+            let text = format!("[\n{}\n]\n{after}\n", elements.join(",\n"));
             let entries = parse(text.as_bytes());
             let records = entries.iter().filter_map(|e| e.record.as_ref().ok());
             let ids: Vec<Value> = records.map(|r| r.id.clone()).collect();
-            assert_eq!(ids, ["a", "c", "d"].map(Value::from), "{bad}");
-            let error = entries[1].record.as_ref().unwrap_err();
-            assert_eq!((entries.len(), entries[1].line), (4, 8), "{bad}");
-            assert_eq!(error.id.as_deref(), Some(&Value::from("b")));
-            assert!(
-                error.message.starts_with("broken JSON"),
-                "{}",
-                error.message
+            let read: &[&str] = if intact {
+                &["a", "b", "c", "d", "e"]
+            } else {
+                &["a", "c", "d", "e"]
+            };
+            assert_eq!(
+                ids,
+                read.iter().map(|&id| Value::from(id)).collect::<Vec<_>>(),
+                "{bad}"
             );
+            assert_eq!((entries.len(), entries[1].line), (5, 8), "{bad}");
+            if !intact {
+                let error = entries[1].record.as_ref().unwrap_err();
+                assert_eq!(error.id.as_deref(), Some(&Value::from("b")));
+                assert!(
+                    error.message.starts_with("broken JSON"),
+                    "{}",
+                    error.message
+                );
+            }
         }
+        // A record that is JSON but not a valid record (an empty N-best) does not make the
+        // array be read again: what follows the array is read as it is.
+        let text = "[\n  {\"id\": \"a\", \"input\": []},\n  {\"id\": \"b\", \"input\": [\"x\"]}\n]\n[\n  {\"id\": \"c\", \"input\": [\"y\"]}\n]\n";
+        let entries = parse(text.as_bytes());
+        assert_eq!(entries.len(), 3);
+        assert!(entries[0]
+            .record
+            .as_ref()
+            .unwrap_err()
+            .message
+            .contains("empty"));
+        assert_eq!(entries[2].record.as_ref().unwrap().id, "c");
     }
 
     /// Nothing after or inside an array is lost without a word: joined arrays are all read, a

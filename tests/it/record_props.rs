@@ -85,4 +85,53 @@ proptest! {
             prop_assert!(line_start.contains('{'), "line {} is {:?}", e.line, line_start);
         }
     }
+
+    /// One element of a pretty-printed array broken by hand (a hypothesis's closing quote, its
+    /// closing brace or, after the first, its opening brace deleted) costs that element only: every other element is
+    /// read as written, and the broken one is one error that names its id.
+    #[test]
+    fn a_broken_element_costs_only_itself(
+        recs in proptest::collection::vec(proptest::collection::vec("[a-z ,\\]\\[{}]{1,12}", 1..4), 3..9),
+        pick in any::<proptest::sample::Index>(),
+        damage in 0..3usize,
+        indent in prop_oneof![Just("  "), Just("    "), Just("\t")],
+    ) {
+        let broken = pick.index(recs.len());
+        let values: Vec<Value> = recs.iter().enumerate()
+            .map(|(i, h)| json!({"id": format!("r{i}"), "input": h})).collect();
+        let mut buf = Vec::new();
+        let style = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
+        serde::Serialize::serialize(&values, &mut serde_json::Serializer::with_formatter(&mut buf, style)).unwrap();
+        let mut lines: Vec<String> = String::from_utf8(buf).unwrap().lines().map(String::from).collect();
+        // The broken element's lines: its `{` line and its `}` line, at the elements' depth.
+        let opens: Vec<usize> = (0..lines.len()).filter(|&k| lines[k] == format!("{indent}{{")).collect();
+        let (open, close) = (opens[broken], (opens[broken]..lines.len())
+            .find(|&k| lines[k].starts_with(&format!("{indent}}}"))).unwrap());
+        match damage {
+            0 => {
+                // The first hypothesis's closing quote.
+                let k = (open..close).find(|&k| lines[k].trim_start().starts_with("\"input\"")).unwrap() + 1;
+                let end = lines[k].rfind('"').unwrap();
+                lines[k].remove(end);
+            }
+            1 => lines[close] = lines[close].replacen('}', "", 1),
+            // (Not the first element's: without it the file no longer opens an array of
+            // records, and is read as the text it then is.)
+            _ if broken > 0 => lines[open] = String::new(),
+            _ => lines[close] = lines[close].replacen('}', "", 1),
+        }
+        let text = lines.join("\n") + "\n";
+        let entries = record::parse(text.as_bytes());
+        prop_assert_eq!(entries.len(), recs.len(), "{}", text);
+        for (i, (e, h)) in entries.iter().zip(&recs).enumerate() {
+            match (&e.record, i == broken) {
+                (Ok(r), false) => {
+                    prop_assert_eq!(&r.hypotheses, h);
+                    prop_assert_eq!(&r.id, &Value::from(format!("r{i}")));
+                }
+                (Err(err), true) => prop_assert_eq!(err.id.as_deref(), Some(&Value::from(format!("r{i}")))),
+                (r, _) => prop_assert!(false, "element {} of {}: {:?}\n{}", i, broken, r, text),
+            }
+        }
+    }
 }
