@@ -729,6 +729,12 @@ impl Corrector {
         Some(scored.map(|[answer, baseline]| crate::output::margin_digits(answer - baseline)))
     }
 
+    /// What the guard treats as the prompt leaking into an answer: the section marker and the
+    /// model's special tokens.
+    pub fn guard_markers(&self) -> &[String] {
+        &self.guard_markers
+    }
+
     /// The guard's margin of an answer to `record` written elsewhere (`neko guard --score`: a
     /// served model's, another engine's), scored with this corrector's model and prompt as
     /// `neko correct` scores its own; `None` where the answer only reformats the 1-best (ASR)

@@ -295,8 +295,8 @@ impl Tally {
 
 /// The guard on one prediction line (`rec`, whose `prediction` is a string), in place: the
 /// prediction in `style`, then the checks; with a `scorer`, a kept prediction without a
-/// `"margin"` is scored first. Without a model, prompt markers are `###` and ChatML/Llama
-/// special tokens.
+/// `"margin"` is scored first. Prompt markers are the scorer's (`###` and its model's special
+/// tokens), else `###` and ChatML/Llama special tokens.
 fn guard_line(
     rec: &mut Value,
     record: &Record,
@@ -305,7 +305,12 @@ fn guard_line(
     opts: &GuardOptions,
     scorer: Option<&mut Corrector>,
 ) -> Checked {
-    let markers = ["###", "<|im_start|>", "<|im_end|>", "<s>", "</s>"].map(String::from);
+    let markers = match &scorer {
+        Some(scorer) => scorer.guard_markers().to_vec(),
+        None => ["###", "<|im_start|>", "<|im_end|>", "<s>", "</s>"]
+            .map(String::from)
+            .to_vec(),
+    };
     let hyps = &record.hypotheses;
     let written = rec["prediction"].as_str().unwrap_or_default().to_string();
     let pred = style.apply(task, hyps, &written);

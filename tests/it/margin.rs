@@ -240,3 +240,37 @@ fn guard_score_names_an_answer_longer_than_the_context() {
     );
     assert_eq!(out[0]["guard"], "fallback:margin", "{}", out[0]);
 }
+
+/// With a model (`--score`), `neko guard` knows its special tokens as `neko correct` does: an
+/// answer holding one leaks the prompt; without a model only the common markers count.
+#[test]
+fn guard_with_a_model_knows_its_special_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let preds = tmp.path().join("answers.jsonl");
+    let line =
+        serde_json::json!({"id": 0, "task": "asr", "prediction": "the cat sat on the mat <unk>"});
+    std::fs::write(&preds, format!("{line}\n")).unwrap();
+    let guard = |score: bool| {
+        let mut cmd = neko();
+        cmd.args([
+            "guard",
+            "--max-edit",
+            "1000000",
+            "--nbest",
+            "free",
+            "--agreed",
+            "free",
+        ])
+        .args(["--margin", "-1e9", "--input"])
+        .arg(fixture("records/variants.json"))
+        .arg(&preds);
+        if score {
+            cmd.arg("--score")
+                .arg("--model")
+                .arg(fixture("tiny-mixtral"));
+        }
+        json_lines(&ok(&mut cmd).stdout).remove(0)
+    };
+    assert_eq!(guard(true)["guard"], "fallback:markers");
+    assert!(guard(false).get("guard").is_none());
+}
