@@ -207,70 +207,53 @@ fn guard_scores_answers_from_elsewhere_as_correct_does() {
     }
 }
 
+/// `neko guard` on one ASR prediction for the first record of `records/variants.json`, with
+/// every check but the margin's and the markers' off; with `score`, tiny-mixtral scores it.
+fn guard_one(prediction: &str, margin: &str, score: bool) -> serde_json::Value {
+    let tmp = tempfile::tempdir().unwrap();
+    let preds = tmp.path().join("answers.jsonl");
+    let line = serde_json::json!({"id": 0, "task": "asr", "prediction": prediction});
+    std::fs::write(&preds, format!("{line}\n")).unwrap();
+    let mut cmd = neko();
+    cmd.args([
+        "guard",
+        "--max-edit",
+        "1000000",
+        "--nbest",
+        "free",
+        "--agreed",
+        "free",
+    ])
+    .args(["--margin", margin, "--input"])
+    .arg(fixture("records/variants.json"))
+    .arg(&preds);
+    if score {
+        cmd.arg("--score")
+            .arg("--model")
+            .arg(fixture("tiny-mixtral"));
+    }
+    json_lines(&ok(&mut cmd).stdout).remove(0)
+}
+
 /// An answer written elsewhere that the model cannot read after its prompt (it ran to a token
 /// limit longer than the context) is not scored, with a warning that says why, and falls back
 /// as an unscored margin does.
 #[test]
 fn guard_score_names_an_answer_longer_than_the_context() {
-    let tmp = tempfile::tempdir().unwrap();
-    let long = vec!["the cat sat on the mat"; 120].join(" ");
-    let preds = tmp.path().join("answers.jsonl");
-    let line = serde_json::json!({"id": 0, "task": "asr", "prediction": long});
-    std::fs::write(&preds, format!("{line}\n")).unwrap();
-    let mut cmd = neko();
-    cmd.args([
-        "guard",
-        "--score",
-        "--max-edit",
-        "1000000",
-        "--nbest",
-        "free",
-    ])
-    .args(["--agreed", "free", "--model"])
-    .arg(fixture("tiny-mixtral"))
-    .arg("--input")
-    .arg(fixture("records/variants.json"))
-    .arg(&preds);
-    let out = json_lines(&ok(&mut cmd).stdout);
-    let warning = out[0]["warning"].as_str().unwrap_or_default();
-    assert!(
-        warning.contains("positions, the model has 512"),
-        "{}",
-        out[0]
-    );
-    assert_eq!(out[0]["guard"], "fallback:margin", "{}", out[0]);
+    let out = guard_one(&vec!["the cat sat on the mat"; 120].join(" "), "task", true);
+    let warning = out["warning"].as_str().unwrap_or_default();
+    assert!(warning.contains("positions, the model has 512"), "{out}");
+    assert_eq!(out["guard"], "fallback:margin", "{out}");
 }
 
 /// With a model (`--score`), `neko guard` knows its special tokens as `neko correct` does: an
 /// answer holding one leaks the prompt; without a model only the common markers count.
 #[test]
 fn guard_with_a_model_knows_its_special_tokens() {
-    let tmp = tempfile::tempdir().unwrap();
-    let preds = tmp.path().join("answers.jsonl");
-    let line =
-        serde_json::json!({"id": 0, "task": "asr", "prediction": "the cat sat on the mat <unk>"});
-    std::fs::write(&preds, format!("{line}\n")).unwrap();
-    let guard = |score: bool| {
-        let mut cmd = neko();
-        cmd.args([
-            "guard",
-            "--max-edit",
-            "1000000",
-            "--nbest",
-            "free",
-            "--agreed",
-            "free",
-        ])
-        .args(["--margin", "-1e9", "--input"])
-        .arg(fixture("records/variants.json"))
-        .arg(&preds);
-        if score {
-            cmd.arg("--score")
-                .arg("--model")
-                .arg(fixture("tiny-mixtral"));
-        }
-        json_lines(&ok(&mut cmd).stdout).remove(0)
-    };
-    assert_eq!(guard(true)["guard"], "fallback:markers");
-    assert!(guard(false).get("guard").is_none());
+    let leaking = "the cat sat on the mat <unk>";
+    assert_eq!(
+        guard_one(leaking, "-1e9", true)["guard"],
+        "fallback:markers"
+    );
+    assert!(guard_one(leaking, "-1e9", false).get("guard").is_none());
 }
