@@ -605,6 +605,10 @@ fn spans_lines(bytes: &[u8], open: usize, end: usize, max: usize) -> Option<usiz
 /// at its first column, or one that opens with a key (`{"`) however indented. An object
 /// written over several lines puts its nested objects' `{` alone on a line.
 fn next_record_line(bytes: &[u8], from: usize, limit: usize) -> usize {
+    // A first line longer than the limit: the record cannot end within it.
+    if from >= limit {
+        return limit;
+    }
     let mut at = from;
     while let Some(k) = bytes[at..limit].iter().position(|&b| b == b'\n') {
         let start = at + k + 1;
@@ -651,14 +655,39 @@ fn with_id_in(mut error: RecordError, raw: &[u8]) -> RecordError {
     if error.id.is_some() {
         return error;
     }
-    let id = String::from_utf8_lossy(raw);
-    let id = id.split_once("\"id\"").and_then(|(_, rest)| {
+    let text = String::from_utf8_lossy(raw);
+    let rest = match own_key(text.as_bytes(), b"\"id\"") {
+        Some(at) => Some(&text[at..]),
+        None => text.split_once("\"id\"").map(|(_, rest)| rest),
+    };
+    let id = rest.and_then(|rest| {
         let value = rest.trim_start().strip_prefix(':')?.trim_start();
         let end = value.find([',', '\n', '}']).unwrap_or(value.len());
         serde_json::from_str::<Value>(value[..end].trim()).ok()
     });
     error.id = id.filter(|v| v.is_string() || v.is_number()).map(Box::new);
     error
+}
+
+/// Where `key` (with its quotes) ends when it is a key of the object `text` opens, not of
+/// one nested in it (`{"meta": {"id": ...}, "id": ...}`), as far as brackets and quotes tell.
+fn own_key(text: &[u8], key: &[u8]) -> Option<usize> {
+    let (mut depth, mut strings) = (0usize, Strings::default());
+    for (i, &b) in text.iter().enumerate() {
+        let opens = !strings.inside;
+        if strings.read(b) {
+            if opens && depth == 1 && text[i..].starts_with(key) {
+                return Some(i + key.len());
+            }
+            continue;
+        }
+        match b {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// A record written over several lines: read as it is when it is JSON; when only a raw line
@@ -813,9 +842,8 @@ fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<Entry> {
             b'[' => {
                 let (spans, end) = array_element_spans(bytes, at);
                 let scanned = elements(bytes, &spans, entries.len(), max);
-                let first = entries.len();
                 if let Some((split, split_end)) =
-                    reread(bytes, at, (&spans, &end, &scanned), first, max)
+                    reread(bytes, at, (&spans, &end, &scanned), entries.len(), max)
                 {
                     for (s, record) in split {
                         push(&mut entries, s, record);
@@ -862,11 +890,11 @@ fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<Entry> {
     entries
 }
 
-/// Array elements at byte `spans`, parsed, with their start offsets; `first` is the index of
+/// Array elements at byte `spans`, parsed, with their start offsets; `index` is the index of
 /// the first.
-fn elements(bytes: &[u8], spans: &[(usize, usize)], first: usize, max: usize) -> Elements {
+fn elements(bytes: &[u8], spans: &[(usize, usize)], index: usize, max: usize) -> Elements {
     let parsed = spans.iter().enumerate().map(|(k, &(s, e))| {
-        let record = record_from_bytes(&bytes[s..e], first + k, max, Layout::Element);
+        let record = record_from_bytes(&bytes[s..e], index + k, max, Layout::Element);
         (s, record.map_err(|error| with_id_in(error, &bytes[s..e])))
     });
     parsed.collect()
@@ -881,7 +909,7 @@ fn reread(
     bytes: &[u8],
     open: usize,
     (spans, end, scanned): (&[(usize, usize)], &ArrayEnd, &Elements),
-    first: usize,
+    index: usize,
     max: usize,
 ) -> Option<(Elements, usize)> {
     if well_formed(bytes, spans, end) {
@@ -897,9 +925,15 @@ fn reread(
         ArrayEnd::Broken(..) => None,
     };
     let (lines, after) = element_lines(bytes, open, close)?;
-    let split = merged(bytes, &lines, (spans, scanned), first, max)?;
-    // The scan's reading ends in one more error entry when it did not close cleanly.
-    let tail = usize::from(close.is_none());
+    let split = merged(bytes, &lines, (spans, scanned), index, max)?;
+    // The scan's reading ends in one more error entry when its array did not close with only
+    // JSON after it, or when what it reads on with is text the split took as elements.
+    let tail = usize::from(match *end {
+        ArrayEnd::Closed(c) => {
+            !json_follows(bytes, c) || !bytes[c + 1..after.max(c + 1)].trim_ascii().is_empty()
+        }
+        ArrayEnd::Broken(..) => true,
+    });
     let read = |elements: &Elements| elements.iter().filter(|(_, r)| r.is_ok()).count();
     let better = match read(&split).cmp(&read(scanned)) {
         std::cmp::Ordering::Greater => true,
@@ -917,15 +951,20 @@ fn merged(
     bytes: &[u8],
     lines: &[(usize, usize)],
     (spans, scanned): (&[(usize, usize)], &Elements),
-    first: usize,
+    index: usize,
     max: usize,
 ) -> Option<Elements> {
-    let split = elements(bytes, lines, first, max);
+    let starts: Vec<usize> = lines.iter().map(|&(s, _)| s).collect();
+    let mut kept = spans.iter().zip(scanned).filter(|(_, (_, r))| r.is_ok());
+    if !kept.all(|((s, _), _)| starts.binary_search(s).is_ok()) {
+        return None;
+    }
     // Spans are in order, so a lookup by start is a binary search.
     let read_by_scan = |start: usize| {
         let k = spans.binary_search_by_key(&start, |&(s, _)| s).ok()?;
         scanned[k].1.is_ok().then_some(spans[k])
     };
+    let split = elements(bytes, lines, index, max);
     let mut pieces = Vec::with_capacity(lines.len());
     for (&(s, e), (_, record)) in lines.iter().zip(&split) {
         match read_by_scan(s).filter(|_| record.is_err()) {
@@ -947,12 +986,7 @@ fn merged(
             None => pieces.push((s, e)),
         }
     }
-    let starts: Vec<usize> = lines.iter().map(|&(s, _)| s).collect();
-    let mut kept = spans.iter().zip(scanned).filter(|(_, (_, r))| r.is_ok());
-    if !kept.all(|((s, _), _)| starts.binary_search(s).is_ok()) {
-        return None;
-    }
-    Some(elements(bytes, &pieces, first, max))
+    Some(elements(bytes, &pieces, index, max))
 }
 
 /// Whether an array is well-formed JSON: it closes, only JSON (or nothing) follows it, and
@@ -982,12 +1016,13 @@ fn json_follows(bytes: &[u8], close: usize) -> bool {
 
 /// The elements of a pretty-printed array that is not well-formed, split where a line opens
 /// an element ([`opens_element`]) at the column of the line after the `[` (which must open
-/// one), and the offset
-/// after the array; `None` when fewer than two lines open one. The array ends at `close`
-/// when the bracket scan closed it with only JSON after it, else at a line opening with `]`
-/// no deeper than that column, else at the end of the text. One broken element (a quote or a
-/// bracket missing) makes the bracket scan of [`array_element_spans`] lose its place for the
-/// rest of the array; the lines do not, so the elements after the broken one are still read.
+/// one), and the offset where reading goes on after the array; `None` when fewer than two
+/// lines open one. The array ends at `close` (the scan's, when it can be trusted), else at
+/// the first line no deeper than that column that opens with `]` or ends with it after an
+/// element ([`array_ends`]), else before one that opens another array, else at the end of
+/// the text. One broken element (a quote or a bracket missing) makes the bracket scan
+/// of [`array_element_spans`] lose its place for the rest of the array; the lines do not, so
+/// the elements after the broken one are still read.
 fn element_lines(
     bytes: &[u8],
     open: usize,
@@ -1002,33 +1037,43 @@ fn element_lines(
     let limit = close.unwrap_or(bytes.len());
     let mut line = line_end(bytes, open + 1) + 1;
     let column = indent(line.min(bytes.len()));
-    let first = line_end(bytes, line.min(bytes.len()));
-    (line + column < limit && opens_element(&bytes[line + column..first])).then_some(())?;
-    let (mut starts, mut close) = (vec![open + 1], close);
+    let first_line =
+        &bytes[(line + column).min(limit)..line_end(bytes, line.min(bytes.len())).min(limit)];
+    opens_element(first_line).then_some(())?;
+    // Element starts, after the text between the `[` and the first line (empty when the `[`
+    // stands alone on its line).
+    let mut starts = vec![open + 1];
+    // Where the elements end, and where reading goes on.
+    let (mut end, mut after) = close.map_or((bytes.len(), bytes.len()), |c| (c, c + 1));
     while line < limit {
         let depth = indent(line);
-        if line + depth >= limit {
+        let at = line + depth;
+        let text = bytes[at..line_end(bytes, line).min(limit)].trim_ascii_end();
+        // The scan's close, when trusted, is where the array ends; else its lines say.
+        let ends = close
+            .is_none()
+            .then(|| array_ends(text, at, depth, column))
+            .flatten();
+        if let Some((last_element, elements_end, reading_on)) = ends {
+            if last_element {
+                starts.push(at);
+            }
+            (end, after) = (elements_end, reading_on);
             break;
         }
-        if bytes[line + depth] == b']' && depth <= column {
-            close = Some(line + depth);
-            break;
+        if depth == column && opens_element(text) {
+            starts.push(at);
         }
-        let next = line_end(bytes, line);
-        if depth == column && opens_element(&bytes[line + depth..next]) {
-            starts.push(line + depth);
-        }
-        line = next + 1;
+        line = line_end(bytes, line) + 1;
     }
     if starts.len() < 3 {
         return None;
     }
-    starts.push(close.unwrap_or(bytes.len()));
-    let last = starts.len() - 2;
-    let spans = starts.windows(2).enumerate().filter_map(|(k, w)| {
+    starts.push(end);
+    let spans = starts.windows(2).filter_map(|w| {
         let text = &bytes[w[0]..w[1]];
         let mut chunk = text.trim_ascii();
-        if k == last && close.is_none() {
+        if w[1] == bytes.len() {
             // An array cut before its last line: its `]` may end the last element's line.
             chunk = chunk.strip_suffix(b"]").unwrap_or(chunk).trim_ascii_end();
         }
@@ -1036,7 +1081,25 @@ fn element_lines(
         let start = w[0] + (text.len() - text.trim_ascii_start().len());
         (!chunk.is_empty()).then_some((start, start + chunk.len()))
     });
-    Some((spans.collect(), close.map_or(bytes.len(), |c| c + 1)))
+    Some((spans.collect(), after))
+}
+
+/// Whether the line `text` (from its first non-blank byte, at offset `at` and `depth`) of an
+/// array whose elements start at `column` ends the array: whether it also starts the last
+/// element, where the elements end and where reading goes on. It does when it opens with `]`
+/// no deeper than the elements, when an element's line or its `}` line at their column ends
+/// with the `]`, and (before it) when it opens another array no deeper than the elements.
+fn array_ends(text: &[u8], at: usize, depth: usize, column: usize) -> Option<(bool, usize, usize)> {
+    let line = at - depth;
+    match text.first()? {
+        b']' if depth <= column => Some((false, at, at + 1)),
+        b'[' if depth <= column => Some((false, line, line)),
+        b'{' | b'}' if depth == column && text.ends_with(b"]") => {
+            let close = at + text.len() - 1;
+            Some((opens_element(&text[..text.len() - 1]), close, close + 1))
+        }
+        _ => None,
+    }
 }
 
 /// Whether a line of a pretty-printed array (from its first non-blank byte) starts an
@@ -1728,6 +1791,32 @@ mod tests {
             .message
             .contains("empty"));
         assert_eq!(entries[2].record.as_ref().unwrap().id, "c");
+    }
+
+    /// One-line elements whose array's `]` ends the last line: a broken one costs only itself,
+    /// and what follows the array is read; an error names the record's own id, not a nested
+    /// object's.
+    #[test]
+    fn a_broken_one_line_element_costs_only_itself() {
+        let text = b"[{\"id\": \"a\", \"meta\": {\"id\": \"spk\"}, \"input\": [\"w a]},\n{\"id\": \"b\", \"input\": [\"w b\"]},\n{\"id\": \"c\", \"input\": [\"w c\"]},\n{\"id\": \"d\", \"input\": [\"w d\"]}]\n{\"id\": \"e\", \"input\": [\"w e\"]}\n";
+        let entries = parse(text);
+        let ids: Vec<String> = entries
+            .iter()
+            .map(|e| match &e.record {
+                Ok(r) => r.id.to_string(),
+                Err(err) => format!("error {}", err.id.as_deref().unwrap()),
+            })
+            .collect();
+        assert_eq!(ids, ["error \"a\"", "\"b\"", "\"c\"", "\"d\"", "\"e\""]);
+    }
+
+    /// A record whose first line is longer than the record limit, then more lines, is one
+    /// error (it panicked slicing past the limit).
+    #[test]
+    fn a_first_line_over_the_limit_is_an_error() {
+        let entries = parse_with_limit(b"{\"id\": \"a\",\n \"input\": [\"x\"]}\n", 5);
+        assert!(!entries.is_empty());
+        assert!(entries.iter().all(|e| e.record.is_err()));
     }
 
     /// Nothing after or inside an array is lost without a word: joined arrays are all read, a
