@@ -900,6 +900,7 @@ fn elements(bytes: &[u8], spans: &[(usize, usize)], index: usize, max: usize) ->
     parsed.collect()
 }
 
+/// An array's elements as read: each one's start offset and its record or error.
 type Elements = Vec<(usize, Result<Record, RecordError>)>;
 
 /// An array the bracket scan did not read as well-formed JSON, read again by its lines
@@ -1066,6 +1067,7 @@ fn element_lines(
         }
         line = line_end(bytes, line) + 1;
     }
+    // The first start is the `[`'s own line: two lines must open elements.
     if starts.len() < 3 {
         return None;
     }
