@@ -310,10 +310,7 @@ fn json_stream(text: &[u8]) -> bool {
         return true;
     }
     match array_element_spans(text, 0).1 {
-        ArrayEnd::Closed(close) => {
-            let rest = text[close + 1..].trim_ascii_start();
-            matches!(rest.first(), None | Some(b'[' | b'{'))
-        }
+        ArrayEnd::Closed(close) => json_follows(text, close),
         ArrayEnd::Broken(..) => true,
     }
 }
