@@ -48,6 +48,8 @@ FILES = ["education", "food", "fortunes", "humorists", "kids", "law", "literatur
 VOICES = ["slt", "rms", "awb", "kal16"]
 # The dev split's size: train sentences come after these in the shuffled order.
 DEV_SENTENCES = 1500
+# The train split's size: the piper split's sentences come after dev's and train's.
+TRAIN_SENTENCES = 3000
 SENTENCE = re.compile(r"^[A-Z][A-Za-z0-9 ,.;:'!?-]*[.!?]$")
 
 
@@ -97,7 +99,12 @@ def pick(n, seed, shared, skip=0):
 
 def speak(text, voice, wav):
     raw = wav + ".raw.wav"
-    subprocess.run(["flite", "-voice", voice, "-t", text, "-o", raw], check=True)
+    if isinstance(voice, str):
+        subprocess.run(["flite", "-voice", voice, "-t", text, "-o", raw], check=True)
+    else:
+        import wave
+        with wave.open(raw, "wb") as out:
+            voice.synthesize_wav(text, out)
     subprocess.run(["sox", raw, "-r", "16000", "-c", "1", "-b", "16", wav], check=True)
     os.remove(raw)
 
@@ -159,7 +166,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--n", type=int, default=1500)
-    ap.add_argument("--split", choices=["dev", "train"], default="dev")
+    ap.add_argument("--split", choices=["dev", "train", "piper"], default="dev")
+    ap.add_argument("--piper", help="a Piper voice (.onnx): speak with it instead of flite")
+    ap.add_argument("--conditions", default="clean,snr30,snr20",
+                    help="noise conditions drawn from, comma-separated")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "../../shared"))
@@ -168,7 +178,13 @@ def main():
 
     from faster_whisper.audio import decode_audio
     whisper = Whisper(args.model, args.threads)
-    skip = DEV_SENTENCES if args.split == "train" else 0
+    skip = {"dev": 0, "train": DEV_SENTENCES, "piper": DEV_SENTENCES + TRAIN_SENTENCES}[args.split]
+    conditions = args.conditions.split(",")
+    piper = None
+    if args.piper:
+        from piper import PiperVoice
+        piper = PiperVoice.load(args.piper)
+        piper_name = os.path.basename(args.piper).split("-")[1]
     chosen = pick(args.n, args.seed, args.shared, skip)
     print(f"{len(chosen)} sentences", file=sys.stderr)
     done = set()
@@ -183,19 +199,21 @@ def main():
             if rid in done:
                 continue
             # Dev keeps the draws it was made with; train draws from its own stream.
-            key_ = [args.seed, i] if args.split == "dev" else [args.seed, 1, i]
+            key_ = {"dev": [args.seed, i], "train": [args.seed, 1, i],
+                    "piper": [args.seed, 2, i]}[args.split]
             rng = np.random.default_rng(key_)
             voice = VOICES[rng.integers(len(VOICES))]
-            condition = ["clean", "snr30", "snr20"][rng.integers(3)]
+            condition = conditions[rng.integers(len(conditions))]
             wav = os.path.join(tmp, "u.wav")
-            speak(sentence, voice, wav)
+            speak(sentence, piper or voice, wav)
+            tts = f"piper:{piper_name}" if piper else f"flite:{voice}"
             audio = degrade(decode_audio(wav), condition, rng)
             hyps = whisper.nbest(audio)
             if not hyps:
                 continue
             out.write(json.dumps({
                 "id": rid, "task": "asr",
-                "source": f"whisper-base/flite:{voice}/{condition}",
+                "source": f"whisper-base/{tts}/{condition}",
                 "input": [h for h, _ in hyps], "output": sentence,
                 "scores": [s for _, s in hyps]}) + "\n")
             out.flush()
