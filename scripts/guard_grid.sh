@@ -6,7 +6,8 @@
 #   neko correct --task asr --guard-max-edit 100 --guard-margin -1000 IN -o RAW
 #   scripts/guard_grid.sh IN RAW [OUT]
 #
-# Then each setting is `neko guard` (default edit limit and margin) + `neko eval`. Dev sets
+# Then each setting is `neko guard` (default edit limit and margin) + `neko eval`. DECODED=free
+# for answers of `--constrain none` (ASR's margin 1.5 instead of the constrained 4). Dev sets
 # only: never point it at a test file to choose anything.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -17,7 +18,8 @@ files=()
 for style in model follow; do
     for agreed in free keep; do
         f="$out/$style-$agreed.jsonl"
-        "$neko" guard --style "$style" --agreed "$agreed" --input "$input" "$raw" >"$f"
+        "$neko" guard --style "$style" --agreed "$agreed" --decoded "${DECODED:-constrained}" \
+            --input "$input" "$raw" >"$f"
         files+=("$f")
     done
 done

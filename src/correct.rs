@@ -195,7 +195,10 @@ pub const STOPPED: &str = "not decoded: the run was stopped";
 
 impl Corrector {
     /// Wraps a loaded model. `prompt` replaces every task's built-in template.
-    pub fn new(model: Model, prompt: Option<Template>, options: CorrectOptions) -> Self {
+    pub fn new(model: Model, prompt: Option<Template>, mut options: CorrectOptions) -> Self {
+        // ASR's default margin follows the decoding (`Constrain::Auto` leaves a record with
+        // one hypothesis free, but its run counts as constrained: one margin per run).
+        options.guard.constrained = options.constrain != Constrain::None;
         let add_bos = bos_to_add(&model);
         let specials = crate::prompt::special_tokens(&model.tokenizer);
         let mut guard_markers = vec!["###".to_string()];

@@ -127,7 +127,8 @@ pub struct DecodeArgs {
     /// The guard's margin for every task, in nats: an answer is kept only if the model gives it
     /// at least this much more log-probability than what it changed (ASR: the same answer with
     /// its word edits undone, so formatting alone does not count; other tasks: the 1-best);
-    /// `off` scores nothing. Default (`task`): ASR and OCR 1.5, MT/ST/GEC none.
+    /// `off` scores nothing. Default (`task`): ASR 4 (1.5 with `--constrain none`), OCR 1.5,
+    /// MT/ST/GEC none.
     /// In-process backend only (`neko guard --score` scores a served model's answers
     /// afterwards); the answer's margin is written as `"margin"`.
     #[arg(
@@ -187,6 +188,8 @@ impl DecodeArgs {
                 margin: self.guard_margin,
                 agreed: self.guard_agreed,
                 nbest: self.guard_nbest,
+                // Set from `constrain` when the corrector is made.
+                ..GuardOptions::on()
             },
             constrain: self.constrain.unwrap_or_default(),
             style: self.style,

@@ -39,6 +39,12 @@ pub struct GuardArgs {
     #[arg(long, default_value = "task", allow_hyphen_values = true)]
     pub margin: Margin,
 
+    /// How the predictions were decoded, which sets ASR's `task` margin: `constrained` (as
+    /// `neko correct` decodes by default; 4 nats) or `free` (`neko correct --constrain none`,
+    /// a served model; 1.5).
+    #[arg(long, value_enum, default_value = "constrained")]
+    pub decoded: Decoded,
+
     /// ASR predictions that change a word every hypothesis agrees on, as `neko correct
     /// --guard-agreed`: `keep` (default) falls back to the 1-best, `free` lets them through.
     #[arg(long, value_enum, default_value = "keep")]
@@ -75,6 +81,15 @@ pub struct GuardArgs {
     pub max_record_bytes: usize,
 }
 
+/// How the predictions `neko guard` reads were decoded (`--decoded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Decoded {
+    /// Under the hypotheses' words (`neko correct`'s default).
+    Constrained,
+    /// Freely.
+    Free,
+}
+
 /// Runs `neko guard`: every prediction line, its ASR prediction in the hypotheses' style
 /// (`--style`), replaced by the 1-best and `"guard": "fallback:<reason>"` added where the
 /// guard rejects it. A prediction already guarded is kept. A prediction that hit the token
@@ -97,6 +112,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         margin: args.margin,
         agreed: args.agreed,
         nbest: args.nbest,
+        constrained: args.decoded == Decoded::Constrained,
     };
     // Scoring reads only the model, the built-in prompts and the default answer bound.
     let mut scorer = match args.score {

@@ -321,7 +321,8 @@ fn resume_refuses_a_run_made_with_other_settings() {
         (
             "tiny-llama",
             &["--constrain", "none"][..],
-            "settings (decode: greedy+words → greedy)",
+            // Free decoding also has ASR's other default margin.
+            "settings (decode: greedy+words → greedy, guard: asr:w0.1+m4+agreed+pick → asr:w0.1+m1.5+agreed+pick)",
         ),
     ] {
         let out = run(model, extra);
@@ -855,14 +856,16 @@ fn guard_applies_a_margin_where_the_line_has_one() {
     let fell_back = |out: &[serde_json::Value]| -> Vec<bool> {
         out.iter().map(|r| r.get("guard").is_some()).collect()
     };
-    // ASR's default margin (1.5 nats): 0.4 falls back to the 1-best, 2.0 stays; a line
-    // without a margin (or a null one) was not scored and is judged on the other checks;
-    // MT has no default margin.
-    let out = guard(&[]);
+    // ASR's default margin for freely decoded answers (1.5 nats): 0.4 falls back to the
+    // 1-best, 2.0 stays; a line without a margin (or a null one) was not scored and is judged
+    // on the other checks; MT has no default margin.
+    let out = guard(&["--decoded", "free"]);
     assert_eq!(out[0]["guard"], "fallback:margin");
+    // Constrained answers (`neko correct`'s default) need 4 nats: 2.0 falls back too.
+    assert_eq!(fell_back(&guard(&[])), [true, true, false, false, false]);
     // stderr says what fell back and which kept answers had no margin to check.
     let mut cmd = neko();
-    cmd.args(["guard", "--nbest", "free", "--input"])
+    cmd.args(["guard", "--nbest", "free", "--decoded", "free", "--input"])
         .arg(&input)
         .arg(&preds);
     let err = String::from_utf8_lossy(&ok(&mut cmd).stderr).into_owned();
