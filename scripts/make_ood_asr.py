@@ -48,8 +48,10 @@ FILES = ["education", "food", "fortunes", "humorists", "kids", "law", "literatur
 VOICES = ["slt", "rms", "awb", "kal16"]
 # The dev split's size: train sentences come after these in the shuffled order.
 DEV_SENTENCES = 1500
-# The train split's size: the piper split's sentences come after dev's and train's.
+# The train split's size: the piper splits' sentences come after dev's and train's.
 TRAIN_SENTENCES = 3000
+# The piper split's size: piper2's sentences come after it.
+PIPER_SENTENCES = 1500
 SENTENCE = re.compile(r"^[A-Z][A-Za-z0-9 ,.;:'!?-]*[.!?]$")
 
 
@@ -166,7 +168,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--n", type=int, default=1500)
-    ap.add_argument("--split", choices=["dev", "train", "piper"], default="dev")
+    ap.add_argument("--split", choices=["dev", "train", "piper", "piper2"], default="dev")
     ap.add_argument("--piper", help="a Piper voice (.onnx): speak with it instead of flite")
     ap.add_argument("--conditions", default="clean,snr30,snr20",
                     help="noise conditions drawn from, comma-separated")
@@ -178,7 +180,9 @@ def main():
 
     from faster_whisper.audio import decode_audio
     whisper = Whisper(args.model, args.threads)
-    skip = {"dev": 0, "train": DEV_SENTENCES, "piper": DEV_SENTENCES + TRAIN_SENTENCES}[args.split]
+    first_piper = DEV_SENTENCES + TRAIN_SENTENCES
+    skip = {"dev": 0, "train": DEV_SENTENCES, "piper": first_piper,
+            "piper2": first_piper + PIPER_SENTENCES}[args.split]
     conditions = args.conditions.split(",")
     piper = None
     if args.piper:
@@ -200,7 +204,7 @@ def main():
                 continue
             # Dev keeps the draws it was made with; train draws from its own stream.
             key_ = {"dev": [args.seed, i], "train": [args.seed, 1, i],
-                    "piper": [args.seed, 2, i]}[args.split]
+                    "piper": [args.seed, 2, i], "piper2": [args.seed, 3, i]}[args.split]
             rng = np.random.default_rng(key_)
             voice = VOICES[rng.integers(len(VOICES))]
             condition = conditions[rng.integers(len(conditions))]
