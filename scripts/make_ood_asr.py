@@ -56,10 +56,10 @@ FILES = ["education", "food", "fortunes", "humorists", "kids", "law", "literatur
 VOICES = ["slt", "rms", "awb", "kal16"]
 # The dev split's size: train sentences come after these in the shuffled order.
 DEV_SENTENCES = 1500
-# The train split's size: the piper splits' sentences come after dev's and train's.
-TRAIN_SENTENCES = 3000
-# The piper split's size: piper2's sentences come after it.
-PIPER_SENTENCES = 1500
+# Each split: how many shuffled sentences come before its own (dev 1,500, train 3,000,
+# piper 1,500 before piper2), and the random stream of its voice and noise draws (dev keeps
+# the draws it was made with, [seed, i]; the others [seed, stream, i]).
+SPLITS = {"dev": (0, None), "train": (DEV_SENTENCES, 1), "piper": (4500, 2), "piper2": (6000, 3)}
 SENTENCE = re.compile(r"^[A-Z][A-Za-z0-9 ,.;:'!?-]*[.!?]$")
 
 
@@ -176,7 +176,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--n", type=int, default=1500)
-    ap.add_argument("--split", choices=["dev", "train", "piper", "piper2"], default="dev")
+    ap.add_argument("--split", choices=list(SPLITS), default="dev")
     ap.add_argument("--piper", help="a Piper voice (.onnx): speak with it instead of flite")
     ap.add_argument("--conditions", default="clean,snr30,snr20",
                     help="noise conditions drawn from, comma-separated")
@@ -188,9 +188,7 @@ def main():
 
     from faster_whisper.audio import decode_audio
     whisper = Whisper(args.model, args.threads)
-    first_piper = DEV_SENTENCES + TRAIN_SENTENCES
-    skip = {"dev": 0, "train": DEV_SENTENCES, "piper": first_piper,
-            "piper2": first_piper + PIPER_SENTENCES}[args.split]
+    skip, stream = SPLITS[args.split]
     conditions = args.conditions.split(",")
     piper = None
     if args.piper:
@@ -210,10 +208,9 @@ def main():
             rid = f"ood-asr-{args.split}-{i}"
             if rid in done:
                 continue
-            # Dev keeps the draws it was made with; train draws from its own stream.
-            key_ = {"dev": [args.seed, i], "train": [args.seed, 1, i],
-                    "piper": [args.seed, 2, i], "piper2": [args.seed, 3, i]}[args.split]
+            key_ = [args.seed, i] if stream is None else [args.seed, stream, i]
             rng = np.random.default_rng(key_)
+            # Drawn with a Piper voice too, so the noise draws stay those the sets were made with.
             voice = VOICES[rng.integers(len(VOICES))]
             condition = conditions[rng.integers(len(conditions))]
             wav = os.path.join(tmp, "u.wav")
