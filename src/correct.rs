@@ -122,6 +122,9 @@ pub struct Correction {
     /// The answer's log-probability minus its margin baseline's (nats; for ASR the answer with
     /// its word edits undone, else the 1-best), where the margin check ran.
     pub margin: Option<f64>,
+    /// The base model's log-probability of the answer minus its margin baseline's (nats, each
+    /// text alone), where the base-model check ran ([`guard::check_base_lm`]).
+    pub base_lm: Option<f64>,
     /// What had to be cut to fit the model's context, if anything.
     pub warning: Option<String>,
 }
@@ -195,10 +198,14 @@ pub const STOPPED: &str = "not decoded: the run was stopped";
 
 impl Corrector {
     /// Wraps a loaded model. `prompt` replaces every task's built-in template.
-    pub fn new(model: Model, prompt: Option<Template>, mut options: CorrectOptions) -> Self {
+    pub fn new(mut model: Model, prompt: Option<Template>, mut options: CorrectOptions) -> Self {
         // ASR's default margin follows the decoding (`Constrain::Auto` leaves a record with
         // one hypothesis free, but its run counts as constrained: one margin per run).
         options.guard.constrained = options.constrain != Constrain::None;
+        // Only a model of low-rank experts over a frozen base has a base model to ask.
+        if !model.decoder.set_base_only(false) {
+            options.guard.base_lm = guard::BaseLm::Off;
+        }
         let add_bos = bos_to_add(&model);
         let specials = crate::prompt::special_tokens(&model.tokenizer);
         let mut guard_markers = vec!["###".to_string()];
@@ -709,6 +716,86 @@ impl Corrector {
             c.guard = Some(reason);
             c.text = best.to_string();
             c.written = None;
+            return;
+        }
+        if !self.options.guard.asks_base_lm(task) {
+            return;
+        }
+        let baseline = guard::margin_baseline(task, written, best);
+        let diff = match self.base_lm_diff(written, &baseline) {
+            Ok(d) => d,
+            Err(e) => {
+                let said = format!("base model not scored: {e}");
+                c.warning = Some(match c.warning.take() {
+                    Some(w) => format!("{w}; {said}"),
+                    None => said,
+                });
+                f64::NAN
+            }
+        };
+        c.base_lm = diff.is_finite().then_some(diff);
+        if let Some(reason) = guard::check_base_lm(diff, task, &self.options.guard) {
+            c.guard = Some(reason);
+            c.text = best.to_string();
+            c.written = None;
+        }
+    }
+
+    /// The base model's log-probability of `answer` minus `baseline`'s, in nats to 1/1000,
+    /// each text alone between document separators ([`Corrector::document_separators`]): the
+    /// model's experts are left out ([`crate::model::Decoder::set_base_only`]), and no prompt
+    /// is read, so this is plain English's opinion of the words.
+    pub fn base_lm_diff(&mut self, answer: &str, baseline: &str) -> Result<f64, String> {
+        let (open, close) = self.document_separators()?;
+        let mut rows = Vec::with_capacity(2);
+        for text in [answer, baseline] {
+            let enc = (self.model.tokenizer.encode(text, false))
+                .map_err(|e| format!("tokenizer: {e}"))?;
+            rows.push([&[open], enc.get_ids(), &[close]].concat());
+        }
+        let width = rows.iter().map(Vec::len).max().unwrap_or(2);
+        if width > self.model.config.max_position_embeddings {
+            return Err(format!("{width} tokens, more than the model's context"));
+        }
+        // Right-padded to one width; nothing reads the padding.
+        let mut ids = Vec::with_capacity(2 * width);
+        for r in &rows {
+            ids.extend_from_slice(r);
+            ids.extend(std::iter::repeat_n(close, width - r.len()));
+        }
+        let decoder = self.model.decoder.as_mut();
+        decoder.set_base_only(true);
+        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+            let dev = decoder.device().clone();
+            decoder.reset(width);
+            let all = Tensor::from_vec(ids, (2, width), &dev)?;
+            let input = all.narrow(1, 0, width - 1)?;
+            let target = all.narrow(1, 1, width - 1)?.contiguous()?;
+            let logits = decoder.forward(&input, &[0, 0], None, Logits::All)?;
+            let lp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
+            lp.gather(&target.unsqueeze(2)?, 2)?
+                .squeeze(2)?
+                .to_vec2::<f32>()
+        };
+        let lp = run();
+        decoder.set_base_only(false);
+        let lp = lp.map_err(|e| format!("scoring failed: {}", without_backtrace(&e)))?;
+        let score =
+            |b: usize| -> f64 { lp[b][..rows[b].len() - 1].iter().map(|&x| x as f64).sum() };
+        Ok(crate::output::margin_digits(score(0) - score(1)))
+    }
+
+    /// The tokens a text is scored between as a document of its own: `<|endoftext|>` on both
+    /// sides where the tokenizer has it (how GPT-2-style models such as SmolLM2 separate
+    /// documents in pre-training), else the model's BOS and EOS.
+    fn document_separators(&self) -> Result<(u32, u32), String> {
+        if let Some(t) = self.model.tokenizer.token_to_id("<|endoftext|>") {
+            return Ok((t, t));
+        }
+        let eos = self.model.config.eos_token_ids.first().copied();
+        match (self.model.config.bos_token_id, eos) {
+            (Some(b), Some(e)) => Ok((b, e)),
+            _ => Err("the model names no document separators (BOS and EOS)".into()),
         }
     }
 
@@ -730,6 +817,12 @@ impl Corrector {
         // Rounded as output lines carry it, so that `neko guard` re-reading a line decides as
         // this run did.
         Some(scored.map(|[answer, baseline]| crate::output::margin_digits(answer - baseline)))
+    }
+
+    /// Whether the guard's base-model check can run: the model has a base under its experts
+    /// and the check is asked for.
+    pub fn has_base_lm(&self) -> bool {
+        self.options.guard.base_lm == guard::BaseLm::On
     }
 
     /// What the guard treats as the prompt leaking into an answer: the section marker and the
@@ -895,6 +988,7 @@ impl Corrector {
             new_tokens: generated.tokens,
             guard,
             margin: None,
+            base_lm: None,
             warning: None,
         }
     }

@@ -88,6 +88,21 @@ pub struct GuardOptions {
     /// `--constrain none` and served models decode freely): ASR's [`default_margin`] depends
     /// on it.
     pub constrained: bool,
+    /// Whether an ASR answer that changes words must also be likelier than its
+    /// [`margin_baseline`] under the corrector's base model ([`check_base_lm`];
+    /// `--guard-base-lm`).
+    pub base_lm: BaseLm,
+}
+
+/// The base-model check of ASR answers (`--guard-base-lm`; [`check_base_lm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BaseLm {
+    /// An answer the base model does not prefer falls back to the 1-best
+    /// (`"guard": "fallback:base-lm"`).
+    #[default]
+    On,
+    /// No such check.
+    Off,
 }
 
 /// Which margin the guard asks for (`--guard-margin`).
@@ -158,15 +173,24 @@ impl GuardOptions {
             agreed: Agreed::Keep,
             nbest: Nbest::default(),
             constrained: true,
+            base_lm: BaseLm::default(),
         }
     }
 
-    /// These options without the margin check (for predictions no model here can score).
+    /// These options without the checks that score text (for predictions no model here can
+    /// score): the margin and the base model's.
     pub fn without_margin(&self) -> Self {
         GuardOptions {
             margin: Margin::Off,
+            base_lm: BaseLm::Off,
             ..self.clone()
         }
+    }
+
+    /// Whether an answer for `task` must also be preferred by the corrector's base model: ASR
+    /// only, the one task where it was measured (docs/training.md, "A second opinion").
+    pub fn asks_base_lm(&self, task: Task) -> bool {
+        self.enabled && self.base_lm == BaseLm::On && task == Task::Asr
     }
 
     /// The margin that applies to `task`, if any.
@@ -219,7 +243,8 @@ impl GuardOptions {
                 let margin = self.margin(t).map_or(String::new(), |m| format!("+m{m}"));
                 let agreed = if self.keeps_agreed(t) { "+agreed" } else { "" };
                 let pick = if self.picks(t) { "+pick" } else { "" };
-                format!("{}:{unit}{}{margin}{agreed}{pick}", t.name(), l.ratio)
+                let base = if self.asks_base_lm(t) { "+base-lm" } else { "" };
+                format!("{}:{unit}{}{margin}{agreed}{pick}{base}", t.name(), l.ratio)
             })
             .collect::<Vec<_>>()
             .join(",")
@@ -247,6 +272,9 @@ pub enum Reason {
     Nbest,
     /// The model does not prefer the prediction to its baseline by the margin.
     Margin,
+    /// The corrector's base model, without the prompt, does not prefer the prediction to its
+    /// baseline.
+    BaseLm,
 }
 
 impl Reason {
@@ -261,6 +289,7 @@ impl Reason {
             Reason::Agreed => "agreed",
             Reason::Nbest => "nbest",
             Reason::Margin => "margin",
+            Reason::BaseLm => "base-lm",
         }
     }
 
@@ -420,6 +449,19 @@ pub fn parse_max_edit(s: &str) -> Result<f64, String> {
 pub fn check_margin(margin: f64, task: Task, opts: &GuardOptions) -> Option<Reason> {
     let need = opts.margin(task)?;
     (margin.is_nan() || margin < need).then_some(Reason::Margin)
+}
+
+/// The base-model check: `diff` is the base model's log-probability of the answer minus its
+/// [`margin_baseline`]'s, each text alone (no prompt). neko-smol sometimes prefers a lower
+/// hypothesis of a strong recogniser for reasons of its own (the prompt, its experts); plain
+/// English, its base, shares few of those preferences, and asking it to agree sent back more
+/// worse picks than better ones on every dev set tried (docs/training.md, "A second opinion").
+/// The threshold is 0: the base model must prefer the answer, by any amount.
+pub fn check_base_lm(diff: f64, task: Task, opts: &GuardOptions) -> Option<Reason> {
+    if !opts.asks_base_lm(task) {
+        return None;
+    }
+    (diff.is_nan() || diff <= 0.0).then_some(Reason::BaseLm)
 }
 
 /// What the margin compares an answer with. ASR is scored on normalised words (casing and

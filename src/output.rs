@@ -51,6 +51,10 @@ pub struct OutputRecord {
     /// guard's margin check scored it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub margin: Option<f64>,
+    /// How much likelier (nats) the corrector's base model, reading each text alone, finds the
+    /// answer than its margin baseline, where the guard's base-model check scored it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_lm: Option<f64>,
     /// What had to be cut to fit the model's context.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
@@ -83,6 +87,7 @@ impl OutputRecord {
             prediction: Some(c.text),
             guard: c.guard.map(crate::guard::Reason::label),
             margin: c.margin,
+            base_lm: c.base_lm,
             warning,
             ..Self::passed_through(record, Some(task.to_string()))
         }
@@ -112,6 +117,7 @@ impl OutputRecord {
             end: record.end.clone(),
             guard: None,
             margin: None,
+            base_lm: None,
             warning: None,
             error: None,
         }
@@ -131,6 +137,7 @@ impl OutputRecord {
             end: None,
             guard: None,
             margin: None,
+            base_lm: None,
             warning: None,
             error: Some(RecordFailure {
                 file: file.to_string(),

@@ -11,7 +11,7 @@ use super::{ModelArgs, EXIT_ERROR, EXIT_OK};
 use crate::backend::openai::{self, OpenAi, PromptAs};
 use crate::backend::{render, BackendKind};
 use crate::correct::{Constrain, CorrectOptions, Corrector, STOPPED};
-use crate::guard::{Agreed, GuardOptions, Margin, Nbest};
+use crate::guard::{Agreed, BaseLm, GuardOptions, Margin, Nbest};
 use crate::model::RoutingMode;
 use crate::output::{OutputRecord, OutputSink, RecordFailure};
 use crate::prompt::Template;
@@ -154,6 +154,16 @@ pub struct DecodeArgs {
     #[arg(long, value_enum, default_value = "pick", env = "NEKO_GUARD_NBEST")]
     pub guard_nbest: Nbest,
 
+    /// Whether an ASR answer that changes words must also be likelier under the corrector's
+    /// base model, reading each text alone (no prompt, the low-rank experts left out), than
+    /// the same answer with its word edits undone: `on` (default) falls back to the 1-best
+    /// (`"fallback:base-lm"`) when the base model does not prefer it; `off` does not ask. The
+    /// difference is written as `"base_lm"`. Only models of low-rank experts over a frozen
+    /// base (neko-smol) have a base to ask; in-process backend only. Why: docs/training.md,
+    /// "A second opinion".
+    #[arg(long, value_enum, default_value = "on", env = "NEKO_GUARD_BASE_LM")]
+    pub guard_base_lm: BaseLm,
+
     /// Constrained decoding: the model writes only words (as written, punctuation included)
     /// that occur in some hypothesis of the record. `asr` (default with the in-process model)
     /// constrains ASR records and decodes the other tasks freely; `words` constrains every
@@ -188,6 +198,7 @@ impl DecodeArgs {
                 margin: self.guard_margin,
                 agreed: self.guard_agreed,
                 nbest: self.guard_nbest,
+                base_lm: self.guard_base_lm,
                 // Set from `constrain` when the corrector is made.
                 ..GuardOptions::on()
             },

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{ModelArgs, EXIT_OK};
 use crate::correct::{CorrectOptions, Corrector};
 use crate::generate::Finish;
-use crate::guard::{self, Agreed, GuardOptions, Margin, Nbest};
+use crate::guard::{self, Agreed, BaseLm, GuardOptions, Margin, Nbest};
 use crate::record::{self, Record};
 use crate::style::StyleMode;
 use crate::Task;
@@ -54,6 +54,13 @@ pub struct GuardArgs {
     /// `pick` (default) falls back to the 1-best, `free` lets them through.
     #[arg(long, value_enum, default_value = "pick")]
     pub nbest: Nbest,
+
+    /// Whether a kept ASR prediction that changes words must also be preferred by the base
+    /// model under the corrector's experts, as `neko correct --guard-base-lm`: `on` (default)
+    /// applies to lines with a `"base_lm"` (as `neko correct` writes it; others are scored
+    /// only with `--score`), `off` does not check.
+    #[arg(long, value_enum, default_value = "on")]
+    pub base_lm: BaseLm,
 
     /// Task of records whose prediction line and input record name none (default: asr).
     #[arg(long)]
@@ -113,6 +120,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         agreed: args.agreed,
         nbest: args.nbest,
         constrained: args.decoded == Decoded::Constrained,
+        base_lm: args.base_lm,
     };
     // Scoring reads only the model, the built-in prompts and the default answer bound.
     let mut scorer = match args.score {
@@ -252,6 +260,8 @@ struct Checked {
     fallback: Option<guard::Reason>,
     /// Kept with the margin check on for its task but no margin to check.
     unmargined: bool,
+    /// Kept with the base-model check on for its task but no `"base_lm"` to check.
+    unchecked_base: bool,
 }
 
 /// Counts for the summary on stderr.
@@ -264,6 +274,7 @@ struct Tally {
     unchecked: usize,
     fallbacks: std::collections::BTreeMap<&'static str, usize>,
     unmargined: usize,
+    unchecked_base: usize,
 }
 
 impl Tally {
@@ -273,6 +284,7 @@ impl Tally {
             *self.fallbacks.entry(r.name()).or_default() += 1;
         }
         self.unmargined += usize::from(c.unmargined);
+        self.unchecked_base += usize::from(c.unchecked_base);
     }
 
     fn summary(&self) -> String {
@@ -305,6 +317,12 @@ impl Tally {
                 self.unmargined
             );
         }
+        if self.unchecked_base > 0 {
+            s += &format!(
+                "; {} kept without the base-model check (no `base_lm`; --score scores them)",
+                self.unchecked_base
+            );
+        }
         s
     }
 }
@@ -319,7 +337,7 @@ fn guard_line(
     task: Task,
     style: StyleMode,
     opts: &GuardOptions,
-    scorer: Option<&mut Corrector>,
+    mut scorer: Option<&mut Corrector>,
 ) -> Checked {
     let markers = match &scorer {
         Some(scorer) => scorer.guard_markers().to_vec(),
@@ -331,7 +349,7 @@ fn guard_line(
     let written = rec["prediction"].as_str().unwrap_or_default().to_string();
     let pred = style.apply(task, hyps, &written);
     let mut verdict = guard::check(&written, &pred, hyps, task, Finish::Eos, &markers, opts);
-    if let (None, Some(scorer), None) = (verdict, scorer, rec.get("margin")) {
+    if let (None, Some(scorer), None) = (verdict, scorer.as_deref_mut(), rec.get("margin")) {
         if opts.margin(task).is_some() {
             match scorer.margin_of(task, record, &written) {
                 Ok(Some(m)) => rec["margin"] = Value::from(m),
@@ -345,7 +363,27 @@ fn guard_line(
         }
     }
     let margin = rec.get("margin").and_then(Value::as_f64);
-    let verdict = verdict.or_else(|| guard::check_margin(margin?, task, opts));
+    let mut verdict = verdict.or_else(|| guard::check_margin(margin?, task, opts));
+    // Only an answer that differs from its baseline has a margin to check.
+    let best = hyps.first().map(String::as_str).unwrap_or_default();
+    let baseline = guard::margin_baseline(task, &written, best);
+    let needs_margin = baseline != written;
+    let asks_base = verdict.is_none() && needs_margin && opts.asks_base_lm(task);
+    if let (true, Some(scorer), None) = (asks_base, scorer, rec.get("base_lm")) {
+        if scorer.has_base_lm() {
+            match scorer.base_lm_diff(&written, &baseline) {
+                Ok(d) => rec["base_lm"] = Value::from(d),
+                Err(e) => {
+                    rec["warning"] = Value::from(format!("base model not scored: {e}"));
+                    verdict = Some(guard::Reason::BaseLm);
+                }
+            }
+        }
+    }
+    let base_lm = rec.get("base_lm").and_then(Value::as_f64);
+    if asks_base && verdict.is_none() {
+        verdict = base_lm.and_then(|d| guard::check_base_lm(d, task, opts));
+    }
     match verdict {
         Some(reason) => {
             rec["prediction"] = Value::from(hyps.first().cloned().unwrap_or_default());
@@ -353,14 +391,12 @@ fn guard_line(
         }
         None => rec["prediction"] = Value::from(pred),
     }
-    // Only an answer that differs from its baseline has a margin to check.
-    let best = hyps.first().map(String::as_str).unwrap_or_default();
-    let needs_margin = guard::margin_baseline(task, &written, best) != written;
     Checked {
         fallback: verdict,
         unmargined: verdict.is_none()
             && margin.is_none()
             && needs_margin
             && opts.margin(task).is_some(),
+        unchecked_base: verdict.is_none() && asks_base && base_lm.is_none(),
     }
 }

@@ -106,6 +106,12 @@ pub trait Decoder: Send {
     fn retain_rows(&mut self, _rows: &[usize]) -> candle_core::Result<bool> {
         Ok(false)
     }
+
+    /// Runs as the base model the experts were trained over (`on`) or as the model itself;
+    /// `false` when it has no such base (see [`Transformer::set_base_only`]).
+    fn set_base_only(&mut self, _on: bool) -> bool {
+        false
+    }
 }
 
 impl Decoder for Transformer {
@@ -150,6 +156,10 @@ impl Decoder for Transformer {
 
     fn retain_rows(&mut self, rows: &[usize]) -> candle_core::Result<bool> {
         Transformer::retain_rows(self, rows).map(|_| true)
+    }
+
+    fn set_base_only(&mut self, on: bool) -> bool {
+        Transformer::set_base_only(self, on)
     }
 }
 

@@ -402,6 +402,9 @@ struct SparseMoeBlock {
     /// for router losses.
     last_gate_logits: Option<Tensor>,
     training: bool,
+    /// Run the frozen shared FFN alone, as the base model did before upcycling (see
+    /// [`Transformer::set_base_only`]).
+    base_only: bool,
 }
 
 impl SparseMoeBlock {
@@ -424,6 +427,7 @@ impl SparseMoeBlock {
             last_routing: None,
             last_gate_logits: None,
             training: false,
+            base_only: false,
         })
     }
 
@@ -452,6 +456,10 @@ impl SparseMoeBlock {
     }
 
     fn forward(&mut self, xs: &Tensor, forced: Option<usize>) -> Result<Tensor> {
+        if let (true, Some(shared)) = (self.base_only, &self.shared) {
+            self.last_routing = None;
+            return shared.forward(xs);
+        }
         let (b, s, h) = xs.dims3()?;
         let flat = xs.reshape((b * s, h))?;
         let (ids, weights, logits) = self.route(&flat, forced)?;
@@ -667,6 +675,23 @@ impl Transformer {
     /// Training mode: backward-capable ops in place of candle's fused kernels (which have no
     /// backward), no KV cache (each forward pass is a whole sequence from position 0), and the
     /// gate's logits kept for [`Transformer::router_logits`]. Off by default (inference).
+    /// Runs the model as its base (`on`) or as itself: low-rank experts are deltas over a
+    /// frozen shared FFN and their renormalised gate weights sum to one, so with the deltas
+    /// left out every token gets exactly the base model's FFN. Returns whether the model has
+    /// such a base (every feed-forward a block of low-rank experts); if not, nothing changes.
+    pub fn set_base_only(&mut self, on: bool) -> bool {
+        let low_rank = |l: &DecoderLayer| matches!(&l.feed_forward, FeedForward::Sparse(moe) if moe.shared.is_some());
+        if !self.layers.iter().all(low_rank) {
+            return false;
+        }
+        for layer in &mut self.layers {
+            if let FeedForward::Sparse(moe) = &mut layer.feed_forward {
+                moe.base_only = on;
+            }
+        }
+        true
+    }
+
     pub fn set_training(&mut self, on: bool) {
         self.training = on;
         for layer in &mut self.layers {
