@@ -685,7 +685,7 @@ mod tests {
         assert_eq!(check_margin(1.5, Task::Ocr, &on), None);
         assert_eq!(
             unconstrained.signature(&[Task::Asr, Task::Ocr]),
-            "asr:w0.1+m1.5+agreed+pick,ocr:c0.05+m1.5"
+            "asr:w0.1+m1.5+agreed+pick+base-lm,ocr:c0.05+m1.5"
         );
         // An unscored (NaN) answer is not proven better than the 1-best.
         assert_eq!(check_margin(f64::NAN, Task::Asr, &on), Some(Reason::Margin));
@@ -699,7 +699,7 @@ mod tests {
         assert_eq!(check_margin(3.0, Task::Mt, &all), Some(Reason::Margin));
         assert_eq!(
             all.signature(&[Task::Asr, Task::Mt]),
-            "asr:w0.1+m4+agreed+pick,mt:w0.5+m4"
+            "asr:w0.1+m4+agreed+pick+base-lm,mt:w0.5+m4"
         );
         for none in [
             on.without_margin(),
@@ -712,7 +712,7 @@ mod tests {
         }
         assert_eq!(
             on.signature(&[Task::Asr, Task::Ocr, Task::Mt]),
-            "asr:w0.1+m4+agreed+pick,ocr:c0.05+m1.5,mt:w0.5"
+            "asr:w0.1+m4+agreed+pick+base-lm,ocr:c0.05+m1.5,mt:w0.5"
         );
         assert_eq!(
             on.without_margin().signature(&[Task::Asr]),
@@ -724,6 +724,38 @@ mod tests {
         // NaN would keep every answer: no edit distance exceeds it.
         assert!(parse_max_edit("NaN").is_err() && parse_max_edit("-0.1").is_err());
         assert_eq!(parse_max_edit("0.1"), Ok(0.1));
+    }
+
+    #[test]
+    fn the_base_model_must_prefer_an_asr_answer() {
+        let on = GuardOptions::on();
+        // Any preference keeps it; none (or an unscored NaN) sends it back.
+        assert_eq!(check_base_lm(0.001, Task::Asr, &on), None);
+        assert_eq!(check_base_lm(0.0, Task::Asr, &on), Some(Reason::BaseLm));
+        assert_eq!(check_base_lm(-3.0, Task::Asr, &on), Some(Reason::BaseLm));
+        assert_eq!(
+            check_base_lm(f64::NAN, Task::Asr, &on),
+            Some(Reason::BaseLm)
+        );
+        assert_eq!(Reason::BaseLm.label(), "fallback:base-lm");
+        // ASR only; off with `--guard-base-lm off`, `--no-guard`, or where nothing is scored.
+        assert_eq!(check_base_lm(-3.0, Task::Ocr, &on), None);
+        let off = GuardOptions {
+            base_lm: BaseLm::Off,
+            ..on.clone()
+        };
+        let disabled = GuardOptions {
+            enabled: false,
+            ..on.clone()
+        };
+        for none in [&off, &disabled, &on.without_margin()] {
+            assert_eq!(check_base_lm(-3.0, Task::Asr, none), None);
+        }
+        assert_eq!(
+            on.signature(&[Task::Asr]),
+            "asr:w0.1+m4+agreed+pick+base-lm"
+        );
+        assert_eq!(off.signature(&[Task::Asr]), "asr:w0.1+m4+agreed+pick");
     }
 
     #[test]
@@ -768,7 +800,7 @@ mod tests {
             ..lax.clone()
         };
         assert_eq!(check("the hat sat on the mat", Task::Asr, &free), None);
-        assert_eq!(free.signature(&[Task::Asr]), "asr:w1+m4");
+        assert_eq!(free.signature(&[Task::Asr]), "asr:w1+m4+base-lm");
         // The agreement is checked before the pick: its reason is the one given.
         assert_eq!(
             check(
@@ -783,7 +815,7 @@ mod tests {
         );
         assert_eq!(
             lax.signature(&[Task::Asr, Task::Mt]),
-            "asr:w1+m4+agreed,mt:w1"
+            "asr:w1+m4+agreed+base-lm,mt:w1"
         );
         // The edit limit is checked first: its reason is the one given.
         assert_eq!(check("a dog ran off", Task::Asr, &on), Some(Reason::Edit));
@@ -914,8 +946,8 @@ mod tests {
             ..lax.clone()
         };
         assert_eq!(check("the cat sat on a mat", Task::Asr, &free), None);
-        assert_eq!(free.signature(&[Task::Asr]), "asr:w1+m4");
-        assert_eq!(lax.signature(&[Task::Asr]), "asr:w1+m4+pick");
+        assert_eq!(free.signature(&[Task::Asr]), "asr:w1+m4+base-lm");
+        assert_eq!(lax.signature(&[Task::Asr]), "asr:w1+m4+pick+base-lm");
         let off = GuardOptions {
             enabled: false,
             ..lax

@@ -940,7 +940,44 @@ fn upcycled_low_rank_experts_give_the_dense_logits() {
 fn low_rank_experts_equal_their_merged_full_experts() {
     let tmp = tempfile::tempdir().unwrap();
     let (lora_dir, full_dir) = (tmp.path().join("lora"), tmp.path().join("full"));
-    upcycle_tiny(&lora_dir, &["--lora-rank", "4", "--lora-alpha", "8"]);
+    upcycle_random_low_rank(&lora_dir, Some(&full_dir));
+    let (mut l, mut f) = (load(&lora_dir), load(&full_dir));
+    let mut dense = load(&fixture("tiny-llama"));
+    for p in tiny_prompts() {
+        for forced in [None, Some(1)] {
+            let (a, b) = (logits(&mut l, &p, forced), logits(&mut f, &p, forced));
+            let d = max_diff(&a, &b);
+            assert!(d < 1e-4, "forced {forced:?}: low-rank vs merged {d}");
+            assert!(
+                max_diff(&a, &logits(&mut dense, &p, None)) > 0.1,
+                "deltas had no effect"
+            );
+        }
+    }
+    // With the deltas left out, the low-rank model is its base again, under any routing; a
+    // model of full experts or a dense one has no such base and stays as it is.
+    assert!(l.decoder.set_base_only(true));
+    for p in tiny_prompts() {
+        for forced in [None, Some(2)] {
+            let d = max_diff(&logits(&mut l, &p, forced), &logits(&mut dense, &p, None));
+            assert!(d < 1e-4, "forced {forced:?}: base-only vs dense {d}");
+        }
+    }
+    assert!(l.decoder.set_base_only(false));
+    let p = &tiny_prompts()[0];
+    assert!(max_diff(&logits(&mut l, p, None), &logits(&mut f, p, None)) < 1e-4);
+    assert!(!f.decoder.set_base_only(true));
+    assert!(max_diff(&logits(&mut l, p, None), &logits(&mut f, p, None)) < 1e-4);
+    assert!(!dense.decoder.set_base_only(true));
+}
+
+/// Upcycles tiny-llama to 4 low-rank experts (rank 4, alpha 8) in `lora_dir` with random
+/// deltas and gates, as if trained; with `full_dir`, also the full-expert model holding those
+/// merged weights.
+fn upcycle_random_low_rank(lora_dir: &Path, full_dir: Option<&Path>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let full_dir = full_dir.map_or_else(|| tmp.path().join("full"), Path::to_path_buf);
+    upcycle_tiny(lora_dir, &["--lora-rank", "4", "--lora-alpha", "8"]);
     upcycle_tiny(&full_dir, &[]);
     let mut lora =
         candle_core::safetensors::load(lora_dir.join("model.safetensors"), &Device::Cpu).unwrap();
@@ -968,19 +1005,78 @@ fn low_rank_experts_equal_their_merged_full_experts() {
     }
     candle_core::safetensors::save(&lora, lora_dir.join("model.safetensors")).unwrap();
     candle_core::safetensors::save(&full, full_dir.join("model.safetensors")).unwrap();
-    let (mut l, mut f) = (load(&lora_dir), load(&full_dir));
+}
+
+/// log P(text) under the dense tiny-llama, the text alone between `<s>` and `</s>` (its
+/// tokenizer has no `<|endoftext|>`): the reference for the guard's base-model check.
+fn dense_log_prob(dense: &mut Model, text: &str) -> f64 {
+    let enc = dense.tokenizer.encode(text, false).unwrap();
+    let ids = [&[1u32], enc.get_ids(), &[2u32]].concat();
+    let lp = logits(dense, &ids[..ids.len() - 1], None);
+    let lp = candle_nn::ops::log_softmax(&lp, candle_core::D::Minus1).unwrap();
+    let lp = lp.to_vec2::<f32>().unwrap();
+    (1..ids.len())
+        .map(|k| lp[k - 1][ids[k] as usize] as f64)
+        .sum()
+}
+
+/// The guard's base-model check (`--guard-base-lm`): a low-rank model's answer is scored by its
+/// base alone, as the dense model scores it; `neko guard --score` writes that difference as
+/// `"base_lm"` and sends back the answer the base does not prefer.
+#[test]
+fn base_model_check_scores_answers_as_the_dense_base_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lora_dir = tmp.path().join("lora");
+    upcycle_random_low_rank(&lora_dir, None);
     let mut dense = load(&fixture("tiny-llama"));
-    for p in tiny_prompts() {
-        for forced in [None, Some(1)] {
-            let (a, b) = (logits(&mut l, &p, forced), logits(&mut f, &p, forced));
-            let d = max_diff(&a, &b);
-            assert!(d < 1e-4, "forced {forced:?}: low-rank vs merged {d}");
-            assert!(
-                max_diff(&a, &logits(&mut dense, &p, None)) > 0.1,
-                "deltas had no effect"
-            );
-        }
-    }
+    let (x, y) = ("one two three four five", "one two three for five");
+    let want = dense_log_prob(&mut dense, x) - dense_log_prob(&mut dense, y);
+    let opts = neko::correct::CorrectOptions::default();
+    let mut c = neko::correct::Corrector::new(load(&lora_dir), None, opts.clone());
+    assert!(c.has_base_lm());
+    let got = c.base_lm_diff(x, y).unwrap();
+    assert!((got - want).abs() < 2e-3, "{got} vs {want}");
+    assert!(
+        got.abs() > 0.01,
+        "the two texts should differ under the base: {got}"
+    );
+    assert!(!neko::correct::Corrector::new(load(&fixture("tiny-llama")), None, opts).has_base_lm());
+
+    // Two records, each with the other's 1-best as its pick: the base prefers exactly one.
+    let input = tmp.path().join("in.jsonl");
+    let preds = tmp.path().join("raw.jsonl");
+    let rec = |id: &str, best: &str, other: &str| {
+        format!(r#"{{"id": "{id}", "input": ["{best}", "{other}"]}}"#)
+    };
+    std::fs::write(&input, format!("{}\n{}\n", rec("a", y, x), rec("b", x, y))).unwrap();
+    let pred = |id: &str, p: &str| format!(r#"{{"id": "{id}", "prediction": "{p}", "margin": 9}}"#);
+    std::fs::write(&preds, format!("{}\n{}\n", pred("a", x), pred("b", y))).unwrap();
+    let guard = |extra: &[&str]| {
+        let mut cmd = neko();
+        cmd.args([
+            "guard",
+            "--score",
+            "--model",
+            lora_dir.to_str().unwrap(),
+            "--input",
+        ])
+        .arg(&input)
+        .args(extra)
+        .arg(&preds);
+        crate::util::json_lines(&crate::util::ok(&mut cmd).stdout)
+    };
+    let out = guard(&[]);
+    let (a, b) = (&out[0], &out[1]);
+    assert!((a["base_lm"].as_f64().unwrap() - want).abs() < 2e-3, "{a}");
+    assert!((b["base_lm"].as_f64().unwrap() + want).abs() < 2e-3, "{b}");
+    let (kept, sent_back) = if want > 0.0 { (a, b) } else { (b, a) };
+    assert!(kept.get("guard").is_none(), "{kept}");
+    assert_eq!(sent_back["guard"], "fallback:base-lm");
+    // `off` asks nothing: both picks stay, unscored by the base.
+    let out = guard(&["--base-lm", "off"]);
+    assert!(out
+        .iter()
+        .all(|r| r.get("guard").is_none() && r.get("base_lm").is_none()));
 }
 
 #[test]
@@ -1303,6 +1399,8 @@ fn shipped_neko_smol_rebuilds_from_the_base_and_gives_its_recorded_answers() {
             // decoding was constrained by default.
             .env("NEKO_GUARD_NBEST", "free")
             .env("NEKO_CONSTRAIN", "none")
+            // And before the base-model check (its own test is below).
+            .env("NEKO_GUARD_BASE_LM", "off")
             .arg("correct")
             .arg(fixture("records/neko-smol-dev.jsonl")),
     );
@@ -1343,7 +1441,7 @@ fn shipped_neko_smol_rebuilds_from_the_base_and_gives_its_recorded_answers() {
     assert!(constrained.next().is_none());
 }
 
-/// `got` has `want`'s id, prediction and guard, and its margin within 0.01.
+/// `got` has `want`'s id, prediction and guard, and its margin and base-model score within 0.01.
 fn assert_same_answer(got: &Value, want: &Value) {
     for field in ["id", "prediction", "guard"] {
         assert_eq!(
@@ -1352,9 +1450,11 @@ fn assert_same_answer(got: &Value, want: &Value) {
             "{field}: got {got}, recorded {want}"
         );
     }
-    let margin = |r: &Value| r.get("margin").and_then(Value::as_f64);
-    match (margin(got), margin(want)) {
-        (Some(a), Some(b)) => assert!((a - b).abs() < 0.01, "margin {a}, reference {b}"),
-        (a, b) => assert_eq!(a, b, "margin of {}", want["id"]),
+    for field in ["margin", "base_lm"] {
+        let value = |r: &Value| r.get(field).and_then(Value::as_f64);
+        match (value(got), value(want)) {
+            (Some(a), Some(b)) => assert!((a - b).abs() < 0.01, "{field} {a}, reference {b}"),
+            (a, b) => assert_eq!(a, b, "{field} of {}", want["id"]),
+        }
     }
 }
