@@ -188,9 +188,11 @@ impl GuardOptions {
     }
 
     /// Whether an answer for `task` must also be preferred by the corrector's base model: ASR
-    /// only, the one task where it was measured (docs/training.md, "A second opinion").
+    /// only, the one task where it was measured (docs/training.md, "A second opinion"), and
+    /// only where the margin check runs (a second opinion on what passed it; `off` scores
+    /// nothing).
     pub fn asks_base_lm(&self, task: Task) -> bool {
-        self.enabled && self.base_lm == BaseLm::On && task == Task::Asr
+        self.base_lm == BaseLm::On && task == Task::Asr && self.margin(task).is_some()
     }
 
     /// The margin that applies to `task`, if any.
@@ -738,7 +740,8 @@ mod tests {
             Some(Reason::BaseLm)
         );
         assert_eq!(Reason::BaseLm.label(), "fallback:base-lm");
-        // ASR only; off with `--guard-base-lm off`, `--no-guard`, or where nothing is scored.
+        // ASR only; off with `--guard-base-lm off`, `--no-guard`, `--guard-margin off`, or
+        // where nothing can be scored.
         assert_eq!(check_base_lm(-3.0, Task::Ocr, &on), None);
         let off = GuardOptions {
             base_lm: BaseLm::Off,
@@ -748,7 +751,11 @@ mod tests {
             enabled: false,
             ..on.clone()
         };
-        for none in [&off, &disabled, &on.without_margin()] {
+        let unscored = GuardOptions {
+            margin: Margin::Off,
+            ..on.clone()
+        };
+        for none in [&off, &disabled, &on.without_margin(), &unscored] {
             assert_eq!(check_base_lm(-3.0, Task::Asr, none), None);
         }
         assert_eq!(
