@@ -129,6 +129,28 @@ pub struct Correction {
     pub warning: Option<String>,
 }
 
+impl Correction {
+    /// A guard score, or NaN where it could not be computed: unscored is unproven, so the
+    /// check that reads it keeps the 1-best, and the warning says why.
+    fn score_or_warn(&mut self, scored: Result<f64, String>, what: &str) -> f64 {
+        scored.unwrap_or_else(|e| {
+            let said = format!("{what} not scored: {e}");
+            self.warning = Some(match self.warning.take() {
+                Some(w) => format!("{w}; {said}"),
+                None => said,
+            });
+            f64::NAN
+        })
+    }
+
+    /// The 1-best instead of the answer, for `reason`.
+    fn fall_back(&mut self, reason: Reason, best: &str) {
+        self.guard = Some(reason);
+        self.text = best.to_string();
+        self.written = None;
+    }
+}
+
 /// A record's prompt, and what had to be cut to fit it in the context.
 struct Fitted {
     ids: Vec<u32>,
@@ -680,8 +702,9 @@ impl Corrector {
     }
 
     /// The guard's margin check ([`guard::check_margin`]) of an answer the other checks kept
-    /// and that differs from its baseline ([`guard::margin_baseline`]). Only in-process: a
-    /// served model cannot score text here (its corrector's guard has no margin, see
+    /// and that differs from its baseline ([`guard::margin_baseline`]), then, for an answer it
+    /// keeps, the base model's ([`guard::check_base_lm`]). Only in-process: a served model
+    /// cannot score text here (its corrector's guard has neither, see
     /// [`Corrector::with_backend`]).
     fn check_margin(
         &mut self,
@@ -695,49 +718,23 @@ impl Corrector {
         if c.guard.is_some() || self.options.guard.margin(task).is_none() {
             return;
         }
-        let written = c.written.as_deref().unwrap_or(&c.text);
-        let Some(scored) = self.margin(task, forced, prompt, best, written) else {
+        let written = c.written.clone().unwrap_or_else(|| c.text.clone());
+        let Some(scored) = self.margin(task, forced, prompt, best, &written) else {
             return;
         };
-        let margin = match scored {
-            Ok(m) => m,
-            // Unscored is unproven: the 1-best stays, and the run says why.
-            Err(e) => {
-                let said = format!("margin not scored: {e}");
-                c.warning = Some(match c.warning.take() {
-                    Some(w) => format!("{w}; {said}"),
-                    None => said,
-                });
-                f64::NAN
-            }
-        };
+        let margin = c.score_or_warn(scored, "margin");
         c.margin = margin.is_finite().then_some(margin);
         if let Some(reason) = guard::check_margin(margin, task, &self.options.guard) {
-            c.guard = Some(reason);
-            c.text = best.to_string();
-            c.written = None;
-            return;
+            return c.fall_back(reason, best);
         }
         if !self.options.guard.asks_base_lm(task) {
             return;
         }
-        let baseline = guard::margin_baseline(task, written, best);
-        let diff = match self.base_lm_diff(written, &baseline) {
-            Ok(d) => d,
-            Err(e) => {
-                let said = format!("base model not scored: {e}");
-                c.warning = Some(match c.warning.take() {
-                    Some(w) => format!("{w}; {said}"),
-                    None => said,
-                });
-                f64::NAN
-            }
-        };
+        let baseline = guard::margin_baseline(task, &written, best);
+        let diff = c.score_or_warn(self.base_lm_diff(&written, &baseline), "base model");
         c.base_lm = diff.is_finite().then_some(diff);
         if let Some(reason) = guard::check_base_lm(diff, task, &self.options.guard) {
-            c.guard = Some(reason);
-            c.text = best.to_string();
-            c.written = None;
+            c.fall_back(reason, best);
         }
     }
 
