@@ -11,7 +11,7 @@ use super::{ModelArgs, EXIT_ERROR, EXIT_OK};
 use crate::backend::openai::{self, OpenAi, PromptAs};
 use crate::backend::{render, BackendKind};
 use crate::correct::{Constrain, CorrectOptions, Corrector, STOPPED};
-use crate::guard::{Agreed, BaseLm, GuardOptions, Margin, Nbest};
+use crate::guard::{Agreed, BaseLm, Dropped, GuardOptions, Margin, Nbest};
 use crate::model::RoutingMode;
 use crate::output::{OutputRecord, OutputSink, RecordFailure};
 use crate::prompt::Template;
@@ -154,6 +154,14 @@ pub struct DecodeArgs {
     #[arg(long, value_enum, default_value = "pick", env = "NEKO_GUARD_NBEST")]
     pub guard_nbest: Nbest,
 
+    /// What the guard does with an ASR answer that only leaves out words of the 1-best (and
+    /// changes nothing else): `keep` (default) falls back to the 1-best (`"fallback:dropped"`),
+    /// `free` lets it through. Whisper's lower beams often drop a word, and a language model
+    /// prefers a text with a token fewer almost whatever the token, so the margin and the base
+    /// model's check cannot judge such a pick. Why: docs/training.md, "Dropped words".
+    #[arg(long, value_enum, default_value = "keep", env = "NEKO_GUARD_DROPPED")]
+    pub guard_dropped: Dropped,
+
     /// Whether an ASR answer that changes words must also be likelier under the corrector's
     /// base model, reading each text alone (no prompt, the low-rank experts left out), than
     /// the same answer with its word edits undone: `on` (default) falls back to the 1-best
@@ -199,6 +207,7 @@ impl DecodeArgs {
                 margin: self.guard_margin,
                 agreed: self.guard_agreed,
                 nbest: self.guard_nbest,
+                dropped: self.guard_dropped,
                 base_lm: self.guard_base_lm,
                 // Set from `constrain` when the corrector is made.
                 ..GuardOptions::on()

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{ModelArgs, EXIT_OK};
 use crate::correct::{CorrectOptions, Corrector};
 use crate::generate::Finish;
-use crate::guard::{self, Agreed, BaseLm, GuardOptions, Margin, Nbest};
+use crate::guard::{self, Agreed, BaseLm, Dropped, GuardOptions, Margin, Nbest};
 use crate::record::{self, Record};
 use crate::style::StyleMode;
 use crate::Task;
@@ -54,6 +54,11 @@ pub struct GuardArgs {
     /// `pick` (default) falls back to the 1-best, `free` lets them through.
     #[arg(long, value_enum, default_value = "pick")]
     pub nbest: Nbest,
+
+    /// ASR predictions that only leave out words of the 1-best, as `neko correct
+    /// --guard-dropped`: `keep` (default) falls back to the 1-best, `free` lets them through.
+    #[arg(long, value_enum, default_value = "keep")]
+    pub dropped: Dropped,
 
     /// Whether a kept ASR prediction that changes words must also be preferred by the base
     /// model under the corrector's experts, as `neko correct --guard-base-lm`: `on` (default)
@@ -120,6 +125,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         agreed: args.agreed,
         nbest: args.nbest,
         constrained: args.decoded == Decoded::Constrained,
+        dropped: args.dropped,
         base_lm: args.base_lm,
     };
     // Scoring reads only the model, the built-in prompts and the default answer bound.

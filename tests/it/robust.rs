@@ -322,7 +322,7 @@ fn resume_refuses_a_run_made_with_other_settings() {
             "tiny-llama",
             &["--constrain", "none"][..],
             // Free decoding also has ASR's other default margin.
-            "settings (decode: greedy+words → greedy, guard: asr:w0.1+m4+agreed+pick → asr:w0.1+m1.5+agreed+pick)",
+            "settings (decode: greedy+words → greedy, guard: asr:w0.1+m4+agreed+pick+dropped → asr:w0.1+m1.5+agreed+pick+dropped)",
         ),
     ] {
         let out = run(model, extra);
@@ -814,6 +814,39 @@ fn guard_leaves_out_a_cut_last_line_and_writes_nothing_on_a_bad_one() {
         "nothing written before the bad line is found"
     );
     assert!(err.contains("raw.jsonl:2: id \"c\" is not in"), "{err}");
+}
+
+/// `neko guard --dropped`: a pick that only leaves out words of the 1-best falls back by
+/// default, whatever its margin; `free` lets it through.
+#[test]
+fn guard_sends_back_a_pick_that_only_drops_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        r#"{"id": "a", "input": ["and so this is it", "so this is it", "and so this is"]}
+{"id": "b", "input": ["and so this is it", "and so this was it"]}
+"#,
+    )
+    .unwrap();
+    let preds = tmp.path().join("raw.jsonl");
+    std::fs::write(
+        &preds,
+        r#"{"id": "a", "prediction": "so this is it", "margin": 20}
+{"id": "b", "prediction": "and so this was it", "margin": 20}
+"#,
+    )
+    .unwrap();
+    let guard =
+        |extra: &[&str]| neko_guard(&input, &preds, &[&["--base-lm", "off"], extra].concat());
+    let out = guard(&[]);
+    assert_eq!(out[0]["guard"], "fallback:dropped", "{}", out[0]);
+    assert_eq!(out[0]["prediction"], "and so this is it");
+    // A substitution is not a deletion: the pick stays.
+    assert!(out[1].get("guard").is_none(), "{}", out[1]);
+    let out = guard(&["--dropped", "free"]);
+    assert!(out.iter().all(|r| r.get("guard").is_none()), "{out:?}");
+    assert_eq!(out[0]["prediction"], "so this is it");
 }
 
 #[test]
