@@ -18,5 +18,6 @@ mkdir -p "$out"
 python3 scripts/hp_style.py docs/results/ood-asr-2026-11-26/ood-asr.dev.jsonl.gz "$out/hp-ood.json"
 rm -f "$out"/raw.jsonl*
 scripts/correct_sharded.sh "$out/hp-ood.json" "$out/raw.jsonl" --task asr \
-    --guard-max-edit 100 --guard-margin -1000 --guard-agreed free "$@"
+    --guard-max-edit 100 --guard-margin -1000 --guard-agreed free --guard-dropped free \
+    --guard-base-lm off "$@"
 scripts/guard_grid.sh "$out/hp-ood.json" "$out/raw.jsonl" "$out/grid"
