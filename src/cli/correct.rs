@@ -572,7 +572,7 @@ impl Stats {
 
     fn report(&self, secs: f64) {
         eprintln!(
-            "neko: {} records: {} corrected, {} failed (error field), {} guard fallbacks, {} with a warning (cut to fit, margin not scored, an earlier step's error); {secs:.1}s, {:.2} records/s",
+            "neko: {} records: {} corrected, {} failed (error field), {} guard fallbacks, {} with a warning (cut to fit, a guard score not computed, an earlier step's error); {secs:.1}s, {:.2} records/s",
             self.records,
             self.records - self.failed,
             self.failed,
