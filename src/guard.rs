@@ -800,8 +800,9 @@ mod tests {
         assert!(!only_drops_words("and so this was it", &hyps[0]));
         assert!(!only_drops_words("so this was it", &hyps[0]));
         assert!(!only_drops_words("this so is it", &hyps[0]));
-        assert!(!only_drops_words("", "")); // the empty check's business
-                                            // ASR only, and only while kept.
+        // No words dropped from none: an empty answer is the empty check's business.
+        assert!(!only_drops_words("", ""));
+        // ASR only, and only while kept.
         assert_eq!(check("so this is it", Task::Mt, &on), None);
         let free = GuardOptions {
             dropped: Dropped::Free,
