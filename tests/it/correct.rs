@@ -438,6 +438,40 @@ fn every_whisper_nbest_line_comes_back_under_its_id() {
     assert!(recs[0].get("start").is_none());
 }
 
+/// Numeric ids come back as written, digit for digit: a 30-digit id is not rounded to a float,
+/// a decimal keeps its trailing zero (serde_json's `arbitrary_precision`).
+#[test]
+fn numeric_ids_come_back_as_written() {
+    let ids = [
+        "123456789012345678901234567890",
+        "18446744073709551617",
+        "1.50",
+        "7",
+    ];
+    let input: String = ids
+        .iter()
+        .map(|id| format!("{{\"id\": {id}, \"input\": [\"the cat sat\", \"the cat sad\"]}}\n"))
+        .collect();
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "asr", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg("-");
+    let out = run_with_stdin(cmd, input.as_bytes());
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let written: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            l.strip_prefix("{\"id\":")
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(written, ids);
+}
+
 #[test]
 fn info_describes_the_model() {
     let out = neko()
