@@ -58,11 +58,11 @@ VOICES = ["slt", "rms", "awb", "kal16"]
 # The dev split's size: train sentences come after these in the shuffled order.
 DEV_SENTENCES = 1500
 # Each split: how many shuffled sentences come before its own (dev 1,500, train 3,000,
-# piper 1,500 before piper2, piper2 before piper3), and the random stream of its voice and noise draws (dev keeps
+# piper 1,500 before piper2, piper2 before piper3, piper3 before piper4: the 403 left), and the random stream of its voice and noise draws (dev keeps
 # the draws it was made with, [seed, i]; the others [seed, stream, i]).
 SPLITS = {
     "dev": (0, None), "train": (DEV_SENTENCES, 1), "piper": (4500, 2), "piper2": (6000, 3),
-    "piper3": (7500, 4),
+    "piper3": (7500, 4), "piper4": (9000, 5),
 }
 SENTENCE = re.compile(r"^[A-Z][A-Za-z0-9 ,.;:'!?-]*[.!?]$")
 
