@@ -819,7 +819,7 @@ impl Corrector {
     /// Whether the guard's base-model check can run: the model has a base under its experts
     /// and the check is asked for.
     pub fn has_base_lm(&self) -> bool {
-        self.options.guard.base_lm == guard::BaseLm::On
+        matches!(self.options.guard.base_lm, guard::BaseLm::On(_))
     }
 
     /// What the guard treats as the prompt leaking into an answer: the section marker and the

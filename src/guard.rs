@@ -109,14 +109,40 @@ pub enum Dropped {
 }
 
 /// The base-model check of ASR answers (`--guard-base-lm`; [`check_base_lm`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BaseLm {
-    /// An answer the base model does not prefer falls back to the 1-best
-    /// (`"guard": "fallback:base-lm"`).
-    #[default]
-    On,
+    /// An answer the base model does not prefer by at least this many nats (0: by any amount)
+    /// falls back to the 1-best (`"guard": "fallback:base-lm"`).
+    On(f64),
     /// No such check.
     Off,
+}
+
+/// The base-model check's default threshold, in nats: the base model must prefer the answer
+/// by any amount (docs/training.md, "A second opinion").
+pub const DEFAULT_BASE_LM: f64 = 0.0;
+
+impl Default for BaseLm {
+    fn default() -> Self {
+        BaseLm::On(DEFAULT_BASE_LM)
+    }
+}
+
+impl std::str::FromStr for BaseLm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "on" | "default" => Ok(BaseLm::default()),
+            "off" | "none" => Ok(BaseLm::Off),
+            _ => s
+                .parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite() && *t >= 0.0)
+                .map(BaseLm::On)
+                .ok_or_else(|| format!("`{s}`: a threshold in nats (0 or more), `on` or `off`")),
+        }
+    }
 }
 
 /// Which margin the guard asks for (`--guard-margin`).
@@ -207,7 +233,7 @@ impl GuardOptions {
     /// only where the margin check runs (a second opinion on what passed it; `off` scores
     /// nothing).
     pub fn asks_base_lm(&self, task: Task) -> bool {
-        self.base_lm == BaseLm::On && task == Task::Asr && self.margin(task).is_some()
+        matches!(self.base_lm, BaseLm::On(_)) && task == Task::Asr && self.margin(task).is_some()
     }
 
     /// The margin that applies to `task`, if any.
@@ -271,7 +297,12 @@ impl GuardOptions {
                 } else {
                     ""
                 };
-                let base = if self.asks_base_lm(t) { "+base-lm" } else { "" };
+                let base = match self.base_lm {
+                    // Written without its threshold at 0, as before thresholds were settable.
+                    BaseLm::On(n) if self.asks_base_lm(t) && n == 0.0 => "+base-lm".to_string(),
+                    BaseLm::On(n) if self.asks_base_lm(t) => format!("+base-lm{n}"),
+                    _ => String::new(),
+                };
                 let checks = format!("{margin}{agreed}{pick}{dropped}{base}");
                 format!("{}:{unit}{}{checks}", t.name(), l.ratio)
             })
@@ -504,12 +535,15 @@ pub fn check_margin(margin: f64, task: Task, opts: &GuardOptions) -> Option<Reas
 /// hypothesis of a strong recogniser for reasons of its own (the prompt, its experts); plain
 /// English, its base, shares few of those preferences, and asking it to agree sent back more
 /// worse picks than better ones on every dev set tried (docs/training.md, "A second opinion").
-/// The threshold is 0: the base model must prefer the answer, by any amount.
+/// The base model must prefer the answer (d > 0), and by at least the threshold.
 pub fn check_base_lm(diff: f64, task: Task, opts: &GuardOptions) -> Option<Reason> {
+    let BaseLm::On(need) = opts.base_lm else {
+        return None;
+    };
     if !opts.asks_base_lm(task) {
         return None;
     }
-    (diff.is_nan() || diff <= 0.0).then_some(Reason::BaseLm)
+    (diff.is_nan() || diff <= 0.0 || diff < need).then_some(Reason::BaseLm)
 }
 
 /// What the margin compares an answer with. ASR is scored on normalised words (casing and
@@ -852,6 +886,29 @@ mod tests {
         // The default's signature is in the dropped-words test.
         let signed = off.signature(&[Task::Asr]);
         assert_eq!(signed, "asr:w0.1+m4+agreed+pick+dropped");
+    }
+
+    #[test]
+    fn a_base_model_threshold_asks_for_that_much_preference() {
+        let four = GuardOptions {
+            base_lm: "4".parse().unwrap(),
+            ..GuardOptions::on()
+        };
+        assert_eq!(check_base_lm(4.0, Task::Asr, &four), None);
+        assert_eq!(check_base_lm(3.99, Task::Asr, &four), Some(Reason::BaseLm));
+        assert_eq!(check_base_lm(-1.0, Task::Asr, &four), Some(Reason::BaseLm));
+        assert_eq!(
+            four.signature(&[Task::Asr]),
+            "asr:w0.1+m4+agreed+pick+dropped+base-lm4"
+        );
+        // `on` is the default, 0 nats: any preference.
+        let on: BaseLm = "on".parse().unwrap();
+        assert_eq!(on, BaseLm::On(DEFAULT_BASE_LM));
+        assert_eq!("off".parse::<BaseLm>(), Ok(BaseLm::Off));
+        assert_eq!("2.5".parse::<BaseLm>(), Ok(BaseLm::On(2.5)));
+        for bad in ["-1", "nan", "inf", "yes"] {
+            assert!(bad.parse::<BaseLm>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -165,12 +165,13 @@ pub struct DecodeArgs {
     /// Whether an ASR answer that changes words must also be likelier under the corrector's
     /// base model, reading each text alone (no prompt, the low-rank experts left out), than
     /// the same answer with its word edits undone: `on` (default) falls back to the 1-best
-    /// (`"fallback:base-lm"`) when the base model does not prefer it; `off` does not ask. The
+    /// (`"fallback:base-lm"`) when the base model does not prefer it; a number of nats when it
+    /// does not prefer it by at least that much (`on` is 0: by any amount); `off` does not ask. The
     /// difference is written as `"base_lm"`. Asked only of answers the margin check passed
     /// (`--guard-margin off` asks nothing). Only models of low-rank experts over a frozen base
     /// (neko-smol) have a base to ask; in-process backend only. Why: docs/training.md, "A
     /// second opinion".
-    #[arg(long, value_enum, default_value = "on", env = "NEKO_GUARD_BASE_LM")]
+    #[arg(long, default_value = "on", env = "NEKO_GUARD_BASE_LM")]
     pub guard_base_lm: BaseLm,
 
     /// Constrained decoding: the model writes only words (as written, punctuation included)

@@ -62,9 +62,9 @@ pub struct GuardArgs {
 
     /// Whether a kept ASR prediction that changes words must also be preferred by the base
     /// model under the corrector's experts, as `neko correct --guard-base-lm`: `on` (default)
-    /// applies to lines with a `"base_lm"` (as `neko correct` writes it; others are scored
-    /// only with `--score`), `off` does not check.
-    #[arg(long, value_enum, default_value = "on")]
+    /// or a threshold in nats applies to lines with a `"base_lm"` (as `neko correct` writes
+    /// it; others are scored only with `--score`), `off` does not check.
+    #[arg(long, default_value = "on")]
     pub base_lm: BaseLm,
 
     /// Task of records whose prediction line and input record name none (default: asr).

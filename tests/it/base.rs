@@ -1072,6 +1072,13 @@ fn base_model_check_scores_answers_as_the_dense_base_does() {
     let (kept, sent_back) = if want > 0.0 { (a, b) } else { (b, a) };
     assert!(kept.get("guard").is_none(), "{kept}");
     assert_eq!(sent_back["guard"], "fallback:base-lm");
+    // A threshold above the preference sends back both; one below it keeps the preferred.
+    let above = format!("{}", want.abs() + 0.01);
+    let out = guard(&["--base-lm", &above]);
+    assert!(out.iter().all(|r| r["guard"] == "fallback:base-lm"));
+    let below = format!("{}", want.abs() - 0.005);
+    let out = guard(&["--base-lm", &below]);
+    assert_eq!(out.iter().filter(|r| r.get("guard").is_none()).count(), 1);
     // `off` asks nothing: both picks stay, unscored by the base.
     let out = guard(&["--base-lm", "off"]);
     assert!(out
