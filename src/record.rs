@@ -805,6 +805,13 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
                 "not JSON, in a file of JSON Lines (its other lines are JSON records)",
             ))
         }
+        // An object's keys without its `{` (an element or line that lost it).
+        true if starts_with_a_key(trimmed) && serde_json::from_str::<Value>(trimmed).is_err() => {
+            Err(RecordError::new(
+                None,
+                "broken JSON: the record's opening `{` is missing (it starts with a key)",
+            ))
+        }
         true => from_value(parse_json(trimmed)?, index),
         // A plain text line is a 1-best with nothing else known.
         false => Ok(Record::from_hypotheses(
@@ -812,6 +819,13 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
             vec![trimmed.to_string()],
         )),
     }
+}
+
+/// Whether JSON text starts with an object's key (`"id": ...`): an object that lost its `{`.
+fn starts_with_a_key(text: &str) -> bool {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<String>();
+    matches!(values.next(), Some(Ok(_)))
+        && text[values.byte_offset()..].trim_start().starts_with(':')
 }
 
 /// JSON documents one after another: arrays of records (HyPoradise files, several as `cat`
@@ -1034,10 +1048,34 @@ fn element_lines(
     };
     let limit = close.unwrap_or(bytes.len());
     let mut line = line_end(bytes, open + 1) + 1;
-    let column = indent(line.min(bytes.len()));
-    let first_line =
-        &bytes[(line + column).min(limit)..line_end(bytes, line.min(bytes.len())).min(limit)];
-    opens_element(first_line).then_some(())?;
+    let line_text = |line: usize, column: usize| {
+        &bytes[(line + column).min(limit)..line_end(bytes, line.min(bytes.len())).min(limit)]
+    };
+    // The elements' column is the first line's, or, when the first element lost its `{`, that
+    // of the first line after it, no deeper, that opens one: then the first element is the
+    // broken text before it, an error of its own, and one more line must open an element.
+    let first = indent(line.min(bytes.len()));
+    let first_opens = opens_element(line_text(line, first));
+    let column = if first_opens {
+        first
+    } else {
+        // No deeper than the first line with text.
+        let (mut next, mut bound) = (line, None);
+        loop {
+            if next >= limit {
+                return None;
+            }
+            let depth = indent(next);
+            let text = line_text(next, depth);
+            if !text.trim_ascii().is_empty() {
+                let bound = *bound.get_or_insert(depth);
+                if depth <= bound && opens_element(text) {
+                    break depth;
+                }
+            }
+            next = line_end(bytes, next) + 1;
+        }
+    };
     // Element starts, after the text between the `[` and the first line (empty when the `[`
     // stands alone on its line).
     let mut starts = vec![open + 1];
@@ -1064,8 +1102,9 @@ fn element_lines(
         }
         line = line_end(bytes, line) + 1;
     }
-    // The first start is the `[`'s own line: two lines must open elements.
-    if starts.len() < 3 {
+    // The first start is the `[`'s own line: two lines must open elements (one, after a
+    // broken first element).
+    if starts.len() < 3 - usize::from(!first_opens) {
         return None;
     }
     starts.push(end);
@@ -1141,6 +1180,7 @@ enum ArrayEnd {
 fn array_element_spans(bytes: &[u8], open: usize) -> (Vec<(usize, usize)>, ArrayEnd) {
     let mut spans = Vec::new();
     let (mut depth, mut strings) = (0usize, Strings::default());
+    let mut opened: Vec<u8> = Vec::new();
     let mut start: Option<usize> = None;
     // Where the element's object or list closed: another one opening there before a comma is
     // the next element, its comma forgotten (`[{...} {...}]`), not part of this one.
@@ -1159,11 +1199,25 @@ fn array_element_spans(bytes: &[u8], open: usize) -> (Vec<(usize, usize)>, Array
             continue;
         }
         match b {
-            b'[' | b'{' => depth += 1,
+            b'[' | b'{' => {
+                depth += 1;
+                opened.push(b);
+            }
             b']' | b'}' => {
                 if depth == 0 {
                     let message = "unbalanced brackets in JSON array".into();
                     return (spans, ArrayEnd::Broken(i, message));
+                }
+                // A `}` closing a `[` (an element that lost its `{`): the array does not end
+                // there, it is broken.
+                if opened.pop() != Some(if b == b']' { b'[' } else { b'{' }) {
+                    // The element before it may be whole (`{...}}`): it is kept.
+                    if depth == 1 {
+                        close_span(&mut spans, &mut start, bytes, i);
+                    }
+                    let message = format!("a `{}` closes a bracket it does not match", b as char);
+                    // Named at the record it breaks, so that its error carries the record's id.
+                    return (spans, ArrayEnd::Broken(start.unwrap_or(i), message));
                 }
                 depth -= 1;
                 if depth == 0 {
@@ -1732,6 +1786,28 @@ mod tests {
         let third = entries[2].record.as_ref().unwrap();
         assert_eq!(third.hypotheses, vec!["b, ]"]);
         assert_eq!(third.scores, Some(vec![1.0]));
+    }
+
+    /// An array whose first element lost its `{` is still an array: that element is one error,
+    /// named by its id and saying what is missing, and the others are read. (It was read as
+    /// text, `[` and `]` becoming 1-bests.)
+    #[test]
+    fn a_first_element_without_its_brace_loses_only_itself() {
+        let text = "[\n  \"id\": \"a\", \"input\": [\"x y\"]},\n  {\"id\": \"b\", \"input\": [\"p q\"]}\n]\n";
+        let entries = parse(text.as_bytes());
+        assert_eq!(entries.len(), 2);
+        let err = entries[0].record.as_ref().unwrap_err();
+        assert_eq!(err.id.as_deref(), Some(&Value::from("a")));
+        assert!(err.message.contains("opening `{` is missing"), "{err}");
+        assert_eq!(entries[0].line, 2);
+        let b = entries[1].record.as_ref().unwrap();
+        assert_eq!(
+            (&b.id, &b.hypotheses),
+            (&Value::from("b"), &vec!["p q".to_string()])
+        );
+        assert!(starts_with_a_key("\"i\\\"d\" : 1"));
+        assert!(!starts_with_a_key("\"a b\""));
+        assert!(!starts_with_a_key("\"a\", \"b\""));
     }
 
     /// One broken element of a pretty-printed array (a quote or a brace missing) is one error
