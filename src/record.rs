@@ -1179,37 +1179,35 @@ enum ArrayEnd {
 /// complete, and how the array ended.
 fn array_element_spans(bytes: &[u8], open: usize) -> (Vec<(usize, usize)>, ArrayEnd) {
     let mut spans = Vec::new();
-    let (mut depth, mut strings) = (0usize, Strings::default());
-    let mut opened: Vec<u8> = Vec::new();
+    // The brackets open at this point, outermost first: their number is the depth.
+    let (mut opened, mut strings) = (Vec::<u8>::new(), Strings::default());
     let mut start: Option<usize> = None;
     // Where the element's object or list closed: another one opening there before a comma is
     // the next element, its comma forgotten (`[{...} {...}]`), not part of this one.
     let mut closed: Option<usize> = None;
     for (i, &b) in bytes.iter().enumerate().skip(open) {
-        let opens_value = depth == 1 && matches!(b, b'{' | b'[' | b'"') && !strings.inside;
+        let opens_value = opened.len() == 1 && matches!(b, b'{' | b'[' | b'"') && !strings.inside;
         if let Some(end) = closed.filter(|_| opens_value) {
             closed = None;
             close_span(&mut spans, &mut start, bytes, end);
         }
         if strings.read(b) {
             // A bare string element starts at its opening quote.
-            if depth == 1 && start.is_none() {
+            if opened.len() == 1 && start.is_none() {
                 start = Some(i);
             }
             continue;
         }
         match b {
-            b'[' | b'{' => {
-                depth += 1;
-                opened.push(b);
-            }
+            b'[' | b'{' => opened.push(b),
             b']' | b'}' => {
-                if depth == 0 {
+                if opened.is_empty() {
                     let message = "unbalanced brackets in JSON array".into();
                     return (spans, ArrayEnd::Broken(i, message));
                 }
                 // A `}` closing a `[` (an element that lost its `{`): the array does not end
                 // there, it is broken.
+                let depth = opened.len();
                 if opened.pop() != Some(if b == b']' { b'[' } else { b'{' }) {
                     // The element before it may be whole (`{...}}`): it is kept.
                     if depth == 1 {
@@ -1219,23 +1217,22 @@ fn array_element_spans(bytes: &[u8], open: usize) -> (Vec<(usize, usize)>, Array
                     // Named at the record it breaks, so that its error carries the record's id.
                     return (spans, ArrayEnd::Broken(start.unwrap_or(i), message));
                 }
-                depth -= 1;
-                if depth == 0 {
+                if opened.is_empty() {
                     close_span(&mut spans, &mut start, bytes, i);
                     return (spans, ArrayEnd::Closed(i));
                 }
-                if depth == 1 {
+                if opened.len() == 1 {
                     closed = Some(i + 1);
                 }
             }
-            b',' if depth == 1 => {
+            b',' if opened.len() == 1 => {
                 closed = None;
                 close_span(&mut spans, &mut start, bytes, i);
                 continue;
             }
             _ => {}
         }
-        if depth >= 1 && start.is_none() && !b.is_ascii_whitespace() && i != open {
+        if !opened.is_empty() && start.is_none() && !b.is_ascii_whitespace() && i != open {
             start = Some(i);
         }
     }
