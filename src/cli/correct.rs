@@ -610,6 +610,11 @@ fn read_inputs(paths: &[PathBuf], max_record_bytes: usize) -> anyhow::Result<(Ve
         let bytes = record::read_input(path).with_context(|| format!("{file}: cannot read"))?;
         fingerprint.add(&bytes);
         let entries = record::parse_with_limit(&bytes, max_record_bytes);
+        // Nothing in, nothing out, and no error: but an upstream step that wrote nothing
+        // should not pass unseen.
+        if entries.is_empty() {
+            eprintln!("neko: {file}: no records (the input is empty or blank)");
+        }
         let start = items.len();
         items.extend(entries.into_iter().enumerate().map(|(k, entry)| Item {
             file: file.clone(),

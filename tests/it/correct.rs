@@ -438,6 +438,23 @@ fn every_whisper_nbest_line_comes_back_under_its_id() {
     assert!(recs[0].get("start").is_none());
 }
 
+/// An empty or blank input writes nothing and succeeds, and says so on stderr: an upstream
+/// step that wrote nothing does not pass unseen.
+#[test]
+fn an_empty_input_is_said() {
+    for input in [&b""[..], b"\n  \n"] {
+        let mut cmd = neko();
+        cmd.args(["correct", "--task", "asr", "--model"])
+            .arg(fixture("tiny-llama"))
+            .arg("-");
+        let out = run_with_stdin(cmd, input);
+        assert!(out.status.success());
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("<stdin>: no records"), "{err}");
+    }
+}
+
 /// Numeric ids come back as written, digit for digit: a 30-digit id is not rounded to a float,
 /// a decimal keeps its trailing zero (serde_json's `arbitrary_precision`).
 #[test]
