@@ -563,6 +563,9 @@ fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
             let record = match u.spanned {
                 Some(Span::Whole) => spanned_record(part, index, max),
                 Some(Span::Cut) => Err(cut_object(part)),
+                // A broken JSON line's error keeps the id it gives, as a broken element's does.
+                None if layout == Layout::JsonLine => record_from_bytes(part, index, max, layout)
+                    .map_err(|error| with_id_in(error, part)),
                 None => record_from_bytes(part, index, max, layout),
             };
             entries.push(Entry {
@@ -1666,7 +1669,8 @@ mod tests {
                     {\"id\": \"e\", \"input\": [\"w\"]}\n";
         let entries = parse(text.as_bytes());
         let ids: Vec<String> = entries.iter().map(|e| e.id().to_string()).collect();
-        assert_eq!(ids, ["\"a\"", "\"b\"", "\"c\"", "3", "\"e\""]);
+        // The cut line's error keeps the id it gave (`d`), as a broken array element's does.
+        assert_eq!(ids, ["\"a\"", "\"b\"", "\"c\"", "\"d\"", "\"e\""]);
         let lines: Vec<usize> = entries.iter().map(|e| e.line).collect();
         assert_eq!(lines, [1, 2, 6, 8, 9]);
         assert_eq!(ok(&entries[1..2])[0].hypotheses, ["y"]);
