@@ -1091,7 +1091,7 @@ fn element_lines(
         // The scan's close, when trusted, is where the array ends; else its lines say.
         let ends = close
             .is_none()
-            .then(|| array_ends(text, at, depth, column))
+            .then(|| array_ends(bytes, text, at, depth, column))
             .flatten();
         if let Some((last_element, elements_end, reading_on)) = ends {
             if last_element {
@@ -1130,10 +1130,18 @@ fn element_lines(
 /// element, where the elements end and where reading goes on. It does when it opens with `]`
 /// no deeper than the elements, when an element's line or its `}` line at their column ends
 /// with the `]`, and (before it) when it opens another array no deeper than the elements.
-fn array_ends(text: &[u8], at: usize, depth: usize, column: usize) -> Option<(bool, usize, usize)> {
+fn array_ends(
+    bytes: &[u8],
+    text: &[u8],
+    at: usize,
+    depth: usize,
+    column: usize,
+) -> Option<(bool, usize, usize)> {
     let line = at - depth;
     match text.first()? {
-        b']' if depth <= column => Some((false, at, at + 1)),
+        b']' if depth <= column && !(column == 0 && closes_a_list_inside(bytes, text, at)) => {
+            Some((false, at, at + 1))
+        }
         b'[' if depth <= column => Some((false, line, line)),
         b'{' | b'}' if depth == column && text.ends_with(b"]") => {
             let close = at + text.len() - 1;
@@ -1141,6 +1149,15 @@ fn array_ends(text: &[u8], at: usize, depth: usize, column: usize) -> Option<(bo
         }
         _ => None,
     }
+}
+
+/// Whether a `]` line at column 0 (`json.dumps(indent=0)`, where every line is) closes a list
+/// inside an element, not the array: a comma follows it, or the next text is more of an
+/// object (`}`, a key, a comma) or another list's end.
+fn closes_a_list_inside(bytes: &[u8], text: &[u8], at: usize) -> bool {
+    let after = at + text.len();
+    let next = bytes[after..].iter().find(|b| !b.is_ascii_whitespace());
+    text.trim_ascii_end() != b"]" || matches!(next, Some(b'}' | b']' | b'"' | b','))
 }
 
 /// Whether a line of a pretty-printed array (from its first non-blank byte) starts an

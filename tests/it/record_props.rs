@@ -94,7 +94,7 @@ proptest! {
         recs in proptest::collection::vec(proptest::collection::vec("[a-z ,\\]\\[{}]{1,12}", 1..4), 3..9),
         pick in any::<proptest::sample::Index>(),
         damage in 0..3usize,
-        indent in prop_oneof![Just("  "), Just("    "), Just("\t")],
+        indent in prop_oneof![Just("  "), Just("    "), Just("\t"), Just("")],
     ) {
         let broken = pick.index(recs.len());
         let values: Vec<Value> = recs.iter().enumerate()
