@@ -914,8 +914,11 @@ fn elements(bytes: &[u8], spans: &[(usize, usize)], index: usize, max: usize) ->
     parsed.collect()
 }
 
-/// An array's elements as read: each one's start offset and its record or error.
-type Elements = Vec<(usize, Result<Record, RecordError>)>;
+/// An array's element as read: its start offset and its record or error.
+type Element = (usize, Result<Record, RecordError>);
+
+/// An array's elements as read.
+type Elements = Vec<Element>;
 
 /// An array the bracket scan did not read as well-formed JSON, read again by its lines
 /// ([`element_lines`], [`merged`]), with the offset after it; `None` where that reads fewer
@@ -939,7 +942,17 @@ fn reread(
         }
         ArrayEnd::Broken(..) => None,
     };
-    let (lines, after) = element_lines(bytes, open, close)?;
+    // On one line, the scan is trusted only up to its first error: after it, it may take a
+    // broken record's strings for elements.
+    let (lines, after, trusted) = match element_lines(bytes, open, close) {
+        Some((lines, after)) => (lines, after, scanned.len()),
+        None => {
+            let (lines, after) = boundary_elements(bytes, open)?;
+            let first_error = scanned.iter().position(|(_, r)| r.is_err());
+            (lines, after, first_error.unwrap_or(scanned.len()))
+        }
+    };
+    let (spans, scanned) = (&spans[..trusted], &scanned[..trusted]);
     let split = merged(bytes, &lines, (spans, scanned), index, max)?;
     // The scan's reading ends in one more error entry when its array did not close with only
     // JSON after it, or when what it reads on with is text the split took as elements.
@@ -949,9 +962,13 @@ fn reread(
         }
         ArrayEnd::Broken(..) => true,
     });
-    let read = |elements: &Elements| elements.iter().filter(|(_, r)| r.is_ok()).count();
+    let read = |elements: &[Element]| elements.iter().filter(|(_, r)| r.is_ok()).count();
+    // A scan that broke stops reading there; the split reads on after the array, so it wins
+    // a tie.
+    let broke = matches!(end, ArrayEnd::Broken(..));
     let better = match read(&split).cmp(&read(scanned)) {
         std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Equal if broke => split.len() <= scanned.len() + tail,
         std::cmp::Ordering::Equal => split.len() < scanned.len() + tail,
         std::cmp::Ordering::Less => false,
     };
@@ -965,7 +982,7 @@ fn reread(
 fn merged(
     bytes: &[u8],
     lines: &[(usize, usize)],
-    (spans, scanned): (&[(usize, usize)], &Elements),
+    (spans, scanned): (&[(usize, usize)], &[Element]),
     index: usize,
     max: usize,
 ) -> Option<Elements> {
@@ -974,12 +991,12 @@ fn merged(
     if !kept.all(|((s, _), _)| starts.binary_search(s).is_ok()) {
         return None;
     }
+    let split = elements(bytes, lines, index, max);
     // Spans are in order, so a lookup by start is a binary search.
     let read_by_scan = |start: usize| {
         let k = spans.binary_search_by_key(&start, |&(s, _)| s).ok()?;
         scanned[k].1.is_ok().then_some(spans[k])
     };
-    let split = elements(bytes, lines, index, max);
     let mut pieces = Vec::with_capacity(lines.len());
     for (&(s, e), (_, record)) in lines.iter().zip(&split) {
         match read_by_scan(s).filter(|_| record.is_err()) {
@@ -1027,6 +1044,48 @@ fn strings_cross_lines(text: &[u8]) -> bool {
 fn json_follows(bytes: &[u8], close: usize) -> bool {
     let rest = bytes[close + 1..].trim_ascii_start();
     matches!(rest.first(), None | Some(b'[' | b'{'))
+}
+
+/// The elements of an array on one line (compact JSON, `json.dumps(records)`) that is not
+/// well-formed, split after each `}` that a comma and a key's `{"` follow (`},{"`), and the
+/// offset where reading goes on; `None` when the array's line does not end with `]` (a cut
+/// array, or one over several lines) or no such place is found. A string broken by a missing
+/// quote makes the bracket scan lose its place; records rarely hold `},{"` in their text, so
+/// the records after the broken one are still read.
+fn boundary_elements(bytes: &[u8], open: usize) -> Option<(Vec<(usize, usize)>, usize)> {
+    let line = bytes[open..line_end(bytes, open)].trim_ascii_end();
+    (line.len() > 1 && line.last() == Some(&b']')).then_some(())?;
+    let end = open + line.len() - 1;
+    let skip = |mut i: usize| {
+        while i < end && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let mut starts = vec![skip(open + 1)];
+    for i in open + 1..end {
+        if bytes[i] != b'}' {
+            continue;
+        }
+        let comma = skip(i + 1);
+        let brace = skip(comma + 1);
+        let quote = skip(brace + 1);
+        let boundary = [comma, brace, quote].iter().all(|&k| k < end)
+            && (bytes[comma], bytes[brace], bytes[quote]) == (b',', b'{', b'"');
+        if boundary {
+            starts.push(brace);
+        }
+    }
+    if starts.len() < 2 {
+        return None;
+    }
+    starts.push(end);
+    let spans = starts.windows(2).filter_map(|w| {
+        let chunk = bytes[w[0]..w[1]].trim_ascii_end();
+        let chunk = chunk.strip_suffix(b",").unwrap_or(chunk).trim_ascii_end();
+        (!chunk.is_empty()).then_some((w[0], w[0] + chunk.len()))
+    });
+    Some((spans.collect(), end + 1))
 }
 
 /// The elements of a pretty-printed array that is not well-formed, split where a line opens

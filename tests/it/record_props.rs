@@ -131,4 +131,46 @@ proptest! {
             }
         }
     }
+
+    /// The same in a compact array on one line (`json.dumps(records)`), whatever follows it:
+    /// one element's hypothesis loses its closing quote and the others are still read. (Text
+    /// holding `},{"` could mislead the split; brackets, braces and commas alone do not.)
+    #[test]
+    fn a_broken_element_of_a_compact_array_costs_only_itself(
+        recs in proptest::collection::vec(proptest::collection::vec("[a-z ,\\]\\[}]{1,12}", 1..4), 2..9),
+        pick in any::<proptest::sample::Index>(),
+        after in prop_oneof![Just(""), Just("\n"), Just("\n{\"id\": \"z\", \"input\": [\"q\"]}\n")],
+    ) {
+        let broken = pick.index(recs.len());
+        // The broken record keeps one hypothesis: with more, a lost quote may leave valid JSON
+        // of other strings (`["a,"]` of `["a", "]}"]`), a record, not an error.
+        let mut recs = recs;
+        recs[broken].truncate(1);
+        let elements: Vec<String> = recs.iter().enumerate().map(|(i, h)| {
+            let mut e = json!({"id": format!("r{i}"), "input": h}).to_string();
+            if i == broken {
+                // The first hypothesis's closing quote: the alphabet has no quote to escape.
+                let at = e.find("\"input\":[\"").unwrap() + "\"input\":[\"".len() + h[0].len();
+                e.remove(at);
+            }
+            e
+        }).collect();
+        let text = format!("[{}]{after}", elements.join(","));
+        let entries = record::parse(text.as_bytes());
+        let extra = usize::from(after.contains('z'));
+        prop_assert_eq!(entries.len(), recs.len() + extra, "{}", text);
+        for (i, e) in entries.iter().enumerate().take(recs.len()) {
+            match (&e.record, i == broken) {
+                (Ok(r), false) => {
+                    prop_assert_eq!(&r.hypotheses, &recs[i]);
+                    prop_assert_eq!(&r.id, &Value::from(format!("r{i}")));
+                }
+                (Err(err), true) => prop_assert_eq!(err.id.as_deref(), Some(&Value::from(format!("r{i}")))),
+                (r, _) => prop_assert!(false, "element {} of {}: {:?}\n{}", i, broken, r, text),
+            }
+        }
+        if extra == 1 {
+            prop_assert_eq!(&entries[recs.len()].record.as_ref().unwrap().id, &Value::from("z"));
+        }
+    }
 }
