@@ -7,7 +7,7 @@ For every record whose default-guarded line (`neko guard --score --margin 4 ...`
 that changes words, or sent it back as `fallback:base-lm`, it writes the pick (taken from the
 raw answers), its 1-best, neko's `base_lm`, the model's log p(pick) - log p(1-best) (each text
 alone, `<bos>` text `<eos>`), and how many more word errors than the 1-best the pick makes
-(lower-cased, punctuation dropped; a rough normaliser, for counting only).
+(`pick_slices.py`'s rough normaliser, for counting only).
 
   pip install llama-cpp-python==0.3.36
   python3 scripts/lm_veto.py --model gemma-3-270m-q4_k_m.gguf --input hp-piper.json \\
@@ -17,22 +17,11 @@ Dev sets only: it reads references.
 """
 import argparse
 import json
-import re
 
 import numpy as np
 
-
-def words(text):
-    return re.sub(r"[^\w\s']", " ", text.lower().replace("-", " ")).split()
-
-
-def edits(a, b):
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
+# The same rough normaliser and edit distance as the other slice counts.
+from pick_slices import edits, words
 
 
 def log_prob(model, text):
