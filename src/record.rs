@@ -1113,30 +1113,25 @@ fn element_lines(
     let line_text = |line: usize, column: usize| {
         &bytes[(line + column).min(limit)..line_end(bytes, line.min(bytes.len())).min(limit)]
     };
-    // The elements' column is the first line's, or, when the first element lost its `{`, that
-    // of the first line after it, no deeper, that opens one: then the first element is the
-    // broken text before it, an error of its own, and one more line must open an element.
-    let first = indent(line.min(bytes.len()));
-    let first_opens = opens_element(line_text(line, first));
-    let column = if first_opens {
-        first
-    } else {
-        // No deeper than the first line with text.
-        let (mut next, mut bound) = (line, None);
-        loop {
-            if next >= limit {
-                return None;
-            }
-            let depth = indent(next);
-            let text = line_text(next, depth);
-            if !text.trim_ascii().is_empty() {
-                let bound = *bound.get_or_insert(depth);
-                if depth <= bound && opens_element(text) {
-                    break depth;
-                }
-            }
-            next = line_end(bytes, next) + 1;
+    // The elements' column is that of the first line, no deeper than the first with text,
+    // that opens one: the first line's, unless the first element lost its `{`; then that
+    // element is the broken text before it, an error of its own, and one more line must open
+    // an element.
+    let first_opens = opens_element(line_text(line, indent(line.min(bytes.len()))));
+    let (mut next, mut bound) = (line, None);
+    let column = loop {
+        if next >= limit {
+            return None;
         }
+        let depth = indent(next);
+        let text = line_text(next, depth);
+        if !text.trim_ascii().is_empty() {
+            let bound = *bound.get_or_insert(depth);
+            if depth <= bound && opens_element(text) {
+                break depth;
+            }
+        }
+        next = line_end(bytes, next) + 1;
     };
     // Element starts, after the text between the `[` and the first line (empty when the `[`
     // stands alone on its line).
@@ -1211,8 +1206,8 @@ fn array_ends(
 }
 
 /// Whether a `]` line at column 0 (`json.dumps(indent=0)`, where every line is) closes a list
-/// inside an element, not the array: a comma follows it, or the next text is more of an
-/// object (`}`, a key, a comma) or another list's end.
+/// inside an element, not the array: a comma follows it on its line (`],`), or the next text
+/// is more of an object (`}`, a key, a comma on a line of its own) or another list's end.
 fn closes_a_list_inside(bytes: &[u8], text: &[u8], at: usize) -> bool {
     let after = at + text.len();
     let next = bytes[after..].iter().find(|b| !b.is_ascii_whitespace());
