@@ -808,13 +808,12 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
                 "not JSON, in a file of JSON Lines (its other lines are JSON records)",
             ))
         }
-        // An object's keys without its `{` (an element or line that lost it).
-        true if starts_with_a_key(trimmed) && serde_json::from_str::<Value>(trimmed).is_err() => {
-            Err(RecordError::new(
-                None,
-                "broken JSON: the record's opening `{` is missing (it starts with a key)",
-            ))
-        }
+        // An object's keys without its `{` (an element or line that lost it): never valid
+        // JSON, so nothing valid is turned away here.
+        true if starts_with_a_key(trimmed) => Err(RecordError::new(
+            None,
+            "broken JSON: the record's opening `{` is missing (it starts with a key)",
+        )),
         true => from_value(parse_json(trimmed)?, index),
         // A plain text line is a 1-best with nothing else known.
         false => Ok(Record::from_hypotheses(
