@@ -1,0 +1,325 @@
+//! Files of lines: JSON Lines (an object written over several lines, `jq .` style, included)
+//! and plain text, one 1-best per line. Which of the two a file is, is decided by its lines'
+//! share of JSON ([`Layout::of_units`]).
+
+use super::scan::{line_end, object_end, repaired};
+use super::value::{identified, record_from_bytes, with_id_in};
+use super::{opens_a_list, opens_an_object, Entry, Record, RecordError};
+
+/// How the lines of a file are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// An element of a JSON array, or an object written over several lines.
+    Element,
+    /// A line of JSON Lines: JSON, or an error.
+    JsonLine,
+    /// A line of a plain-text file: a 1-best as written, unless it opens a JSON object
+    /// (`{"`): a record that lost its file's other lines is still read as one.
+    TextLine,
+}
+
+impl Layout {
+    /// JSON Lines when at least half of the file's records open JSON (an object, written on
+    /// one line or over several, or a list), or when every one is a JSON string (`jq '.text'`
+    /// output); else plain text. By the share, not by any one line: a transcript may have a
+    /// `{}` or `["x"]` line, and JSON Lines a line cut short or broken. A plain-text line may
+    /// start with `{laugh}` or a quotation; neither opens JSON.
+    fn of_units(bytes: &[u8], units: &[Unit]) -> Layout {
+        let texts = || {
+            (units.iter())
+                .map(|u| (u, bytes[u.start..u.end].trim_ascii()))
+                .filter(|(_, t)| !t.is_empty())
+        };
+        let opens_json = |(u, t): (&Unit, &[u8])| {
+            u.spanned.is_some()
+                || opens_an_object(t)
+                || (t.first() == Some(&b'[') && opens_a_list(&t[1..]) && t.last() == Some(&b']'))
+        };
+        // `jq '.text'` writes `null` for a record without the field.
+        let json_string = |(_, t): (&Unit, &[u8])| {
+            t == b"null"
+                || (t.first() == Some(&b'"') && serde_json::from_slice::<String>(t).is_ok())
+        };
+        let records = texts().count();
+        if 2 * texts().filter(|&x| opens_json(x)).count() >= records || texts().all(json_string) {
+            Layout::JsonLine
+        } else {
+            Layout::TextLine
+        }
+    }
+}
+
+/// A record's bytes in a file of lines: a line, or in JSON Lines an object over several lines.
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    start: usize,
+    end: usize,
+    /// 1-based line where it starts.
+    line: usize,
+    /// Over several lines: a whole object, or one that never closes.
+    spanned: Option<Span>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Span {
+    Whole,
+    Cut,
+}
+
+/// Every line of `bytes` (without its newline; no unit after a final newline).
+fn line_units(bytes: &[u8]) -> Vec<Unit> {
+    let mut units = Vec::new();
+    let (mut at, mut line) = (0, 1);
+    while at < bytes.len() {
+        let end = line_end(bytes, at);
+        units.push(Unit {
+            start: at,
+            end,
+            line,
+            spanned: None,
+        });
+        (at, line) = (end + 1, line + 1);
+    }
+    units
+}
+
+/// The lines as JSON Lines reads them: an object that its line does not close and a later line
+/// does is one unit over those lines ([`spans_lines`]).
+fn json_units(bytes: &[u8], lines: &[Unit], max: usize) -> Vec<Unit> {
+    let text = |u: &Unit| bytes[u.start..u.end].trim_ascii();
+    let mut units = Vec::with_capacity(lines.len());
+    let mut k = 0;
+    while k < lines.len() {
+        let u = lines[k];
+        // Only a line that opens an object and does not close it can span lines.
+        let open = u.start
+            + bytes[u.start..u.end]
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+        if !opens_an_object(text(&u)) || object_end(&bytes[..u.end], open).is_some() {
+            units.push(u);
+            k += 1;
+            continue;
+        }
+        // A cut line followed by a whole record is a cut line: it spans nothing.
+        let next = lines[k + 1..].iter().find(|n| !text(n).is_empty());
+        let next_is_record = next.is_some_and(|n| {
+            let t = text(n);
+            t.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok()
+        });
+        let span = match next_is_record {
+            true => None,
+            false => spans_lines(bytes, open, u.end, max),
+        };
+        let (end, kind) = match span {
+            Some(close) => (close, Some(Span::Whole)),
+            // An object that never closes, with its inner lines (indented, or closing brackets),
+            // up to the next record: one error, not one per line. A line cut alone is read as
+            // its line (the parser's message says where it stops).
+            None => {
+                let inner = lines[k + 1..]
+                    .iter()
+                    .take_while(|n| inner_line(&bytes[n.start..n.end]))
+                    .last();
+                match inner {
+                    Some(n) => (n.end, Some(Span::Cut)),
+                    None => (u.end, None),
+                }
+            }
+        };
+        units.push(Unit {
+            end,
+            spanned: kind,
+            ..u
+        });
+        k += 1 + lines[k + 1..].iter().take_while(|l| l.start < end).count();
+    }
+    units
+}
+
+/// Whether a line reads as the inside of an object written over several lines: indented (but
+/// not opening a record with a key), or closing brackets at its first column; not a line at
+/// column 0 that opens the next record or is text.
+fn inner_line(line: &[u8]) -> bool {
+    let text = line.trim_ascii();
+    match line.first() {
+        Some(b' ' | b'\t') => {
+            // A nested object's `{` stands alone; a line opening with a key is a record's.
+            text == b"{" || (!text.is_empty() && !opens_an_object(text))
+        }
+        // Closing brackets at the first column (`}`, `],`); a key there is a JSON string line.
+        Some(b']' | b'}') => text.iter().all(|b| matches!(b, b']' | b'}' | b',')),
+        _ => false,
+    }
+}
+
+/// JSON Lines (or plain text lines), as [`Layout::of_units`] finds the file. Blank lines are
+/// records in plain text only.
+pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
+    let lines = line_units(bytes);
+    let spanned = json_units(bytes, &lines, max);
+    let layout = Layout::of_units(bytes, &spanned);
+    // In plain text a whole object over several lines is still one record (a line opening a
+    // record is read as one too); anything else is its lines.
+    let units = match layout {
+        Layout::JsonLine => spanned,
+        _ => {
+            let whole = |u: &Unit| u.spanned == Some(Span::Whole);
+            let objects: Vec<Unit> = spanned.into_iter().filter(whole).collect();
+            let mut units = Vec::with_capacity(lines.len());
+            let mut covered = 0;
+            let mut next = objects.iter().peekable();
+            for l in lines {
+                while next.peek().is_some_and(|o| o.start <= l.start) {
+                    let o = next.next().expect("peeked");
+                    units.push(*o);
+                    covered = o.end;
+                }
+                if l.start >= covered {
+                    units.push(l);
+                }
+            }
+            units
+        }
+    };
+    let mut entries = Vec::new();
+    for u in units {
+        let raw = &bytes[u.start..u.end];
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        // Files joined with `cat`, a Windows tool's among them, carry its mark mid-file.
+        let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
+        // A blank line of plain text is an empty 1-best (silence), so that output line k is
+        // input line k (`paste`); in JSON Lines it is no record.
+        if raw.iter().all(u8::is_ascii_whitespace) && layout == Layout::JsonLine {
+            continue;
+        }
+        let parts = match (layout, u.spanned) {
+            (Layout::JsonLine, None) => run_together(raw),
+            _ => vec![raw],
+        };
+        for part in parts {
+            let index = entries.len();
+            let record = match u.spanned {
+                Some(Span::Whole) => spanned_record(part, index, max),
+                Some(Span::Cut) => Err(cut_object(part)),
+                // A broken JSON line's error keeps the id it gives, as a broken element's does.
+                None if layout == Layout::JsonLine => record_from_bytes(part, index, max, layout)
+                    .map_err(|error| with_id_in(error, part)),
+                None => record_from_bytes(part, index, max, layout),
+            };
+            entries.push(Entry {
+                index,
+                line: u.line,
+                record,
+            });
+        }
+    }
+    entries
+}
+
+/// The end of the JSON object that opens at `open` on the line ending at `end` and that the
+/// line does not close (the caller has seen both), when a later line closes it (within `max`
+/// and before the next record's line) with only whitespace after it,
+/// and the text between is JSON once line breaks inside its strings are escaped. (Without that
+/// last test, a line cut inside a string would pair its quotes with the next lines' and
+/// swallow their records.)
+fn spans_lines(bytes: &[u8], open: usize, end: usize, max: usize) -> Option<usize> {
+    // Up to the next line that opens an object at its first column (the next record: an
+    // object written over several lines indents its inner lines), so that lines cut one
+    // after another are not each scanned for the whole window.
+    let limit = bytes.len().min(open + max);
+    let window = &bytes[..next_record_line(bytes, end, limit)];
+    let close = object_end(window, open)?;
+    let after = &bytes[close..line_end(bytes, close)];
+    (after.iter().all(u8::is_ascii_whitespace) && repaired(&bytes[open..close]).is_some())
+        .then_some(close)
+}
+
+/// Where the next record's line starts after `from` (or `limit`): a line that opens an object
+/// at its first column, or one that opens with a key (`{"`) however indented. An object
+/// written over several lines puts its nested objects' `{` alone on a line.
+fn next_record_line(bytes: &[u8], from: usize, limit: usize) -> usize {
+    // A first line longer than the limit: the record cannot end within it.
+    if from >= limit {
+        return limit;
+    }
+    let mut at = from;
+    while let Some(k) = bytes[at..limit].iter().position(|&b| b == b'\n') {
+        let start = at + k + 1;
+        let line = &bytes[start..line_end(bytes, start).min(limit)];
+        let text = line.trim_ascii();
+        if line.first() == Some(&b'{')
+            || (text.starts_with(b"{") && text[1..].trim_ascii_start().starts_with(b"\""))
+        {
+            return start;
+        }
+        at = start;
+    }
+    limit
+}
+
+/// The error of an object that never closes, with the id it gave before it was cut.
+fn cut_object(raw: &[u8]) -> RecordError {
+    let lines = raw.iter().filter(|&&b| b == b'\n').count() + 1;
+    let error = RecordError::new(
+        None,
+        format!("a JSON object cut off: it does not close ({lines} line(s))"),
+    );
+    with_id_in(error, raw)
+}
+
+/// A record written over several lines: read as it is when it is JSON; when only a raw line
+/// break inside a string keeps it from being JSON, an error that says so (with its id).
+fn spanned_record(raw: &[u8], index: usize, max: usize) -> Result<Record, RecordError> {
+    if raw.len() > max || serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_ok() {
+        return record_from_bytes(raw, index, max, Layout::Element);
+    }
+    let error = RecordError::new(
+        None,
+        "a line break inside a JSON string: write it as \\n (JSON Lines keeps a record on one line)",
+    );
+    Err(identified(error, repaired(raw)))
+}
+
+/// A line's records: the line, or the JSON objects written one after another on it
+/// (`{...}{...}` or `{...} {...}`, as a careless join makes).
+fn run_together(line: &[u8]) -> Vec<&[u8]> {
+    let whole = vec![line];
+    let start = line
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    if line.get(start) != Some(&b'{')
+        || serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
+    {
+        return whole;
+    }
+    let mut parts = Vec::new();
+    let mut at = start;
+    while at < line.len() {
+        match object_end(line, at) {
+            // Each part must open an object: `{laugh} {cough}` is a transcript's line.
+            Some(end) if opens_an_object(&line[at..end]) => {
+                parts.push(&line[at..end]);
+                at = end;
+            }
+            // The rest is cut or broken: the records before it are kept, it is one error.
+            _ if !parts.is_empty() && opens_an_object(&line[at..]) => {
+                parts.push(&line[at..]);
+                break;
+            }
+            _ => return whole,
+        }
+        // Joined with spaces, or with commas as an array's elements are.
+        at += line[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace() || **b == b',')
+            .count();
+    }
+    if parts.len() > 1 {
+        parts
+    } else {
+        whole
+    }
+}

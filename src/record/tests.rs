@@ -1,0 +1,553 @@
+use super::value::starts_with_a_key;
+use super::*;
+
+fn ok(entries: &[Entry]) -> Vec<&Record> {
+    entries.iter().map(|e| e.record.as_ref().unwrap()).collect()
+}
+
+#[test]
+fn jsonl_shapes() {
+    let text = concat!(
+        "{\"id\": \"a\", \"input\": [\"x y\", \"x z\"], \"output\": \"x y\", \"task\": \"asr\"}\n",
+        "\n",
+        "{\"hypotheses\": [\"h1\", \"h2\"]}\n",
+        "{\"nbest\": [{\"text\": \"n1\", \"score\": -1.5}, {\"text\": \"n2\", \"score\": -2}]}\n",
+        "\"a json string\"\n",
+        "[\"l1\", \"l2\"]\n",
+    );
+    let entries = parse(text.as_bytes());
+    let r = ok(&entries);
+    assert_eq!(r.len(), 5);
+    assert_eq!(r[0].id, Value::from("a"));
+    assert_eq!(r[0].reference.as_deref(), Some("x y"));
+    assert_eq!(r[1].hypotheses, vec!["h1", "h2"]);
+    assert_eq!(r[1].id, Value::from(1));
+    assert_eq!(r[2].scores, Some(vec![-1.5, -2.0]));
+    assert_eq!(r[3].hypotheses, vec!["a json string"]);
+    assert_eq!(r[4].hypotheses, vec!["l1", "l2"]);
+    assert_eq!(entries[2].line, 4);
+}
+
+/// A file of JSON Lines is JSON on every line: a line of text there is an error (a
+/// fragment of a broken record), not a 1-best.
+#[test]
+fn a_text_line_in_json_lines_is_an_error() {
+    let entries = parse(b"{\"input\": [\"a\"]}\nline two\"]}\n{\"input\": [\"b\"]}\n");
+    assert_eq!(entries.len(), 3);
+    let err = entries[1].record.as_ref().unwrap_err();
+    assert!(err.message.contains("not JSON"), "{err}");
+    assert!(entries[2].record.is_ok());
+}
+
+/// A plain-text file is text on every line, quotes and braces included; only a line that
+/// opens a JSON object is read as one.
+#[test]
+fn plain_text_lines_are_read_as_written() {
+    let text = "He said hello .\n\"I am here,\" he said.\n{laugh} we went home\n\"quoted\"\n";
+    let entries = parse(text.as_bytes());
+    let hyps: Vec<&str> = ok(&entries)
+        .iter()
+        .map(|r| r.hypotheses[0].as_str())
+        .collect();
+    assert_eq!(
+        hyps,
+        [
+            "He said hello .",
+            "\"I am here,\" he said.",
+            "{laugh} we went home",
+            "\"quoted\""
+        ]
+    );
+    // Blank lines are empty 1-bests, so that line k of the output is line k of the input.
+    let entries = parse(b"first\n\n  \r\nfourth\n");
+    let hyps: Vec<&str> = ok(&entries)
+        .iter()
+        .map(|r| r.hypotheses[0].as_str())
+        .collect();
+    assert_eq!(hyps, ["first", "", "", "fourth"]);
+    assert_eq!(entries[3].line, 4);
+    let entries = parse(b"a plain line\nanother\n{\"input\": [\"cut\"\n");
+    let cut = entries[2].record.as_ref().unwrap_err();
+    assert!(cut.message.contains("broken JSON"), "{cut}");
+    // A checklist or a tag in brackets first: text, every line.
+    for text in [
+        "[ ] buy milk\n[x] call mom\n[ ] pay rent\n",
+        "[\"laughs\"] okay so\nhello there\nbye now\n",
+    ] {
+        let hyps: Vec<String> = ok(&parse(text.as_bytes()))
+            .iter()
+            .map(|r| r.hypotheses[0].clone())
+            .collect();
+        assert_eq!(hyps, text.lines().collect::<Vec<_>>());
+    }
+    // Tags alone, a `{}` or a list among transcript lines: text all the same.
+    let text = "hello world\n{laugh} {cough}\n{}\n[\"x\"]\nsecond line\nthird\n";
+    let hyps: Vec<String> = ok(&parse(text.as_bytes()))
+        .iter()
+        .map(|r| r.hypotheses[0].clone())
+        .collect();
+    assert_eq!(hyps, text.lines().collect::<Vec<_>>());
+}
+
+/// Lines that are lists of strings are records' N-bests (`json.dumps(nbest)` per line);
+/// one such line alone is still an array of 1-best records.
+#[test]
+fn lines_of_hypothesis_lists_are_n_bests() {
+    let entries = parse(b"[\"hello world\", \"hello word\"]\n[\"foo bar\"]\n");
+    let r = ok(&entries);
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].hypotheses, ["hello world", "hello word"]);
+    assert_eq!((r[1].id.clone(), entries[1].line), (Value::from(1), 2));
+    // A bad line is one error line, wherever it is; an object line is a record too.
+    let lists: [&[u8]; 2] = [
+        b"[\"a b\", \"a c\"]\n[]\n[\"d e\"]\n",
+        b"[\"a b\", \"a c\"]\n[\"x\", null]\n[\"d e\"]\n",
+    ];
+    for text in lists {
+        let entries = parse(text);
+        assert_eq!(entries.len(), 3);
+        assert!(entries[1].record.is_err() && entries[2].record.is_ok());
+    }
+    // A bad or empty first list too.
+    for text in [
+        &b"[]\n[\"a b\", \"a c\"]\n[\"d e\"]\n"[..],
+        b"[\"x\", null]\n[\"a b\", \"a c\"]\n[\"d e\"]\n",
+    ] {
+        let entries = parse(text);
+        let lines: Vec<usize> = entries.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [1, 2, 3]);
+        assert!(entries[0].record.is_err());
+        assert_eq!(ok(&entries[1..2])[0].hypotheses, ["a b", "a c"]);
+    }
+    let entries = parse(b"[\"a b\", \"a c\"]\n{\"id\": \"x\", \"input\": [\"q r\"]}\n");
+    assert_eq!(ok(&entries)[0].hypotheses, ["a b", "a c"]);
+    assert_eq!(ok(&entries)[1].id, Value::from("x"));
+    assert_eq!(ok(&parse(b"[\"a\", \"b\"]\n")).len(), 2);
+    // In an array, an element that is a list of strings is an N-best too.
+    let r = parse(b"[[\"a\", \"b\"], [\"c\"]]");
+    assert_eq!(ok(&r)[0].hypotheses, ["a", "b"]);
+}
+
+/// Array elements whose comma was forgotten are still two records.
+#[test]
+fn array_elements_without_a_comma_are_two_records() {
+    let entries = parse(b"[{\"id\": \"a\", \"input\": [\"x y\"]} {\"id\": \"b\", \"input\": [\"r\"]},\n {\"id\": \"c\", \"input\": [\"s\"]}]");
+    let ids: Vec<Value> = ok(&entries).iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids, ["a", "b", "c"].map(Value::from));
+}
+
+/// An object over several lines is one record: as it is when it is JSON (`jq .` output
+/// after the first line), an error naming the line break when a string holds a raw one. A
+/// cut line does not swallow the records after it.
+#[test]
+fn a_record_over_several_lines_is_one_record() {
+    let text =
+        "{\"id\": \"a\", \"input\": [\"x\"]}\n{\n  \"id\": \"b\",\n  \"input\": [\"y\"]\n}\n\
+                    {\"id\": \"c\", \"input\": [\"one\ntwo\"]}\n{\"id\": \"d\", \"input\": [\"z\"\n\
+                    {\"id\": \"e\", \"input\": [\"w\"]}\n";
+    let entries = parse(text.as_bytes());
+    let ids: Vec<String> = entries.iter().map(|e| e.id().to_string()).collect();
+    // The cut line's error keeps the id it gave (`d`), as a broken array element's does.
+    assert_eq!(ids, ["\"a\"", "\"b\"", "\"c\"", "\"d\"", "\"e\""]);
+    let lines: Vec<usize> = entries.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [1, 2, 6, 8, 9]);
+    assert_eq!(ok(&entries[1..2])[0].hypotheses, ["y"]);
+    let c = entries[2].record.as_ref().unwrap_err();
+    assert!(c.message.contains("line break inside a JSON string"), "{c}");
+    assert!(entries[3].record.is_err() && entries[4].record.is_ok());
+    // Every record with a raw line break: still JSON Lines, one error each, ids kept.
+    let entries = parse(
+            b"{\"id\": \"a\", \"input\": [\"one\ntwo\"]}\n{\"id\": \"b\", \"input\": [\"three\nfour\"]}\n",
+        );
+    let ids: Vec<String> = entries.iter().map(|e| e.id().to_string()).collect();
+    assert_eq!(ids, ["\"a\"", "\"b\""]);
+    assert!(entries.iter().all(|e| e.record.is_err()));
+}
+
+/// `"error": null`, `false` or `""` is no error (tools write them for "none").
+#[test]
+fn an_empty_or_false_error_is_none() {
+    for e in ["null", "false", "\"\""] {
+        let text = format!("{{\"input\": [\"a\"], \"prediction\": \"a\", \"error\": {e}}}\n");
+        let entries = parse(text.as_bytes());
+        assert_eq!(ok(&entries)[0].error, None, "{e}");
+    }
+    let entries = parse(b"{\"input\": [\"a\"], \"error\": \"timeout\"}\n");
+    assert_eq!(ok(&entries)[0].error, Some(Value::from("timeout")));
+}
+
+/// Shapes a final review found misread: a cut `jq .` record at the end of JSON Lines is one
+/// error (its lines were 1-bests), a byte-order mark mid-file (files joined with `cat`) is
+/// skipped, `jq '.text'` output with a `null` line is still JSON strings, and a
+/// transcript's `{"laughs"} okay` is text.
+#[test]
+fn a_final_review_s_shapes_read_right() {
+    let cut = parse(b"{\"input\":[\"a\"]}\n{\"input\":[\"b\"]}\n{\n  \"input\": [\n    \"c d\",\n    \"c e\"\n  ],\n  \"id\": 9,\n");
+    assert_eq!(cut.len(), 3);
+    let e = cut[2].record.as_ref().unwrap_err();
+    assert!(e.message.contains("cut off") && cut[2].id() == 9, "{e}");
+    let bom = parse(b"{\"input\":[\"a\"]}\n\xef\xbb\xbf{\"input\":[\"b\"]}\n");
+    assert!(bom.iter().all(|e| e.record.is_ok()));
+    let strings = parse(b"\"hello world\"\n\"good morning\"\nnull\n");
+    assert_eq!(ok(&strings[..2])[1].hypotheses, ["good morning"]);
+    assert!(strings[2].record.is_err());
+    let text = parse(b"{\"laughs\"} okay\nyeah right\nsure\n");
+    assert_eq!(ok(&text)[0].hypotheses, ["{\"laughs\"} okay"]);
+    // A `jq .` stream with one record cut in the middle: the records after it are read.
+    let stream: String = (0..4)
+        .map(|i| match i {
+            1 => "{\n  \"input\": [\n    \"r1\"\n".to_string(),
+            _ => format!("{{\n  \"input\": [\n    \"r{i}\"\n  ]\n}}\n"),
+        })
+        .collect();
+    let entries = parse(stream.as_bytes());
+    let read: Vec<bool> = entries.iter().map(|e| e.record.is_ok()).collect();
+    assert_eq!(read, [true, false, true, true]);
+    assert_eq!(ok(&entries[3..])[0].hypotheses, ["r3"]);
+    // Blank lines cost no search each: 200k of them read at once.
+    let silence = format!("hello\n{}bye\n", "\n".repeat(200_000));
+    assert_eq!(parse(silence.as_bytes()).len(), 200_002);
+}
+
+/// A record whose hypotheses read fails for its own bad field with its 1-best, even when
+/// it carries an earlier step's error too (which alone would only be a warning).
+#[test]
+fn a_bad_field_is_the_cause_and_keeps_the_best() {
+    let entries = parse(
+        b"{\"id\": \"u\", \"input\": [\"a b\"], \"error\": \"timeout\", \"source\": 42}\n\
+              {\"id\": [1], \"input\": [\"x y\"]}\n",
+    );
+    let u = entries[0].record.as_ref().unwrap_err();
+    let got = (u.field.as_deref(), u.best.as_deref(), u.upstream);
+    assert_eq!(got, (Some("source"), Some("a b"), false));
+    let bad_id = entries[1].record.as_ref().unwrap_err();
+    let got = (bad_id.field.as_deref(), bad_id.best.as_deref());
+    assert_eq!(got, (Some("id"), Some("x y")));
+}
+
+#[test]
+fn byte_order_marks_are_read_as_windows_tools_mean_them() {
+    let jsonl =
+        "{\"id\": \"a\", \"input\": [\"h\u{e9}llo\"]}\r\n{\"id\": \"b\", \"input\": [\"x\"]}\r\n";
+    let array =
+        "[{\"id\": \"a\", \"input\": [\"h\u{e9}llo\"]}, {\"id\": \"b\", \"input\": [\"x\"]}]";
+    let utf16 = |text: &str, le: bool, bom: [u8; 2]| -> Vec<u8> {
+        let units = text.encode_utf16();
+        let mut out = bom.to_vec();
+        out.extend(units.flat_map(|u| if le { u.to_le_bytes() } else { u.to_be_bytes() }));
+        out
+    };
+    for text in [jsonl, array] {
+        let mut utf8 = vec![0xEF, 0xBB, 0xBF];
+        utf8.extend_from_slice(text.as_bytes());
+        for bytes in [
+            utf8,
+            utf16(text, true, [0xFF, 0xFE]),
+            utf16(text, false, [0xFE, 0xFF]),
+        ] {
+            let entries = parse(&bytes);
+            let r = ok(&entries);
+            assert_eq!(r.len(), 2, "{text}");
+            assert_eq!(r[0].id, Value::from("a"));
+            assert_eq!(r[0].hypotheses, vec!["h\u{e9}llo"]);
+            assert_eq!(r[1].id, Value::from("b"));
+            assert_eq!(entries[1].line, if text == jsonl { 2 } else { 1 });
+        }
+    }
+}
+
+#[test]
+fn array_keeps_lines_and_isolates_bad_elements() {
+    let text = "[\n  {\"input\": [\"a\"], \"output\": \"a\"},\n  {\"input\": []},\n  {\"input\": [\"b, ]\"], \"am_score\": [1.0]}\n]";
+    let entries = parse(text.as_bytes());
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[1].line, 3);
+    assert!(entries[1].record.is_err());
+    let third = entries[2].record.as_ref().unwrap();
+    assert_eq!(third.hypotheses, vec!["b, ]"]);
+    assert_eq!(third.scores, Some(vec![1.0]));
+}
+
+/// An array whose first element lost its `{` is still an array: that element is one error,
+/// named by its id and saying what is missing, and the others are read. (It was read as
+/// text, `[` and `]` becoming 1-bests.)
+#[test]
+fn a_first_element_without_its_brace_loses_only_itself() {
+    let text =
+        "[\n  \"id\": \"a\", \"input\": [\"x y\"]},\n  {\"id\": \"b\", \"input\": [\"p q\"]}\n]\n";
+    let entries = parse(text.as_bytes());
+    assert_eq!(entries.len(), 2);
+    let err = entries[0].record.as_ref().unwrap_err();
+    assert_eq!(err.id.as_deref(), Some(&Value::from("a")));
+    assert!(err.message.contains("opening `{` is missing"), "{err}");
+    assert_eq!(entries[0].line, 2);
+    let b = entries[1].record.as_ref().unwrap();
+    assert_eq!(
+        (&b.id, &b.hypotheses),
+        (&Value::from("b"), &vec!["p q".to_string()])
+    );
+    assert!(starts_with_a_key("\"i\\\"d\" : 1"));
+    assert!(!starts_with_a_key("\"a b\""));
+    assert!(!starts_with_a_key("\"a\", \"b\""));
+}
+
+/// One broken element of a pretty-printed array (a quote or a brace missing) is one error
+/// with its id and line, and the elements after it are still records; an intact element
+/// followed by a brace too many is read. What follows the array is read as before.
+#[test]
+fn a_broken_element_loses_only_itself() {
+    let element = |id: &str| {
+        format!("  {{\n    \"id\": \"{id}\",\n    \"input\": [\n      \"w {id}\"\n    ]\n  }}")
+    };
+    let good: Vec<String> = ["a", "b", "c", "d"].iter().map(|id| element(id)).collect();
+    let broken = [
+        (element("b").replace("\"w b\"", "\"w b"), false),
+        (element("b").replacen("\n  }", "\n", 1), false),
+        (element("b").replacen("\n  }", "\n  }}", 1), true),
+        (element("b").replacen("  {\n", "", 1), false),
+    ];
+    for (bad, intact) in broken {
+        let mut elements = good.clone();
+        elements[1] = bad.clone();
+        let after = "{\"id\": \"e\", \"input\": [\"w e\"]}";
+        let text = format!("[\n{}\n]\n{after}\n", elements.join(",\n"));
+        let entries = parse(text.as_bytes());
+        let records = entries.iter().filter_map(|e| e.record.as_ref().ok());
+        let ids: Vec<Value> = records.map(|r| r.id.clone()).collect();
+        let read: &[&str] = if intact {
+            &["a", "b", "c", "d", "e"]
+        } else {
+            &["a", "c", "d", "e"]
+        };
+        assert_eq!(
+            ids,
+            read.iter().map(|&id| Value::from(id)).collect::<Vec<_>>(),
+            "{bad}"
+        );
+        assert_eq!((entries.len(), entries[1].line), (5, 8), "{bad}");
+        if !intact {
+            let error = entries[1].record.as_ref().unwrap_err();
+            assert_eq!(error.id.as_deref(), Some(&Value::from("b")));
+            assert!(
+                error.message.starts_with("broken JSON"),
+                "{}",
+                error.message
+            );
+        }
+    }
+    // A record that is JSON but not a valid record (an empty N-best) does not make the
+    // array be read again: what follows the array is read as it is.
+    let text = "[\n  {\"id\": \"a\", \"input\": []},\n  {\"id\": \"b\", \"input\": [\"x\"]}\n]\n[\n  {\"id\": \"c\", \"input\": [\"y\"]}\n]\n";
+    let entries = parse(text.as_bytes());
+    assert_eq!(entries.len(), 3);
+    assert!(entries[0]
+        .record
+        .as_ref()
+        .unwrap_err()
+        .message
+        .contains("empty"));
+    assert_eq!(entries[2].record.as_ref().unwrap().id, "c");
+}
+
+/// One-line elements whose array's `]` ends the last line: a broken one costs only itself,
+/// and what follows the array is read; an error names the record's own id, not a nested
+/// object's.
+#[test]
+fn a_broken_one_line_element_costs_only_itself() {
+    let text = b"[{\"id\": \"a\", \"meta\": {\"id\": \"spk\"}, \"input\": [\"w a]},\n{\"id\": \"b\", \"input\": [\"w b\"]},\n{\"id\": \"c\", \"input\": [\"w c\"]},\n{\"id\": \"d\", \"input\": [\"w d\"]}]\n{\"id\": \"e\", \"input\": [\"w e\"]}\n";
+    let entries = parse(text);
+    let ids: Vec<String> = entries
+        .iter()
+        .map(|e| match &e.record {
+            Ok(r) => r.id.to_string(),
+            Err(err) => format!("error {}", err.id.as_deref().unwrap()),
+        })
+        .collect();
+    assert_eq!(ids, ["error \"a\"", "\"b\"", "\"c\"", "\"d\"", "\"e\""]);
+}
+
+/// A record whose first line is longer than the record limit, then more lines, is one
+/// error (it panicked slicing past the limit).
+#[test]
+fn a_first_line_over_the_limit_is_an_error() {
+    let entries = parse_with_limit(b"{\"id\": \"a\",\n \"input\": [\"x\"]}\n", 5);
+    assert!(!entries.is_empty());
+    assert!(entries.iter().all(|e| e.record.is_err()));
+}
+
+/// Nothing after or inside an array is lost without a word: joined arrays are all read, a
+/// cut-off array keeps its complete records, trailing text is an error entry; and a
+/// transcript line starting with a bracket is text, not an array.
+#[test]
+fn arrays_lose_no_record() {
+    let hyps = |e: &Entry| e.record.as_ref().map(|r| r.hypotheses.join("|")).ok();
+    let err = |e: &Entry| e.record.as_ref().err().map(|e| e.message.clone());
+    let joined = parse(b"[{\"input\": [\"a\"]}]\n[\n{\"input\": [\"b\"]}]\n");
+    assert_eq!(
+        joined.iter().map(hyps).collect::<Vec<_>>(),
+        [Some("a".into()), Some("b".into())]
+    );
+    assert_eq!((joined[1].index, joined[1].line), (1, 3));
+
+    let cut = parse(b"[\n{\"input\": [\"a\"]},\n{\"input\": [\"b\"]\n");
+    assert_eq!(cut.len(), 2);
+    assert_eq!(hyps(&cut[0]).as_deref(), Some("a"));
+    assert_eq!(cut[1].line, 3);
+    assert!(err(&cut[1]).unwrap().contains("cut off"));
+
+    let trailing = parse(b"[{\"input\": [\"a\"]}]\nmore text\n");
+    assert_eq!(trailing.len(), 2);
+    assert_eq!(trailing[1].line, 2);
+    assert!(err(&trailing[1])
+        .unwrap()
+        .contains("after the last JSON record"));
+
+    // JSON Lines after an array (`cat a.json b.jsonl`) are records with their own ids.
+    let mixed =
+        parse(b"[{\"input\": [\"a\"]}]\n{\"id\": \"x\", \"task\": \"ocr\", \"input\": [\"b\"]}\n");
+    assert_eq!(mixed.len(), 2);
+    let second = mixed[1].record.as_ref().unwrap();
+    assert_eq!(
+        (second.id.clone(), second.task.as_deref(), mixed[1].line),
+        ("x".into(), Some("ocr"), 2)
+    );
+
+    for text in [
+        "[noise] hello there\nsecond line\n",
+        "[1] first\n[2] second\n",
+    ] {
+        let lines = parse(text.as_bytes());
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(hyps(&lines[0]).unwrap(), text.lines().next().unwrap());
+    }
+    assert!(parse(b"[ ]").is_empty());
+}
+
+#[test]
+fn compressed_input_is_refused_as_such() {
+    let path = std::env::temp_dir().join(format!("neko-gz-{}.jsonl.gz", std::process::id()));
+    std::fs::write(&path, [0x1f, 0x8b, 0x08, 0x00, b'\n', 0xff]).unwrap();
+    let err = read_input(&path).unwrap_err().to_string();
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        err.contains("gzip-compressed") && err.contains("zcat"),
+        "{err}"
+    );
+    assert_eq!(compression(b"BZh9..."), Some(("bzip2", "bzcat")));
+    assert_eq!(compression(b"BZh is a word"), None);
+    assert_eq!(compression(b"{\"input\": []}"), None);
+}
+
+/// Objects pretty-printed (`jq .`) or run together on one line are records each, with the
+/// line they start on.
+#[test]
+fn objects_over_several_lines_or_on_one_are_records_each() {
+    let hyps = |es: &[Entry]| -> Vec<String> {
+        es.iter()
+            .map(|e| e.record.as_ref().unwrap().hypotheses.join("|"))
+            .collect()
+    };
+    let pretty = parse(b"{\n  \"input\": [\n    \"a {b}\"\n  ]\n}\n{\n  \"input\": [\"c\"]\n}\n");
+    assert_eq!(hyps(&pretty), ["a {b}", "c"]);
+    assert_eq!((pretty[0].line, pretty[1].line), (1, 6));
+    let together = parse(
+        b"{\"input\": [\"a\"]}{\"input\": [\"b\"]} {\"input\": [\"c\"]}\n{\"input\": [\"d\"]}\n",
+    );
+    assert_eq!(hyps(&together), ["a", "b", "c", "d"]);
+    assert_eq!(
+        together.iter().map(|e| e.line).collect::<Vec<_>>(),
+        [1, 1, 1, 2]
+    );
+    // A broken first line whose brackets happen to close later is a line, not an object.
+    let lines = parse(b"{\"input\": [\"a\n{\"input\": [\"b ]\"]}\n{\"input\": [\"c\"]}\n");
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0].record.is_err());
+    assert_eq!(lines[2].record.as_ref().unwrap().hypotheses, ["c"]);
+    // Records run together before a cut one are kept, the cut one is an error; joined
+    // with commas too. A cut-off pretty-printed object is named.
+    let broken = parse(b"{\"input\": [\"a\"]}{\"input\"\n");
+    assert_eq!(broken.len(), 2);
+    assert!(broken[0].record.is_ok() && broken[1].record.is_err());
+    let commas = parse(b"{\"input\": [\"a\"]}, {\"input\": [\"b\"]}\n");
+    assert_eq!(hyps(&commas), ["a", "b"]);
+    let cut = parse(b"{\n \"input\": [\"a\"]\n}\n{\n \"input\": [\"b\"\n");
+    assert_eq!(cut.len(), 2);
+    assert!(cut[1]
+        .record
+        .as_ref()
+        .unwrap_err()
+        .message
+        .contains("cut off"));
+}
+
+#[test]
+fn errors_name_the_field() {
+    let entries = parse(b"{\"input\": [\"a\", 3]}\n{\"input\": \nnot json\n\xff\xfe\n");
+    assert_eq!(entries.len(), 4);
+    let msgs: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            e.record
+                .as_ref()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(msgs[0].contains("input[1]"), "{}", msgs[0]);
+    assert!(msgs[1].contains("broken JSON"), "{}", msgs[1]);
+    assert!(msgs[2].contains("not JSON"), "{}", msgs[2]);
+    assert!(msgs[3].contains("UTF-8"), "{}", msgs[3]);
+}
+
+#[test]
+fn an_unreadable_record_keeps_its_id_and_task() {
+    let entries = parse(
+            b"{\"id\": \"w7\", \"task\": \"asr\", \"input\": [], \"error\": {\"message\": \"no audio\"}}\n{\"input\": []}\n{\"id\": [1], \"input\": [\"a\"]}\n",
+        );
+    let err = entries[0].record.as_ref().unwrap_err();
+    // The record's own error is the cause: it is what the error says.
+    assert_eq!(
+        (err.field.as_deref(), err.message.as_str()),
+        (None, "no audio")
+    );
+    let own = entries[1].record.as_ref().unwrap_err();
+    assert_eq!(own.field.as_deref(), Some("input"));
+    assert_eq!(entries[0].id(), Value::from("w7"));
+    assert_eq!(err.task.as_deref(), Some("asr"));
+    // Without an id, or with one that is not a string or number: the position.
+    assert_eq!(entries[1].id(), Value::from(1));
+    assert_eq!(entries[2].id(), Value::from(2));
+    assert_eq!(
+        entries[2].record.as_ref().unwrap_err().field.as_deref(),
+        Some("id")
+    );
+}
+
+/// A record too long, or not UTF-8, keeps the id and task it gives, in lines and arrays.
+#[test]
+fn a_record_too_long_or_not_utf8_keeps_its_id() {
+    let bad = b"{\"id\": \"u2\", \"task\": \"ocr\", \"input\": [\"a \xff b\"]}";
+    let long = format!("{{\"id\": 7, \"input\": [\"{}\"]}}", "x".repeat(200));
+    let mut lines = bad.to_vec();
+    lines.push(b'\n');
+    lines.extend_from_slice(long.as_bytes());
+    let mut array = b"[".to_vec();
+    array.extend_from_slice(bad);
+    array.push(b',');
+    array.extend_from_slice(long.as_bytes());
+    array.push(b']');
+    for input in [lines, array] {
+        let entries = parse_with_limit(&input, 100);
+        assert_eq!(entries.len(), 2);
+        let err = entries[0].record.as_ref().unwrap_err();
+        assert!(err.message.starts_with("invalid UTF-8"), "{}", err.message);
+        assert_eq!(
+            (entries[0].id(), err.task.as_deref()),
+            ("u2".into(), Some("ocr"))
+        );
+        let err = entries[1].record.as_ref().unwrap_err();
+        assert!(err.message.contains("over the limit"), "{}", err.message);
+        assert_eq!(entries[1].id(), Value::from(7));
+    }
+}

@@ -1,0 +1,380 @@
+//! One record's text, and its JSON value, read into a [`Record`]: the fields of every
+//! variant (`input`, `hypotheses`, `nbest`, scores, ids), and errors that keep the record's id.
+
+use serde_json::{Map, Value};
+
+use super::lines::Layout;
+use super::scan::own_key;
+use super::{too_long, Record, RecordError};
+
+/// A JSON list of strings (non-empty), as a record's hypotheses.
+fn hypothesis_list(v: &Value) -> Option<Vec<String>> {
+    let items = v.as_array().filter(|a| !a.is_empty())?;
+    items
+        .iter()
+        .map(|h| h.as_str().map(str::to_string))
+        .collect()
+}
+
+/// `error` with the id that the broken or cut record `raw` gives as `"id": VALUE`, when it has
+/// none: its error line then still joins its input.
+pub(super) fn with_id_in(mut error: RecordError, raw: &[u8]) -> RecordError {
+    if error.id.is_some() {
+        return error;
+    }
+    let text = String::from_utf8_lossy(raw);
+    let rest = match own_key(text.as_bytes(), b"\"id\"") {
+        Some(at) => Some(&text[at..]),
+        None => text.split_once("\"id\"").map(|(_, rest)| rest),
+    };
+    let id = rest.and_then(|rest| {
+        let value = rest.trim_start().strip_prefix(':')?.trim_start();
+        let end = value.find([',', '\n', '}']).unwrap_or(value.len());
+        serde_json::from_str::<Value>(value[..end].trim()).ok()
+    });
+    error.id = id.filter(|v| v.is_string() || v.is_number()).map(Box::new);
+    error
+}
+
+/// `error` with the id and task of the record it is about, when `value` is its object: its
+/// error line then still joins its input.
+pub(super) fn identified(error: RecordError, value: Option<Value>) -> RecordError {
+    match value {
+        Some(Value::Object(obj)) => RecordError {
+            id: valid_id(&obj).map(Box::new),
+            task: task_named(&obj),
+            ..error
+        },
+        _ => error,
+    }
+}
+
+/// One record's bytes (a line, or an array `element`), parsed. A record too long or not UTF-8
+/// still keeps the id and task it gives, so that its error line joins its input.
+pub(super) fn record_from_bytes(
+    raw: &[u8],
+    index: usize,
+    max: usize,
+    layout: Layout,
+) -> Result<Record, RecordError> {
+    let error = match std::str::from_utf8(raw) {
+        _ if raw.len() > max => too_long(raw.len(), max),
+        Ok(text) => return parse_text(text, index, layout),
+        Err(e) => {
+            let unit = if layout == Layout::Element {
+                "record"
+            } else {
+                "line"
+            };
+            let at = e.valid_up_to();
+            RecordError::new(None, format!("invalid UTF-8 at byte {at} of the {unit}"))
+        }
+    };
+    Err(identified(
+        error,
+        parse_json(&String::from_utf8_lossy(raw)).ok(),
+    ))
+}
+
+fn parse_json(text: &str) -> Result<Value, RecordError> {
+    serde_json::from_str(text).map_err(|e| RecordError::new(None, format!("broken JSON: {e}")))
+}
+
+/// One record's text, read as its layout says.
+fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, RecordError> {
+    let trimmed = text.trim();
+    let json = match layout {
+        Layout::Element | Layout::JsonLine => true,
+        // A record that lost its file's other lines is still read as one (`{"`).
+        // A record has a key (`{"input": ...`); `{"laughs"} okay` is a transcript's line.
+        Layout::TextLine => {
+            let rest = trimmed.strip_prefix('{').map(str::trim_start);
+            rest.is_some_and(|r| r.starts_with('"') && r.contains("\":"))
+        }
+    };
+    match json {
+        true if layout == Layout::JsonLine && !trimmed.starts_with(['{', '[', '"']) => {
+            Err(RecordError::new(
+                None,
+                "not JSON, in a file of JSON Lines (its other lines are JSON records)",
+            ))
+        }
+        // An object's keys without its `{` (an element or line that lost it): never valid
+        // JSON, so nothing valid is turned away here.
+        true if starts_with_a_key(trimmed) => Err(RecordError::new(
+            None,
+            "broken JSON: the record's opening `{` is missing (it starts with a key)",
+        )),
+        true => from_value(parse_json(trimmed)?, index),
+        // A plain text line is a 1-best with nothing else known.
+        false => Ok(Record::from_hypotheses(
+            Value::from(index),
+            vec![trimmed.to_string()],
+        )),
+    }
+}
+
+/// Whether JSON text starts with an object's key (`"id": ...`): an object that lost its `{`.
+pub(super) fn starts_with_a_key(text: &str) -> bool {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<String>();
+    matches!(values.next(), Some(Ok(_)))
+        && text[values.byte_offset()..].trim_start().starts_with(':')
+}
+
+/// Builds a record from a parsed JSON value (an object, or a bare string as a 1-best).
+pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
+    let obj = match value {
+        Value::Object(obj) => obj,
+        Value::String(s) => return Ok(Record::from_hypotheses(Value::from(index), vec![s])),
+        // A list of strings is a record's N-best, best first.
+        list @ Value::Array(_) => {
+            return match hypothesis_list(&list) {
+                Some(hyps) => Ok(Record::from_hypotheses(Value::from(index), hyps)),
+                None if list.as_array().is_some_and(Vec::is_empty) => {
+                    Err(RecordError::new(None, "the hypothesis list is empty"))
+                }
+                None => Err(RecordError::new(
+                    None,
+                    "expected an object, or a list of hypothesis strings",
+                )),
+            };
+        }
+        other => {
+            return Err(RecordError::new(
+                None,
+                format!("expected an object, found {}", kind(&other)),
+            ))
+        }
+    };
+    let id = match obj.get("id") {
+        Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
+        Some(Value::Null) | None => Value::from(index),
+        Some(other) => {
+            return Err(RecordError {
+                best: hypotheses_of(&obj)
+                    .ok()
+                    .and_then(|(h, _, _)| h.into_iter().next()),
+                ..RecordError::new(
+                    Some("id"),
+                    format!("expected a string or number, found {}", kind(other)),
+                )
+            })
+        }
+    };
+    record_of(&obj, id.clone()).map_err(|e| {
+        // A record that an earlier step (a recogniser, a `neko correct` run) could not make
+        // carries that step's error: it is the cause, so it passes through as it was. Where
+        // the hypotheses were read, a bad field of this record is the cause instead.
+        let cause = match e.best {
+            Some(_) => e,
+            None => earlier_error(&obj).unwrap_or(e),
+        };
+        RecordError {
+            id: Some(Box::new(id)),
+            task: task_named(&obj),
+            ..cause
+        }
+    })
+}
+
+/// Whether an `error` field's value says there was one: null, `false` and `""` (as tools write
+/// "no error") do not.
+pub fn is_error(v: &Value) -> bool {
+    !matches!(v, Value::Null | Value::Bool(false)) && v.as_str() != Some("")
+}
+
+/// The record's `id`, where it is one (a string or a number).
+fn valid_id(obj: &Map<String, Value>) -> Option<Value> {
+    obj.get("id")
+        .filter(|v| v.is_string() || v.is_number())
+        .cloned()
+}
+
+/// The task the record names, where it names one as a string.
+fn task_named(obj: &Map<String, Value>) -> Option<String> {
+    obj.get("task").and_then(Value::as_str).map(str::to_string)
+}
+
+/// The record's own `error` (a string, or an object with a `message` and perhaps a `field`).
+fn earlier_error(obj: &Map<String, Value>) -> Option<RecordError> {
+    let error = match obj.get("error").filter(|v| is_error(v))? {
+        Value::String(s) => RecordError::new(None, s.clone()),
+        Value::Object(o) => RecordError::new(
+            o.get("field").and_then(Value::as_str),
+            o.get("message")?.as_str()?,
+        ),
+        _ => return None,
+    };
+    Some(RecordError {
+        upstream: true,
+        ..error
+    })
+}
+
+/// The record in `obj`, whose id has been read.
+fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError> {
+    let (hypotheses, nbest_scores, only_best) = hypotheses_of(obj)?;
+    // A bad field besides the hypotheses fails the record, but its 1-best is known.
+    let with_best = |e: RecordError| RecordError {
+        best: hypotheses.first().cloned(),
+        ..e
+    };
+    let string = |field: &str| opt_string(obj, field).map_err(with_best);
+    let scores = match nbest_scores {
+        Some(s) => Some(s),
+        None => scores_of(obj).map_err(with_best)?,
+    };
+    Ok(Record {
+        id,
+        task: string("task")?,
+        reference: string("output")?,
+        prediction: string("prediction")?,
+        source: string("source")?,
+        start: obj.get("start").filter(|v| !v.is_null()).cloned(),
+        end: obj.get("end").filter(|v| !v.is_null()).cloned(),
+        instruction: string("instruction")?,
+        error: obj.get("error").filter(|v| is_error(v)).cloned(),
+        guard: string("guard")?,
+        hypotheses,
+        only_best,
+        scores,
+    })
+}
+
+/// The hypotheses, their scores when the list carried them, and whether only the 1-best was given.
+type Hypotheses = (Vec<String>, Option<Vec<f64>>, bool);
+
+/// The hypothesis list, from `input`, `hypotheses`, `nbest`, or (for `neko correct` output
+/// files) `best`. An empty list is an error: there is nothing to correct or score.
+fn hypotheses_of(obj: &Map<String, Value>) -> Result<Hypotheses, RecordError> {
+    for field in ["input", "hypotheses"] {
+        if let Some(v) = obj.get(field) {
+            let hyps = string_list(v, field)?;
+            return non_empty(hyps, field).map(|h| (h, None, false));
+        }
+    }
+    if let Some(v) = obj.get("nbest") {
+        return nbest_of(v);
+    }
+    if let Some(v) = obj.get("best") {
+        let best = v
+            .as_str()
+            .ok_or_else(|| RecordError::new(Some("best"), "expected a string"))?;
+        return Ok((vec![best.to_string()], None, true));
+    }
+    Err(RecordError::new(
+        Some("input"),
+        "missing: a record needs `input` (a list of hypotheses), `hypotheses`, `nbest` or \
+         `best` (its 1-best, as `neko correct` writes it)",
+    ))
+}
+
+fn non_empty(hyps: Vec<String>, field: &str) -> Result<Vec<String>, RecordError> {
+    if hyps.is_empty() {
+        Err(RecordError::new(
+            Some(field),
+            "the hypothesis list is empty",
+        ))
+    } else {
+        Ok(hyps)
+    }
+}
+
+fn string_list(v: &Value, field: &str) -> Result<Vec<String>, RecordError> {
+    match v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                item.as_str().map(str::to_string).ok_or_else(|| {
+                    RecordError::new(
+                        Some(&format!("{field}[{i}]")),
+                        format!("expected a string, found {}", kind(item)),
+                    )
+                })
+            })
+            .collect(),
+        other => Err(RecordError::new(
+            Some(field),
+            format!("expected a list of strings, found {}", kind(other)),
+        )),
+    }
+}
+
+/// `nbest`: a list of `{"text": ..., "score": ...}` objects (or plain strings).
+fn nbest_of(v: &Value) -> Result<Hypotheses, RecordError> {
+    let items = v
+        .as_array()
+        .ok_or_else(|| RecordError::new(Some("nbest"), "expected a list"))?;
+    let mut hyps = Vec::with_capacity(items.len());
+    let mut scores = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("nbest[{i}]");
+        match item {
+            Value::String(s) => hyps.push(s.clone()),
+            Value::Object(o) => {
+                let text = o.get("text").and_then(Value::as_str).ok_or_else(|| {
+                    RecordError::new(Some(&format!("{field}.text")), "expected a string")
+                })?;
+                hyps.push(text.to_string());
+                if let Some(s) = o.get("score").and_then(Value::as_f64) {
+                    scores.push(s);
+                }
+            }
+            other => {
+                return Err(RecordError::new(
+                    Some(&field),
+                    format!("expected an object with `text`, found {}", kind(other)),
+                ))
+            }
+        }
+    }
+    let hyps = non_empty(hyps, "nbest")?;
+    let scores = (scores.len() == hyps.len()).then_some(scores);
+    Ok((hyps, scores, false))
+}
+
+fn scores_of(obj: &Map<String, Value>) -> Result<Option<Vec<f64>>, RecordError> {
+    for field in ["scores", "am_score", "score"] {
+        if let Some(v) = obj.get(field) {
+            let list = match v {
+                Value::Array(items) => items
+                    .iter()
+                    .map(|x| {
+                        x.as_f64().ok_or_else(|| {
+                            RecordError::new(Some(field), "expected a list of numbers")
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                Value::Number(n) => vec![n.as_f64().unwrap_or(f64::NAN)],
+                Value::Null => continue,
+                _ => return Err(RecordError::new(Some(field), "expected a list of numbers")),
+            };
+            return Ok(Some(list));
+        }
+    }
+    Ok(None)
+}
+
+fn opt_string(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, RecordError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(RecordError::new(
+            Some(field),
+            format!("expected a string, found {}", kind(other)),
+        )),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
