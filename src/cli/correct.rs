@@ -11,7 +11,7 @@ use super::{ModelArgs, EXIT_ERROR, EXIT_OK};
 use crate::backend::openai::{self, OpenAi, PromptAs};
 use crate::backend::{render, BackendKind};
 use crate::correct::{Constrain, CorrectOptions, Corrector, STOPPED};
-use crate::guard::{Agreed, BaseLm, Dropped, GuardOptions, Margin, Nbest};
+use crate::guard::{Agreed, BaseLm, Dropped, GuardOptions, Margin, Nbest, Spacing};
 use crate::model::RoutingMode;
 use crate::output::{OutputRecord, OutputSink, RecordFailure};
 use crate::prompt::Template;
@@ -162,6 +162,14 @@ pub struct DecodeArgs {
     #[arg(long, value_enum, default_value = "keep", env = "NEKO_GUARD_DROPPED")]
     pub guard_dropped: Dropped,
 
+    /// What the guard does with an ASR answer that only joins or splits words of the 1-best
+    /// ("non zero" → "nonzero", nothing else changed): `keep` (default) falls back to the
+    /// 1-best (`"fallback:spacing"`), `free` lets it through. Word boundaries are spelling
+    /// conventions the recogniser learnt, not what was heard. Why: docs/training.md, "Word
+    /// boundaries are not what was heard".
+    #[arg(long, value_enum, default_value = "keep", env = "NEKO_GUARD_SPACING")]
+    pub guard_spacing: Spacing,
+
     /// Whether an ASR answer that changes words must also be likelier under the corrector's
     /// base model, reading each text alone (no prompt, the low-rank experts left out), than
     /// the same answer with its word edits undone: `on` (default) falls back to the 1-best
@@ -209,6 +217,7 @@ impl DecodeArgs {
                 agreed: self.guard_agreed,
                 nbest: self.guard_nbest,
                 dropped: self.guard_dropped,
+                spacing: self.guard_spacing,
                 base_lm: self.guard_base_lm,
                 // Set from `constrain` when the corrector is made.
                 ..GuardOptions::on()

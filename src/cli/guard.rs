@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{ModelArgs, EXIT_OK};
 use crate::correct::{CorrectOptions, Corrector};
 use crate::generate::Finish;
-use crate::guard::{self, Agreed, BaseLm, Dropped, GuardOptions, Margin, Nbest};
+use crate::guard::{self, Agreed, BaseLm, Dropped, GuardOptions, Margin, Nbest, Spacing};
 use crate::record::{self, Record};
 use crate::style::StyleMode;
 use crate::Task;
@@ -59,6 +59,11 @@ pub struct GuardArgs {
     /// --guard-dropped`: `keep` (default) falls back to the 1-best, `free` lets them through.
     #[arg(long, value_enum, default_value = "keep")]
     pub dropped: Dropped,
+
+    /// ASR predictions that only join or split words of the 1-best, as `neko correct
+    /// --guard-spacing`: `keep` (default) falls back to the 1-best, `free` lets them through.
+    #[arg(long, value_enum, default_value = "keep")]
+    pub spacing: Spacing,
 
     /// Whether a kept ASR prediction that changes words must also be preferred by the base
     /// model under the corrector's experts, as `neko correct --guard-base-lm`: `on` (default)
@@ -126,6 +131,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         nbest: args.nbest,
         constrained: args.decoded == Decoded::Constrained,
         dropped: args.dropped,
+        spacing: args.spacing,
         base_lm: args.base_lm,
     };
     // Scoring reads only the model, the built-in prompts and the default answer bound.

@@ -1406,8 +1406,10 @@ fn shipped_neko_smol_rebuilds_from_the_base_and_gives_its_recorded_answers() {
             // decoding was constrained by default.
             .env("NEKO_GUARD_NBEST", "free")
             .env("NEKO_CONSTRAIN", "none")
-            // And before the base-model check (its own test is below).
+            // And before the base-model check (its own test is below) and the word-boundary
+            // check (its tests are the guard's).
             .env("NEKO_GUARD_BASE_LM", "off")
+            .env("NEKO_GUARD_SPACING", "free")
             .arg("correct")
             .arg(fixture("records/neko-smol-dev.jsonl")),
     );

@@ -115,7 +115,7 @@ fn correct_variants_at_margin(margin: &str) -> (Vec<serde_json::Value>, String) 
     .args(["--guard-max-edit", "1000000", "--guard-margin", margin])
     // The tiny model's answers change anything; only the margin is under test.
     .args(["--guard-agreed", "free", "--guard-nbest", "free"])
-    .args(["--guard-dropped", "free"])
+    .args(["--guard-dropped", "free", "--guard-spacing", "free"])
     .args(["--constrain", "none"])
     .arg("--model")
     .arg(fixture("tiny-mixtral"))

@@ -322,7 +322,7 @@ fn resume_refuses_a_run_made_with_other_settings() {
             "tiny-llama",
             &["--constrain", "none"][..],
             // Free decoding also has ASR's other default margin.
-            "settings (decode: greedy+words → greedy, guard: asr:w0.1+m4+agreed+pick+dropped → asr:w0.1+m1.5+agreed+pick+dropped)",
+            "settings (decode: greedy+words → greedy, guard: asr:w0.1+m4+agreed+pick+dropped+spacing → asr:w0.1+m1.5+agreed+pick+dropped+spacing)",
         ),
     ] {
         let out = run(model, extra);
@@ -847,6 +847,45 @@ fn guard_sends_back_a_pick_that_only_drops_words() {
     let out = guard(&["--dropped", "free"]);
     assert!(out.iter().all(|r| r.get("guard").is_none()), "{out:?}");
     assert_eq!(out[0]["prediction"], "so this is it");
+}
+
+/// `neko guard --spacing`: a pick that only joins or splits words of the 1-best falls back
+/// by default, whatever its margin; `free` lets it through (docs/training.md, "Word
+/// boundaries are not what was heard").
+#[test]
+fn guard_sends_back_a_pick_that_only_moves_spaces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        r#"{"id": "a", "input": ["they re enlist today", "they reenlist today"]}
+{"id": "b", "input": ["they reenlist to day", "they re enlist today"]}
+{"id": "c", "input": ["they re enlist today", "they re enlisted today"]}
+"#,
+    )
+    .unwrap();
+    let preds = tmp.path().join("raw.jsonl");
+    std::fs::write(
+        &preds,
+        r#"{"id": "a", "prediction": "they reenlist today", "margin": 20}
+{"id": "b", "prediction": "they re enlist today", "margin": 20}
+{"id": "c", "prediction": "they re enlisted today", "margin": 20}
+"#,
+    )
+    .unwrap();
+    let guard =
+        |extra: &[&str]| neko_guard(&input, &preds, &[&["--base-lm", "off"], extra].concat());
+    let out = guard(&[]);
+    // A join, and a join with a split (a longer split is no pick: `fallback:nbest`).
+    assert_eq!(out[0]["guard"], "fallback:spacing", "{}", out[0]);
+    assert_eq!(out[0]["prediction"], "they re enlist today");
+    assert_eq!(out[1]["guard"], "fallback:spacing", "{}", out[1]);
+    assert_eq!(out[1]["prediction"], "they reenlist to day");
+    // A changed word is not a boundary: the pick stays.
+    assert!(out[2].get("guard").is_none(), "{}", out[2]);
+    let out = guard(&["--spacing", "free"]);
+    assert!(out.iter().all(|r| r.get("guard").is_none()), "{out:?}");
+    assert_eq!(out[0]["prediction"], "they reenlist today");
 }
 
 #[test]

@@ -284,7 +284,7 @@ fn openai_backend_sends_the_rendered_prompt_and_greedy_settings() {
     for line in &held {
         assert_eq!(line["guard"], "fallback:agreed", "{line}");
     }
-    assert!(err.contains("+agreed+pick+dropped|"), "{err}");
+    assert!(err.contains("+agreed+pick+dropped+spacing|"), "{err}");
 }
 
 /// An ASR answer must be one of its hypotheses (`--guard-nbest pick`): with a single hypothesis
@@ -325,7 +325,7 @@ fn a_single_hypothesis_keeps_its_words_unless_the_model_may_write() {
         err.contains("1 ASR answers to a single hypothesis fell back"),
         "{err}"
     );
-    assert!(err.contains("+pick+dropped|"), "{err}");
+    assert!(err.contains("+pick+dropped+spacing|"), "{err}");
     let (free, err) = run(&["--guard-nbest", "free"]);
     assert_eq!(free[0]["prediction"], "the dog sat number one");
     assert!(!err.contains("single hypothesis"), "{err}");
