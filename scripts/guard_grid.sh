@@ -4,7 +4,7 @@
 # words"). The answers come from a run that kept and scored everything:
 #
 #   neko correct --task asr --guard-max-edit 100 --guard-margin -1000 --guard-dropped free \
-#       --guard-base-lm off IN -o RAW
+#       --guard-spacing free --guard-base-lm off IN -o RAW
 #   scripts/guard_grid.sh IN RAW [OUT]
 #
 # Then each setting is `neko guard` (default edit limit, margin and checks) + `neko eval`.

@@ -19,5 +19,5 @@ python3 scripts/hp_style.py docs/results/ood-asr-2026-11-26/ood-asr.dev.jsonl.gz
 rm -f "$out"/raw.jsonl*
 scripts/correct_sharded.sh "$out/hp-ood.json" "$out/raw.jsonl" --task asr \
     --guard-max-edit 100 --guard-margin -1000 --guard-agreed free --guard-dropped free \
-    --guard-base-lm off "$@"
+    --guard-spacing free --guard-base-lm off "$@"
 scripts/guard_grid.sh "$out/hp-ood.json" "$out/raw.jsonl" "$out/grid"
