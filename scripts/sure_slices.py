@@ -15,21 +15,16 @@ letters, digits and apostrophes.
 """
 import json
 import math
+import os
 import re
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pick_slices import edits  # noqa: E402  (word-level edit distance)
 
 
 def words(text):
     return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
-
-
-def edits(a, b):
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
 
 
 def lines(path):
