@@ -3,7 +3,7 @@
 
 use super::lines::Layout;
 use super::scan::{line_end, object_end, LineCounter, Strings};
-use super::value::{record_from_bytes, with_id_in};
+use super::value::{record_from_bytes, starts_with_a_key, with_id_in};
 use super::{Entry, Record, RecordError};
 
 /// JSON documents one after another: arrays of records (HyPoradise files, several as `cat`
@@ -225,7 +225,8 @@ pub(super) fn json_follows(bytes: &[u8], close: usize) -> bool {
 /// well-formed, split after each `}` that a comma and a key's `{"` follow (`},{"`), and the
 /// offset where reading goes on; `None` when the array's line does not end with `]` (a cut
 /// array, or one over several lines) or no such place is found. A string broken by a missing
-/// quote makes the bracket scan lose its place; records rarely hold `},{"` in their text, so
+/// quote makes the bracket scan lose its place; the `"` must open a key (a string, then `:`),
+/// so a text that ends in `},{` (its closing quote after it) is not taken for a boundary, and
 /// the records after the broken one are still read.
 fn boundary_elements(bytes: &[u8], open: usize) -> Option<(Vec<(usize, usize)>, usize)> {
     let line = bytes[open..line_end(bytes, open)].trim_ascii_end();
@@ -246,7 +247,8 @@ fn boundary_elements(bytes: &[u8], open: usize) -> Option<(Vec<(usize, usize)>, 
         let brace = skip(comma + 1);
         let quote = skip(brace + 1);
         let boundary = [comma, brace, quote].iter().all(|&k| k < end)
-            && (bytes[comma], bytes[brace], bytes[quote]) == (b',', b'{', b'"');
+            && (bytes[comma], bytes[brace], bytes[quote]) == (b',', b'{', b'"')
+            && starts_with_a_key(&bytes[quote..end]);
         if boundary {
             starts.push(brace);
         }

@@ -101,7 +101,7 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
         }
         // An object's keys without its `{` (an element or line that lost it): never valid
         // JSON, so nothing valid is turned away here.
-        true if starts_with_a_key(trimmed) => Err(RecordError::new(
+        true if starts_with_a_key(trimmed.as_bytes()) => Err(RecordError::new(
             None,
             "broken JSON: the record's opening `{` is missing (it starts with a key)",
         )),
@@ -115,10 +115,10 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
 }
 
 /// Whether JSON text starts with an object's key (`"id": ...`): an object that lost its `{`.
-pub(super) fn starts_with_a_key(text: &str) -> bool {
-    let mut values = serde_json::Deserializer::from_str(text).into_iter::<String>();
+pub(super) fn starts_with_a_key(text: &[u8]) -> bool {
+    let mut values = serde_json::Deserializer::from_slice(text).into_iter::<String>();
     matches!(values.next(), Some(Ok(_)))
-        && text[values.byte_offset()..].trim_start().starts_with(':')
+        && text[values.byte_offset()..].trim_ascii_start().first() == Some(&b':')
 }
 
 /// Builds a record from a parsed JSON value (an object, or a bare string as a 1-best).
