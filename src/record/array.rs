@@ -3,7 +3,7 @@
 
 use super::lines::Layout;
 use super::scan::{line_end, object_end, LineCounter, Strings};
-use super::value::{record_from_bytes, starts_with_a_key, with_id_in};
+use super::value::{placed_in_file, record_from_bytes, starts_with_a_key, with_id_in};
 use super::{Entry, Record, RecordError};
 
 /// JSON documents one after another: arrays of records (HyPoradise files, several as `cat`
@@ -21,7 +21,7 @@ pub(super) fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<E
             entries.push(Entry {
                 index,
                 line,
-                record,
+                record: record.map_err(|e| placed_in_file(e, bytes, offset, line)),
             });
         };
     let mut at = first;

@@ -3,7 +3,7 @@
 //! share of JSON ([`Layout::of_units`]).
 
 use super::scan::{line_end, object_end, repaired};
-use super::value::{identified, record_from_bytes, with_id_in};
+use super::value::{identified, placed_in_file, record_from_bytes, with_id_in};
 use super::{opens_a_list, opens_an_object, Entry, Record, RecordError};
 
 /// How the lines of a file are read.
@@ -208,10 +208,12 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
                     .map_err(|error| with_id_in(error, part)),
                 None => record_from_bytes(part, index, max, layout),
             };
+            // Every part is a slice of `bytes`, so its address gives its offset.
+            let start = part.as_ptr() as usize - bytes.as_ptr() as usize;
             entries.push(Entry {
                 index,
                 line: u.line,
-                record,
+                record: record.map_err(|e| placed_in_file(e, bytes, start, u.line)),
             });
         }
     }

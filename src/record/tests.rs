@@ -553,3 +553,43 @@ fn a_record_too_long_or_not_utf8_keeps_its_id() {
         assert_eq!(entries[1].id(), Value::from(7));
     }
 }
+
+/// A broken record's message says where in the file serde_json stopped, not where in the
+/// record: a pretty-printed element, a JSON line, records run together on a line, a compact
+/// array's element.
+#[test]
+fn a_broken_records_position_is_the_files() {
+    let message = |text: &str, k: usize| {
+        let entries = parse(text.as_bytes());
+        entries[k].record.as_ref().unwrap_err().message.clone()
+    };
+    let pretty = "[\n  {\n    \"id\": \"a\",\n    \"input\": [\"x\"]\n  },\n  {\n    \"id\": \"b\",\n    \"input\": [\"p q]\n  }\n]\n";
+    assert!(
+        message(pretty, 1).ends_with("at line 9 column 0"),
+        "{}",
+        message(pretty, 1)
+    );
+    let lines = "{\"id\":\"a\",\"input\":[\"x\"]}\n{\"id\":\"b\",\"input\":[\"y]}\n";
+    assert!(
+        message(lines, 1).ends_with("at line 2 column 23"),
+        "{}",
+        message(lines, 1)
+    );
+    let together = "{\"id\":\"a\",\"input\":[\"x\"]}\n  {\"id\":\"c\",\"input\":[\"z\"]} {\"id\":\"d\",\"input\":[\"w]}\n";
+    assert!(
+        message(together, 2).ends_with("at line 2 column 50"),
+        "{}",
+        message(together, 2)
+    );
+    let compact = "[{\"id\":\"a\",\"input\":[\"x\"]},{\"id\":\"b\",\"input\":[\"y]},{\"id\":\"c\",\"input\":[\"z\"]}]\n";
+    assert!(
+        message(compact, 1).ends_with("at line 1 column 49"),
+        "{}",
+        message(compact, 1)
+    );
+    // Other messages are left as they are.
+    assert_eq!(
+        message("{\"input\": []}\n", 0),
+        "the hypothesis list is empty"
+    );
+}

@@ -36,6 +36,58 @@ pub(super) fn with_id_in(mut error: RecordError, raw: &[u8]) -> RecordError {
     error
 }
 
+/// `error` with serde_json's position (`at line L column C`, within the record's text, as
+/// `parse_json` wrote it) moved to the file's, so that a user can go to it: the record's text
+/// starts at byte `start` of `bytes`, on line `line` of the file.
+pub(super) fn placed_in_file(
+    mut error: RecordError,
+    bytes: &[u8],
+    start: usize,
+    line: usize,
+) -> RecordError {
+    let Some((head, at_line, column)) = serde_position(&error.message) else {
+        return error;
+    };
+    // `parse_json` read the text without its leading whitespace, which may hold line breaks.
+    let lead = bytes[start..].len() - bytes[start..].trim_ascii_start().len();
+    let first = start + lead;
+    let first_line = line + bytes[start..first].iter().filter(|&&b| b == b'\n').count();
+    let message = if at_line > 1 {
+        format!(
+            "{head} at line {} column {column}",
+            first_line + at_line - 1
+        )
+    } else {
+        // On the text's first line the column counts from where the text starts; the line's
+        // start is looked for within a bound, so a huge one-line file with many broken
+        // records is not scanned once per record.
+        let window = &bytes[first.saturating_sub(LINE_START_SEARCH)..first];
+        match window.iter().rposition(|&b| b == b'\n') {
+            Some(k) => format!(
+                "{head} at line {first_line} column {}",
+                window.len() - k - 1 + column
+            ),
+            None if first <= LINE_START_SEARCH => {
+                format!("{head} at line {first_line} column {}", first + column)
+            }
+            None => format!("{head} at line {first_line}"),
+        }
+    };
+    error.message = message;
+    error
+}
+
+/// How far back from a record's start [`placed_in_file`] looks for its line's start.
+const LINE_START_SEARCH: usize = 1 << 16;
+
+/// A `broken JSON: ...` message split into its words and serde_json's position in the text.
+fn serde_position(message: &str) -> Option<(&str, usize, usize)> {
+    message.strip_prefix("broken JSON: ")?;
+    let (rest, column) = message.rsplit_once(" column ")?;
+    let (head, line) = rest.rsplit_once(" at line ")?;
+    Some((head, line.parse().ok()?, column.parse().ok()?))
+}
+
 /// `error` with the id and task of the record it is about, when `value` is its object: its
 /// error line then still joins its input.
 pub(super) fn identified(error: RecordError, value: Option<Value>) -> RecordError {
