@@ -227,6 +227,17 @@ impl Checkpoint {
     pub fn parameters(&self) -> usize {
         self.tensors.values().map(|t| t.elem_count()).sum()
     }
+
+    /// Bytes of the weights [`Checkpoint::write`] writes as `dtype` (a tied `lm_head` is not
+    /// written).
+    pub fn weight_bytes(&self, dtype: DType) -> u64 {
+        let tied = |name: &str| name == "lm_head.weight" && self.config.tie_word_embeddings;
+        let elements: usize = (self.tensors.iter())
+            .filter(|(name, _)| !tied(name))
+            .map(|(_, t)| t.elem_count())
+            .sum();
+        (elements * dtype.size_in_bytes()) as u64
+    }
 }
 
 /// The text of token `id` in a `tokenizer.json` document (added tokens, then the vocabulary).

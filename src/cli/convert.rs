@@ -34,6 +34,7 @@ pub struct ConvertArgs {
 pub fn run(args: &ConvertArgs) -> anyhow::Result<u8> {
     let dtype = parse_write_dtype(&args.dtype)?;
     let ck = Checkpoint::read(&args.from)?;
+    super::announce_write(&ck, &args.to, dtype);
     ck.write(&args.to, dtype, args.force)?;
     eprintln!(
         "neko: wrote {} ({} tensors, {} parameters, {})",

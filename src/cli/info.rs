@@ -301,8 +301,8 @@ fn text_of(i: &ModelInfo) -> Result<String, std::fmt::Error> {
     writeln!(
         out,
         "parameters     {} ({} active per token)",
-        human(i.parameters),
-        human(i.active_parameters)
+        super::human(i.parameters),
+        super::human(i.active_parameters)
     )?;
     writeln!(out, "weights        {} file(s)", i.weight_files.len())?;
     writeln!(out, "tokenizer      {}", i.tokenizer)?;
@@ -312,13 +312,4 @@ fn text_of(i: &ModelInfo) -> Result<String, std::fmt::Error> {
         i.chat_template.as_deref().unwrap_or("none")
     )?;
     Ok(out)
-}
-
-fn human(n: u64) -> String {
-    match n {
-        n if n >= 1_000_000_000 => format!("{:.2}B", n as f64 / 1e9),
-        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
-        n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
-        n => n.to_string(),
-    }
 }

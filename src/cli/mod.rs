@@ -16,6 +16,7 @@ pub mod upcycle;
 use std::io::Write;
 use std::process::ExitCode;
 
+use candle_core::DType;
 use clap::{Args, Parser, Subcommand};
 
 /// Exit code for success.
@@ -106,6 +107,30 @@ impl ModelArgs {
             Some(a) => crate::train::load_with_adapter(&spec, &opts, a),
             None => Ok(crate::model::Model::load_with(&spec, &opts)?),
         }
+    }
+}
+
+/// Says on stderr, before a model is written, how much disk it takes and how much memory the
+/// check that it loads needs (it loads in f32): full experts of a large model take many times
+/// their source, and a user should see that before the disk fills.
+pub fn announce_write(ck: &crate::convert::Checkpoint, to: &std::path::Path, dtype: DType) {
+    eprintln!(
+        "neko: writing {}: {} parameters, {}B as {}; checking that it loads takes {}B of memory",
+        to.display(),
+        human(ck.parameters() as u64),
+        human(ck.weight_bytes(dtype)),
+        dtype.as_str(),
+        human(ck.weight_bytes(DType::F32)),
+    );
+}
+
+/// A count in thousands (K), millions (M) or billions (B), as model sizes are given.
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
+        n => n.to_string(),
     }
 }
 

@@ -93,6 +93,7 @@ pub fn run(args: &UpcycleArgs) -> anyhow::Result<u8> {
         let n = apply_adapter(&mut ck, adapter)?;
         eprintln!("neko: {n} trained tensors from {}", adapter.display());
     }
+    super::announce_write(&ck, &args.to, dtype);
     ck.write(&args.to, dtype, args.force)?;
     eprintln!(
         "neko: wrote {} ({} experts, top-{}, {}; {} parameters)",

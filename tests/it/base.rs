@@ -17,7 +17,7 @@ use neko::generate::{greedy_batch, Request, Settings};
 use neko::model::{ChatTemplate, LoadOptions, Logits, Model};
 use serde_json::Value;
 
-use crate::util::{fixture, neko, run_ok, shared_data};
+use crate::util::{fixture, neko, ok, run_ok, shared_data};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -834,7 +834,8 @@ fn a_tied_model_projects_with_its_embedding_whatever_else_is_stored() {
     assert_eq!(max_diff(&stored, &tied), 0.0);
 }
 
-fn upcycle_tiny(dir: &Path, extra: &[&str]) {
+/// Upcycles tiny-llama into `dir`; returns what it said on stderr.
+fn upcycle_tiny(dir: &Path, extra: &[&str]) -> String {
     let mut cmd = neko();
     cmd.args([
         "upcycle",
@@ -848,7 +849,7 @@ fn upcycle_tiny(dir: &Path, extra: &[&str]) {
         dir.to_str().unwrap(),
     ]);
     cmd.args(extra);
-    run_ok(&mut cmd);
+    String::from_utf8(ok(&mut cmd).stderr).unwrap()
 }
 
 /// The upcycling invariant: fresh experts are the dense FFN and the zero gate routes
@@ -875,12 +876,25 @@ fn assert_equals_dense(moe_dir: &Path) {
 fn upcycled_full_experts_give_the_dense_logits() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("moe");
-    upcycle_tiny(&dir, &[]);
+    let said = upcycle_tiny(&dir, &[]);
+    // Before writing, it says what the write takes (4 full experts of tiny-llama's FFN, f32 as
+    // its source) and what the check that it loads takes; the file is that and a header.
+    let st = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let params: usize = st.values().map(|t| t.elem_count()).sum();
+    let mb = params as f64 * 4.0 / 1e6;
+    let announced = format!(
+        "{:.1}K parameters, {mb:.2}MB as f32; checking that it loads takes {mb:.2}MB of memory",
+        params as f64 / 1e3
+    );
+    assert!(said.contains(&announced), "{said}\nwanted: {announced}");
+    let file = std::fs::metadata(dir.join("model.safetensors"))
+        .unwrap()
+        .len() as f64;
+    assert!(file > mb * 1e6 && file < mb * 1e6 + 20_000.0, "{file}");
     let cfg = read_json(&dir.join("config.json"));
     assert_eq!(cfg["architectures"][0], "MixtralForCausalLM");
     assert_eq!(cfg["num_experts_per_tok"], 2);
     assert_eq!(cfg["tie_word_embeddings"], true);
-    let st = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let gate = &st["model.layers.0.block_sparse_moe.gate.weight"];
     assert_eq!(gate.dims(), &[4, 64]);
     assert_eq!(
