@@ -178,7 +178,8 @@ impl Checkpoint {
         }
         std::fs::create_dir_all(&stage).with_context(|| format!("creating {}", stage.display()))?;
         self.write_files(&stage, dtype)?;
-        if let Err(e) = Model::load(&stage.to_string_lossy(), &Device::Cpu, DType::F32) {
+        // Checked in the written dtype, so that the check needs no more memory than the file.
+        if let Err(e) = Model::load(&stage.to_string_lossy(), &Device::Cpu, dtype) {
             let _ = std::fs::remove_dir_all(&stage);
             bail!("the written model does not load, so nothing was written to {}: {e} (the source's tensors do not fit its configuration)", dir.display());
         }

@@ -110,17 +110,16 @@ impl ModelArgs {
     }
 }
 
-/// Says on stderr, before a model is written, how much disk it takes and how much memory the
-/// check that it loads needs (it loads in f32): full experts of a large model take many times
-/// their source, and a user should see that before the disk fills.
+/// Says on stderr, before a model is written, how large its weights are (on disk, and in
+/// memory while the written model is loaded as a check): full experts of a large model take
+/// many times their source, and a user should see that before the disk fills.
 pub fn announce_write(ck: &crate::convert::Checkpoint, to: &std::path::Path, dtype: DType) {
     eprintln!(
-        "neko: writing {}: {} parameters, {}B as {}; checking that it loads takes {}B of memory",
+        "neko: writing {}: {} parameters, {}B as {} (on disk, and in memory while checking that it loads)",
         to.display(),
         human(ck.parameters() as u64),
         human(ck.weight_bytes(dtype)),
         dtype.as_str(),
-        human(ck.weight_bytes(DType::F32)),
     );
 }
 
