@@ -245,6 +245,8 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     }
     let mut predictions: Vec<Result<String, String>> = vec![Ok(String::new()); records.len()];
     let window = (options.batch_size * 8).max(1);
+    // Drawn on a terminal only, a few times a second at most: it does not move the timings.
+    let progress = super::progress_bar(records.len() as u64, "bench");
     let started = Instant::now();
     for (task, idx) in &groups {
         corrector.check_routing(*task).map_err(anyhow::Error::msg)?;
@@ -253,9 +255,11 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
             for (&i, out) in chunk.iter().zip(corrector.correct_task(*task, &rs)) {
                 predictions[i] = out.map(|c| c.text);
             }
+            progress.inc(chunk.len() as u64);
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    progress.finish_and_clear();
     if let Some(p) = &args.predictions {
         let mut out = std::io::BufWriter::new(std::fs::File::create(p)?);
         for ((r, _), pred) in records.iter().zip(&predictions) {
