@@ -30,8 +30,14 @@ pub struct TaskRouting {
 
 /// Runs every record's prompt and reference answer (teacher-forced, as training sees them)
 /// through the model with learned routing and counts, per MoE layer, the tokens whose top-k
-/// holds the task's expert. `max_records` bounds each file.
-pub fn measure(model: &mut Model, files: &[DataSpec], max_len: usize) -> Result<Vec<TaskRouting>> {
+/// holds the task's expert. `max_records` bounds each file; `progress` is told each record's
+/// end and how many there are.
+pub fn measure(
+    model: &mut Model,
+    files: &[DataSpec],
+    max_len: usize,
+    progress: &indicatif::ProgressBar,
+) -> Result<Vec<TaskRouting>> {
     let mut examples = Vec::new();
     {
         let renderer = Renderer::new(model);
@@ -75,7 +81,9 @@ pub fn measure(model: &mut Model, files: &[DataSpec], max_len: usize) -> Result<
         }
     }
     let mut acc: BTreeMap<Task, (usize, usize, Vec<usize>, usize)> = BTreeMap::new();
+    progress.set_length(examples.len() as u64);
     for (task, ids) in examples {
+        progress.inc(1);
         let expert = model
             .config
             .task_expert(task)
