@@ -564,29 +564,18 @@ fn a_broken_records_position_is_the_files() {
         entries[k].record.as_ref().unwrap_err().message.clone()
     };
     let pretty = "[\n  {\n    \"id\": \"a\",\n    \"input\": [\"x\"]\n  },\n  {\n    \"id\": \"b\",\n    \"input\": [\"p q]\n  }\n]\n";
-    assert!(
-        message(pretty, 1).ends_with("at line 9 column 0"),
-        "{}",
-        message(pretty, 1)
-    );
     let lines = "{\"id\":\"a\",\"input\":[\"x\"]}\n{\"id\":\"b\",\"input\":[\"y]}\n";
-    assert!(
-        message(lines, 1).ends_with("at line 2 column 23"),
-        "{}",
-        message(lines, 1)
-    );
     let together = "{\"id\":\"a\",\"input\":[\"x\"]}\n  {\"id\":\"c\",\"input\":[\"z\"]} {\"id\":\"d\",\"input\":[\"w]}\n";
-    assert!(
-        message(together, 2).ends_with("at line 2 column 50"),
-        "{}",
-        message(together, 2)
-    );
     let compact = "[{\"id\":\"a\",\"input\":[\"x\"]},{\"id\":\"b\",\"input\":[\"y]},{\"id\":\"c\",\"input\":[\"z\"]}]\n";
-    assert!(
-        message(compact, 1).ends_with("at line 1 column 49"),
-        "{}",
-        message(compact, 1)
-    );
+    for (text, k, at) in [
+        (pretty, 1, "at line 9 column 0"),
+        (lines, 1, "at line 2 column 23"),
+        (together, 2, "at line 2 column 50"),
+        (compact, 1, "at line 1 column 49"),
+    ] {
+        let m = message(text, k);
+        assert!(m.ends_with(at), "{m}, wanted {at}");
+    }
     // Other messages are left as they are.
     assert_eq!(
         message("{\"input\": []}\n", 0),
