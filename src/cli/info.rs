@@ -108,8 +108,9 @@ fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
         })
         .collect();
     let max_len = m.config.max_position_embeddings;
-    let progress = super::progress_bar(0, "routing");
-    let rows = crate::train::routing::measure(&mut m, &specs, max_len, &progress)?;
+    let examples = crate::train::routing::examples(&m, &specs, max_len)?;
+    let progress = super::progress_bar(examples.len() as u64, "routing");
+    let rows = crate::train::routing::measure(&mut m, examples, &progress)?;
     progress.finish_and_clear();
     if args.json {
         super::emit(&(serde_json::to_string_pretty(&rows)? + "\n"))?;

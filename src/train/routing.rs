@@ -28,60 +28,65 @@ pub struct TaskRouting {
     pub top1: f64,
 }
 
-/// Runs every record's prompt and reference answer (teacher-forced, as training sees them)
-/// through the model with learned routing and counts, per MoE layer, the tokens whose top-k
-/// holds the task's expert. `max_records` bounds each file; `progress` is told each record's
-/// end and how many there are.
-pub fn measure(
-    model: &mut Model,
+/// What [`measure`] runs: each record's prompt and reference answer as token ids (the prompt
+/// alone for a record without a reference), with its task. `max_records` bounds each file.
+pub fn examples(
+    model: &Model,
     files: &[DataSpec],
     max_len: usize,
-    progress: &indicatif::ProgressBar,
-) -> Result<Vec<TaskRouting>> {
+) -> Result<Vec<(Task, Vec<u32>)>> {
     let mut examples = Vec::new();
-    {
-        let renderer = Renderer::new(model);
-        for spec in files {
-            let entries = crate::record::read_path(&spec.path)
-                .with_context(|| format!("cannot read {}", spec.path.display()))?;
-            for entry in entries
-                .into_iter()
-                .take(spec.max_records.unwrap_or(usize::MAX))
-            {
-                let line = entry.line;
-                let Ok(r) = entry.record else { continue };
-                let task = match (&r.task, spec.task) {
-                    (Some(t), _) => t.parse::<Task>().map_err(|e| {
-                        anyhow::anyhow!("{}:{line}: field task: {e}", spec.path.display())
-                    })?,
-                    (None, Some(t)) => t,
-                    (None, None) => anyhow::bail!(
-                        "{}: records without a `task` (give --task)",
-                        spec.path.display()
-                    ),
-                };
-                let ids = match r.reference.as_deref() {
-                    Some(reference) => renderer
-                        .example(task, &r.hypotheses, reference, max_len)
-                        .map_err(anyhow::Error::msg)?
-                        .map(|e| e.ids),
-                    // Longer prompts than the model has positions for are left out, as
-                    // examples are.
-                    None => Some(
-                        renderer
-                            .prompt(task, &r.hypotheses)
-                            .map_err(anyhow::Error::msg)?,
-                    )
-                    .filter(|ids| ids.len() <= max_len),
-                };
-                if let Some(ids) = ids {
-                    examples.push((task, ids));
-                }
+    let renderer = Renderer::new(model);
+    for spec in files {
+        let entries = crate::record::read_path(&spec.path)
+            .with_context(|| format!("cannot read {}", spec.path.display()))?;
+        for entry in entries
+            .into_iter()
+            .take(spec.max_records.unwrap_or(usize::MAX))
+        {
+            let line = entry.line;
+            let Ok(r) = entry.record else { continue };
+            let task = match (&r.task, spec.task) {
+                (Some(t), _) => t.parse::<Task>().map_err(|e| {
+                    anyhow::anyhow!("{}:{line}: field task: {e}", spec.path.display())
+                })?,
+                (None, Some(t)) => t,
+                (None, None) => anyhow::bail!(
+                    "{}: records without a `task` (give --task)",
+                    spec.path.display()
+                ),
+            };
+            let ids = match r.reference.as_deref() {
+                Some(reference) => renderer
+                    .example(task, &r.hypotheses, reference, max_len)
+                    .map_err(anyhow::Error::msg)?
+                    .map(|e| e.ids),
+                // Longer prompts than the model has positions for are left out, as
+                // examples are.
+                None => Some(
+                    renderer
+                        .prompt(task, &r.hypotheses)
+                        .map_err(anyhow::Error::msg)?,
+                )
+                .filter(|ids| ids.len() <= max_len),
+            };
+            if let Some(ids) = ids {
+                examples.push((task, ids));
             }
         }
     }
+    Ok(examples)
+}
+
+/// Runs the [`examples`] (teacher-forced, as training sees them) through the model with
+/// learned routing and counts, per MoE layer, the tokens whose top-k holds the task's expert;
+/// `progress` counts the examples run.
+pub fn measure(
+    model: &mut Model,
+    examples: Vec<(Task, Vec<u32>)>,
+    progress: &indicatif::ProgressBar,
+) -> Result<Vec<TaskRouting>> {
     let mut acc: BTreeMap<Task, (usize, usize, Vec<usize>, usize)> = BTreeMap::new();
-    progress.set_length(examples.len() as u64);
     for (task, ids) in examples {
         progress.inc(1);
         let expert = model
