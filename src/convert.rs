@@ -197,10 +197,11 @@ impl Checkpoint {
         let mut config = self.config.clone();
         config.dtype = Some(dtype_name.to_string());
         let mut out: HashMap<String, Tensor> = HashMap::new();
-        for (name, t) in &self.tensors {
-            if name == "lm_head.weight" && config.tie_word_embeddings {
-                continue;
-            }
+        for (name, t) in self
+            .tensors
+            .iter()
+            .filter(|(name, _)| self.is_written(name))
+        {
             out.insert(name.clone(), t.to_dtype(dtype)?.contiguous()?);
         }
         let weights = dir.join("model.safetensors");
@@ -229,15 +230,18 @@ impl Checkpoint {
         self.tensors.values().map(|t| t.elem_count()).sum()
     }
 
-    /// Bytes of the weights [`Checkpoint::write`] writes as `dtype` (a tied `lm_head` is not
-    /// written).
+    /// Bytes of the weights [`Checkpoint::write`] writes as `dtype`.
     pub fn weight_bytes(&self, dtype: DType) -> u64 {
-        let tied = |name: &str| name == "lm_head.weight" && self.config.tie_word_embeddings;
         let elements: usize = (self.tensors.iter())
-            .filter(|(name, _)| !tied(name))
+            .filter(|(name, _)| self.is_written(name))
             .map(|(_, t)| t.elem_count())
             .sum();
         (elements * dtype.size_in_bytes()) as u64
+    }
+
+    /// Whether tensor `name` is written: all but a tied `lm_head` (the embedding serves).
+    fn is_written(&self, name: &str) -> bool {
+        !(name == "lm_head.weight" && self.config.tie_word_embeddings)
     }
 }
 

@@ -52,32 +52,30 @@ pub(super) fn placed_in_file(
     let lead = bytes[start..].len() - bytes[start..].trim_ascii_start().len();
     let first = start + lead;
     let first_line = line + bytes[start..first].iter().filter(|&&b| b == b'\n').count();
-    let message = if at_line > 1 {
-        format!(
-            "{head} at line {} column {column}",
-            first_line + at_line - 1
-        )
-    } else {
-        // On the text's first line the column counts from where the text starts; the line's
-        // start is looked for within a bound, so a huge one-line file with many broken
-        // records is not scanned once per record.
-        let window = &bytes[first.saturating_sub(LINE_START_SEARCH)..first];
-        match window.iter().rposition(|&b| b == b'\n') {
-            Some(k) => format!(
-                "{head} at line {first_line} column {}",
-                window.len() - k - 1 + column
-            ),
-            None if first <= LINE_START_SEARCH => {
-                format!("{head} at line {first_line} column {}", first + column)
-            }
-            None => format!("{head} at line {first_line}"),
-        }
+    // On the text's first line the column counts from where the text starts.
+    let (at_line, column) = match at_line {
+        1 => (first_line, column_of(bytes, first).map(|c| c + column)),
+        l => (first_line + l - 1, Some(column)),
     };
-    error.message = message;
+    error.message = match column {
+        Some(c) => format!("{head} at line {at_line} column {c}"),
+        None => format!("{head} at line {at_line}"),
+    };
     error
 }
 
-/// How far back from a record's start [`placed_in_file`] looks for its line's start.
+/// How many bytes of its line come before byte `at`; `None` when the line's start is further
+/// back than [`LINE_START_SEARCH`], so that a huge one-line file with many broken records is
+/// not scanned once per record.
+fn column_of(bytes: &[u8], at: usize) -> Option<usize> {
+    let window = &bytes[at.saturating_sub(LINE_START_SEARCH)..at];
+    match window.iter().rposition(|&b| b == b'\n') {
+        Some(k) => Some(window.len() - k - 1),
+        None => (at <= LINE_START_SEARCH).then_some(at),
+    }
+}
+
+/// How far back from a record's start [`column_of`] looks for its line's start.
 const LINE_START_SEARCH: usize = 1 << 16;
 
 /// A `broken JSON: ...` message split into its words and serde_json's position in the text.
