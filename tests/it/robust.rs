@@ -595,6 +595,16 @@ fn neko_guard(input: &std::path::Path, preds: &std::path::Path, extra: &[&str]) 
     json_lines(&ok(&mut cmd).stdout)
 }
 
+/// A temporary folder holding records `input` (in.jsonl) and predictions `preds`
+/// (raw.jsonl), as `neko guard` reads them; the folder lives as long as the first value.
+fn guard_files(input: &str, preds: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (i, p) = (tmp.path().join("in.jsonl"), tmp.path().join("raw.jsonl"));
+    std::fs::write(&i, input).unwrap();
+    std::fs::write(&p, preds).unwrap();
+    (tmp, i, p)
+}
+
 /// `neko guard` that must fail with exit 2: its stderr.
 fn neko_guard_fails(input: &std::path::Path, preds: &std::path::Path) -> String {
     let out = neko()
@@ -610,10 +620,7 @@ fn neko_guard_fails(input: &std::path::Path, preds: &std::path::Path) -> String 
 
 #[test]
 fn guard_applies_to_predictions_made_elsewhere() {
-    let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("in.jsonl");
-    std::fs::write(
-        &input,
+    let (_tmp, input, preds) = guard_files(
         concat!(
             r#"{"id": "a", "input": ["the cat sat on the mat", "the cat sad on the mat"]}"#,
             "\n",
@@ -628,11 +635,6 @@ fn guard_applies_to_predictions_made_elsewhere() {
             r#"{"id": "f", "input": ["we all flew to see attle on monday with the whole family and our dog", "we all flew to seattle on monday with the whole family and our dog"]}"#,
             "\n"
         ),
-    )
-    .unwrap();
-    let preds = tmp.path().join("raw.jsonl");
-    std::fs::write(
-        &preds,
         concat!(
             r#"{"id": "a", "prediction": "the cat sat on the mat"}"#,
             "\n",
@@ -647,8 +649,7 @@ fn guard_applies_to_predictions_made_elsewhere() {
             r#"{"id": "f", "prediction": "we all flew to seattle on sunday with the whole family and our dog"}"#,
             "\n"
         ),
-    )
-    .unwrap();
+    );
     let guard = |extra: &[&str]| neko_guard(&input, &preds, extra);
     let strict = guard(&[]);
     assert_eq!(strict.len(), 6);
@@ -820,23 +821,14 @@ fn guard_leaves_out_a_cut_last_line_and_writes_nothing_on_a_bad_one() {
 /// default, whatever its margin; `free` lets it through.
 #[test]
 fn guard_sends_back_a_pick_that_only_drops_words() {
-    let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("in.jsonl");
-    std::fs::write(
-        &input,
+    let (_tmp, input, preds) = guard_files(
         r#"{"id": "a", "input": ["and so this is it", "so this is it", "and so this is"]}
 {"id": "b", "input": ["and so this is it", "and so this was it"]}
 "#,
-    )
-    .unwrap();
-    let preds = tmp.path().join("raw.jsonl");
-    std::fs::write(
-        &preds,
         r#"{"id": "a", "prediction": "so this is it", "margin": 20}
 {"id": "b", "prediction": "and so this was it", "margin": 20}
 "#,
-    )
-    .unwrap();
+    );
     let guard =
         |extra: &[&str]| neko_guard(&input, &preds, &[&["--base-lm", "off"], extra].concat());
     let out = guard(&[]);
@@ -854,25 +846,16 @@ fn guard_sends_back_a_pick_that_only_drops_words() {
 /// boundaries are not what was heard").
 #[test]
 fn guard_sends_back_a_pick_that_only_moves_spaces() {
-    let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("in.jsonl");
-    std::fs::write(
-        &input,
+    let (_tmp, input, preds) = guard_files(
         r#"{"id": "a", "input": ["they re enlist today", "they reenlist today"]}
 {"id": "b", "input": ["they reenlist to day", "they re enlist today"]}
 {"id": "c", "input": ["they re enlist today", "they re enlisted today"]}
 "#,
-    )
-    .unwrap();
-    let preds = tmp.path().join("raw.jsonl");
-    std::fs::write(
-        &preds,
         r#"{"id": "a", "prediction": "they reenlist today", "margin": 20}
 {"id": "b", "prediction": "they re enlist today", "margin": 20}
 {"id": "c", "prediction": "they re enlisted today", "margin": 20}
 "#,
-    )
-    .unwrap();
+    );
     let guard =
         |extra: &[&str]| neko_guard(&input, &preds, &[&["--base-lm", "off"], extra].concat());
     let out = guard(&[]);
