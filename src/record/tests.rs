@@ -28,6 +28,40 @@ fn jsonl_shapes() {
     assert_eq!(entries[2].line, 4);
 }
 
+/// NeMo manifests (Canary, Parakeet): `pred_text` is the transcript and `text` the reference,
+/// which it is only beside a `pred_text` (Whisper's JSON has its transcript in `text`).
+#[test]
+fn nemo_manifests_give_transcript_and_reference() {
+    let text = concat!(
+        "{\"audio_filepath\": \"a.wav\", \"duration\": 1.5, \"text\": \"the cat sat\", \"pred_text\": \"the cat sad\"}\n",
+        "{\"audio_filepath\": \"b.wav\", \"pred_text\": [\"one\", \"won\"]}\n",
+        "{\"pred_text\": \"x\", \"text\": \"y\", \"output\": \"z\"}\n",
+        "{\"input\": [\"h\"], \"pred_text\": \"p\", \"text\": \"t\"}\n",
+        "{\"text\": \"a reference alone\"}\n",
+        "{\"pred_text\": []}\n",
+    );
+    let entries = parse(text.as_bytes());
+    let r: Vec<&Record> = entries[..4]
+        .iter()
+        .map(|e| e.record.as_ref().unwrap())
+        .collect();
+    assert_eq!(r[0].hypotheses, vec!["the cat sad"]);
+    assert_eq!(r[0].reference.as_deref(), Some("the cat sat"));
+    assert_eq!(r[1].hypotheses, vec!["one", "won"]);
+    assert_eq!(r[1].reference, None);
+    // `output` is the reference wherever it is given.
+    assert_eq!(r[2].reference.as_deref(), Some("z"));
+    // Hypotheses from `input`: `text` is nothing neko reads.
+    assert_eq!(
+        (r[3].hypotheses.clone(), r[3].reference.clone()),
+        (vec!["h".to_string()], None)
+    );
+    let err = entries[4].record.as_ref().unwrap_err();
+    assert!(err.message.contains("pred_text"), "{err}");
+    let err = entries[5].record.as_ref().unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("pred_text"), "{err}");
+}
+
 /// A file of JSON Lines is JSON on every line: a line of text there is an error (a
 /// fragment of a broken record), not a 1-best.
 #[test]

@@ -277,7 +277,7 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
     Ok(Record {
         id,
         task: string("task")?,
-        reference: string("output")?,
+        reference: reference_of(obj).map_err(with_best)?,
         prediction: string("prediction")?,
         source: string("source")?,
         start: obj.get("start").filter(|v| !v.is_null()).cloned(),
@@ -294,8 +294,8 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
 /// The hypotheses, their scores when the list carried them, and whether only the 1-best was given.
 type Hypotheses = (Vec<String>, Option<Vec<f64>>, bool);
 
-/// The hypothesis list, from `input`, `hypotheses`, `nbest`, or (for `neko correct` output
-/// files) `best`. An empty list is an error: there is nothing to correct or score.
+/// The hypothesis list, from `input`, `hypotheses`, `nbest`, `pred_text` (NeMo manifests), or
+/// (for `neko correct` output files) `best`. An empty list is an error: there is nothing to correct or score.
 fn hypotheses_of(obj: &Map<String, Value>) -> Result<Hypotheses, RecordError> {
     for field in ["input", "hypotheses"] {
         if let Some(v) = obj.get(field) {
@@ -306,6 +306,10 @@ fn hypotheses_of(obj: &Map<String, Value>) -> Result<Hypotheses, RecordError> {
     if let Some(v) = obj.get("nbest") {
         return nbest_of(v);
     }
+    if let Some(v) = obj.get(PRED_TEXT) {
+        let hyps = string_list(v, PRED_TEXT)?;
+        return non_empty(hyps, PRED_TEXT).map(|h| (h, None, false));
+    }
     if let Some(v) = obj.get("best") {
         let best = v
             .as_str()
@@ -314,9 +318,28 @@ fn hypotheses_of(obj: &Map<String, Value>) -> Result<Hypotheses, RecordError> {
     }
     Err(RecordError::new(
         Some("input"),
-        "missing: a record needs `input` (a list of hypotheses), `hypotheses`, `nbest` or \
-         `best` (its 1-best, as `neko correct` writes it)",
+        "missing: a record needs `input` (a list of hypotheses), `hypotheses`, `nbest`, \
+         `pred_text` (a NeMo manifest's transcript) or `best` (its 1-best, as `neko correct` \
+         writes it)",
     ))
+}
+
+/// A NeMo manifest's transcript field (what `transcribe_speech.py` writes for Canary,
+/// Parakeet, ...): the record's 1-best, or its N-best as a list.
+const PRED_TEXT: &str = "pred_text";
+
+/// The reference: `output`, else, in a NeMo manifest (hypotheses from `pred_text`), `text`.
+/// Only there: elsewhere `text` may as well be a transcript (Whisper's JSON), and a
+/// transcript taken for the reference would score as perfect.
+fn reference_of(obj: &Map<String, Value>) -> Result<Option<String>, RecordError> {
+    let from_nemo = obj.contains_key(PRED_TEXT)
+        && !["input", "hypotheses", "nbest"]
+            .iter()
+            .any(|f| obj.contains_key(*f));
+    match opt_string(obj, "output")? {
+        None if from_nemo => opt_string(obj, "text"),
+        output => Ok(output),
+    }
 }
 
 fn non_empty(hyps: Vec<String>, field: &str) -> Result<Vec<String>, RecordError> {

@@ -455,6 +455,29 @@ fn an_empty_input_is_said() {
     }
 }
 
+/// A NeMo manifest (Canary's or Parakeet's transcripts in `pred_text`, references in `text`)
+/// is corrected from its transcript, and its reference travels on as `output`, so `neko eval`
+/// scores the result.
+#[test]
+fn a_nemo_manifest_is_corrected_from_its_transcript() {
+    let manifest = b"{\"audio_filepath\": \"a.wav\", \"duration\": 1.2, \"text\": \"the cat sat\", \"pred_text\": \"the cat sad\"}\n";
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "asr", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg("-");
+    let out = run_with_stdin(cmd, manifest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = json_lines(&out.stdout);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["best"], "the cat sad");
+    assert_eq!(recs[0]["output"], "the cat sat");
+    assert!(recs[0]["prediction"].is_string() && recs[0].get("error").is_none());
+}
+
 /// Numeric ids come back as written, digit for digit: a 30-digit id is not rounded to a float,
 /// a decimal keeps its trailing zero (serde_json's `arbitrary_precision`).
 #[test]

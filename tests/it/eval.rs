@@ -980,3 +980,20 @@ fn repeated_ids_are_named() {
     let report = json(&["--task", "asr", once.to_str().unwrap()]);
     assert!(report["runs"][0]["files"][0].get("repeated_ids").is_none());
 }
+
+/// A NeMo manifest as Canary's or Parakeet's evaluation writes it (`text` the reference,
+/// `pred_text` the transcript) is scored as it stands: here 1 error over 5 reference words.
+#[test]
+fn a_nemo_manifest_is_scored_transcript_against_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("manifest.json");
+    std::fs::write(
+        &f,
+        "{\"audio_filepath\": \"a.wav\", \"duration\": 1.2, \"text\": \"the cat sat\", \"pred_text\": \"the cat sad\"}\n\
+         {\"audio_filepath\": \"b.wav\", \"duration\": 0.8, \"text\": \"on mats\", \"pred_text\": \"on mats\"}\n",
+    )
+    .unwrap();
+    let g = &json(&["--task", "asr", f.to_str().unwrap()])["runs"][0]["files"][0]["groups"][0];
+    assert_eq!(g["records"], 2);
+    assert_eq!(g["wer"]["one_best"]["rate"], 20.0, "{g}");
+}
