@@ -25,6 +25,12 @@ pub struct EvalArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
+    /// References in a file of their own, one per line (as jiwer and sacrebleu take them):
+    /// line k is the reference of the k-th record of every FILE, which must have as many
+    /// records as it has lines. Replaces the records' own references (`output`).
+    #[arg(long = "ref", env = "NEKO_EVAL_REF", value_name = "REF")]
+    pub reference: Option<PathBuf>,
+
     /// Task of every record (asr, st, mt, ocr, gec). Default: each record's `task` field, and
     /// asr for records without one (said on stderr).
     #[arg(long, env = "NEKO_EVAL_TASK", value_name = "TASK")]
@@ -106,12 +112,25 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     }
     // Read the baseline first: a typo in its path should fail before any scoring.
     let baseline = args.baseline.as_deref().map(read_baseline).transpose()?;
-    let (inputs, errors) = eval::read(&args.files, args.max_record_bytes);
+    let refs = (args.reference.as_deref())
+        .map(|p| {
+            let refs = eval::refs::read(p)
+                .with_context(|| format!("cannot read references {}", p.display()))?;
+            anyhow::Ok((crate::record::input_name(p), refs))
+        })
+        .transpose()?;
+    let (mut inputs, errors) = eval::read(&args.files, args.max_record_bytes);
     for e in &errors {
         eprintln!("neko: {}: {}", e.path, e.message);
     }
     if inputs.is_empty() {
         anyhow::bail!("no input file could be read");
+    }
+    if let Some((name, refs)) = &refs {
+        let replaced = eval::refs::apply(&mut inputs, refs, name).map_err(anyhow::Error::msg)?;
+        if replaced > 0 {
+            eprintln!("neko: {replaced} record(s) had a reference of their own (`output`) that --ref {name} replaced");
+        }
     }
     let settings = Settings {
         task: args.task,

@@ -10,6 +10,7 @@
 
 pub mod baseline;
 pub mod bootstrap;
+pub mod refs;
 pub mod report;
 pub mod signature;
 pub mod text;

@@ -997,3 +997,56 @@ fn a_nemo_manifest_is_scored_transcript_against_text() {
     assert_eq!(g["records"], 2);
     assert_eq!(g["wer"]["one_best"]["rate"], 20.0, "{g}");
 }
+
+/// `--ref FILE` pairs line k of a reference file with record k, as jiwer and sacrebleu take
+/// their references: the scores are those of the same pairs written as records with
+/// `output`; a file of another length is an error, and a record's own reference that it
+/// replaces is said.
+#[test]
+fn references_from_a_file_of_their_own_pair_by_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let refs = write("refs.txt", "the cat sat on the mat\n\nit is raining\n");
+    let hyps = write("hyps.txt", "the cat sad on the mat\nuh\nit's raining\n");
+    let records = write(
+        "records.jsonl",
+        "{\"input\": [\"the cat sad on the mat\"], \"output\": \"the cat sat on the mat\"}\n\
+         {\"input\": [\"uh\"], \"output\": \"\"}\n\
+         {\"input\": [\"it's raining\"], \"output\": \"it is raining\"}\n",
+    );
+    for task in ["asr", "mt"] {
+        let group = |r: &Value| r["runs"][0]["files"][0]["groups"][0].clone();
+        let by_file = group(&json(&["--task", task, "--ref", &refs, &hyps]));
+        let embedded = group(&json(&["--task", task, &records]));
+        assert_eq!(by_file["records"], 3, "{by_file}");
+        assert!(
+            by_file["wer"]["one_best"]["rate"].as_f64() > Some(0.0),
+            "{by_file}"
+        );
+        for metric in ["wer", "cer", "bleu", "chrf"] {
+            assert_eq!(by_file[metric], embedded[metric], "{task} {metric}");
+        }
+    }
+    let short = write("short.txt", "the cat sad on the mat\n");
+    let o = run(&["--ref", &refs, &short], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("has 1 records and --ref"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["--task", "asr", "--ref", &refs, &records], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(!stderr(&o).contains("replaced"), "{}", stderr(&o));
+    let other = write("other.txt", "the cat sat on the mat\n\nit was raining\n");
+    let o = run(&["--task", "asr", "--ref", &other, &records], &[]);
+    assert!(
+        stderr(&o).contains("1 record(s) had a reference"),
+        "{}",
+        stderr(&o)
+    );
+}
