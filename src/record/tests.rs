@@ -57,7 +57,13 @@ fn nemo_manifests_give_transcript_and_reference() {
         (vec!["h".to_string()], None)
     );
     let err = entries[4].record.as_ref().unwrap_err();
-    assert!(err.message.contains("pred_text"), "{err}");
+    assert!(
+        err.message.contains("NeMo manifest it is the reference"),
+        "{err}"
+    );
+    let whisper = parse(b"{\"text\": \" Hello.\", \"segments\": [], \"language\": \"en\"}\n");
+    let err = whisper[0].record.as_ref().unwrap_err();
+    assert!(err.message.contains("Whisper's JSON output"), "{err}");
     let err = entries[5].record.as_ref().unwrap_err();
     assert_eq!(err.field.as_deref(), Some("pred_text"), "{err}");
 }

@@ -316,12 +316,31 @@ fn hypotheses_of(obj: &Map<String, Value>) -> Result<Hypotheses, RecordError> {
             .ok_or_else(|| RecordError::new(Some("best"), "expected a string"))?;
         return Ok((vec![best.to_string()], None, true));
     }
+    let needs = "missing: a record needs `input` (a list of hypotheses), `hypotheses`, `nbest`, \
+                 `pred_text` (a NeMo manifest's transcript) or `best` (its 1-best, as `neko \
+                 correct` writes it)";
     Err(RecordError::new(
         Some("input"),
-        "missing: a record needs `input` (a list of hypotheses), `hypotheses`, `nbest`, \
-         `pred_text` (a NeMo manifest's transcript) or `best` (its 1-best, as `neko correct` \
-         writes it)",
+        format!("{needs}{}", text_hint(obj)),
     ))
+}
+
+/// What a record with a `text` but no hypotheses probably is, and what to do with it: a
+/// `text` is a transcript in Whisper's JSON and a reference in a NeMo manifest, so neko does
+/// not guess.
+fn text_hint(obj: &Map<String, Value>) -> &'static str {
+    match (obj.contains_key("text"), obj.contains_key("segments")) {
+        (true, true) => {
+            "; this looks like Whisper's JSON output (one transcript, no N-best): \
+             scripts/whisper_nbest.py writes N-best records, or give the text as a plain-text \
+             line"
+        }
+        (true, false) => {
+            "; a `text` alone is read as nothing: in a NeMo manifest it is the reference, \
+             beside the transcript in `pred_text`"
+        }
+        _ => "",
+    }
 }
 
 /// A NeMo manifest's transcript field (what `transcribe_speech.py` writes for Canary,
