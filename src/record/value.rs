@@ -263,7 +263,7 @@ fn earlier_error(obj: &Map<String, Value>) -> Option<RecordError> {
 
 /// The record in `obj`, whose id has been read.
 fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError> {
-    let (hypotheses, nbest_scores, only_best) = hypotheses_of(obj)?;
+    let (hypotheses, nbest_scores, from) = hypotheses_of(obj)?;
     // A bad field besides the hypotheses fails the record, but its 1-best is known.
     let with_best = |e: RecordError| RecordError {
         best: hypotheses.first().cloned(),
@@ -277,7 +277,7 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
     Ok(Record {
         id,
         task: string("task")?,
-        reference: reference_of(obj).map_err(with_best)?,
+        reference: reference_of(obj, from).map_err(with_best)?,
         prediction: string("prediction")?,
         source: string("source")?,
         start: obj.get("start").filter(|v| !v.is_null()).cloned(),
@@ -286,13 +286,13 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
         error: obj.get("error").filter(|v| is_error(v)).cloned(),
         guard: string("guard")?,
         hypotheses,
-        only_best,
+        only_best: from == "best",
         scores,
     })
 }
 
-/// The hypotheses, their scores when the list carried them, and whether only the 1-best was given.
-type Hypotheses = (Vec<String>, Option<Vec<f64>>, bool);
+/// The hypotheses, their scores when the list carried them, and the field they came from.
+type Hypotheses = (Vec<String>, Option<Vec<f64>>, &'static str);
 
 /// The hypothesis list, from `input`, `hypotheses`, `nbest`, `pred_text` (NeMo manifests), or
 /// (for `neko correct` output files) `best`. An empty list is an error: there is nothing to correct or score.
@@ -300,7 +300,7 @@ fn hypotheses_of(obj: &Map<String, Value>) -> Result<Hypotheses, RecordError> {
     for field in ["input", "hypotheses"] {
         if let Some(v) = obj.get(field) {
             let hyps = string_list(v, field)?;
-            return non_empty(hyps, field).map(|h| (h, None, false));
+            return non_empty(hyps, field).map(|h| (h, None, field));
         }
     }
     if let Some(v) = obj.get("nbest") {
@@ -308,13 +308,13 @@ fn hypotheses_of(obj: &Map<String, Value>) -> Result<Hypotheses, RecordError> {
     }
     if let Some(v) = obj.get(PRED_TEXT) {
         let hyps = string_list(v, PRED_TEXT)?;
-        return non_empty(hyps, PRED_TEXT).map(|h| (h, None, false));
+        return non_empty(hyps, PRED_TEXT).map(|h| (h, None, PRED_TEXT));
     }
     if let Some(v) = obj.get("best") {
         let best = v
             .as_str()
             .ok_or_else(|| RecordError::new(Some("best"), "expected a string"))?;
-        return Ok((vec![best.to_string()], None, true));
+        return Ok((vec![best.to_string()], None, "best"));
     }
     let needs = "missing: a record needs `input` (a list of hypotheses), `hypotheses`, `nbest`, \
                  `pred_text` (a NeMo manifest's transcript) or `best` (its 1-best, as `neko \
@@ -347,16 +347,12 @@ fn text_hint(obj: &Map<String, Value>) -> &'static str {
 /// Parakeet, ...): the record's 1-best, or its N-best as a list.
 const PRED_TEXT: &str = "pred_text";
 
-/// The reference: `output`, else, in a NeMo manifest (hypotheses from `pred_text`), `text`.
+/// The reference: `output`, else, in a NeMo manifest (hypotheses `from` `pred_text`), `text`.
 /// Only there: elsewhere `text` may as well be a transcript (Whisper's JSON), and a
 /// transcript taken for the reference would score as perfect.
-fn reference_of(obj: &Map<String, Value>) -> Result<Option<String>, RecordError> {
-    let from_nemo = obj.contains_key(PRED_TEXT)
-        && !["input", "hypotheses", "nbest"]
-            .iter()
-            .any(|f| obj.contains_key(*f));
+fn reference_of(obj: &Map<String, Value>, from: &str) -> Result<Option<String>, RecordError> {
     match opt_string(obj, "output")? {
-        None if from_nemo => opt_string(obj, "text"),
+        None if from == PRED_TEXT => opt_string(obj, "text"),
         output => Ok(output),
     }
 }
@@ -424,7 +420,7 @@ fn nbest_of(v: &Value) -> Result<Hypotheses, RecordError> {
     }
     let hyps = non_empty(hyps, "nbest")?;
     let scores = (scores.len() == hyps.len()).then_some(scores);
-    Ok((hyps, scores, false))
+    Ok((hyps, scores, "nbest"))
 }
 
 fn scores_of(obj: &Map<String, Value>) -> Result<Option<Vec<f64>>, RecordError> {
