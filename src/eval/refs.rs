@@ -7,10 +7,10 @@ use super::Input;
 
 /// The references of `path`, one per line (a blank line is an empty reference; a last line
 /// break ends the last one rather than starting another). Read as text whatever it looks
-/// like: a reference that happens to be `null` or `"quoted"` is that text.
+/// like: a reference that happens to be `null` or `"quoted"` is that text. A byte-order mark
+/// is [`crate::record::read_text`]'s to skip.
 pub fn read(path: &Path) -> std::io::Result<Vec<String>> {
     let text = crate::record::read_text(path)?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     Ok(text.lines().map(str::to_string).collect())
 }
 
