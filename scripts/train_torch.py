@@ -29,6 +29,12 @@ be compared on the dev splits without the CPU.
   python3 scripts/train_torch.py --base models/smollm2-135m --data DIR --out OUT \
       --variants task-moe --init-adapter configs/neko-smol/adapter.safetensors \
       --steps 200 --batch-size 16 --lr 2e-4 --warmup 10 --save-every 25 --no-decode
+  # A long run on a CPU: 8 rows per forward pass, a resumable state every 5 steps; after a
+  # stop, the same command with --resume goes on from the last state (same batches, same
+  # optimizer moments):
+  python3 scripts/train_torch.py --base models/smollm2-135m --data DIR --out OUT \
+      --variants task-moe --steps 700 --batch-size 64 --lr 5e-4 --micro-batch 8 \
+      --recompute-moe --save-every 5 --no-decode --budget-s 1e9 [--resume]
 """
 import argparse
 import gzip
@@ -337,7 +343,10 @@ def make_batches(examples, batch_size, seed, epoch):
     return batches
 
 
-def step_loss(net, examples, batch, cfg, device):
+def step_loss(net, examples, batch, cfg, device, of=None):
+    """The step's loss over `batch`, or this micro-batch's share of it: `of` is the whole step's
+    (answer tokens, real tokens), so micro-batches' losses add up to the whole batch's (the LM
+    and router terms exactly; the load balance, not linear in the batch, approximately)."""
     rows = [examples[i] for i in batch]
     width = max(len(r[0]) for r in rows)
     ids = torch.zeros(len(rows), width, dtype=torch.long)
@@ -356,8 +365,10 @@ def step_loss(net, examples, batch, cfg, device):
         pos = target.view(-1) != -100
         logits = net.logits(hidden.reshape(-1, H)[pos]).float()
     n_answer = int(pos.sum())
-    lm = F.cross_entropy(logits, target.view(-1)[pos], reduction="sum") / max(n_answer, 1)
     keep = real.view(-1)
+    all_answer, all_real = of or (n_answer, int(keep.sum()))
+    lm = F.cross_entropy(logits, target.view(-1)[pos], reduction="sum") / max(all_answer, 1)
+    share = int(keep.sum()) / max(all_real, 1)
     tok_expert = experts[:, None].expand_as(real).reshape(-1)[keep]
     aux = torch.zeros((), device=device)
     bal = torch.zeros((), device=device)
@@ -370,8 +381,23 @@ def step_loss(net, examples, batch, cfg, device):
             f = torch.bincount(top[keep].reshape(-1), minlength=net.E).float()
             f = f / f.sum()
             bal = bal + net.E * (f * p).sum() / LAYERS
+    aux, bal = aux * share, bal * share
     total = lm + cfg["aux_weight"] * aux + cfg["balance_weight"] * bal
     return total, lm.item(), aux.item(), bal.item(), int(keep.sum()), n_answer
+
+
+def accumulate(net, examples, batch, cfg, device):
+    """Forward and backward over the step's batch in micro-batches of cfg["micro_batch"] rows
+    (0: all at once), so a CPU holds the activations of a few rows, not of 64."""
+    size = cfg.get("micro_batch") or len(batch)
+    of = (sum(len(examples[i][0]) - examples[i][1] for i in batch),
+          sum(len(examples[i][0]) for i in batch))
+    sums = [0.0, 0.0, 0.0, 0.0, 0, 0]
+    for c in range(0, len(batch), size):
+        total, *parts = step_loss(net, examples, batch[c : c + size], cfg, device, of)
+        total.backward()
+        sums = [a + b for a, b in zip(sums, [total.item(), *parts])]
+    return sums
 
 
 def lr_at(cfg, step):
@@ -383,27 +409,37 @@ def lr_at(cfg, step):
     return lo + 0.5 * (cfg["lr"] - lo) * (1 + math.cos(math.pi * prog))
 
 
-def train(net, examples, cfg, device, logf, deadline, checkpoint=None):
+def train(net, examples, cfg, device, logf, deadline, checkpoint=None, resume=None):
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     step, epoch, started = 0, 0, time.time()
+    if resume:
+        opt.load_state_dict(resume["opt"])
+        step = resume["step"]
+        started -= resume["seconds"]
+        log(f"{cfg['name']}: resumed at step {step}")
+    seen = 0  # steps the batches so far stand for: a resumed run skips to its step
     while step < cfg["steps"]:
         for batch in make_batches(examples, cfg["batch_size"], cfg["seed"], epoch):
+            seen += 1
+            if seen <= step:
+                continue
             if step >= cfg["steps"]:
                 break
             if time.time() > deadline:
                 log(f"{cfg['name']}: out of time at step {step}")
+                if checkpoint and cfg["save_every"]:
+                    checkpoint(step, opt, time.time() - started)
                 return step
             step += 1
             for grp in opt.param_groups:
                 grp["lr"] = lr_at(cfg, step)
             opt.zero_grad(set_to_none=True)
-            total, lm, aux, bal, toks, ans = step_loss(net, examples, batch, cfg, device)
-            total.backward()
+            total, lm, aux, bal, toks, ans = accumulate(net, examples, batch, cfg, device)
             norm = torch.nn.utils.clip_grad_norm_(params, cfg["max_grad_norm"])
             opt.step()
             rec = {
-                "variant": cfg["name"], "step": step, "epoch": epoch, "loss": total.item(),
+                "variant": cfg["name"], "step": step, "epoch": epoch, "loss": total,
                 "lm_loss": lm, "aux_loss": aux, "balance_loss": bal, "lr": lr_at(cfg, step),
                 "grad_norm": float(norm), "tokens": toks, "answer_tokens": ans,
                 "seconds": round(time.time() - started, 2),
@@ -415,7 +451,7 @@ def train(net, examples, cfg, device, logf, deadline, checkpoint=None):
                     f"bal {bal:.4f} lr {rec['lr']:.2e} {rec['seconds']:.0f}s")
             if checkpoint and cfg["save_every"] and step % cfg["save_every"] == 0:
                 logf.flush()
-                checkpoint(step)
+                checkpoint(step, opt, rec["seconds"])
         epoch += 1
     return step
 
@@ -529,6 +565,19 @@ VARIANTS = {
 }
 
 
+def open_log(path, state_path):
+    """The per-step log; a resumed run keeps the records up to its state's step, so the log
+    reads as one run's."""
+    if not state_path or not os.path.exists(state_path) or not os.path.exists(path):
+        return open(path, "w")
+    step = torch.load(state_path, weights_only=False)["step"]
+    with open(path) as f:
+        kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    logf = open(path, "w")
+    logf.writelines(kept)
+    return logf
+
+
 def save_adapter(net, path, parts=1):
     from safetensors.torch import save_file
 
@@ -569,6 +618,10 @@ def main():
                     help="task-moe's router cross-entropy weight instead of VARIANTS' 0.1")
     ap.add_argument("--no-task-decode", action="store_true",
                     help="decode with the learned gate only (no forced-expert pass)")
+    ap.add_argument("--micro-batch", type=int, default=0,
+                    help="rows per forward pass, gradients summed over the step (0: the batch)")
+    ap.add_argument("--resume", action="store_true",
+                    help="go on from OUT/state.pt (written with each --save-every checkpoint)")
     args = ap.parse_args()
     t0 = time.time()
     deadline = t0 + args.budget_s
@@ -606,8 +659,9 @@ def main():
     examples = load_examples(os.path.join(args.data, "train.npz"))
     log(f"{len(examples)} examples, {sum(len(e[0]) for e in examples)} tokens")
     variants = args.variants.split(",")
-    preds = open(os.path.join(args.out, "preds.jsonl"), "w")
-    logf = open(os.path.join(args.out, "train.jsonl"), "w")
+    preds = open(os.path.join(args.out, "preds.jsonl"), "a" if args.resume else "w")
+    state_path = os.path.join(args.out, "state.pt")
+    logf = open_log(os.path.join(args.out, "train.jsonl"), state_path if args.resume else None)
     summary = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
 
     steps = args.steps
@@ -667,6 +721,7 @@ def main():
             steps=steps, batch_size=args.batch_size, lr=args.lr, min_lr_ratio=0.1,
             warmup=args.warmup or max(1, steps // 20), max_grad_norm=1.0, seed=args.seed,
             experts=experts, rank=rank, alpha=float(rank), top_k=top_k,
+            micro_batch=args.micro_batch,
             save_every=args.save_every if name == "task-moe" else 0,
             init_adapter=args.init_adapter if name == "task-moe" else None,
         )
@@ -680,18 +735,37 @@ def main():
             net.load_adapter({k: v.astype(np.float32) for k, v in start.items()})
             log(f"{name}: started from {cfg['init_adapter']}")
 
-        def checkpoint(step, net=net):
+        resume = None
+        if args.resume and name == "task-moe" and os.path.exists(state_path):
+            resume = torch.load(state_path, weights_only=False)
+            if resume["config"] != cfg:
+                sys.exit(f"{state_path} was written by another run: {resume['config']} "
+                         f"against {cfg}")
+            trainable = dict(net.named_parameters())
+            with torch.no_grad():
+                for k, v in resume["params"].items():
+                    trainable[k].copy_(v)
+
+        def checkpoint(step, opt=None, seconds=0.0, net=net, cfg=cfg):
             # One file (not the GPU run's two parts): a CPU run needs no small transfers.
             # Written aside and renamed: a run killed mid-write keeps its last whole checkpoint.
             path = os.path.join(args.out, "adapter.safetensors")
             save_adapter(net, path + ".partial")
             os.replace(path + ".partial", path)
+            if opt is not None:
+                # What --resume needs to go on as if never stopped: the trainable weights in
+                # f32 (the adapter file is f16), the optimizer's moments, the step.
+                params = {k: v.detach().clone() for k, v in net.named_parameters()
+                          if v.requires_grad}
+                torch.save({"config": cfg, "step": step, "seconds": seconds, "params": params,
+                            "opt": opt.state_dict()}, state_path + ".partial")
+                os.replace(state_path + ".partial", state_path)
             with open(os.path.join(args.out, "checkpoint.json"), "w") as f:
                 json.dump({"step": step}, f)
             log(f"{name}: adapter of step {step} written")
 
         ts = time.time()
-        done = train(net, examples, cfg, device, logf, ts + train_share, checkpoint)
+        done = train(net, examples, cfg, device, logf, ts + train_share, checkpoint, resume)
         logf.flush()
         summary[name]["steps_done"] = done
         summary[name]["train_seconds"] = round(time.time() - ts, 1)
