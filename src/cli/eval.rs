@@ -202,21 +202,23 @@ fn note_repeated_ids(report: &Report) {
     }
 }
 
-/// Says on stderr which files scored no record at all (empty, all errors, no references): a
-/// table of dashes is easy to miss in a CI log.
+/// The files of the run in which no record was scored (empty, all errors, no references):
+/// nothing was measured there, which is an error (exit 2) however the other files did, since a
+/// table of dashes is easy to miss in a CI log and a gate must not pass on it.
+fn scoring_nothing(report: &Report) -> impl Iterator<Item = &eval::FileReport> {
+    (report.runs.first().into_iter())
+        .flat_map(|run| &run.files)
+        .filter(|f| f.groups.first().is_none_or(|g| g.records == 0))
+}
+
 fn note_nothing_scored(report: &Report) {
-    let Some(run) = report.runs.first() else {
-        return;
-    };
-    for f in &run.files {
-        if f.groups.first().is_none_or(|g| g.records == 0) {
-            eprintln!(
-                "neko: {}: no record scored ({} read, {} unscored)",
-                f.path,
-                f.entries,
-                f.unscored.len()
-            );
-        }
+    for f in scoring_nothing(report) {
+        eprintln!(
+            "neko: {}: no record scored ({} read, {} unscored): nothing measured, exit 2",
+            f.path,
+            f.entries,
+            f.unscored.len()
+        );
     }
 }
 
@@ -245,7 +247,7 @@ fn write_report(report: &Report, json: bool) -> anyhow::Result<()> {
 }
 
 fn exit_code(report: &Report) -> u8 {
-    if !report.errors.is_empty() {
+    if !report.errors.is_empty() || scoring_nothing(report).next().is_some() {
         return EXIT_ERROR;
     }
     match &report.comparison {

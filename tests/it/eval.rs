@@ -147,6 +147,32 @@ fn asr_records_match_jiwer_under_each_normaliser() {
     }
 }
 
+/// A file in which no record could be scored measured nothing: an error (exit 2) even though
+/// the other files are scored and printed, so that a pipeline that lost its references cannot
+/// pass a CI step with a table of dashes.
+#[test]
+fn a_file_with_nothing_to_score_is_an_error_and_the_others_are_still_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("bare.jsonl");
+    std::fs::write(&bare, "{\"id\":\"a\",\"hypotheses\":[\"hello world\"]}\n").unwrap();
+    let asr = records("asr.jsonl");
+    let o = run(&["--json", &asr, bare.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bare.jsonl: no record scored (1 read, 1 unscored)"),
+        "{}",
+        stderr(&o)
+    );
+    let report: Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    let files = report["runs"][0]["files"].as_array().unwrap();
+    assert!(files[0]["groups"][0]["records"].as_u64().unwrap() > 0);
+    assert_eq!(files[1]["groups"][0]["records"], 0);
+    // With its reference the same record is scored, and the run is a success.
+    let with_ref = "{\"id\":\"a\",\"hypotheses\":[\"hello world\"],\"output\":\"hello word\"}\n";
+    std::fs::write(&bare, with_ref).unwrap();
+    assert_eq!(run(&[bare.to_str().unwrap()], &[]).status.code(), Some(0));
+}
+
 #[test]
 fn records_that_cannot_be_scored_are_named() {
     let report = json(&[&records("asr.jsonl")]);
@@ -306,7 +332,9 @@ fn baseline_gate_fails_files_cut_short_and_runs_that_compare_nothing() {
     for (keep, what) in [(2, "cut short"), (0, "empty")] {
         std::fs::write(&cut, lines[..keep].join("\n")).unwrap();
         let o = run(&["--baseline", base, cut.to_str().unwrap()], &[]);
-        assert_eq!(o.status.code(), Some(1), "{what}: {}", stdout(&o));
+        // Cut short is a regression; empty measured nothing, an error before any comparison.
+        let code = if keep == 0 { 2 } else { 1 };
+        assert_eq!(o.status.code(), Some(code), "{what}: {}", stdout(&o));
         assert_eq!(
             stderr(&o).contains("no record scored"),
             keep == 0,
@@ -643,7 +671,8 @@ fn an_empty_file_reports_zero_records() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.jsonl");
     std::fs::write(&empty, "").unwrap();
-    let report = json(&[empty.to_str().unwrap()]);
+    let o = run(&["--json", empty.to_str().unwrap()], &[]);
+    let report: Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
     let g = &report["runs"][0]["files"][0]["groups"][0];
     assert_eq!(g["records"], 0);
     // No record, no rate: null, where 0.0 would read as a perfect score to a script.
@@ -657,6 +686,7 @@ fn an_empty_file_reports_zero_records() {
         .unwrap();
     assert_eq!(row, "empty.jsonl 0 0 - - - - - - - -");
     assert!(stdout(&o).starts_with("normaliser - (no record scored)"));
+    assert_eq!(o.status.code(), Some(2), "nothing measured is an error");
     assert!(stdout(&o).contains("wer|norm:-|"));
 }
 

@@ -122,12 +122,23 @@ fn an_oversized_record_is_reported_not_tokenised() {
     let line = serde_json::json!({"input": [words], "output": words, "prediction": words});
     std::fs::write(&file, format!("{line}\n")).unwrap();
     let eval = |extra: &[&str]| {
-        let out = ok(neko().arg("eval").arg("--json").args(extra).arg(&file));
+        let out = neko()
+            .arg("eval")
+            .arg("--json")
+            .args(extra)
+            .arg(&file)
+            .output()
+            .unwrap();
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-        report["runs"][0]["files"][0]["groups"][0]["records"].clone()
+        let records = report["runs"][0]["files"][0]["groups"][0]["records"].clone();
+        (records, out.status.code())
     };
-    assert_eq!(eval(&[]), 0);
-    assert_eq!(eval(&["--max-record-bytes", "4000000"]), 1);
+    // Its one record unscored, the file measured nothing: exit 2.
+    assert_eq!(eval(&[]), (Value::from(0), Some(2)));
+    assert_eq!(
+        eval(&["--max-record-bytes", "4000000"]),
+        (Value::from(1), Some(0))
+    );
 }
 
 /// A copy of a fixture model with some config.json fields replaced.
