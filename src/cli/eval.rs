@@ -27,7 +27,8 @@ pub struct EvalArgs {
 
     /// References in a file of their own, one per line (as jiwer and sacrebleu take them):
     /// line k is the reference of the k-th record of every FILE, which must have as many
-    /// records as it has lines. Replaces the records' own references (`output`).
+    /// records as it has lines. sclite `trn` (`text (ID)`) and Kaldi `text` (`ID text`) pair
+    /// by utterance id instead. Replaces the records' own references (`output`).
     #[arg(long = "ref", env = "NEKO_EVAL_REF", value_name = "REF")]
     pub reference: Option<PathBuf>,
 
@@ -127,7 +128,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         anyhow::bail!("no input file could be read");
     }
     if let Some((name, refs)) = &refs {
-        let replaced = eval::refs::apply(&mut inputs, refs, name).map_err(anyhow::Error::msg)?;
+        let applied = eval::refs::apply(&mut inputs, refs, name).map_err(anyhow::Error::msg)?;
+        if applied.pairing != eval::refs::Pairing::Position {
+            eprintln!("neko: --ref {name}: {}", applied.pairing.describe());
+        }
+        let replaced = applied.replaced;
         if replaced > 0 {
             eprintln!("neko: {replaced} record(s) had a reference of their own (`output`) that --ref {name} replaced");
         }

@@ -1,27 +1,102 @@
-//! References from a file of their own (`neko eval --ref FILE`), as jiwer and sacrebleu take
-//! them: one reference per line, line k for the k-th record of every scored file.
+//! References from a file of their own (`neko eval --ref FILE`), in the three shapes speech
+//! and MT scoring tools take: one reference per line, line k for the k-th record of every
+//! scored file (jiwer, sacrebleu); sclite's `trn`, `text (ID)`; Kaldi's `text`, `ID text`. The
+//! last two pair by utterance id, so records in another order, or a shard, still meet theirs.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use super::Input;
+use serde_json::Value;
 
-/// The references of `path`, one per line (a blank line is an empty reference; a last line
-/// break ends the last one rather than starting another). Read as text whatever it looks
-/// like: a reference that happens to be `null` or `"quoted"` is that text. A byte-order mark
-/// is [`crate::record::read_text`]'s to skip.
+use super::Input;
+use crate::record::trn;
+
+/// The lines of `path` (a blank line is an empty reference; a last line break ends the last one
+/// rather than starting another). Read as text whatever it looks like: a reference that
+/// happens to be `null` or `"quoted"` is that text. A byte-order mark is
+/// [`crate::record::read_text`]'s to skip.
 pub fn read(path: &Path) -> std::io::Result<Vec<String>> {
     let text = crate::record::read_text(path)?;
     Ok(text.lines().map(str::to_string).collect())
 }
 
-/// Gives every record of every input its reference from `refs`, by position. A file whose
-/// record count differs from the references' line count is an error (pairing them anyway
-/// would score every record after the first gap against another record's reference).
-/// Returns how many records had a reference of their own that `refs` replaced with another.
-pub fn apply(inputs: &mut [Input], refs: &[String], refs_name: &str) -> Result<usize, String> {
+/// How the references met their records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pairing {
+    /// Line k, record k.
+    Position,
+    /// sclite `trn`: every line ends with `(ID)`.
+    Trn,
+    /// Kaldi `text`: every line starts with a record's id.
+    Kaldi,
+    /// sclite `trn` for records that have no ids: line k's text, record k.
+    TrnInOrder,
+}
+
+impl Pairing {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Pairing::Position => "one per line, paired by position",
+            Pairing::Trn => "sclite trn, paired by the utterance id at each line's end",
+            Pairing::Kaldi => "Kaldi text, paired by the utterance id at each line's start",
+            Pairing::TrnInOrder => {
+                "sclite trn, paired by position (the records have no ids), its ids set aside"
+            }
+        }
+    }
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub pairing: Pairing,
+    /// Records whose own reference (`output`) was replaced with another text.
+    pub replaced: usize,
+}
+
+/// Gives every record of every input its reference from `lines`: by id when the file is
+/// `trn`, or Kaldi `text` whose first words are the records' ids; else by position. A record
+/// without a reference, or a reference without a record, is an error (scoring anyway would
+/// leave utterances out, or by position score every record after a gap against another's).
+pub fn apply(inputs: &mut [Input], lines: &[String], name: &str) -> Result<Applied, String> {
+    let (pairing, by_id) = match by_id(inputs, lines) {
+        Some((Pairing::Trn, _)) if inputs.iter().all(numbered_only) => {
+            let texts: Vec<String> = (lines.iter())
+                .map(|l| {
+                    trn::split_line(l)
+                        .map_or(l.trim(), |(text, _)| text)
+                        .to_string()
+                })
+                .collect();
+            let applied = by_position(inputs, &texts, name)?;
+            return Ok(Applied {
+                pairing: Pairing::TrnInOrder,
+                ..applied
+            });
+        }
+        Some((pairing, refs)) => (pairing, refs),
+        None => return by_position(inputs, lines, name),
+    };
+    let mut replaced = 0;
+    for input in inputs.iter_mut() {
+        check_coverage(input, &by_id, name, pairing)?;
+        for entry in &mut input.entries {
+            let Ok(record) = &mut entry.record else {
+                continue;
+            };
+            let reference = id_text(&record.id).and_then(|id| by_id.get(&id));
+            let reference = reference.expect("coverage checked").to_string();
+            let own = record.reference.replace(reference.clone());
+            replaced += usize::from(own.is_some_and(|own| own != reference));
+        }
+    }
+    Ok(Applied { pairing, replaced })
+}
+
+fn by_position(inputs: &mut [Input], refs: &[String], name: &str) -> Result<Applied, String> {
     if let Some(input) = inputs.iter().find(|i| i.entries.len() != refs.len()) {
         return Err(format!(
-            "{} has {} records and --ref {refs_name} {} lines: they are paired by position",
+            "{} has {} records and --ref {name} {} lines: they are paired by position",
             input.path,
             input.entries.len(),
             refs.len()
@@ -36,5 +111,108 @@ pub fn apply(inputs: &mut [Input], refs: &[String], refs_name: &str) -> Result<u
             }
         }
     }
-    Ok(replaced)
+    Ok(Applied {
+        pairing: Pairing::Position,
+        replaced,
+    })
+}
+
+/// The references by id, when the lines are `trn`, or Kaldi `text` whose first words (no two
+/// alike) hold every record's given id. Records numbered by position alone have no id to
+/// pair: a file of digit strings (`0 1 2`, `1 5 7`) must not pair its first digits with them.
+fn by_id(inputs: &[Input], lines: &[String]) -> Option<(Pairing, HashMap<String, String>)> {
+    let filled = || lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty());
+    if trn::is_trn(filled()) {
+        let split = filled().filter_map(trn::split_line);
+        return Some((
+            Pairing::Trn,
+            split.map(|(t, id)| (id.into(), t.into())).collect(),
+        ));
+    }
+    let mut refs = HashMap::new();
+    for line in filled() {
+        let (id, text) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        refs.insert(id.to_string(), text.trim().to_string())
+            .is_none()
+            .then_some(())?;
+    }
+    let ids: Vec<Option<String>> = (inputs.iter())
+        .flat_map(|i| &i.entries)
+        .filter_map(|e| e.record.as_ref().ok().map(|r| (e.index, r)))
+        .map(|(index, r)| (!numbered(r, index)).then(|| id_text(&r.id)).flatten())
+        .collect();
+    let all_given = !ids.is_empty()
+        && (ids.iter()).all(|id| id.as_ref().is_some_and(|id| refs.contains_key(id)));
+    all_given.then_some((Pairing::Kaldi, refs))
+}
+
+/// Whether no readable record of `input` gave an id (each is numbered by its position).
+fn numbered_only(input: &Input) -> bool {
+    (input.entries.iter()).all(|e| e.record.as_ref().ok().is_none_or(|r| numbered(r, e.index)))
+}
+
+/// Every readable record of `input` has a reference, and every reference a record (one that
+/// could not be read counts when it gave its id).
+fn check_coverage(
+    input: &Input,
+    refs: &HashMap<String, String>,
+    name: &str,
+    pairing: Pairing,
+) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for entry in &input.entries {
+        let id = match &entry.record {
+            Ok(record) if numbered(record, entry.index) => None,
+            Ok(record) => id_text(&record.id),
+            Err(error) => error.id.as_deref().and_then(id_text),
+        };
+        match id {
+            Some(id) if refs.contains_key(&id) => {
+                seen.insert(id);
+            }
+            _ if entry.record.is_err() => {}
+            Some(id) => {
+                return Err(format!(
+                    "{} line {}: id \"{id}\" has no reference in --ref {name} ({})",
+                    input.path,
+                    entry.line,
+                    pairing.describe()
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "{} line {}: the record has no `id` to pair with --ref {name} ({}): give \
+                     the records ids, or the references one per line in the records' order",
+                    input.path,
+                    entry.line,
+                    pairing.describe()
+                ))
+            }
+        }
+    }
+    let mut missing: Vec<&String> = refs.keys().filter(|id| !seen.contains(*id)).collect();
+    missing.sort();
+    match missing.first() {
+        None => Ok(()),
+        Some(first) => Err(format!(
+            "--ref {name} has {} reference(s) that no record of {} has (the first by id: \
+             \"{first}\"): every utterance must be scored, or the rates leave some out",
+            missing.len(),
+            input.path
+        )),
+    }
+}
+
+/// Whether a record's id is only its position (what a record without an `id` gets).
+fn numbered(record: &crate::record::Record, index: usize) -> bool {
+    record.id == index
+}
+
+/// An id as the reference file writes it: a string as is, a number in decimal.
+fn id_text(id: &Value) -> Option<String> {
+    match id {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }

@@ -16,6 +16,8 @@ pub(super) enum Layout {
     /// A line of a plain-text file: a 1-best as written, unless it opens a JSON object
     /// (`{"`): a record that lost its file's other lines is still read as one.
     TextLine,
+    /// A line of an sclite `trn` file (every non-blank line `text (ID)`): a 1-best and its id.
+    TrnLine,
 }
 
 impl Layout {
@@ -23,7 +25,8 @@ impl Layout {
     /// one line or over several, or a list), or when every one is a JSON string (`jq '.text'`
     /// output); else plain text. By the share, not by any one line: a transcript may have a
     /// `{}` or `["x"]` line, and JSON Lines a line cut short or broken. A plain-text line may
-    /// start with `{laugh}` or a quotation; neither opens JSON.
+    /// start with `{laugh}` or a quotation; neither opens JSON. Plain text whose every line
+    /// ends with an utterance id in parentheses is sclite's `trn` ([`super::trn`]).
     fn of_units(bytes: &[u8], units: &[Unit]) -> Layout {
         let texts = || {
             (units.iter())
@@ -41,8 +44,11 @@ impl Layout {
                 || (t.first() == Some(&b'"') && serde_json::from_slice::<String>(t).is_ok())
         };
         let records = texts().count();
+        let lines = texts().map(|(_, t)| std::str::from_utf8(t));
         if 2 * texts().filter(|&x| opens_json(x)).count() >= records || texts().all(json_string) {
             Layout::JsonLine
+        } else if lines.clone().all(|l| l.is_ok()) && super::trn::is_trn(lines.flatten()) {
+            Layout::TrnLine
         } else {
             Layout::TextLine
         }

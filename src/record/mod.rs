@@ -5,7 +5,9 @@
 //! (the HyPoradise files); anything else is read line by line. A file of lines is JSON Lines
 //! when at least half of its records open JSON (an object, or a list of hypotheses), or every
 //! line is a JSON string: then every line is JSON, and one that is not is an error. Otherwise
-//! it is plain text, one 1-best per line as written, quotes and braces included.
+//! it is plain text, one 1-best per line as written, quotes and braces included; unless every
+//! non-blank line ends with an utterance id in parentheses (sclite's `trn`, `text (spk1-001)`):
+//! then each line is a 1-best with that id.
 
 use std::io::Read;
 use std::path::Path;
@@ -15,6 +17,7 @@ use serde_json::Value;
 mod array;
 mod lines;
 mod scan;
+pub mod trn;
 mod value;
 
 use array::{array_element_spans, json_follows, parse_json_stream, ArrayEnd};

@@ -129,6 +129,47 @@ fn plain_text_lines_are_read_as_written() {
     assert_eq!(hyps, text.lines().collect::<Vec<_>>());
 }
 
+/// sclite `trn` lines give their utterance id to the record, not a last word to its 1-best;
+/// a transcript whose lines end in asides, or only some of them in ids, is plain text.
+#[test]
+fn trn_lines_are_a_1_best_and_its_id() {
+    let entries = parse(
+        b"the cat sat (spk1-002)
+
+(spk1-003)
+hello world	(spk1-001)
+",
+    );
+    let got: Vec<(Value, &str)> = ok(&entries)
+        .iter()
+        .map(|r| (r.id.clone(), r.hypotheses[0].as_str()))
+        .collect();
+    let want = [
+        (Value::from("spk1-002"), "the cat sat"),
+        (Value::from(1), ""),
+        (Value::from("spk1-003"), ""),
+        (Value::from("spk1-001"), "hello world"),
+    ];
+    assert_eq!(got, want);
+    for text in [
+        "and then (laughs)
+we left (applause)
+",
+        "one (utt1)
+two
+",
+        "again (take2)
+again (take2)
+",
+    ] {
+        let hyps: Vec<String> = ok(&parse(text.as_bytes()))
+            .iter()
+            .map(|r| r.hypotheses[0].clone())
+            .collect();
+        assert_eq!(hyps, text.lines().collect::<Vec<_>>(), "{text}");
+    }
+}
+
 /// Lines that are lists of strings are records' N-bests (`json.dumps(nbest)` per line);
 /// one such line alone is still an array of 1-best records.
 #[test]

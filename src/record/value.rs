@@ -141,6 +141,7 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
             let rest = trimmed.strip_prefix('{').map(str::trim_start);
             rest.is_some_and(|r| r.starts_with('"') && r.contains("\":"))
         }
+        Layout::TrnLine => false,
     };
     match json {
         true if layout == Layout::JsonLine && !trimmed.starts_with(['{', '[', '"']) => {
@@ -156,6 +157,11 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
             "broken JSON: the record's opening `{` is missing (it starts with a key)",
         )),
         true => from_value(parse_json(trimmed)?, index),
+        // A trn line is a 1-best and its utterance id (a blank one has neither).
+        false if layout == Layout::TrnLine => Ok(match super::trn::split_line(trimmed) {
+            Some((text, id)) => Record::from_hypotheses(Value::from(id), vec![text.to_string()]),
+            None => Record::from_hypotheses(Value::from(index), vec![trimmed.to_string()]),
+        }),
         // A plain text line is a 1-best with nothing else known.
         false => Ok(Record::from_hypotheses(
             Value::from(index),

@@ -1032,14 +1032,99 @@ fn a_nemo_manifest_is_scored_transcript_against_text() {
 /// their references: the scores are those of the same pairs written as records with
 /// `output`; a file of another length is an error, and a record's own reference that it
 /// replaces is said.
+/// Runs `neko eval ARGS`, expecting exit 2 and `says` on stderr.
+fn fails_saying(args: &[&str], says: &str) {
+    let o = run(args, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(says), "{}", stderr(&o));
+}
+
+/// Writes `text` to `dir/name` and gives its path as an argument.
+fn write_in(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// sclite `trn` and Kaldi `text` references pair by utterance id, so records in another
+/// order meet their own; a trn file of 1-bests gives its records those ids; and an utterance
+/// with no partner on either side is an error, not a rate over fewer words.
+#[test]
+fn trn_and_kaldi_references_pair_by_utterance_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| write_in(dir.path(), name, text);
+    let embedded = write(
+        "records.jsonl",
+        "{\"id\": \"u2\", \"input\": [\"it's raining\"], \"output\": \"it is raining\"}\n\
+         {\"id\": \"u1\", \"input\": [\"the cat sad on the mat\"], \"output\": \"the cat sat on the mat\"}\n",
+    );
+    let bare = write(
+        "bare.jsonl",
+        "{\"id\": \"u2\", \"input\": [\"it's raining\"]}\n\
+         {\"id\": \"u1\", \"input\": [\"the cat sad on the mat\"]}\n",
+    );
+    let hyps_trn = write(
+        "hyps.trn",
+        "the cat sad on the mat (u1)\nit's raining (u2)\n",
+    );
+    let ref_trn = write(
+        "ref.trn",
+        "the cat sat on the mat (u1)\nit is raining (u2)\n",
+    );
+    let kaldi = write("text", "u1 the cat sat on the mat\nu2 it is raining\n");
+    let group = |r: &Value| r["runs"][0]["files"][0]["groups"][0].clone();
+    let want = group(&json(&["--task", "asr", &embedded]));
+    assert!(
+        want["wer"]["one_best"]["rate"].as_f64() > Some(0.0),
+        "{want}"
+    );
+    for (refs, hyps, says) in [
+        (&ref_trn, &bare, "sclite trn, paired by the utterance id"),
+        (
+            &ref_trn,
+            &hyps_trn,
+            "sclite trn, paired by the utterance id",
+        ),
+        (&kaldi, &bare, "Kaldi text, paired by the utterance id"),
+        (&kaldi, &hyps_trn, "Kaldi text, paired by the utterance id"),
+    ] {
+        let o = run(&["--json", "--task", "asr", "--ref", refs, hyps], &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+        let got = group(&serde_json::from_slice(&o.stdout).unwrap());
+        for metric in ["wer", "cer"] {
+            assert_eq!(got[metric], want[metric], "{refs} {hyps} {metric}");
+        }
+    }
+    // Plain 1-bests (no ids) in the trn file's order pair by position, the ids set aside.
+    let plain = write("hyps.txt", "the cat sad on the mat\nit's raining\n");
+    let o = run(&["--json", "--task", "asr", "--ref", &ref_trn, &plain], &[]);
+    assert!(stderr(&o).contains("paired by position"), "{}", stderr(&o));
+    let got = group(&serde_json::from_slice(&o.stdout).unwrap());
+    assert_eq!(got["wer"], want["wer"]);
+    // A record without a reference, or a reference without a record: exit 2, named.
+    let extra = write(
+        "extra.trn",
+        "the cat sad on the mat (u1)\nhi (u3)\nit's raining (u2)\n",
+    );
+    fails_saying(
+        &["--ref", &ref_trn, &extra],
+        "line 2: id \"u3\" has no reference",
+    );
+    let short = write("short.trn", "it's raining (u2)\n");
+    let o = run(&["--ref", &ref_trn, &short], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("1 reference(s) that no record of") && stderr(&o).contains("\"u1\""),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn references_from_a_file_of_their_own_pair_by_position() {
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_str().unwrap().to_string()
-    };
+    let write = |name: &str, text: &str| write_in(dir.path(), name, text);
     let refs = write("refs.txt", "the cat sat on the mat\n\nit is raining\n");
     let hyps = write("hyps.txt", "the cat sad on the mat\nuh\nit's raining\n");
     let records = write(
@@ -1062,13 +1147,7 @@ fn references_from_a_file_of_their_own_pair_by_position() {
         }
     }
     let short = write("short.txt", "the cat sad on the mat\n");
-    let o = run(&["--ref", &refs, &short], &[]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("has 1 records and --ref"),
-        "{}",
-        stderr(&o)
-    );
+    fails_saying(&["--ref", &refs, &short], "has 1 records and --ref");
     let o = run(&["--task", "asr", "--ref", &refs, &records], &[]);
     assert_eq!(o.status.code(), Some(0));
     assert!(!stderr(&o).contains("replaced"), "{}", stderr(&o));
