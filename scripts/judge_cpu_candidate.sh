@@ -12,7 +12,8 @@
 # Resumable: run it again after a stop and each set goes on where it stopped (ASR sets through
 # scripts/correct_sharded.sh; the others are redone). ASR answers are decoded with every answer
 # kept and scored (raw.SET.jsonl, kept for later guard rules), then `neko guard --score` with the
-# candidate applies the default guard, which gives what a default run gives. About 2-3 hours here.
+# candidate applies the default guard, which gives what a default run gives. Some 9,000 records:
+# several hours here, on both cores (stop the training first, or it waits at its low priority).
 # LIMIT=N: the first N records of each set only (a check of the plumbing, not a judgement).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
