@@ -571,8 +571,15 @@ def open_log(path, state_path):
     if not state_path or not os.path.exists(state_path) or not os.path.exists(path):
         return open(path, "w")
     step = torch.load(state_path, weights_only=False)["step"]
+
+    def before(line):  # a line cut off by the stop is dropped with the steps after the state
+        try:
+            return json.loads(line)["step"] <= step
+        except (ValueError, KeyError):
+            return False
+
     with open(path) as f:
-        kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        kept = [line for line in f if before(line)]
     logf = open(path, "w")
     logf.writelines(kept)
     return logf

@@ -133,13 +133,7 @@ fn plain_text_lines_are_read_as_written() {
 /// a transcript whose lines end in asides, or only some of them in ids, is plain text.
 #[test]
 fn trn_lines_are_a_1_best_and_its_id() {
-    let entries = parse(
-        b"the cat sat (spk1-002)
-
-(spk1-003)
-hello world	(spk1-001)
-",
-    );
+    let entries = parse(b"the cat sat (spk1-002)\n\n(spk1-003)\nhello world\t(spk1-001)\r\n");
     let got: Vec<(Value, &str)> = ok(&entries)
         .iter()
         .map(|r| (r.id.clone(), r.hypotheses[0].as_str()))
@@ -152,15 +146,9 @@ hello world	(spk1-001)
     ];
     assert_eq!(got, want);
     for text in [
-        "and then (laughs)
-we left (applause)
-",
-        "one (utt1)
-two
-",
-        "again (take2)
-again (take2)
-",
+        "and then (laughs)\nwe left (applause)\n",
+        "one (utt1)\ntwo\n",
+        "again (take2)\nagain (take2)\n",
     ] {
         let hyps: Vec<String> = ok(&parse(text.as_bytes()))
             .iter()
