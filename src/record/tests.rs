@@ -1,6 +1,15 @@
 use super::value::starts_with_a_key;
 use super::*;
 
+/// The 1-best of each record of `text`, read as a file.
+fn one_bests(text: &str) -> Vec<String> {
+    let entries = parse(text.as_bytes());
+    ok(&entries)
+        .iter()
+        .map(|r| r.hypotheses[0].clone())
+        .collect()
+}
+
 fn ok(entries: &[Entry]) -> Vec<&Record> {
     entries.iter().map(|e| e.record.as_ref().unwrap()).collect()
 }
@@ -114,11 +123,7 @@ fn plain_text_lines_are_read_as_written() {
         "[ ] buy milk\n[x] call mom\n[ ] pay rent\n",
         "[\"laughs\"] okay so\nhello there\nbye now\n",
     ] {
-        let hyps: Vec<String> = ok(&parse(text.as_bytes()))
-            .iter()
-            .map(|r| r.hypotheses[0].clone())
-            .collect();
-        assert_eq!(hyps, text.lines().collect::<Vec<_>>());
+        assert_eq!(one_bests(text), text.lines().collect::<Vec<_>>());
     }
     // Tags alone, a `{}` or a list among transcript lines: text all the same.
     let text = "hello world\n{laugh} {cough}\n{}\n[\"x\"]\nsecond line\nthird\n";
@@ -150,11 +155,7 @@ fn trn_lines_are_a_1_best_and_its_id() {
         "one (utt1)\ntwo\n",
         "again (take2)\nagain (take2)\n",
     ] {
-        let hyps: Vec<String> = ok(&parse(text.as_bytes()))
-            .iter()
-            .map(|r| r.hypotheses[0].clone())
-            .collect();
-        assert_eq!(hyps, text.lines().collect::<Vec<_>>(), "{text}");
+        assert_eq!(one_bests(text), text.lines().collect::<Vec<_>>(), "{text}");
     }
 }
 
