@@ -85,9 +85,7 @@ pub fn apply(inputs: &mut [Input], lines: &[String], name: &str) -> Result<Appli
                 continue;
             };
             let reference = id_text(&record.id).and_then(|id| by_id.get(&id));
-            let reference = reference.expect("coverage checked").to_string();
-            let own = record.reference.replace(reference.clone());
-            replaced += usize::from(own.is_some_and(|own| own != reference));
+            replaced += usize::from(give(record, reference.expect("coverage checked")));
         }
     }
     Ok(Applied { pairing, replaced })
@@ -106,8 +104,7 @@ fn by_position(inputs: &mut [Input], refs: &[String], name: &str) -> Result<Appl
     for input in inputs.iter_mut() {
         for (entry, reference) in input.entries.iter_mut().zip(refs) {
             if let Ok(record) = &mut entry.record {
-                let own = record.reference.replace(reference.clone());
-                replaced += usize::from(own.is_some_and(|own| own != *reference));
+                replaced += usize::from(give(record, reference));
             }
         }
     }
@@ -201,6 +198,12 @@ fn check_coverage(
             input.path
         )),
     }
+}
+
+/// Gives `record` its reference; whether the record had another of its own.
+fn give(record: &mut crate::record::Record, reference: &str) -> bool {
+    let own = record.reference.replace(reference.to_string());
+    own.is_some_and(|own| own != reference)
 }
 
 /// Whether a record's id is only its position (what a record without an `id` gets).

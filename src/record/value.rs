@@ -157,16 +157,15 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
             "broken JSON: the record's opening `{` is missing (it starts with a key)",
         )),
         true => from_value(parse_json(trimmed)?, index),
-        // A trn line is a 1-best and its utterance id (a blank one has neither).
-        false if layout == Layout::TrnLine => Ok(match super::trn::split_line(trimmed) {
-            Some((text, id)) => Record::from_hypotheses(Value::from(id), vec![text.to_string()]),
-            None => Record::from_hypotheses(Value::from(index), vec![trimmed.to_string()]),
-        }),
-        // A plain text line is a 1-best with nothing else known.
-        false => Ok(Record::from_hypotheses(
-            Value::from(index),
-            vec![trimmed.to_string()],
-        )),
+        // A plain text line is a 1-best with nothing else known; a trn line, a 1-best and its
+        // utterance id (a blank one has neither).
+        false => {
+            let trn = (layout == Layout::TrnLine).then(|| super::trn::split_line(trimmed));
+            let (text, id) = (trn.flatten()).map_or((trimmed, Value::from(index)), |(text, id)| {
+                (text, Value::from(id))
+            });
+            Ok(Record::from_hypotheses(id, vec![text.to_string()]))
+        }
     }
 }
 
