@@ -129,8 +129,18 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     }
     if let Some((name, refs)) = &refs {
         let applied = eval::refs::apply(&mut inputs, refs, name).map_err(anyhow::Error::msg)?;
+        for path in &applied.kaldi_inputs {
+            eprintln!("neko: {path}: read as Kaldi text: each line's first word is an utterance id of --ref {name}");
+        }
         if applied.pairing != eval::refs::Pairing::Position {
             eprintln!("neko: --ref {name}: {}", applied.pairing.describe());
+        }
+        if applied.ids_scored {
+            eprintln!(
+                "neko: warning: every line of --ref {name} opens with a numbered word, no two alike, as Kaldi \
+                 text's utterance ids do, but they are not the records' ids: the records pair by position and \
+                 those words are scored as words. For Kaldi text, give the records their ids (README, Input)"
+            );
         }
         let replaced = applied.replaced;
         if replaced > 0 {

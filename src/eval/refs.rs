@@ -47,18 +47,26 @@ impl Pairing {
 }
 
 /// What [`apply`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
     pub pairing: Pairing,
     /// Records whose own reference (`output`) was replaced with another text.
     pub replaced: usize,
+    /// The inputs read as Kaldi `text`: each line's first word taken as its utterance id.
+    pub kaldi_inputs: Vec<String>,
+    /// Paired by position although every reference line opens with a word that looks like
+    /// an utterance id (Kaldi `text` against records without ids): those words are scored.
+    pub ids_scored: bool,
 }
 
 /// Gives every record of every input its reference from `lines`: by id when the file is
-/// `trn`, or Kaldi `text` whose first words are the records' ids; else by position. A record
+/// `trn`, or Kaldi `text` whose first words are the records' ids (hypotheses in Kaldi `text`
+/// first get their first words as ids: [`ids_from_first_words`]); else by position. A record
 /// without a reference, or a reference without a record, is an error (scoring anyway would
 /// leave utterances out, or by position score every record after a gap against another's).
 pub fn apply(inputs: &mut [Input], lines: &[String], name: &str) -> Result<Applied, String> {
+    let ids = utterance_ids(lines);
+    let kaldi_inputs = ids_from_first_words(inputs, &ids);
     let (pairing, by_id) = match by_id(inputs, lines) {
         Some((Pairing::Trn, _)) if inputs.iter().all(numbered_only) => {
             let texts: Vec<String> = (lines.iter())
@@ -75,7 +83,12 @@ pub fn apply(inputs: &mut [Input], lines: &[String], name: &str) -> Result<Appli
             });
         }
         Some((pairing, refs)) => (pairing, refs),
-        None => return by_position(inputs, lines, name),
+        None => {
+            return Ok(Applied {
+                ids_scored: !ids.is_empty(),
+                ..by_position(inputs, lines, name)?
+            });
+        }
     };
     let mut replaced = 0;
     for input in inputs.iter_mut() {
@@ -88,7 +101,12 @@ pub fn apply(inputs: &mut [Input], lines: &[String], name: &str) -> Result<Appli
             replaced += usize::from(give(record, reference.expect("coverage checked")));
         }
     }
-    Ok(Applied { pairing, replaced })
+    Ok(Applied {
+        pairing,
+        replaced,
+        kaldi_inputs,
+        ids_scored: false,
+    })
 }
 
 fn by_position(inputs: &mut [Input], refs: &[String], name: &str) -> Result<Applied, String> {
@@ -111,7 +129,78 @@ fn by_position(inputs: &mut [Input], refs: &[String], name: &str) -> Result<Appl
     Ok(Applied {
         pairing: Pairing::Position,
         replaced,
+        kaldi_inputs: Vec::new(),
+        ids_scored: false,
     })
+}
+
+/// The utterance ids of a reference file: a `trn` file's, or the first words of Kaldi `text`
+/// when every non-blank line's is numbered and no two are alike; else none.
+fn utterance_ids(lines: &[String]) -> HashSet<&str> {
+    let filled = || lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty());
+    if trn::is_trn(filled()) {
+        return filled()
+            .filter_map(trn::split_line)
+            .map(|(_, id)| id)
+            .collect();
+    }
+    let mut ids = HashSet::new();
+    let all = filled().all(|l| {
+        let first = l.split_whitespace().next().unwrap_or_default();
+        numbered_word(first) && ids.insert(first)
+    });
+    if all {
+        ids
+    } else {
+        HashSet::new()
+    }
+}
+
+/// Kaldi `text` as hypotheses (`ID words`: neko reads it as plain text, the id a first word):
+/// in an input whose records gave no ids, when every record's one hypothesis (and prediction)
+/// opens with a numbered word, no two alike, that is an utterance id of the reference file,
+/// those words become the records' ids instead of words to score. The reference file's ids
+/// are the evidence: a transcript's first words are not all of them. The inputs so read.
+fn ids_from_first_words(inputs: &mut [Input], ids: &HashSet<&str>) -> Vec<String> {
+    let mut read = Vec::new();
+    for input in inputs.iter_mut().filter(|i| numbered_only(i)) {
+        let mut seen = HashSet::new();
+        let records = || (input.entries.iter()).filter_map(|e| e.record.as_ref().ok());
+        let all = records().all(|r| leading_id(r, ids).is_some_and(|id| seen.insert(id)));
+        if !all || seen.is_empty() {
+            continue;
+        }
+        for record in (input.entries.iter_mut()).filter_map(|e| e.record.as_mut().ok()) {
+            let id = leading_id(record, ids).expect("checked").to_string();
+            record.hypotheses[0] = after_word(&record.hypotheses[0], &id);
+            record.prediction = (record.prediction.as_deref()).map(|p| after_word(p, &id));
+            record.id = Value::String(id);
+        }
+        read.push(input.path.clone());
+    }
+    read
+}
+
+/// The utterance id a Kaldi `text` line opens with, when `record` is one: one hypothesis whose
+/// first word (the prediction's too, when it has one) is numbered and one of `ids`.
+fn leading_id<'a>(record: &'a crate::record::Record, ids: &HashSet<&str>) -> Option<&'a str> {
+    let [best] = record.hypotheses.as_slice() else {
+        return None;
+    };
+    let id = best.split_whitespace().next()?;
+    let first = |p: &str| p.split_whitespace().next() == Some(id);
+    let agrees = record.prediction.as_deref().is_none_or(first);
+    (numbered_word(id) && ids.contains(id) && agrees).then_some(id)
+}
+
+/// `text` without its first word, `word`.
+fn after_word(text: &str, word: &str) -> String {
+    text.trim_start()[word.len()..].trim_start().to_string()
+}
+
+/// Whether a word could be an utterance id: it has a digit (ids are numbered).
+fn numbered_word(word: &str) -> bool {
+    word.bytes().any(|b| b.is_ascii_digit())
 }
 
 /// The references by id, when the lines are `trn`, or Kaldi `text` whose first words (no two

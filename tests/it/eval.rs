@@ -1096,6 +1096,35 @@ fn trn_and_kaldi_references_pair_by_utterance_id() {
             assert_eq!(got[metric], want[metric], "{refs} {hyps} {metric}");
         }
     }
+    // Kaldi text as hypotheses (read as plain text, the id a first word): its first words are
+    // the references' ids, so they are its ids, in any order, not words to score.
+    let hyps_kaldi = write("hyps.text", "u2 it's raining\nu1 the cat sad on the mat\n");
+    for refs in [&kaldi, &ref_trn] {
+        let o = run(
+            &["--json", "--task", "asr", "--ref", refs, &hyps_kaldi],
+            &[],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("hyps.text: read as Kaldi text"),
+            "{}",
+            stderr(&o)
+        );
+        let got = group(&serde_json::from_slice(&o.stdout).unwrap());
+        assert_eq!(got["wer"], want["wer"], "{refs}");
+    }
+    // Without the ids' evidence, plain lines are text: the same words with other first words
+    // pair by position, and Kaldi references against them are scored whole, with a warning.
+    let plain_kaldi = write("plain.text", "v1 the cat sad on the mat\nv2 it's raining\n");
+    let o = run(
+        &["--json", "--task", "asr", "--ref", &kaldi, &plain_kaldi],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("read as Kaldi text"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("scored as words"), "{}", stderr(&o));
+    let got = group(&serde_json::from_slice(&o.stdout).unwrap());
+    assert!(got["wer"]["one_best"]["rate"].as_f64() > want["wer"]["one_best"]["rate"].as_f64());
     // Plain 1-bests (no ids) in the trn file's order pair by position, the ids set aside.
     let plain = write("hyps.txt", "the cat sad on the mat\nit's raining\n");
     let o = run(&["--json", "--task", "asr", "--ref", &ref_trn, &plain], &[]);
