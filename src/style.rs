@@ -8,6 +8,11 @@
 //! punctuation when no hypothesis has any (apostrophes are part of words). It is not the
 //! default: the formatting budget was also what kept neko-smol's out-of-domain edits, mostly
 //! wrong, from HyPoradise's lower-case N-bests.
+//!
+//! GEC sources written in tokens (`This are a sentence .`, as the M2 corpora, CoNLL-2014 and
+//! BEA-2019, write them) get answers in tokens too, in either mode: the model writes text
+//! (`This is a sentence.`), and the guard and the corpora's scorers compare tokens, so an
+//! untokenised answer would spend its edit budget, and its score, on spacing ([`tokenise`]).
 
 use crate::Task;
 
@@ -34,10 +39,12 @@ impl StyleMode {
 
     /// `answer` in the style `task`'s answers take under this mode: for ASR with `follow`, the
     /// hypotheses' ([`Style::of`]); else as written. OCR, MT, ST and GEC correct casing and
-    /// punctuation themselves, so their answers keep what the model wrote.
+    /// punctuation themselves, so their answers keep what the model wrote, except that a GEC
+    /// answer to a source in tokens is tokenised as it is ([`tokenise`]).
     pub fn apply(self, task: Task, hypotheses: &[String], answer: &str) -> String {
-        match (self, task) {
-            (StyleMode::Follow, Task::Asr) => Style::of(hypotheses).apply(answer),
+        match (self, task, hypotheses.first()) {
+            (StyleMode::Follow, Task::Asr, _) => Style::of(hypotheses).apply(answer),
+            (_, Task::Gec, Some(source)) if tokenised(source) => tokenise(answer, source),
             _ => answer.to_string(),
         }
     }
@@ -100,6 +107,112 @@ impl Style {
             .collect();
         stripped.split_whitespace().collect::<Vec<_>>().join(" ")
     }
+}
+
+/// Clitics that the Penn Treebank's tokenisation (and spaCy's) writes as tokens of their own.
+const CLITICS: [&str; 7] = ["n't", "'s", "'re", "'ve", "'ll", "'d", "'m"];
+
+/// Whether `text` is written in tokens: some punctuation mark stands alone (`sentence .`) and
+/// no comma, colon, semicolon, question or exclamation mark is glued to a word (full stops
+/// may be: `Mr.`, `U.S.`).
+pub fn tokenised(text: &str) -> bool {
+    let marks = |t: &str| !t.is_empty() && t.chars().all(|c| ",.;:!?".contains(c));
+    let glued = |t: &str| t.len() > 1 && t.ends_with([',', ';', ':', '!', '?']) && !marks(t);
+    text.split_whitespace().any(marks) && !text.split_whitespace().any(glued)
+}
+
+/// `text` in tokens as `source` writes them: a word the source has stays whole (`Mr.`);
+/// others lose their punctuation at either end (a full stop only at the text's end, and not
+/// from `U.S.`), their clitics (`do n't`) unless the source glues its own (`don't`), and their
+/// hyphens where the source splits its own (`well - known`, as spaCy writes them).
+pub fn tokenise(text: &str, source: &str) -> String {
+    let known: std::collections::HashSet<&str> = source.split_whitespace().collect();
+    let split_clitics = known.iter().any(|t| is_clitic(t)) || !source.contains(['\'', '’']);
+    let split_hyphens = known.contains("-");
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len() + 4);
+    for (k, word) in words.iter().enumerate() {
+        if known.contains(word) {
+            out.push(word.to_string());
+            continue;
+        }
+        let (core, lead, trail) = peel(word, k + 1 == words.len());
+        out.extend(lead.chars().map(String::from));
+        let core = clitic_split(core, split_clitics);
+        for (i, part) in core.into_iter().enumerate() {
+            if i > 0 || !split_hyphens {
+                out.push(part.to_string());
+                continue;
+            }
+            let pieces: Vec<&str> = part.split('-').collect();
+            match pieces.iter().all(|p| !p.is_empty()) {
+                true => out.push(pieces.join(" - ")),
+                false => out.push(part.to_string()),
+            }
+        }
+        out.extend(trail);
+    }
+    out.join(" ")
+}
+
+/// A word's opening marks (`"`, `(`), its core, and its closing marks as tokens (`,`, `)`,
+/// `...`); a full stop only when the word `ends` the text and its core has no other (`U.S.`).
+/// A word of marks alone stays whole.
+fn peel(word: &str, ends: bool) -> (&str, &str, Vec<String>) {
+    let opening = |c: char| "\"“‘([{".contains(c);
+    let lead_len: usize = word
+        .chars()
+        .take_while(|&c| opening(c))
+        .map(char::len_utf8)
+        .sum();
+    let (lead, mut core) = match lead_len < word.len() {
+        true => word.split_at(lead_len),
+        false => ("", word),
+    };
+    let closing = |c: char| ",;:!?\"”)]}".contains(c);
+    let mut trail = Vec::new();
+    loop {
+        let stem = core.trim_end_matches('.');
+        let dots = core.len() - stem.len();
+        let last = core
+            .chars()
+            .next_back()
+            .filter(|_| core.chars().count() > 1);
+        match last {
+            Some(c) if closing(c) => {
+                trail.insert(0, c.to_string());
+                core = &core[..core.len() - c.len_utf8()];
+            }
+            _ if !stem.is_empty() && (dots > 1 || (dots == 1 && ends && !stem.contains('.'))) => {
+                trail.insert(0, core[stem.len()..].to_string());
+                core = stem;
+            }
+            _ => return (core, lead, trail),
+        }
+    }
+}
+
+/// `word` and its clitic as two tokens (`do` `n't`, `John` `'s`), when `split`.
+fn clitic_split(word: &str, split: bool) -> Vec<&str> {
+    let lower = word.to_lowercase().replace('’', "'");
+    let at = CLITICS
+        .iter()
+        .find(|c| lower.len() > c.len() && lower.ends_with(*c))
+        .map(|c| word.len() - word_suffix_len(word, c.chars().count()));
+    match at {
+        Some(at) if split => vec![&word[..at], &word[at..]],
+        _ => vec![word],
+    }
+}
+
+/// The byte length of the last `chars` characters of `word`.
+fn word_suffix_len(word: &str, chars: usize) -> usize {
+    word.chars().rev().take(chars).map(char::len_utf8).sum()
+}
+
+/// Whether a token is a clitic (`n't`, `'s`, in either apostrophe).
+fn is_clitic(token: &str) -> bool {
+    CLITICS.contains(&token.to_lowercase().replace('’', "'").as_str())
 }
 
 /// Punctuation and symbols: what is neither part of a word (a letter, a digit, a mark on
@@ -190,6 +303,63 @@ mod tests {
             StyleMode::Follow.apply(Task::Asr, &n, "The cat sat."),
             "the cat sat"
         );
+    }
+
+    #[test]
+    fn gec_answers_to_sources_in_tokens_are_tokenised_alike() {
+        let gec = |source: &str, answer: &str| {
+            let n = hyps(&[source]);
+            let got = StyleMode::Model.apply(Task::Gec, &n, answer);
+            assert_eq!(got, StyleMode::Follow.apply(Task::Gec, &n, answer));
+            got
+        };
+        assert_eq!(
+            gec("This are a sentence .", "This is a good sentence."),
+            "This is a good sentence ."
+        );
+        // The Penn Treebank's clitics, and a word the source has kept whole.
+        assert_eq!(
+            gec(
+                "I do n't think so , Mr. Smith .",
+                "I don't think so, Mr. Smith!"
+            ),
+            "I do n't think so , Mr. Smith !"
+        );
+        // A source that glues its clitics keeps them glued; quotes, brackets, an ellipsis.
+        assert_eq!(
+            gec(
+                "I don't know , he say .",
+                "I don't know, he said (\"no\")..."
+            ),
+            "I don't know , he said ( \" no \" ) ..."
+        );
+        // spaCy's hyphens, where the source splits its own; U.S. keeps its full stops.
+        assert_eq!(
+            gec(
+                "a well - known fact in US .",
+                "a well-known fact in the U.S."
+            ),
+            "a well - known fact in the U.S."
+        );
+        // A source in text is left as the model wrote it, and so are other tasks.
+        assert_eq!(gec("I has a cat.", "I have a cat."), "I have a cat.");
+        let n = hyps(&["this are it ."]);
+        assert_eq!(
+            StyleMode::Model.apply(Task::Ocr, &n, "This is it."),
+            "This is it."
+        );
+        // Marks alone, letters of several bytes, and nothing at all.
+        assert_eq!(gec("it is .", "“” (( café” é."), "“ ” (( café ” é .");
+        assert_eq!(gec("it is .", ""), "");
+    }
+
+    #[test]
+    fn a_text_in_tokens_has_marks_alone_and_none_glued() {
+        assert!(tokenised("This are a sentence ."));
+        assert!(tokenised("Mr. Smith , U.S. citizen !"));
+        assert!(!tokenised("Hello, world ."));
+        assert!(!tokenised("Hello world."));
+        assert!(!tokenised(""));
     }
 
     #[test]

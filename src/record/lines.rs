@@ -18,6 +18,8 @@ pub(super) enum Layout {
     TextLine,
     /// A line of an sclite `trn` file (every non-blank line `text (ID)`): a 1-best and its id.
     TrnLine,
+    /// A sentence of an M2 file (its `S` line and the `A` lines after it): a GEC record.
+    M2Block,
 }
 
 impl Layout {
@@ -26,7 +28,8 @@ impl Layout {
     /// output); else plain text. By the share, not by any one line: a transcript may have a
     /// `{}` or `["x"]` line, and JSON Lines a line cut short or broken. A plain-text line may
     /// start with `{laugh}` or a quotation; neither opens JSON. Plain text whose every line
-    /// ends with an utterance id in parentheses is sclite's `trn` ([`super::trn`]).
+    /// ends with an utterance id in parentheses is sclite's `trn` ([`super::trn`]); `S` lines
+    /// with their `A` lines are the GEC corpora's M2 ([`super::m2`]).
     fn of_units(bytes: &[u8], units: &[Unit]) -> Layout {
         let texts = || {
             (units.iter())
@@ -47,8 +50,12 @@ impl Layout {
         let lines = texts().map(|(_, t)| std::str::from_utf8(t));
         if 2 * texts().filter(|&x| opens_json(x)).count() >= records || texts().all(json_string) {
             Layout::JsonLine
-        } else if lines.clone().all(|l| l.is_ok()) && super::trn::is_trn(lines.flatten()) {
+        } else if !lines.clone().all(|l| l.is_ok()) {
+            Layout::TextLine
+        } else if super::trn::is_trn(lines.clone().flatten()) {
             Layout::TrnLine
+        } else if super::m2::is_m2(lines.flatten()) {
+            Layout::M2Block
         } else {
             Layout::TextLine
         }
@@ -170,6 +177,7 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
     // record is read as one too); anything else is its lines.
     let units = match layout {
         Layout::JsonLine => spanned,
+        Layout::M2Block => m2_blocks(bytes, lines),
         _ => {
             let whole = |u: &Unit| u.spanned == Some(Span::Whole);
             let objects: Vec<Unit> = spanned.into_iter().filter(whole).collect();
@@ -197,7 +205,8 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
         let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
         // A blank line of plain text is an empty 1-best (silence), so that output line k is
         // input line k (`paste`); in JSON Lines it is no record.
-        if raw.iter().all(u8::is_ascii_whitespace) && layout == Layout::JsonLine {
+        let separates = matches!(layout, Layout::JsonLine | Layout::M2Block);
+        if raw.iter().all(u8::is_ascii_whitespace) && separates {
             continue;
         }
         let parts = match (layout, u.spanned) {
@@ -224,6 +233,24 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
         }
     }
     entries
+}
+
+/// An M2 file's sentences: each `S` line with the lines after it up to the next `S` line or
+/// blank line (blank lines separate sentences; they are no records).
+fn m2_blocks(bytes: &[u8], lines: Vec<Unit>) -> Vec<Unit> {
+    let mut blocks: Vec<Unit> = Vec::new();
+    let mut open = false;
+    for l in lines {
+        let text = bytes[l.start..l.end].trim_ascii();
+        match blocks.last_mut() {
+            Some(block) if open && !text.is_empty() && !text.starts_with(b"S") => block.end = l.end,
+            _ => {
+                open = !text.is_empty();
+                blocks.extend(open.then_some(l));
+            }
+        }
+    }
+    blocks
 }
 
 /// The end of the JSON object that opens at `open` on the line ending at `end` and that the

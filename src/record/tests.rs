@@ -159,6 +159,54 @@ fn trn_lines_are_a_1_best_and_its_id() {
     }
 }
 
+/// An M2 file (CoNLL-2014, BEA-2019) is a GEC record per sentence: the source to correct and
+/// annotator 0's correction as the reference; a broken edit is one error line, with the
+/// sentence's line and its source as the fallback, and the sentences after it are read.
+#[test]
+fn m2_sentences_are_gec_records_with_their_corrections() {
+    let text = "S This are a sentence .\r\n\
+        A 1 2|||R:VERB:SVA|||is|||REQUIRED|||-NONE-|||0\n\
+        A 1 2|||R:VERB:SVA|||is|||REQUIRED|||-NONE-|||1\n\
+        \n\
+        \n\
+        S Fine .\n\
+        A -1 -1|||noop|||-NONE-|||REQUIRED|||-NONE-|||0\n\
+        S No blank line before me .\n\
+        \n\
+        S Broken edit .\n\
+        A 2 9|||R:X|||y|||REQUIRED|||-NONE-|||0\n\
+        \n\
+        S Last one\n\
+        A 2 2|||M:PUNCT|||.|||REQUIRED|||-NONE-|||0";
+    let entries = parse(text.as_bytes());
+    let lines: Vec<usize> = entries.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [1, 6, 8, 10, 13]);
+    let read = |e: &Entry| {
+        let r = e.record.as_ref().ok()?;
+        Some((r.id.clone(), r.hypotheses[0].clone(), r.reference.clone()?))
+    };
+    let got: Vec<_> = entries.iter().map(read).collect();
+    let gec = |i: usize, s: &str, r: &str| Some((Value::from(i), s.to_string(), r.to_string()));
+    assert_eq!(
+        got,
+        [
+            gec(0, "This are a sentence .", "This is a sentence ."),
+            gec(1, "Fine .", "Fine ."),
+            gec(2, "No blank line before me .", "No blank line before me ."),
+            None,
+            gec(4, "Last one", "Last one ."),
+        ]
+    );
+    let task = |e: &Entry| e.record.as_ref().unwrap().task.clone();
+    assert_eq!(task(&entries[0]), Some("gec".to_string()));
+    let err = entries[3].record.as_ref().unwrap_err();
+    assert!(err.message.contains("does not fit"), "{err:?}");
+    assert_eq!(err.best.as_deref(), Some("Broken edit ."));
+    // Text whose lines begin with "S " and "A " is text.
+    let text = "S is for sun\nA is for apple\n";
+    assert_eq!(one_bests(text), text.lines().collect::<Vec<_>>());
+}
+
 /// Lines that are lists of strings are records' N-bests (`json.dumps(nbest)` per line);
 /// one such line alone is still an array of 1-best records.
 #[test]

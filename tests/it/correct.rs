@@ -478,6 +478,42 @@ fn a_nemo_manifest_is_corrected_from_its_transcript() {
     assert!(recs[0]["prediction"].is_string() && recs[0].get("error").is_none());
 }
 
+/// An M2 file (CoNLL-2014, BEA-2019) is corrected without `--task`, a record per sentence,
+/// annotator 0's correction travelling on as `output`; a broken edit is an error line with the
+/// source as its prediction, and the sentences after it are corrected.
+#[test]
+fn an_m2_file_is_corrected_sentence_by_sentence() {
+    let m2 = b"S This are a sentence .\nA 1 2|||R:VERB:SVA|||is|||REQUIRED|||-NONE-|||0\n\n\
+        S Broken .\nA 0 7|||R:X|||y|||REQUIRED|||-NONE-|||0\n\n\
+        S I has a cat .\nA 1 2|||R:VERB:SVA|||have|||REQUIRED|||-NONE-|||0\n";
+    let mut cmd = neko();
+    cmd.args(["correct", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg("-");
+    let out = run_with_stdin(cmd, m2);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = json_lines(&out.stdout);
+    let got: Vec<Value> = (recs.iter())
+        .map(|r| serde_json::json!([r["id"], r["task"], r["best"], r["output"]]))
+        .collect();
+    let want = serde_json::json!([
+        [0, "gec", "This are a sentence .", "This is a sentence ."],
+        [1, "gec", "Broken .", null],
+        [2, "gec", "I has a cat .", "I have a cat ."]
+    ]);
+    assert_eq!(Value::from(got), want);
+    assert_eq!(recs[1]["prediction"], "Broken .");
+    assert_eq!(recs[1]["error"]["line"], 4, "{}", recs[1]);
+    assert!(recs[1]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not fit"));
+}
+
 /// Numeric ids come back as written, digit for digit: a 30-digit id is not rounded to a float,
 /// a decimal keeps its trailing zero (serde_json's `arbitrary_precision`).
 #[test]

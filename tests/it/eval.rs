@@ -238,6 +238,41 @@ fn translation_scores_match_sacrebleu() {
         .any(|s| s.as_str().unwrap().starts_with("bleu|norm:none@1|nrefs:1|")));
 }
 
+/// The GEC fixture written as M2 (each source's correction one edit, as annotator 0's, with
+/// another annotator's and a `noop` that must not count) scores as the `gleu` package scored
+/// the fixture's sources against its references.
+#[test]
+fn an_m2_file_scores_its_sources_against_annotator_0() {
+    let text = std::fs::read_to_string(records("gec.jsonl")).unwrap();
+    let mut m2 = String::new();
+    for line in text.lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        let source = r["input"][0].as_str().unwrap();
+        let n = source.split_whitespace().count();
+        m2 += &format!("S {source}\n");
+        m2 += &format!(
+            "A 0 {n}|||R:X|||{}|||REQUIRED|||-NONE-|||0\n",
+            r["output"].as_str().unwrap()
+        );
+        m2 += "A 0 1|||R:X|||wrong|||REQUIRED|||-NONE-|||1\n";
+        m2 += "A -1 -1|||noop|||-NONE-|||REQUIRED|||-NONE-|||2\n\n";
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_in(dir.path(), "gec.m2", &m2);
+    let g = &json(&[&path])["runs"][0]["files"][0]["groups"][0];
+    assert_eq!(
+        g["records"].as_u64(),
+        Some(text.lines().count() as u64),
+        "{g}"
+    );
+    let want = &expected()["files"]["gec.jsonl"];
+    assert_2dp(
+        f64_of(&g["gleu"]["one_best"]["score"]),
+        f64_of(&want["gleu_one_best"]),
+        "GLEU",
+    );
+}
+
 #[test]
 fn gec_scores_match_the_reference_scorers() {
     let want = &expected()["files"]["gec.jsonl"];

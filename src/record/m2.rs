@@ -1,0 +1,164 @@
+//! M2, the grammatical error correction corpora's format (CoNLL-2013/2014, BEA-2019, FCE): a
+//! block per sentence, `S` and the tokenised source, then an `A` line per edit, `A start
+//! end|||type|||correction|||required|||comment|||annotator`. Read as GEC records: the source
+//! is the text to correct, and the source with the first annotator's edits applied (as the
+//! BEA-2019 shared task's `corr_from_m2.py` makes it, annotator 0) is the reference.
+
+use serde_json::Value;
+
+use super::{Record, RecordError};
+
+/// The annotator whose corrections are the reference (`corr_from_m2.py -id 0`).
+const ANNOTATOR: &str = "0";
+
+/// Edit types that change nothing: no error (`noop`), an error left uncorrected (`UNK`), and
+/// `Um` (unclear meaning), as `corr_from_m2.py` skips them.
+const SKIPPED: [&str; 3] = ["noop", "UNK", "Um"];
+
+/// Whether these non-blank lines are M2: the first an `S` line, every other an `S` line or an
+/// `A` line with its `|||` fields (a text whose lines start with "A " and "S " has no `|||`).
+pub fn is_m2<'a>(mut lines: impl Iterator<Item = &'a str>) -> bool {
+    let sentence = |l: &str| l == "S" || l.starts_with("S ");
+    let edit = |l: &str| l.starts_with("A ") && l.contains("|||");
+    let mut edits = false;
+    lines.next().is_some_and(sentence)
+        && lines.all(|l| {
+            edits |= edit(l);
+            sentence(l) || edit(l)
+        })
+        && edits
+}
+
+/// The GEC record of one block (its `S` line and the `A` lines after it).
+pub fn record(block: &str, index: usize) -> Result<Record, RecordError> {
+    let mut lines = block.lines().map(str::trim_end);
+    let Some(source) = lines.next().unwrap_or_default().strip_prefix('S') else {
+        let why = "an `A` line outside a sentence: no `S` line before it since the blank line";
+        return Err(RecordError::new(Some("A"), why));
+    };
+    let source = source.trim();
+    let mut tokens: Vec<&str> = source.split_whitespace().collect();
+    // Each applied edit moves the later spans by what it added or removed.
+    let mut offset: isize = 0;
+    // An error line still carries the task and the source, its prediction as for any record.
+    let failed = |mut e: RecordError| {
+        (e.task, e.best) = (Some("gec".to_string()), Some(source.to_string()));
+        e
+    };
+    for line in lines {
+        let Some((start, end, correction)) = edit(line).map_err(failed)? else {
+            continue;
+        };
+        let (start, end) = (start as isize + offset, end as isize + offset);
+        if start < 0 || end < start || end as usize > tokens.len() {
+            return Err(failed(RecordError::new(
+                Some("A"),
+                format!(
+                    "`{line}`: its span does not fit the sentence's {} tokens (after the edits before it)",
+                    tokens.len()
+                ),
+            )));
+        }
+        let words: Vec<&str> = correction.split_whitespace().collect();
+        offset += words.len() as isize - (end - start);
+        tokens.splice(start as usize..end as usize, words);
+    }
+    let mut record = Record::from_hypotheses(Value::from(index), vec![source.to_string()]);
+    record.task = Some("gec".to_string());
+    record.reference = Some(tokens.join(" "));
+    Ok(record)
+}
+
+/// An `A` line's span and correction, when it is the reference annotator's and changes
+/// something.
+fn edit(line: &str) -> Result<Option<(usize, usize, &str)>, RecordError> {
+    let fields: Vec<&str> = line.split("|||").collect();
+    let bad = |why: &str| Err(RecordError::new(Some("A"), format!("`{line}`: {why}")));
+    if fields.len() < 3 {
+        return bad("expected `A start end|||type|||correction|||...|||annotator`");
+    }
+    let annotator = fields.last().expect("three fields").trim();
+    if SKIPPED.contains(&fields[1].trim()) || (fields.len() >= 6 && annotator != ANNOTATOR) {
+        return Ok(None);
+    }
+    let span: Vec<&str> = fields[0]
+        .trim_start_matches('A')
+        .split_whitespace()
+        .collect();
+    match span.as_slice() {
+        [start, end] => match (start.parse(), end.parse()) {
+            (Ok(start), Ok(end)) => Ok(Some((start, end, fields[2]))),
+            _ => bad("its span is not two token positions"),
+        },
+        _ => bad("its span is not two token positions"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// BEA-2019's example of the format (its website), with a third annotator's `noop`.
+    const BEA: &str = "S This are a sentence .\n\
+        A 1 2|||R:VERB:SVA|||is|||REQUIRED|||-NONE-|||0\n\
+        A 3 3|||M:ADJ|||good|||REQUIRED|||-NONE-|||0\n\
+        A 1 2|||R:VERB:SVA|||is|||REQUIRED|||-NONE-|||1\n\
+        A -1 -1|||noop|||-NONE-|||REQUIRED|||-NONE-|||2";
+
+    fn reference(block: &str) -> String {
+        record(block, 0).unwrap().reference.unwrap()
+    }
+
+    #[test]
+    fn the_reference_is_the_source_with_annotator_0s_edits_applied() {
+        let r = record(BEA, 7).unwrap();
+        assert_eq!(r.hypotheses, ["This are a sentence ."]);
+        assert_eq!(r.reference.as_deref(), Some("This is a good sentence ."));
+        assert_eq!((r.id, r.task.as_deref()), (Value::from(7), Some("gec")));
+        // Deletions (an empty correction) and insertions move the spans after them.
+        let block = "S a b c d e\n\
+            A 0 1|||U:DET||||||REQUIRED|||-NONE-|||0\n\
+            A 2 2|||M:X|||x y|||REQUIRED|||-NONE-|||0\n\
+            A 3 5|||R:X|||z|||REQUIRED|||-NONE-|||0";
+        assert_eq!(reference(block), "b x y c z");
+        // noop, UNK and Um change nothing; a sentence without edits is its own reference.
+        let block = "S it is\nA 0 1|||UNK|||-NONE-|||REQUIRED|||-NONE-|||0";
+        assert_eq!(reference(block), "it is");
+        assert_eq!(reference("S fine ."), "fine .");
+    }
+
+    #[test]
+    fn an_edit_that_does_not_fit_is_an_error_naming_it() {
+        for (block, says) in [
+            (
+                "S a b\nA 1 5|||R:X|||c|||REQUIRED|||-NONE-|||0",
+                "does not fit",
+            ),
+            (
+                "S a b\nA x 1|||R:X|||c|||REQUIRED|||-NONE-|||0",
+                "two token positions",
+            ),
+            ("S a b\nA 0 1|||R:X", "expected"),
+        ] {
+            let err = record(block, 0).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("A"), "{block}");
+            assert!(err.message.contains(says), "{block}: {}", err.message);
+            assert_eq!(err.best.as_deref(), Some("a b"));
+        }
+    }
+
+    #[test]
+    fn m2_is_s_lines_and_a_lines_with_fields() {
+        assert!(is_m2(BEA.lines()));
+        assert!(is_m2(
+            ["S a .", "A 0 1|||R:X|||b|||REQUIRED|||-NONE-|||0", "S c ."].into_iter()
+        ));
+        // Text whose lines start with "S " and "A ", and sources without one edit, are not.
+        assert!(!is_m2(["S is for sun", "A is for apple"].into_iter()));
+        assert!(!is_m2(["S one", "S two"].into_iter()));
+        assert!(!is_m2(
+            ["A 0 1|||R:X|||b|||REQUIRED|||-NONE-|||0", "S a"].into_iter()
+        ));
+        assert!(!is_m2(std::iter::empty()));
+    }
+}
