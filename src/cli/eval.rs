@@ -28,7 +28,8 @@ pub struct EvalArgs {
     /// References in a file of their own, one per line (as jiwer and sacrebleu take them):
     /// line k is the reference of the k-th record of every FILE, which must have as many
     /// records as it has lines. sclite `trn` (`text (ID)`) and Kaldi `text` (`ID text`) pair
-    /// by utterance id instead. Replaces the records' own references (`output`).
+    /// by utterance id instead; an M2 gold standard (GEC) gives sentence k's correction to
+    /// record k, and its sentence as the source. Replaces the records' own references (`output`).
     #[arg(long = "ref", env = "NEKO_EVAL_REF", value_name = "REF")]
     pub reference: Option<PathBuf>,
 

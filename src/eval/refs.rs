@@ -31,6 +31,8 @@ pub enum Pairing {
     Kaldi,
     /// sclite `trn` for records that have no ids: line k's text, record k.
     TrnInOrder,
+    /// M2: sentence k, record k; the sentence's source is the record's 1-best.
+    M2,
 }
 
 impl Pairing {
@@ -41,6 +43,10 @@ impl Pairing {
             Pairing::Kaldi => "Kaldi text, paired by the utterance id at each line's start",
             Pairing::TrnInOrder => {
                 "sclite trn, paired by position (the records have no ids), its ids set aside"
+            }
+            Pairing::M2 => {
+                "M2, sentence k for record k: annotator 0's correction the reference, the \
+                 sentence the source (a record without a prediction is one)"
             }
         }
     }
@@ -65,6 +71,10 @@ pub struct Applied {
 /// without a reference, or a reference without a record, is an error (scoring anyway would
 /// leave utterances out, or by position score every record after a gap against another's).
 pub fn apply(inputs: &mut [Input], lines: &[String], name: &str) -> Result<Applied, String> {
+    let filled = lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty());
+    if crate::record::m2::is_m2(filled) {
+        return by_m2_sentence(inputs, lines, name);
+    }
     let ids = utterance_ids(lines);
     let kaldi_inputs = ids_from_first_words(inputs, &ids);
     let (pairing, by_id) = match by_id(inputs, lines) {
@@ -128,6 +138,47 @@ fn by_position(inputs: &mut [Input], refs: &[String], name: &str) -> Result<Appl
     }
     Ok(Applied {
         pairing: Pairing::Position,
+        replaced,
+        kaldi_inputs: Vec::new(),
+        ids_scored: false,
+    })
+}
+
+/// References from an M2 file (the GEC corpora's gold standard), sentence k for record k: the
+/// sentence with annotator 0's edits is the reference, and its source the source that GLEU
+/// and the edits are counted from. A record without a prediction (a system's output as plain
+/// lines) is that sentence's correction: its text becomes the prediction, the source its 1-best.
+fn by_m2_sentence(inputs: &mut [Input], lines: &[String], name: &str) -> Result<Applied, String> {
+    let mut sentences = Vec::new();
+    for entry in crate::record::parse(lines.join("\n").as_bytes()) {
+        match entry.record {
+            Ok(r) => sentences.push((r.hypotheses[0].clone(), r.reference.unwrap_or_default())),
+            Err(e) => return Err(format!("--ref {name} line {}: {e}", entry.line)),
+        }
+    }
+    let mut replaced = 0;
+    for input in inputs.iter_mut() {
+        if input.entries.len() != sentences.len() {
+            return Err(format!(
+                "{} has {} records and --ref {name} {} sentences: they are paired by position",
+                input.path,
+                input.entries.len(),
+                sentences.len()
+            ));
+        }
+        let records = (input.entries.iter_mut()).filter_map(|e| e.record.as_mut().ok());
+        for (record, (source, reference)) in records.zip(&sentences) {
+            if record.prediction.is_none() {
+                record.prediction = record.hypotheses.first().cloned();
+                record.hypotheses = vec![source.clone()];
+            }
+            // M2 is GEC's format: a record that names no task is GEC's.
+            record.task.get_or_insert_with(|| "gec".to_string());
+            replaced += usize::from(give(record, reference));
+        }
+    }
+    Ok(Applied {
+        pairing: Pairing::M2,
         replaced,
         kaldi_inputs: Vec::new(),
         ids_scored: false,

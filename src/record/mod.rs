@@ -16,7 +16,7 @@ use serde_json::Value;
 
 mod array;
 mod lines;
-mod m2;
+pub mod m2;
 mod scan;
 pub mod trn;
 mod value;

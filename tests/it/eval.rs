@@ -271,6 +271,48 @@ fn an_m2_file_scores_its_sources_against_annotator_0() {
         f64_of(&want["gleu_one_best"]),
         "GLEU",
     );
+    // A system's corrections as plain lines, scored against the M2 gold standard: the M2
+    // sentences are their sources, so the scores are the fixture's corrected ones.
+    let predictions: String = (text.lines())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["prediction"]
+                .as_str()
+                .unwrap()
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let hyps = write_in(dir.path(), "system.txt", &predictions);
+    let o = run(&["--json", "--ref", &path, &hyps], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("M2, sentence k for record k"),
+        "{}",
+        stderr(&o)
+    );
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let g = &report["runs"][0]["files"][0]["groups"][0];
+    for (got, want) in [
+        (&g["gleu"]["one_best"]["score"], &want["gleu_one_best"]),
+        (&g["gleu"]["corrected"]["score"], &want["gleu_corrected"]),
+    ] {
+        assert_2dp(f64_of(got), f64_of(want), "GLEU");
+    }
+    let e = &g["edits"]["counts"];
+    assert_eq!(
+        [
+            &e["true_positives"],
+            &e["false_positives"],
+            &e["false_negatives"]
+        ],
+        [&want["tp"], &want["fp"], &want["fn"]]
+    );
+    // A sentence count that differs from the records' is exit 2.
+    let short = write_in(dir.path(), "short.txt", "one line\n");
+    fails_saying(
+        &["--ref", &path, &short],
+        "sentences: they are paired by position",
+    );
 }
 
 #[test]
