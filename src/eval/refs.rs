@@ -166,8 +166,10 @@ fn by_m2_sentence(inputs: &mut [Input], lines: &[String], name: &str) -> Result<
                 sentences.len()
             ));
         }
-        let records = (input.entries.iter_mut()).filter_map(|e| e.record.as_mut().ok());
-        for (record, (source, reference)) in records.zip(&sentences) {
+        for (entry, (source, reference)) in input.entries.iter_mut().zip(&sentences) {
+            let Ok(record) = &mut entry.record else {
+                continue;
+            };
             if record.prediction.is_none() {
                 record.prediction = record.hypotheses.first().cloned();
                 record.hypotheses = vec![source.clone()];

@@ -307,6 +307,16 @@ fn an_m2_file_scores_its_sources_against_annotator_0() {
         ],
         [&want["tp"], &want["fp"], &want["fn"]]
     );
+    // A line that cannot be read leaves the lines after it with their own sentences.
+    let gold = write_in(
+        dir.path(),
+        "small.m2",
+        "S a b .\nA 0 1|||R:X|||x|||REQUIRED|||-NONE-|||0\n\nS c d .\n\nS e f .\n",
+    );
+    let system = write_in(dir.path(), "broken.txt", "x b .\n{\"input\": 5}\ne f .\n");
+    let g = &json(&["--ref", &gold, &system])["runs"][0]["files"][0]["groups"][0];
+    assert_eq!(g["records"], 2, "{g}");
+    assert_eq!(g["wer"]["corrected"]["rate"].as_f64(), Some(0.0), "{g}");
     // A sentence count that differs from the records' is exit 2.
     let short = write_in(dir.path(), "short.txt", "one line\n");
     fails_saying(
