@@ -20,6 +20,8 @@ pub(super) enum Layout {
     TrnLine,
     /// A sentence of an M2 file (its `S` line and the `A` lines after it): a GEC record.
     M2Block,
+    /// A sentence of a Moses N-best list (its lines, `ID ||| text ||| ...`): an N-best record.
+    MosesBlock,
 }
 
 impl Layout {
@@ -29,7 +31,8 @@ impl Layout {
     /// `{}` or `["x"]` line, and JSON Lines a line cut short or broken. A plain-text line may
     /// start with `{laugh}` or a quotation; neither opens JSON. Plain text whose every line
     /// ends with an utterance id in parentheses is sclite's `trn` ([`super::trn`]); `S` lines
-    /// with their `A` lines are the GEC corpora's M2 ([`super::m2`]).
+    /// with their `A` lines are the GEC corpora's M2 ([`super::m2`]); `ID ||| text ||| ...`
+    /// lines, MT's N-best lists ([`super::moses`]).
     fn of_units(bytes: &[u8], units: &[Unit]) -> Layout {
         let texts = || {
             (units.iter())
@@ -54,8 +57,10 @@ impl Layout {
             Layout::TextLine
         } else if super::trn::is_trn(lines.clone().flatten()) {
             Layout::TrnLine
-        } else if super::m2::is_m2(lines.flatten()) {
+        } else if super::m2::is_m2(lines.clone().flatten()) {
             Layout::M2Block
+        } else if super::moses::is_nbest(lines.flatten()) {
+            Layout::MosesBlock
         } else {
             Layout::TextLine
         }
@@ -177,7 +182,11 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
     // record is read as one too); anything else is its lines.
     let units = match layout {
         Layout::JsonLine => spanned,
-        Layout::M2Block => m2_blocks(bytes, lines),
+        // An M2 sentence is its `S` line and the lines after it; a Moses sentence, its lines.
+        Layout::M2Block => blocks(bytes, lines, |_, line| line.starts_with(b"S")),
+        Layout::MosesBlock => blocks(bytes, lines, |first, line| {
+            nbest_id(first) != nbest_id(line)
+        }),
         _ => {
             let whole = |u: &Unit| u.spanned == Some(Span::Whole);
             let objects: Vec<Unit> = spanned.into_iter().filter(whole).collect();
@@ -205,7 +214,10 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
         let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
         // A blank line of plain text is an empty 1-best (silence), so that output line k is
         // input line k (`paste`); in JSON Lines it is no record.
-        let separates = matches!(layout, Layout::JsonLine | Layout::M2Block);
+        let separates = matches!(
+            layout,
+            Layout::JsonLine | Layout::M2Block | Layout::MosesBlock
+        );
         if raw.iter().all(u8::is_ascii_whitespace) && separates {
             continue;
         }
@@ -235,15 +247,28 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
     entries
 }
 
-/// An M2 file's sentences: each `S` line with the lines after it up to the next `S` line or
-/// blank line (blank lines separate sentences; they are no records).
-fn m2_blocks(bytes: &[u8], lines: Vec<Unit>) -> Vec<Unit> {
+/// The sentence id a Moses N-best line opens with (`3 ||| ...`).
+fn nbest_id(line: &[u8]) -> &[u8] {
+    line.split(|&b| b == b'|')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+}
+
+/// Lines in blocks, a record each: a line joins the open block unless `opens(first, line)` says
+/// it starts another (`first`: the block's first line); a blank line closes the open block
+/// and is no record.
+fn blocks(bytes: &[u8], lines: Vec<Unit>, opens: impl Fn(&[u8], &[u8]) -> bool) -> Vec<Unit> {
     let mut blocks: Vec<Unit> = Vec::new();
     let mut open = false;
     for l in lines {
         let text = bytes[l.start..l.end].trim_ascii();
         match blocks.last_mut() {
-            Some(block) if open && !text.is_empty() && !text.starts_with(b"S") => block.end = l.end,
+            Some(b)
+                if open && !text.is_empty() && !opens(bytes[b.start..b.end].trim_ascii(), text) =>
+            {
+                b.end = l.end
+            }
             _ => {
                 open = !text.is_empty();
                 blocks.extend(open.then_some(l));

@@ -17,6 +17,7 @@ use serde_json::Value;
 mod array;
 mod lines;
 pub mod m2;
+mod moses;
 mod scan;
 pub mod trn;
 mod value;

@@ -207,6 +207,41 @@ fn m2_sentences_are_gec_records_with_their_corrections() {
     assert_eq!(one_bests(text), text.lines().collect::<Vec<_>>());
 }
 
+/// A Moses or Marian N-best list is a record per sentence: its lines, in order, are the
+/// hypotheses, their total scores the record's scores; the sentence id is the record's.
+#[test]
+fn moses_n_best_lines_are_a_record_per_sentence() {
+    let text = "0 ||| das Haus ist klein ||| F0= -1.5 ||| -1.5\n\
+        0 ||| das Haus ist winzig ||| F0= -2.5 ||| -2.5\n\
+        1 ||| gut ||| F0= -0.5 ||| -0.5\r\n\
+        \n\
+        7 ||| ja ||| F0= -0.1 ||| -0.1\n\
+        7 ||| jawohl ||| F0= -0.9 ||| -0.9\n";
+    let entries = parse(text.as_bytes());
+    let lines: Vec<usize> = entries.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [1, 3, 5]);
+    let got: Vec<(Value, Vec<String>, Option<Vec<f64>>)> = ok(&entries)
+        .iter()
+        .map(|r| (r.id.clone(), r.hypotheses.clone(), r.scores.clone()))
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        [
+            (
+                Value::from(0),
+                s(&["das Haus ist klein", "das Haus ist winzig"]),
+                Some(vec![-1.5, -2.5])
+            ),
+            (Value::from(1), s(&["gut"]), Some(vec![-0.5])),
+            (Value::from(7), s(&["ja", "jawohl"]), Some(vec![-0.1, -0.9])),
+        ]
+    );
+    // A text with `|||` in some lines only is text.
+    let text = "0 ||| a ||| -1\nplain words\n";
+    assert_eq!(one_bests(text), text.lines().collect::<Vec<_>>());
+}
+
 /// Lines that are lists of strings are records' N-bests (`json.dumps(nbest)` per line);
 /// one such line alone is still an array of 1-best records.
 #[test]

@@ -132,8 +132,10 @@ fn parse_json(text: &str) -> Result<Value, RecordError> {
 
 /// One record's text, read as its layout says.
 fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, RecordError> {
-    if layout == Layout::M2Block {
-        return super::m2::record(text, index);
+    match layout {
+        Layout::M2Block => return super::m2::record(text, index),
+        Layout::MosesBlock => return super::moses::record(text),
+        _ => {}
     }
     let trimmed = text.trim();
     let json = match layout {
@@ -144,7 +146,7 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
             let rest = trimmed.strip_prefix('{').map(str::trim_start);
             rest.is_some_and(|r| r.starts_with('"') && r.contains("\":"))
         }
-        Layout::TrnLine | Layout::M2Block => false,
+        Layout::TrnLine | Layout::M2Block | Layout::MosesBlock => false,
     };
     match json {
         true if layout == Layout::JsonLine && !trimmed.starts_with(['{', '[', '"']) => {

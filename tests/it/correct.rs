@@ -514,6 +514,31 @@ fn an_m2_file_is_corrected_sentence_by_sentence() {
         .contains("does not fit"));
 }
 
+/// A Moses or Marian N-best list (`ID ||| text ||| features ||| score`) is corrected a
+/// sentence at a time, under the sentence's id, its first line the 1-best.
+#[test]
+fn a_moses_n_best_list_is_corrected_sentence_by_sentence() {
+    let nbest = b"0 ||| the house is small ||| F0= -1.5 ||| -1.5\n\
+        0 ||| the house is little ||| F0= -2.5 ||| -2.5\n\
+        4 ||| good morning ||| F0= -0.5 ||| -0.5\n";
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "mt", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg("-");
+    let out = run_with_stdin(cmd, nbest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = json_lines(&out.stdout);
+    let got: Vec<Value> = (recs.iter())
+        .map(|r| serde_json::json!([r["id"], r["task"], r["best"]]))
+        .collect();
+    let want = serde_json::json!([[0, "mt", "the house is small"], [4, "mt", "good morning"]]);
+    assert_eq!(Value::from(got), want);
+}
+
 /// Numeric ids come back as written, digit for digit: a 30-digit id is not rounded to a float,
 /// a decimal keeps its trailing zero (serde_json's `arbitrary_precision`).
 #[test]
