@@ -22,6 +22,8 @@ pub(super) enum Layout {
     M2Block,
     /// A sentence of a Moses N-best list (its lines, `ID ||| text ||| ...`): an N-best record.
     MosesBlock,
+    /// A sentence of `fairseq-generate`'s output (its `S-ID`, `T-ID`, `H-ID`, ... lines).
+    FairseqBlock,
 }
 
 impl Layout {
@@ -32,7 +34,8 @@ impl Layout {
     /// start with `{laugh}` or a quotation; neither opens JSON. Plain text whose every line
     /// ends with an utterance id in parentheses is sclite's `trn` ([`super::trn`]); `S` lines
     /// with their `A` lines are the GEC corpora's M2 ([`super::m2`]); `ID ||| text ||| ...`
-    /// lines, MT's N-best lists ([`super::moses`]).
+    /// lines, MT's N-best lists ([`super::moses`]); `H-ID\t...` lines, `fairseq-generate`'s
+    /// ([`super::fairseq`]).
     fn of_units(bytes: &[u8], units: &[Unit]) -> Layout {
         let texts = || {
             (units.iter())
@@ -59,8 +62,10 @@ impl Layout {
             Layout::TrnLine
         } else if super::m2::is_m2(lines.clone().flatten()) {
             Layout::M2Block
-        } else if super::moses::is_nbest(lines.flatten()) {
+        } else if super::moses::is_nbest(lines.clone().flatten()) {
             Layout::MosesBlock
+        } else if super::fairseq::is_generate(lines.flatten()) {
+            Layout::FairseqBlock
         } else {
             Layout::TextLine
         }
@@ -187,6 +192,16 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
         Layout::MosesBlock => blocks(bytes, lines, |first, line| {
             nbest_id(first) != nbest_id(line)
         }),
+        // fairseq's log lines and closing score are no records.
+        Layout::FairseqBlock => {
+            let text = |u: &Unit| std::str::from_utf8(&bytes[u.start..u.end]).unwrap_or_default();
+            let lines = lines
+                .into_iter()
+                .filter(|u| !super::fairseq::is_chatter(text(u)));
+            blocks(bytes, lines.collect(), |first, line| {
+                generate_id(first) != generate_id(line)
+            })
+        }
         _ => {
             let whole = |u: &Unit| u.spanned == Some(Span::Whole);
             let objects: Vec<Unit> = spanned.into_iter().filter(whole).collect();
@@ -216,7 +231,7 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
         // input line k (`paste`); in JSON Lines it is no record.
         let separates = matches!(
             layout,
-            Layout::JsonLine | Layout::M2Block | Layout::MosesBlock
+            Layout::JsonLine | Layout::M2Block | Layout::MosesBlock | Layout::FairseqBlock
         );
         if raw.iter().all(u8::is_ascii_whitespace) && separates {
             continue;
@@ -253,6 +268,12 @@ fn nbest_id(line: &[u8]) -> &[u8] {
         .next()
         .unwrap_or_default()
         .trim_ascii()
+}
+
+/// The sentence id of a `fairseq-generate` line (`H-12\t...`).
+fn generate_id(line: &[u8]) -> Option<&str> {
+    let line = std::str::from_utf8(line).ok()?;
+    super::fairseq::split_line(line).map(|(_, id, _)| id)
 }
 
 /// Lines in blocks, a record each: a line joins the open block unless `opens(first, line)` says

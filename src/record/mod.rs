@@ -15,6 +15,7 @@ use std::path::Path;
 use serde_json::Value;
 
 mod array;
+mod fairseq;
 mod lines;
 pub mod m2;
 mod moses;

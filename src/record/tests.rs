@@ -242,6 +242,42 @@ fn moses_n_best_lines_are_a_record_per_sentence() {
     assert_eq!(one_bests(text), text.lines().collect::<Vec<_>>());
 }
 
+/// `fairseq-generate` output is a record per sentence, in the file's order (fairseq writes
+/// sentences as their batches finish), its log lines and closing score no records.
+#[test]
+fn fairseq_generate_output_is_a_record_per_sentence() {
+    let text = "2024-05-01 12:00:00 | INFO | fairseq_cli.generate | loading model\n\
+        S-1\tguten Morgen\n\
+        T-1\tgood morning\n\
+        H-1\t-0.2\tgood morning\n\
+        D-1\t-0.2\tgood morning\n\
+        P-1\t-0.1 -0.1\n\
+        H-1\t-0.7\tgood tomorrow\n\
+        D-1\t-0.7\tgood tomorrow\n\
+        S-0\tja\n\
+        H-0\t-0.1\tyes\n\
+        Generate test with beam=5: BLEU4 = 25.30\n";
+    let entries = parse(text.as_bytes());
+    let lines: Vec<usize> = entries.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [2, 9]);
+    let got: Vec<(Value, Vec<String>, Option<String>)> = ok(&entries)
+        .iter()
+        .map(|r| (r.id.clone(), r.hypotheses.clone(), r.reference.clone()))
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        [
+            (
+                Value::from(1),
+                s(&["good morning", "good tomorrow"]),
+                Some("good morning".to_string())
+            ),
+            (Value::from(0), s(&["yes"]), None),
+        ]
+    );
+}
+
 /// Lines that are lists of strings are records' N-bests (`json.dumps(nbest)` per line);
 /// one such line alone is still an array of 1-best records.
 #[test]

@@ -135,6 +135,7 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
     match layout {
         Layout::M2Block => return super::m2::record(text, index),
         Layout::MosesBlock => return super::moses::record(text),
+        Layout::FairseqBlock => return super::fairseq::record(text),
         _ => {}
     }
     let trimmed = text.trim();
@@ -146,7 +147,7 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
             let rest = trimmed.strip_prefix('{').map(str::trim_start);
             rest.is_some_and(|r| r.starts_with('"') && r.contains("\":"))
         }
-        Layout::TrnLine | Layout::M2Block | Layout::MosesBlock => false,
+        Layout::TrnLine | Layout::M2Block | Layout::MosesBlock | Layout::FairseqBlock => false,
     };
     match json {
         true if layout == Layout::JsonLine && !trimmed.starts_with(['{', '[', '"']) => {

@@ -238,6 +238,63 @@ fn translation_scores_match_sacrebleu() {
         .any(|s| s.as_str().unwrap().starts_with("bleu|norm:none@1|nrefs:1|")));
 }
 
+/// The MT fixture written as `fairseq-generate` output (its N-bests as `H` and `D` lines, its
+/// references as `T` lines, sentences out of order, a log line and the closing score) and as a
+/// Moses N-best list with the references apart: both score the 1-bests as sacrebleu did.
+#[test]
+fn fairseq_and_moses_n_best_lists_score_as_sacrebleu() {
+    let text = std::fs::read_to_string(records("mt.jsonl")).unwrap();
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (mut generate, mut moses, mut refs) = (String::new(), String::new(), String::new());
+    generate += "2024-05-01 12:00:00 | INFO | fairseq_cli.generate | model loaded\n";
+    for (k, r) in records.iter().enumerate().rev() {
+        generate += &format!("S-{k}\tquelle\nT-{k}\t{}\n", r["output"].as_str().unwrap());
+        for (j, h) in r["input"].as_array().unwrap().iter().enumerate() {
+            let h = h.as_str().unwrap();
+            generate += &format!("H-{k}\t-{j}.5\t{h} @@\nD-{k}\t-{j}.5\t{h}\n");
+        }
+    }
+    generate += "Generate test with beam=5: BLEU4 = 25.30\n";
+    for (k, r) in records.iter().enumerate() {
+        for h in r["input"].as_array().unwrap() {
+            moses += &format!("{k} ||| {} ||| F0= -1 ||| -1\n", h.as_str().unwrap());
+        }
+        refs += r["output"].as_str().unwrap();
+        refs += "\n";
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let generate = write_in(dir.path(), "gen.out", &generate);
+    let (moses, refs) = (
+        write_in(dir.path(), "nbest.txt", &moses),
+        write_in(dir.path(), "ref.txt", &refs),
+    );
+    let want = &expected()["files"]["mt.jsonl"];
+    for args in [
+        vec!["--task", "mt", &generate],
+        vec!["--task", "mt", "--ref", &refs, &moses],
+    ] {
+        let g = &json(&args)["runs"][0]["files"][0]["groups"][0];
+        assert_eq!(
+            g["records"].as_u64(),
+            Some(records.len() as u64),
+            "{args:?}"
+        );
+        assert_2dp(
+            f64_of(&g["bleu"]["one_best"]["score"]),
+            f64_of(&want["bleu_one_best"]),
+            "BLEU",
+        );
+        assert_2dp(
+            f64_of(&g["chrf"]["one_best"]["score"]),
+            f64_of(&want["chrf_one_best"]),
+            "chrF",
+        );
+    }
+}
+
 /// The GEC fixture written as M2 (each source's correction one edit, as annotator 0's, with
 /// another annotator's and a `noop` that must not count) scores as the `gleu` package scored
 /// the fixture's sources against its references.

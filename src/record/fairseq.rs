@@ -1,0 +1,129 @@
+//! `fairseq-generate`'s output, as its translation and speech translation (S2T) users keep it
+//! (`fairseq-generate ... --nbest 5 > gen.out`): a sentence's lines together, each `X-ID` and a
+//! tab: `S` its source, `T` its reference, `H` a hypothesis with its score, `D` the same
+//! detokenised, `P` positional scores. Read as one record per sentence: the `D` lines (else
+//! the `H` lines) are its N-best, best first, with their scores; `T` is its reference. The run's
+//! log lines and its closing score line (`Generate test with beam=5: BLEU4 = ...`) are no
+//! records.
+
+use serde_json::Value;
+
+use super::{Record, RecordError};
+
+/// A line's kind letter, sentence id and the text after the tab, when it is one of
+/// `fairseq-generate`'s (`H-12\t-0.35\tthe house`).
+pub fn split_line(line: &str) -> Option<(char, &str, &str)> {
+    // A line whose text is empty (`T-6`, an empty reference) may have lost its tab to trimming.
+    let (head, rest) = line.split_once('\t').unwrap_or((line.trim_end(), ""));
+    let (kind, id) = head.split_once('-')?;
+    let kind = match kind.as_bytes() {
+        [k] if k.is_ascii_uppercase() => *k as char,
+        _ => return None,
+    };
+    let numbered = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
+    numbered.then_some((kind, id, rest))
+}
+
+/// Whether a line is what `fairseq-generate` writes besides its records: a log line (`2024-05-01
+/// 12:00:00 | INFO | fairseq...`) or its closing score (`Generate test with beam=5: ...`).
+pub fn is_chatter(line: &str) -> bool {
+    line.starts_with("Generate ") || line.contains(" | INFO | ") || line.contains(" | WARNING | ")
+}
+
+/// Whether these non-blank lines are `fairseq-generate` output: some `H` line, and every line
+/// one of its lines or its chatter.
+pub fn is_generate<'a>(lines: impl Iterator<Item = &'a str> + Clone) -> bool {
+    let hypothesis = |l: &str| split_line(l).is_some_and(|(k, _, _)| k == 'H');
+    lines.clone().any(hypothesis)
+        && lines
+            .into_iter()
+            .all(|l| split_line(l).is_some() || is_chatter(l))
+}
+
+/// The record of one sentence's lines (`block`, every line with the same id).
+pub fn record(block: &str) -> Result<Record, RecordError> {
+    let lines: Vec<(char, &str, &str)> = block.lines().filter_map(split_line).collect();
+    let id = match lines.first() {
+        Some((_, id, _)) => id.parse::<u64>().map_or(Value::from(*id), Value::from),
+        None => return Err(RecordError::new(None, "not a fairseq-generate line")),
+    };
+    let of = |kind: char| lines.iter().filter(move |(k, _, _)| *k == kind);
+    let kind = if of('D').next().is_some() { 'D' } else { 'H' };
+    let mut hypotheses = Vec::new();
+    let mut scores = Some(Vec::new());
+    for (_, _, rest) in of(kind) {
+        // `score\ttext`; a score alone is an empty hypothesis (its tab trimmed away), and a
+        // hypothesis without its score is still a hypothesis.
+        let (score, text) = match rest.split_once('\t') {
+            Some(parts) => parts,
+            None if rest.trim().parse::<f64>().is_ok() => (*rest, ""),
+            None => ("", *rest),
+        };
+        hypotheses.push(text.trim().to_string());
+        let score = score.trim().parse::<f64>().ok();
+        scores = scores.zip(score).map(|(mut s, x)| {
+            s.push(x);
+            s
+        });
+    }
+    if hypotheses.is_empty() {
+        let why = "the sentence has no hypothesis (`H-ID` or `D-ID` line)";
+        return Err(RecordError::new(Some("H"), why));
+    }
+    let mut record = Record::from_hypotheses(id, hypotheses);
+    record.scores = scores;
+    record.reference = of('T').next().map(|(_, _, t)| t.trim().to_string());
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sentence_s_detokenised_hypotheses_and_reference_make_its_record() {
+        let block = "S-12\tdas Haus ist klein\n\
+            T-12\tthe house is small\n\
+            H-12\t-0.35\tthe house is small\n\
+            D-12\t-0.35\tthe house is small\n\
+            P-12\t-0.1 -0.2 -0.05\n\
+            H-12\t-0.90\tthe house is little\n\
+            D-12\t-0.90\tthe house is little";
+        let r = record(block).unwrap();
+        assert_eq!(r.id, Value::from(12));
+        assert_eq!(r.hypotheses, ["the house is small", "the house is little"]);
+        assert_eq!(r.scores, Some(vec![-0.35, -0.9]));
+        assert_eq!(r.reference.as_deref(), Some("the house is small"));
+        // `H` lines when there is no `D`; no `T`, no reference.
+        let r = record("H-3\t-1.5\tein Haus").unwrap();
+        assert_eq!((r.hypotheses[0].as_str(), r.reference), ("ein Haus", None));
+        // Empty texts, their last tab trimmed away or not.
+        let r = record(
+            "T-6
+D-6	-0.5	some text
+D-6	-1.5
+D-6	-2.5	",
+        )
+        .unwrap();
+        assert_eq!(r.hypotheses, ["some text", "", ""]);
+        assert_eq!(r.reference.as_deref(), Some(""));
+        assert_eq!(r.scores, Some(vec![-0.5, -1.5, -2.5]));
+        // A source and reference alone are an error naming the missing lines.
+        let err = record("S-4\tx\nT-4\ty").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("H"));
+    }
+
+    #[test]
+    fn generate_output_is_its_lines_and_chatter() {
+        let out = [
+            "2024-05-01 12:00:00 | INFO | fairseq_cli.generate | loading model",
+            "S-0\tx",
+            "H-0\t-1\ty",
+            "Generate test with beam=5: BLEU4 = 25.30",
+        ];
+        assert!(is_generate(out.into_iter()));
+        assert!(!is_generate(["S-0\tx", "T-0\ty"].into_iter()));
+        assert!(!is_generate(["H-0\t-1\ty", "plain words"].into_iter()));
+        assert!(!is_generate(["H-x\t-1\ty"].into_iter()));
+    }
+}
