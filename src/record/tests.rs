@@ -10,6 +10,10 @@ fn one_bests(text: &str) -> Vec<String> {
         .collect()
 }
 
+fn strings(texts: &[&str]) -> Vec<String> {
+    texts.iter().map(|t| t.to_string()).collect()
+}
+
 fn ok(entries: &[Entry]) -> Vec<&Record> {
     entries.iter().map(|e| e.record.as_ref().unwrap()).collect()
 }
@@ -224,17 +228,20 @@ fn moses_n_best_lines_are_a_record_per_sentence() {
         .iter()
         .map(|r| (r.id.clone(), r.hypotheses.clone(), r.scores.clone()))
         .collect();
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     assert_eq!(
         got,
         [
             (
                 Value::from(0),
-                s(&["das Haus ist klein", "das Haus ist winzig"]),
+                strings(&["das Haus ist klein", "das Haus ist winzig"]),
                 Some(vec![-1.5, -2.5])
             ),
-            (Value::from(1), s(&["gut"]), Some(vec![-0.5])),
-            (Value::from(7), s(&["ja", "jawohl"]), Some(vec![-0.1, -0.9])),
+            (Value::from(1), strings(&["gut"]), Some(vec![-0.5])),
+            (
+                Value::from(7),
+                strings(&["ja", "jawohl"]),
+                Some(vec![-0.1, -0.9])
+            ),
         ]
     );
     // A text with `|||` in some lines only is text.
@@ -264,16 +271,15 @@ fn fairseq_generate_output_is_a_record_per_sentence() {
         .iter()
         .map(|r| (r.id.clone(), r.hypotheses.clone(), r.reference.clone()))
         .collect();
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     assert_eq!(
         got,
         [
             (
                 Value::from(1),
-                s(&["good morning", "good tomorrow"]),
+                strings(&["good morning", "good tomorrow"]),
                 Some("good morning".to_string())
             ),
-            (Value::from(0), s(&["yes"]), None),
+            (Value::from(0), strings(&["yes"]), None),
         ]
     );
 }
