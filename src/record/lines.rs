@@ -229,11 +229,8 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
         let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
         // A blank line of plain text is an empty 1-best (silence), so that output line k is
         // input line k (`paste`); in JSON Lines it is no record.
-        let separates = matches!(
-            layout,
-            Layout::JsonLine | Layout::M2Block | Layout::MosesBlock | Layout::FairseqBlock
-        );
-        if raw.iter().all(u8::is_ascii_whitespace) && separates {
+        // (Blocks have no blank units: a blank line only closes one.)
+        if raw.iter().all(u8::is_ascii_whitespace) && layout == Layout::JsonLine {
             continue;
         }
         let parts = match (layout, u.spanned) {
@@ -286,7 +283,9 @@ fn blocks(bytes: &[u8], lines: Vec<Unit>, opens: impl Fn(&[u8], &[u8]) -> bool) 
         let text = bytes[l.start..l.end].trim_ascii();
         match blocks.last_mut() {
             Some(b)
-                if open && !text.is_empty() && !opens(bytes[b.start..b.end].trim_ascii(), text) =>
+                if open
+                    && !text.is_empty()
+                    && !opens(bytes[b.start..line_end(bytes, b.start)].trim_ascii(), text) =>
             {
                 b.end = l.end
             }
