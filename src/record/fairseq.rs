@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use super::{Record, RecordError};
 
+const NOT_A_LINE: &str =
+    "not a fairseq-generate line (`S-ID`, `T-ID`, `H-ID`, `D-ID` or `P-ID` and a tab)";
+
 /// A line's kind letter, sentence id and the text after the tab, when it is one of
 /// `fairseq-generate`'s (`H-12\t-0.35\tthe house`).
 pub fn split_line(line: &str) -> Option<(char, &str, &str)> {
@@ -30,14 +33,13 @@ pub fn is_chatter(line: &str) -> bool {
     line.starts_with("Generate ") || line.contains(" | INFO | ") || line.contains(" | WARNING | ")
 }
 
-/// Whether these non-blank lines are `fairseq-generate` output: some `H` line, and every line
-/// one of its lines or its chatter.
+/// Whether these non-blank lines are `fairseq-generate` output: some `H` line, and at least
+/// half of the lines besides its chatter its lines (a line cut short or a stray one is an error).
 pub fn is_generate<'a>(lines: impl Iterator<Item = &'a str> + Clone) -> bool {
     let hypothesis = |l: &str| split_line(l).is_some_and(|(k, _, _)| k == 'H');
-    lines.clone().any(hypothesis)
-        && lines
-            .into_iter()
-            .all(|l| split_line(l).is_some() || is_chatter(l))
+    let records = lines.filter(|l| !is_chatter(l));
+    let count = records.clone().filter(|l| split_line(l).is_some()).count();
+    records.clone().any(hypothesis) && 2 * count >= records.count()
 }
 
 /// The record of one sentence's lines (`block`, every line with the same id).
@@ -45,8 +47,14 @@ pub fn record(block: &str) -> Result<Record, RecordError> {
     let lines: Vec<(char, &str, &str)> = block.lines().filter_map(split_line).collect();
     let id = match lines.first() {
         Some((_, id, _)) => id.parse::<u64>().map_or(Value::from(*id), Value::from),
-        None => return Err(RecordError::new(None, "not a fairseq-generate line")),
+        None => return Err(RecordError::new(None, NOT_A_LINE)),
     };
+    if let Some(k) = block.lines().position(|l| split_line(l).is_none()) {
+        return Err(RecordError::new(
+            None,
+            format!("its line {}: {NOT_A_LINE}", k + 1),
+        ));
+    }
     let of = |kind: char| lines.iter().filter(move |(k, _, _)| *k == kind);
     let kind = if of('D').next().is_some() { 'D' } else { 'H' };
     let mut hypotheses = Vec::new();
@@ -123,7 +131,8 @@ D-6	-2.5	",
         ];
         assert!(is_generate(out.into_iter()));
         assert!(!is_generate(["S-0\tx", "T-0\ty"].into_iter()));
-        assert!(!is_generate(["H-0\t-1\ty", "plain words"].into_iter()));
+        assert!(is_generate(["H-0\t-1\ty", "plain words"].into_iter()));
+        assert!(!is_generate(["H-0\t-1\ty", "plain", "words"].into_iter()));
         assert!(!is_generate(["H-x\t-1\ty"].into_iter()));
     }
 }

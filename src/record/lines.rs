@@ -188,7 +188,9 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
     let units = match layout {
         Layout::JsonLine => spanned,
         // An M2 sentence is its `S` line and the lines after it; a Moses sentence, its lines.
-        Layout::M2Block => blocks(bytes, lines, |_, line| line.starts_with(b"S")),
+        Layout::M2Block => blocks(bytes, lines, |_, line| {
+            line == b"S" || line.starts_with(b"S ")
+        }),
         Layout::MosesBlock => blocks(bytes, lines, |first, line| {
             nbest_id(first) != nbest_id(line)
         }),

@@ -15,28 +15,36 @@ const ANNOTATOR: &str = "0";
 /// `Um` (unclear meaning), as `corr_from_m2.py` skips them.
 const SKIPPED: [&str; 3] = ["noop", "UNK", "Um"];
 
-/// Whether these non-blank lines are M2: the first an `S` line, every other an `S` line or an
-/// `A` line with its `|||` fields (a text whose lines start with "A " and "S " has no `|||`).
-pub fn is_m2<'a>(mut lines: impl Iterator<Item = &'a str>) -> bool {
-    let sentence = |l: &str| l == "S" || l.starts_with("S ");
-    let edit = |l: &str| l.starts_with("A ") && l.contains("|||");
-    let mut edits = false;
-    lines.next().is_some_and(sentence)
-        && lines.all(|l| {
-            edits |= edit(l);
-            sentence(l) || edit(l)
-        })
-        && edits
+/// Whether a line opens a sentence: `S` and its tokens.
+pub fn is_sentence(line: &str) -> bool {
+    line == "S" || line.starts_with("S ")
+}
+
+/// Whether a line is an edit: `A`, its span and its `|||` fields.
+fn is_edit(line: &str) -> bool {
+    line.starts_with("A ") && line.contains("|||")
+}
+
+/// Whether these non-blank lines are M2: some edit line, the first of its lines a sentence, and
+/// at least half of the lines its own (a line cut short or a stray one is an error of the
+/// sentence it falls in, as a broken line of JSON Lines is; a text whose lines start with
+/// "A " and "S " has no `|||`).
+pub fn is_m2<'a>(lines: impl Iterator<Item = &'a str> + Clone) -> bool {
+    let own = |l: &&str| is_sentence(l) || is_edit(l);
+    let first = lines.clone().find(own);
+    let (count, all) = (lines.clone().filter(own).count(), lines.clone().count());
+    first.is_some_and(is_sentence) && lines.clone().any(is_edit) && 2 * count >= all
 }
 
 /// The GEC record of one block (its `S` line and the `A` lines after it).
 pub fn record(block: &str, index: usize) -> Result<Record, RecordError> {
     let mut lines = block.lines().map(str::trim_end);
-    let Some(source) = lines.next().unwrap_or_default().strip_prefix('S') else {
-        let why = "an `A` line outside a sentence: no `S` line before it since the blank line";
-        return Err(RecordError::new(Some("A"), why));
-    };
-    let source = source.trim();
+    let first = lines.next().unwrap_or_default().trim_start();
+    if !is_sentence(first) {
+        let why = "a line outside a sentence: no `S` line before it since the blank line";
+        return Err(RecordError::new(Some("S"), why));
+    }
+    let source = first[1..].trim();
     let mut tokens: Vec<&str> = source.split_whitespace().collect();
     // Each applied edit moves the later spans by what it added or removed.
     let mut offset: isize = 0;
@@ -160,5 +168,14 @@ mod tests {
             ["A 0 1|||R:X|||b|||REQUIRED|||-NONE-|||0", "S a"].into_iter()
         ));
         assert!(!is_m2(std::iter::empty()));
+        // A line cut short or a stray line among them: still M2 (its sentence is the error).
+        let cut = [
+            "S a .",
+            "A 0 1|||R:X|||b|||REQUIRED|||-NONE-|||0",
+            "S c .",
+            "A 0 1",
+        ];
+        assert!(is_m2(cut.into_iter()));
+        assert!(!is_m2(["S a .", "A 0 1|||R:X", "x", "y", "z"].into_iter()));
     }
 }

@@ -6,6 +6,8 @@ use serde_json::Value;
 
 use super::{Record, RecordError};
 
+const NOT_A_LINE: &str = "not a Moses N-best line (`ID ||| text ||| features ||| total`)";
+
 /// A line's sentence id and its fields after it, when it is an N-best line: a number, then at
 /// least the text and one more field, split by `|||`.
 pub fn split_line(line: &str) -> Option<(&str, Vec<&str>)> {
@@ -16,13 +18,11 @@ pub fn split_line(line: &str) -> Option<(&str, Vec<&str>)> {
     (numbered && rest.len() >= 2).then_some((id, rest))
 }
 
-/// Whether these non-blank lines are a Moses N-best list: every one an N-best line.
-pub fn is_nbest<'a>(mut lines: impl Iterator<Item = &'a str>) -> bool {
-    let mut any = false;
-    lines.all(|l| {
-        any = true;
-        split_line(l).is_some()
-    }) && any
+/// Whether these non-blank lines are a Moses N-best list: at least half of them N-best lines
+/// (a line cut short, as a killed decoder leaves it, is an error of its sentence).
+pub fn is_nbest<'a>(lines: impl Iterator<Item = &'a str> + Clone) -> bool {
+    let count = lines.clone().filter(|l| split_line(l).is_some()).count();
+    count > 0 && 2 * count >= lines.count()
 }
 
 /// The record of one sentence's lines (`block`, every line with the same id): its hypotheses in
@@ -30,8 +30,13 @@ pub fn is_nbest<'a>(mut lines: impl Iterator<Item = &'a str>) -> bool {
 pub fn record(block: &str) -> Result<Record, RecordError> {
     let lines: Vec<(&str, Vec<&str>)> = block.lines().filter_map(split_line).collect();
     let Some((id, _)) = lines.first() else {
-        return Err(RecordError::new(None, "not a Moses N-best line"));
+        return Err(RecordError::new(None, NOT_A_LINE));
     };
+    if let Some(k) = block.lines().position(|l| split_line(l).is_none()) {
+        let mut error = RecordError::new(None, format!("its line {}: {NOT_A_LINE}", k + 1));
+        error.best = Some(lines[0].1[0].trim().to_string());
+        return Err(error);
+    }
     let id = match id.parse::<u64>() {
         Ok(n) => Value::from(n),
         Err(_) => Value::from(*id),
@@ -60,6 +65,13 @@ mod tests {
         // Marian's shape; a total that is not a number gives no scores, not an error.
         let r = record("0 ||| ein Haus ||| F0= -1.5 ||| x").unwrap();
         assert_eq!((r.hypotheses[0].as_str(), r.scores), ("ein Haus", None));
+        // A line cut short makes its sentence an error that keeps the 1-best.
+        let err = record("5 ||| the house ||| F0= -1 ||| -1\n5 ||| the hou").unwrap_err();
+        assert!(
+            err.message.starts_with("its line 2: not a Moses"),
+            "{err:?}"
+        );
+        assert_eq!(err.best.as_deref(), Some("the house"));
     }
 
     #[test]
@@ -67,7 +79,8 @@ mod tests {
         assert!(is_nbest(
             ["0 ||| a ||| F0= -1 ||| -1", "1 ||| b ||| -2"].into_iter()
         ));
-        assert!(!is_nbest(["0 ||| a ||| -1", "b"].into_iter()));
+        assert!(is_nbest(["0 ||| a ||| -1", "1 ||| b"].into_iter()));
+        assert!(!is_nbest(["0 ||| a ||| -1", "b", "c"].into_iter()));
         assert!(!is_nbest(["x ||| a ||| -1"].into_iter()));
         assert!(!is_nbest(["0 ||| only text"].into_iter()));
         assert!(!is_nbest(std::iter::empty()));

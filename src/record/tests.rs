@@ -244,8 +244,12 @@ fn moses_n_best_lines_are_a_record_per_sentence() {
             ),
         ]
     );
-    // A text with `|||` in some lines only is text.
-    let text = "0 ||| a ||| -1\nplain words\n";
+    // A line cut short (a killed decoder's last) is its sentence's error, with the 1-best;
+    // a text with `|||` in a minority of its lines is text.
+    let entries = parse(b"0 ||| a ||| -1\n1 ||| b c ||| -1\n1 ||| b");
+    let err = entries[1].record.as_ref().unwrap_err();
+    assert_eq!((entries.len(), err.best.as_deref()), (2, Some("b c")));
+    let text = "0 ||| a ||| -1\nplain words\nmore words\n";
     assert_eq!(one_bests(text), text.lines().collect::<Vec<_>>());
 }
 
