@@ -455,23 +455,30 @@ fn an_empty_input_is_said() {
     }
 }
 
+/// `neko correct ARGS -` with tiny-llama on `input`, expecting success: the output records.
+fn correct_stdin(args: &[&str], input: &[u8]) -> Vec<Value> {
+    let mut cmd = neko();
+    cmd.arg("correct")
+        .args(args)
+        .arg("--model")
+        .arg(fixture("tiny-llama"))
+        .arg("-");
+    let out = run_with_stdin(cmd, input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_lines(&out.stdout)
+}
+
 /// A NeMo manifest (Canary's or Parakeet's transcripts in `pred_text`, references in `text`)
 /// is corrected from its transcript, and its reference travels on as `output`, so `neko eval`
 /// scores the result.
 #[test]
 fn a_nemo_manifest_is_corrected_from_its_transcript() {
     let manifest = b"{\"audio_filepath\": \"a.wav\", \"duration\": 1.2, \"text\": \"the cat sat\", \"pred_text\": \"the cat sad\"}\n";
-    let mut cmd = neko();
-    cmd.args(["correct", "--task", "asr", "--model"])
-        .arg(fixture("tiny-llama"))
-        .arg("-");
-    let out = run_with_stdin(cmd, manifest);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let recs = json_lines(&out.stdout);
+    let recs = correct_stdin(&["--task", "asr"], manifest);
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0]["best"], "the cat sad");
     assert_eq!(recs[0]["output"], "the cat sat");
@@ -486,17 +493,7 @@ fn an_m2_file_is_corrected_sentence_by_sentence() {
     let m2 = b"S This are a sentence .\nA 1 2|||R:VERB:SVA|||is|||REQUIRED|||-NONE-|||0\n\n\
         S Broken .\nA 0 7|||R:X|||y|||REQUIRED|||-NONE-|||0\n\n\
         S I has a cat .\nA 1 2|||R:VERB:SVA|||have|||REQUIRED|||-NONE-|||0\n";
-    let mut cmd = neko();
-    cmd.args(["correct", "--model"])
-        .arg(fixture("tiny-llama"))
-        .arg("-");
-    let out = run_with_stdin(cmd, m2);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let recs = json_lines(&out.stdout);
+    let recs = correct_stdin(&[], m2);
     let got: Vec<Value> = (recs.iter())
         .map(|r| serde_json::json!([r["id"], r["task"], r["best"], r["output"]]))
         .collect();
@@ -521,17 +518,7 @@ fn a_moses_n_best_list_is_corrected_sentence_by_sentence() {
     let nbest = b"0 ||| the house is small ||| F0= -1.5 ||| -1.5\n\
         0 ||| the house is little ||| F0= -2.5 ||| -2.5\n\
         4 ||| good morning ||| F0= -0.5 ||| -0.5\n";
-    let mut cmd = neko();
-    cmd.args(["correct", "--task", "mt", "--model"])
-        .arg(fixture("tiny-llama"))
-        .arg("-");
-    let out = run_with_stdin(cmd, nbest);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let recs = json_lines(&out.stdout);
+    let recs = correct_stdin(&["--task", "mt"], nbest);
     let got: Vec<Value> = (recs.iter())
         .map(|r| serde_json::json!([r["id"], r["task"], r["best"]]))
         .collect();
