@@ -14,7 +14,8 @@ in="$1" out="$2"
 shift 2
 neko="${NEKO:-target/release/neko}"
 shards="${SHARDS:-2}"
-[ -x "$neko" ] || cargo build --release --quiet
+# Always through cargo (a no-op when fresh): a stale binary would give stale numbers.
+[ -n "${NEKO:-}" ] || cargo build --release --quiet
 parts=() pids=()
 for ((i = 0; i < shards; i++)); do
     parts+=("$out.$i")

@@ -21,7 +21,8 @@ if [ ! -d "$data" ]; then
     echo "eval_dev: $data is missing (the dev splits ship with the shared data only)" >&2
     exit 2
 fi
-[ -x "$neko" ] || cargo build --release --quiet
+# Always through cargo (a no-op when fresh): a stale binary would give stale numbers.
+[ -n "${NEKO:-}" ] || cargo build --release --quiet
 mkdir -p "$OUT"
 outs=()
 for set in $SETS; do

@@ -23,7 +23,8 @@ neko="${NEKO:-target/release/neko}"
 model=(--model models/neko-smol-lora --adapter "$run/adapter.safetensors")
 data=../shared/data/synth
 R=docs/results
-[ -x "$neko" ] || cargo build --release --quiet
+# Always through cargo (a no-op when fresh): a stale binary would give stale numbers.
+[ -n "${NEKO:-}" ] || cargo build --release --quiet
 mkdir -p "$out"
 # The first $LIMIT records of a JSONL file or a JSON array, copied into $out; else the file.
 limited() { # NAME FILE

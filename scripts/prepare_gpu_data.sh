@@ -21,7 +21,8 @@ dir="${1:-.gpu/data}"
 neko="${NEKO:-target/release/neko}"
 model="${MODEL:-models/neko-smol-lora}"
 venv="${NEKO_REF_VENV:-/tmp/neko-ref-venv}"
-[ -x "$neko" ] || cargo build --release --quiet
+# Always through cargo (a no-op when fresh): a stale binary would give stale numbers.
+[ -n "${NEKO:-}" ] || cargo build --release --quiet
 mkdir -p "$dir/prompts"
 "$neko" train --config "${CONFIG:-configs/train/neko-smol.toml}" --export-examples "$dir/train.jsonl" \
     --out "$(mktemp -d)"

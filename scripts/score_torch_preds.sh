@@ -35,7 +35,8 @@ guard_args=(--decoded free)
 [ -n "${NBEST:-}" ] && guard_args+=(--nbest "$NBEST")
 [ -n "${SCORE:-}" ] && guard_args+=(--score)
 neko="${NEKO:-target/release/neko}"
-[ -x "$neko" ] || cargo build --release --quiet
+# Always through cargo (a no-op when fresh): a stale binary would give stale numbers.
+[ -n "${NEKO:-}" ] || cargo build --release --quiet
 mkdir -p "$out"
 # The out-of-domain ASR dev split in HyPoradise style (set `ood-asr-hp`), as ood_dev.sh makes it.
 ood="$out/hp-ood.json"
