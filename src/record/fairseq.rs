@@ -57,23 +57,17 @@ pub fn record(block: &str) -> Result<Record, RecordError> {
     }
     let of = |kind: char| lines.iter().filter(move |(k, _, _)| *k == kind);
     let kind = if of('D').next().is_some() { 'D' } else { 'H' };
-    let mut hypotheses = Vec::new();
-    let mut scores = Some(Vec::new());
-    for (_, _, rest) in of(kind) {
-        // `score\ttext`; a score alone is an empty hypothesis (its tab trimmed away), and a
-        // hypothesis without its score is still a hypothesis.
-        let (score, text) = match rest.split_once('\t') {
+    // `score\ttext`; a score alone is an empty hypothesis (its tab trimmed away), and a
+    // hypothesis without its score is still a hypothesis.
+    let scored: Vec<(&str, &str)> = (of(kind))
+        .map(|(_, _, rest)| match rest.split_once('\t') {
             Some(parts) => parts,
             None if rest.trim().parse::<f64>().is_ok() => (*rest, ""),
             None => ("", *rest),
-        };
-        hypotheses.push(text.trim().to_string());
-        let score = score.trim().parse::<f64>().ok();
-        scores = scores.zip(score).map(|(mut s, x)| {
-            s.push(x);
-            s
-        });
-    }
+        })
+        .collect();
+    let hypotheses: Vec<String> = scored.iter().map(|(_, t)| t.trim().to_string()).collect();
+    let scores: Option<Vec<f64>> = scored.iter().map(|(s, _)| s.trim().parse().ok()).collect();
     if hypotheses.is_empty() {
         let why = "the sentence has no hypothesis (`H-ID` or `D-ID` line)";
         return Err(RecordError::new(Some("H"), why));
