@@ -4,7 +4,9 @@
 - WER / CER hits, substitutions, deletions, insertions: jiwer (rapidfuzz alignment).
 - BLEU and chrF: sacrebleu (13a tokeniser, exp smoothing; chrF2 defaults).
 - GLEU: the `gleu` package (a reimplementation of the JFLEG / GLEU+ scorer), cross-checked here
-  against a transcription of JFLEG's gleu.py; one reference, so no sampling.
+  against a transcription of JFLEG's gleu.py; with several references (records/gec-multi.*),
+  its sampling over 500 draws under GLEU+'s fixed seeds (`--fix-seed`).
+- Several references (records/mt-multi.jsonl): sacrebleu with three reference streams.
 - GEC edits: spans merged from rapidfuzz's Levenshtein opcodes (the aligner jiwer uses).
 - Whisper normalisers: openai-whisper's own `whisper.normalizers` module (imported without torch).
 - Hypo2Trans normalisation: `re.sub(r"[^\\w\\s]|\\d", "", s.lower())`.
@@ -305,6 +307,37 @@ def gleu_package(sources, hyps, refs):
     return float(buf.getvalue().split("\t")[1])
 
 
+def gleu_sampled(sources, hyps, ref_lists, iterations=500):
+    """Corpus GLEU over several references per sentence from the `gleu` package, as JFLEG's
+    compute_gleu reports it: the mean over `iterations` draws of one reference per sentence,
+    GLEU+'s fixed seeds (`--fix-seed`)."""
+    from argparse import Namespace
+
+    from gleu.corpus_main import corpus_main
+    from gleu.count import set_tokenization
+
+    set_tokenization("word")
+    n_refs = len(ref_lists[0])
+    assert all(len(rs) == n_refs for rs in ref_lists)
+    with tempfile.TemporaryDirectory() as d:
+        def write(name, lines):
+            path = os.path.join(d, name)
+            with open(path, "w") as f:
+                f.write("".join(l + "\n" for l in lines))
+            return path
+
+        refs = [write(f"ref{k}", [rs[k] for rs in ref_lists]) for k in range(n_refs)]
+        args = Namespace(
+            n=4, source_path=write("src", sources), ref_path_list=refs,
+            hyp_path_list=[write("hyp", hyps)], iter=iterations, digit=8, proc=1, token="word",
+            max=False, verbose=False, fix_seed=True,
+        )
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            corpus_main(args)
+    return float(buf.getvalue().split("\t")[1])
+
+
 def gleu_entry(name, s, h, r):
     ours = jfleg_gleu(s, h, r)
     pkg = gleu_package(s, h, r)
@@ -347,6 +380,28 @@ def edit_counts(s, h, r):
     rc = tp / (tp + fn) if fn else 1.0
     f = (1.25 * p * rc) / (0.25 * p + rc) if p + rc else 0.0
     return {"tp": tp, "fp": fp, "fn": fn, "precision": 100 * p, "recall": 100 * rc, "f05": 100 * f}
+
+
+def edit_counts_best_reference(s, h, ref_lists):
+    """Edit counts with several references: per sentence, the reference ERRANT's compare picks
+    (highest running F0.5, then more TP, fewer FP, fewer FN; the first of equals)."""
+
+    def f05(tp, fp, fn):
+        p = tp / (tp + fp) if fp else 1.0
+        r = tp / (tp + fn) if fn else 1.0
+        return (1.25 * p * r) / (0.25 * p + r) if p + r else 0.0
+
+    tp = fp = fn = 0
+    for src, hyp, refs in zip(s, h, ref_lists):
+        best = None
+        for ref in refs:
+            c = edit_counts([src], [hyp], [ref])
+            key = (f05(tp + c["tp"], fp + c["fp"], fn + c["fn"]), c["tp"], -c["fp"], -c["fn"])
+            if best is None or key > best[0]:
+                best = (key, c)
+        c = best[1]
+        tp, fp, fn = tp + c["tp"], fp + c["fp"], fn + c["fn"]
+    return {"tp": tp, "fp": fp, "fn": fn, "f05": 100 * f05(tp, fp, fn)}
 
 
 def edit_corpora():
@@ -619,6 +674,8 @@ def cli_fixtures(out_dir):
         "cer_one_best": [sum(x) for x in zip(*[cer_counts(ref, h) for h, ref in ocr_pairs])],
     }
 
+    expected |= multi_reference_fixtures(rec_dir)
+
     plain = [{"input": ["hello world"], "output": "hello word"}, {"input": ["good morning"], "output": "good morning"}]
     write_jsonl(os.path.join(rec_dir, "notask.jsonl"), plain)
     expected["notask.jsonl"] = {"one_best": add(wer_counts("hello word", "hello world"), wer_counts("good morning", "good morning"))}
@@ -633,6 +690,104 @@ def cli_fixtures(out_dir):
         "gleu": (lambda s, h, r: gleu_package(s, h, r), True),
     })
     return expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-reference sets: BLEU and chrF with three references (sacrebleu), GLEU with two (the
+# `gleu` package's sampling under GLEU+'s fixed seeds), edits with ERRANT's choice.
+
+MT_MORE_REFS = [
+    ("The cat was sitting on the mat.", "A cat sat on the mat."),
+    ("It costs $1,000.50 or so, people say.", "The price is about $1,000.50, they say."),
+    ("Don't stop believing.", "Never stop believing!"),
+    ("Three or four people came and went quickly.", "3 or 4 people came and quickly left."),
+    ("We go over the bridge.", "Over the bridge we go."),
+    ("No credit for an empty hypothesis.", "An empty hypothesis earns nothing."),
+    ("Nothing.", "Empty."),
+    ("\"Quoted\" text and entities.", "Quoted text & entities."),
+    ("A very long line " + "with many repeated words " * 39, "A long line " + "with many repeated words " * 40),
+    ("東京タワーは高いです。", "東京タワーは背が高い。"),
+    ("!!", "..."),
+]
+
+GEC_SECOND_REFS = [
+    "He goes to school every day .",
+    "She has two cats .",
+    "I am in agreement with you .",
+    "They are going to the park tomorrow .",
+    "This information is useful .",
+    "We talked about the problem yesterday .",
+    "He is taller than I am .",
+    "This sentence is already correct .",
+    "This sentence is correct too .",
+    "In that day certain priests , who desired to do exploits there , were slain .",
+    "a the",
+    "one two three four five six",
+]
+
+
+def multi_reference_fixtures(rec_dir):
+    mt = []
+    for i, ((h, r), (r2, r3)) in enumerate(zip(MT_PAIRS, MT_MORE_REFS)):
+        mt.append({"id": f"m{i}", "task": "mt", "input": [h, h + " extra"], "output": [r, r2, r3], "prediction": r3 if i % 2 == 0 else h})
+    write_jsonl(os.path.join(rec_dir, "mt-multi.jsonl"), mt)
+    best = [m["input"][0] for m in mt]
+    pred = [m["prediction"] for m in mt]
+    streams = [[m["output"][k] for m in mt] for k in range(3)]
+    expected = {"mt-multi.jsonl": {
+        "bleu_one_best": sacrebleu.corpus_bleu(best, streams).score,
+        "bleu_corrected": sacrebleu.corpus_bleu(pred, streams).score,
+        "bleu_ref_len": sacrebleu.corpus_bleu(pred, streams).ref_len,
+        "chrf_one_best": sacrebleu.corpus_chrf(best, streams).score,
+        "chrf_corrected": sacrebleu.corpus_chrf(pred, streams).score,
+        # WER and CER score the first reference.
+        "corrected": [sum(x) for x in zip(*[wer_counts(r, p) for r, p in zip(streams[0], pred)])],
+    }}
+
+    s, h, r = (list(x) for x in zip(*GEC_TRIPLES))
+    refs = [[a, b] for a, b in zip(r, GEC_SECOND_REFS)]
+    gec = [{"id": f"g{i}", "task": "gec", "input": [s[i]], "output": refs[i], "prediction": h[i]} for i in range(len(s))]
+    write_jsonl(os.path.join(rec_dir, "gec-multi.jsonl"), gec)
+    expected["gec-multi.jsonl"] = {
+        "gleu_one_best": gleu_sampled(s, s, refs),
+        "gleu_corrected": gleu_sampled(s, h, refs),
+        "gleu_one_best_first_reference": gleu_package(s, s, r),
+        "bootstrap": bootstrap_sampled_gleu(s, h, refs),
+    } | edit_counts_best_reference(s, h, refs)
+    # The same set as M2: each annotator's reference one whole-sentence edit.
+    with open(os.path.join(rec_dir, "gec-multi.m2"), "w") as f:
+        for src, rs in zip(s, refs):
+            f.write(f"S {src}\n")
+            for k, ref in enumerate(rs):
+                f.write(f"A 0 {len(src.split())}|||R:X|||{ref}|||REQUIRED|||-NONE-|||{k}\n")
+            f.write("\n")
+    return expected
+
+
+def bootstrap_sampled_gleu(s, h, refs, resamples=200, seed=12345):
+    """The paired bootstrap of GLEU with several references as neko draws it: resample r takes
+    the records of neko's draw r and, for each record, the reference of GLEU+'s draw r mod 500
+    at its position."""
+    import numpy as np
+
+    def chosen(draw):
+        random.seed(draw * 101, version=1)
+        return [int(random.random() * len(rs)) for rs in refs]
+
+    deltas = []
+    for r in range(resamples):
+        idx = bootstrap_draws(seed, r, len(s))
+        pick = chosen(r % 500)
+        s_, h_, r_ = [s[i] for i in idx], [h[i] for i in idx], [refs[i][pick[i]] for i in idx]
+        deltas.append(gleu_package(s_, h_, r_) - gleu_package(s_, s_, r_))
+    return {
+        "resamples": resamples,
+        "seed": seed,
+        "delta": gleu_sampled(s, h, refs) - gleu_sampled(s, s, refs),
+        "low": float(np.percentile(deltas, 2.5)),
+        "high": float(np.percentile(deltas, 97.5)),
+        "p_better": sum(d > 0 for d in deltas) / resamples,
+    }
 
 
 # ---------------------------------------------------------------------------------------------

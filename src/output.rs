@@ -31,9 +31,10 @@ pub struct OutputRecord {
     pub prediction: Option<String>,
     /// The 1-best the correction started from.
     pub best: Option<String>,
-    /// The reference, passed through so the file can be scored directly.
+    /// The reference (a list of them in a multi-reference set), passed through so the file can
+    /// be scored directly.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
+    pub output: Option<Value>,
     /// The record's `source` (a sub-corpus or recogniser), passed through so that `neko eval
     /// --group-by source` can group the output as it groups the input.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,6 +62,15 @@ pub struct OutputRecord {
     /// Present only when the record could not be corrected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<RecordFailure>,
+}
+
+/// The record's `output` as it was given: its reference, or its list of references.
+fn references_value(record: &Record) -> Option<Value> {
+    match record.references().as_slice() {
+        [] => None,
+        [one] => Some(Value::from(*one)),
+        several => Some(Value::from(several.to_vec())),
+    }
 }
 
 /// A margin as output lines carry it: to 1/1000 of a nat, as much as its float sums mean.
@@ -111,7 +121,7 @@ impl OutputRecord {
             task,
             prediction: None,
             best: record.best().map(str::to_string),
-            output: record.reference.clone(),
+            output: references_value(record),
             source: record.source.clone(),
             start: record.start.clone(),
             end: record.end.clone(),

@@ -28,10 +28,12 @@ pub struct EvalArgs {
     /// References in a file of their own, one per line (as jiwer and sacrebleu take them):
     /// line k is the reference of the k-th record of every FILE, which must have as many
     /// records as it has lines. sclite `trn` (`text (ID)`) and Kaldi `text` (`ID text`) pair
-    /// by utterance id instead; an M2 gold standard (GEC) gives sentence k's correction to
-    /// record k, and its sentence as the source. Replaces the records' own references (`output`).
+    /// by utterance id instead; an M2 gold standard (GEC) gives sentence k's corrections (one
+    /// per annotator) to record k, and its sentence as the source. Replaces the records' own
+    /// references (`output`). Given again (`--ref a --ref b`), each further file adds a
+    /// reference (BLEU, chrF, GLEU and edits use all; WER and CER the first).
     #[arg(long = "ref", env = "NEKO_EVAL_REF", value_name = "REF")]
-    pub reference: Option<PathBuf>,
+    pub reference: Vec<PathBuf>,
 
     /// Task of every record (asr, st, mt, ocr, gec). Default: each record's `task` field, and
     /// asr for records without one (said on stderr).
@@ -114,13 +116,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     }
     // Read the baseline first: a typo in its path should fail before any scoring.
     let baseline = args.baseline.as_deref().map(read_baseline).transpose()?;
-    let refs = (args.reference.as_deref())
+    let refs = (args.reference.iter())
         .map(|p| {
             let refs = eval::refs::read(p)
                 .with_context(|| format!("cannot read references {}", p.display()))?;
             anyhow::Ok((crate::record::input_name(p), refs))
         })
-        .transpose()?;
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let (mut inputs, errors) = eval::read(&args.files, args.max_record_bytes);
     for e in &errors {
         eprintln!("neko: {}: {}", e.path, e.message);
@@ -128,25 +130,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     if inputs.is_empty() {
         anyhow::bail!("no input file could be read");
     }
-    if let Some((name, refs)) = &refs {
-        let applied = eval::refs::apply(&mut inputs, refs, name).map_err(anyhow::Error::msg)?;
-        for path in &applied.kaldi_inputs {
-            eprintln!("neko: {path}: read as Kaldi text: each line's first word is an utterance id of --ref {name}");
-        }
-        if applied.pairing != eval::refs::Pairing::Position {
-            eprintln!("neko: --ref {name}: {}", applied.pairing.describe());
-        }
-        if applied.ids_scored {
-            eprintln!(
-                "neko: warning: every line of --ref {name} opens with a numbered word, no two alike, as Kaldi \
-                 text's utterance ids do, but they are not the records' ids: the records pair by position and \
-                 those words are scored as words. For Kaldi text, give the records their ids (README, Input)"
-            );
-        }
-        let replaced = applied.replaced;
-        if replaced > 0 {
-            eprintln!("neko: {replaced} record(s) had a reference of their own (`output`) that --ref {name} replaced");
-        }
+    for (k, (name, refs)) in refs.iter().enumerate() {
+        let mode = match k {
+            0 => eval::refs::Mode::Replace,
+            _ => eval::refs::Mode::Add,
+        };
+        apply_references(&mut inputs, refs, name, mode)?;
     }
     let settings = Settings {
         task: args.task,
@@ -176,6 +165,34 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         Err(e) if super::is_broken_pipe(&e) => Ok(code),
         written => written.map(|_| code),
     }
+}
+
+/// Gives the records one `--ref` file's references, and says on stderr how they were paired.
+fn apply_references(
+    inputs: &mut [eval::Input],
+    refs: &[String],
+    name: &str,
+    mode: eval::refs::Mode,
+) -> anyhow::Result<()> {
+    let applied = eval::refs::apply(inputs, refs, name, mode).map_err(anyhow::Error::msg)?;
+    for path in &applied.kaldi_inputs {
+        eprintln!("neko: {path}: read as Kaldi text: each line's first word is an utterance id of --ref {name}");
+    }
+    if applied.pairing != eval::refs::Pairing::Position {
+        eprintln!("neko: --ref {name}: {}", applied.pairing.describe());
+    }
+    if applied.ids_scored {
+        eprintln!(
+            "neko: warning: every line of --ref {name} opens with a numbered word, no two alike, as Kaldi \
+             text's utterance ids do, but they are not the records' ids: the records pair by position and \
+             those words are scored as words. For Kaldi text, give the records their ids (README, Input)"
+        );
+    }
+    let replaced = applied.replaced;
+    if replaced > 0 {
+        eprintln!("neko: {replaced} record(s) had a reference of their own (`output`) that --ref {name} replaced");
+    }
+    Ok(())
 }
 
 fn read_baseline(path: &std::path::Path) -> anyhow::Result<(String, Report)> {

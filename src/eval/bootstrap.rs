@@ -84,9 +84,6 @@ pub fn interval<S: Default + Copy + std::ops::AddAssign>(
     bs: PairedBs,
 ) -> Option<Interval> {
     let pairs: Vec<(S, S)> = pairs.iter().flatten().copied().collect();
-    if pairs.is_empty() {
-        return None;
-    }
     let delta_of = |draw: &mut dyn Iterator<Item = usize>| {
         let (mut one, mut corr) = (S::default(), S::default());
         for (a, b) in draw.map(|i| pairs[i]) {
@@ -96,8 +93,23 @@ pub fn interval<S: Default + Copy + std::ops::AddAssign>(
         score(&corr) - score(&one)
     };
     let delta = delta_of(&mut (0..pairs.len()));
+    interval_with(delta, pairs.len(), |_, draw| delta_of(draw), better, bs)
+}
+
+/// The interval around `delta` of `n` records, `resampled(r, draw)` giving resample `r`'s
+/// change from the record indices it draws. `None` when there is no record.
+pub fn interval_with(
+    delta: f64,
+    n: usize,
+    resampled: impl Fn(usize, &mut dyn Iterator<Item = usize>) -> f64,
+    better: Better,
+    bs: PairedBs,
+) -> Option<Interval> {
+    if n == 0 {
+        return None;
+    }
     let mut deltas: Vec<f64> = (0..bs.resamples)
-        .map(|r| delta_of(&mut draws(bs.seed, r, pairs.len())))
+        .map(|r| resampled(r, &mut draws(bs.seed, r, n)))
         .collect();
     deltas.sort_by(f64::total_cmp);
     let improved = deltas

@@ -28,7 +28,7 @@ pub use report::*;
 use crate::metrics::bleu::BleuStats;
 use crate::metrics::chrf::ChrfStats;
 use crate::metrics::edits::EditScore;
-use crate::metrics::gleu::GleuStats;
+use crate::metrics::gleu::{self, GleuStats};
 use crate::metrics::{align, cer_chars, oracle, words, EditCounts};
 use crate::normalize::Normalizer;
 use crate::record::{self, Entry, Record};
@@ -140,15 +140,19 @@ pub fn evaluate(inputs: &[Input], settings: &Settings) -> Report {
 }
 
 fn run(inputs: &[Input], settings: &Settings, normalizer: Option<&Normalizer>) -> Run {
-    let scored: Vec<(FileReport, BTreeSet<(Task, String)>)> = inputs
+    let scored: Vec<(FileReport, Used)> = inputs
         .par_iter()
         .map(|i| score_file(i, settings, normalizer))
         .collect();
-    let used: BTreeSet<(Task, String)> = scored.iter().flat_map(|(_, u)| u.clone()).collect();
-    let files: Vec<FileReport> = scored.into_iter().map(|(f, _)| f).collect();
+    let mut used = Used::default();
+    let mut files = Vec::with_capacity(scored.len());
+    for (file, u) in scored {
+        files.push(file);
+        used.extend(u);
+    }
     Run {
         normalizer: normalizer.map(Normalizer::to_string),
-        normalizer_label: signature::normalizer_label(used.iter().cloned()),
+        normalizer_label: signature::normalizer_label(used.normalizers.iter().cloned()),
         task: settings.task,
         group_by: settings.group_by.to_string(),
         signatures: signature::signatures(&files, &used),
@@ -158,6 +162,10 @@ fn run(inputs: &[Input], settings: &Settings, normalizer: Option<&Normalizer>) -
 
 /// The per-record statistics every group pools.
 struct RecordScore {
+    /// Its place among the file's scored records (GLEU's reference draws go by it).
+    position: usize,
+    /// How many references it has.
+    references: usize,
     task: Task,
     normalizer: String,
     source: Option<String>,
@@ -173,8 +181,10 @@ struct RecordScore {
     cer_corrected: Option<EditCounts>,
     bleu: Option<(BleuStats, Option<BleuStats>)>,
     chrf: Option<(ChrfStats, Option<ChrfStats>)>,
-    gleu: Option<(GleuStats, Option<GleuStats>)>,
-    edits: Option<EditScore>,
+    /// GLEU against each reference, of the 1-best and of the prediction.
+    gleu: Option<(Vec<GleuStats>, Option<Vec<GleuStats>>)>,
+    /// The prediction's edits scored against each reference's.
+    edits: Option<Vec<EditScore>>,
 }
 
 /// A record that will be scored, with its resolved task.
@@ -182,15 +192,16 @@ struct Scorable<'a> {
     entry: &'a Entry,
     record: &'a Record,
     task: Task,
-    reference: &'a str,
+    /// Its references, the one WER and CER use first.
+    references: Vec<&'a str>,
 }
 
-/// Scores one file; also returns the (task, normaliser) pairs it used, for the signatures.
+/// Scores one file; also returns what it used, for the signatures.
 fn score_file(
     input: &Input,
     settings: &Settings,
     normalizer: Option<&Normalizer>,
-) -> (FileReport, BTreeSet<(Task, String)>) {
+) -> (FileReport, Used) {
     let mut unscored = Vec::new();
     let mut scorable = Vec::new();
     let mut assumed_task = 0;
@@ -213,10 +224,11 @@ fn score_file(
             },
             (None, None) => Task::Asr,
         };
-        let Some(reference) = record.reference.as_deref() else {
+        let references = record.references();
+        if references.is_empty() {
             unscored.push(note(entry, "no reference (`output`)".to_string()));
             continue;
-        };
+        }
         // Counted where it is scored so: an unscored record was scored as nothing.
         if settings.task.is_none() && record.task.is_none() {
             assumed_task += 1;
@@ -225,7 +237,7 @@ fn score_file(
             entry,
             record,
             task: t,
-            reference,
+            references,
         });
     }
     let with_predictions = scorable.iter().any(|s| s.record.prediction.is_some());
@@ -240,17 +252,21 @@ fn score_file(
     };
     let scores: Vec<RecordScore> = scorable
         .par_iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(position, s)| {
             let n = normalizer
                 .cloned()
                 .unwrap_or_else(|| Normalizer::default_for(s.task));
-            score_record(s, &n, with_predictions)
+            score_record(s, position, &n, with_predictions)
         })
         .collect();
-    let used = scores
-        .iter()
-        .map(|s| (s.task, s.normalizer.clone()))
-        .collect();
+    let used = Used {
+        normalizers: scores
+            .iter()
+            .map(|s| (s.task, s.normalizer.clone()))
+            .collect(),
+        references: scores.iter().map(|s| (s.task, s.references)).collect(),
+    };
     let paired_bs = settings.paired_bs.filter(|_| with_predictions);
     let groups = groups(&scores, settings.group_by, paired_bs, with_predictions);
     let mut guard = std::collections::BTreeMap::new();
@@ -342,25 +358,35 @@ fn normalize_all(n: &Normalizer, texts: &[String]) -> Vec<String> {
     out
 }
 
-fn score_record(s: &Scorable<'_>, n: &Normalizer, with_predictions: bool) -> RecordScore {
-    let reference = n.apply(s.reference);
+fn score_record(
+    s: &Scorable<'_>,
+    position: usize,
+    n: &Normalizer,
+    with_predictions: bool,
+) -> RecordScore {
+    let references: Vec<String> = s.references.iter().map(|r| n.apply(r)).collect();
+    let refs: Vec<&str> = references.iter().map(String::as_str).collect();
+    let reference = refs[0];
     let hyps = normalize_all(n, &s.record.hypotheses);
     let prediction = with_predictions.then(|| match corrected_text(s.record) {
         Some(p) => n.apply(p),
         None => hyps[0].clone(),
     });
-    let ref_w = words(&reference);
+    let ref_w = words(reference);
     let hyp_w: Vec<Vec<&str>> = hyps.iter().map(|h| words(h)).collect();
     let pred_w = prediction.as_deref().map(words);
     let one_best = align::counts(&ref_w, &hyp_w[0]);
     let nbest = !s.record.only_best;
     let best = oracle::nbest(&ref_w, &hyp_w).expect("records have hypotheses");
-    let ref_c = cer_chars(&reference);
+    let ref_c = cer_chars(reference);
     let chars = |t: &str| align::counts(&ref_c, &cer_chars(t));
     let pred = prediction.as_deref();
     let translation = matches!(s.task, Task::St | Task::Mt);
     let gec = s.task == Task::Gec;
+    let source = &hyps[0];
     RecordScore {
+        position,
+        references: refs.len(),
         task: s.task,
         normalizer: n.to_string(),
         source: s.record.source.clone(),
@@ -373,15 +399,21 @@ fn score_record(s: &Scorable<'_>, n: &Normalizer, with_predictions: bool) -> Rec
         corrected: pred_w.as_ref().map(|p| align::counts(&ref_w, p)),
         cer_one_best: chars(&hyps[0]),
         cer_corrected: prediction.as_deref().map(chars),
-        bleu: translation.then(|| both(&hyps[0], pred, |h| BleuStats::segment(h, &reference))),
-        chrf: translation.then(|| both(&hyps[0], pred, |h| ChrfStats::segment(h, &reference))),
+        bleu: translation.then(|| both(&hyps[0], pred, |h| BleuStats::segment_refs(h, &refs))),
+        chrf: translation.then(|| both(&hyps[0], pred, |h| ChrfStats::segment_refs(h, &refs))),
         gleu: gec.then(|| {
             both(&hyps[0], pred, |h| {
-                GleuStats::segment(&hyps[0], h, &reference)
+                refs.iter()
+                    .map(|r| GleuStats::segment(source, h, r))
+                    .collect()
             })
         }),
-        edits: (gec && with_predictions)
-            .then(|| EditScore::segment(&hyps[0], prediction.as_deref().unwrap_or(""), &reference)),
+        edits: (gec && with_predictions).then(|| {
+            let h = prediction.as_deref().unwrap_or("");
+            refs.iter()
+                .map(|r| EditScore::segment(source, h, r))
+                .collect()
+        }),
     }
 }
 
@@ -502,11 +534,128 @@ fn pair_of<S: Default + std::ops::AddAssign + Copy>(
         score: score(&s),
         records,
         stats: s,
+        draws: None,
     };
     (records > 0).then(|| Pair {
         one_best: scored(one),
         corrected: has_corr.then(|| scored(corr)),
     })
+}
+
+/// What a file's scores used, for the signatures: each task's normaliser, and each task's
+/// numbers of references.
+#[derive(Default)]
+pub struct Used {
+    pub normalizers: BTreeSet<(Task, String)>,
+    pub references: BTreeSet<(Task, usize)>,
+}
+
+impl Used {
+    fn extend(&mut self, other: Used) {
+        self.normalizers.extend(other.normalizers);
+        self.references.extend(other.references);
+    }
+}
+
+/// The edit score of the reference to count for a record, given those before it: ERRANT's
+/// choice among annotators (the highest running F0.5, then more true positives, then fewer
+/// false positives, then fewer false negatives; the first of equals).
+fn best_reference(so_far: EditScore, per_reference: &[EditScore]) -> EditScore {
+    let key = |e: &EditScore| {
+        let mut running = so_far;
+        running += *e;
+        (
+            running.f_beta(0.5),
+            e.true_positives as i64,
+            -(e.false_positives as i64),
+            -(e.false_negatives as i64),
+        )
+    };
+    let mut best = per_reference[0];
+    for e in &per_reference[1..] {
+        if key(e).partial_cmp(&key(&best)) == Some(std::cmp::Ordering::Greater) {
+            best = *e;
+        }
+    }
+    best
+}
+
+/// The GLEU sentences of the members, 1-best side and prediction side (members without a
+/// prediction side are left out of it).
+fn gleu_sentences<'a>(
+    members: &[&'a RecordScore],
+) -> (Vec<gleu::Sentence<'a>>, Vec<gleu::Sentence<'a>>) {
+    let (mut one, mut corr) = (Vec::new(), Vec::new());
+    for m in members {
+        let Some((a, b)) = &m.gleu else { continue };
+        let at = |stats| gleu::Sentence {
+            position: m.position,
+            stats,
+        };
+        one.push(at(a.as_slice()));
+        if let Some(b) = b {
+            corr.push(at(b.as_slice()));
+        }
+    }
+    (one, corr)
+}
+
+/// GLEU of the 1-best and of the predictions: JFLEG's mean over reference draws when some
+/// record has several references ([`gleu::sampled_score`]).
+fn gleu_pair(members: &[&RecordScore]) -> Option<Pair<Scored<GleuStats>>> {
+    let (one, corr) = gleu_sentences(members);
+    let sampled = one.iter().any(|s| s.stats.len() > 1);
+    let scored = |sentences: &[gleu::Sentence<'_>]| Scored {
+        score: gleu::sampled_score(sentences),
+        records: one.len() as u64,
+        stats: gleu::drawn(0, sentences),
+        draws: sampled.then_some(gleu::DRAWS as u64),
+    };
+    (!one.is_empty()).then(|| Pair {
+        one_best: scored(&one),
+        corrected: (!corr.is_empty()).then(|| scored(&corr)),
+    })
+}
+
+/// The paired bootstrap of GLEU. With several references, each resample also takes one draw
+/// of references (resample `r`, draw `r mod 500`), so the interval covers the references'
+/// spread as well as the records'.
+fn gleu_interval(members: &[&RecordScore], bs: bootstrap::PairedBs) -> Option<bootstrap::Interval> {
+    let both: Vec<&RecordScore> = members
+        .iter()
+        .copied()
+        .filter(|m| m.gleu.as_ref().is_some_and(|(_, b)| b.is_some()))
+        .collect();
+    let (one, corr) = gleu_sentences(&both);
+    if one.is_empty() {
+        return None;
+    }
+    let delta = gleu::sampled_score(&corr) - gleu::sampled_score(&one);
+    let pairs_of = |draw: usize| -> Vec<(GleuStats, GleuStats)> {
+        let chosen = gleu::choices(draw, &one);
+        (one.iter().zip(&corr).zip(chosen))
+            .map(|((a, b), r)| (a.stats[r], b.stats[r]))
+            .collect()
+    };
+    let single = one.iter().all(|s| s.stats.len() == 1).then(|| pairs_of(0));
+    bootstrap::interval_with(
+        delta,
+        one.len(),
+        |r, draw| {
+            let pairs = match &single {
+                Some(p) => std::borrow::Cow::Borrowed(p),
+                None => std::borrow::Cow::Owned(pairs_of(r % gleu::DRAWS)),
+            };
+            let (mut a, mut b) = (GleuStats::default(), GleuStats::default());
+            for i in draw {
+                a += pairs[i].0;
+                b += pairs[i].1;
+            }
+            b.score() - a.score()
+        },
+        bootstrap::Better::Higher,
+        bs,
+    )
 }
 
 fn group(
@@ -532,8 +681,8 @@ fn group(
     let tasks: BTreeSet<Task> = members.iter().map(|m| m.task).collect();
     let mut edits = EditScore::default();
     let mut any_edits = false;
-    for e in members.iter().filter_map(|m| m.edits) {
-        edits += e;
+    for per_reference in members.iter().filter_map(|m| m.edits.as_deref()) {
+        edits += best_reference(edits, per_reference);
         any_edits = true;
     }
     GroupReport {
@@ -550,7 +699,7 @@ fn group(
         cer,
         bleu: pair_of(members, |m| m.bleu, BleuStats::score),
         chrf: pair_of(members, |m| m.chrf, ChrfStats::score),
-        gleu: pair_of(members, |m| m.gleu, GleuStats::score),
+        gleu: gleu_pair(members),
         edits: any_edits.then(|| Edits::new(edits)),
         significance: paired_bs.map(|bs| significance(members, bs)),
     }
@@ -580,12 +729,7 @@ fn significance(members: &[&RecordScore], bs: bootstrap::PairedBs) -> bootstrap:
             Better::Higher,
             bs,
         ),
-        gleu: interval(
-            &paired(members, |m| m.gleu),
-            GleuStats::score,
-            Better::Higher,
-            bs,
-        ),
+        gleu: gleu_interval(members, bs),
     }
 }
 

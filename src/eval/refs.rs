@@ -2,6 +2,8 @@
 //! and MT scoring tools take: one reference per line, line k for the k-th record of every
 //! scored file (jiwer, sacrebleu); sclite's `trn`, `text (ID)`; Kaldi's `text`, `ID text`. The
 //! last two pair by utterance id, so records in another order, or a shard, still meet theirs.
+//! Several files (`--ref a --ref b`, as sacrebleu's `-r a b`) give each record several
+//! references, the first file's first.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -18,6 +20,15 @@ use crate::record::trn;
 pub fn read(path: &Path) -> std::io::Result<Vec<String>> {
     let text = crate::record::read_text(path)?;
     Ok(text.lines().map(str::to_string).collect())
+}
+
+/// What a reference file does to the records' references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Replaces them (the first `--ref`).
+    Replace,
+    /// Adds to them (each further `--ref`).
+    Add,
 }
 
 /// How the references met their records.
@@ -45,7 +56,7 @@ impl Pairing {
                 "sclite trn, paired by position (the records have no ids), its ids set aside"
             }
             Pairing::M2 => {
-                "M2, sentence k for record k: annotator 0's correction the reference, the \
+                "M2, sentence k for record k: its annotators' corrections the references, the \
                  sentence the source (a record without a prediction is one)"
             }
         }
@@ -70,10 +81,15 @@ pub struct Applied {
 /// first get their first words as ids: [`ids_from_first_words`]); else by position. A record
 /// without a reference, or a reference without a record, is an error (scoring anyway would
 /// leave utterances out, or by position score every record after a gap against another's).
-pub fn apply(inputs: &mut [Input], lines: &[String], name: &str) -> Result<Applied, String> {
+pub fn apply(
+    inputs: &mut [Input],
+    lines: &[String],
+    name: &str,
+    mode: Mode,
+) -> Result<Applied, String> {
     let filled = lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty());
     if crate::record::m2::is_m2(filled) {
-        return by_m2_sentence(inputs, lines, name);
+        return by_m2_sentence(inputs, lines, name, mode);
     }
     let ids = utterance_ids(lines);
     let kaldi_inputs = ids_from_first_words(inputs, &ids);
@@ -86,7 +102,7 @@ pub fn apply(inputs: &mut [Input], lines: &[String], name: &str) -> Result<Appli
                         .to_string()
                 })
                 .collect();
-            let applied = by_position(inputs, &texts, name)?;
+            let applied = by_position(inputs, &texts, name, mode)?;
             return Ok(Applied {
                 pairing: Pairing::TrnInOrder,
                 ..applied
@@ -96,7 +112,7 @@ pub fn apply(inputs: &mut [Input], lines: &[String], name: &str) -> Result<Appli
         None => {
             return Ok(Applied {
                 ids_scored: !ids.is_empty(),
-                ..by_position(inputs, lines, name)?
+                ..by_position(inputs, lines, name, mode)?
             });
         }
     };
@@ -108,7 +124,8 @@ pub fn apply(inputs: &mut [Input], lines: &[String], name: &str) -> Result<Appli
                 continue;
             };
             let reference = id_text(&record.id).and_then(|id| by_id.get(&id));
-            replaced += usize::from(give(record, reference.expect("coverage checked")));
+            let reference = reference.expect("coverage checked");
+            replaced += usize::from(give(record, std::slice::from_ref(reference), mode));
         }
     }
     Ok(Applied {
@@ -119,7 +136,12 @@ pub fn apply(inputs: &mut [Input], lines: &[String], name: &str) -> Result<Appli
     })
 }
 
-fn by_position(inputs: &mut [Input], refs: &[String], name: &str) -> Result<Applied, String> {
+fn by_position(
+    inputs: &mut [Input],
+    refs: &[String],
+    name: &str,
+    mode: Mode,
+) -> Result<Applied, String> {
     if let Some(input) = inputs.iter().find(|i| i.entries.len() != refs.len()) {
         return Err(format!(
             "{} has {} records and --ref {name} {} lines: they are paired by position",
@@ -132,7 +154,7 @@ fn by_position(inputs: &mut [Input], refs: &[String], name: &str) -> Result<Appl
     for input in inputs.iter_mut() {
         for (entry, reference) in input.entries.iter_mut().zip(refs) {
             if let Ok(record) = &mut entry.record {
-                replaced += usize::from(give(record, reference));
+                replaced += usize::from(give(record, std::slice::from_ref(reference), mode));
             }
         }
     }
@@ -145,14 +167,23 @@ fn by_position(inputs: &mut [Input], refs: &[String], name: &str) -> Result<Appl
 }
 
 /// References from an M2 file (the GEC corpora's gold standard), sentence k for record k: the
-/// sentence with annotator 0's edits is the reference, and its source the source that GLEU
+/// sentence with each annotator's edits is a reference, and its source the source that GLEU
 /// and the edits are counted from. A record without a prediction (a system's output as plain
 /// lines) is that sentence's correction: its text becomes the prediction, the source its 1-best.
-fn by_m2_sentence(inputs: &mut [Input], lines: &[String], name: &str) -> Result<Applied, String> {
+fn by_m2_sentence(
+    inputs: &mut [Input],
+    lines: &[String],
+    name: &str,
+    mode: Mode,
+) -> Result<Applied, String> {
     let mut sentences = Vec::new();
     for entry in crate::record::parse(lines.join("\n").as_bytes()) {
         match entry.record {
-            Ok(r) => sentences.push((r.hypotheses[0].clone(), r.reference.unwrap_or_default())),
+            Ok(r) => {
+                let references: Vec<String> =
+                    r.references().iter().map(|t| t.to_string()).collect();
+                sentences.push((r.hypotheses[0].clone(), references));
+            }
             Err(e) => return Err(format!("--ref {name} line {}: {e}", entry.line)),
         }
     }
@@ -166,7 +197,7 @@ fn by_m2_sentence(inputs: &mut [Input], lines: &[String], name: &str) -> Result<
                 sentences.len()
             ));
         }
-        for (entry, (source, reference)) in input.entries.iter_mut().zip(&sentences) {
+        for (entry, (source, references)) in input.entries.iter_mut().zip(&sentences) {
             let Ok(record) = &mut entry.record else {
                 continue;
             };
@@ -176,7 +207,7 @@ fn by_m2_sentence(inputs: &mut [Input], lines: &[String], name: &str) -> Result<
             }
             // M2 is GEC's format: a record that names no task is GEC's.
             record.task.get_or_insert_with(|| "gec".to_string());
-            replaced += usize::from(give(record, reference));
+            replaced += usize::from(give(record, references, mode));
         }
     }
     Ok(Applied {
@@ -342,10 +373,23 @@ fn check_coverage(
     }
 }
 
-/// Gives `record` its reference; whether the record had another of its own.
-fn give(record: &mut crate::record::Record, reference: &str) -> bool {
-    let own = record.reference.replace(reference.to_string());
-    own.is_some_and(|own| own != reference)
+/// Gives `record` its references (replacing its own, or after those it has); whether it had
+/// other references of its own that they replaced.
+fn give(record: &mut crate::record::Record, references: &[String], mode: Mode) -> bool {
+    let (first, rest) = references.split_first().expect("a reference");
+    match (mode, record.reference.is_some()) {
+        (Mode::Add, true) => {
+            record.other_references.extend_from_slice(references);
+            false
+        }
+        _ => {
+            let own = record.references();
+            let differs = !own.is_empty() && !own.iter().eq(references);
+            record.reference = Some(first.clone());
+            record.other_references = rest.to_vec();
+            differs
+        }
+    }
 }
 
 /// Whether a record's id is only its position (what a record without an `id` gets).

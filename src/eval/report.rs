@@ -216,8 +216,12 @@ pub struct Scored<S> {
     pub score: f64,
     /// Records it covers.
     pub records: u64,
-    /// Its sufficient statistics.
+    /// Its sufficient statistics (GLEU with several references: those of the first draw).
     pub stats: S,
+    /// GLEU with several references: the score is the mean over this many draws of one
+    /// reference per record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draws: Option<u64>,
 }
 
 /// GEC edit scores.

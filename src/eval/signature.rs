@@ -4,7 +4,9 @@
 //! | field | meaning |
 //! |---|---|
 //! | `norm` | the normaliser, with versions; `task=norm,...` when tasks with different defaults mix |
-//! | `nrefs` | references per record (always 1) |
+//! | `nrefs` | references per record: 1 for WER and CER, which score the first; `2-4` when records differ |
+//! | `refs:sampled-500` | GLEU with several references: the mean over 500 draws of one per record (JFLEG's) |
+//! | `refs:running-best` | edits with several references: each record's best for the running F0.5 (ERRANT's) |
 //! | `neko` | the neko version |
 //! | `tok:ws` | words are whitespace-separated tokens (Python `str.split()`) |
 //! | `empty:jiwer4` | an empty reference counts every hypothesis word as an insertion |
@@ -15,7 +17,7 @@
 
 use std::collections::BTreeSet;
 
-use super::FileReport;
+use super::{FileReport, Used};
 use crate::Task;
 
 /// The normaliser label of a run in which no record was scored.
@@ -38,48 +40,70 @@ pub fn normalizer_label(pairs: impl IntoIterator<Item = (Task, String)>) -> Stri
 }
 
 /// The signature lines of a run: `wer` and `cer` always, the others when their tasks occur.
-pub fn signatures(files: &[FileReport], used: &BTreeSet<(Task, String)>) -> Vec<String> {
+pub fn signatures(files: &[FileReport], used: &Used) -> Vec<String> {
     let v = env!("CARGO_PKG_VERSION");
-    let norm_of =
-        |tasks: &[Task]| normalizer_label(used.iter().filter(|(t, _)| tasks.contains(t)).cloned());
+    let norm_of = |tasks: &[Task]| {
+        let pairs = used.normalizers.iter().filter(|(t, _)| tasks.contains(t));
+        normalizer_label(pairs.cloned())
+    };
+    let refs_of = |tasks: &[Task]| {
+        let counts = used.references.iter().filter(|(t, _)| tasks.contains(t));
+        let (min, max) = counts.fold((usize::MAX, 0), |(lo, hi), &(_, n)| (lo.min(n), hi.max(n)));
+        match (min, max) {
+            (lo, hi) if lo >= hi => hi.max(1).to_string(),
+            (lo, hi) => format!("{lo}-{hi}"),
+        }
+    };
     // sacrebleu puts its paired bootstrap's settings into the signature the same way.
     let bs = super::first_significance(files).map_or(String::new(), |s| {
         format!("|bs:{}|seed:{}", s.resamples, s.seed)
     });
-    let plain = |name: &str, norm: &str| format!("{name}|norm:{norm}|nrefs:1|neko:{v}");
-    let common = |name: &str, norm: &str| format!("{}{bs}", plain(name, norm));
+    let plain =
+        |name: &str, norm: &str, refs: &str| format!("{name}|norm:{norm}|nrefs:{refs}|neko:{v}");
+    let common = |name: &str, norm: &str, refs: &str| format!("{}{bs}", plain(name, norm, refs));
     let all = norm_of(&Task::ALL);
     let mut out = vec![
         format!(
             "{}|tok:ws|empty:jiwer4|compat:jiwer-4.0.0",
-            common("wer", &all)
+            common("wer", &all, "1")
         ),
-        format!("{}|space:squeezed|compat:jiwer-4.0.0", common("cer", &all)),
+        format!(
+            "{}|space:squeezed|compat:jiwer-4.0.0",
+            common("cer", &all, "1")
+        ),
     ];
-    let has = |tasks: &[Task]| used.iter().any(|(t, _)| tasks.contains(t));
+    let has = |tasks: &[Task]| used.normalizers.iter().any(|(t, _)| tasks.contains(t));
     if has(&[Task::St, Task::Mt]) {
         let n = norm_of(&[Task::St, Task::Mt]);
+        let refs = refs_of(&[Task::St, Task::Mt]);
         out.push(format!(
             "{}|case:mixed|eff:no|tok:13a|smooth:exp|compat:sacrebleu-2.5.1",
-            common("bleu", &n)
+            common("bleu", &n, &refs)
         ));
         out.push(format!(
             "{}|case:mixed|eff:yes|nc:6|nw:0|space:no|compat:sacrebleu-2.5.1",
-            common("chrf", &n)
+            common("chrf", &n, &refs)
         ));
     }
     if has(&[Task::Gec]) {
         let n = norm_of(&[Task::Gec]);
+        let refs = refs_of(&[Task::Gec]);
+        let several = refs != "1";
+        let sampled = if several { "|refs:sampled-500" } else { "" };
         out.push(format!(
-            "{}|tok:ws|n:4|src:1-best|compat:jfleg-gleu",
-            common("gleu", &n)
+            "{}|tok:ws|n:4|src:1-best{sampled}|compat:jfleg-gleu",
+            common("gleu", &n, &refs)
         ));
         let edits = files
             .iter()
             .any(|f| f.groups.first().is_some_and(|g| g.edits.is_some()));
         if edits {
             // No bootstrap of the edit scores: their line has no `bs`.
-            out.push(format!("{}|tok:ws|beta:0.5|src:1-best", plain("edits", &n)));
+            let best = if several { "|refs:running-best" } else { "" };
+            out.push(format!(
+                "{}|tok:ws|beta:0.5|src:1-best{best}",
+                plain("edits", &n, &refs)
+            ));
         }
     }
     // How the predictions were made, when `neko correct` left its signature beside the file.
@@ -94,6 +118,20 @@ pub fn signatures(files: &[FileReport], used: &BTreeSet<(Task, String)>) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_the_number_of_references_per_metric() {
+        let used = Used {
+            normalizers: [(Task::Mt, "none@1".to_string())].into(),
+            references: [(Task::Mt, 1), (Task::Mt, 3)].into(),
+        };
+        let sigs = signatures(&[], &used);
+        let line = |name: &str| sigs.iter().find(|s| s.starts_with(name)).unwrap().clone();
+        assert!(line("bleu|").contains("|nrefs:1-3|"), "{sigs:?}");
+        assert!(line("chrf|").contains("|nrefs:1-3|"), "{sigs:?}");
+        // WER and CER score the first reference only.
+        assert!(line("wer|").contains("|nrefs:1|"), "{sigs:?}");
+    }
 
     #[test]
     fn labels_mixed_normalisers_per_task() {

@@ -1,6 +1,6 @@
 //! Corpus BLEU as sacrebleu 2.x computes it by default: the `13a` tokeniser (mteval-v13a),
-//! n-grams up to 4, mixed case, brevity penalty against the (single) reference, and `exp`
-//! smoothing (Chen & Cherry 2014, method 3, as in mteval-v13a).
+//! n-grams up to 4, mixed case, brevity penalty against the reference (with several, the one
+//! closest in length), and `exp` smoothing (Chen & Cherry 2014, method 3, as in mteval-v13a).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -30,13 +30,32 @@ pub struct BleuStats {
 impl BleuStats {
     /// Statistics of one hypothesis against one reference (both raw text; tokenised here).
     pub fn segment(hypothesis: &str, reference: &str) -> Self {
+        Self::segment_refs(hypothesis, &[reference])
+    }
+
+    /// Statistics of one hypothesis against several references, as sacrebleu pools them: each
+    /// n-gram is clipped by its largest count in any reference, and the reference length is
+    /// the one closest to the hypothesis length (the shorter on a tie).
+    pub fn segment_refs(hypothesis: &str, references: &[&str]) -> Self {
         let hyp = tokenize_13a(pychar::rstrip(hypothesis));
-        let refr = tokenize_13a(pychar::rstrip(reference));
-        let (hyp, refr) = (words(&hyp), words(&refr));
-        let ref_counts = ngram_counts(&refr);
+        let hyp = words(&hyp);
+        let refs: Vec<String> = references
+            .iter()
+            .map(|r| tokenize_13a(pychar::rstrip(r)))
+            .collect();
+        let ref_words: Vec<Vec<&str>> = refs.iter().map(|r| words(r)).collect();
+        let mut ref_counts: HashMap<&[&str], u64> = HashMap::new();
+        let mut ref_lens = Vec::with_capacity(refs.len());
+        for r in &ref_words {
+            ref_lens.push(r.len() as u64);
+            for (gram, count) in ngram_counts(r) {
+                let max = ref_counts.entry(gram).or_insert(0);
+                *max = (*max).max(count);
+            }
+        }
         let mut stats = BleuStats {
             hyp_len: hyp.len() as u64,
-            ref_len: refr.len() as u64,
+            ref_len: closest_length(hyp.len() as u64, &ref_lens),
             ..Default::default()
         };
         for (gram, count) in ngram_counts(&hyp) {
@@ -98,6 +117,16 @@ impl std::ops::AddAssign for BleuStats {
     }
 }
 
+/// sacrebleu's `_get_closest_ref_len`: the reference length nearest `hyp_len`, the shorter of
+/// two as near; 0 with no reference.
+fn closest_length(hyp_len: u64, ref_lens: &[u64]) -> u64 {
+    ref_lens
+        .iter()
+        .copied()
+        .min_by_key(|&r| (r.abs_diff(hyp_len), r))
+        .unwrap_or(0)
+}
+
 /// sacrebleu's `my_log`: log(0) is floored to -9999999999 rather than -inf.
 fn floored_log(p: f64) -> f64 {
     if p == 0.0 {
@@ -156,6 +185,17 @@ mod tests {
         assert_eq!(tokenize_13a("Hello, world."), "Hello , world .");
         assert_eq!(tokenize_13a("It costs 1,000.50 $"), "It costs 1,000.50 $");
         assert_eq!(tokenize_13a("a-b 3-4 x &amp; y"), "a-b 3 - 4 x & y");
+    }
+
+    #[test]
+    fn the_reference_length_is_the_closest_the_shorter_on_a_tie() {
+        assert_eq!(closest_length(5, &[6, 4]), 4);
+        assert_eq!(closest_length(5, &[9, 6, 2]), 6);
+        let s = BleuStats::segment_refs("a b c d e", &["a b c d e f", "a b c d"]);
+        assert_eq!((s.hyp_len, s.ref_len), (5, 4));
+        // Each n-gram is clipped by its largest count in any one reference.
+        let s = BleuStats::segment_refs("x x x y", &["x y", "x x z"]);
+        assert_eq!(s.correct[0], 3);
     }
 
     #[test]

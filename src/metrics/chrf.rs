@@ -24,25 +24,24 @@ pub struct ChrfStats {
 impl ChrfStats {
     /// Statistics of one hypothesis against one reference (raw text).
     pub fn segment(hypothesis: &str, reference: &str) -> Self {
+        Self::segment_refs(hypothesis, &[reference])
+    }
+
+    /// Statistics of one hypothesis against several references: those of the reference it
+    /// scores best against (the first of equals), as sacrebleu chooses.
+    pub fn segment_refs(hypothesis: &str, references: &[&str]) -> Self {
         let hyp: Vec<char> = words(hypothesis).concat().chars().collect();
-        let refr: Vec<char> = words(reference).concat().chars().collect();
-        let mut stats = ChrfStats::default();
-        for n in 1..=CHAR_ORDER {
-            let ref_counts = counts(&refr, n);
-            let hyp_counts = counts(&hyp, n);
-            let mut matches = 0;
-            for (gram, &c) in &hyp_counts {
-                if let Some(&r) = ref_counts.get(gram) {
-                    matches += c.min(r);
-                }
+        let hyp_counts: Vec<HashMap<&[char], u64>> =
+            (1..=CHAR_ORDER).map(|n| counts(&hyp, n)).collect();
+        let mut best: Option<(f64, ChrfStats)> = None;
+        for reference in references {
+            let stats = against(&hyp_counts, reference);
+            let score = stats.score();
+            if best.is_none_or(|(b, _)| score > b) {
+                best = Some((score, stats));
             }
-            let hyp_total: u64 = hyp_counts.values().sum();
-            let ref_total: u64 = ref_counts.values().sum();
-            // sacrebleu: "don't count hits if no reference exists for that n-gram order".
-            let hyp_total = if ref_counts.is_empty() { 0 } else { hyp_total };
-            stats.orders[n - 1] = [hyp_total, ref_total, matches];
         }
-        stats
+        best.map(|(_, s)| s).unwrap_or_default()
     }
 
     /// chrF in percent (0-100).
@@ -76,6 +75,27 @@ impl std::ops::AddAssign for ChrfStats {
             }
         }
     }
+}
+
+/// The statistics of a hypothesis, given its n-gram counts per order, against one reference.
+fn against(hyp_counts: &[HashMap<&[char], u64>], reference: &str) -> ChrfStats {
+    let refr: Vec<char> = words(reference).concat().chars().collect();
+    let mut stats = ChrfStats::default();
+    for (n, hyp_counts) in (1..=CHAR_ORDER).zip(hyp_counts) {
+        let ref_counts = counts(&refr, n);
+        let mut matches = 0;
+        for (gram, &c) in hyp_counts {
+            if let Some(&r) = ref_counts.get(gram) {
+                matches += c.min(r);
+            }
+        }
+        let hyp_total: u64 = hyp_counts.values().sum();
+        let ref_total: u64 = ref_counts.values().sum();
+        // sacrebleu: "don't count hits if no reference exists for that n-gram order".
+        let hyp_total = if ref_counts.is_empty() { 0 } else { hyp_total };
+        stats.orders[n - 1] = [hyp_total, ref_total, matches];
+    }
+    stats
 }
 
 fn counts(chars: &[char], n: usize) -> HashMap<&[char], u64> {

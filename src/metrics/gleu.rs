@@ -10,13 +10,18 @@
 //!
 //! Statistics add up over the corpus; GLEU = BP · exp(mean over n of log(num/den)) with
 //! BP = exp(min(0, 1 - r/c)), and 0 as soon as any summed statistic is 0, as in `gleu.py`.
-//! `gleu.py` samples one reference per sentence per iteration; with one reference every sample
-//! is the same, so the score is deterministic. Tokens are whitespace-separated words.
+//!
+//! With several references, JFLEG's `compute_gleu` samples one reference per sentence and
+//! reports the mean corpus GLEU over 500 draws, draw `i` seeded with `i * 101` (GLEU+'s fixed
+//! seeds; the `gleu` package's `--fix-seed`): [`sampled_score`] draws the same references.
+//! With one reference every draw is the same, so the score is that of the summed statistics.
+//! Tokens are whitespace-separated words.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::pyrandom::PyRandom;
 use super::words;
 
 /// The highest n-gram order.
@@ -80,6 +85,55 @@ impl GleuStats {
         let bp = (1.0 - self.ref_len as f64 / self.hyp_len as f64).min(0.0);
         100.0 * (bp + log_prec).exp()
     }
+}
+
+/// How many reference draws GLEU with several references averages (JFLEG's default).
+pub const DRAWS: usize = 500;
+
+/// One sentence's statistics against each of its references, at its position in the corpus
+/// (which decides the references drawn for it).
+pub struct Sentence<'a> {
+    /// Its 0-based position among the corpus's scored sentences.
+    pub position: usize,
+    /// Its statistics against each reference, in reference order (never empty).
+    pub stats: &'a [GleuStats],
+}
+
+/// The reference each sentence gets in draw `draw`: `int(random() * R)` for a sentence with
+/// `R` references, Python's generator seeded with `draw * 101` and drawn once per position.
+/// `sentences` are in increasing position order.
+pub fn choices(draw: usize, sentences: &[Sentence<'_>]) -> Vec<usize> {
+    let mut rng = PyRandom::seeded(draw as u64 * 101);
+    let mut at = 0;
+    sentences
+        .iter()
+        .map(|s| {
+            let mut u = 0.0;
+            while at <= s.position {
+                u = rng.random();
+                at += 1;
+            }
+            (u * s.stats.len() as f64) as usize
+        })
+        .collect()
+}
+
+/// The corpus statistics of draw `draw`.
+pub fn drawn(draw: usize, sentences: &[Sentence<'_>]) -> GleuStats {
+    let mut sum = GleuStats::default();
+    for (s, r) in sentences.iter().zip(choices(draw, sentences)) {
+        sum += s.stats[r];
+    }
+    sum
+}
+
+/// Corpus GLEU in percent: the mean over [`DRAWS`] draws when a sentence has several
+/// references, else the score of the summed statistics.
+pub fn sampled_score(sentences: &[Sentence<'_>]) -> f64 {
+    if sentences.iter().all(|s| s.stats.len() == 1) {
+        return drawn(0, sentences).score();
+    }
+    (0..DRAWS).map(|d| drawn(d, sentences).score()).sum::<f64>() / DRAWS as f64
 }
 
 impl std::ops::AddAssign for GleuStats {

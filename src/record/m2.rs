@@ -1,15 +1,17 @@
 //! M2, the grammatical error correction corpora's format (CoNLL-2013/2014, BEA-2019, FCE): a
 //! block per sentence, `S` and the tokenised source, then an `A` line per edit, `A start
 //! end|||type|||correction|||required|||comment|||annotator`. Read as GEC records: the source
-//! is the text to correct, and the source with the first annotator's edits applied (as the
-//! BEA-2019 shared task's `corr_from_m2.py` makes it, annotator 0) is the reference.
+//! is the text to correct, and the source with each annotator's edits applied (as the BEA-2019
+//! shared task's `corr_from_m2.py -id N` makes it) is one reference, annotator 0's first. The
+//! annotators of a sentence are those its edit lines name (`noop` lines too); a sentence
+//! without edit lines is its own reference.
 
 use serde_json::Value;
 
 use super::{Record, RecordError};
 
-/// The annotator whose corrections are the reference (`corr_from_m2.py -id 0`).
-const ANNOTATOR: &str = "0";
+/// The annotator of an edit line without the annotator field (fewer than six fields).
+const FIRST_ANNOTATOR: &str = "0";
 
 /// Edit types that change nothing: no error (`noop`), an error left uncorrected (`UNK`), and
 /// `Um` (unclear meaning), as `corr_from_m2.py` skips them.
@@ -45,49 +47,92 @@ pub fn record(block: &str, index: usize) -> Result<Record, RecordError> {
         return Err(RecordError::new(Some("S"), why));
     }
     let source = first[1..].trim();
-    let mut tokens: Vec<&str> = source.split_whitespace().collect();
-    // Each applied edit moves the later spans by what it added or removed.
-    let mut offset: isize = 0;
     // An error line still carries the task and the source, its prediction as for any record.
     let failed = |mut e: RecordError| {
         (e.task, e.best) = (Some("gec".to_string()), Some(source.to_string()));
         e
     };
-    for line in lines {
-        let Some((start, end, correction)) = edit(line).map_err(failed)? else {
+    let edits = lines
+        .map(edit)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(failed)?;
+    let mut references = Vec::new();
+    for annotator in annotators(&edits) {
+        let own = edits.iter().filter(|e| e.annotator == annotator);
+        references.push(apply(source, own).map_err(failed)?);
+    }
+    let mut references = references.into_iter();
+    let mut record = Record::from_hypotheses(Value::from(index), vec![source.to_string()]);
+    record.task = Some("gec".to_string());
+    record.reference = Some(references.next().unwrap_or_else(|| source.to_string()));
+    record.other_references = references.collect();
+    Ok(record)
+}
+
+/// One `A` line: whose edit it is, and what it does (`None` for `noop`, `UNK`, `Um`).
+struct Edit<'a> {
+    line: &'a str,
+    annotator: &'a str,
+    change: Option<(usize, usize, &'a str)>,
+}
+
+/// The annotators the edits name, annotator 0 first, then in number order (names that are not
+/// numbers after them, in text order).
+fn annotators<'a>(edits: &[Edit<'a>]) -> Vec<&'a str> {
+    let mut names: Vec<&str> = edits.iter().map(|e| e.annotator).collect();
+    names.sort_by_key(|n| (n.parse::<u64>().map_or(1, |_| 0), n.parse::<u64>().ok(), *n));
+    names.dedup();
+    names
+}
+
+/// `source` with one annotator's edits applied in order; each edit moves the later spans by
+/// what it added or removed, as `corr_from_m2.py` does.
+fn apply<'a>(
+    source: &str,
+    edits: impl Iterator<Item = &'a Edit<'a>>,
+) -> Result<String, RecordError> {
+    let mut tokens: Vec<&str> = source.split_whitespace().collect();
+    let mut offset: isize = 0;
+    for e in edits {
+        let Some((start, end, correction)) = e.change else {
             continue;
         };
         let (start, end) = (start as isize + offset, end as isize + offset);
         if start < 0 || end < start || end as usize > tokens.len() {
-            return Err(failed(RecordError::new(
+            return Err(RecordError::new(
                 Some("A"),
                 format!(
-                    "`{line}`: its span does not fit the sentence's {} tokens (after the edits before it)",
+                    "`{}`: its span does not fit the sentence's {} tokens (after the edits before it)",
+                    e.line,
                     tokens.len()
                 ),
-            )));
+            ));
         }
         let words: Vec<&str> = correction.split_whitespace().collect();
         offset += words.len() as isize - (end - start);
         tokens.splice(start as usize..end as usize, words);
     }
-    let mut record = Record::from_hypotheses(Value::from(index), vec![source.to_string()]);
-    record.task = Some("gec".to_string());
-    record.reference = Some(tokens.join(" "));
-    Ok(record)
+    Ok(tokens.join(" "))
 }
 
-/// An `A` line's span and correction, when it is the reference annotator's and changes
-/// something.
-fn edit(line: &str) -> Result<Option<(usize, usize, &str)>, RecordError> {
+/// An `A` line read: its annotator, and its span and correction unless it changes nothing.
+fn edit(line: &str) -> Result<Edit<'_>, RecordError> {
     let fields: Vec<&str> = line.split("|||").collect();
     let bad = |why: &str| Err(RecordError::new(Some("A"), format!("`{line}`: {why}")));
     if fields.len() < 3 {
         return bad("expected `A start end|||type|||correction|||...|||annotator`");
     }
-    let annotator = fields.last().expect("three fields").trim();
-    if SKIPPED.contains(&fields[1].trim()) || (fields.len() >= 6 && annotator != ANNOTATOR) {
-        return Ok(None);
+    let annotator = match fields.len() {
+        6.. => fields.last().expect("six fields").trim(),
+        _ => FIRST_ANNOTATOR,
+    };
+    let mut edit = Edit {
+        line,
+        annotator,
+        change: None,
+    };
+    if SKIPPED.contains(&fields[1].trim()) {
+        return Ok(edit);
     }
     let span: Vec<&str> = fields[0]
         .trim_start_matches('A')
@@ -95,7 +140,10 @@ fn edit(line: &str) -> Result<Option<(usize, usize, &str)>, RecordError> {
         .collect();
     match span.as_slice() {
         [start, end] => match (start.parse(), end.parse()) {
-            (Ok(start), Ok(end)) => Ok(Some((start, end, fields[2]))),
+            (Ok(start), Ok(end)) => {
+                edit.change = Some((start, end, fields[2]));
+                Ok(edit)
+            }
             _ => bad("its span is not two token positions"),
         },
         _ => bad("its span is not two token positions"),
@@ -118,10 +166,15 @@ mod tests {
     }
 
     #[test]
-    fn the_reference_is_the_source_with_annotator_0s_edits_applied() {
+    fn each_annotators_edits_applied_make_a_reference() {
         let r = record(BEA, 7).unwrap();
         assert_eq!(r.hypotheses, ["This are a sentence ."]);
         assert_eq!(r.reference.as_deref(), Some("This is a good sentence ."));
+        // Annotator 1 fixed the verb alone; annotator 2 found nothing to fix.
+        assert_eq!(
+            r.other_references,
+            ["This is a sentence .", "This are a sentence ."]
+        );
         assert_eq!((r.id, r.task.as_deref()), (Value::from(7), Some("gec")));
         // Deletions (an empty correction) and insertions move the spans after them.
         let block = "S a b c d e\n\
@@ -133,6 +186,14 @@ mod tests {
         let block = "S it is\nA 0 1|||UNK|||-NONE-|||REQUIRED|||-NONE-|||0";
         assert_eq!(reference(block), "it is");
         assert_eq!(reference("S fine ."), "fine .");
+        // Annotator 0 comes first wherever its lines are; a line without the annotator field is
+        // annotator 0's.
+        let block = "S a b\n\
+            A 0 1|||R:X|||c|||REQUIRED|||-NONE-|||10\n\
+            A 1 2|||R:X|||d|||REQUIRED|||-NONE-|||2\n\
+            A 0 1|||R:X|||e";
+        let r = record(block, 0).unwrap();
+        assert_eq!(r.references(), ["e b", "a d", "c b"]);
     }
 
     #[test]

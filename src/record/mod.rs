@@ -43,6 +43,9 @@ pub struct Record {
     pub scores: Option<Vec<f64>>,
     /// The reference transcript (`output`), when present.
     pub reference: Option<String>,
+    /// Further references of a multi-reference set (`output` given as a list; an M2 file's
+    /// other annotators): BLEU, chrF, GLEU and GEC edits use them all, WER and CER the first.
+    pub other_references: Vec<String>,
     /// A corrected text (`prediction`), present in files written by `neko correct`.
     pub prediction: Option<String>,
     /// The record's `source` (a sub-corpus or recogniser name), used to group scores.
@@ -69,6 +72,7 @@ impl Record {
             only_best: false,
             scores: None,
             reference: None,
+            other_references: Vec::new(),
             prediction: None,
             source: None,
             start: None,
@@ -77,6 +81,14 @@ impl Record {
             error: None,
             guard: None,
         }
+    }
+
+    /// Every reference, the first (`reference`) first; none when the record has none.
+    pub fn references(&self) -> Vec<&str> {
+        let first = self.reference.as_deref().into_iter();
+        first
+            .chain(self.other_references.iter().map(String::as_str))
+            .collect()
     }
 
     /// The 1-best hypothesis, if there is one.

@@ -41,6 +41,39 @@ fn jsonl_shapes() {
     assert_eq!(entries[2].line, 4);
 }
 
+/// A multi-reference set gives `output` as a list (JFLEG's four corrections, several
+/// translations): the first is the reference, the others follow it; an empty list, or one
+/// with something other than text, is an error naming the field.
+#[test]
+fn output_lists_are_several_references() {
+    let text = concat!(
+        "{\"input\": [\"h\"], \"output\": [\"r1\", \"r2\", \"r3\"]}\n",
+        "{\"input\": [\"h\"], \"output\": [\"only\"]}\n",
+        "{\"input\": [\"h\"], \"output\": []}\n",
+        "{\"input\": [\"h\"], \"output\": [\"r1\", 2]}\n",
+    );
+    let entries = parse(text.as_bytes());
+    let first = entries[0].record.as_ref().unwrap();
+    assert_eq!(first.reference.as_deref(), Some("r1"));
+    assert_eq!(first.other_references, ["r2", "r3"]);
+    assert_eq!(first.references(), ["r1", "r2", "r3"]);
+    let one = entries[1].record.as_ref().unwrap();
+    assert_eq!(
+        (one.reference.as_deref(), one.other_references.len()),
+        (Some("only"), 0)
+    );
+    for (entry, field, says) in [
+        (&entries[2], "output", "empty"),
+        (&entries[3], "output[1]", "expected a string"),
+    ] {
+        let err = entry.record.as_ref().unwrap_err();
+        assert_eq!(err.field.as_deref(), Some(field));
+        assert!(err.message.contains(says), "{err}");
+        // The error line still carries the 1-best.
+        assert_eq!(err.best.as_deref(), Some("h"));
+    }
+}
+
 /// NeMo manifests (Canary, Parakeet): `pred_text` is the transcript and `text` the reference,
 /// which it is only beside a `pred_text` (Whisper's JSON has its transcript in `text`).
 #[test]
@@ -164,7 +197,7 @@ fn trn_lines_are_a_1_best_and_its_id() {
 }
 
 /// An M2 file (CoNLL-2014, BEA-2019) is a GEC record per sentence: the source to correct and
-/// annotator 0's correction as the reference; a broken edit is one error line, with the
+/// its annotators' corrections as the references; a broken edit is one error line, with the
 /// sentence's line and its source as the fallback, and the sentences after it are read.
 #[test]
 fn m2_sentences_are_gec_records_with_their_corrections() {
@@ -201,6 +234,15 @@ fn m2_sentences_are_gec_records_with_their_corrections() {
             gec(4, "Last one", "Last one ."),
         ]
     );
+    // Both annotators of the first sentence made the same correction: two references.
+    let first = entries[0].record.as_ref().unwrap();
+    assert_eq!(first.other_references, ["This is a sentence ."]);
+    assert!(entries[1]
+        .record
+        .as_ref()
+        .unwrap()
+        .other_references
+        .is_empty());
     let task = |e: &Entry| e.record.as_ref().unwrap().task.clone();
     assert_eq!(task(&entries[0]), Some("gec".to_string()));
     let err = entries[3].record.as_ref().unwrap_err();

@@ -285,10 +285,12 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
         Some(s) => Some(s),
         None => scores_of(obj).map_err(with_best)?,
     };
+    let mut references = references_of(obj, from).map_err(with_best)?.into_iter();
     Ok(Record {
         id,
         task: string("task")?,
-        reference: reference_of(obj, from).map_err(with_best)?,
+        reference: references.next(),
+        other_references: references.collect(),
         prediction: string("prediction")?,
         source: string("source")?,
         start: obj.get("start").filter(|v| !v.is_null()).cloned(),
@@ -358,13 +360,21 @@ fn text_hint(obj: &Map<String, Value>) -> &'static str {
 /// Parakeet, ...): the record's 1-best, or its N-best as a list.
 const PRED_TEXT: &str = "pred_text";
 
-/// The reference: `output`, else, in a NeMo manifest (hypotheses `from` `pred_text`), `text`.
-/// Only there: elsewhere `text` may as well be a transcript (Whisper's JSON), and a
+/// The references: `output` (a text, or a list of texts for a multi-reference set, the first
+/// being the one WER and CER use), else, in a NeMo manifest (hypotheses `from` `pred_text`),
+/// `text`. Only there: elsewhere `text` may as well be a transcript (Whisper's JSON), and a
 /// transcript taken for the reference would score as perfect.
-fn reference_of(obj: &Map<String, Value>, from: &str) -> Result<Option<String>, RecordError> {
-    match opt_string(obj, "output")? {
-        None if from == PRED_TEXT => opt_string(obj, "text"),
-        output => Ok(output),
+fn references_of(obj: &Map<String, Value>, from: &str) -> Result<Vec<String>, RecordError> {
+    match obj.get("output") {
+        Some(list @ Value::Array(items)) if !items.is_empty() => string_list(list, "output"),
+        Some(Value::Array(_)) => Err(RecordError::new(
+            Some("output"),
+            "the list of references is empty",
+        )),
+        _ => match opt_string(obj, "output")? {
+            None if from == PRED_TEXT => Ok(opt_string(obj, "text")?.into_iter().collect()),
+            output => Ok(output.into_iter().collect()),
+        },
     }
 }
 

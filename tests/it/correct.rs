@@ -485,9 +485,24 @@ fn a_nemo_manifest_is_corrected_from_its_transcript() {
     assert!(recs[0]["prediction"].is_string() && recs[0].get("error").is_none());
 }
 
+/// A multi-reference record's references travel on as the list they came as, so that `neko
+/// eval` scores the output against all of them.
+#[test]
+fn a_list_of_references_travels_on_as_a_list() {
+    let input = b"{\"id\": 1, \"input\": [\"the cat sad\"], \"output\": [\"the cat sat\", \"a cat sat\"]}\n\
+        {\"id\": 2, \"input\": [\"one\"], \"output\": \"won\"}\n";
+    let recs = correct_stdin(&["--task", "asr"], input);
+    assert_eq!(
+        recs[0]["output"],
+        serde_json::json!(["the cat sat", "a cat sat"])
+    );
+    assert_eq!(recs[1]["output"], "won");
+}
+
 /// An M2 file (CoNLL-2014, BEA-2019) is corrected without `--task`, a record per sentence,
-/// annotator 0's correction travelling on as `output`; a broken edit is an error line with the
-/// source as its prediction, and the sentences after it are corrected.
+/// its annotators' corrections travelling on as `output` (a text with one annotator); a
+/// broken edit is an error line with the source as its prediction, and the sentences after it
+/// are corrected.
 #[test]
 fn an_m2_file_is_corrected_sentence_by_sentence() {
     let m2 = b"S This are a sentence .\nA 1 2|||R:VERB:SVA|||is|||REQUIRED|||-NONE-|||0\n\n\

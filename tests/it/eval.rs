@@ -72,6 +72,13 @@ fn group<'a>(file: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no group {name} in {}", file["path"]))
 }
 
+/// A group's GEC edit counts are the fixture's `tp`, `fp` and `fn`.
+fn assert_edit_counts(group: &Value, want: &Value) {
+    let e = &group["edits"]["counts"];
+    let got = ["true_positives", "false_positives", "false_negatives"].map(|k| &e[k]);
+    assert_eq!(got, [&want["tp"], &want["fp"], &want["fn"]], "{group}");
+}
+
 fn f64_of(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -295,11 +302,10 @@ fn fairseq_and_moses_n_best_lists_score_as_sacrebleu() {
     }
 }
 
-/// The GEC fixture written as M2 (each source's correction one edit, as annotator 0's, with
-/// another annotator's and a `noop` that must not count) scores as the `gleu` package scored
-/// the fixture's sources against its references.
+/// The GEC fixture written as M2 (each source's correction one edit, with a `noop` that must
+/// not count) scores as the `gleu` package scored the fixture's sources against its references.
 #[test]
-fn an_m2_file_scores_its_sources_against_annotator_0() {
+fn an_m2_file_scores_its_sources_against_its_corrections() {
     let text = std::fs::read_to_string(records("gec.jsonl")).unwrap();
     let mut m2 = String::new();
     for line in text.lines() {
@@ -311,8 +317,7 @@ fn an_m2_file_scores_its_sources_against_annotator_0() {
             "A 0 {n}|||R:X|||{}|||REQUIRED|||-NONE-|||0\n",
             r["output"].as_str().unwrap()
         );
-        m2 += "A 0 1|||R:X|||wrong|||REQUIRED|||-NONE-|||1\n";
-        m2 += "A -1 -1|||noop|||-NONE-|||REQUIRED|||-NONE-|||2\n\n";
+        m2 += "A -1 -1|||noop|||-NONE-|||REQUIRED|||-NONE-|||0\n\n";
     }
     let dir = tempfile::tempdir().unwrap();
     let path = write_in(dir.path(), "gec.m2", &m2);
@@ -355,15 +360,7 @@ fn an_m2_file_scores_its_sources_against_annotator_0() {
     ] {
         assert_2dp(f64_of(got), f64_of(want), "GLEU");
     }
-    let e = &g["edits"]["counts"];
-    assert_eq!(
-        [
-            &e["true_positives"],
-            &e["false_positives"],
-            &e["false_negatives"]
-        ],
-        [&want["tp"], &want["fp"], &want["fn"]]
-    );
+    assert_edit_counts(g, want);
     // A line that cannot be read leaves the lines after it with their own sentences.
     let gold = write_in(
         dir.path(),
@@ -380,6 +377,110 @@ fn an_m2_file_scores_its_sources_against_annotator_0() {
         &["--ref", &path, &short],
         "sentences: they are paired by position",
     );
+}
+
+/// Three references per sentence (`output` as a list): BLEU clips each n-gram by its largest
+/// count in any reference and takes the closest reference length, chrF the best reference,
+/// as sacrebleu with three reference streams; WER scores the first.
+#[test]
+fn multi_reference_translation_scores_match_sacrebleu() {
+    let want = &expected()["files"]["mt-multi.jsonl"];
+    let report = json(&[&records("mt-multi.jsonl")]);
+    let g = &report["runs"][0]["files"][0]["groups"][0];
+    for metric in ["bleu", "chrf"] {
+        for side in ["one_best", "corrected"] {
+            let theirs = &want[format!("{metric}_{side}").as_str()];
+            assert_close(&g[metric][side]["score"], theirs, metric);
+        }
+    }
+    assert_eq!(
+        g["bleu"]["corrected"]["stats"]["ref_len"],
+        want["bleu_ref_len"]
+    );
+    assert_eq!(rate_counts(&g["wer"]["corrected"]), want["corrected"]);
+    let sigs = report["runs"][0]["signatures"].to_string();
+    assert!(sigs.contains("bleu|norm:none@1|nrefs:3|"), "{sigs}");
+    assert!(sigs.contains("wer|norm:none@1|nrefs:1|"), "{sigs}");
+    // The same as plain lines with a reference file each, as sacrebleu's `-r a b c`.
+    let text = std::fs::read_to_string(records("mt-multi.jsonl")).unwrap();
+    let rows: Vec<Value> = (text.lines())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lines = |f: &dyn Fn(&Value) -> &Value| -> String {
+        rows.iter()
+            .map(|r| f(r).as_str().unwrap().to_string() + "\n")
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let system = write_in(dir.path(), "system.txt", &lines(&|r| &r["prediction"]));
+    let refs: Vec<String> = (0..3)
+        .map(|k| {
+            write_in(
+                dir.path(),
+                &format!("ref{k}.txt"),
+                &lines(&|r| &r["output"][k]),
+            )
+        })
+        .collect();
+    let mut args = vec!["--task", "mt"];
+    for r in &refs {
+        args.extend(["--ref", r.as_str()]);
+    }
+    args.push(&system);
+    let g = &json(&args)["runs"][0]["files"][0]["groups"][0];
+    for metric in ["bleu", "chrf"] {
+        let theirs = &want[format!("{metric}_corrected").as_str()];
+        assert_close(&g[metric]["one_best"]["score"], theirs, metric);
+    }
+}
+
+/// Two references per sentence, as JSON Lines and as M2 with two annotators: GLEU is the mean
+/// over 500 draws of one reference per sentence under GLEU+'s fixed seeds (the `gleu`
+/// package's `--fix-seed`, JFLEG's numbers), the edits count each sentence's reference as
+/// ERRANT chooses it, and the paired bootstrap draws a reference set with each resample.
+#[test]
+fn multi_reference_gec_scores_match_the_gleu_package_and_errants_choice() {
+    let want = &expected()["files"]["gec-multi.jsonl"];
+    let report = json(&[
+        "--paired-bs",
+        "--paired-bs-n",
+        "200",
+        &records("gec-multi.jsonl"),
+    ]);
+    let g = &report["runs"][0]["files"][0]["groups"][0];
+    // The package prints eight decimals.
+    let near = |got: &Value, want: &Value, what: &str| {
+        let (a, b) = (f64_of(got), f64_of(want));
+        assert!((a - b).abs() < 1e-6, "{what}: {a} vs {b}");
+    };
+    for side in ["one_best", "corrected"] {
+        let theirs = &want[format!("gleu_{side}").as_str()];
+        near(&g["gleu"][side]["score"], theirs, side);
+    }
+    assert_eq!(g["gleu"]["corrected"]["draws"], 500);
+    assert_edit_counts(g, want);
+    assert_close(&g["edits"]["f05"], &want["f05"], "F0.5");
+    let bs = &want["bootstrap"];
+    let got = &g["significance"]["gleu"];
+    for field in ["delta", "low", "high"] {
+        near(&got[field], &bs[field], field);
+    }
+    assert_eq!(got["p_better"], bs["p_better"]);
+    let sigs = report["runs"][0]["signatures"].to_string();
+    assert!(sigs.contains("gleu|norm:none@1|nrefs:2|"), "{sigs}");
+    assert!(sigs.contains("|refs:sampled-500|"), "{sigs}");
+    assert!(sigs.contains("|refs:running-best"), "{sigs}");
+    // The M2 file's sentences are the sources; its two annotators the references.
+    let g = &json(&[&records("gec-multi.m2")])["runs"][0]["files"][0]["groups"][0];
+    assert_eq!(g["records"], 12, "{g}");
+    near(
+        &g["gleu"]["one_best"]["score"],
+        &want["gleu_one_best"],
+        "M2 GLEU",
+    );
+    // Not the score against the first reference alone.
+    let first = f64_of(&want["gleu_one_best_first_reference"]);
+    assert!((f64_of(&want["gleu_one_best"]) - first).abs() > 0.5);
 }
 
 #[test]
