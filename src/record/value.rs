@@ -23,6 +23,12 @@ pub(super) fn with_id_in(mut error: RecordError, raw: &[u8]) -> RecordError {
         return error;
     }
     let text = String::from_utf8_lossy(raw);
+    // A record that lost its opening `{` has its own keys at the top: put it back, so that
+    // they are told from the words of its lists (`"input": ["id"]`).
+    let text = match text.trim_start().starts_with('{') {
+        true => text,
+        false => format!("{{{text}").into(),
+    };
     let rest = match own_key(text.as_bytes(), b"\"id\"") {
         Some(at) => Some(&text[at..]),
         None => text.split_once("\"id\"").map(|(_, rest)| rest),
