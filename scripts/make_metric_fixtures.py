@@ -146,21 +146,34 @@ def wer_cases(rng, n_random, n_long):
         r, h = random_pair(rng, vocab, n, n + 50, rng.choice([0.05, 0.3]))
         cases.append((f"long {i}", r, h))
     out = []
-    for name, r, h in cases:
+    for k, (name, r, h) in enumerate(cases):
         w = wer_counts(r, h)
         c = cer_counts(r, h)
-        out.append(
-            {
-                "name": name,
-                "reference": r,
-                "hypothesis": h,
-                "words": w,
-                "chars": c,
-                "wer": jiwer.wer(words(r), words(h)),
-                "cer": jiwer.cer(words(r), words(h)),
-            }
-        )
+        case = {
+            "name": name,
+            "reference": r,
+            "hypothesis": h,
+            "words": w,
+            "chars": c,
+            "wer": jiwer.wer(words(r), words(h)),
+            "cer": jiwer.cer(words(r), words(h)),
+        }
+        if k < 120 and not name.startswith("long"):
+            case["alignment"] = alignment_lines(r, h)
+        out.append(case)
     return out
+
+
+def alignment_lines(ref, hyp):
+    """jiwer's `visualize_alignment` of one pair: its REF, HYP and operations lines, without
+    their five-character prefixes and trailing blanks (`neko eval --per-record` writes these)."""
+    out = jiwer.process_words(words(ref), words(hyp))
+    text = jiwer.visualize_alignment(out, show_measures=False, skip_correct=False)
+    lines = text.split("\n")
+    at = next((i for i, l in enumerate(lines) if l.startswith("REF:")), None)
+    if at is None:  # nothing on either side: jiwer prints no sentence
+        return ["", "", ""]
+    return [l[5:].rstrip() for l in lines[at : at + 3]]
 
 
 def corpus_cases(cases):

@@ -97,6 +97,13 @@ pub struct EvalArgs {
     )]
     pub paired_bs_n: usize,
 
+    /// Write a JSON line per scored record (per normaliser) to FILE: its word errors, of the
+    /// 1-best and of the prediction, their alignments as jiwer lays them out, and `change`
+    /// (the prediction's errors minus the 1-best's), to find the records a correction broke:
+    /// `jq -r 'select(.change > 0) | .corrected.alignment | .ref, .hyp, .ops' FILE`.
+    #[arg(long, env = "NEKO_EVAL_PER_RECORD", value_name = "FILE")]
+    pub per_record: Option<PathBuf>,
+
     /// Largest record, in bytes, as `neko correct --max-record-bytes`; a longer one is unscored.
     #[arg(long, default_value_t = crate::record::DEFAULT_MAX_RECORD_BYTES, env = "NEKO_MAX_RECORD_BYTES", value_name = "N")]
     pub max_record_bytes: usize,
@@ -106,6 +113,9 @@ pub struct EvalArgs {
 pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     if !(args.max_regression >= 0.0 && args.max_regression.is_finite()) {
         anyhow::bail!("--max-regression must be a non-negative number of points");
+    }
+    if args.per_record.as_deref() == Some(std::path::Path::new("-")) {
+        anyhow::bail!("--per-record needs a file: the report goes to standard output");
     }
     if args.paired_bs && args.paired_bs_n == 0 {
         anyhow::bail!("--paired-bs-n must be at least 1");
@@ -145,9 +155,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
             resamples: args.paired_bs_n,
             seed: eval::bootstrap::SEED,
         }),
+        per_record: args.per_record.is_some(),
     };
     let mut report = eval::evaluate(&inputs, &settings);
     report.errors = errors;
+    if let Some(path) = &args.per_record {
+        write_rows(path, &mut report)
+            .with_context(|| format!("cannot write --per-record {}", path.display()))?;
+    }
     note_assumed_task(&report);
     note_nothing_scored(&report);
     note_repeated_ids(&report);
@@ -165,6 +180,23 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         Err(e) if super::is_broken_pipe(&e) => Ok(code),
         written => written.map(|_| code),
     }
+}
+
+/// Writes every run's per-record rows to `path` as JSON Lines, whole or not at all (a
+/// temporary file beside it, renamed), and takes them out of the report.
+fn write_rows(path: &std::path::Path, report: &mut Report) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for file in report.runs.iter_mut().flat_map(|r| r.files.iter_mut()) {
+        for row in std::mem::take(&mut file.rows) {
+            text += &serde_json::to_string(&row)?;
+            text.push('\n');
+        }
+    }
+    let name = path.file_name().context("no file name")?.to_string_lossy();
+    let partial = path.with_file_name(format!(".{name}.partial"));
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
 }
 
 /// Gives the records one `--ref` file's references, and says on stderr how they were paired.

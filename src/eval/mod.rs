@@ -10,6 +10,7 @@
 
 pub mod baseline;
 pub mod bootstrap;
+pub mod records;
 pub mod refs;
 pub mod report;
 pub mod signature;
@@ -91,6 +92,8 @@ pub struct Settings {
     pub group_by: GroupBy,
     /// Paired bootstrap of each group's prediction against its 1-best, when asked for.
     pub paired_bs: Option<bootstrap::PairedBs>,
+    /// Keep a row per scored record, with its alignments ([`FileReport::rows`]).
+    pub per_record: bool,
 }
 
 /// One input file, read once and scored under every normaliser.
@@ -185,6 +188,10 @@ struct RecordScore {
     gleu: Option<(Vec<GleuStats>, Option<Vec<GleuStats>>)>,
     /// The prediction's edits scored against each reference's.
     edits: Option<Vec<EditScore>>,
+    /// Whether the prediction, normalised, is not the 1-best.
+    changed: bool,
+    /// The alignments of the 1-best and of the prediction (`--per-record`).
+    alignments: Option<(records::Alignment, Option<records::Alignment>)>,
 }
 
 /// A record that will be scored, with its resolved task.
@@ -257,7 +264,7 @@ fn score_file(
             let n = normalizer
                 .cloned()
                 .unwrap_or_else(|| Normalizer::default_for(s.task));
-            score_record(s, position, &n, with_predictions)
+            score_record(s, position, &n, with_predictions, settings.per_record)
         })
         .collect();
     let used = Used {
@@ -275,7 +282,12 @@ fn score_file(
             *guard.entry(g.clone()).or_insert(0u64) += 1;
         }
     }
+    let rows = match settings.per_record {
+        true => rows(&input.path, &scorable, &scores),
+        false => Vec::new(),
+    };
     let report = FileReport {
+        rows,
         repeated_ids: repeated_ids(&input.entries),
         path: input.path.clone(),
         entries: input.entries.len() as u64,
@@ -363,6 +375,7 @@ fn score_record(
     position: usize,
     n: &Normalizer,
     with_predictions: bool,
+    per_record: bool,
 ) -> RecordScore {
     let references: Vec<String> = s.references.iter().map(|r| n.apply(r)).collect();
     let refs: Vec<&str> = references.iter().map(String::as_str).collect();
@@ -384,7 +397,10 @@ fn score_record(
     let translation = matches!(s.task, Task::St | Task::Mt);
     let gec = s.task == Task::Gec;
     let source = &hyps[0];
+    let laid_out = |h: &[&str]| records::Alignment::new(&ref_w, h, &align::align(&ref_w, h));
     RecordScore {
+        changed: prediction.as_ref().is_some_and(|p| *p != hyps[0]),
+        alignments: per_record.then(|| (laid_out(&hyp_w[0]), pred_w.as_deref().map(laid_out))),
         position,
         references: refs.len(),
         task: s.task,
@@ -415,6 +431,36 @@ fn score_record(
                 .collect()
         }),
     }
+}
+
+/// The prediction's word errors minus the 1-best's (0 without a prediction).
+fn word_change(m: &RecordScore) -> i64 {
+    let corrected = m.corrected.map_or(m.one_best.errors(), |c| c.errors());
+    corrected as i64 - m.one_best.errors() as i64
+}
+
+/// The `--per-record` rows of a file's scored records.
+fn rows(path: &str, scorable: &[Scorable<'_>], scores: &[RecordScore]) -> Vec<records::RecordRow> {
+    let side =
+        |counts, alignment: &records::Alignment| records::Side::new(counts, alignment.clone());
+    (scorable.iter().zip(scores))
+        .filter_map(|(s, m)| {
+            let (one, corr) = m.alignments.as_ref()?;
+            Some(records::RecordRow {
+                file: path.to_string(),
+                normalizer: m.normalizer.clone(),
+                index: s.entry.index,
+                line: s.entry.line,
+                id: s.entry.id(),
+                task: m.task,
+                source: m.source.clone(),
+                reference_words: m.reference_words,
+                one_best: side(m.one_best, one),
+                corrected: m.corrected.zip(corr.as_ref()).map(|(c, a)| side(c, a)),
+                change: m.corrected.map(|_| word_change(m)),
+            })
+        })
+        .collect()
 }
 
 /// A statistic of the 1-best and, when there is one, of the prediction.
@@ -701,6 +747,13 @@ fn group(
         chrf: pair_of(members, |m| m.chrf, ChrfStats::score),
         gleu: gleu_pair(members),
         edits: any_edits.then(|| Edits::new(edits)),
+        changes: with_predictions.then(|| {
+            let mut c = records::Changes::default();
+            for m in members {
+                c.add(m.changed, word_change(m));
+            }
+            c
+        }),
         significance: paired_bs.map(|bs| significance(members, bs)),
     }
 }

@@ -73,6 +73,9 @@ pub struct FileReport {
     pub repeated_ids: Option<RepeatedIds>,
     /// The whole file first (`all`), then its groups.
     pub groups: Vec<GroupReport>,
+    /// A row per scored record, with `--per-record` (written to its own file, not the report).
+    #[serde(skip)]
+    pub rows: Vec<super::records::RecordRow>,
 }
 
 /// Ids on more than one record of a file.
@@ -143,6 +146,9 @@ pub struct GroupReport {
     /// The paired bootstrap of the predictions against the 1-best (`--paired-bs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub significance: Option<super::bootstrap::Significance>,
+    /// How the predictions changed the records' word errors (files with predictions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<super::records::Changes>,
 }
 
 /// A 1-best value and, when the file has predictions, the corrected value.

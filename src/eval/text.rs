@@ -323,7 +323,19 @@ fn notes(run: &Run, labels: &Labels, out: &mut String) {
             &f.fallbacks,
         );
         guard_rate(out, name, f);
+        changes(out, name, f);
     }
+}
+
+/// How many records the predictions changed, and which way their word errors went.
+fn changes(out: &mut String, name: &str, f: &super::FileReport) {
+    let Some(all) = f.groups.first() else { return };
+    let Some(c) = all.changes else { return };
+    let _ = writeln!(
+        out,
+        "\n{name}: the predictions changed {} of {} records: {} with fewer word errors, {} with more, {} with as many",
+        c.changed, all.records, c.better, c.worse, c.same
+    );
 }
 
 /// How often the over-correction guard kept the 1-best, and why.

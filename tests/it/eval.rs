@@ -483,6 +483,77 @@ fn multi_reference_gec_scores_match_the_gleu_package_and_errants_choice() {
     assert!((f64_of(&want["gleu_one_best"]) - first).abs() > 0.5);
 }
 
+/// `--per-record FILE` writes a row per scored record and normaliser, with each side's word
+/// errors (which sum to the report's) and `change`; the report counts the records the
+/// predictions changed, and which way.
+#[test]
+fn per_record_rows_add_up_to_the_report_and_name_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows_path = dir.path().join("rows.jsonl");
+    let rows_arg = rows_path.to_str().unwrap();
+    let asr = records("asr.jsonl");
+    let args = ["--per-record", rows_arg, "--normalizer", "none,h2t", &asr];
+    let report = json(&args);
+    let text = std::fs::read_to_string(&rows_path).unwrap();
+    let rows: Vec<Value> = (text.lines())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (k, run) in report["runs"].as_array().unwrap().iter().enumerate() {
+        let all = &run["files"][0]["groups"][0];
+        let norm = ["none@1", "h2t@1"][k];
+        let mine: Vec<&Value> = rows.iter().filter(|r| r["normalizer"] == norm).collect();
+        assert_eq!(
+            mine.len() as u64,
+            all["records"].as_u64().unwrap(),
+            "{norm}"
+        );
+        for (side, key) in [("one_best", "one_best"), ("corrected", "corrected")] {
+            let sum: u64 = mine
+                .iter()
+                .map(|r| r[side]["errors"].as_u64().unwrap())
+                .sum();
+            let rate = &all["wer"][key];
+            let errors = ["substitutions", "deletions", "insertions"]
+                .map(|f| rate[f].as_u64().unwrap())
+                .iter()
+                .sum::<u64>();
+            assert_eq!(sum, errors, "{norm} {side}");
+        }
+        let c = &all["changes"];
+        let changed = |f: &dyn Fn(i64) -> bool| {
+            let n = (mine.iter())
+                .filter(|r| r["one_best"]["alignment"]["hyp"] != r["corrected"]["alignment"]["hyp"])
+                .filter(|r| f(r["change"].as_i64().unwrap()))
+                .count();
+            Value::from(n)
+        };
+        assert_eq!(c["better"], changed(&|d| d < 0), "{norm}: {c}");
+        assert_eq!(c["worse"], changed(&|d| d > 0), "{norm}: {c}");
+        assert_eq!(c["changed"], changed(&|_| true), "{norm}: {c}");
+    }
+    // a1 had "a" for "the" (h2t ignores the reference's case and full stop): its row shows
+    // the substitution and the fix.
+    let a1 = rows
+        .iter()
+        .find(|r| r["id"] == "a1" && r["normalizer"] == "h2t@1")
+        .unwrap();
+    assert_eq!(a1["change"], -1);
+    assert_eq!(a1["line"], 1);
+    assert_eq!(
+        a1["one_best"]["alignment"]["ops"].as_str().unwrap().trim(),
+        "S"
+    );
+    // The text report says it too; standard output is the report's, not the rows'.
+    let out = stdout(&run(&["--per-record", rows_arg, &asr], &[]));
+    assert!(
+        out.contains(
+            "asr.jsonl: the predictions changed 2 of 10 records: 2 with fewer word errors"
+        ),
+        "{out}"
+    );
+    fails_saying(&["--per-record", "-", &asr], "--per-record needs a file");
+}
+
 #[test]
 fn gec_scores_match_the_reference_scorers() {
     let want = &expected()["files"]["gec.jsonl"];

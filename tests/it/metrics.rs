@@ -3,6 +3,7 @@
 //! chrF, to two decimals), the `gleu` package (GLEU, two decimals), rapidfuzz-based edit spans
 //! (edit counts, exactly) and openai-whisper's normalisers (strings, exactly).
 
+use neko::eval::records::Alignment;
 use neko::metrics::bleu::{tokenize_13a, BleuStats};
 use neko::metrics::chrf::ChrfStats;
 use neko::metrics::edits::EditScore;
@@ -72,6 +73,30 @@ fn wer_and_cer_counts_match_jiwer_exactly() {
         );
         let wer = c["wer"].as_f64().unwrap();
         assert!((w.error_rate() - wer).abs() < 1e-12, "WER of {name}");
+    }
+}
+
+/// `neko eval --per-record` lays alignments out as jiwer's `visualize_alignment` prints them.
+#[test]
+fn alignments_are_laid_out_as_jiwer_prints_them() {
+    let fx = load("wer.json");
+    let cases: Vec<&Value> = (fx["cases"].as_array().unwrap().iter())
+        .filter(|c| c.get("alignment").is_some())
+        .collect();
+    assert!(cases.len() >= 100);
+    for c in cases {
+        let (r, h) = (
+            c["reference"].as_str().unwrap(),
+            c["hypothesis"].as_str().unwrap(),
+        );
+        let (r, h) = (neko::metrics::words(r), neko::metrics::words(h));
+        let a = Alignment::new(&r, &h, &neko::metrics::align::align(&r, &h));
+        assert_eq!(
+            [a.reference.as_str(), a.hypothesis.as_str(), a.ops.as_str()],
+            strings(&c["alignment"]).as_slice(),
+            "{}",
+            c["name"]
+        );
     }
 }
 
