@@ -672,6 +672,9 @@ def cli_fixtures(out_dir):
         "chrf_corrected": sacrebleu.corpus_chrf(pred, [refs]).score,
         "one_best": [sum(x) for x in zip(*[wer_counts(r, b) for r, b in zip(refs, best)])],
         "corrected": [sum(x) for x in zip(*[wer_counts(r, p) for r, p in zip(refs, pred)])],
+        # `neko eval --per-record`: each record's sentence chrF.
+        "sentence_chrf_one_best": [sacrebleu.sentence_chrf(b, [r]).score for b, r in zip(best, refs)],
+        "sentence_chrf_corrected": [sacrebleu.sentence_chrf(p, [r]).score for p, r in zip(pred, refs)],
     }
 
     gec = [{"id": f"g{i}", "task": "gec", "input": [s], "output": r, "prediction": h} for i, (s, h, r) in enumerate(GEC_TRIPLES)]

@@ -441,11 +441,13 @@ fn word_change(m: &RecordScore) -> i64 {
 
 /// The `--per-record` rows of a file's scored records.
 fn rows(path: &str, scorable: &[Scorable<'_>], scores: &[RecordScore]) -> Vec<records::RecordRow> {
-    let side =
-        |counts, alignment: &records::Alignment| records::Side::new(counts, alignment.clone());
+    let side = |counts, chrf: Option<&ChrfStats>, alignment: &records::Alignment| {
+        records::Side::new(counts, chrf.map(ChrfStats::score), alignment.clone())
+    };
     (scorable.iter().zip(scores))
         .filter_map(|(s, m)| {
             let (one, corr) = m.alignments.as_ref()?;
+            let chrf = m.chrf.as_ref();
             Some(records::RecordRow {
                 file: path.to_string(),
                 normalizer: m.normalizer.clone(),
@@ -455,8 +457,9 @@ fn rows(path: &str, scorable: &[Scorable<'_>], scores: &[RecordScore]) -> Vec<re
                 task: m.task,
                 source: m.source.clone(),
                 reference_words: m.reference_words,
-                one_best: side(m.one_best, one),
-                corrected: m.corrected.zip(corr.as_ref()).map(|(c, a)| side(c, a)),
+                one_best: side(m.one_best, chrf.map(|c| &c.0), one),
+                corrected: (m.corrected.zip(corr.as_ref()))
+                    .map(|(c, a)| side(c, chrf.and_then(|c| c.1.as_ref()), a)),
                 change: m.corrected.map(|_| word_change(m)),
             })
         })

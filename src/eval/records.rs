@@ -42,14 +42,18 @@ pub struct Side {
     pub errors: u64,
     #[serde(flatten)]
     pub counts: EditCounts,
+    /// Sentence chrF (ST/MT records), as sacrebleu's `sentence_chrf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chrf: Option<f64>,
     pub alignment: Alignment,
 }
 
 impl Side {
-    pub fn new(counts: EditCounts, alignment: Alignment) -> Self {
+    pub fn new(counts: EditCounts, chrf: Option<f64>, alignment: Alignment) -> Self {
         Side {
             errors: counts.errors(),
             counts,
+            chrf,
             alignment,
         }
     }

@@ -552,6 +552,17 @@ fn per_record_rows_add_up_to_the_report_and_name_what_changed() {
         "{out}"
     );
     fails_saying(&["--per-record", "-", &asr], "--per-record needs a file");
+    // MT rows carry each side's sentence chrF, as sacrebleu's `sentence_chrf`.
+    json(&["--per-record", rows_arg, &records("mt.jsonl")]);
+    let text = std::fs::read_to_string(&rows_path).unwrap();
+    let want = &expected()["files"]["mt.jsonl"];
+    for (k, line) in text.lines().enumerate() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        for side in ["one_best", "corrected"] {
+            let theirs = &want[format!("sentence_chrf_{side}").as_str()][k];
+            assert_close(&row[side]["chrf"], theirs, &format!("row {k} {side}"));
+        }
+    }
 }
 
 #[test]
