@@ -34,6 +34,7 @@ fn settings(normalizer: &str) -> Settings {
         group_by: GroupBy::Auto,
         paired_bs: None,
         per_record: false,
+        against: None,
     }
 }
 

@@ -701,6 +701,15 @@ def cli_fixtures(out_dir):
         "bleu": (lambda _s, h, r: sacrebleu.corpus_bleu(h, [r]).score, True),
         "chrf": (lambda _s, h, r: sacrebleu.corpus_chrf(h, [r]).score, True),
     })
+    # Another system's output (`neko eval --against mt-base.jsonl mt.jsonl`): the second
+    # hypothesis where the record has one, its 1-best elsewhere.
+    base = [m | {"prediction": m["input"][k % 2]} for k, m in enumerate(mt)]
+    write_jsonl(os.path.join(rec_dir, "mt-base.jsonl"), base)
+    expected["mt.jsonl"]["bootstrap_against_base"] = bootstrap_fixture(mt, {
+        "wer": (corpus_rate(wer_counts), False),
+        "bleu": (lambda _s, h, r: sacrebleu.corpus_bleu(h, [r]).score, True),
+        "chrf": (lambda _s, h, r: sacrebleu.corpus_chrf(h, [r]).score, True),
+    }, before=[b["prediction"] for b in base])
     expected["gec.jsonl"]["bootstrap"] = bootstrap_fixture(gec, {
         "wer": (corpus_rate(wer_counts), False),
         "gleu": (lambda s, h, r: gleu_package(s, h, r), True),
@@ -824,8 +833,9 @@ def bootstrap_draws(seed, r, n):
     return out
 
 
-def bootstrap_fixture(records, metrics, resamples=200, seed=12345):
-    """Paired bootstrap of a record file's predictions against their 1-best: each metric is
+def bootstrap_fixture(records, metrics, resamples=200, seed=12345, before=None):
+    """Paired bootstrap of a record file's predictions against their 1-best (or against
+    `before`, another system's texts, as `--against` compares): each metric is
     `(score(sources, hyps, refs), higher_is_better)`, scored on every resample by the reference
     tool, as `neko eval --paired-bs --paired-bs-n 200` reports it."""
     import numpy as np
@@ -833,12 +843,13 @@ def bootstrap_fixture(records, metrics, resamples=200, seed=12345):
     src = [m["input"][0] for m in records]
     pred = [m["prediction"] for m in records]
     refs = [m["output"] for m in records]
+    before = before or src
     samples = [bootstrap_draws(seed, r, len(records)) for r in range(resamples)]
     out = {"resamples": resamples, "seed": seed, "first_draws": samples[0]}
     for name, (score, higher) in metrics.items():
         def delta(idx):
-            s_, p_, r_ = ([xs[i] for i in idx] for xs in (src, pred, refs))
-            return score(s_, p_, r_) - score(s_, s_, r_)
+            s_, b_, p_, r_ = ([xs[i] for i in idx] for xs in (src, before, pred, refs))
+            return score(s_, p_, r_) - score(s_, b_, r_)
 
         deltas = [delta(i) for i in samples]
         out[name] = {

@@ -88,6 +88,13 @@ pub struct EvalArgs {
     #[arg(long, env = "NEKO_EVAL_PAIRED_BS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub paired_bs: bool,
 
+    /// Another system's output (a `neko correct` file, or a 1-best file), the same records in
+    /// the same order: the paired bootstrap compares every FILE with it, record by record,
+    /// instead of with its own 1-best (sacrebleu's `--paired-bs` with a baseline system).
+    /// Implies `--paired-bs`. The records' ids and references must be BASE's.
+    #[arg(long, env = "NEKO_EVAL_AGAINST", value_name = "BASE")]
+    pub against: Option<PathBuf>,
+
     /// Resamples of `--paired-bs`.
     #[arg(
         long,
@@ -117,7 +124,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     if args.per_record.as_deref() == Some(std::path::Path::new("-")) {
         anyhow::bail!("--per-record needs a file: the report goes to standard output");
     }
-    if args.paired_bs && args.paired_bs_n == 0 {
+    if (args.paired_bs || args.against.is_some()) && args.paired_bs_n == 0 {
         anyhow::bail!("--paired-bs-n must be at least 1");
     }
     if args.baseline.is_none() && args.max_regression != 0.0 {
@@ -140,6 +147,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     if inputs.is_empty() {
         anyhow::bail!("no input file could be read");
     }
+    // The base system's file meets the references as the others do, last.
+    if let Some(path) = &args.against {
+        let (mut base, errors) = eval::read(std::slice::from_ref(path), args.max_record_bytes);
+        if let Some(e) = errors.first() {
+            anyhow::bail!("--against {}: {}", e.path, e.message);
+        }
+        inputs.append(&mut base);
+    }
     for (k, (name, refs)) in refs.iter().enumerate() {
         let mode = match k {
             0 => eval::refs::Mode::Replace,
@@ -147,15 +162,22 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         };
         apply_references(&mut inputs, refs, name, mode)?;
     }
+    let against = args.against.as_ref().and_then(|_| inputs.pop());
+    if let Some(base) = &against {
+        for input in &inputs {
+            eval::against::check_pairs(base, input).map_err(anyhow::Error::msg)?;
+        }
+    }
     let settings = Settings {
         task: args.task,
         normalizers: args.normalizer.clone(),
         group_by: args.group_by,
-        paired_bs: args.paired_bs.then_some(eval::bootstrap::PairedBs {
+        paired_bs: (args.paired_bs || against.is_some()).then_some(eval::bootstrap::PairedBs {
             resamples: args.paired_bs_n,
             seed: eval::bootstrap::SEED,
         }),
         per_record: args.per_record.is_some(),
+        against,
     };
     let mut report = eval::evaluate(&inputs, &settings);
     report.errors = errors;
@@ -166,7 +188,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     note_assumed_task(&report);
     note_nothing_scored(&report);
     note_repeated_ids(&report);
-    if args.paired_bs && !has_predictions(&report) {
+    if args.paired_bs && args.against.is_none() && !has_predictions(&report) {
         eprintln!("neko: --paired-bs compares predictions with the 1-best, and no file here has a `prediction` (score `neko correct` output)");
     }
     if let Some((path, base)) = &baseline {

@@ -48,6 +48,10 @@ pub struct Significance {
     pub resamples: u64,
     /// Seed of the draws.
     pub seed: u64,
+    /// The other system's file (`--against`) the records were compared with; absent: their
+    /// own 1-best.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against: Option<String>,
     /// Word error rate.
     pub wer: Interval,
     /// Character error rate.

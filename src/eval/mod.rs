@@ -8,6 +8,7 @@
 //! listed in [`FileReport::unscored`] with its reason, and a record without a prediction in a
 //! file that has predictions is scored with its 1-best and listed in [`FileReport::fallbacks`].
 
+pub mod against;
 pub mod baseline;
 pub mod bootstrap;
 pub mod records;
@@ -94,6 +95,9 @@ pub struct Settings {
     pub paired_bs: Option<bootstrap::PairedBs>,
     /// Keep a row per scored record, with its alignments ([`FileReport::rows`]).
     pub per_record: bool,
+    /// Another system's output (`--against`): the paired bootstrap compares each file's
+    /// records with this file's same records, instead of with their 1-best.
+    pub against: Option<Input>,
 }
 
 /// One input file, read once and scored under every normaliser.
@@ -165,6 +169,8 @@ fn run(inputs: &[Input], settings: &Settings, normalizer: Option<&Normalizer>) -
 
 /// The per-record statistics every group pools.
 struct RecordScore {
+    /// Its entry's 0-based position in the file (what `--against` pairs by).
+    index: usize,
     /// Its place among the file's scored records (GLEU's reference draws go by it).
     position: usize,
     /// How many references it has.
@@ -209,6 +215,78 @@ fn score_file(
     settings: &Settings,
     normalizer: Option<&Normalizer>,
 ) -> (FileReport, Used) {
+    let (scorable, unscored, assumed_task) = scorable_records(input, settings);
+    let with_predictions = scorable.iter().any(|s| s.record.prediction.is_some());
+    let fallbacks = if with_predictions {
+        scorable
+            .iter()
+            .filter(|s| corrected_text(s.record).is_none())
+            .map(|s| note(s.entry, fallback_reason(s.record)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let scores = score_all(&scorable, normalizer, with_predictions, settings.per_record);
+    let used = Used {
+        normalizers: scores
+            .iter()
+            .map(|s| (s.task, s.normalizer.clone()))
+            .collect(),
+        references: scores.iter().map(|s| (s.task, s.references)).collect(),
+    };
+    // The other system's records, scored as they are (its predictions, or its 1-bests).
+    let base_scores = settings.against.as_ref().map(|base| {
+        let (scorable, _, _) = scorable_records(base, settings);
+        let with_predictions = scorable.iter().any(|s| s.record.prediction.is_some());
+        (
+            base.path.as_str(),
+            score_all(&scorable, normalizer, with_predictions, false),
+        )
+    });
+    let base = (base_scores.as_ref()).map(|(path, scores)| against::Base::new(path, scores));
+    let bootstrap = (settings.paired_bs)
+        .filter(|_| with_predictions || base.is_some())
+        .map(|bs| against::Bootstrap {
+            bs,
+            base: base.as_ref(),
+        });
+    let groups = groups(
+        &scores,
+        settings.group_by,
+        bootstrap.as_ref(),
+        with_predictions,
+    );
+    let mut guard = std::collections::BTreeMap::new();
+    for r in input.entries.iter().filter_map(|e| e.record.as_ref().ok()) {
+        if let Some(g) = &r.guard {
+            *guard.entry(g.clone()).or_insert(0u64) += 1;
+        }
+    }
+    let rows = match settings.per_record {
+        true => rows(&input.path, &scorable, &scores),
+        false => Vec::new(),
+    };
+    let report = FileReport {
+        rows,
+        repeated_ids: repeated_ids(&input.entries),
+        path: input.path.clone(),
+        entries: input.entries.len() as u64,
+        unscored,
+        fallbacks,
+        assumed_task,
+        guard,
+        correction: correction_signature(&input.path),
+        groups,
+    };
+    (report, used)
+}
+
+/// The records of a file that can be scored, with their tasks; the others with the reason;
+/// and how many were taken for ASR for want of a task.
+fn scorable_records<'a>(
+    input: &'a Input,
+    settings: &Settings,
+) -> (Vec<Scorable<'a>>, Vec<Unscored>, u64) {
     let mut unscored = Vec::new();
     let mut scorable = Vec::new();
     let mut assumed_task = 0;
@@ -247,58 +325,26 @@ fn score_file(
             references,
         });
     }
-    let with_predictions = scorable.iter().any(|s| s.record.prediction.is_some());
-    let fallbacks = if with_predictions {
-        scorable
-            .iter()
-            .filter(|s| corrected_text(s.record).is_none())
-            .map(|s| note(s.entry, fallback_reason(s.record)))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let scores: Vec<RecordScore> = scorable
+    (scorable, unscored, assumed_task)
+}
+
+/// Every scorable record's statistics, under `normalizer` (else each task's default).
+fn score_all(
+    scorable: &[Scorable<'_>],
+    normalizer: Option<&Normalizer>,
+    with_predictions: bool,
+    per_record: bool,
+) -> Vec<RecordScore> {
+    scorable
         .par_iter()
         .enumerate()
         .map(|(position, s)| {
             let n = normalizer
                 .cloned()
                 .unwrap_or_else(|| Normalizer::default_for(s.task));
-            score_record(s, position, &n, with_predictions, settings.per_record)
+            score_record(s, position, &n, with_predictions, per_record)
         })
-        .collect();
-    let used = Used {
-        normalizers: scores
-            .iter()
-            .map(|s| (s.task, s.normalizer.clone()))
-            .collect(),
-        references: scores.iter().map(|s| (s.task, s.references)).collect(),
-    };
-    let paired_bs = settings.paired_bs.filter(|_| with_predictions);
-    let groups = groups(&scores, settings.group_by, paired_bs, with_predictions);
-    let mut guard = std::collections::BTreeMap::new();
-    for r in input.entries.iter().filter_map(|e| e.record.as_ref().ok()) {
-        if let Some(g) = &r.guard {
-            *guard.entry(g.clone()).or_insert(0u64) += 1;
-        }
-    }
-    let rows = match settings.per_record {
-        true => rows(&input.path, &scorable, &scores),
-        false => Vec::new(),
-    };
-    let report = FileReport {
-        rows,
-        repeated_ids: repeated_ids(&input.entries),
-        path: input.path.clone(),
-        entries: input.entries.len() as u64,
-        unscored,
-        fallbacks,
-        assumed_task,
-        guard,
-        correction: correction_signature(&input.path),
-        groups,
-    };
-    (report, used)
+        .collect()
 }
 
 /// The ids that more than one entry has, in the order they first repeat.
@@ -399,6 +445,7 @@ fn score_record(
     let source = &hyps[0];
     let laid_out = |h: &[&str]| records::Alignment::new(&ref_w, h, &align::align(&ref_w, h));
     RecordScore {
+        index: s.entry.index,
         changed: prediction.as_ref().is_some_and(|p| *p != hyps[0]),
         alignments: per_record.then(|| (laid_out(&hyp_w[0]), pred_w.as_deref().map(laid_out))),
         position,
@@ -475,11 +522,11 @@ fn both<S>(one_best: &str, prediction: Option<&str>, f: impl Fn(&str) -> S) -> (
 fn groups(
     scores: &[RecordScore],
     group_by: GroupBy,
-    paired_bs: Option<bootstrap::PairedBs>,
+    bootstrap: Option<&against::Bootstrap<'_>>,
     with_predictions: bool,
 ) -> Vec<GroupReport> {
     let all: Vec<&RecordScore> = scores.iter().collect();
-    let mut out = vec![group("all", &all, paired_bs, with_predictions)];
+    let mut out = vec![group("all", &all, bootstrap, with_predictions)];
     let by = match group_by {
         GroupBy::Auto if scores.iter().any(|s| s.source.is_some()) => GroupBy::Source,
         GroupBy::Auto if scores.iter().map(|s| s.task).collect::<BTreeSet<_>>().len() > 1 => {
@@ -508,7 +555,7 @@ fn groups(
     out.extend(
         keyed
             .iter()
-            .map(|(name, members)| group(name, members, paired_bs, with_predictions)),
+            .map(|(name, members)| group(name, members, bootstrap, with_predictions)),
     );
     out
 }
@@ -669,27 +716,41 @@ fn gleu_pair(members: &[&RecordScore]) -> Option<Pair<Scored<GleuStats>>> {
 /// The paired bootstrap of GLEU. With several references, each resample also takes one draw
 /// of references (resample `r`, draw `r mod 500`), so the interval covers the references'
 /// spread as well as the records'.
-fn gleu_interval(members: &[&RecordScore], bs: bootstrap::PairedBs) -> Option<bootstrap::Interval> {
-    let both: Vec<&RecordScore> = members
-        .iter()
-        .copied()
-        .filter(|m| m.gleu.as_ref().is_some_and(|(_, b)| b.is_some()))
-        .collect();
-    let (one, corr) = gleu_sentences(&both);
-    if one.is_empty() {
+fn gleu_interval(
+    members: &[&RecordScore],
+    bs: bootstrap::PairedBs,
+    base: Option<&against::Base<'_>>,
+) -> Option<bootstrap::Interval> {
+    let sides = paired(members, base, |m| m.gleu.clone());
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for (m, side) in members.iter().zip(&sides) {
+        let Some((a, b)) = side else { continue };
+        before.push(gleu::Sentence {
+            position: m.position,
+            stats: a,
+        });
+        after.push(gleu::Sentence {
+            position: m.position,
+            stats: b,
+        });
+    }
+    if before.is_empty() {
         return None;
     }
-    let delta = gleu::sampled_score(&corr) - gleu::sampled_score(&one);
+    let delta = gleu::sampled_score(&after) - gleu::sampled_score(&before);
     let pairs_of = |draw: usize| -> Vec<(GleuStats, GleuStats)> {
-        let chosen = gleu::choices(draw, &one);
-        (one.iter().zip(&corr).zip(chosen))
+        let chosen = gleu::choices(draw, &before);
+        (before.iter().zip(&after).zip(chosen))
             .map(|((a, b), r)| (a.stats[r], b.stats[r]))
             .collect()
     };
-    let single = one.iter().all(|s| s.stats.len() == 1).then(|| pairs_of(0));
+    let single = before
+        .iter()
+        .all(|s| s.stats.len() == 1)
+        .then(|| pairs_of(0));
     bootstrap::interval_with(
         delta,
-        one.len(),
+        before.len(),
         |r, draw| {
             let pairs = match &single {
                 Some(p) => std::borrow::Cow::Borrowed(p),
@@ -710,7 +771,7 @@ fn gleu_interval(members: &[&RecordScore], bs: bootstrap::PairedBs) -> Option<bo
 fn group(
     name: &str,
     members: &[&RecordScore],
-    paired_bs: Option<bootstrap::PairedBs>,
+    bootstrap: Option<&against::Bootstrap<'_>>,
     with_predictions: bool,
 ) -> GroupReport {
     let corrected = rate_of(members, |m| m.corrected).filter(|_| with_predictions);
@@ -757,45 +818,57 @@ fn group(
             }
             c
         }),
-        significance: paired_bs.map(|bs| significance(members, bs)),
+        significance: bootstrap.and_then(|b| significance(members, b.bs, b.base)),
     }
 }
 
-/// The paired bootstrap of every metric the group has (with predictions, every record has a
-/// corrected side: its prediction, or its 1-best in its place).
-fn significance(members: &[&RecordScore], bs: bootstrap::PairedBs) -> bootstrap::Significance {
+/// The paired bootstrap of every metric the group has: its predictions against their 1-best
+/// (with predictions, every record has a corrected side: its prediction, or its 1-best in its
+/// place), or, with `--against`, its records against the other system's. `None` when no
+/// record has a partner.
+fn significance(
+    members: &[&RecordScore],
+    bs: bootstrap::PairedBs,
+    base: Option<&against::Base<'_>>,
+) -> Option<bootstrap::Significance> {
     use bootstrap::{interval, Better};
     let rate = |c: &EditCounts| 100.0 * c.error_rate();
-    let wer = paired(members, |m| Some((m.one_best, m.corrected)));
-    let cer = paired(members, |m| Some((m.cer_one_best, m.cer_corrected)));
-    bootstrap::Significance {
+    let wer = paired(members, base, |m| Some((m.one_best, m.corrected)));
+    let cer = paired(members, base, |m| Some((m.cer_one_best, m.cer_corrected)));
+    Some(bootstrap::Significance {
         resamples: bs.resamples as u64,
         seed: bs.seed,
-        wer: interval(&wer, rate, Better::Lower, bs).expect("a group has records"),
-        cer: interval(&cer, rate, Better::Lower, bs).expect("a group has records"),
+        against: base.map(|b| b.path.to_string()),
+        wer: interval(&wer, rate, Better::Lower, bs)?,
+        cer: interval(&cer, rate, Better::Lower, bs)?,
         bleu: interval(
-            &paired(members, |m| m.bleu),
+            &paired(members, base, |m| m.bleu),
             BleuStats::score,
             Better::Higher,
             bs,
         ),
         chrf: interval(
-            &paired(members, |m| m.chrf),
+            &paired(members, base, |m| m.chrf),
             ChrfStats::score,
             Better::Higher,
             bs,
         ),
-        gleu: gleu_interval(members, bs),
-    }
+        gleu: gleu_interval(members, bs, base),
+    })
 }
 
-/// Each member's (1-best, prediction) statistics, where it has both.
-fn paired<S: Copy>(
+/// Each member's (before, after) statistics, where it has both: its (1-best, prediction), or
+/// with a base, (the base's record, the member), each as scored (its prediction where its
+/// file has predictions, else its 1-best).
+fn paired<S: Clone>(
     members: &[&RecordScore],
+    base: Option<&against::Base<'_>>,
     f: impl Fn(&RecordScore) -> Option<(S, Option<S>)>,
 ) -> Vec<Option<(S, S)>> {
-    members
-        .iter()
-        .map(|m| f(m).and_then(|(a, b)| Some((a, b?))))
-        .collect()
+    let as_scored = |(one, corrected): (S, Option<S>)| corrected.unwrap_or(one);
+    let pair = |m: &RecordScore| match base {
+        None => f(m).and_then(|(a, b)| Some((a, b?))),
+        Some(base) => Some((as_scored(f(base.record(m.index)?)?), as_scored(f(m)?))),
+    };
+    members.iter().map(|m| pair(m)).collect()
 }

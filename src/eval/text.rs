@@ -77,12 +77,20 @@ fn render_run(run: &Run, out: &mut String) {
         gec_table(run, &labels).render(out);
     }
     if let Some(bs) = super::first_significance(&run.files) {
-        let _ = writeln!(
-            out,
-            "\npaired bootstrap, predictions against their 1-best ({} resamples): the change, its \
-             95% interval, and the share of resamples in which the predictions are better",
-            count(bs.resamples)
-        );
+        let _ = match &bs.against {
+            None => writeln!(
+                out,
+                "\npaired bootstrap, predictions against their 1-best ({} resamples): the change, \
+                 its 95% interval, and the share of resamples in which the predictions are better",
+                count(bs.resamples)
+            ),
+            Some(base) => writeln!(
+                out,
+                "\npaired bootstrap, each file against {base}, record by record ({} resamples): \
+                 the change, its 95% interval, and the share of resamples in which the file is better",
+                count(bs.resamples)
+            ),
+        };
         significance_table(run, &labels).render(out);
     }
     notes(run, &labels, out);

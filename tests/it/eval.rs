@@ -825,26 +825,64 @@ fn paired_bootstrap_matches_the_reference_tools_on_the_same_draws() {
         let got = &report["runs"][0]["files"][i]["groups"][0]["significance"];
         assert_eq!(got["resamples"], want["resamples"]);
         assert_eq!(got["seed"], want["seed"]);
-        for metric in ["wer", "cer", "bleu", "chrf", "gleu"] {
-            if want[metric].is_null() {
-                continue;
-            }
-            for field in ["delta", "low", "high"] {
-                let what = format!("{name} {metric} {field}");
-                assert_2dp(
-                    f64_of(&got[metric][field]),
-                    f64_of(&want[metric][field]),
-                    &what,
-                );
-            }
-            assert_eq!(
-                got[metric]["p_better"], want[metric]["p_better"],
-                "{name} {metric}"
-            );
-        }
+        assert_intervals(got, want, &["wer", "cer", "bleu", "chrf", "gleu"], name);
     }
     // A mixed GEC change is not better in every resample; the fixture must keep showing that.
     assert!(f64_of(&expected()["files"]["gec.jsonl"]["bootstrap"]["wer"]["p_better"]) < 1.0);
+}
+
+/// Each metric's bootstrap interval and share as the fixture's (those it has).
+fn assert_intervals(got: &Value, want: &Value, metrics: &[&str], name: &str) {
+    for metric in metrics.iter().filter(|m| !want[**m].is_null()) {
+        for field in ["delta", "low", "high"] {
+            let (ours, theirs) = (&got[metric][field], &want[metric][field]);
+            assert_2dp(
+                f64_of(ours),
+                f64_of(theirs),
+                &format!("{name} {metric} {field}"),
+            );
+        }
+        let share = (&got[metric]["p_better"], &want[metric]["p_better"]);
+        assert_eq!(share.0, share.1, "{name} {metric}");
+    }
+}
+
+/// `--against BASE` compares each file with another system's output, record by record: the
+/// same draws as the 1-best comparison, each side scored by sacrebleu and jiwer; files whose
+/// records are not BASE's are refused.
+#[test]
+fn paired_bootstrap_against_another_system_matches_the_reference_tools() {
+    let (mt, base) = (records("mt.jsonl"), records("mt-base.jsonl"));
+    let report = json(&["--against", &base, "--paired-bs-n", "200", &mt]);
+    let got = &report["runs"][0]["files"][0]["groups"][0]["significance"];
+    let want = &expected()["files"]["mt.jsonl"]["bootstrap_against_base"];
+    assert_eq!(got["against"].as_str(), Some(base.as_str()));
+    assert_intervals(got, want, &["wer", "bleu", "chrf"], "mt.jsonl");
+    let text = stdout(&run(
+        &["--against", &base, "--paired-bs-n", "200", &mt],
+        &[],
+    ));
+    assert!(
+        text.contains(&format!("each file against {base}, record by record")),
+        "{text}"
+    );
+    // Other records, or the same records against other references, are no comparison.
+    let dir = tempfile::tempdir().unwrap();
+    let content = std::fs::read_to_string(&mt).unwrap();
+    let lines: Vec<&str> = content.lines().collect();
+    let short = write_in(dir.path(), "short.jsonl", &(lines[1..].join("\n") + "\n"));
+    fails_saying(
+        &["--against", &base, &short],
+        "the systems are compared record by record",
+    );
+    let mut other: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    other[3]["output"] = Value::from("another reference");
+    let other: String = other.iter().map(|v| v.to_string() + "\n").collect();
+    let other = write_in(dir.path(), "other.jsonl", &other);
+    fails_saying(&["--against", &base, &other], "line 4: other references");
 }
 
 #[test]

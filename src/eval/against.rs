@@ -1,0 +1,65 @@
+//! `neko eval --against BASE`: another system's output, record by record. The paired
+//! bootstrap then compares each file with BASE (sacrebleu's `--paired-bs` between systems)
+//! instead of with its own 1-best; both must hold the same records, in the same order, with
+//! the same references, or the comparison would pair utterances that are not the same.
+
+use std::collections::HashMap;
+
+use super::{bootstrap::PairedBs, Input, RecordScore};
+
+/// The base system's scored records, by their position in its file.
+pub(super) struct Base<'a> {
+    pub path: &'a str,
+    by_index: HashMap<usize, &'a RecordScore>,
+}
+
+impl<'a> Base<'a> {
+    pub fn new(path: &'a str, scores: &'a [RecordScore]) -> Self {
+        Base {
+            path,
+            by_index: scores.iter().map(|s| (s.index, s)).collect(),
+        }
+    }
+
+    /// The base's record at a position, when it was scored.
+    pub fn record(&self, index: usize) -> Option<&'a RecordScore> {
+        self.by_index.get(&index).copied()
+    }
+}
+
+/// The paired bootstrap's settings, and what it compares with (`None`: the 1-best).
+pub(super) struct Bootstrap<'a> {
+    pub bs: PairedBs,
+    pub base: Option<&'a Base<'a>>,
+}
+
+/// Checks that `input` and `base` hold the same records: as many, with the same ids and, where
+/// both were read, the same references. The error names the first record that differs.
+pub fn check_pairs(base: &Input, input: &Input) -> Result<(), String> {
+    if base.entries.len() != input.entries.len() {
+        return Err(format!(
+            "{} has {} records and --against {} {}: the systems are compared record by record",
+            input.path,
+            input.entries.len(),
+            base.path,
+            base.entries.len()
+        ));
+    }
+    for (b, e) in base.entries.iter().zip(&input.entries) {
+        let differs = match (&b.record, &e.record) {
+            _ if b.id() != e.id() => Some(format!("id {} in --against, {} here", b.id(), e.id())),
+            (Ok(br), Ok(er)) if br.references() != er.references() => {
+                Some("other references (`output`) than in --against".to_string())
+            }
+            _ => None,
+        };
+        if let Some(why) = differs {
+            return Err(format!(
+                "{} line {}: {why} (line {} of {}): the systems must score the same records \
+                 against the same references",
+                input.path, e.line, b.line, base.path
+            ));
+        }
+    }
+    Ok(())
+}
