@@ -77,7 +77,7 @@ struct Edit<'a> {
 }
 
 /// The annotators the edits name, annotator 0 first, then in number order (names that are not
-/// numbers after them, in text order).
+/// numbers after them, alphabetically), as the M2 scorer finds them per sentence.
 fn annotators<'a>(edits: &[Edit<'a>]) -> Vec<&'a str> {
     let mut names: Vec<&str> = edits.iter().map(|e| e.annotator).collect();
     names.sort_by_key(|n| (n.parse::<u64>().map_or(1, |_| 0), n.parse::<u64>().ok(), *n));
