@@ -2,7 +2,8 @@
 """Reference numbers for neko's metric tests, computed with the tools neko must agree with.
 
 - WER / CER hits, substitutions, deletions, insertions: jiwer (rapidfuzz alignment).
-- BLEU and chrF: sacrebleu (13a tokeniser, exp smoothing; chrF2 defaults).
+- BLEU, chrF and TER: sacrebleu (13a tokeniser, exp smoothing; chrF2 defaults; TER's defaults:
+  lower-cased, Tercom shifts), TER also on random sentences with moved blocks (ter_cases).
 - GLEU: the `gleu` package (a reimplementation of the JFLEG / GLEU+ scorer), cross-checked here
   against a transcription of JFLEG's gleu.py; with several references (records/gec-multi.*),
   its sampling over 500 draws under GLEU+'s fixed seeds (`--fix-seed`).
@@ -208,9 +209,10 @@ def corpus_cases(cases):
 
 
 def bleu_entry(name, hyps, refs):
-    bm, cm = sacrebleu.BLEU(), sacrebleu.CHRF()
+    bm, cm, tm = sacrebleu.BLEU(), sacrebleu.CHRF(), sacrebleu.TER()
     b = bm.corpus_score(hyps, [refs])
     c = cm.corpus_score(hyps, [refs])
+    t = tm.corpus_score(hyps, [refs])
     return {
         "name": name,
         "hypotheses": hyps,
@@ -221,8 +223,12 @@ def bleu_entry(name, hyps, refs):
         "sys_len": b.sys_len,
         "ref_len": b.ref_len,
         "chrf": c.score,
+        "ter": t.score,
+        "ter_edits": t.num_edits,
+        "ter_ref_length": t.ref_length,
         "bleu_signature": str(bm.get_signature()),
         "chrf_signature": str(cm.get_signature()),
+        "ter_signature": str(tm.get_signature()),
     }
 
 
@@ -250,6 +256,66 @@ def bleu_corpora():
     out.append(bleu_entry("no matches", ["xyz abc"], ["def ghi"]))
     out.append(bleu_entry("short corpus", ["a b", "c"], ["a b", "c d"]))
     return out
+
+
+def moved_blocks(rng, words, moves):
+    """`words` with `moves` random blocks of 1-12 words cut out and put back elsewhere."""
+    words = list(words)
+    for _ in range(moves):
+        if len(words) < 2:
+            break
+        n = rng.randint(1, min(12, len(words) - 1))
+        start = rng.randrange(len(words) - n + 1)
+        block, rest = words[start:start + n], words[:start] + words[start + n:]
+        at = rng.randint(0, len(rest))
+        words = rest[:at] + block + rest[at:]
+    return words
+
+
+def ter_cases(rng):
+    """Sentence pairs (and a few with two or three references) that make Tercom shift: blocks
+    moved, words changed, repeated words, long sentences (the 50-word shift distance and the
+    beam), very unequal lengths (the widened beam), and mixed case."""
+    cases = [
+        ("shift one word", "the cat sat on the mat", ["on the mat the cat sat"]),
+        ("swap halves", "b c d e a", ["a b c d e"]),
+        ("case", "The Cat SAT", ["the cat sat"]),
+        ("empty hypothesis", "", ["a b c"]),
+        ("empty reference", "a b c", [""]),
+        ("both empty", "", [""]),
+        ("trailing space", "a b c  ", ["a b c"]),
+        ("two references", "over the bridge we go", ["we go over the bridge", "over the bridge we go now"]),
+        ("references of different lengths", "x y z", ["x", "x y z w v u t"]),
+        ("much longer reference", "a", [" ".join(["a", "b"] * 40)]),
+        ("much longer hypothesis", " ".join(["a", "b"] * 40), ["b"]),
+    ]
+    for i in range(160):
+        vocab = [f"w{k}" for k in range(rng.choice([3, 6, 20, 200]))]
+        n = rng.choice([0, 1, 3, 8, 15, 30, 60, 120])
+        ref = [rng.choice(vocab) for _ in range(n)]
+        hyp = moved_blocks(rng, ref, rng.randint(0, 4))
+        for k in range(len(hyp)):
+            r = rng.random()
+            if r < 0.05:
+                hyp[k] = rng.choice(vocab + ["x"])
+            elif r < 0.08:
+                hyp[k] = ""
+        hyp = " ".join(w for w in hyp if w)
+        refs = [" ".join(ref)]
+        if i % 7 == 0:
+            refs.append(" ".join(moved_blocks(rng, ref, 2)))
+        if i % 21 == 0:
+            refs.append(" ".join(ref[: len(ref) // 2]))
+        cases.append((f"random {i}", hyp, refs))
+    out = []
+    for name, hyp, refs in cases:
+        t = sacrebleu.TER().corpus_score([hyp], [[r] for r in refs])
+        out.append({"name": name, "hypothesis": hyp, "references": refs, "ter": t.score, "edits": t.num_edits, "ref_length": t.ref_length})
+    return out
+
+
+def corpus_ter(hyps, refs):
+    return sacrebleu.corpus_ter(hyps, [refs]).score
 
 
 # ---------------------------------------------------------------------------------------------
@@ -567,6 +633,7 @@ def synth(data):
         if name.startswith("mt"):
             e["bleu"] = sacrebleu.corpus_bleu(best, [refs]).score
             e["chrf"] = sacrebleu.corpus_chrf(best, [refs]).score
+            e["ter"] = corpus_ter(best, refs)
         if name.startswith("gec"):
             e["gleu"] = gleu_package(best, best, refs)
         out[name] = e
@@ -670,11 +737,15 @@ def cli_fixtures(out_dir):
         "bleu_corrected": sacrebleu.corpus_bleu(pred, [refs]).score,
         "chrf_one_best": sacrebleu.corpus_chrf(best, [refs]).score,
         "chrf_corrected": sacrebleu.corpus_chrf(pred, [refs]).score,
+        "ter_one_best": corpus_ter(best, refs),
+        "ter_corrected": corpus_ter(pred, refs),
         "one_best": [sum(x) for x in zip(*[wer_counts(r, b) for r, b in zip(refs, best)])],
         "corrected": [sum(x) for x in zip(*[wer_counts(r, p) for r, p in zip(refs, pred)])],
         # `neko eval --per-record`: each record's sentence chrF.
         "sentence_chrf_one_best": [sacrebleu.sentence_chrf(b, [r]).score for b, r in zip(best, refs)],
         "sentence_chrf_corrected": [sacrebleu.sentence_chrf(p, [r]).score for p, r in zip(pred, refs)],
+        "sentence_ter_one_best": [sacrebleu.sentence_ter(b, [r]).score for b, r in zip(best, refs)],
+        "sentence_ter_corrected": [sacrebleu.sentence_ter(p, [r]).score for p, r in zip(pred, refs)],
     }
 
     gec = [{"id": f"g{i}", "task": "gec", "input": [s], "output": r, "prediction": h} for i, (s, h, r) in enumerate(GEC_TRIPLES)]
@@ -700,6 +771,7 @@ def cli_fixtures(out_dir):
         "cer": (corpus_rate(cer_counts), False),
         "bleu": (lambda _s, h, r: sacrebleu.corpus_bleu(h, [r]).score, True),
         "chrf": (lambda _s, h, r: sacrebleu.corpus_chrf(h, [r]).score, True),
+        "ter": (lambda _s, h, r: corpus_ter(h, r), False),
     })
     # Another system's output (`neko eval --against mt-base.jsonl mt.jsonl`): the second
     # hypothesis where the record has one, its 1-best elsewhere.
@@ -709,6 +781,7 @@ def cli_fixtures(out_dir):
         "wer": (corpus_rate(wer_counts), False),
         "bleu": (lambda _s, h, r: sacrebleu.corpus_bleu(h, [r]).score, True),
         "chrf": (lambda _s, h, r: sacrebleu.corpus_chrf(h, [r]).score, True),
+        "ter": (lambda _s, h, r: corpus_ter(h, r), False),
     }, before=[b["prediction"] for b in base])
     expected["gec.jsonl"]["bootstrap"] = bootstrap_fixture(gec, {
         "wer": (corpus_rate(wer_counts), False),
@@ -765,6 +838,8 @@ def multi_reference_fixtures(rec_dir):
         "bleu_ref_len": sacrebleu.corpus_bleu(pred, streams).ref_len,
         "chrf_one_best": sacrebleu.corpus_chrf(best, streams).score,
         "chrf_corrected": sacrebleu.corpus_chrf(pred, streams).score,
+        "ter_one_best": sacrebleu.corpus_ter(best, streams).score,
+        "ter_corrected": sacrebleu.corpus_ter(pred, streams).score,
         # WER and CER score the first reference.
         "corrected": [sum(x) for x in zip(*[wer_counts(r, p) for r, p in zip(streams[0], pred)])],
     }}
@@ -892,7 +967,7 @@ def main():
 
     cases = wer_cases(rng, 300, 6)
     dump(os.path.join(args.out, "wer.json"), {"tools": tools, "cases": cases, "corpora": corpus_cases(cases)})
-    dump(os.path.join(args.out, "bleu.json"), {"tools": tools, "corpora": bleu_corpora()})
+    dump(os.path.join(args.out, "bleu.json"), {"tools": tools, "corpora": bleu_corpora(), "ter_cases": ter_cases(random.Random(20261128))})
     dump(os.path.join(args.out, "gleu.json"), {"tools": tools, "corpora": gleu_corpora(), "edits": edit_corpora()})
     dump(os.path.join(args.out, "normalizers.json"), {"tools": tools} | normalizer_cases(args.data))
     dump(os.path.join(args.out, "cli.json"), {"tools": tools, "files": cli_fixtures(args.out)})

@@ -31,7 +31,7 @@ pub struct EvalArgs {
     /// by utterance id instead; an M2 gold standard (GEC) gives sentence k's corrections (one
     /// per annotator) to record k, and its sentence as the source. Replaces the records' own
     /// references (`output`). Given again (`--ref a --ref b`), each further file adds a
-    /// reference (BLEU, chrF, GLEU and edits use all; WER and CER the first).
+    /// reference (BLEU, chrF, TER, GLEU and edits use all; WER and CER the first).
     #[arg(long = "ref", env = "NEKO_EVAL_REF", value_name = "REF")]
     pub reference: Vec<PathBuf>,
 

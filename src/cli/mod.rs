@@ -185,7 +185,7 @@ pub enum Command {
     /// Apply the over-correction guard to predictions made elsewhere (another engine, or a
     /// `neko correct --no-guard` run), e.g. to compare thresholds without decoding again.
     Guard(guard::GuardArgs),
-    /// Score files: WER, CER, BLEU, chrF, GEC scores, with baselines, oracles and a signature.
+    /// Score files: WER, CER, BLEU, chrF, TER, GEC scores, with baselines, oracles and a signature.
     Eval(eval::EvalArgs),
     /// Write a GGUF (or Hugging Face) model as a Hugging Face folder with f32/bf16 safetensors.
     Convert(convert::ConvertArgs),

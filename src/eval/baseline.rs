@@ -86,7 +86,7 @@ pub struct Check {
     pub normalizer: Option<String>,
     /// The file (as given in this run).
     pub file: String,
-    /// `records` (scored records), `wer`, `cer`, `bleu`, `chrf`, `gleu` or `f05`.
+    /// `records` (scored records), `wer`, `cer`, `bleu`, `chrf`, `ter`, `gleu` or `f05`.
     pub metric: String,
     /// The baseline's value.
     pub baseline: f64,
@@ -239,6 +239,9 @@ fn system_values(g: &GroupReport) -> Vec<(&'static str, f64, bool)> {
     }
     if let Some(s) = score(&g.chrf) {
         v.push(("chrf", s, false));
+    }
+    if let Some(s) = score(&g.ter) {
+        v.push(("ter", s, true));
     }
     if let Some(s) = score(&g.gleu) {
         v.push(("gleu", s, false));

@@ -37,7 +37,7 @@ pub struct Interval {
     /// 97.5th percentile of the resampled changes.
     pub high: f64,
     /// Share of resamples in which the prediction scores better than the 1-best (a lower
-    /// error rate, a higher BLEU, chrF or GLEU); a tie is not better.
+    /// error rate or TER, a higher BLEU, chrF or GLEU); a tie is not better.
     pub p_better: f64,
 }
 
@@ -62,6 +62,9 @@ pub struct Significance {
     /// chrF (ST/MT records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chrf: Option<Interval>,
+    /// TER (ST/MT records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ter: Option<Interval>,
     /// GLEU (GEC records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gleu: Option<Interval>,
@@ -70,7 +73,7 @@ pub struct Significance {
 /// Which way a metric improves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Better {
-    /// Error rates.
+    /// Error rates, TER.
     Lower,
     /// BLEU, chrF, GLEU.
     Higher,

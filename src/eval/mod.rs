@@ -31,6 +31,7 @@ use crate::metrics::bleu::BleuStats;
 use crate::metrics::chrf::ChrfStats;
 use crate::metrics::edits::EditScore;
 use crate::metrics::gleu::{self, GleuStats};
+use crate::metrics::ter::TerStats;
 use crate::metrics::{align, cer_chars, oracle, words, EditCounts};
 use crate::normalize::Normalizer;
 use crate::record::{self, Entry, Record};
@@ -190,6 +191,7 @@ struct RecordScore {
     cer_corrected: Option<EditCounts>,
     bleu: Option<(BleuStats, Option<BleuStats>)>,
     chrf: Option<(ChrfStats, Option<ChrfStats>)>,
+    ter: Option<(TerStats, Option<TerStats>)>,
     /// GLEU against each reference, of the 1-best and of the prediction.
     gleu: Option<(Vec<GleuStats>, Option<Vec<GleuStats>>)>,
     /// The prediction's edits scored against each reference's.
@@ -464,6 +466,7 @@ fn score_record(
         cer_corrected: prediction.as_deref().map(chars),
         bleu: translation.then(|| both(&hyps[0], pred, |h| BleuStats::segment_refs(h, &refs))),
         chrf: translation.then(|| both(&hyps[0], pred, |h| ChrfStats::segment_refs(h, &refs))),
+        ter: translation.then(|| both(&hyps[0], pred, |h| TerStats::segment_refs(h, &refs))),
         gleu: gec.then(|| {
             both(&hyps[0], pred, |h| {
                 refs.iter()
@@ -488,13 +491,17 @@ fn word_change(m: &RecordScore) -> i64 {
 
 /// The `--per-record` rows of a file's scored records.
 fn rows(path: &str, scorable: &[Scorable<'_>], scores: &[RecordScore]) -> Vec<records::RecordRow> {
-    let side = |counts, chrf: Option<&ChrfStats>, alignment: &records::Alignment| {
-        records::Side::new(counts, chrf.map(ChrfStats::score), alignment.clone())
+    let side = |counts,
+                chrf: Option<&ChrfStats>,
+                ter: Option<&TerStats>,
+                alignment: &records::Alignment| {
+        let sentence = chrf.map(ChrfStats::score).zip(ter.map(TerStats::score));
+        records::Side::new(counts, sentence, alignment.clone())
     };
     (scorable.iter().zip(scores))
         .filter_map(|(s, m)| {
             let (one, corr) = m.alignments.as_ref()?;
-            let chrf = m.chrf.as_ref();
+            let (chrf, ter) = (m.chrf.as_ref(), m.ter.as_ref());
             Some(records::RecordRow {
                 file: path.to_string(),
                 normalizer: m.normalizer.clone(),
@@ -504,9 +511,14 @@ fn rows(path: &str, scorable: &[Scorable<'_>], scores: &[RecordScore]) -> Vec<re
                 task: m.task,
                 source: m.source.clone(),
                 reference_words: m.reference_words,
-                one_best: side(m.one_best, chrf.map(|c| &c.0), one),
-                corrected: (m.corrected.zip(corr.as_ref()))
-                    .map(|(c, a)| side(c, chrf.and_then(|c| c.1.as_ref()), a)),
+                one_best: side(m.one_best, chrf.map(|c| &c.0), ter.map(|t| &t.0), one),
+                corrected: (m.corrected.zip(corr.as_ref())).map(|(c, a)| {
+                    let (chrf, ter) = (
+                        chrf.and_then(|c| c.1.as_ref()),
+                        ter.and_then(|t| t.1.as_ref()),
+                    );
+                    side(c, chrf, ter, a)
+                }),
                 change: m.corrected.map(|_| word_change(m)),
             })
         })
@@ -809,6 +821,7 @@ fn group(
         cer,
         bleu: pair_of(members, |m| m.bleu, BleuStats::score),
         chrf: pair_of(members, |m| m.chrf, ChrfStats::score),
+        ter: pair_of(members, |m| m.ter, TerStats::score),
         gleu: gleu_pair(members),
         edits: any_edits.then(|| Edits::new(edits)),
         changes: with_predictions.then(|| {
@@ -851,6 +864,12 @@ fn significance(
             &paired(members, base, |m| m.chrf),
             ChrfStats::score,
             Better::Higher,
+            bs,
+        ),
+        ter: interval(
+            &paired(members, base, |m| m.ter),
+            TerStats::score,
+            Better::Lower,
             bs,
         ),
         gleu: gleu_interval(members, bs, base),

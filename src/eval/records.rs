@@ -45,15 +45,20 @@ pub struct Side {
     /// Sentence chrF (ST/MT records), as sacrebleu's `sentence_chrf`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chrf: Option<f64>,
+    /// Sentence TER (ST/MT records), as sacrebleu's `sentence_ter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ter: Option<f64>,
     pub alignment: Alignment,
 }
 
 impl Side {
-    pub fn new(counts: EditCounts, chrf: Option<f64>, alignment: Alignment) -> Self {
+    /// `sentence`: the (chrF, TER) of an ST/MT record.
+    pub fn new(counts: EditCounts, sentence: Option<(f64, f64)>, alignment: Alignment) -> Self {
         Side {
             errors: counts.errors(),
             counts,
-            chrf,
+            chrf: sentence.map(|s| s.0),
+            ter: sentence.map(|s| s.1),
             alignment,
         }
     }

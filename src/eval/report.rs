@@ -11,6 +11,7 @@ use crate::metrics::bleu::BleuStats;
 use crate::metrics::chrf::ChrfStats;
 use crate::metrics::edits::EditScore;
 use crate::metrics::gleu::GleuStats;
+use crate::metrics::ter::TerStats;
 use crate::metrics::EditCounts;
 use crate::Task;
 
@@ -42,7 +43,7 @@ pub struct Run {
     pub group_by: String,
     /// Per-file results, in the order given.
     pub files: Vec<FileReport>,
-    /// One signature per metric family present (`wer`, `cer`, `bleu`, `chrf`, `gleu`, `edits`).
+    /// One signature per metric family present (`wer`, `cer`, `bleu`, `chrf`, `ter`, `gleu`, `edits`).
     pub signatures: Vec<String>,
 }
 
@@ -137,6 +138,9 @@ pub struct GroupReport {
     /// chrF over the group's ST/MT records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chrf: Option<Pair<Scored<ChrfStats>>>,
+    /// TER over the group's ST/MT records (lower is better).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ter: Option<Pair<Scored<TerStats>>>,
     /// GLEU over the group's GEC records (source = the 1-best).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gleu: Option<Pair<Scored<GleuStats>>>,

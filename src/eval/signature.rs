@@ -11,7 +11,8 @@
 //! | `tok:ws` | words are whitespace-separated tokens (Python `str.split()`) |
 //! | `empty:jiwer4` | an empty reference counts every hypothesis word as an insertion |
 //! | `space:squeezed` | CER counts a whitespace run as one character, none at the ends |
-//! | `case`, `eff`, `tok:13a`, `smooth`, `nc`, `nw`, `space` | sacrebleu's own fields |
+//! | `case`, `eff`, `tok:13a`, `smooth`, `nc`, `nw`, `space`, `tok:tercom`, `punct`, `asian` | sacrebleu's own fields |
+//! | `tercom-norm` | sacrebleu's TER `norm` (Tercom's normalisation), renamed apart from neko's `norm` |
 //! | `compat` | the reference implementation the numbers are tested against |
 //! | `src:1-best` | GEC scores take the first hypothesis as the source sentence |
 
@@ -83,6 +84,11 @@ pub fn signatures(files: &[FileReport], used: &Used) -> Vec<String> {
         out.push(format!(
             "{}|case:mixed|eff:yes|nc:6|nw:0|space:no|compat:sacrebleu-2.5.1",
             common("chrf", &n, &refs)
+        ));
+        // sacrebleu's TER defaults: lower-cased, no Tercom normalisation, punctuation kept.
+        out.push(format!(
+            "{}|case:lc|tok:tercom|tercom-norm:no|punct:yes|asian:no|compat:sacrebleu-2.5.1",
+            common("ter", &n, &refs)
         ));
     }
     if has(&[Task::Gec]) {

@@ -1,5 +1,5 @@
 //! The plain-text report: one WER/CER table per run (files, then their groups indented), a
-//! BLEU/chrF table and a GEC table when such records exist, the records left out and why, the
+//! BLEU/chrF/TER table and a GEC table when such records exist, the records left out and why, the
 //! baseline comparison, and the signature lines last.
 
 use std::collections::BTreeSet;
@@ -231,14 +231,14 @@ fn translation_table(run: &Run, labels: &Labels) -> Table {
         .iter()
         .flat_map(|f| &f.groups)
         .any(|g| g.bleu.as_ref().is_some_and(|b| b.corrected.is_some()));
-    let mut header = vec!["file", "records", "BLEU", "chrF"];
+    let mut header = vec!["file", "records", "BLEU", "chrF", "TER"];
     if corrected {
-        header.extend(["corr.BLEU", "corr.chrF"]);
+        header.extend(["corr.BLEU", "corr.chrF", "corr.TER"]);
     }
     let mut t = Table::new(&header);
     for f in &run.files {
         for (i, g) in f.groups.iter().enumerate() {
-            let (Some(b), Some(c)) = (&g.bleu, &g.chrf) else {
+            let (Some(b), Some(c), Some(ter)) = (&g.bleu, &g.chrf, &g.ter) else {
                 continue;
             };
             let mut row = vec![
@@ -246,10 +246,12 @@ fn translation_table(run: &Run, labels: &Labels) -> Table {
                 count(b.one_best.records),
                 pct(b.one_best.score),
                 pct(c.one_best.score),
+                pct(ter.one_best.score),
             ];
             if corrected {
                 row.push(b.corrected.as_ref().map_or("-".into(), |s| pct(s.score)));
                 row.push(c.corrected.as_ref().map_or("-".into(), |s| pct(s.score)));
+                row.push(ter.corrected.as_ref().map_or("-".into(), |s| pct(s.score)));
             }
             t.push(row);
         }
@@ -299,6 +301,7 @@ fn significance_table(run: &Run, labels: &Labels) -> Table {
                 ("CER", Some(s.cer)),
                 ("BLEU", s.bleu),
                 ("chrF", s.chrf),
+                ("TER", s.ter),
                 ("GLEU", s.gleu),
             ];
             for (k, (name, iv)) in metrics.iter().enumerate() {

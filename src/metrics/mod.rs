@@ -1,4 +1,4 @@
-//! Metrics: alignment-based WER/CER, BLEU, chrF, GLEU, GEC edit scores and N-best oracles.
+//! Metrics: alignment-based WER/CER, BLEU, chrF, TER, GLEU, GEC edit scores and N-best oracles.
 //!
 //! Every metric here works on already-normalised text ([`crate::normalize`]) and returns
 //! sufficient statistics that add up over a corpus, so corpus scores pool counts the way jiwer
@@ -9,6 +9,7 @@
 //! | WER, CER, MER, S/D/I | [`align`] | jiwer 4 (rapidfuzz alignment) |
 //! | BLEU (13a, exp smoothing) | [`bleu`] | sacrebleu 2.x |
 //! | chrF (chrF2, char order 6) | [`chrf`] | sacrebleu 2.x |
+//! | TER (Tercom shifts, lower-cased) | [`ter`] | sacrebleu 2.x |
 //! | GLEU | [`gleu`] | JFLEG `gleu.py` (Napoles et al. 2016); several references sampled as GLEU+ |
 //! | edit P / R / F0.5 | [`edits`] | word edits from the same alignment |
 //! | N-best and compositional oracles | [`oracle`] | see `docs/eval.md` |
@@ -20,6 +21,7 @@ pub mod edits;
 pub mod gleu;
 pub mod oracle;
 pub mod pyrandom;
+pub mod ter;
 
 pub use align::{EditCounts, Op};
 

@@ -44,7 +44,7 @@ pub struct Record {
     /// The reference transcript (`output`), when present.
     pub reference: Option<String>,
     /// Further references of a multi-reference set (`output` given as a list; an M2 file's
-    /// other annotators): BLEU, chrF, GLEU and GEC edits use them all, WER and CER the first.
+    /// other annotators): BLEU, chrF, TER, GLEU and GEC edits use them all, WER and CER the first.
     pub other_references: Vec<String>,
     /// A corrected text (`prediction`), present in files written by `neko correct`.
     pub prediction: Option<String>,

@@ -237,12 +237,18 @@ fn translation_scores_match_sacrebleu() {
         f64_of(&want["chrf_corrected"]),
         "chrF",
     );
+    for side in ["one_best", "corrected"] {
+        let theirs = &want[format!("ter_{side}").as_str()];
+        assert_close(&g["ter"][side]["score"], theirs, "TER");
+    }
     assert_eq!(rate_counts(&g["wer"]["one_best"]), want["one_best"]);
     assert_eq!(rate_counts(&g["wer"]["corrected"]), want["corrected"]);
     let sigs = report["runs"][0]["signatures"].as_array().unwrap();
-    assert!(sigs
-        .iter()
-        .any(|s| s.as_str().unwrap().starts_with("bleu|norm:none@1|nrefs:1|")));
+    let starts = |p: &str| sigs.iter().any(|s| s.as_str().unwrap().starts_with(p));
+    assert!(starts("bleu|norm:none@1|nrefs:1|"), "{sigs:?}");
+    assert!(starts("ter|norm:none@1|nrefs:1|"), "{sigs:?}");
+    let text = stdout(&run(&[&records("mt.jsonl")], &[]));
+    assert!(text.contains("corr.TER"), "{text}");
 }
 
 /// The MT fixture written as `fairseq-generate` output (its N-bests as `H` and `D` lines, its
@@ -387,7 +393,7 @@ fn multi_reference_translation_scores_match_sacrebleu() {
     let want = &expected()["files"]["mt-multi.jsonl"];
     let report = json(&[&records("mt-multi.jsonl")]);
     let g = &report["runs"][0]["files"][0]["groups"][0];
-    for metric in ["bleu", "chrf"] {
+    for metric in ["bleu", "chrf", "ter"] {
         for side in ["one_best", "corrected"] {
             let theirs = &want[format!("{metric}_{side}").as_str()];
             assert_close(&g[metric][side]["score"], theirs, metric);
@@ -428,7 +434,7 @@ fn multi_reference_translation_scores_match_sacrebleu() {
     }
     args.push(&system);
     let g = &json(&args)["runs"][0]["files"][0]["groups"][0];
-    for metric in ["bleu", "chrf"] {
+    for metric in ["bleu", "chrf", "ter"] {
         let theirs = &want[format!("{metric}_corrected").as_str()];
         assert_close(&g[metric]["one_best"]["score"], theirs, metric);
     }
@@ -552,15 +558,22 @@ fn per_record_rows_add_up_to_the_report_and_name_what_changed() {
         "{out}"
     );
     fails_saying(&["--per-record", "-", &asr], "--per-record needs a file");
-    // MT rows carry each side's sentence chrF, as sacrebleu's `sentence_chrf`.
+    // MT rows carry each side's sentence chrF and TER, as sacrebleu's `sentence_chrf` and
+    // `sentence_ter`.
     json(&["--per-record", rows_arg, &records("mt.jsonl")]);
     let text = std::fs::read_to_string(&rows_path).unwrap();
     let want = &expected()["files"]["mt.jsonl"];
     for (k, line) in text.lines().enumerate() {
         let row: Value = serde_json::from_str(line).unwrap();
         for side in ["one_best", "corrected"] {
-            let theirs = &want[format!("sentence_chrf_{side}").as_str()][k];
-            assert_close(&row[side]["chrf"], theirs, &format!("row {k} {side}"));
+            for metric in ["chrf", "ter"] {
+                let theirs = &want[format!("sentence_{metric}_{side}").as_str()][k];
+                assert_close(
+                    &row[side][metric],
+                    theirs,
+                    &format!("row {k} {side} {metric}"),
+                );
+            }
         }
     }
 }
@@ -624,14 +637,18 @@ fn text_report_names_the_normaliser_and_ends_with_signatures() {
         text.starts_with("normaliser asr=whisper-en@1,mt=none@1 (task default)"),
         "{text}"
     );
-    let last: Vec<&str> = text.lines().rev().take(4).collect();
+    let last: Vec<&str> = text.lines().rev().take(5).collect();
     assert!(
-        last[0].starts_with("chrf|norm:none@1|nrefs:1|neko:"),
+        last[0].starts_with("ter|norm:none@1|nrefs:1|neko:"),
         "{text}"
     );
-    assert!(last[2].starts_with("cer|"), "{text}");
     assert!(
-        last[3].starts_with("wer|norm:asr=whisper-en@1,mt=none@1|nrefs:1|neko:"),
+        last[1].starts_with("chrf|norm:none@1|nrefs:1|neko:"),
+        "{text}"
+    );
+    assert!(last[3].starts_with("cer|"), "{text}");
+    assert!(
+        last[4].starts_with("wer|norm:asr=whisper-en@1,mt=none@1|nrefs:1|neko:"),
         "{text}"
     );
 }
@@ -773,6 +790,24 @@ fn baseline_gate_exits_1_on_a_regression_beyond_the_tolerance() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 
+    // TER is lower-better too: a baseline 0.3 lower is a regression, 0.3 higher is not.
+    let mt = records("mt.jsonl");
+    let mt_now = json(&[&mt]);
+    for (shift, code) in [(-0.3, 1), (0.3, 0)] {
+        let mut base = mt_now.clone();
+        let ter = &mut base["runs"][0]["files"][0]["groups"][0]["ter"]["corrected"]["score"];
+        *ter = (f64_of(ter) + shift).into();
+        let base = temp_json(dir.path(), "ter.json", &base);
+        let o = run(&["--baseline", base.to_str().unwrap(), &mt], &[]);
+        assert_eq!(o.status.code(), Some(code), "{}", stdout(&o));
+        assert_eq!(
+            stdout(&o).contains("REGRESSED"),
+            code == 1,
+            "{}",
+            stdout(&o)
+        );
+    }
+
     // Scores under another normaliser cannot be compared.
     let o = run(
         &[
@@ -825,7 +860,12 @@ fn paired_bootstrap_matches_the_reference_tools_on_the_same_draws() {
         let got = &report["runs"][0]["files"][i]["groups"][0]["significance"];
         assert_eq!(got["resamples"], want["resamples"]);
         assert_eq!(got["seed"], want["seed"]);
-        assert_intervals(got, want, &["wer", "cer", "bleu", "chrf", "gleu"], name);
+        assert_intervals(
+            got,
+            want,
+            &["wer", "cer", "bleu", "chrf", "ter", "gleu"],
+            name,
+        );
     }
     // A mixed GEC change is not better in every resample; the fixture must keep showing that.
     assert!(f64_of(&expected()["files"]["gec.jsonl"]["bootstrap"]["wer"]["p_better"]) < 1.0);
@@ -857,7 +897,7 @@ fn paired_bootstrap_against_another_system_matches_the_reference_tools() {
     let got = &report["runs"][0]["files"][0]["groups"][0]["significance"];
     let want = &expected()["files"]["mt.jsonl"]["bootstrap_against_base"];
     assert_eq!(got["against"].as_str(), Some(base.as_str()));
-    assert_intervals(got, want, &["wer", "bleu", "chrf"], "mt.jsonl");
+    assert_intervals(got, want, &["wer", "bleu", "chrf", "ter"], "mt.jsonl");
     let text = stdout(&run(
         &["--against", &base, "--paired-bs-n", "200", &mt],
         &[],
@@ -1211,6 +1251,11 @@ fn synthetic_dev_sets_match_the_reference_tools() {
             assert_2dp(
                 f64_of(&g["chrf"]["one_best"]["score"]),
                 f64_of(&w["chrf"]),
+                name,
+            );
+            assert_2dp(
+                f64_of(&g["ter"]["one_best"]["score"]),
+                f64_of(&w["ter"]),
                 name,
             );
         }

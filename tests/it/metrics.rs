@@ -8,6 +8,7 @@ use neko::metrics::bleu::{tokenize_13a, BleuStats};
 use neko::metrics::chrf::ChrfStats;
 use neko::metrics::edits::EditScore;
 use neko::metrics::gleu::GleuStats;
+use neko::metrics::ter::TerStats;
 use neko::metrics::{char_counts, word_counts, EditCounts};
 use neko::normalize::Normalizer;
 use serde_json::Value;
@@ -189,6 +190,61 @@ fn bleu_and_chrf_match_sacrebleu() {
             &format!("{name}: chrF"),
         );
     }
+}
+
+/// TER against sacrebleu: every corpus of the BLEU fixture, and sentences built to make Tercom
+/// shift (moved blocks, repeats, 120-word lines past the shift distance, very unequal lengths,
+/// two and three references). Edits are integers and must agree exactly.
+#[test]
+fn ter_matches_sacrebleu() {
+    let fx = load("bleu.json");
+    let close = |ours: f64, theirs: &Value, what: &str| {
+        let theirs = theirs.as_f64().unwrap();
+        assert!((ours - theirs).abs() < 1e-9, "{what}: {ours} vs {theirs}");
+    };
+    for corpus in fx["corpora"].as_array().unwrap() {
+        let name = corpus["name"].as_str().unwrap();
+        let mut t = TerStats::default();
+        for (h, r) in strings(&corpus["hypotheses"])
+            .iter()
+            .zip(strings(&corpus["references"]))
+        {
+            t += TerStats::segment_refs(h, &[r]);
+        }
+        assert_eq!(t.edits, corpus["ter_edits"].as_u64().unwrap(), "{name}");
+        close(t.ref_length, &corpus["ter_ref_length"], name);
+        close(t.score(), &corpus["ter"], name);
+    }
+    let cases = fx["ter_cases"].as_array().unwrap();
+    assert!(cases.len() > 150);
+    let mut shifted = 0;
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let refs = strings(&case["references"]);
+        let t = TerStats::segment_refs(case["hypothesis"].as_str().unwrap(), &refs);
+        assert_eq!(t.edits, case["edits"].as_u64().unwrap(), "{name}");
+        close(t.ref_length, &case["ref_length"], name);
+        close(t.score(), &case["ter"], name);
+        // Cases Levenshtein alone would score higher: shifts were taken.
+        let plain = refs
+            .iter()
+            .map(|r| {
+                word_counts(
+                    &r.to_lowercase(),
+                    &case["hypothesis"].as_str().unwrap().to_lowercase(),
+                )
+                .errors()
+            })
+            .min()
+            .unwrap();
+        shifted += usize::from(t.edits < plain);
+    }
+    assert!(shifted > 40, "only {shifted} cases shifted");
+    let sig = fx["corpora"][0]["ter_signature"].as_str().unwrap();
+    assert!(
+        sig.starts_with("nrefs:1|case:lc|tok:tercom|norm:no|punct:yes|asian:no|"),
+        "{sig}"
+    );
 }
 
 #[test]
