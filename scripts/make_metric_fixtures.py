@@ -252,7 +252,7 @@ def bleu_corpora():
     refs = [r for _, r in MT_PAIRS]
     out = [bleu_entry("mt pairs", hyps, refs)]
     for i, (h, r) in enumerate(MT_PAIRS):
-        out.append(bleu_entry(f"pair {i}", [h], [r]))
+        out.append(bleu_entry(f"pair {i}", [h], [r]) | {"sentence_bleu": sacrebleu.sentence_bleu(h, [r]).score})
     out.append(bleu_entry("no matches", ["xyz abc"], ["def ghi"]))
     out.append(bleu_entry("short corpus", ["a b", "c"], ["a b", "c d"]))
     return out
@@ -310,7 +310,11 @@ def ter_cases(rng):
     out = []
     for name, hyp, refs in cases:
         t = sacrebleu.TER().corpus_score([hyp], [[r] for r in refs])
-        out.append({"name": name, "hypothesis": hyp, "references": refs, "ter": t.score, "edits": t.num_edits, "ref_length": t.ref_length})
+        out.append({
+            "name": name, "hypothesis": hyp, "references": refs, "ter": t.score, "edits": t.num_edits, "ref_length": t.ref_length,
+            # Short sentences and several references: sentence BLEU's effective order.
+            "sentence_bleu": sacrebleu.sentence_bleu(hyp, refs).score,
+        })
     return out
 
 
@@ -744,6 +748,8 @@ def cli_fixtures(out_dir):
         # `neko eval --per-record`: each record's sentence chrF.
         "sentence_chrf_one_best": [sacrebleu.sentence_chrf(b, [r]).score for b, r in zip(best, refs)],
         "sentence_chrf_corrected": [sacrebleu.sentence_chrf(p, [r]).score for p, r in zip(pred, refs)],
+        "sentence_bleu_one_best": [sacrebleu.sentence_bleu(b, [r]).score for b, r in zip(best, refs)],
+        "sentence_bleu_corrected": [sacrebleu.sentence_bleu(p, [r]).score for p, r in zip(pred, refs)],
         "sentence_ter_one_best": [sacrebleu.sentence_ter(b, [r]).score for b, r in zip(best, refs)],
         "sentence_ter_corrected": [sacrebleu.sentence_ter(p, [r]).score for p, r in zip(pred, refs)],
     }

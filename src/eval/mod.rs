@@ -491,17 +491,10 @@ fn word_change(m: &RecordScore) -> i64 {
 
 /// The `--per-record` rows of a file's scored records.
 fn rows(path: &str, scorable: &[Scorable<'_>], scores: &[RecordScore]) -> Vec<records::RecordRow> {
-    let side = |counts,
-                chrf: Option<&ChrfStats>,
-                ter: Option<&TerStats>,
-                alignment: &records::Alignment| {
-        let sentence = chrf.map(ChrfStats::score).zip(ter.map(TerStats::score));
-        records::Side::new(counts, sentence, alignment.clone())
-    };
     (scorable.iter().zip(scores))
         .filter_map(|(s, m)| {
             let (one, corr) = m.alignments.as_ref()?;
-            let (chrf, ter) = (m.chrf.as_ref(), m.ter.as_ref());
+            let (one_sentence, corr_sentence) = sentences(m);
             Some(records::RecordRow {
                 file: path.to_string(),
                 normalizer: m.normalizer.clone(),
@@ -511,18 +504,30 @@ fn rows(path: &str, scorable: &[Scorable<'_>], scores: &[RecordScore]) -> Vec<re
                 task: m.task,
                 source: m.source.clone(),
                 reference_words: m.reference_words,
-                one_best: side(m.one_best, chrf.map(|c| &c.0), ter.map(|t| &t.0), one),
-                corrected: (m.corrected.zip(corr.as_ref())).map(|(c, a)| {
-                    let (chrf, ter) = (
-                        chrf.and_then(|c| c.1.as_ref()),
-                        ter.and_then(|t| t.1.as_ref()),
-                    );
-                    side(c, chrf, ter, a)
-                }),
+                one_best: records::Side::new(m.one_best, one_sentence, one.clone()),
+                corrected: (m.corrected.zip(corr.as_ref()))
+                    .map(|(c, a)| records::Side::new(c, corr_sentence, a.clone())),
                 change: m.corrected.map(|_| word_change(m)),
             })
         })
         .collect()
+}
+
+/// The sentence scores of an ST/MT record's 1-best and of its prediction.
+fn sentences(m: &RecordScore) -> (Option<records::Sentence>, Option<records::Sentence>) {
+    let (Some(b), Some(c), Some(t)) = (&m.bleu, &m.chrf, &m.ter) else {
+        return (None, None);
+    };
+    let of = |b: &BleuStats, c: &ChrfStats, t: &TerStats| records::Sentence {
+        bleu: b.sentence_score(),
+        chrf: c.score(),
+        ter: t.score(),
+    };
+    let corrected = match (&b.1, &c.1, &t.1) {
+        (Some(b), Some(c), Some(t)) => Some(of(b, c, t)),
+        _ => None,
+    };
+    (Some(of(&b.0, &c.0, &t.0)), corrected)
 }
 
 /// A statistic of the 1-best and, when there is one, of the prediction.

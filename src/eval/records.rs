@@ -42,23 +42,27 @@ pub struct Side {
     pub errors: u64,
     #[serde(flatten)]
     pub counts: EditCounts,
-    /// Sentence chrF (ST/MT records), as sacrebleu's `sentence_chrf`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chrf: Option<f64>,
-    /// Sentence TER (ST/MT records), as sacrebleu's `sentence_ter`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ter: Option<f64>,
+    /// Sentence BLEU, chrF and TER (ST/MT records).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub sentence: Option<Sentence>,
     pub alignment: Alignment,
 }
 
+/// The sentence scores of an ST/MT text, as sacrebleu's `sentence_bleu` (effective order),
+/// `sentence_chrf` and `sentence_ter` give them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sentence {
+    pub bleu: f64,
+    pub chrf: f64,
+    pub ter: f64,
+}
+
 impl Side {
-    /// `sentence`: the (chrF, TER) of an ST/MT record.
-    pub fn new(counts: EditCounts, sentence: Option<(f64, f64)>, alignment: Alignment) -> Self {
+    pub fn new(counts: EditCounts, sentence: Option<Sentence>, alignment: Alignment) -> Self {
         Side {
             errors: counts.errors(),
             counts,
-            chrf: sentence.map(|s| s.0),
-            ter: sentence.map(|s| s.1),
+            sentence,
             alignment,
         }
     }

@@ -70,18 +70,34 @@ impl BleuStats {
 
     /// BLEU in percent (0-100), sacrebleu's `compute_bleu` with `smooth_method="exp"`.
     pub fn score(&self) -> f64 {
+        self.score_over(false)
+    }
+
+    /// Sentence BLEU as sacrebleu's `sentence_bleu`: `exp` smoothing with the effective order,
+    /// the mean over the orders the hypothesis has n-grams of (a 2-word sentence is not scored
+    /// on its 0 trigrams).
+    pub fn sentence_score(&self) -> f64 {
+        self.score_over(true)
+    }
+
+    fn score_over(&self, effective_order: bool) -> f64 {
         let bp = self.brevity_penalty();
         if self.correct.iter().all(|&c| c == 0) {
             return 0.0;
         }
         let mut precisions = [0.0f64; MAX_ORDER];
         let mut smooth = 1.0f64;
-        for (p, (&correct, &total)) in precisions
+        let mut orders = MAX_ORDER;
+        for (n, (p, (&correct, &total))) in precisions
             .iter_mut()
             .zip(self.correct.iter().zip(&self.total))
+            .enumerate()
         {
             if total == 0 {
                 break;
+            }
+            if effective_order {
+                orders = n + 1;
             }
             *p = if correct == 0 {
                 smooth *= 2.0;
@@ -90,8 +106,8 @@ impl BleuStats {
                 100.0 * correct as f64 / total as f64
             };
         }
-        let log_sum: f64 = precisions.iter().map(|&p| floored_log(p)).sum();
-        bp * (log_sum / MAX_ORDER as f64).exp()
+        let log_sum: f64 = precisions[..orders].iter().map(|&p| floored_log(p)).sum();
+        bp * (log_sum / orders as f64).exp()
     }
 
     /// exp(1 - r/c) when the hypothesis is shorter than the reference, else 1.

@@ -558,15 +558,15 @@ fn per_record_rows_add_up_to_the_report_and_name_what_changed() {
         "{out}"
     );
     fails_saying(&["--per-record", "-", &asr], "--per-record needs a file");
-    // MT rows carry each side's sentence chrF and TER, as sacrebleu's `sentence_chrf` and
-    // `sentence_ter`.
+    // MT rows carry each side's sentence BLEU, chrF and TER, as sacrebleu's `sentence_bleu`
+    // (effective order), `sentence_chrf` and `sentence_ter`.
     json(&["--per-record", rows_arg, &records("mt.jsonl")]);
     let text = std::fs::read_to_string(&rows_path).unwrap();
     let want = &expected()["files"]["mt.jsonl"];
     for (k, line) in text.lines().enumerate() {
         let row: Value = serde_json::from_str(line).unwrap();
         for side in ["one_best", "corrected"] {
-            for metric in ["chrf", "ter"] {
+            for metric in ["bleu", "chrf", "ter"] {
                 let theirs = &want[format!("sentence_{metric}_{side}").as_str()][k];
                 assert_close(
                     &row[side][metric],

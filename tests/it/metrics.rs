@@ -189,6 +189,14 @@ fn bleu_and_chrf_match_sacrebleu() {
             corpus["chrf"].as_f64().unwrap(),
             &format!("{name}: chrF"),
         );
+        // One pair alone: sacrebleu's `sentence_bleu` too (effective order).
+        if let Some(sentence) = corpus.get("sentence_bleu") {
+            let theirs = sentence.as_f64().unwrap();
+            assert!(
+                (b.sentence_score() - theirs).abs() < 1e-9,
+                "{name}: sentence BLEU"
+            );
+        }
     }
 }
 
@@ -225,6 +233,8 @@ fn ter_matches_sacrebleu() {
         assert_eq!(t.edits, case["edits"].as_u64().unwrap(), "{name}");
         close(t.ref_length, &case["ref_length"], name);
         close(t.score(), &case["ter"], name);
+        let bleu = BleuStats::segment_refs(case["hypothesis"].as_str().unwrap(), &refs);
+        close(bleu.sentence_score(), &case["sentence_bleu"], name);
         // Cases Levenshtein alone would score higher: shifts were taken.
         let plain = refs
             .iter()
