@@ -35,6 +35,7 @@ fn settings(normalizer: &str) -> Settings {
         paired_bs: None,
         per_record: false,
         against: None,
+        bleu_tokenize: Default::default(),
     }
 }
 

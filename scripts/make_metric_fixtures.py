@@ -258,6 +258,51 @@ def bleu_corpora():
     return out
 
 
+TOKENIZER_LINES = [
+    "他说：“你好！”今天是2024年。",
+    "価格は¥1,000です。東京タワー",
+    "a—b … c -- d",
+    "3.14 and 1,000. Done.",
+    "x+y=z ≤ 5 → ok",
+    "emoji 🍕! ⚡ weather ☔",
+    "¿Qué? ¡Sí!",
+    "It's 5 o'clock, isn't it?",
+    "an em quad and  thin space",
+    "Ext B 𠀀 char and ⾁ ⾢",
+    "Ｆｕｌｌ ｗｉｄｔｈ！",
+    "&quot;kept&quot; &amp; <b>tags</b>",
+    "  padded line  ",
+]
+
+
+def tokenizer_cases():
+    """sacrebleu's BLEU tokenisers (`--tokenize`): each line tokenised, and corpus BLEU of the MT
+    pairs with the lines added as their own references, per tokeniser."""
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+    from sacrebleu.tokenizers.tokenizer_char import TokenizerChar
+    from sacrebleu.tokenizers.tokenizer_intl import TokenizerV14International
+    from sacrebleu.tokenizers.tokenizer_none import NoneTokenizer
+    from sacrebleu.tokenizers.tokenizer_zh import TokenizerZh
+
+    tokenizers = {"13a": Tokenizer13a(), "intl": TokenizerV14International(), "zh": TokenizerZh(), "char": TokenizerChar(), "none": NoneTokenizer()}
+    lines = TOKENIZER_LINES + [h for h, _ in MT_PAIRS] + [r for _, r in MT_PAIRS]
+    hyps = [h for h, _ in MT_PAIRS] + TOKENIZER_LINES[1:] + TOKENIZER_LINES[:1]
+    refs = [r for _, r in MT_PAIRS] + TOKENIZER_LINES
+    out = []
+    for name, tok in tokenizers.items():
+        bleu = sacrebleu.BLEU(tokenize=name)
+        out.append({
+            "tokenize": name,
+            "lines": lines,
+            "tokenized": [tok(line.rstrip()) for line in lines],
+            "hypotheses": hyps,
+            "references": refs,
+            "bleu": bleu.corpus_score(hyps, [refs]).score,
+            "signature": str(bleu.get_signature()),
+        })
+    return out
+
+
 def moved_blocks(rng, words, moves):
     """`words` with `moves` random blocks of 1-12 words cut out and put back elsewhere."""
     words = list(words)
@@ -743,6 +788,8 @@ def cli_fixtures(out_dir):
         "chrf_corrected": sacrebleu.corpus_chrf(pred, [refs]).score,
         "ter_one_best": corpus_ter(best, refs),
         "ter_corrected": corpus_ter(pred, refs),
+        # `neko eval --tokenize TOK`: BLEU with sacrebleu's other tokenisers.
+        "bleu_corrected_by_tokenizer": {tok: sacrebleu.corpus_bleu(pred, [refs], tokenize=tok).score for tok in ("13a", "intl", "zh", "char", "none")},
         "one_best": [sum(x) for x in zip(*[wer_counts(r, b) for r, b in zip(refs, best)])],
         "corrected": [sum(x) for x in zip(*[wer_counts(r, p) for r, p in zip(refs, pred)])],
         # `neko eval --per-record`: each record's sentence chrF.
@@ -973,7 +1020,9 @@ def main():
 
     cases = wer_cases(rng, 300, 6)
     dump(os.path.join(args.out, "wer.json"), {"tools": tools, "cases": cases, "corpora": corpus_cases(cases)})
-    dump(os.path.join(args.out, "bleu.json"), {"tools": tools, "corpora": bleu_corpora(), "ter_cases": ter_cases(random.Random(20261128))})
+    dump(os.path.join(args.out, "bleu.json"), {
+        "tools": tools, "corpora": bleu_corpora(), "ter_cases": ter_cases(random.Random(20261128)), "tokenizers": tokenizer_cases(),
+    })
     dump(os.path.join(args.out, "gleu.json"), {"tools": tools, "corpora": gleu_corpora(), "edits": edit_corpora()})
     dump(os.path.join(args.out, "normalizers.json"), {"tools": tools} | normalizer_cases(args.data))
     dump(os.path.join(args.out, "cli.json"), {"tools": tools, "files": cli_fixtures(args.out)})

@@ -111,6 +111,18 @@ pub struct EvalArgs {
     #[arg(long, env = "NEKO_EVAL_PER_RECORD", value_name = "FILE")]
     pub per_record: Option<PathBuf>,
 
+    /// BLEU's tokeniser, as sacrebleu's `--tokenize`: 13a (mteval-v13a, the default), intl
+    /// (mteval-v14: Unicode punctuation and symbols apart), zh (Chinese characters apart, then
+    /// 13a; sacrebleu's choice for Chinese targets), char (every character), none (whitespace).
+    /// Named in the BLEU signature (`tok:intl`).
+    #[arg(
+        long,
+        env = "NEKO_EVAL_TOKENIZE",
+        default_value = "13a",
+        value_name = "TOK"
+    )]
+    pub tokenize: crate::metrics::bleu::Tokenizer,
+
     /// Largest record, in bytes, as `neko correct --max-record-bytes`; a longer one is unscored.
     #[arg(long, default_value_t = crate::record::DEFAULT_MAX_RECORD_BYTES, env = "NEKO_MAX_RECORD_BYTES", value_name = "N")]
     pub max_record_bytes: usize,
@@ -178,6 +190,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         }),
         per_record: args.per_record.is_some(),
         against,
+        bleu_tokenize: args.tokenize,
     };
     let mut report = eval::evaluate(&inputs, &settings);
     report.errors = errors;

@@ -38,6 +38,9 @@ pub enum BaselineError {
         now: String,
         then: String,
     },
+    /// BLEU was tokenised otherwise than in the baseline: its numbers do not compare.
+    #[error("BLEU tokenised with {now}, its baseline with {then}: not comparable (--tokenize {then} compares)")]
+    OtherTokenizer { now: String, then: String },
 }
 
 /// The outcome of a comparison.
@@ -111,6 +114,14 @@ pub fn compare(
     let mut changed: Vec<Changed> = Vec::new();
     for run in &current.runs {
         let base = matching_run(run, baseline)?;
+        let has_bleu =
+            |r: &Run| (r.files.iter()).any(|f| f.groups.first().is_some_and(|g| g.bleu.is_some()));
+        if run.bleu_tokenize != base.bleu_tokenize && has_bleu(run) && has_bleu(base) {
+            return Err(BaselineError::OtherTokenizer {
+                now: run.bleu_tokenize.clone(),
+                then: base.bleu_tokenize.clone(),
+            });
+        }
         let mut matched = Vec::new();
         for file in &run.files {
             match matching_file(file, run, base) {

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 pub use report::*;
 
-use crate::metrics::bleu::BleuStats;
+use crate::metrics::bleu::{BleuStats, Tokenizer};
 use crate::metrics::chrf::ChrfStats;
 use crate::metrics::edits::EditScore;
 use crate::metrics::gleu::{self, GleuStats};
@@ -99,6 +99,8 @@ pub struct Settings {
     /// Another system's output (`--against`): the paired bootstrap compares each file's
     /// records with this file's same records, instead of with their 1-best.
     pub against: Option<Input>,
+    /// BLEU's tokeniser (sacrebleu's `--tokenize`).
+    pub bleu_tokenize: Tokenizer,
 }
 
 /// One input file, read once and scored under every normaliser.
@@ -163,6 +165,7 @@ fn run(inputs: &[Input], settings: &Settings, normalizer: Option<&Normalizer>) -
         normalizer_label: signature::normalizer_label(used.normalizers.iter().cloned()),
         task: settings.task,
         group_by: settings.group_by.to_string(),
+        bleu_tokenize: settings.bleu_tokenize.to_string(),
         signatures: signature::signatures(&files, &used),
         files,
     }
@@ -228,8 +231,15 @@ fn score_file(
     } else {
         Vec::new()
     };
-    let scores = score_all(&scorable, normalizer, with_predictions, settings.per_record);
+    let scores = score_all(
+        &scorable,
+        normalizer,
+        with_predictions,
+        settings,
+        settings.per_record,
+    );
     let used = Used {
+        bleu_tokenize: settings.bleu_tokenize,
         normalizers: scores
             .iter()
             .map(|s| (s.task, s.normalizer.clone()))
@@ -242,7 +252,7 @@ fn score_file(
         let with_predictions = scorable.iter().any(|s| s.record.prediction.is_some());
         (
             base.path.as_str(),
-            score_all(&scorable, normalizer, with_predictions, false),
+            score_all(&scorable, normalizer, with_predictions, settings, false),
         )
     });
     let base = (base_scores.as_ref()).map(|(path, scores)| against::Base::new(path, scores));
@@ -335,6 +345,7 @@ fn score_all(
     scorable: &[Scorable<'_>],
     normalizer: Option<&Normalizer>,
     with_predictions: bool,
+    settings: &Settings,
     per_record: bool,
 ) -> Vec<RecordScore> {
     scorable
@@ -344,7 +355,8 @@ fn score_all(
             let n = normalizer
                 .cloned()
                 .unwrap_or_else(|| Normalizer::default_for(s.task));
-            score_record(s, position, &n, with_predictions, per_record)
+            let tok = settings.bleu_tokenize;
+            score_record(s, position, &n, with_predictions, tok, per_record)
         })
         .collect()
 }
@@ -423,6 +435,7 @@ fn score_record(
     position: usize,
     n: &Normalizer,
     with_predictions: bool,
+    tokenizer: Tokenizer,
     per_record: bool,
 ) -> RecordScore {
     let references: Vec<String> = s.references.iter().map(|r| n.apply(r)).collect();
@@ -464,7 +477,11 @@ fn score_record(
         corrected: pred_w.as_ref().map(|p| align::counts(&ref_w, p)),
         cer_one_best: chars(&hyps[0]),
         cer_corrected: prediction.as_deref().map(chars),
-        bleu: translation.then(|| both(&hyps[0], pred, |h| BleuStats::segment_refs(h, &refs))),
+        bleu: translation.then(|| {
+            both(&hyps[0], pred, |h| {
+                BleuStats::segment_with(tokenizer, h, &refs)
+            })
+        }),
         chrf: translation.then(|| both(&hyps[0], pred, |h| ChrfStats::segment_refs(h, &refs))),
         ter: translation.then(|| both(&hyps[0], pred, |h| TerStats::segment_refs(h, &refs))),
         gleu: gec.then(|| {
@@ -655,16 +672,18 @@ fn pair_of<S: Default + std::ops::AddAssign + Copy>(
     })
 }
 
-/// What a file's scores used, for the signatures: each task's normaliser, and each task's
-/// numbers of references.
+/// What a file's scores used, for the signatures: BLEU's tokeniser, each task's normaliser,
+/// and each task's numbers of references.
 #[derive(Default)]
 pub struct Used {
+    pub bleu_tokenize: Tokenizer,
     pub normalizers: BTreeSet<(Task, String)>,
     pub references: BTreeSet<(Task, usize)>,
 }
 
 impl Used {
     fn extend(&mut self, other: Used) {
+        self.bleu_tokenize = other.bleu_tokenize;
         self.normalizers.extend(other.normalizers);
         self.references.extend(other.references);
     }

@@ -41,10 +41,17 @@ pub struct Run {
     pub task: Option<Task>,
     /// How records were grouped inside files.
     pub group_by: String,
+    /// BLEU's tokeniser (reports written before it could be chosen: `13a`).
+    #[serde(default = "default_bleu_tokenize")]
+    pub bleu_tokenize: String,
     /// Per-file results, in the order given.
     pub files: Vec<FileReport>,
     /// One signature per metric family present (`wer`, `cer`, `bleu`, `chrf`, `ter`, `gleu`, `edits`).
     pub signatures: Vec<String>,
+}
+
+fn default_bleu_tokenize() -> String {
+    crate::metrics::bleu::Tokenizer::default().to_string()
 }
 
 /// The scores of one file.

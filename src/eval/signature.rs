@@ -78,8 +78,9 @@ pub fn signatures(files: &[FileReport], used: &Used) -> Vec<String> {
         let n = norm_of(&[Task::St, Task::Mt]);
         let refs = refs_of(&[Task::St, Task::Mt]);
         out.push(format!(
-            "{}|case:mixed|eff:no|tok:13a|smooth:exp|compat:sacrebleu-2.5.1",
-            common("bleu", &n, &refs)
+            "{}|case:mixed|eff:no|tok:{}|smooth:exp|compat:sacrebleu-2.5.1",
+            common("bleu", &n, &refs),
+            used.bleu_tokenize
         ));
         out.push(format!(
             "{}|case:mixed|eff:yes|nc:6|nw:0|space:no|compat:sacrebleu-2.5.1",
@@ -128,6 +129,7 @@ mod tests {
     #[test]
     fn names_the_number_of_references_per_metric() {
         let used = Used {
+            bleu_tokenize: Default::default(),
             normalizers: [(Task::Mt, "none@1".to_string())].into(),
             references: [(Task::Mt, 1), (Task::Mt, 3)].into(),
         };

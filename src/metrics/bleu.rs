@@ -1,8 +1,13 @@
 //! Corpus BLEU as sacrebleu 2.x computes it by default: the `13a` tokeniser (mteval-v13a),
 //! n-grams up to 4, mixed case, brevity penalty against the reference (with several, the one
 //! closest in length), and `exp` smoothing (Chen & Cherry 2014, method 3, as in mteval-v13a).
+//! sacrebleu's other language-independent tokenisers are here too ([`Tokenizer`]): `intl`
+//! (mteval-v14's Unicode punctuation and symbols), `zh` (Chinese characters apart), `char` and
+//! `none`.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -37,11 +42,16 @@ impl BleuStats {
     /// n-gram is clipped by its largest count in any reference, and the reference length is
     /// the one closest to the hypothesis length (the shorter on a tie).
     pub fn segment_refs(hypothesis: &str, references: &[&str]) -> Self {
-        let hyp = tokenize_13a(pychar::rstrip(hypothesis));
+        Self::segment_with(Tokenizer::default(), hypothesis, references)
+    }
+
+    /// [`BleuStats::segment_refs`] with another of sacrebleu's tokenisers.
+    pub fn segment_with(tokenizer: Tokenizer, hypothesis: &str, references: &[&str]) -> Self {
+        let hyp = tokenizer.apply(pychar::rstrip(hypothesis));
         let hyp = words(&hyp);
         let refs: Vec<String> = references
             .iter()
-            .map(|r| tokenize_13a(pychar::rstrip(r)))
+            .map(|r| tokenizer.apply(pychar::rstrip(r)))
             .collect();
         let ref_words: Vec<Vec<&str>> = refs.iter().map(|r| words(r)).collect();
         let mut ref_counts: HashMap<&[&str], u64> = HashMap::new();
@@ -162,6 +172,80 @@ fn ngram_counts<'a>(tokens: &'a [&'a str]) -> HashMap<&'a [&'a str], u64> {
     counts
 }
 
+/// sacrebleu's BLEU tokenisers (its `--tokenize`), named as its signature names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Tokenizer {
+    /// mteval-v13a, sacrebleu's default.
+    #[default]
+    Mteval13a,
+    /// mteval-v14's international tokenisation: Unicode punctuation and symbols apart.
+    Intl,
+    /// Chinese characters apart, then 13a's rules (sacrebleu's default for Chinese targets).
+    Zh,
+    /// Every character a token.
+    Char,
+    /// Whitespace only.
+    None,
+}
+
+impl Tokenizer {
+    pub const ALL: [Tokenizer; 5] = [
+        Tokenizer::Mteval13a,
+        Tokenizer::Intl,
+        Tokenizer::Zh,
+        Tokenizer::Char,
+        Tokenizer::None,
+    ];
+
+    /// The name on the command line and in the signature (`tok:13a`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Tokenizer::Mteval13a => "13a",
+            Tokenizer::Intl => "intl",
+            Tokenizer::Zh => "zh",
+            Tokenizer::Char => "char",
+            Tokenizer::None => "none",
+        }
+    }
+
+    /// The tokenised line, tokens separated by spaces.
+    pub fn apply(self, line: &str) -> String {
+        match self {
+            Tokenizer::Mteval13a => tokenize_13a(line),
+            Tokenizer::Intl => tokenize_intl(line),
+            Tokenizer::Zh => tokenize_zh(line),
+            Tokenizer::Char => {
+                let chars: Vec<String> = line.chars().map(String::from).collect();
+                chars.join(" ")
+            }
+            Tokenizer::None => line.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Tokenizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Tokenizer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        Tokenizer::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Tokenizer::ALL.iter().map(|t| t.name()).collect();
+                format!(
+                    "unknown BLEU tokeniser `{s}` (expected {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 // The four substitutions of sacrebleu's `TokenizerRegexp`, in order.
 static SYMBOLS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"([\{-~\[-`\x20-&\(-\+:-@/])").unwrap());
@@ -184,12 +268,79 @@ pub fn tokenize_13a(line: &str) -> String {
             .replace("&lt;", "<")
             .replace("&gt;", ">");
     }
-    let line = format!(" {line} ");
-    let line = SYMBOLS.replace_all(&line, " ${1} ");
+    tokenize_regexp(&format!(" {line} "))
+}
+
+/// sacrebleu's `TokenizerRegexp`, what `13a` and `zh` end with.
+fn tokenize_regexp(line: &str) -> String {
+    let line = SYMBOLS.replace_all(line, " ${1} ");
     let line = PERIOD_COMMA_AFTER.replace_all(&line, "${1} ${2} ");
     let line = PERIOD_COMMA_BEFORE.replace_all(&line, " ${1} ${2}");
     let line = DASH_AFTER_DIGIT.replace_all(&line, "${1} ${2} ");
     words(&line).join(" ")
+}
+
+// mteval-v14's international rules, as sacrebleu's `intl` applies them, in order.
+static PUNCT_AFTER_NON_DIGIT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(\P{N})(\p{P})").unwrap());
+static PUNCT_BEFORE_NON_DIGIT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(\p{P})(\P{N})").unwrap());
+static SYMBOL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(\p{S})").unwrap());
+
+/// sacrebleu's `intl` tokeniser (mteval-v14 `--international-tokenization`): punctuation
+/// apart unless between digits, symbols apart.
+pub fn tokenize_intl(line: &str) -> String {
+    let line = PUNCT_AFTER_NON_DIGIT.replace_all(line, "${1} ${2} ");
+    let line = PUNCT_BEFORE_NON_DIGIT.replace_all(&line, " ${1} ${2}");
+    let line = SYMBOL.replace_all(&line, " ${1} ");
+    words(&line).join(" ")
+}
+
+/// The code points sacrebleu's `zh` tokeniser puts apart. Two of its ranges are written
+/// `u'\u20000'` and `u'\u2f800'` (five hex digits where Python reads four and a `0`), so
+/// string comparison makes them U+2001..=U+2A6D and U+2F81..=U+2FA1 (general punctuation,
+/// arrows, mathematical operators among them) rather than the CJK extensions meant; kept, as
+/// the numbers must be sacrebleu's.
+const ZH_RANGES: [(u32, u32); 22] = [
+    (0x3400, 0x4db5),
+    (0x4e00, 0x9fa5),
+    (0x9fa6, 0x9fbb),
+    (0xf900, 0xfa2d),
+    (0xfa30, 0xfa6a),
+    (0xfa70, 0xfad9),
+    (0x2001, 0x2a6d),
+    (0x2f81, 0x2fa1),
+    (0xff00, 0xffef),
+    (0x2e80, 0x2eff),
+    (0x3000, 0x303f),
+    (0x31c0, 0x31ef),
+    (0x2f00, 0x2fdf),
+    (0x2ff0, 0x2fff),
+    (0x3100, 0x312f),
+    (0x31a0, 0x31bf),
+    (0xfe10, 0xfe1f),
+    (0xfe30, 0xfe4f),
+    (0x2600, 0x26ff),
+    (0x2700, 0x27bf),
+    (0x3200, 0x32ff),
+    (0x3300, 0x33ff),
+];
+
+/// sacrebleu's `zh` tokeniser: each Chinese character a token, then 13a's rules (without
+/// 13a's entity unescaping).
+pub fn tokenize_zh(line: &str) -> String {
+    let mut out = String::with_capacity(line.len() * 2);
+    for c in line.trim_matches(pychar::is_space).chars() {
+        let cp = c as u32;
+        if ZH_RANGES.iter().any(|&(lo, hi)| (lo..=hi).contains(&cp)) {
+            out.push(' ');
+            out.push(c);
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    tokenize_regexp(&out)
 }
 
 #[cfg(test)]

@@ -251,6 +251,44 @@ fn translation_scores_match_sacrebleu() {
     assert!(text.contains("corr.TER"), "{text}");
 }
 
+/// `--tokenize TOK` scores BLEU with sacrebleu's other tokenisers, says so in the signature,
+/// and a baseline scored with another tokeniser is not compared.
+#[test]
+fn bleu_tokenisers_on_the_command_line_match_sacrebleu() {
+    let want = &expected()["files"]["mt.jsonl"]["bleu_corrected_by_tokenizer"];
+    let mt = records("mt.jsonl");
+    for (tok, theirs) in want.as_object().unwrap() {
+        let report = json(&["--tokenize", tok, &mt]);
+        let g = &report["runs"][0]["files"][0]["groups"][0];
+        assert_close(&g["bleu"]["corrected"]["score"], theirs, tok);
+        let sigs = report["runs"][0]["signatures"].to_string();
+        assert!(sigs.contains(&format!("|tok:{tok}|smooth:exp|")), "{sigs}");
+        assert_eq!(report["runs"][0]["bleu_tokenize"], tok.as_str());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = temp_json(dir.path(), "base.json", &json(&[&mt]));
+    let o = run(
+        &[
+            "--baseline",
+            base.to_str().unwrap(),
+            "--tokenize",
+            "intl",
+            &mt,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("BLEU tokenised with intl, its baseline with 13a"),
+        "{}",
+        stderr(&o)
+    );
+    fails_saying(
+        &["--tokenize", "ja-mecab", &mt],
+        "unknown BLEU tokeniser `ja-mecab`",
+    );
+}
+
 /// The MT fixture written as `fairseq-generate` output (its N-bests as `H` and `D` lines, its
 /// references as `T` lines, sentences out of order, a log line and the closing score) and as a
 /// Moses N-best list with the references apart: both score the 1-bests as sacrebleu did.

@@ -4,7 +4,7 @@
 //! (edit counts, exactly) and openai-whisper's normalisers (strings, exactly).
 
 use neko::eval::records::Alignment;
-use neko::metrics::bleu::{tokenize_13a, BleuStats};
+use neko::metrics::bleu::{tokenize_13a, BleuStats, Tokenizer};
 use neko::metrics::chrf::ChrfStats;
 use neko::metrics::edits::EditScore;
 use neko::metrics::gleu::GleuStats;
@@ -255,6 +255,47 @@ fn ter_matches_sacrebleu() {
         sig.starts_with("nrefs:1|case:lc|tok:tercom|norm:no|punct:yes|asian:no|"),
         "{sig}"
     );
+}
+
+/// sacrebleu's other BLEU tokenisers: every line tokenised to the same string (Chinese,
+/// Japanese, full-width, symbols, the `zh` ranges sacrebleu mistypes, entities), and corpus
+/// BLEU with each.
+#[test]
+fn bleu_tokenisers_match_sacrebleu() {
+    let fx = load("bleu.json");
+    let cases = fx["tokenizers"].as_array().unwrap();
+    assert_eq!(cases.len(), Tokenizer::ALL.len());
+    for case in cases {
+        let name = case["tokenize"].as_str().unwrap();
+        let tok: Tokenizer = name.parse().unwrap();
+        assert_eq!(tok.name(), name);
+        for (line, want) in strings(&case["lines"])
+            .iter()
+            .zip(strings(&case["tokenized"]))
+        {
+            let rstripped = line.trim_end_matches(char::is_whitespace);
+            assert_eq!(tok.apply(rstripped), want, "{name}: {line:?}");
+        }
+        let mut b = BleuStats::default();
+        for (h, r) in strings(&case["hypotheses"])
+            .iter()
+            .zip(strings(&case["references"]))
+        {
+            b += BleuStats::segment_with(tok, h, &[r]);
+        }
+        let theirs = case["bleu"].as_f64().unwrap();
+        assert!(
+            (b.score() - theirs).abs() < 1e-9,
+            "{name}: {} vs {theirs}",
+            b.score()
+        );
+        let sig = case["signature"].as_str().unwrap();
+        assert!(sig.contains(&format!("|tok:{name}|")), "{sig}");
+    }
+    assert!("ja-mecab"
+        .parse::<Tokenizer>()
+        .unwrap_err()
+        .contains("13a, intl, zh, char, none"));
 }
 
 #[test]
