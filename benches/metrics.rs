@@ -36,6 +36,7 @@ fn settings(normalizer: &str) -> Settings {
         per_record: false,
         against: None,
         bleu_tokenize: Default::default(),
+        chrf_word_order: 0,
     }
 }
 

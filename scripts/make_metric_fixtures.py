@@ -2,7 +2,7 @@
 """Reference numbers for neko's metric tests, computed with the tools neko must agree with.
 
 - WER / CER hits, substitutions, deletions, insertions: jiwer (rapidfuzz alignment).
-- BLEU, chrF and TER: sacrebleu (13a tokeniser, exp smoothing; chrF2 defaults; TER's defaults:
+- BLEU, chrF (and chrF++) and TER: sacrebleu (13a tokeniser, exp smoothing; chrF2 defaults; TER's defaults:
   lower-cased, Tercom shifts), TER also on random sentences with moved blocks (ter_cases).
 - GLEU: the `gleu` package (a reimplementation of the JFLEG / GLEU+ scorer), cross-checked here
   against a transcription of JFLEG's gleu.py; with several references (records/gec-multi.*),
@@ -223,6 +223,7 @@ def bleu_entry(name, hyps, refs):
         "sys_len": b.sys_len,
         "ref_len": b.ref_len,
         "chrf": c.score,
+        "chrf_pp": sacrebleu.CHRF(word_order=2).corpus_score(hyps, [refs]).score,
         "ter": t.score,
         "ter_edits": t.num_edits,
         "ter_ref_length": t.ref_length,
@@ -359,6 +360,8 @@ def ter_cases(rng):
             "name": name, "hypothesis": hyp, "references": refs, "ter": t.score, "edits": t.num_edits, "ref_length": t.ref_length,
             # Short sentences and several references: sentence BLEU's effective order.
             "sentence_bleu": sacrebleu.sentence_bleu(hyp, refs).score,
+            # chrF++ (word unigrams and bigrams) with its choice among references.
+            "chrf_pp": sacrebleu.CHRF(word_order=2).sentence_score(hyp, refs).score,
         })
     return out
 
@@ -788,6 +791,7 @@ def cli_fixtures(out_dir):
         "chrf_corrected": sacrebleu.corpus_chrf(pred, [refs]).score,
         "ter_one_best": corpus_ter(best, refs),
         "ter_corrected": corpus_ter(pred, refs),
+        "chrf_pp_corrected": sacrebleu.CHRF(word_order=2).corpus_score(pred, [refs]).score,
         # `neko eval --tokenize TOK`: BLEU with sacrebleu's other tokenisers.
         "bleu_corrected_by_tokenizer": {tok: sacrebleu.corpus_bleu(pred, [refs], tokenize=tok).score for tok in ("13a", "intl", "zh", "char", "none")},
         "one_best": [sum(x) for x in zip(*[wer_counts(r, b) for r, b in zip(refs, best)])],
@@ -891,6 +895,7 @@ def multi_reference_fixtures(rec_dir):
         "bleu_ref_len": sacrebleu.corpus_bleu(pred, streams).ref_len,
         "chrf_one_best": sacrebleu.corpus_chrf(best, streams).score,
         "chrf_corrected": sacrebleu.corpus_chrf(pred, streams).score,
+        "chrf_pp_corrected": sacrebleu.CHRF(word_order=2).corpus_score(pred, streams).score,
         "ter_one_best": sacrebleu.corpus_ter(best, streams).score,
         "ter_corrected": sacrebleu.corpus_ter(pred, streams).score,
         # WER and CER score the first reference.

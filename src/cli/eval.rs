@@ -123,6 +123,13 @@ pub struct EvalArgs {
     )]
     pub tokenize: crate::metrics::bleu::Tokenizer,
 
+    /// chrF's word n-gram order, as sacrebleu's `--chrf-word-order`: 0 (chrF, the default) or 2
+    /// (chrF++: word unigrams and bigrams beside the character n-grams). Named in the chrF
+    /// signature (`nw:2`).
+    #[arg(long, env = "NEKO_EVAL_CHRF_WORD_ORDER", default_value_t = 0, value_name = "N",
+          value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub chrf_word_order: u8,
+
     /// Largest record, in bytes, as `neko correct --max-record-bytes`; a longer one is unscored.
     #[arg(long, default_value_t = crate::record::DEFAULT_MAX_RECORD_BYTES, env = "NEKO_MAX_RECORD_BYTES", value_name = "N")]
     pub max_record_bytes: usize,
@@ -191,6 +198,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         per_record: args.per_record.is_some(),
         against,
         bleu_tokenize: args.tokenize,
+        chrf_word_order: args.chrf_word_order.into(),
     };
     let mut report = eval::evaluate(&inputs, &settings);
     report.errors = errors;

@@ -38,9 +38,17 @@ pub enum BaselineError {
         now: String,
         then: String,
     },
-    /// BLEU was tokenised otherwise than in the baseline: its numbers do not compare.
-    #[error("BLEU tokenised with {now}, its baseline with {then}: not comparable (--tokenize {then} compares)")]
-    OtherTokenizer { now: String, then: String },
+    /// A metric was computed with other settings than in the baseline (BLEU's tokeniser,
+    /// chrF's word order): its numbers do not compare.
+    #[error(
+        "{metric} scored with {now}, its baseline with {then}: not comparable ({flag} compares)"
+    )]
+    OtherSetting {
+        metric: &'static str,
+        now: String,
+        then: String,
+        flag: String,
+    },
 }
 
 /// The outcome of a comparison.
@@ -114,14 +122,7 @@ pub fn compare(
     let mut changed: Vec<Changed> = Vec::new();
     for run in &current.runs {
         let base = matching_run(run, baseline)?;
-        let has_bleu =
-            |r: &Run| (r.files.iter()).any(|f| f.groups.first().is_some_and(|g| g.bleu.is_some()));
-        if run.bleu_tokenize != base.bleu_tokenize && has_bleu(run) && has_bleu(base) {
-            return Err(BaselineError::OtherTokenizer {
-                now: run.bleu_tokenize.clone(),
-                then: base.bleu_tokenize.clone(),
-            });
-        }
+        same_settings(run, base)?;
         let mut matched = Vec::new();
         for file in &run.files {
             match matching_file(file, run, base) {
@@ -170,6 +171,33 @@ fn signature_change(then: &Option<String>, now: &Option<String>) -> Vec<String> 
             vec![format!("signature: {} → {}", side(a), side(b))]
         }
     }
+}
+
+/// BLEU and chrF, where both runs have them, computed the same way.
+fn same_settings(run: &Run, base: &Run) -> Result<(), BaselineError> {
+    // BLEU and chrF come together (ST/MT records).
+    let translated =
+        |r: &Run| (r.files.iter()).any(|f| f.groups.first().is_some_and(|g| g.bleu.is_some()));
+    if !(translated(run) && translated(base)) {
+        return Ok(());
+    }
+    if run.bleu_tokenize != base.bleu_tokenize {
+        return Err(BaselineError::OtherSetting {
+            metric: "BLEU",
+            now: format!("tok:{}", run.bleu_tokenize),
+            then: format!("tok:{}", base.bleu_tokenize),
+            flag: format!("--tokenize {}", base.bleu_tokenize),
+        });
+    }
+    if run.chrf_word_order != base.chrf_word_order {
+        return Err(BaselineError::OtherSetting {
+            metric: "chrF",
+            now: format!("nw:{}", run.chrf_word_order),
+            then: format!("nw:{}", base.chrf_word_order),
+            flag: format!("--chrf-word-order {}", base.chrf_word_order),
+        });
+    }
+    Ok(())
 }
 
 fn matching_run<'b>(run: &Run, baseline: &'b Report) -> Result<&'b Run, BaselineError> {

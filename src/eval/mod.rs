@@ -101,6 +101,8 @@ pub struct Settings {
     pub against: Option<Input>,
     /// BLEU's tokeniser (sacrebleu's `--tokenize`).
     pub bleu_tokenize: Tokenizer,
+    /// chrF's word n-gram order (2: chrF++; sacrebleu's `--chrf-word-order`).
+    pub chrf_word_order: usize,
 }
 
 /// One input file, read once and scored under every normaliser.
@@ -166,6 +168,7 @@ fn run(inputs: &[Input], settings: &Settings, normalizer: Option<&Normalizer>) -
         task: settings.task,
         group_by: settings.group_by.to_string(),
         bleu_tokenize: settings.bleu_tokenize.to_string(),
+        chrf_word_order: settings.chrf_word_order,
         signatures: signature::signatures(&files, &used),
         files,
     }
@@ -240,6 +243,7 @@ fn score_file(
     );
     let used = Used {
         bleu_tokenize: settings.bleu_tokenize,
+        chrf_word_order: settings.chrf_word_order,
         normalizers: scores
             .iter()
             .map(|s| (s.task, s.normalizer.clone()))
@@ -355,8 +359,7 @@ fn score_all(
             let n = normalizer
                 .cloned()
                 .unwrap_or_else(|| Normalizer::default_for(s.task));
-            let tok = settings.bleu_tokenize;
-            score_record(s, position, &n, with_predictions, tok, per_record)
+            score_record(s, position, &n, with_predictions, settings, per_record)
         })
         .collect()
 }
@@ -435,9 +438,10 @@ fn score_record(
     position: usize,
     n: &Normalizer,
     with_predictions: bool,
-    tokenizer: Tokenizer,
+    settings: &Settings,
     per_record: bool,
 ) -> RecordScore {
+    let (tokenizer, word_order) = (settings.bleu_tokenize, settings.chrf_word_order);
     let references: Vec<String> = s.references.iter().map(|r| n.apply(r)).collect();
     let refs: Vec<&str> = references.iter().map(String::as_str).collect();
     let reference = refs[0];
@@ -482,7 +486,11 @@ fn score_record(
                 BleuStats::segment_with(tokenizer, h, &refs)
             })
         }),
-        chrf: translation.then(|| both(&hyps[0], pred, |h| ChrfStats::segment_refs(h, &refs))),
+        chrf: translation.then(|| {
+            both(&hyps[0], pred, |h| {
+                ChrfStats::segment_with(word_order, h, &refs)
+            })
+        }),
         ter: translation.then(|| both(&hyps[0], pred, |h| TerStats::segment_refs(h, &refs))),
         gleu: gec.then(|| {
             both(&hyps[0], pred, |h| {
@@ -672,11 +680,12 @@ fn pair_of<S: Default + std::ops::AddAssign + Copy>(
     })
 }
 
-/// What a file's scores used, for the signatures: BLEU's tokeniser, each task's normaliser,
+/// What a file's scores used, for the signatures: BLEU's tokeniser, chrF's word order, each task's normaliser,
 /// and each task's numbers of references.
 #[derive(Default)]
 pub struct Used {
     pub bleu_tokenize: Tokenizer,
+    pub chrf_word_order: usize,
     pub normalizers: BTreeSet<(Task, String)>,
     pub references: BTreeSet<(Task, usize)>,
 }
@@ -684,6 +693,7 @@ pub struct Used {
 impl Used {
     fn extend(&mut self, other: Used) {
         self.bleu_tokenize = other.bleu_tokenize;
+        self.chrf_word_order = other.chrf_word_order;
         self.normalizers.extend(other.normalizers);
         self.references.extend(other.references);
     }

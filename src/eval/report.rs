@@ -44,6 +44,9 @@ pub struct Run {
     /// BLEU's tokeniser (reports written before it could be chosen: `13a`).
     #[serde(default = "default_bleu_tokenize")]
     pub bleu_tokenize: String,
+    /// chrF's word n-gram order: 0 chrF, 2 chrF++ (older reports: 0).
+    #[serde(default)]
+    pub chrf_word_order: usize,
     /// Per-file results, in the order given.
     pub files: Vec<FileReport>,
     /// One signature per metric family present (`wer`, `cer`, `bleu`, `chrf`, `ter`, `gleu`, `edits`).

@@ -83,8 +83,9 @@ pub fn signatures(files: &[FileReport], used: &Used) -> Vec<String> {
             used.bleu_tokenize
         ));
         out.push(format!(
-            "{}|case:mixed|eff:yes|nc:6|nw:0|space:no|compat:sacrebleu-2.5.1",
-            common("chrf", &n, &refs)
+            "{}|case:mixed|eff:yes|nc:6|nw:{}|space:no|compat:sacrebleu-2.5.1",
+            common("chrf", &n, &refs),
+            used.chrf_word_order
         ));
         // sacrebleu's TER defaults: lower-cased, no Tercom normalisation, punctuation kept.
         out.push(format!(
@@ -130,6 +131,7 @@ mod tests {
     fn names_the_number_of_references_per_metric() {
         let used = Used {
             bleu_tokenize: Default::default(),
+            chrf_word_order: 0,
             normalizers: [(Task::Mt, "none@1".to_string())].into(),
             references: [(Task::Mt, 1), (Task::Mt, 3)].into(),
         };

@@ -231,9 +231,11 @@ fn translation_table(run: &Run, labels: &Labels) -> Table {
         .iter()
         .flat_map(|f| &f.groups)
         .any(|g| g.bleu.as_ref().is_some_and(|b| b.corrected.is_some()));
-    let mut header = vec!["file", "records", "BLEU", "chrF", "TER"];
+    let chrf = chrf_name(run);
+    let corr_chrf = format!("corr.{chrf}");
+    let mut header = vec!["file", "records", "BLEU", &chrf, "TER"];
     if corrected {
-        header.extend(["corr.BLEU", "corr.chrF", "corr.TER"]);
+        header.extend(["corr.BLEU", &corr_chrf, "corr.TER"]);
     }
     let mut t = Table::new(&header);
     for f in &run.files {
@@ -257,6 +259,11 @@ fn translation_table(run: &Run, labels: &Labels) -> Table {
         }
     }
     t
+}
+
+/// chrF, or chrF++ with word bigrams (sacrebleu's name: a `+` per word order).
+fn chrf_name(run: &Run) -> String {
+    format!("chrF{}", "+".repeat(run.chrf_word_order))
 }
 
 fn gec_table(run: &Run, labels: &Labels) -> Table {
@@ -293,6 +300,7 @@ fn gec_table(run: &Run, labels: &Labels) -> Table {
 
 fn significance_table(run: &Run, labels: &Labels) -> Table {
     let mut t = Table::new(&["file", "metric", "change", "95% interval", "P(better)"]);
+    let chrf = chrf_name(run);
     for f in &run.files {
         for (i, g) in f.groups.iter().enumerate() {
             let Some(s) = &g.significance else { continue };
@@ -300,7 +308,7 @@ fn significance_table(run: &Run, labels: &Labels) -> Table {
                 ("WER", Some(s.wer)),
                 ("CER", Some(s.cer)),
                 ("BLEU", s.bleu),
-                ("chrF", s.chrf),
+                (chrf.as_str(), s.chrf),
                 ("TER", s.ter),
                 ("GLEU", s.gleu),
             ];

@@ -279,7 +279,7 @@ fn bleu_tokenisers_on_the_command_line_match_sacrebleu() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(
-        stderr(&o).contains("BLEU tokenised with intl, its baseline with 13a"),
+        stderr(&o).contains("BLEU scored with tok:intl, its baseline with tok:13a: not comparable (--tokenize 13a compares)"),
         "{}",
         stderr(&o)
     );
@@ -287,6 +287,45 @@ fn bleu_tokenisers_on_the_command_line_match_sacrebleu() {
         &["--tokenize", "ja-mecab", &mt],
         "unknown BLEU tokeniser `ja-mecab`",
     );
+}
+
+/// `--chrf-word-order 2` is chrF++ as sacrebleu computes it (one and three references), named
+/// in the signature and the table; a baseline of plain chrF is not compared with it.
+#[test]
+fn chrf_plus_plus_matches_sacrebleu() {
+    for file in ["mt.jsonl", "mt-multi.jsonl"] {
+        let want = &expected()["files"][file]["chrf_pp_corrected"];
+        let report = json(&["--chrf-word-order", "2", &records(file)]);
+        let g = &report["runs"][0]["files"][0]["groups"][0];
+        assert_close(&g["chrf"]["corrected"]["score"], want, file);
+        let sigs = report["runs"][0]["signatures"].to_string();
+        assert!(sigs.contains("|nc:6|nw:2|"), "{sigs}");
+    }
+    let mt = records("mt.jsonl");
+    let text = stdout(&run(&["--chrf-word-order", "2", &mt], &[]));
+    assert!(text.contains("corr.chrF++"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let base = temp_json(dir.path(), "base.json", &json(&[&mt]));
+    let o = run(
+        &[
+            "--baseline",
+            base.to_str().unwrap(),
+            "--chrf-word-order",
+            "2",
+            &mt,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("chrF scored with nw:2, its baseline with nw:0"),
+        "{}",
+        stderr(&o)
+    );
+    // Plain chrF's statistics carry no word orders (reports written before chrF++ read back).
+    let plain = json(&[&mt]);
+    let stats = &plain["runs"][0]["files"][0]["groups"][0]["chrf"]["corrected"]["stats"];
+    assert!(stats.get("words").is_none(), "{stats}");
 }
 
 /// The MT fixture written as `fairseq-generate` output (its N-bests as `H` and `D` lines, its

@@ -189,6 +189,12 @@ fn bleu_and_chrf_match_sacrebleu() {
             corpus["chrf"].as_f64().unwrap(),
             &format!("{name}: chrF"),
         );
+        let mut pp = ChrfStats::default();
+        for (h, r) in hyps.iter().zip(&refs) {
+            pp += ChrfStats::segment_with(2, h, &[r]);
+        }
+        let theirs = corpus["chrf_pp"].as_f64().unwrap();
+        assert!((pp.score() - theirs).abs() < 1e-9, "{name}: chrF++");
         // One pair alone: sacrebleu's `sentence_bleu` too (effective order).
         if let Some(sentence) = corpus.get("sentence_bleu") {
             let theirs = sentence.as_f64().unwrap();
@@ -235,6 +241,8 @@ fn ter_matches_sacrebleu() {
         close(t.score(), &case["ter"], name);
         let bleu = BleuStats::segment_refs(case["hypothesis"].as_str().unwrap(), &refs);
         close(bleu.sentence_score(), &case["sentence_bleu"], name);
+        let pp = ChrfStats::segment_with(2, case["hypothesis"].as_str().unwrap(), &refs);
+        close(pp.score(), &case["chrf_pp"], name);
         // Cases Levenshtein alone would score higher: shifts were taken.
         let plain = refs
             .iter()
