@@ -33,6 +33,7 @@ fn settings(normalizer: &str) -> Settings {
         normalizers: vec![normalizer.parse::<Normalizer>().unwrap()],
         group_by: GroupBy::Auto,
         paired_bs: None,
+        confidence: None,
         per_record: false,
         against: None,
         bleu_tokenize: Default::default(),

@@ -840,6 +840,17 @@ def cli_fixtures(out_dir):
         "chrf": (lambda _s, h, r: sacrebleu.corpus_chrf(h, [r]).score, True),
         "ter": (lambda _s, h, r: corpus_ter(h, r), False),
     }, before=[b["prediction"] for b in base])
+    expected["mt.jsonl"]["confidence"] = confidence_fixture(mt, {
+        "wer": (corpus_rate(wer_counts), None),
+        "cer": (corpus_rate(cer_counts), None),
+        "bleu": (lambda _s, h, r: sacrebleu.corpus_bleu(h, [r]).score, None),
+        "chrf": (lambda _s, h, r: sacrebleu.corpus_chrf(h, [r]).score, None),
+        "ter": (lambda _s, h, r: corpus_ter(h, r), None),
+    })
+    gec_multi = [json.loads(line) for line in open(os.path.join(rec_dir, "gec-multi.jsonl"))]
+    expected["gec-multi.jsonl"]["confidence"] = confidence_fixture(gec_multi, {
+        "gleu": (lambda s, h, r: gleu_package(s, h, r), gleu_draw_refs([m["output"] for m in gec_multi])),
+    })
     expected["gec.jsonl"]["bootstrap"] = bootstrap_fixture(gec, {
         "wer": (corpus_rate(wer_counts), False),
         "gleu": (lambda s, h, r: gleu_package(s, h, r), True),
@@ -992,6 +1003,42 @@ def bootstrap_fixture(records, metrics, resamples=200, seed=12345, before=None):
             "p_better": sum(d > 0 if higher else d < 0 for d in deltas) / resamples,
         }
     return out
+
+
+def confidence_fixture(records, metrics, resamples=200, seed=12345):
+    """`neko eval --confidence --paired-bs-n 200`: each metric of the 1-best and of the
+    predictions scored on neko's resamples by the reference tool, the spread as sacrebleu's
+    `--confidence` computes it (`sacrebleu.significance.estimate_ci`). A metric given as
+    `(score, refs_of)` scores resample r with `refs_of(r, idx)` as its references."""
+    import numpy as np
+    from sacrebleu.significance import estimate_ci
+
+    src = [m["input"][0] for m in records]
+    sides = {"one_best": src, "corrected": [m["prediction"] for m in records]}
+    refs = [m["output"] for m in records]
+    samples = [bootstrap_draws(seed, r, len(records)) for r in range(resamples)]
+    out = {"resamples": resamples, "seed": seed}
+    for name, (score, refs_of) in metrics.items():
+        out[name] = {}
+        for side, texts in sides.items():
+            scores = []
+            for r, idx in enumerate(samples):
+                s_, t_ = [src[i] for i in idx], [texts[i] for i in idx]
+                r_ = refs_of(r, idx) if refs_of else [refs[i] for i in idx]
+                scores.append(score(s_, t_, r_))
+            mean, ci = estimate_ci(np.array(scores))
+            out[name][side] = {"mean": float(mean), "ci": float(ci)}
+    return out
+
+
+def gleu_draw_refs(refs):
+    """Resample r's references for GLEU with several: GLEU+'s draw r mod 500, per record."""
+    def refs_of(r, idx):
+        random.seed((r % 500) * 101, version=1)
+        pick = [int(random.random() * len(rs)) for rs in refs]
+        return [refs[i][pick[i]] for i in idx]
+
+    return refs_of
 
 
 def corpus_rate(counts_of):

@@ -95,7 +95,13 @@ pub struct EvalArgs {
     #[arg(long, env = "NEKO_EVAL_AGAINST", value_name = "BASE")]
     pub against: Option<PathBuf>,
 
-    /// Resamples of `--paired-bs`.
+    /// Each score with its spread over resamples of the records, as sacrebleu's
+    /// `--confidence`: the mean of the resampled scores ± half the width of their central 95%
+    /// (`--paired-bs-n` resamples, the same draws as `--paired-bs`).
+    #[arg(long, env = "NEKO_EVAL_CONFIDENCE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub confidence: bool,
+
+    /// Resamples of `--paired-bs` and `--confidence`.
     #[arg(
         long,
         env = "NEKO_EVAL_PAIRED_BS_N",
@@ -143,7 +149,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     if args.per_record.as_deref() == Some(std::path::Path::new("-")) {
         anyhow::bail!("--per-record needs a file: the report goes to standard output");
     }
-    if (args.paired_bs || args.against.is_some()) && args.paired_bs_n == 0 {
+    if (args.paired_bs || args.confidence || args.against.is_some()) && args.paired_bs_n == 0 {
         anyhow::bail!("--paired-bs-n must be at least 1");
     }
     if args.baseline.is_none() && args.max_regression != 0.0 {
@@ -192,6 +198,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         normalizers: args.normalizer.clone(),
         group_by: args.group_by,
         paired_bs: (args.paired_bs || against.is_some()).then_some(eval::bootstrap::PairedBs {
+            resamples: args.paired_bs_n,
+            seed: eval::bootstrap::SEED,
+        }),
+        confidence: args.confidence.then_some(eval::bootstrap::PairedBs {
             resamples: args.paired_bs_n,
             seed: eval::bootstrap::SEED,
         }),

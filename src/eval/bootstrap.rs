@@ -70,6 +70,91 @@ pub struct Significance {
     pub gleu: Option<Interval>,
 }
 
+/// A score's spread over resamples of its records, as sacrebleu's `--confidence` reports it
+/// (`μ = 30.1 ± 0.9`): the mean of the resampled scores and half the distance between the
+/// resampled scores at ranks n/40 and n - n/40 - 1 of n (the central 95%).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    /// The mean of the resampled scores.
+    pub mean: f64,
+    /// Half the width of the central 95% of them (sacrebleu's `± ci`).
+    pub ci: f64,
+    /// The central 95%'s ends.
+    pub low: f64,
+    pub high: f64,
+}
+
+/// The spreads of one metric, of the 1-best and of the predictions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spreads {
+    pub one_best: Spread,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrected: Option<Spread>,
+}
+
+/// The spreads of a group's metrics (`--confidence`), those it has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Confidence {
+    /// Resamples drawn (the draws of `--paired-bs`: the same seed and records).
+    pub resamples: u64,
+    /// Seed of the draws.
+    pub seed: u64,
+    pub wer: Spreads,
+    pub cer: Spreads,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bleu: Option<Spreads>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chrf: Option<Spreads>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ter: Option<Spreads>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gleu: Option<Spreads>,
+}
+
+/// The spread of a score of `stats`, one per record, over resamples of the records. `None`
+/// when there is no record.
+pub fn spread<S: Default + Copy + std::ops::AddAssign>(
+    stats: &[S],
+    score: impl Fn(&S) -> f64,
+    bs: PairedBs,
+) -> Option<Spread> {
+    spread_with(
+        stats.len(),
+        |_, draw| {
+            let mut sum = S::default();
+            for i in draw {
+                sum += stats[i];
+            }
+            score(&sum)
+        },
+        bs,
+    )
+}
+
+/// The spread of `n` records' score, `resampled(r, draw)` giving resample `r`'s score from
+/// the record indices it draws (the draws of [`interval_with`]).
+pub fn spread_with(
+    n: usize,
+    resampled: impl Fn(usize, &mut dyn Iterator<Item = usize>) -> f64,
+    bs: PairedBs,
+) -> Option<Spread> {
+    if n == 0 || bs.resamples == 0 {
+        return None;
+    }
+    let mut scores: Vec<f64> = (0..bs.resamples)
+        .map(|r| resampled(r, &mut draws(bs.seed, r, n)))
+        .collect();
+    scores.sort_by(f64::total_cmp);
+    let lower = scores.len() / 40;
+    let (low, high) = (scores[lower], scores[scores.len() - lower - 1]);
+    Some(Spread {
+        mean: scores.iter().sum::<f64>() / scores.len() as f64,
+        ci: 0.5 * (high - low),
+        low,
+        high,
+    })
+}
+
 /// Which way a metric improves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Better {
@@ -250,6 +335,22 @@ mod tests {
             interval::<EditCounts>(&[None, None], wer, Better::Lower, BS),
             None
         );
+    }
+
+    #[test]
+    fn a_spread_takes_sacrebleus_ranks() {
+        // Every record the same: every resample scores the same.
+        let same = vec![counts(2, 10); 30];
+        let s = spread(&same, wer, BS).unwrap();
+        assert_eq!((s.ci, s.low, s.high), (0.0, 20.0, 20.0));
+        assert!((s.mean - 20.0).abs() < 1e-9);
+        // Mixed records: the mean near the corpus score, ranks 5 and 194 of 200.
+        let mixed: Vec<_> = (0..40).map(|k| counts(k % 4, 10)).collect();
+        let s = spread(&mixed, wer, BS).unwrap();
+        assert!(s.low < 15.0 && 15.0 < s.high, "{s:?}");
+        assert!((s.mean - 15.0).abs() < 1.0, "{s:?}");
+        assert!((s.ci - 0.5 * (s.high - s.low)).abs() < 1e-12);
+        assert_eq!(spread::<EditCounts>(&[], wer, BS), None);
     }
 
     #[test]

@@ -94,6 +94,8 @@ pub struct Settings {
     pub group_by: GroupBy,
     /// Paired bootstrap of each group's prediction against its 1-best, when asked for.
     pub paired_bs: Option<bootstrap::PairedBs>,
+    /// Each score's spread over resamples of its records (`--confidence`), when asked for.
+    pub confidence: Option<bootstrap::PairedBs>,
     /// Keep a row per scored record, with its alignments ([`FileReport::rows`]).
     pub per_record: bool,
     /// Another system's output (`--against`): the paired bootstrap compares each file's
@@ -270,6 +272,7 @@ fn score_file(
         &scores,
         settings.group_by,
         bootstrap.as_ref(),
+        settings.confidence,
         with_predictions,
     );
     let mut guard = std::collections::BTreeMap::new();
@@ -565,10 +568,16 @@ fn groups(
     scores: &[RecordScore],
     group_by: GroupBy,
     bootstrap: Option<&against::Bootstrap<'_>>,
+    confidence: Option<bootstrap::PairedBs>,
     with_predictions: bool,
 ) -> Vec<GroupReport> {
     let all: Vec<&RecordScore> = scores.iter().collect();
-    let mut out = vec![group("all", &all, bootstrap, with_predictions)];
+    let group = |name: &str, members: &[&RecordScore]| {
+        let mut g = group(name, members, bootstrap, with_predictions);
+        g.confidence = confidence.and_then(|bs| spreads(members, bs, with_predictions));
+        g
+    };
+    let mut out = vec![group("all", &all)];
     let by = match group_by {
         GroupBy::Auto if scores.iter().any(|s| s.source.is_some()) => GroupBy::Source,
         GroupBy::Auto if scores.iter().map(|s| s.task).collect::<BTreeSet<_>>().len() > 1 => {
@@ -594,11 +603,7 @@ fn groups(
             keyed.entry(k).or_default().push(s);
         }
     }
-    out.extend(
-        keyed
-            .iter()
-            .map(|(name, members)| group(name, members, bootstrap, with_predictions)),
-    );
+    out.extend(keyed.iter().map(|(name, members)| group(name, members)));
     out
 }
 
@@ -866,6 +871,7 @@ fn group(
             c
         }),
         significance: bootstrap.and_then(|b| significance(members, b.bs, b.base)),
+        confidence: None,
     }
 }
 
@@ -907,6 +913,86 @@ fn significance(
             bs,
         ),
         gleu: gleu_interval(members, bs, base),
+    })
+}
+
+/// The spread of every metric the group has (`--confidence`), of its 1-best and, in a file
+/// with predictions, of its predictions (a record without one counts its 1-best, as scored).
+fn spreads(
+    members: &[&RecordScore],
+    bs: bootstrap::PairedBs,
+    with_predictions: bool,
+) -> Option<bootstrap::Confidence> {
+    let rate = |c: &EditCounts| 100.0 * c.error_rate();
+    let p = with_predictions;
+    Some(bootstrap::Confidence {
+        resamples: bs.resamples as u64,
+        seed: bs.seed,
+        wer: spreads_of(members, |m| Some((m.one_best, m.corrected)), rate, bs, p)?,
+        cer: spreads_of(
+            members,
+            |m| Some((m.cer_one_best, m.cer_corrected)),
+            rate,
+            bs,
+            p,
+        )?,
+        bleu: spreads_of(members, |m| m.bleu, BleuStats::score, bs, p),
+        chrf: spreads_of(members, |m| m.chrf, ChrfStats::score, bs, p),
+        ter: spreads_of(members, |m| m.ter, TerStats::score, bs, p),
+        gleu: gleu_spreads(members, bs, with_predictions),
+    })
+}
+
+/// One metric's spreads, from each member's (1-best, prediction) statistics.
+fn spreads_of<S: Default + Copy + std::ops::AddAssign>(
+    members: &[&RecordScore],
+    f: impl Fn(&RecordScore) -> Option<(S, Option<S>)>,
+    score: impl Fn(&S) -> f64,
+    bs: bootstrap::PairedBs,
+    with_predictions: bool,
+) -> Option<bootstrap::Spreads> {
+    let pairs: Vec<(S, Option<S>)> = members.iter().filter_map(|m| f(m)).collect();
+    let one: Vec<S> = pairs.iter().map(|p| p.0).collect();
+    let corrected: Vec<S> = pairs.iter().map(|p| p.1.unwrap_or(p.0)).collect();
+    Some(bootstrap::Spreads {
+        one_best: bootstrap::spread(&one, &score, bs)?,
+        corrected: with_predictions
+            .then(|| bootstrap::spread(&corrected, &score, bs))
+            .flatten(),
+    })
+}
+
+/// GLEU's spread; with several references each resample takes one draw of references too
+/// (resample `r`, draw `r mod 500`), as GLEU's paired bootstrap does.
+fn gleu_spreads(
+    members: &[&RecordScore],
+    bs: bootstrap::PairedBs,
+    with_predictions: bool,
+) -> Option<bootstrap::Spreads> {
+    let (one, corr) = gleu_sentences(members);
+    let of = |side: &[gleu::Sentence<'_>]| {
+        let single = side.iter().all(|s| s.stats.len() == 1);
+        bootstrap::spread_with(
+            side.len(),
+            |r, draw| {
+                let chosen = match single {
+                    true => vec![0; side.len()],
+                    false => gleu::choices(r % gleu::DRAWS, side),
+                };
+                let mut sum = GleuStats::default();
+                for i in draw {
+                    sum += side[i].stats[chosen[i]];
+                }
+                sum.score()
+            },
+            bs,
+        )
+    };
+    Some(bootstrap::Spreads {
+        one_best: of(&one)?,
+        corrected: (with_predictions && !corr.is_empty())
+            .then(|| of(&corr))
+            .flatten(),
     })
 }
 

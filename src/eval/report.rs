@@ -160,6 +160,9 @@ pub struct GroupReport {
     /// The paired bootstrap of the predictions against the 1-best (`--paired-bs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub significance: Option<super::bootstrap::Significance>,
+    /// Each score's spread over resamples of the records (`--confidence`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<super::bootstrap::Confidence>,
     /// How the predictions changed the records' word errors (files with predictions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<super::records::Changes>,
@@ -276,4 +279,12 @@ pub fn first_significance(files: &[FileReport]) -> Option<&super::bootstrap::Sig
         .iter()
         .flat_map(|f| &f.groups)
         .find_map(|g| g.significance.as_ref())
+}
+
+/// The first group's `--confidence` spreads, if any.
+pub fn first_confidence(files: &[FileReport]) -> Option<&super::bootstrap::Confidence> {
+    files
+        .iter()
+        .flat_map(|f| &f.groups)
+        .find_map(|g| g.confidence.as_ref())
 }

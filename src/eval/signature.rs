@@ -56,9 +56,10 @@ pub fn signatures(files: &[FileReport], used: &Used) -> Vec<String> {
         }
     };
     // sacrebleu puts its paired bootstrap's settings into the signature the same way.
-    let bs = super::first_significance(files).map_or(String::new(), |s| {
-        format!("|bs:{}|seed:{}", s.resamples, s.seed)
-    });
+    // `--confidence` draws the same resamples as `--paired-bs`.
+    let resampled = (super::first_significance(files).map(|s| (s.resamples, s.seed)))
+        .or_else(|| super::first_confidence(files).map(|c| (c.resamples, c.seed)));
+    let bs = resampled.map_or(String::new(), |(n, seed)| format!("|bs:{n}|seed:{seed}"));
     let plain =
         |name: &str, norm: &str, refs: &str| format!("{name}|norm:{norm}|nrefs:{refs}|neko:{v}");
     let common = |name: &str, norm: &str, refs: &str| format!("{}{bs}", plain(name, norm, refs));

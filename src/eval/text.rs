@@ -7,6 +7,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::baseline::Comparison;
+use super::bootstrap::Spread;
 use super::{FileReport, GroupReport, Report, Run};
 
 /// How many records to name per file before pointing to `--json`.
@@ -92,6 +93,15 @@ fn render_run(run: &Run, out: &mut String) {
             ),
         };
         significance_table(run, &labels).render(out);
+    }
+    if let Some(c) = super::first_confidence(&run.files) {
+        let _ = writeln!(
+            out,
+            "\n95% confidence, each score over {} resamples of its records: the mean of the \
+             resampled scores ± half the width of their central 95% (sacrebleu's --confidence)",
+            count(c.resamples)
+        );
+        confidence_table(run, &labels).render(out);
     }
     notes(run, &labels, out);
 }
@@ -325,6 +335,46 @@ fn significance_table(run: &Run, labels: &Labels) -> Table {
                     format!("[{:+.2}, {:+.2}]", iv.low, iv.high),
                     format!("{:.3}", iv.p_better),
                 ]);
+            }
+        }
+    }
+    t
+}
+
+fn confidence_table(run: &Run, labels: &Labels) -> Table {
+    let with_predictions = (run.files.iter().flat_map(|f| &f.groups))
+        .filter_map(|g| g.confidence.as_ref())
+        .any(|c| c.wer.corrected.is_some());
+    let mut header = vec!["file", "metric", "1-best"];
+    if with_predictions {
+        header.push("corrected");
+    }
+    let mut t = Table::new(&header);
+    let chrf = chrf_name(run);
+    let cell = |s: &Spread| format!("μ {:.2} ± {:.2}", s.mean, s.ci);
+    for f in &run.files {
+        for (i, g) in f.groups.iter().enumerate() {
+            let Some(c) = &g.confidence else { continue };
+            let metrics = [
+                ("WER", Some(c.wer)),
+                ("CER", Some(c.cer)),
+                ("BLEU", c.bleu),
+                (chrf.as_str(), c.chrf),
+                ("TER", c.ter),
+                ("GLEU", c.gleu),
+            ];
+            let present = metrics.iter().filter_map(|(n, s)| Some((n, s.as_ref()?)));
+            for (k, (name, s)) in present.enumerate() {
+                let label = if k == 0 {
+                    labels.row(f, g, i == 0)
+                } else {
+                    String::new()
+                };
+                let mut row = vec![label, name.to_string(), cell(&s.one_best)];
+                if with_predictions {
+                    row.push(s.corrected.as_ref().map_or("-".into(), cell));
+                }
+                t.push(row);
             }
         }
     }

@@ -52,13 +52,18 @@ impl ChrfStats {
         let hyp: Vec<char> = words(hypothesis).concat().chars().collect();
         let hyp_counts: Vec<HashMap<&[char], u64>> =
             (1..=CHAR_ORDER).map(|n| counts(&hyp, n)).collect();
-        let hyp_words = punctuation_apart(hypothesis);
+        // Plain chrF splits no words.
+        let split = |text| match word_order {
+            0 => Vec::new(),
+            _ => punctuation_apart(text),
+        };
+        let hyp_words = split(hypothesis);
         let hyp_word_counts: Vec<HashMap<&[&str], u64>> =
             (1..=word_order).map(|n| counts(&hyp_words, n)).collect();
         let mut best: Option<(f64, ChrfStats)> = None;
         for reference in references {
             let mut stats = against(&hyp_counts, reference);
-            let ref_words = punctuation_apart(reference);
+            let ref_words = split(reference);
             for (n, hyp_counts) in (1..=word_order).zip(&hyp_word_counts) {
                 stats.words[n - 1] = matches(hyp_counts, &counts(&ref_words, n));
             }

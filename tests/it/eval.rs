@@ -948,6 +948,40 @@ fn paired_bootstrap_matches_the_reference_tools_on_the_same_draws() {
     assert!(f64_of(&expected()["files"]["gec.jsonl"]["bootstrap"]["wer"]["p_better"]) < 1.0);
 }
 
+/// `--confidence`: each score's spread over neko's resamples, as sacrebleu's `--confidence`
+/// computes it from the reference tools' scores of the same resamples (GLEU with several
+/// references: a reference draw per resample); the signature names the draws.
+#[test]
+fn confidence_matches_sacrebleus_estimate_on_the_same_draws() {
+    let cases = [
+        ("mt.jsonl", &["wer", "cer", "bleu", "chrf", "ter"][..]),
+        ("gec-multi.jsonl", &["gleu"][..]),
+    ];
+    for (name, metrics) in cases {
+        let want = &expected()["files"][name]["confidence"];
+        let report = json(&["--confidence", "--paired-bs-n", "200", &records(name)]);
+        let got = &report["runs"][0]["files"][0]["groups"][0]["confidence"];
+        assert_eq!(got["resamples"], want["resamples"]);
+        for metric in metrics {
+            for side in ["one_best", "corrected"] {
+                for field in ["mean", "ci"] {
+                    let (ours, theirs) = (&got[metric][side][field], &want[metric][side][field]);
+                    let what = format!("{name} {metric} {side} {field}");
+                    assert!(
+                        (f64_of(ours) - f64_of(theirs)).abs() < 1e-6,
+                        "{what}: {ours} vs {theirs}"
+                    );
+                }
+            }
+        }
+        let sigs = report["runs"][0]["signatures"].to_string();
+        assert!(sigs.contains("|bs:200|seed:12345|"), "{sigs}");
+    }
+    let text = stdout(&run(&["--confidence", &records("mt.jsonl")], &[]));
+    assert!(text.contains("sacrebleu's --confidence"), "{text}");
+    assert!(text.contains("μ "), "{text}");
+}
+
 /// Each metric's bootstrap interval and share as the fixture's (those it has).
 fn assert_intervals(got: &Value, want: &Value, metrics: &[&str], name: &str) {
     for metric in metrics.iter().filter(|m| !want[**m].is_null()) {
