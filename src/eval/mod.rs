@@ -685,8 +685,8 @@ fn pair_of<S: Default + std::ops::AddAssign + Copy>(
     })
 }
 
-/// What a file's scores used, for the signatures: BLEU's tokeniser, chrF's word order, each task's normaliser,
-/// and each task's numbers of references.
+/// What a file's scores used, for the signatures: BLEU's tokeniser, chrF's word order, each
+/// task's normaliser, and each task's numbers of references.
 #[derive(Default)]
 pub struct Used {
     pub bleu_tokenize: Tokenizer,
