@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use criterion::{criterion_group, criterion_main, Criterion};
 use neko::eval::{self, GroupBy, Settings};
 use neko::metrics::bleu::BleuStats;
+use neko::metrics::chrf::ChrfStats;
+use neko::metrics::ter::TerStats;
 use neko::metrics::{char_counts, word_counts};
 use neko::normalize::Normalizer;
 
@@ -86,6 +88,18 @@ fn pairs(c: &mut Criterion) {
     });
     c.bench_function("pair/bleu_segment", |b| {
         b.iter(|| BleuStats::segment(black_box(h), black_box(r)))
+    });
+    c.bench_function("pair/chrf_segment", |b| {
+        b.iter(|| ChrfStats::segment(black_box(h), black_box(r)))
+    });
+    c.bench_function("pair/ter_segment", |b| {
+        b.iter(|| TerStats::segment_refs(black_box(h), &[black_box(r)]))
+    });
+    // A moved clause: Tercom's shift search at work.
+    let moved =
+        "that makes a stop in st louis i would like to find a flight from charlotte to las vegas";
+    c.bench_function("pair/ter_segment_shifted", |b| {
+        b.iter(|| TerStats::segment_refs(black_box(moved), &[black_box(r)]))
     });
     let n: Normalizer = "whisper-en".parse().unwrap();
     c.bench_function("pair/whisper_en", |b| b.iter(|| n.apply(black_box(r))));
