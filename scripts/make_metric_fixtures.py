@@ -823,30 +823,22 @@ def cli_fixtures(out_dir):
     plain = [{"input": ["hello world"], "output": "hello word"}, {"input": ["good morning"], "output": "good morning"}]
     write_jsonl(os.path.join(rec_dir, "notask.jsonl"), plain)
     expected["notask.jsonl"] = {"one_best": add(wer_counts("hello word", "hello world"), wer_counts("good morning", "good morning"))}
-    expected["mt.jsonl"]["bootstrap"] = bootstrap_fixture(mt, {
+    # MT scores of (sources, hypotheses, references), each with whether higher is better.
+    mt_scores = {
         "wer": (corpus_rate(wer_counts), False),
         "cer": (corpus_rate(cer_counts), False),
         "bleu": (lambda _s, h, r: sacrebleu.corpus_bleu(h, [r]).score, True),
         "chrf": (lambda _s, h, r: sacrebleu.corpus_chrf(h, [r]).score, True),
         "ter": (lambda _s, h, r: corpus_ter(h, r), False),
-    })
+    }
+    expected["mt.jsonl"]["bootstrap"] = bootstrap_fixture(mt, mt_scores)
     # Another system's output (`neko eval --against mt-base.jsonl mt.jsonl`): the second
     # hypothesis where the record has one, its 1-best elsewhere.
     base = [m | {"prediction": m["input"][k % 2]} for k, m in enumerate(mt)]
     write_jsonl(os.path.join(rec_dir, "mt-base.jsonl"), base)
-    expected["mt.jsonl"]["bootstrap_against_base"] = bootstrap_fixture(mt, {
-        "wer": (corpus_rate(wer_counts), False),
-        "bleu": (lambda _s, h, r: sacrebleu.corpus_bleu(h, [r]).score, True),
-        "chrf": (lambda _s, h, r: sacrebleu.corpus_chrf(h, [r]).score, True),
-        "ter": (lambda _s, h, r: corpus_ter(h, r), False),
-    }, before=[b["prediction"] for b in base])
-    expected["mt.jsonl"]["confidence"] = confidence_fixture(mt, {
-        "wer": (corpus_rate(wer_counts), None),
-        "cer": (corpus_rate(cer_counts), None),
-        "bleu": (lambda _s, h, r: sacrebleu.corpus_bleu(h, [r]).score, None),
-        "chrf": (lambda _s, h, r: sacrebleu.corpus_chrf(h, [r]).score, None),
-        "ter": (lambda _s, h, r: corpus_ter(h, r), None),
-    })
+    against = {k: v for k, v in mt_scores.items() if k != "cer"}
+    expected["mt.jsonl"]["bootstrap_against_base"] = bootstrap_fixture(mt, against, before=[b["prediction"] for b in base])
+    expected["mt.jsonl"]["confidence"] = confidence_fixture(mt, {k: (score, None) for k, (score, _) in mt_scores.items()})
     gec_multi = [json.loads(line) for line in open(os.path.join(rec_dir, "gec-multi.jsonl"))]
     expected["gec-multi.jsonl"]["confidence"] = confidence_fixture(gec_multi, {
         "gleu": (lambda s, h, r: gleu_package(s, h, r), gleu_draw_refs([m["output"] for m in gec_multi])),
