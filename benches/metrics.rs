@@ -40,6 +40,7 @@ fn settings(normalizer: &str) -> Settings {
         against: None,
         bleu_tokenize: Default::default(),
         chrf_word_order: 0,
+        ter: Default::default(),
     }
 }
 

@@ -3,7 +3,9 @@
 
 - WER / CER hits, substitutions, deletions, insertions: jiwer (rapidfuzz alignment).
 - BLEU, chrF (and chrF++) and TER: sacrebleu (13a tokeniser, exp smoothing; chrF2 defaults; TER's defaults:
-  lower-cased, Tercom shifts), TER also on random sentences with moved blocks (ter_cases).
+  lower-cased, Tercom shifts), TER also on random sentences with moved blocks (ter_cases) and
+  under each combination of its options (ter_tokenizers: Tercom normalisation, punctuation, Asian
+  support, case).
 - GLEU: the `gleu` package (a reimplementation of the JFLEG / GLEU+ scorer), cross-checked here
   against a transcription of JFLEG's gleu.py; with several references (records/gec-multi.*),
   its sampling over 500 draws under GLEU+'s fixed seeds (`--fix-seed`).
@@ -302,6 +304,55 @@ def tokenizer_cases():
             "signature": str(bleu.get_signature()),
         })
     return out
+
+
+# Lines that exercise Tercom's normalisation and punctuation removal (`--ter-normalized`,
+# `--ter-no-punct`, `--ter-asian-support`, `--ter-case-sensitive`) beyond TOKENIZER_LINES.
+TER_LINES = [
+    "The dog's bone and JAMES'S car's wheel's",
+    "line one\n-broken word and\nnext line",
+    "&lt;tag&gt; &quot;q&quot; &amp;amp; 5&gt;3",
+    "Prices: 1,000.50 vs 2.5, then 3-4 and a-b (ok)! [x] {y} |z| ~w~ ^v^ `u` @t #s $r %q",
+    "end with 's",
+    "...dots, commas,, and ..., 7., .8 9,x",
+    "ひらがなだけ",
+    "カタカナとひらがなと漢字ㇰ",
+    "句読点、句点。「括弧」【墨付き】〈山括弧〉・中黒｡｢｣､･",
+    "全角．，？：；！＂（）だ",
+    "㈱ ㍻ 豈 ︰ ⺀ ㇀ 㐀 鿿",
+    "MiXeD CaSe İstanbul ΣΟΦΟΣ",
+    "",
+    "   ",
+]
+
+
+def ter_tokenizer_cases():
+    """sacrebleu's TER under each of its 16 option combinations: every line tokenised by the
+    TercomTokenizer, and corpus TER of the MT pairs with the lines added as their own
+    references (shifted one place, so lines meet other lines)."""
+    from sacrebleu.tokenizers.tokenizer_ter import TercomTokenizer
+
+    lines = TOKENIZER_LINES + TER_LINES + [h for h, _ in MT_PAIRS] + [r for _, r in MT_PAIRS]
+    extra = TOKENIZER_LINES + TER_LINES
+    hyps = [h for h, _ in MT_PAIRS] + extra[1:] + extra[:1]
+    refs = [r for _, r in MT_PAIRS] + extra
+    cases = []
+    for k in range(16):
+        options = {
+            "case_sensitive": bool(k & 1), "normalized": bool(k & 2),
+            "no_punct": bool(k & 4), "asian_support": bool(k & 8),
+        }
+        tok, ter = TercomTokenizer(**options), sacrebleu.TER(**options)
+        score = ter.corpus_score(hyps, [refs])
+        cases.append({
+            "options": options,
+            "tokenized": [tok(line.rstrip()) for line in lines],
+            "ter": score.score,
+            "edits": score.num_edits,
+            "ref_length": score.ref_length,
+            "signature": str(ter.get_signature()),
+        })
+    return {"lines": lines, "hypotheses": hyps, "references": refs, "cases": cases}
 
 
 def moved_blocks(rng, words, moves):
@@ -794,6 +845,11 @@ def cli_fixtures(out_dir):
         "chrf_pp_corrected": sacrebleu.CHRF(word_order=2).corpus_score(pred, [refs]).score,
         # `neko eval --tokenize TOK`: BLEU with sacrebleu's other tokenisers.
         "bleu_corrected_by_tokenizer": {tok: sacrebleu.corpus_bleu(pred, [refs], tokenize=tok).score for tok in ("13a", "intl", "zh", "char", "none")},
+        # `neko eval --ter-*`: TER under sacrebleu's options, keyed by the flags given.
+        "ter_corrected_by_options": {
+            " ".join(f"--ter-{o.replace('_', '-')}" for o in opts): sacrebleu.TER(**{o: True for o in opts}).corpus_score(pred, [refs]).score
+            for opts in (("case_sensitive",), ("normalized",), ("no_punct",), ("case_sensitive", "normalized", "no_punct", "asian_support"))
+        },
         "one_best": [sum(x) for x in zip(*[wer_counts(r, b) for r, b in zip(refs, best)])],
         "corrected": [sum(x) for x in zip(*[wer_counts(r, p) for r, p in zip(refs, pred)])],
         # `neko eval --per-record`: each record's sentence chrF.
@@ -1065,7 +1121,7 @@ def main():
     cases = wer_cases(rng, 300, 6)
     dump(os.path.join(args.out, "wer.json"), {"tools": tools, "cases": cases, "corpora": corpus_cases(cases)})
     dump(os.path.join(args.out, "bleu.json"), {
-        "tools": tools, "corpora": bleu_corpora(), "ter_cases": ter_cases(random.Random(20261128)), "tokenizers": tokenizer_cases(),
+        "tools": tools, "corpora": bleu_corpora(), "ter_cases": ter_cases(random.Random(20261128)), "tokenizers": tokenizer_cases(), "ter_tokenizers": ter_tokenizer_cases(),
     })
     dump(os.path.join(args.out, "gleu.json"), {"tools": tools, "corpora": gleu_corpora(), "edits": edit_corpora()})
     dump(os.path.join(args.out, "normalizers.json"), {"tools": tools} | normalizer_cases(args.data))

@@ -136,6 +136,24 @@ pub struct EvalArgs {
           value_parser = clap::value_parser!(u8).range(0..=2))]
     pub chrf_word_order: u8,
 
+    /// TER keeps case, as sacrebleu's `--ter-case-sensitive` (by default TER lower-cases).
+    #[arg(long, env = "NEKO_EVAL_TER_CASE_SENSITIVE")]
+    pub ter_case_sensitive: bool,
+
+    /// TER applies Tercom's normalisation, as sacrebleu's `--ter-normalized`: punctuation split
+    /// off words (not inside numbers), XML entities decoded, `'s` apart, lines joined.
+    #[arg(long, env = "NEKO_EVAL_TER_NORMALIZED")]
+    pub ter_normalized: bool,
+
+    /// TER removes `. , ? : ; ! " ( )` first, as sacrebleu's `--ter-no-punct`.
+    #[arg(long, env = "NEKO_EVAL_TER_NO_PUNCT")]
+    pub ter_no_punct: bool,
+
+    /// TER's Asian support, as sacrebleu's `--ter-asian-support`: with `--ter-normalized`, CJK
+    /// characters apart; with `--ter-no-punct`, CJK and full-width punctuation removed too.
+    #[arg(long, env = "NEKO_EVAL_TER_ASIAN_SUPPORT")]
+    pub ter_asian_support: bool,
+
     /// Largest record, in bytes, as `neko correct --max-record-bytes`; a longer one is unscored.
     #[arg(long, default_value_t = crate::record::DEFAULT_MAX_RECORD_BYTES, env = "NEKO_MAX_RECORD_BYTES", value_name = "N")]
     pub max_record_bytes: usize,
@@ -209,6 +227,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         against,
         bleu_tokenize: args.tokenize,
         chrf_word_order: args.chrf_word_order.into(),
+        ter: crate::metrics::ter::TerOptions {
+            case_sensitive: args.ter_case_sensitive,
+            normalized: args.ter_normalized,
+            no_punct: args.ter_no_punct,
+            asian_support: args.ter_asian_support,
+        },
     };
     let mut report = eval::evaluate(&inputs, &settings);
     report.errors = errors;

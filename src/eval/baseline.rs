@@ -39,7 +39,7 @@ pub enum BaselineError {
         then: String,
     },
     /// A metric was computed with other settings than in the baseline (BLEU's tokeniser,
-    /// chrF's word order): its numbers do not compare.
+    /// chrF's word order, TER's options): its numbers do not compare.
     #[error(
         "{metric} scored with {now}, its baseline with {then}: not comparable ({flag} compares)"
     )]
@@ -173,9 +173,9 @@ fn signature_change(then: &Option<String>, now: &Option<String>) -> Vec<String> 
     }
 }
 
-/// BLEU and chrF, where both runs have them, computed the same way.
+/// BLEU, chrF and TER, where both runs have them, computed the same way.
 fn same_settings(run: &Run, base: &Run) -> Result<(), BaselineError> {
-    // BLEU and chrF come together (ST/MT records).
+    // BLEU, chrF and TER come together (ST/MT records).
     let translated =
         |r: &Run| (r.files.iter()).any(|f| f.groups.first().is_some_and(|g| g.bleu.is_some()));
     if !(translated(run) && translated(base)) {
@@ -195,6 +195,19 @@ fn same_settings(run: &Run, base: &Run) -> Result<(), BaselineError> {
             now: format!("nw:{}", run.chrf_word_order),
             then: format!("nw:{}", base.chrf_word_order),
             flag: format!("--chrf-word-order {}", base.chrf_word_order),
+        });
+    }
+    if run.ter != base.ter {
+        let flags = base.ter.flags();
+        return Err(BaselineError::OtherSetting {
+            metric: "TER",
+            now: run.ter.to_string(),
+            then: base.ter.to_string(),
+            flag: if flags.is_empty() {
+                "no --ter-* flag".to_string()
+            } else {
+                flags
+            },
         });
     }
     Ok(())

@@ -31,7 +31,7 @@ use crate::metrics::bleu::{BleuStats, Tokenizer};
 use crate::metrics::chrf::ChrfStats;
 use crate::metrics::edits::EditScore;
 use crate::metrics::gleu::{self, GleuStats};
-use crate::metrics::ter::TerStats;
+use crate::metrics::ter::{TerOptions, TerStats};
 use crate::metrics::{align, cer_chars, oracle, words, EditCounts};
 use crate::normalize::Normalizer;
 use crate::record::{self, Entry, Record};
@@ -105,6 +105,8 @@ pub struct Settings {
     pub bleu_tokenize: Tokenizer,
     /// chrF's word n-gram order (2: chrF++; sacrebleu's `--chrf-word-order`).
     pub chrf_word_order: usize,
+    /// TER's tokenisation (sacrebleu's `--ter-*` flags).
+    pub ter: TerOptions,
 }
 
 /// One input file, read once and scored under every normaliser.
@@ -171,6 +173,7 @@ fn run(inputs: &[Input], settings: &Settings, normalizer: Option<&Normalizer>) -
         group_by: settings.group_by.to_string(),
         bleu_tokenize: settings.bleu_tokenize.to_string(),
         chrf_word_order: settings.chrf_word_order,
+        ter: settings.ter,
         signatures: signature::signatures(&files, &used),
         files,
     }
@@ -246,6 +249,7 @@ fn score_file(
     let used = Used {
         bleu_tokenize: settings.bleu_tokenize,
         chrf_word_order: settings.chrf_word_order,
+        ter: settings.ter,
         normalizers: scores
             .iter()
             .map(|s| (s.task, s.normalizer.clone()))
@@ -494,7 +498,11 @@ fn score_record(
                 ChrfStats::segment_with(word_order, h, &refs)
             })
         }),
-        ter: translation.then(|| both(&hyps[0], pred, |h| TerStats::segment_refs(h, &refs))),
+        ter: translation.then(|| {
+            both(&hyps[0], pred, |h| {
+                TerStats::segment_with(settings.ter, h, &refs)
+            })
+        }),
         gleu: gec.then(|| {
             both(&hyps[0], pred, |h| {
                 refs.iter()
@@ -685,12 +693,13 @@ fn pair_of<S: Default + std::ops::AddAssign + Copy>(
     })
 }
 
-/// What a file's scores used, for the signatures: BLEU's tokeniser, chrF's word order, each
-/// task's normaliser, and each task's numbers of references.
+/// What a file's scores used, for the signatures: BLEU's tokeniser, chrF's word order, TER's
+/// options, each task's normaliser, and each task's numbers of references.
 #[derive(Default)]
 pub struct Used {
     pub bleu_tokenize: Tokenizer,
     pub chrf_word_order: usize,
+    pub ter: TerOptions,
     pub normalizers: BTreeSet<(Task, String)>,
     pub references: BTreeSet<(Task, usize)>,
 }
@@ -699,6 +708,7 @@ impl Used {
     fn extend(&mut self, other: Used) {
         self.bleu_tokenize = other.bleu_tokenize;
         self.chrf_word_order = other.chrf_word_order;
+        self.ter = other.ter;
         self.normalizers.extend(other.normalizers);
         self.references.extend(other.references);
     }

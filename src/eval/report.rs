@@ -47,6 +47,9 @@ pub struct Run {
     /// chrF's word n-gram order: 0 chrF, 2 chrF++ (older reports: 0).
     #[serde(default)]
     pub chrf_word_order: usize,
+    /// TER's options (older reports: sacrebleu's defaults).
+    #[serde(default)]
+    pub ter: crate::metrics::ter::TerOptions,
     /// Per-file results, in the order given.
     pub files: Vec<FileReport>,
     /// One signature per metric family present (`wer`, `cer`, `bleu`, `chrf`, `ter`, `gleu`, `edits`).

@@ -88,10 +88,10 @@ pub fn signatures(files: &[FileReport], used: &Used) -> Vec<String> {
             common("chrf", &n, &refs),
             used.chrf_word_order
         ));
-        // sacrebleu's TER defaults: lower-cased, no Tercom normalisation, punctuation kept.
         out.push(format!(
-            "{}|case:lc|tok:tercom|tercom-norm:no|punct:yes|asian:no|compat:sacrebleu-2.5.1",
-            common("ter", &n, &refs)
+            "{}|{}|compat:sacrebleu-2.5.1",
+            common("ter", &n, &refs),
+            used.ter
         ));
     }
     if has(&[Task::Gec]) {
@@ -133,6 +133,7 @@ mod tests {
         let used = Used {
             bleu_tokenize: Default::default(),
             chrf_word_order: 0,
+            ter: Default::default(),
             normalizers: [(Task::Mt, "none@1".to_string())].into(),
             references: [(Task::Mt, 1), (Task::Mt, 3)].into(),
         };

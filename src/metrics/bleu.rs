@@ -246,14 +246,16 @@ impl FromStr for Tokenizer {
     }
 }
 
-// The four substitutions of sacrebleu's `TokenizerRegexp`, in order.
-static SYMBOLS: LazyLock<Regex> =
+// The four substitutions of sacrebleu's `TokenizerRegexp`, in order (Tercom's normalisation
+// uses them too).
+pub(super) static SYMBOLS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"([\{-~\[-`\x20-&\(-\+:-@/])").unwrap());
-static PERIOD_COMMA_AFTER: LazyLock<Regex> =
+pub(super) static PERIOD_COMMA_AFTER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"([^0-9])([\.,])").unwrap());
-static PERIOD_COMMA_BEFORE: LazyLock<Regex> =
+pub(super) static PERIOD_COMMA_BEFORE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"([\.,])([^0-9])").unwrap());
-static DASH_AFTER_DIGIT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"([0-9])(-)").unwrap());
+pub(super) static DASH_AFTER_DIGIT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"([0-9])(-)").unwrap());
 
 /// sacrebleu's `13a` tokeniser: mteval-v13a's language-independent tokenisation.
 pub fn tokenize_13a(line: &str) -> String {

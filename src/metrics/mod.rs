@@ -9,7 +9,7 @@
 //! | WER, CER, MER, S/D/I | [`align`] | jiwer 4 (rapidfuzz alignment) |
 //! | BLEU (13a, exp smoothing) | [`bleu`] | sacrebleu 2.x |
 //! | chrF (chrF2, char order 6) | [`chrf`] | sacrebleu 2.x |
-//! | TER (Tercom shifts, lower-cased) | [`ter`] | sacrebleu 2.x |
+//! | TER (Tercom shifts; lower-cased by default, [`tercom`] options) | [`ter`] | sacrebleu 2.x |
 //! | GLEU | [`gleu`] | JFLEG `gleu.py` (Napoles et al. 2016); several references sampled as GLEU+ |
 //! | edit P / R / F0.5 | [`edits`] | word edits from the same alignment |
 //! | N-best and compositional oracles | [`oracle`] | see `docs/eval.md` |
@@ -22,6 +22,7 @@ pub mod gleu;
 pub mod oracle;
 pub mod pyrandom;
 pub mod ter;
+pub mod tercom;
 
 pub use align::{EditCounts, Op};
 

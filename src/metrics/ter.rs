@@ -1,6 +1,7 @@
-//! Corpus TER (translation edit rate, Snover et al. 2006) as sacrebleu 2.x computes it by
-//! default: text lower-cased and split at whitespace (no other tokenisation), word edits plus
-//! Tercom's block shifts, over the closest reference, divided by the mean reference length.
+//! Corpus TER (translation edit rate, Snover et al. 2006) as sacrebleu 2.x computes it: text
+//! tokenised by [`TerOptions`] (by default lower-cased and split at whitespace, nothing else),
+//! word edits plus Tercom's block shifts, over the closest reference, divided by the mean
+//! reference length.
 //!
 //! The shift search follows sacrebleu's `lib_ter.py` step by step, because its heuristics decide
 //! the number: shifts of at most 10 words moved at most 50 positions, the edit distance over a
@@ -11,8 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::words;
-use crate::normalize::pychar;
+pub use super::tercom::TerOptions;
 
 const MAX_SHIFT_SIZE: usize = 10;
 const MAX_SHIFT_DIST: usize = 50;
@@ -34,12 +34,17 @@ impl TerStats {
     /// Statistics of one hypothesis against its references (raw text): the fewest edits over
     /// the references, and their mean length.
     pub fn segment_refs(hypothesis: &str, references: &[&str]) -> Self {
-        let hyp = tokens(hypothesis);
+        Self::segment_with(TerOptions::default(), hypothesis, references)
+    }
+
+    /// [`TerStats::segment_refs`] under other options (sacrebleu's `--ter-*` flags).
+    pub fn segment_with(options: TerOptions, hypothesis: &str, references: &[&str]) -> Self {
+        let hyp = options.tokens(hypothesis);
         let hyp: Vec<&str> = hyp.iter().map(String::as_str).collect();
         let mut stats = TerStats::default();
         let mut fewest = None;
         for reference in references {
-            let reference = tokens(reference);
+            let reference = options.tokens(reference);
             let reference: Vec<&str> = reference.iter().map(String::as_str).collect();
             let edits = edits(&hyp, &reference);
             fewest = Some(fewest.map_or(edits, |f: u64| f.min(edits)));
@@ -67,14 +72,6 @@ impl std::ops::AddAssign for TerStats {
         self.edits += o.edits;
         self.ref_length += o.ref_length;
     }
-}
-
-/// sacrebleu's default TER tokeniser: trailing whitespace stripped, lower-cased, split.
-fn tokens(text: &str) -> Vec<String> {
-    words(&pychar::rstrip(text).to_lowercase())
-        .into_iter()
-        .map(String::from)
-        .collect()
 }
 
 /// The edits turning `hyp` into `reference`: the shifts taken greedily while each lowers the

@@ -289,6 +289,48 @@ fn bleu_tokenisers_on_the_command_line_match_sacrebleu() {
     );
 }
 
+/// `--ter-*` flags score TER as sacrebleu's same flags do, name the options in the signature,
+/// and a baseline scored with sacrebleu's TER defaults is not compared with them.
+#[test]
+fn ter_options_on_the_command_line_match_sacrebleu() {
+    let want = &expected()["files"]["mt.jsonl"]["ter_corrected_by_options"];
+    let mt = records("mt.jsonl");
+    for (flags, theirs) in want.as_object().unwrap() {
+        let mut args: Vec<&str> = flags.split(' ').collect();
+        args.push(&mt);
+        let report = json(&args);
+        let g = &report["runs"][0]["files"][0]["groups"][0];
+        assert_close(&g["ter"]["corrected"]["score"], theirs, flags);
+        let sigs = report["runs"][0]["signatures"].to_string();
+        let case = if flags.contains("case") {
+            "mixed"
+        } else {
+            "lc"
+        };
+        let norm = if flags.contains("normalized") {
+            "yes"
+        } else {
+            "no"
+        };
+        assert!(
+            sigs.contains(&format!("|case:{case}|tok:tercom|tercom-norm:{norm}|")),
+            "{sigs}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = temp_json(dir.path(), "base.json", &json(&[&mt]));
+    let o = run(
+        &["--baseline", base.to_str().unwrap(), "--ter-no-punct", &mt],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("TER scored with case:lc|tok:tercom|tercom-norm:no|punct:no|asian:no, its baseline with case:lc|tok:tercom|tercom-norm:no|punct:yes|asian:no: not comparable (no --ter-* flag compares)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// `--chrf-word-order 2` is chrF++ as sacrebleu computes it (one and three references), named
 /// in the signature and the table; a baseline of plain chrF is not compared with it.
 #[test]

@@ -8,7 +8,7 @@ use neko::metrics::bleu::{tokenize_13a, BleuStats, Tokenizer};
 use neko::metrics::chrf::ChrfStats;
 use neko::metrics::edits::EditScore;
 use neko::metrics::gleu::GleuStats;
-use neko::metrics::ter::TerStats;
+use neko::metrics::ter::{TerOptions, TerStats};
 use neko::metrics::{char_counts, word_counts, EditCounts};
 use neko::normalize::Normalizer;
 use serde_json::Value;
@@ -263,6 +263,49 @@ fn ter_matches_sacrebleu() {
         sig.starts_with("nrefs:1|case:lc|tok:tercom|norm:no|punct:yes|asian:no|"),
         "{sig}"
     );
+}
+
+/// sacrebleu's TER options, all 16 combinations: every line tokenised to the same string
+/// (possessives, line-end hyphens, entities, numbers, CJK, kana, full-width and Asian
+/// punctuation, case), corpus TER with each, and the signature's fields.
+#[test]
+fn ter_options_match_sacrebleu() {
+    let fx = load("bleu.json");
+    let fx = &fx["ter_tokenizers"];
+    let (lines, hyps, refs) = (
+        strings(&fx["lines"]),
+        strings(&fx["hypotheses"]),
+        strings(&fx["references"]),
+    );
+    let cases = fx["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 16);
+    let mut scores = Vec::new();
+    for case in cases {
+        let options: TerOptions = serde_json::from_value(case["options"].clone()).unwrap();
+        for (line, want) in lines.iter().zip(strings(&case["tokenized"])) {
+            let rstripped = line.trim_end_matches(char::is_whitespace);
+            assert_eq!(options.tokenize(rstripped), want, "{options:?}: {line:?}");
+        }
+        let mut t = TerStats::default();
+        for (h, r) in hyps.iter().zip(&refs) {
+            t += TerStats::segment_with(options, h, &[r]);
+        }
+        assert_eq!(t.edits, case["edits"].as_u64().unwrap(), "{options:?}");
+        let theirs = case["ter"].as_f64().unwrap();
+        assert!(
+            (t.score() - theirs).abs() < 1e-9,
+            "{options:?}: {} vs {theirs}",
+            t.score()
+        );
+        let sig = case["signature"].as_str().unwrap();
+        let ours = options.to_string().replace("tercom-norm:", "norm:");
+        assert!(sig.contains(&format!("|{ours}|")), "{sig} vs {ours}");
+        scores.push(format!("{:.6}", t.score()));
+    }
+    // The options matter on these lines: most combinations give their own score.
+    scores.sort();
+    scores.dedup();
+    assert!(scores.len() >= 8, "{scores:?}");
 }
 
 /// sacrebleu's other BLEU tokenisers: every line tokenised to the same string (Chinese,
