@@ -38,7 +38,7 @@ fn settings(normalizer: &str) -> Settings {
         confidence: None,
         per_record: false,
         against: None,
-        bleu_tokenize: Default::default(),
+        bleu: Default::default(),
         chrf_word_order: 0,
         ter: Default::default(),
     }

@@ -3,7 +3,8 @@
 
 - WER / CER hits, substitutions, deletions, insertions: jiwer (rapidfuzz alignment).
 - BLEU, chrF (and chrF++) and TER: sacrebleu (13a tokeniser, exp smoothing; chrF2 defaults; TER's defaults:
-  lower-cased, Tercom shifts), TER also on random sentences with moved blocks (ter_cases) and
+  lower-cased, Tercom shifts), BLEU also lower-cased and under its other smoothing methods
+  (bleu_by_options, sentence_bleu_by_options), TER also on random sentences with moved blocks (ter_cases) and
   under each combination of its options (ter_tokenizers: Tercom normalisation, punctuation, Asian
   support, case).
 - GLEU: the `gleu` package (a reimplementation of the JFLEG / GLEU+ scorer), cross-checked here
@@ -210,6 +211,32 @@ def corpus_cases(cases):
 # BLEU / chrF
 
 
+# `neko eval` flags and the sacrebleu.BLEU arguments they stand for.
+BLEU_OPTIONS = {
+    "--lowercase": {"lowercase": True},
+    "--smooth-method none": {"smooth_method": "none"},
+    "--smooth-method floor": {"smooth_method": "floor"},
+    "--smooth-method floor --smooth-value 0.5": {"smooth_method": "floor", "smooth_value": 0.5},
+    "--smooth-method add-k": {"smooth_method": "add-k"},
+    "--smooth-method add-k --smooth-value 0.3": {"smooth_method": "add-k", "smooth_value": 0.3},
+    "--lowercase --tokenize intl --smooth-method add-k --smooth-value 2": {"lowercase": True, "tokenize": "intl", "smooth_method": "add-k", "smooth_value": 2.0},
+}
+
+
+def bleu_by_options(hyps, refs):
+    """Corpus BLEU under each of BLEU_OPTIONS, with its signature."""
+    out = {}
+    for flags, kwargs in BLEU_OPTIONS.items():
+        m = sacrebleu.BLEU(**kwargs)
+        out[flags] = {"bleu": m.corpus_score(hyps, [refs]).score, "signature": str(m.get_signature())}
+    return out
+
+
+def sentence_bleu_by_options(hyp, refs):
+    """Sentence BLEU (effective order) under each of BLEU_OPTIONS."""
+    return {flags: sacrebleu.sentence_bleu(hyp, refs, **kwargs).score for flags, kwargs in BLEU_OPTIONS.items()}
+
+
 def bleu_entry(name, hyps, refs):
     bm, cm, tm = sacrebleu.BLEU(), sacrebleu.CHRF(), sacrebleu.TER()
     b = bm.corpus_score(hyps, [refs])
@@ -230,6 +257,7 @@ def bleu_entry(name, hyps, refs):
         "ter_edits": t.num_edits,
         "ter_ref_length": t.ref_length,
         "bleu_signature": str(bm.get_signature()),
+        "bleu_by_options": bleu_by_options(hyps, refs),
         "chrf_signature": str(cm.get_signature()),
         "ter_signature": str(tm.get_signature()),
     }
@@ -411,6 +439,7 @@ def ter_cases(rng):
             "name": name, "hypothesis": hyp, "references": refs, "ter": t.score, "edits": t.num_edits, "ref_length": t.ref_length,
             # Short sentences and several references: sentence BLEU's effective order.
             "sentence_bleu": sacrebleu.sentence_bleu(hyp, refs).score,
+            "sentence_bleu_by_options": sentence_bleu_by_options(hyp, refs),
             # chrF++ (word unigrams and bigrams) with its choice among references.
             "chrf_pp": sacrebleu.CHRF(word_order=2).sentence_score(hyp, refs).score,
         })
@@ -845,6 +874,10 @@ def cli_fixtures(out_dir):
         "chrf_pp_corrected": sacrebleu.CHRF(word_order=2).corpus_score(pred, [refs]).score,
         # `neko eval --tokenize TOK`: BLEU with sacrebleu's other tokenisers.
         "bleu_corrected_by_tokenizer": {tok: sacrebleu.corpus_bleu(pred, [refs], tokenize=tok).score for tok in ("13a", "intl", "zh", "char", "none")},
+        # `neko eval --lowercase`, `--smooth-method`, `--smooth-value`: keyed by the flags given;
+        # `--per-record` rows' sentence BLEU under the same.
+        "bleu_corrected_by_options": bleu_by_options(pred, refs),
+        "sentence_bleu_corrected_by_options": [sentence_bleu_by_options(p, [r]) for p, r in zip(pred, refs)],
         # `neko eval --ter-*`: TER under sacrebleu's options, keyed by the flags given.
         "ter_corrected_by_options": {
             " ".join(f"--ter-{o.replace('_', '-')}" for o in opts): sacrebleu.TER(**{o: True for o in opts}).corpus_score(pred, [refs]).score

@@ -129,6 +129,22 @@ pub struct EvalArgs {
     )]
     pub tokenize: crate::metrics::bleu::Tokenizer,
 
+    /// BLEU lower-cases the text first, as sacrebleu's `--lowercase` (`-lc`): case-insensitive
+    /// BLEU, named `case:lc` in its signature. chrF and TER are left as they are.
+    #[arg(long, env = "NEKO_EVAL_LOWERCASE")]
+    pub lowercase: bool,
+
+    /// BLEU's smoothing, as sacrebleu's `--smooth-method`: exp (mteval-v13a's, the default),
+    /// floor (a zero precision counts as `--smooth-value` matches, 0.1 by default), add-k
+    /// (`--smooth-value` added to the matches and n-grams of orders 2-4, 1 by default), none.
+    #[arg(long, env = "NEKO_EVAL_SMOOTH_METHOD", default_value = "exp", value_name = "METHOD",
+          value_parser = clap::builder::PossibleValuesParser::new(crate::metrics::bleu::Smooth::METHODS))]
+    pub smooth_method: String,
+
+    /// The value of `--smooth-method floor` or `add-k`, as sacrebleu's `--smooth-value`.
+    #[arg(long, env = "NEKO_EVAL_SMOOTH_VALUE", value_name = "V")]
+    pub smooth_value: Option<f64>,
+
     /// chrF's word n-gram order, as sacrebleu's `--chrf-word-order`: 0 (chrF, the default) or 2
     /// (chrF++: word unigrams and bigrams beside the character n-grams). Named in the chrF
     /// signature (`nw:2`).
@@ -170,6 +186,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     if (args.paired_bs || args.confidence || args.against.is_some()) && args.paired_bs_n == 0 {
         anyhow::bail!("--paired-bs-n must be at least 1");
     }
+    let smooth = crate::metrics::bleu::Smooth::new(&args.smooth_method, args.smooth_value)
+        .map_err(anyhow::Error::msg)?;
     if args.baseline.is_none() && args.max_regression != 0.0 {
         // Not an error: NEKO_EVAL_MAX_REGRESSION may be set for a CI gate's other runs.
         eprintln!("neko: --max-regression has no effect without --baseline");
@@ -225,7 +243,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         }),
         per_record: args.per_record.is_some(),
         against,
-        bleu_tokenize: args.tokenize,
+        bleu: crate::metrics::bleu::BleuOptions {
+            tokenize: args.tokenize,
+            lowercase: args.lowercase,
+            smooth,
+        },
         chrf_word_order: args.chrf_word_order.into(),
         ter: crate::metrics::ter::TerOptions {
             case_sensitive: args.ter_case_sensitive,

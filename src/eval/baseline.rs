@@ -15,6 +15,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{FileReport, GroupReport, Pair, Report, Run, Scored};
+use crate::metrics::bleu::Smooth;
 use crate::output::signature_fields_changed;
 
 /// Why a comparison could not be made.
@@ -181,12 +182,19 @@ fn same_settings(run: &Run, base: &Run) -> Result<(), BaselineError> {
     if !(translated(run) && translated(base)) {
         return Ok(());
     }
-    if run.bleu_tokenize != base.bleu_tokenize {
+    let bleu = |r: &Run| {
+        let case = if r.bleu_lowercase { "lc" } else { "mixed" };
+        format!(
+            "case:{case}|tok:{}|smooth:{}",
+            r.bleu_tokenize, r.bleu_smooth
+        )
+    };
+    if bleu(run) != bleu(base) {
         return Err(BaselineError::OtherSetting {
             metric: "BLEU",
-            now: format!("tok:{}", run.bleu_tokenize),
-            then: format!("tok:{}", base.bleu_tokenize),
-            flag: format!("--tokenize {}", base.bleu_tokenize),
+            now: bleu(run),
+            then: bleu(base),
+            flag: bleu_flags(base),
         });
     }
     if run.chrf_word_order != base.chrf_word_order {
@@ -211,6 +219,21 @@ fn same_settings(run: &Run, base: &Run) -> Result<(), BaselineError> {
         });
     }
     Ok(())
+}
+
+/// The flags that score BLEU as `run` did.
+fn bleu_flags(run: &Run) -> String {
+    let mut flags = vec![format!("--tokenize {}", run.bleu_tokenize)];
+    if run.bleu_lowercase {
+        flags.push("--lowercase".to_string());
+    }
+    if run.bleu_smooth != Smooth::default() {
+        flags.push(format!("--smooth-method {}", run.bleu_smooth.method()));
+    }
+    if let Smooth::Floor(v) | Smooth::AddK(v) = run.bleu_smooth {
+        flags.push(format!("--smooth-value {v}"));
+    }
+    flags.join(" ")
 }
 
 fn matching_run<'b>(run: &Run, baseline: &'b Report) -> Result<&'b Run, BaselineError> {

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 pub use report::*;
 
-use crate::metrics::bleu::{BleuStats, Tokenizer};
+use crate::metrics::bleu::{BleuOptions, BleuStats, Smooth};
 use crate::metrics::chrf::ChrfStats;
 use crate::metrics::edits::EditScore;
 use crate::metrics::gleu::{self, GleuStats};
@@ -101,8 +101,9 @@ pub struct Settings {
     /// Another system's output (`--against`): the paired bootstrap compares each file's
     /// records with this file's same records, instead of with their 1-best.
     pub against: Option<Input>,
-    /// BLEU's tokeniser (sacrebleu's `--tokenize`).
-    pub bleu_tokenize: Tokenizer,
+    /// BLEU's tokeniser, case and smoothing (sacrebleu's `--tokenize`, `--lowercase`,
+    /// `--smooth-method`).
+    pub bleu: BleuOptions,
     /// chrF's word n-gram order (2: chrF++; sacrebleu's `--chrf-word-order`).
     pub chrf_word_order: usize,
     /// TER's tokenisation (sacrebleu's `--ter-*` flags).
@@ -171,7 +172,9 @@ fn run(inputs: &[Input], settings: &Settings, normalizer: Option<&Normalizer>) -
         normalizer_label: signature::normalizer_label(used.normalizers.iter().cloned()),
         task: settings.task,
         group_by: settings.group_by.to_string(),
-        bleu_tokenize: settings.bleu_tokenize.to_string(),
+        bleu_tokenize: settings.bleu.tokenize.to_string(),
+        bleu_lowercase: settings.bleu.lowercase,
+        bleu_smooth: settings.bleu.smooth,
         chrf_word_order: settings.chrf_word_order,
         ter: settings.ter,
         signatures: signature::signatures(&files, &used),
@@ -247,7 +250,7 @@ fn score_file(
         settings.per_record,
     );
     let used = Used {
-        bleu_tokenize: settings.bleu_tokenize,
+        bleu: settings.bleu,
         chrf_word_order: settings.chrf_word_order,
         ter: settings.ter,
         normalizers: scores
@@ -272,13 +275,7 @@ fn score_file(
             bs,
             base: base.as_ref(),
         });
-    let groups = groups(
-        &scores,
-        settings.group_by,
-        bootstrap.as_ref(),
-        settings.confidence,
-        with_predictions,
-    );
+    let groups = groups(&scores, settings, bootstrap.as_ref(), with_predictions);
     let mut guard = std::collections::BTreeMap::new();
     for r in input.entries.iter().filter_map(|e| e.record.as_ref().ok()) {
         if let Some(g) = &r.guard {
@@ -286,7 +283,7 @@ fn score_file(
         }
     }
     let rows = match settings.per_record {
-        true => rows(&input.path, &scorable, &scores),
+        true => rows(&input.path, &scorable, &scores, settings.bleu.smooth),
         false => Vec::new(),
     };
     let report = FileReport {
@@ -448,7 +445,7 @@ fn score_record(
     settings: &Settings,
     per_record: bool,
 ) -> RecordScore {
-    let (tokenizer, word_order) = (settings.bleu_tokenize, settings.chrf_word_order);
+    let (bleu, word_order) = (settings.bleu, settings.chrf_word_order);
     let references: Vec<String> = s.references.iter().map(|r| n.apply(r)).collect();
     let refs: Vec<&str> = references.iter().map(String::as_str).collect();
     let reference = refs[0];
@@ -488,11 +485,8 @@ fn score_record(
         corrected: pred_w.as_ref().map(|p| align::counts(&ref_w, p)),
         cer_one_best: chars(&hyps[0]),
         cer_corrected: prediction.as_deref().map(chars),
-        bleu: translation.then(|| {
-            both(&hyps[0], pred, |h| {
-                BleuStats::segment_with(tokenizer, h, &refs)
-            })
-        }),
+        bleu: translation
+            .then(|| both(&hyps[0], pred, |h| BleuStats::segment_with(bleu, h, &refs))),
         chrf: translation.then(|| {
             both(&hyps[0], pred, |h| {
                 ChrfStats::segment_with(word_order, h, &refs)
@@ -526,11 +520,16 @@ fn word_change(m: &RecordScore) -> i64 {
 }
 
 /// The `--per-record` rows of a file's scored records.
-fn rows(path: &str, scorable: &[Scorable<'_>], scores: &[RecordScore]) -> Vec<records::RecordRow> {
+fn rows(
+    path: &str,
+    scorable: &[Scorable<'_>],
+    scores: &[RecordScore],
+    smooth: Smooth,
+) -> Vec<records::RecordRow> {
     (scorable.iter().zip(scores))
         .filter_map(|(s, m)| {
             let (one, corr) = m.alignments.as_ref()?;
-            let (one_sentence, corr_sentence) = sentences(m);
+            let (one_sentence, corr_sentence) = sentences(m, smooth);
             Some(records::RecordRow {
                 file: path.to_string(),
                 normalizer: m.normalizer.clone(),
@@ -550,12 +549,15 @@ fn rows(path: &str, scorable: &[Scorable<'_>], scores: &[RecordScore]) -> Vec<re
 }
 
 /// The sentence scores of an ST/MT record's 1-best and of its prediction.
-fn sentences(m: &RecordScore) -> (Option<records::Sentence>, Option<records::Sentence>) {
+fn sentences(
+    m: &RecordScore,
+    smooth: Smooth,
+) -> (Option<records::Sentence>, Option<records::Sentence>) {
     let (Some(b), Some(c), Some(t)) = (&m.bleu, &m.chrf, &m.ter) else {
         return (None, None);
     };
     let of = |b: &BleuStats, c: &ChrfStats, t: &TerStats| records::Sentence {
-        bleu: b.sentence_score(),
+        bleu: b.sentence_score_with(smooth),
         chrf: c.score(),
         ter: t.score(),
     };
@@ -574,19 +576,20 @@ fn both<S>(one_best: &str, prediction: Option<&str>, f: impl Fn(&str) -> S) -> (
 /// The whole file, then its groups in name order.
 fn groups(
     scores: &[RecordScore],
-    group_by: GroupBy,
+    settings: &Settings,
     bootstrap: Option<&against::Bootstrap<'_>>,
-    confidence: Option<bootstrap::PairedBs>,
     with_predictions: bool,
 ) -> Vec<GroupReport> {
     let all: Vec<&RecordScore> = scores.iter().collect();
+    let smooth = settings.bleu.smooth;
     let group = |name: &str, members: &[&RecordScore]| {
-        let mut g = group(name, members, bootstrap, with_predictions);
-        g.confidence = confidence.and_then(|bs| spreads(members, bs, with_predictions));
+        let mut g = group(name, members, bootstrap, with_predictions, smooth);
+        g.confidence =
+            (settings.confidence).and_then(|bs| spreads(members, bs, with_predictions, smooth));
         g
     };
     let mut out = vec![group("all", &all)];
-    let by = match group_by {
+    let by = match settings.group_by {
         GroupBy::Auto if scores.iter().any(|s| s.source.is_some()) => GroupBy::Source,
         GroupBy::Auto if scores.iter().map(|s| s.task).collect::<BTreeSet<_>>().len() > 1 => {
             GroupBy::Task
@@ -693,11 +696,11 @@ fn pair_of<S: Default + std::ops::AddAssign + Copy>(
     })
 }
 
-/// What a file's scores used, for the signatures: BLEU's tokeniser, chrF's word order, TER's
+/// What a file's scores used, for the signatures: BLEU's options, chrF's word order, TER's
 /// options, each task's normaliser, and each task's numbers of references.
 #[derive(Default)]
 pub struct Used {
-    pub bleu_tokenize: Tokenizer,
+    pub bleu: BleuOptions,
     pub chrf_word_order: usize,
     pub ter: TerOptions,
     pub normalizers: BTreeSet<(Task, String)>,
@@ -706,7 +709,7 @@ pub struct Used {
 
 impl Used {
     fn extend(&mut self, other: Used) {
-        self.bleu_tokenize = other.bleu_tokenize;
+        self.bleu = other.bleu;
         self.chrf_word_order = other.chrf_word_order;
         self.ter = other.ter;
         self.normalizers.extend(other.normalizers);
@@ -834,6 +837,7 @@ fn group(
     members: &[&RecordScore],
     bootstrap: Option<&against::Bootstrap<'_>>,
     with_predictions: bool,
+    smooth: Smooth,
 ) -> GroupReport {
     let corrected = rate_of(members, |m| m.corrected).filter(|_| with_predictions);
     let wer = rate_of(members, |m| Some(m.one_best)).map(|one_best| WerScores {
@@ -868,7 +872,7 @@ fn group(
         predictions: members.iter().filter(|m| m.has_prediction).count() as u64,
         wer,
         cer,
-        bleu: pair_of(members, |m| m.bleu, BleuStats::score),
+        bleu: pair_of(members, |m| m.bleu, |s| s.score_with(smooth)),
         chrf: pair_of(members, |m| m.chrf, ChrfStats::score),
         ter: pair_of(members, |m| m.ter, TerStats::score),
         gleu: gleu_pair(members),
@@ -880,7 +884,7 @@ fn group(
             }
             c
         }),
-        significance: bootstrap.and_then(|b| significance(members, b.bs, b.base)),
+        significance: bootstrap.and_then(|b| significance(members, b.bs, b.base, smooth)),
         confidence: None,
     }
 }
@@ -893,6 +897,7 @@ fn significance(
     members: &[&RecordScore],
     bs: bootstrap::PairedBs,
     base: Option<&against::Base<'_>>,
+    smooth: Smooth,
 ) -> Option<bootstrap::Significance> {
     use bootstrap::{interval, Better};
     let rate = |c: &EditCounts| 100.0 * c.error_rate();
@@ -906,7 +911,7 @@ fn significance(
         cer: interval(&cer, rate, Better::Lower, bs)?,
         bleu: interval(
             &paired(members, base, |m| m.bleu),
-            BleuStats::score,
+            |s: &BleuStats| s.score_with(smooth),
             Better::Higher,
             bs,
         ),
@@ -932,6 +937,7 @@ fn spreads(
     members: &[&RecordScore],
     bs: bootstrap::PairedBs,
     with_predictions: bool,
+    smooth: Smooth,
 ) -> Option<bootstrap::Confidence> {
     let rate = |c: &EditCounts| 100.0 * c.error_rate();
     let p = with_predictions;
@@ -946,7 +952,7 @@ fn spreads(
             bs,
             p,
         )?,
-        bleu: spreads_of(members, |m| m.bleu, BleuStats::score, bs, p),
+        bleu: spreads_of(members, |m| m.bleu, |s| s.score_with(smooth), bs, p),
         chrf: spreads_of(members, |m| m.chrf, ChrfStats::score, bs, p),
         ter: spreads_of(members, |m| m.ter, TerStats::score, bs, p),
         gleu: gleu_spreads(members, bs, with_predictions),

@@ -44,6 +44,12 @@ pub struct Run {
     /// BLEU's tokeniser (reports written before it could be chosen: `13a`).
     #[serde(default = "default_bleu_tokenize")]
     pub bleu_tokenize: String,
+    /// BLEU lower-cased (`--lowercase`; older reports: no).
+    #[serde(default)]
+    pub bleu_lowercase: bool,
+    /// BLEU's smoothing (older reports: `exp`).
+    #[serde(default)]
+    pub bleu_smooth: crate::metrics::bleu::Smooth,
     /// chrF's word n-gram order: 0 chrF, 2 chrF++ (older reports: 0).
     #[serde(default)]
     pub chrf_word_order: usize,

@@ -79,9 +79,9 @@ pub fn signatures(files: &[FileReport], used: &Used) -> Vec<String> {
         let n = norm_of(&[Task::St, Task::Mt]);
         let refs = refs_of(&[Task::St, Task::Mt]);
         out.push(format!(
-            "{}|case:mixed|eff:no|tok:{}|smooth:exp|compat:sacrebleu-2.5.1",
+            "{}|{}|compat:sacrebleu-2.5.1",
             common("bleu", &n, &refs),
-            used.bleu_tokenize
+            used.bleu.signature()
         ));
         out.push(format!(
             "{}|case:mixed|eff:yes|nc:6|nw:{}|space:no|compat:sacrebleu-2.5.1",
@@ -131,7 +131,7 @@ mod tests {
     #[test]
     fn names_the_number_of_references_per_metric() {
         let used = Used {
-            bleu_tokenize: Default::default(),
+            bleu: Default::default(),
             chrf_word_order: 0,
             ter: Default::default(),
             normalizers: [(Task::Mt, "none@1".to_string())].into(),

@@ -1,6 +1,7 @@
 //! Corpus BLEU as sacrebleu 2.x computes it by default: the `13a` tokeniser (mteval-v13a),
 //! n-grams up to 4, mixed case, brevity penalty against the reference (with several, the one
-//! closest in length), and `exp` smoothing (Chen & Cherry 2014, method 3, as in mteval-v13a).
+//! closest in length), and `exp` smoothing (Chen & Cherry 2014, method 3, as in mteval-v13a);
+//! sacrebleu's lower-casing and other smoothing methods are [`BleuOptions`].
 //! sacrebleu's other language-independent tokenisers are here too ([`Tokenizer`]): `intl`
 //! (mteval-v14's Unicode punctuation and symbols), `zh` (Chinese characters apart), `char` and
 //! `none`.
@@ -42,17 +43,15 @@ impl BleuStats {
     /// n-gram is clipped by its largest count in any reference, and the reference length is
     /// the one closest to the hypothesis length (the shorter on a tie).
     pub fn segment_refs(hypothesis: &str, references: &[&str]) -> Self {
-        Self::segment_with(Tokenizer::default(), hypothesis, references)
+        Self::segment_with(BleuOptions::default(), hypothesis, references)
     }
 
-    /// [`BleuStats::segment_refs`] with another of sacrebleu's tokenisers.
-    pub fn segment_with(tokenizer: Tokenizer, hypothesis: &str, references: &[&str]) -> Self {
-        let hyp = tokenizer.apply(pychar::rstrip(hypothesis));
+    /// [`BleuStats::segment_refs`] with another of sacrebleu's tokenisers, or lower-cased
+    /// (the options' smoothing plays no part here).
+    pub fn segment_with(options: BleuOptions, hypothesis: &str, references: &[&str]) -> Self {
+        let hyp = options.preprocess(hypothesis);
         let hyp = words(&hyp);
-        let refs: Vec<String> = references
-            .iter()
-            .map(|r| tokenizer.apply(pychar::rstrip(r)))
-            .collect();
+        let refs: Vec<String> = references.iter().map(|r| options.preprocess(r)).collect();
         let ref_words: Vec<Vec<&str>> = refs.iter().map(|r| words(r)).collect();
         let mut ref_counts: HashMap<&[&str], u64> = HashMap::new();
         let mut ref_lens = Vec::with_capacity(refs.len());
@@ -80,40 +79,57 @@ impl BleuStats {
 
     /// BLEU in percent (0-100), sacrebleu's `compute_bleu` with `smooth_method="exp"`.
     pub fn score(&self) -> f64 {
-        self.score_over(false)
+        self.score_with(Smooth::Exp)
+    }
+
+    /// Corpus BLEU with another of sacrebleu's smoothing methods.
+    pub fn score_with(&self, smooth: Smooth) -> f64 {
+        self.score_over(smooth, false)
     }
 
     /// Sentence BLEU as sacrebleu's `sentence_bleu`: `exp` smoothing with the effective order,
     /// the mean over the orders the hypothesis has n-grams of (a 2-word sentence is not scored
     /// on its 0 trigrams).
     pub fn sentence_score(&self) -> f64 {
-        self.score_over(true)
+        self.sentence_score_with(Smooth::Exp)
     }
 
-    fn score_over(&self, effective_order: bool) -> f64 {
+    /// Sentence BLEU (the effective order) with another smoothing method.
+    pub fn sentence_score_with(&self, smooth: Smooth) -> f64 {
+        self.score_over(smooth, true)
+    }
+
+    fn score_over(&self, smooth: Smooth, effective_order: bool) -> f64 {
         let bp = self.brevity_penalty();
         if self.correct.iter().all(|&c| c == 0) {
             return 0.0;
         }
         let mut precisions = [0.0f64; MAX_ORDER];
-        let mut smooth = 1.0f64;
+        let mut mteval = 1.0f64;
         let mut orders = MAX_ORDER;
-        for (n, (p, (&correct, &total))) in precisions
-            .iter_mut()
-            .zip(self.correct.iter().zip(&self.total))
-            .enumerate()
-        {
-            if total == 0 {
+        for (n, p) in precisions.iter_mut().enumerate() {
+            // add-k adds k to the matches and the n-grams of orders 2 and up.
+            let k = match smooth {
+                Smooth::AddK(k) if n > 0 => k,
+                _ => 0.0,
+            };
+            let correct = self.correct[n] as f64 + k;
+            let total = self.total[n] as f64 + k;
+            if total == 0.0 {
                 break;
             }
             if effective_order {
                 orders = n + 1;
             }
-            *p = if correct == 0 {
-                smooth *= 2.0;
-                100.0 / (smooth * total as f64)
-            } else {
-                100.0 * correct as f64 / total as f64
+            *p = match smooth {
+                _ if correct > 0.0 => 100.0 * correct / total,
+                Smooth::Exp => {
+                    mteval *= 2.0;
+                    100.0 / (mteval * total)
+                }
+                Smooth::Floor(v) => 100.0 * v / total,
+                // No smoothing: a zero precision, floored in the log below.
+                Smooth::None | Smooth::AddK(_) => 0.0,
             };
         }
         let log_sum: f64 = precisions[..orders].iter().map(|&p| floored_log(p)).sum();
@@ -170,6 +186,109 @@ fn ngram_counts<'a>(tokens: &'a [&'a str]) -> HashMap<&'a [&'a str], u64> {
         }
     }
     counts
+}
+
+/// How BLEU is computed: sacrebleu's `--tokenize`, `--lowercase` and `--smooth-method` /
+/// `--smooth-value`; the default is sacrebleu's.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BleuOptions {
+    pub tokenize: Tokenizer,
+    /// Lower-case the text first (signature `case:lc`).
+    pub lowercase: bool,
+    pub smooth: Smooth,
+}
+
+impl BleuOptions {
+    /// A segment as sacrebleu's `_preprocess_segment` makes it: lower-cased (optionally),
+    /// trailing whitespace stripped, tokenised.
+    fn preprocess(self, text: &str) -> String {
+        let text = match self.lowercase {
+            true => std::borrow::Cow::Owned(text.to_lowercase()),
+            false => std::borrow::Cow::Borrowed(text),
+        };
+        self.tokenize.apply(pychar::rstrip(&text))
+    }
+
+    /// The signature's fields for these options (sacrebleu's `case`, `eff`, `tok`, `smooth`).
+    pub fn signature(self) -> String {
+        let case = if self.lowercase { "lc" } else { "mixed" };
+        format!(
+            "case:{case}|eff:no|tok:{}|smooth:{}",
+            self.tokenize, self.smooth
+        )
+    }
+}
+
+impl From<Tokenizer> for BleuOptions {
+    fn from(tokenize: Tokenizer) -> Self {
+        BleuOptions {
+            tokenize,
+            ..Default::default()
+        }
+    }
+}
+
+/// sacrebleu's BLEU smoothing methods (Chen & Cherry 2014): `none`, `floor` (method 1: a zero
+/// precision becomes value / n-grams), `add-k` (method 2: k added to the matches and n-grams of
+/// orders 2 and up) and `exp` (method 3, mteval-v13a's, the default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Smooth {
+    None,
+    Floor(f64),
+    AddK(f64),
+    #[default]
+    Exp,
+}
+
+impl Smooth {
+    pub const METHODS: [&'static str; 4] = ["exp", "floor", "add-k", "none"];
+
+    /// The method named as sacrebleu's `--smooth-method`, with `--smooth-value` or sacrebleu's
+    /// default value (floor 0.1, add-k 1); `exp` and `none` take no value.
+    pub fn new(method: &str, value: Option<f64>) -> Result<Self, String> {
+        if let Some(v) = value.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+            return Err(format!(
+                "--smooth-value must be a non-negative number, not {v}"
+            ));
+        }
+        let smooth = match method {
+            "exp" => Smooth::Exp,
+            "none" => Smooth::None,
+            "floor" => Smooth::Floor(value.unwrap_or(0.1)),
+            "add-k" => Smooth::AddK(value.unwrap_or(1.0)),
+            other => {
+                return Err(format!(
+                    "unknown smoothing method `{other}` (expected {})",
+                    Smooth::METHODS.join(", ")
+                ))
+            }
+        };
+        if value.is_some() && matches!(smooth, Smooth::Exp | Smooth::None) {
+            return Err(format!("--smooth-method {method} takes no --smooth-value"));
+        }
+        Ok(smooth)
+    }
+
+    /// Its name on the command line.
+    pub fn method(self) -> &'static str {
+        match self {
+            Smooth::None => "none",
+            Smooth::Floor(_) => "floor",
+            Smooth::AddK(_) => "add-k",
+            Smooth::Exp => "exp",
+        }
+    }
+}
+
+/// As sacrebleu's signature writes it: `exp`, `none`, `floor[0.10]`, `add-k[1.00]`.
+impl fmt::Display for Smooth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Smooth::Floor(v) | Smooth::AddK(v) => write!(f, "{}[{v:.2}]", self.method()),
+            _ => f.write_str(self.method()),
+        }
+    }
 }
 
 /// sacrebleu's BLEU tokenisers (its `--tokenize`), named as its signature names them.

@@ -7,7 +7,7 @@
 //! | metric | module | matches |
 //! |---|---|---|
 //! | WER, CER, MER, S/D/I | [`align`] | jiwer 4 (rapidfuzz alignment) |
-//! | BLEU (13a, exp smoothing) | [`bleu`] | sacrebleu 2.x |
+//! | BLEU (13a and its other tokenisers, case, smoothing) | [`bleu`] | sacrebleu 2.x |
 //! | chrF (chrF2, char order 6) | [`chrf`] | sacrebleu 2.x |
 //! | TER (Tercom shifts; lower-cased by default, [`tercom`] options) | [`ter`] | sacrebleu 2.x |
 //! | GLEU | [`gleu`] | JFLEG `gleu.py` (Napoles et al. 2016); several references sampled as GLEU+ |

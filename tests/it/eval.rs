@@ -279,13 +279,71 @@ fn bleu_tokenisers_on_the_command_line_match_sacrebleu() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(
-        stderr(&o).contains("BLEU scored with tok:intl, its baseline with tok:13a: not comparable (--tokenize 13a compares)"),
+        stderr(&o).contains("BLEU scored with case:mixed|tok:intl|smooth:exp, its baseline with case:mixed|tok:13a|smooth:exp: not comparable (--tokenize 13a compares)"),
         "{}",
         stderr(&o)
     );
     fails_saying(
         &["--tokenize", "ja-mecab", &mt],
         "unknown BLEU tokeniser `ja-mecab`",
+    );
+}
+
+/// `--lowercase`, `--smooth-method` and `--smooth-value` score BLEU as sacrebleu's same flags
+/// do, corpus BLEU and each `--per-record` row's sentence BLEU, name themselves in the
+/// signature, and a baseline scored with sacrebleu's defaults is not compared with them.
+#[test]
+fn bleu_options_on_the_command_line_match_sacrebleu() {
+    let file = &expected()["files"]["mt.jsonl"];
+    let mt = records("mt.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let rows_path = dir.path().join("rows.jsonl");
+    let rows_arg = rows_path.to_str().unwrap();
+    for (flags, want) in file["bleu_corrected_by_options"].as_object().unwrap() {
+        let mut args: Vec<&str> = flags.split(' ').collect();
+        args.extend(["--per-record", rows_arg, &mt]);
+        let report = json(&args);
+        let g = &report["runs"][0]["files"][0]["groups"][0];
+        assert_close(&g["bleu"]["corrected"]["score"], &want["bleu"], flags);
+        let sigs = report["runs"][0]["signatures"].to_string();
+        let theirs = want["signature"].as_str().unwrap();
+        let fields = theirs
+            .split('|')
+            .filter(|f| !f.starts_with("nrefs") && !f.starts_with("version"));
+        for field in fields {
+            assert!(sigs.contains(&format!("|{field}|")), "{field} in {sigs}");
+        }
+        let rows = std::fs::read_to_string(&rows_path).unwrap();
+        let sentences = file["sentence_bleu_corrected_by_options"]
+            .as_array()
+            .unwrap();
+        assert_eq!(rows.lines().count(), sentences.len());
+        for (row, want) in rows.lines().zip(sentences) {
+            let row: Value = serde_json::from_str(row).unwrap();
+            assert_close(&row["corrected"]["bleu"], &want[flags.as_str()], flags);
+        }
+    }
+    let base = temp_json(dir.path(), "base.json", &json(&[&mt]));
+    let o = run(
+        &[
+            "--baseline",
+            base.to_str().unwrap(),
+            "--lowercase",
+            "--smooth-method",
+            "floor",
+            &mt,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("BLEU scored with case:lc|tok:13a|smooth:floor[0.10], its baseline with case:mixed|tok:13a|smooth:exp"),
+        "{}",
+        stderr(&o)
+    );
+    fails_saying(
+        &["--smooth-method", "exp", "--smooth-value", "0.1", &mt],
+        "--smooth-method exp takes no --smooth-value",
     );
 }
 

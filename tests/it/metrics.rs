@@ -4,7 +4,7 @@
 //! (edit counts, exactly) and openai-whisper's normalisers (strings, exactly).
 
 use neko::eval::records::Alignment;
-use neko::metrics::bleu::{tokenize_13a, BleuStats, Tokenizer};
+use neko::metrics::bleu::{tokenize_13a, BleuOptions, BleuStats, Smooth, Tokenizer};
 use neko::metrics::chrf::ChrfStats;
 use neko::metrics::edits::EditScore;
 use neko::metrics::gleu::GleuStats;
@@ -265,6 +265,84 @@ fn ter_matches_sacrebleu() {
     );
 }
 
+/// The BLEU options a fixture key's `neko eval` flags stand for.
+fn bleu_options(flags: &str) -> BleuOptions {
+    let mut options = BleuOptions::default();
+    let (mut method, mut value) = ("exp", None);
+    let mut words = flags.split(' ');
+    while let Some(flag) = words.next() {
+        match flag {
+            "--lowercase" => options.lowercase = true,
+            "--tokenize" => options.tokenize = words.next().unwrap().parse().unwrap(),
+            "--smooth-method" => method = words.next().unwrap(),
+            "--smooth-value" => value = Some(words.next().unwrap().parse().unwrap()),
+            other => panic!("flag {other}"),
+        }
+    }
+    options.smooth = Smooth::new(method, value).unwrap();
+    options
+}
+
+/// sacrebleu's `--lowercase` and smoothing methods (none, floor, add-k, with their default
+/// and other values): corpus BLEU of every BLEU corpus and sentence BLEU of the 171 short
+/// sentences, where zero precisions make the methods differ, and the signature's fields.
+#[test]
+fn bleu_options_match_sacrebleu() {
+    let fx = load("bleu.json");
+    let close = |ours: f64, theirs: &Value, what: &str| {
+        let theirs = theirs.as_f64().unwrap();
+        assert!((ours - theirs).abs() < 1e-9, "{what}: {ours} vs {theirs}");
+    };
+    for corpus in fx["corpora"].as_array().unwrap() {
+        let name = corpus["name"].as_str().unwrap();
+        let (hyps, refs) = (
+            strings(&corpus["hypotheses"]),
+            strings(&corpus["references"]),
+        );
+        for (flags, want) in corpus["bleu_by_options"].as_object().unwrap() {
+            let options = bleu_options(flags);
+            let mut b = BleuStats::default();
+            for (h, r) in hyps.iter().zip(&refs) {
+                b += BleuStats::segment_with(options, h, &[r]);
+            }
+            close(
+                b.score_with(options.smooth),
+                &want["bleu"],
+                &format!("{name} {flags}"),
+            );
+            let sig = want["signature"].as_str().unwrap();
+            assert!(sig.contains(&format!("|{}|", options.signature())), "{sig}");
+        }
+    }
+    let mut differ = 0;
+    for case in fx["ter_cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let (hyp, refs) = (
+            case["hypothesis"].as_str().unwrap(),
+            strings(&case["references"]),
+        );
+        for (flags, want) in case["sentence_bleu_by_options"].as_object().unwrap() {
+            let options = bleu_options(flags);
+            let b = BleuStats::segment_with(options, hyp, &refs);
+            close(
+                b.sentence_score_with(options.smooth),
+                want,
+                &format!("{name} {flags}"),
+            );
+            differ += usize::from((want.as_f64().unwrap() - b.sentence_score()).abs() > 1e-6);
+        }
+    }
+    assert!(
+        differ > 200,
+        "the options changed only {differ} sentence scores"
+    );
+    assert!(Smooth::new("exp", Some(0.1)).is_err());
+    assert!(Smooth::new("floor", Some(f64::NAN)).is_err());
+    assert!(Smooth::new("laplace", None)
+        .unwrap_err()
+        .contains("exp, floor, add-k, none"));
+}
+
 /// sacrebleu's TER options, all 16 combinations: every line tokenised to the same string
 /// (possessives, line-end hyphens, entities, numbers, CJK, kana, full-width and Asian
 /// punctuation, case), corpus TER with each, and the signature's fields.
@@ -332,7 +410,7 @@ fn bleu_tokenisers_match_sacrebleu() {
             .iter()
             .zip(strings(&case["references"]))
         {
-            b += BleuStats::segment_with(tok, h, &[r]);
+            b += BleuStats::segment_with(tok.into(), h, &[r]);
         }
         let theirs = case["bleu"].as_f64().unwrap();
         assert!(
