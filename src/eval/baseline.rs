@@ -39,8 +39,8 @@ pub enum BaselineError {
         now: String,
         then: String,
     },
-    /// A metric was computed with other settings than in the baseline (BLEU's tokeniser,
-    /// chrF's word order, TER's options): its numbers do not compare.
+    /// A metric was computed with other settings than in the baseline (BLEU's tokeniser, case
+    /// or smoothing, chrF's word order, TER's options): its numbers do not compare.
     #[error(
         "{metric} scored with {now}, its baseline with {then}: not comparable ({flag} compares)"
     )]
