@@ -39,7 +39,7 @@ fn settings(normalizer: &str) -> Settings {
         per_record: false,
         against: None,
         bleu: Default::default(),
-        chrf_word_order: 0,
+        chrf: Default::default(),
         ter: Default::default(),
     }
 }

@@ -4,7 +4,8 @@
 - WER / CER hits, substitutions, deletions, insertions: jiwer (rapidfuzz alignment).
 - BLEU, chrF (and chrF++) and TER: sacrebleu (13a tokeniser, exp smoothing; chrF2 defaults; TER's defaults:
   lower-cased, Tercom shifts), BLEU also lower-cased and under its other smoothing methods
-  (bleu_by_options, sentence_bleu_by_options), TER also on random sentences with moved blocks (ter_cases) and
+  (bleu_by_options, sentence_bleu_by_options), chrF under its other options (chrf_by_options,
+  sentence_chrf_by_options: orders, beta, case, whitespace, epsilon smoothing), TER also on random sentences with moved blocks (ter_cases) and
   under each combination of its options (ter_tokenizers: Tercom normalisation, punctuation, Asian
   support, case).
 - GLEU: the `gleu` package (a reimplementation of the JFLEG / GLEU+ scorer), cross-checked here
@@ -223,6 +224,33 @@ BLEU_OPTIONS = {
 }
 
 
+# `neko eval` flags and the sacrebleu.CHRF arguments they stand for.
+CHRF_OPTIONS = {
+    "--chrf-char-order 3": {"char_order": 3},
+    "--chrf-beta 1": {"beta": 1},
+    "--chrf-beta 3 --chrf-word-order 2": {"beta": 3, "word_order": 2},
+    "--chrf-lowercase": {"lowercase": True},
+    "--chrf-whitespace": {"whitespace": True},
+    "--chrf-eps-smoothing": {"eps_smoothing": True},
+    "--chrf-eps-smoothing --chrf-word-order 2 --chrf-char-order 4": {"eps_smoothing": True, "word_order": 2, "char_order": 4},
+    "--chrf-whitespace --chrf-lowercase --chrf-beta 0": {"whitespace": True, "lowercase": True, "beta": 0},
+}
+
+
+def chrf_by_options(hyps, refs):
+    """Corpus chrF under each of CHRF_OPTIONS, with its signature."""
+    out = {}
+    for flags, kwargs in CHRF_OPTIONS.items():
+        m = sacrebleu.CHRF(**kwargs)
+        out[flags] = {"chrf": m.corpus_score(hyps, [refs]).score, "signature": str(m.get_signature())}
+    return out
+
+
+def sentence_chrf_by_options(hyp, refs):
+    """Sentence chrF under each of CHRF_OPTIONS."""
+    return {flags: sacrebleu.CHRF(**kwargs).sentence_score(hyp, refs).score for flags, kwargs in CHRF_OPTIONS.items()}
+
+
 def bleu_by_options(hyps, refs):
     """Corpus BLEU under each of BLEU_OPTIONS, with its signature."""
     out = {}
@@ -259,6 +287,7 @@ def bleu_entry(name, hyps, refs):
         "bleu_signature": str(bm.get_signature()),
         "bleu_by_options": bleu_by_options(hyps, refs),
         "chrf_signature": str(cm.get_signature()),
+        "chrf_by_options": chrf_by_options(hyps, refs),
         "ter_signature": str(tm.get_signature()),
     }
 
@@ -440,6 +469,7 @@ def ter_cases(rng):
             # Short sentences and several references: sentence BLEU's effective order.
             "sentence_bleu": sacrebleu.sentence_bleu(hyp, refs).score,
             "sentence_bleu_by_options": sentence_bleu_by_options(hyp, refs),
+            "sentence_chrf_by_options": sentence_chrf_by_options(hyp, refs),
             # chrF++ (word unigrams and bigrams) with its choice among references.
             "chrf_pp": sacrebleu.CHRF(word_order=2).sentence_score(hyp, refs).score,
         })
@@ -878,6 +908,9 @@ def cli_fixtures(out_dir):
         # `--per-record` rows' sentence BLEU under the same.
         "bleu_corrected_by_options": bleu_by_options(pred, refs),
         "sentence_bleu_corrected_by_options": [sentence_bleu_by_options(p, [r]) for p, r in zip(pred, refs)],
+        # `neko eval --chrf-*`, the same way.
+        "chrf_corrected_by_options": chrf_by_options(pred, refs),
+        "sentence_chrf_corrected_by_options": [sentence_chrf_by_options(p, [r]) for p, r in zip(pred, refs)],
         # `neko eval --ter-*`: TER under sacrebleu's options, keyed by the flags given.
         "ter_corrected_by_options": {
             " ".join(f"--ter-{o.replace('_', '-')}" for o in opts): sacrebleu.TER(**{o: True for o in opts}).corpus_score(pred, [refs]).score

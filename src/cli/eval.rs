@@ -152,6 +152,33 @@ pub struct EvalArgs {
           value_parser = clap::value_parser!(u8).range(0..=2))]
     pub chrf_word_order: u8,
 
+    /// chrF's character n-gram order, as sacrebleu's `--chrf-char-order`: 1 to 6 (the default).
+    #[arg(long, env = "NEKO_EVAL_CHRF_CHAR_ORDER", default_value_t = 6, value_name = "N",
+          value_parser = clap::value_parser!(u8).range(1..=6))]
+    pub chrf_char_order: u8,
+
+    /// chrF's beta, recall's weight, as sacrebleu's `--chrf-beta` (default 2: chrF2).
+    #[arg(
+        long,
+        env = "NEKO_EVAL_CHRF_BETA",
+        default_value_t = 2,
+        value_name = "N"
+    )]
+    pub chrf_beta: u32,
+
+    /// chrF lower-cases the text first, as sacrebleu's `--chrf-lowercase`.
+    #[arg(long, env = "NEKO_EVAL_CHRF_LOWERCASE")]
+    pub chrf_lowercase: bool,
+
+    /// chrF's character n-grams keep whitespace, as sacrebleu's `--chrf-whitespace`.
+    #[arg(long, env = "NEKO_EVAL_CHRF_WHITESPACE")]
+    pub chrf_whitespace: bool,
+
+    /// chrF averages each order's F-score, an empty order counting as epsilon (chrF++.py's,
+    /// Moses' and NLTK's smoothing), as sacrebleu's `--chrf-eps-smoothing`.
+    #[arg(long, env = "NEKO_EVAL_CHRF_EPS_SMOOTHING")]
+    pub chrf_eps_smoothing: bool,
+
     /// TER keeps case, as sacrebleu's `--ter-case-sensitive` (by default TER lower-cases).
     #[arg(long, env = "NEKO_EVAL_TER_CASE_SENSITIVE")]
     pub ter_case_sensitive: bool,
@@ -248,7 +275,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
             lowercase: args.lowercase,
             smooth,
         },
-        chrf_word_order: args.chrf_word_order.into(),
+        chrf: crate::metrics::chrf::ChrfOptions {
+            char_order: args.chrf_char_order.into(),
+            word_order: args.chrf_word_order.into(),
+            beta: args.chrf_beta,
+            lowercase: args.chrf_lowercase,
+            whitespace: args.chrf_whitespace,
+            eps_smoothing: args.chrf_eps_smoothing,
+        },
         ter: crate::metrics::ter::TerOptions {
             case_sensitive: args.ter_case_sensitive,
             normalized: args.ter_normalized,

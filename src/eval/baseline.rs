@@ -197,12 +197,13 @@ fn same_settings(run: &Run, base: &Run) -> Result<(), BaselineError> {
             flag: bleu_flags(base),
         });
     }
-    if run.chrf_word_order != base.chrf_word_order {
+    let (chrf, chrf_base) = (run.chrf_options(), base.chrf_options());
+    if chrf != chrf_base {
         return Err(BaselineError::OtherSetting {
             metric: "chrF",
-            now: format!("nw:{}", run.chrf_word_order),
-            then: format!("nw:{}", base.chrf_word_order),
-            flag: format!("--chrf-word-order {}", base.chrf_word_order),
+            now: chrf.signature(),
+            then: chrf_base.signature(),
+            flag: chrf_base.flags(),
         });
     }
     if run.ter != base.ter {

@@ -28,7 +28,7 @@ use serde_json::Value;
 pub use report::*;
 
 use crate::metrics::bleu::{BleuOptions, BleuStats, Smooth};
-use crate::metrics::chrf::ChrfStats;
+use crate::metrics::chrf::{ChrfOptions, ChrfStats};
 use crate::metrics::edits::EditScore;
 use crate::metrics::gleu::{self, GleuStats};
 use crate::metrics::ter::{TerOptions, TerStats};
@@ -104,8 +104,9 @@ pub struct Settings {
     /// BLEU's tokeniser, case and smoothing (sacrebleu's `--tokenize`, `--lowercase`,
     /// `--smooth-method`).
     pub bleu: BleuOptions,
-    /// chrF's word n-gram order (2: chrF++; sacrebleu's `--chrf-word-order`).
-    pub chrf_word_order: usize,
+    /// chrF's orders, beta, case, whitespace and smoothing (2 word orders: chrF++; sacrebleu's
+    /// `--chrf-*` flags).
+    pub chrf: ChrfOptions,
     /// TER's tokenisation (sacrebleu's `--ter-*` flags).
     pub ter: TerOptions,
 }
@@ -175,7 +176,12 @@ fn run(inputs: &[Input], settings: &Settings, normalizer: Option<&Normalizer>) -
         bleu_tokenize: settings.bleu.tokenize.to_string(),
         bleu_lowercase: settings.bleu.lowercase,
         bleu_smooth: settings.bleu.smooth,
-        chrf_word_order: settings.chrf_word_order,
+        chrf_word_order: settings.chrf.word_order,
+        chrf_char_order: settings.chrf.char_order,
+        chrf_beta: settings.chrf.beta,
+        chrf_lowercase: settings.chrf.lowercase,
+        chrf_whitespace: settings.chrf.whitespace,
+        chrf_eps_smoothing: settings.chrf.eps_smoothing,
         ter: settings.ter,
         signatures: signature::signatures(&files, &used),
         files,
@@ -251,7 +257,7 @@ fn score_file(
     );
     let used = Used {
         bleu: settings.bleu,
-        chrf_word_order: settings.chrf_word_order,
+        chrf: settings.chrf,
         ter: settings.ter,
         normalizers: scores
             .iter()
@@ -283,7 +289,7 @@ fn score_file(
         }
     }
     let rows = match settings.per_record {
-        true => rows(&input.path, &scorable, &scores, settings.bleu.smooth),
+        true => rows(&input.path, &scorable, &scores, Scoring::of(settings)),
         false => Vec::new(),
     };
     let report = FileReport {
@@ -445,7 +451,7 @@ fn score_record(
     settings: &Settings,
     per_record: bool,
 ) -> RecordScore {
-    let (bleu, word_order) = (settings.bleu, settings.chrf_word_order);
+    let (bleu, chrf) = (settings.bleu, settings.chrf);
     let references: Vec<String> = s.references.iter().map(|r| n.apply(r)).collect();
     let refs: Vec<&str> = references.iter().map(String::as_str).collect();
     let reference = refs[0];
@@ -487,11 +493,8 @@ fn score_record(
         cer_corrected: prediction.as_deref().map(chars),
         bleu: translation
             .then(|| both(&hyps[0], pred, |h| BleuStats::segment_with(bleu, h, &refs))),
-        chrf: translation.then(|| {
-            both(&hyps[0], pred, |h| {
-                ChrfStats::segment_with(word_order, h, &refs)
-            })
-        }),
+        chrf: translation
+            .then(|| both(&hyps[0], pred, |h| ChrfStats::segment_with(chrf, h, &refs))),
         ter: translation.then(|| {
             both(&hyps[0], pred, |h| {
                 TerStats::segment_with(settings.ter, h, &refs)
@@ -524,12 +527,12 @@ fn rows(
     path: &str,
     scorable: &[Scorable<'_>],
     scores: &[RecordScore],
-    smooth: Smooth,
+    scoring: Scoring,
 ) -> Vec<records::RecordRow> {
     (scorable.iter().zip(scores))
         .filter_map(|(s, m)| {
             let (one, corr) = m.alignments.as_ref()?;
-            let (one_sentence, corr_sentence) = sentences(m, smooth);
+            let (one_sentence, corr_sentence) = sentences(m, scoring);
             Some(records::RecordRow {
                 file: path.to_string(),
                 normalizer: m.normalizer.clone(),
@@ -551,14 +554,14 @@ fn rows(
 /// The sentence scores of an ST/MT record's 1-best and of its prediction.
 fn sentences(
     m: &RecordScore,
-    smooth: Smooth,
+    scoring: Scoring,
 ) -> (Option<records::Sentence>, Option<records::Sentence>) {
     let (Some(b), Some(c), Some(t)) = (&m.bleu, &m.chrf, &m.ter) else {
         return (None, None);
     };
     let of = |b: &BleuStats, c: &ChrfStats, t: &TerStats| records::Sentence {
-        bleu: b.sentence_score_with(smooth),
-        chrf: c.score(),
+        bleu: b.sentence_score_with(scoring.bleu),
+        chrf: c.score_with(scoring.chrf),
         ter: t.score(),
     };
     let corrected = match (&b.1, &c.1, &t.1) {
@@ -573,6 +576,23 @@ fn both<S>(one_best: &str, prediction: Option<&str>, f: impl Fn(&str) -> S) -> (
     (f(one_best), prediction.map(f))
 }
 
+/// What turns pooled statistics into scores: BLEU's smoothing, chrF's orders, beta and
+/// smoothing.
+#[derive(Clone, Copy)]
+struct Scoring {
+    bleu: Smooth,
+    chrf: ChrfOptions,
+}
+
+impl Scoring {
+    fn of(settings: &Settings) -> Self {
+        Scoring {
+            bleu: settings.bleu.smooth,
+            chrf: settings.chrf,
+        }
+    }
+}
+
 /// The whole file, then its groups in name order.
 fn groups(
     scores: &[RecordScore],
@@ -581,11 +601,11 @@ fn groups(
     with_predictions: bool,
 ) -> Vec<GroupReport> {
     let all: Vec<&RecordScore> = scores.iter().collect();
-    let smooth = settings.bleu.smooth;
+    let scoring = Scoring::of(settings);
     let group = |name: &str, members: &[&RecordScore]| {
-        let mut g = group(name, members, bootstrap, with_predictions, smooth);
+        let mut g = group(name, members, bootstrap, with_predictions, scoring);
         g.confidence =
-            (settings.confidence).and_then(|bs| spreads(members, bs, with_predictions, smooth));
+            (settings.confidence).and_then(|bs| spreads(members, bs, with_predictions, scoring));
         g
     };
     let mut out = vec![group("all", &all)];
@@ -696,12 +716,12 @@ fn pair_of<S: Default + std::ops::AddAssign + Copy>(
     })
 }
 
-/// What a file's scores used, for the signatures: BLEU's options, chrF's word order, TER's
+/// What a file's scores used, for the signatures: BLEU's, chrF's and TER's
 /// options, each task's normaliser, and each task's numbers of references.
 #[derive(Default)]
 pub struct Used {
     pub bleu: BleuOptions,
-    pub chrf_word_order: usize,
+    pub chrf: ChrfOptions,
     pub ter: TerOptions,
     pub normalizers: BTreeSet<(Task, String)>,
     pub references: BTreeSet<(Task, usize)>,
@@ -710,7 +730,7 @@ pub struct Used {
 impl Used {
     fn extend(&mut self, other: Used) {
         self.bleu = other.bleu;
-        self.chrf_word_order = other.chrf_word_order;
+        self.chrf = other.chrf;
         self.ter = other.ter;
         self.normalizers.extend(other.normalizers);
         self.references.extend(other.references);
@@ -837,7 +857,7 @@ fn group(
     members: &[&RecordScore],
     bootstrap: Option<&against::Bootstrap<'_>>,
     with_predictions: bool,
-    smooth: Smooth,
+    scoring: Scoring,
 ) -> GroupReport {
     let corrected = rate_of(members, |m| m.corrected).filter(|_| with_predictions);
     let wer = rate_of(members, |m| Some(m.one_best)).map(|one_best| WerScores {
@@ -872,8 +892,8 @@ fn group(
         predictions: members.iter().filter(|m| m.has_prediction).count() as u64,
         wer,
         cer,
-        bleu: pair_of(members, |m| m.bleu, |s| s.score_with(smooth)),
-        chrf: pair_of(members, |m| m.chrf, ChrfStats::score),
+        bleu: pair_of(members, |m| m.bleu, |s| s.score_with(scoring.bleu)),
+        chrf: pair_of(members, |m| m.chrf, |s| s.score_with(scoring.chrf)),
         ter: pair_of(members, |m| m.ter, TerStats::score),
         gleu: gleu_pair(members),
         edits: any_edits.then(|| Edits::new(edits)),
@@ -884,7 +904,7 @@ fn group(
             }
             c
         }),
-        significance: bootstrap.and_then(|b| significance(members, b.bs, b.base, smooth)),
+        significance: bootstrap.and_then(|b| significance(members, b.bs, b.base, scoring)),
         confidence: None,
     }
 }
@@ -897,7 +917,7 @@ fn significance(
     members: &[&RecordScore],
     bs: bootstrap::PairedBs,
     base: Option<&against::Base<'_>>,
-    smooth: Smooth,
+    scoring: Scoring,
 ) -> Option<bootstrap::Significance> {
     use bootstrap::{interval, Better};
     let rate = |c: &EditCounts| 100.0 * c.error_rate();
@@ -911,13 +931,13 @@ fn significance(
         cer: interval(&cer, rate, Better::Lower, bs)?,
         bleu: interval(
             &paired(members, base, |m| m.bleu),
-            |s: &BleuStats| s.score_with(smooth),
+            |s: &BleuStats| s.score_with(scoring.bleu),
             Better::Higher,
             bs,
         ),
         chrf: interval(
             &paired(members, base, |m| m.chrf),
-            ChrfStats::score,
+            |s: &ChrfStats| s.score_with(scoring.chrf),
             Better::Higher,
             bs,
         ),
@@ -937,7 +957,7 @@ fn spreads(
     members: &[&RecordScore],
     bs: bootstrap::PairedBs,
     with_predictions: bool,
-    smooth: Smooth,
+    scoring: Scoring,
 ) -> Option<bootstrap::Confidence> {
     let rate = |c: &EditCounts| 100.0 * c.error_rate();
     let p = with_predictions;
@@ -952,8 +972,8 @@ fn spreads(
             bs,
             p,
         )?,
-        bleu: spreads_of(members, |m| m.bleu, |s| s.score_with(smooth), bs, p),
-        chrf: spreads_of(members, |m| m.chrf, ChrfStats::score, bs, p),
+        bleu: spreads_of(members, |m| m.bleu, |s| s.score_with(scoring.bleu), bs, p),
+        chrf: spreads_of(members, |m| m.chrf, |s| s.score_with(scoring.chrf), bs, p),
         ter: spreads_of(members, |m| m.ter, TerStats::score, bs, p),
         gleu: gleu_spreads(members, bs, with_predictions),
     })

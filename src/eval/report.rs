@@ -53,6 +53,21 @@ pub struct Run {
     /// chrF's word n-gram order: 0 chrF, 2 chrF++ (older reports: 0).
     #[serde(default)]
     pub chrf_word_order: usize,
+    /// chrF's character order (older reports: 6).
+    #[serde(default = "default_chrf_char_order")]
+    pub chrf_char_order: usize,
+    /// chrF's beta (older reports: 2).
+    #[serde(default = "default_chrf_beta")]
+    pub chrf_beta: u32,
+    /// chrF lower-cased (older reports: no).
+    #[serde(default)]
+    pub chrf_lowercase: bool,
+    /// chrF with whitespace (older reports: no).
+    #[serde(default)]
+    pub chrf_whitespace: bool,
+    /// chrF with epsilon smoothing (older reports: no).
+    #[serde(default)]
+    pub chrf_eps_smoothing: bool,
     /// TER's options (older reports: sacrebleu's defaults).
     #[serde(default)]
     pub ter: crate::metrics::ter::TerOptions,
@@ -60,6 +75,28 @@ pub struct Run {
     pub files: Vec<FileReport>,
     /// One signature per metric family present (`wer`, `cer`, `bleu`, `chrf`, `ter`, `gleu`, `edits`).
     pub signatures: Vec<String>,
+}
+
+impl Run {
+    /// The chrF options the run was scored with.
+    pub fn chrf_options(&self) -> crate::metrics::chrf::ChrfOptions {
+        crate::metrics::chrf::ChrfOptions {
+            char_order: self.chrf_char_order,
+            word_order: self.chrf_word_order,
+            beta: self.chrf_beta,
+            lowercase: self.chrf_lowercase,
+            whitespace: self.chrf_whitespace,
+            eps_smoothing: self.chrf_eps_smoothing,
+        }
+    }
+}
+
+fn default_chrf_char_order() -> usize {
+    crate::metrics::chrf::CHAR_ORDER
+}
+
+fn default_chrf_beta() -> u32 {
+    crate::metrics::chrf::BETA
 }
 
 fn default_bleu_tokenize() -> String {

@@ -84,9 +84,9 @@ pub fn signatures(files: &[FileReport], used: &Used) -> Vec<String> {
             used.bleu.signature()
         ));
         out.push(format!(
-            "{}|case:mixed|eff:yes|nc:6|nw:{}|space:no|compat:sacrebleu-2.5.1",
+            "{}|{}|compat:sacrebleu-2.5.1",
             common("chrf", &n, &refs),
-            used.chrf_word_order
+            used.chrf.signature()
         ));
         out.push(format!(
             "{}|{}|compat:sacrebleu-2.5.1",
@@ -132,7 +132,7 @@ mod tests {
     fn names_the_number_of_references_per_metric() {
         let used = Used {
             bleu: Default::default(),
-            chrf_word_order: 0,
+            chrf: Default::default(),
             ter: Default::default(),
             normalizers: [(Task::Mt, "none@1".to_string())].into(),
             references: [(Task::Mt, 1), (Task::Mt, 3)].into(),

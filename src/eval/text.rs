@@ -271,9 +271,10 @@ fn translation_table(run: &Run, labels: &Labels) -> Table {
     t
 }
 
-/// chrF, or chrF++ with word bigrams (sacrebleu's name: a `+` per word order).
+/// chrF, or chrF++ with word bigrams (a `+` per word order, as sacrebleu), with its beta when
+/// not 2.
 fn chrf_name(run: &Run) -> String {
-    format!("chrF{}", "+".repeat(run.chrf_word_order))
+    run.chrf_options().name()
 }
 
 fn gec_table(run: &Run, labels: &Labels) -> Table {

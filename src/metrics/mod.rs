@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | WER, CER, MER, S/D/I | [`align`] | jiwer 4 (rapidfuzz alignment) |
 //! | BLEU (13a and its other tokenisers, case, smoothing) | [`bleu`] | sacrebleu 2.x |
-//! | chrF (chrF2, char order 6) | [`chrf`] | sacrebleu 2.x |
+//! | chrF (chrF2 and chrF++, sacrebleu's options) | [`chrf`] | sacrebleu 2.x |
 //! | TER (Tercom shifts; lower-cased by default, [`tercom`] options) | [`ter`] | sacrebleu 2.x |
 //! | GLEU | [`gleu`] | JFLEG `gleu.py` (Napoles et al. 2016); several references sampled as GLEU+ |
 //! | edit P / R / F0.5 | [`edits`] | word edits from the same alignment |

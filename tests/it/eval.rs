@@ -347,6 +347,64 @@ fn bleu_options_on_the_command_line_match_sacrebleu() {
     );
 }
 
+/// The `--chrf-*` flags score chrF as sacrebleu's same flags do, corpus chrF and each
+/// `--per-record` row's sentence chrF, name themselves in the signature and the table, and a
+/// baseline scored with sacrebleu's defaults is not compared with them.
+#[test]
+fn chrf_options_on_the_command_line_match_sacrebleu() {
+    let file = &expected()["files"]["mt.jsonl"];
+    let mt = records("mt.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let rows_path = dir.path().join("rows.jsonl");
+    let rows_arg = rows_path.to_str().unwrap();
+    for (flags, want) in file["chrf_corrected_by_options"].as_object().unwrap() {
+        let mut args: Vec<&str> = flags.split(' ').collect();
+        args.extend(["--per-record", rows_arg, &mt]);
+        let report = json(&args);
+        let g = &report["runs"][0]["files"][0]["groups"][0];
+        assert_close(&g["chrf"]["corrected"]["score"], &want["chrf"], flags);
+        let sigs = report["runs"][0]["signatures"].to_string();
+        let theirs = want["signature"].as_str().unwrap();
+        let fields = theirs
+            .split('|')
+            .filter(|f| !f.starts_with("nrefs") && !f.starts_with("version"));
+        for field in fields {
+            assert!(sigs.contains(&format!("|{field}|")), "{field} in {sigs}");
+        }
+        let rows = std::fs::read_to_string(&rows_path).unwrap();
+        let sentences = file["sentence_chrf_corrected_by_options"]
+            .as_array()
+            .unwrap();
+        assert_eq!(rows.lines().count(), sentences.len());
+        for (row, want) in rows.lines().zip(sentences) {
+            let row: Value = serde_json::from_str(row).unwrap();
+            assert_close(&row["corrected"]["chrf"], &want[flags.as_str()], flags);
+        }
+    }
+    let text = stdout(&run(
+        &["--chrf-beta", "3", "--chrf-word-order", "2", &mt],
+        &[],
+    ));
+    assert!(text.contains("corr.chrF3++"), "{text}");
+    let base = temp_json(dir.path(), "base.json", &json(&[&mt]));
+    let o = run(
+        &[
+            "--baseline",
+            base.to_str().unwrap(),
+            "--chrf-eps-smoothing",
+            &mt,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("chrF scored with case:mixed|eff:no|nc:6|nw:0|space:no|beta:2, its baseline with case:mixed|eff:yes|nc:6|nw:0|space:no|beta:2"),
+        "{}",
+        stderr(&o)
+    );
+    fails_saying(&["--chrf-char-order", "7", &mt], "7 is not in 1..=6");
+}
+
 /// `--ter-*` flags score TER as sacrebleu's same flags do, name the options in the signature,
 /// and a baseline scored with sacrebleu's TER defaults is not compared with them.
 #[test]
@@ -418,7 +476,7 @@ fn chrf_plus_plus_matches_sacrebleu() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(
-        stderr(&o).contains("chrF scored with nw:2, its baseline with nw:0"),
+        stderr(&o).contains("chrF scored with case:mixed|eff:yes|nc:6|nw:2|space:no|beta:2, its baseline with case:mixed|eff:yes|nc:6|nw:0|space:no|beta:2: not comparable (--chrf-word-order 0 compares)"),
         "{}",
         stderr(&o)
     );

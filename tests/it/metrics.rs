@@ -5,7 +5,7 @@
 
 use neko::eval::records::Alignment;
 use neko::metrics::bleu::{tokenize_13a, BleuOptions, BleuStats, Smooth, Tokenizer};
-use neko::metrics::chrf::ChrfStats;
+use neko::metrics::chrf::{ChrfOptions, ChrfStats};
 use neko::metrics::edits::EditScore;
 use neko::metrics::gleu::GleuStats;
 use neko::metrics::ter::{TerOptions, TerStats};
@@ -191,7 +191,7 @@ fn bleu_and_chrf_match_sacrebleu() {
         );
         let mut pp = ChrfStats::default();
         for (h, r) in hyps.iter().zip(&refs) {
-            pp += ChrfStats::segment_with(2, h, &[r]);
+            pp += ChrfStats::segment_with(chrf_pp(), h, &[r]);
         }
         let theirs = corpus["chrf_pp"].as_f64().unwrap();
         assert!((pp.score() - theirs).abs() < 1e-9, "{name}: chrF++");
@@ -241,7 +241,7 @@ fn ter_matches_sacrebleu() {
         close(t.score(), &case["ter"], name);
         let bleu = BleuStats::segment_refs(case["hypothesis"].as_str().unwrap(), &refs);
         close(bleu.sentence_score(), &case["sentence_bleu"], name);
-        let pp = ChrfStats::segment_with(2, case["hypothesis"].as_str().unwrap(), &refs);
+        let pp = ChrfStats::segment_with(chrf_pp(), case["hypothesis"].as_str().unwrap(), &refs);
         close(pp.score(), &case["chrf_pp"], name);
         // Cases Levenshtein alone would score higher: shifts were taken.
         let plain = refs
@@ -341,6 +341,90 @@ fn bleu_options_match_sacrebleu() {
     assert!(Smooth::new("laplace", None)
         .unwrap_err()
         .contains("exp, floor, add-k, none"));
+}
+
+/// chrF++: word unigrams and bigrams beside the character n-grams.
+fn chrf_pp() -> ChrfOptions {
+    ChrfOptions {
+        word_order: 2,
+        ..Default::default()
+    }
+}
+
+/// The chrF options a fixture key's `neko eval` flags stand for.
+fn chrf_options(flags: &str) -> ChrfOptions {
+    let mut options = ChrfOptions::default();
+    let mut words = flags.split(' ');
+    while let Some(flag) = words.next() {
+        let mut number = || words.next().unwrap().parse::<usize>().unwrap();
+        match flag {
+            "--chrf-char-order" => options.char_order = number(),
+            "--chrf-word-order" => options.word_order = number(),
+            "--chrf-beta" => options.beta = number() as u32,
+            "--chrf-lowercase" => options.lowercase = true,
+            "--chrf-whitespace" => options.whitespace = true,
+            "--chrf-eps-smoothing" => options.eps_smoothing = true,
+            other => panic!("flag {other}"),
+        }
+    }
+    options
+}
+
+/// sacrebleu's chrF options (character order, beta, case, whitespace, epsilon smoothing, and
+/// with chrF++): corpus chrF of every BLEU corpus, sentence chrF of the 171 short sentences
+/// (one to three references: the reference chosen by the options' own score), and the
+/// signature's fields.
+#[test]
+fn chrf_options_match_sacrebleu() {
+    let fx = load("bleu.json");
+    let close = |ours: f64, theirs: &Value, what: &str| {
+        let theirs = theirs.as_f64().unwrap();
+        assert!((ours - theirs).abs() < 1e-9, "{what}: {ours} vs {theirs}");
+    };
+    for corpus in fx["corpora"].as_array().unwrap() {
+        let name = corpus["name"].as_str().unwrap();
+        let (hyps, refs) = (
+            strings(&corpus["hypotheses"]),
+            strings(&corpus["references"]),
+        );
+        for (flags, want) in corpus["chrf_by_options"].as_object().unwrap() {
+            let options = chrf_options(flags);
+            let mut c = ChrfStats::default();
+            for (h, r) in hyps.iter().zip(&refs) {
+                c += ChrfStats::segment_with(options, h, &[r]);
+            }
+            close(
+                c.score_with(options),
+                &want["chrf"],
+                &format!("{name} {flags}"),
+            );
+            let sig = want["signature"].as_str().unwrap();
+            let ours = options.signature();
+            let sacrebleu_fields = ours.rsplit_once("|beta:").unwrap().0;
+            assert!(
+                sig.contains(&format!("|{sacrebleu_fields}|")),
+                "{sig} vs {ours}"
+            );
+        }
+    }
+    let mut differ = 0;
+    for case in fx["ter_cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let (hyp, refs) = (
+            case["hypothesis"].as_str().unwrap(),
+            strings(&case["references"]),
+        );
+        for (flags, want) in case["sentence_chrf_by_options"].as_object().unwrap() {
+            let options = chrf_options(flags);
+            let c = ChrfStats::segment_with(options, hyp, &refs);
+            close(c.score_with(options), want, &format!("{name} {flags}"));
+            differ += usize::from((want.as_f64().unwrap() - c.score()).abs() > 1e-6);
+        }
+    }
+    assert!(
+        differ > 400,
+        "the options changed only {differ} sentence scores"
+    );
 }
 
 /// sacrebleu's TER options, all 16 combinations: every line tokenised to the same string
