@@ -190,51 +190,87 @@ fn same_settings(run: &Run, base: &Run) -> Result<(), BaselineError> {
         )
     };
     if bleu(run) != bleu(base) {
+        let value = |s: Smooth| match s {
+            Smooth::Floor(v) | Smooth::AddK(v) => Some(v.to_string()),
+            _ => None,
+        };
+        let mut to = Flags::default();
+        to.valued("--tokenize", &base.bleu_tokenize, &run.bleu_tokenize);
+        to.switch("--lowercase", base.bleu_lowercase, run.bleu_lowercase);
+        let (then, now) = (base.bleu_smooth, run.bleu_smooth);
+        to.valued("--smooth-method", then.method(), now.method());
+        match (value(then), value(now)) {
+            (Some(a), b) => to.valued("--smooth-value", &a, &b.unwrap_or_default()),
+            (None, b) => to.switch("--smooth-value", false, b.is_some()),
+        }
         return Err(BaselineError::OtherSetting {
             metric: "BLEU",
             now: bleu(run),
             then: bleu(base),
-            flag: bleu_flags(base),
+            flag: to.0.join(", "),
         });
     }
-    let (chrf, chrf_base) = (run.chrf_options(), base.chrf_options());
-    if chrf != chrf_base {
+    let (now, then) = (run.chrf_options(), base.chrf_options());
+    if now != then {
+        let mut to = Flags::default();
+        let n = |n: usize| n.to_string();
+        to.valued("--chrf-char-order", &n(then.char_order), &n(now.char_order));
+        to.valued("--chrf-word-order", &n(then.word_order), &n(now.word_order));
+        to.valued("--chrf-beta", &then.beta.to_string(), &now.beta.to_string());
+        to.switch("--chrf-lowercase", then.lowercase, now.lowercase);
+        to.switch("--chrf-whitespace", then.whitespace, now.whitespace);
+        to.switch(
+            "--chrf-eps-smoothing",
+            then.eps_smoothing,
+            now.eps_smoothing,
+        );
         return Err(BaselineError::OtherSetting {
             metric: "chrF",
-            now: chrf.signature(),
-            then: chrf_base.signature(),
-            flag: chrf_base.flags(),
+            now: now.signature(),
+            then: then.signature(),
+            flag: to.0.join(", "),
         });
     }
-    if run.ter != base.ter {
-        let flags = base.ter.flags();
+    let (now, then) = (run.ter, base.ter);
+    if now != then {
+        let mut to = Flags::default();
+        to.switch(
+            "--ter-case-sensitive",
+            then.case_sensitive,
+            now.case_sensitive,
+        );
+        to.switch("--ter-normalized", then.normalized, now.normalized);
+        to.switch("--ter-no-punct", then.no_punct, now.no_punct);
+        to.switch("--ter-asian-support", then.asian_support, now.asian_support);
         return Err(BaselineError::OtherSetting {
             metric: "TER",
-            now: run.ter.to_string(),
-            then: base.ter.to_string(),
-            flag: if flags.is_empty() {
-                "no --ter-* flag".to_string()
-            } else {
-                flags
-            },
+            now: now.to_string(),
+            then: then.to_string(),
+            flag: to.0.join(", "),
         });
     }
     Ok(())
 }
 
-/// The flags that score BLEU as `run` did.
-fn bleu_flags(run: &Run) -> String {
-    let mut flags = vec![format!("--tokenize {}", run.bleu_tokenize)];
-    if run.bleu_lowercase {
-        flags.push("--lowercase".to_string());
+/// What to change to score as the baseline did: each setting that differs, as its flag with
+/// the baseline's value, or a switch to add or to leave out.
+#[derive(Default)]
+struct Flags(Vec<String>);
+
+impl Flags {
+    fn valued(&mut self, flag: &str, then: &str, now: &str) {
+        if then != now {
+            self.0.push(format!("{flag} {then}"));
+        }
     }
-    if run.bleu_smooth != Smooth::default() {
-        flags.push(format!("--smooth-method {}", run.bleu_smooth.method()));
+
+    fn switch(&mut self, flag: &str, then: bool, now: bool) {
+        match (then, now) {
+            (true, false) => self.0.push(flag.to_string()),
+            (false, true) => self.0.push(format!("without {flag}")),
+            _ => {}
+        }
     }
-    if let Smooth::Floor(v) | Smooth::AddK(v) = run.bleu_smooth {
-        flags.push(format!("--smooth-value {v}"));
-    }
-    flags.join(" ")
 }
 
 fn matching_run<'b>(run: &Run, baseline: &'b Report) -> Result<&'b Run, BaselineError> {

@@ -224,26 +224,6 @@ impl ChrfOptions {
         format!("chrF{beta}{}", "+".repeat(self.word_order))
     }
 
-    /// The flags that score chrF this way (the word order always, the others when not the
-    /// default).
-    pub fn flags(self) -> String {
-        let d = ChrfOptions::default();
-        let mut flags = vec![format!("--chrf-word-order {}", self.word_order)];
-        if self.char_order != d.char_order {
-            flags.push(format!("--chrf-char-order {}", self.char_order));
-        }
-        if self.beta != d.beta {
-            flags.push(format!("--chrf-beta {}", self.beta));
-        }
-        let switches = [
-            (self.lowercase, "--chrf-lowercase"),
-            (self.whitespace, "--chrf-whitespace"),
-            (self.eps_smoothing, "--chrf-eps-smoothing"),
-        ];
-        flags.extend(switches.iter().filter(|s| s.0).map(|s| s.1.to_string()));
-        flags.join(" ")
-    }
-
     /// The signature's fields: sacrebleu's (`case`, `eff`, `nc`, `nw`, `space`), and `beta`,
     /// which sacrebleu writes in the score's name instead.
     pub fn signature(self) -> String {

@@ -56,18 +56,6 @@ impl TerOptions {
         }
         words(&line).join(" ")
     }
-
-    /// The flags that give these options, as sacrebleu names them (empty for the defaults).
-    pub fn flags(self) -> String {
-        let flags = [
-            (self.case_sensitive, "--ter-case-sensitive"),
-            (self.normalized, "--ter-normalized"),
-            (self.no_punct, "--ter-no-punct"),
-            (self.asian_support, "--ter-asian-support"),
-        ];
-        let on: Vec<&str> = flags.iter().filter(|(on, _)| *on).map(|f| f.1).collect();
-        on.join(" ")
-    }
 }
 
 /// The signature fields, as sacrebleu's (`norm` named `tercom-norm`, apart from neko's
@@ -197,7 +185,7 @@ mod tests {
     }
 
     #[test]
-    fn signature_and_flags_name_the_options() {
+    fn signature_names_the_options() {
         let t = TerOptions {
             case_sensitive: true,
             no_punct: true,
@@ -207,7 +195,5 @@ mod tests {
             t.to_string(),
             "case:mixed|tok:tercom|tercom-norm:no|punct:no|asian:no"
         );
-        assert_eq!(t.flags(), "--ter-case-sensitive --ter-no-punct");
-        assert_eq!(TerOptions::default().flags(), "");
     }
 }

@@ -337,7 +337,7 @@ fn bleu_options_on_the_command_line_match_sacrebleu() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(
-        stderr(&o).contains("BLEU scored with case:lc|tok:13a|smooth:floor[0.10], its baseline with case:mixed|tok:13a|smooth:exp"),
+        stderr(&o).contains("BLEU scored with case:lc|tok:13a|smooth:floor[0.10], its baseline with case:mixed|tok:13a|smooth:exp: not comparable (without --lowercase, --smooth-method exp, without --smooth-value compares)"),
         "{}",
         stderr(&o)
     );
@@ -398,7 +398,7 @@ fn chrf_options_on_the_command_line_match_sacrebleu() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(
-        stderr(&o).contains("chrF scored with case:mixed|eff:no|nc:6|nw:0|space:no|beta:2, its baseline with case:mixed|eff:yes|nc:6|nw:0|space:no|beta:2"),
+        stderr(&o).contains("chrF scored with case:mixed|eff:no|nc:6|nw:0|space:no|beta:2, its baseline with case:mixed|eff:yes|nc:6|nw:0|space:no|beta:2: not comparable (without --chrf-eps-smoothing compares)"),
         "{}",
         stderr(&o)
     );
@@ -441,7 +441,7 @@ fn ter_options_on_the_command_line_match_sacrebleu() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(
-        stderr(&o).contains("TER scored with case:lc|tok:tercom|tercom-norm:no|punct:no|asian:no, its baseline with case:lc|tok:tercom|tercom-norm:no|punct:yes|asian:no: not comparable (no --ter-* flag compares)"),
+        stderr(&o).contains("TER scored with case:lc|tok:tercom|tercom-norm:no|punct:no|asian:no, its baseline with case:lc|tok:tercom|tercom-norm:no|punct:yes|asian:no: not comparable (without --ter-no-punct compares)"),
         "{}",
         stderr(&o)
     );
