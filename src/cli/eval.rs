@@ -131,7 +131,7 @@ pub struct EvalArgs {
 
     /// BLEU lower-cases the text first, as sacrebleu's `--lowercase` (`-lc`): case-insensitive
     /// BLEU, named `case:lc` in its signature. chrF and TER are left as they are.
-    #[arg(long, env = "NEKO_EVAL_LOWERCASE")]
+    #[arg(long, env = "NEKO_EVAL_LOWERCASE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub lowercase: bool,
 
     /// BLEU's smoothing, as sacrebleu's `--smooth-method`: exp (mteval-v13a's, the default),
@@ -167,34 +167,34 @@ pub struct EvalArgs {
     pub chrf_beta: u32,
 
     /// chrF lower-cases the text first, as sacrebleu's `--chrf-lowercase`.
-    #[arg(long, env = "NEKO_EVAL_CHRF_LOWERCASE")]
+    #[arg(long, env = "NEKO_EVAL_CHRF_LOWERCASE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub chrf_lowercase: bool,
 
     /// chrF's character n-grams keep whitespace, as sacrebleu's `--chrf-whitespace`.
-    #[arg(long, env = "NEKO_EVAL_CHRF_WHITESPACE")]
+    #[arg(long, env = "NEKO_EVAL_CHRF_WHITESPACE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub chrf_whitespace: bool,
 
     /// chrF averages each order's F-score, an empty order counting as epsilon (chrF++.py's,
     /// Moses' and NLTK's smoothing), as sacrebleu's `--chrf-eps-smoothing`.
-    #[arg(long, env = "NEKO_EVAL_CHRF_EPS_SMOOTHING")]
+    #[arg(long, env = "NEKO_EVAL_CHRF_EPS_SMOOTHING", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub chrf_eps_smoothing: bool,
 
     /// TER keeps case, as sacrebleu's `--ter-case-sensitive` (by default TER lower-cases).
-    #[arg(long, env = "NEKO_EVAL_TER_CASE_SENSITIVE")]
+    #[arg(long, env = "NEKO_EVAL_TER_CASE_SENSITIVE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub ter_case_sensitive: bool,
 
     /// TER applies Tercom's normalisation, as sacrebleu's `--ter-normalized`: punctuation split
     /// off words (not inside numbers), XML entities decoded, `'s` apart, lines joined.
-    #[arg(long, env = "NEKO_EVAL_TER_NORMALIZED")]
+    #[arg(long, env = "NEKO_EVAL_TER_NORMALIZED", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub ter_normalized: bool,
 
     /// TER removes `. , ? : ; ! " ( )` first, as sacrebleu's `--ter-no-punct`.
-    #[arg(long, env = "NEKO_EVAL_TER_NO_PUNCT")]
+    #[arg(long, env = "NEKO_EVAL_TER_NO_PUNCT", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub ter_no_punct: bool,
 
     /// TER's Asian support, as sacrebleu's `--ter-asian-support`: with `--ter-normalized`, CJK
     /// characters apart; with `--ter-no-punct`, CJK and full-width punctuation removed too.
-    #[arg(long, env = "NEKO_EVAL_TER_ASIAN_SUPPORT")]
+    #[arg(long, env = "NEKO_EVAL_TER_ASIAN_SUPPORT", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub ter_asian_support: bool,
 
     /// Largest record, in bytes, as `neko correct --max-record-bytes`; a longer one is unscored.

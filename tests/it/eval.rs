@@ -405,6 +405,31 @@ fn chrf_options_on_the_command_line_match_sacrebleu() {
     fails_saying(&["--chrf-char-order", "7", &mt], "7 is not in 1..=6");
 }
 
+/// The metric switches' environment variables read 1 / 0 / true, as every neko switch's do.
+#[test]
+fn metric_switches_read_their_environment_like_every_switch() {
+    let mt = records("mt.jsonl");
+    let switches = [
+        ("NEKO_EVAL_LOWERCASE", "|case:lc|eff:no|tok:13a|"),
+        ("NEKO_EVAL_CHRF_LOWERCASE", "|case:lc|eff:yes|nc:6|"),
+        ("NEKO_EVAL_CHRF_WHITESPACE", "|space:yes|"),
+        ("NEKO_EVAL_CHRF_EPS_SMOOTHING", "|eff:no|nc:6|"),
+        ("NEKO_EVAL_TER_CASE_SENSITIVE", "|case:mixed|tok:tercom|"),
+        ("NEKO_EVAL_TER_NORMALIZED", "|tercom-norm:yes|"),
+        ("NEKO_EVAL_TER_NO_PUNCT", "|punct:no|"),
+        ("NEKO_EVAL_TER_ASIAN_SUPPORT", "|asian:yes|"),
+    ];
+    for (var, field) in switches {
+        for (value, on) in [("1", true), ("0", false), ("true", true)] {
+            let o = run(&["--json", &mt], &[(var, value)]);
+            assert!(o.status.success(), "{var}={value}: {}", stderr(&o));
+            let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+            let sigs = report["runs"][0]["signatures"].to_string();
+            assert_eq!(sigs.contains(field), on, "{var}={value}: {sigs}");
+        }
+    }
+}
+
 /// `--ter-*` flags score TER as sacrebleu's same flags do, name the options in the signature,
 /// and a baseline scored with sacrebleu's TER defaults is not compared with them.
 #[test]
