@@ -35,6 +35,7 @@ fn settings(normalizer: &str) -> Settings {
         normalizers: vec![normalizer.parse::<Normalizer>().unwrap()],
         group_by: GroupBy::Auto,
         paired_bs: None,
+        paired_ar: None,
         confidence: None,
         per_record: false,
         against: None,

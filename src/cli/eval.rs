@@ -101,6 +101,22 @@ pub struct EvalArgs {
     #[arg(long, env = "NEKO_EVAL_CONFIDENCE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub confidence: bool,
 
+    /// Paired approximate randomization beside the paired bootstrap, as sacrebleu's
+    /// `--paired-ar`: each metric's change gets a two-sided p-value, the share of trials (each
+    /// record's two outputs swapped at random) whose difference is at least the observed one.
+    /// Implies `--paired-bs`; with `--against`, against BASE.
+    #[arg(long, env = "NEKO_EVAL_PAIRED_AR", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub paired_ar: bool,
+
+    /// Trials of `--paired-ar` (sacrebleu's default, 10,000).
+    #[arg(
+        long,
+        env = "NEKO_EVAL_PAIRED_AR_N",
+        default_value_t = eval::randomization::DEFAULT_TRIALS,
+        value_name = "N"
+    )]
+    pub paired_ar_n: usize,
+
     /// Resamples of `--paired-bs` and `--confidence`.
     #[arg(
         long,
@@ -210,8 +226,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     if args.per_record.as_deref() == Some(std::path::Path::new("-")) {
         anyhow::bail!("--per-record needs a file: the report goes to standard output");
     }
-    if (args.paired_bs || args.confidence || args.against.is_some()) && args.paired_bs_n == 0 {
+    let paired_bs = args.paired_bs || args.paired_ar;
+    if (paired_bs || args.confidence || args.against.is_some()) && args.paired_bs_n == 0 {
         anyhow::bail!("--paired-bs-n must be at least 1");
+    }
+    if args.paired_ar && args.paired_ar_n == 0 {
+        anyhow::bail!("--paired-ar-n must be at least 1");
     }
     let smooth = crate::metrics::bleu::Smooth::new(&args.smooth_method, args.smooth_value)
         .map_err(anyhow::Error::msg)?;
@@ -260,8 +280,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         task: args.task,
         normalizers: args.normalizer.clone(),
         group_by: args.group_by,
-        paired_bs: (args.paired_bs || against.is_some()).then_some(eval::bootstrap::PairedBs {
+        paired_bs: (paired_bs || against.is_some()).then_some(eval::bootstrap::PairedBs {
             resamples: args.paired_bs_n,
+            seed: eval::bootstrap::SEED,
+        }),
+        paired_ar: args.paired_ar.then_some(eval::randomization::PairedAr {
+            trials: args.paired_ar_n,
             seed: eval::bootstrap::SEED,
         }),
         confidence: args.confidence.then_some(eval::bootstrap::PairedBs {
@@ -299,8 +323,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     note_assumed_task(&report);
     note_nothing_scored(&report);
     note_repeated_ids(&report);
-    if args.paired_bs && args.against.is_none() && !has_predictions(&report) {
-        eprintln!("neko: --paired-bs compares predictions with the 1-best, and no file here has a `prediction` (score `neko correct` output)");
+    if paired_bs && args.against.is_none() && !has_predictions(&report) {
+        eprintln!("neko: --paired-bs and --paired-ar compare predictions with the 1-best, and no file here has a `prediction` (score `neko correct` output)");
     }
     if let Some((path, base)) = &baseline {
         let c = baseline::compare(&report, base, path, args.max_regression)?;

@@ -27,9 +27,11 @@ impl<'a> Base<'a> {
     }
 }
 
-/// The paired bootstrap's settings, and what it compares with (`None`: the 1-best).
+/// The paired bootstrap's settings, the approximate randomization's when asked for, and what
+/// they compare with (`None`: the 1-best).
 pub(super) struct Bootstrap<'a> {
     pub bs: PairedBs,
+    pub ar: Option<super::randomization::PairedAr>,
     pub base: Option<&'a Base<'a>>,
 }
 

@@ -39,6 +39,9 @@ pub struct Interval {
     /// Share of resamples in which the prediction scores better than the 1-best (a lower
     /// error rate or TER, a higher BLEU, chrF or GLEU); a tie is not better.
     pub p_better: f64,
+    /// The p-value of the change by paired approximate randomization (`--paired-ar`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_ar: Option<f64>,
 }
 
 /// The intervals of a group's metrics (those the group has).
@@ -52,6 +55,9 @@ pub struct Significance {
     /// own 1-best.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub against: Option<String>,
+    /// Trials of the approximate randomization (`--paired-ar`), when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ar_trials: Option<u64>,
     /// Word error rate.
     pub wer: Interval,
     /// Character error rate.
@@ -216,6 +222,7 @@ pub fn interval_with(
         low: quantile(&deltas, 0.025),
         high: quantile(&deltas, 0.975),
         p_better: improved as f64 / deltas.len().max(1) as f64,
+        p_ar: None,
     })
 }
 
@@ -229,7 +236,7 @@ fn draws(seed: u64, r: usize, n: usize) -> impl Iterator<Item = usize> {
 }
 
 /// One step of SplitMix64 (Steele, Lea & Flood 2014).
-fn splitmix64(state: &mut u64) -> u64 {
+pub(super) fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

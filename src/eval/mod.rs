@@ -11,6 +11,7 @@
 pub mod against;
 pub mod baseline;
 pub mod bootstrap;
+pub mod randomization;
 pub mod records;
 pub mod refs;
 pub mod report;
@@ -94,6 +95,9 @@ pub struct Settings {
     pub group_by: GroupBy,
     /// Paired bootstrap of each group's prediction against its 1-best, when asked for.
     pub paired_bs: Option<bootstrap::PairedBs>,
+    /// Paired approximate randomization beside the paired bootstrap (`--paired-ar`), when
+    /// asked for.
+    pub paired_ar: Option<randomization::PairedAr>,
     /// Each score's spread over resamples of its records (`--confidence`), when asked for.
     pub confidence: Option<bootstrap::PairedBs>,
     /// Keep a row per scored record, with its alignments ([`FileReport::rows`]).
@@ -279,6 +283,7 @@ fn score_file(
         .filter(|_| with_predictions || base.is_some())
         .map(|bs| against::Bootstrap {
             bs,
+            ar: settings.paired_ar,
             base: base.as_ref(),
         });
     let groups = groups(&scores, settings, bootstrap.as_ref(), with_predictions);
@@ -802,10 +807,9 @@ fn gleu_pair(members: &[&RecordScore]) -> Option<Pair<Scored<GleuStats>>> {
 /// spread as well as the records'.
 fn gleu_interval(
     members: &[&RecordScore],
-    bs: bootstrap::PairedBs,
-    base: Option<&against::Base<'_>>,
+    t: &against::Bootstrap<'_>,
 ) -> Option<bootstrap::Interval> {
-    let sides = paired(members, base, |m| m.gleu.clone());
+    let sides = paired(members, t.base, |m| m.gleu.clone());
     let (mut before, mut after) = (Vec::new(), Vec::new());
     for (m, side) in members.iter().zip(&sides) {
         let Some((a, b)) = side else { continue };
@@ -832,14 +836,16 @@ fn gleu_interval(
         .iter()
         .all(|s| s.stats.len() == 1)
         .then(|| pairs_of(0));
-    bootstrap::interval_with(
+    // Resample or trial `r` takes draw `r mod 500` of the references (all the same with one).
+    let pairs_for = |r: usize| match &single {
+        Some(p) => std::borrow::Cow::Borrowed(p),
+        None => std::borrow::Cow::Owned(pairs_of(r % gleu::DRAWS)),
+    };
+    let mut iv = bootstrap::interval_with(
         delta,
         before.len(),
         |r, draw| {
-            let pairs = match &single {
-                Some(p) => std::borrow::Cow::Borrowed(p),
-                None => std::borrow::Cow::Owned(pairs_of(r % gleu::DRAWS)),
-            };
+            let pairs = pairs_for(r);
             let (mut a, mut b) = (GleuStats::default(), GleuStats::default());
             for i in draw {
                 a += pairs[i].0;
@@ -848,8 +854,21 @@ fn gleu_interval(
             b.score() - a.score()
         },
         bootstrap::Better::Higher,
-        bs,
-    )
+        t.bs,
+    )?;
+    iv.p_ar = t.ar.and_then(|ar| {
+        let shuffled = |r: usize, swaps: &mut dyn Iterator<Item = bool>| {
+            let (mut a, mut b) = (GleuStats::default(), GleuStats::default());
+            for (&(x, y), swap) in pairs_for(r).iter().zip(swaps) {
+                let (x, y) = if swap { (y, x) } else { (x, y) };
+                a += x;
+                b += y;
+            }
+            (b.score() - a.score()).abs()
+        };
+        randomization::p_value_with(delta.abs(), before.len(), shuffled, ar)
+    });
+    Some(iv)
 }
 
 fn group(
@@ -904,7 +923,7 @@ fn group(
             }
             c
         }),
-        significance: bootstrap.and_then(|b| significance(members, b.bs, b.base, scoring)),
+        significance: bootstrap.and_then(|b| significance(members, b, scoring)),
         confidence: None,
     }
 }
@@ -915,40 +934,55 @@ fn group(
 /// record has a partner.
 fn significance(
     members: &[&RecordScore],
-    bs: bootstrap::PairedBs,
-    base: Option<&against::Base<'_>>,
+    b: &against::Bootstrap<'_>,
     scoring: Scoring,
 ) -> Option<bootstrap::Significance> {
-    use bootstrap::{interval, Better};
+    use bootstrap::Better;
+    let base = b.base;
     let rate = |c: &EditCounts| 100.0 * c.error_rate();
     let wer = paired(members, base, |m| Some((m.one_best, m.corrected)));
     let cer = paired(members, base, |m| Some((m.cer_one_best, m.cer_corrected)));
     Some(bootstrap::Significance {
-        resamples: bs.resamples as u64,
-        seed: bs.seed,
+        resamples: b.bs.resamples as u64,
+        seed: b.bs.seed,
         against: base.map(|b| b.path.to_string()),
-        wer: interval(&wer, rate, Better::Lower, bs)?,
-        cer: interval(&cer, rate, Better::Lower, bs)?,
-        bleu: interval(
+        ar_trials: b.ar.map(|ar| ar.trials as u64),
+        wer: tested(&wer, rate, Better::Lower, b)?,
+        cer: tested(&cer, rate, Better::Lower, b)?,
+        bleu: tested(
             &paired(members, base, |m| m.bleu),
             |s: &BleuStats| s.score_with(scoring.bleu),
             Better::Higher,
-            bs,
+            b,
         ),
-        chrf: interval(
+        chrf: tested(
             &paired(members, base, |m| m.chrf),
             |s: &ChrfStats| s.score_with(scoring.chrf),
             Better::Higher,
-            bs,
+            b,
         ),
-        ter: interval(
+        ter: tested(
             &paired(members, base, |m| m.ter),
             TerStats::score,
             Better::Lower,
-            bs,
+            b,
         ),
-        gleu: gleu_interval(members, bs, base),
+        gleu: gleu_interval(members, b),
     })
+}
+
+/// One metric's paired bootstrap interval, with its approximate randomization p-value when
+/// asked for.
+fn tested<S: Default + Copy + std::ops::AddAssign>(
+    pairs: &[Option<(S, S)>],
+    score: impl Fn(&S) -> f64,
+    better: bootstrap::Better,
+    b: &against::Bootstrap<'_>,
+) -> Option<bootstrap::Interval> {
+    let mut iv = bootstrap::interval(pairs, &score, better, b.bs)?;
+    iv.p_ar =
+        b.ar.and_then(|ar| randomization::p_value(pairs, &score, ar));
+    Some(iv)
 }
 
 /// The spread of every metric the group has (`--confidence`), of its 1-best and, in a file

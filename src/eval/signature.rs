@@ -59,7 +59,12 @@ pub fn signatures(files: &[FileReport], used: &Used) -> Vec<String> {
     // `--confidence` draws the same resamples as `--paired-bs`.
     let resampled = (super::first_significance(files).map(|s| (s.resamples, s.seed)))
         .or_else(|| super::first_confidence(files).map(|c| (c.resamples, c.seed)));
-    let bs = resampled.map_or(String::new(), |(n, seed)| format!("|bs:{n}|seed:{seed}"));
+    let ar = super::first_significance(files)
+        .and_then(|s| s.ar_trials)
+        .map_or(String::new(), |n| format!("|ar:{n}"));
+    let bs = resampled.map_or(String::new(), |(n, seed)| {
+        format!("|bs:{n}|seed:{seed}{ar}")
+    });
     let plain =
         |name: &str, norm: &str, refs: &str| format!("{name}|norm:{norm}|nrefs:{refs}|neko:{v}");
     let common = |name: &str, norm: &str, refs: &str| format!("{}{bs}", plain(name, norm, refs));

@@ -92,6 +92,14 @@ fn render_run(run: &Run, out: &mut String) {
                 count(bs.resamples)
             ),
         };
+        if let Some(n) = bs.ar_trials {
+            let _ = writeln!(
+                out,
+                "p (AR): paired approximate randomization over {} trials, the share of random \
+                 swaps of the two sides' outputs whose difference is at least this one",
+                count(n)
+            );
+        }
         significance_table(run, &labels).render(out);
     }
     if let Some(c) = super::first_confidence(&run.files) {
@@ -310,7 +318,12 @@ fn gec_table(run: &Run, labels: &Labels) -> Table {
 }
 
 fn significance_table(run: &Run, labels: &Labels) -> Table {
-    let mut t = Table::new(&["file", "metric", "change", "95% interval", "P(better)"]);
+    let ar = super::first_significance(&run.files).is_some_and(|s| s.ar_trials.is_some());
+    let mut header = vec!["file", "metric", "change", "95% interval", "P(better)"];
+    if ar {
+        header.push("p (AR)");
+    }
+    let mut t = Table::new(&header);
     let chrf = chrf_name(run);
     for f in &run.files {
         for (i, g) in f.groups.iter().enumerate() {
@@ -325,7 +338,7 @@ fn significance_table(run: &Run, labels: &Labels) -> Table {
             ];
             for (k, (name, iv)) in metrics.iter().enumerate() {
                 let Some(iv) = iv else { continue };
-                t.push(vec![
+                let mut row = vec![
                     if k == 0 {
                         labels.row(f, g, i == 0)
                     } else {
@@ -335,7 +348,11 @@ fn significance_table(run: &Run, labels: &Labels) -> Table {
                     format!("{:+.2}", iv.delta),
                     format!("[{:+.2}, {:+.2}]", iv.low, iv.high),
                     format!("{:.3}", iv.p_better),
-                ]);
+                ];
+                if ar {
+                    row.push(iv.p_ar.map_or("-".to_string(), |p| format!("{p:.4}")));
+                }
+                t.push(row);
             }
         }
     }
