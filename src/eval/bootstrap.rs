@@ -256,7 +256,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::metrics::EditCounts;
 
@@ -265,7 +265,8 @@ mod tests {
         seed: SEED,
     };
 
-    fn counts(errors: u64, words: u64) -> EditCounts {
+    /// A record of `words` words with `errors` substitutions (the randomization's tests too).
+    pub(in crate::eval) fn counts(errors: u64, words: u64) -> EditCounts {
         EditCounts {
             hits: words - errors,
             substitutions: errors,
@@ -273,7 +274,7 @@ mod tests {
         }
     }
 
-    fn wer(c: &EditCounts) -> f64 {
+    pub(in crate::eval) fn wer(c: &EditCounts) -> f64 {
         100.0 * c.error_rate()
     }
 

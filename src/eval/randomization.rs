@@ -86,24 +86,13 @@ fn swaps(seed: u64, t: usize, n: usize) -> impl Iterator<Item = bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::bootstrap::tests::{counts, wer};
     use crate::metrics::EditCounts;
 
     const AR: PairedAr = PairedAr {
         trials: 2000,
         seed: 12345,
     };
-
-    fn counts(errors: u64, words: u64) -> EditCounts {
-        EditCounts {
-            hits: words - errors,
-            substitutions: errors,
-            ..Default::default()
-        }
-    }
-
-    fn wer(c: &EditCounts) -> f64 {
-        100.0 * c.error_rate()
-    }
 
     #[test]
     fn a_system_against_itself_is_chance() {

@@ -289,22 +289,23 @@ fn bleu_tokenisers_on_the_command_line_match_sacrebleu() {
     );
 }
 
-/// `--lowercase`, `--smooth-method` and `--smooth-value` score BLEU as sacrebleu's same flags
-/// do, corpus BLEU and each `--per-record` row's sentence BLEU, name themselves in the
-/// signature, and a baseline scored with sacrebleu's defaults is not compared with them.
-#[test]
-fn bleu_options_on_the_command_line_match_sacrebleu() {
+/// `metric` (bleu, chrf) of mt.jsonl under each option set of the fixture (keyed by its flags)
+/// against sacrebleu's: the corpus score, each `--per-record` row's sentence score, and
+/// sacrebleu's signature fields in neko's signature.
+fn options_match_sacrebleu(metric: &str) {
     let file = &expected()["files"]["mt.jsonl"];
     let mt = records("mt.jsonl");
     let dir = tempfile::tempdir().unwrap();
     let rows_path = dir.path().join("rows.jsonl");
     let rows_arg = rows_path.to_str().unwrap();
-    for (flags, want) in file["bleu_corrected_by_options"].as_object().unwrap() {
+    let corpus = &file[format!("{metric}_corrected_by_options").as_str()];
+    let sentences = &file[format!("sentence_{metric}_corrected_by_options").as_str()];
+    for (flags, want) in corpus.as_object().unwrap() {
         let mut args: Vec<&str> = flags.split(' ').collect();
         args.extend(["--per-record", rows_arg, &mt]);
         let report = json(&args);
         let g = &report["runs"][0]["files"][0]["groups"][0];
-        assert_close(&g["bleu"]["corrected"]["score"], &want["bleu"], flags);
+        assert_close(&g[metric]["corrected"]["score"], &want[metric], flags);
         let sigs = report["runs"][0]["signatures"].to_string();
         let theirs = want["signature"].as_str().unwrap();
         let fields = theirs
@@ -314,15 +315,23 @@ fn bleu_options_on_the_command_line_match_sacrebleu() {
             assert!(sigs.contains(&format!("|{field}|")), "{field} in {sigs}");
         }
         let rows = std::fs::read_to_string(&rows_path).unwrap();
-        let sentences = file["sentence_bleu_corrected_by_options"]
-            .as_array()
-            .unwrap();
+        let sentences = sentences.as_array().unwrap();
         assert_eq!(rows.lines().count(), sentences.len());
         for (row, want) in rows.lines().zip(sentences) {
             let row: Value = serde_json::from_str(row).unwrap();
-            assert_close(&row["corrected"]["bleu"], &want[flags.as_str()], flags);
+            assert_close(&row["corrected"][metric], &want[flags.as_str()], flags);
         }
     }
+}
+
+/// `--lowercase`, `--smooth-method` and `--smooth-value` score BLEU as sacrebleu's same flags
+/// do, corpus BLEU and each `--per-record` row's sentence BLEU, name themselves in the
+/// signature, and a baseline scored with sacrebleu's defaults is not compared with them.
+#[test]
+fn bleu_options_on_the_command_line_match_sacrebleu() {
+    options_match_sacrebleu("bleu");
+    let mt = records("mt.jsonl");
+    let dir = tempfile::tempdir().unwrap();
     let base = temp_json(dir.path(), "base.json", &json(&[&mt]));
     let o = run(
         &[
@@ -352,35 +361,9 @@ fn bleu_options_on_the_command_line_match_sacrebleu() {
 /// baseline scored with sacrebleu's defaults is not compared with them.
 #[test]
 fn chrf_options_on_the_command_line_match_sacrebleu() {
-    let file = &expected()["files"]["mt.jsonl"];
+    options_match_sacrebleu("chrf");
     let mt = records("mt.jsonl");
     let dir = tempfile::tempdir().unwrap();
-    let rows_path = dir.path().join("rows.jsonl");
-    let rows_arg = rows_path.to_str().unwrap();
-    for (flags, want) in file["chrf_corrected_by_options"].as_object().unwrap() {
-        let mut args: Vec<&str> = flags.split(' ').collect();
-        args.extend(["--per-record", rows_arg, &mt]);
-        let report = json(&args);
-        let g = &report["runs"][0]["files"][0]["groups"][0];
-        assert_close(&g["chrf"]["corrected"]["score"], &want["chrf"], flags);
-        let sigs = report["runs"][0]["signatures"].to_string();
-        let theirs = want["signature"].as_str().unwrap();
-        let fields = theirs
-            .split('|')
-            .filter(|f| !f.starts_with("nrefs") && !f.starts_with("version"));
-        for field in fields {
-            assert!(sigs.contains(&format!("|{field}|")), "{field} in {sigs}");
-        }
-        let rows = std::fs::read_to_string(&rows_path).unwrap();
-        let sentences = file["sentence_chrf_corrected_by_options"]
-            .as_array()
-            .unwrap();
-        assert_eq!(rows.lines().count(), sentences.len());
-        for (row, want) in rows.lines().zip(sentences) {
-            let row: Value = serde_json::from_str(row).unwrap();
-            assert_close(&row["corrected"]["chrf"], &want[flags.as_str()], flags);
-        }
-    }
     let text = stdout(&run(
         &["--chrf-beta", "3", "--chrf-word-order", "2", &mt],
         &[],

@@ -283,35 +283,29 @@ fn bleu_options(flags: &str) -> BleuOptions {
     options
 }
 
-/// sacrebleu's `--lowercase` and smoothing methods (none, floor, add-k, with their default
-/// and other values): corpus BLEU of every BLEU corpus and sentence BLEU of the 171 short
-/// sentences, where zero precisions make the methods differ, and the signature's fields.
-#[test]
-fn bleu_options_match_sacrebleu() {
+/// Every option set of a metric's fixtures, keyed by its flags: `corpus(flags, hyps, refs)`
+/// gives neko's corpus score and sacrebleu's signature fields for each BLEU corpus
+/// (`{key}_by_options`), `sentence(flags, hyp, refs)` neko's sentence score and the default
+/// options' for each of the 171 short sentences (`sentence_{key}_by_options`). Returns how many
+/// sentence scores the options changed.
+fn each_option_set(
+    key: &str,
+    corpus: impl Fn(&str, &[&str], &[&str]) -> (f64, String),
+    sentence: impl Fn(&str, &str, &[&str]) -> (f64, f64),
+) -> usize {
     let fx = load("bleu.json");
     let close = |ours: f64, theirs: &Value, what: &str| {
         let theirs = theirs.as_f64().unwrap();
         assert!((ours - theirs).abs() < 1e-9, "{what}: {ours} vs {theirs}");
     };
-    for corpus in fx["corpora"].as_array().unwrap() {
-        let name = corpus["name"].as_str().unwrap();
-        let (hyps, refs) = (
-            strings(&corpus["hypotheses"]),
-            strings(&corpus["references"]),
-        );
-        for (flags, want) in corpus["bleu_by_options"].as_object().unwrap() {
-            let options = bleu_options(flags);
-            let mut b = BleuStats::default();
-            for (h, r) in hyps.iter().zip(&refs) {
-                b += BleuStats::segment_with(options, h, &[r]);
-            }
-            close(
-                b.score_with(options.smooth),
-                &want["bleu"],
-                &format!("{name} {flags}"),
-            );
+    for c in fx["corpora"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let (hyps, refs) = (strings(&c["hypotheses"]), strings(&c["references"]));
+        for (flags, want) in c[format!("{key}_by_options").as_str()].as_object().unwrap() {
+            let (score, fields) = corpus(flags, &hyps, &refs);
+            close(score, &want[key], &format!("{name} {flags}"));
             let sig = want["signature"].as_str().unwrap();
-            assert!(sig.contains(&format!("|{}|", options.signature())), "{sig}");
+            assert!(sig.contains(&format!("|{fields}|")), "{sig} vs {fields}");
         }
     }
     let mut differ = 0;
@@ -321,17 +315,37 @@ fn bleu_options_match_sacrebleu() {
             case["hypothesis"].as_str().unwrap(),
             strings(&case["references"]),
         );
-        for (flags, want) in case["sentence_bleu_by_options"].as_object().unwrap() {
-            let options = bleu_options(flags);
-            let b = BleuStats::segment_with(options, hyp, &refs);
-            close(
-                b.sentence_score_with(options.smooth),
-                want,
-                &format!("{name} {flags}"),
-            );
-            differ += usize::from((want.as_f64().unwrap() - b.sentence_score()).abs() > 1e-6);
+        let by_options = &case[format!("sentence_{key}_by_options").as_str()];
+        for (flags, want) in by_options.as_object().unwrap() {
+            let (score, default) = sentence(flags, hyp, &refs);
+            close(score, want, &format!("{name} {flags}"));
+            differ += usize::from((score - default).abs() > 1e-6);
         }
     }
+    differ
+}
+
+/// sacrebleu's `--lowercase` and smoothing methods (none, floor, add-k, with their default
+/// and other values): corpus BLEU of every BLEU corpus and sentence BLEU of the 171 short
+/// sentences, where zero precisions make the methods differ, and the signature's fields.
+#[test]
+fn bleu_options_match_sacrebleu() {
+    let differ = each_option_set(
+        "bleu",
+        |flags, hyps, refs| {
+            let options = bleu_options(flags);
+            let mut b = BleuStats::default();
+            for (h, r) in hyps.iter().zip(refs) {
+                b += BleuStats::segment_with(options, h, &[r]);
+            }
+            (b.score_with(options.smooth), options.signature())
+        },
+        |flags, hyp, refs| {
+            let options = bleu_options(flags);
+            let b = BleuStats::segment_with(options, hyp, refs);
+            (b.sentence_score_with(options.smooth), b.sentence_score())
+        },
+    );
     assert!(
         differ > 200,
         "the options changed only {differ} sentence scores"
@@ -373,54 +387,29 @@ fn chrf_options(flags: &str) -> ChrfOptions {
 /// sacrebleu's chrF options (character order, beta, case, whitespace, epsilon smoothing, and
 /// with chrF++): corpus chrF of every BLEU corpus, sentence chrF of the 171 short sentences
 /// (one to three references: the reference chosen by the options' own score), and the
-/// signature's fields.
+/// signature's fields (neko's adds `beta`, which sacrebleu writes in the name).
 #[test]
 fn chrf_options_match_sacrebleu() {
-    let fx = load("bleu.json");
-    let close = |ours: f64, theirs: &Value, what: &str| {
-        let theirs = theirs.as_f64().unwrap();
-        assert!((ours - theirs).abs() < 1e-9, "{what}: {ours} vs {theirs}");
-    };
-    for corpus in fx["corpora"].as_array().unwrap() {
-        let name = corpus["name"].as_str().unwrap();
-        let (hyps, refs) = (
-            strings(&corpus["hypotheses"]),
-            strings(&corpus["references"]),
-        );
-        for (flags, want) in corpus["chrf_by_options"].as_object().unwrap() {
+    let differ = each_option_set(
+        "chrf",
+        |flags, hyps, refs| {
             let options = chrf_options(flags);
             let mut c = ChrfStats::default();
-            for (h, r) in hyps.iter().zip(&refs) {
+            for (h, r) in hyps.iter().zip(refs) {
                 c += ChrfStats::segment_with(options, h, &[r]);
             }
-            close(
-                c.score_with(options),
-                &want["chrf"],
-                &format!("{name} {flags}"),
-            );
-            let sig = want["signature"].as_str().unwrap();
             let ours = options.signature();
-            let sacrebleu_fields = ours.rsplit_once("|beta:").unwrap().0;
-            assert!(
-                sig.contains(&format!("|{sacrebleu_fields}|")),
-                "{sig} vs {ours}"
-            );
-        }
-    }
-    let mut differ = 0;
-    for case in fx["ter_cases"].as_array().unwrap() {
-        let name = case["name"].as_str().unwrap();
-        let (hyp, refs) = (
-            case["hypothesis"].as_str().unwrap(),
-            strings(&case["references"]),
-        );
-        for (flags, want) in case["sentence_chrf_by_options"].as_object().unwrap() {
+            (
+                c.score_with(options),
+                ours.rsplit_once("|beta:").unwrap().0.to_string(),
+            )
+        },
+        |flags, hyp, refs| {
             let options = chrf_options(flags);
-            let c = ChrfStats::segment_with(options, hyp, &refs);
-            close(c.score_with(options), want, &format!("{name} {flags}"));
-            differ += usize::from((want.as_f64().unwrap() - c.score()).abs() > 1e-6);
-        }
-    }
+            let c = ChrfStats::segment_with(options, hyp, refs);
+            (c.score_with(options), c.score())
+        },
+    );
     assert!(
         differ > 400,
         "the options changed only {differ} sentence scores"
