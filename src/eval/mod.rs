@@ -802,9 +802,10 @@ fn gleu_pair(members: &[&RecordScore]) -> Option<Pair<Scored<GleuStats>>> {
     })
 }
 
-/// The paired bootstrap of GLEU. With several references, each resample also takes one draw
-/// of references (resample `r`, draw `r mod 500`), so the interval covers the references'
-/// spread as well as the records'.
+/// The paired bootstrap of GLEU, with its approximate randomization p-value when asked for.
+/// With several references, each resample (or trial) also takes one draw of references
+/// (resample `r`, draw `r mod 500`), so the interval covers the references' spread as well as
+/// the records'.
 fn gleu_interval(
     members: &[&RecordScore],
     t: &against::Bootstrap<'_>,
