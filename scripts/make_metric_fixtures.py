@@ -237,32 +237,28 @@ CHRF_OPTIONS = {
 }
 
 
-def chrf_by_options(hyps, refs):
-    """Corpus chrF under each of CHRF_OPTIONS, with its signature."""
+# Per metric key: the sacrebleu class, what its sentence scores add (sentence BLEU takes the
+# effective order, as `sacrebleu.sentence_bleu`), and the option sets above.
+OPTION_SETS = {
+    "bleu": (sacrebleu.BLEU, {"effective_order": True}, BLEU_OPTIONS),
+    "chrf": (sacrebleu.CHRF, {}, CHRF_OPTIONS),
+}
+
+
+def by_options(key, hyps, refs):
+    """Corpus score of metric `key` under each of its option sets, with its signature."""
+    cls, _, options = OPTION_SETS[key]
     out = {}
-    for flags, kwargs in CHRF_OPTIONS.items():
-        m = sacrebleu.CHRF(**kwargs)
-        out[flags] = {"chrf": m.corpus_score(hyps, [refs]).score, "signature": str(m.get_signature())}
+    for flags, kwargs in options.items():
+        m = cls(**kwargs)
+        out[flags] = {key: m.corpus_score(hyps, [refs]).score, "signature": str(m.get_signature())}
     return out
 
 
-def sentence_chrf_by_options(hyp, refs):
-    """Sentence chrF under each of CHRF_OPTIONS."""
-    return {flags: sacrebleu.CHRF(**kwargs).sentence_score(hyp, refs).score for flags, kwargs in CHRF_OPTIONS.items()}
-
-
-def bleu_by_options(hyps, refs):
-    """Corpus BLEU under each of BLEU_OPTIONS, with its signature."""
-    out = {}
-    for flags, kwargs in BLEU_OPTIONS.items():
-        m = sacrebleu.BLEU(**kwargs)
-        out[flags] = {"bleu": m.corpus_score(hyps, [refs]).score, "signature": str(m.get_signature())}
-    return out
-
-
-def sentence_bleu_by_options(hyp, refs):
-    """Sentence BLEU (effective order) under each of BLEU_OPTIONS."""
-    return {flags: sacrebleu.sentence_bleu(hyp, refs, **kwargs).score for flags, kwargs in BLEU_OPTIONS.items()}
+def sentence_by_options(key, hyp, refs):
+    """Sentence score of metric `key` under each of its option sets."""
+    cls, sentence, options = OPTION_SETS[key]
+    return {flags: cls(**kwargs, **sentence).sentence_score(hyp, refs).score for flags, kwargs in options.items()}
 
 
 def bleu_entry(name, hyps, refs):
@@ -285,9 +281,9 @@ def bleu_entry(name, hyps, refs):
         "ter_edits": t.num_edits,
         "ter_ref_length": t.ref_length,
         "bleu_signature": str(bm.get_signature()),
-        "bleu_by_options": bleu_by_options(hyps, refs),
+        "bleu_by_options": by_options("bleu", hyps, refs),
         "chrf_signature": str(cm.get_signature()),
-        "chrf_by_options": chrf_by_options(hyps, refs),
+        "chrf_by_options": by_options("chrf", hyps, refs),
         "ter_signature": str(tm.get_signature()),
     }
 
@@ -468,8 +464,8 @@ def ter_cases(rng):
             "name": name, "hypothesis": hyp, "references": refs, "ter": t.score, "edits": t.num_edits, "ref_length": t.ref_length,
             # Short sentences and several references: sentence BLEU's effective order.
             "sentence_bleu": sacrebleu.sentence_bleu(hyp, refs).score,
-            "sentence_bleu_by_options": sentence_bleu_by_options(hyp, refs),
-            "sentence_chrf_by_options": sentence_chrf_by_options(hyp, refs),
+            "sentence_bleu_by_options": sentence_by_options("bleu", hyp, refs),
+            "sentence_chrf_by_options": sentence_by_options("chrf", hyp, refs),
             # chrF++ (word unigrams and bigrams) with its choice among references.
             "chrf_pp": sacrebleu.CHRF(word_order=2).sentence_score(hyp, refs).score,
         })
@@ -922,11 +918,11 @@ def cli_fixtures(out_dir):
         "bleu_corrected_by_tokenizer": {tok: sacrebleu.corpus_bleu(pred, [refs], tokenize=tok).score for tok in ("13a", "intl", "zh", "char", "none")},
         # `neko eval --lowercase`, `--smooth-method`, `--smooth-value`: keyed by the flags given;
         # `--per-record` rows' sentence BLEU under the same.
-        "bleu_corrected_by_options": bleu_by_options(pred, refs),
-        "sentence_bleu_corrected_by_options": [sentence_bleu_by_options(p, [r]) for p, r in zip(pred, refs)],
+        "bleu_corrected_by_options": by_options("bleu", pred, refs),
+        "sentence_bleu_corrected_by_options": [sentence_by_options("bleu", p, [r]) for p, r in zip(pred, refs)],
         # `neko eval --chrf-*`, the same way.
-        "chrf_corrected_by_options": chrf_by_options(pred, refs),
-        "sentence_chrf_corrected_by_options": [sentence_chrf_by_options(p, [r]) for p, r in zip(pred, refs)],
+        "chrf_corrected_by_options": by_options("chrf", pred, refs),
+        "sentence_chrf_corrected_by_options": [sentence_by_options("chrf", p, [r]) for p, r in zip(pred, refs)],
         # `neko eval --ter-*`: TER under sacrebleu's options, keyed by the flags given.
         "ter_corrected_by_options": {
             " ".join(f"--ter-{o.replace('_', '-')}" for o in opts): sacrebleu.TER(**{o: True for o in opts}).corpus_score(pred, [refs]).score
