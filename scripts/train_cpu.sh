@@ -9,14 +9,41 @@
 #   (setsid nohup scripts/train_cpu.sh .gpu/data-pick runs/neko-smol-pick-s0 0 \
 #       >> runs/neko-smol-pick-s0.log 2>&1 &)
 #
-# DATA: made by scripts/prepare_gpu_data.sh; the base: models/smollm2-135m (docs/training.md);
-# Python with torch, numpy, safetensors, tokenizers: NEKO_REF_VENV (default /tmp/neko-ref-venv).
+# On a fresh machine it first makes what it reads and does not find (a replaced machine keeps
+# only the repository): the Python venv with torch (NEKO_REF_VENV, default /tmp/neko-ref-venv;
+# PyPI's torch wheel is ~5 GB), the base models/smollm2-135m and the start model
+# models/neko-smol-lora (docs/training.md), and DATA from CONFIG (default
+# configs/train/neko-smol-pick.toml) by scripts/prepare_gpu_data.sh. A lost OUT starts at step 0.
 # When it is done, OUT/adapter.safetensors is the step-700 adapter (f16), which
 # `neko correct --model models/neko-smol-lora --adapter OUT/adapter.safetensors` runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="$1" out="$2" seed="$3"
-python="${NEKO_REF_VENV:-/tmp/neko-ref-venv}/bin/python"
+venv="${NEKO_REF_VENV:-/tmp/neko-ref-venv}"
+python="$venv/bin/python"
+neko=target/release/neko
+
+if ! "$python" -c 'import torch, numpy, safetensors, tokenizers' 2>/dev/null; then
+    echo "train_cpu: making the venv $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet torch==2.15.0 tokenizers==0.23.3 safetensors==0.8.0 \
+        numpy==2.4.6
+fi
+if [ ! -f models/smollm2-135m/config.json ] || [ ! -f models/neko-smol-lora/config.json ]; then
+    echo "train_cpu: making models/smollm2-135m and models/neko-smol-lora" >&2
+    cargo build --release --quiet
+    rm -rf models/smollm2-135m models/neko-smol-lora
+    "$neko" convert --from "$(scripts/fetch-base.sh)" --to models/smollm2-135m
+    "$neko" upcycle --model models/smollm2-135m --experts 4 --lora-rank 16 \
+        --tasks asr=0,st=1,mt=1,ocr=2,gec=3 --to models/neko-smol-lora
+fi
+if [ ! -f "$data/train.npz" ]; then
+    echo "train_cpu: making $data" >&2
+    rm -rf "$data"
+    CONFIG="${CONFIG:-configs/train/neko-smol-pick.toml}" NEKO_REF_VENV="$venv" \
+        scripts/prepare_gpu_data.sh "$data"
+fi
+
 mkdir -p "$out"
 resume=()
 [ -f "$out/state.pt" ] && resume=(--resume)
