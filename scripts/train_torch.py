@@ -16,8 +16,8 @@ What matches neko (src/model/transformer.rs, src/train/mod.rs):
   over all real tokens, averaged over layers ("aux"), both ("both"), Switch load balance;
 - loss on the answer tokens only, summed and divided by the step's answer tokens; AdamW,
   linear warm-up then cosine decay to min_lr_ratio, gradient clipping by global norm.
-Differences: bf16 autocast on the GPU; steps of many examples of mixed tasks (the forced
-expert is chosen per row, so one forward pass can hold several tasks).
+Differences: bf16 autocast on the GPU (and on the CPU with --bf16); steps of many examples of
+mixed tasks (the forced expert is chosen per row, so one forward pass can hold several tasks).
 
 Also decodes (greedy, neko's stop rules: EOS or a newline after the answer's first
 non-space character, the per-record token limit of `neko correct --dump-prompts`) so variants can
@@ -185,6 +185,9 @@ def moe_ffn(x, gate, a1, b1, a3, b3, a2, b2, w1, w3, w2, forced, experts, top_k,
 
 MOE_FFN = moe_ffn  # main() swaps in torch.compile(moe_ffn) with --compile
 RECOMPUTE_MOE = False  # --recompute-moe
+# --bf16: autocast to bf16 on the CPU as on the GPU (always there). On this AVX-512-BF16 CPU a
+# step is 2.5x faster, and the loss moves in the third digit (1.4715 against 1.4752 on 16 rows).
+AUTOCAST_CPU = False
 
 
 class Net(torch.nn.Module):
@@ -360,7 +363,8 @@ def step_loss(net, examples, batch, cfg, device, of=None):
     ids, real, target = ids.to(device), real.to(device), target.to(device)
     experts = torch.tensor([r[2] for r in rows], device=device)
     forced = experts if cfg["routing"] in ("task", "both") else None
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    bf16 = device.type == "cuda" or AUTOCAST_CPU
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         hidden, gates, chosen = net(ids, forced)
         pos = target.view(-1) != -100
         logits = net.logits(hidden.reshape(-1, H)[pos]).float()
@@ -627,6 +631,8 @@ def main():
                     help="decode with the learned gate only (no forced-expert pass)")
     ap.add_argument("--micro-batch", type=int, default=0,
                     help="rows per forward pass, gradients summed over the step (0: the batch)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="bf16 autocast on the CPU too (the GPU always uses it)")
     ap.add_argument("--resume", action="store_true",
                     help="go on from OUT/state.pt (written with each --save-every checkpoint)")
     args = ap.parse_args()
@@ -635,10 +641,11 @@ def main():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
     os.makedirs(args.out, exist_ok=True)
-    global MOE_FFN, RECOMPUTE_MOE
+    global MOE_FFN, RECOMPUTE_MOE, AUTOCAST_CPU
     if args.compile:
         MOE_FFN = torch.compile(moe_ffn, dynamic=True)
     RECOMPUTE_MOE = args.recompute_moe
+    AUTOCAST_CPU = args.bf16
     if args.random_base:
         base = random_base(args.seed)
     else:
@@ -728,7 +735,7 @@ def main():
             steps=steps, batch_size=args.batch_size, lr=args.lr, min_lr_ratio=0.1,
             warmup=args.warmup or max(1, steps // 20), max_grad_norm=1.0, seed=args.seed,
             experts=experts, rank=rank, alpha=float(rank), top_k=top_k,
-            micro_batch=args.micro_batch,
+            micro_batch=args.micro_batch, bf16=AUTOCAST_CPU or device.type == "cuda",
             save_every=args.save_every if name == "task-moe" else 0,
             init_adapter=args.init_adapter if name == "task-moe" else None,
         )
