@@ -11,6 +11,19 @@ use super::{Entry, Record, RecordError};
 /// array). Elements are located by a small scanner so each record keeps its line number and a
 /// bad element does not take the others with it: a cut-off array or object keeps the complete
 /// records before it, and text that is neither is an error entry, not silently ignored.
+/// Where the next record of a JSON stream starts: past whitespace and byte-order marks (files
+/// joined with `cat`, the second saved by a Windows tool, carry one between their arrays).
+fn next_record_start(bytes: &[u8], mut at: usize) -> Option<usize> {
+    const BOM: &[u8] = b"\xEF\xBB\xBF";
+    loop {
+        at += bytes[at..].iter().position(|b| !b.is_ascii_whitespace())?;
+        if !bytes[at..].starts_with(BOM) {
+            return Some(at);
+        }
+        at += BOM.len();
+    }
+}
+
 pub(super) fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<Entry> {
     let mut entries = Vec::new();
     let mut lines = LineCounter::default();
@@ -25,8 +38,8 @@ pub(super) fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<E
             });
         };
     let mut at = first;
-    while let Some(skip) = bytes[at..].iter().position(|b| !b.is_ascii_whitespace()) {
-        at += skip;
+    while let Some(next) = next_record_start(bytes, at) {
+        at = next;
         let broken = match bytes[at] {
             b'[' => {
                 let (spans, end) = array_element_spans(bytes, at);

@@ -49,12 +49,6 @@ pub fn record(block: &str) -> Result<Record, RecordError> {
         Some((_, id, _)) => id.parse::<u64>().map_or(Value::from(*id), Value::from),
         None => return Err(RecordError::new(None, NOT_A_LINE)),
     };
-    if let Some(k) = block.lines().position(|l| split_line(l).is_none()) {
-        return Err(RecordError::new(
-            None,
-            format!("its line {}: {NOT_A_LINE}", k + 1),
-        ));
-    }
     let of = |kind: char| lines.iter().filter(move |(k, _, _)| *k == kind);
     let kind = if of('D').next().is_some() { 'D' } else { 'H' };
     // `score\ttext`; a score alone is an empty hypothesis (its tab trimmed away), and a
@@ -68,9 +62,19 @@ pub fn record(block: &str) -> Result<Record, RecordError> {
         .collect();
     let hypotheses: Vec<String> = scored.iter().map(|(_, t)| t.trim().to_string()).collect();
     let scores: Option<Vec<f64>> = scored.iter().map(|(s, _)| s.trim().parse().ok()).collect();
+    // An error line keeps the sentence's id (a position would clash with fairseq's numbers) and,
+    // past a stray line, its 1-best.
+    let failed = |field, message: String| RecordError {
+        id: Some(Box::new(id.clone())),
+        best: hypotheses.first().cloned(),
+        ..RecordError::new(field, message)
+    };
+    if let Some(k) = block.lines().position(|l| split_line(l).is_none()) {
+        return Err(failed(None, format!("its line {}: {NOT_A_LINE}", k + 1)));
+    }
     if hypotheses.is_empty() {
         let why = "the sentence has no hypothesis (`H-ID` or `D-ID` line)";
-        return Err(RecordError::new(Some("H"), why));
+        return Err(failed(Some("H"), why.into()));
     }
     let mut record = Record::from_hypotheses(id, hypotheses);
     record.scores = scores;

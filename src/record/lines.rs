@@ -191,8 +191,8 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
         Layout::M2Block => blocks(bytes, lines, |_, line| {
             line == b"S" || line.starts_with(b"S ")
         }),
-        Layout::MosesBlock => blocks(bytes, lines, |first, line| {
-            nbest_id(first) != nbest_id(line)
+        Layout::MosesBlock => blocks(bytes, lines, |block, line| {
+            nbest_id(first_line(block)) != nbest_id(line)
         }),
         // fairseq's log lines and closing score are no records.
         Layout::FairseqBlock => {
@@ -200,8 +200,11 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
             let lines = lines
                 .into_iter()
                 .filter(|u| !super::fairseq::is_chatter(text(u)));
-            blocks(bytes, lines.collect(), |first, line| {
-                generate_id(first) != generate_id(line)
+            // A stray line (a warning on stderr, `2>&1`) joins the sentence it is in, which
+            // becomes an error line under its own id; only another sentence's line opens one.
+            blocks(bytes, lines.collect(), |block, line| {
+                let open = block.split(|&b| b == b'\n').find_map(generate_id);
+                matches!((open, generate_id(line)), (Some(a), Some(b)) if a != b)
             })
         }
         _ => {
@@ -243,7 +246,7 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
             let index = entries.len();
             let record = match u.spanned {
                 Some(Span::Whole) => spanned_record(part, index, max),
-                Some(Span::Cut) => Err(cut_object(part)),
+                Some(Span::Cut) => Err(cut_object(part, max)),
                 // A broken JSON line's error keeps the id it gives, as a broken element's does.
                 None if layout == Layout::JsonLine => record_from_bytes(part, index, max, layout)
                     .map_err(|error| with_id_in(error, part)),
@@ -275,20 +278,25 @@ fn generate_id(line: &[u8]) -> Option<&str> {
     super::fairseq::split_line(line).map(|(_, id, _)| id)
 }
 
-/// Lines in blocks, a record each: a line joins the open block unless `opens(first, line)` says
-/// it starts another (`first`: the block's first line); a blank line closes the open block
-/// and is no record.
+/// The first line of `block`, trimmed.
+fn first_line(block: &[u8]) -> &[u8] {
+    block
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+}
+
+/// Lines in blocks, a record each: a line joins the open block unless `opens(block, line)` says
+/// it starts another (`block`: the open block's lines so far); a blank line closes the open
+/// block and is no record.
 fn blocks(bytes: &[u8], lines: Vec<Unit>, opens: impl Fn(&[u8], &[u8]) -> bool) -> Vec<Unit> {
     let mut blocks: Vec<Unit> = Vec::new();
     let mut open = false;
     for l in lines {
         let text = bytes[l.start..l.end].trim_ascii();
         match blocks.last_mut() {
-            Some(b)
-                if open
-                    && !text.is_empty()
-                    && !opens(bytes[b.start..line_end(bytes, b.start)].trim_ascii(), text) =>
-            {
+            Some(b) if open && !text.is_empty() && !opens(&bytes[b.start..b.end], text) => {
                 b.end = l.end
             }
             _ => {
@@ -342,7 +350,13 @@ fn next_record_line(bytes: &[u8], from: usize, limit: usize) -> usize {
 }
 
 /// The error of an object that never closes, with the id it gave before it was cut.
-fn cut_object(raw: &[u8]) -> RecordError {
+fn cut_object(raw: &[u8], max: usize) -> RecordError {
+    // An object is looked for only within `max` bytes: one that closes past them is whole, and
+    // too long.
+    let open = raw.iter().position(|&b| b == b'{');
+    if raw.len() > max && open.is_some_and(|o| object_end(raw, o).is_some()) {
+        return with_id_in(super::too_long(raw.len(), max), raw);
+    }
     let lines = raw.iter().filter(|&&b| b == b'\n').count() + 1;
     let error = RecordError::new(
         None,

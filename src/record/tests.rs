@@ -330,6 +330,27 @@ fn fairseq_generate_output_is_a_record_per_sentence() {
     );
 }
 
+/// A stray line in `fairseq-generate` output (a warning, `2>&1`) makes the sentence it is in an
+/// error line under that sentence's id with its 1-best; no extra record, no clashing id (it was
+/// a record of its own under its position, 0 or 2, beside sentences 0 and 2).
+#[test]
+fn a_stray_line_in_fairseq_output_marks_its_sentence() {
+    let warn = "/opt/conda/lib/python3.10/site-packages/torch/functional.py:5076: UserWarning: x";
+    let text = format!(
+        "{warn}\nS-1\tguten Morgen\nH-1\t-0.2\tgood morning\nD-1\t-0.2\tgood morning\n\
+         S-0\tja\nH-0\t-0.1\tyes\n{warn}\nD-0\t-0.1\tyes\nS-2\tnein\nD-2\t-0.3\tno\n"
+    );
+    let entries = parse(text.as_bytes());
+    let ids: Vec<Value> = entries.iter().map(|e| e.id()).collect();
+    assert_eq!(ids, [Value::from(1), Value::from(0), Value::from(2)]);
+    for (e, best) in entries[..2].iter().zip(["good morning", "yes"]) {
+        let err = e.record.as_ref().unwrap_err();
+        assert!(err.message.contains("not a fairseq-generate line"), "{err}");
+        assert_eq!(err.best.as_deref(), Some(best));
+    }
+    assert_eq!(ok(&entries[2..])[0].hypotheses, ["no"]);
+}
+
 /// Lines that are lists of strings are records' N-bests (`json.dumps(nbest)` per line);
 /// one such line alone is still an array of 1-best records.
 #[test]
@@ -429,9 +450,19 @@ fn a_final_review_s_shapes_read_right() {
     assert!(e.message.contains("cut off") && cut[2].id() == 9, "{e}");
     let bom = parse(b"{\"input\":[\"a\"]}\n\xef\xbb\xbf{\"input\":[\"b\"]}\n");
     assert!(bom.iter().all(|e| e.record.is_ok()));
+    // ... and between arrays (`cat a.json b.json`, b.json saved with a mark): all four read.
+    let arrays = parse(b"[\n {\"input\":[\"a\"]},\n {\"input\":[\"b\"]}\n]\n\xef\xbb\xbf[\n {\"input\":[\"c\"]},\n {\"input\":[\"d\"]}\n]\n");
+    assert_eq!(
+        ok(&arrays)
+            .iter()
+            .map(|r| r.hypotheses[0].as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b", "c", "d"]
+    );
     let strings = parse(b"\"hello world\"\n\"good morning\"\nnull\n");
     assert_eq!(ok(&strings[..2])[1].hypotheses, ["good morning"]);
-    assert!(strings[2].record.is_err());
+    let null = strings[2].record.as_ref().unwrap_err();
+    assert!(null.message.starts_with("null is no record"), "{null}");
     let text = parse(b"{\"laughs\"} okay\nyeah right\nsure\n");
     assert_eq!(ok(&text)[0].hypotheses, ["{\"laughs\"} okay"]);
     // A `jq .` stream with one record cut in the middle: the records after it are read.
@@ -767,6 +798,27 @@ fn an_unreadable_record_keeps_its_id_and_task() {
     );
 }
 
+/// A broken record's id may hold `,` or `}` (whisper_nbest.py's ids are file paths): its error
+/// line keeps it, in lines and in a pretty-printed array.
+#[test]
+fn a_broken_record_keeps_an_id_with_a_comma_or_brace() {
+    let lines = parse(b"{\"id\": \"Smith, John.wav#0\", \"input\": [\"a b\", \"a c\"}\n{\"id\": \"x}y\", \"input\": [\"b\"\n{\"id\": 7, \"input\": [\"c\"]}\n");
+    let ids: Vec<Value> = lines.iter().map(|e| e.id()).collect();
+    assert_eq!(
+        ids,
+        [
+            Value::from("Smith, John.wav#0"),
+            Value::from("x}y"),
+            Value::from(7)
+        ]
+    );
+    assert!(lines[0].record.is_err() && lines[1].record.is_err());
+    let array = parse(b"[\n  {\n    \"id\": \"a, b\",\n    \"input\": [\"x\"\n  },\n  {\n    \"id\": \"c\",\n    \"input\": [\"y\"]\n  }\n]\n");
+    assert_eq!(array[0].id(), Value::from("a, b"));
+    assert!(array[0].record.is_err());
+    assert_eq!(ok(&array[1..])[0].hypotheses, ["y"]);
+}
+
 /// A record too long, or not UTF-8, keeps the id and task it gives, in lines and arrays.
 #[test]
 fn a_record_too_long_or_not_utf8_keeps_its_id() {
@@ -793,6 +845,17 @@ fn a_record_too_long_or_not_utf8_keeps_its_id() {
         assert!(err.message.contains("over the limit"), "{}", err.message);
         assert_eq!(entries[1].id(), Value::from(7));
     }
+    // Written over several lines (`jq .`), a whole record too long is too long, not "cut off".
+    let pretty = format!(
+        "{{\n  \"id\": 1,\n  \"input\": [\"a\"]\n}}\n{{\n  \"id\": 2,\n  \"input\": [\n    \"{}\"\n  ]\n}}\n{{\n  \"id\": 3,\n  \"input\": [\"b\"]\n}}\n",
+        "x".repeat(200)
+    );
+    let entries = parse_with_limit(pretty.as_bytes(), 100);
+    assert_eq!(entries.len(), 3);
+    let err = entries[1].record.as_ref().unwrap_err();
+    assert!(err.message.contains("over the limit"), "{}", err.message);
+    assert_eq!(entries[1].id(), Value::from(2));
+    assert!(entries[0].record.is_ok() && entries[2].record.is_ok());
 }
 
 /// A broken record's message says where in the file serde_json stopped, not where in the

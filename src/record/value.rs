@@ -35,8 +35,9 @@ pub(super) fn with_id_in(mut error: RecordError, raw: &[u8]) -> RecordError {
     };
     let id = rest.and_then(|rest| {
         let value = rest.trim_start().strip_prefix(':')?.trim_start();
-        let end = value.find([',', '\n', '}']).unwrap_or(value.len());
-        serde_json::from_str::<Value>(value[..end].trim()).ok()
+        // One JSON value, whatever follows it: an id may hold `,` or `}` ("Smith, John.wav").
+        let mut values = serde_json::Deserializer::from_str(value).into_iter::<Value>();
+        values.next()?.ok()
     });
     error.id = id.filter(|v| v.is_string() || v.is_number()).map(Box::new);
     error
@@ -157,10 +158,17 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
     };
     match json {
         true if layout == Layout::JsonLine && !trimmed.starts_with(['{', '[', '"']) => {
-            Err(RecordError::new(
-                None,
-                "not JSON, in a file of JSON Lines (its other lines are JSON records)",
-            ))
+            // `jq '.text'` writes `null` for a record without text: JSON, but no record.
+            let why = match serde_json::from_str::<Value>(trimmed) {
+                Ok(v) => format!(
+                    "{} is no record (a record is an object, a list of hypotheses or a string)",
+                    kind(&v)
+                ),
+                Err(_) => {
+                    "not JSON, in a file of JSON Lines (its other lines are JSON records)".into()
+                }
+            };
+            Err(RecordError::new(None, why))
         }
         // An object's keys without its `{` (an element or line that lost it): never valid
         // JSON, so nothing valid is turned away here.
