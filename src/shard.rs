@@ -91,6 +91,10 @@ pub enum MergeError {
     // it twice.
     #[error("{file}: {error}")]
     Io { file: String, error: std::io::Error },
+    // Chained, so that a reader closing the pipe (`neko merge ... | head`) is seen as the
+    // success it is.
+    #[error("writing the merged output")]
+    Output(#[source] std::io::Error),
     #[error("{file}:{line}: {message}")]
     Line {
         file: String,
@@ -316,12 +320,9 @@ impl Merge {
                     break line;
                 }
             };
-            writeln!(out, "{}", unsharded(&line)).map_err(io)?;
+            writeln!(out, "{}", unsharded(&line)).map_err(MergeError::Output)?;
         }
-        out.flush().map_err(|error| MergeError::Io {
-            file: "output".into(),
-            error,
-        })
+        out.flush().map_err(MergeError::Output)
     }
 
     /// Records merged.

@@ -516,16 +516,7 @@ fn info_into_a_closed_pipe_is_a_quiet_success() {
             if json {
                 cmd.arg("--json");
             }
-            let mut child = cmd
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            drop(child.stdout.take());
-            let out = child.wait_with_output().unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(0), "{err}");
-            assert!(!err.contains("panicked"), "{err}");
+            crate::util::succeeds_into_a_closed_pipe(&mut cmd);
         }
     }
 }

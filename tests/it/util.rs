@@ -86,6 +86,20 @@ pub fn tiny_correct_variants(extra: &[&str]) -> (Vec<serde_json::Value>, String)
     (json_lines(&out.stdout), err)
 }
 
+/// Runs `cmd` with its standard output closed before it writes (a reader that is gone, as `|
+/// head` leaves), asserting that it is the quiet success the README promises: exit 0, no error.
+pub fn succeeds_into_a_closed_pipe(cmd: &mut std::process::Command) {
+    use std::process::Stdio;
+    let mut child = (cmd.stdout(Stdio::piped()).stderr(Stdio::piped()))
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("error") && !err.contains("panicked"), "{err}");
+}
+
 /// Runs `cmd` with `input` on its standard input and collects its output.
 pub fn run_with_stdin(mut cmd: std::process::Command, input: &[u8]) -> std::process::Output {
     use std::io::Write;
