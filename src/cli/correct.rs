@@ -374,7 +374,8 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     }
     args.backend.validate(&args.model, &args.decode)?;
     if let Some(out) = &args.output {
-        super::check_output_path(out, &args.inputs)?;
+        let inputs: Vec<_> = args.inputs.iter().map(PathBuf::as_path).collect();
+        super::check_output_path("-o", out, &inputs)?;
     }
     let (mut items, input_fingerprint) = read_inputs(&args.inputs, args.max_record_bytes)?;
     // Only records that can be corrected need a task: an input of error lines alone (an

@@ -226,6 +226,16 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     if args.per_record.as_deref() == Some(std::path::Path::new("-")) {
         anyhow::bail!("--per-record needs a file: the report goes to standard output");
     }
+    if let Some(out) = &args.per_record {
+        // The rows would overwrite a file being scored (`--per-record out.jsonl out.jsonl`).
+        let read = (args.files.iter().chain(&args.reference))
+            .chain(args.baseline.iter().chain(&args.against));
+        super::check_output_path(
+            "--per-record",
+            out,
+            &read.map(PathBuf::as_path).collect::<Vec<_>>(),
+        )?;
+    }
     let paired_bs = args.paired_bs || args.paired_ar;
     if (paired_bs || args.confidence || args.against.is_some()) && args.paired_bs_n == 0 {
         anyhow::bail!("--paired-bs-n must be at least 1");

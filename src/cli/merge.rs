@@ -26,7 +26,8 @@ pub struct MergeArgs {
 /// writes them in input order, each line as an unsharded run writes it.
 pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
     if let Some(out) = &args.output {
-        super::check_output_path(out, &args.inputs)?;
+        let inputs: Vec<_> = args.inputs.iter().map(PathBuf::as_path).collect();
+        super::check_output_path("-o", out, &inputs)?;
     }
     // The shards are read twice (checked, then written in order): pipes cannot be.
     if let Some(p) = (args.inputs.iter()).find(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_file()))

@@ -243,14 +243,16 @@ pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// Refuses an output path that cannot take the file, before any work is done: a directory
-/// (or a path ending in one), or one of the inputs, which the run would overwrite.
+/// (or a path ending in one), or one of the inputs, which the run would overwrite. `flag` names
+/// the output in the message (`-o`, `--per-record`).
 pub(crate) fn check_output_path(
+    flag: &str,
     out: &std::path::Path,
-    inputs: &[std::path::PathBuf],
+    inputs: &[&std::path::Path],
 ) -> anyhow::Result<()> {
     let named = out.file_name().is_some() && !out.to_string_lossy().ends_with('/');
     if !named || out.is_dir() {
-        anyhow::bail!("-o {}: a directory; give a file name", out.display());
+        anyhow::bail!("{flag} {}: a directory; give a file name", out.display());
     }
     let same = |a: &std::path::Path| match (a.canonicalize(), out.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -258,7 +260,7 @@ pub(crate) fn check_output_path(
     };
     if let Some(input) = inputs.iter().find(|i| same(i)) {
         anyhow::bail!(
-            "-o {}: is the input {}; write to another file",
+            "{flag} {}: is the input {}; write to another file",
             out.display(),
             input.display()
         );

@@ -841,6 +841,17 @@ fn per_record_rows_add_up_to_the_report_and_name_what_changed() {
         "{out}"
     );
     fails_saying(&["--per-record", "-", &asr], "--per-record needs a file");
+    // Rows written over a file being scored are refused, before anything is written.
+    let scored = dir.path().join("scored.jsonl");
+    std::fs::copy(&asr, &scored).unwrap();
+    let scored = scored.to_str().unwrap();
+    fails_saying(&["--per-record", scored, scored], "--per-record");
+    fails_saying(&["--per-record", scored, scored], "is the input");
+    fails_saying(
+        &["--per-record", scored, &asr, "--against", scored],
+        "is the input",
+    );
+    assert_eq!(std::fs::read(scored).unwrap(), std::fs::read(&asr).unwrap());
     // MT rows carry each side's sentence BLEU, chrF and TER, as sacrebleu's `sentence_bleu`
     // (effective order), `sentence_chrf` and `sentence_ter`.
     json(&["--per-record", rows_arg, &records("mt.jsonl")]);
