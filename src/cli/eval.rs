@@ -280,10 +280,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         };
         apply_references(&mut inputs, refs, name, mode)?;
     }
-    let against = args.against.as_ref().and_then(|_| inputs.pop());
-    if let Some(base) = &against {
+    let mut against = args.against.as_ref().and_then(|_| inputs.pop());
+    if let Some(base) = &mut against {
         for input in &inputs {
             eval::against::check_pairs(base, input).map_err(anyhow::Error::msg)?;
+            eval::against::adopt_tasks(base, input);
         }
     }
     let settings = Settings {

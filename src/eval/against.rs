@@ -36,7 +36,8 @@ pub(super) struct Bootstrap<'a> {
 }
 
 /// Checks that `input` and `base` hold the same records: as many, with the same ids and, where
-/// both were read, the same references. The error names the first record that differs.
+/// both were read, the same references and no two tasks. The error names the first record
+/// that differs.
 pub fn check_pairs(base: &Input, input: &Input) -> Result<(), String> {
     if base.entries.len() != input.entries.len() {
         return Err(format!(
@@ -53,6 +54,9 @@ pub fn check_pairs(base: &Input, input: &Input) -> Result<(), String> {
             (Ok(br), Ok(er)) if br.references() != er.references() => {
                 Some("other references (`output`) than in --against".to_string())
             }
+            (Ok(br), Ok(er)) if task_of(br).zip(task_of(er)).is_some_and(|(b, e)| b != e) => {
+                Some("another task than in --against".to_string())
+            }
             _ => None,
         };
         if let Some(why) = differs {
@@ -64,4 +68,22 @@ pub fn check_pairs(base: &Input, input: &Input) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn task_of(record: &crate::record::Record) -> Option<crate::task::Task> {
+    record.task.as_deref()?.parse().ok()
+}
+
+/// Gives `base`'s records that name no task the task of the record they pair with in `input`
+/// (run after [`check_pairs`]): a 1-best file without tasks is scored as the system it is
+/// compared with, not as ASR, the default (which would normalise MT text as speech and drop
+/// BLEU).
+pub fn adopt_tasks(base: &mut Input, input: &Input) {
+    for (b, e) in base.entries.iter_mut().zip(&input.entries) {
+        if let (Ok(br), Ok(er)) = (&mut b.record, &e.record) {
+            if br.task.is_none() {
+                br.task.clone_from(&er.task);
+            }
+        }
+    }
 }
