@@ -94,8 +94,13 @@ pub fn apply(
     let ids = utterance_ids(lines);
     let kaldi_inputs = ids_from_first_words(inputs, &ids);
     let (pairing, by_id) = match by_id(inputs, lines) {
-        Some((Pairing::Trn, _)) if inputs.iter().all(numbered_only) => {
+        // Records without ids meet a trn by position, unless its utterance ids are their
+        // positions (`(0)`, `(1)`, ...: a record's id is its position), sorted or not.
+        Some((Pairing::Trn, refs))
+            if inputs.iter().all(numbered_only) && !every_id_in(inputs, &refs) =>
+        {
             let texts: Vec<String> = (lines.iter())
+                .filter(|l| !l.trim().is_empty())
                 .map(|l| {
                     trn::split_line(l)
                         .map_or(l.trim(), |(text, _)| text)
@@ -316,6 +321,13 @@ fn by_id(inputs: &[Input], lines: &[String]) -> Option<(Pairing, HashMap<String,
     all_given.then_some((Pairing::Kaldi, refs))
 }
 
+/// Whether every readable record's id (its position, where it gave none) is a key of `refs`.
+fn every_id_in(inputs: &[Input], refs: &HashMap<String, String>) -> bool {
+    let mut records =
+        (inputs.iter().flat_map(|i| &i.entries)).filter_map(|e| e.record.as_ref().ok());
+    records.all(|r| id_text(&r.id).is_some_and(|id| refs.contains_key(&id)))
+}
+
 /// Whether no readable record of `input` gave an id (each is numbered by its position).
 fn numbered_only(input: &Input) -> bool {
     (input.entries.iter()).all(|e| e.record.as_ref().ok().is_none_or(|r| numbered(r, e.index)))
@@ -332,7 +344,10 @@ fn check_coverage(
     let mut seen = HashSet::new();
     for entry in &input.entries {
         let id = match &entry.record {
-            Ok(record) if numbered(record, entry.index) => None,
+            // A position is an id only where a trn names it (`(0)`, `(1)`, ...).
+            Ok(record) if numbered(record, entry.index) => {
+                (id_text(&record.id)).filter(|id| pairing == Pairing::Trn && refs.contains_key(id))
+            }
             Ok(record) => id_text(&record.id),
             Err(error) => error.id.as_deref().and_then(id_text),
         };
