@@ -361,7 +361,9 @@ fn guard_line(
     let written = rec["prediction"].as_str().unwrap_or_default().to_string();
     let pred = style.apply(task, hyps, &written);
     let mut verdict = guard::check(&written, &pred, hyps, task, Finish::Eos, &markers, opts);
-    if let (None, Some(scorer), None) = (verdict, scorer.as_deref_mut(), rec.get("margin")) {
+    // `null` is no score (serde writes a NaN so; tools write it for "none"): scored again.
+    let given = |rec: &Value, key: &str| rec.get(key).filter(|v| !v.is_null()).is_some();
+    if let (None, Some(scorer), false) = (verdict, scorer.as_deref_mut(), given(rec, "margin")) {
         if opts.margin(task).is_some() {
             match scorer.margin_of(task, record, &written) {
                 Ok(Some(m)) => rec["margin"] = Value::from(m),
@@ -381,7 +383,7 @@ fn guard_line(
     let baseline = guard::margin_baseline(task, &written, best);
     let needs_margin = baseline != written;
     let asks_base = verdict.is_none() && needs_margin && opts.asks_base_lm(task);
-    if let (true, Some(scorer), None) = (asks_base, scorer, rec.get("base_lm")) {
+    if let (true, Some(scorer), false) = (asks_base, scorer, given(rec, "base_lm")) {
         if scorer.has_base_lm() {
             match scorer.base_lm_diff(&written, &baseline) {
                 Ok(d) => rec["base_lm"] = Value::from(d),

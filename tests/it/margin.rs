@@ -149,17 +149,20 @@ fn an_answer_under_the_margin_falls_back_to_the_one_best() {
 }
 
 /// `neko guard --score`: answers written elsewhere (here `neko correct`'s, their margins
-/// removed) get the margin `neko correct` gives its own, from the same model and prompt.
+/// removed, or `null` as a NaN is written) get the margin `neko correct` gives its own, from the
+/// same model and prompt.
 #[test]
 fn guard_scores_answers_from_elsewhere_as_correct_does() {
     let tmp = tempfile::tempdir().unwrap();
     let input = fixture("records/variants.json");
     let (own, _) = correct_variants_at_margin("-1e9");
-    let bare: Vec<String> = own
-        .iter()
-        .map(|r| {
+    let bare: Vec<String> = (own.iter().enumerate())
+        .map(|(k, r)| {
             let mut r = r.clone();
-            r.as_object_mut().unwrap().remove("margin");
+            match k % 2 {
+                0 => drop(r.as_object_mut().unwrap().remove("margin")),
+                _ => r["margin"] = serde_json::Value::Null,
+            }
             r.to_string()
         })
         .collect();
