@@ -182,18 +182,19 @@ fn same_settings(run: &Run, base: &Run) -> Result<(), BaselineError> {
     if !(translated(run) && translated(base)) {
         return Ok(());
     }
+    let value = |s: Smooth| match s {
+        Smooth::Floor(v) | Smooth::AddK(v) => Some(v.to_string()),
+        _ => None,
+    };
+    // The smoothing value in full: the signature's two decimals (sacrebleu's) would take
+    // 0.004 and 0.001 for one setting.
     let bleu = |r: &Run| {
         let case = if r.bleu_lowercase { "lc" } else { "mixed" };
-        format!(
-            "case:{case}|tok:{}|smooth:{}",
-            r.bleu_tokenize, r.bleu_smooth
-        )
+        let smooth = r.bleu_smooth.method();
+        let smooth = value(r.bleu_smooth).map_or(smooth.into(), |v| format!("{smooth}[{v}]"));
+        format!("case:{case}|tok:{}|smooth:{smooth}", r.bleu_tokenize)
     };
     if bleu(run) != bleu(base) {
-        let value = |s: Smooth| match s {
-            Smooth::Floor(v) | Smooth::AddK(v) => Some(v.to_string()),
-            _ => None,
-        };
         let mut to = Flags::default();
         to.valued("--tokenize", &base.bleu_tokenize, &run.bleu_tokenize);
         to.switch("--lowercase", base.bleu_lowercase, run.bleu_lowercase);
@@ -326,9 +327,10 @@ fn matching_file<'b>(file: &FileReport, run: &Run, base: &'b Run) -> Option<&'b 
     named(&base.files).filter(|b| unique_here && !run.files.iter().any(|f| f.path == b.path))
 }
 
-/// `x` rounded to two decimals, as the reports print it.
+/// `x` rounded to two decimals as the reports print it: through the same formatting, which
+/// rounds an exact tie to even (0.125 prints 0.12; `round` would make it 0.13).
 fn cents(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    format!("{x:.2}").parse().unwrap_or(x)
 }
 
 /// The corrected score when there is one, else the 1-best's.
@@ -412,4 +414,18 @@ fn compare_files(
             }),
     );
     Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gate compares what the table shows: a tie at the third decimal rounds as printed.
+    #[test]
+    fn cents_are_the_printed_scores() {
+        for x in [0.125, 0.115, 1.005, 12.345, 8.875, 0.0, 99.995, 33.333_333] {
+            assert_eq!(format!("{:.2}", cents(x)), format!("{x:.2}"), "{x}");
+        }
+        assert_eq!(cents(0.125), 0.12);
+    }
 }
