@@ -346,7 +346,21 @@ fn bleu_options_on_the_command_line_match_sacrebleu() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(
-        stderr(&o).contains("BLEU scored with case:lc|tok:13a|smooth:floor[0.10], its baseline with case:mixed|tok:13a|smooth:exp: not comparable (without --lowercase, --smooth-method exp, without --smooth-value compares)"),
+        stderr(&o).contains("BLEU scored with case:lc|tok:13a|smooth:floor[0.1], its baseline with case:mixed|tok:13a|smooth:exp: not comparable (without --lowercase, --smooth-method exp, without --smooth-value compares)"),
+        "{}",
+        stderr(&o)
+    );
+    // Smoothing values the signature's two decimals cannot tell apart are still other settings.
+    let small = json(&["--smooth-method", "floor", "--smooth-value", "0.004", &mt]);
+    let small = temp_json(dir.path(), "small.json", &small);
+    let floor = ["--smooth-method", "floor", "--smooth-value", "0.001", &mt];
+    let o = run(
+        &[&["--baseline", small.to_str().unwrap()][..], &floor].concat(),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("--smooth-value 0.004"),
         "{}",
         stderr(&o)
     );
@@ -1251,6 +1265,30 @@ fn paired_bootstrap_against_another_system_matches_the_reference_tools() {
     let other: String = other.iter().map(|v| v.to_string() + "\n").collect();
     let other = write_in(dir.path(), "other.jsonl", &other);
     fails_saying(&["--against", &base, &other], "line 4: other references");
+    // A base without tasks (a 1-best file) is scored as the file's task, MT, not as ASR (which
+    // normalised its text as speech and dropped BLEU); a base of another task is refused.
+    let based: Vec<Value> = std::fs::read_to_string(&base)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let with_task = |task: Option<&str>| -> String {
+        let lines = based.iter().map(|r| {
+            let mut r = r.clone();
+            match task {
+                Some(t) => r["task"] = Value::from(t),
+                None => drop(r.as_object_mut().unwrap().remove("task")),
+            }
+            r.to_string() + "\n"
+        });
+        lines.collect()
+    };
+    let untasked = write_in(dir.path(), "untasked.jsonl", &with_task(None));
+    let report = json(&["--against", &untasked, "--paired-bs-n", "200", &mt]);
+    let got = &report["runs"][0]["files"][0]["groups"][0]["significance"];
+    assert_intervals(got, want, &["wer", "bleu", "chrf", "ter"], "untasked base");
+    let asr = write_in(dir.path(), "asr-base.jsonl", &with_task(Some("asr")));
+    fails_saying(&["--against", &asr, &mt], "line 1: another task");
 }
 
 #[test]
@@ -1907,6 +1945,42 @@ fn trn_and_kaldi_references_pair_by_utterance_id() {
     assert!(stderr(&o).contains("paired by position"), "{}", stderr(&o));
     let got = group(&serde_json::from_slice(&o.stdout).unwrap());
     assert_eq!(got["wer"], want["wer"]);
+    // ... and a trn's blank lines are no references there (a line short, the pairs shifted).
+    let blank = write(
+        "blank.trn",
+        "the cat sat on the mat (u1)\n\nit is raining (u2)\n\n",
+    );
+    let o = run(&["--json", "--task", "asr", "--ref", &blank, &plain], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let got = group(&serde_json::from_slice(&o.stdout).unwrap());
+    assert_eq!(got["wer"], want["wer"]);
+    // Records numbered 0, 1, ... meet a trn of those utterance ids by id, in the trn's order
+    // (a sort by id as text: 0, 1, 10, 11, 2, ...), not by position.
+    let words = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven",
+    ];
+    let numbered: String = (words.iter().enumerate())
+        .map(|(i, w)| format!("{{\"id\": {i}, \"input\": [\"{w} apple\"]}}\n"))
+        .collect();
+    let numbered = write("numbered.jsonl", &numbered);
+    let mut by_text: Vec<usize> = (0..words.len()).collect();
+    by_text.sort_by_key(|i| i.to_string());
+    let sorted: String = (by_text.iter())
+        .map(|&i| format!("{} apple ({i})\n", words[i]))
+        .collect();
+    let sorted = write("sorted.trn", &sorted);
+    let o = run(
+        &["--json", "--task", "asr", "--ref", &sorted, &numbered],
+        &[],
+    );
+    assert!(
+        stderr(&o).contains("paired by the utterance id"),
+        "{}",
+        stderr(&o)
+    );
+    let got = group(&serde_json::from_slice(&o.stdout).unwrap());
+    assert_eq!(got["wer"]["one_best"]["rate"].as_f64(), Some(0.0), "{got}");
     // A record without a reference, or a reference without a record: exit 2, named.
     let extra = write(
         "extra.trn",
