@@ -19,8 +19,9 @@ pub struct TrainArgs {
     pub config: Option<PathBuf>,
 
     /// Continue the run saved in this directory (its config, data order and optimizer state).
-    /// (Not `NEKO_RESUME`, which is `neko correct`'s switch.)
-    #[arg(long, env = "NEKO_TRAIN_RESUME", conflicts_with_all = ["config", "out", "force"])]
+    /// (Not `NEKO_RESUME`, which is `neko correct`'s switch.) Not with `--config`; from the
+    /// environment, either is a default that the other on the command line overrides.
+    #[arg(long, env = "NEKO_TRAIN_RESUME")]
     pub resume: Option<PathBuf>,
 
     /// The run directory (overrides the config's `out`).
@@ -43,8 +44,30 @@ pub struct TrainArgs {
     /// Write the config's training examples as rendered token ids (JSONL: task, expert, ids,
     /// answer_start) to this file and stop, for training on another engine
     /// (`scripts/train_torch.py` on a GPU). Nothing is trained.
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(long)]
     pub export_examples: Option<PathBuf>,
+}
+
+/// `--resume DIR` or `--config FILE`, which exclude each other; a value from the environment
+/// (`NEKO_TRAIN_RESUME`, `NEKO_TRAIN_CONFIG`) is a default that the other flag given on the
+/// command line overrides (clap's own conflict check counts the environment as given).
+fn start(args: &TrainArgs) -> anyhow::Result<(Option<&PathBuf>, Option<&PathBuf>)> {
+    let from_env = |var: &str, value: &PathBuf| std::env::var_os(var).is_some_and(|v| *value == v);
+    let (resume, config) = match (&args.resume, &args.config) {
+        (Some(dir), Some(config)) => match (
+            from_env("NEKO_TRAIN_RESUME", dir),
+            from_env("NEKO_TRAIN_CONFIG", config),
+        ) {
+            (true, false) => (None, Some(config)),
+            (false, true) => (Some(dir), None),
+            _ => bail!("give --config or --resume, not both"),
+        },
+        (resume, config) => (resume.as_ref(), config.as_ref()),
+    };
+    if resume.is_some() && (args.out.is_some() || args.force || args.export_examples.is_some()) {
+        bail!("--resume goes on in the run's own folder: --out, --force and --export-examples go with --config");
+    }
+    Ok((resume, config))
 }
 
 /// Runs `neko train`.
@@ -52,7 +75,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     // Before the data and model load (tens of seconds): a Ctrl-C then stops before the first
     // step, with a checkpoint of where the run stands.
     let interrupted = super::interrupt_flag("finishing the step and saving a checkpoint");
-    let mut trainer = match (&args.resume, &args.config) {
+    let mut trainer = match start(args)? {
         (Some(dir), _) => Trainer::resume(dir)?,
         (None, Some(path)) => {
             let mut config = TrainConfig::read(path)?;

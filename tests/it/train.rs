@@ -619,6 +619,26 @@ fn resuming_a_finished_run_adds_nothing_to_its_log() {
     assert_eq!(before.matches("valid_loss").count(), 1, "{before}");
     run_ok(neko().args(["train", "--resume", run_dir.to_str().unwrap()]));
     assert_eq!(log(), before);
+    // From the environment, --config and --resume are defaults the other flag overrides; both
+    // on the command line, or --resume with a new run's flags, are refused.
+    let (run, cfg) = (run_dir.to_str().unwrap(), cfg.to_str().unwrap());
+    run_ok(
+        neko()
+            .env("NEKO_TRAIN_CONFIG", cfg)
+            .args(["train", "--resume", run]),
+    );
+    assert_eq!(log(), before);
+    let ex = tmp.path().join("ex.jsonl");
+    run_ok(
+        (neko().env("NEKO_TRAIN_RESUME", run))
+            .args(["train", "--config", cfg, "--export-examples"])
+            .arg(&ex),
+    );
+    assert!(ex.exists());
+    let err = crate::util::refused(neko().args(["train", "--config", cfg, "--resume", run]));
+    assert!(err.contains("not both"), "{err}");
+    let err = crate::util::refused(neko().args(["train", "--resume", run, "--force"]));
+    assert!(err.contains("go with --config"), "{err}");
 }
 
 #[test]
