@@ -52,8 +52,11 @@ impl Template {
     /// names a placeholder neko does not know (a typo such as `{bset}` would go out as text),
     /// is refused.
     pub fn from_file(path: &Path) -> std::io::Result<Self> {
+        // The file's name, not the path as typed: `./p.txt` and `/abs/p.txt` with the same text
+        // sign alike (the hash says what it holds), so a resume or merge is not refused for it.
+        let name = path.file_name().unwrap_or(path.as_os_str());
         let t = Template {
-            origin: path.display().to_string(),
+            origin: name.to_string_lossy().into_owned(),
             text: std::fs::read_to_string(path)?,
         };
         t.check()

@@ -24,6 +24,24 @@ fn every_hyporadise_variant_parses() {
     assert_eq!(entries[3].line, 19);
 }
 
+/// A prompt file is signed by its name and text, not the path as typed: `./p.txt` and the same
+/// file by its full path resume and merge alike (a resume was refused for `./`).
+#[test]
+fn a_prompt_file_signs_by_its_name_not_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("myasr.txt");
+    std::fs::copy(crate::util::repo().join("configs/prompts/asr.txt"), &file).unwrap();
+    let dotted = dir.path().join(".").join("myasr.txt");
+    let (a, b) = (
+        Template::from_file(&file).unwrap(),
+        Template::from_file(&dotted).unwrap(),
+    );
+    assert_eq!(
+        (a.origin.as_str(), b.origin.as_str()),
+        ("myasr.txt", "myasr.txt")
+    );
+}
+
 #[test]
 fn asr_prompt_reproduces_hyporadise_input1_and_input2() {
     let text = std::fs::read_to_string(fixture("records/variants.json")).unwrap();
