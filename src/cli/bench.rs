@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context;
 use candle_core::{Tensor, D};
 use clap::Args;
 use serde::Serialize;
@@ -225,6 +226,22 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
             skipped.len()
         );
     }
+    // The prompt read and the predictions file made before the model loads and the timed run:
+    // a typo in either is said at once, naming the file, not after the run.
+    let prompt = match &args.decode.prompt {
+        Some(p) => Some(
+            crate::prompt::Template::from_file(p)
+                .with_context(|| format!("{}: cannot read the prompt", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut predictions_file = match &args.predictions {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .with_context(|| format!("--predictions {}: cannot write it", p.display()))?,
+        )),
+        None => None,
+    };
     let start = Instant::now();
     let model = args.model.load()?;
     let load_s = start.elapsed().as_secs_f64();
@@ -233,10 +250,6 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
         format!("{:?}", model.files.format).to_lowercase(),
         model.dtype,
     );
-    let prompt = match &args.decode.prompt {
-        Some(p) => Some(crate::prompt::Template::from_file(p)?),
-        None => None,
-    };
     let options = args.decode.options();
     let mut corrector = Corrector::new(model, prompt, options.clone());
     let mut groups: std::collections::BTreeMap<Task, Vec<usize>> = Default::default();
@@ -260,8 +273,7 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     }
     let seconds = started.elapsed().as_secs_f64();
     progress.finish_and_clear();
-    if let Some(p) = &args.predictions {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(p)?);
+    if let Some(out) = &mut predictions_file {
         for ((r, _), pred) in records.iter().zip(&predictions) {
             let line = match pred {
                 Ok(p) => serde_json::json!({"id": r.id, "prediction": p}),

@@ -87,7 +87,7 @@ pub struct DecodeArgs {
     pub routing: RoutingMode,
 
     /// Most tokens per answer (default: twice the longest hypothesis's tokens plus 16).
-    #[arg(long, env = "NEKO_MAX_NEW_TOKENS")]
+    #[arg(long, env = "NEKO_MAX_NEW_TOKENS", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_new_tokens: Option<usize>,
 
     /// Most records decoded together in one batch.

@@ -36,7 +36,7 @@ pub struct Cli {
 
     /// CPU threads for tensor math (default: 1 on machines with 2 cores or fewer, where more
     /// threads contend; otherwise the number of cores). RAYON_NUM_THREADS also works.
-    #[arg(long, global = true, env = "NEKO_THREADS")]
+    #[arg(long, global = true, env = "NEKO_THREADS", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub threads: Option<usize>,
 }
 

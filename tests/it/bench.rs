@@ -93,3 +93,41 @@ fn zero_runs_rows_or_prompt_tokens_are_refused() {
     assert_eq!(code, Some(0), "{err}");
     assert!(r["threads"].as_u64().is_some_and(|n| n >= 1), "{r}");
 }
+
+/// Zero threads (rayon's "every core") and zero new tokens (every answer empty) are refused,
+/// in `neko correct` too; bench's prompt and predictions files are named, and refused before
+/// the timed run.
+#[test]
+fn zero_threads_or_tokens_and_bad_files_are_refused_at_once() {
+    let (code, _, err) = bench(&["--threads", "0", "--prompt-tokens", "8"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--threads"), "{err}");
+    let data = fixture("records/shapes.jsonl");
+    let data = data.to_str().unwrap();
+    let out = (neko().args([
+        "correct",
+        "--task",
+        "asr",
+        "--max-new-tokens",
+        "0",
+        "--model",
+    ]))
+    .arg(fixture("tiny-llama"))
+    .arg(data)
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-new-tokens"));
+    let (code, _, err) = bench(&["--data", data, "--prompt", "/nonexistent/p.txt"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("/nonexistent/p.txt: cannot read the prompt"),
+        "{err}"
+    );
+    let (code, _, err) = bench(&["--data", data, "--predictions", "/nonexistent/dir/p.jsonl"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--predictions /nonexistent/dir/p.jsonl"),
+        "{err}"
+    );
+}
