@@ -455,6 +455,7 @@ def train(net, examples, cfg, device, logf, deadline, checkpoint=None, resume=No
                     f"bal {bal:.4f} lr {rec['lr']:.2e} {rec['seconds']:.0f}s")
             if checkpoint and cfg["save_every"] and step % cfg["save_every"] == 0:
                 logf.flush()
+                os.fsync(logf.fileno())
                 checkpoint(step, opt, rec["seconds"])
         epoch += 1
     return step
@@ -587,6 +588,14 @@ def open_log(path, state_path):
     logf = open(path, "w")
     logf.writelines(kept)
     return logf
+
+
+def synced(path):
+    """Forces a written file to disk. This project's machines stop between sessions without
+    a clean shutdown: once the run kept the state of step 135 but its log only to step 115,
+    the lines between (written and flushed, not synced) lost."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 def save_adapter(net, path, parts=1):
@@ -765,6 +774,7 @@ def main():
             # Written aside and renamed: a run killed mid-write keeps its last whole checkpoint.
             path = os.path.join(args.out, "adapter.safetensors")
             save_adapter(net, path + ".partial")
+            synced(path + ".partial")
             os.replace(path + ".partial", path)
             if opt is not None:
                 # What --resume needs to go on as if never stopped: the trainable weights in
@@ -773,6 +783,7 @@ def main():
                           if v.requires_grad}
                 torch.save({"config": cfg, "step": step, "seconds": seconds, "params": params,
                             "opt": opt.state_dict()}, state_path + ".partial")
+                synced(state_path + ".partial")
                 os.replace(state_path + ".partial", state_path)
             with open(os.path.join(args.out, "checkpoint.json"), "w") as f:
                 json.dump({"step": step}, f)

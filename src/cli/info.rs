@@ -6,7 +6,7 @@ use serde::Serialize;
 use std::fmt::Write as _;
 
 use super::EXIT_OK;
-use crate::model::{self, ChatTemplate, Format, GgufFile, ModelFiles};
+use crate::model::{self, ModelFiles};
 
 /// Flags of `neko info`.
 #[derive(Debug, Args)]
@@ -34,7 +34,7 @@ pub struct InfoArgs {
     pub task: Option<crate::Task>,
 
     /// Records read per file (--routing).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_records: usize,
 
     /// Trained tensors (`neko train`'s adapter.safetensors) replacing the model's own
@@ -109,6 +109,12 @@ fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
         .collect();
     let max_len = m.config.max_position_embeddings;
     let examples = crate::train::routing::examples(&m, &specs, max_len)?;
+    if examples.is_empty() {
+        // An empty table would read as a measurement.
+        anyhow::bail!(
+            "--data: no record to measure (the files are empty, unreadable, or every prompt is longer than the model's {max_len} positions)"
+        );
+    }
     let progress = super::progress_bar(examples.len() as u64, "routing");
     let rows = crate::train::routing::measure(&mut m, examples, &progress)?;
     progress.finish_and_clear();
@@ -153,26 +159,27 @@ fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
 
 /// Reads a model's description without loading its weights.
 pub fn inspect(spec: &str) -> anyhow::Result<ModelInfo> {
-    let files = ModelFiles::resolve(spec)?;
-    // (name, stored dtype, elements) of every tensor, and the chat template.
+    // The config, tokenizer and chat template as `neko correct` reads them, so the template
+    // reported is the one prompts get (a template whose end-of-turn token the tokenizer
+    // lacks is not used, and not reported).
+    let side = model::PromptSide::read(ModelFiles::resolve(spec)?, true)?;
+    // (name, stored dtype, elements) of every tensor.
     let mut tensors: Vec<(String, String, u64)> = Vec::new();
-    let (cfg, chat) = match files.format {
-        Format::Gguf => {
-            let g = GgufFile::open(&files.config)?;
+    match &side.gguf {
+        Some(g) => {
             for (name, dtype, shape) in g.tensor_infos() {
                 let n = shape.iter().map(|&d| d as u64).product();
                 tensors.push((name, format!("{dtype:?}").to_lowercase(), n));
             }
-            let chat = g.chat_template().map(String::from);
-            if !files.tokenizer_in_gguf() {
-                if let Err(e) = model::check::tokenizer_file_matches_gguf(&files.tokenizer, &g) {
+            if !side.files.tokenizer_in_gguf() {
+                if let Err(e) = model::check::tokenizer_file_matches_gguf(&side.files.tokenizer, g)
+                {
                     eprintln!("neko: warning: {e}");
                 }
             }
-            (g.config()?, chat)
         }
-        Format::Safetensors => {
-            for path in &files.weights {
+        None => {
+            for path in &side.files.weights {
                 // Safety: read-only map of the header and data; nothing else writes these files.
                 let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -181,13 +188,9 @@ pub fn inspect(spec: &str) -> anyhow::Result<ModelInfo> {
                     tensors.push((name, format!("{:?}", view.dtype()).to_lowercase(), n));
                 }
             }
-            let chat = files
-                .tokenizer
-                .parent()
-                .and_then(model::chat::template_in_dir);
-            (model::read_config(&files.config)?, chat)
         }
-    };
+    }
+    let (files, cfg) = (&side.files, &side.config);
     let (mut total, mut expert_params) = (0u64, 0u64);
     let mut dtypes = std::collections::BTreeMap::new();
     for (name, dtype, n) in &tensors {
@@ -232,10 +235,7 @@ pub fn inspect(spec: &str) -> anyhow::Result<ModelInfo> {
         } else {
             files.tokenizer.display().to_string()
         },
-        chat_template: chat
-            .as_deref()
-            .and_then(ChatTemplate::detect)
-            .map(|c| c.name().to_string()),
+        chat_template: side.chat.map(|c| c.name().to_string()),
     })
 }
 

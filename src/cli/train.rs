@@ -82,6 +82,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
             if let Some(out) = &args.out {
                 config.out = out.clone();
             }
+            if config.out.as_os_str().is_empty() {
+                bail!(
+                    "{}: no `out` (the run folder); add one or give --out",
+                    path.display()
+                );
+            }
             // Exporting reads the data only: the run directory is not touched.
             let exporting = args.export_examples.is_some();
             if let Some(path) = &args.export_examples {

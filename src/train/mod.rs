@@ -129,7 +129,8 @@ impl Default for Hyper {
 pub struct TrainConfig {
     /// The upcycled model to start from (a folder).
     pub model: String,
-    /// The run directory (checkpoints, log).
+    /// The run directory (checkpoints, log); `neko train --out` gives or overrides it.
+    #[serde(default)]
     pub out: PathBuf,
     #[serde(default)]
     pub train: Hyper,

@@ -321,3 +321,27 @@ fn a_shard_index_names_files_of_its_folder_only() {
         "{err}"
     );
 }
+
+/// `neko info` reports the chat template `neko correct` wraps prompts in: a ChatML template
+/// whose `<|im_end|>` the tokenizer lacks is not used, so it is not reported either.
+#[test]
+fn info_reports_the_chat_template_correct_uses() {
+    let dir = copy_model();
+    let template = "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n'}}{% endfor %}";
+    let cfg = dir.path().join("tokenizer_config.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    v["chat_template"] = Value::from(template);
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    let template_of = |dir: &Path| -> Value {
+        let out = crate::util::ok(neko().args(["info", "--json", "--model"]).arg(dir));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["chat_template"].clone()
+    };
+    assert_eq!(template_of(dir.path()), Value::Null);
+    let tok = dir.path().join("tokenizer.json");
+    let mut t: Value = serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap();
+    let added = serde_json::json!({"id": 512, "content": "<|im_end|>", "single_word": false,
+        "lstrip": false, "rstrip": false, "normalized": false, "special": true});
+    t["added_tokens"].as_array_mut().unwrap().push(added);
+    std::fs::write(&tok, t.to_string()).unwrap();
+    assert_eq!(template_of(dir.path()), "chatml");
+}

@@ -520,6 +520,16 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
     );
     let (code, err) = info(&["--adapter", adapter.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
+    // Nothing to measure is said, not printed as an empty table.
+    let broken = tmp.path().join("broken.jsonl");
+    std::fs::write(&broken, "{\"task\": \"asr\", \"input\": 5}\n").unwrap();
+    let (code, err) = info(&["--routing", "--data", broken.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--data: no record to measure"), "{err}");
+    let data_arg = data.to_str().unwrap();
+    let (code, err) = info(&["--routing", "--data", data_arg, "--max-records", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--max-records"), "{err}");
     // The table has a top-k column next to top-1 where k is more than 1.
     let table = |model: &Path| {
         run_ok(
@@ -1164,6 +1174,32 @@ fn empty_references_and_an_unusable_valid_file_are_said() {
         err.contains("8 examples (1 without a reference (missing or empty)"),
         "{err}"
     );
+}
+
+/// A config may leave the run folder to `--out`; without either, the refusal says so.
+#[test]
+fn a_config_without_out_takes_the_out_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _, run_dir, cfg) = two_step_run(tmp.path());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("out = ")).collect();
+    assert_eq!(kept.len() + 1, text.lines().count(), "{text}");
+    std::fs::write(&cfg, kept.join("\n")).unwrap();
+    let err = train_refused(&cfg, &[]);
+    assert!(err.contains("no `out`") && err.contains("--out"), "{err}");
+    let given = tmp.path().join("given");
+    ok(neko()
+        .args([
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--stop-at-step",
+            "1",
+        ])
+        .arg("--out")
+        .arg(&given));
+    assert!(given.join("state.json").exists());
+    assert!(!run_dir.exists());
 }
 
 /// `neko train --config CFG EXTRA` that must be refused with exit 2: its stderr.
