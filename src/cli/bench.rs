@@ -44,7 +44,8 @@ pub struct BenchArgs {
     pub runs: usize,
 
     /// Correct the records of FILE (any input format of `neko correct`) instead of timing a
-    /// synthetic prompt; the decoding flags of `neko correct` apply.
+    /// synthetic prompt; the decoding flags of `neko correct` apply. Without it, of those
+    /// flags only --routing does (greedy decoding of --new-tokens, no prompt, no guard).
     #[arg(long)]
     pub data: Option<PathBuf>,
 
@@ -52,7 +53,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub limit: Option<usize>,
 
-    /// With --data: the task of records without a `task` field.
+    /// With --data: the task of records without a `task` field. Without: the task whose
+    /// expert `--routing task` forces.
     #[arg(long, default_value = "asr")]
     pub task: Task,
 
@@ -112,6 +114,8 @@ pub struct BenchRecord {
     /// CPU threads the run used (rayon's pool).
     pub threads: usize,
     pub load_s: f64,
+    /// `learned`, or `task:EXPERT` (`--routing task`: the expert forced into every top-k).
+    pub routing: String,
     pub batch: usize,
     pub prompt_tokens: usize,
     pub new_tokens: usize,
@@ -154,6 +158,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
             "--prompt-tokens {n} + --new-tokens {m} is more than the model's {context} positions (max_position_embeddings)"
         );
     }
+    // `--routing task` times the forced-expert path, with --task's expert.
+    let forced = crate::correct::forced_expert(&model.config, args.decode.routing, args.task)
+        .map_err(anyhow::Error::msg)?;
     let pads = vec![0usize; b];
     let device = model.decoder.device().clone();
     let input = Tensor::new(prompt.as_slice(), &device)?
@@ -163,13 +170,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
     for _ in 0..args.runs.max(1) {
         model.decoder.reset(n + m);
         let t = Instant::now();
-        let mut logits = model.decoder.forward(&input, &pads, None, Logits::Last)?;
+        let mut logits = model.decoder.forward(&input, &pads, forced, Logits::Last)?;
         logits.to_vec2::<f32>()?;
         best_prefill = best_prefill.min(t.elapsed().as_secs_f64());
         let t = Instant::now();
         for _ in 0..m {
             let next = logits.argmax(D::Minus1)?.unsqueeze(1)?;
-            logits = model.decoder.forward(&next, &pads, None, Logits::Last)?;
+            logits = model.decoder.forward(&next, &pads, forced, Logits::Last)?;
         }
         logits.to_vec2::<f32>()?;
         best_decode = best_decode.min(t.elapsed().as_secs_f64());
@@ -181,6 +188,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
         quant: args.model.quant.map(|q| format!("{q:?}").to_lowercase()),
         threads: rayon::current_num_threads(),
         load_s,
+        routing: forced.map_or("learned".to_string(), |e| format!("task:{e}")),
         batch: b,
         prompt_tokens: n,
         new_tokens: m,

@@ -313,17 +313,7 @@ impl Corrector {
     }
 
     fn forced_expert(&self, task: Task) -> Result<Option<usize>, String> {
-        match self.options.routing {
-            RoutingMode::Learned => Ok(None),
-            RoutingMode::Task if !self.model.config.is_moe() => Err(
-                "--routing task: the model is dense (no experts to force); its signature would say task routing that never ran".to_string(),
-            ),
-            RoutingMode::Task => self.model.config.task_expert(task).map(Some).ok_or_else(|| {
-                format!(
-                    "--routing task: the model's config.json has no `task_experts` entry for `{task}`"
-                )
-            }),
-        }
+        forced_expert(&self.model.config, self.options.routing, task)
     }
 
     /// The decoding request for a record as `correct_task` builds it: its prompt ids (fitted to
@@ -832,6 +822,25 @@ fn decode_signature(constrain: Constrain, tasks: &[Task]) -> String {
 /// Length of the longest common prefix of two token sequences.
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The expert `routing` forces for `task`'s tokens: none for learned routing; for task
+/// routing, the task's expert from the model's config, refused for a dense model or a task
+/// the config does not map.
+pub fn forced_expert(
+    config: &crate::model::ModelConfig,
+    routing: RoutingMode,
+    task: Task,
+) -> Result<Option<usize>, String> {
+    match routing {
+        RoutingMode::Learned => Ok(None),
+        RoutingMode::Task if !config.is_moe() => Err(
+            "--routing task: the model is dense (no experts to force); its signature would say task routing that never ran".to_string(),
+        ),
+        RoutingMode::Task => config.task_expert(task).map(Some).ok_or_else(|| {
+            format!("--routing task: the model's config.json has no `task_experts` entry for `{task}`")
+        }),
+    }
 }
 
 #[cfg(test)]

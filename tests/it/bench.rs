@@ -32,6 +32,26 @@ fn synthetic_bench_reports_its_shape_and_refuses_more_than_the_context() {
     let (code, _, err) = bench(&["--prompt-tokens", "500", "--new-tokens", "50"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("more than the model's 512 positions"), "{err}");
+    assert_eq!(r["routing"], "learned");
+    // --routing task times the forced path with --task's expert, and a dense model has none.
+    let (code, _, err) = bench(&["--prompt-tokens", "8", "--routing", "task"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("the model is dense"), "{err}");
+    let out = crate::util::ok(
+        neko()
+            .args([
+                "bench",
+                "--prompt-tokens",
+                "8",
+                "--new-tokens",
+                "2",
+                "--model",
+            ])
+            .arg(fixture("tiny-mixtral"))
+            .args(["--routing", "task", "--task", "ocr"]),
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["routing"], "task:2", "{r}");
 }
 
 /// Records that cannot be corrected are left out, counted and named; the records timed are
