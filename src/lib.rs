@@ -5,6 +5,17 @@
 //! ([`model`]), decodes greedily ([`generate`]) and writes corrected records ([`record`] in,
 //! [`output`] out). [`eval`] scores the result. It follows NeKo (arXiv 2411.05945).
 
+/// `crate::say!` that cannot panic: a diagnostic for a stderr nobody reads any more
+/// (`neko ... 2>&1 | head` after head ended) is dropped, and the run goes on to its exit code
+/// (`crate::say!` would panic there, exit 101, mid-run).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod backend;
 pub mod cli;
 pub mod constrain;

@@ -165,6 +165,8 @@ impl OutputRecord {
 pub struct OutputSink {
     out: Box<dyn Write>,
     paths: Option<(PathBuf, PathBuf)>,
+    /// The partial file itself, to force its lines to disk before it is renamed into place.
+    file: Option<File>,
     /// How the lines were made: `FILE.partial.sig` while the run writes, `FILE.sig` after.
     signature: Option<String>,
     /// Ids already written by an earlier run, with how many times (ids may repeat).
@@ -189,6 +191,7 @@ impl OutputSink {
         OutputSink {
             out: Box::new(BufWriter::new(std::io::stdout().lock())),
             paths: None,
+            file: None,
             signature: None,
             done: HashMap::new(),
             mismatched: Vec::new(),
@@ -218,25 +221,38 @@ impl OutputSink {
 
     /// Continues the run that was writing `dest`: keeps the complete lines of `dest.partial`
     /// (or of `dest`, when the earlier run finished) and remembers their ids. Refused when
-    /// that run had another signature.
-    pub fn resume(dest: &Path, signature: &str) -> anyhow::Result<Self> {
+    /// that run had another signature, or its lines are not of this run's shape: `shard` is
+    /// this run's (the whole input's record count and fingerprint) when it writes a shard.
+    pub fn resume(
+        dest: &Path,
+        signature: &str,
+        shard: Option<(usize, &str)>,
+    ) -> anyhow::Result<Self> {
         let partial = partial_path(dest);
         let from_partial = partial.exists();
         // The lock first: a run still writing the file is refused as such, whatever it ran.
-        let mut f = open_locked(&partial)?;
-        // The earlier run's lines: still in FILE.partial, or in FILE when it had finished.
-        let earlier = if from_partial {
-            partial.as_path()
-        } else {
-            dest
-        };
-        if let Err(e) = check_resume(earlier, signature) {
-            if !from_partial {
-                // Leave no empty partial file behind for a run that never started.
-                let _ = std::fs::remove_file(&partial);
-            }
-            return Err(e);
+        let f = open_locked(&partial)?;
+        let resumed = Self::resume_into(f, &partial, dest, from_partial, signature, shard);
+        if resumed.is_err() && !from_partial {
+            // Leave no partial file behind for a run that never started: a later --resume
+            // would take it for this run's and ask for its missing signature.
+            let _ = std::fs::remove_file(signature_path(&partial));
+            let _ = std::fs::remove_file(&partial);
         }
+        resumed
+    }
+
+    fn resume_into(
+        mut f: File,
+        partial: &Path,
+        dest: &Path,
+        from_partial: bool,
+        signature: &str,
+        shard: Option<(usize, &str)>,
+    ) -> anyhow::Result<Self> {
+        // The earlier run's lines: still in FILE.partial, or in FILE when it had finished.
+        let earlier = if from_partial { partial } else { dest };
+        check_resume(earlier, signature)?;
         let text = if from_partial {
             let mut text = Vec::new();
             f.read_to_end(&mut text).map(|_| text)
@@ -264,6 +280,13 @@ impl OutputSink {
                     n + 1
                 );
             };
+            if let Some(why) = other_shape(&v, shard) {
+                anyhow::bail!(
+                    "{}:{}: {why}; cannot resume it: start over without --resume",
+                    earlier.display(),
+                    n + 1
+                );
+            }
             let best = v["best"].as_str().map(str::to_string);
             done.entry(id_key(&v["id"]))
                 .or_default()
@@ -280,7 +303,7 @@ impl OutputSink {
         kept.and_then(|()| f.set_len(complete as u64))
             .and_then(|()| f.seek(std::io::SeekFrom::End(0)).map(|_| ()))
             .with_context(|| format!("{}: cannot rewrite", partial.display()))?;
-        let mut sink = Self::file(f, partial, dest, Some(signature))?;
+        let mut sink = Self::file(f, partial.to_path_buf(), dest, Some(signature))?;
         sink.done = done;
         sink.resumed = resumed;
         sink.copied = !from_partial;
@@ -311,9 +334,13 @@ impl OutputSink {
             // What a later --resume checks its settings against.
             write_signature(&partial, sig)?;
         }
+        let file = f
+            .try_clone()
+            .with_context(|| format!("{}: cannot open", partial.display()))?;
         Ok(OutputSink {
             out: Box::new(BufWriter::new(f)),
             paths: Some((partial, dest.to_path_buf())),
+            file: Some(file),
             signature: signature.map(str::to_string),
             done: HashMap::new(),
             mismatched: Vec::new(),
@@ -416,6 +443,12 @@ impl OutputSink {
         self.out.flush()?;
         // Renamed while still open, so the lock is held until the file is in place.
         if let Some((partial, dest)) = self.paths.take() {
+            // On disk before the rename: a machine that stops soon after must not leave a
+            // short FILE that reads as finished.
+            if let Some(f) = &self.file {
+                f.sync_all()
+                    .with_context(|| format!("{}: cannot write to disk", partial.display()))?;
+            }
             std::fs::rename(&partial, &dest)
                 .with_context(|| format!("{}: cannot rename into place", dest.display()))?;
             if let Some(sig) = &self.signature {
@@ -423,6 +456,7 @@ impl OutputSink {
                 // Only read beside a FILE.partial, so one that cannot be removed does no harm.
                 let _ = std::fs::remove_file(signature_path(&partial));
             }
+            sync_folder(&dest);
         }
         Ok(())
     }
@@ -450,12 +484,24 @@ fn open_locked(partial: &Path) -> anyhow::Result<File> {
             partial.display()
         ),
         Err(TryLockError::Error(e)) => {
-            eprintln!(
+            crate::say!(
                 "neko: warning: {}: cannot lock ({e}); do not run two commands on one output file",
                 partial.display()
             );
             Ok(f)
         }
+    }
+}
+
+/// Forces the renames in `file`'s folder to disk, where the platform can (best effort: the
+/// data are synced already, and a folder that cannot be opened loses only the rename).
+fn sync_folder(file: &Path) {
+    let folder = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(f) = File::open(folder) {
+        let _ = f.sync_all();
     }
 }
 
@@ -478,7 +524,9 @@ fn still_at(_: &File, _: &Path) -> bool {
 /// how the predictions were made.
 fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
     let sig = signature_path(dest);
-    std::fs::write(&sig, format!("{signature}\n"))
+    let mut f = File::create(&sig).with_context(|| format!("{}: cannot write", sig.display()))?;
+    (f.write_all(format!("{signature}\n").as_bytes()))
+        .and_then(|()| f.sync_all())
         .with_context(|| format!("{}: cannot write", sig.display()))
 }
 
@@ -523,6 +571,29 @@ pub fn signature_fields_changed(then: &str, now: &str) -> Vec<String> {
         .collect()
 }
 
+/// Why an earlier output line cannot be continued by this run (`shard`: this run's whole-input
+/// record count and fingerprint, when it writes a shard), if it cannot: a shard's lines carry
+/// their place in the whole input, and `neko merge` refuses shards of different inputs, so a
+/// resume that mixed them would end in a shard that can never be merged.
+fn other_shape(line: &Value, shard: Option<(usize, &str)>) -> Option<String> {
+    let sharded = line.get("index").is_some();
+    match shard {
+        None if sharded => {
+            Some("a shard's line (it has `index`), and this run writes no shard".to_string())
+        }
+        None => None,
+        Some(_) if !sharded => {
+            Some("a line without `index`, and this run writes a shard (--shard)".to_string())
+        }
+        Some((of, input)) if line["of"] != of || line["input"] != input => Some(format!(
+            "written from another input (of {}, input {}; this input: of {of}, input {input})",
+            line["of"],
+            line["input"].as_str().unwrap_or("none")
+        )),
+        Some(_) => None,
+    }
+}
+
 /// Refuses to resume a run that was made with other settings (another model, guard or
 /// prompt): its lines and the new ones would be one file under one signature. The earlier
 /// run's signature is `FILE.partial.sig`, written when it started, or `FILE.sig` when it had
@@ -531,6 +602,8 @@ fn check_resume(earlier: &Path, signature: &str) -> anyhow::Result<()> {
     let sig = signature_path(earlier);
     match std::fs::read_to_string(&sig) {
         Ok(then) if then.trim() == signature => Ok(()),
+        // A signature left behind by a FILE since deleted vouches for nothing: a fresh start.
+        Ok(_) if !earlier.exists() => Ok(()),
         Ok(then) => anyhow::bail!(
             "{}: cannot resume: {} was written with other settings ({})\n  then: {}\n  now:  {signature}\n\
              run the earlier command again with --resume, or start over without --resume",

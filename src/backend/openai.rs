@@ -168,7 +168,7 @@ impl OpenAi {
             }
             (Some(_), Err(e)) => anyhow::bail!("{e}"),
             (Some(m), Ok(_)) if !ids.is_empty() && !ids.contains(m) => {
-                eprintln!("neko: warning: {url} lists {ids:?}, not `{m}`; sending `{m}` anyway")
+                crate::say!("neko: warning: {url} lists {ids:?}, not `{m}`; sending `{m}` anyway")
             }
             (Some(_), Ok(_)) => {}
         }

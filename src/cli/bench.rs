@@ -229,7 +229,7 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
         }
     }
     if let Some(first) = skipped.first() {
-        eprintln!(
+        crate::say!(
             "neko: bench: left out {} record(s) that cannot be corrected; the first: {first}",
             skipped.len()
         );
@@ -298,7 +298,7 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     let n = records.len();
     let failed = predictions.iter().filter(|p| p.is_err()).count();
     if let Some(Err(e)) = predictions.iter().find(|p| p.is_err()) {
-        eprintln!("neko: bench: {failed} of {n} record(s) failed (their time is in the totals); the first: {e}");
+        crate::say!("neko: bench: {failed} of {n} record(s) failed (their time is in the totals); the first: {e}");
     }
     let record = DataBenchRecord {
         model: args.model.spec()?,

@@ -36,7 +36,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<u8> {
     let ck = Checkpoint::read(&args.from)?;
     super::announce_write(&ck, &args.to, dtype);
     ck.write(&args.to, dtype, args.force)?;
-    eprintln!(
+    crate::say!(
         "neko: wrote {} ({} tensors, {} parameters, {})",
         args.to.display(),
         ck.tensors.len(),

@@ -418,7 +418,7 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
             } else {
                 let server = args.backend.connect(options.stop.clone())?;
                 if matches!(args.decode.guard_margin, Margin::All(_)) {
-                    eprintln!("neko: warning: --guard-margin needs the in-process backend: served answers are not scored here (`neko guard --score --model M` scores them afterwards)");
+                    crate::say!("neko: warning: --guard-margin needs the in-process backend: served answers are not scored here (`neko guard --score --model M` scores them afterwards)");
                 }
                 Corrector::with_backend(model, prompt, options, Box::new(server))
             }
@@ -433,7 +433,10 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     let signature = corrector.signature(&tasks);
     let mut sink = match &args.output {
         None => OutputSink::stdout(),
-        Some(p) if args.resume => OutputSink::resume(p, &signature)?,
+        Some(p) if args.resume => {
+            let shard = args.shard.map(|_| (total, input_fingerprint.as_str()));
+            OutputSink::resume(p, &signature, shard)?
+        }
         Some(p) => OutputSink::create(p, Some(&signature))?,
     };
     let todo: Vec<&Item> = items
@@ -448,7 +451,7 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         bail!("cannot resume: {refusal}; start over without --resume");
     }
     if sink.resumed() > 0 {
-        eprintln!(
+        crate::say!(
             "neko: resuming: {} records already written, {} to go",
             sink.resumed(),
             todo.len()
@@ -474,12 +477,14 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
                 // The records before it are written; a resume without --strict goes on.
                 sink.flush()?;
                 progress.finish_and_clear();
-                eprintln!(
+                crate::say!(
                     "neko: error: --strict: {}:{}: {}",
-                    e.file, e.line, e.message
+                    e.file,
+                    e.line,
+                    e.message
                 );
-                eprintln!("{}", sink.interrupted_message(stats.records));
-                eprintln!("neko: (a resume with --strict stops at this record again; without it, the record gets its error line and the run goes on)");
+                crate::say!("{}", sink.interrupted_message(stats.records));
+                crate::say!("neko: (a resume with --strict stops at this record again; without it, the record gets its error line and the run goes on)");
                 return Ok(EXIT_ERROR);
             }
             stats.count(&out, item, &progress);
@@ -498,16 +503,16 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         if done < chunk.len() {
             progress.finish_and_clear();
             if let Some(why) = corrector.backend_failure() {
-                eprintln!("neko: error: the server stopped answering: {why}");
+                crate::say!("neko: error: the server stopped answering: {why}");
             }
-            eprintln!("{}", sink.interrupted_message(stats.records));
+            crate::say!("{}", sink.interrupted_message(stats.records));
             return Ok(EXIT_ERROR);
         }
     }
     progress.finish_and_clear();
     sink.finish()?;
     stats.report(started.elapsed().as_secs_f64());
-    eprintln!("neko: {signature}");
+    crate::say!("neko: {signature}");
     Ok(EXIT_OK)
 }
 
@@ -546,7 +551,7 @@ fn dump_prompts(
     out.flush()?;
     if skipped > 0 {
         // Their ids are missing from the prompts: say so, and where to see why.
-        eprintln!("neko: --dump-prompts skipped {skipped} record(s) that cannot be corrected; run without --dump-prompts for their error lines");
+        crate::say!("neko: --dump-prompts skipped {skipped} record(s) that cannot be corrected; run without --dump-prompts for their error lines");
     }
     Ok(EXIT_OK)
 }
@@ -577,12 +582,13 @@ impl Stats {
         self.lone_picks += usize::from(lone && picked);
         if let Some(w) = &out.warning {
             self.warned += 1;
-            progress.suspend(|| eprintln!("neko: warning: {}:{}: {w}", item.file, item.entry.line));
+            progress
+                .suspend(|| crate::say!("neko: warning: {}:{}: {w}", item.file, item.entry.line));
         }
     }
 
     fn report(&self, secs: f64) {
-        eprintln!(
+        crate::say!(
             "neko: {} records: {} corrected, {} failed (error field), {} guard fallbacks, {} with a warning (cut to fit, a guard score not computed, an earlier step's error); {secs:.1}s, {:.2} records/s",
             self.records,
             self.records - self.failed,
@@ -592,7 +598,7 @@ impl Stats {
             self.records as f64 / secs.max(1e-9)
         );
         if self.lone_picks > 0 {
-            eprintln!(
+            crate::say!(
                 "neko: {} ASR answers to a single hypothesis fell back (fallback:nbest): an answer must be one of its hypotheses, so with one it may change only formatting; --guard-nbest free lets the model correct words",
                 self.lone_picks
             );
@@ -623,7 +629,7 @@ fn read_inputs(paths: &[PathBuf], max_record_bytes: usize) -> anyhow::Result<(Ve
         // Nothing in, nothing out, and no error: but an upstream step that wrote nothing
         // should not pass unseen.
         if entries.is_empty() {
-            eprintln!("neko: {file}: no records (the input is empty or blank)");
+            crate::say!("neko: {file}: no records (the input is empty or blank)");
         }
         let start = items.len();
         items.extend(entries.into_iter().enumerate().map(|(k, entry)| Item {
@@ -643,7 +649,7 @@ fn note_own_tasks(items: &[Item], given: Task) {
         .filter(|t| t.parse::<Task>().ok() != Some(given))
         .collect();
     if let Some(first) = others.first() {
-        eprintln!(
+        crate::say!(
             "neko: {} record(s) carry their own `task` (the first: {first}), which wins over --task {given}",
             others.len()
         );

@@ -247,7 +247,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         .map_err(anyhow::Error::msg)?;
     if args.baseline.is_none() && args.max_regression != 0.0 {
         // Not an error: NEKO_EVAL_MAX_REGRESSION may be set for a CI gate's other runs.
-        eprintln!("neko: --max-regression has no effect without --baseline");
+        crate::say!("neko: --max-regression has no effect without --baseline");
     }
     // Read the baseline first: a typo in its path should fail before any scoring.
     let baseline = args.baseline.as_deref().map(read_baseline).transpose()?;
@@ -260,7 +260,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (mut inputs, errors) = eval::read(&args.files, args.max_record_bytes);
     for e in &errors {
-        eprintln!("neko: {}: {}", e.path, e.message);
+        crate::say!("neko: {}: {}", e.path, e.message);
     }
     if inputs.is_empty() {
         anyhow::bail!("no input file could be read");
@@ -335,7 +335,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     note_nothing_scored(&report);
     note_repeated_ids(&report);
     if paired_bs && args.against.is_none() && !has_predictions(&report) {
-        eprintln!("neko: --paired-bs and --paired-ar compare predictions with the 1-best, and no file here has a `prediction` (score `neko correct` output)");
+        crate::say!("neko: --paired-bs and --paired-ar compare predictions with the 1-best, and no file here has a `prediction` (score `neko correct` output)");
     }
     if let Some((path, base)) = &baseline {
         let c = baseline::compare(&report, base, path, args.max_regression)?;
@@ -376,13 +376,13 @@ fn apply_references(
 ) -> anyhow::Result<()> {
     let applied = eval::refs::apply(inputs, refs, name, mode).map_err(anyhow::Error::msg)?;
     for path in &applied.kaldi_inputs {
-        eprintln!("neko: {path}: read as Kaldi text: each line's first word is an utterance id of --ref {name}");
+        crate::say!("neko: {path}: read as Kaldi text: each line's first word is an utterance id of --ref {name}");
     }
     if applied.pairing != eval::refs::Pairing::Position {
-        eprintln!("neko: --ref {name}: {}", applied.pairing.describe());
+        crate::say!("neko: --ref {name}: {}", applied.pairing.describe());
     }
     if applied.ids_scored {
-        eprintln!(
+        crate::say!(
             "neko: warning: every line of --ref {name} opens with a numbered word, no two alike, as Kaldi \
              text's utterance ids do, but they are not the records' ids: the records pair by position and \
              those words are scored as words. For Kaldi text, give the records their ids (README, Input)"
@@ -390,7 +390,7 @@ fn apply_references(
     }
     let replaced = applied.replaced;
     if replaced > 0 {
-        eprintln!("neko: {replaced} record(s) had a reference of their own (`output`) that --ref {name} replaced");
+        crate::say!("neko: {replaced} record(s) had a reference of their own (`output`) that --ref {name} replaced");
     }
     Ok(())
 }
@@ -423,7 +423,7 @@ fn note_repeated_ids(report: &Report) {
     for f in &run.files {
         if let Some(r) = &f.repeated_ids {
             let lines: Vec<String> = r.lines.iter().map(usize::to_string).collect();
-            eprintln!(
+            crate::say!(
                 "neko: {}: {} id(s) on more than one record (the first, {}, on lines {}): each \
                  record is scored",
                 f.path,
@@ -446,7 +446,7 @@ fn scoring_nothing(report: &Report) -> impl Iterator<Item = &eval::FileReport> {
 
 fn note_nothing_scored(report: &Report) {
     for f in scoring_nothing(report) {
-        eprintln!(
+        crate::say!(
             "neko: {}: no record scored ({} read, {} unscored): nothing measured, exit 2",
             f.path,
             f.entries,
@@ -461,7 +461,7 @@ fn note_assumed_task(report: &Report) {
     };
     let assumed: u64 = run.files.iter().map(|f| f.assumed_task).sum();
     if assumed > 0 {
-        eprintln!(
+        crate::say!(
             "neko: {assumed} record(s) have no `task` field and no --task was given: scored as asr"
         );
     }
@@ -485,14 +485,14 @@ fn exit_code(report: &Report) -> u8 {
     }
     match &report.comparison {
         Some(c) if c.nothing_compared() => {
-            eprintln!(
+            crate::say!(
                 "neko: nothing compared with {}: no file of this run is in it (matched by path, else by file name)",
                 c.baseline
             );
             EXIT_REGRESSION
         }
         Some(c) if c.regressions > 0 => {
-            eprintln!(
+            crate::say!(
                 "neko: {} regression(s) against {}: scores worse by more than {} points, record counts that differ, or baseline files this run lacks",
                 c.regressions, c.baseline, c.max_regression
             );

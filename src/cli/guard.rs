@@ -166,7 +166,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
             Ok(other) => anyhow::bail!("{}: expected a JSON object, found {other}", at()),
             // An interrupted run's file ends in a cut line: nothing to guard there.
             Err(e) if e.is_eof() && k == last && !text.ends_with('\n') => {
-                eprintln!("neko: warning: {}: a cut last line, left out", at());
+                crate::say!("neko: warning: {}: a cut last line, left out", at());
                 continue;
             }
             Err(e) => return Err(e).with_context(at),
@@ -215,7 +215,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    eprintln!("{}", tally.summary());
+    crate::say!("{}", tally.summary());
     Ok(EXIT_OK)
 }
 

@@ -174,7 +174,7 @@ pub fn inspect(spec: &str) -> anyhow::Result<ModelInfo> {
             if !side.files.tokenizer_in_gguf() {
                 if let Err(e) = model::check::tokenizer_file_matches_gguf(&side.files.tokenizer, g)
                 {
-                    eprintln!("neko: warning: {e}");
+                    crate::say!("neko: warning: {e}");
                 }
             }
         }

@@ -39,7 +39,7 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
     }
     let merge = Merge::check(&args.inputs)?;
     if let Some(first) = merge.unsigned.first() {
-        eprintln!(
+        crate::say!(
             "neko: warning: {first} ({} shard(s) in all) has no .sig beside it while others do: \
              its settings cannot be checked against theirs, and the merged file is unsigned",
             merge.unsigned.len()
@@ -55,7 +55,7 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
     };
     merge.write(&mut sink.writer())?;
     sink.finish()?;
-    eprintln!(
+    crate::say!(
         "neko: merged {} records from {} shard outputs",
         merge.len(),
         args.inputs.len()

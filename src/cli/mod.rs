@@ -114,7 +114,7 @@ impl ModelArgs {
 /// memory while the written model is loaded as a check): full experts of a large model take
 /// many times their source, and a user should see that before the disk fills.
 pub fn announce_write(ck: &crate::convert::Checkpoint, to: &std::path::Path, dtype: DType) {
-    eprintln!(
+    crate::say!(
         "neko: writing {}: {} parameters, {}B as {} (on disk, and in memory while checking that it loads)",
         to.display(),
         human(ck.parameters() as u64),
@@ -159,7 +159,7 @@ pub fn interrupt_flag(doing: &'static str) -> std::sync::Arc<std::sync::atomic::
         if handler_flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\nneko: interrupted: {doing} (Ctrl-C again to quit now)");
+        crate::say!("\nneko: interrupted: {doing} (Ctrl-C again to quit now)");
     });
     flag
 }
@@ -223,7 +223,6 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// `neko ... | head` closes our stdout early: that is success, not an error.
 /// Writes `text` to stdout; a reader that closed the pipe early (`neko info | head`) is no
 /// error, as the README's exit codes say.
 pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
@@ -235,6 +234,8 @@ pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Whether `err` is a write to a reader that closed the pipe early (`neko ... | head`): that
+/// is success, not an error.
 pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()
@@ -253,6 +254,23 @@ pub(crate) fn check_output_path(
     let named = out.file_name().is_some() && !out.to_string_lossy().ends_with('/');
     if !named || out.is_dir() {
         anyhow::bail!("{flag} {}: a directory; give a file name", out.display());
+    }
+    // The output is written beside it and renamed over it: a link, device or pipe would be
+    // replaced by a plain file (`-o /dev/null` as root, the system's /dev/null).
+    if let Ok(meta) = std::fs::symlink_metadata(out) {
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            anyhow::bail!(
+                "{flag} {}: a symbolic link, which the finished file would replace; give the file it points to",
+                out.display()
+            );
+        }
+        if !kind.is_file() {
+            anyhow::bail!(
+                "{flag} {}: not a regular file (a device or pipe), which the finished file would replace; to stream the output, leave out {flag} and redirect stdout",
+                out.display()
+            );
+        }
     }
     let same = |a: &std::path::Path| match (a.canonicalize(), out.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,

@@ -97,6 +97,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
                         path.display()
                     );
                 }
+                super::check_output_path("--export-examples", path, &[])?;
                 let same = |p: &std::path::Path| match (p.canonicalize(), path.canonicalize()) {
                     (Ok(a), Ok(b)) => a == b,
                     _ => false,
@@ -143,7 +144,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     let total = trainer.config.train.steps;
     let stop = args.stop_at_step.unwrap_or(total).min(total);
     let r = &trainer.report;
-    eprintln!(
+    crate::say!(
         "neko: {} examples ({} without a reference (missing or empty), {} over {} tokens, {} unreadable), {} micro-batches per epoch; {} trainable tensors; step {} of {total}",
         r.examples,
         r.no_reference,
@@ -155,11 +156,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         trainer.step
     );
     if let Some(first) = &r.first_unreadable {
-        eprintln!("neko: unreadable records left out; the first: {first}");
+        crate::say!("neko: unreadable records left out; the first: {first}");
     }
     let v = &trainer.valid_report;
     if v.no_reference + v.too_long + v.unreadable > 0 {
-        eprintln!(
+        crate::say!(
             "neko: validation: {} examples ({} without a reference, {} too long, {} unreadable{})",
             v.examples,
             v.no_reference,
@@ -210,7 +211,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         if !std::io::stderr().is_terminal() && (s.step % (total / 50).max(1) == 0 || s.step == stop)
         {
             let per_step = started.elapsed().as_secs_f64() / (s.step - first).max(1) as f64;
-            eprintln!(
+            crate::say!(
                 "neko: step {}/{total}: loss {:.4} lm {:.4} lr {:.2e} {:.0} tok/s, ETA {}",
                 s.step,
                 s.loss,
@@ -231,7 +232,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
                 let line = format!("step {}: valid loss {v:.4}", s.step);
                 match std::io::stderr().is_terminal() {
                     true => bar.println(line),
-                    false => eprintln!("neko: {line}"),
+                    false => crate::say!("neko: {line}"),
                 }
             }
         }
@@ -260,18 +261,18 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
                 "{}",
                 serde_json::json!({"step": trainer.step, "valid_loss": v})
             )?;
-            eprintln!("neko: valid loss {v:.4}");
+            crate::say!("neko: valid loss {v:.4}");
         }
     }
     trainer.save_checkpoint()?;
     let dir = trainer.config.out.display();
     if trainer.step < total {
-        eprintln!(
+        crate::say!(
             "neko: stopped at step {} of {total}; continue with: neko train --resume {dir}",
             trainer.step
         );
     } else {
-        eprintln!(
+        crate::say!(
             "neko: done ({total} steps, {} tokens, {:.0} s); adapter: {dir}/adapter.safetensors (neko correct --model {} --adapter {dir}/adapter.safetensors)",
             trainer.tokens, trainer.seconds, trainer.config.model
         );
@@ -328,7 +329,7 @@ fn export_examples(trainer: &Trainer, path: &std::path::Path) -> anyhow::Result<
         writeln!(out, "{line}")?;
     }
     sink.finish()?;
-    eprintln!(
+    crate::say!(
         "neko: wrote {} examples to {}",
         trainer.examples().len(),
         path.display()

@@ -91,11 +91,11 @@ pub fn run(args: &UpcycleArgs) -> anyhow::Result<u8> {
     let mut ck = upcycle(ck, &opts)?;
     if let Some(adapter) = &args.adapter {
         let n = apply_adapter(&mut ck, adapter)?;
-        eprintln!("neko: {n} trained tensors from {}", adapter.display());
+        crate::say!("neko: {n} trained tensors from {}", adapter.display());
     }
     super::announce_write(&ck, &args.to, dtype);
     ck.write(&args.to, dtype, args.force)?;
-    eprintln!(
+    crate::say!(
         "neko: wrote {} ({} experts, top-{}, {}; {} parameters)",
         args.to.display(),
         opts.experts,

@@ -84,7 +84,7 @@ pub fn tokenizer_matches_gguf(
             message: format!("{message}: tokenizer and weights do not belong together"),
         });
     }
-    eprintln!("neko: warning: {}: {message}", path.display());
+    crate::say!("neko: warning: {}: {message}", path.display());
     Ok(())
 }
 

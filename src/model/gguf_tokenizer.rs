@@ -48,7 +48,7 @@ pub fn tokenizer_json(gguf: &GgufFile) -> Result<serde_json::Value, GgufTokenize
     if pre == "default" {
         // llama.cpp's own "default" first splits runs of punctuation and digits apart, which
         // GPT-2's rule does not: a few texts then tokenise differently than llama.cpp would.
-        eprintln!(
+        crate::say!(
             "neko: warning: {}: the GGUF names no pre-tokenizer (`default`); neko splits text by GPT-2's rule, which differs from llama.cpp's default on some punctuation and digits: put the model's tokenizer.json beside the .gguf for its exact tokens",
             gguf.path.display()
         );

@@ -400,7 +400,7 @@ fn warn_unread(unread: &[String], config: &ModelConfig, files: &ModelFiles) {
         0 => String::new(),
         n => format!(" and {n} more"),
     };
-    eprintln!(
+    crate::say!(
         "neko: warning: {}: {} checkpoint tensors are not used by the architecture in {} ({}{more}): does config.json match the weights?",
         files.weights[0].display(),
         unexpected.len(),

@@ -920,7 +920,7 @@ pub fn load_with_adapter(
     let model = Model::load_with(spec, &opts)?;
     crate::upcycle::check_adapter_settings(adapter, &model.config)?;
     if let Some(warning) = other_base(adapter, spec)? {
-        eprintln!("neko: warning: {warning}");
+        crate::say!("neko: warning: {warning}");
     }
     Ok(model)
 }

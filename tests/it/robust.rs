@@ -296,6 +296,15 @@ fn resume_refuses_what_is_not_this_runs_output() {
         &other,
         "other.jsonl.partial:2: not a complete output line",
     );
+    // A finished file broken before its last line: refused, and no empty partial file is
+    // left to block the resume once it is mended.
+    std::fs::write(&finished, &broken).unwrap();
+    refused(
+        &["--resume"],
+        &finished,
+        "finished.jsonl:2: not a complete output line",
+    );
+    assert!(!partial.exists() && !neko::output::signature_path(&partial).exists());
     // Without the signature, nothing says neko wrote it with these settings.
     std::fs::remove_file(neko::output::signature_path(&dest)).unwrap();
     refused(&["--resume"], &dest, "out.jsonl.sig is missing");
@@ -304,6 +313,78 @@ fn resume_refuses_what_is_not_this_runs_output() {
     refused(&[], &input, "is the input");
     refused(&[], dir.path(), "a directory");
     assert_eq!(std::fs::read_to_string(&input).unwrap(), records(4));
+}
+
+/// The signature of a deleted output vouches for nothing: `--resume` starts afresh. (It was
+/// refused as "written with other settings", naming a file that was gone.)
+#[test]
+fn resume_starts_afresh_beside_the_signature_of_a_deleted_output() {
+    let (_dir, input, dest) = workdir(3);
+    assert!(correct_into("tiny-llama", &["--no-guard"], &dest, &input)
+        .status
+        .success());
+    std::fs::remove_file(&dest).unwrap();
+    let out = correct_into("tiny-llama", &["--resume"], &dest, &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&dest).unwrap().lines().count(), 3);
+    let sig = std::fs::read_to_string(neko::output::signature_path(&dest)).unwrap();
+    assert!(!sig.contains("guard:off"), "{sig}");
+}
+
+/// `-o` onto a link, device or pipe is refused before anything runs: the finished file is
+/// renamed into place and would replace it (`-o /dev/null` as root replaced /dev/null).
+#[cfg(unix)]
+#[test]
+fn output_onto_a_link_or_pipe_is_refused() {
+    let (dir, input, dest) = workdir(2);
+    std::fs::write(&dest, "kept\n").unwrap();
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&dest, &link).unwrap();
+    let o = correct_into("tiny-llama", &[], &link, &input);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("a symbolic link"), "{err}");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "kept\n");
+    let fifo = dir.path().join("fifo");
+    match std::process::Command::new("mkfifo").arg(&fifo).status() {
+        Ok(s) if s.success() => {
+            let o = correct_into("tiny-llama", &[], &fifo, &input);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{err}");
+            assert!(err.contains("not a regular file"), "{err}");
+            let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+            assert!(!kind.is_file());
+        }
+        _ => eprintln!("skipped: no mkfifo here to make a named pipe"),
+    }
+}
+
+/// A run whose stderr reader is gone (`2>&1 | head` ended) finishes its work with exit 0, as
+/// one whose stdout reader is gone does; it panicked (exit 101) at its first diagnostic.
+#[test]
+fn a_closed_stderr_does_not_stop_the_run() {
+    let (_dir, input, dest) = workdir(3);
+    let mut child = neko()
+        .args(["correct", "--task", "asr", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg("-o")
+        .arg(&dest)
+        .arg(&input)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&dest).unwrap().lines().count(), 3);
 }
 
 #[test]

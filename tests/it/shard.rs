@@ -352,6 +352,46 @@ fn a_shard_resumes_like_a_whole_run() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("3 records already written, 4 to go"), "{err}");
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), full_text);
+    // Lines of another shape are refused, not resumed into a shard `neko merge` refuses:
+    // a shard of another input, an unsharded run's lines, a shard resumed unsharded.
+    let refused = |partial: &str, made_like: &Path, inputs: &[PathBuf], shard: &[&str]| {
+        crate::util::write_partial(&dest, partial, made_like);
+        let out = neko()
+            .args([
+                "correct",
+                "--task",
+                "asr",
+                "--max-new-tokens",
+                "4",
+                "--model",
+            ])
+            .arg(fixture("tiny-llama"))
+            .args(shard)
+            .args(["--resume", "-o"])
+            .arg(&dest)
+            .args(inputs)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first = format!("{}\n", lines[0]);
+    let more = dir.path().join("added.jsonl");
+    std::fs::write(&more, "{\"id\": \"a1\", \"input\": [\"one more\"]}\n").unwrap();
+    let grown = [inputs.clone(), vec![more]].concat();
+    let err = refused(&first, &full, &grown, &["--shard", "0/2"]);
+    assert!(
+        err.contains("resumed.jsonl.partial:1: written from another input (of 13, input in-"),
+        "{err}"
+    );
+    let err = refused(&first, &full, &inputs, &[]);
+    assert!(err.contains("a shard's line (it has `index`)"), "{err}");
+    let whole = dir.path().join("whole.jsonl");
+    correct(&inputs, &whole, &[]);
+    let whole_first = std::fs::read_to_string(&whole).unwrap();
+    let whole_first = format!("{}\n", whole_first.lines().next().unwrap());
+    let err = refused(&whole_first, &whole, &inputs, &["--shard", "0/2"]);
+    assert!(err.contains("a line without `index`"), "{err}");
 }
 
 #[test]
