@@ -27,6 +27,11 @@ pub struct Pieces {
     /// aside): an answer that a model ends with a newline rather than EOS must be able to end
     /// so, and a stop string of several tokens (`</answer>`) to begin.
     enders: Vec<u32>,
+    /// The stop strings, and the tokens that can go on with one begun by an ender (`answer`
+    /// or `>` after `</`): a stop string begun must be finished, or the answer would end in
+    /// its first piece, glued to the last word.
+    stops: Vec<Vec<u8>>,
+    stop_parts: Vec<u32>,
     /// Special added tokens: never written as hypothesis text.
     special: HashSet<u32>,
 }
@@ -75,6 +80,17 @@ impl Pieces {
                 enders.push(id as u32);
             }
         }
+        let stops: Vec<Vec<u8>> = (stops.iter())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        let stop_parts = (0..n)
+            .filter(|&id| {
+                let piece = &bytes[id as usize];
+                !piece.is_empty()
+                    && (stops.iter()).any(|s| (1..s.len()).any(|k| goes_on(&s[k..], piece)))
+            })
+            .collect();
         let special = (tokenizer.get_added_tokens_decoder().into_iter())
             .filter(|(_, t)| t.special)
             .map(|(id, _)| id)
@@ -82,8 +98,25 @@ impl Pieces {
         Pieces {
             bytes,
             enders,
+            stops,
+            stop_parts,
             special,
         }
+    }
+
+    /// What is left of a stop string that the answer `tokens` began (with an ender) and has not
+    /// finished, if it did.
+    fn stop_left(&self, tokens: &[u32]) -> Option<&[u8]> {
+        // The first ender: only stop pieces follow one (some are enders too, `h` of `hyp`).
+        let from = tokens.iter().position(|t| self.enders.contains(t))?;
+        let begun: Vec<u8> = (tokens[from..].iter())
+            .flat_map(|&t| self.get(t))
+            .copied()
+            .collect();
+        let begun = &begun[begun.iter().take_while(|&&b| b == b' ').count()..];
+        (self.stops.iter())
+            .find(|s| s.len() > begun.len() && s.starts_with(begun))
+            .map(|s| &s[begun.len()..])
     }
 
     fn get(&self, id: u32) -> &[u8] {
@@ -92,6 +125,12 @@ impl Pieces {
             .map(Vec::as_slice)
             .unwrap_or(&[])
     }
+}
+
+/// Whether `piece` goes on with the rest `left` of a stop string: it is a start of it, or
+/// finishes it (and may write more after).
+fn goes_on(left: &[u8], piece: &[u8]) -> bool {
+    !piece.is_empty() && (left.starts_with(piece) || piece.starts_with(left))
 }
 
 /// The bytes a vocabulary entry stands for: `<0xHH>` (SentencePiece's byte fallback) or a
@@ -253,6 +292,19 @@ impl WordConstraint {
     /// When no candidate is allowed the answer ends: with the first ender, or with `None` when
     /// the model has none (no EOS and no token that starts a stop string).
     pub fn choose(&self, pieces: &Pieces, tokens: &[u32], logits: &[f32]) -> Option<u32> {
+        let score = |id: u32| {
+            logits
+                .get(id as usize)
+                .copied()
+                .unwrap_or(f32::NEG_INFINITY)
+        };
+        if let Some(left) = pieces.stop_left(tokens) {
+            // A stop string begun goes on to its end, which stops the decoding.
+            let best = (pieces.stop_parts.iter().copied())
+                .filter(|&id| goes_on(left, pieces.get(id)))
+                .max_by(|&a, &b| score(a).total_cmp(&score(b)));
+            return best.or_else(|| pieces.enders.first().copied());
+        }
         let text: Vec<u8> = tokens
             .iter()
             .flat_map(|&t| pieces.get(t))
@@ -260,12 +312,6 @@ impl WordConstraint {
             .collect();
         // An answer starts at its first word: leading whitespace is not a word boundary issue.
         let text = trim_start(&text);
-        let score = |id: u32| {
-            logits
-                .get(id as usize)
-                .copied()
-                .unwrap_or(f32::NEG_INFINITY)
-        };
         let mut best: Option<(u32, f32)> = None;
         let mut consider = |id: u32| {
             let s = score(id);

@@ -81,6 +81,25 @@ impl Template {
                 ));
             }
         }
+        // A block left open would drop the rest of the prompt (its `### Response:`) for a
+        // record of one hypothesis; a stray close would reach the model as text.
+        let mut open = false;
+        let mut tags: Vec<(usize, &str)> = (self.text.match_indices("{#others}"))
+            .chain(self.text.match_indices("{/others}"))
+            .collect();
+        tags.sort_unstable();
+        for (_, tag) in tags {
+            match (tag, open) {
+                ("{#others}", false) | ("{/others}", true) => open = !open,
+                ("{#others}", true) => {
+                    return Err("{#others} inside {#others}: close the first with {/others}".into())
+                }
+                _ => return Err("{/others} without a {#others} before it".into()),
+            }
+        }
+        if open {
+            return Err("{#others} without its {/others}: the rest of the template would be left out of prompts of one hypothesis".into());
+        }
         if !self.text.contains("{best}") && !self.text.contains("{hypotheses}") {
             return Err("the template shows no hypothesis: it needs {best} or {hypotheses}".into());
         }
@@ -285,6 +304,16 @@ mod tests {
         assert!(check("Example: {\"a\": 1}\n{hypotheses}\n").is_ok());
         assert!(check("Fix: {bset}\n").unwrap_err().contains("{bset}"));
         assert!(check("Fix this.\n").unwrap_err().contains("no hypothesis"));
+        // An {#others} block must close, once, after it opens.
+        let unclosed = "Best: {best}\n{#others}Others: {others}\n### Response:\n";
+        assert!(check(unclosed)
+            .unwrap_err()
+            .contains("without its {/others}"));
+        let stray = "Best: {best}\n{/others}### Response:\n";
+        assert!(check(stray).unwrap_err().contains("without a {#others}"));
+        let nested = "{best}{#others}{#others}{others}{/others}{/others}";
+        assert!(check(nested).unwrap_err().contains("inside {#others}"));
+        assert!(check("{best}{#others}a{/others}{#others}{others}{/others}").is_ok());
         for task in crate::Task::ALL {
             assert_eq!(Template::builtin(task).check(), Ok(()), "{task}");
         }

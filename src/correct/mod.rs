@@ -660,7 +660,9 @@ impl Corrector {
         let tokenizer = &self.model.tokenizer;
         let stop = &self.options.stop;
         let stopped = |tokens: &[u32]| -> bool {
-            let text = tokenizer.decode(tokens, true).unwrap_or_default();
+            // Special tokens kept, as the answer is decoded: a stop string that is one
+            // (`<end_of_turn>`) must stop the decoding it will cut.
+            let text = tokenizer.decode(tokens, false).unwrap_or_default();
             let text = text.trim_start();
             stop.iter()
                 .any(|s| !s.is_empty() && text.contains(s.as_str()))

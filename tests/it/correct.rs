@@ -841,3 +841,36 @@ fn every_correct_and_eval_flag_has_an_environment_twin() {
         assert!(missing.is_empty(), "neko {name}: no twin for {missing:?}");
     }
 }
+
+/// A stop string ends the decoding where the answer is cut. One that is a special token
+/// (`<unk>`) decoded on to the token limit and every answer fell back as `fallback:length`;
+/// under word-constrained decoding one of several tokens (`hypothesis`), begun by the model,
+/// was never finished, and the answer lost the word its first piece was glued to.
+#[test]
+fn stop_strings_end_the_decoding_where_the_answer_is_cut() {
+    let free = [
+        "--task",
+        "ocr",
+        "--constrain",
+        "none",
+        "--guard-max-edit",
+        "100",
+        "--guard-margin",
+        "off",
+        "--stop",
+        "<unk>",
+    ];
+    let ocr = correct_stdin(&free, b"{\"id\": \"e8\", \"input\": [\"Thad a dream\"]}\n");
+    assert!(ocr[0].get("guard").is_none(), "{}", ocr[0]);
+    assert_ne!(ocr[0]["prediction"], "Thad a dream");
+    let input = b"{\"id\": \"r7\", \"input\": [\"to to mat small\", \"to to is small\", \"to to blue small\", \"to to to small\", \"small to mat small\"]}\n\
+        {\"id\": \"r35\", \"input\": [\"to blue to blue the\", \"to blue sad blue the\", \"to blue and blue the\", \"red blue to blue the\"]}\n";
+    let with_stop = |stop: &str| -> Vec<Value> {
+        let out = correct_stdin(&["--task", "asr", "--no-guard", "--stop", stop], input);
+        out.iter().map(|r| r["prediction"].clone()).collect()
+    };
+    // tiny-llama begins both with its token `hyp`: one stop is whole then, one goes on.
+    let short = with_stop("hyp");
+    assert_eq!(short, ["blue is", "blue sad"]);
+    assert_eq!(with_stop("hypothesis"), short);
+}
