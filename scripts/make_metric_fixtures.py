@@ -1092,14 +1092,19 @@ MASK = (1 << 64) - 1
 
 def bootstrap_draws(seed, r, n):
     """neko's resample r of n records (src/eval/bootstrap.rs): SplitMix64, Lemire's mapping."""
-    state = seed ^ ((r * 0x9E3779B97F4A7C15) & MASK)
-    out = []
-    for _ in range(n):
+    def splitmix64(state):
         state = (state + 0x9E3779B97F4A7C15) & MASK
         z = state
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-        out.append(((z ^ (z >> 31)) * n) >> 64)
+        return state, z ^ (z >> 31)
+
+    _, h = splitmix64(r)
+    _, state = splitmix64(seed ^ h)
+    out = []
+    for _ in range(n):
+        state, z = splitmix64(state)
+        out.append((z * n) >> 64)
     return out
 
 

@@ -282,9 +282,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     }
     let mut against = args.against.as_ref().and_then(|_| inputs.pop());
     if let Some(base) = &mut against {
-        for input in &inputs {
+        for input in &mut inputs {
             eval::against::check_pairs(base, input).map_err(anyhow::Error::msg)?;
-            eval::against::adopt_tasks(base, input);
+            eval::against::share_tasks(base, input);
+        }
+        // Again: a file before the one that named a task takes it through BASE too.
+        for input in &mut inputs {
+            eval::against::share_tasks(base, input);
         }
     }
     let settings = Settings {
@@ -334,6 +338,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     note_assumed_task(&report);
     note_nothing_scored(&report);
     note_repeated_ids(&report);
+    note_against_unscored(&report, args.against.as_deref());
     if paired_bs && args.against.is_none() && !has_predictions(&report) {
         crate::say!("neko: --paired-bs and --paired-ar compare predictions with the 1-best, and no file here has a `prediction` (score `neko correct` output)");
     }
@@ -453,6 +458,26 @@ fn note_nothing_scored(report: &Report) {
             f.unscored.len()
         );
     }
+}
+
+/// BASE's records that could not be scored: the comparison leaves their partners out, or
+/// is not made at all when none could be.
+fn note_against_unscored(report: &Report, base: Option<&std::path::Path>) {
+    let (Some(run), Some(base)) = (report.runs.first(), base) else {
+        return;
+    };
+    let Some(f) = run.files.iter().find(|f| !f.against_unscored.is_empty()) else {
+        return;
+    };
+    let first = &f.against_unscored[0];
+    crate::say!(
+        "neko: --against {}: {} of its records not scored, so their partners are left out of the comparison; the first: line {} (id {}): {}",
+        base.display(),
+        f.against_unscored.len(),
+        first.line,
+        first.id,
+        first.reason
+    );
 }
 
 fn note_assumed_task(report: &Report) {

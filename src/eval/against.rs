@@ -48,9 +48,15 @@ pub fn check_pairs(base: &Input, input: &Input) -> Result<(), String> {
             base.entries.len()
         ));
     }
+    // A line too broken to give its id stands for whichever record is at its place (it is
+    // not scored, and said so).
+    let id_known =
+        |x: &crate::record::Entry| x.record.as_ref().map_or_else(|e| e.id.is_some(), |_| true);
     for (b, e) in base.entries.iter().zip(&input.entries) {
         let differs = match (&b.record, &e.record) {
-            _ if b.id() != e.id() => Some(format!("id {} in --against, {} here", b.id(), e.id())),
+            _ if id_known(b) && id_known(e) && b.id() != e.id() => {
+                Some(format!("id {} in --against, {} here", b.id(), e.id()))
+            }
             (Ok(br), Ok(er)) if br.references() != er.references() => {
                 Some("other references (`output`) than in --against".to_string())
             }
@@ -74,15 +80,17 @@ fn task_of(record: &crate::record::Record) -> Option<crate::task::Task> {
     record.task.as_deref()?.parse().ok()
 }
 
-/// Gives `base`'s records that name no task the task of the record they pair with in `input`
-/// (run after [`check_pairs`]): a 1-best file without tasks is scored as the system it is
-/// compared with, not as ASR, the default (which would normalise MT text as speech and drop
-/// BLEU).
-pub fn adopt_tasks(base: &mut Input, input: &Input) {
-    for (b, e) in base.entries.iter_mut().zip(&input.entries) {
-        if let (Ok(br), Ok(er)) = (&mut b.record, &e.record) {
-            if br.task.is_none() {
-                br.task.clone_from(&er.task);
+/// Gives the records of `base` and `input` that name no task the task of the record they pair
+/// with (run after [`check_pairs`]), either way: a file without tasks (plain 1-best lines)
+/// is scored as the system it is compared with, not as ASR, the default, which would
+/// normalise MT text as speech and drop BLEU, and report a change between identical texts.
+pub fn share_tasks(base: &mut Input, input: &mut Input) {
+    for (b, e) in base.entries.iter_mut().zip(&mut input.entries) {
+        if let (Ok(br), Ok(er)) = (&mut b.record, &mut e.record) {
+            match (&br.task, &er.task) {
+                (None, Some(_)) => br.task.clone_from(&er.task),
+                (Some(_), None) => er.task.clone_from(&br.task),
+                _ => {}
             }
         }
     }

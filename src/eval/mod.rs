@@ -270,8 +270,10 @@ fn score_file(
         references: scores.iter().map(|s| (s.task, s.references)).collect(),
     };
     // The other system's records, scored as they are (its predictions, or its 1-bests).
+    let mut against_unscored = Vec::new();
     let base_scores = settings.against.as_ref().map(|base| {
-        let (scorable, _, _) = scorable_records(base, settings);
+        let (scorable, unscored, _) = scorable_records(base, settings);
+        against_unscored = unscored;
         let with_predictions = scorable.iter().any(|s| s.record.prediction.is_some());
         (
             base.path.as_str(),
@@ -307,6 +309,7 @@ fn score_file(
         assumed_task,
         guard,
         correction: correction_signature(&input.path),
+        against_unscored,
         groups,
     };
     (report, used)

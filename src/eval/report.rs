@@ -128,6 +128,11 @@ pub struct FileReport {
     /// concatenated twice counts twice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeated_ids: Option<RepeatedIds>,
+    /// `--against` BASE's records that could not be scored (a broken line, an unknown task,
+    /// no reference): this file's records at their positions have no partner, and the
+    /// comparison leaves them out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub against_unscored: Vec<Unscored>,
     /// The whole file first (`all`), then its groups.
     pub groups: Vec<GroupReport>,
     /// A row per scored record, with `--per-record` (written to its own file, not the report).

@@ -1289,6 +1289,37 @@ fn paired_bootstrap_against_another_system_matches_the_reference_tools() {
     assert_intervals(got, want, &["wer", "bleu", "chrf", "ter"], "untasked base");
     let asr = write_in(dir.path(), "asr-base.jsonl", &with_task(Some("asr")));
     fails_saying(&["--against", &asr, &mt], "line 1: another task");
+    // Either way: a file without tasks is scored as the base's task, MT, also when it comes
+    // first of several (it was scored as ASR: a change between identical texts, no BLEU).
+    let plain: String = (content.lines())
+        .map(|l| {
+            let mut r: Value = serde_json::from_str(l).unwrap();
+            r.as_object_mut().unwrap().remove("task");
+            r.to_string() + "\n"
+        })
+        .collect();
+    let plain = write_in(dir.path(), "plain.jsonl", &plain);
+    let report = json(&["--against", &base, "--paired-bs-n", "200", &plain, &mt]);
+    for (k, name) in ["plain.jsonl", "mt.jsonl"].iter().enumerate() {
+        let got = &report["runs"][0]["files"][k]["groups"][0]["significance"];
+        assert_intervals(got, want, &["wer", "bleu", "chrf", "ter"], name);
+    }
+    // Base records that cannot be scored are said, and counted in the report.
+    let broken = based.iter().enumerate().map(|(i, r)| match i {
+        2 => "{broken\n".to_string(),
+        _ => r.to_string() + "\n",
+    });
+    let broken = write_in(dir.path(), "broken.jsonl", &broken.collect::<String>());
+    let o = run(&["--json", "--against", &broken, &mt], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("broken.jsonl: 1 of its records not scored") && err.contains("line 3"),
+        "{err}"
+    );
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let missing = &report["runs"][0]["files"][0]["against_unscored"];
+    assert_eq!(missing[0]["line"], 3, "{missing}");
 }
 
 #[test]
