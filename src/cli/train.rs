@@ -75,21 +75,25 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     // Before the data and model load (tens of seconds): a Ctrl-C then stops before the first
     // step, with a checkpoint of where the run stands.
     let interrupted = super::interrupt_flag("finishing the step and saving a checkpoint");
-    let mut trainer = match start(args)? {
-        (Some(dir), _) => Trainer::resume(dir)?,
+    let trainer = match start(args)? {
+        (Some(dir), _) => {
+            let t = Trainer::resume(dir)?;
+            say_data_report(&t);
+            t
+        }
         (None, Some(path)) => {
             let mut config = TrainConfig::read(path)?;
             if let Some(out) = &args.out {
                 config.out = out.clone();
             }
-            if config.out.as_os_str().is_empty() {
+            // Exporting reads the data only: the run directory is not touched.
+            let exporting = args.export_examples.is_some();
+            if config.out.as_os_str().is_empty() && !exporting {
                 bail!(
                     "{}: no `out` (the run folder); add one or give --out",
                     path.display()
                 );
             }
-            // Exporting reads the data only: the run directory is not touched.
-            let exporting = args.export_examples.is_some();
             if let Some(path) = &args.export_examples {
                 if path.is_dir() || path.to_string_lossy().ends_with('/') {
                     bail!(
@@ -122,8 +126,18 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
                 );
             }
             let t = Trainer::new(config)?;
+            say_data_report(&t);
             if let Some(path) = &args.export_examples {
-                return export_examples(&t, path);
+                return export_examples(&t, path, &interrupted);
+            }
+            // Stopped while the model and data loaded: the run folder (a finished run, when
+            // --force was typed for --resume) is left as it was, not cleared for step 0.
+            if interrupted.load(Ordering::SeqCst) {
+                crate::say!(
+                    "neko: interrupted before the first step: {} left as it was",
+                    t.config.out.display()
+                );
+                return Ok(EXIT_ERROR);
             }
             std::fs::create_dir_all(&t.config.out).with_context(|| {
                 format!(
@@ -141,9 +155,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         }
         (None, None) => bail!("give --config or --resume"),
     };
-    let total = trainer.config.train.steps;
-    let stop = args.stop_at_step.unwrap_or(total).min(total);
+    train(args, trainer, &interrupted)
+}
+
+/// What the data gave: examples, and what was left out and why.
+fn say_data_report(trainer: &Trainer) {
     let r = &trainer.report;
+    let total = trainer.config.train.steps;
     crate::say!(
         "neko: {} examples ({} without a reference (missing or empty), {} over {} tokens, {} unreadable), {} micro-batches per epoch; {} trainable tensors; step {} of {total}",
         r.examples,
@@ -169,6 +187,17 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
             (v.first_unreadable.as_ref()).map_or(String::new(), |f| format!("; the first: {f}"))
         );
     }
+}
+
+/// Trains from where `trainer` stands to the last step (or `--stop-at-step`, the time limit,
+/// an interrupt), checkpointing on the way and at the end.
+fn train(
+    args: &TrainArgs,
+    mut trainer: Trainer,
+    interrupted: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<u8> {
+    let total = trainer.config.train.steps;
+    let stop = args.stop_at_step.unwrap_or(total).min(total);
     truncate_log(&trainer.log_path(), trainer.step)?;
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -191,12 +220,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         if !s.loss.is_finite() {
             // The weights are NaN now: nothing of this state may be saved.
             bar.finish_and_clear();
+            // A resume would replay the same steps to the same NaN: only a new start helps.
             let kept = match saved {
                 0 => "no checkpoint was saved".to_string(),
-                n => format!("the last checkpoint (step {n}) is kept, nothing after it was saved"),
+                n => format!(
+                    "the checkpoint of step {n} is kept, but a --resume replays the same steps"
+                ),
             };
             anyhow::bail!(
-                "step {}: the loss is {} (training diverged: lower lr or raise warmup_steps); {kept}",
+                "step {}: the loss is {} (training diverged); {kept}: start over with --force and a lower lr or more warmup_steps",
                 s.step,
                 s.loss
             );
@@ -253,8 +285,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     }
     bar.finish_and_clear();
     // Once, by the invocation that trained the last step (not again by a resume of a
-    // finished run).
-    if trainer.step == total && trainer.step > first && valid_every == 0 {
+    // finished run), unless the last step was one of the `valid_every` ones.
+    let validated = valid_every > 0 && total.is_multiple_of(valid_every);
+    if trainer.step == total && trainer.step > first && !validated {
         if let Some(v) = trainer.valid_loss()? {
             writeln!(
                 log,
@@ -319,10 +352,19 @@ fn progress(len: u64, pos: u64) -> indicatif::ProgressBar {
 }
 
 /// Writes the training examples as JSONL through a temporary file (atomic).
-fn export_examples(trainer: &Trainer, path: &std::path::Path) -> anyhow::Result<u8> {
+fn export_examples(
+    trainer: &Trainer,
+    path: &std::path::Path,
+    interrupted: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<u8> {
     let mut sink = crate::output::OutputSink::create(path, None)?;
     let out = sink.writer();
     for ex in trainer.examples() {
+        if interrupted.load(Ordering::SeqCst) {
+            // The partial file stays beside, unfinished; nothing is renamed into place.
+            crate::say!("neko: interrupted: {} not written", path.display());
+            return Ok(EXIT_ERROR);
+        }
         let expert = trainer.model.config.task_expert(ex.task);
         let mut line = serde_json::to_value(ex)?;
         line["expert"] = serde_json::json!(expert);

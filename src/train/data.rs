@@ -164,6 +164,7 @@ pub fn read_examples(
     renderer: &Renderer,
     specs: &[DataSpec],
     max_len: usize,
+    has_expert: &dyn Fn(Task) -> bool,
 ) -> Result<(Vec<Example>, DataReport)> {
     let mut out = Vec::new();
     let mut report = DataReport::default();
@@ -185,7 +186,13 @@ pub fn read_examples(
                 Ok(r) => r,
                 Err(e) => {
                     report.unreadable += 1;
-                    let at = format!("{}:{}: {}", spec.path.display(), entry.line, e.message);
+                    let field = e.field.map_or(String::new(), |f| format!("field {f}: "));
+                    let at = format!(
+                        "{}:{}: {field}{}",
+                        spec.path.display(),
+                        entry.line,
+                        e.message
+                    );
                     report.first_unreadable.get_or_insert(at);
                     continue;
                 }
@@ -201,6 +208,13 @@ pub fn read_examples(
                     entry.line
                 ),
             };
+            if !has_expert(task) {
+                bail!(
+                    "{} line {}: task `{task}` has no expert in the model's task map",
+                    spec.path.display(),
+                    entry.line
+                );
+            }
             // An empty reference would teach the model to answer nothing.
             let Some(reference) = record.reference.as_deref().filter(|r| !r.trim().is_empty())
             else {
@@ -231,11 +245,20 @@ pub fn read_examples(
 /// followed too (a link to a test folder is one), as deep as the path given: the folders above
 /// it (a checkout under `~/test/`) say nothing of the file.
 pub fn is_test_split(path: &Path) -> bool {
-    let depth = path.components().count();
     let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    names_a_test_split(path) || names_a_test_split(&as_deep(&resolved, path))
+}
+
+/// The end of `resolved` as deep as `given` names folders: `.` names none, and `..` climbs
+/// out of one (`../shared/a.jsonl` names `shared/a.jsonl`, not the folder above).
+fn as_deep(resolved: &Path, given: &Path) -> std::path::PathBuf {
+    let depth = given.components().fold(0usize, |n, c| match c {
+        std::path::Component::CurDir => n,
+        std::path::Component::ParentDir => n.saturating_sub(1),
+        _ => n + 1,
+    });
     let parts: Vec<_> = resolved.components().collect();
-    let tail: std::path::PathBuf = parts[parts.len().saturating_sub(depth)..].iter().collect();
-    names_a_test_split(path) || names_a_test_split(&tail)
+    parts[parts.len().saturating_sub(depth)..].iter().collect()
 }
 
 /// Words that end in `test` and name no test split.
@@ -431,5 +454,22 @@ mod tests {
         std::os::unix::fs::symlink(&test, tmp.join("notatest")).unwrap();
         assert!(is_test_split(&tmp.join("notatest").join("x.jsonl")));
         let _ = std::fs::remove_dir_all(&tmp);
+        // The folders above a relative path's own say nothing, `./` and `../` written or not
+        // (a checkout in ~/test/ refused every shipped config).
+        let resolved = Path::new("/home/u/test/shared/data/synth/asr.train.jsonl");
+        let given = Path::new("../shared/data/synth/asr.train.jsonl");
+        assert_eq!(
+            as_deep(resolved, given),
+            Path::new("shared/data/synth/asr.train.jsonl")
+        );
+        let resolved = Path::new("/home/u/test/train.jsonl");
+        assert_eq!(
+            as_deep(resolved, Path::new("./train.jsonl")),
+            Path::new("train.jsonl")
+        );
+        assert!(!names_a_test_split(&as_deep(
+            resolved,
+            Path::new("./train.jsonl")
+        )));
     }
 }

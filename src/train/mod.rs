@@ -382,7 +382,9 @@ impl Trainer {
         let opt_state =
             candle_core::safetensors::load(dir.join("optimizer.safetensors"), &Device::Cpu)
                 .with_context(|| damaged(dir, "optimizer.safetensors cannot be read"))?;
-        t.opt.load_state(&opt_state)?;
+        t.opt
+            .load_state(&opt_state)
+            .with_context(|| damaged(dir, "optimizer.safetensors is not of this run's tensors"))?;
         if t.opt.steps() != state.step {
             bail!(
                 "{}: optimizer at step {} but state at {}",
@@ -497,6 +499,17 @@ impl Trainer {
         }
         let mut vars = Vec::with_capacity(names.len());
         for name in &names {
+            // An adapter of another rank or model: said with its file, not at model build.
+            if let (Some(a), Some(t), Ok(want)) = (adapter, init.get(name), base.get(name)) {
+                if t.dims() != want.shape() {
+                    bail!(
+                        "{}: tensor `{name}` has shape {:?}, the model's is {:?}: the checkpoint is of another model; start over with --config and --force",
+                        a.display(),
+                        t.dims(),
+                        want.shape()
+                    );
+                }
+            }
             let t = match init.get(name).map(|t| t.to_device(&device)).transpose()? {
                 Some(t) => t.clone(),
                 None => base.load(name, &device)?,
@@ -528,15 +541,18 @@ impl Trainer {
         // No example may be longer than the model has positions for: one would stop the run
         // at the step that drew it.
         let max_len = h.max_len.min(model.config.max_position_embeddings);
-        let (examples, report) = data::read_examples(&renderer, &config.data, max_len)?;
-        let (valid, valid_report) = data::read_examples(&renderer, &config.valid, max_len)?;
-        for ex in examples.iter().chain(&valid) {
-            if model.config.task_expert(ex.task).is_none() {
-                bail!("task `{}` has no expert in the model's task map", ex.task);
-            }
-        }
+        let has_expert = |t: crate::Task| model.config.task_expert(t).is_some();
+        let read = |specs| data::read_examples(&renderer, specs, max_len, &has_expert);
+        let (examples, report) = read(&config.data)?;
+        let (valid, valid_report) = read(&config.valid)?;
         if examples.is_empty() {
-            bail!("no training examples (all records lack a reference or are too long)");
+            bail!(
+                "no training examples in [[data]] ({} without a reference, {} too long, {} unreadable{})",
+                report.no_reference,
+                report.too_long,
+                report.unreadable,
+                (report.first_unreadable.as_ref()).map_or(String::new(), |f| format!("; the first: {f}"))
+            );
         }
         if !config.valid.is_empty() && valid.is_empty() {
             bail!(
@@ -824,7 +840,7 @@ impl Trainer {
         // last good one stays.
         let adapter = self.adapter_tensors()?;
         crate::upcycle::check_finite(Path::new("the trained weights"), &adapter).map_err(|e| {
-            anyhow::anyhow!("step {}: {e} (training diverged: lower lr or raise warmup_steps); the last checkpoint is kept, nothing after it was saved", self.step)
+            anyhow::anyhow!("step {}: {e} (training diverged); the last checkpoint is kept, but a --resume replays the same steps: start over with --force and a lower lr or more warmup_steps", self.step)
         })?;
         let dir = &out.join(NEXT_DIR);
         std::fs::create_dir_all(dir)?;

@@ -1106,6 +1106,11 @@ fn a_diverging_run_stops_and_a_nan_adapter_is_refused() {
         err.contains("training diverged") && err.contains("NaN or infinite"),
         "{err}"
     );
+    // Resuming would replay the same steps: the advice is a new start.
+    assert!(
+        err.contains("start over with --force and a lower lr"),
+        "{err}"
+    );
     assert!(!run_dir.join("adapter.safetensors").exists());
 
     // A finished run's adapter with one NaN written into it.
@@ -1200,6 +1205,130 @@ fn a_config_without_out_takes_the_out_flag() {
         .arg(&given));
     assert!(given.join("state.json").exists());
     assert!(!run_dir.exists());
+}
+
+/// What the data lose is said: by training (every record unreadable: the first named with its
+/// field, not "lack a reference") and by `--export-examples` (which needs no `out`); a
+/// `valid_every` that does not divide the steps still validates the last; a data file's task
+/// without an expert is named with its line.
+#[test]
+fn what_the_data_lose_is_said_and_the_last_step_validated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = setup(tmp.path());
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"task\": \"asr\", \"input\": [\"a\"], \"output\": 3}\n{\"task\": \"asr\", \"input\": 5, \"output\": \"x\"}\n",
+    )
+    .unwrap();
+    let mut c = config(&model, &bad, &tmp.path().join("run"), RoutingLoss::Both, 2);
+    let cfg = tmp.path().join("train.toml");
+    write_config(&c, &cfg);
+    let err = train_refused(&cfg, &[]);
+    assert!(
+        err.contains("no training examples in [[data]] (0 without a reference, 0 too long, 2 unreadable; the first: ")
+            && err.contains("bad.jsonl:1: field output: "),
+        "{err}"
+    );
+    // Export: one good record of three, the others counted, and no `out` needed.
+    let text = std::fs::read_to_string(&bad).unwrap();
+    let first = std::fs::read_to_string(&data).unwrap();
+    let first = first.lines().next().unwrap();
+    std::fs::write(&bad, format!("{text}{first}\n")).unwrap();
+    let no_out: String = (std::fs::read_to_string(&cfg).unwrap().lines())
+        .filter(|l| !l.starts_with("out = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&cfg, no_out).unwrap();
+    let ex = tmp.path().join("ex.jsonl");
+    let out = ok(neko()
+        .args([
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--export-examples",
+        ])
+        .arg(&ex));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("neko: 1 examples (0 without a reference (missing or empty), 0 over")
+            && err.contains("2 unreadable")
+            && err.contains("the first: ")
+            && err.contains("wrote 1 examples"),
+        "{err}"
+    );
+    // valid_every 2 of 3 steps: step 2 and the last, 3.
+    c.data[0].path = data.clone();
+    c.valid = c.data.clone();
+    c.train.steps = 3;
+    c.train.valid_every = 2;
+    write_config(&c, &cfg);
+    ok(neko().args(["train", "--config", cfg.to_str().unwrap()]));
+    let log = std::fs::read_to_string(tmp.path().join("run/train.jsonl")).unwrap();
+    let validated: Vec<u64> = (log.lines())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("valid_loss").is_some())
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(validated, [2, 3]);
+    // A task the model has no expert for, named with its file and line.
+    let three = tmp.path().join("three");
+    run_ok(
+        neko()
+            .args(["upcycle", "--model"])
+            .arg(fixture("tiny-llama"))
+            .args([
+                "--experts",
+                "3",
+                "--tasks",
+                "asr=0,mt=1,ocr=2",
+                "--lora-rank",
+                "4",
+                "--to",
+            ])
+            .arg(&three),
+    );
+    c.model = three.to_str().unwrap().to_string();
+    c.valid.clear();
+    write_config(&c, &cfg);
+    let err = train_refused(&cfg, &["--force"]);
+    assert!(
+        err.contains("mix.jsonl line 7: task `gec` has no expert"),
+        "{err}"
+    );
+}
+
+/// A Ctrl-C while a `--force` run loads leaves the run folder as it was: a finished run that
+/// `--force` (typed for `--resume`) would have cleared keeps its step, adapter and log.
+#[cfg(unix)]
+#[test]
+fn an_interrupt_before_the_first_step_leaves_the_run_folder_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, data, run_dir, cfg) = two_step_run(tmp.path());
+    ok(neko().args(["train", "--config", cfg.to_str().unwrap()]));
+    let state = std::fs::read(run_dir.join("state.json")).unwrap();
+    let log = std::fs::read(run_dir.join("train.jsonl")).unwrap();
+    // Enough records that loading them takes seconds (a real model's load takes tens).
+    let line = std::fs::read_to_string(&data).unwrap();
+    let line = line.lines().next().unwrap();
+    std::fs::write(&data, format!("{line}\n").repeat(40_000)).unwrap();
+    let child = neko()
+        .args(["train", "--force", "--config", cfg.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("interrupted before the first step"), "{err}");
+    assert_eq!(std::fs::read(run_dir.join("state.json")).unwrap(), state);
+    assert_eq!(std::fs::read(run_dir.join("train.jsonl")).unwrap(), log);
 }
 
 /// `neko train --config CFG EXTRA` that must be refused with exit 2: its stderr.
