@@ -162,6 +162,13 @@ impl Checkpoint {
     /// a source whose tensors do not fit its config fails here, naming the tensor, and leaves
     /// `dir` as it was. Only then are the files moved into `dir`, config.json last.
     pub fn write(&self, dir: &Path, dtype: DType, overwrite: bool) -> Result<()> {
+        // Before the whole model is written: the move into place would fail on a file.
+        if dir.exists() && !dir.is_dir() {
+            bail!(
+                "{}: a file, not a folder; give a folder for the model",
+                dir.display()
+            );
+        }
         if !overwrite {
             if let Some(name) = model_file_in(dir) {
                 bail!(

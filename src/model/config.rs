@@ -105,7 +105,7 @@ fn field_err(field: &str, message: impl Into<String>) -> ConfigError {
 struct RawConfig {
     #[serde(default)]
     model_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     architectures: Vec<String>,
     vocab_size: usize,
     hidden_size: usize,
@@ -118,8 +118,8 @@ struct RawConfig {
     head_dim: Option<usize>,
     #[serde(default = "default_max_pos")]
     max_position_embeddings: usize,
-    #[serde(default = "default_eps")]
-    rms_norm_eps: f64,
+    #[serde(default)]
+    rms_norm_eps: Option<f64>,
     #[serde(default)]
     rope_theta: Option<f64>,
     #[serde(default)]
@@ -128,9 +128,9 @@ struct RawConfig {
     rope_scaling: Option<Value>,
     /// Biases on the attention and feed-forward projections, which neko's Llama does not
     /// apply: such a checkpoint is refused rather than run without them.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     attention_bias: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     mlp_bias: bool,
     #[serde(default)]
     sliding_window: Option<usize>,
@@ -156,24 +156,87 @@ struct RawConfig {
     expert_lora_rank: Option<usize>,
     #[serde(default)]
     expert_lora_alpha: Option<f64>,
+    #[serde(default)]
+    quantization_config: Option<Value>,
 }
 
 fn default_max_pos() -> usize {
     4096
 }
 
-fn default_eps() -> f64 {
-    1e-6
+/// `null` for a field with a default (`"architectures": null`, which transformers writes and
+/// reads) is the default.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// The key whose value serde's error at (1-based) `line` and `column` of `text` points into:
+/// the last `"key":` before that place (a `:` inside a string value is passed over).
+fn key_before(text: &str, line: usize, column: usize) -> Option<String> {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let mut end = (start + column).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut before = &text[..end];
+    while let Some(colon) = before.rfind(':') {
+        before = &before[..colon];
+        let Some(key) = before.trim_end().strip_suffix('"') else {
+            continue;
+        };
+        let open = key.rfind('"')?;
+        return Some(key[open + 1..].to_string());
+    }
+    None
+}
+
+/// transformers' defaults for a config that leaves `rope_theta` or `rms_norm_eps` out:
+/// Mixtral's differ from Llama's (and Mistral's, Qwen2's), and a wrong one runs another model.
+fn defaults_of(model_type: Option<&str>) -> (f64, f64) {
+    match model_type.map(str::to_ascii_lowercase).as_deref() {
+        Some("mixtral") => (1e6, 1e-5),
+        _ => (10_000.0, 1e-6),
+    }
 }
 
 impl ModelConfig {
     /// Parses the text of a `config.json`.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_json::from_str(text).map_err(ConfigError::Json)?;
+        let raw: RawConfig = serde_json::from_str(text).map_err(|e| {
+            // A value of the wrong type is named by its key, not called broken JSON.
+            match e
+                .is_data()
+                .then(|| key_before(text, e.line(), e.column()))
+                .flatten()
+            {
+                Some(field) => field_err(&field, e.to_string()),
+                None => ConfigError::Json(e),
+            }
+        })?;
         Self::from_raw(raw)
     }
 
     fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        // Packed integer weights (GPTQ, AWQ, bitsandbytes, FP8) would fail later as a tensor
+        // of the wrong dtype or shape; the reason is here.
+        if let Some(q) = &raw.quantization_config {
+            let method = q
+                .get("quant_method")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
+            return Err(field_err(
+                "quantization_config",
+                format!("a {method}-quantised checkpoint, whose packed weights neko cannot read: use the unquantised checkpoint, or a GGUF (neko quantises at load with --quant)"),
+            ));
+        }
         let architecture = architecture_of(&raw)?;
         for (field, on) in [
             ("attention_bias", raw.attention_bias),
@@ -232,7 +295,8 @@ impl ModelConfig {
             }
         }
         // Values that load but make every answer NaN (`<unk><unk>...`).
-        if !(raw.rms_norm_eps.is_finite() && raw.rms_norm_eps > 0.0 && raw.rms_norm_eps < 1.0) {
+        let rms_norm_eps = (raw.rms_norm_eps).unwrap_or(defaults_of(raw.model_type.as_deref()).1);
+        if !(rms_norm_eps.is_finite() && rms_norm_eps > 0.0 && rms_norm_eps < 1.0) {
             return Err(field_err(
                 "rms_norm_eps",
                 "must be a small positive number (1e-6, 1e-5)",
@@ -263,7 +327,7 @@ impl ModelConfig {
                 .head_dim
                 .unwrap_or(raw.hidden_size / raw.num_attention_heads),
             max_position_embeddings: raw.max_position_embeddings,
-            rms_norm_eps: raw.rms_norm_eps,
+            rms_norm_eps,
             rope_theta: rope_theta_of(&raw)?,
             sliding_window: raw.sliding_window,
             tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
@@ -440,7 +504,7 @@ fn rope_theta_of(raw: &RawConfig) -> Result<f64, ConfigError> {
         .as_ref()
         .and_then(|p| p.get("rope_theta"))
         .and_then(Value::as_f64);
-    let theta = raw.rope_theta.or(nested).unwrap_or(10_000.0);
+    let theta = (raw.rope_theta.or(nested)).unwrap_or(defaults_of(raw.model_type.as_deref()).0);
     if !(theta.is_finite() && theta > 1.0) {
         return Err(field_err(
             "rope_theta",
@@ -556,6 +620,59 @@ mod tests {
         assert_eq!(c.task_expert(Task::Asr), Some(0));
         assert_eq!(c.task_expert(Task::Gec), Some(3));
         assert_eq!(c.eos_token_ids, vec![2, 7]);
+    }
+
+    /// Left out, `rope_theta` and `rms_norm_eps` take transformers' defaults for the type:
+    /// Mixtral's (1e6, 1e-5) are not Llama's (1e4, 1e-6).
+    #[test]
+    fn missing_rope_theta_and_eps_take_the_types_defaults() {
+        let base = r#""vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
+          "num_hidden_layers": 1, "num_attention_heads": 2"#;
+        let of = |ty: &str| {
+            let extra = if ty == "mixtral" {
+                r#", "num_local_experts": 2, "num_experts_per_tok": 1"#
+            } else {
+                ""
+            };
+            let text = format!(r#"{{"model_type": "{ty}", {base}{extra}}}"#);
+            let c = ModelConfig::from_json(&text).unwrap();
+            (c.rope_theta, c.rms_norm_eps)
+        };
+        assert_eq!(of("mixtral"), (1e6, 1e-5));
+        assert_eq!(of("llama"), (10_000.0, 1e-6));
+        assert_eq!(of("mistral"), (10_000.0, 1e-6));
+    }
+
+    #[test]
+    fn a_quantised_checkpoint_is_refused_as_such() {
+        let text = r#"{"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
+          "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+          "quantization_config": {"quant_method": "gptq", "bits": 4}}"#;
+        let err = ModelConfig::from_json(text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("field `quantization_config`: a gptq-quantised"),
+            "{err}"
+        );
+    }
+
+    /// A value of the wrong type names its field; `null` where transformers allows it loads.
+    #[test]
+    fn a_wrongly_typed_field_is_named() {
+        let text = r#"{"model_type": "llama", "architectures": null, "vocab_size": 10,
+          "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": "one",
+          "num_attention_heads": 2, "_name_or_path": "C:/m"}"#;
+        let err = ModelConfig::from_json(text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("field `num_hidden_layers`: invalid type"),
+            "{err}"
+        );
+        let fixed = text.replace("\"one\"", "1");
+        assert_eq!(ModelConfig::from_json(&fixed).unwrap().num_hidden_layers, 1);
+        let null_path = fixed
+            .replace("\"C:/m\"", "null")
+            .replace("\"vocab_size\": 10", "\"vocab_size\": \"a:b\"");
+        let err = ModelConfig::from_json(&null_path).unwrap_err().to_string();
+        assert!(err.starts_with("field `vocab_size`"), "{err}");
     }
 
     #[test]

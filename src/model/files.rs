@@ -49,6 +49,10 @@ impl ModelFiles {
                 "expected a model folder (config.json, tokenizer.json, *.safetensors) or a .gguf file",
             ));
         }
+        // A .gguf path names a file, never a hub id: a typo is said as a missing file.
+        if is_gguf(path) {
+            return Err(ModelError::files(path, "no such file"));
+        }
         Self::from_hub_cache(spec)
     }
 

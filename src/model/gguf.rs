@@ -111,6 +111,14 @@ impl GgufFile {
 
     /// The model configuration, from `{arch}.*` and `tokenizer.ggml.*` metadata.
     pub fn config(&self) -> Result<ModelConfig, ModelError> {
+        // One part of a model split across files (`*-00001-of-00003.gguf`) lacks the others'
+        // tensors: said as such, not as a missing tensor after the load.
+        if let Some(parts) = self.uint("split.count")?.filter(|&n| n > 1) {
+            let part = self.uint("split.no")?.unwrap_or(0) + 1;
+            return Err(self.err(format!(
+                "part {part} of {parts} of a split GGUF: join the parts into one file first (llama.cpp's `llama-gguf-split --merge FIRST-PART OUT.gguf`)"
+            )));
+        }
         let arch = self.architecture()?.to_string();
         if arch != "llama" {
             return Err(self.err(format!(
@@ -200,7 +208,7 @@ impl GgufFile {
                 }
             }
         }
-        Ok(ModelConfig {
+        let config = ModelConfig {
             architecture,
             model_type: if experts > 0 { "mixtral" } else { "llama" }.into(),
             vocab_size,
@@ -232,7 +240,12 @@ impl GgufFile {
             task_experts: BTreeMap::new(),
             dtype: None,
             expert_lora: None,
-        })
+        };
+        // The checks a config.json gets, on what the metadata says: a RoPE base of 0, a
+        // context of 0 or an EOS id past the vocabulary loaded and answered `<unk>...`.
+        ModelConfig::from_json(&config.to_hf_json("float32").to_string())
+            .map_err(|e| self.err(format!("the metadata, read as a config.json: {e}")))?;
+        Ok(config)
     }
 
     /// The stored tensors: GGUF name, ggml dtype and shape `(out, in)` (Hugging Face order).

@@ -157,11 +157,22 @@ fn write_gguf_with(
     stacked: bool,
     add_bos: bool,
 ) {
-    write_gguf_edited(src, dst, proj, chat_template, stacked, add_bos, &|_, w| w)
+    write_gguf_edited(
+        src,
+        dst,
+        proj,
+        chat_template,
+        stacked,
+        add_bos,
+        &|_, w| w,
+        &[],
+    )
 }
 
 /// [`write_gguf_with`], each tensor (Hugging Face name, laid out as llama.cpp stores it) passed
-/// through `edit` before it is written: malformed files for the loader's checks.
+/// through `edit` before it is written, and `extra` metadata added: malformed files for the
+/// loader's checks.
+#[allow(clippy::too_many_arguments)]
 fn write_gguf_edited(
     src: &Path,
     dst: &Path,
@@ -170,6 +181,7 @@ fn write_gguf_edited(
     stacked: bool,
     add_bos: bool,
     edit: &dyn Fn(&str, Tensor) -> Tensor,
+    extra: &[(&str, GValue)],
 ) {
     let cfg = read_json(&src.join("config.json"));
     let tok = read_json(&src.join("tokenizer.json"));
@@ -332,6 +344,7 @@ fn write_gguf_edited(
             }
         }
     }
+    md.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let md_refs: Vec<(&str, &GValue)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut f = std::fs::File::create(dst).unwrap();
@@ -516,6 +529,7 @@ fn a_gguf_attention_tensor_that_splits_no_heads_is_named() {
         false,
         false,
         &cut,
+        &[],
     );
     let err = Model::load(gguf.to_str().unwrap(), &Device::Cpu, DType::F32)
         .err()
@@ -525,6 +539,50 @@ fn a_gguf_attention_tensor_that_splits_no_heads_is_named() {
         err.contains("blk.1.attn_q.weight") && err.contains("heads"),
         "{err}"
     );
+}
+
+/// GGUF metadata gets config.json's checks (a RoPE base of 0 loaded and answered `<unk>`), and
+/// one part of a split GGUF is said to be one.
+#[test]
+fn gguf_metadata_is_checked_and_a_split_part_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = |gguf: &Path| {
+        Model::load(gguf.to_str().unwrap(), &Device::Cpu, DType::F32)
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    crate::util::copy_fixture("tiny-llama", &src);
+    let mut cfg = read_json(&src.join("config.json"));
+    cfg["rope_parameters"]["rope_theta"] = 0.0.into();
+    std::fs::write(src.join("config.json"), cfg.to_string()).unwrap();
+    let zero = tmp.path().join("zero.gguf");
+    write_gguf(&src, &zero, GgmlDType::F32, None);
+    let err = refused(&zero);
+    assert!(
+        err.contains("zero.gguf") && err.contains("rope_theta"),
+        "{err}"
+    );
+    let part = tmp.path().join("m-00001-of-00003.gguf");
+    let split = [
+        ("split.no", GValue::U16(0)),
+        ("split.count", GValue::U16(3)),
+    ];
+    let keep = |_: &str, w: Tensor| w;
+    write_gguf_edited(
+        &fixture("tiny-llama"),
+        &part,
+        GgmlDType::F32,
+        None,
+        false,
+        false,
+        &keep,
+        &split,
+    );
+    let err = refused(&part);
+    assert!(err.contains("part 1 of 3 of a split GGUF"), "{err}");
 }
 
 /// Share of positions whose argmax agrees, over `(seq, vocab)` logits.

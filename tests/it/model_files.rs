@@ -345,3 +345,26 @@ fn info_reports_the_chat_template_correct_uses() {
     std::fs::write(&tok, t.to_string()).unwrap();
     assert_eq!(template_of(dir.path()), "chatml");
 }
+
+/// A mistyped .gguf path is a missing file, not a hub id missing from the cache; a `--to`
+/// that is a file is refused before the model is written (it was written whole, then failed,
+/// its staging folder left behind).
+#[test]
+fn a_missing_gguf_and_a_file_for_a_folder_are_said_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("smol.ggfu.gguf");
+    let err = crate::util::refused(neko().args(["info", "--model"]).arg(&typo));
+    assert!(err.contains("smol.ggfu.gguf: no such file"), "{err}");
+    let file = dir.path().join("taken");
+    std::fs::write(&file, "x").unwrap();
+    let err = crate::util::refused(
+        neko()
+            .args(["convert", "--from"])
+            .arg(crate::util::fixture("tiny-llama"))
+            .arg("--to")
+            .arg(&file),
+    );
+    assert!(err.contains("a file, not a folder"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
