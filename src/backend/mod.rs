@@ -59,6 +59,11 @@ pub trait Backend: Send {
     fn failure(&self) -> Option<String> {
         None
     }
+
+    /// Sends no new request once `flag` is set (Ctrl-C): the prompts not yet sent get
+    /// [`crate::correct::STOPPED`], those in flight are answered. In process, the corrector
+    /// itself stops between batches.
+    fn stop_when(&mut self, _flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {}
 }
 
 /// Which backend `neko correct` uses.

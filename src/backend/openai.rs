@@ -115,6 +115,8 @@ pub struct OpenAi {
     failing: AtomicUsize,
     /// Why the server counts as gone, once it does.
     gone: Mutex<Option<String>>,
+    /// Set by Ctrl-C: no new request goes out.
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl OpenAi {
@@ -123,6 +125,14 @@ impl OpenAi {
     /// first listed model when none was named.
     pub fn connect(mut options: Options) -> anyhow::Result<Self> {
         options.endpoint = options.endpoint.trim_end_matches('/').to_string();
+        // Without a scheme every request fails as if the server were busy, retried for
+        // nothing.
+        if !(options.endpoint.starts_with("http://") || options.endpoint.starts_with("https://")) {
+            anyhow::bail!(
+                "{}: an endpoint starts with http:// (or https://), e.g. http://localhost:8000/v1",
+                options.endpoint
+            );
+        }
         if options.endpoint.starts_with("https://") && !cfg!(feature = "tls") {
             anyhow::bail!(
                 "{}: https needs neko built with `--features tls` (this build speaks plain http)",
@@ -142,6 +152,7 @@ impl OpenAi {
             options,
             failing: AtomicUsize::new(0),
             gone: Mutex::new(None),
+            stop: None,
         };
         let url = format!("{}/models", client.options.endpoint);
         let listed = (client.with_retries(|| client.listing())).map_err(Gave::message);
@@ -190,7 +201,8 @@ impl OpenAi {
                 tokens: 0,
             });
         }
-        if self.gone().is_some() {
+        let interrupted = (self.stop.as_ref()).is_some_and(|f| f.load(Ordering::SeqCst));
+        if self.gone().is_some() || interrupted {
             return Err(STOPPED.to_string());
         }
         let g = self.request(prompt, &self.options.stop)?;
@@ -414,6 +426,10 @@ impl Backend for OpenAi {
                 r => r,
             })
             .collect()
+    }
+
+    fn stop_when(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.stop = Some(flag);
     }
 
     fn signature(&self) -> String {

@@ -416,7 +416,15 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
                 // Rendering needs neither weights nor the server.
                 Corrector::new(model, prompt, options)
             } else {
-                let server = args.backend.connect(options.stop.clone())?;
+                // In process the chat template's end of turn (`<|im_end|>`) ends an answer
+                // whatever the config calls EOS; a server stops only at what it is sent.
+                let mut stop = options.stop.clone();
+                if let Some(end) = model.chat.as_ref().map(|c| c.end_of_turn().to_string()) {
+                    if !stop.contains(&end) {
+                        stop.push(end);
+                    }
+                }
+                let server = args.backend.connect(stop)?;
                 if matches!(args.decode.guard_margin, Margin::All(_)) {
                     crate::say!("neko: warning: --guard-margin needs the in-process backend: served answers are not scored here (`neko guard --score --model M` scores them afterwards)");
                 }

@@ -247,10 +247,13 @@ impl Corrector {
         }
     }
 
-    /// Stops in-process decoding before the next batch once `flag` is set: the records left
-    /// get the error [`STOPPED`], so an interrupted run ends after the current batch rather
-    /// than its whole window. (A served backend's window runs to its end.)
+    /// Stops decoding once `flag` is set: in process before the next batch, served before
+    /// the next request (those in flight are answered). The records left get the error
+    /// [`STOPPED`], so an interrupted run ends soon rather than after its whole window.
     pub fn stop_when(&mut self, flag: Arc<AtomicBool>) {
+        if let Some(b) = &mut self.remote {
+            b.stop_when(flag.clone());
+        }
         self.stop = Some(flag);
     }
 
@@ -709,7 +712,14 @@ impl Corrector {
     ) -> Correction {
         let finish = generated.finish;
         let mut text = generated.text.trim_start();
-        for s in self.options.stop.iter().filter(|s| !s.is_empty()) {
+        // The chat template's end of turn ends the answer too (a server that did not stop at
+        // it, asked again without stop strings, leaves it in the text).
+        let end_of_turn = self
+            .model
+            .chat
+            .as_ref()
+            .map(|c| c.end_of_turn().to_string());
+        for s in (self.options.stop.iter().chain(&end_of_turn)).filter(|s| !s.is_empty()) {
             if let Some(at) = text.find(s.as_str()) {
                 text = &text[..at];
             }

@@ -615,6 +615,100 @@ fn a_blank_answer_cut_by_a_stop_string_is_asked_again_without_it() {
     assert_eq!(stops.iter().filter(|s| **s == json!([])).count(), 3);
 }
 
+/// A ChatML model's end of turn is a stop for the server too, and cuts an answer that runs past
+/// it (its `<|im_end|>` sent every answer back to the 1-best as a leaking marker where the
+/// config's EOS is another token). An endpoint without http:// is refused at once.
+#[test]
+fn the_chat_end_of_turn_stops_a_served_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let chat = dir.path().join("chatml");
+    std::fs::create_dir(&chat).unwrap();
+    crate::util::copy_fixture("tiny-llama", &chat);
+    let cfg = chat.join("tokenizer_config.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    v["chat_template"] = json!("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n'}}{% endfor %}");
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    let tok = chat.join("tokenizer.json");
+    let mut t: Value = serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap();
+    for (id, content) in [(512, "<|im_start|>"), (513, "<|im_end|>")] {
+        t["added_tokens"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"id": id, "content": content,
+            "single_word": false, "lstrip": false, "rstrip": false, "normalized": false,
+            "special": true}));
+    }
+    std::fs::write(&tok, t.to_string()).unwrap();
+    let server = FakeServer::start(|body, _| {
+        let prompt = body["prompt"].as_str().unwrap();
+        let best = best_in(prompt.split("<|im_start|>user\n").nth(1).unwrap());
+        Reply::ok(&format!("{}<|im_end|>", best.replace("cat", "dog")))
+    });
+    let input = write_records(dir.path(), 2);
+    let out = ok(openai(&server.url, &chat).args(LET_DOG_THROUGH).arg(&input));
+    for (i, line) in json_lines(&out.stdout).iter().enumerate() {
+        assert_eq!(
+            line["prediction"],
+            format!("the dog sat number {i}"),
+            "{line}"
+        );
+        assert!(line.get("guard").is_none(), "{line}");
+    }
+    for body in server.bodies() {
+        assert_eq!(body["stop"], json!(["\n", "<|im_end|>"]), "{body}");
+    }
+    let err = crate::util::refused(
+        neko()
+            .args(["correct", "--task", "asr", "--backend", "openai"])
+            .args(["--endpoint", "localhost:8000/v1", "--model"])
+            .arg(fixture("tiny-llama"))
+            .arg(&input),
+    );
+    assert!(err.contains("an endpoint starts with http://"), "{err}");
+}
+
+/// A Ctrl-C sends no new request: those in flight are answered and written, the rest wait
+/// for `--resume` (the whole window, eight times --concurrency, went out first).
+#[cfg(unix)]
+#[test]
+fn an_interrupt_sends_no_new_request() {
+    let server = FakeServer::start(|body, _| {
+        let mut r = Reply::ok(&best_in(body["prompt"].as_str().unwrap()));
+        r.delay = Duration::from_millis(300);
+        r
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_records(dir.path(), 16);
+    let dest = dir.path().join("out.jsonl");
+    let child = served(&server.url)
+        .args(["--concurrency", "2", "-o"])
+        .arg(&dest)
+        .arg(&input)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while server.bodies().is_empty() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    // The two in flight, and perhaps two sent as the signal came: not the window's sixteen.
+    let sent = server.bodies().len();
+    assert!(sent <= 4, "{sent} requests sent");
+    let out = ok(served(&server.url)
+        .args(["--resume", "-o"])
+        .arg(&dest)
+        .arg(&input));
+    assert!(out.status.success());
+    assert_eq!(json_lines(&std::fs::read(&dest).unwrap()).len(), 16);
+}
+
 /// With `--backend openai`, `--model` needs only the prompt side: a folder with config.json,
 /// tokenizer.json and tokenizer_config.json renders the same prompts as the full checkpoint, and
 /// `--dump-prompts` needs no server.
