@@ -56,6 +56,10 @@ pub struct OutputRecord {
     /// answer than its margin baseline, where the guard's base-model check scored it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_lm: Option<f64>,
+    /// The answer as the model wrote it, where `--style follow` changed it: what the margin
+    /// scored, and what `neko guard` checks again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written: Option<String>,
     /// What had to be cut to fit the model's context.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
@@ -98,6 +102,7 @@ impl OutputRecord {
             guard: c.guard.map(crate::guard::Reason::label),
             margin: c.margin,
             base_lm: c.base_lm,
+            written: c.written,
             warning,
             ..Self::passed_through(record, Some(task.to_string()))
         }
@@ -128,6 +133,7 @@ impl OutputRecord {
             guard: None,
             margin: None,
             base_lm: None,
+            written: None,
             warning: None,
             error: None,
         }
@@ -148,6 +154,7 @@ impl OutputRecord {
             guard: None,
             margin: None,
             base_lm: None,
+            written: None,
             warning: None,
             error: Some(RecordFailure {
                 file: file.to_string(),

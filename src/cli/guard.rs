@@ -14,6 +14,7 @@ use super::{ModelArgs, EXIT_OK};
 use crate::correct::{CorrectOptions, Corrector};
 use crate::generate::Finish;
 use crate::guard::{self, Agreed, BaseLm, Dropped, GuardOptions, Margin, Nbest, Spacing};
+use crate::model::RoutingMode;
 use crate::record::{self, Record};
 use crate::style::StyleMode;
 use crate::Task;
@@ -83,6 +84,21 @@ pub struct GuardArgs {
     #[arg(long)]
     pub score: bool,
 
+    /// With --score: the routing the predictions were decoded with, as `neko correct
+    /// --routing` (the margin depends on it).
+    #[arg(long, value_enum, default_value_t = RoutingMode::Learned, requires = "score")]
+    pub routing: RoutingMode,
+
+    /// With --score: the prompt template file the predictions were decoded with, as `neko
+    /// correct --prompt`.
+    #[arg(long, requires = "score")]
+    pub prompt: Option<PathBuf>,
+
+    /// With --score: the answer-token bound the predictions were decoded with, as `neko
+    /// correct --max-new-tokens` (it decides how much of a long input the prompt keeps).
+    #[arg(long, requires = "score", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_new_tokens: Option<usize>,
+
     #[command(flatten)]
     pub model: ModelArgs,
 
@@ -134,13 +150,9 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
         spacing: args.spacing,
         base_lm: args.base_lm,
     };
-    // Scoring reads only the model, the built-in prompts and the default answer bound.
+    // Scoring renders prompts as the decoding did: its routing, prompt and answer bound.
     let mut scorer = match args.score {
-        true => Some(Corrector::new(
-            args.model.load()?,
-            None,
-            CorrectOptions::default(),
-        )),
+        true => Some(scorer(args)?),
         false => None,
     };
     let predictions = record::input_name(&args.predictions);
@@ -184,6 +196,17 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
                 format!("{}: id {id} is not in {input}{more}", at())
             })?;
         *nth += 1;
+        // Ids join by position in files without them: a line of another input would be
+        // checked against, and fall back to, a stranger's 1-best.
+        if let (Some(then), Ok(r)) = (rec["best"].as_str(), &entry.record) {
+            if r.best().is_some_and(|now| now != then) {
+                anyhow::bail!(
+                    "{}: id {id}'s `best` is not the 1-best of {input}'s record (line {}): the predictions were made from another input",
+                    at(),
+                    entry.line
+                );
+            }
+        }
         let target =
             target(&rec, entry, &input, args.task).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
         joined.push((rec, target));
@@ -217,6 +240,39 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
     }
     crate::say!("{}", tally.summary());
     Ok(EXIT_OK)
+}
+
+/// The corrector that scores margins and the base model's check (`--score`), rendering prompts
+/// with the decoding's routing, prompt file and answer bound.
+fn scorer(args: &GuardArgs) -> anyhow::Result<Corrector> {
+    let prompt = match &args.prompt {
+        Some(p) => Some(
+            crate::prompt::Template::from_file(p)
+                .with_context(|| format!("{}: cannot read the prompt", p.display()))?,
+        ),
+        None => None,
+    };
+    let options = CorrectOptions {
+        routing: args.routing,
+        max_new_tokens: args.max_new_tokens,
+        ..CorrectOptions::default()
+    };
+    let scorer = Corrector::new(args.model.load()?, prompt, options);
+    if args.routing == RoutingMode::Task {
+        // A dense model, or a task map without --task's task: said once, not as every
+        // line's unscored margin.
+        (scorer.check_routing(args.task.unwrap_or(Task::Asr))).map_err(anyhow::Error::msg)?;
+    }
+    Ok(scorer)
+}
+
+/// Appends `note` to a line's `warning`, keeping what an earlier step said there.
+fn warn(rec: &mut Value, note: String) {
+    let joined = match rec.get("warning").and_then(Value::as_str) {
+        Some(w) if !w.is_empty() => format!("{note}; {w}"),
+        _ => note,
+    };
+    rec["warning"] = Value::from(joined);
 }
 
 /// What is done with a prediction line.
@@ -358,7 +414,11 @@ fn guard_line(
             .to_vec(),
     };
     let hyps = &record.hypotheses;
-    let written = rec["prediction"].as_str().unwrap_or_default().to_string();
+    // The model's own text where `neko correct --style follow` restyled the prediction.
+    let written = (rec.get("written").and_then(Value::as_str))
+        .or(rec["prediction"].as_str())
+        .unwrap_or_default()
+        .to_string();
     let pred = style.apply(task, hyps, &written);
     let mut verdict = guard::check(&written, &pred, hyps, task, Finish::Eos, &markers, opts);
     // `null` is no score (serde writes a NaN so; tools write it for "none"): scored again.
@@ -370,7 +430,7 @@ fn guard_line(
                 Ok(None) => {}
                 // Unscored is unproven, as in `neko correct`: the 1-best stays.
                 Err(e) => {
-                    rec["warning"] = Value::from(format!("margin not scored: {e}"));
+                    warn(rec, format!("margin not scored: {e}"));
                     verdict = Some(guard::Reason::Margin);
                 }
             }
@@ -382,13 +442,15 @@ fn guard_line(
     let best = hyps.first().map(String::as_str).unwrap_or_default();
     let baseline = guard::margin_baseline(task, &written, best);
     let needs_margin = baseline != written;
-    let asks_base = verdict.is_none() && needs_margin && opts.asks_base_lm(task);
+    // As in `neko correct`, a scoring model without low-rank experts has no base model to ask.
+    let has_base = scorer.as_ref().is_none_or(|s| s.has_base_lm());
+    let asks_base = verdict.is_none() && needs_margin && opts.asks_base_lm(task) && has_base;
     if let (true, Some(scorer), false) = (asks_base, scorer, given(rec, "base_lm")) {
         if scorer.has_base_lm() {
             match scorer.base_lm_diff(&written, &baseline) {
                 Ok(d) => rec["base_lm"] = Value::from(d),
                 Err(e) => {
-                    rec["warning"] = Value::from(format!("base model not scored: {e}"));
+                    warn(rec, format!("base model not scored: {e}"));
                     verdict = Some(guard::Reason::BaseLm);
                 }
             }
@@ -402,6 +464,10 @@ fn guard_line(
         Some(reason) => {
             rec["prediction"] = Value::from(hyps.first().cloned().unwrap_or_default());
             rec["guard"] = Value::from(reason.label());
+            // The 1-best is no model's text.
+            if let Some(o) = rec.as_object_mut() {
+                o.remove("written");
+            }
         }
         None => rec["prediction"] = Value::from(pred),
     }

@@ -102,6 +102,11 @@ fn mixtral_margin_equals_scoring_each_answer_alone() {
 /// `neko correct` with the tiny Mixtral on the HyPoradise record variants (ASR, answers end at
 /// a space, any answer passes the edit limit) at guard margin `margin`: output lines, stderr.
 fn correct_variants_at_margin(margin: &str) -> (Vec<serde_json::Value>, String) {
+    correct_variants_with(margin, &[])
+}
+
+/// [`correct_variants_at_margin`] with `extra` decoding flags.
+fn correct_variants_with(margin: &str, extra: &[&str]) -> (Vec<serde_json::Value>, String) {
     let mut cmd = neko();
     cmd.args([
         "correct",
@@ -117,6 +122,7 @@ fn correct_variants_at_margin(margin: &str) -> (Vec<serde_json::Value>, String) 
     .args(["--guard-agreed", "free", "--guard-nbest", "free"])
     .args(["--guard-dropped", "free", "--guard-spacing", "free"])
     .args(["--constrain", "none"])
+    .args(extra)
     .arg("--model")
     .arg(fixture("tiny-mixtral"))
     .arg(fixture("records/variants.json"));
@@ -150,12 +156,27 @@ fn an_answer_under_the_margin_falls_back_to_the_one_best() {
 
 /// `neko guard --score`: answers written elsewhere (here `neko correct`'s, their margins
 /// removed, or `null` as a NaN is written) get the margin `neko correct` gives its own, from the
-/// same model and prompt.
+/// same model and prompt; also under task routing and another prompt file, given to both
+/// (the scorer used learned routing and the built-in prompt whatever the decoding had).
 #[test]
 fn guard_scores_answers_from_elsewhere_as_correct_does() {
     let tmp = tempfile::tempdir().unwrap();
+    let prompt = tmp.path().join("asr.txt");
+    let builtin = neko::prompt::Template::builtin(neko::Task::Asr);
+    std::fs::write(&prompt, builtin.text().replace("Below is", "Here is")).unwrap();
+    let prompt = prompt.to_str().unwrap().to_string();
+    for flags in [
+        &[][..],
+        &["--routing", "task"][..],
+        &["--prompt", &prompt][..],
+    ] {
+        guard_scores_as_correct_does(tmp.path(), flags);
+    }
+}
+
+fn guard_scores_as_correct_does(tmp: &std::path::Path, flags: &[&str]) {
     let input = fixture("records/variants.json");
-    let (own, _) = correct_variants_at_margin("-1e9");
+    let (own, _) = correct_variants_with("-1e9", flags);
     let bare: Vec<String> = (own.iter().enumerate())
         .map(|(k, r)| {
             let mut r = r.clone();
@@ -166,7 +187,7 @@ fn guard_scores_answers_from_elsewhere_as_correct_does() {
             r.to_string()
         })
         .collect();
-    let preds = tmp.path().join("answers.jsonl");
+    let preds = tmp.join("answers.jsonl");
     std::fs::write(&preds, bare.join("\n")).unwrap();
     let guard = |margin: &str| {
         let mut cmd = neko();
@@ -181,7 +202,13 @@ fn guard_scores_answers_from_elsewhere_as_correct_does() {
             "free",
             "--nbest",
             "free",
+            "--dropped",
+            "free",
+            "--spacing",
+            "free",
         ])
+        .args(["--max-new-tokens", "8"])
+        .args(flags)
         .arg("--model")
         .arg(fixture("tiny-mixtral"))
         .arg("--input")
@@ -194,9 +221,14 @@ fn guard_scores_answers_from_elsewhere_as_correct_does() {
     let margin = |r: &serde_json::Value| r.get("margin").and_then(serde_json::Value::as_f64);
     let mut checked = 0;
     for (a, b) in own.iter().zip(&scored) {
+        // A verdict of correct's own (`fallback:length`) passes through as it was.
+        if a.get("guard").is_some() {
+            assert_eq!(a["guard"], b["guard"], "{flags:?}: {a} vs {b}");
+            continue;
+        }
         match (margin(a), margin(b)) {
             (Some(x), Some(y)) => {
-                assert!((x - y).abs() < 1e-3, "{a} vs {b}");
+                assert!((x - y).abs() < 1e-3, "{flags:?}: {a} vs {b}");
                 checked += 1;
             }
             (x, y) => assert_eq!(x, y, "{a} vs {b}"),
@@ -214,9 +246,17 @@ fn guard_scores_answers_from_elsewhere_as_correct_does() {
 /// `neko guard` on one ASR prediction for the first record of `records/variants.json`, with
 /// every check but the margin's and the markers' off; with `score`, tiny-mixtral scores it.
 fn guard_one(prediction: &str, margin: &str, score: bool) -> serde_json::Value {
+    guard_line(
+        serde_json::json!({"id": 0, "task": "asr", "prediction": prediction}),
+        margin,
+        score,
+    )
+}
+
+/// [`guard_one`] on a whole prediction `line`.
+fn guard_line(line: serde_json::Value, margin: &str, score: bool) -> serde_json::Value {
     let tmp = tempfile::tempdir().unwrap();
     let preds = tmp.path().join("answers.jsonl");
-    let line = serde_json::json!({"id": 0, "task": "asr", "prediction": prediction});
     std::fs::write(&preds, format!("{line}\n")).unwrap();
     let mut cmd = neko();
     cmd.args([
@@ -248,6 +288,16 @@ fn guard_score_names_an_answer_longer_than_the_context() {
     let warning = out["warning"].as_str().unwrap_or_default();
     assert!(warning.contains("positions, the model has 512"), "{out}");
     assert_eq!(out["guard"], "fallback:margin", "{out}");
+    // A warning the line had (an earlier step's) stays beside the new one.
+    let long = vec!["the cat sat on the mat"; 120].join(" ");
+    let line = serde_json::json!({"id": 0, "task": "asr", "prediction": long,
+        "warning": "an earlier step reported: audio clipped"});
+    let out = guard_line(line, "task", true);
+    let warning = out["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("the model has 512") && warning.contains("audio clipped"),
+        "{out}"
+    );
 }
 
 /// With a model (`--score`), `neko guard` knows its special tokens as `neko correct` does: an

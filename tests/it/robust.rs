@@ -769,6 +769,22 @@ fn guard_applies_to_predictions_made_elsewhere() {
     std::fs::write(&preds, r#"{"id": "zz", "prediction": "x"}"#).unwrap();
     let err = neko_guard_fails(&input, &preds);
     assert!(err.contains("raw.jsonl:1") && err.contains("zz"), "{err}");
+    // A line whose `best` is not its joined record's 1-best is of another input (ids by
+    // position join any two such files): refused, not guarded with a stranger's 1-best.
+    let line = r#"{"id": "a", "prediction": "x", "best": "a stranger's 1-best"}"#;
+    std::fs::write(&preds, line).unwrap();
+    let err = neko_guard_fails(&input, &preds);
+    assert!(
+        err.contains("raw.jsonl:1: id \"a\"'s `best` is not the 1-best"),
+        "{err}"
+    );
+    // The model's own text (`written`, where --style restyled it) is what is checked.
+    let line =
+        r#"{"id": "c", "prediction": "prices rose in june", "written": "prices rose in june ###"}"#;
+    std::fs::write(&preds, line).unwrap();
+    let out = neko_guard(&input, &preds, &[]);
+    assert_eq!(out[0]["guard"], "fallback:markers", "{}", out[0]);
+    assert!(out[0].get("written").is_none(), "{}", out[0]);
 }
 
 /// `neko correct`'s output joins its input by id: a repeated id by its occurrence, and the
