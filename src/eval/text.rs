@@ -406,7 +406,7 @@ fn notes(run: &Run, labels: &Labels, out: &mut String) {
         list(
             out,
             name,
-            "scored with their 1-best (no prediction)",
+            "scored with their 1-best (no prediction, or a failed correction)",
             &f.fallbacks,
         );
         guard_rate(out, name, f);

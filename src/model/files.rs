@@ -313,9 +313,10 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// neko's own cache: `$NEKO_CACHE`, else `~/.cache/neko` (where `scripts/fetch-base.sh` puts
-/// the base and `scripts/setup.sh` builds the default model).
+/// the base and `scripts/setup.sh` builds the default model). An empty `NEKO_CACHE` is unset,
+/// as the scripts' `${NEKO_CACHE:-...}` read it (it was the current folder).
 pub fn neko_cache() -> PathBuf {
-    if let Some(dir) = std::env::var_os("NEKO_CACHE") {
+    if let Some(dir) = std::env::var_os("NEKO_CACHE").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
     let home = std::env::var_os("HOME")

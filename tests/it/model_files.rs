@@ -368,3 +368,22 @@ fn a_missing_gguf_and_a_file_for_a_folder_are_said_at_once() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "{left:?}");
 }
+
+/// An empty `NEKO_CACHE` is unset, as the setup scripts read it: the default model is looked
+/// for in `~/.cache/neko`, not in the current folder.
+#[test]
+fn an_empty_neko_cache_is_the_default_one() {
+    let home = tempfile::tempdir().unwrap();
+    let err = crate::util::refused(
+        neko()
+            .env("HOME", home.path())
+            .env("NEKO_CACHE", "")
+            .env_remove("NEKO_MODEL")
+            .arg("info"),
+    );
+    let want = home.path().join(".cache/neko/neko-smol");
+    assert!(
+        err.contains(&format!("is not set up in {}", want.display())),
+        "{err}"
+    );
+}
