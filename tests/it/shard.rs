@@ -27,22 +27,28 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
     ]
 }
 
-/// `neko correct` on the tiny model with `extra` flags, writing `dest`.
+/// `neko correct` on the tiny model with `extra` flags, writing `dest`, which must succeed.
 fn correct(inputs: &[PathBuf], dest: &Path, extra: &[&str]) -> std::process::Output {
-    ok(neko()
-        .args([
-            "correct",
-            "--task",
-            "asr",
-            "--max-new-tokens",
-            "4",
-            "--model",
-        ])
-        .arg(fixture("tiny-llama"))
-        .args(extra)
-        .arg("-o")
-        .arg(dest)
-        .args(inputs))
+    ok(&mut correct_cmd(inputs, dest, extra))
+}
+
+/// The command [`correct`] runs.
+fn correct_cmd(inputs: &[PathBuf], dest: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = neko();
+    cmd.args([
+        "correct",
+        "--task",
+        "asr",
+        "--max-new-tokens",
+        "4",
+        "--model",
+    ])
+    .arg(fixture("tiny-llama"))
+    .args(extra)
+    .arg("-o")
+    .arg(dest)
+    .args(inputs);
+    cmd
 }
 
 fn read_json_lines(path: &Path) -> Vec<Value> {
@@ -356,22 +362,8 @@ fn a_shard_resumes_like_a_whole_run() {
     // a shard of another input, an unsharded run's lines, a shard resumed unsharded.
     let refused = |partial: &str, made_like: &Path, inputs: &[PathBuf], shard: &[&str]| {
         crate::util::write_partial(&dest, partial, made_like);
-        let out = neko()
-            .args([
-                "correct",
-                "--task",
-                "asr",
-                "--max-new-tokens",
-                "4",
-                "--model",
-            ])
-            .arg(fixture("tiny-llama"))
-            .args(shard)
-            .args(["--resume", "-o"])
-            .arg(&dest)
-            .args(inputs)
-            .output()
-            .unwrap();
+        let flags = [shard, &["--resume"]].concat();
+        let out = correct_cmd(inputs, &dest, &flags).output().unwrap();
         assert_eq!(out.status.code(), Some(2));
         String::from_utf8_lossy(&out.stderr).into_owned()
     };

@@ -1273,20 +1273,19 @@ fn what_the_data_lose_is_said_and_the_last_step_validated() {
     assert_eq!(validated, [2, 3]);
     // A task the model has no expert for, named with its file and line.
     let three = tmp.path().join("three");
+    let mut up = neko();
+    up.args(["upcycle", "--model"]).arg(fixture("tiny-llama"));
     run_ok(
-        neko()
-            .args(["upcycle", "--model"])
-            .arg(fixture("tiny-llama"))
-            .args([
-                "--experts",
-                "3",
-                "--tasks",
-                "asr=0,mt=1,ocr=2",
-                "--lora-rank",
-                "4",
-                "--to",
-            ])
-            .arg(&three),
+        up.args([
+            "--experts",
+            "3",
+            "--tasks",
+            "asr=0,mt=1,ocr=2",
+            "--lora-rank",
+            "4",
+        ])
+        .arg("--to")
+        .arg(&three),
     );
     c.model = three.to_str().unwrap().to_string();
     c.valid.clear();
@@ -1318,11 +1317,7 @@ fn an_interrupt_before_the_first_step_leaves_the_run_folder_alone() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(700));
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    crate::util::send_signal(&child, "INT");
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");

@@ -100,6 +100,16 @@ pub fn succeeds_into_a_closed_pipe(cmd: &mut std::process::Command) {
     assert!(!err.contains("error") && !err.contains("panicked"), "{err}");
 }
 
+/// Sends `signal` (`INT`, `TERM`) to a running child, as Ctrl-C or a job scheduler does.
+#[cfg(unix)]
+pub fn send_signal(child: &std::process::Child, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} failed");
+}
+
 /// Runs `cmd` with `input` on its standard input and collects its output.
 pub fn run_with_stdin(mut cmd: std::process::Command, input: &[u8]) -> std::process::Output {
     use std::io::Write;
