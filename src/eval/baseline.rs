@@ -68,6 +68,10 @@ pub struct Comparison {
     /// Files of the baseline that this run does not have (each a regression).
     #[serde(default)]
     pub missing: Vec<String>,
+    /// `FILE: metric` for each metric the baseline measured on a file and this run did not
+    /// (each a regression: records that lost their `task` drop BLEU, chrF and TER).
+    #[serde(default)]
+    pub missing_metrics: Vec<String>,
     /// Files corrected by a run signed otherwise than their baseline's (another model or other
     /// decoding settings): noted, not a regression, as a gate compares what the run gives.
     #[serde(default)]
@@ -120,6 +124,7 @@ pub fn compare(
     let mut checks = Vec::new();
     let mut unmatched = Vec::new();
     let mut missing = Vec::new();
+    let mut missing_metrics = Vec::new();
     let mut changed: Vec<Changed> = Vec::new();
     for run in &current.runs {
         let base = matching_run(run, baseline)?;
@@ -130,6 +135,12 @@ pub fn compare(
                 Some(b) => {
                     matched.push(b.path.as_str());
                     checks.extend(compare_files(run, file, b, max_regression)?);
+                    for metric in unmeasured(file, b) {
+                        let m = format!("{}: {metric}", file.path);
+                        if !missing_metrics.contains(&m) {
+                            missing_metrics.push(m);
+                        }
+                    }
                     let fields = signature_change(&b.correction, &file.correction);
                     if !fields.is_empty() && !changed.iter().any(|c| c.file == file.path) {
                         changed.push(Changed {
@@ -150,7 +161,9 @@ pub fn compare(
     }
     // A baseline file this run lacks (renamed, or its job never wrote it) fails the gate too:
     // it would otherwise drop out of it unseen.
-    let regressions = (checks.iter().filter(|c| c.regressed).count() + missing.len()) as u64;
+    let regressions = (checks.iter().filter(|c| c.regressed).count()
+        + missing.len()
+        + missing_metrics.len()) as u64;
     Ok(Comparison {
         baseline: baseline_path.to_string(),
         max_regression,
@@ -158,8 +171,25 @@ pub fn compare(
         regressions,
         unmatched,
         missing,
+        missing_metrics,
         changed,
     })
+}
+
+/// The whole-file metrics `base` has and `file` lacks (none when either scored no record):
+/// a gated metric must not drop out of the gate unseen.
+fn unmeasured<'a>(file: &FileReport, base: &'a FileReport) -> Vec<&'a str> {
+    let (Some(now), Some(then)) = (file.groups.first(), base.groups.first()) else {
+        return Vec::new();
+    };
+    if now.records == 0 || then.records == 0 {
+        return Vec::new();
+    }
+    let measured: Vec<&str> = system_values(now).iter().map(|(m, _, _)| *m).collect();
+    (system_values(then).into_iter())
+        .map(|(m, _, _)| m)
+        .filter(|m| !measured.contains(m))
+        .collect()
 }
 
 /// The signature fields that differ, `then → now`, or that one side has no signature.

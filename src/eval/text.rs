@@ -172,7 +172,7 @@ fn legend(run: &Run) -> String {
         .flat_map(|f| &f.groups)
         .any(|g| g.wer.as_ref().is_some_and(|w| w.oracle_nbest.is_none()));
     let oracles = if no_nbest {
-        " (- where records carry only their 1-best, as neko correct writes)"
+        " (- where records carry only their 1-best: plain lines, `best` fields, one hypothesis each)"
     } else {
         ""
     };
@@ -512,6 +512,12 @@ fn render_comparison(c: &Comparison, out: &mut String) {
     }
     for m in &c.missing {
         let _ = writeln!(out, "  {m}: in the baseline, not in this run: REGRESSED");
+    }
+    for m in &c.missing_metrics {
+        let _ = writeln!(
+            out,
+            "  {m}: measured in the baseline, not in this run (did the records lose their `task`?): REGRESSED"
+        );
     }
     for ch in &c.changed {
         let _ = writeln!(

@@ -63,6 +63,15 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record of a 1-best alone (a plain text or trn line, a bare JSON string, an M2
+    /// sentence): no N-best, so no oracle of it.
+    pub fn one_best(id: Value, text: String) -> Self {
+        Record {
+            only_best: true,
+            ..Self::from_hypotheses(id, vec![text])
+        }
+    }
+
     /// A record holding only hypotheses, for tests and callers building records by hand.
     pub fn from_hypotheses(id: Value, hypotheses: Vec<String>) -> Self {
         Record {

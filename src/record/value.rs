@@ -184,7 +184,7 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
             let (text, id) = (trn.flatten()).map_or((trimmed, Value::from(index)), |(text, id)| {
                 (text, Value::from(id))
             });
-            Ok(Record::from_hypotheses(id, vec![text.to_string()]))
+            Ok(Record::one_best(id, text.to_string()))
         }
     }
 }
@@ -200,7 +200,7 @@ pub(super) fn starts_with_a_key(text: &[u8]) -> bool {
 pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
     let obj = match value {
         Value::Object(obj) => obj,
-        Value::String(s) => return Ok(Record::from_hypotheses(Value::from(index), vec![s])),
+        Value::String(s) => return Ok(Record::one_best(Value::from(index), s)),
         // A list of strings is a record's N-best, best first.
         list @ Value::Array(_) => {
             return match hypothesis_list(&list) {
