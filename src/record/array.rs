@@ -72,10 +72,22 @@ pub(super) fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<E
                     at = end;
                     None
                 }
-                None => Some((
-                    at,
-                    "unterminated JSON object: this record is cut off".into(),
-                )),
+                // JSON Lines after an array: a broken record costs its own lines only, up to
+                // the next line that opens one (it took every record after it).
+                None => match next_line_opening_an_object(bytes, at) {
+                    Some(next) => {
+                        let raw = &bytes[at..next];
+                        let record = record_from_bytes(raw, entries.len(), max, Layout::Element)
+                            .map_err(|e| with_id_in(e, raw));
+                        push(&mut entries, at, record);
+                        at = next;
+                        None
+                    }
+                    None => Some((
+                        at,
+                        "unterminated JSON object: this record is cut off".into(),
+                    )),
+                },
             },
             _ => Some((
                 at,
@@ -90,6 +102,14 @@ pub(super) fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<E
         }
     }
     entries
+}
+
+/// The start of the first line after `at` that opens a JSON object (`{` at its first column).
+fn next_line_opening_an_object(bytes: &[u8], at: usize) -> Option<usize> {
+    let from = at + 1;
+    (bytes[from..].windows(2))
+        .position(|w| w == b"\n{")
+        .map(|i| from + i + 1)
 }
 
 /// Array elements at byte `spans`, parsed, with their start offsets; `index` is the index of

@@ -53,11 +53,13 @@ impl Layout {
                 || (t.first() == Some(&b'"') && serde_json::from_slice::<String>(t).is_ok())
         };
         let records = texts().count();
-        let lines = texts().map(|(_, t)| std::str::from_utf8(t));
+        // Read leniently for the format: one line of invalid UTF-8 (a Latin-1 byte) must not
+        // turn a trn, M2 or n-best file into plain text; that line alone is an error then.
+        let decoded: Vec<std::borrow::Cow<str>> =
+            texts().map(|(_, t)| String::from_utf8_lossy(t)).collect();
+        let lines = decoded.iter().map(|l| Ok::<&str, ()>(l.as_ref()));
         if 2 * texts().filter(|&x| opens_json(x)).count() >= records || texts().all(json_string) {
             Layout::JsonLine
-        } else if !lines.clone().all(|l| l.is_ok()) {
-            Layout::TextLine
         } else if super::trn::is_trn(lines.clone().flatten()) {
             Layout::TrnLine
         } else if super::m2::is_m2(lines.clone().flatten()) {
@@ -191,8 +193,11 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
         Layout::M2Block => blocks(bytes, lines, |_, line| {
             line == b"S" || line.starts_with(b"S ")
         }),
+        // A stray line (a log line of Marian's `2>&1`) joins the sentence it is in, as in
+        // fairseq's: only another sentence's line opens one.
         Layout::MosesBlock => blocks(bytes, lines, |block, line| {
-            nbest_id(first_line(block)) != nbest_id(line)
+            let open = block.split(|&b| b == b'\n').find_map(moses_id);
+            matches!((open, moses_id(line)), (Some(a), Some(b)) if a != b)
         }),
         // fairseq's log lines and closing score are no records.
         Layout::FairseqBlock => {
@@ -265,6 +270,14 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
 }
 
 /// The sentence id a Moses N-best line opens with (`3 ||| ...`).
+/// The sentence id of a Moses n-best line (`0 ||| text ||| ...`), if it is one.
+fn moses_id(line: &[u8]) -> Option<&[u8]> {
+    let line = line.trim_ascii();
+    let id = nbest_id(line);
+    let numbered = !id.is_empty() && id.iter().all(u8::is_ascii_digit);
+    (numbered && line[id.len()..].trim_ascii_start().starts_with(b"|||")).then_some(id)
+}
+
 fn nbest_id(line: &[u8]) -> &[u8] {
     line.split(|&b| b == b'|')
         .next()
@@ -278,15 +291,6 @@ fn generate_id(line: &[u8]) -> Option<&str> {
     super::fairseq::split_line(line).map(|(_, id, _)| id)
 }
 
-/// The first line of `block`, trimmed.
-fn first_line(block: &[u8]) -> &[u8] {
-    block
-        .split(|&b| b == b'\n')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii()
-}
-
 /// Lines in blocks, a record each: a line joins the open block unless `opens(block, line)` says
 /// it starts another (`block`: the open block's lines so far); a blank line closes the open
 /// block and is no record.
@@ -294,7 +298,12 @@ fn blocks(bytes: &[u8], lines: Vec<Unit>, opens: impl Fn(&[u8], &[u8]) -> bool) 
     let mut blocks: Vec<Unit> = Vec::new();
     let mut open = false;
     for l in lines {
-        let text = bytes[l.start..l.end].trim_ascii();
+        // A mark mid-file (files joined with `cat`) must not hide the line that opens a block.
+        let line = &bytes[l.start..l.end];
+        let text = line
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .unwrap_or(line)
+            .trim_ascii();
         match blocks.last_mut() {
             Some(b) if open && !text.is_empty() && !opens(&bytes[b.start..b.end], text) => {
                 b.end = l.end

@@ -886,3 +886,70 @@ fn a_broken_records_position_is_the_files() {
         "the hypothesis list is empty"
     );
 }
+
+/// One line of invalid UTF-8 (a Latin-1 byte) leaves a trn, M2 or n-best file what it is: the
+/// line (or its sentence) is an error, the others are read with their ids. It made the whole
+/// file plain text (trn ids in the text, M2 edit lines "corrected" as sentences).
+#[test]
+fn one_invalid_utf8_line_keeps_the_files_format() {
+    let trn = b"the cat sat (spk1-001)\ncaf\xe9 au lait (spk1-002)\na dog ran (spk1-003)\n";
+    let entries = parse(trn);
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[0].id(), Value::from("spk1-001"));
+    assert_eq!(entries[2].id(), Value::from("spk1-003"));
+    assert!(entries[1].record.is_err());
+    let m2 = b"S This are a sentence .\nA 1 2|||R:VERB:SVA|||is|||REQUIRED|||-NONE-|||0\n\nS caf\xe9 .\nA 0 1|||R:NOUN|||cafe|||REQUIRED|||-NONE-|||0\n\nS He go home .\nA 1 2|||R:VERB|||goes|||REQUIRED|||-NONE-|||0\n";
+    let entries = parse(m2);
+    assert_eq!(entries.len(), 3);
+    assert_eq!(
+        entries[2].record.as_ref().unwrap().reference.as_deref(),
+        Some("He goes home .")
+    );
+    assert!(entries[1].record.is_err());
+    let moses = b"0 ||| the house ||| F0= -1 ||| -1.5\n0 ||| a house ||| F0= -2 ||| -2.5\n1 ||| caf\xe9 ||| F0= -1 ||| -1\n1 ||| cafe ||| F0= -1 ||| -1.2\n";
+    let entries = parse(moses);
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        entries[0].record.as_ref().unwrap().hypotheses,
+        ["the house", "a house"]
+    );
+    assert!(entries[1].record.is_err());
+}
+
+/// M2 files joined with `cat`, the second with a byte-order mark: two sentences, each with its
+/// reference (the marked `S` line did not open a sentence, and both were lost to one error).
+#[test]
+fn a_mark_mid_file_opens_its_m2_sentence() {
+    let joined = "S This are a sentence .\nA 1 2|||R:VERB:SVA|||is|||REQUIRED|||-NONE-|||0\n\u{feff}S He go .\nA 1 2|||R:VERB|||goes|||REQUIRED|||-NONE-|||0\n";
+    let entries = parse(joined.as_bytes());
+    let refs: Vec<_> = ok(&entries)
+        .iter()
+        .map(|r| r.reference.clone().unwrap())
+        .collect();
+    assert_eq!(refs, ["This is a sentence .", "He goes ."]);
+}
+
+/// JSON Lines after an array: a broken record is an error under its id, and the records after
+/// it are read (they were dropped, the broken one called "cut off").
+#[test]
+fn a_broken_record_after_an_array_costs_only_itself() {
+    let text = "[{\"id\":\"a\",\"input\":[\"x\"]}]\n{\"id\":\"b\",\"input\":[\"y]}\n{\"id\":\"c\",\"input\":[\"z\"]}\n{\"id\":\"d\",\"input\":[\"w\"]}\n";
+    let entries = parse(text.as_bytes());
+    let ids: Vec<Value> = entries.iter().map(Entry::id).collect();
+    assert_eq!(ids, ["a", "b", "c", "d"]);
+    assert!(entries[1].record.is_err());
+    assert!(entries[3].record.is_ok());
+}
+
+/// A stray line inside a Moses sentence (a log line of `2>&1`) joins it, which becomes an error
+/// line under its own id with its 1-best; it split the sentence, the 2nd-best a record of its
+/// own and the ids shifted.
+#[test]
+fn a_stray_line_in_a_moses_sentence_stays_in_it() {
+    let text = "0 ||| the house ||| F0= -1 ||| -1.5\n0 ||| a house ||| F0= -2 ||| -2.5\n1 ||| the cat ||| F0= -1 ||| -1\n[2024-05-01 12:00:00] Best translation 1 : the cat\n1 ||| a cat ||| F0= -1 ||| -1.2\n2 ||| hello ||| F0= -1 ||| -0.5\n";
+    let entries = parse(text.as_bytes());
+    let ids: Vec<Value> = entries.iter().map(Entry::id).collect();
+    assert_eq!(ids, [0, 1, 2]);
+    assert!(entries[0].record.is_ok() && entries[2].record.is_ok());
+    assert!(entries[1].record.is_err());
+}
