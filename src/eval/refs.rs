@@ -316,9 +316,16 @@ fn by_id(inputs: &[Input], lines: &[String]) -> Option<(Pairing, HashMap<String,
         .filter_map(|e| e.record.as_ref().ok().map(|r| (e.index, r)))
         .map(|(index, r)| (!numbered(r, index)).then(|| id_text(&r.id)).flatten())
         .collect();
-    let all_given = !ids.is_empty()
-        && (ids.iter()).all(|id| id.as_ref().is_some_and(|id| refs.contains_key(id)));
-    all_given.then_some((Pairing::Kaldi, refs))
+    // Records that all carry ids of their own, half of them REF's first words: pairing is by
+    // id, and a record whose id REF lacks is an error (a typo in one id paired the whole file
+    // by position, each record scored against another's reference).
+    let given: Vec<&String> = ids.iter().flatten().collect();
+    let found = given
+        .iter()
+        .filter(|id| refs.contains_key(id.as_str()))
+        .count();
+    let by_id = !ids.is_empty() && given.len() == ids.len() && 2 * found >= given.len();
+    by_id.then_some((Pairing::Kaldi, refs))
 }
 
 /// Whether every readable record's id (its position, where it gave none) is a key of `refs`.

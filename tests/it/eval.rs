@@ -1959,6 +1959,13 @@ fn trn_and_kaldi_references_pair_by_utterance_id() {
         "the cat sat on the mat (u1)\nit is raining (u2)\n",
     );
     let kaldi = write("text", "u1 the cat sat on the mat\nu2 it is raining\n");
+    // One id mistyped in REF: its record has no reference (exit 2), not the whole file paired
+    // by position, each record against another's reference.
+    let typo = write("typo.text", "u1 the cat sat on the mat\nu3 it is raining\n");
+    fails_saying(
+        &["--ref", &typo, &bare],
+        "id \"u2\" has no reference in --ref",
+    );
     let group = |r: &Value| r["runs"][0]["files"][0]["groups"][0].clone();
     let want = group(&json(&["--task", "asr", &embedded]));
     assert!(
