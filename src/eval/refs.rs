@@ -202,6 +202,7 @@ fn by_m2_sentence(
                 sentences.len()
             ));
         }
+        check_m2_sources(input, &sentences, name)?;
         for (entry, (source, references)) in input.entries.iter_mut().zip(&sentences) {
             let Ok(record) = &mut entry.record else {
                 continue;
@@ -326,6 +327,40 @@ fn by_id(inputs: &[Input], lines: &[String]) -> Option<(Pairing, HashMap<String,
         .count();
     let by_id = !ids.is_empty() && given.len() == ids.len() && 2 * found >= given.len();
     by_id.then_some((Pairing::Kaldi, refs))
+}
+
+/// Records with predictions keep their own 1-best as the source; it must be their M2 sentence
+/// (spaces aside: M2 is tokenised), or position pairing met another corpus or order. Most
+/// differing is an error; some, a warning naming the first.
+fn check_m2_sources(
+    input: &Input,
+    sentences: &[(String, Vec<String>)],
+    name: &str,
+) -> Result<(), String> {
+    let squeezed = |t: &str| t.split_whitespace().collect::<String>();
+    let differing: Vec<usize> = (input.entries.iter().zip(sentences))
+        .filter_map(|(e, (source, _))| {
+            let r = e.record.as_ref().ok()?;
+            let best = r.hypotheses.first()?;
+            (r.prediction.is_some() && squeezed(best) != squeezed(source)).then_some(e.line)
+        })
+        .collect();
+    let Some(first) = differing.first() else {
+        return Ok(());
+    };
+    let said = format!(
+        "{} of {} records of {} have a 1-best that is not their sentence of --ref {name} (the first at line {first})",
+        differing.len(),
+        input.entries.len(),
+        input.path
+    );
+    if 2 * differing.len() > input.entries.len() {
+        return Err(format!(
+            "{said}: records pair with M2 sentences by position, and these are another corpus or order"
+        ));
+    }
+    crate::say!("neko: warning: {said}; their own 1-best is their source");
+    Ok(())
 }
 
 /// Whether every readable record's id (its position, where it gave none) is a key of `refs`.

@@ -684,6 +684,29 @@ fn an_m2_file_scores_its_sources_against_its_corrections() {
     let g = &json(&["--ref", &gold, &system])["runs"][0]["files"][0]["groups"][0];
     assert_eq!(g["records"], 2, "{g}");
     assert_eq!(g["wer"]["corrected"]["rate"].as_f64(), Some(0.0), "{g}");
+    // Records with predictions keep their 1-best as the source: it must be their sentence
+    // (spaces aside), or the files are another corpus or order.
+    let record = |best: &str, prediction: &str| {
+        format!(
+            "{{\"task\": \"gec\", \"input\": [\"{best}\"], \"prediction\": \"{prediction}\"}}\n"
+        )
+    };
+    let detokenised = [
+        record("a b.", "x b."),
+        record("c d.", "c d."),
+        record("e f.", "e f."),
+    ];
+    let same = write_in(dir.path(), "same.jsonl", &detokenised.concat());
+    let o = run(&["--ref", &gold, &same], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    let swapped = [
+        record("e f.", "e f."),
+        record("c d.", "c d."),
+        record("a b.", "x b."),
+    ];
+    let other = write_in(dir.path(), "other.jsonl", &swapped.concat());
+    fails_saying(&["--ref", &gold, &other], "2 of 3 records of");
     // A sentence count that differs from the records' is exit 2.
     let short = write_in(dir.path(), "short.txt", "one line\n");
     fails_saying(
