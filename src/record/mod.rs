@@ -260,11 +260,24 @@ pub fn parse_with_limit(bytes: &[u8], max_record_bytes: usize) -> Vec<Entry> {
 /// Whether text is JSON Lines of hypothesis lists (`["a b", "a c"]` per line, as
 /// `json.dumps(nbest)` writes them): its first line is a whole list of plain values (strings,
 /// or a bad or empty list, still one line's record) and another line follows. One such line
-/// alone stays a JSON array of 1-best records.
+/// alone stays a JSON array of 1-best records. A first line that only looks like one (`["`
+/// to `]`, broken) counts when one of the next two is one: read as a stream of arrays, every
+/// later N-best fell apart into 1-best records.
 fn nbest_lines(text: &[u8]) -> bool {
-    let mut lines =
-        (text.split(|&b| b == b'\n')).filter(|l| !l.iter().all(u8::is_ascii_whitespace));
-    lines.next().is_some_and(is_list_line) && lines.next().is_some()
+    let lines: Vec<&[u8]> = (text.split(|&b| b == b'\n'))
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .take(3)
+        .collect();
+    let looks_like_one = |l: &[u8]| {
+        let l = l.trim_ascii();
+        l.first() == Some(&b'[') && opens_a_list(&l[1..]) && l.last() == Some(&b']')
+    };
+    match lines.as_slice() {
+        [first, rest @ ..] if !rest.is_empty() => {
+            is_list_line(first) || (looks_like_one(first) && rest.iter().any(|l| is_list_line(l)))
+        }
+        _ => false,
+    }
 }
 
 /// Whether a line is a whole JSON list none of whose items is an object or a list: a

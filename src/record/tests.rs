@@ -953,3 +953,15 @@ fn a_stray_line_in_a_moses_sentence_stays_in_it() {
     assert!(entries[0].record.is_ok() && entries[2].record.is_ok());
     assert!(entries[1].record.is_err());
 }
+
+/// JSON Lines of N-best lists whose first line is broken: that line is an error, the others
+/// N-bests (read as a stream of arrays, each later hypothesis became a record of its own).
+#[test]
+fn a_broken_first_nbest_line_keeps_the_others_whole() {
+    let text = "[\"cafe au lait\", \"cafe au lait\",]\n[\"the cat sat\", \"the cat sad\"]\n[\"hello world\", \"hello word\"]\n";
+    let entries = parse(text.as_bytes());
+    assert_eq!(entries.len(), 3);
+    assert!(entries[0].record.is_err());
+    let second = entries[1].record.as_ref().unwrap();
+    assert_eq!(second.hypotheses, ["the cat sat", "the cat sad"]);
+}
