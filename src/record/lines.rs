@@ -366,6 +366,15 @@ fn cut_object(raw: &[u8], max: usize) -> RecordError {
     if raw.len() > max && open.is_some_and(|o| object_end(raw, o).is_some()) {
         return with_id_in(super::too_long(raw.len(), max), raw);
     }
+    // Invalid UTF-8 keeps a whole object from being seen as JSON: said as what it is.
+    if let Err(e) = std::str::from_utf8(raw) {
+        let line = 1 + raw[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        let error = RecordError::new(None, format!("invalid UTF-8 on its line {line}"));
+        return with_id_in(error, raw);
+    }
     let lines = raw.iter().filter(|&&b| b == b'\n').count() + 1;
     let error = RecordError::new(
         None,

@@ -965,3 +965,15 @@ fn a_broken_first_nbest_line_keeps_the_others_whole() {
     let second = entries[1].record.as_ref().unwrap();
     assert_eq!(second.hypotheses, ["the cat sat", "the cat sad"]);
 }
+
+/// A `jq .` record with invalid UTF-8 says so, not that it was cut off (it closes).
+#[test]
+fn an_object_over_lines_with_invalid_utf8_says_so() {
+    let text = b"{\n  \"id\": \"a\",\n  \"input\": [\"caf\xe9\"]\n}\n{\n  \"id\": \"b\",\n  \"input\": [\"ok\"]\n}\n";
+    let entries = parse(text);
+    assert_eq!(entries.len(), 2);
+    let err = entries[0].record.as_ref().unwrap_err();
+    assert!(err.message.contains("invalid UTF-8"), "{}", err.message);
+    assert_eq!(entries[0].id(), Value::from("a"));
+    assert!(entries[1].record.is_ok());
+}
