@@ -236,13 +236,7 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     }
     // The prompt read and the predictions file made before the model loads and the timed run:
     // a typo in either is said at once, naming the file, not after the run.
-    let prompt = match &args.decode.prompt {
-        Some(p) => Some(
-            crate::prompt::Template::from_file(p)
-                .with_context(|| format!("{}: cannot read the prompt", p.display()))?,
-        ),
-        None => None,
-    };
+    let prompt = super::read_prompt(args.decode.prompt.as_deref())?;
     let mut predictions_file = match &args.predictions {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p)

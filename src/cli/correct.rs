@@ -14,7 +14,6 @@ use crate::correct::{Constrain, CorrectOptions, Corrector, STOPPED};
 use crate::guard::{Agreed, BaseLm, Dropped, GuardOptions, Margin, Nbest, Spacing};
 use crate::model::RoutingMode;
 use crate::output::{OutputRecord, OutputSink, RecordFailure};
-use crate::prompt::Template;
 use crate::record::{self, Entry, Record};
 use crate::shard::{Shard, ShardLine};
 use crate::style::StyleMode;
@@ -400,13 +399,7 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
             bail!("--strict: {bad}");
         }
     }
-    let prompt = match &args.decode.prompt {
-        Some(p) => Some(
-            Template::from_file(p)
-                .with_context(|| format!("{}: cannot read the prompt", p.display()))?,
-        ),
-        None => None,
-    };
+    let prompt = super::read_prompt(args.decode.prompt.as_deref())?;
     let options = args.decode.options();
     let mut corrector = match args.backend.backend {
         BackendKind::Local => Corrector::new(args.model.load()?, prompt, options),

@@ -245,13 +245,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
 /// The corrector that scores margins and the base model's check (`--score`), rendering prompts
 /// with the decoding's routing, prompt file and answer bound.
 fn scorer(args: &GuardArgs) -> anyhow::Result<Corrector> {
-    let prompt = match &args.prompt {
-        Some(p) => Some(
-            crate::prompt::Template::from_file(p)
-                .with_context(|| format!("{}: cannot read the prompt", p.display()))?,
-        ),
-        None => None,
-    };
+    let prompt = super::read_prompt(args.prompt.as_deref())?;
     let options = CorrectOptions {
         routing: args.routing,
         max_new_tokens: args.max_new_tokens,

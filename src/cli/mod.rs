@@ -223,6 +223,18 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// The `--prompt` template file, if one is given, read and checked (the error names it).
+pub(crate) fn read_prompt(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<crate::prompt::Template>> {
+    use anyhow::Context;
+    path.map(|p| {
+        crate::prompt::Template::from_file(p)
+            .with_context(|| format!("{}: cannot read the prompt", p.display()))
+    })
+    .transpose()
+}
+
 /// Writes `text` to stdout; a reader that closed the pipe early (`neko info | head`) is no
 /// error, as the README's exit codes say.
 pub(crate) fn emit(text: &str) -> anyhow::Result<()> {

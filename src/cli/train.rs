@@ -73,7 +73,7 @@ fn start(args: &TrainArgs) -> anyhow::Result<(Option<&PathBuf>, Option<&PathBuf>
 /// Runs `neko train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     // Before the data and model load (tens of seconds): a Ctrl-C then stops before the first
-    // step, with a checkpoint of where the run stands.
+    // step, a fresh run touching nothing, a resumed one keeping its checkpoint.
     let interrupted = super::interrupt_flag("finishing the step and saving a checkpoint");
     let trainer = match start(args)? {
         (Some(dir), _) => {
@@ -95,12 +95,6 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
                 );
             }
             if let Some(path) = &args.export_examples {
-                if path.is_dir() || path.to_string_lossy().ends_with('/') {
-                    bail!(
-                        "--export-examples {}: a directory; give a file name",
-                        path.display()
-                    );
-                }
                 super::check_output_path("--export-examples", path, &[])?;
                 let same = |p: &std::path::Path| match (p.canonicalize(), path.canonicalize()) {
                     (Ok(a), Ok(b)) => a == b,
