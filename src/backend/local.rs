@@ -40,5 +40,5 @@ pub fn signature(model: &Model) -> String {
 
 /// Records handed over at once: enough to fill several batches sorted by length.
 pub fn window(options: &CorrectOptions) -> usize {
-    (options.batch_size * 8).max(1)
+    options.batch_size.saturating_mul(8).max(1)
 }

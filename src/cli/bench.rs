@@ -5,7 +5,6 @@
 //! batching, greedy decoding, answer extraction) over the file's first `--limit` records and
 //! reports records/s; without, a synthetic prompt of `--prompt-tokens` tokens.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -27,20 +26,21 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
 
-    /// Prompt tokens per row (prefill).
-    #[arg(long, default_value_t = 128, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    /// Prompt tokens per row (prefill). Not with --data.
+    #[arg(long, default_value_t = 128, conflicts_with = "data", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub prompt_tokens: usize,
 
-    /// Tokens generated per row, greedily and with the KV cache (decode).
-    #[arg(long, default_value_t = 64)]
+    /// Tokens generated per row, greedily and with the KV cache (decode). Not with --data
+    /// (there, --max-new-tokens).
+    #[arg(long, default_value_t = 64, conflicts_with = "data")]
     pub new_tokens: usize,
 
-    /// Rows decoded together.
-    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    /// Rows decoded together. Not with --data (there, --batch-size and --max-batch-tokens).
+    #[arg(long, default_value_t = 1, conflicts_with = "data", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch: usize,
 
-    /// Timed repetitions; the best is reported.
-    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    /// Timed repetitions; the best is reported. Not with --data (timed once).
+    #[arg(long, default_value_t = 3, conflicts_with = "data", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub runs: usize,
 
     /// Correct the records of FILE (any input format of `neko correct`) instead of timing a
@@ -50,7 +50,7 @@ pub struct BenchArgs {
     pub data: Option<PathBuf>,
 
     /// With --data: only the first N readable records.
-    #[arg(long)]
+    #[arg(long, requires = "data", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub limit: Option<usize>,
 
     /// With --data: the task of records without a `task` field. Without: the task whose
@@ -58,8 +58,9 @@ pub struct BenchArgs {
     #[arg(long, default_value = "asr")]
     pub task: Task,
 
-    /// With --data: write each record's `id` and `prediction` (JSONL) to FILE.
-    #[arg(long)]
+    /// With --data: write each record's `id` and `prediction` (JSONL) to FILE, whole once the
+    /// run is done.
+    #[arg(long, requires = "data")]
     pub predictions: Option<PathBuf>,
 
     #[command(flatten)]
@@ -234,16 +235,24 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
             skipped.len()
         );
     }
+    // A row of zero records/s would read as a measurement.
+    if records.is_empty() {
+        anyhow::bail!(
+            "--data {}: no record to correct, so nothing to time",
+            path.display()
+        );
+    }
     // The prompt read and the predictions file made before the model loads and the timed run:
     // a typo in either is said at once, naming the file, not after the run.
     let prompt = super::read_prompt(args.decode.prompt.as_deref())?;
-    let mut predictions_file = match &args.predictions {
-        Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::create(p)
-                .with_context(|| format!("--predictions {}: cannot write it", p.display()))?,
-        )),
-        None => None,
-    };
+    if let Some(p) = &args.predictions {
+        // Written whole after the run: a failed run leaves an earlier file as it was.
+        super::check_output_path("--predictions", p, &[path])?;
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if parent.is_some_and(|d| !d.is_dir()) {
+            anyhow::bail!("--predictions {}: no such folder", p.display());
+        }
+    }
     let start = Instant::now();
     let model = args.model.load()?;
     let load_s = start.elapsed().as_secs_f64();
@@ -259,7 +268,7 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
         groups.entry(*task).or_default().push(i);
     }
     let mut predictions: Vec<Result<String, String>> = vec![Ok(String::new()); records.len()];
-    let window = (options.batch_size * 8).max(1);
+    let window = crate::backend::local::window(&options);
     // Drawn on a terminal only, a few times a second at most: it does not move the timings.
     let progress = super::progress_bar(records.len() as u64, "bench");
     let started = Instant::now();
@@ -275,15 +284,17 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     }
     let seconds = started.elapsed().as_secs_f64();
     progress.finish_and_clear();
-    if let Some(out) = &mut predictions_file {
+    if let Some(out) = &args.predictions {
+        let mut text = String::new();
         for ((r, _), pred) in records.iter().zip(&predictions) {
             let line = match pred {
                 Ok(p) => serde_json::json!({"id": r.id, "prediction": p}),
                 Err(e) => serde_json::json!({"id": r.id, "prediction": null, "error": e}),
             };
-            writeln!(out, "{line}")?;
+            text += &format!("{line}\n");
         }
-        out.flush()?;
+        super::write_whole(out, text.as_bytes())
+            .with_context(|| format!("--predictions {}: cannot write it", out.display()))?;
     }
     let st = corrector.stats;
     let computed = st.prefix_tokens + st.prefill_tokens;
@@ -317,7 +328,8 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
         prompt_tokens_per_record: (st.prefill_tokens + st.reused_tokens) as f64 / n.max(1) as f64,
         decode_tok_s: st.decode_tokens as f64 / st.decode_s.max(1e-9),
         stats: st,
-        kv_cache_budget_mib: (options.max_batch_tokens * kv_per_token) as f64 / (1 << 20) as f64,
+        kv_cache_budget_mib: options.max_batch_tokens as f64 * kv_per_token as f64
+            / (1 << 20) as f64,
         peak_rss_mib: peak_rss_mib(),
     };
     super::emit(&(serde_json::to_string(&record)? + "\n"))?;

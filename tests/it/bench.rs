@@ -151,3 +151,78 @@ fn zero_threads_or_tokens_and_bad_files_are_refused_at_once() {
         "{err}"
     );
 }
+
+/// `--predictions` is refused onto the `--data` file (it used to truncate it) and written whole
+/// after the run: a run that fails leaves an earlier file as it was. Flags of the other mode
+/// are refused, and a run with no record to time exits 2, not with a row of zeros.
+#[test]
+fn data_bench_guards_its_files_and_refuses_nothing_to_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("in.jsonl");
+    let input = "{\"id\": \"a\", \"input\": [\"the cat sat\"]}\n";
+    std::fs::write(&data, input).unwrap();
+    let data_s = data.to_str().unwrap();
+    let (code, _, err) = bench(&["--data", data_s, "--predictions", data_s]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--predictions") && err.contains("is the input"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&data).unwrap(), input);
+    let preds = dir.path().join("preds.jsonl");
+    std::fs::write(&preds, "earlier\n").unwrap();
+    let err = crate::util::refused(neko().args([
+        "bench",
+        "--model",
+        "/no/such/model",
+        "--data",
+        data_s,
+        "--predictions",
+        preds.to_str().unwrap(),
+    ]));
+    assert!(err.contains("/no/such/model"), "{err}");
+    assert_eq!(std::fs::read_to_string(&preds).unwrap(), "earlier\n");
+    for flag in [["--batch", "2"], ["--runs", "2"], ["--new-tokens", "3"]] {
+        let (code, _, err) = bench(&["--data", data_s, flag[0], flag[1]]);
+        assert_eq!(code, Some(2), "{flag:?}: {err}");
+        assert!(err.contains(flag[0]), "{err}");
+    }
+    let (code, _, err) = bench(&["--predictions", preds.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--data"), "{err}");
+    let (code, _, err) = bench(&["--data", data_s, "--limit", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--limit"), "{err}");
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let (code, r, err) = bench(&["--data", empty.to_str().unwrap()]);
+    assert_eq!((code, r), (Some(2), Value::Null), "{err}");
+    assert!(err.contains("no record to correct"), "{err}");
+}
+
+/// Each answer's first token comes from the prefill's logits: it is counted apart from the
+/// decode steps' tokens, so one new token per record times no decode at all (the rate was
+/// some 100,000 tokens/s).
+#[test]
+fn data_bench_decode_rate_counts_decode_steps_only() {
+    let data = fixture("records/neko-smol-dev.jsonl");
+    let data = data.to_str().unwrap();
+    let limit = ["--data", data, "--limit", "3", "--no-guard"];
+    let (code, r, err) = bench(&[&limit[..], &["--max-new-tokens", "1"]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    let st = &r["stats"];
+    assert_eq!(
+        (st["first_tokens"].as_u64(), st["decode_tokens"].as_u64()),
+        (Some(3), Some(0)),
+        "{r}"
+    );
+    assert_eq!(r["decode_tok_s"].as_f64(), Some(0.0), "{r}");
+    let (code, r, err) = bench(&[&limit[..], &["--max-new-tokens", "3"]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    let st = &r["stats"];
+    assert_eq!(st["first_tokens"].as_u64(), Some(3), "{r}");
+    assert!(
+        (1..=6).contains(&st["decode_tokens"].as_u64().unwrap()),
+        "{r}"
+    );
+}
