@@ -162,21 +162,7 @@ impl Checkpoint {
     /// a source whose tensors do not fit its config fails here, naming the tensor, and leaves
     /// `dir` as it was. Only then are the files moved into `dir`, config.json last.
     pub fn write(&self, dir: &Path, dtype: DType, overwrite: bool) -> Result<()> {
-        // Before the whole model is written: the move into place would fail on a file.
-        if dir.exists() && !dir.is_dir() {
-            bail!(
-                "{}: a file, not a folder; give a folder for the model",
-                dir.display()
-            );
-        }
-        if !overwrite {
-            if let Some(name) = model_file_in(dir) {
-                bail!(
-                    "{} already holds a model ({name}); pass --force to overwrite",
-                    dir.display()
-                );
-            }
-        }
+        check_destination(dir, overwrite)?;
         let stage = staging_dir(dir)?;
         // A staging folder left by an interrupted run (its weights' temporary file included).
         if stage.exists() {
@@ -209,6 +195,9 @@ impl Checkpoint {
             .iter()
             .filter(|(name, _)| self.is_written(name))
         {
+            if dtype == DType::F16 && t.dtype() != DType::F16 {
+                check_fits_f16(name, t)?;
+            }
             out.insert(name.clone(), t.to_dtype(dtype)?.contiguous()?);
         }
         let weights = dir.join("model.safetensors");
@@ -272,6 +261,42 @@ fn read_json(path: &Path) -> Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Refuses a destination the model cannot be written to: a file, or (without `overwrite`) a
+/// folder that holds a model. Called before the source is read, so that a large model is not
+/// loaded (and upcycled) only to be refused, and again before writing.
+pub fn check_destination(dir: &Path, overwrite: bool) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "{}: a file, not a folder; give a folder for the model",
+            dir.display()
+        );
+    }
+    if !overwrite {
+        if let Some(name) = model_file_in(dir) {
+            bail!(
+                "{} already holds a model ({name}); pass --force to overwrite",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a tensor with values beyond f16's range (|x| > 65504): written as f16 they would be
+/// infinite, and a model that loads would answer nonsense.
+fn check_fits_f16(name: &str, t: &Tensor) -> Result<()> {
+    let largest = t
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_dtype(DType::F32)?
+        .to_scalar::<f32>()?;
+    if largest.is_nan() || largest > 65504.0 {
+        bail!("{name} holds a value of magnitude {largest:e}, beyond f16's range (65504): as f16 it would be infinite; write bf16 or f32");
+    }
+    Ok(())
 }
 
 /// A file in `dir` that belongs to a model (a config, weights, shards or their index): a

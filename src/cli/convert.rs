@@ -33,6 +33,7 @@ pub struct ConvertArgs {
 /// Runs `neko convert`.
 pub fn run(args: &ConvertArgs) -> anyhow::Result<u8> {
     let dtype = parse_write_dtype(&args.dtype)?;
+    crate::convert::check_destination(&args.to, args.force)?;
     let ck = Checkpoint::read(&args.from)?;
     super::announce_write(&ck, &args.to, dtype);
     ck.write(&args.to, dtype, args.force)?;

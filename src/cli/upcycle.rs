@@ -78,6 +78,23 @@ pub fn run(args: &UpcycleArgs) -> anyhow::Result<u8> {
     };
     opts.validate()?;
     let explicit = args.dtype.as_deref().map(parse_write_dtype).transpose()?;
+    // Upcycling in place would replace the dense model, which a later upcycle (or --adapter
+    // rebuild) needs.
+    let same = match (
+        std::fs::canonicalize(&args.model),
+        std::fs::canonicalize(&args.to),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        anyhow::bail!(
+            "--to {} is the dense model --model {}: upcycling would replace it; give another folder",
+            args.to.display(),
+            args.model
+        );
+    }
+    crate::convert::check_destination(&args.to, args.force)?;
     let ck = Checkpoint::read(&args.model)?;
     let dtype = match explicit {
         Some(d) => d,

@@ -592,6 +592,64 @@ fn top1_agreement(a: &Tensor, b: &Tensor) -> f32 {
     ta.iter().zip(&tb).filter(|(x, y)| x == y).count() as f32 / ta.len() as f32
 }
 
+/// A weight beyond f16's range is refused by name when writing f16 (it was written as `inf`,
+/// the model loaded and answered `<unk>`); bf16 holds it.
+#[test]
+fn a_weight_beyond_f16_is_refused_when_writing_f16() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ck = Checkpoint::read(fixture("tiny-llama").to_str().unwrap()).unwrap();
+    let name = "model.layers.0.mlp.down_proj.weight";
+    let t = &ck.tensors[name];
+    let big = (t.ones_like().unwrap() * 1e6).unwrap();
+    ck.tensors.insert(name.to_string(), big);
+    let out = tmp.path().join("f16");
+    let err = ck.write(&out, DType::F16, false).unwrap_err().to_string();
+    assert!(
+        err.contains(name) && err.contains("beyond f16's range"),
+        "{err}"
+    );
+    assert!(!out.join("config.json").exists());
+    ck.write(&tmp.path().join("bf16"), DType::BF16, false)
+        .unwrap();
+}
+
+/// `--to` is checked before the source is read (and, for upcycle, the experts built): a file,
+/// or a folder holding a model, is refused at once; upcycling onto its own dense model is
+/// refused, as it would replace the model that a later upcycle needs.
+#[test]
+fn convert_and_upcycle_check_the_destination_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("afile");
+    std::fs::write(&file, "x").unwrap();
+    // The source does not exist: a refusal naming the destination came before reading it.
+    let err = crate::util::refused(
+        neko()
+            .args(["convert", "--from", "/no/such/model", "--to"])
+            .arg(&file),
+    );
+    assert!(err.contains("a file, not a folder"), "{err}");
+    let err = crate::util::refused(
+        neko()
+            .args(["upcycle", "--model", "/no/such/model", "--to"])
+            .arg(fixture("tiny-llama")),
+    );
+    assert!(err.contains("already holds a model"), "{err}");
+    assert!(!err.contains("writing"), "{err}");
+    let dense = tmp.path().join("dense");
+    std::fs::create_dir_all(&dense).unwrap();
+    crate::util::copy_fixture("tiny-llama", &dense);
+    let err = crate::util::refused(
+        neko()
+            .args(["upcycle", "--force", "--model"])
+            .arg(&dense)
+            .arg("--to")
+            .arg(&dense),
+    );
+    assert!(err.contains("is the dense model --model"), "{err}");
+    let cfg = std::fs::read_to_string(dense.join("config.json")).unwrap();
+    assert!(!cfg.contains("num_local_experts"), "{cfg}");
+}
+
 /// A q8_0 GGUF (rows permuted while quantised) and its f32 conversion quantised again at load
 /// (`--quant q8_0`, rows un-permuted before quantising) hold the same blocks: q8_0 requantises
 /// its own dequantised values exactly, and row order does not change a row's blocks.
@@ -1209,10 +1267,10 @@ fn base_gguf() -> Option<PathBuf> {
     if path.is_file() {
         Some(path)
     } else {
-        eprintln!(
-            "SKIP: {} not found (run scripts/fetch-base.sh, or set NEKO_BASE_GGUF)",
+        crate::util::skip(&format!(
+            "{} not found (run scripts/fetch-base.sh, or set NEKO_BASE_GGUF)",
             path.display()
-        );
+        ));
         None
     }
 }
@@ -1462,13 +1520,29 @@ fn shipped_neko_smol_rebuilds_from_the_base_and_gives_its_recorded_answers() {
     std::fs::create_dir_all(&cache).unwrap();
     // setup.sh finds the base through fetch-base.sh's cache: no download.
     std::os::unix::fs::symlink(&gguf, cache.join("smollm2-135m-instruct.Q4_1.gguf")).unwrap();
+    // What interrupted runs left (this script's folder and upcycle's staging beside it, and
+    // the PID-named ones of older versions) is cleared.
+    let left = [
+        ".neko-smol.building",
+        "..neko-smol.building.neko-partial",
+        "neko-smol.partial.123",
+        ".neko-smol.partial.123.neko-partial",
+    ];
+    for name in left {
+        std::fs::create_dir_all(cache.join(name)).unwrap();
+    }
+    // A relative NEKO_CACHE is the caller's folder's, not the repo root's.
     let built = run_ok(
         std::process::Command::new("bash")
             .arg(crate::util::repo().join("scripts/setup.sh"))
-            .env("NEKO_CACHE", &cache)
+            .current_dir(tmp.path())
+            .env("NEKO_CACHE", "cache")
             .env("NEKO", env!("CARGO_BIN_EXE_neko")),
     );
     assert_eq!(built.trim(), cache.join("neko-smol").display().to_string());
+    for name in left {
+        assert!(!cache.join(name).exists(), "{name} left");
+    }
     let out = crate::util::ok(
         neko()
             .env("NEKO_CACHE", &cache)
