@@ -26,15 +26,15 @@ pub struct InfoArgs {
     pub routing: bool,
 
     /// Record files for --routing (JSONL or HyPoradise arrays).
-    #[arg(long, num_args = 1..)]
+    #[arg(long, num_args = 1.., requires = "routing")]
     pub data: Vec<std::path::PathBuf>,
 
     /// Task of records without a `task` field (--routing).
-    #[arg(long)]
+    #[arg(long, requires = "routing")]
     pub task: Option<crate::Task>,
 
     /// Records read per file (--routing).
-    #[arg(long, default_value_t = 200, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, default_value_t = 200, requires = "routing", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_records: usize,
 
     /// Trained tensors (`neko train`'s adapter.safetensors) replacing the model's own
@@ -73,6 +73,8 @@ pub struct ModelInfo {
     pub tokenizer: String,
     /// The recognised chat format prompts are wrapped in (`chatml`), if any.
     pub chat_template: Option<String>,
+    /// Why a chat template the model declares is not used (prompts go unwrapped), if so.
+    pub chat_template_ignored: Option<String>,
 }
 
 /// Runs `neko info`.
@@ -107,6 +109,12 @@ fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
             target: Default::default(),
         })
         .collect();
+    if !m.config.is_moe() {
+        anyhow::bail!(
+            "--routing: {} is dense, with no experts to route to (upcycle it, or give a Mixture of Experts)",
+            spec
+        );
+    }
     let max_len = m.config.max_position_embeddings;
     let examples = crate::train::routing::examples(&m, &specs, max_len)?;
     if examples.is_empty() {
@@ -236,6 +244,7 @@ pub fn inspect(spec: &str) -> anyhow::Result<ModelInfo> {
             files.tokenizer.display().to_string()
         },
         chat_template: side.chat.map(|c| c.name().to_string()),
+        chat_template_ignored: side.chat_ignored,
     })
 }
 
@@ -312,7 +321,11 @@ fn text_of(i: &ModelInfo) -> Result<String, std::fmt::Error> {
     writeln!(
         out,
         "chat template  {}",
-        i.chat_template.as_deref().unwrap_or("none")
+        match (&i.chat_template, &i.chat_template_ignored) {
+            (Some(name), _) => name.clone(),
+            (None, Some(why)) => format!("none used: {why}"),
+            (None, None) => "none".to_string(),
+        }
     )?;
     Ok(out)
 }

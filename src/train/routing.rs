@@ -36,6 +36,9 @@ pub fn examples(
     max_len: usize,
 ) -> Result<Vec<(Task, Vec<u32>)>> {
     let mut examples = Vec::new();
+    // Records left out, each with where and why: said on stderr, as the table counts only
+    // what was measured.
+    let mut left_out: Vec<String> = Vec::new();
     let renderer = Renderer::new(model);
     for spec in files {
         let entries = crate::record::read_path(&spec.path)
@@ -45,7 +48,13 @@ pub fn examples(
             .take(spec.max_records.unwrap_or(usize::MAX))
         {
             let line = entry.line;
-            let Ok(r) = entry.record else { continue };
+            let r = match entry.record {
+                Ok(r) => r,
+                Err(e) => {
+                    left_out.push(format!("{}:{line}: {e}", spec.path.display()));
+                    continue;
+                }
+            };
             let task = match (&r.task, spec.task) {
                 (Some(t), _) => t.parse::<Task>().map_err(|e| {
                     anyhow::anyhow!("{}:{line}: field task: {e}", spec.path.display())
@@ -70,10 +79,20 @@ pub fn examples(
                 )
                 .filter(|ids| ids.len() <= max_len),
             };
-            if let Some(ids) = ids {
-                examples.push((task, ids));
+            match ids {
+                Some(ids) => examples.push((task, ids)),
+                None => left_out.push(format!(
+                    "{}:{line}: longer than the model's {max_len} positions",
+                    spec.path.display()
+                )),
             }
         }
+    }
+    if let Some(first) = left_out.first() {
+        crate::say!(
+            "neko: routing: left out {} record(s) that cannot be measured; the first: {first}",
+            left_out.len()
+        );
     }
     Ok(examples)
 }
