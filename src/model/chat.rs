@@ -65,11 +65,18 @@ impl ChatTemplate {
 
 /// The literal system message a ChatML template inserts by default, if it has one:
 /// `'<|im_start|>system\n...<|im_end|>` inside a string literal (newline written as a real
-/// newline or as `\n`). A system block built from variables is not a default.
+/// newline or as `\n`). A system block built from variables is not a default. Every system
+/// block is looked at: Qwen2.5's first ones are its tools branch and the conversation's own
+/// system message, its default comes third.
 fn default_system(template: &str) -> Option<String> {
     let head = format!("{IM_START}system");
-    let at = template.find(&head)? + head.len();
-    let rest = &template[at..];
+    template
+        .match_indices(&head)
+        .find_map(|(at, _)| literal_system(&template[at + head.len()..]))
+}
+
+/// The system text of one block, from just after `<|im_start|>system`, when it is a literal.
+fn literal_system(rest: &str) -> Option<String> {
     let rest = rest
         .strip_prefix('\n')
         .or_else(|| rest.strip_prefix("\\n"))?;
@@ -115,6 +122,50 @@ mod tests {
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nFix: helo<|im_end|>\n<|im_start|>assistant\n"
         );
         assert_eq!(t.end_of_turn(), "<|im_end|>");
+    }
+
+    /// Qwen2.5-Instruct's template: its default system message is in the third system block,
+    /// after the tools branch's and the conversation's own (both built from variables).
+    const QWEN25: &str = r#"{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"#;
+
+    #[test]
+    fn qwen25_default_system_is_found_past_the_variable_blocks() {
+        assert_eq!(
+            ChatTemplate::detect(QWEN25),
+            Some(ChatTemplate::ChatMl {
+                system: Some(
+                    "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.".into()
+                )
+            })
+        );
     }
 
     #[test]

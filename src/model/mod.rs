@@ -218,6 +218,7 @@ impl Model {
             config,
             tokenizer,
             chat,
+            ..
         } = PromptSide::read(ModelFiles::resolve(spec)?, opts.chat_template)?;
         check::tokenizer_fits(&tokenizer, &config, &files.tokenizer)?;
         if let Some(g) = gguf.as_ref().filter(|_| !files.tokenizer_in_gguf()) {
@@ -278,6 +279,9 @@ pub struct PromptSide {
     pub config: ModelConfig,
     pub tokenizer: Tokenizer,
     pub chat: Option<ChatTemplate>,
+    /// Why a template the model declares is not used (not ChatML, or its end-of-turn token
+    /// missing from the tokenizer): prompts go unwrapped, and loading says so on stderr.
+    pub chat_ignored: Option<String>,
 }
 
 impl PromptSide {
@@ -312,11 +316,16 @@ impl PromptSide {
                 }
             }
         }
-        let chat = if chat_template {
-            find_chat_template(&files, gguf.as_ref(), &tokenizer)
-        } else {
-            None
+        let (chat, chat_ignored) = match chat_template {
+            true => find_chat_template(&files, gguf.as_ref(), &tokenizer),
+            false => (None, None),
         };
+        if let Some(why) = &chat_ignored {
+            crate::say!(
+                "neko: {}: {why}; prompts go unwrapped (--no-chat-template says that is meant)",
+                files.spec
+            );
+        }
         if let Some(id) = chat
             .as_ref()
             .and_then(|c| tokenizer.token_to_id(c.end_of_turn()))
@@ -332,23 +341,38 @@ impl PromptSide {
             config,
             tokenizer,
             chat,
+            chat_ignored,
         })
     }
 }
 
 /// The model's chat template, when it declares one neko recognises and its tokenizer has the
-/// template's end-of-turn token.
+/// template's end-of-turn token; else why a declared one is not used.
 fn find_chat_template(
     files: &ModelFiles,
     gguf: Option<&GgufFile>,
     tokenizer: &Tokenizer,
-) -> Option<ChatTemplate> {
+) -> (Option<ChatTemplate>, Option<String>) {
     let text = gguf
         .and_then(|g| g.chat_template().map(String::from))
-        .or_else(|| chat::template_in_dir(files.tokenizer.parent()?))?;
-    let chat = ChatTemplate::detect(&text)?;
-    tokenizer.token_to_id(chat.end_of_turn())?;
-    Some(chat)
+        .or_else(|| chat::template_in_dir(files.tokenizer.parent()?));
+    let Some(text) = text else {
+        return (None, None);
+    };
+    let Some(chat) = ChatTemplate::detect(&text) else {
+        let why = "its chat template is not ChatML, the one format neko renders";
+        return (None, Some(why.to_string()));
+    };
+    match tokenizer.token_to_id(chat.end_of_turn()) {
+        Some(_) => (Some(chat), None),
+        None => (
+            None,
+            Some(format!(
+                "its chat template ends turns with {}, which its tokenizer lacks",
+                chat.end_of_turn()
+            )),
+        ),
+    }
 }
 
 /// Reads and validates `config.json`.

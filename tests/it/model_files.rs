@@ -332,11 +332,26 @@ fn info_reports_the_chat_template_correct_uses() {
     let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
     v["chat_template"] = Value::from(template);
     std::fs::write(&cfg, v.to_string()).unwrap();
-    let template_of = |dir: &Path| -> Value {
+    let info_of = |dir: &Path| -> (Value, String) {
         let out = crate::util::ok(neko().args(["info", "--json", "--model"]).arg(dir));
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()["chat_template"].clone()
+        let info = serde_json::from_slice::<Value>(&out.stdout).unwrap();
+        (info, String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    assert_eq!(template_of(dir.path()), Value::Null);
+    let template_of = |dir: &Path| info_of(dir).0["chat_template"].clone();
+    // A declared template left unused is said, not reported as none declared.
+    let (info, err) = info_of(dir.path());
+    assert_eq!(info["chat_template"], Value::Null);
+    let why = "its chat template ends turns with <|im_end|>, which its tokenizer lacks";
+    assert_eq!(info["chat_template_ignored"], why);
+    assert!(
+        err.contains(why) && err.contains("prompts go unwrapped"),
+        "{err}"
+    );
+    let text = crate::util::run_ok(neko().args(["info", "--model"]).arg(dir.path()));
+    assert!(
+        text.contains(&format!("chat template  none used: {why}")),
+        "{text}"
+    );
     let tok = dir.path().join("tokenizer.json");
     let mut t: Value = serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap();
     let added = serde_json::json!({"id": 512, "content": "<|im_end|>", "single_word": false,
@@ -344,6 +359,21 @@ fn info_reports_the_chat_template_correct_uses() {
     t["added_tokens"].as_array_mut().unwrap().push(added);
     std::fs::write(&tok, t.to_string()).unwrap();
     assert_eq!(template_of(dir.path()), "chatml");
+    // Llama 3's format is not rendered: said, once per load.
+    let llama3 = copy_model();
+    let cfg = llama3.path().join("tokenizer_config.json");
+    v["chat_template"] = Value::from("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>{% endfor %}");
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    let (info, err) = info_of(llama3.path());
+    assert_eq!(info["chat_template"], Value::Null);
+    assert_eq!(err.matches("is not ChatML").count(), 1, "{err}");
+    let (code, _, err) = correct_with(llama3.path());
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(err.matches("is not ChatML").count(), 1, "{err}");
+    // --no-chat-template says that is meant: nothing on stderr.
+    let (code, _, err) = correct_with_flags(llama3.path(), &["--no-chat-template".as_ref()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("ChatML"), "{err}");
 }
 
 /// A mistyped .gguf path is a missing file, not a hub id missing from the cache; a `--to`
