@@ -27,6 +27,10 @@ pub struct Pieces {
     /// aside): an answer that a model ends with a newline rather than EOS must be able to end
     /// so, and a stop string of several tokens (`</answer>`) to begin.
     enders: Vec<u32>,
+    /// The enders that only begin a stop string (`No` of `Note:`): a hypothesis may hold them
+    /// as words, so they stay candidates, and an answer that holds one as a word has begun no
+    /// stop string.
+    stop_prefixes: HashSet<u32>,
     /// The stop strings, and the tokens that can go on with one begun by an ender (`answer`
     /// or `>` after `</`): a stop string begun must be finished, or the answer would end in
     /// its first piece, glued to the last word.
@@ -69,15 +73,21 @@ impl Pieces {
             })
             .collect();
         let mut enders = eos.to_vec();
+        let mut stop_prefixes = HashSet::new();
         for (id, piece) in bytes.iter().enumerate() {
             let spaces = piece.iter().take_while(|&&b| b == b' ').count();
             let rest = &piece[spaces..];
-            let stops_here = stops.iter().any(|s| {
-                let s = s.as_bytes();
-                !s.is_empty() && !rest.is_empty() && (rest.starts_with(s) || s.starts_with(rest))
-            });
-            if stops_here && !enders.contains(&(id as u32)) {
+            let stops = (stops.iter().map(|s| s.as_bytes())).filter(|s| !s.is_empty());
+            let (mut whole, mut begins) = (false, false);
+            for s in stops.filter(|_| !rest.is_empty()) {
+                whole |= rest.starts_with(s);
+                begins |= s.starts_with(rest);
+            }
+            if (whole || begins) && !enders.contains(&(id as u32)) {
                 enders.push(id as u32);
+                if !whole {
+                    stop_prefixes.insert(id as u32);
+                }
             }
         }
         let stops: Vec<Vec<u8>> = (stops.iter())
@@ -98,6 +108,7 @@ impl Pieces {
         Pieces {
             bytes,
             enders,
+            stop_prefixes,
             stops,
             stop_parts,
             special,
@@ -107,16 +118,19 @@ impl Pieces {
     /// What is left of a stop string that the answer `tokens` began (with an ender) and has not
     /// finished, if it did.
     fn stop_left(&self, tokens: &[u32]) -> Option<&[u8]> {
-        // The first ender: only stop pieces follow one (some are enders too, `h` of `hyp`).
-        let from = tokens.iter().position(|t| self.enders.contains(t))?;
-        let begun: Vec<u8> = (tokens[from..].iter())
-            .flat_map(|&t| self.get(t))
-            .copied()
-            .collect();
-        let begun = &begun[begun.iter().take_while(|&&b| b == b' ').count()..];
-        (self.stops.iter())
-            .find(|s| s.len() > begun.len() && s.starts_with(begun))
-            .map(|s| &s[begun.len()..])
+        // From the first ender that began one: only stop pieces follow it (some are enders
+        // too, `h` of `hyp`), and an earlier ender may have been a word (`No` of `Note:`).
+        let mut starts = (0..tokens.len()).filter(|&i| self.enders.contains(&tokens[i]));
+        starts.find_map(|from| {
+            let begun: Vec<u8> = (tokens[from..].iter())
+                .flat_map(|&t| self.get(t))
+                .copied()
+                .collect();
+            let begun = &begun[begun.iter().take_while(|&&b| b == b' ').count()..];
+            (self.stops.iter())
+                .find(|s| s.len() > begun.len() && s.starts_with(begun))
+                .map(|s| &s[begun.len()..])
+        })
     }
 
     fn get(&self, id: u32) -> &[u8] {
@@ -252,7 +266,8 @@ impl WordConstraint {
             }
         }
         let mut candidates: Vec<u32> = (candidates.into_iter())
-            .filter(|id| !pieces.special.contains(id) && !pieces.enders.contains(id))
+            .filter(|id| !pieces.special.contains(id))
+            .filter(|id| !pieces.enders.contains(id) || pieces.stop_prefixes.contains(id))
             .collect();
         candidates.sort_unstable();
         let words = hypothesis_words(hypotheses, tokenizer);
@@ -298,13 +313,6 @@ impl WordConstraint {
                 .copied()
                 .unwrap_or(f32::NEG_INFINITY)
         };
-        if let Some(left) = pieces.stop_left(tokens) {
-            // A stop string begun goes on to its end, which stops the decoding.
-            let best = (pieces.stop_parts.iter().copied())
-                .filter(|&id| goes_on(left, pieces.get(id)))
-                .max_by(|&a, &b| score(a).total_cmp(&score(b)));
-            return best.or_else(|| pieces.enders.first().copied());
-        }
         let text: Vec<u8> = tokens
             .iter()
             .flat_map(|&t| pieces.get(t))
@@ -319,6 +327,18 @@ impl WordConstraint {
                 best = Some((id, s));
             }
         };
+        if let Some(left) = pieces.stop_left(tokens) {
+            // A stop string begun goes on to its end, which stops the decoding; unless what
+            // began it is also hypothesis text (`No` of `Note:`), which may go on as words.
+            (pieces.stop_parts.iter().copied())
+                .filter(|&id| goes_on(left, pieces.get(id)))
+                .for_each(&mut consider);
+            if !fits(text, &self.words, &self.live) {
+                return best
+                    .map(|(id, _)| id)
+                    .or_else(|| pieces.enders.first().copied());
+            }
+        }
         if self.may_end(text) && !text.is_empty() {
             pieces.enders.iter().for_each(|&id| consider(id));
         }
@@ -547,6 +567,37 @@ mod tests {
         assert!(!c.may_end(&[b"un caf".as_slice(), &e_acute[..1]].concat()));
         assert!(c.allows(b"", &"東".as_bytes()[..2]));
         assert!(!c.allows(b"", &"京".as_bytes()[..2]));
+    }
+
+    /// A hypothesis word that begins a stop string (`No` of `Note:`, `#5` of `###`) can be
+    /// written and can end the answer: its tokens were taken for the stop's start alone, and
+    /// the answer was forced on into the stop (and cut empty).
+    #[test]
+    fn a_word_that_begins_a_stop_string_can_be_written() {
+        let tokenizer = tokenizer("tiny-llama/tokenizer.json");
+        let vocab = tokenizer.get_vocab_size(true);
+        for (stop, hyp) in [("Note:", "No"), ("###", "#5"), ("Human:", "Human rights")] {
+            let pieces = Pieces::new(&tokenizer, &[2], &[stop.to_string()]);
+            let hyps = vec![hyp.to_string()];
+            let c = WordConstraint::new(&hyps, &tokenizer, &pieces);
+            let ids = (tokenizer.encode(hyp, false).unwrap().get_ids()).to_vec();
+            for (step, &want) in ids.iter().chain([2].iter()).enumerate() {
+                let mut logits = vec![0.0f32; vocab];
+                logits[want as usize] = 1.0;
+                let got = c.choose(&pieces, &ids[..step], &logits);
+                assert_eq!(got, Some(want), "{stop:?} {hyp:?} step {step}");
+            }
+        }
+        // A stop begun outside the hypotheses' words is still finished.
+        let pieces = Pieces::new(&tokenizer, &[2], &["</answer>".to_string()]);
+        let c = WordConstraint::new(&["the cat".to_string()], &tokenizer, &pieces);
+        let ids = |t: &str| tokenizer.encode(t, false).unwrap().get_ids().to_vec();
+        let begun = ids("the cat</");
+        let mut logits = vec![0.0f32; vocab];
+        logits[2] = 1.0;
+        let next = c.choose(&pieces, &begun, &logits).unwrap();
+        let piece = String::from_utf8_lossy(pieces.get(next)).into_owned();
+        assert!(next != 2 && "/answer>".contains(&piece), "{piece:?}");
     }
 
     /// With a byte-level tokenizer that has no token for "é" or "東", every token of a
