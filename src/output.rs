@@ -44,6 +44,9 @@ pub struct OutputRecord {
     pub start: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end: Option<Value>,
+    /// A NeMo manifest record's `audio_filepath`, as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_filepath: Option<Value>,
     /// `fallback:<reason>` when the over-correction guard replaced the answer by the 1-best.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<String>,
@@ -130,6 +133,7 @@ impl OutputRecord {
             source: record.source.clone(),
             start: record.start.clone(),
             end: record.end.clone(),
+            audio_filepath: record.audio_filepath.clone(),
             guard: None,
             margin: None,
             base_lm: None,
@@ -151,6 +155,7 @@ impl OutputRecord {
             source: None,
             start: None,
             end: None,
+            audio_filepath: None,
             guard: None,
             margin: None,
             base_lm: None,

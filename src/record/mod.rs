@@ -54,6 +54,9 @@ pub struct Record {
     /// as given: carried to the output so that corrected segments keep their timing.
     pub start: Option<Value>,
     pub end: Option<Value>,
+    /// A NeMo manifest's `audio_filepath`, the utterance's identity there (its records have no
+    /// `id`): carried to the output, so corrected lines join back to their audio.
+    pub audio_filepath: Option<Value>,
     /// HyPoradise's per-record `instruction`, when present.
     pub instruction: Option<String>,
     /// An `error` already carried by the record (e.g. a failed record in a `neko correct` output).
@@ -86,6 +89,7 @@ impl Record {
             source: None,
             start: None,
             end: None,
+            audio_filepath: None,
             instruction: None,
             error: None,
             guard: None,

@@ -309,6 +309,7 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
         source: string("source")?,
         start: obj.get("start").filter(|v| !v.is_null()).cloned(),
         end: obj.get("end").filter(|v| !v.is_null()).cloned(),
+        audio_filepath: obj.get("audio_filepath").filter(|v| !v.is_null()).cloned(),
         instruction: string("instruction")?,
         error: obj.get("error").filter(|v| is_error(v)).cloned(),
         guard: string("guard")?,

@@ -161,6 +161,8 @@ fn correct_batched_equals_unbatched_end_to_end() {
         out.stdout
     };
     assert_eq!(run("1"), run("4"));
+    // A batch size of any size is a large one (the record window overflowed: exit 101).
+    assert_eq!(run("1"), run("3000000000000000000"));
 }
 
 /// A record whose many hypotheses fill tiny-llama's 512 positions (a small answer bound)
@@ -492,15 +494,21 @@ fn correct_stdin(args: &[&str], input: &[u8]) -> Vec<Value> {
 
 /// A NeMo manifest (Canary's or Parakeet's transcripts in `pred_text`, references in `text`)
 /// is corrected from its transcript, and its reference travels on as `output`, so `neko eval`
-/// scores the result.
+/// scores the result; its `audio_filepath`, the utterance's identity there, travels on too.
 #[test]
 fn a_nemo_manifest_is_corrected_from_its_transcript() {
-    let manifest = b"{\"audio_filepath\": \"a.wav\", \"duration\": 1.2, \"text\": \"the cat sat\", \"pred_text\": \"the cat sad\"}\n";
+    let manifest = b"{\"audio_filepath\": \"a.wav\", \"duration\": 1.2, \"text\": \"the cat sat\", \"pred_text\": \"the cat sad\"}\n\
+        {\"audio_filepath\": \"b.wav\", \"pred_text\": \"x\", \"task\": \"speech\"}\n";
     let recs = correct_stdin(&["--task", "asr"], manifest);
-    assert_eq!(recs.len(), 1);
+    assert_eq!(recs.len(), 2);
     assert_eq!(recs[0]["best"], "the cat sad");
     assert_eq!(recs[0]["output"], "the cat sat");
+    assert_eq!(recs[0]["audio_filepath"], "a.wav");
     assert!(recs[0]["prediction"].is_string() && recs[0].get("error").is_none());
+    assert!(recs[0].get("duration").is_none());
+    // A record that fails keeps it as well.
+    assert!(recs[1]["error"].is_object(), "{}", recs[1]);
+    assert_eq!(recs[1]["audio_filepath"], "b.wav");
 }
 
 /// A multi-reference record's references travel on as the list they came as, so that `neko
