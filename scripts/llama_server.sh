@@ -87,8 +87,9 @@ start() {
         done
         echo "llama_server: serving $gguf on $url (pid $(cat "$pidfile"), log $logfile)" >&2
     fi
-    echo "export NEKO_TEST_OPENAI_ENDPOINT=$url"
-    echo "export NEKO_TEST_OPENAI_GGUF=$gguf"
+    # Quoted for the shell that evals these lines (a cache path may hold spaces).
+    printf 'export NEKO_TEST_OPENAI_ENDPOINT=%q\n' "$url"
+    printf 'export NEKO_TEST_OPENAI_GGUF=%q\n' "$gguf"
 }
 
 stop() {

@@ -10,11 +10,21 @@
 # read. Env: NEKO (the neko
 # binary; default: target/release/neko, built if missing), NEKO_CACHE.
 set -euo pipefail
+# NEKO and NEKO_CACHE as the caller meant them: a command on PATH, or a path from the caller's
+# folder, not from the repo root this script moves to.
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+if [ -n "${NEKO:-}" ]; then
+    case "$NEKO" in
+        */*) NEKO="$(absolute "$NEKO")" ;;
+        *) NEKO="$(command -v "$NEKO" || echo "$NEKO")" ;;
+    esac
+fi
+cache="$(absolute "${NEKO_CACHE:-$HOME/.cache/neko}")"
+export NEKO_CACHE="$cache"
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
 
 adapter="configs/neko-smol/adapter.safetensors"
-cache="${NEKO_CACHE:-$HOME/.cache/neko}"
 dest="$cache/neko-smol"
 if [ ! -f "$adapter" ]; then
     echo "setup: $adapter is missing (a partial checkout?); pass --model to neko correct instead." >&2
@@ -38,8 +48,13 @@ if [ -f "$dest/config.json" ] && [ "$(cat "$dest/.adapter-sha256" 2>/dev/null)" 
 fi
 
 gguf="$(scripts/fetch-base.sh)"
-tmp="$dest.partial.$$"
-trap 'rm -rf "$tmp"' EXIT
+# Built under a fixed name, so that what an interrupted run left (the folder, and the staging
+# folder `neko upcycle` writes beside it) is cleared by the next; two setups at once are not
+# supported. The PID-named folders of older versions of this script are cleared too.
+tmp="$cache/.neko-smol.building"
+stage="$cache/..neko-smol.building.neko-partial"
+rm -rf "$tmp" "$stage" "$dest".partial.* "$cache"/.neko-smol.partial.*.neko-partial
+trap 'rm -rf "$tmp" "$stage"' EXIT
 "$neko" upcycle --model "$gguf" --experts 4 --lora-rank 16 \
     --tasks asr=0,st=1,mt=1,ocr=2,gec=3 --adapter "$adapter" --to "$tmp" >&2
 echo "$stamp" >"$tmp/.adapter-sha256"

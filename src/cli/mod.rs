@@ -74,7 +74,8 @@ pub struct ModelArgs {
 
 /// The model a `--model` flag names, or the default neko-smol folder when it is set up.
 pub fn resolve_model(model: Option<&str>) -> anyhow::Result<String> {
-    if let Some(m) = model {
+    // An empty NEKO_MODEL is unset, as an empty NEKO_CACHE is.
+    if let Some(m) = model.filter(|m| !m.is_empty()) {
         return Ok(m.to_string());
     }
     let dir = crate::model::files::default_model_dir();
@@ -253,6 +254,20 @@ pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
         e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// Writes `bytes` to `path` whole or not at all: a hidden file beside it, synced, renamed over
+/// it, so an interrupted or failed write leaves an earlier file as it was.
+pub(crate) fn write_whole(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let name = path.file_name().context("no file name")?.to_string_lossy();
+    let partial = path.with_file_name(format!(".{name}.partial"));
+    let mut file = std::fs::File::create(&partial)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
 }
 
 /// Refuses an output path that cannot take the file, before any work is done: a directory

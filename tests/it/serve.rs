@@ -844,9 +844,9 @@ fn real_server() -> Option<(String, PathBuf)> {
     match (endpoint, gguf) {
         (Some(e), Some(g)) if g.is_file() => Some((e, g)),
         _ => {
-            eprintln!(
-                "SKIP: no OpenAI-compatible test server (set NEKO_TEST_OPENAI_ENDPOINT and \
-                 NEKO_TEST_OPENAI_GGUF, e.g. from scripts/llama_server.sh start)"
+            crate::util::skip(
+                "no OpenAI-compatible test server (set NEKO_TEST_OPENAI_ENDPOINT and \
+                 NEKO_TEST_OPENAI_GGUF, e.g. from scripts/llama_server.sh start)",
             );
             None
         }

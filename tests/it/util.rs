@@ -21,12 +21,20 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!(
-            "SKIP: {} not found (no ../shared beside the repo)",
+        skip(&format!(
+            "{} not found (no ../shared beside the repo)",
             p.display()
-        );
+        ));
         None
     }
+}
+
+/// Says on the terminal that a test skips its check, and why. Written to the process's stderr
+/// directly: `cargo test` captures `eprintln!` and shows it only for failed tests, so a
+/// skipped test would pass as a plain `ok`.
+pub fn skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIP: {why}");
 }
 
 /// A `Command` for the built `neko` binary, with one rayon thread as CI uses.
