@@ -68,7 +68,8 @@ pub struct EvalArgs {
 
     /// A report written earlier with `--json`: compare every file's whole-file scores with it
     /// and exit 1 if any is worse by more than `--max-regression`, if a file's number of scored
-    /// records differs from the baseline's, or if no file matches the baseline.
+    /// records differs from the baseline's, if a metric the baseline measured is missing, or if
+    /// no file matches the baseline.
     #[arg(long, env = "NEKO_EVAL_BASELINE", value_name = "FILE")]
     pub baseline: Option<PathBuf>,
 
@@ -365,11 +366,7 @@ fn write_rows(path: &std::path::Path, report: &mut Report) -> anyhow::Result<()>
             text.push('\n');
         }
     }
-    let name = path.file_name().context("no file name")?.to_string_lossy();
-    let partial = path.with_file_name(format!(".{name}.partial"));
-    std::fs::write(&partial, text)?;
-    std::fs::rename(&partial, path)?;
-    Ok(())
+    super::write_whole(path, text.as_bytes())
 }
 
 /// Gives the records one `--ref` file's references, and says on stderr how they were paired.
@@ -518,7 +515,7 @@ fn exit_code(report: &Report) -> u8 {
         }
         Some(c) if c.regressions > 0 => {
             crate::say!(
-                "neko: {} regression(s) against {}: scores worse by more than {} points, record counts that differ, or baseline files this run lacks",
+                "neko: {} regression(s) against {}: scores worse by more than {} points, record counts that differ, metrics or baseline files this run lacks",
                 c.regressions, c.baseline, c.max_regression
             );
             EXIT_REGRESSION

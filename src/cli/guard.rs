@@ -129,6 +129,11 @@ pub enum Decoded {
 /// limit is not known here (`neko correct` also checks that). A line that cannot be checked
 /// (its input record unreadable, no prediction text) gets an `error` and goes on unchanged.
 pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
+    // Said, not refused: NEKO_MODEL and its kin may be set for other commands.
+    let m = &args.model;
+    if !args.score && (m.model.is_some() || m.quant.is_some() || m.adapter.is_some()) {
+        crate::say!("neko: guard: --model, --quant and --adapter (or NEKO_MODEL, NEKO_QUANT, NEKO_ADAPTER) are used only with --score; no model is loaded, nothing scored");
+    }
     let input = record::input_name(&args.input);
     let entries = record::read_path_with_limit(&args.input, args.max_record_bytes)
         .with_context(|| format!("{input}: cannot read"))?;

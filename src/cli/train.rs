@@ -300,7 +300,7 @@ fn train(
         );
     } else {
         crate::say!(
-            "neko: done ({total} steps, {} tokens, {:.0} s); adapter: {dir}/adapter.safetensors (neko correct --model {} --adapter {dir}/adapter.safetensors)",
+            "neko: done ({total} steps, {} tokens, {:.0} s); adapter: {dir}/adapter.safetensors (neko correct --task TASK --model {} --adapter {dir}/adapter.safetensors, or records with a `task`)",
             trainer.tokens, trainer.seconds, trainer.config.model
         );
     }

@@ -879,7 +879,7 @@ impl Trainer {
                 "routing": self.config.train.routing,
                 "tensors": self.vars.len(),
                 "upcycle": crate::upcycle::adapter_settings(&self.model.config),
-                "load_with": format!("neko correct --model {} --adapter {}", self.config.model,
+                "load_with": format!("neko correct --task TASK --model {} --adapter {}", self.config.model,
                     out.join("adapter.safetensors").display()),
             }))?,
         )?;

@@ -555,6 +555,38 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
     // One share per row, then the per-layer list.
     let row = one.lines().nth(1).unwrap();
     assert_eq!(row.matches('%').count(), 1, "{one}");
+    // Records left out of the table (unreadable, longer than the model) are counted and the
+    // first named; a dense model is said to be dense.
+    let mixed = tmp.path().join("mixed.jsonl");
+    let long = "many words in a long line ".repeat(80);
+    std::fs::write(
+        &mixed,
+        format!("{{\"task\": \"asr\", \"input\": [\"{long}\"]}}\n{{broken\n")
+            + &std::fs::read_to_string(&data).unwrap(),
+    )
+    .unwrap();
+    let out = neko()
+        .args(["info", "--routing", "--data"])
+        .arg(&mixed)
+        .arg("--model")
+        .arg(&model)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("left out 2 record(s) that cannot be measured; the first: ")
+            && err.contains("mixed.jsonl:1: longer than the model's"),
+        "{err}"
+    );
+    let err = crate::util::refused(
+        neko()
+            .args(["info", "--routing", "--data"])
+            .arg(&data)
+            .arg("--model")
+            .arg(crate::util::fixture("tiny-llama")),
+    );
+    assert!(err.contains("is dense, with no experts"), "{err}");
 }
 
 /// A record longer than the model has positions for is left out even when `max_len` allows

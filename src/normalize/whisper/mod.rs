@@ -3,7 +3,8 @@
 //! ([`basic`]). Each step below is one line of the Python, in the same order.
 //!
 //! Known differences from the Python, all at the level of single unusual characters:
-//! - `\b` in the contraction and filler patterns follows Unicode's word definition (the Rust
+//! - `\b` in the contraction, title and filler patterns and in the number normaliser's (`1`
+//!   and `1s`, ordinal suffixes, "and a half") follows Unicode's word definition (the Rust
 //!   `regex` crate), which also counts combining marks and connector punctuation other than `_`
 //!   as word characters; Python's `re` counts only alphanumerics and `_`, which in turn
 //!   include "other" and letter numbers (`²`, `½`, `①`, `Ⅻ`) that the Rust `\w` does not, so
