@@ -344,7 +344,7 @@ impl OutputSink {
     ) -> anyhow::Result<Self> {
         if let Some(sig) = signature {
             // What a later --resume checks its settings against.
-            write_signature(&partial, sig)?;
+            write_signature(&partial, sig, false)?;
         }
         let file = f
             .try_clone()
@@ -464,7 +464,7 @@ impl OutputSink {
             std::fs::rename(&partial, &dest)
                 .with_context(|| format!("{}: cannot rename into place", dest.display()))?;
             if let Some(sig) = &self.signature {
-                write_signature(&dest, sig)?;
+                write_signature(&dest, sig, true)?;
                 // Only read beside a FILE.partial, so one that cannot be removed does no harm.
                 let _ = std::fs::remove_file(signature_path(&partial));
             }
@@ -532,14 +532,48 @@ fn still_at(_: &File, _: &Path) -> bool {
     true
 }
 
-/// Writes `signature` as one line to `FILE.sig` beside `dest`, so `neko eval FILE` can say
-/// how the predictions were made.
-fn write_signature(dest: &Path, signature: &str) -> anyhow::Result<()> {
+/// Writes `signature` as the first line of `FILE.sig` beside `dest`, so `neko eval FILE` can
+/// say how the predictions were made; with `digest`, a second line holds `dest`'s sha256
+/// (`file-sha256:HEX`), which ties the signature to the file: a FILE written over later (`>
+/// FILE` by another run) no longer matches its stale `.sig`.
+fn write_signature(dest: &Path, signature: &str, digest: bool) -> anyhow::Result<()> {
     let sig = signature_path(dest);
+    let mut text = format!("{signature}\n");
+    if digest {
+        let hex = file_sha256(dest).with_context(|| format!("{}: cannot read", dest.display()))?;
+        text += &format!("{DIGEST_PREFIX}{hex}\n");
+    }
     let mut f = File::create(&sig).with_context(|| format!("{}: cannot write", sig.display()))?;
-    (f.write_all(format!("{signature}\n").as_bytes()))
+    (f.write_all(text.as_bytes()))
         .and_then(|()| f.sync_all())
         .with_context(|| format!("{}: cannot write", sig.display()))
+}
+
+const DIGEST_PREFIX: &str = "file-sha256:";
+
+/// A `FILE.sig` as read: the signature line, and FILE's sha256 where the run that finished
+/// FILE wrote it (a running run's `FILE.partial.sig`, and older versions' files, have none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignatureFile {
+    pub signature: String,
+    pub sha256: Option<String>,
+}
+
+/// Reads the `FILE.sig` at `sig`.
+pub fn read_signature(sig: &Path) -> std::io::Result<SignatureFile> {
+    let text = std::fs::read_to_string(sig)?;
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let signature = lines.next().unwrap_or_default().to_string();
+    let sha256 = lines.find_map(|l| l.strip_prefix(DIGEST_PREFIX).map(str::to_string));
+    Ok(SignatureFile { signature, sha256 })
+}
+
+/// The sha256 of the file at `path`, in hex.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    std::io::copy(&mut File::open(path)?, &mut h)?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The fields of two signatures that differ, `name: then → now` (a signature is `|`-separated
@@ -612,8 +646,8 @@ fn other_shape(line: &Value, shard: Option<(usize, &str)>) -> Option<String> {
 /// finished (`earlier` is that file). A file without either is refused too.
 fn check_resume(earlier: &Path, signature: &str) -> anyhow::Result<()> {
     let sig = signature_path(earlier);
-    match std::fs::read_to_string(&sig) {
-        Ok(then) if then.trim() == signature => Ok(()),
+    match read_signature(&sig).map(|s| s.signature) {
+        Ok(then) if then == signature => Ok(()),
         // A signature left behind by a FILE since deleted vouches for nothing: a fresh start.
         Ok(_) if !earlier.exists() => Ok(()),
         Ok(then) => anyhow::bail!(

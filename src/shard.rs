@@ -401,7 +401,8 @@ fn common_signature(files: &[PathBuf]) -> Result<(Option<String>, Vec<String>), 
     let mut unsigned = Vec::new();
     for f in files {
         let sig_path = crate::output::signature_path(f);
-        let Ok(sig) = std::fs::read_to_string(&sig_path) else {
+        // The signature line: each shard's digest line is of its own lines.
+        let Ok(sig) = crate::output::read_signature(&sig_path).map(|s| s.signature) else {
             unsigned.push(name(f));
             continue;
         };

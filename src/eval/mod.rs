@@ -187,16 +187,28 @@ fn run(inputs: &[Input], settings: &Settings, normalizer: Option<&Normalizer>) -
         chrf_whitespace: settings.chrf.whitespace,
         chrf_eps_smoothing: settings.chrf.eps_smoothing,
         ter: settings.ter,
-        signatures: signature::signatures(&files, &used),
+        signatures: signatures(&files, &used, settings),
         files,
     }
+}
+
+/// The run's signature lines, with the `--against` file's `neko correct` signature last: the
+/// comparison is of two correctors, and each side says how it was made.
+fn signatures(files: &[FileReport], used: &Used, settings: &Settings) -> Vec<String> {
+    let mut out = signature::signatures(files, used);
+    let base = settings.against.as_ref();
+    let base_sig = base.and_then(|b| Some((correction_signature(&b.path)?, &b.path)));
+    if let Some((sig, path)) = base_sig {
+        out.push(format!("{sig}|against:{path}"));
+    }
+    out
 }
 
 /// The per-record statistics every group pools.
 struct RecordScore {
     /// Its entry's 0-based position in the file (what `--against` pairs by).
     index: usize,
-    /// Its place among the file's scored records (GLEU's reference draws go by it).
+    /// Its place among the file's scored GEC records (GLEU's reference draws go by it).
     position: usize,
     /// How many references it has.
     references: usize,
@@ -370,10 +382,20 @@ fn score_all(
     settings: &Settings,
     per_record: bool,
 ) -> Vec<RecordScore> {
+    // GLEU's sentence d is a record's place among the file's GEC records, so that their
+    // scores (and their group's) are JFLEG's on those sentences, whatever other tasks' records
+    // come between.
+    let gec_places: Vec<usize> = (scorable.iter())
+        .scan(0, |gec, s| {
+            let place = *gec;
+            *gec += usize::from(s.task == Task::Gec);
+            Some(place)
+        })
+        .collect();
     scorable
         .par_iter()
-        .enumerate()
-        .map(|(position, s)| {
+        .zip(gec_places)
+        .map(|(s, position)| {
             let n = normalizer
                 .cloned()
                 .unwrap_or_else(|| Normalizer::default_for(s.task));
@@ -402,11 +424,27 @@ fn repeated_ids(entries: &[Entry]) -> Option<RepeatedIds> {
     })
 }
 
-/// The `FILE.sig` that `neko correct -o FILE` writes, when present.
+/// The signature in the `FILE.sig` that `neko correct -o FILE` writes, when present and of
+/// this FILE: a `.sig` of another kind (a dataset's detached signature) is none of neko's, and
+/// one whose digest differs from FILE is a stale one beside a FILE written over since (`neko
+/// correct > FILE` writes no `.sig`), which would name another run's model.
 fn correction_signature(path: &str) -> Option<String> {
-    let sig = crate::output::signature_path(std::path::Path::new(path));
-    let text = std::fs::read_to_string(sig).ok()?;
-    Some(text.trim().to_string()).filter(|s| !s.is_empty())
+    let file = std::path::Path::new(path);
+    let sig = crate::output::signature_path(file);
+    let read = crate::output::read_signature(&sig).ok()?;
+    if !read.signature.starts_with("correct|") {
+        return None;
+    }
+    if let Some(want) = &read.sha256 {
+        if crate::output::file_sha256(file).ok().as_ref() != Some(want) {
+            crate::say!(
+                "neko: {}: not the signature of {path} (written for another content of it: a later run wrote over it without -o?); left out",
+                sig.display()
+            );
+            return None;
+        }
+    }
+    Some(read.signature)
 }
 
 fn note(entry: &Entry, reason: String) -> Unscored {
@@ -870,7 +908,10 @@ fn gleu_interval(
             }
             (b.score() - a.score()).abs()
         };
-        randomization::p_value_with(delta.abs(), before.len(), shuffled, ar)
+        // Each trial against the observed difference under its own draw of references: the
+        // mean over draws (`delta`) is another statistic than one draw's.
+        let observed = |r: usize| shuffled(r, &mut std::iter::repeat(false));
+        randomization::p_value_with(observed, before.len(), shuffled, ar)
     });
     Some(iv)
 }

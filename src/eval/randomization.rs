@@ -44,14 +44,16 @@ pub fn p_value<S: Default + Copy + std::ops::AddAssign>(
         (score(&b) - score(&a)).abs()
     };
     let observed = difference(&mut std::iter::repeat(false));
-    p_value_with(observed, pairs.len(), |_, swaps| difference(swaps), ar)
+    p_value_with(|_| observed, pairs.len(), |_, swaps| difference(swaps), ar)
 }
 
-/// The p-value of `observed` over `n` records, `shuffled(t, swaps)` giving trial `t`'s absolute
-/// difference from its swaps (one per record, `true`: exchange the two outputs). `None` when
-/// there is no record.
+/// The p-value over `n` records, `shuffled(t, swaps)` giving trial `t`'s absolute difference
+/// from its swaps (one per record, `true`: exchange the two outputs) and `observed(t)` the
+/// absolute difference it is measured against (the same for every trial, except where a trial
+/// scores against its own draw of references, as multi-reference GLEU does). `None` when there
+/// is no record.
 pub fn p_value_with(
-    observed: f64,
+    observed: impl Fn(usize) -> f64,
     n: usize,
     shuffled: impl Fn(usize, &mut dyn Iterator<Item = bool>) -> f64,
     ar: PairedAr,
@@ -59,11 +61,14 @@ pub fn p_value_with(
     if n == 0 || ar.trials == 0 {
         return None;
     }
-    // The same difference reached by another sum of the same counts may differ in its last
-    // bits: such a trial ties, and a tie counts.
-    let tie = 1e-9 * observed.abs().max(1.0);
     let at_least = (0..ar.trials)
-        .filter(|&t| shuffled(t, &mut swaps(ar.seed, t, n)) >= observed - tie)
+        .filter(|&t| {
+            let observed = observed(t);
+            // The same difference reached by another sum of the same counts may differ in
+            // its last bits: such a trial ties, and a tie counts.
+            let tie = 1e-9 * observed.abs().max(1.0);
+            shuffled(t, &mut swaps(ar.seed, t, n)) >= observed - tie
+        })
         .count();
     Some((at_least + 1) as f64 / (ar.trials + 1) as f64)
 }

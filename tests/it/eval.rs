@@ -452,6 +452,49 @@ fn paired_randomization_gives_p_values() {
     );
 }
 
+/// Multi-reference GLEU: a file with one changed record has p = 1 exactly (swapping its two
+/// outputs only flips the sign), whatever the references; each trial is measured against the
+/// observed difference under its own draw (it was measured against the 500-draw mean: p 0.48).
+/// And a GEC record's GLEU is the same with records of other tasks before it: sentence d is
+/// its place among the GEC records, as JFLEG scores the GEC sentences alone.
+#[test]
+fn multi_reference_gleu_is_tested_and_placed_among_gec_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let gec = "{\"id\": \"g1\", \"task\": \"gec\", \"input\": [\"He go to school yesterday .\"], \"output\": [\"He went to school yesterday .\", \"He goes to school yesterday .\"], \"prediction\": \"He went to school yesterday .\"}\n";
+    let asr = "{\"id\": \"a1\", \"task\": \"asr\", \"input\": [\"the cat\"], \"output\": \"the cat\", \"prediction\": \"the cat\"}\n";
+    let alone = dir.path().join("alone.jsonl");
+    let mixed = dir.path().join("mixed.jsonl");
+    std::fs::write(&alone, gec).unwrap();
+    std::fs::write(&mixed, format!("{asr}{asr}{gec}")).unwrap();
+    let gleu_of = |path: &Path| {
+        let r = json(&[
+            "--paired-ar",
+            "--paired-ar-n",
+            "200",
+            "--group-by",
+            "task",
+            path.to_str().unwrap(),
+        ]);
+        let groups = r["runs"][0]["files"][0]["groups"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let g = groups
+            .iter()
+            .find(|g| g["name"] == "task=gec")
+            .unwrap_or(&groups[0])
+            .clone();
+        (
+            f64_of(&g["gleu"]["corrected"]["score"]),
+            f64_of(&g["significance"]["gleu"]["p_ar"]),
+        )
+    };
+    let (score, p) = gleu_of(&alone);
+    assert_eq!(p, 1.0);
+    let (mixed_score, mixed_p) = gleu_of(&mixed);
+    assert_eq!((mixed_score, mixed_p), (score, 1.0));
+}
+
 /// The metric switches' environment variables read 1 / 0 / true, as every neko switch's do.
 #[test]
 fn metric_switches_read_their_environment_like_every_switch() {
@@ -1135,6 +1178,51 @@ fn baseline_gate_names_a_correction_signed_otherwise() {
         "{}",
         stdout(&o)
     );
+}
+
+/// A `FILE.sig` speaks for FILE only while FILE is what the signed run wrote: its digest line
+/// ties them, so a stale one beside a FILE written over by a later run (`> FILE`, which writes
+/// no `.sig`) is left out and said, not printed as that run's model; a `.sig` that is not
+/// neko's (a dataset's detached signature) is no signature line.
+#[test]
+fn a_stale_or_foreign_sig_is_not_reported_as_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let correct = |model: &str| {
+        let mut c = crate::util::neko();
+        c.args(["correct", "--task", "asr", "--model"])
+            .arg(crate::util::fixture(model))
+            .arg(crate::util::fixture("records/variants.json"));
+        c
+    };
+    crate::util::ok(correct("tiny-llama").arg("-o").arg(&out));
+    let sig = std::fs::read_to_string(neko::output::signature_path(&out)).unwrap();
+    let signed = sig.lines().next().unwrap();
+    assert!(
+        sig.lines().nth(1).unwrap().starts_with("file-sha256:"),
+        "{sig}"
+    );
+    let o = run(&[out.to_str().unwrap()], &[]);
+    assert!(stdout(&o).contains(signed), "{}", stdout(&o));
+    // The --against side is signed too: the comparison is of two correctors.
+    let path = out.to_str().unwrap();
+    let o = run(&["--against", path, path], &[]);
+    let against = format!("{signed}|against:{path}");
+    assert!(stdout(&o).contains(&against), "{}", stdout(&o));
+    let later = crate::util::ok(&mut correct("tiny-mixtral"));
+    std::fs::write(&out, &later.stdout).unwrap();
+    let o = run(&[out.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("correct|"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("not the signature of"),
+        "{}",
+        stderr(&o)
+    );
+    let minisign = "untrusted comment: signature from minisign secret key\nRWQf6LRC=\n";
+    std::fs::write(neko::output::signature_path(&out), minisign).unwrap();
+    let o = run(&[out.to_str().unwrap()], &[]);
+    assert!(!stdout(&o).contains("minisign"), "{}", stdout(&o));
 }
 
 #[test]
