@@ -504,6 +504,16 @@ fn rope_theta_of(raw: &RawConfig) -> Result<f64, ConfigError> {
         .as_ref()
         .and_then(|p| p.get("rope_theta"))
         .and_then(Value::as_f64);
+    // transformers 4 reads the top-level value, 5 the nested one: two that disagree leave the
+    // model's positions in doubt.
+    if let (Some(top), Some(inner)) = (raw.rope_theta, nested) {
+        if top != inner {
+            return Err(field_err(
+                "rope_theta",
+                format!("{top}, but rope_parameters.rope_theta is {inner}: give one, or make them agree"),
+            ));
+        }
+    }
     let theta = (raw.rope_theta.or(nested)).unwrap_or(defaults_of(raw.model_type.as_deref()).0);
     if !(theta.is_finite() && theta > 1.0) {
         return Err(field_err(
@@ -566,7 +576,7 @@ fn first_id(v: &Value) -> Option<u32> {
     all_ids(v).into_iter().next()
 }
 
-fn all_ids(v: &Value) -> Vec<u32> {
+pub(crate) fn all_ids(v: &Value) -> Vec<u32> {
     match v {
         Value::Array(a) => a.iter().filter_map(token_id).map(|x| x as u32).collect(),
         other => token_id(other).map(|x| vec![x as u32]).unwrap_or_default(),
@@ -617,6 +627,22 @@ mod tests {
         let c = ModelConfig::from_json(text).unwrap();
         assert_eq!(c.rope_theta, 5000.0);
         assert_eq!(c.num_key_value_heads, 2);
+        // Both levels agreeing is one value; disagreeing (transformers 4 and 5 would read
+        // different ones) is refused by name.
+        let both = text.replace(
+            "\"eos_token_id\"",
+            "\"rope_theta\": 5000.0, \"eos_token_id\"",
+        );
+        assert_eq!(ModelConfig::from_json(&both).unwrap().rope_theta, 5000.0);
+        let apart = text.replace(
+            "\"eos_token_id\"",
+            "\"rope_theta\": 500000.0, \"eos_token_id\"",
+        );
+        let err = ModelConfig::from_json(&apart).unwrap_err().to_string();
+        assert!(
+            err.contains("rope_theta") && err.contains("rope_parameters.rope_theta is 5000"),
+            "{err}"
+        );
         assert_eq!(c.task_expert(Task::Asr), Some(0));
         assert_eq!(c.task_expert(Task::Gec), Some(3));
         assert_eq!(c.eos_token_ids, vec![2, 7]);

@@ -110,6 +110,12 @@ impl ModelFiles {
                     "missing: the folder has shard files (model-00001-of-...) but not the index that names them",
                 ));
             }
+            if !single.is_file() && dir.join("pytorch_model.bin").is_file() {
+                return Err(ModelError::files(
+                    &single,
+                    "missing: the folder holds a PyTorch checkpoint (pytorch_model.bin), and neko reads safetensors; save it with transformers' save_pretrained(..., safe_serialization=True)",
+                ));
+            }
             vec![need("model.safetensors")?]
         };
         for w in &weights {

@@ -316,6 +316,22 @@ impl PromptSide {
                 }
             }
         }
+        // transformers' `generate` (and vLLM) also stop on generation_config.json's end
+        // tokens, which some instruct models list only there (an end-of-turn id).
+        if files.format == Format::Safetensors {
+            let path = files.config.with_file_name("generation_config.json");
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let json: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| ModelError::files(&path, format!("not valid JSON: {e}")))?;
+                let vocab = config.vocab_size as u32;
+                let ids = json.get("eos_token_id").map(config::all_ids);
+                for id in ids.unwrap_or_default().into_iter().filter(|&id| id < vocab) {
+                    if !config.eos_token_ids.contains(&id) {
+                        config.eos_token_ids.push(id);
+                    }
+                }
+            }
+        }
         let (chat, chat_ignored) = match chat_template {
             true => find_chat_template(&files, gguf.as_ref(), &tokenizer),
             false => (None, None),

@@ -72,11 +72,22 @@ fn config_values_that_cannot_decode_are_named_at_load() {
         ("bos_token_id", Value::from("<s>"), "expected a token id"),
         ("max_position_embeddings", Value::from(0), "at least 1"),
         ("rms_norm_eps", Value::from(-1), "small positive"),
-        ("rope_theta", Value::from(0), "base above 1"),
+        (
+            "rope_parameters",
+            serde_json::json!({"rope_theta": 0, "rope_type": "default"}),
+            "base above 1",
+        ),
+        // The fixture gives rope_theta nested too: two values that disagree.
+        ("rope_theta", Value::from(5e5), "make them agree"),
         ("sliding_window", Value::from(0), "at least 1"),
     ] {
         let dir = copy_model();
         edit_config(dir.path(), field, value);
+        // The nested base is named as the top-level one.
+        let field = match field {
+            "rope_parameters" => "rope_theta",
+            other => other,
+        };
         let (code, out, err) = correct_with(dir.path());
         assert_eq!(code, Some(2), "{field}: {err}");
         assert!(out.is_empty());
@@ -318,6 +329,49 @@ fn a_shard_index_names_files_of_its_folder_only() {
     assert_eq!(code, Some(2));
     assert!(
         err.contains("model.safetensors.index.json") && err.contains("shard files"),
+        "{err}"
+    );
+}
+
+/// generation_config.json's end tokens stop decoding too, as transformers' `generate` and vLLM
+/// stop (some instruct models list their end-of-turn id only there); a broken one is named.
+#[test]
+fn generation_config_end_tokens_are_end_tokens() {
+    let dir = copy_model();
+    let gen = dir.path().join("generation_config.json");
+    std::fs::write(&gen, r#"{"eos_token_id": [2, 7, 99999]}"#).unwrap();
+    let spec = dir.path().to_str().unwrap();
+    let cpu = candle_core::Device::Cpu;
+    let m = neko::model::Model::load(spec, &cpu, candle_core::DType::F32).unwrap();
+    assert_eq!(
+        m.config.eos_token_ids,
+        vec![2, 7],
+        "ids past the vocabulary left out"
+    );
+    std::fs::write(&gen, "{broken").unwrap();
+    let err = neko::model::Model::load(spec, &cpu, candle_core::DType::F32)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("generation_config.json") && err.contains("not valid JSON"),
+        "{err}"
+    );
+}
+
+/// A folder holding a PyTorch `.bin` checkpoint and no safetensors is told what it holds.
+#[test]
+fn a_pytorch_bin_checkpoint_is_named() {
+    let dir = copy_model();
+    std::fs::rename(
+        dir.path().join("model.safetensors"),
+        dir.path().join("pytorch_model.bin"),
+    )
+    .unwrap();
+    let (code, _, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("pytorch_model.bin") && err.contains("safetensors"),
         "{err}"
     );
 }
