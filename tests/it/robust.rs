@@ -498,7 +498,7 @@ fn interrupted_run_keeps_what_is_done(signal: &str) {
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, records(400)).unwrap();
     let dest = dir.path().join("out.jsonl");
-    let child = correct("tiny-mixtral")
+    let mut child = correct("tiny-mixtral")
         .args(["--batch-size", "1", "-o"])
         .arg(&dest)
         .arg(&input)
@@ -507,12 +507,9 @@ fn interrupted_run_keeps_what_is_done(signal: &str) {
         .unwrap();
     // Wait until some lines are on disk, then interrupt.
     let partial = neko::output::partial_path(&dest);
-    while std::fs::read(&partial)
-        .map(|b| b.is_empty())
-        .unwrap_or(true)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    crate::util::wait_for(&mut child, "a line on disk", || {
+        std::fs::read(&partial).is_ok_and(|b| !b.is_empty())
+    });
     crate::util::send_signal(&child, signal);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -603,12 +600,16 @@ fn info_into_a_closed_pipe_is_a_quiet_success() {
 fn guard_fallbacks_keep_the_one_best_and_say_why() {
     // A random model writes nonsense: the guard must replace it with the 1-best.
     let input = records(8);
-    let mut cmd = correct("tiny-mixtral");
-    cmd.arg("-");
-    let guarded = json_lines(&run_with_stdin(cmd, input.as_bytes()).stdout);
-    let mut cmd = correct("tiny-mixtral");
-    cmd.args(["--no-guard", "-"]);
-    let free = json_lines(&run_with_stdin(cmd, input.as_bytes()).stdout);
+    let run = |extra: &[&str]| {
+        let mut cmd = correct("tiny-mixtral");
+        cmd.args(extra).arg("-");
+        let out = run_with_stdin(cmd, input.as_bytes());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra:?}: {err}");
+        json_lines(&out.stdout)
+    };
+    let (guarded, free) = (run(&[]), run(&["--no-guard"]));
+    assert_eq!((guarded.len(), free.len()), (8, 8));
     assert!(guarded.iter().any(|r| r.get("guard").is_some()));
     for (g, f) in guarded.iter().zip(&free) {
         assert!(f.get("guard").is_none());

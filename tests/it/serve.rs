@@ -680,16 +680,14 @@ fn an_interrupt_sends_no_new_request() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_records(dir.path(), 16);
     let dest = dir.path().join("out.jsonl");
-    let child = served(&server.url)
+    let mut child = served(&server.url)
         .args(["--concurrency", "2", "-o"])
         .arg(&dest)
         .arg(&input)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    while server.bodies().is_empty() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::util::wait_for(&mut child, "a request", || !server.bodies().is_empty());
     crate::util::send_signal(&child, "INT");
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -1343,11 +1343,21 @@ fn an_interrupt_before_the_first_step_leaves_the_run_folder_alone() {
     let line = std::fs::read_to_string(&data).unwrap();
     let line = line.lines().next().unwrap();
     std::fs::write(&data, format!("{line}\n").repeat(40_000)).unwrap();
-    let child = neko()
+    let mut child = neko()
         .args(["train", "--force", "--config", cfg.to_str().unwrap()])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Once its Ctrl-C handler is in (the first thing it does), while it loads: a fixed
+    // sleep raced both the handler and the load.
+    #[cfg(target_os = "linux")]
+    {
+        let pid = child.id();
+        crate::util::wait_for(&mut child, "the SIGINT handler", || {
+            crate::util::catches_signal(pid, 2)
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
     std::thread::sleep(std::time::Duration::from_millis(700));
     crate::util::send_signal(&child, "INT");
     let out = child.wait_with_output().unwrap();

@@ -108,6 +108,33 @@ pub fn succeeds_into_a_closed_pipe(cmd: &mut std::process::Command) {
     assert!(!err.contains("error") && !err.contains("panicked"), "{err}");
 }
 
+/// Waits until `ready()` holds while `child` runs: a child that exits first, or a wait past two
+/// minutes, fails the test instead of hanging it.
+pub fn wait_for(child: &mut std::process::Child, what: &str, mut ready: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ready() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("neko exited ({status}) before {what}");
+        }
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "no {what} after two minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` catches `signal` (its number) with a handler of its own: the
+/// `SigCgt` mask of `/proc/PID/status` (Linux).
+#[cfg(target_os = "linux")]
+pub fn catches_signal(pid: u32, signal: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = (status.lines())
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok());
+    mask.is_some_and(|m| m & (1 << (signal - 1)) != 0)
+}
+
 /// Sends `signal` (`INT`, `TERM`) to a running child, as Ctrl-C or a job scheduler does.
 #[cfg(unix)]
 pub fn send_signal(child: &std::process::Child, signal: &str) {
