@@ -155,7 +155,7 @@ impl OutputRecord {
             source: None,
             start: None,
             end: None,
-            audio_filepath: None,
+            audio_filepath: err.audio_filepath.as_deref().cloned(),
             guard: None,
             margin: None,
             base_lm: None,
@@ -559,6 +559,18 @@ pub struct SignatureFile {
     pub sha256: Option<String>,
 }
 
+impl SignatureFile {
+    /// Whether it is the signature of `file` as it is: its digest matches, or it has none to
+    /// tell (a `.partial.sig`, an older version's). A `.sig` beside a FILE written over since
+    /// (`> FILE`) speaks for other lines.
+    pub fn is_of(&self, file: &Path) -> bool {
+        match &self.sha256 {
+            Some(want) => file_sha256(file).ok().as_ref() == Some(want),
+            None => true,
+        }
+    }
+}
+
 /// Reads the `FILE.sig` at `sig`.
 pub fn read_signature(sig: &Path) -> std::io::Result<SignatureFile> {
     let text = std::fs::read_to_string(sig)?;
@@ -646,7 +658,16 @@ fn other_shape(line: &Value, shard: Option<(usize, &str)>) -> Option<String> {
 /// finished (`earlier` is that file). A file without either is refused too.
 fn check_resume(earlier: &Path, signature: &str) -> anyhow::Result<()> {
     let sig = signature_path(earlier);
-    match read_signature(&sig).map(|s| s.signature) {
+    let read = read_signature(&sig);
+    // (A signature beside a FILE since deleted is handled below: a fresh start.)
+    if earlier.exists() && read.as_ref().is_ok_and(|s| !s.is_of(earlier)) {
+        anyhow::bail!(
+            "{}: cannot resume: {} was written over since it was signed (a run writing to it without -o?), so nothing says how its lines were made; start over without --resume",
+            sig.display(),
+            earlier.display()
+        );
+    }
+    match read.map(|s| s.signature) {
         Ok(then) if then == signature => Ok(()),
         // A signature left behind by a FILE since deleted vouches for nothing: a fresh start.
         Ok(_) if !earlier.exists() => Ok(()),

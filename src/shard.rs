@@ -402,7 +402,11 @@ fn common_signature(files: &[PathBuf]) -> Result<(Option<String>, Vec<String>), 
     for f in files {
         let sig_path = crate::output::signature_path(f);
         // The signature line: each shard's digest line is of its own lines.
-        let Ok(sig) = crate::output::read_signature(&sig_path).map(|s| s.signature) else {
+        // A shard written over since it was signed (its digest differs) counts as unsigned.
+        let read = crate::output::read_signature(&sig_path)
+            .ok()
+            .filter(|s| s.is_of(f));
+        let Some(sig) = read.map(|s| s.signature) else {
             unsigned.push(name(f));
             continue;
         };

@@ -435,14 +435,12 @@ fn correction_signature(path: &str) -> Option<String> {
     if !read.signature.starts_with("correct|") {
         return None;
     }
-    if let Some(want) = &read.sha256 {
-        if crate::output::file_sha256(file).ok().as_ref() != Some(want) {
-            crate::say!(
-                "neko: {}: not the signature of {path} (written for another content of it: a later run wrote over it without -o?); left out",
-                sig.display()
-            );
-            return None;
-        }
+    if !read.is_of(file) {
+        crate::say!(
+            "neko: {}: not the signature of {path} (written for another content of it: a later run wrote over it without -o?); left out",
+            sig.display()
+        );
+        return None;
     }
     Some(read.signature)
 }

@@ -1219,6 +1219,9 @@ fn a_stale_or_foreign_sig_is_not_reported_as_the_files() {
         "{}",
         stderr(&o)
     );
+    // Nor does a resume take the lines written over for the signed run's.
+    let err = crate::util::refused(correct("tiny-llama").args(["--resume", "-o"]).arg(&out));
+    assert!(err.contains("written over since it was signed"), "{err}");
     let minisign = "untrusted comment: signature from minisign secret key\nRWQf6LRC=\n";
     std::fs::write(neko::output::signature_path(&out), minisign).unwrap();
     let o = run(&[out.to_str().unwrap()], &[]);

@@ -283,7 +283,9 @@ fn resume_refuses_what_is_not_this_runs_output() {
     let finished = dir.path().join("finished.jsonl");
     let sig = neko::output::signature_path(&dest);
     std::fs::write(&finished, &foreign).unwrap();
-    std::fs::copy(&sig, neko::output::signature_path(&finished)).unwrap();
+    // Its settings' line alone: with the digest, the copy would be refused as written over.
+    let line = neko::output::read_signature(&sig).unwrap().signature;
+    std::fs::write(neko::output::signature_path(&finished), line + "\n").unwrap();
     refused(&["--resume"], &finished, "no input record matches");
     assert_eq!(std::fs::read_to_string(&finished).unwrap(), foreign);
     let partial = neko::output::partial_path(&finished);
@@ -400,12 +402,7 @@ fn resume_refuses_a_run_made_with_other_settings() {
     assert!(!neko::output::signature_path(&neko::output::partial_path(&dest)).exists());
     let full = std::fs::read_to_string(&dest).unwrap();
     let two: String = full.lines().take(2).map(|l| format!("{l}\n")).collect();
-    std::fs::write(neko::output::partial_path(&dest), &two).unwrap();
-    std::fs::copy(
-        neko::output::signature_path(&dest),
-        neko::output::signature_path(&neko::output::partial_path(&dest)),
-    )
-    .unwrap();
+    crate::util::write_partial(&dest, &two, &dest);
     // The message names the fields that changed.
     for (model, extra, changed) in [
         ("tiny-mixtral", &[][..], "settings (model: fp-"),

@@ -190,11 +190,11 @@ pub fn variant_records() -> Vec<neko::record::Record> {
 /// What an interrupted `neko correct -o dest` leaves: `text` in `dest.partial`, and beside it
 /// the signature it started with (that of `made_like`, a finished run with the same settings).
 pub fn write_partial(dest: &std::path::Path, text: &str, made_like: &std::path::Path) {
-    use neko::output::{partial_path, signature_path};
+    use neko::output::{partial_path, read_signature, signature_path};
     std::fs::write(partial_path(dest), text).unwrap();
-    std::fs::copy(
-        signature_path(made_like),
-        signature_path(&partial_path(dest)),
-    )
-    .unwrap();
+    // A running run's `.partial.sig` has its signature line only: the digest comes at the end.
+    let sig = read_signature(&signature_path(made_like))
+        .unwrap()
+        .signature;
+    std::fs::write(signature_path(&partial_path(dest)), sig + "\n").unwrap();
 }
