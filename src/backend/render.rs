@@ -46,6 +46,7 @@ pub fn load(spec: &str, chat_template: bool) -> Result<Model, ModelError> {
         dtype: candle_core::DType::F32,
         quant: None,
         chat: side.chat,
+        chat_ignored: side.chat_ignored,
     })
 }
 

@@ -405,6 +405,7 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         BackendKind::Local => Corrector::new(args.model.load()?, prompt, options),
         BackendKind::Openai => {
             let model = render::load(&args.model.spec()?, !args.model.no_chat_template)?;
+            super::say_chat_ignored(&model);
             if args.dump_prompts {
                 // Rendering needs neither weights nor the server.
                 Corrector::new(model, prompt, options)

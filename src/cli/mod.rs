@@ -104,10 +104,23 @@ impl ModelArgs {
         let mut opts = crate::model::LoadOptions::new(&device, dtype);
         opts.quantize = self.quant;
         opts.chat_template = !self.no_chat_template;
-        match &self.adapter {
-            Some(a) => crate::train::load_with_adapter(&spec, &opts, a),
-            None => Ok(crate::model::Model::load_with(&spec, &opts)?),
-        }
+        let model = match &self.adapter {
+            Some(a) => crate::train::load_with_adapter(&spec, &opts, a)?,
+            None => crate::model::Model::load_with(&spec, &opts)?,
+        };
+        say_chat_ignored(&model);
+        Ok(model)
+    }
+}
+
+/// Says that the model's declared chat template is not used, where the command builds prompts
+/// and has --no-chat-template (correct, bench, guard --score).
+pub fn say_chat_ignored(model: &crate::model::Model) {
+    if let Some(why) = &model.chat_ignored {
+        crate::say!(
+            "neko: {}: {why}; prompts go unwrapped (--no-chat-template says that is meant)",
+            model.files.spec
+        );
     }
 }
 
@@ -134,20 +147,81 @@ fn human(n: u64) -> String {
     }
 }
 
-/// A progress bar on stderr; indicatif draws nothing when stderr is not a terminal, so logs
-/// and pipelines stay clean.
+/// A progress bar on stderr. Without a terminal (a batch job's log, `2> log`) indicatif
+/// would draw nothing for the whole run: there a plain line comes once a minute instead.
 pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(len),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    let style = indicatif::ProgressStyle::with_template(
-        "{msg} {bar:30} {pos}/{len} records [{elapsed_precise}<{eta_precise}, {per_sec}]",
-    )
-    .expect("valid template");
-    bar.set_style(style);
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
+    let (target, template) = match terminal {
+        true => (
+            indicatif::ProgressDrawTarget::stderr(),
+            "{msg} {bar:30} {pos}/{len} records [{elapsed_precise}<{eta_precise}, {per_sec}]",
+        ),
+        false => (
+            indicatif::ProgressDrawTarget::term_like_with_hz(Box::new(LogLines::new()), 1),
+            "neko: {msg}: {pos}/{len} records, {elapsed_precise} so far, {eta_precise} to go ({per_sec})",
+        ),
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len), target);
+    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
     bar.set_message(what.to_string());
     bar
+}
+
+/// Progress as log lines: what the bar would draw, a line a minute at most (the first after a
+/// minute, so short runs and tests print none), nothing of the cursor moves.
+#[derive(Debug)]
+struct LogLines {
+    last: std::sync::Mutex<std::time::Instant>,
+}
+
+impl LogLines {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn new() -> Self {
+        LogLines {
+            last: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    fn line(&self, s: &str) -> std::io::Result<()> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if !s.trim().is_empty() && last.elapsed() >= Self::EVERY {
+            *last = std::time::Instant::now();
+            crate::say!("{}", s.trim_end());
+        }
+        Ok(())
+    }
+}
+
+impl indicatif::TermLike for LogLines {
+    fn width(&self) -> u16 {
+        200
+    }
+    fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.line(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A flag set by the first Ctrl-C, so a long command can stop at its next safe point (`doing`

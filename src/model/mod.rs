@@ -174,6 +174,8 @@ pub struct Model {
     pub quant: Option<GgmlDType>,
     /// The chat format prompts are wrapped in (instruct models that declare one).
     pub chat: Option<ChatTemplate>,
+    /// Why a chat template the model declares is not used, if so ([`PromptSide::chat_ignored`]).
+    pub chat_ignored: Option<String>,
 }
 
 /// How to load a model.
@@ -218,7 +220,7 @@ impl Model {
             config,
             tokenizer,
             chat,
-            ..
+            chat_ignored,
         } = PromptSide::read(ModelFiles::resolve(spec)?, opts.chat_template)?;
         check::tokenizer_fits(&tokenizer, &config, &files.tokenizer)?;
         if let Some(g) = gguf.as_ref().filter(|_| !files.tokenizer_in_gguf()) {
@@ -256,6 +258,7 @@ impl Model {
             dtype: opts.dtype,
             quant: opts.quantize,
             chat,
+            chat_ignored,
         })
     }
 
@@ -336,12 +339,7 @@ impl PromptSide {
             true => find_chat_template(&files, gguf.as_ref(), &tokenizer),
             false => (None, None),
         };
-        if let Some(why) = &chat_ignored {
-            crate::say!(
-                "neko: {}: {why}; prompts go unwrapped (--no-chat-template says that is meant)",
-                files.spec
-            );
-        }
+
         if let Some(id) = chat
             .as_ref()
             .and_then(|c| tokenizer.token_to_id(c.end_of_turn()))
