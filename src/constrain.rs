@@ -116,8 +116,9 @@ impl Pieces {
     }
 
     /// What is left of a stop string that the answer `tokens` began (with an ender) and has not
-    /// finished, if it did.
-    fn stop_left(&self, tokens: &[u32]) -> Option<&[u8]> {
+    /// finished, if it did; and whether what began it is word text (no whitespace in it), which
+    /// a hypothesis word may also be (`No` of `Note:`; not the `\n` of `\n\n`).
+    fn stop_left(&self, tokens: &[u32]) -> Option<(&[u8], bool)> {
         // From the first ender that began one: only stop pieces follow it (some are enders
         // too, `h` of `hyp`), and an earlier ender may have been a word (`No` of `Note:`).
         let mut starts = (0..tokens.len()).filter(|&i| self.enders.contains(&tokens[i]));
@@ -127,9 +128,10 @@ impl Pieces {
                 .copied()
                 .collect();
             let begun = &begun[begun.iter().take_while(|&&b| b == b' ').count()..];
+            let wordlike = !begun.iter().any(u8::is_ascii_whitespace);
             (self.stops.iter())
                 .find(|s| s.len() > begun.len() && s.starts_with(begun))
-                .map(|s| &s[begun.len()..])
+                .map(|s| (&s[begun.len()..], wordlike))
         })
     }
 
@@ -327,13 +329,13 @@ impl WordConstraint {
                 best = Some((id, s));
             }
         };
-        if let Some(left) = pieces.stop_left(tokens) {
+        if let Some((left, wordlike)) = pieces.stop_left(tokens) {
             // A stop string begun goes on to its end, which stops the decoding; unless what
             // began it is also hypothesis text (`No` of `Note:`), which may go on as words.
             (pieces.stop_parts.iter().copied())
                 .filter(|&id| goes_on(left, pieces.get(id)))
                 .for_each(&mut consider);
-            if !fits(text, &self.words, &self.live) {
+            if !(wordlike && fits(text, &self.words, &self.live)) {
                 return best
                     .map(|(id, _)| id)
                     .or_else(|| pieces.enders.first().copied());
@@ -588,6 +590,17 @@ mod tests {
                 assert_eq!(got, Some(want), "{stop:?} {hyp:?} step {step}");
             }
         }
+        // A stop that begins with whitespace (`\n\n`) begun is finished: its `\n` is no word.
+        let pieces = Pieces::new(&tokenizer, &[2], &["\n\n".to_string()]);
+        let c = WordConstraint::new(&["No".to_string()], &tokenizer, &pieces);
+        let ids = |t: &str| tokenizer.encode(t, false).unwrap().get_ids().to_vec();
+        let newline = *ids("\n").last().unwrap();
+        let mut begun = ids("No");
+        begun.push(newline);
+        let mut logits = vec![0.0f32; vocab];
+        logits[*ids("No").last().unwrap() as usize] = 1.0;
+        let next = c.choose(&pieces, &begun, &logits).unwrap();
+        assert!(pieces.get(next).starts_with(b"\n"), "{next}");
         // A stop begun outside the hypotheses' words is still finished.
         let pieces = Pieces::new(&tokenizer, &[2], &["</answer>".to_string()]);
         let c = WordConstraint::new(&["the cat".to_string()], &tokenizer, &pieces);
