@@ -131,7 +131,8 @@ pub enum Decoded {
 pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
     // Said, not refused: NEKO_MODEL and its kin may be set for other commands.
     let m = &args.model;
-    if !args.score && (m.model.is_some() || m.quant.is_some() || m.adapter.is_some()) {
+    let named = m.model.as_deref().is_some_and(|s| !s.is_empty());
+    if !args.score && (named || m.quant.is_some() || m.adapter.is_some()) {
         crate::say!("neko: guard: --model, --quant and --adapter (or NEKO_MODEL, NEKO_QUANT, NEKO_ADAPTER) are used only with --score; no model is loaded, nothing scored");
     }
     let input = record::input_name(&args.input);

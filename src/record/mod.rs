@@ -124,6 +124,8 @@ pub struct RecordError {
     pub id: Option<Box<Value>>,
     /// The record's `task`, when it names one as a string.
     pub task: Option<String>,
+    /// A NeMo manifest record's `audio_filepath`, which its error line keeps too.
+    pub audio_filepath: Option<Box<Value>>,
     /// The record's 1-best, when its hypotheses could be read and another field could not:
     /// its error line still carries it as the prediction.
     pub best: Option<String>,
@@ -138,6 +140,7 @@ impl RecordError {
             message: message.into(),
             id: None,
             task: None,
+            audio_filepath: None,
             best: None,
             upstream: false,
         }

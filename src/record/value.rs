@@ -100,6 +100,7 @@ pub(super) fn identified(error: RecordError, value: Option<Value>) -> RecordErro
         Some(Value::Object(obj)) => RecordError {
             id: valid_id(&obj).map(Box::new),
             task: task_named(&obj),
+            audio_filepath: audio_filepath(&obj),
             ..error
         },
         _ => error,
@@ -247,6 +248,7 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
         RecordError {
             id: Some(Box::new(id)),
             task: task_named(&obj),
+            audio_filepath: audio_filepath(&obj),
             ..cause
         }
     })
@@ -263,6 +265,14 @@ fn valid_id(obj: &Map<String, Value>) -> Option<Value> {
     obj.get("id")
         .filter(|v| v.is_string() || v.is_number())
         .cloned()
+}
+
+/// A NeMo manifest record's `audio_filepath`, where it has one.
+fn audio_filepath(obj: &Map<String, Value>) -> Option<Box<Value>> {
+    obj.get("audio_filepath")
+        .filter(|v| !v.is_null())
+        .cloned()
+        .map(Box::new)
 }
 
 /// The task the record names, where it names one as a string.
@@ -309,7 +319,7 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
         source: string("source")?,
         start: obj.get("start").filter(|v| !v.is_null()).cloned(),
         end: obj.get("end").filter(|v| !v.is_null()).cloned(),
-        audio_filepath: obj.get("audio_filepath").filter(|v| !v.is_null()).cloned(),
+        audio_filepath: audio_filepath(obj).map(|v| *v),
         instruction: string("instruction")?,
         error: obj.get("error").filter(|v| is_error(v)).cloned(),
         guard: string("guard")?,

@@ -498,9 +498,13 @@ fn correct_stdin(args: &[&str], input: &[u8]) -> Vec<Value> {
 #[test]
 fn a_nemo_manifest_is_corrected_from_its_transcript() {
     let manifest = b"{\"audio_filepath\": \"a.wav\", \"duration\": 1.2, \"text\": \"the cat sat\", \"pred_text\": \"the cat sad\"}\n\
-        {\"audio_filepath\": \"b.wav\", \"pred_text\": \"x\", \"task\": \"speech\"}\n";
+        {\"audio_filepath\": \"b.wav\", \"pred_text\": \"x\", \"task\": \"speech\"}\n\
+        {\"audio_filepath\": \"c.wav\", \"pred_text\": 5}\n";
     let recs = correct_stdin(&["--task", "asr"], manifest);
-    assert_eq!(recs.len(), 2);
+    assert_eq!(recs.len(), 3);
+    // One that cannot be read keeps it as well.
+    assert!(recs[2]["error"].is_object(), "{}", recs[2]);
+    assert_eq!(recs[2]["audio_filepath"], "c.wav");
     assert_eq!(recs[0]["best"], "the cat sad");
     assert_eq!(recs[0]["output"], "the cat sat");
     assert_eq!(recs[0]["audio_filepath"], "a.wav");
