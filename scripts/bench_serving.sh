@@ -12,6 +12,12 @@
 # run), LOCAL_FLAGS (extra flags of the in-process run), OUT (default /tmp/neko-serving), DATA,
 # PORT, plus llama_server.sh's.
 set -euo pipefail
+# The caller's paths made absolute before the script moves to the checkout, where the
+# paths in neko's arguments are read (models/..., runs/...).
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+[ -z "${OUT:-}" ] || OUT="$(absolute "$OUT")"
+[ -z "${DATA:-}" ] || DATA="$(absolute "$DATA")"
+[ -z "${GGUF:-}" ] || GGUF="$(absolute "$GGUF")"
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
 N="${N:-100}"
@@ -34,7 +40,10 @@ export RAYON_NUM_THREADS=1
 
 scripts/llama_server.sh install
 trap 'scripts/llama_server.sh stop' EXIT
-eval "$(scripts/llama_server.sh start ${GGUF:-})"
+# A server that does not start stops the run (an `eval` of a failed substitution would not,
+# and variables left from an earlier shell would send the runs to another server).
+server_env="$(scripts/llama_server.sh start "${GGUF:-}")"
+eval "$server_env"
 gguf="$NEKO_TEST_OPENAI_GGUF"
 
 rows=()
@@ -43,11 +52,14 @@ run() { # name, flags...
     shift
     local t0 t1
     t0=$(date +%s.%N)
-    $neko correct --task asr --model "$gguf" "$@" -o "$OUT/$name.jsonl" "$OUT/in.jsonl" 2>"$OUT/$name.log"
+    $neko correct --task asr --model "$gguf" "$@" -o "$OUT/$name.jsonl" "$OUT/in.jsonl" 2>"$OUT/$name.log" ||
+        { tail -n 5 "$OUT/$name.log" >&2; exit 1; }
     t1=$(date +%s.%N)
-    local rps
-    rps=$(python3 -c "print(f'{$N / ($t1 - $t0):.3f}')")
-    echo "$name: $N records in $(python3 -c "print(f'{$t1 - $t0:.1f}')") s, $rps records/s, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    # The records run, which a small DATA file makes fewer than N.
+    local n rps
+    n=$(wc -l <"$OUT/$name.jsonl")
+    rps=$(python3 -c "print(f'{$n / ($t1 - $t0):.3f}')")
+    echo "$name: $n records in $(python3 -c "print(f'{$t1 - $t0:.1f}')") s, $rps records/s, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
     rows+=("$name|$rps")
 }
 

@@ -16,6 +16,11 @@
 # /tmp/neko-ref-venv, made by scripts/make_tiny_models.sh; llama-cpp-python is added here and
 # compiles llama.cpp with pip: 10+ minutes on 2 cores).
 set -euo pipefail
+# The caller's paths made absolute before the script moves to the checkout, where the
+# paths in neko's arguments are read (models/..., runs/...).
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+[ -z "${OUT:-}" ] || OUT="$(absolute "$OUT")"
+[ -z "${DATA:-}" ] || DATA="$(absolute "$DATA")"
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
 N="${N:-200}"

@@ -10,6 +10,10 @@
 # Arguments are passed to `neko correct`. Env: N (default 200), OUT (default /tmp/neko-dev),
 # SETS (default: asr-whisper asr-sphinx ocr mt gec), NEKO (default target/release/neko).
 set -euo pipefail
+# The caller's paths made absolute before the script moves to the checkout, where the
+# paths in neko's arguments are read (models/..., runs/...).
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+[ -z "${OUT:-}" ] || OUT="$(absolute "$OUT")"
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
 N="${N:-200}"

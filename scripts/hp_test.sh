@@ -11,12 +11,13 @@
 # Arguments after OUT go to `neko correct`. Env: SHARDS (default 2), SETS (default: all), NEKO,
 # DATA (another folder of HyPoradise JSON files).
 set -euo pipefail
+# Paths (OUT, DATA and any in the arguments) are the caller's: no cd.
 here="$(cd "$(dirname "$0")" && pwd)"
-cd "$here/.."
+root="$(cd "$here/.." && pwd)"
 out="$1"
 shift
-neko="${NEKO:-target/release/neko}"
-data="${DATA:-../shared/data/hyporadise/test}"
+neko="${NEKO:-$root/target/release/neko}"
+data="${DATA:-$root/../shared/data/hyporadise/test}"
 if [ ! -d "$data" ]; then
     echo "hp_test: $data is missing (the test sets ship with the shared data only)" >&2
     exit 2
@@ -25,7 +26,9 @@ mkdir -p "$out"
 sets="${SETS:-$(cd "$data" && ls ./*.json | sed 's|^\./||; s|\.json$||')}"
 outs=()
 for set in $sets; do
-    [ -f "$out/$set.jsonl" ] || scripts/correct_sharded.sh "$data/$set.json" "$out/$set.jsonl" --task asr "$@"
+    # Always through correct_sharded.sh: a finished shard resumes at no cost, and one made
+    # with other settings (another model) is refused, not reported as this run's scores.
+    "$here/correct_sharded.sh" "$data/$set.json" "$out/$set.jsonl" --task asr "$@"
     outs+=("$out/$set.jsonl")
 done
 "$neko" eval --json "${outs[@]}" >"$out/report.json"

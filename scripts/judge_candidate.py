@@ -43,9 +43,33 @@ def bound_met(bound, score):
     return score >= bound["min"]
 
 
+def load(path):
+    """A JSON file, or exit 2 naming it: bad input is no verdict."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        fail(f"{path}: {e}")
+
+
+def check_bounds(bounds, path):
+    """Every bound names a known metric and exactly one numeric max or min.
+
+    >>> check_bounds({"dev-ocr": {"metric": "cer", "max": 9.95}}, "b.json")
+    """
+    if not isinstance(bounds, dict):
+        fail(f"{path}: not a JSON object of set -> bound")
+    for name, bound in bounds.items():
+        limits = [k for k in ("max", "min") if k in (bound if isinstance(bound, dict) else {})]
+        if not isinstance(bound, dict) or bound.get("metric") not in FIELDS or len(limits) != 1 \
+                or not isinstance(bound[limits[0]], (int, float)) or len(bound) != 2:
+            fail(f"{path}: {name}: {bound!r}: want {{\"metric\": one of {sorted(FIELDS)}, "
+                 f"\"max\" or \"min\": a number}}")
+
+
 def scores(report_path):
     """{set name: whole-file group} of one report; refuses test sets."""
-    report = json.load(open(report_path))
+    report = load(report_path)
     out = {}
     for f in report["runs"][0]["files"]:
         name = re.sub(r"\.jsonl$", "", f["path"]).rsplit(".", 1)[-1]
@@ -58,7 +82,8 @@ def scores(report_path):
 def main():
     if len(sys.argv) < 3:
         fail("usage: judge_candidate.py BOUNDS REPORT [REPORT ...]")
-    bounds = json.load(open(sys.argv[1]))
+    bounds = load(sys.argv[1])
+    check_bounds(bounds, sys.argv[1])
     seeds = [scores(p) for p in sys.argv[2:]]
     passed = True
     print(f"{'set':<18}{'bound':>14}" + "".join(f"{'seed ' + str(i):>10}" for i in range(len(seeds))))
@@ -71,7 +96,11 @@ def main():
                 cells.append("missing")
                 passed = False
                 continue
-            score = s[name][metric]["corrected"][field]
+            try:
+                score = s[name][metric]["corrected"][field]
+            except (KeyError, TypeError):
+                fail(f"{name}: the report has no corrected {metric} (is it a `neko eval --json` "
+                     "report of corrected files, and the set of that task?)")
             ok = bound_met(bound, score)
             passed &= ok
             cells.append(f"{score:.2f} {'ok' if ok else 'NO'}")

@@ -9,16 +9,19 @@
 #   python3 scripts/judge_candidate.py configs/train/neko-smol-pick.cpu.bounds.json \
 #       /tmp/judge-s0/report.json /tmp/judge-s1/report.json          # both seeds, as the rule asks
 #
-# Resumable: run it again after a stop and each set goes on where it stopped (ASR sets through
-# scripts/correct_sharded.sh; the others are redone). ASR answers are decoded with every answer
-# kept and scored (raw.SET.jsonl, kept for later guard rules), then `neko guard --score` with the
-# candidate applies the default guard, which gives what a default run gives. Some 9,000 records:
+# Resumable: run it again after a stop and each set goes on where it stopped (`--resume`: an
+# answer file made from another adapter is refused, one cut short by LIMIT goes on). ASR answers
+# are decoded with every guard check but the N-best pick off and scored (raw.SET.jsonl: the
+# pick is in them, as in a default run), then `neko guard --score` with the candidate applies
+# the default guard, which gives what a default run gives. Some 9,000 records:
 # several hours here, on both cores (stop the training first, or it waits at its low priority).
 # LIMIT=N: the first N records of each set only (a check of the plumbing, not a judgement).
 set -euo pipefail
+# RUN and OUT are the caller's paths; the rest is the checkout's.
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+run="$(absolute "$1")" out="$(absolute "$2")"
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
-run="$1" out="$2"
 neko="${NEKO:-target/release/neko}"
 model=(--model models/neko-smol-lora --adapter "$run/adapter.safetensors")
 data=../shared/data/synth
@@ -60,9 +63,8 @@ for s in ood-asr-hp piper piper2 piper3; do
     asr "$s" "$out/in.$s.json"
 done
 for s in ocr mt gec; do
-    [ -s "$out/cand.dev-$s.jsonl" ] ||
-        "$neko" correct "${model[@]}" "$(limited "dev-$s" "$data/$s.dev.jsonl")" \
-            -o "$out/cand.dev-$s.jsonl"
+    "$neko" correct "${model[@]}" "$(limited "dev-$s" "$data/$s.dev.jsonl")" \
+        --resume -o "$out/cand.dev-$s.jsonl"
 done
 sets=(dev-asr-whisper dev-asr-sphinx dev-ocr dev-mt dev-gec ood-asr-hp piper piper2 piper3)
 files=()

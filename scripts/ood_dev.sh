@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Decode the out-of-domain ASR dev split (docs/results/ood-asr-2026-11-26, HyPoradise-style:
 # lower case, no punctuation, as HyPoradise's N-best) with a corrector, keeping and scoring every
-# answer, in two shards at once; then scripts/guard_grid.sh scores it under each style and
+# answer (all guard checks off but the N-best pick, which the answers then carry), in two
+# shards at once; then scripts/guard_grid.sh scores it under each style and
 # agreement setting (the default guard is `model`, `keep`). Dev data only: what a candidate
 # model is chosen on before any HyPoradise test set is decoded with it.
 #
@@ -10,9 +11,12 @@
 #
 # Arguments after OUT go to `neko correct`. Env: SHARDS (default 2), NEKO.
 set -euo pipefail
+# The caller's paths made absolute before the script moves to the checkout, where the
+# paths in neko's arguments are read (models/..., runs/...).
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+out="$(absolute "$1")"
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
-out="$1"
 shift
 mkdir -p "$out"
 python3 scripts/hp_style.py docs/results/ood-asr-2026-11-26/ood-asr.dev.jsonl.gz "$out/hp-ood.json"

@@ -43,12 +43,15 @@ def word_key(text):
 
 def merge(beams, n):
     """Up to `n` (text, score) beams, best first, dropping empty ones and those whose words
-    equal an earlier one's.
+    equal an earlier one's. When every beam is empty (silence), the best one stays: an empty
+    1-best, which neko passes on as an empty prediction, not an empty list it must refuse.
 
     >>> merge([("Hi there.", -0.1), ("hi there", -0.2), ("", -0.3), ("Hi, dear.", -0.4)], 5)
     [('Hi there.', -0.1), ('Hi, dear.', -0.4)]
     >>> merge([("a", -1.0), ("b", -2.0), ("c", -3.0)], 2)
     [('a', -1.0), ('b', -2.0)]
+    >>> merge([("", -0.2), (" ", -0.5)], 5)
+    [('', -0.2)]
     """
     out, seen = [], set()
     for text, score in beams:
@@ -56,6 +59,8 @@ def merge(beams, n):
         if key and key not in seen:
             seen.add(key)
             out.append((text, score))
+    if not out and beams:
+        out = [("", beams[0][1])]
     return out[:n]
 
 
@@ -128,6 +133,11 @@ class Recogniser:
 
         audio = decode_audio(path, sampling_rate=RATE)
         spans = self.spans(audio)
+        if not spans:
+            # Long audio in which Whisper found no speech: one record, an empty 1-best, so
+            # the file still has its line.
+            yield {"id": path, "task": "asr", "source": f"whisper:{model_name}", "input": [""]}
+            return
         for k, span in enumerate(spans, 1):
             if span is None:
                 yield record(path, model_name, self.nbest(audio))
@@ -148,6 +158,12 @@ def main():
     ap.add_argument("--compute-type", default="int8", help="CTranslate2 compute type (int8)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: CTranslate2's default)")
     args = ap.parse_args()
+    if args.n < 1 or args.beam < 1:
+        ap.error("--n and --beam must be at least 1")
+    # Before the model loads (a large-v3 download, perhaps): nothing to recognise is said.
+    files = list(audio_files(args.paths))
+    if not files:
+        ap.error(f"no audio file ({', '.join(AUDIO)}) in {' '.join(args.paths)}")
 
     try:
         recogniser = Recogniser(args)
@@ -155,9 +171,11 @@ def main():
         print(f"whisper_nbest: {e}: it needs faster-whisper (pip install faster-whisper)",
               file=sys.stderr)
         sys.exit(2)
+    except Exception as e:  # a model that does not load: an error, not a crash
+        print(f"whisper_nbest: --model {args.model}: cannot load it: {e}", file=sys.stderr)
+        sys.exit(2)
     model_name = os.path.basename(os.path.normpath(args.model))
     failed = 0
-    files = list(audio_files(args.paths))
     for i, path in enumerate(files, 1):
         print(f"whisper_nbest: {i}/{len(files)} {path}", file=sys.stderr)
         try:
