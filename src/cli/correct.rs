@@ -563,6 +563,8 @@ fn dump_prompts(
 struct Stats {
     records: usize,
     failed: usize,
+    /// Answered records whose prediction differs from their 1-best.
+    changed: usize,
     guarded: usize,
     warned: usize,
     /// Answers to a single hypothesis that `--guard-nbest pick` sent back: with one hypothesis
@@ -574,6 +576,7 @@ impl Stats {
     fn count(&mut self, out: &OutputRecord, item: &Item, progress: &indicatif::ProgressBar) {
         self.records += 1;
         self.failed += usize::from(out.error.is_some());
+        self.changed += usize::from(out.error.is_none() && out.prediction != out.best);
         self.guarded += usize::from(out.guard.is_some());
         let lone = item
             .entry
@@ -591,9 +594,10 @@ impl Stats {
 
     fn report(&self, secs: f64) {
         crate::say!(
-            "neko: {} records: {} corrected, {} failed (error field), {} guard fallbacks, {} with a warning (cut to fit, a guard score not computed, an earlier step's error); {secs:.1}s, {:.2} records/s",
+            "neko: {} records: {} answered ({} changed from their 1-best), {} failed (error field), {} guard fallbacks, {} with a warning (cut to fit, a guard score not computed, an earlier step's error); {secs:.1}s, {:.2} records/s",
             self.records,
             self.records - self.failed,
+            self.changed,
             self.failed,
             self.guarded,
             self.warned,
@@ -623,8 +627,20 @@ fn strict_failure(item: &Item, default: Option<Task>) -> Option<String> {
 fn read_inputs(paths: &[PathBuf], max_record_bytes: usize) -> anyhow::Result<(Vec<Item>, String)> {
     let mut items = Vec::new();
     let mut fingerprint = crate::shard::InputFingerprint::default();
-    for path in paths {
+    if paths.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        bail!("- given twice: standard input can be read once");
+    }
+    let same = |a: &PathBuf, b: &PathBuf| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    for (k, path) in paths.iter().enumerate() {
         let file = record::input_name(path);
+        if paths[..k].iter().any(|p| same(p, path)) {
+            crate::say!(
+                "neko: {file} is given twice: its records are corrected twice, under the same ids"
+            );
+        }
         let bytes = record::read_input(path).with_context(|| format!("{file}: cannot read"))?;
         fingerprint.add(&bytes);
         let entries = record::parse_with_limit(&bytes, max_record_bytes);

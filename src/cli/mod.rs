@@ -185,12 +185,37 @@ impl LogLines {
     }
 
     fn line(&self, s: &str) -> std::io::Result<()> {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if !s.trim().is_empty() && last.elapsed() >= Self::EVERY {
-            *last = std::time::Instant::now();
+        if !s.trim().is_empty() && self.due() {
             crate::say!("{}", s.trim_end());
         }
         Ok(())
+    }
+
+    /// Whether a line is due (a minute since the last, or since the start), restarting the
+    /// minute when it is.
+    fn due(&self) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let due = last.elapsed() >= Self::EVERY;
+        if due {
+            *last = std::time::Instant::now();
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a terminal, progress is a line a minute: none in the first minute (short runs
+    /// and tests print none), then one, then none until the next minute.
+    #[test]
+    fn log_lines_come_once_a_minute() {
+        let lines = LogLines::new();
+        assert!(!lines.due());
+        *lines.last.lock().unwrap() -= LogLines::EVERY;
+        assert!(lines.due());
+        assert!(!lines.due());
     }
 }
 
@@ -352,9 +377,19 @@ pub(crate) fn check_output_path(
     out: &std::path::Path,
     inputs: &[&std::path::Path],
 ) -> anyhow::Result<()> {
+    if out == std::path::Path::new("-") {
+        anyhow::bail!(
+            "{flag} -: standard output is where the lines go without {flag}; leave {flag} out (a file named - would be written)"
+        );
+    }
     let named = out.file_name().is_some() && !out.to_string_lossy().ends_with('/');
     if !named || out.is_dir() {
         anyhow::bail!("{flag} {}: a directory; give a file name", out.display());
+    }
+    // Said before the model loads, not when the first line is written.
+    let parent = out.parent().filter(|d| !d.as_os_str().is_empty());
+    if parent.is_some_and(|d| !d.is_dir()) {
+        anyhow::bail!("{flag} {}: no such folder", out.display());
     }
     // The output is written beside it and renamed over it: a link, device or pipe would be
     // replaced by a plain file (`-o /dev/null` as root, the system's /dev/null).

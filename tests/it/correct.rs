@@ -886,3 +886,38 @@ fn stop_strings_end_the_decoding_where_the_answer_is_cut() {
     assert_eq!(short, ["blue is", "blue sad"]);
     assert_eq!(with_stop("hypothesis"), short);
 }
+
+/// The same file given twice is said (its records come out twice under the same ids), `-`
+/// twice is refused (standard input is read once), and `-o` into a folder that does not exist
+/// is refused before the model loads.
+#[test]
+fn repeated_inputs_and_a_missing_output_folder_are_said_at_once() {
+    let input = fixture("records/variants.json");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let mut cmd = neko();
+        cmd.args(["correct", "--task", "asr", "--model"])
+            .arg(fixture("tiny-llama"))
+            .args(args);
+        cmd.output().unwrap()
+    };
+    let out = run(&[input.as_os_str(), input.as_os_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("is given twice"), "{err}");
+    let once = json_lines(&run(&[input.as_os_str()]).stdout).len();
+    assert_eq!(json_lines(&out.stdout).len(), 2 * once);
+    let out = run(&["-".as_ref(), "-".as_ref()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("- given twice"));
+    let out = run(&[
+        "-o".as_ref(),
+        "/no/such/folder/out.jsonl".as_ref(),
+        input.as_os_str(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no such folder") && !err.contains("warning"),
+        "{err}"
+    );
+}

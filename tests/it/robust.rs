@@ -367,6 +367,11 @@ fn output_onto_a_link_or_pipe_is_refused() {
         }
         _ => crate::util::skip("no mkfifo here to make a named pipe"),
     }
+    // `-o -` is not standard output: refused, where a file named `-` was written.
+    let o = correct_into("tiny-llama", &[], std::path::Path::new("-"), &input);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("leave -o out"), "{err}");
 }
 
 /// A run whose stderr reader is gone (`2>&1 | head` ended) finishes its work with exit 0, as

@@ -227,7 +227,7 @@ fn openai_backend_sends_the_rendered_prompt_and_greedy_settings() {
         // A correction, then what a server may add before its stop string.
         Reply::ok(&format!(" {}\n", best.replace("cat", "dog")))
     });
-    let (got, _) = served_records(
+    let (got, err) = served_records(
         &server,
         5,
         &[&["--concurrency", "2"], LET_DOG_THROUGH].concat(),
@@ -236,6 +236,11 @@ fn openai_backend_sends_the_rendered_prompt_and_greedy_settings() {
         assert_eq!(line["id"], format!("r{i}"));
         assert_eq!(line["prediction"], format!("the dog sat number {i}"));
     }
+    // The summary counts the answers that changed their 1-best.
+    assert!(
+        err.contains("5 answered (5 changed from their 1-best)"),
+        "{err}"
+    );
     // What in-process decoding would be given: the same prompts, as ids.
     let dir = tempfile::tempdir().unwrap();
     let input = write_records(dir.path(), 5);
@@ -340,7 +345,10 @@ fn retries_429_and_5xx_then_answers() {
         _ => Reply::ok(&best_in(body["prompt"].as_str().unwrap())),
     });
     let (got, err) = served_records(&server, 4, &["--concurrency", "3", "--retries", "2"]);
-    assert!(err.contains("4 corrected, 0 failed"), "{err}");
+    assert!(
+        err.contains("4 answered (0 changed from their 1-best), 0 failed"),
+        "{err}"
+    );
     assert_eq!(got.len(), 4);
     for (i, line) in got.iter().enumerate() {
         assert_eq!(line["prediction"], format!("the cat sat number {i}"));
@@ -364,7 +372,10 @@ fn a_request_that_keeps_failing_gives_an_error_line() {
         }
     });
     let (got, err) = served_records(&server, 4, &["--retries", "2"]);
-    assert!(err.contains("2 corrected, 2 failed"), "{err}");
+    assert!(
+        err.contains("2 answered (0 changed from their 1-best), 2 failed"),
+        "{err}"
+    );
     assert!(got[0].get("error").is_none() && got[3].get("error").is_none());
     let e1 = got[1]["error"]["message"].as_str().unwrap();
     assert!(e1.contains("HTTP 503: overloaded"), "{e1}");
