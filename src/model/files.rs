@@ -235,15 +235,7 @@ impl ModelFiles {
         let mut h = Sha256::new();
         // The files that decide the prompt (chat template, BOS) sign too, where there are any.
         let prompt_files: Vec<PathBuf> = (self.tokenizer.parent().into_iter())
-            .flat_map(|d| {
-                // A folder's generation_config.json: its end tokens decide where answers stop.
-                let generation =
-                    (self.format == Format::Safetensors).then(|| d.join("generation_config.json"));
-                ["tokenizer_config.json", "chat_template.jinja"]
-                    .map(|n| d.join(n))
-                    .into_iter()
-                    .chain(generation)
-            })
+            .flat_map(|d| ["tokenizer_config.json", "chat_template.jinja"].map(|n| d.join(n)))
             .filter(|p| p.is_file())
             .collect();
         let mut paths = vec![&self.config, &self.tokenizer];

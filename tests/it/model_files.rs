@@ -342,13 +342,12 @@ fn generation_config_end_tokens_are_end_tokens() {
     let spec = dir.path().to_str().unwrap();
     let cpu = candle_core::Device::Cpu;
     let load = || neko::model::Model::load(spec, &cpu, candle_core::DType::F32);
-    let before = load().unwrap().files.fingerprint().unwrap();
     std::fs::write(&gen, r#"{"eos_token_id": [2, 7, 99999]}"#).unwrap();
     let m = load().unwrap();
     let past = "ids past the vocabulary left out";
     assert_eq!(m.config.eos_token_ids, vec![2, 7], "{past}");
-    // It decides where answers stop, so it signs the model.
-    assert_ne!(m.files.fingerprint().unwrap(), before);
+    // (It does not sign the model: every folder neko writes has one, and a fingerprint that
+    // took it in would refuse every training run and output made before.)
     std::fs::write(&gen, "{broken").unwrap();
     let err = neko::model::Model::load(spec, &cpu, candle_core::DType::F32)
         .err()
