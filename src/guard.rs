@@ -433,6 +433,12 @@ pub fn check(
     let nearest = hypotheses
         .iter()
         .map(|h| match limit.unit {
+            // A script written without spaces (Chinese, Japanese, Thai) has no words to count:
+            // a whole sentence would be one, and any change all of it. Its characters are.
+            Unit::Words if unspaced(h) || unspaced(prediction) => {
+                let hc = squeeze(h);
+                crate::metrics::align::distance(&chars, &hc) as f64 / hc.len().max(1) as f64
+            }
             Unit::Words => {
                 let hw = split(h);
                 word_edits(&words, &hw) as f64 / hw.len().max(1) as f64
@@ -675,6 +681,16 @@ fn dress_like(word: &str, like: &str) -> String {
 }
 
 /// Characters with runs of whitespace made one space (as CER counts them).
+/// Whether `s` is in a script written without spaces between words (Han, kana, Thai, Lao,
+/// Khmer, Myanmar).
+fn unspaced(s: &str) -> bool {
+    s.chars().any(|c| {
+        matches!(c as u32,
+            0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF
+            | 0x20000..=0x2FA1F | 0x0E00..=0x0EFF | 0x1780..=0x17FF | 0x1000..=0x109F)
+    })
+}
+
 fn squeeze(s: &str) -> Vec<char> {
     split(s).join(" ").chars().collect()
 }
@@ -768,6 +784,21 @@ mod tests {
             verdict("dogs are running in the park today", &h, Finish::Eos),
             Some("edit")
         );
+    }
+
+    /// Text written without spaces counts characters, not words: a Chinese sentence is one
+    /// "word", so adding its final full stop was an edit of all of it (1.0, over MT's 0.5).
+    #[test]
+    fn unspaced_scripts_count_characters() {
+        let on = GuardOptions::on();
+        let h = hyps(&["我们明天去北京"]);
+        let mt = |pred: &str| check(pred, &h, Task::Mt, Finish::Eos, &[], &on).map(Reason::name);
+        assert_eq!(mt("我们明天去北京。"), None);
+        assert_eq!(mt("他们昨天在上海吃饭了很多"), Some("edit"));
+        // Spaced text still counts words.
+        let h = hyps(&["the cat sat"]);
+        let mt = |pred: &str| check(pred, &h, Task::Mt, Finish::Eos, &[], &on).map(Reason::name);
+        assert_eq!(mt("dogs ran far away now"), Some("edit"));
     }
 
     #[test]

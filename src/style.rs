@@ -63,6 +63,9 @@ pub struct Style {
     case: Option<Case>,
     /// No hypothesis has punctuation: answers are written without it too.
     bare: bool,
+    /// The apostrophe the hypotheses write inside words (`'` when they write none): a bare
+    /// answer's take it, and quotation marks (one at a word's edge) go with the punctuation.
+    apostrophe: char,
 }
 
 impl Style {
@@ -83,11 +86,13 @@ impl Style {
         Style {
             case,
             bare: text && !chars().any(is_punctuation),
+            apostrophe: chars().find(|&c| is_apostrophe(c)).unwrap_or('\''),
         }
     }
 
     /// `text` in this convention: recased, and without punctuation when the style is bare
-    /// (dashes become spaces, so "well-known" stays two words; whitespace is squeezed).
+    /// (dashes, and marks between two word characters, become spaces, so "well-known",
+    /// "10:30" and "and/or" stay two words, not glued into one; whitespace is squeezed).
     pub fn apply(&self, text: &str) -> String {
         let cased = match self.case {
             Some(Case::Lower) => text.to_lowercase(),
@@ -97,11 +102,19 @@ impl Style {
         if !self.bare {
             return cased;
         }
-        let stripped: String = cased
-            .chars()
-            .filter_map(|c| match c {
+        let chars: Vec<char> = cased.chars().collect();
+        let word = |c: Option<&char>| c.is_some_and(|&c| !c.is_whitespace() && !is_punctuation(c));
+        let stripped: String = (0..chars.len())
+            .filter_map(|i| match chars[i] {
                 c if is_dash(c) => Some(' '),
-                c if is_punctuation(c) => None,
+                c if is_punctuation(c) || is_apostrophe(c) => {
+                    let inside =
+                        word(i.checked_sub(1).and_then(|j| chars.get(j))) && word(chars.get(i + 1));
+                    match is_apostrophe(c) {
+                        true => inside.then_some(self.apostrophe),
+                        false => inside.then_some(' '),
+                    }
+                }
                 c => Some(c),
             })
             .collect();
@@ -210,6 +223,10 @@ fn word_suffix_len(word: &str, chars: usize) -> usize {
     word.chars().rev().take(chars).map(char::len_utf8).sum()
 }
 
+fn is_apostrophe(c: char) -> bool {
+    crate::normalize::basic::is_apostrophe(c)
+}
+
 /// Whether a token is a clitic (`n't`, `'s`, in either apostrophe).
 fn is_clitic(token: &str) -> bool {
     CLITICS.contains(&token.to_lowercase().replace('’', "'").as_str())
@@ -243,9 +260,10 @@ mod tests {
         ]);
         let got = StyleMode::Follow.apply(Task::Asr, &n, "I don't know the well-known way, sir!");
         assert_eq!(got, "i don't know the well known way sir");
-        // Every apostrophe the guard knows stays: restyling never makes "don`t" "dont".
+        // Every apostrophe the guard knows stays one, in the hypotheses' form (the edit limit
+        // compares words as written): restyling never makes "don`t" "dont".
         let got = StyleMode::Follow.apply(Task::Asr, &n, "I don`t know, I don\u{2018}t.");
-        assert_eq!(got, "i don`t know i don\u{2018}t");
+        assert_eq!(got, "i don't know i don't");
         // Marks on letters are the word's, not punctuation.
         let n = hyps(&["नमस्ते cafe\u{301} ไม่ใช่", "नमस्ते cafe ไม่ใช่"]);
         let got = StyleMode::Follow.apply(Task::Asr, &n, "नमस्ते, cafe\u{301} ไม่ใช่!");
@@ -371,5 +389,18 @@ mod tests {
         // Digits only: no cased letter, no punctuation; the answer loses its punctuation.
         assert_eq!(Style::of(&hyps(&["42"])).apply("Forty-two."), "Forty two");
         assert_eq!(Style::of(&[]).apply("Hi."), "Hi.");
+    }
+
+    /// A mark between two word characters parts them, as the scorer's punctuation stripper
+    /// does: "10:30" was glued into "1030", "1.5" into "15", "and/or" into "andor".
+    #[test]
+    fn bare_style_parts_words_joined_by_a_mark() {
+        let bare = Style::of(&hyps(&["it is ten thirty"]));
+        assert_eq!(bare.apply("At 10:30, and/or 1.5!"), "at 10 30 and or 1 5");
+        assert_eq!(bare.apply("(Quoted) don't."), "quoted don't");
+        // Apostrophes in words take the hypotheses' form; quotation marks go.
+        assert_eq!(bare.apply("I don’t say 'hello'."), "i don't say hello");
+        let curly = Style::of(&hyps(&["i don’t know"]));
+        assert_eq!(curly.apply("I don't know."), "i don’t know");
     }
 }

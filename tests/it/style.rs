@@ -1,6 +1,7 @@
-//! ASR answers follow the hypotheses' casing and punctuation (`--style follow`, the default):
-//! in `neko correct` (with a tiny model) and in `neko guard`, where the style decides whether a
-//! cased, punctuated answer to a lower-case N-best spends the edit budget on formatting.
+//! ASR answers follow the hypotheses' casing and punctuation under `--style follow` (the
+//! default is `model`, as written): in `neko correct` (with a tiny model) and in `neko guard`,
+//! where the style decides whether a cased, punctuated answer to a lower-case N-best spends
+//! the edit budget on formatting.
 
 use neko::record::read_path;
 use neko::style::Style;
@@ -63,4 +64,15 @@ fn guard_counts_edits_after_the_style_is_followed() {
     let model = guard("model");
     assert_eq!(model["guard"], "fallback:edit", "{model}");
     assert_eq!(model["prediction"], best);
+    // A `--style follow` run's line (its `written`) guarded again without it is said to be
+    // checked as written.
+    let line = format!(
+        r#"{{"id": "a", "prediction": "{}", "written": "{written}"}}"#,
+        follow["prediction"].as_str().unwrap()
+    );
+    std::fs::write(&preds, line).unwrap();
+    let mut cmd = neko();
+    cmd.args(["guard", "--input"]).arg(&input).arg(&preds);
+    let err = String::from_utf8_lossy(&ok(&mut cmd).stderr).into_owned();
+    assert!(err.contains("1 line(s) carry `written`"), "{err}");
 }
