@@ -13,6 +13,7 @@ set -euo pipefail
 # The caller's paths made absolute before the script moves to the checkout, where the
 # paths in neko's arguments are read (models/..., runs/...).
 absolute() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+case "${NEKO:-}" in */*) NEKO="$(absolute "$NEKO")" ;; esac
 [ -z "${OUT:-}" ] || OUT="$(absolute "$OUT")"
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."

@@ -70,12 +70,16 @@ def check_bounds(bounds, path):
 def scores(report_path):
     """{set name: whole-file group} of one report; refuses test sets."""
     report = load(report_path)
+    try:
+        files = [(f["path"], f["groups"][0]) for f in report["runs"][0]["files"]]
+    except (KeyError, IndexError, TypeError):
+        fail(f"{report_path}: not a `neko eval --json` report")
     out = {}
-    for f in report["runs"][0]["files"]:
-        name = re.sub(r"\.jsonl$", "", f["path"]).rsplit(".", 1)[-1]
+    for path, group in files:
+        name = re.sub(r"\.jsonl$", "", path).rsplit(".", 1)[-1]
         if name.startswith("hp-"):
             fail(f"{report_path} holds the test set {name}: judge on dev sets only")
-        out[name] = f["groups"][0]
+        out[name] = group
     return out
 
 

@@ -10,7 +10,8 @@
 #       /tmp/judge-s0/report.json /tmp/judge-s1/report.json          # both seeds, as the rule asks
 #
 # Resumable: run it again after a stop and each set goes on where it stopped (`--resume`: an
-# answer file made from another adapter is refused, one cut short by LIMIT goes on). ASR answers
+# answer file made from another adapter is refused; after a LIMIT run, OCR/MT/GEC go on, the
+# ASR shards are refused as made from another input: use another OUT). ASR answers
 # are decoded with every guard check but the N-best pick off and scored (raw.SET.jsonl: the
 # pick is in them, as in a default run), then `neko guard --score` with the candidate applies
 # the default guard, which gives what a default run gives. Some 9,000 records:
@@ -20,6 +21,7 @@ set -euo pipefail
 # RUN and OUT are the caller's paths; the rest is the checkout's.
 absolute() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 run="$(absolute "$1")" out="$(absolute "$2")"
+case "${NEKO:-}" in */*) NEKO="$(absolute "$NEKO")" ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
 neko="${NEKO:-target/release/neko}"

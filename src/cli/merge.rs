@@ -40,8 +40,9 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
     let merge = Merge::check(&args.inputs)?;
     if let Some(first) = merge.unsigned.first() {
         crate::say!(
-            "neko: warning: {first} ({} shard(s) in all) has no .sig beside it while others do: \
-             its settings cannot be checked against theirs, and the merged file is unsigned",
+            "neko: warning: {first} ({} shard(s) in all) has no .sig of its own while others do (none \
+             beside it, or one it no longer matches: written over since): its settings cannot be \
+             checked against theirs, and the merged file is unsigned",
             merge.unsigned.len()
         );
     }

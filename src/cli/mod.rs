@@ -379,7 +379,7 @@ pub(crate) fn check_output_path(
 ) -> anyhow::Result<()> {
     if out == std::path::Path::new("-") {
         anyhow::bail!(
-            "{flag} -: standard output is where the lines go without {flag}; leave {flag} out (a file named - would be written)"
+            "{flag} -: a file named - would be written; give a file name (neko correct and neko merge write to standard output without -o)"
         );
     }
     let named = out.file_name().is_some() && !out.to_string_lossy().ends_with('/');

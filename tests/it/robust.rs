@@ -371,7 +371,7 @@ fn output_onto_a_link_or_pipe_is_refused() {
     let o = correct_into("tiny-llama", &[], std::path::Path::new("-"), &input);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("leave -o out"), "{err}");
+    assert!(err.contains("a file named - would be written"), "{err}");
 }
 
 /// A run whose stderr reader is gone (`2>&1 | head` ended) finishes its work with exit 0, as

@@ -316,7 +316,8 @@ fn merge_refuses_shards_made_with_different_settings() {
     // ... and say that the unsigned shard's settings went unchecked.
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
-        e.contains("p00.jsonl (1 shard(s) in all) has no .sig") && e.contains("unsigned"),
+        e.contains("p00.jsonl (1 shard(s) in all) has no .sig of its own")
+            && e.contains("unsigned"),
         "{e}"
     );
 }
