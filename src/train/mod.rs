@@ -149,7 +149,19 @@ impl TrainConfig {
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        Self::from_toml(&text).with_context(|| format!("{}", path.display()))
+        let c = Self::from_toml(&text).with_context(|| format!("{}", path.display()))?;
+        // A weight set for a term the routing does not compute would pass unseen.
+        let set = |key: &str| {
+            let table: Option<toml::Table> = toml::from_str(&text).ok();
+            table.is_some_and(|t| t.get("train").and_then(|t| t.get(key)).is_some())
+        };
+        if c.train.routing == RoutingLoss::Forced && set("aux_weight") {
+            crate::say!(
+                "neko: {}: aux_weight is set, but routing = \"forced\" trains no router cross-entropy (it is used with \"aux\" or \"both\")",
+                path.display()
+            );
+        }
+        Ok(c)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -802,7 +814,10 @@ impl Trainer {
         if self.valid.is_empty() {
             return Ok(None);
         }
-        let h = self.config.train.clone();
+        // Under learned routing, as `neko correct` runs by default: a loss under forced
+        // routing would be of a model users do not run (and hide a gate that routes badly).
+        let mut h = self.config.train.clone();
+        h.routing = RoutingLoss::Aux;
         let valid = self.valid.clone();
         let (mut sum, mut n) = (0.0, 0usize);
         // Same-task chunks, in file order.

@@ -212,6 +212,29 @@ fn loss_falls_with_forced_routing_and_with_the_aux_loss() {
     }
 }
 
+/// The validation loss is the model's under learned routing, as `neko correct` runs it,
+/// whatever routing it trains with: after training, the same weights give the same loss with
+/// `routing` set to forced or aux (under forced it was the forced model's, which users do not
+/// run).
+#[test]
+fn the_validation_loss_routes_as_correct_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, data) = setup(tmp.path());
+    let mut c = config(&model, &data, &tmp.path().join("x"), RoutingLoss::Both, 3);
+    c.valid = c.data.clone();
+    let mut t = Trainer::new(c).unwrap();
+    for _ in 0..3 {
+        t.train_step().unwrap();
+    }
+    let mut loss_under = |routing| {
+        t.config.train.routing = routing;
+        t.valid_loss().unwrap().unwrap()
+    };
+    let forced = loss_under(RoutingLoss::Forced);
+    assert_eq!(forced, loss_under(RoutingLoss::Aux));
+    assert!(forced.is_finite() && forced > 0.0);
+}
+
 #[test]
 fn runs_are_deterministic_given_the_seed() {
     let tmp = tempfile::tempdir().unwrap();
