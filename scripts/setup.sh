@@ -37,7 +37,7 @@ if [ ! -x "$neko" ]; then
         echo "setup: NEKO=$NEKO is not an executable neko binary" >&2
         exit 1
     fi
-    cargo build --release --quiet
+    cargo build --release --locked --quiet
 fi
 # Up to date: built from this adapter, and its files still read (a cut or deleted weight file
 # is rebuilt, not reported as set up).

@@ -681,14 +681,19 @@ fn dress_like(word: &str, like: &str) -> String {
 }
 
 /// Characters with runs of whitespace made one space (as CER counts them).
-/// Whether `s` is in a script written without spaces between words (Han, kana, Thai, Lao,
-/// Khmer, Myanmar).
+/// Whether `s` is mostly in a script written without spaces between words (Han, kana, Thai,
+/// Lao, Khmer, Myanmar): half of its letters or more. A name in such a script inside English
+/// ("we flew to 東京") leaves the text counted in words.
 fn unspaced(s: &str) -> bool {
-    s.chars().any(|c| {
-        matches!(c as u32,
+    let letters = s.chars().filter(|c| c.is_alphanumeric());
+    let (mut all, mut unspaced) = (0usize, 0usize);
+    for c in letters {
+        all += 1;
+        unspaced += usize::from(matches!(c as u32,
             0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF
-            | 0x20000..=0x2FA1F | 0x0E00..=0x0EFF | 0x1780..=0x17FF | 0x1000..=0x109F)
-    })
+            | 0x20000..=0x2FA1F | 0x0E00..=0x0EFF | 0x1780..=0x17FF | 0x1000..=0x109F));
+    }
+    all > 0 && 2 * unspaced >= all
 }
 
 fn squeeze(s: &str) -> Vec<char> {
@@ -799,6 +804,10 @@ mod tests {
         let h = hyps(&["the cat sat"]);
         let mt = |pred: &str| check(pred, &h, Task::Mt, Finish::Eos, &[], &on).map(Reason::name);
         assert_eq!(mt("dogs ran far away now"), Some("edit"));
+        // A name in such a script inside spaced text leaves it counted in words.
+        let h = hyps(&["we flew to 東京 with friends"]);
+        let mt = |pred: &str| check(pred, &h, Task::Mt, Finish::Eos, &[], &on).map(Reason::name);
+        assert_eq!(mt("they went to 東京 alone today"), Some("edit"));
     }
 
     #[test]

@@ -119,7 +119,7 @@ pub struct DecodeArgs {
 
     /// The guard's edit threshold for every task: an answer whose edit distance to every
     /// hypothesis exceeds this fraction of that hypothesis's length (in words; characters for
-    /// OCR) falls back to the 1-best. Default: per task, ASR 0.1, OCR 0.05, MT/ST/GEC 0.5.
+    /// OCR and for text mostly in a script written without spaces) falls back to the 1-best. Default: per task, ASR 0.1, OCR 0.05, MT/ST/GEC 0.5.
     #[arg(long, env = "NEKO_GUARD_MAX_EDIT", value_parser = crate::guard::parse_max_edit)]
     pub guard_max_edit: Option<f64>,
 

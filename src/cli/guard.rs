@@ -223,7 +223,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
     // Lines restyled by `neko correct --style follow` are checked as the model wrote them
     // unless --style follow is given again: answers that run kept may fall back here.
     let restyled = (joined.iter())
-        .filter(|(rec, t)| matches!(t, Target::Check(..)) && rec.get("written").is_some())
+        .filter(|(rec, t)| matches!(t, Target::Check(_, Task::Asr)) && rec.get("written").is_some())
         .count();
     if restyled > 0 && args.style == StyleMode::Model {
         crate::say!("neko: guard: {restyled} line(s) carry `written` (made with --style follow): checked as the model wrote them, as --style model does; give --style follow to check them as that run did");
