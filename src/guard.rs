@@ -654,11 +654,22 @@ pub fn undo_word_edits(answer: &str, best: &str) -> String {
 fn word_key(w: &str) -> String {
     use crate::normalize::basic::{is_apostrophe, is_word_char};
     // A word starts at a letter or digit; it ends after one and the marks on it.
-    w.trim_start_matches(|c: char| !c.is_alphanumeric())
+    let word: String = (w.trim_start_matches(|c: char| !c.is_alphanumeric()))
         .trim_end_matches(|c: char| !is_word_char(c))
         .chars()
         .map(|c| if is_apostrophe(c) { '\'' } else { c })
-        .flat_map(char::to_lowercase)
+        .collect();
+    lowercase(&word)
+}
+
+/// Lower case as a reader compares words: Turkish `İ` is `i` (Unicode lowers it to `i` and a
+/// combining dot, which no hypothesis written in lower case has).
+pub(crate) fn lowercase(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| match c {
+            'İ' => 'i'.to_lowercase(),
+            c => c.to_lowercase(),
+        })
         .collect()
 }
 
@@ -789,6 +800,13 @@ mod tests {
             verdict("dogs are running in the park today", &h, Finish::Eos),
             Some("edit")
         );
+    }
+
+    /// Casing does not count, Turkish `İ` included (lowered by Unicode to `i` and a combining
+    /// dot, so "İstanbul" and "istanbul" were two words).
+    #[test]
+    fn word_keys_ignore_casing_turkish_dotted_i_too() {
+        assert_eq!(word_keys("İstanbul, Don’t!"), word_keys("istanbul don't"));
     }
 
     /// Text written without spaces counts characters, not words: a Chinese sentence is one

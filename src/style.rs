@@ -95,7 +95,7 @@ impl Style {
     /// "10:30" and "and/or" stay two words, not glued into one; whitespace is squeezed).
     pub fn apply(&self, text: &str) -> String {
         let cased = match self.case {
-            Some(Case::Lower) => text.to_lowercase(),
+            Some(Case::Lower) => crate::guard::lowercase(text),
             Some(Case::Upper) => text.to_uppercase(),
             None => text.to_string(),
         };
@@ -400,6 +400,8 @@ mod tests {
         assert_eq!(bare.apply("(Quoted) don't."), "quoted don't");
         // Apostrophes in words take the hypotheses' form; quotation marks go.
         assert_eq!(bare.apply("I don’t say 'hello'."), "i don't say hello");
+        // Turkish İ lowers to the i the hypotheses write, not i and a combining dot.
+        assert_eq!(bare.apply("İstanbul."), "istanbul");
         let curly = Style::of(&hyps(&["i don’t know"]));
         assert_eq!(curly.apply("I don't know."), "i don’t know");
     }
