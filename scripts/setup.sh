@@ -32,13 +32,13 @@ if [ ! -f "$adapter" ]; then
 fi
 stamp="$(sha256sum "$adapter" | cut -d' ' -f1)"
 neko="${NEKO:-target/release/neko}"
-if [ ! -x "$neko" ]; then
-    if [ -n "${NEKO:-}" ]; then
-        echo "setup: NEKO=$NEKO is not an executable neko binary" >&2
-        exit 1
-    fi
-    cargo build --release --locked --quiet
+if [ -n "${NEKO:-}" ] && [ ! -x "$neko" ]; then
+    echo "setup: NEKO=$NEKO is not an executable neko binary" >&2
+    exit 1
 fi
+# Always through cargo without NEKO (a no-op when fresh): after a pull, a stale binary would
+# build the new experts.
+[ -n "${NEKO:-}" ] || cargo build --release --locked --quiet
 # Up to date: built from this adapter, and its files still read (a cut or deleted weight file
 # is rebuilt, not reported as set up).
 if [ -f "$dest/config.json" ] && [ "$(cat "$dest/.adapter-sha256" 2>/dev/null)" = "$stamp" ] &&

@@ -692,8 +692,9 @@ fn dress_like(word: &str, like: &str) -> String {
 }
 
 /// Characters with runs of whitespace made one space (as CER counts them).
-/// Whether `s` is mostly in a script written without spaces between words (Han, kana, Thai,
-/// Lao, Khmer, Myanmar): half of its letters or more. A name in such a script inside English
+/// Whether `s` is mostly in a script written without spaces between words (Han, kana
+/// (half-width too), Bopomofo, Thai, Lao, Tibetan, Khmer, Myanmar): half of its letters or
+/// more. A name in such a script inside English
 /// ("we flew to 東京") leaves the text counted in words.
 fn unspaced(s: &str) -> bool {
     let letters = s.chars().filter(|c| c.is_alphanumeric());
@@ -701,8 +702,9 @@ fn unspaced(s: &str) -> bool {
     for c in letters {
         all += 1;
         unspaced += usize::from(matches!(c as u32,
-            0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF
-            | 0x20000..=0x2FA1F | 0x0E00..=0x0EFF | 0x1780..=0x17FF | 0x1000..=0x109F));
+            0x3040..=0x30FF | 0x3100..=0x312F | 0x31A0..=0x31FF | 0x3400..=0x4DBF
+            | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0xFF66..=0xFF9F | 0x20000..=0x2FA1F
+            | 0x0E00..=0x0EFF | 0x0F00..=0x0FFF | 0x1780..=0x17FF | 0x1000..=0x109F));
     }
     all > 0 && 2 * unspaced >= all
 }

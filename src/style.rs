@@ -102,23 +102,52 @@ impl Style {
         if !self.bare {
             return cased;
         }
-        let chars: Vec<char> = cased.chars().collect();
-        let word = |c: Option<&char>| c.is_some_and(|&c| !c.is_whitespace() && !is_punctuation(c));
-        let stripped: String = (0..chars.len())
-            .filter_map(|i| match chars[i] {
-                c if is_dash(c) => Some(' '),
-                c if is_punctuation(c) || is_apostrophe(c) => {
-                    let inside =
-                        word(i.checked_sub(1).and_then(|j| chars.get(j))) && word(chars.get(i + 1));
-                    match is_apostrophe(c) {
-                        true => inside.then_some(self.apostrophe),
-                        false => inside.then_some(' '),
+        let stripped: Vec<String> = cased.split_whitespace().map(|t| self.bare(t)).collect();
+        stripped
+            .join(" ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// One whitespace token without punctuation: a dash, or a mark between two word
+    /// characters, parts it (`10:30` → `10 30`), but a thousands comma joins (`1,000` →
+    /// `1000`); an apostrophe inside a word takes the hypotheses' form, one at its edge stays
+    /// as written (`boys'`, `'90s`), except a pair quoting a word (`'hello'`), which goes.
+    fn bare(&self, token: &str) -> String {
+        let chars: Vec<char> = token.chars().collect();
+        let word = |i: Option<usize>| {
+            i.and_then(|i| chars.get(i))
+                .is_some_and(|&c| !is_punctuation(c) && !is_dash(c))
+        };
+        let quote = |c: char| is_apostrophe(c) && !c.is_alphanumeric();
+        // The token without the punctuation around it (`'hello'.`): its ends may quote it.
+        let lo = chars.iter().position(|&c| !is_punctuation(c)).unwrap_or(0);
+        let hi = (chars.iter().rposition(|&c| !is_punctuation(c))).unwrap_or(0);
+        let quoted = hi >= lo + 3 && quote(chars[lo]) && quote(chars[hi]);
+        let digit = |i: usize| chars.get(i).is_some_and(char::is_ascii_digit);
+        let thousands =
+            |i: usize| digit(i.wrapping_sub(1)) && (1..=3).all(|k| digit(i + k)) && !digit(i + 4);
+        let mut out = String::with_capacity(token.len());
+        for (i, &c) in chars.iter().enumerate() {
+            let inside = word(i.checked_sub(1)) && word(Some(i + 1));
+            match c {
+                c if is_dash(c) => out.push(' '),
+                c if is_apostrophe(c) => match (inside, quoted && (i == lo || i == hi)) {
+                    (_, true) => {}
+                    (true, false) => out.push(self.apostrophe),
+                    (false, false) => out.push(c),
+                },
+                ',' if thousands(i) => {}
+                c if is_punctuation(c) => {
+                    if inside {
+                        out.push(' ');
                     }
                 }
-                c => Some(c),
-            })
-            .collect();
-        stripped.split_whitespace().collect::<Vec<_>>().join(" ")
+                c => out.push(c),
+            }
+        }
+        out
     }
 }
 
@@ -400,6 +429,12 @@ mod tests {
         assert_eq!(bare.apply("(Quoted) don't."), "quoted don't");
         // Apostrophes in words take the hypotheses' form; quotation marks go.
         assert_eq!(bare.apply("I don’t say 'hello'."), "i don't say hello");
+        // Apostrophes at a word's edge stay as written; a thousands comma joins.
+        let edges = "The boys' toys, 'em, rock 'n' roll in the '90s: 1,000 or 1,5.";
+        assert_eq!(
+            bare.apply(edges),
+            "the boys' toys 'em rock 'n' roll in the '90s 1000 or 1 5"
+        );
         // Turkish İ lowers to the i the hypotheses write, not i and a combining dot.
         assert_eq!(bare.apply("İstanbul."), "istanbul");
         let curly = Style::of(&hyps(&["i don’t know"]));

@@ -403,8 +403,12 @@ pub(crate) fn check_output_path(
         }
         if !kind.is_file() {
             anyhow::bail!(
-                "{flag} {}: not a regular file (a device or pipe), which the finished file would replace; to stream the output, leave out {flag} and redirect stdout",
-                out.display()
+                "{flag} {}: not a regular file (a device or pipe), which the finished file would replace{}",
+                out.display(),
+                match flag {
+                    "-o" => "; to stream the output, leave out -o and redirect stdout",
+                    _ => "; give a file",
+                }
             );
         }
     }
