@@ -8,7 +8,7 @@
 #
 # Idempotent: the folder is rebuilt only when the shipped adapter changed or its files no longer
 # read. Env: NEKO (the neko
-# binary; default: target/release/neko, built if missing), NEKO_CACHE.
+# binary; default: target/release/neko, built through cargo, a no-op when fresh), NEKO_CACHE.
 set -euo pipefail
 # NEKO and NEKO_CACHE as the caller meant them: a command on PATH, or a path from the caller's
 # folder, not from the repo root this script moves to.

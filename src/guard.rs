@@ -665,12 +665,9 @@ fn word_key(w: &str) -> String {
 /// Lower case as a reader compares words: Turkish `İ` is `i` (Unicode lowers it to `i` and a
 /// combining dot, which no hypothesis written in lower case has).
 pub(crate) fn lowercase(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| match c {
-            'İ' => 'i'.to_lowercase(),
-            c => c.to_lowercase(),
-        })
-        .collect()
+    // Whole-string lowering keeps Greek's final sigma (ΤΗΣ → της); the combining dot that
+    // Python's lower() leaves after an `i` from `İ` goes too.
+    s.replace('İ', "I").to_lowercase().replace("i\u{307}", "i")
 }
 
 /// `word` (its letters) with `like`'s punctuation before and after and its capital first
@@ -809,6 +806,8 @@ mod tests {
     #[test]
     fn word_keys_ignore_casing_turkish_dotted_i_too() {
         assert_eq!(word_keys("İstanbul, Don’t!"), word_keys("istanbul don't"));
+        assert_eq!(word_keys("i\u{307}stanbul"), word_keys("İstanbul"));
+        assert_eq!(word_keys("ΤΗΣ"), word_keys("της"));
     }
 
     /// Text written without spaces counts characters, not words: a Chinese sentence is one

@@ -63,9 +63,11 @@ pub struct Style {
     case: Option<Case>,
     /// No hypothesis has punctuation: answers are written without it too.
     bare: bool,
-    /// The apostrophe the hypotheses write inside words (`'` when they write none): a bare
-    /// answer's take it, and quotation marks (one at a word's edge) go with the punctuation.
+    /// The apostrophe the hypotheses write (`'` when they write none): a bare answer's take it.
     apostrophe: char,
+    /// Whether some hypothesis writes one at a word's edge (`boys'`): else an answer's (a
+    /// quotation mark, mostly) go with the punctuation.
+    edge_apostrophes: bool,
 }
 
 impl Style {
@@ -87,6 +89,8 @@ impl Style {
             case,
             bare: text && !chars().any(is_punctuation),
             apostrophe: chars().find(|&c| is_apostrophe(c)).unwrap_or('\''),
+            edge_apostrophes: (hypotheses.iter().flat_map(|h| h.split_whitespace()))
+                .any(|t| t.starts_with(is_apostrophe) || t.ends_with(is_apostrophe)),
         }
     }
 
@@ -110,37 +114,36 @@ impl Style {
             .join(" ")
     }
 
-    /// One whitespace token without punctuation: a dash, or a mark between two word
-    /// characters, parts it (`10:30` → `10 30`), but a thousands comma joins (`1,000` →
-    /// `1000`); an apostrophe inside a word takes the hypotheses' form, one at its edge stays
-    /// as written (`boys'`, `'90s`), except a pair quoting a word (`'hello'`), which goes.
+    /// One whitespace token without punctuation: a dash, or marks between word characters,
+    /// part it (`10:30` → `10 30`, `wait...what` → `wait what`), but a thousands comma joins
+    /// (`1,000` → `1000`); an apostrophe between two word characters takes the hypotheses'
+    /// form, and one elsewhere (`boys'`, `'90s`, a quotation mark) takes it too where the
+    /// hypotheses write apostrophes at words' edges, else goes.
     fn bare(&self, token: &str) -> String {
         let chars: Vec<char> = token.chars().collect();
-        let word = |i: Option<usize>| {
-            i.and_then(|i| chars.get(i))
-                .is_some_and(|&c| !is_punctuation(c) && !is_dash(c))
-        };
-        let quote = |c: char| is_apostrophe(c) && !c.is_alphanumeric();
-        // The token without the punctuation around it (`'hello'.`): its ends may quote it.
-        let lo = chars.iter().position(|&c| !is_punctuation(c)).unwrap_or(0);
-        let hi = (chars.iter().rposition(|&c| !is_punctuation(c))).unwrap_or(0);
-        let quoted = hi >= lo + 3 && quote(chars[lo]) && quote(chars[hi]);
+        let letter = |c: &char| !is_punctuation(*c) && !is_dash(*c) && !is_apostrophe(*c);
+        let at = |i: Option<usize>| i.and_then(|i| chars.get(i)).is_some_and(letter);
+        let first = chars.iter().position(letter);
+        let last = chars.iter().rposition(letter);
         let digit = |i: usize| chars.get(i).is_some_and(char::is_ascii_digit);
         let thousands =
             |i: usize| digit(i.wrapping_sub(1)) && (1..=3).all(|k| digit(i + k)) && !digit(i + 4);
         let mut out = String::with_capacity(token.len());
         for (i, &c) in chars.iter().enumerate() {
-            let inside = word(i.checked_sub(1)) && word(Some(i + 1));
+            // Between the token's first and last word characters.
+            let within = first.is_some_and(|f| f < i) && last.is_some_and(|l| l > i);
             match c {
                 c if is_dash(c) => out.push(' '),
-                c if is_apostrophe(c) => match (inside, quoted && (i == lo || i == hi)) {
-                    (_, true) => {}
-                    (true, false) => out.push(self.apostrophe),
-                    (false, false) => out.push(c),
-                },
+                c if is_apostrophe(c) => {
+                    if (at(i.checked_sub(1)) && at(Some(i + 1))) || self.edge_apostrophes {
+                        out.push(self.apostrophe);
+                    } else if within {
+                        out.push(' ');
+                    }
+                }
                 ',' if thousands(i) => {}
                 c if is_punctuation(c) => {
-                    if inside {
+                    if within {
                         out.push(' ');
                     }
                 }
@@ -429,12 +432,28 @@ mod tests {
         assert_eq!(bare.apply("(Quoted) don't."), "quoted don't");
         // Apostrophes in words take the hypotheses' form; quotation marks go.
         assert_eq!(bare.apply("I don’t say 'hello'."), "i don't say hello");
-        // Apostrophes at a word's edge stay as written; a thousands comma joins.
-        let edges = "The boys' toys, 'em, rock 'n' roll in the '90s: 1,000 or 1,5.";
+        // Apostrophes at words' edges go, as the hypotheses write none; a thousands comma
+        // joins; a run of marks parts once.
+        let edges = "The boys' toys, 'go away,' he said... wait...what: 1,000 or 1,5.";
         assert_eq!(
             bare.apply(edges),
-            "the boys' toys 'em rock 'n' roll in the '90s 1000 or 1 5"
+            "the boys toys go away he said wait what 1000 or 1 5"
         );
+        // Where the hypotheses write them, they stay, in the hypotheses' form.
+        let with = Style::of(&hyps(&["the boys' toys in the '90s"]));
+        assert_eq!(
+            with.apply("The boys’ toys in the ’90s."),
+            "the boys' toys in the '90s"
+        );
+        // Twice is once.
+        for text in [
+            edges,
+            "``hello'' said,'hello' ''ab''",
+            "U.S. e-mail $1,000.50",
+        ] {
+            let once = bare.apply(text);
+            assert_eq!(bare.apply(&once), once, "{text}");
+        }
         // Turkish İ lowers to the i the hypotheses write, not i and a combining dot.
         assert_eq!(bare.apply("İstanbul."), "istanbul");
         let curly = Style::of(&hyps(&["i don’t know"]));
