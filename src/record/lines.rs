@@ -145,7 +145,7 @@ fn json_units(bytes: &[u8], lines: &[Unit], max: usize) -> Vec<Unit> {
             None => {
                 let inner = lines[k + 1..]
                     .iter()
-                    .take_while(|n| inner_line(&bytes[n.start..n.end]))
+                    .take_while(|n| inner_line(&bytes[n.start..n.end], open - u.start))
                     .last();
                 match inner {
                     Some(n) => (n.end, Some(Span::Cut)),
@@ -163,15 +163,18 @@ fn json_units(bytes: &[u8], lines: &[Unit], max: usize) -> Vec<Unit> {
     units
 }
 
-/// Whether a line reads as the inside of an object written over several lines: indented (but
-/// not opening a record with a key), or closing brackets at its first column; not a line at
-/// column 0 that opens the next record or is text.
-fn inner_line(line: &[u8]) -> bool {
+/// Whether a line reads as the inside of an object written over several lines, whose opening
+/// line is indented by `indent`: indented (but not opening a record with a key at the opening
+/// line's indentation or less), or closing brackets at its first column; not a line at column
+/// 0 that opens the next record or is text.
+fn inner_line(line: &[u8], indent: usize) -> bool {
     let text = line.trim_ascii();
     match line.first() {
         Some(b' ' | b'\t') => {
-            // A nested object's `{` stands alone; a line opening with a key is a record's.
-            text == b"{" || (!text.is_empty() && !opens_an_object(text))
+            // A nested object's `{` stands alone, or opens with a key deeper than the record
+            // (`  {"text": ..., "score": ...},` in an `nbest` list).
+            let deeper = line.len() - line.trim_ascii_start().len() > indent;
+            text == b"{" || (!text.is_empty() && (deeper || !opens_an_object(text)))
         }
         // Closing brackets at the first column (`}`, `],`); a key there is a JSON string line.
         Some(b']' | b'}') => text.iter().all(|b| matches!(b, b']' | b'}' | b',')),
@@ -328,7 +331,12 @@ fn spans_lines(bytes: &[u8], open: usize, end: usize, max: usize) -> Option<usiz
     // object written over several lines indents its inner lines), so that lines cut one
     // after another are not each scanned for the whole window.
     let limit = bytes.len().min(open + max);
-    let window = &bytes[..next_record_line(bytes, end, limit)];
+    let indent = open
+        - bytes[..open]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |n| n + 1);
+    let window = &bytes[..next_record_line(bytes, end, limit, indent)];
     let close = object_end(window, open)?;
     let after = &bytes[close..line_end(bytes, close)];
     (after.iter().all(u8::is_ascii_whitespace) && repaired(&bytes[open..close]).is_some())
@@ -336,9 +344,10 @@ fn spans_lines(bytes: &[u8], open: usize, end: usize, max: usize) -> Option<usiz
 }
 
 /// Where the next record's line starts after `from` (or `limit`): a line that opens an object
-/// at its first column, or one that opens with a key (`{"`) however indented. An object
-/// written over several lines puts its nested objects' `{` alone on a line.
-fn next_record_line(bytes: &[u8], from: usize, limit: usize) -> usize {
+/// at its first column, or one that opens with a key (`{"`) indented no deeper than the
+/// record's opening line (`indent`). An object written over several lines puts its nested
+/// objects deeper: their `{` alone on a line, or a whole small object (`{"text": ...}`).
+fn next_record_line(bytes: &[u8], from: usize, limit: usize, indent: usize) -> usize {
     // A first line longer than the limit: the record cannot end within it.
     if from >= limit {
         return limit;
@@ -348,8 +357,11 @@ fn next_record_line(bytes: &[u8], from: usize, limit: usize) -> usize {
         let start = at + k + 1;
         let line = &bytes[start..line_end(bytes, start).min(limit)];
         let text = line.trim_ascii();
+        let depth = line.len() - line.trim_ascii_start().len();
         if line.first() == Some(&b'{')
-            || (text.starts_with(b"{") && text[1..].trim_ascii_start().starts_with(b"\""))
+            || (depth <= indent
+                && text.starts_with(b"{")
+                && text[1..].trim_ascii_start().starts_with(b"\""))
         {
             return start;
         }

@@ -41,6 +41,31 @@ fn jsonl_shapes() {
     assert_eq!(entries[2].line, 4);
 }
 
+/// An object written over several lines whose `nbest` entries are whole objects on lines of
+/// their own, deeper than the record (as Prettier writes it), is one record: those lines were
+/// taken for the next records', and the file was read as text lines `{`, `"id": "x1",`, ...
+#[test]
+fn nested_one_line_objects_stay_inside_their_record() {
+    let record = |id: &str| {
+        format!(
+            "{{\n  \"id\": \"{id}\",\n  \"nbest\": [\n    {{\"text\": \"a b\", \"score\": -1}},\n    {{\"text\": \"a c\", \"score\": -2}}\n  ],\n  \"output\": \"a b\"\n}}\n"
+        )
+    };
+    let lines: String = (0..10)
+        .map(|i| format!("{{\"id\": \"l{i}\", \"input\": [\"w\"]}}\n"))
+        .collect();
+    for (text, records) in [
+        (record("x1") + &record("x2"), 2),
+        (lines + &record("x1"), 11),
+    ] {
+        let entries = parse(text.as_bytes());
+        let r = ok(&entries);
+        assert_eq!(r.len(), records, "{text}");
+        assert_eq!(r[records - 1].hypotheses, vec!["a b", "a c"]);
+        assert_eq!(r[records - 1].scores, Some(vec![-1.0, -2.0]));
+    }
+}
+
 /// A multi-reference set gives `output` as a list (JFLEG's four corrections, several
 /// translations): the first is the reference, the others follow it; an empty list, or one
 /// with something other than text, is an error naming the field.
