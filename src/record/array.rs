@@ -47,8 +47,21 @@ pub(super) fn parse_json_stream(bytes: &[u8], first: usize, max: usize) -> Vec<E
                 if let Some((split, split_end)) =
                     reread(bytes, at, (&spans, &end, &scanned), entries.len(), max)
                 {
+                    // An array cut off between two elements reads whole by its lines: that it
+                    // never closes is said, or the cut would go unseen.
+                    let unclosed = matches!(end, ArrayEnd::Broken(..))
+                        && split.iter().all(|(_, r)| r.is_ok())
+                        && !bytes[at..split_end].trim_ascii_end().ends_with(b"]");
                     for (s, record) in split {
                         push(&mut entries, s, record);
+                    }
+                    if unclosed {
+                        let message = "unterminated JSON array: the file ends before its `]` (cut off?); the records before were read";
+                        push(
+                            &mut entries,
+                            split_end,
+                            Err(RecordError::new(None, message)),
+                        );
                     }
                     at = split_end;
                     continue;

@@ -66,6 +66,25 @@ fn nested_one_line_objects_stay_inside_their_record() {
     }
 }
 
+/// A pretty-printed array cut off between two elements (`head -n` of a `json.dumps(indent=4)`
+/// file) reads its whole records and says that the array never closes (it read them silently).
+#[test]
+fn a_pretty_array_cut_between_elements_says_so() {
+    let element = |i: usize| {
+        format!("    {{\n        \"id\": \"r{i}\",\n        \"input\": [\n            \"w{i}\"\n        ]\n    }}")
+    };
+    let whole = format!("[\n{},\n{},\n{}\n]\n", element(0), element(1), element(2));
+    let cut = format!("[\n{},\n{},\n", element(0), element(1));
+    let entries = parse(whole.as_bytes());
+    assert_eq!(entries.len(), 3);
+    assert!(entries.iter().all(|e| e.record.is_ok()));
+    let entries = parse(cut.as_bytes());
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert!(entries[..2].iter().all(|e| e.record.is_ok()));
+    let err = entries[2].record.as_ref().unwrap_err();
+    assert!(err.message.contains("unterminated JSON array"), "{err}");
+}
+
 /// A multi-reference set gives `output` as a list (JFLEG's four corrections, several
 /// translations): the first is the reference, the others follow it; an empty list, or one
 /// with something other than text, is an error naming the field.
