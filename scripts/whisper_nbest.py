@@ -27,6 +27,7 @@ Needs: pip install faster-whisper (1.2.1 was used; it brings ctranslate2, tokeni
 """
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -71,9 +72,14 @@ def record(rid, model_name, beams, span=None):
     {'id': 'a.wav', 'task': 'asr', 'source': 'whisper:base', 'input': ['Hi.'], 'scores': [-0.1235]}
     >>> record("b.wav#2", "base", [("Yes.", -0.5)], (30.0, 41.25))["end"]
     41.25
+    >>> record("c.wav", "base", [("Hm.", float("-inf"))])["scores"]
+    [None]
     """
+    # A score that is not finite is written null: json.dumps would write -Infinity, which is
+    # not JSON, and the whole line would be unreadable.
     rec = {"id": rid, "task": "asr", "source": f"whisper:{model_name}",
-           "input": [t for t, _ in beams], "scores": [round(s, 4) for _, s in beams]}
+           "input": [t for t, _ in beams],
+           "scores": [round(s, 4) if math.isfinite(s) else None for _, s in beams]}
     if span is not None:
         rec["start"], rec["end"] = round(span[0], 2), round(span[1], 2)
     return rec

@@ -66,6 +66,14 @@ fn nested_one_line_objects_stay_inside_their_record() {
     }
 }
 
+/// A `null` score (what a tool writes for one it has not) is no score, not a broken record.
+#[test]
+fn a_null_score_keeps_its_record() {
+    let entries = parse(b"{\"input\": [\"a\", \"b\"], \"scores\": [-0.5, null]}\n");
+    let scores = ok(&entries)[0].scores.clone().unwrap();
+    assert!(scores[0] == -0.5 && scores[1].is_nan(), "{scores:?}");
+}
+
 /// A pretty-printed array cut off between two elements (`head -n` of a `json.dumps(indent=4)`
 /// file) reads its whole records and says that the array never closes (it read them silently).
 #[test]

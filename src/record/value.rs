@@ -475,10 +475,12 @@ fn scores_of(obj: &Map<String, Value>) -> Result<Option<Vec<f64>>, RecordError> 
             let list = match v {
                 Value::Array(items) => items
                     .iter()
-                    .map(|x| {
-                        x.as_f64().ok_or_else(|| {
+                    .map(|x| match x {
+                        // What a tool writes for a score it has not (Python's NaN as JSON).
+                        Value::Null => Ok(f64::NAN),
+                        x => x.as_f64().ok_or_else(|| {
                             RecordError::new(Some(field), "expected a list of numbers")
-                        })
+                        }),
                     })
                     .collect::<Result<Vec<_>, _>>()?,
                 Value::Number(n) => vec![n.as_f64().unwrap_or(f64::NAN)],
