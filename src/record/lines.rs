@@ -241,9 +241,11 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
         // Files joined with `cat`, a Windows tool's among them, carry its mark mid-file.
         let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
         // A blank line of plain text is an empty 1-best (silence), so that output line k is
-        // input line k (`paste`); in JSON Lines it is no record.
+        // input line k (`paste`); in JSON Lines, and among `trn` lines (whose records are
+        // their ids, as sclite reads them), it is no record.
         // (Blocks have no blank units: a blank line only closes one.)
-        if raw.iter().all(u8::is_ascii_whitespace) && layout == Layout::JsonLine {
+        let blank_is_none = matches!(layout, Layout::JsonLine | Layout::TrnLine);
+        if raw.iter().all(u8::is_ascii_whitespace) && blank_is_none {
             continue;
         }
         let parts = match (layout, u.spanned) {

@@ -223,7 +223,8 @@ fn plain_text_lines_are_read_as_written() {
     assert_eq!(hyps, text.lines().collect::<Vec<_>>());
 }
 
-/// sclite `trn` lines give their utterance id to the record, not a last word to its 1-best;
+/// sclite `trn` lines give their utterance id to the record, not a last word to its 1-best
+/// (a blank line among them is none: it had no id, and `neko eval --ref` refused the file);
 /// a transcript whose lines end in asides, or only some of them in ids, is plain text.
 #[test]
 fn trn_lines_are_a_1_best_and_its_id() {
@@ -234,7 +235,6 @@ fn trn_lines_are_a_1_best_and_its_id() {
         .collect();
     let want = [
         (Value::from("spk1-002"), "the cat sat"),
-        (Value::from(1), ""),
         (Value::from("spk1-003"), ""),
         (Value::from("spk1-001"), "hello world"),
     ];
