@@ -28,9 +28,13 @@ pub fn split_line(line: &str) -> Option<(char, &str, &str)> {
 }
 
 /// Whether a line is what `fairseq-generate` writes besides its records: a log line (`2024-05-01
-/// 12:00:00 | INFO | fairseq...`) or its closing score (`Generate test with beam=5: ...`).
+/// 12:00:00 | INFO | fairseq...`; fairseq 0.9 and older, `| loaded 3003 examples ...`) or its
+/// closing score (`Generate test with beam=5: ...`, older `| Generate test ...`).
 pub fn is_chatter(line: &str) -> bool {
-    line.starts_with("Generate ") || line.contains(" | INFO | ") || line.contains(" | WARNING | ")
+    line.starts_with("Generate ")
+        || line.starts_with("| ")
+        || line.contains(" | INFO | ")
+        || line.contains(" | WARNING | ")
 }
 
 /// Whether these non-blank lines are `fairseq-generate` output: some `H` line, and at least

@@ -32,15 +32,17 @@ pub fn record(block: &str) -> Result<Record, RecordError> {
     let Some((id, _)) = lines.first() else {
         return Err(RecordError::new(None, NOT_A_LINE));
     };
-    if let Some(k) = block.lines().position(|l| split_line(l).is_none()) {
-        let mut error = RecordError::new(None, format!("its line {}: {NOT_A_LINE}", k + 1));
-        error.best = Some(lines[0].1[0].trim().to_string());
-        return Err(error);
-    }
     let id = match id.parse::<u64>() {
         Ok(n) => Value::from(n),
         Err(_) => Value::from(*id),
     };
+    if let Some(k) = block.lines().position(|l| split_line(l).is_none()) {
+        let mut error = RecordError::new(None, format!("its line {}: {NOT_A_LINE}", k + 1));
+        error.best = Some(lines[0].1[0].trim().to_string());
+        // Its error line keeps the sentence's number, not its place in the file.
+        error.id = Some(Box::new(id));
+        return Err(error);
+    }
     let hypotheses = lines.iter().map(|(_, f)| f[0].trim().to_string()).collect();
     let scores: Option<Vec<f64>> = (lines.iter())
         .map(|(_, f)| f.last().and_then(|s| s.trim().parse().ok()))

@@ -1004,6 +1004,30 @@ fn a_stray_line_in_a_moses_sentence_stays_in_it() {
     assert_eq!(ids, [0, 1, 2]);
     assert!(entries[0].record.is_ok() && entries[2].record.is_ok());
     assert!(entries[1].record.is_err());
+    // The broken sentence's error keeps its number, not its place (7 came out as id 1).
+    let text = text
+        .replace("0 |||", "5 |||")
+        .replace("1 |||", "7 |||")
+        .replace("2 |||", "9 |||");
+    let ids: Vec<Value> = parse(text.as_bytes()).iter().map(Entry::id).collect();
+    assert_eq!(ids, [5, 7, 9]);
+}
+
+/// fairseq 0.9 and older write their log lines as `| loaded ...` and `| Generate ...`: no
+/// sentence of theirs (the first and last sentences became error lines).
+#[test]
+fn old_fairseq_log_lines_are_no_records() {
+    let text = "| [de] dictionary: 8848 types\n| loaded 2 examples from: test.de-en.de\n\
+        S-0\tja\nH-0\t-0.1\tyes\nS-1\tnein\nH-1\t-0.2\tno\n\
+        | Translated 2 sentences (4 tokens) in 0.1s (20.00 sentences/s, 40.00 tokens/s)\n\
+        | Generate test with beam=5: BLEU4 = 25.30\n";
+    let entries = parse(text.as_bytes());
+    let r = ok(&entries);
+    assert_eq!(r.len(), 2, "{entries:?}");
+    assert_eq!(
+        (r[0].hypotheses.clone(), r[1].hypotheses.clone()),
+        (strings(&["yes"]), strings(&["no"]))
+    );
 }
 
 /// JSON Lines of N-best lists whose first line is broken: that line is an error, the others
