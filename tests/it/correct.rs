@@ -335,7 +335,7 @@ fn bad_records_get_an_error_and_the_run_goes_on() {
     let out = run_with_stdin(
         cmd,
         b"{\"input\": []}\n{\"input\": [\"ok then\"]}\n{broken\n{\"id\": \"w9\", \"task\": \"gec\", \"input\": [1]}\n\
-          {\"id\": \"s\", \"input\": [\"a b\", \"a c\"], \"am_score\": [-0.1, null], \"source\": 42}\n",
+          {\"id\": \"s\", \"input\": [\"a b\", \"a c\"], \"am_score\": [-0.1, \"x\"], \"source\": 42}\n",
     );
     assert!(out.status.success());
     let recs = json_lines(&out.stdout);
