@@ -91,6 +91,8 @@ enum Failure {
 enum Gave {
     /// The retries are spent (the server may be gone).
     Up(String),
+    /// A Ctrl-C came while retrying: no more requests; the record waits for `--resume`.
+    Stopped,
     /// This request cannot succeed.
     Permanent(String),
     /// No request can.
@@ -101,6 +103,7 @@ impl Gave {
     fn message(self) -> String {
         match self {
             Gave::Up(m) | Gave::Permanent(m) | Gave::Fatal(m) => m,
+            Gave::Stopped => STOPPED.to_string(),
         }
     }
 }
@@ -201,8 +204,7 @@ impl OpenAi {
                 tokens: 0,
             });
         }
-        let interrupted = (self.stop.as_ref()).is_some_and(|f| f.load(Ordering::SeqCst));
-        if self.gone().is_some() || interrupted {
+        if self.gone().is_some() || self.interrupted() {
             return Err(STOPPED.to_string());
         }
         let g = self.request(prompt, &self.options.stop)?;
@@ -210,6 +212,9 @@ impl OpenAi {
         // newline does not end it); a server stops at once. Ask again without stop strings
         // and let the answer be cut where the in-process decoder would have stopped.
         if g.finish == Finish::Stop && g.text.trim().is_empty() && !self.options.stop.is_empty() {
+            if self.interrupted() {
+                return Err(STOPPED.to_string());
+            }
             let mut g = self.request(prompt, &[])?;
             let text = g.text.trim_start();
             if self
@@ -269,6 +274,7 @@ impl OpenAi {
                 return Err(m);
             }
             Err(Gave::Permanent(m)) => return Err(m),
+            Err(Gave::Stopped) => return Err(STOPPED.to_string()),
         };
         parse_completion(&v).map_err(|m| format!("{url}: {m}"))
     }
@@ -303,6 +309,11 @@ impl OpenAi {
         STOPPED.to_string()
     }
 
+    /// Whether a Ctrl-C (or SIGTERM) came: no new request goes out, retries included.
+    fn interrupted(&self) -> bool {
+        (self.stop.as_ref()).is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
     /// Why the server counts as gone, if it does.
     fn gone(&self) -> Option<String> {
         self.gone.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -319,10 +330,16 @@ impl OpenAi {
                 Err(Failure::Permanent(m)) => return Err(Gave::Permanent(m)),
                 Err(Failure::Fatal(m)) => return Err(Gave::Fatal(m)),
                 Err(Failure::Transient(m, after)) => {
+                    if self.interrupted() {
+                        return Err(Gave::Stopped);
+                    }
                     if tries > self.options.retries || self.gone().is_some() {
                         return Err(Gave::Up(format!("{m} (gave up after {tries} attempts)")));
                     }
-                    std::thread::sleep(after.unwrap_or_else(|| jitter(delay)).min(MAX_DELAY));
+                    // A server's Retry-After, but never less than the backoff (`0` spent every
+                    // attempt within milliseconds).
+                    let backoff = jitter(delay);
+                    std::thread::sleep(after.map_or(backoff, |a| a.max(backoff)).min(MAX_DELAY));
                     delay = (delay * 2).min(MAX_DELAY);
                 }
             }
@@ -462,9 +479,11 @@ fn parse_completion(v: &Value) -> Result<Generation, String> {
             clip(&v.to_string())
         )
     })?;
+    // Only a stop (or the end token) is a finished answer; `length`, an `abort` or anything
+    // else a server says is cut off, which the guard sends back.
     let finish = match choice["finish_reason"].as_str() {
-        Some("length") => Finish::Length,
-        _ => Finish::Stop,
+        Some("stop" | "eos" | "eos_token" | "stop_sequence") => Finish::Stop,
+        _ => Finish::Length,
     };
     let tokens = v["usage"]["completion_tokens"].as_u64().unwrap_or(0) as usize;
     Ok(Generation {
@@ -540,6 +559,15 @@ mod tests {
         );
         let v = json!({"choices": [{"text": "a", "finish_reason": "stop"}]});
         assert_eq!(parse_completion(&v).unwrap().finish, Finish::Stop);
+        // TGI's end token is a stop; vLLM's `abort`, or no reason, is an answer cut off.
+        for (reason, finish) in [
+            (json!("eos_token"), Finish::Stop),
+            (json!("abort"), Finish::Length),
+            (Value::Null, Finish::Length),
+        ] {
+            let v = json!({"choices": [{"text": "a", "finish_reason": reason}]});
+            assert_eq!(parse_completion(&v).unwrap().finish, finish, "{reason}");
+        }
         assert!(parse_completion(&json!({"object": "error"})).is_err());
     }
 }

@@ -715,6 +715,41 @@ fn an_interrupt_sends_no_new_request() {
     assert_eq!(json_lines(&std::fs::read(&dest).unwrap()).len(), 16);
 }
 
+/// A Ctrl-C stops retries too: a record whose requests keep failing is not retried after it
+/// (4 of 6 requests went out after the interrupt, and the record became an error line that
+/// `--resume` kept); it waits for `--resume` with no line.
+#[cfg(unix)]
+#[test]
+fn an_interrupt_stops_retries() {
+    let server = FakeServer::start(|_, _| {
+        let mut r = Reply::error(500, "down");
+        r.delay = Duration::from_millis(200);
+        r
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_records(dir.path(), 1);
+    let dest = dir.path().join("out.jsonl");
+    let mut child = served(&server.url)
+        .args(["--retries", "50", "-o"])
+        .arg(&dest)
+        .arg(&input)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::util::wait_for(&mut child, "a request", || !server.bodies().is_empty());
+    crate::util::send_signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        server.bodies().len() <= 3,
+        "{} requests",
+        server.bodies().len()
+    );
+    let written = std::fs::read_to_string(neko::output::partial_path(&dest)).unwrap_or_default();
+    assert!(!written.contains("\"error\""), "{written}");
+}
+
 /// With `--backend openai`, `--model` needs only the prompt side: a folder with config.json,
 /// tokenizer.json and tokenizer_config.json renders the same prompts as the full checkpoint, and
 /// `--dump-prompts` needs no server.
