@@ -241,7 +241,6 @@ impl OpenAi {
             "prompt": p,
             "max_tokens": prompt.max_new_tokens,
             "temperature": 0.0,
-            "top_p": 1.0,
             "n": 1,
             "stream": false,
             "stop": stop,
@@ -276,7 +275,15 @@ impl OpenAi {
             Err(Gave::Permanent(m)) => return Err(m),
             Err(Gave::Stopped) => return Err(STOPPED.to_string()),
         };
-        parse_completion(&v).map_err(|m| format!("{url}: {m}"))
+        let parsed = parse_completion(&v).map_err(|m| format!("{url}: {m}"));
+        // Another API answering at this path fails every record alike: the run stops, and
+        // `--resume` sends them to the right endpoint, rather than each getting an error line.
+        match parsed {
+            Err(m) if v.get("choices").is_none() && v.get("content").is_some() => {
+                Err(self.give_up(m))
+            }
+            parsed => parsed,
+        }
     }
 
     /// One `GET {endpoint}/models`.
@@ -387,10 +394,13 @@ impl OpenAi {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response
+        // Read as bytes: an answer that is not UTF-8 is the server's answer (decoded lossily, as
+        // in process), not a broken connection to retry and count toward "server gone".
+        let bytes = response
             .body_mut()
-            .read_to_string()
+            .read_to_vec()
             .map_err(|e| Failure::Transient(format!("{url}: reading the answer: {e}"), None))?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         if status == 200 {
             return serde_json::from_str(&text).map_err(|e| {
                 Failure::Permanent(format!("{url}: not JSON ({e}): {}", clip(&text)))
@@ -470,9 +480,14 @@ impl Backend for OpenAi {
 
 /// The generation in a completions response.
 fn parse_completion(v: &Value) -> Result<Generation, String> {
-    let choice = v["choices"]
-        .get(0)
-        .ok_or_else(|| format!("no `choices` in the answer: {}", clip(&v.to_string())))?;
+    let choice = v["choices"].get(0).ok_or_else(|| {
+        // llama.cpp's server answers its own /completion format at /completions too.
+        let hint = match v.get("content").is_some() {
+            true => " (llama.cpp's own format: give the endpoint with its /v1)",
+            false => "",
+        };
+        format!("no `choices` in the answer{hint}: {}", clip(&v.to_string()))
+    })?;
     let text = choice["text"].as_str().ok_or_else(|| {
         format!(
             "no `choices[0].text` in the answer: {}",

@@ -264,7 +264,8 @@ fn openai_backend_sends_the_rendered_prompt_and_greedy_settings() {
         assert_eq!(body["max_tokens"], want["max_new_tokens"]);
         assert_eq!(body["model"], "tiny", "the listed model by default");
         assert_eq!(body["temperature"], 0.0);
-        assert_eq!(body["top_p"], 1.0);
+        // No top_p: greedy without it, and TGI refuses 1.0 (it wants 0 < top_p < 1).
+        assert!(body.get("top_p").is_none(), "{body}");
         assert_eq!(body["repeat_penalty"], 1.0);
         assert_eq!(body["stop"], json!(["\n"]));
         assert_eq!(body["stream"], false);
@@ -713,6 +714,27 @@ fn an_interrupt_sends_no_new_request() {
         .arg(&input));
     assert!(out.status.success());
     assert_eq!(json_lines(&std::fs::read(&dest).unwrap()).len(), 16);
+}
+
+/// An endpoint given without its `/v1`, at llama.cpp's server, answers its own format
+/// (`content`, no `choices`): the run stops, naming the cause, rather than writing every
+/// record an error line that `--resume` would keep.
+#[test]
+fn another_api_at_the_endpoint_stops_the_run() {
+    let server = FakeServer::start(|_, _| {
+        let mut r = Reply::ok("x");
+        r.body = json!({"content": "the cat sat", "stop": true});
+        r
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_records(dir.path(), 3);
+    let out = served(&server.url).arg(&input).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("/v1"), "{err}");
+    assert!(json_lines(&out.stdout)
+        .iter()
+        .all(|l| l.get("error").is_none()));
 }
 
 /// A Ctrl-C stops retries too: a record whose requests keep failing is not retried after it
