@@ -679,6 +679,31 @@ fn the_chat_end_of_turn_stops_a_served_answer() {
     assert!(err.contains("an endpoint starts with http://"), "{err}");
 }
 
+/// `n` records corrected through `server` with `flags` into `-o DEST`, interrupted (SIGINT)
+/// once the server has its first request: (the folder, the input, DEST, the run's output).
+#[cfg(unix)]
+fn interrupted_at_the_first_request(
+    server: &FakeServer,
+    n: usize,
+    flags: &[&str],
+) -> (tempfile::TempDir, PathBuf, PathBuf, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_records(dir.path(), n);
+    let dest = dir.path().join("out.jsonl");
+    let mut child = served(&server.url)
+        .args(flags)
+        .arg("-o")
+        .arg(&dest)
+        .arg(&input)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::util::wait_for(&mut child, "a request", || !server.bodies().is_empty());
+    crate::util::send_signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    (dir, input, dest, out)
+}
+
 /// A Ctrl-C sends no new request: those in flight are answered and written, the rest wait
 /// for `--resume` (the whole window, eight times --concurrency, went out first).
 #[cfg(unix)]
@@ -689,19 +714,8 @@ fn an_interrupt_sends_no_new_request() {
         r.delay = Duration::from_millis(300);
         r
     });
-    let dir = tempfile::tempdir().unwrap();
-    let input = write_records(dir.path(), 16);
-    let dest = dir.path().join("out.jsonl");
-    let mut child = served(&server.url)
-        .args(["--concurrency", "2", "-o"])
-        .arg(&dest)
-        .arg(&input)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    crate::util::wait_for(&mut child, "a request", || !server.bodies().is_empty());
-    crate::util::send_signal(&child, "INT");
-    let out = child.wait_with_output().unwrap();
+    let (_dir, input, dest, out) =
+        interrupted_at_the_first_request(&server, 16, &["--concurrency", "2"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--resume"), "{err}");
@@ -748,19 +762,7 @@ fn an_interrupt_stops_retries() {
         r.delay = Duration::from_millis(200);
         r
     });
-    let dir = tempfile::tempdir().unwrap();
-    let input = write_records(dir.path(), 1);
-    let dest = dir.path().join("out.jsonl");
-    let mut child = served(&server.url)
-        .args(["--retries", "50", "-o"])
-        .arg(&dest)
-        .arg(&input)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    crate::util::wait_for(&mut child, "a request", || !server.bodies().is_empty());
-    crate::util::send_signal(&child, "INT");
-    let out = child.wait_with_output().unwrap();
+    let (_dir, _, dest, out) = interrupted_at_the_first_request(&server, 1, &["--retries", "50"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
