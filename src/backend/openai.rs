@@ -2,7 +2,7 @@
 //! TGI, llama.cpp's server, llama-cpp-python and mistral.rs serve it.
 //!
 //! neko renders the prompt (the same text, or the same token ids, the in-process model
-//! decodes) and asks for greedy decoding explicitly: temperature 0, top-p 1, no penalties
+//! decodes) and asks for greedy decoding explicitly: temperature 0 (no top-p: greedy needs none), no penalties
 //! (llama.cpp's servers default to a repeat penalty of 1.1), the answer bound as `max_tokens`
 //! and the stop strings. Requests go out from a pool of `concurrency` threads with blocking
 //! HTTP (ureq): every request is independent and the server does the batching, so threads
@@ -316,6 +316,19 @@ impl OpenAi {
         STOPPED.to_string()
     }
 
+    /// Sleeps `time`, or less when a Ctrl-C comes (it is looked at every 100 ms), so that a
+    /// run waiting to retry stops at once.
+    fn wait(&self, time: Duration) {
+        let until = std::time::Instant::now() + time;
+        while !self.interrupted() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+    }
+
     /// Whether a Ctrl-C (or SIGTERM) came: no new request goes out, retries included.
     fn interrupted(&self) -> bool {
         (self.stop.as_ref()).is_some_and(|f| f.load(Ordering::SeqCst))
@@ -331,6 +344,10 @@ impl OpenAi {
         let mut delay = self.options.backoff;
         let mut tries = 0;
         loop {
+            // A Ctrl-C during the wait before a retry: that retry does not go out.
+            if tries > 0 && self.interrupted() {
+                return Err(Gave::Stopped);
+            }
             tries += 1;
             match attempt() {
                 Ok(v) => return Ok(v),
@@ -346,7 +363,7 @@ impl OpenAi {
                     // A server's Retry-After, but never less than the backoff (`0` spent every
                     // attempt within milliseconds).
                     let backoff = jitter(delay);
-                    std::thread::sleep(after.map_or(backoff, |a| a.max(backoff)).min(MAX_DELAY));
+                    self.wait(after.map_or(backoff, |a| a.max(backoff)).min(MAX_DELAY));
                     delay = (delay * 2).min(MAX_DELAY);
                 }
             }

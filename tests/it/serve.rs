@@ -680,12 +680,14 @@ fn the_chat_end_of_turn_stops_a_served_answer() {
 }
 
 /// `n` records corrected through `server` with `flags` into `-o DEST`, interrupted (SIGINT)
-/// once the server has its first request: (the folder, the input, DEST, the run's output).
+/// once the server has had `requests` requests: (the folder, the input, DEST, the run's
+/// output).
 #[cfg(unix)]
-fn interrupted_at_the_first_request(
+fn interrupted_at_request(
     server: &FakeServer,
     n: usize,
     flags: &[&str],
+    requests: usize,
 ) -> (tempfile::TempDir, PathBuf, PathBuf, std::process::Output) {
     let dir = tempfile::tempdir().unwrap();
     let input = write_records(dir.path(), n);
@@ -698,7 +700,9 @@ fn interrupted_at_the_first_request(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    crate::util::wait_for(&mut child, "a request", || !server.bodies().is_empty());
+    crate::util::wait_for(&mut child, "the requests", || {
+        server.bodies().len() >= requests
+    });
     crate::util::send_signal(&child, "INT");
     let out = child.wait_with_output().unwrap();
     (dir, input, dest, out)
@@ -714,8 +718,7 @@ fn an_interrupt_sends_no_new_request() {
         r.delay = Duration::from_millis(300);
         r
     });
-    let (_dir, input, dest, out) =
-        interrupted_at_the_first_request(&server, 16, &["--concurrency", "2"]);
+    let (_dir, input, dest, out) = interrupted_at_request(&server, 16, &["--concurrency", "2"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--resume"), "{err}");
@@ -751,25 +754,20 @@ fn another_api_at_the_endpoint_stops_the_run() {
         .all(|l| l.get("error").is_none()));
 }
 
-/// A Ctrl-C stops retries too: a record whose requests keep failing is not retried after it
-/// (4 of 6 requests went out after the interrupt, and the record became an error line that
-/// `--resume` kept); it waits for `--resume` with no line.
+/// A Ctrl-C stops retries too, waits between them included: a record whose requests keep
+/// failing is not retried after it (4 of 6 requests went out after the interrupt, and the
+/// record became an error line that `--resume` kept); it waits for `--resume` with no line.
 #[cfg(unix)]
 #[test]
 fn an_interrupt_stops_retries() {
-    let server = FakeServer::start(|_, _| {
-        let mut r = Reply::error(500, "down");
-        r.delay = Duration::from_millis(200);
-        r
-    });
-    let (_dir, _, dest, out) = interrupted_at_the_first_request(&server, 1, &["--retries", "50"]);
+    // Quick failures, and waits doubling from 10 ms: after the 9th attempt the wait is 2.56 s,
+    // and the interrupt comes in it.
+    let server = FakeServer::start(|_, _| Reply::error(500, "down"));
+    let (_dir, _, dest, out) = interrupted_at_request(&server, 1, &["--retries", "50"], 9);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        server.bodies().len() <= 3,
-        "{} requests",
-        server.bodies().len()
-    );
+    // No retry after it, not even the one the wait was for.
+    assert_eq!(server.bodies().len(), 9);
     let written = std::fs::read_to_string(neko::output::partial_path(&dest)).unwrap_or_default();
     assert!(!written.contains("\"error\""), "{written}");
 }
