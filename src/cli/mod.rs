@@ -203,22 +203,6 @@ impl LogLines {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Without a terminal, progress is a line a minute: none in the first minute (short runs
-    /// and tests print none), then one, then none until the next minute.
-    #[test]
-    fn log_lines_come_once_a_minute() {
-        let lines = LogLines::new();
-        assert!(!lines.due());
-        *lines.last.lock().unwrap() -= LogLines::EVERY;
-        assert!(lines.due());
-        assert!(!lines.due());
-    }
-}
-
 impl indicatif::TermLike for LogLines {
     fn width(&self) -> u16 {
         200
@@ -424,4 +408,20 @@ pub(crate) fn check_output_path(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a terminal, progress is a line a minute: none in the first minute (short runs
+    /// and tests print none), then one, then none until the next minute.
+    #[test]
+    fn log_lines_come_once_a_minute() {
+        let lines = LogLines::new();
+        assert!(!lines.due());
+        *lines.last.lock().unwrap() -= LogLines::EVERY;
+        assert!(lines.due());
+        assert!(!lines.due());
+    }
 }
