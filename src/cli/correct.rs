@@ -54,7 +54,8 @@ pub struct CorrectArgs {
 
     /// Continue an interrupted run of the same command: records whose ids are already in
     /// FILE.partial (or FILE) are skipped; order is kept. Refused when the earlier run's
-    /// signature (FILE.partial.sig, or FILE.sig) differs. Needs -o.
+    /// signature (FILE.partial.sig, or FILE.sig) differs, or FILE was written over since it was
+    /// signed (FILE.sig's digest line). Needs -o.
     #[arg(long, env = "NEKO_RESUME", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub resume: bool,
 
@@ -193,7 +194,10 @@ pub struct DecodeArgs {
     /// ASR answers' casing and punctuation: `model` (default) as the model writes them;
     /// `follow` writes them in the hypotheses' convention before the guard looks at them
     /// (lower case when no hypothesis has a capital, upper case when none has a small letter,
-    /// no punctuation when none has any), so formatting no longer spends the edit limit on a
+    /// no punctuation when none has any: marks between word characters become a space,
+    /// thousands commas join, apostrophes inside words take the hypotheses' form and those at
+    /// words' edges stay only where the hypotheses write such), so formatting no longer
+    /// spends the edit limit on a
     /// HyPoradise- or Kaldi-style N-best. With neko-smol, `follow` helps in domain (synth dev)
     /// and hurts out of domain (HyPoradise): docs/training.md, "The style".
     #[arg(long, value_enum, default_value = "model", env = "NEKO_STYLE")]

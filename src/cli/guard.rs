@@ -103,7 +103,8 @@ pub struct GuardArgs {
     pub model: ModelArgs,
 
     /// ASR predictions' casing and punctuation, as `neko correct --style`: `model` (default)
-    /// keeps them; `follow` writes them in the hypotheses' convention before the checks (a
+    /// keeps them; `follow` writes them in the hypotheses' convention (the rules of `neko
+    /// correct --style follow`) before the checks (a
     /// line's `"margin"` is taken to score the prediction as the model wrote it, as `neko
     /// correct`'s does).
     #[arg(long, value_enum, default_value = "model")]
