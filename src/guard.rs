@@ -435,15 +435,11 @@ pub fn check(
         .map(|h| match limit.unit {
             // A script written without spaces (Chinese, Japanese, Thai) has no words to count:
             // a whole sentence would be one, and any change all of it. Its characters are.
-            Unit::Words if unspaced(h) || unspaced(prediction) => {
-                let hc = squeeze(h);
-                crate::metrics::align::distance(&chars, &hc) as f64 / hc.len().max(1) as f64
-            }
-            Unit::Words => {
+            Unit::Words if !unspaced(h) && !unspaced(prediction) => {
                 let hw = split(h);
                 word_edits(&words, &hw) as f64 / hw.len().max(1) as f64
             }
-            Unit::Chars => {
+            Unit::Words | Unit::Chars => {
                 let hc = squeeze(h);
                 crate::metrics::align::distance(&chars, &hc) as f64 / hc.len().max(1) as f64
             }
