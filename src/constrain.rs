@@ -215,11 +215,12 @@ fn trim_start(bytes: &[u8]) -> &[u8] {
 }
 
 /// The words of `hypotheses`, as written and as `tokenizer` gives them back (decoding their
-/// encoding: a normalizer's NFC, say).
+/// encoding: a normalizer's NFC, say). Special tokens are decoded too: skipped, `the<s>cat`
+/// would come back as a new word `thecat` the model would be let write.
 fn hypothesis_words(hypotheses: &[String], tokenizer: &Tokenizer) -> HashSet<Vec<u8>> {
     let round_trip = |h: &String| {
         let ids = tokenizer.encode(h.as_str(), false).ok()?;
-        tokenizer.decode(ids.get_ids(), true).ok()
+        tokenizer.decode(ids.get_ids(), false).ok()
     };
     let texts: Vec<String> = (hypotheses.iter())
         .flat_map(|h| [Some(h.clone()), round_trip(h)])
@@ -481,6 +482,16 @@ mod tests {
         assert!(!c.candidates.contains(&1), "{:?}", c.candidates);
         let vocab = tok.get_vocab_size(true);
         assert_ne!(c.choose(&pieces, &[], &preferring(vocab, &[1])), Some(1));
+    }
+
+    /// A special token inside a hypothesis word makes no new word: decoded without it,
+    /// `the<s>cat` came back as `thecat`, which the model was then let write.
+    #[test]
+    fn a_special_token_inside_a_word_makes_no_new_word() {
+        let tok = tokenizer("tiny-llama/tokenizer.json");
+        let words = hypothesis_words(&["the<s>cat".to_string()], &tok);
+        assert!(words.contains(b"the<s>cat".as_slice()), "{words:?}");
+        assert!(!words.contains(b"thecat".as_slice()), "{words:?}");
     }
 
     /// A stop string of several tokens (`</answer>`) may begin where an answer may end.

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::correct::Correction;
 use crate::record::{Entry, Record, RecordError};
+use crate::shard::Shard;
 
 /// Where and why a record failed: enough to find it in the input.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -238,7 +239,7 @@ impl OutputSink {
     pub fn resume(
         dest: &Path,
         signature: &str,
-        shard: Option<(usize, &str)>,
+        shard: Option<(Shard, usize, &str)>,
     ) -> anyhow::Result<Self> {
         let partial = partial_path(dest);
         let from_partial = partial.exists();
@@ -260,7 +261,7 @@ impl OutputSink {
         dest: &Path,
         from_partial: bool,
         signature: &str,
-        shard: Option<(usize, &str)>,
+        shard: Option<(Shard, usize, &str)>,
     ) -> anyhow::Result<Self> {
         // The earlier run's lines: still in FILE.partial, or in FILE when it had finished.
         let earlier = if from_partial { partial } else { dest };
@@ -633,7 +634,7 @@ pub fn signature_fields_changed(then: &str, now: &str) -> Vec<String> {
 /// record count and fingerprint, when it writes a shard), if it cannot: a shard's lines carry
 /// their place in the whole input, and `neko merge` refuses shards of different inputs, so a
 /// resume that mixed them would end in a shard that can never be merged.
-fn other_shape(line: &Value, shard: Option<(usize, &str)>) -> Option<String> {
+fn other_shape(line: &Value, shard: Option<(Shard, usize, &str)>) -> Option<String> {
     let sharded = line.get("index").is_some();
     match shard {
         None if sharded => {
@@ -643,11 +644,22 @@ fn other_shape(line: &Value, shard: Option<(usize, &str)>) -> Option<String> {
         Some(_) if !sharded => {
             Some("a line without `index`, and this run writes a shard (--shard)".to_string())
         }
-        Some((of, input)) if line["of"] != of || line["input"] != input => Some(format!(
+        Some((_, of, input)) if line["of"] != of || line["input"] != input => Some(format!(
             "written from another input (of {}, input {}; this input: of {of}, input {input})",
             line["of"],
             line["input"].as_str().unwrap_or("none")
         )),
+        // Another shard's file (an off-by-one job array index) has the same input.
+        Some((shard, _, _))
+            if !line["index"]
+                .as_u64()
+                .is_some_and(|k| shard.contains(k as usize)) =>
+        {
+            Some(format!(
+                "a line of another shard (index {}), and this run writes shard {shard}",
+                line["index"]
+            ))
+        }
         Some(_) => None,
     }
 }

@@ -68,7 +68,7 @@ pub struct CorrectArgs {
     /// Print each record's rendered prompt as JSONL (`id`, `task`, `prompt` text, `ids`,
     /// `max_new_tokens`) instead of correcting: what other engines need to see the same
     /// prompts (scripts/compare_engines.sh). To stdout: not with -o.
-    #[arg(long, conflicts_with_all = ["output", "resume"], env = "NEKO_DUMP_PROMPTS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    #[arg(long, env = "NEKO_DUMP_PROMPTS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub dump_prompts: bool,
 
     /// Largest record, in bytes; a longer line or array element is reported as an error
@@ -186,7 +186,9 @@ pub struct DecodeArgs {
     /// that occur in some hypothesis of the record. `asr` (default with the in-process model)
     /// constrains ASR records and decodes the other tasks freely; `words` constrains every
     /// record; `auto` those with two or more hypotheses (N-best ASR, MT); `none` is free
-    /// decoding. Why ASR: docs/training.md, "That rule, written before…". A served model
+    /// decoding. Words are split at whitespace: in a script written without spaces a sentence
+    /// is one word, so only whole hypotheses can be written (use `none` there). Why ASR:
+    /// docs/training.md, "That rule, written before…". A served model
     /// (`--backend openai`) decodes freely and refuses any value but `none`.
     #[arg(long, value_enum, env = "NEKO_CONSTRAIN")]
     pub constrain: Option<Constrain>,
@@ -206,6 +208,23 @@ pub struct DecodeArgs {
 
 impl DecodeArgs {
     /// The decoding options these flags ask for.
+    /// The guard flags set off their defaults: under `--no-guard` they do nothing.
+    fn guard_flags_set(&self) -> Vec<&'static str> {
+        [
+            (self.guard_max_edit.is_some(), "--guard-max-edit"),
+            (self.guard_margin != Margin::default(), "--guard-margin"),
+            (self.guard_agreed != Agreed::default(), "--guard-agreed"),
+            (self.guard_nbest != Nbest::default(), "--guard-nbest"),
+            (self.guard_dropped != Dropped::default(), "--guard-dropped"),
+            (self.guard_spacing != Spacing::default(), "--guard-spacing"),
+            (self.guard_base_lm != BaseLm::default(), "--guard-base-lm"),
+        ]
+        .into_iter()
+        .filter(|(s, _)| *s)
+        .map(|(_, f)| f)
+        .collect()
+    }
+
     pub fn options(&self) -> CorrectOptions {
         let mut o = CorrectOptions {
             routing: self.routing,
@@ -236,6 +255,11 @@ impl DecodeArgs {
     }
 }
 
+const DEFAULT_CONCURRENCY: usize = 8;
+const DEFAULT_TIMEOUT: f64 = 300.0;
+const DEFAULT_RETRIES: u32 = 5;
+const DEFAULT_RETRY_BACKOFF: f64 = 0.5;
+
 /// Where answers are generated.
 #[derive(Debug, Args)]
 pub struct BackendArgs {
@@ -255,21 +279,21 @@ pub struct BackendArgs {
     pub served_model: Option<String>,
 
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 8, env = "NEKO_CONCURRENCY")]
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY, env = "NEKO_CONCURRENCY")]
     pub concurrency: usize,
 
     /// Seconds one request may take (connect, queue, generate, read) before it is retried.
-    #[arg(long, default_value_t = 300.0, env = "NEKO_TIMEOUT")]
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT, env = "NEKO_TIMEOUT")]
     pub timeout: f64,
 
     /// Retries of a request that failed with 429, a 5xx status, a timeout or a dropped
     /// connection; a record whose request still fails gets an error line.
-    #[arg(long, default_value_t = 5, env = "NEKO_RETRIES")]
+    #[arg(long, default_value_t = DEFAULT_RETRIES, env = "NEKO_RETRIES")]
     pub retries: u32,
 
     /// Seconds before the first retry; each further retry waits twice as long (at most 30 s),
     /// or what the server's Retry-After says.
-    #[arg(long, default_value_t = 0.5, env = "NEKO_RETRY_BACKOFF")]
+    #[arg(long, default_value_t = DEFAULT_RETRY_BACKOFF, env = "NEKO_RETRY_BACKOFF")]
     pub retry_backoff: f64,
 
     /// Send prompts as `text` (every engine; the server parses special tokens) or as the
@@ -315,6 +339,44 @@ impl BackendArgs {
                 Ok(())
             }
         }
+    }
+
+    /// The flags given (set off their defaults) that the chosen backend does not use:
+    /// refusing them would break job scripts that set them for either backend, so they are
+    /// named in a warning instead.
+    fn unused_flags(&self, model: &ModelArgs, decode: &DecodeArgs) -> Vec<&'static str> {
+        let set = match self.backend {
+            BackendKind::Local => vec![
+                (self.served_model.is_some(), "--served-model"),
+                (self.concurrency != DEFAULT_CONCURRENCY, "--concurrency"),
+                (self.timeout != DEFAULT_TIMEOUT, "--timeout"),
+                (self.retries != DEFAULT_RETRIES, "--retries"),
+                (
+                    self.retry_backoff != DEFAULT_RETRY_BACKOFF,
+                    "--retry-backoff",
+                ),
+                (self.prompt_as != PromptAs::default(), "--prompt-as"),
+                (self.api_key.is_some(), "--api-key"),
+            ],
+            BackendKind::Openai => vec![
+                (model.dtype != "auto", "--dtype"),
+                (model.device != "cpu", "--device"),
+                (
+                    decode.batch_size != crate::correct::DEFAULT_BATCH_SIZE,
+                    "--batch-size",
+                ),
+                (
+                    decode.max_batch_tokens != crate::correct::DEFAULT_MAX_BATCH_TOKENS,
+                    "--max-batch-tokens",
+                ),
+                (decode.no_prefix_reuse, "--no-prefix-reuse"),
+                (decode.guard_base_lm != BaseLm::default(), "--guard-base-lm"),
+            ],
+        };
+        set.into_iter()
+            .filter(|(s, _)| *s)
+            .map(|(_, f)| f)
+            .collect()
     }
 
     /// The client these flags describe, connected (the server is asked for its models).
@@ -370,12 +432,37 @@ struct Item {
     position: usize,
 }
 
+/// Says which of the flags given do nothing `when`.
+fn warn_unused(flags: &[&str], when: &str) {
+    match flags {
+        [] => {}
+        [one] => crate::say!("neko: warning: {one} has no effect {when}"),
+        many => crate::say!("neko: warning: {} have no effect {when}", many.join(", ")),
+    }
+}
+
 /// Runs `neko correct`.
 pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
+    // Checked here rather than by clap, which counts a switch's environment twin as given
+    // even when it says `0`.
+    if args.dump_prompts && (args.output.is_some() || args.resume) {
+        bail!("--dump-prompts prints prompts to stdout: not with -o or --resume");
+    }
     if args.resume && args.output.is_none() {
         bail!("--resume needs -o FILE: it continues the run that was writing FILE");
     }
     args.backend.validate(&args.model, &args.decode)?;
+    let backend = match args.backend.backend {
+        BackendKind::Local => "with the in-process model (--backend local)",
+        BackendKind::Openai => "with --backend openai",
+    };
+    warn_unused(
+        &args.backend.unused_flags(&args.model, &args.decode),
+        backend,
+    );
+    if args.decode.no_guard {
+        warn_unused(&args.decode.guard_flags_set(), "under --no-guard");
+    }
     if let Some(out) = &args.output {
         let inputs: Vec<_> = args.inputs.iter().map(PathBuf::as_path).collect();
         super::check_output_path("-o", out, &inputs)?;
@@ -434,13 +521,13 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         corrector.check_routing(task).map_err(anyhow::Error::msg)?;
     }
     if args.dump_prompts {
-        return dump_prompts(&corrector, &items, args.task);
+        return dump_prompts(&corrector, &items, args.task, args.shard.map(|_| total));
     }
     let signature = corrector.signature(&tasks);
     let mut sink = match &args.output {
         None => OutputSink::stdout(),
         Some(p) if args.resume => {
-            let shard = args.shard.map(|_| (total, input_fingerprint.as_str()));
+            let shard = args.shard.map(|s| (s, total, input_fingerprint.as_str()));
             OutputSink::resume(p, &signature, shard)?
         }
         Some(p) => OutputSink::create(p, Some(&signature))?,
@@ -522,11 +609,13 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// `--dump-prompts`: one JSON line per readable record with the prompt neko would decode.
+/// `--dump-prompts`: one JSON line per readable record with the prompt neko would decode;
+/// under `--shard`, with the record's `index` and the input's `of`, as correct's lines.
 fn dump_prompts(
     corrector: &Corrector,
     items: &[Item],
     default: Option<Task>,
+    sharded_of: Option<usize>,
 ) -> anyhow::Result<u8> {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -545,13 +634,17 @@ fn dump_prompts(
             .tokenizer
             .decode(&request.prompt, false)
             .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "id": item.entry.id(),
             "task": task.name(),
             "prompt": text,
             "ids": request.prompt,
             "max_new_tokens": request.max_new_tokens,
         });
+        if let Some(of) = sharded_of {
+            line["index"] = item.position.into();
+            line["of"] = of.into();
+        }
         writeln!(out, "{line}")?;
     }
     out.flush()?;

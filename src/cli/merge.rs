@@ -54,6 +54,13 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
             merge.signature.as_deref().map(|s| s.trim_end_matches('\n')),
         )?,
     };
+    if merge.is_empty() {
+        // An empty shard carries no record count: the shards that held the records may be
+        // the ones missing (failed jobs, a wrong glob), and nothing here can tell.
+        crate::say!(
+            "neko: warning: no shard output holds a record, so nothing says how many records              the input had: unless it had none, the shards holding them are missing"
+        );
+    }
     merge.write(&mut sink.writer())?;
     sink.finish()?;
     crate::say!(

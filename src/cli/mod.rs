@@ -284,6 +284,19 @@ pub enum Command {
 }
 
 /// Runs a parsed command line and maps the outcome to a documented exit code.
+/// Removes every empty `NEKO_*` variable before the flags are parsed: an empty environment
+/// twin is unset, as README.md says (clap would take `NEKO_ENDPOINT=` as an endpoint given,
+/// or `NEKO_SHARD=` as an invalid shard). Call it first, before any thread starts.
+pub fn unset_empty_twins() {
+    let empty: Vec<_> = std::env::vars_os()
+        .filter(|(k, v)| k.to_str().is_some_and(|k| k.starts_with("NEKO_")) && v.is_empty())
+        .map(|(k, _)| k)
+        .collect();
+    for k in empty {
+        std::env::remove_var(k);
+    }
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     configure_threads(cli.threads);
     let result = match cli.command {

@@ -850,7 +850,7 @@ pub fn forced_expert(
             "--routing task: the model is dense (no experts to force); its signature would say task routing that never ran".to_string(),
         ),
         RoutingMode::Task => config.task_expert(task).map(Some).ok_or_else(|| {
-            format!("--routing task: the model's config.json has no `task_experts` entry for `{task}`")
+            format!("--routing task: the model's config.json has no `task_experts` entry for `{task}` (a GGUF file carries none: --routing learned)")
         }),
     }
 }

@@ -32,7 +32,7 @@ pub fn tokenizer_fits(
         return Err(ModelError::Tokenizer {
             path: path.display().to_string(),
             message: format!(
-                "its vocabulary has {size} tokens but the model's embedding has {} rows (config.json vocab_size): tokenizer and weights do not belong together",
+                "its vocabulary has {size} tokens but the model's embedding has {} rows (`vocab_size`): tokenizer and weights do not belong together",
                 config.vocab_size
             ),
         });
@@ -43,7 +43,7 @@ pub fn tokenizer_fits(
         return Err(ModelError::Tokenizer {
             path: path.display().to_string(),
             message: format!(
-                "its vocabulary has {size} tokens but the model's embedding has {} rows (config.json vocab_size), less than half: tokenizer and weights do not belong together",
+                "its vocabulary has {size} tokens but the model's embedding has {} rows (`vocab_size`), less than half: tokenizer and weights do not belong together",
                 config.vocab_size
             ),
         });

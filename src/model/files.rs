@@ -94,6 +94,17 @@ impl ModelFiles {
                 ),
             ));
         }
+        if !dir.join("config.json").is_file() {
+            if let Some(gguf) = only_gguf(dir) {
+                return Err(ModelError::files(
+                    &dir.join("config.json"),
+                    format!(
+                        "missing: the folder holds a GGUF file; pass it itself: --model {}",
+                        gguf.display()
+                    ),
+                ));
+            }
+        }
         let config = need("config.json")?;
         let tokenizer = need("tokenizer.json")?;
         let index = dir.join("model.safetensors.index.json");
@@ -316,6 +327,19 @@ fn canonical_json(path: &Path) -> Option<String> {
 /// Lower-case hex of `bytes` (digests in signatures).
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The folder's one `.gguf` file, if it holds exactly one.
+fn only_gguf(dir: &Path) -> Option<PathBuf> {
+    let mut found = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("gguf"))
+        });
+    let one = found.next()?;
+    found.next().is_none().then_some(one)
 }
 
 /// neko's own cache: `$NEKO_CACHE`, else `~/.cache/neko` (where `scripts/fetch-base.sh` puts

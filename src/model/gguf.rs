@@ -40,7 +40,7 @@ impl GgufFile {
     pub fn open(path: &Path) -> Result<Self, ModelError> {
         let mut f = File::open(path).map_err(|e| ModelError::files(path, e.to_string()))?;
         let content = Content::read(&mut f)
-            .map_err(|e| ModelError::files(path, format!("not a readable GGUF file: {e}")))?;
+            .map_err(|e| ModelError::files(path, unreadable(&e.to_string())))?;
         Ok(GgufFile {
             path: path.to_path_buf(),
             content,
@@ -134,6 +134,19 @@ impl GgufFile {
         if let Some(kind) = self.string(&key("rope.scaling.type")) {
             if kind != "none" {
                 return Err(self.err(format!("RoPE scaling `{kind}` is not supported")));
+            }
+        }
+        // llama.cpp reads a factor without a type as linear scaling, and older converters wrote
+        // it as `rope.scale_linear`: running such a file unscaled would rotate every position
+        // wrongly, so any factor but 1 is refused like the typed form.
+        for k in ["rope.scaling.factor", "rope.scale_linear"] {
+            if let Some(f) = self.float(&key(k))? {
+                if f != 0.0 && f != 1.0 {
+                    return Err(self.err(format!(
+                        "RoPE scaling `linear` (`{}` = {f}) is not supported",
+                        key(k)
+                    )));
+                }
             }
         }
         if self.content.tensor_infos.contains_key("rope_freqs.weight") {
@@ -268,25 +281,40 @@ impl GgufFile {
             path: self.path.display().to_string(),
             message: m,
         };
-        let mut f = BufReader::new(
-            File::open(&self.path).map_err(|e| ModelError::files(&self.path, e.to_string()))?,
-        );
+        let file =
+            File::open(&self.path).map_err(|e| ModelError::files(&self.path, e.to_string()))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| ModelError::files(&self.path, e.to_string()))?
+            .len();
+        let mut f = BufReader::new(file);
         let mut infos: Vec<_> = self.content.tensor_infos.iter().collect();
         infos.sort_by_key(|(_, i)| i.offset);
         let mut out = GgufTensors::new();
         for (name, info) in infos {
             let dims = info.shape.dims().to_vec();
             let dtype = info.ggml_dtype;
-            let elems: usize = dims.iter().product();
+            // The header's dimensions are checked against the file before anything is
+            // allocated: a damaged header must be named, not abort the process.
+            let elems = dims
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .filter(|&e| e > 0)
+                .ok_or_else(|| werr(format!("{name}: impossible dimensions {dims:?}")))?;
             if !elems.is_multiple_of(dtype.block_size()) {
                 return Err(werr(format!("{name}: size not a multiple of its block")));
             }
-            let mut raw = vec![0u8; elems / dtype.block_size() * dtype.type_size()];
-            f.seek(SeekFrom::Start(
-                self.content.tensor_data_offset + info.offset,
-            ))
-            .and_then(|_| f.read_exact(&mut raw))
-            .map_err(|e| werr(format!("{name}: {e}")))?;
+            let bytes = elems / dtype.block_size() * dtype.type_size();
+            let start = self.content.tensor_data_offset + info.offset;
+            if start.saturating_add(bytes as u64) > file_len {
+                return Err(werr(format!(
+                    "{name}: {dims:?} ends past the end of the file (cut short or damaged)"
+                )));
+            }
+            let mut raw = vec![0u8; bytes];
+            f.seek(SeekFrom::Start(start))
+                .and_then(|_| f.read_exact(&mut raw))
+                .map_err(|e| werr(format!("{name}: {e}")))?;
             let Some(mapped) = hf_name(name).map_err(|m| werr(format!("{name}: {m}")))? else {
                 continue;
             };
@@ -332,6 +360,36 @@ impl GgufFile {
         }
         Ok(out)
     }
+}
+
+/// The message for a header candle cannot read. candle names an unknown tensor type
+/// "unknown dtype for tensor N" where N is the type's number, which reads like a corrupt file;
+/// a valid file in a newer quantisation (the IQ and TQ types) is told so, with what is read.
+fn unreadable(candle: &str) -> String {
+    let Some(n) = candle
+        .strip_prefix("unknown dtype for tensor ")
+        .and_then(|n| n.trim().parse::<u32>().ok())
+    else {
+        return format!("not a readable GGUF file: {candle}");
+    };
+    let name = match n {
+        16 => " (IQ2_XXS)",
+        17 => " (IQ2_XS)",
+        18 => " (IQ3_XXS)",
+        19 => " (IQ1_S)",
+        20 => " (IQ4_NL)",
+        21 => " (IQ3_S)",
+        22 => " (IQ2_S)",
+        23 => " (IQ4_XS)",
+        29 => " (IQ1_M)",
+        34 => " (TQ1_0)",
+        35 => " (TQ2_0)",
+        _ => "",
+    };
+    format!(
+        "GGUF tensor type {n}{name} is not supported (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, \
+         Q8_0 and Q2_K to Q8_K are): requantise it, e.g. with llama-quantize to Q8_0 or Q4_K_M"
+    )
 }
 
 /// What a GGUF tensor becomes.
@@ -499,6 +557,20 @@ fn round_f32(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// candle's "unknown dtype for tensor 23" names a type, not a tensor: a valid IQ4_XS file
+    /// is told its type is unsupported, and what to do, not that it is unreadable.
+    #[test]
+    fn an_unknown_tensor_type_is_named_as_a_type() {
+        let got = unreadable("unknown dtype for tensor 23");
+        assert!(got.contains("type 23 (IQ4_XS) is not supported"), "{got}");
+        assert!(
+            got.contains("Q8_0") && !got.contains("not a readable"),
+            "{got}"
+        );
+        let other = unreadable("invalid gguf magic 1234");
+        assert_eq!(other, "not a readable GGUF file: invalid gguf magic 1234");
+    }
 
     #[test]
     fn permutation_is_llama_cpp_s() {

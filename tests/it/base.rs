@@ -585,6 +585,58 @@ fn gguf_metadata_is_checked_and_a_split_part_named() {
     assert!(err.contains("part 1 of 3 of a split GGUF"), "{err}");
 }
 
+/// A linear RoPE factor written without its type (or as the older `rope.scale_linear`), which
+/// llama.cpp applies, is refused as the typed form is, not run unscaled; a file cut inside its
+/// tensor data is named before anything that large is allocated; a folder holding only a GGUF
+/// says to pass the file.
+#[test]
+fn gguf_old_rope_scaling_a_cut_file_and_a_gguf_folder_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keep = |_: &str, w: Tensor| w;
+    let refused = |gguf: &Path| {
+        Model::load(gguf.to_str().unwrap(), &Device::Cpu, DType::F32)
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    for key in ["llama.rope.scale_linear", "llama.rope.scaling.factor"] {
+        let gguf = tmp.path().join(format!("{key}.gguf"));
+        let extra = [(key, GValue::F32(4.0))];
+        write_gguf_edited(
+            &fixture("tiny-llama"),
+            &gguf,
+            GgmlDType::F32,
+            None,
+            false,
+            false,
+            &keep,
+            &extra,
+        );
+        let err = refused(&gguf);
+        assert!(
+            err.contains("RoPE scaling `linear`") && err.contains(key),
+            "{err}"
+        );
+    }
+    let dir = tmp.path().join("download");
+    std::fs::create_dir(&dir).unwrap();
+    let gguf = dir.join("tiny.gguf");
+    write_gguf(&fixture("tiny-llama"), &gguf, GgmlDType::F32, None);
+    let err = refused(&dir);
+    assert!(
+        err.contains("pass it itself") && err.contains("tiny.gguf"),
+        "{err}"
+    );
+    let len = std::fs::metadata(&gguf).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&gguf).unwrap();
+    f.set_len(len - 64).unwrap();
+    let err = refused(&gguf);
+    assert!(
+        err.contains("tiny.gguf") && err.contains("past the end of the file"),
+        "{err}"
+    );
+}
+
 /// Share of positions whose argmax agrees, over `(seq, vocab)` logits.
 fn top1_agreement(a: &Tensor, b: &Tensor) -> f32 {
     let ta: Vec<u32> = a.argmax(1).unwrap().to_vec1().unwrap();

@@ -6,7 +6,8 @@ use neko::Task;
 use serde_json::Value;
 
 use crate::util::{
-    copy_fixture, fixture, json_lines, neko, run_with_stdin, shared_data, tiny_correct_variants,
+    copy_fixture, fixture, json_lines, neko, ok, refused, run_with_stdin, shared_data,
+    tiny_correct_variants,
 };
 
 #[test]
@@ -382,6 +383,102 @@ fn dump_prompts_says_what_it_skipped() {
     assert_eq!(recs[0]["id"], "ok");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("skipped 1 record(s)"), "{err}");
+}
+
+/// Under `--shard`, dumped prompts carry `index` and `of` as corrected lines do (default ids
+/// repeat across files); a switch's environment twin set to `0` is off, not a conflicting
+/// flag, and an empty twin is unset (`NEKO_ENDPOINT=` is no endpoint given).
+#[test]
+fn dump_prompts_under_shard_and_switch_twins_set_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("records/shapes.jsonl");
+    let out = ok(neko()
+        .args([
+            "correct",
+            "--task",
+            "asr",
+            "--dump-prompts",
+            "--shard",
+            "1/2",
+        ])
+        .arg("--model")
+        .arg(fixture("tiny-llama"))
+        .arg(&input));
+    let lines = json_lines(&out.stdout);
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert_eq!(l["index"].as_u64().unwrap() % 2, 1, "{l}");
+        assert!(l["of"].as_u64().unwrap() > 1, "{l}");
+    }
+    let dest = dir.path().join("out.jsonl");
+    let mut cmd = neko();
+    cmd.args([
+        "correct",
+        "--task",
+        "asr",
+        "--max-new-tokens",
+        "2",
+        "--model",
+    ])
+    .arg(fixture("tiny-llama"))
+    .arg("-o")
+    .arg(&dest)
+    .arg(&input)
+    .env("NEKO_DUMP_PROMPTS", "0")
+    .env("NEKO_ENDPOINT", "")
+    .env("NEKO_SHARD", "");
+    ok(&mut cmd);
+    assert!(dest.is_file());
+    let err = refused(
+        neko()
+            .args(["correct", "--task", "asr", "--dump-prompts", "--model"])
+            .arg(fixture("tiny-llama"))
+            .arg("-o")
+            .arg(dir.path().join("p.jsonl"))
+            .arg(&input),
+    );
+    assert!(err.contains("not with -o or --resume"), "{err}");
+}
+
+/// Flags that do nothing in the run asked for are named: guard flags under `--no-guard`,
+/// served-model flags with the in-process model.
+#[test]
+fn flags_without_effect_are_named() {
+    let out = ok(neko()
+        .args([
+            "correct",
+            "--task",
+            "asr",
+            "--max-new-tokens",
+            "2",
+            "--no-guard",
+        ])
+        .args(["--guard-margin", "2", "--guard-max-edit", "0.3"])
+        .args(["--served-model", "m", "--concurrency", "3", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg(fixture("records/shapes.jsonl")));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--guard-max-edit, --guard-margin have no effect under --no-guard"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--served-model, --concurrency have no effect with the in-process model"),
+        "{err}"
+    );
+    let out = ok(neko()
+        .args([
+            "correct",
+            "--task",
+            "asr",
+            "--max-new-tokens",
+            "2",
+            "--model",
+        ])
+        .arg(fixture("tiny-llama"))
+        .arg(fixture("records/shapes.jsonl")));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("no effect"), "{err}");
 }
 
 /// A record that carries an earlier step's error beside its hypotheses is corrected, and the

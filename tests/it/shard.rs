@@ -385,6 +385,30 @@ fn a_shard_resumes_like_a_whole_run() {
     let whole_first = format!("{}\n", whole_first.lines().next().unwrap());
     let err = refused(&whole_first, &whole, &inputs, &["--shard", "0/2"]);
     assert!(err.contains("a line without `index`"), "{err}");
+    // Another shard's file of the same input (an off-by-one job index).
+    let err = refused(&first, &full, &inputs, &["--shard", "1/2"]);
+    assert!(
+        err.contains("a line of another shard (index 0), and this run writes shard 1/2"),
+        "{err}"
+    );
+}
+
+/// Shards that hold no record carry no record count: a merge of only those cannot tell
+/// whether the input had records, and says so instead of merging silently.
+#[test]
+fn a_merge_of_empty_shards_only_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.jsonl");
+    std::fs::write(&one, "{\"id\": \"a\", \"input\": [\"x y\"]}\n").unwrap();
+    let all = shards(dir.path(), &[one], 3);
+    let out = merge(&all[1..]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no shard output holds a record"), "{err}");
+    let out = merge(&all);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("no shard output holds a record"), "{err}");
 }
 
 #[test]
