@@ -621,7 +621,8 @@ def edit_counts(s, h, r):
 
 def edit_counts_best_reference(s, h, ref_lists):
     """Edit counts with several references: per sentence, the reference ERRANT's compare picks
-    (highest running F0.5, then more TP, fewer FP, fewer FN; the first of equals)."""
+    (highest running F0.5 rounded to 4 decimals as its computeFScore returns it, then more TP,
+    fewer FP, fewer FN; the first of equals)."""
 
     def f05(tp, fp, fn):
         p = tp / (tp + fp) if fp else 1.0
@@ -633,7 +634,7 @@ def edit_counts_best_reference(s, h, ref_lists):
         best = None
         for ref in refs:
             c = edit_counts([src], [hyp], [ref])
-            key = (f05(tp + c["tp"], fp + c["fp"], fn + c["fn"]), c["tp"], -c["fp"], -c["fn"])
+            key = (round(f05(tp + c["tp"], fp + c["fp"], fn + c["fn"]), 4), c["tp"], -c["fp"], -c["fn"])
             if best is None or key > best[0]:
                 best = (key, c)
         c = best[1]

@@ -783,13 +783,14 @@ impl Used {
 
 /// The edit score of the reference to count for a record, given those before it: ERRANT's
 /// choice among annotators (the highest running F0.5, then more true positives, then fewer
-/// false positives, then fewer false negatives; the first of equals).
+/// false positives, then fewer false negatives; the first of equals). ERRANT compares F0.5
+/// rounded to 4 decimals (its `computeFScore`), so near-ties go to more true positives.
 fn best_reference(so_far: EditScore, per_reference: &[EditScore]) -> EditScore {
     let key = |e: &EditScore| {
         let mut running = so_far;
         running += *e;
         (
-            running.f_beta(0.5),
+            (running.f_beta(0.5) * 1e4).round() / 1e4,
             e.true_positives as i64,
             -(e.false_positives as i64),
             -(e.false_negatives as i64),
@@ -1123,4 +1124,33 @@ fn paired<S: Clone>(
         Some(base) => Some((as_scored(f(base.record(m.index)?)?), as_scored(f(m)?))),
     };
     members.iter().map(|m| pair(m)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score(true_positives: u64, false_positives: u64, false_negatives: u64) -> EditScore {
+        EditScore {
+            true_positives,
+            false_positives,
+            false_negatives,
+        }
+    }
+
+    /// Two annotators whose running F0.5 agree to 4 decimals (0.846284 and 0.846310): ERRANT
+    /// rounds before comparing, so the one with more true positives is counted.
+    #[test]
+    fn near_ties_between_annotators_go_to_more_true_positives() {
+        let so_far = score(500, 0, 450);
+        let (noop, edits) = (score(0, 1, 0), score(1, 0, 5));
+        let f = |e: EditScore| {
+            let mut r = so_far;
+            r += e;
+            r.f_beta(0.5)
+        };
+        assert!((f(noop) - f(edits)).abs() < 5e-5 && f(noop) != f(edits));
+        assert_eq!(best_reference(so_far, &[noop, edits]), edits);
+        assert_eq!(best_reference(so_far, &[edits, noop]), edits);
+    }
 }

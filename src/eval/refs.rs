@@ -203,6 +203,7 @@ fn by_m2_sentence(
             ));
         }
         check_m2_sources(input, &sentences, name)?;
+        refuse_m2_system(input, name)?;
         for (entry, (source, references)) in input.entries.iter_mut().zip(&sentences) {
             let Ok(record) = &mut entry.record else {
                 continue;
@@ -329,6 +330,28 @@ fn by_id(inputs: &[Input], lines: &[String]) -> Option<(Pairing, HashMap<String,
     by_id.then_some((Pairing::Kaldi, refs))
 }
 
+/// A system's corrections as M2 (what `errant_compare -hyp` reads) are no predictions: each
+/// record's edits would be replaced by the gold ones and its source scored as the output.
+/// Records with corrections of their own and no prediction, a 1-best that differs from every
+/// correction, are refused when most are such.
+fn refuse_m2_system(input: &Input, name: &str) -> Result<(), String> {
+    let readable: Vec<_> = (input.entries.iter())
+        .filter_map(|e| e.record.as_ref().ok())
+        .collect();
+    let corrected = (readable.iter())
+        .filter(|r| r.prediction.is_none())
+        .filter(|r| (r.references().iter()).any(|c| Some(*c) != r.best()))
+        .count();
+    if corrected == 0 || 2 * corrected <= readable.len() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: {corrected} of {} records have corrections of their own and no prediction (an M2 file of a system's edits?): --ref {name} would replace them with the gold ones and score the source as the output; give the system's corrected sentences one per line (or records with `prediction`), or score the file without --ref",
+        input.path,
+        readable.len()
+    ))
+}
+
 /// Records with predictions keep their own 1-best as the source; it must be their M2 sentence
 /// (spaces aside: M2 is tokenised), or position pairing met another corpus or order. Most
 /// differing is an error; some, a warning naming the first.
@@ -338,13 +361,34 @@ fn check_m2_sources(
     name: &str,
 ) -> Result<(), String> {
     let squeezed = |t: &str| t.split_whitespace().collect::<String>();
-    let differing: Vec<usize> = (input.entries.iter().zip(sentences))
-        .filter_map(|(e, (source, _))| {
+    let spaced = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+    let with_prediction = || {
+        (input.entries.iter().zip(sentences)).filter_map(|(e, (source, _))| {
             let r = e.record.as_ref().ok()?;
             let best = r.hypotheses.first()?;
-            (r.prediction.is_some() && squeezed(best) != squeezed(source)).then_some(e.line)
+            r.prediction.is_some().then_some((e.line, best, source))
         })
+    };
+    let differing: Vec<usize> = with_prediction()
+        .filter(|(_, best, source)| squeezed(best) != squeezed(source))
+        .map(|(line, _, _)| line)
         .collect();
+    // The same sentence tokenised otherwise (`school.` for `school .`): GLEU and the edits
+    // would count every such spacing as an edit the prediction made or missed.
+    let respaced: Vec<usize> = with_prediction()
+        .filter(|(_, best, source)| {
+            squeezed(best) == squeezed(source) && spaced(best) != spaced(source)
+        })
+        .map(|(line, _, _)| line)
+        .collect();
+    if let Some(first) = respaced.first() {
+        crate::say!(
+            "neko: warning: {} of {} records of {} have a 1-best that is their sentence of --ref {name} tokenised otherwise (the first at line {first}): GLEU and the edits count each such spacing as an edit, so their GEC scores mean little; give predictions and 1-bests tokenised as the M2 is (its `S` lines as the input)",
+            respaced.len(),
+            input.entries.len(),
+            input.path
+        );
+    }
     let Some(first) = differing.first() else {
         return Ok(());
     };

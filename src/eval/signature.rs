@@ -15,6 +15,7 @@
 //! | `tercom-norm` | sacrebleu's TER `norm` (Tercom's normalisation), renamed apart from neko's `norm` |
 //! | `compat` | the reference implementation the numbers are tested against |
 //! | `src:1-best` | GEC scores take the first hypothesis as the source sentence |
+//! | `spans:runs` | an edit is a maximal run of differing words (neither the M2 scorer's nor ERRANT's edits) |
 
 use std::collections::BTreeSet;
 
@@ -115,7 +116,7 @@ pub fn signatures(files: &[FileReport], used: &Used) -> Vec<String> {
             // No bootstrap of the edit scores: their line has no `bs`.
             let best = if several { "|refs:running-best" } else { "" };
             out.push(format!(
-                "{}|tok:ws|beta:0.5|src:1-best{best}",
+                "{}|tok:ws|beta:0.5|src:1-best|spans:runs{best}",
                 plain("edits", &n, &refs)
             ));
         }

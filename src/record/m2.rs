@@ -85,14 +85,18 @@ fn annotators<'a>(edits: &[Edit<'a>]) -> Vec<&'a str> {
     names
 }
 
-/// `source` with one annotator's edits applied in order; each edit moves the later spans by
-/// what it added or removed, as `corr_from_m2.py` does.
+/// `source` with one annotator's edits applied in span order (spans are positions in the
+/// source, however the lines are ordered, as the M2 scorer and ERRANT read them); each edit
+/// moves the later spans by what it added or removed, as `corr_from_m2.py` does.
 fn apply<'a>(
     source: &str,
     edits: impl Iterator<Item = &'a Edit<'a>>,
 ) -> Result<String, RecordError> {
     let mut tokens: Vec<&str> = source.split_whitespace().collect();
     let mut offset: isize = 0;
+    let mut edits: Vec<_> = edits.collect();
+    // Stable: an insertion keeps its line's place among edits at the same position.
+    edits.sort_by_key(|e| e.change.map(|(start, end, _)| (start, end)));
     for e in edits {
         let Some((start, end, correction)) = e.change else {
             continue;
@@ -108,11 +112,21 @@ fn apply<'a>(
                 ),
             ));
         }
-        let words: Vec<&str> = correction.split_whitespace().collect();
+        let words: Vec<&str> = correction_words(correction);
         offset += words.len() as isize - (end - start);
         tokens.splice(start as usize..end as usize, words);
     }
     Ok(tokens.join(" "))
+}
+
+/// The words an edit puts in its span. The M2 scorer's conventions: `a||b` are alternatives
+/// (a reference takes the first) and `-NONE-` is a deletion, not words to write.
+fn correction_words(correction: &str) -> Vec<&str> {
+    let first = correction.split("||").next().unwrap_or_default().trim();
+    if first == "-NONE-" {
+        return Vec::new();
+    }
+    first.split_whitespace().collect()
 }
 
 /// An `A` line read: its annotator, and its span and correction unless it changes nothing.
@@ -153,6 +167,19 @@ fn edit(line: &str) -> Result<Edit<'_>, RecordError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Spans are source positions whatever the order of the lines; `a||b` gives its first
+    /// alternative and `-NONE-` deletes, as the M2 scorer reads them.
+    #[test]
+    fn edits_apply_in_span_order_with_the_m2_scorer_s_conventions() {
+        let reference = |block: &str| record(block, 0).unwrap().reference.unwrap();
+        let unordered = "S a b c d\nA 2 3|||R:X|||X Y|||REQUIRED|||-NONE-|||0\nA 0 1|||R:X|||Z|||REQUIRED|||-NONE-|||0";
+        assert_eq!(reference(unordered), "Z b X Y d");
+        let alternatives = "S The cat sat at mat .\nA 3 4|||Prep|||on|||REQUIRED|||-NONE-|||0\nA 4 4|||ArtOrDet|||the||a|||REQUIRED|||-NONE-|||0";
+        assert_eq!(reference(alternatives), "The cat sat on the mat .");
+        let none = "S He is a the best .\nA 2 3|||ArtOrDet|||-NONE-|||REQUIRED|||-NONE-|||0";
+        assert_eq!(reference(none), "He is the best .");
+    }
 
     /// BEA-2019's example of the format (its website), with a third annotator's `noop`.
     const BEA: &str = "S This are a sentence .\n\

@@ -742,7 +742,32 @@ fn an_m2_file_scores_its_sources_against_its_corrections() {
     let same = write_in(dir.path(), "same.jsonl", &detokenised.concat());
     let o = run(&["--ref", &gold, &same], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Paired, but every spacing would count as an edit: said.
+    assert!(
+        stderr(&o).contains("3 of 3 records of") && stderr(&o).contains("tokenised otherwise"),
+        "{}",
+        stderr(&o)
+    );
+    let tokenised = [
+        record("a b .", "x b ."),
+        record("c d .", "c d ."),
+        record("e f .", "e f ."),
+    ];
+    let same = write_in(dir.path(), "tokenised.jsonl", &tokenised.concat());
+    let o = run(&["--ref", &gold, &same], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    // A system's edits as M2 (errant_compare's -hyp) are no predictions: refused, not
+    // scored as the unchanged source.
+    let system_m2 = write_in(
+        dir.path(),
+        "hyp.m2",
+        "S a b .\nA 0 1|||R:X|||x|||REQUIRED|||-NONE-|||0\n\nS c d .\nA 0 1|||R:X|||y|||REQUIRED|||-NONE-|||0\n\nS e f .\n",
+    );
+    fails_saying(
+        &["--ref", &gold, &system_m2],
+        "an M2 file of a system's edits?",
+    );
     let swapped = [
         record("e f.", "e f."),
         record("c d.", "c d."),
