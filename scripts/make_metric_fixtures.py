@@ -367,6 +367,8 @@ TER_LINES = [
     "&lt;tag&gt; &quot;q&quot; &amp;amp; 5&gt;3",
     "Prices: 1,000.50 vs 2.5, then 3-4 and a-b (ok)! [x] {y} |z| ~w~ ^v^ `u` @t #s $r %q",
     "end with 's",
+    "That's. It's, fine",
+    "the dog's\tbone",
     "...dots, commas,, and ..., 7., .8 9,x",
     "ひらがなだけ",
     "カタカナとひらがなと漢字ㇰ",

@@ -16,10 +16,12 @@ use crate::record::trn;
 /// The lines of `path` (a blank line is an empty reference; a last line break ends the last one
 /// rather than starting another). Read as text whatever it looks like: a reference that
 /// happens to be `null` or `"quoted"` is that text. A byte-order mark is
-/// [`crate::record::read_text`]'s to skip.
+/// [`crate::record::read_text`]'s to skip. Trailing whitespace is cut, as sacrebleu's command
+/// line cuts its reference lines (only `--chrf-whitespace` would see it).
 pub fn read(path: &Path) -> std::io::Result<Vec<String>> {
     let text = crate::record::read_text(path)?;
-    Ok(text.lines().map(str::to_string).collect())
+    let line = |l: &str| crate::normalize::pychar::rstrip(l).to_string();
+    Ok(text.lines().map(line).collect())
 }
 
 /// What a reference file does to the records' references.

@@ -44,7 +44,7 @@ impl TerStats {
         let mut stats = TerStats::default();
         let mut fewest = None;
         for reference in references {
-            let reference = options.tokens(reference);
+            let reference = options.reference_tokens(reference);
             let reference: Vec<&str> = reference.iter().map(String::as_str).collect();
             let edits = edits(&hyp, &reference);
             fewest = Some(fewest.map_or(edits, |f: u64| f.min(edits)));

@@ -36,6 +36,15 @@ impl TerOptions {
         words(&text).into_iter().map(String::from).collect()
     }
 
+    /// The words of a reference: tokenised twice, as sacrebleu 2.5 does (its reference cache
+    /// preprocesses each reference, and TER's reference statistics preprocess the result
+    /// again). Only Tercom's normalisation sees a difference: `that's.` is `that's .` after one
+    /// pass and `that 's .` after two.
+    pub fn reference_tokens(self, text: &str) -> Vec<String> {
+        let once = self.tokenize(pychar::rstrip(text));
+        self.tokens(&once)
+    }
+
     /// The tokenised line, tokens separated by single spaces (sacrebleu's
     /// `TercomTokenizer.__call__`).
     pub fn tokenize(self, line: &str) -> String {
