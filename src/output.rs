@@ -419,8 +419,20 @@ impl OutputSink {
 
     /// Writes one output line.
     pub fn write(&mut self, rec: &impl Serialize) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, rec)?;
-        self.out.write_all(b"\n")
+        let written = serde_json::to_writer(&mut self.out, rec)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"));
+        written.map_err(|e| self.named(e))
+    }
+
+    /// `e` with what could not be written named (a full disk's "No space left on device"
+    /// alone names nothing); its kind is kept, so a closed pipe is still told apart.
+    fn named(&self, e: std::io::Error) -> std::io::Error {
+        let target = match &self.paths {
+            Some((partial, _)) => partial.display().to_string(),
+            None => "standard output".to_string(),
+        };
+        std::io::Error::new(e.kind(), format!("{target}: cannot write: {e}"))
     }
 
     /// The buffered writer under the sink, for lines that are already JSON (`neko merge`).
@@ -430,7 +442,7 @@ impl OutputSink {
 
     /// Pushes written lines out, so pipelines see results as they come.
     pub fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+        self.out.flush().map_err(|e| self.named(e))
     }
 
     /// What to tell the user when the run is interrupted, `written` records into it.
@@ -544,9 +556,18 @@ fn write_signature(dest: &Path, signature: &str, digest: bool) -> anyhow::Result
         let hex = file_sha256(dest).with_context(|| format!("{}: cannot read", dest.display()))?;
         text += &format!("{DIGEST_PREFIX}{hex}\n");
     }
-    let mut f = File::create(&sig).with_context(|| format!("{}: cannot write", sig.display()))?;
+    // Whole or not at all: an empty `.sig` (a disk full at the end) read as a signature of
+    // other settings.
+    let mut name = sig.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    let tmp = sig.with_file_name(name);
+    let mut f = File::create(&tmp).with_context(|| format!("{}: cannot write", sig.display()))?;
     (f.write_all(text.as_bytes()))
         .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &sig))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
         .with_context(|| format!("{}: cannot write", sig.display()))
 }
 
@@ -576,7 +597,11 @@ impl SignatureFile {
 pub fn read_signature(sig: &Path) -> std::io::Result<SignatureFile> {
     let text = std::fs::read_to_string(sig)?;
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let signature = lines.next().unwrap_or_default().to_string();
+    // An empty file signs nothing: read as none, not as a signature of other settings.
+    let signature = lines
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "empty"))?
+        .to_string();
     let sha256 = lines.find_map(|l| l.strip_prefix(DIGEST_PREFIX).map(str::to_string));
     Ok(SignatureFile { signature, sha256 })
 }
@@ -669,6 +694,7 @@ fn other_shape(line: &Value, shard: Option<(Shard, usize, &str)>) -> Option<Stri
 /// run's signature is `FILE.partial.sig`, written when it started, or `FILE.sig` when it had
 /// finished (`earlier` is that file). A file without either is refused too.
 fn check_resume(earlier: &Path, signature: &str) -> anyhow::Result<()> {
+    use std::io::ErrorKind::{InvalidData, NotFound};
     let sig = signature_path(earlier);
     let read = read_signature(&sig);
     // (A signature beside a FILE since deleted is handled below: a fresh start.)
@@ -691,13 +717,14 @@ fn check_resume(earlier: &Path, signature: &str) -> anyhow::Result<()> {
             signature_fields_changed(&then, signature).join(", "),
             then.trim()
         ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match earlier.exists() {
+        Err(e) if matches!(e.kind(), NotFound | InvalidData) => match earlier.exists() {
             // Without it any JSON file would pass for this run's output.
             true => anyhow::bail!(
-                "{}: cannot resume: {} is missing, so nothing says that neko wrote {0} with \
+                "{}: cannot resume: {} is {}, so nothing says that neko wrote {0} with \
                  these settings; start over without --resume",
                 earlier.display(),
-                sig.display()
+                sig.display(),
+                if e.kind() == NotFound { "missing" } else { "empty (its writing was cut short)" }
             ),
             false => Ok(()),
         },

@@ -580,19 +580,21 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
                 crate::say!("neko: (a resume with --strict stops at this record again; without it, the record gets its error line and the run goes on)");
                 return Ok(EXIT_ERROR);
             }
-            stats.count(&out, item, &progress);
-            match args.shard {
-                None => sink.write(&out)?,
+            let wrote = match args.shard {
+                None => sink.write(&out),
                 Some(_) => sink.write(&ShardLine {
                     record: &out,
                     index: item.position,
                     of: total,
                     input: &input_fingerprint,
-                })?,
-            }
+                }),
+            };
+            wrote.map_err(|e| write_failed(&sink, e, stats.records))?;
+            stats.count(&out, item, &progress);
             progress.inc(1);
         }
-        sink.flush()?;
+        sink.flush()
+            .map_err(|e| write_failed(&sink, e, stats.records))?;
         if done < chunk.len() {
             progress.finish_and_clear();
             if let Some(why) = corrector.backend_failure() {
@@ -607,6 +609,15 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
     stats.report(started.elapsed().as_secs_f64());
     crate::say!("neko: {signature}");
     Ok(EXIT_OK)
+}
+
+/// A write that failed mid-run (a full disk): the error, which names the file, and how to
+/// go on, as after an interruption; a closed pipe is only the reader having gone.
+fn write_failed(sink: &OutputSink, e: std::io::Error, written: usize) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return e.into();
+    }
+    anyhow::anyhow!("{e}\n{}", sink.interrupted_message(written))
 }
 
 /// `--dump-prompts`: one JSON line per readable record with the prompt neko would decode;

@@ -227,6 +227,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     if args.per_record.as_deref() == Some(std::path::Path::new("-")) {
         anyhow::bail!("--per-record needs a file: the report goes to standard output");
     }
+    let all_read =
+        (args.files.iter().chain(&args.reference)).chain(args.baseline.iter().chain(&args.against));
+    if all_read.filter(|p| p.as_os_str() == "-").count() > 1 {
+        anyhow::bail!("- given twice (as a file, --ref, --baseline or --against): standard input can be read once");
+    }
     if let Some(out) = &args.per_record {
         // The rows would overwrite a file being scored (`--per-record out.jsonl out.jsonl`).
         let read = (args.files.iter().chain(&args.reference))

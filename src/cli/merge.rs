@@ -25,6 +25,9 @@ pub struct MergeArgs {
 /// Runs `neko merge`: checks that the shards hold every input record exactly once, then
 /// writes them in input order, each line as an unsharded run writes it.
 pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
+    if args.inputs.iter().any(|p| p.as_os_str() == "-") {
+        anyhow::bail!("-: neko merge reads shard files (each twice), not standard input");
+    }
     if let Some(out) = &args.output {
         let inputs: Vec<_> = args.inputs.iter().map(PathBuf::as_path).collect();
         super::check_output_path("-o", out, &inputs)?;

@@ -390,8 +390,20 @@ pub(crate) fn check_output_path(
     }
     // The output is written beside it and renamed over it: a link, device or pipe would be
     // replaced by a plain file (`-o /dev/null` as root, the system's /dev/null).
+    let stream = match flag {
+        "-o" => "; to stream the output, leave out -o and redirect stdout",
+        _ => "; give a file",
+    };
     if let Ok(meta) = std::fs::symlink_metadata(out) {
         let kind = meta.file_type();
+        // `/dev/stdout` is a link to a pipe or terminal, not to a file to give instead.
+        let to_file = std::fs::metadata(out).is_ok_and(|m| m.is_file());
+        if kind.is_symlink() && !to_file {
+            anyhow::bail!(
+                "{flag} {}: a symbolic link to no regular file (a device or pipe), which the finished file would replace{stream}",
+                out.display()
+            );
+        }
         if kind.is_symlink() {
             anyhow::bail!(
                 "{flag} {}: a symbolic link, which the finished file would replace; give the file it points to",
@@ -400,25 +412,39 @@ pub(crate) fn check_output_path(
         }
         if !kind.is_file() {
             anyhow::bail!(
-                "{flag} {}: not a regular file (a device or pipe), which the finished file would replace{}",
+                "{flag} {}: not a regular file (a device or pipe), which the finished file would replace{stream}",
                 out.display(),
-                match flag {
-                    "-o" => "; to stream the output, leave out -o and redirect stdout",
-                    _ => "; give a file",
-                }
             );
         }
     }
-    let same = |a: &std::path::Path| match (a.canonicalize(), out.canonicalize()) {
+    let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize())
+    {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
-    if let Some(input) = inputs.iter().find(|i| same(i)) {
+    if let Some(input) = inputs.iter().find(|i| same(i, out)) {
         anyhow::bail!(
             "{flag} {}: is the input {}; write to another file",
             out.display(),
             input.display()
         );
+    }
+    // The files written beside it: `FILE.partial` is truncated when the run starts.
+    let partial = crate::output::partial_path(out);
+    let beside = [
+        crate::output::signature_path(out),
+        crate::output::signature_path(&partial),
+        partial,
+    ];
+    for side in &beside {
+        if let Some(input) = inputs.iter().find(|i| same(i, side)) {
+            anyhow::bail!(
+                "{flag} {}: the run writes {} beside it, which is the input {}; write to another file",
+                out.display(),
+                side.display(),
+                input.display()
+            );
+        }
     }
     Ok(())
 }

@@ -2297,3 +2297,11 @@ fn reference_lines_lose_trailing_whitespace_as_sacrebleu_cuts_them() {
     assert_eq!(chrf(&padded), chrf(&plain));
     assert!((chrf(&plain) - 100.0).abs() < 1e-9, "{}", chrf(&plain));
 }
+
+/// Standard input is read once: `-` twice among the files, `--ref`, `--baseline` and
+/// `--against` is refused as such (the second read was empty, and the message blamed the data).
+#[test]
+fn standard_input_given_twice_is_refused() {
+    fails_saying(&["-", "-"], "standard input can be read once");
+    fails_saying(&["--against", "-", "-"], "standard input can be read once");
+}

@@ -307,6 +307,10 @@ fn resume_refuses_what_is_not_this_runs_output() {
         "finished.jsonl:2: not a complete output line",
     );
     assert!(!partial.exists() && !neko::output::signature_path(&partial).exists());
+    // An empty signature (its writing cut short by a full disk) signs nothing; it was read
+    // as one of other settings, with a garbled list of changes.
+    std::fs::write(neko::output::signature_path(&dest), "").unwrap();
+    refused(&["--resume"], &dest, "out.jsonl.sig is empty");
     // Without the signature, nothing says neko wrote it with these settings.
     std::fs::remove_file(neko::output::signature_path(&dest)).unwrap();
     refused(&["--resume"], &dest, "out.jsonl.sig is missing");
@@ -372,6 +376,57 @@ fn output_onto_a_link_or_pipe_is_refused() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("a file named - would be written"), "{err}");
+}
+
+/// The files an output is written beside (`FILE.partial`, truncated when the run starts, and
+/// the signatures) may not be inputs either: `correct data.partial -o data` destroyed its
+/// input. `-o /dev/stdout` (a link to a pipe here) is told how to stream.
+#[test]
+fn output_side_files_that_are_inputs_are_refused() {
+    let (dir, input, _) = workdir(2);
+    let text = std::fs::read_to_string(&input).unwrap();
+    for side in ["data.partial", "data.sig", "data.partial.sig"] {
+        let named = dir.path().join(side);
+        std::fs::write(&named, &text).unwrap();
+        let o = correct_into("tiny-llama", &[], &dir.path().join("data"), &named);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("which is the input"), "{err}");
+        assert_eq!(std::fs::read_to_string(&named).unwrap(), text);
+        std::fs::remove_file(&named).unwrap();
+    }
+    let o = correct_into("tiny-llama", &[], Path::new("/dev/stdout"), &input);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("leave out -o and redirect stdout"), "{err}");
+}
+
+/// A standard output that fails (`> /dev/full`) is an error naming what could not be written
+/// ("No space left on device" alone named nothing). (A closed one, `>&-`, cannot be told from
+/// `> /dev/null`: Rust's runtime opens /dev/null in its place before main.)
+#[test]
+fn a_full_stdout_is_an_error_naming_it() {
+    let (_dir, input, _) = workdir(2);
+    let cmd = |redirect: &str| {
+        let line = format!(
+            "exec \"$0\" correct --task asr --max-new-tokens 2 --model \"$1\" \"$2\" {redirect}"
+        );
+        Command::new("sh")
+            .args(["-c", &line, env!("CARGO_BIN_EXE_neko")])
+            .arg(fixture("tiny-llama"))
+            .arg(&input)
+            .env("RAYON_NUM_THREADS", "1")
+            .output()
+            .unwrap()
+    };
+    if Path::new("/dev/full").exists() {
+        let o = cmd(">/dev/full");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("standard output: cannot write"), "{err}");
+    } else {
+        crate::util::skip("no /dev/full here to fill standard output");
+    }
 }
 
 /// A run whose stderr reader is gone (`2>&1 | head` ended) finishes its work with exit 0, as

@@ -187,6 +187,9 @@ fn merge_refuses_gaps_duplicates_and_foreign_files() {
         assert!(out.stdout.is_empty(), "nothing is written on refusal");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
+    // Shards are read twice: standard input cannot be one.
+    let e = err(&[files[0].clone(), PathBuf::from("-")]);
+    assert!(e.contains("not standard input"), "{e}");
 
     // Shard 1 of 3 missing: record 1 (in shapes? no: variants.json's second record, id
     // "q0001") is the first gap, between the records of shards 0 and 2.
