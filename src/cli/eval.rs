@@ -520,11 +520,55 @@ fn exit_code(report: &Report) -> u8 {
         }
         Some(c) if c.regressions > 0 => {
             crate::say!(
-                "neko: {} regression(s) against {}: scores worse by more than {} points, record counts that differ, metrics or baseline files this run lacks",
-                c.regressions, c.baseline, c.max_regression
+                "neko: {} regression(s) against {} (max regression {} points):",
+                c.regressions,
+                c.baseline,
+                c.max_regression
             );
+            // Named on stderr too: with --json > FILE the CI log shows only this.
+            for line in regression_lines(c) {
+                crate::say!("neko:   {line}");
+            }
+            note_unchecked(c);
             EXIT_REGRESSION
         }
-        _ => EXIT_OK,
+        Some(c) => {
+            note_unchecked(c);
+            EXIT_OK
+        }
+        None => EXIT_OK,
+    }
+}
+
+/// What regressed, a line each: the checks worse by more than the tolerance, then the baseline
+/// files and metrics this run lacks.
+fn regression_lines(c: &crate::eval::baseline::Comparison) -> Vec<String> {
+    let value = |metric: &str, v: f64| match metric {
+        "records" => format!("{v:.0}"),
+        _ => format!("{v:.2}"),
+    };
+    let worse = (c.checks.iter().filter(|k| k.regressed)).map(|k| {
+        format!(
+            "{}: {} {} -> {} (worse by {})",
+            k.file,
+            k.metric,
+            value(&k.metric, k.baseline),
+            value(&k.metric, k.current),
+            value(&k.metric, k.worse_by)
+        )
+    });
+    let missing = (c.missing.iter()).map(|f| format!("{f}: in the baseline, not in this run"));
+    let lacking =
+        (c.missing_metrics.iter()).map(|m| format!("{m}: measured in the baseline, not now"));
+    worse.chain(missing).chain(lacking).collect()
+}
+
+/// The baseline's normalisers this run did not score with: their numbers were not checked.
+fn note_unchecked(c: &crate::eval::baseline::Comparison) {
+    if !c.unchecked_normalizers.is_empty() {
+        crate::say!(
+            "neko: note: the baseline's scores under normaliser(s) {} were not checked: this run did not score with them",
+            c.unchecked_normalizers.join(", ")
+        );
     }
 }

@@ -50,6 +50,14 @@ pub enum BaselineError {
         then: String,
         flag: String,
     },
+    /// A metric was scored against another number of references per record than in the
+    /// baseline (a second `--ref` moves BLEU by points): its numbers do not compare.
+    #[error("{metric} scored against nrefs:{now} per record, its baseline against nrefs:{then}: not comparable (score both with the same references)")]
+    OtherReferences {
+        metric: String,
+        now: String,
+        then: String,
+    },
 }
 
 /// The outcome of a comparison.
@@ -76,6 +84,9 @@ pub struct Comparison {
     /// decoding settings): noted, not a regression, as a gate compares what the run gives.
     #[serde(default)]
     pub changed: Vec<Changed>,
+    /// The baseline's normalisers this run did not score with: their numbers went unchecked.
+    #[serde(default)]
+    pub unchecked_normalizers: Vec<String>,
 }
 
 /// A file whose `neko correct` signature differs from its baseline's.
@@ -126,9 +137,12 @@ pub fn compare(
     let mut missing = Vec::new();
     let mut missing_metrics = Vec::new();
     let mut changed: Vec<Changed> = Vec::new();
+    let mut used_runs = Vec::new();
     for run in &current.runs {
         let base = matching_run(run, baseline)?;
+        used_runs.push(base);
         same_settings(run, base)?;
+        same_references(run, base)?;
         let mut matched = Vec::new();
         for file in &run.files {
             match matching_file(file, run, base) {
@@ -164,6 +178,10 @@ pub fn compare(
     let regressions = (checks.iter().filter(|c| c.regressed).count()
         + missing.len()
         + missing_metrics.len()) as u64;
+    let unchecked_normalizers = (baseline.runs.iter())
+        .filter(|b| !used_runs.iter().any(|u| std::ptr::eq(*u, *b)))
+        .map(|b| b.normalizer_label.clone())
+        .collect();
     Ok(Comparison {
         baseline: baseline_path.to_string(),
         max_regression,
@@ -173,7 +191,36 @@ pub fn compare(
         missing,
         missing_metrics,
         changed,
+        unchecked_normalizers,
     })
+}
+
+/// Each metric's `nrefs` field, from a run's signature lines (`bleu|norm:…|nrefs:2|…`).
+fn references_per_metric(run: &Run) -> Vec<(&str, &str)> {
+    (run.signatures.iter())
+        .filter_map(|s| {
+            let metric = s.split('|').next()?;
+            let nrefs = s.split('|').find_map(|f| f.strip_prefix("nrefs:"))?;
+            Some((metric, nrefs))
+        })
+        .collect()
+}
+
+/// Every metric both runs have, scored against as many references per record.
+fn same_references(run: &Run, base: &Run) -> Result<(), BaselineError> {
+    let then = references_per_metric(base);
+    for (metric, now) in references_per_metric(run) {
+        if let Some((_, was)) = then.iter().find(|(m, _)| *m == metric) {
+            if *was != now {
+                return Err(BaselineError::OtherReferences {
+                    metric: metric.to_string(),
+                    now: now.to_string(),
+                    then: was.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The whole-file metrics `base` has and `file` lacks (none when either scored no record):
@@ -186,10 +233,18 @@ fn unmeasured<'a>(file: &FileReport, base: &'a FileReport) -> Vec<&'a str> {
         return Vec::new();
     }
     let measured: Vec<&str> = system_values(now).iter().map(|(m, _, _)| *m).collect();
-    (system_values(then).into_iter())
+    let mut lacking: Vec<&str> = (system_values(then).into_iter())
         .map(|(m, _, _)| m)
         .filter(|m| !measured.contains(m))
-        .collect()
+        .collect();
+    // A baseline of corrected output against a file with no predictions would compare its
+    // 1-best with the baseline's corrected scores: a skipped correction step passes whenever
+    // the correction gained less than the tolerance.
+    if then.predictions > 0 && now.predictions == 0 {
+        lacking
+            .push("predictions (the baseline's file had them; its scores are of corrected text)");
+    }
+    lacking
 }
 
 /// The signature fields that differ, `then → now`, or that one side has no signature.

@@ -1273,6 +1273,12 @@ fn baseline_gate_exits_1_on_a_regression_beyond_the_tolerance() {
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stdout(&o).contains("REGRESSED"));
     assert!(stderr(&o).contains("regression(s) against"));
+    // stderr names what regressed and by how much (with --json > FILE it is all CI shows).
+    assert!(
+        stderr(&o).contains("asr.jsonl: wer") && stderr(&o).contains("(worse by 0.30)"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(
         &["--baseline", b, &asr],
         &[("NEKO_EVAL_MAX_REGRESSION", "0.5")],
@@ -2304,4 +2310,70 @@ fn reference_lines_lose_trailing_whitespace_as_sacrebleu_cuts_them() {
 fn standard_input_given_twice_is_refused() {
     fails_saying(&["-", "-"], "standard input can be read once");
     fails_saying(&["--against", "-", "-"], "standard input can be read once");
+}
+
+/// A gate compares like with like: a baseline scored against another number of references
+/// per record is refused (a second `--ref` moves BLEU by points); a file without predictions
+/// against a baseline of corrected output fails (its 1-best was compared with the baseline's
+/// corrected scores, and a skipped correction step passed); the baseline's normalisers this
+/// run does not score with are named as unchecked.
+#[test]
+fn baseline_gate_compares_like_with_like() {
+    let dir = tempfile::tempdir().unwrap();
+    let mt = records("mt.jsonl");
+    let mut two_refs = json(&[&mt]);
+    for sig in two_refs["runs"][0]["signatures"].as_array_mut().unwrap() {
+        *sig = sig.as_str().unwrap().replace("nrefs:1", "nrefs:2").into();
+    }
+    let base = temp_json(dir.path(), "two.json", &two_refs);
+    fails_saying(
+        &["--baseline", base.to_str().unwrap(), &mt],
+        "nrefs:1 per record, its baseline against nrefs:2",
+    );
+
+    let asr = records("asr.jsonl");
+    let corrected = temp_json(dir.path(), "corrected.json", &json(&[&asr]));
+    let bare = dir.path().join("asr.jsonl");
+    let lines: String = (std::fs::read_to_string(&asr).unwrap().lines())
+        .map(|l| match serde_json::from_str::<Value>(l) {
+            Ok(mut v) => {
+                v.as_object_mut().unwrap().remove("prediction");
+                format!("{v}\n")
+            }
+            // The fixture's unreadable line stays as it is.
+            Err(_) => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&bare, lines).unwrap();
+    let o = run(
+        &[
+            "--baseline",
+            corrected.to_str().unwrap(),
+            "--max-regression",
+            "100",
+            bare.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("predictions"), "{}", stderr(&o));
+
+    let both = json(&["--normalizer", "none,h2t", &asr]);
+    let both = temp_json(dir.path(), "both.json", &both);
+    let o = run(
+        &[
+            "--baseline",
+            both.to_str().unwrap(),
+            "--normalizer",
+            "none",
+            &asr,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("normaliser(s) h2t") && stderr(&o).contains("were not checked"),
+        "{}",
+        stderr(&o)
+    );
 }
