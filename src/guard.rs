@@ -367,6 +367,8 @@ pub enum Reason {
     /// The corrector's base model, without the prompt, does not prefer the prediction to its
     /// baseline.
     BaseLm,
+    /// The 1-best was cut to fit the model's context, so the answer covers only its head.
+    Cut,
 }
 
 impl Reason {
@@ -384,6 +386,7 @@ impl Reason {
             Reason::Spacing => "spacing",
             Reason::Margin => "margin",
             Reason::BaseLm => "base-lm",
+            Reason::Cut => "cut",
         }
     }
 

@@ -157,6 +157,8 @@ struct Fitted {
     /// The text `ids` encode (without BOS), for backends that take text.
     text: String,
     warning: Option<String>,
+    /// Whether the 1-best itself was cut: an answer then covers only its head.
+    best_cut: bool,
     /// The answer-token bound, within the positions the prompt leaves: a row that ran past
     /// the model's context would fail its whole batch.
     max_new: usize,
@@ -369,6 +371,7 @@ impl Corrector {
                 ids,
                 text,
                 warning: None,
+                best_cut: false,
             });
         }
         let given = hyps.len();
@@ -416,6 +419,7 @@ impl Corrector {
             "prompt over the {context}-token context: kept {} of {given} hypotheses",
             hyps.len()
         );
+        let best_cut = cut_note.is_some();
         if let Some(note) = cut_note {
             warning += &format!(", {note}");
         }
@@ -424,6 +428,7 @@ impl Corrector {
             ids,
             text,
             warning: Some(warning),
+            best_cut,
         })
     }
 
@@ -463,7 +468,7 @@ impl Corrector {
         };
         let mut results: Vec<Option<Result<Correction, String>>> = vec![None; records.len()];
         let mut prompts: Vec<Prompt> = Vec::new();
-        let mut fitted: Vec<(usize, Option<String>)> = Vec::new();
+        let mut fitted: Vec<(usize, Option<String>, bool)> = Vec::new();
         if (records.iter()).any(|r| self.options.constrain.applies(task, &r.hypotheses)) {
             self.build_pieces();
         }
@@ -472,7 +477,7 @@ impl Corrector {
             match self.fit_prompt(task, &r.hypotheses, max_new) {
                 Ok(p) => {
                     let max_new = p.max_new;
-                    fitted.push((i, p.warning));
+                    fitted.push((i, p.warning, p.best_cut));
                     let constraint = (self.options.constrain.applies(task, &r.hypotheses))
                         .then_some(self.pieces.as_ref())
                         .flatten()
@@ -498,10 +503,15 @@ impl Corrector {
             }
             .generate(task, &prompts),
         };
-        for (((i, warning), g), p) in fitted.into_iter().zip(generated).zip(&prompts) {
+        for (((i, warning, best_cut), g), p) in fitted.into_iter().zip(generated).zip(&prompts) {
             results[i] = Some(g.map(|g| {
                 let mut c = self.answer(task, records[i], &g, p.constraint.as_deref());
                 c.warning = warning;
+                // An answer to the head of a cut 1-best would lose its tail; the edit limits
+                // of MT, ST and GEC (half the words) let such an answer through.
+                if best_cut && self.options.guard.enabled && c.guard.is_none() {
+                    c.fall_back(guard::Reason::Cut, records[i].best().unwrap_or_default());
+                }
                 self.check_margin(task, forced, records[i], &p.ids, &mut c);
                 c
             }));

@@ -173,6 +173,7 @@ fn inputs_over_the_context_drop_hypotheses_then_truncate() {
     );
     assert!(recs[1].get("warning").is_none());
     assert!(err.contains("warning: <stdin>:1"), "{err}");
+
     // Some of the 1-best is kept (as much as fits, found by bisection), not none of it.
     for (rec, unit) in [(&recs[2], "words"), (&recs[3], "characters")] {
         let warning = rec["warning"].as_str().unwrap();

@@ -1037,3 +1037,46 @@ fn http_post(url: &str, body: &str) -> std::io::Result<String> {
     let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     Ok(body.to_string())
 }
+
+/// An answer to a 1-best cut to fit the context covers only its head: MT/ST/GEC's edit limit
+/// (half the words) let an answer without the last quarter through, and the tail was lost
+/// from the output. Under the guard the whole 1-best is kept (`fallback:cut`); without it the
+/// answer is written.
+#[test]
+fn an_answer_to_a_cut_one_best_keeps_the_whole_one_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    crate::util::copy_fixture("tiny-llama", &model);
+    let config = model.join("config.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    v["max_position_embeddings"] = 160.into();
+    std::fs::write(&config, v.to_string()).unwrap();
+    let words: Vec<String> = (0..60).map(|i| format!("word{i}")).collect();
+    let whole = words.join(" ");
+    let head = words[..50].join(" ");
+    let answer = head.clone();
+    let server = FakeServer::start(move |_, _| Reply::ok(&answer));
+    let input = dir.path().join("long.jsonl");
+    let record = json!({"id": "g", "task": "gec", "input": [whole.clone()]});
+    std::fs::write(&input, format!("{record}\n")).unwrap();
+    let run = |flags: &[&str]| {
+        let out = ok(openai(&server.url, &model)
+            .args(["--max-new-tokens", "8"])
+            .args(flags)
+            .arg(&input));
+        json_lines(&out.stdout).remove(0)
+    };
+    let guarded = run(&[]);
+    assert!(
+        guarded["warning"]
+            .as_str()
+            .unwrap()
+            .contains("cut the 1-best"),
+        "{guarded}"
+    );
+    assert_eq!(guarded["guard"], "fallback:cut", "{guarded}");
+    assert_eq!(guarded["prediction"].as_str(), Some(whole.as_str()));
+    let free = run(&["--no-guard"]);
+    assert_eq!(free["prediction"].as_str(), Some(head.as_str()), "{free}");
+}
