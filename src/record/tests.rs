@@ -1053,3 +1053,30 @@ fn an_object_over_lines_with_invalid_utf8_says_so() {
     assert_eq!(entries[0].id(), Value::from("a"));
     assert!(entries[1].record.is_ok());
 }
+
+/// A record whose hypotheses cannot all be read still gives its readable 1-best to its error
+/// line (a padded N-best's `null`, an `nbest` entry without text, a line over the size limit,
+/// invalid UTF-8 after the 1-best); not one read from a lossy decoding of invalid UTF-8.
+#[test]
+fn error_lines_keep_a_readable_first_hypothesis() {
+    let mut text = b"{\"id\": 1, \"input\": [\"first best\", null]}\n\
+        {\"id\": 2, \"nbest\": [{\"text\": \"top\", \"score\": -1}, {\"text\": null}]}\n\
+        {\"id\": 3, \"input\": [\"fine\", \"caf"
+        .to_vec();
+    text.extend_from_slice(b"\xe9\"]}\n{\"id\": 4, \"input\": [\"caf\xe9\"]}\n");
+    let entries = parse(&text);
+    let bests: Vec<Option<&str>> = entries
+        .iter()
+        .map(|e| e.record.as_ref().unwrap_err().best.as_deref())
+        .collect();
+    assert_eq!(bests, [Some("first best"), Some("top"), Some("fine"), None]);
+    let long = format!("{{\"id\": 5, \"input\": [\"{}\"]}}\n", "word ".repeat(50));
+    let entries = parse_with_limit(long.as_bytes(), 100);
+    let err = entries[0].record.as_ref().unwrap_err();
+    assert!(
+        err.best
+            .as_deref()
+            .is_some_and(|b| b.starts_with("word word")),
+        "{err}"
+    );
+}

@@ -101,10 +101,32 @@ pub(super) fn identified(error: RecordError, value: Option<Value>) -> RecordErro
             id: valid_id(&obj).map(Box::new),
             task: task_named(&obj),
             audio_filepath: audio_filepath(&obj),
+            // Read from a lossy decoding when the bytes were not UTF-8: a 1-best with the
+            // replacement character is not the one the input gave.
+            best: (error.best.clone())
+                .or_else(|| first_hypothesis(&obj).filter(|b| !b.contains('\u{FFFD}'))),
             ..error
         },
         _ => error,
     }
+}
+
+/// The first hypothesis of a record whose hypotheses could not all be read (`["first best",
+/// null]`, an `nbest` entry without text), looked for where [`hypotheses_of`] looks: the
+/// record's error line still carries it as its fallback.
+fn first_hypothesis(obj: &Map<String, Value>) -> Option<String> {
+    let field = ["input", "hypotheses", "nbest", PRED_TEXT, "best"]
+        .into_iter()
+        .find_map(|k| obj.get(k))?;
+    let first = match field {
+        Value::Array(items) => items.first()?,
+        other => other,
+    };
+    let text = match first {
+        Value::Object(o) => o.get("text")?,
+        other => other,
+    };
+    text.as_str().map(str::to_string)
 }
 
 /// One record's bytes (a line, or an array `element`), parsed. A record too long or not UTF-8
@@ -249,6 +271,7 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
             id: Some(Box::new(id)),
             task: task_named(&obj),
             audio_filepath: audio_filepath(&obj),
+            best: cause.best.clone().or_else(|| first_hypothesis(&obj)),
             ..cause
         }
     })
