@@ -361,6 +361,11 @@ fn element_lines(
     let mut starts = vec![open + 1];
     // Where the elements end, and where reading goes on.
     let (mut end, mut after) = close.map_or((bytes.len(), bytes.len()), |c| (c, c + 1));
+    // Whether the last line with text closed an element (`}` or `},` at the elements'
+    // column): a key line after it, deeper than the column, starts an element that lost its
+    // `{`, which would else be read as part of the one before. (With `indent=0` keys stand
+    // at the column, and a nested object's `}` too: no such line starts an element there.)
+    let mut after_element = false;
     while line < limit {
         let depth = indent(line);
         let at = line + depth;
@@ -377,8 +382,13 @@ fn element_lines(
             (end, after) = (elements_end, reading_on);
             break;
         }
-        if depth == column && opens_element(text) {
+        let lost_brace = after_element && depth > column && starts_with_a_key(text);
+        if (depth == column && opens_element(text)) || lost_brace {
             starts.push(at);
+        }
+        if !text.is_empty() {
+            let bare = text.strip_suffix(b",").unwrap_or(text);
+            after_element = depth == column && bare == b"}";
         }
         line = line_end(bytes, line) + 1;
     }

@@ -1080,3 +1080,32 @@ fn error_lines_keep_a_readable_first_hypothesis() {
         "{err}"
     );
 }
+
+/// Two elements of a pretty-printed array that lost their `{` line cost only themselves:
+/// after the first, the second was read as part of the element before it, an intact element
+/// became an error and the next one had no line.
+#[test]
+fn two_elements_without_their_brace_cost_only_themselves() {
+    let records: Vec<Value> = (0..5)
+        .map(|i| serde_json::json!({"id": format!("e{i}"), "input": [format!("h{i} a"), format!("h{i} b")]}))
+        .collect();
+    let pretty = serde_json::to_string_pretty(&records).unwrap();
+    // Drop the `{` lines of elements 1 and 3.
+    let mut opened = 0;
+    let text: String = pretty
+        .lines()
+        .filter(|l| {
+            if *l == "  {" {
+                opened += 1;
+                return !matches!(opened, 2 | 4);
+            }
+            true
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let entries = parse(text.as_bytes());
+    let ids: Vec<Value> = entries.iter().map(|e| e.id()).collect();
+    assert_eq!(ids, ["e0", "e1", "e2", "e3", "e4"], "{text}");
+    let read: Vec<bool> = entries.iter().map(|e| e.record.is_ok()).collect();
+    assert_eq!(read, [true, false, true, false, true]);
+}
