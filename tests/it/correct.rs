@@ -411,23 +411,13 @@ fn dump_prompts_under_shard_and_switch_twins_set_off() {
         assert!(l["of"].as_u64().unwrap() > 1, "{l}");
     }
     let dest = dir.path().join("out.jsonl");
-    let mut cmd = neko();
-    cmd.args([
-        "correct",
-        "--task",
-        "asr",
-        "--max-new-tokens",
-        "2",
-        "--model",
-    ])
-    .arg(fixture("tiny-llama"))
-    .arg("-o")
-    .arg(&dest)
-    .arg(&input)
-    .env("NEKO_DUMP_PROMPTS", "0")
-    .env("NEKO_ENDPOINT", "")
-    .env("NEKO_SHARD", "");
-    ok(&mut cmd);
+    ok(tiny_asr(&[])
+        .arg("-o")
+        .arg(&dest)
+        .arg(&input)
+        .env("NEKO_DUMP_PROMPTS", "0")
+        .env("NEKO_ENDPOINT", "")
+        .env("NEKO_SHARD", ""));
     assert!(dest.is_file());
     let err = refused(
         neko()
@@ -440,23 +430,29 @@ fn dump_prompts_under_shard_and_switch_twins_set_off() {
     assert!(err.contains("not with -o or --resume"), "{err}");
 }
 
+/// `neko correct --task asr` on the tiny model, two answer tokens, with `flags`.
+fn tiny_asr(flags: &[&str]) -> std::process::Command {
+    let mut cmd = neko();
+    cmd.args(["correct", "--task", "asr", "--max-new-tokens", "2"])
+        .args(flags)
+        .arg("--model")
+        .arg(fixture("tiny-llama"));
+    cmd
+}
+
 /// Flags that do nothing in the run asked for are named: guard flags under `--no-guard`,
 /// served-model flags with the in-process model.
 #[test]
 fn flags_without_effect_are_named() {
-    let out = ok(neko()
-        .args([
-            "correct",
-            "--task",
-            "asr",
-            "--max-new-tokens",
-            "2",
-            "--no-guard",
-        ])
-        .args(["--guard-margin", "2", "--guard-max-edit", "0.3"])
-        .args(["--served-model", "m", "--concurrency", "3", "--model"])
-        .arg(fixture("tiny-llama"))
-        .arg(fixture("records/shapes.jsonl")));
+    let out = ok(tiny_asr(&[
+        "--no-guard",
+        "--guard-margin",
+        "2",
+        "--guard-max-edit",
+        "0.3",
+    ])
+    .args(["--served-model", "m", "--concurrency", "3"])
+    .arg(fixture("records/shapes.jsonl")));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("--guard-max-edit, --guard-margin have no effect under --no-guard"),
@@ -466,17 +462,7 @@ fn flags_without_effect_are_named() {
         err.contains("--served-model, --concurrency have no effect with the in-process model"),
         "{err}"
     );
-    let out = ok(neko()
-        .args([
-            "correct",
-            "--task",
-            "asr",
-            "--max-new-tokens",
-            "2",
-            "--model",
-        ])
-        .arg(fixture("tiny-llama"))
-        .arg(fixture("records/shapes.jsonl")));
+    let out = ok(tiny_asr(&[]).arg(fixture("records/shapes.jsonl")));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("no effect"), "{err}");
 }
