@@ -207,10 +207,9 @@ pub struct DecodeArgs {
 }
 
 impl DecodeArgs {
-    /// The decoding options these flags ask for.
     /// The guard flags set off their defaults: under `--no-guard` they do nothing.
     fn guard_flags_set(&self) -> Vec<&'static str> {
-        [
+        the_set(&[
             (self.guard_max_edit.is_some(), "--guard-max-edit"),
             (self.guard_margin != Margin::default(), "--guard-margin"),
             (self.guard_agreed != Agreed::default(), "--guard-agreed"),
@@ -218,13 +217,10 @@ impl DecodeArgs {
             (self.guard_dropped != Dropped::default(), "--guard-dropped"),
             (self.guard_spacing != Spacing::default(), "--guard-spacing"),
             (self.guard_base_lm != BaseLm::default(), "--guard-base-lm"),
-        ]
-        .into_iter()
-        .filter(|(s, _)| *s)
-        .map(|(_, f)| f)
-        .collect()
+        ])
     }
 
+    /// The decoding options these flags ask for.
     pub fn options(&self) -> CorrectOptions {
         let mut o = CorrectOptions {
             routing: self.routing,
@@ -345,8 +341,8 @@ impl BackendArgs {
     /// refusing them would break job scripts that set them for either backend, so they are
     /// named in a warning instead.
     fn unused_flags(&self, model: &ModelArgs, decode: &DecodeArgs) -> Vec<&'static str> {
-        let set = match self.backend {
-            BackendKind::Local => vec![
+        match self.backend {
+            BackendKind::Local => the_set(&[
                 (self.served_model.is_some(), "--served-model"),
                 (self.concurrency != DEFAULT_CONCURRENCY, "--concurrency"),
                 (self.timeout != DEFAULT_TIMEOUT, "--timeout"),
@@ -357,8 +353,8 @@ impl BackendArgs {
                 ),
                 (self.prompt_as != PromptAs::default(), "--prompt-as"),
                 (self.api_key.is_some(), "--api-key"),
-            ],
-            BackendKind::Openai => vec![
+            ]),
+            BackendKind::Openai => the_set(&[
                 (model.dtype != "auto", "--dtype"),
                 (model.device != "cpu", "--device"),
                 (
@@ -371,12 +367,8 @@ impl BackendArgs {
                 ),
                 (decode.no_prefix_reuse, "--no-prefix-reuse"),
                 (decode.guard_base_lm != BaseLm::default(), "--guard-base-lm"),
-            ],
-        };
-        set.into_iter()
-            .filter(|(s, _)| *s)
-            .map(|(_, f)| f)
-            .collect()
+            ]),
+        }
     }
 
     /// The client these flags describe, connected (the server is asked for its models).
@@ -430,6 +422,15 @@ struct Item {
     entry: Entry,
     /// Its 0-based position in the whole input (all files, in order).
     position: usize,
+}
+
+/// The flags whose condition holds (each `(set, "--flag")`).
+fn the_set(flags: &[(bool, &'static str)]) -> Vec<&'static str> {
+    flags
+        .iter()
+        .filter(|(set, _)| *set)
+        .map(|&(_, f)| f)
+        .collect()
 }
 
 /// Says which of the flags given do nothing `when`.
