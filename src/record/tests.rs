@@ -1070,6 +1070,9 @@ fn error_lines_keep_a_readable_first_hypothesis() {
         .map(|e| e.record.as_ref().unwrap_err().best.as_deref())
         .collect();
     assert_eq!(bests, [Some("first best"), Some("top"), Some("fine"), None]);
+    // An object in `input` is no hypothesis the reader takes: no 1-best from it.
+    let entries = parse(b"{\"id\": 6, \"input\": [{\"text\": \"obj\"}]}\n");
+    assert_eq!(entries[0].record.as_ref().unwrap_err().best, None);
     let long = format!("{{\"id\": 5, \"input\": [\"{}\"]}}\n", "word ".repeat(50));
     let entries = parse_with_limit(long.as_bytes(), 100);
     let err = entries[0].record.as_ref().unwrap_err();

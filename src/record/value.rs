@@ -115,15 +115,16 @@ pub(super) fn identified(error: RecordError, value: Option<Value>) -> RecordErro
 /// null]`, an `nbest` entry without text), looked for where [`hypotheses_of`] looks: the
 /// record's error line still carries it as its fallback.
 fn first_hypothesis(obj: &Map<String, Value>) -> Option<String> {
-    let field = ["input", "hypotheses", "nbest", PRED_TEXT, "best"]
+    let (key, field) = ["input", "hypotheses", "nbest", PRED_TEXT, "best"]
         .into_iter()
-        .find_map(|k| obj.get(k))?;
+        .find_map(|k| obj.get(k).map(|v| (k, v)))?;
     let first = match field {
         Value::Array(items) => items.first()?,
         other => other,
     };
+    // Only `nbest` entries are objects with a `text`.
     let text = match first {
-        Value::Object(o) => o.get("text")?,
+        Value::Object(o) if key == "nbest" => o.get("text")?,
         other => other,
     };
     text.as_str().map(str::to_string)

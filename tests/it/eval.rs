@@ -2330,8 +2330,15 @@ fn baseline_gate_compares_like_with_like() {
         &["--baseline", base.to_str().unwrap(), &mt],
         "nrefs:1 per record, its baseline against nrefs:2",
     );
-
+    // A file added beside it changes the run's counts, not the baseline file's: the new file
+    // is listed, the old one compared.
+    let multi = records("mt-multi.jsonl");
+    let same = temp_json(dir.path(), "mt.json", &json(&[&mt]));
+    let o = run(&["--baseline", same.to_str().unwrap(), &mt, &multi], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("nrefs:1-3"), "{}", stdout(&o));
     let asr = records("asr.jsonl");
+
     let corrected = temp_json(dir.path(), "corrected.json", &json(&[&asr]));
     let bare = dir.path().join("asr.jsonl");
     let lines: String = (std::fs::read_to_string(&asr).unwrap().lines())
