@@ -531,14 +531,19 @@ fn a_gguf_attention_tensor_that_splits_no_heads_is_named() {
         &cut,
         &[],
     );
-    let err = Model::load(gguf.to_str().unwrap(), &Device::Cpu, DType::F32)
-        .err()
-        .expect("refused")
-        .to_string();
+    let err = refused(&gguf);
     assert!(
         err.contains("blk.1.attn_q.weight") && err.contains("heads"),
         "{err}"
     );
+}
+
+/// The message of a model at `spec` that must fail to load.
+fn refused(spec: &Path) -> String {
+    Model::load(spec.to_str().unwrap(), &Device::Cpu, DType::F32)
+        .err()
+        .expect("refused")
+        .to_string()
 }
 
 /// GGUF metadata gets config.json's checks (a RoPE base of 0 loaded and answered `<unk>`), and
@@ -546,12 +551,6 @@ fn a_gguf_attention_tensor_that_splits_no_heads_is_named() {
 #[test]
 fn gguf_metadata_is_checked_and_a_split_part_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let refused = |gguf: &Path| {
-        Model::load(gguf.to_str().unwrap(), &Device::Cpu, DType::F32)
-            .err()
-            .expect("refused")
-            .to_string()
-    };
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
     crate::util::copy_fixture("tiny-llama", &src);
@@ -593,12 +592,6 @@ fn gguf_metadata_is_checked_and_a_split_part_named() {
 fn gguf_old_rope_scaling_a_cut_file_and_a_gguf_folder_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let keep = |_: &str, w: Tensor| w;
-    let refused = |gguf: &Path| {
-        Model::load(gguf.to_str().unwrap(), &Device::Cpu, DType::F32)
-            .err()
-            .expect("refused")
-            .to_string()
-    };
     for key in ["llama.rope.scale_linear", "llama.rope.scaling.factor"] {
         let gguf = tmp.path().join(format!("{key}.gguf"));
         let extra = [(key, GValue::F32(4.0))];
