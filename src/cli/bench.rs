@@ -71,9 +71,15 @@ pub struct BenchArgs {
 #[derive(Debug, Serialize)]
 pub struct DataBenchRecord {
     pub model: String,
+    /// The model's content (weights, adapter, tokenizer) and every decoding setting, as
+    /// `neko correct` signs its output: routing, guard, answer bound, style, prompt.
+    pub signature: String,
     pub format: String,
     pub dtype: String,
     pub quant: Option<String>,
+    /// Where the model ran (`cpu`, `cuda:0`, `metal:0`); `cpu`, `cores` and `threads` describe
+    /// the host whatever it is.
+    pub device: String,
     pub cpu: Option<String>,
     pub cores: usize,
     /// CPU threads the run used (rayon's pool).
@@ -109,9 +115,13 @@ pub struct DataBenchRecord {
 #[derive(Debug, Serialize)]
 pub struct BenchRecord {
     pub model: String,
+    /// `--adapter`'s file, whose tensors replaced the model's.
+    pub adapter: Option<String>,
     pub format: String,
     pub dtype: String,
     pub quant: Option<String>,
+    /// Where the model ran (`cpu`, `cuda:0`, `metal:0`).
+    pub device: String,
     /// CPU threads the run used (rayon's pool).
     pub threads: usize,
     pub load_s: f64,
@@ -133,6 +143,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
     if args.data.is_some() {
         return run_data(args);
     }
+    super::correct::warn_unused(
+        &args.decode.flags_set_but_routing(),
+        "without --data (a synthetic prompt, greedy decoding of --new-tokens, no guard)",
+    );
     let start = Instant::now();
     let mut model = args.model.load()?;
     let load_s = start.elapsed().as_secs_f64();
@@ -184,9 +198,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
     }
     let record = BenchRecord {
         model: args.model.spec()?,
+        adapter: args.model.adapter.as_ref().map(|a| a.display().to_string()),
         format: format!("{:?}", model.files.format).to_lowercase(),
         dtype: format!("{:?}", model.dtype).to_lowercase(),
         quant: args.model.quant.map(|q| format!("{q:?}").to_lowercase()),
+        device: device_name(&device),
         threads: rayon::current_num_threads(),
         load_s,
         routing: forced.map_or("learned".to_string(), |e| format!("task:{e}")),
@@ -253,9 +269,10 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     let model = args.model.load()?;
     let load_s = start.elapsed().as_secs_f64();
     let cfg = model.config.clone();
-    let (format, dtype) = (
+    let (format, dtype, device) = (
         format!("{:?}", model.files.format).to_lowercase(),
         model.dtype,
+        device_name(model.decoder.device()),
     );
     let options = args.decode.options();
     let mut corrector = Corrector::new(model, prompt, options.clone());
@@ -263,13 +280,19 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     for (i, (_, task)) in records.iter().enumerate() {
         groups.entry(*task).or_default().push(i);
     }
+    // Every task checked before any is timed, as `neko correct` does: a refusal after hours
+    // of decoding would throw them away.
+    let tasks: Vec<Task> = groups.keys().copied().collect();
+    for &task in &tasks {
+        corrector.check_routing(task).map_err(anyhow::Error::msg)?;
+    }
+    let signature = corrector.signature(&tasks);
     let mut predictions: Vec<Result<String, String>> = vec![Ok(String::new()); records.len()];
     let window = crate::backend::local::window(&options);
     // Drawn on a terminal only, a few times a second at most: it does not move the timings.
     let progress = super::progress_bar(records.len() as u64, "bench");
     let started = Instant::now();
     for (task, idx) in &groups {
-        corrector.check_routing(*task).map_err(anyhow::Error::msg)?;
         for chunk in idx.chunks(window) {
             let rs: Vec<&Record> = chunk.iter().map(|&i| &records[i].0).collect();
             for (&i, out) in chunk.iter().zip(corrector.correct_task(*task, &rs)) {
@@ -303,9 +326,11 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     }
     let record = DataBenchRecord {
         model: args.model.spec()?,
+        signature,
         format,
         dtype: format!("{dtype:?}").to_lowercase(),
         quant: args.model.quant.map(|q| format!("{q:?}").to_lowercase()),
+        device,
         cpu: cpu_model(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         threads: rayon::current_num_threads(),
@@ -330,6 +355,15 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     };
     super::emit(&(serde_json::to_string(&record)? + "\n"))?;
     Ok(EXIT_OK)
+}
+
+/// A device as `--device` names it: `cpu`, `cuda:0`, `metal:0`.
+fn device_name(device: &candle_core::Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".to_string(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
 }
 
 /// The CPU's model name from `/proc/cpuinfo` (Linux only).

@@ -220,6 +220,30 @@ impl DecodeArgs {
         ])
     }
 
+    /// Every decoding flag set off its default but --routing: a synthetic `neko bench` uses
+    /// none of them.
+    pub fn flags_set_but_routing(&self) -> Vec<&'static str> {
+        let mut set = the_set(&[
+            (self.max_new_tokens.is_some(), "--max-new-tokens"),
+            (
+                self.batch_size != crate::correct::DEFAULT_BATCH_SIZE,
+                "--batch-size",
+            ),
+            (
+                self.max_batch_tokens != crate::correct::DEFAULT_MAX_BATCH_TOKENS,
+                "--max-batch-tokens",
+            ),
+            (self.no_prefix_reuse, "--no-prefix-reuse"),
+            (self.prompt.is_some(), "--prompt"),
+            (!self.stop.is_empty(), "--stop"),
+            (self.no_guard, "--no-guard"),
+            (self.constrain.is_some(), "--constrain"),
+            (self.style != StyleMode::default(), "--style"),
+        ]);
+        set.extend(self.guard_flags_set());
+        set
+    }
+
     /// The decoding options these flags ask for.
     pub fn options(&self) -> CorrectOptions {
         let mut o = CorrectOptions {
@@ -434,7 +458,7 @@ fn the_set(flags: &[(bool, &'static str)]) -> Vec<&'static str> {
 }
 
 /// Says which of the flags given do nothing `when`.
-fn warn_unused(flags: &[&str], when: &str) {
+pub fn warn_unused(flags: &[&str], when: &str) {
     match flags {
         [] => {}
         [one] => crate::say!("neko: warning: {one} has no effect {when}"),

@@ -251,6 +251,15 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<u8> {
     }
     let smooth = crate::metrics::bleu::Smooth::new(&args.smooth_method, args.smooth_value)
         .map_err(anyhow::Error::msg)?;
+    // Not errors either: a job's environment may set them for runs with the test on.
+    if !(paired_bs || args.confidence || args.against.is_some())
+        && args.paired_bs_n != eval::bootstrap::DEFAULT_RESAMPLES
+    {
+        crate::say!("neko: --paired-bs-n has no effect without --paired-bs, --paired-ar, --against or --confidence");
+    }
+    if !args.paired_ar && args.paired_ar_n != eval::randomization::DEFAULT_TRIALS {
+        crate::say!("neko: --paired-ar-n has no effect without --paired-ar");
+    }
     if args.baseline.is_none() && args.max_regression != 0.0 {
         // Not an error: NEKO_EVAL_MAX_REGRESSION may be set for a CI gate's other runs.
         crate::say!("neko: --max-regression has no effect without --baseline");

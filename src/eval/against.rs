@@ -49,13 +49,25 @@ pub fn check_pairs(base: &Input, input: &Input) -> Result<(), String> {
         ));
     }
     // A line too broken to give its id stands for whichever record is at its place (it is
-    // not scored, and said so).
-    let id_known =
-        |x: &crate::record::Entry| x.record.as_ref().map_or_else(|e| e.id.is_some(), |_| true);
-    for (b, e) in base.entries.iter().zip(&input.entries) {
+    // not scored, and said so); so does a record whose id is its position (a plain-text line,
+    // a record without `id`): the two files are paired by position, which the count checks.
+    let id_known = |x: &crate::record::Entry, at: usize| match &x.record {
+        Ok(r) => r.id != at,
+        Err(e) => e.id.is_some(),
+    };
+    for (at, (b, e)) in base.entries.iter().zip(&input.entries).enumerate() {
         let differs = match (&b.record, &e.record) {
-            _ if id_known(b) && id_known(e) && b.id() != e.id() => {
+            _ if id_known(b, at) && id_known(e, at) && b.id() != e.id() => {
                 Some(format!("id {} in --against, {} here", b.id(), e.id()))
+            }
+            (Ok(br), Ok(er)) if br.references().is_empty() != er.references().is_empty() => {
+                let (none, some) = match br.references().is_empty() {
+                    true => ("in --against", "here"),
+                    false => ("here", "in --against"),
+                };
+                Some(format!(
+                    "no reference (`output`) {none}, one {some}: give both files theirs with --ref"
+                ))
             }
             (Ok(br), Ok(er)) if br.references() != er.references() => {
                 Some("other references (`output`) than in --against".to_string())

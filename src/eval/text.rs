@@ -350,7 +350,7 @@ fn significance_table(run: &Run, labels: &Labels) -> Table {
                     format!("{:.3}", iv.p_better),
                 ];
                 if ar {
-                    row.push(iv.p_ar.map_or("-".to_string(), |p| format!("{p:.4}")));
+                    row.push(iv.p_ar.map_or("-".to_string(), p_value));
                 }
                 t.push(row);
             }
@@ -601,6 +601,16 @@ impl Table {
     }
 }
 
+/// A p-value to four decimals, or `<0.0001` below them: the randomization test's p is at
+/// least 1/(trials+1), never the 0.0000 that rounding would print past 20,000 trials.
+fn p_value(p: f64) -> String {
+    if p < 0.00005 {
+        "<0.0001".to_string()
+    } else {
+        format!("{p:.4}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,5 +621,12 @@ mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(count(21710), "21,710");
         assert_eq!(count(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn p_values_below_four_decimals_are_not_printed_as_zero() {
+        assert_eq!(p_value(1.0 / 30_001.0), "<0.0001");
+        assert_eq!(p_value(1.0 / 10_001.0), "0.0001");
+        assert_eq!(p_value(0.0321), "0.0321");
     }
 }

@@ -946,20 +946,24 @@ impl LayerBench {
         })
     }
 
-    /// Self-attention over `xs` `(b, q, hidden)` after `cached` positions of the cache (a
-    /// decode step when `q` is 1); the cache is refilled with zeros first.
-    pub fn attention(&mut self, xs: &Tensor, cached: usize) -> Result<Tensor> {
-        let (b, q, _) = xs.dims3()?;
+    /// A fresh cache holding `cached` positions of zeros, room for `q` more, for `b` rows:
+    /// the setup of [`Self::attention`], kept out of its timing.
+    pub fn fill_cache(&mut self, b: usize, q: usize, cached: usize, dtype: DType) -> Result<()> {
         let attn = &mut self.layer.self_attn;
         attn.kv_cache = KvCache::new(2, cached + q);
         if cached > 0 {
-            let kv = Tensor::zeros(
-                (b, attn.num_kv_heads, cached, attn.head_dim),
-                xs.dtype(),
-                &self.device,
-            )?;
+            let shape = (b, attn.num_kv_heads, cached, attn.head_dim);
+            let kv = Tensor::zeros(shape, dtype, &self.device)?;
             attn.kv_cache.append(&kv, &kv)?;
         }
+        Ok(())
+    }
+
+    /// Self-attention over `xs` `(b, q, hidden)` after the `cached` positions that
+    /// [`Self::fill_cache`] put in the cache (a decode step when `q` is 1).
+    pub fn attention(&mut self, xs: &Tensor, cached: usize) -> Result<Tensor> {
+        let (b, q, _) = xs.dims3()?;
+        let attn = &mut self.layer.self_attn;
         let ids: Vec<u32> = (0..b)
             .flat_map(|_| (cached..cached + q).map(|t| t as u32))
             .collect();

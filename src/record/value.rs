@@ -348,7 +348,9 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
         error: obj.get("error").filter(|v| is_error(v)).cloned(),
         guard: string("guard")?,
         hypotheses,
-        only_best: from == "best",
+        // A transcript alone (`best`, a NeMo manifest's `pred_text` string, a string `input`)
+        // says nothing of any other hypothesis: no oracle of it.
+        only_best: from == "best" || obj.get(from).is_some_and(Value::is_string),
         scores,
     })
 }

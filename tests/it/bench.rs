@@ -226,3 +226,67 @@ fn data_bench_decode_rate_counts_decode_steps_only() {
         "{r}"
     );
 }
+
+/// A record says where it ran and with what: the device in both, the adapter in the
+/// synthetic one, `neko correct`'s signature in the `--data` one (routing, guard, answer
+/// bound); decoding flags a synthetic run does not use are named, not silently dropped.
+#[test]
+fn bench_records_say_where_and_how_they_ran() {
+    let (code, r, err) = bench(&["--prompt-tokens", "8", "--new-tokens", "2", "--runs", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!((&r["device"], &r["adapter"]), (&"cpu".into(), &Value::Null));
+    let (code, _, err) = bench(&[
+        "--prompt-tokens",
+        "8",
+        "--runs",
+        "1",
+        "--max-new-tokens",
+        "4",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("--max-new-tokens has no effect without --data"),
+        "{err}"
+    );
+    let data = fixture("records/neko-smol-dev.jsonl");
+    let args = ["--data", data.to_str().unwrap(), "--limit", "2"];
+    let (code, r, err) = bench(&[&args[..], &["--max-new-tokens", "3", "--no-guard"]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["device"], "cpu");
+    let sig = r["signature"].as_str().unwrap();
+    assert!(sig.starts_with("correct|model:fp-"), "{sig}");
+    assert!(
+        sig.contains("|routing:learned|") && sig.contains("|max_new:3|"),
+        "{sig}"
+    );
+    assert!(sig.contains("|guard:off|"), "{sig}");
+}
+
+/// `--routing task` is checked for every task of the file before any is timed, as `neko
+/// correct` does (the ASR records before an unmapped MT record were decoded first).
+#[test]
+fn data_bench_refuses_an_unmapped_task_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("asr-only");
+    std::fs::create_dir(&model).unwrap();
+    crate::util::copy_fixture("tiny-mixtral", &model);
+    let config = model.join("config.json");
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["task_experts"] = serde_json::json!({"asr": 0});
+    std::fs::write(&config, c.to_string()).unwrap();
+    let data = dir.path().join("in.jsonl");
+    std::fs::write(
+        &data,
+        "{\"id\": \"a\", \"task\": \"asr\", \"input\": [\"the cat sat\"]}\n\
+         {\"id\": \"b\", \"task\": \"mt\", \"input\": [\"a dog ran\"]}\n",
+    )
+    .unwrap();
+    let err = crate::util::refused(
+        neko()
+            .args(["bench", "--routing", "task", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&data),
+    );
+    assert!(err.contains("no `task_experts` entry for `mt`"), "{err}");
+}

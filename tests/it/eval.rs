@@ -1437,6 +1437,37 @@ fn paired_bootstrap_against_another_system_matches_the_reference_tools() {
     );
     // Other records, or the same records against other references, are no comparison.
     let dir = tempfile::tempdir().unwrap();
+    // BASE as plain text (one output per line, as sacrebleu takes it): records without ids
+    // pair by position (it was refused: "id 0 in --against, "m0" here").
+    let outputs: String = (crate::util::json_lines(&std::fs::read(&base).unwrap()).iter())
+        .map(|r| r["prediction"].as_str().unwrap().to_string() + "\n")
+        .collect();
+    let plain_base = write_in(dir.path(), "base.txt", &outputs);
+    let refs: String = (crate::util::json_lines(&std::fs::read(&base).unwrap()).iter())
+        .map(|r| r["output"].as_str().unwrap().to_string() + "\n")
+        .collect();
+    let refs = write_in(dir.path(), "refs.txt", &refs);
+    let args = [
+        "--ref",
+        &refs,
+        "--against",
+        &plain_base,
+        "--paired-bs-n",
+        "200",
+        &mt,
+    ];
+    let report = json(&args);
+    let got = &report["runs"][0]["files"][0]["groups"][0]["significance"];
+    assert_intervals(
+        got,
+        want,
+        &["wer", "bleu", "chrf", "ter"],
+        "plain-text base",
+    );
+    fails_saying(
+        &["--against", &plain_base, &mt],
+        "no reference (`output`) in --against, one here: give both files theirs with --ref",
+    );
     let content = std::fs::read_to_string(&mt).unwrap();
     let lines: Vec<&str> = content.lines().collect();
     let short = write_in(dir.path(), "short.jsonl", &(lines[1..].join("\n") + "\n"));
@@ -1653,6 +1684,23 @@ fn output_with_only_the_one_best_has_no_oracles() {
         ["out.jsonl", "1", "3", "66.67", "66.67", "-", "-"]
     );
     assert!(stdout(&o).contains("- where records carry only their 1-best"));
+    // A transcript alone in the other shapes too: a NeMo manifest's `pred_text` string, a
+    // string `input`; a list of one hypothesis is an N-best of one, its own oracle.
+    let manifest = dir.path().join("manifest.json");
+    let nemo = "{\"audio_filepath\": \"a.wav\", \"text\": \"a b d\", \"pred_text\": \"a b c x\"}\n";
+    std::fs::write(&manifest, nemo).unwrap();
+    let string_input = dir.path().join("string.jsonl");
+    std::fs::write(&string_input, line("\"input\": \"a b c x\"")).unwrap();
+    let one = dir.path().join("one.jsonl");
+    std::fs::write(&one, line("\"input\": [\"a b c x\"]")).unwrap();
+    let files = [&manifest, &string_input, &one].map(|p| p.to_str().unwrap());
+    let report = json(&["--task", "asr", files[0], files[1], files[2]]);
+    let wer = |i: usize| report["runs"][0]["files"][i]["groups"][0]["wer"].clone();
+    for (i, file) in files[..2].iter().enumerate() {
+        assert_eq!(wer(i)["oracle_nbest"], Value::Null, "{file}");
+        assert_eq!(wer(i)["oracle_compositional"], Value::Null, "{file}");
+    }
+    assert_eq!(wer(2)["oracle_nbest"]["rate"], wer(2)["one_best"]["rate"]);
 }
 
 #[test]
@@ -2383,4 +2431,21 @@ fn baseline_gate_compares_like_with_like() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The sample counts of tests that do not run are named on stderr, not silently dropped (a
+/// user who types `--paired-ar-n 5000` for the test gets no p-values).
+#[test]
+fn sample_counts_without_their_test_are_said_to_do_nothing() {
+    let mt = records("mt.jsonl");
+    let o = run(&["--paired-ar-n", "500", "--paired-bs-n", "50", &mt], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--paired-ar-n has no effect without --paired-ar"),
+        "{err}"
+    );
+    assert!(err.contains("--paired-bs-n has no effect without"), "{err}");
+    let o = run(&["--paired-bs", "--paired-bs-n", "50", &mt], &[]);
+    assert!(!stderr(&o).contains("no effect"), "{}", stderr(&o));
 }
