@@ -89,8 +89,8 @@ impl Checkpoint {
         if let Some(b) = config.bos_token_id {
             gc["bos_token_id"] = json!(b);
         }
-        if let Some(e) = config.eos_token_ids.first() {
-            gc["eos_token_id"] = json!(e);
+        if let Some(e) = eos_json(&config.eos_token_ids) {
+            gc["eos_token_id"] = e;
         }
         if let Some(p) = gguf.uint("tokenizer.ggml.padding_token_id")? {
             gc["pad_token_id"] = json!(p);
@@ -144,7 +144,7 @@ impl Checkpoint {
             tokenizer_config["chat_template"] = json!(t);
         }
         let generation_config = optional("generation_config.json")?.unwrap_or_else(|| {
-            json!({"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_ids.first()})
+            json!({"bos_token_id": config.bos_token_id, "eos_token_id": eos_json(&config.eos_token_ids)})
         });
         Ok(Checkpoint {
             config,
@@ -276,7 +276,7 @@ pub fn check_destination(dir: &Path, overwrite: bool) -> Result<()> {
     if !overwrite {
         if let Some(name) = model_file_in(dir) {
             bail!(
-                "{} already holds a model ({name}); pass --force to overwrite",
+                "{} already holds a model or its files ({name}); pass --force to overwrite them",
                 dir.display()
             );
         }
@@ -299,15 +299,34 @@ fn check_fits_f16(name: &str, t: &Tensor) -> Result<()> {
     Ok(())
 }
 
-/// A file in `dir` that belongs to a model (a config, weights, shards or their index): a
-/// folder holding one is not written into without `--force`, even when its config is gone.
+/// A file in `dir` that belongs to a model (a config, weights, shards or their index), that
+/// the write would replace (the tokenizer and generation files: an upstream repo's chat
+/// template and end tokens beside a GGUF) or that would change the model written (a
+/// `chat_template.jinja` wins over the written template): a folder holding one is not written
+/// into without `--force`, even when its config is gone.
 fn model_file_in(dir: &Path) -> Option<String> {
+    const WRITTEN: &[&str] = &[
+        "config.json",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+        "chat_template.jinja",
+    ];
     let names = std::fs::read_dir(dir).ok()?;
     names
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .find(|n| {
-            n == "config.json" || n.ends_with(".safetensors") || n == "model.safetensors.index.json"
-        })
+        .find(|n| WRITTEN.contains(&n.as_str()) || n.ends_with(".safetensors"))
+}
+
+/// End tokens as generation_config.json lists them: one id, or all of them, since
+/// transformers stops only at what that file names once it exists.
+fn eos_json(ids: &[u32]) -> Option<Value> {
+    match ids {
+        [] => None,
+        [one] => Some(json!(one)),
+        many => Some(json!(many)),
+    }
 }
 
 /// Settings [`ModelConfig::to_hf_json`] writes only as defaults: a source's own values stand.

@@ -208,6 +208,8 @@ pub fn model_prompt_text(
 }
 
 /// The ids of a rendered prompt, with `bos` in front unless the tokenizer already put it there.
+/// A chat template's conversation is tokenised without the tokenizer's own special tokens, as
+/// `apply_chat_template` does: its BOS is the template's (`bos`).
 pub fn encode_model_prompt(
     model: &crate::model::Model,
     text: &str,
@@ -215,7 +217,7 @@ pub fn encode_model_prompt(
 ) -> Result<Vec<u32>, String> {
     let mut ids = model
         .tokenizer
-        .encode(text, true)
+        .encode(text, model.chat.is_none())
         .map_err(|e| format!("tokenizer: {e}"))?
         .get_ids()
         .to_vec();

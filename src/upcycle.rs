@@ -190,7 +190,7 @@ pub fn apply_adapter(ck: &mut Checkpoint, adapter: &std::path::Path) -> Result<u
         let Some(old) = ck.tensors.get(name) else {
             bail!(
                 "{}: tensor `{name}` is not in the upcycled model (an adapter of another \
-                 upcycling: check --experts, --lora-rank and --tasks)",
+                 upcycling or another base model: check --model, --experts and --lora-rank)",
                 adapter.display()
             );
         };

@@ -769,21 +769,42 @@ impl Corrector {
     }
 }
 
-/// The BOS id to prepend when `tokenizer_config.json` asks for one (`add_bos_token`) and the
-/// tokenizer's own post-processor does not add it.
+/// The BOS id to put before a prompt. In a chat template's conversation, when the template
+/// writes `{{ bos_token }}`: `apply_chat_template` tokenises without the tokenizer's own
+/// special tokens, so that is its only BOS. Otherwise when `tokenizer_config.json` asks for one
+/// (`add_bos_token`; the tokenizer's own post-processor may add it too, and it is not doubled).
 pub fn bos_to_add(model: &Model) -> Option<u32> {
-    let dir = model.files.tokenizer.parent()?;
-    let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    if json
-        .get("add_bos_token")
-        .and_then(serde_json::Value::as_bool)
-        == Some(true)
-    {
-        model.config.bos_token_id
-    } else {
-        None
+    let dir = model.files.tokenizer.parent();
+    let settings: serde_json::Value = (dir.map(|d| d.join("tokenizer_config.json")))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    let wanted = match &model.chat {
+        Some(chat) => chat.bos(),
+        None => settings.get("add_bos_token").and_then(|v| v.as_bool()) == Some(true),
+    };
+    if !wanted {
+        return None;
     }
+    // config.json's id, else the token tokenizer_config.json names (what transformers uses).
+    let named = match settings.get("bos_token") {
+        Some(serde_json::Value::String(s)) => Some(s.as_str()),
+        Some(o) => o.get("content").and_then(|c| c.as_str()),
+        None => None,
+    };
+    let id = model
+        .config
+        .bos_token_id
+        .or_else(|| model.tokenizer.token_to_id(named?));
+    if id.is_none() {
+        crate::say!(
+            "neko: warning: {}: a BOS token is asked for, but neither config.json's \
+             bos_token_id nor tokenizer_config.json's bos_token names one in the vocabulary: \
+             prompts go without it",
+            model.files.spec
+        );
+    }
+    id
 }
 
 impl Corrector {

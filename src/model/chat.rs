@@ -11,8 +11,10 @@ use std::path::Path;
 pub enum ChatTemplate {
     /// ChatML: `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then
     /// `<|im_start|>assistant\n`. `system` is the system message the template inserts when a
-    /// conversation brings none (SmolLM2: "You are a helpful AI assistant named SmolLM, ...").
-    ChatMl { system: Option<String> },
+    /// conversation brings none (SmolLM2: "You are a helpful AI assistant named SmolLM, ...");
+    /// `bos` whether it writes `{{ bos_token }}` first: the one BOS a wrapped prompt gets, as
+    /// `apply_chat_template` tokenises without the tokenizer's own special tokens.
+    ChatMl { system: Option<String>, bos: bool },
 }
 
 const IM_START: &str = "<|im_start|>";
@@ -24,6 +26,7 @@ impl ChatTemplate {
         if template.contains(IM_START) && template.contains(IM_END) {
             Some(ChatTemplate::ChatMl {
                 system: default_system(template),
+                bos: template.contains("bos_token"),
             })
         } else {
             None
@@ -35,7 +38,7 @@ impl ChatTemplate {
     /// `add_generation_prompt`.
     pub fn wrap(&self, prompt: &str) -> String {
         match self {
-            ChatTemplate::ChatMl { system } => {
+            ChatTemplate::ChatMl { system, .. } => {
                 let mut s = String::new();
                 if let Some(sys) = system {
                     s.push_str(&format!("{IM_START}system\n{sys}{IM_END}\n"));
@@ -45,6 +48,13 @@ impl ChatTemplate {
                 ));
                 s
             }
+        }
+    }
+
+    /// Whether the template writes the BOS token before the conversation.
+    pub fn bos(&self) -> bool {
+        match self {
+            ChatTemplate::ChatMl { bos, .. } => *bos,
         }
     }
 
@@ -67,12 +77,25 @@ impl ChatTemplate {
 /// `'<|im_start|>system\n...<|im_end|>` inside a string literal (newline written as a real
 /// newline or as `\n`). A system block built from variables is not a default. Every system
 /// block is looked at: Qwen2.5's first ones are its tools branch and the conversation's own
-/// system message, its default comes third.
+/// system message, its default comes third. A block right inside `{% if tools %}` is not
+/// rendered for a conversation without tools, neko's.
 fn default_system(template: &str) -> Option<String> {
     let head = format!("{IM_START}system");
     template
         .match_indices(&head)
+        .filter(|&(at, _)| !in_tools_branch(&template[..at]))
         .find_map(|(at, _)| literal_system(&template[at + head.len()..]))
+}
+
+/// Whether the last tag before a block (`before` is the template up to it) opens a branch on
+/// `tools`.
+fn in_tools_branch(before: &str) -> bool {
+    let Some(open) = before.rfind("{%") else {
+        return false;
+    };
+    let tag = before[open + 2..].trim_start_matches(['-', ' ']);
+    let tag = tag.split("%}").next().unwrap_or("");
+    tag.starts_with("if ") && tag.contains("tools")
 }
 
 /// The system text of one block, from just after `<|im_start|>system`, when it is a literal.
@@ -85,7 +108,26 @@ fn literal_system(rest: &str) -> Option<String> {
     if text.is_empty() || text.contains("{{") || text.contains("{%") || text.contains("' +") {
         return None;
     }
-    Some(text.replace("\\n", "\n"))
+    Some(unescape_jinja(text))
+}
+
+/// A Jinja string literal's text as rendered: `\n`, `\t`, `\'`, `\"` and `\\` unescaped.
+fn unescape_jinja(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 /// The chat template declared in a model folder: `chat_template.jinja` (transformers v5) or
@@ -105,6 +147,20 @@ pub fn template_in_dir(dir: &Path) -> Option<String> {
             .and_then(|t| t.get("template")?.as_str().map(String::from)),
         _ => None,
     }
+}
+
+/// Whether `tokenizer_config.json` in `dir` names chat templates but none `default`, which
+/// transformers refuses to choose from (and neko does not guess).
+pub fn named_without_default(dir: &Path) -> bool {
+    let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    json.get("chat_template")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|named| {
+            !named
+                .iter()
+                .any(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+        })
 }
 
 #[cfg(test)]
@@ -163,7 +219,8 @@ mod tests {
             Some(ChatTemplate::ChatMl {
                 system: Some(
                     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.".into()
-                )
+                ),
+                bos: false,
             })
         );
     }
@@ -175,14 +232,40 @@ mod tests {
         assert_eq!(
             ChatTemplate::detect(qwen_like),
             Some(ChatTemplate::ChatMl {
-                system: Some("You are Qwen.".into())
+                system: Some("You are Qwen.".into()),
+                bos: false,
             })
         );
         let plain = "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n'}}{% endfor %}";
         assert_eq!(
             ChatTemplate::detect(plain),
-            Some(ChatTemplate::ChatMl { system: None })
+            Some(ChatTemplate::ChatMl {
+                system: None,
+                bos: false
+            })
         );
         assert_eq!(ChatTemplate::detect("{{ bos_token }}[INST] ..."), None);
+    }
+
+    /// What Jinja renders of a literal (`You\'re`), and a literal system block inside a
+    /// tools branch, not rendered for a conversation without tools.
+    #[test]
+    fn system_literals_render_as_jinja_would() {
+        let escaped = r#"{{ '<|im_start|>system\nYou\'re a \"careful\" reader.<|im_end|>\n' }}{{ '<|im_start|>' + m }}"#;
+        let t = ChatTemplate::detect(escaped).unwrap();
+        assert_eq!(
+            t.wrap("x").lines().nth(1),
+            Some("You're a \"careful\" reader.<|im_end|>")
+        );
+        let tools = "{%- if tools %}{{ '<|im_start|>system\nYou can call functions.<|im_end|>\n' }}{%- endif %}{{ '<|im_start|>' + m['role'] }}";
+        assert_eq!(
+            ChatTemplate::detect(tools),
+            Some(ChatTemplate::ChatMl {
+                system: None,
+                bos: false
+            })
+        );
+        let bos = format!("{{{{ bos_token }}}}{tools}");
+        assert!(ChatTemplate::detect(&bos).unwrap().bos());
     }
 }

@@ -118,7 +118,10 @@ pub fn explain_load_error(err: &candle_core::Error, files: &[PathBuf]) -> ModelE
     if let Some(name) = tensor_after(&text, "cannot find tensor ") {
         return ModelError::Weights {
             path: all(),
-            message: format!("tensor `{name}` is missing (the checkpoint does not match config.json's architecture?)"),
+            message: match files.len() {
+                1 => format!("tensor `{name}` is missing (the checkpoint does not match config.json's architecture?)"),
+                _ => format!("tensor `{name}` is in none of the shards (one incomplete, or the checkpoint does not match config.json's architecture?)"),
+            },
         };
     }
     if let Some(name) = tensor_after(&text, "shape mismatch for ") {

@@ -132,8 +132,9 @@ struct RawConfig {
     attention_bias: bool,
     #[serde(default, deserialize_with = "null_as_default")]
     mlp_bias: bool,
-    #[serde(default)]
-    sliding_window: Option<usize>,
+    /// Absent (`None`) apart from null (`Some(None)`): Mistral's default window is 4096.
+    #[serde(default, deserialize_with = "present")]
+    sliding_window: Option<Option<usize>>,
     #[serde(default)]
     tie_word_embeddings: Option<bool>,
     #[serde(default)]
@@ -199,6 +200,26 @@ fn key_before(text: &str, line: usize, column: usize) -> Option<String> {
 }
 
 /// transformers' defaults for a config that leaves `rope_theta` or `rms_norm_eps` out:
+/// The attention window transformers gives a config: Llama has none whatever the config says
+/// (a "llamafied" conversion may carry one); a Mistral config without the key gets
+/// `MistralConfig`'s 4096; others the value written (null: none).
+fn sliding_window_of(raw: &RawConfig) -> Option<usize> {
+    match (raw.model_type.as_deref(), raw.sliding_window) {
+        (Some("llama"), _) => None,
+        (Some("mistral"), None) => Some(4096),
+        (_, window) => window.flatten(),
+    }
+}
+
+/// A field that is present, whatever its value (null included): `Some` of it.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 /// Mixtral's differ from Llama's (and Mistral's, Qwen2's), and a wrong one runs another model.
 fn defaults_of(model_type: Option<&str>) -> (f64, f64) {
     match model_type.map(str::to_ascii_lowercase).as_deref() {
@@ -302,7 +323,7 @@ impl ModelConfig {
                 "must be a small positive number (1e-6, 1e-5)",
             ));
         }
-        if raw.sliding_window == Some(0) {
+        if raw.sliding_window == Some(Some(0)) {
             return Err(field_err(
                 "sliding_window",
                 "must be at least 1, or null for none",
@@ -329,7 +350,7 @@ impl ModelConfig {
             max_position_embeddings: raw.max_position_embeddings,
             rms_norm_eps,
             rope_theta: rope_theta_of(&raw)?,
-            sliding_window: raw.sliding_window,
+            sliding_window: sliding_window_of(&raw),
             tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
             num_local_experts,
             num_experts_per_tok,
@@ -604,6 +625,23 @@ mod tests {
       "rms_norm_eps": 1e-05, "rope_theta": 1e6, "router_aux_loss_coef": 0.02,
       "sliding_window": null, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
       "transformers_version": "4.36.0.dev0", "use_cache": true, "vocab_size": 32000 }"#;
+
+    /// The window transformers would use: none for Llama whatever the config says, Mistral's
+    /// 4096 when the key is absent, the value (or none for null) otherwise.
+    #[test]
+    fn sliding_window_is_what_transformers_uses() {
+        let window = |model_type: &str, entry: &str| {
+            let text = MIXTRAL_8X7B
+                .replace("\"mixtral\"", &format!("\"{model_type}\""))
+                .replace("\"sliding_window\": null,", entry);
+            ModelConfig::from_json(&text).unwrap().sliding_window
+        };
+        assert_eq!(window("llama", "\"sliding_window\": 3,"), None);
+        assert_eq!(window("mistral", ""), Some(4096));
+        assert_eq!(window("mistral", "\"sliding_window\": null,"), None);
+        assert_eq!(window("mixtral", "\"sliding_window\": 5,"), Some(5));
+        assert_eq!(window("mixtral", ""), None);
+    }
 
     #[test]
     fn reads_the_published_mixtral_config() {

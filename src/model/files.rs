@@ -230,6 +230,9 @@ fn shard_names(index: &Path) -> Result<Vec<String>, ModelError> {
             names.push(name.to_string());
         }
     }
+    if names.is_empty() {
+        return Err(ModelError::files(index, "its `weight_map` names no shard"));
+    }
     names.sort();
     Ok(names)
 }

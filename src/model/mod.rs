@@ -371,6 +371,11 @@ fn find_chat_template(
         .and_then(|g| g.chat_template().map(String::from))
         .or_else(|| chat::template_in_dir(files.tokenizer.parent()?));
     let Some(text) = text else {
+        let dir = files.tokenizer.parent();
+        if gguf.is_none() && dir.is_some_and(chat::named_without_default) {
+            let why = "its tokenizer_config.json names chat templates but none `default`";
+            return (None, Some(why.to_string()));
+        }
         return (None, None);
     };
     let Some(chat) = ChatTemplate::detect(&text) else {
@@ -438,9 +443,16 @@ fn warn_unread(unread: &[String], config: &ModelConfig, files: &ModelFiles) {
         0 => String::new(),
         n => format!(" and {n} more"),
     };
+    // A sharded checkpoint's are named by its folder: they may sit in any shard.
+    let holder = match files.weights.as_slice() {
+        [one] => one.display().to_string(),
+        _ => format!(
+            "{} (its shards)",
+            files.config.parent().unwrap_or(Path::new(".")).display()
+        ),
+    };
     crate::say!(
-        "neko: warning: {}: {} checkpoint tensors are not used by the architecture in {} ({}{more}): does config.json match the weights?",
-        files.weights[0].display(),
+        "neko: warning: {holder}: {} checkpoint tensors are not used by the architecture in {} ({}{more}): does config.json match the weights?",
         unexpected.len(),
         files.config.display(),
         shown.join(", ")

@@ -1433,7 +1433,10 @@ fn smollm2_tokenizer_from_gguf_matches_transformers_and_round_trips_shared_data(
 fn smollm2_gguf_declares_chatml_and_stops_on_im_end() {
     let Some(gguf) = base_gguf() else { return };
     let model = load(&gguf);
-    let Some(ChatTemplate::ChatMl { system: Some(sys) }) = &model.chat else {
+    let Some(ChatTemplate::ChatMl {
+        system: Some(sys), ..
+    }) = &model.chat
+    else {
         panic!("no ChatML template: {:?}", model.chat);
     };
     assert!(sys.contains("SmolLM"));
@@ -1698,4 +1701,54 @@ fn assert_same_answer(got: &Value, want: &Value) {
             (a, b) => assert_eq!(a, b, "{field} of {}", want["id"]),
         }
     }
+}
+
+/// A folder with a model's tokenizer or generation files, or a `chat_template.jinja`, is not
+/// written into without `--force` (they were replaced silently, and a kept jinja overrode the
+/// written template); every end token goes into the generation_config.json written, which
+/// transformers reads instead of config.json's list once it exists.
+#[test]
+fn convert_keeps_a_folders_tokenizer_files_and_every_end_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    crate::util::copy_fixture("tiny-llama", &src);
+    let _ = std::fs::remove_file(src.join("generation_config.json"));
+    let mut config = read_json(&src.join("config.json"));
+    config["eos_token_id"] = serde_json::json!([2, 5]);
+    std::fs::write(src.join("config.json"), config.to_string()).unwrap();
+    for name in [
+        "tokenizer_config.json",
+        "generation_config.json",
+        "chat_template.jinja",
+    ] {
+        let to = tmp.path().join(name.replace('.', "-"));
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::write(to.join(name), "{\"mine\": true}").unwrap();
+        let err = crate::util::refused(
+            neko()
+                .args(["convert", "--from"])
+                .arg(&src)
+                .arg("--to")
+                .arg(&to),
+        );
+        assert!(
+            err.contains(&format!("already holds a model or its files ({name})")),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(to.join(name)).unwrap(),
+            "{\"mine\": true}"
+        );
+    }
+    let to = tmp.path().join("new");
+    run_ok(
+        neko()
+            .args(["convert", "--from"])
+            .arg(&src)
+            .arg("--to")
+            .arg(&to),
+    );
+    let gc = read_json(&to.join("generation_config.json"));
+    assert_eq!(gc["eos_token_id"], serde_json::json!([2, 5]), "{gc}");
 }

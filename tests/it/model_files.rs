@@ -319,11 +319,31 @@ fn a_shard_index_names_files_of_its_folder_only() {
         .next()
         .unwrap()
         .clone();
+    let whole = v.clone();
     v["weight_map"][&first] = "../elsewhere/model.safetensors".into();
     std::fs::write(&index, v.to_string()).unwrap();
     let (code, _, err) = correct_with(dir.path());
     assert_eq!(code, Some(2));
     assert!(err.contains("no file name of this folder"), "{err}");
+    // An index naming no shard is named (the message had an empty path), and a tensor no
+    // shard holds is blamed on the shards, not only on config.json.
+    v["weight_map"] = serde_json::json!({});
+    std::fs::write(&index, v.to_string()).unwrap();
+    let (code, _, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("index.json: its `weight_map` names no shard"),
+        "{err}"
+    );
+    let shard = whole["weight_map"][&first].as_str().unwrap().to_string();
+    let path = dir.path().join(&shard);
+    let mut tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    tensors.remove(&first);
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    std::fs::write(&index, whole.to_string()).unwrap();
+    let (code, _, err) = correct_with(dir.path());
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is in none of the shards"), "{err}");
     std::fs::remove_file(&index).unwrap();
     let (code, _, err) = correct_with(dir.path());
     assert_eq!(code, Some(2));
@@ -472,5 +492,76 @@ fn an_empty_neko_cache_is_the_default_one() {
     assert!(
         err.contains(&format!("is not set up in {}", want.display())),
         "{err}"
+    );
+}
+
+/// BOS as `apply_chat_template` gives it: in a chat template's conversation, exactly when the
+/// template writes `{{ bos_token }}` (not from `add_bos_token`); without a template, from
+/// `add_bos_token`, the token named by tokenizer_config.json when config.json has no id.
+#[test]
+fn prompts_get_the_bos_their_template_or_settings_ask_for() {
+    let chatml = "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n'}}{% endfor %}";
+    let first_id = |template: Option<String>, add_bos: bool, config_bos: bool| {
+        let dir = copy_model();
+        let cfg = dir.path().join("tokenizer_config.json");
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        v["add_bos_token"] = Value::from(add_bos);
+        if let Some(t) = template {
+            v["chat_template"] = Value::from(t);
+        }
+        std::fs::write(&cfg, v.to_string()).unwrap();
+        let tok = dir.path().join("tokenizer.json");
+        let mut t: Value = serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap();
+        // Ids 510 and 511 (the last two merges' tokens) become the ChatML markers.
+        let merges = t["model"]["merges"].as_array_mut().unwrap();
+        merges.truncate(merges.len() - 2);
+        let vocab = t["model"]["vocab"].as_object_mut().unwrap();
+        vocab.retain(|_, id| id.as_u64() < Some(510));
+        for (id, content) in [(510, "<|im_start|>"), (511, "<|im_end|>")] {
+            t["model"]["vocab"][content] = Value::from(id);
+            let token = serde_json::json!({"id": id, "content": content, "single_word": false,
+                "lstrip": false, "rstrip": false, "normalized": false, "special": true});
+            t["added_tokens"].as_array_mut().unwrap().push(token);
+        }
+        std::fs::write(&tok, t.to_string()).unwrap();
+        if !config_bos {
+            edit_config(dir.path(), "bos_token_id", Value::Null);
+        }
+        let mut cmd = neko();
+        cmd.args(["correct", "--dump-prompts", "--task", "asr", "--model"])
+            .arg(dir.path())
+            .arg("-");
+        let out = run_with_stdin(cmd, b"{\"input\": [\"a record\"]}\n");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+        line["ids"][0].as_u64().unwrap()
+    };
+    let with_bos = format!("{{{{ bos_token }}}}{chatml}");
+    assert_eq!(first_id(Some(with_bos.clone()), false, true), 1);
+    assert_eq!(first_id(Some(with_bos), true, true), 1);
+    assert_eq!(first_id(Some(chatml.to_string()), true, true), 510);
+    assert_eq!(first_id(None, true, false), 1);
+    assert_ne!(first_id(None, false, true), 1);
+}
+
+/// Named chat templates without a `default` (transformers refuses to choose) are said to be
+/// left unused, not reported as no template at all.
+#[test]
+fn named_templates_without_a_default_are_said_unused() {
+    let dir = copy_model();
+    let cfg = dir.path().join("tokenizer_config.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    v["chat_template"] = serde_json::json!([{"name": "tool_use", "template": "{{ x }}"}]);
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    let out = crate::util::ok(neko().args(["info", "--json", "--model"]).arg(dir.path()));
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        info["chat_template_ignored"],
+        "its tokenizer_config.json names chat templates but none `default`"
     );
 }
