@@ -2,9 +2,12 @@
 # Copy a neko-smol training run's trained tensors into the repo as the shipped default model:
 # configs/neko-smol/adapter.safetensors (stored as f16: half the size; scripts/setup.sh widens
 # them to f32 again), with the run's config, state and training log beside it. A run of
-# `neko train` (config.toml, state.json) or of scripts/train_torch.py (summary.json, log.txt).
+# `neko train` (config.toml, state.json) or of scripts/train_torch.py (summary.json, its log:
+# RUN/log.txt on a GPU lease, RUN.log beside the folder from scripts/train_cpu.sh).
 #
 #   scripts/ship_neko_smol.sh [RUN_DIR]        # default runs/neko-smol
+#
+# Every file it copies is checked first: a run missing one changes nothing.
 #
 # Needs Python with numpy and safetensors (NEKO_REF_VENV, default /tmp/neko-ref-venv, as
 # scripts/make_tiny_models.sh makes it). Developers only; users get the shipped files.
@@ -14,6 +17,16 @@ cd "$here/.."
 run="${1:-runs/neko-smol}"
 venv="${NEKO_REF_VENV:-/tmp/neko-ref-venv}"
 dest=configs/neko-smol
+if [ -f "$run/state.json" ]; then
+    needs=("$run/adapter.safetensors" "$run/config.toml" "$run/train.jsonl")
+else
+    log="$run/log.txt"
+    [ -f "$log" ] || log="${run%/}.log"
+    needs=("$run/adapter.safetensors" "$run/summary.json" "$run/train.jsonl" "$log")
+fi
+for f in "${needs[@]}"; do
+    [ -f "$f" ] || { echo "ship: $f is missing: nothing shipped" >&2; exit 2; }
+done
 mkdir -p "$dest"
 "$venv/bin/python" - "$run/adapter.safetensors" "$dest/adapter.safetensors" <<'PY'
 import sys
@@ -39,7 +52,7 @@ PY
 else
     cp "$run/summary.json" "$dest/train-summary.json"
     cp "$run/train.jsonl" "$dest/train.jsonl"
-    cp "$run/log.txt" "$dest/train-log.txt"
+    cp "$log" "$dest/train-log.txt"
 fi
 # The upcycling the adapter was trained on, which neko upcycle --adapter checks: from a neko
 # train run's adapter.json; a torch run has none, so the shipped file must already say it.

@@ -9,7 +9,8 @@ a linear top-k gate) with the same losses, on the examples neko renders
 `neko correct --model models/neko-smol-lora --adapter ADAPTER` runs it on the CPU.
 
 What matches neko (src/model/transformer.rs, src/train/mod.rs):
-- the MoE block: gate logits in f32, softmax, top-k by probability (a forced task expert gets
+- the MoE block: gate logits (a bf16 matmul under autocast, where neko computes them in f32),
+  softmax in f32, top-k by probability (a forced task expert gets
   +2 so it is always chosen), weights = the chosen probabilities renormalised; expert e's FFN is
   (W2 + s·B2A2)(silu((W1 + s·B1A1)x) * (W3 + s·B3A3)x), s = alpha / rank;
 - routing losses: forced task expert ("task"), router cross-entropy toward the task's expert
@@ -38,6 +39,7 @@ be compared on the dev splits without the CPU.
 """
 import argparse
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -681,7 +683,14 @@ def main():
 
     examples = load_examples(os.path.join(args.data, "train.npz"))
     log(f"{len(examples)} examples, {sum(len(e[0]) for e in examples)} tokens")
+    # What --resume checks besides the settings: other data would go on with other batches.
+    with open(os.path.join(args.data, "train.npz"), "rb") as f:
+        data_sha = hashlib.sha256(f.read()).hexdigest()[:16]
     variants = args.variants.split(",")
+    # A run folder is gone on with (--resume) or left alone, never written over.
+    if not args.resume and any(os.path.exists(os.path.join(args.out, n))
+                               for n in ("state.pt", "adapter.safetensors", "train.jsonl")):
+        sys.exit(f"{args.out} holds a run: --resume goes on with it; another --out starts anew")
     preds = open(os.path.join(args.out, "preds.jsonl"), "a" if args.resume else "w")
     state_path = os.path.join(args.out, "state.pt")
     logf = open_log(os.path.join(args.out, "train.jsonl"), state_path if args.resume else None)
@@ -747,6 +756,7 @@ def main():
             micro_batch=args.micro_batch, bf16=AUTOCAST_CPU or device.type == "cuda",
             save_every=args.save_every if name == "task-moe" else 0,
             init_adapter=args.init_adapter if name == "task-moe" else None,
+            data_sha256=data_sha,
         )
         summary[name] = {"config": cfg}
         torch.manual_seed(args.seed)
@@ -761,7 +771,8 @@ def main():
         resume = None
         if args.resume and name == "task-moe" and os.path.exists(state_path):
             resume = torch.load(state_path, weights_only=False)
-            if resume["config"] != cfg:
+            # A state from before the data was recorded goes on (its data is not known).
+            if {"data_sha256": data_sha, **resume["config"]} != cfg:
                 sys.exit(f"{state_path} was written by another run: {resume['config']} "
                          f"against {cfg}")
             trainable = dict(net.named_parameters())
@@ -793,7 +804,10 @@ def main():
         done = train(net, examples, cfg, device, logf, ts + train_share, checkpoint, resume)
         logf.flush()
         summary[name]["steps_done"] = done
-        summary[name]["train_seconds"] = round(time.time() - ts, 1)
+        # Over every process of a resumed run, as the log's clock counts (this one's alone
+        # was the last session's share).
+        before = resume["seconds"] if resume else 0.0
+        summary[name]["train_seconds"] = round(before + time.time() - ts, 1)
         net.eval()
         if name == "task-moe":
             if args.no_decode:
