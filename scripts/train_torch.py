@@ -687,9 +687,9 @@ def main():
     with open(os.path.join(args.data, "train.npz"), "rb") as f:
         data_sha = hashlib.sha256(f.read()).hexdigest()[:16]
     variants = args.variants.split(",")
-    # A run folder is gone on with (--resume) or left alone, never written over.
-    if not args.resume and any(os.path.exists(os.path.join(args.out, n))
-                               for n in ("state.pt", "adapter.safetensors", "train.jsonl")):
+    # A run past its first state is gone on with (--resume) or left alone, never written
+    # over; one stopped before it has nothing to lose and starts anew.
+    if not args.resume and os.path.exists(os.path.join(args.out, "state.pt")):
         sys.exit(f"{args.out} holds a run: --resume goes on with it; another --out starts anew")
     preds = open(os.path.join(args.out, "preds.jsonl"), "a" if args.resume else "w")
     state_path = os.path.join(args.out, "state.pt")

@@ -265,6 +265,17 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
         // Written whole after the run: a failed run leaves an earlier file as it was.
         super::check_output_path("--predictions", p, &[path])?;
     }
+    // Every task's routing checked before the weights load, as `neko correct` refuses before
+    // decoding: a refusal after hours of timing would throw them away.
+    let mut tasks: Vec<Task> = records.iter().map(|(_, t)| *t).collect();
+    tasks.sort();
+    tasks.dedup();
+    let files = crate::model::files::ModelFiles::resolve(&args.model.spec()?)?;
+    let side = crate::model::PromptSide::read(files, false)?;
+    for &task in &tasks {
+        crate::correct::forced_expert(&side.config, args.decode.routing, task)
+            .map_err(anyhow::Error::msg)?;
+    }
     let start = Instant::now();
     let model = args.model.load()?;
     let load_s = start.elapsed().as_secs_f64();
@@ -279,12 +290,6 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     let mut groups: std::collections::BTreeMap<Task, Vec<usize>> = Default::default();
     for (i, (_, task)) in records.iter().enumerate() {
         groups.entry(*task).or_default().push(i);
-    }
-    // Every task checked before any is timed, as `neko correct` does: a refusal after hours
-    // of decoding would throw them away.
-    let tasks: Vec<Task> = groups.keys().copied().collect();
-    for &task in &tasks {
-        corrector.check_routing(task).map_err(anyhow::Error::msg)?;
     }
     let signature = corrector.signature(&tasks);
     let mut predictions: Vec<Result<String, String>> = vec![Ok(String::new()); records.len()];

@@ -51,13 +51,13 @@ pub fn check_pairs(base: &Input, input: &Input) -> Result<(), String> {
     // A line too broken to give its id stands for whichever record is at its place (it is
     // not scored, and said so); so does a record whose id is its position (a plain-text line,
     // a record without `id`): the two files are paired by position, which the count checks.
-    let id_known = |x: &crate::record::Entry, at: usize| match &x.record {
-        Ok(r) => r.id != at,
+    let id_known = |x: &crate::record::Entry| match &x.record {
+        Ok(r) => r.id_given,
         Err(e) => e.id.is_some(),
     };
-    for (at, (b, e)) in base.entries.iter().zip(&input.entries).enumerate() {
+    for (b, e) in base.entries.iter().zip(&input.entries) {
         let differs = match (&b.record, &e.record) {
-            _ if id_known(b, at) && id_known(e, at) && b.id() != e.id() => {
+            _ if id_known(b) && id_known(e) && b.id() != e.id() => {
                 Some(format!("id {} in --against, {} here", b.id(), e.id()))
             }
             (Ok(br), Ok(er)) if br.references().is_empty() != er.references().is_empty() => {

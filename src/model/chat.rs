@@ -87,15 +87,23 @@ fn default_system(template: &str) -> Option<String> {
         .find_map(|(at, _)| literal_system(&template[at + head.len()..]))
 }
 
-/// Whether the last tag before a block (`before` is the template up to it) opens a branch on
-/// `tools`.
+/// Whether the last tag before a block (`before` is the template up to it) opens a branch
+/// taken only when there are tools (`{% if tools %}`, not `{% if not tools %}`).
 fn in_tools_branch(before: &str) -> bool {
     let Some(open) = before.rfind("{%") else {
         return false;
     };
     let tag = before[open + 2..].trim_start_matches(['-', ' ']);
-    let tag = tag.split("%}").next().unwrap_or("");
-    tag.starts_with("if ") && tag.contains("tools")
+    let tag = tag
+        .split("%}")
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(['-', ' ']);
+    let words: Vec<&str> = tag.split_whitespace().collect();
+    matches!(
+        words.as_slice(),
+        ["if", "tools"] | ["if", "tools", "is", "defined", ..]
+    )
 }
 
 /// The system text of one block, from just after `<|im_start|>system`, when it is a literal.
@@ -265,6 +273,12 @@ mod tests {
                 bos: false
             })
         );
+        // Rendered exactly when there are none: the default.
+        let no_tools = tools.replace("if tools", "if not tools");
+        let t = ChatTemplate::detect(&no_tools).unwrap();
+        assert!(t
+            .wrap("x")
+            .starts_with("<|im_start|>system\nYou can call functions."));
         let bos = format!("{{{{ bos_token }}}}{tools}");
         assert!(ChatTemplate::detect(&bos).unwrap().bos());
     }

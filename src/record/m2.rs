@@ -62,7 +62,7 @@ pub fn record(block: &str, index: usize) -> Result<Record, RecordError> {
         references.push(apply(source, own).map_err(failed)?);
     }
     let mut references = references.into_iter();
-    let mut record = Record::one_best(Value::from(index), source.to_string());
+    let mut record = Record::one_best(Value::Null, source.to_string()).at_position(index);
     record.task = Some("gec".to_string());
     record.reference = Some(references.next().unwrap_or_else(|| source.to_string()));
     record.other_references = references.collect();

@@ -32,6 +32,9 @@ pub use value::{from_value, is_error};
 pub struct Record {
     /// The record's `id` as given (string or number), or its 0-based position in the input.
     pub id: Value,
+    /// False when `id` is only the record's position (a plain-text line, a record without
+    /// `id`): such records pair with another file's by position, not by id.
+    pub id_given: bool,
     /// The record's own `task` field, unparsed (validated where the task is needed).
     pub task: Option<String>,
     /// Hypotheses, best first. May contain duplicates (HyPoradise pads short lists).
@@ -75,10 +78,20 @@ impl Record {
         }
     }
 
+    /// The record at `index` of its input, which gives it no id of its own.
+    pub fn at_position(self, index: usize) -> Self {
+        Record {
+            id: Value::from(index),
+            id_given: false,
+            ..self
+        }
+    }
+
     /// A record holding only hypotheses, for tests and callers building records by hand.
     pub fn from_hypotheses(id: Value, hypotheses: Vec<String>) -> Self {
         Record {
             id,
+            id_given: true,
             task: None,
             hypotheses,
             only_best: false,

@@ -205,10 +205,10 @@ fn parse_text(text: &str, index: usize, layout: Layout) -> Result<Record, Record
         // utterance id (a blank one has neither).
         false => {
             let trn = (layout == Layout::TrnLine).then(|| super::trn::split_line(trimmed));
-            let (text, id) = (trn.flatten()).map_or((trimmed, Value::from(index)), |(text, id)| {
-                (text, Value::from(id))
-            });
-            Ok(Record::one_best(id, text.to_string()))
+            Ok(match trn.flatten() {
+                Some((text, id)) => Record::one_best(Value::from(id), text.to_string()),
+                None => Record::one_best(Value::Null, trimmed.to_string()).at_position(index),
+            })
         }
     }
 }
@@ -224,11 +224,11 @@ pub(super) fn starts_with_a_key(text: &[u8]) -> bool {
 pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
     let obj = match value {
         Value::Object(obj) => obj,
-        Value::String(s) => return Ok(Record::one_best(Value::from(index), s)),
+        Value::String(s) => return Ok(Record::one_best(Value::Null, s).at_position(index)),
         // A list of strings is a record's N-best, best first.
         list @ Value::Array(_) => {
             return match hypothesis_list(&list) {
-                Some(hyps) => Ok(Record::from_hypotheses(Value::from(index), hyps)),
+                Some(hyps) => Ok(Record::from_hypotheses(Value::Null, hyps).at_position(index)),
                 None if list.as_array().is_some_and(Vec::is_empty) => {
                     Err(RecordError::new(None, "the hypothesis list is empty"))
                 }
@@ -335,6 +335,7 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
     };
     let mut references = references_of(obj, from).map_err(with_best)?.into_iter();
     Ok(Record {
+        id_given: !matches!(obj.get("id"), Some(Value::Null) | None),
         id,
         task: string("task")?,
         reference: references.next(),

@@ -262,8 +262,9 @@ fn bench_records_say_where_and_how_they_ran() {
     assert!(sig.contains("|guard:off|"), "{sig}");
 }
 
-/// `--routing task` is checked for every task of the file before any is timed, as `neko
-/// correct` does (the ASR records before an unmapped MT record were decoded first).
+/// `--routing task` is checked for every task of the file before the weights load (the ASR
+/// records before an unmapped MT record were decoded first): weights that cannot be read are
+/// not reached.
 #[test]
 fn data_bench_refuses_an_unmapped_task_up_front() {
     let dir = tempfile::tempdir().unwrap();
@@ -274,6 +275,12 @@ fn data_bench_refuses_an_unmapped_task_up_front() {
     let mut c: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
     c["task_experts"] = serde_json::json!({"asr": 0});
     std::fs::write(&config, c.to_string()).unwrap();
+    for shard in std::fs::read_dir(&model).unwrap() {
+        let shard = shard.unwrap().path();
+        if shard.extension().is_some_and(|e| e == "safetensors") {
+            std::fs::write(&shard, b"not weights").unwrap();
+        }
+    }
     let data = dir.path().join("in.jsonl");
     std::fs::write(
         &data,

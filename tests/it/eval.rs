@@ -2449,3 +2449,21 @@ fn sample_counts_without_their_test_are_said_to_do_nothing() {
     let o = run(&["--paired-bs", "--paired-bs-n", "50", &mt], &[]);
     assert!(!stderr(&o).contains("no effect"), "{}", stderr(&o));
 }
+
+/// Numeric ids that happen to equal the records' positions are still ids (neko correct writes
+/// `"id": N` for input without ids): out of order against BASE, they are refused, not paired
+/// by position.
+#[test]
+fn against_refuses_numeric_ids_out_of_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |id: u32, text: &str| {
+        format!("{{\"id\": {id}, \"task\": \"asr\", \"input\": [\"{text}\"], \"prediction\": \"{text}\"}}\n")
+    };
+    let base = write_in(dir.path(), "base.jsonl", &(line(1, "b c") + &line(0, "a")));
+    let ours = write_in(dir.path(), "ours.jsonl", &(line(0, "a") + &line(1, "b c")));
+    let refs = write_in(dir.path(), "refs.txt", "a\nb c\n");
+    fails_saying(
+        &["--ref", &refs, "--against", &base, &ours],
+        "id 1 in --against, 0 here",
+    );
+}

@@ -501,7 +501,7 @@ fn an_empty_neko_cache_is_the_default_one() {
 #[test]
 fn prompts_get_the_bos_their_template_or_settings_ask_for() {
     let chatml = "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n'}}{% endfor %}";
-    let first_id = |template: Option<String>, add_bos: bool, config_bos: bool| {
+    let first_id = |template: Option<String>, add_bos: bool, config_bos: bool, post: bool| {
         let dir = copy_model();
         let cfg = dir.path().join("tokenizer_config.json");
         let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
@@ -523,6 +523,15 @@ fn prompts_get_the_bos_their_template_or_settings_ask_for() {
                 "lstrip": false, "rstrip": false, "normalized": false, "special": true});
             t["added_tokens"].as_array_mut().unwrap().push(token);
         }
+        if post {
+            // A post-processor that puts <s> first, as Llama tokenizers' do.
+            let s = serde_json::json!({"SpecialToken": {"id": "<s>", "type_id": 0}});
+            let a = serde_json::json!({"Sequence": {"id": "A", "type_id": 0}});
+            let b = serde_json::json!({"Sequence": {"id": "B", "type_id": 1}});
+            t["post_processor"] = serde_json::json!({"type": "TemplateProcessing",
+                "single": [s, a], "pair": [s, a, b],
+                "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}});
+        }
         std::fs::write(&tok, t.to_string()).unwrap();
         if !config_bos {
             edit_config(dir.path(), "bos_token_id", Value::Null);
@@ -542,11 +551,14 @@ fn prompts_get_the_bos_their_template_or_settings_ask_for() {
         line["ids"][0].as_u64().unwrap()
     };
     let with_bos = format!("{{{{ bos_token }}}}{chatml}");
-    assert_eq!(first_id(Some(with_bos.clone()), false, true), 1);
-    assert_eq!(first_id(Some(with_bos), true, true), 1);
-    assert_eq!(first_id(Some(chatml.to_string()), true, true), 510);
-    assert_eq!(first_id(None, true, false), 1);
-    assert_ne!(first_id(None, false, true), 1);
+    assert_eq!(first_id(Some(with_bos.clone()), false, true, false), 1);
+    assert_eq!(first_id(Some(with_bos), true, true, false), 1);
+    assert_eq!(first_id(Some(chatml.to_string()), true, true, false), 510);
+    // The tokenizer's own BOS is left out of a conversation too, kept without a template.
+    assert_eq!(first_id(Some(chatml.to_string()), false, true, true), 510);
+    assert_eq!(first_id(None, false, true, true), 1);
+    assert_eq!(first_id(None, true, false, false), 1);
+    assert_ne!(first_id(None, false, true, false), 1);
 }
 
 /// Named chat templates without a `default` (transformers refuses to choose) are said to be
