@@ -24,6 +24,14 @@ run="$(absolute "$1")" out="$(absolute "$2")"
 case "${NEKO:-}" in */*) NEKO="$(absolute "$NEKO")" ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
+# The rule's settings, not a job's: NEKO_* twins of flags would change decoding or scoring
+# unseen (NEKO_EVAL_NORMALIZER=none moves a WER by five points). NEKO_CACHE only finds files.
+for v in $(compgen -e | grep '^NEKO_'); do
+    [ "$v" = NEKO_CACHE ] || unset "$v"
+done
+# The step the rule judges: a run still training would be judged at some other step.
+step=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["step"])' "$run/checkpoint.json")
+[ "$step" = "${STEP:-700}" ] || { echo "judge: $run is at step $step, not ${STEP:-700}" >&2; exit 2; }
 neko="${NEKO:-target/release/neko}"
 model=(--model models/neko-smol-lora --adapter "$run/adapter.safetensors")
 data=../shared/data/synth
