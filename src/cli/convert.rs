@@ -25,7 +25,11 @@ pub struct ConvertArgs {
     #[arg(long, default_value = "f32")]
     pub dtype: String,
 
-    /// Overwrite a model already in --to.
+    /// Overwrite a model already in --to: its config, weights, tokenizer and generation files
+    /// are replaced, and the side files loaders would read beside the new ones
+    /// (tokenizer.model, vocab.json, merges.txt, special_tokens_map.json, added_tokens.json,
+    /// chat_template.jinja) removed. Without it, a folder holding any file of a model (tokenizer and
+    /// generation settings or a chat_template.jinja included) is refused.
     #[arg(long)]
     pub force: bool,
 }

@@ -92,7 +92,9 @@ pub struct EvalArgs {
     /// Another system's output (a `neko correct` file, or a 1-best file), the same records in
     /// the same order: the paired bootstrap compares every FILE with it, record by record,
     /// instead of with its own 1-best (sacrebleu's `--paired-bs` with a baseline system).
-    /// Implies `--paired-bs`. The records' ids and references must be BASE's.
+    /// Implies `--paired-bs`. The records' ids and references must be BASE's; records without
+    /// ids of their own (plain-text lines) pair by position, and a plain-text BASE has no
+    /// references: give them with `--ref`.
     #[arg(long, env = "NEKO_EVAL_AGAINST", value_name = "BASE")]
     pub against: Option<PathBuf>,
 

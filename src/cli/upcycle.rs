@@ -56,7 +56,11 @@ pub struct UpcycleArgs {
     #[arg(long)]
     pub to: PathBuf,
 
-    /// Overwrite a model already in --to.
+    /// Overwrite a model already in --to: its config, weights, tokenizer and generation files
+    /// are replaced, and the side files loaders would read beside the new ones
+    /// (tokenizer.model, vocab.json, merges.txt, special_tokens_map.json, added_tokens.json,
+    /// chat_template.jinja) removed. Without it, a folder holding any file of a model (tokenizer and
+    /// generation settings or a chat_template.jinja included) is refused.
     #[arg(long)]
     pub force: bool,
 }
