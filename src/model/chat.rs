@@ -149,10 +149,9 @@ pub fn template_in_dir(dir: &Path) -> Option<String> {
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     match json.get("chat_template")? {
         serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Array(named) => named
-            .iter()
-            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
-            .and_then(|t| t.get("template")?.as_str().map(String::from)),
+        serde_json::Value::Array(named) => {
+            default_of(named).and_then(|t| t.get("template")?.as_str().map(String::from))
+        }
         _ => None,
     }
 }
@@ -164,11 +163,14 @@ pub fn named_without_default(dir: &Path) -> bool {
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     json.get("chat_template")
         .and_then(serde_json::Value::as_array)
-        .is_some_and(|named| {
-            !named
-                .iter()
-                .any(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
-        })
+        .is_some_and(|named| default_of(named).is_none())
+}
+
+/// The entry named `default` of a list of named templates.
+fn default_of(named: &[serde_json::Value]) -> Option<&serde_json::Value> {
+    named
+        .iter()
+        .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
 }
 
 #[cfg(test)]
