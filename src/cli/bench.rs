@@ -265,16 +265,21 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
         // Written whole after the run: a failed run leaves an earlier file as it was.
         super::check_output_path("--predictions", p, &[path])?;
     }
-    // Every task's routing checked before the weights load, as `neko correct` refuses before
-    // decoding: a refusal after hours of timing would throw them away.
-    let mut tasks: Vec<Task> = records.iter().map(|(_, t)| *t).collect();
-    tasks.sort();
-    tasks.dedup();
-    let files = crate::model::files::ModelFiles::resolve(&args.model.spec()?)?;
-    let side = crate::model::PromptSide::read(files, false)?;
-    for &task in &tasks {
-        crate::correct::forced_expert(&side.config, args.decode.routing, task)
-            .map_err(anyhow::Error::msg)?;
+    let mut groups: std::collections::BTreeMap<Task, Vec<usize>> = Default::default();
+    for (i, (_, task)) in records.iter().enumerate() {
+        groups.entry(*task).or_default().push(i);
+    }
+    let tasks: Vec<Task> = groups.keys().copied().collect();
+    // `--routing task` checked for every task before the weights load, as `neko correct`
+    // refuses before decoding: a refusal after hours of timing would throw them away. (Learned
+    // routing serves every task: nothing to read for it.)
+    if args.decode.routing == crate::model::RoutingMode::Task {
+        let files = crate::model::files::ModelFiles::resolve(&args.model.spec()?)?;
+        let side = crate::model::PromptSide::read(files, false)?;
+        for &task in &tasks {
+            crate::correct::forced_expert(&side.config, args.decode.routing, task)
+                .map_err(anyhow::Error::msg)?;
+        }
     }
     let start = Instant::now();
     let model = args.model.load()?;
@@ -287,10 +292,6 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     );
     let options = args.decode.options();
     let mut corrector = Corrector::new(model, prompt, options.clone());
-    let mut groups: std::collections::BTreeMap<Task, Vec<usize>> = Default::default();
-    for (i, (_, task)) in records.iter().enumerate() {
-        groups.entry(*task).or_default().push(i);
-    }
     let signature = corrector.signature(&tasks);
     let mut predictions: Vec<Result<String, String>> = vec![Ok(String::new()); records.len()];
     let window = crate::backend::local::window(&options);

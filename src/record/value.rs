@@ -245,9 +245,9 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
             ))
         }
     };
-    let id = match obj.get("id") {
-        Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
-        Some(Value::Null) | None => Value::from(index),
+    let (id, id_given) = match obj.get("id") {
+        Some(v @ (Value::String(_) | Value::Number(_))) => (v.clone(), true),
+        Some(Value::Null) | None => (Value::from(index), false),
         Some(other) => {
             return Err(RecordError {
                 best: hypotheses_of(&obj)
@@ -260,7 +260,10 @@ pub fn from_value(value: Value, index: usize) -> Result<Record, RecordError> {
             })
         }
     };
-    record_of(&obj, id.clone()).map_err(|e| {
+    let record = record_of(&obj, id.clone());
+    // A record without an `id` is its position's, as a plain-text line is.
+    let record = record.map(|r| if id_given { r } else { r.at_position(index) });
+    record.map_err(|e| {
         // A record that an earlier step (a recogniser, a `neko correct` run) could not make
         // carries that step's error: it is the cause, so it passes through as it was. Where
         // the hypotheses were read, a bad field of this record is the cause instead.
@@ -335,8 +338,8 @@ fn record_of(obj: &Map<String, Value>, id: Value) -> Result<Record, RecordError>
     };
     let mut references = references_of(obj, from).map_err(with_best)?.into_iter();
     Ok(Record {
-        id_given: !matches!(obj.get("id"), Some(Value::Null) | None),
         id,
+        id_given: true,
         task: string("task")?,
         reference: references.next(),
         other_references: references.collect(),
