@@ -646,7 +646,7 @@ impl Transformer {
                 _ => embed_tokens.tied_head()?,
             }
         } else {
-            w.pp("lm_head").proj(cfg.hidden_size, cfg.vocab_size)?
+            w.pp("lm_head").head(cfg.hidden_size, cfg.vocab_size)?
         };
         Ok(Self {
             embed_tokens,
