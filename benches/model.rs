@@ -1,7 +1,8 @@
 //! Decoder building blocks on CPU, one thread: one layer's sparse MoE block (learned and
 //! task-forced routing) and its grouped-query attention (prefill of a batch, and a decode step
 //! over a filled cache), with random weights at a small Mixtral shape (hidden 576 as SmolLM2,
-//! 9 query / 3 KV heads, 4 experts of 1,536, top-2).
+//! 9 query / 3 KV heads, 4 experts of 1,536, top-2); and the MoE block of neko-smol's shape
+//! (`moe_block_lowrank`: a shared FFN of 1,536 under 4 rank-16 low-rank experts, top-2).
 //!
 //!     RAYON_NUM_THREADS=1 cargo bench --bench model
 
@@ -25,8 +26,46 @@ const CONFIG: &str = r#"{
 
 fn layer() -> LayerBench {
     let cfg = ModelConfig::from_json(CONFIG).expect("config");
+    let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+    let experts = (0..4).flat_map(|e| {
+        let p = format!("block_sparse_moe.experts.{e}");
+        [
+            (format!("{p}.w1.weight"), vec![i, h]),
+            (format!("{p}.w3.weight"), vec![i, h]),
+            (format!("{p}.w2.weight"), vec![h, i]),
+        ]
+    });
+    layer_of(&cfg, experts.collect())
+}
+
+/// neko-smol's block: the frozen shared FFN and each expert's rank-16 factors.
+fn lowrank_layer() -> LayerBench {
+    let json = CONFIG.replacen(
+        '{',
+        r#"{"expert_lora_rank": 16, "expert_lora_alpha": 16.0,"#,
+        1,
+    );
+    let cfg = ModelConfig::from_json(&json).expect("config");
+    let (h, i, r) = (cfg.hidden_size, cfg.intermediate_size, 16);
+    let mut shapes = vec![
+        ("block_sparse_moe.shared.w1.weight".to_string(), vec![i, h]),
+        ("block_sparse_moe.shared.w3.weight".to_string(), vec![i, h]),
+        ("block_sparse_moe.shared.w2.weight".to_string(), vec![h, i]),
+    ];
+    for e in 0..4 {
+        for (w, (out, inp)) in [("w1", (i, h)), ("w3", (i, h)), ("w2", (h, i))] {
+            let p = format!("block_sparse_moe.experts.{e}.{w}");
+            shapes.push((format!("{p}.lora_A.weight"), vec![r, inp]));
+            shapes.push((format!("{p}.lora_B.weight"), vec![out, r]));
+        }
+    }
+    layer_of(&cfg, shapes)
+}
+
+/// A layer of random weights: attention, norms and gate, and the feed-forward `ffn` names.
+fn layer_of(cfg: &ModelConfig, ffn: Vec<(String, Vec<usize>)>) -> LayerBench {
     let dev = Device::Cpu;
-    let (h, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
+    let (h, d) = (cfg.hidden_size, cfg.head_dim);
     let mut shapes: Vec<(String, Vec<usize>)> = vec![
         ("self_attn.q_proj.weight".into(), vec![9 * d, h]),
         ("self_attn.k_proj.weight".into(), vec![3 * d, h]),
@@ -36,12 +75,7 @@ fn layer() -> LayerBench {
         ("input_layernorm.weight".into(), vec![h]),
         ("post_attention_layernorm.weight".into(), vec![h]),
     ];
-    for e in 0..4 {
-        let p = format!("block_sparse_moe.experts.{e}");
-        shapes.push((format!("{p}.w1.weight"), vec![i, h]));
-        shapes.push((format!("{p}.w3.weight"), vec![i, h]));
-        shapes.push((format!("{p}.w2.weight"), vec![h, i]));
-    }
+    shapes.extend(ffn);
     let tensors: HashMap<String, Tensor> = shapes
         .into_iter()
         .map(|(name, shape)| {
@@ -50,7 +84,7 @@ fn layer() -> LayerBench {
         })
         .collect();
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
-    LayerBench::new(&cfg, &Weights::from(vb)).expect("layer")
+    LayerBench::new(cfg, &Weights::from(vb)).expect("layer")
 }
 
 fn input(b: usize, q: usize) -> Tensor {
@@ -58,8 +92,12 @@ fn input(b: usize, q: usize) -> Tensor {
 }
 
 fn moe(c: &mut Criterion) {
-    let mut layer = layer();
-    let mut g = c.benchmark_group("moe_block");
+    moe_group(c, "moe_block", layer());
+    moe_group(c, "moe_block_lowrank", lowrank_layer());
+}
+
+fn moe_group(c: &mut Criterion, group: &str, mut layer: LayerBench) {
+    let mut g = c.benchmark_group(group);
     g.sample_size(20);
     for (name, b, q) in [("prefill_1x128", 1, 128), ("decode_16x1", 16, 1)] {
         let xs = input(b, q);

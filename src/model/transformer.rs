@@ -475,31 +475,43 @@ impl SparseMoeBlock {
             }
         }
         // Low-rank experts share the frozen gate/up projections: compute them once per token.
+        // The shared down projection is linear, so it too runs once per token, on the
+        // gate-weighted sum of the experts' hidden states (`mixed`), not once per expert.
         let shared_in = match &self.shared {
             Some(s) => Some((s.gate.forward(&flat)?, s.up.forward(&flat)?)),
             None => None,
         };
         let mut out = flat.zeros_like()?;
+        let mut mixed = match &shared_in {
+            Some((gate, _)) => Some(gate.zeros_like()?),
+            None => None,
+        };
         for (e, expert) in self.experts.iter().enumerate() {
             if rows[e].is_empty() {
                 continue;
             }
             let idx = Tensor::new(rows[e].as_slice(), xs.device())?;
-            let w = weights.index_select(&Tensor::new(slots[e].as_slice(), xs.device())?, 0)?;
+            let w = weights
+                .index_select(&Tensor::new(slots[e].as_slice(), xs.device())?, 0)?
+                .unsqueeze(1)?;
             let x = flat.index_select(&idx, 0)?;
-            let y = match (expert, &self.shared, &shared_in) {
+            let y = match (expert, &shared_in, &mut mixed) {
                 (Expert::Full(ffn), _, _) => ffn.forward(&x)?,
-                (Expert::LowRank { w1, w3, w2 }, Some(shared), Some((gate, up))) => {
+                (Expert::LowRank { w1, w3, w2 }, Some((gate, up)), Some(mixed)) => {
                     let g = (gate.index_select(&idx, 0)? + w1.forward(&x)?)?;
                     let u = (up.index_select(&idx, 0)? + w3.forward(&x)?)?;
                     let h = (candle_nn::ops::silu(&g)? * u)?;
-                    (shared.down.forward(&h)? + w2.forward(&h)?)?
+                    *mixed = mixed.index_add(&idx, &h.broadcast_mul(&w)?, 0)?;
+                    w2.forward(&h)?
                 }
                 (Expert::LowRank { .. }, _, _) => {
                     candle_core::bail!("low-rank experts without a shared FFN")
                 }
             };
-            out = out.index_add(&idx, &y.broadcast_mul(&w.unsqueeze(1)?)?, 0)?;
+            out = out.index_add(&idx, &y.broadcast_mul(&w)?, 0)?;
+        }
+        if let (Some(shared), Some(mixed)) = (&self.shared, mixed) {
+            out = (out + shared.down.forward(&mixed)?)?;
         }
         self.last_routing = Some(ids);
         out.reshape((b, s, h))
