@@ -253,8 +253,9 @@ pub fn interrupt_flag(doing: &'static str) -> std::sync::Arc<std::sync::atomic::
 /// threshold (128 KiB at start) straight from the kernel and trims the heap's free top above
 /// 128 KiB, so the next op's buffer was faulted in again page by page: 10% of a `neko correct`
 /// profile. Blocks up to 4 MiB now come from the heap, which keeps up to 256 MiB free before
-/// trimming: 30.4 s -> 27 s for 40 dev records, the same peak RSS (docs/speed.md; larger
-/// thresholds were faster still but cost 100 MiB). A user's own GLIBC_TUNABLES is left alone.
+/// trimming: about 1.15× faster on 40 dev records, the same peak RSS (docs/speed.md, "Decode
+/// without repacking"; larger thresholds were faster still but cost 100 MiB). A user's own
+/// GLIBC_TUNABLES is left alone.
 /// Call it first, before any thread starts.
 pub fn configure_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
