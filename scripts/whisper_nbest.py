@@ -9,7 +9,7 @@ punctuation (as the guard and the ASR scores compare words), and keeps up to --n
 
   python3 scripts/whisper_nbest.py --model large-v3 audio/*.wav > nbest.jsonl
   python3 scripts/whisper_nbest.py --model /models/whisper-base-ct2 audio/ \\
-      | neko correct --task asr - | jq -r .prediction
+      | neko correct --task asr - | jq -r '.prediction // ""'
 
 --model is what faster_whisper.WhisperModel takes: a size name (fetched from the hub once) or a
 local CTranslate2 folder (model.bin, config.json, tokenizer.json, vocabulary.json). A directory

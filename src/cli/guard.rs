@@ -478,7 +478,18 @@ fn guard_line(
                 o.remove("written");
             }
         }
-        None => rec["prediction"] = Value::from(pred),
+        None => {
+            // As `neko correct` writes it: the model's own text stays in `written` when the style
+            // changed it, so guarding this line again checks and scores the model's text.
+            match (written != pred, rec.as_object_mut()) {
+                (true, _) => rec["written"] = Value::from(written),
+                (false, Some(o)) => {
+                    o.remove("written");
+                }
+                (false, None) => {}
+            }
+            rec["prediction"] = Value::from(pred);
+        }
     }
     Checked {
         fallback: verdict,

@@ -60,6 +60,25 @@ fn guard_counts_edits_after_the_style_is_followed() {
         follow["prediction"],
         "one two three four five six seven eight nine then"
     );
+    // The model's own text is kept, as `neko correct --style follow` keeps it, and guarding the
+    // line again reads it from there: the same answer, `written` still the model's.
+    assert_eq!(follow["written"], written, "{follow}");
+    std::fs::write(&preds, follow.to_string()).unwrap();
+    let again = guard("follow");
+    assert_eq!(again["prediction"], follow["prediction"], "{again}");
+    assert_eq!(again["written"], written, "{again}");
+    // Under the model's style nothing is restyled: no `written`.
+    std::fs::write(
+        &preds,
+        r#"{"id": "a", "prediction": "one two three four five six seven eight nine then"}"#,
+    )
+    .unwrap();
+    assert!(guard("model").get("written").is_none());
+    std::fs::write(
+        &preds,
+        format!(r#"{{"id": "a", "prediction": "{written}"}}"#),
+    )
+    .unwrap();
     // As written, the formatting is four more edited words: the correction falls back.
     let model = guard("model");
     assert_eq!(model["guard"], "fallback:edit", "{model}");
