@@ -296,7 +296,7 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
     let mut predictions: Vec<Result<String, String>> = vec![Ok(String::new()); records.len()];
     let window = crate::backend::local::window(&options);
     // Drawn on a terminal only, a few times a second at most: it does not move the timings.
-    let progress = super::progress_bar(records.len() as u64, "bench");
+    let progress = super::progress_bar(Some(records.len() as u64), "bench");
     let started = Instant::now();
     for (task, idx) in &groups {
         for chunk in idx.chunks(window) {

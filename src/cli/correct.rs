@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 
+use super::input::{self, Item};
 use super::{ModelArgs, EXIT_ERROR, EXIT_OK};
 use crate::backend::openai::{self, OpenAi, PromptAs};
 use crate::backend::{render, BackendKind};
@@ -23,7 +24,7 @@ use crate::Task;
 #[derive(Debug, Args)]
 pub struct CorrectArgs {
     /// Input files: JSONL, HyPoradise JSON arrays, or plain text (one 1-best per line); `-` is
-    /// standard input.
+    /// standard input. Written to standard output, JSONL is corrected as it arrives.
     #[arg(default_value = "-")]
     pub inputs: Vec<PathBuf>,
 
@@ -440,14 +441,6 @@ fn resume_refusal(sink: &OutputSink) -> Option<String> {
     ))
 }
 
-/// An input record with where it came from.
-struct Item {
-    file: String,
-    entry: Entry,
-    /// Its 0-based position in the whole input (all files, in order).
-    position: usize,
-}
-
 /// The flags whose condition holds (each `(set, "--flag")`).
 fn the_set(flags: &[(bool, &'static str)]) -> Vec<&'static str> {
     flags
@@ -492,18 +485,29 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
         let inputs: Vec<_> = args.inputs.iter().map(PathBuf::as_path).collect();
         super::check_output_path("-o", out, &inputs)?;
     }
-    let (mut items, input_fingerprint) = read_inputs(&args.inputs, args.max_record_bytes)?;
-    // Only records that can be corrected need a task: an input of error lines alone (an
-    // empty N-best, an upstream failure) still gets its error lines.
-    let correctable = items.iter().any(|it| it.entry.record.is_ok());
-    if args.task.is_none() && correctable && !items.iter().any(|it| has_task(&it.entry)) {
-        bail!(
-            "no task given: pass --task (asr, st, mt, ocr or gec) or give records a `task` field"
-        );
+    match streams(args) {
+        true => run_streamed(args),
+        false => run_whole(args),
     }
+}
+
+/// Whether the input is read as it arrives, beside the decoding, rather than whole before the
+/// model loads: when writing to standard output without --shard, --strict or --dump-prompts.
+/// Those look at every record first (a shard's count, the first bad record), and `-o FILE`
+/// signs its partial file with the whole input's tasks before its first line, for --resume.
+fn streams(args: &CorrectArgs) -> bool {
+    args.output.is_none() && args.shard.is_none() && !args.strict && !args.dump_prompts
+}
+
+/// The whole input read first: every check on it is made before the model loads.
+fn run_whole(args: &CorrectArgs) -> anyhow::Result<u8> {
+    let (mut items, input_fingerprint) = input::read_whole(&args.inputs, args.max_record_bytes)?;
+    check_tasks_given(&items, args.task)?;
     // The tasks of the whole input, so that every shard of a run has the same signature.
     if let Some(given) = args.task {
-        note_own_tasks(&items, given);
+        let mut own = OwnTasks::default();
+        own.add(&items, given);
+        own.say(given);
     }
     let tasks = used_tasks(&items, args.task);
     let total = items.len();
@@ -515,9 +519,124 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
             bail!("--strict: {bad}");
         }
     }
+    let mut corrector = make_corrector(args)?;
+    for &task in &tasks {
+        corrector.check_routing(task).map_err(anyhow::Error::msg)?;
+    }
+    if args.dump_prompts {
+        return dump_prompts(&corrector, &items, args.task, args.shard.map(|_| total));
+    }
+    let signature = corrector.signature(&tasks);
+    let mut sink = match &args.output {
+        None => OutputSink::stdout(),
+        Some(p) if args.resume => {
+            let shard = args.shard.map(|s| (s, total, input_fingerprint.as_str()));
+            OutputSink::resume(p, &signature, shard)?
+        }
+        Some(p) => OutputSink::create(p, Some(&signature))?,
+    };
+    let todo: Vec<Item> = items
+        .into_iter()
+        .filter(|it| {
+            let best = it.entry.record.as_ref().ok().and_then(|r| r.best());
+            !sink.already_written(&it.entry.id(), best)
+        })
+        .collect();
+    if let Some(refusal) = resume_refusal(&sink) {
+        sink.abandon();
+        bail!("cannot resume: {refusal}; start over without --resume");
+    }
+    if sink.resumed() > 0 {
+        crate::say!(
+            "neko: resuming: {} records already written, {} to go",
+            sink.resumed(),
+            todo.len()
+        );
+    }
+    let interrupted = super::interrupt_flag("finishing the current batch");
+    let mut run = Run {
+        args,
+        progress: super::progress_bar(Some(todo.len() as u64), "correcting"),
+        sink,
+        stats: Stats::default(),
+        interrupted,
+        sharded: args.shard.map(|_| (total, input_fingerprint)),
+        started: Instant::now(),
+    };
+    let window = corrector.window();
+    let mut todo = todo.into_iter();
+    let windows = std::iter::from_fn(|| {
+        let w: Vec<Item> = todo.by_ref().take(window).collect();
+        (!w.is_empty()).then_some(Ok(w))
+    });
+    let stopped = run.decode(&mut corrector, windows, |_, _| Ok(()))?;
+    run.finish(stopped, &signature)
+}
+
+/// The input read as it arrives, once the model has loaded: each window's lines are written
+/// once it is decoded. The checks of [`run_whole`] are made on what has arrived: the tasks on
+/// the first window, a task's routing when its first record comes.
+fn run_streamed(args: &CorrectArgs) -> anyhow::Result<u8> {
+    input::check_streamable(&args.inputs)?;
+    let mut corrector = make_corrector(args)?;
+    let interrupted = super::interrupt_flag("finishing the current batch");
+    let windows = input::stream(
+        &args.inputs,
+        args.max_record_bytes,
+        corrector.window(),
+        interrupted.clone(),
+    );
+    let mut run = Run {
+        args,
+        progress: super::progress_bar(None, "correcting"),
+        sink: OutputSink::stdout(),
+        stats: Stats::default(),
+        interrupted,
+        sharded: None,
+        started: Instant::now(),
+    };
+    let mut tasks: Vec<Task> = Vec::new();
+    let mut own = OwnTasks::default();
+    let mut first = true;
+    let stopped = run.decode(&mut corrector, windows, |corrector, window| {
+        if std::mem::take(&mut first) {
+            check_tasks_given(window, args.task)?;
+        }
+        if let Some(given) = args.task {
+            own.add(window, given);
+        }
+        for task in used_tasks(window, args.task) {
+            if !tasks.contains(&task) {
+                corrector.check_routing(task).map_err(anyhow::Error::msg)?;
+                tasks.push(task);
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(given) = args.task {
+        own.say(given);
+    }
+    tasks.sort();
+    run.finish(stopped, &corrector.signature(&tasks))
+}
+
+/// Only records that can be corrected need a task: an input of error lines alone (an empty
+/// N-best, an upstream failure) still gets its error lines.
+fn check_tasks_given(items: &[Item], task: Option<Task>) -> anyhow::Result<()> {
+    let correctable = items.iter().any(|it| it.entry.record.is_ok());
+    if task.is_none() && correctable && !items.iter().any(|it| has_task(&it.entry)) {
+        bail!(
+            "no task given: pass --task (asr, st, mt, ocr or gec) or give records a `task` field"
+        );
+    }
+    Ok(())
+}
+
+/// The corrector of `--backend`: the model in process, or a server's answers.
+fn make_corrector(args: &CorrectArgs) -> anyhow::Result<Corrector> {
     let prompt = super::read_prompt(args.decode.prompt.as_deref())?;
     let options = args.decode.options();
-    let mut corrector = match args.backend.backend {
+    Ok(match args.backend.backend {
         BackendKind::Local => Corrector::new(args.model.load()?, prompt, options),
         BackendKind::Openai => {
             let model = render::load(&args.model.spec()?, !args.model.no_chat_template)?;
@@ -541,99 +660,121 @@ pub fn run(args: &CorrectArgs) -> anyhow::Result<u8> {
                 Corrector::with_backend(model, prompt, options, Box::new(server))
             }
         }
-    };
-    for &task in &tasks {
-        corrector.check_routing(task).map_err(anyhow::Error::msg)?;
-    }
-    if args.dump_prompts {
-        return dump_prompts(&corrector, &items, args.task, args.shard.map(|_| total));
-    }
-    let signature = corrector.signature(&tasks);
-    let mut sink = match &args.output {
-        None => OutputSink::stdout(),
-        Some(p) if args.resume => {
-            let shard = args.shard.map(|s| (s, total, input_fingerprint.as_str()));
-            OutputSink::resume(p, &signature, shard)?
+    })
+}
+
+/// A run's output while it decodes: where lines go, what has been counted, and whether
+/// Ctrl-C was pressed.
+struct Run<'a> {
+    args: &'a CorrectArgs,
+    sink: OutputSink,
+    stats: Stats,
+    progress: indicatif::ProgressBar,
+    interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Under --shard: the whole input's record count and fingerprint, for shard lines.
+    sharded: Option<(usize, String)>,
+    started: Instant,
+}
+
+impl Run<'_> {
+    /// Decodes window after window and writes their lines in input order; `before` sees each
+    /// window first and may end the run with an error. Records are sorted and batched (or
+    /// sent) within a window. An interrupted window writes the records before its first
+    /// undecoded one, so that `--resume` continues in input order. `Some(code)`: the run
+    /// stopped early (Ctrl-C, a server gone, --strict), and has said why.
+    fn decode(
+        &mut self,
+        corrector: &mut Corrector,
+        windows: impl Iterator<Item = anyhow::Result<Vec<Item>>>,
+        before: impl FnMut(&Corrector, &[Item]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Option<u8>> {
+        corrector.stop_when(self.interrupted.clone());
+        let stopped = self.decode_windows(corrector, windows, before);
+        if stopped.is_err() {
+            // The error is said after the bar is gone, not under it.
+            self.progress.finish_and_clear();
         }
-        Some(p) => OutputSink::create(p, Some(&signature))?,
-    };
-    let todo: Vec<&Item> = items
-        .iter()
-        .filter(|it| {
-            let best = it.entry.record.as_ref().ok().and_then(|r| r.best());
-            !sink.already_written(&it.entry.id(), best)
-        })
-        .collect();
-    if let Some(refusal) = resume_refusal(&sink) {
-        sink.abandon();
-        bail!("cannot resume: {refusal}; start over without --resume");
+        stopped
     }
-    if sink.resumed() > 0 {
-        crate::say!(
-            "neko: resuming: {} records already written, {} to go",
-            sink.resumed(),
-            todo.len()
-        );
-    }
-    let interrupted = super::interrupt_flag("finishing the current batch");
-    corrector.stop_when(interrupted.clone());
-    let mut stats = Stats::default();
-    let started = Instant::now();
-    let progress = super::progress_bar(todo.len() as u64, "correcting");
-    // Records are sorted and batched (or sent) within a window; output is written window by
-    // window, in input order. An interrupted window writes the records before its first
-    // undecoded one, so that `--resume` continues in input order.
-    let window = corrector.window();
-    for chunk in todo.chunks(window) {
-        let outputs = match interrupted.load(Ordering::SeqCst) {
-            true => Vec::new(),
-            false => correct_window(&mut corrector, chunk, args.task),
-        };
-        let done = outputs.iter().take_while(|o| o.is_some()).count();
-        for (out, item) in outputs.into_iter().flatten().zip(chunk).take(done) {
-            if let (true, Some(e)) = (args.strict, &out.error) {
-                // The records before it are written; a resume without --strict goes on.
-                sink.flush()?;
-                progress.finish_and_clear();
-                crate::say!(
-                    "neko: error: --strict: {}:{}: {}",
-                    e.file,
-                    e.line,
-                    e.message
-                );
-                crate::say!("{}", sink.interrupted_message(stats.records));
-                crate::say!("neko: (a resume with --strict stops at this record again; without it, the record gets its error line and the run goes on)");
-                return Ok(EXIT_ERROR);
-            }
-            let wrote = match args.shard {
-                None => sink.write(&out),
-                Some(_) => sink.write(&ShardLine {
-                    record: &out,
-                    index: item.position,
-                    of: total,
-                    input: &input_fingerprint,
-                }),
+
+    fn decode_windows(
+        &mut self,
+        corrector: &mut Corrector,
+        windows: impl Iterator<Item = anyhow::Result<Vec<Item>>>,
+        mut before: impl FnMut(&Corrector, &[Item]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Option<u8>> {
+        for window in windows {
+            let window = window?;
+            before(corrector, &window)?;
+            let outputs = match self.interrupted.load(Ordering::SeqCst) {
+                true => Vec::new(),
+                false => correct_window(corrector, &window, self.args.task),
             };
-            wrote.map_err(|e| write_failed(&sink, e, stats.records))?;
-            stats.count(&out, item, &progress);
-            progress.inc(1);
-        }
-        sink.flush()
-            .map_err(|e| write_failed(&sink, e, stats.records))?;
-        if done < chunk.len() {
-            progress.finish_and_clear();
-            if let Some(why) = corrector.backend_failure() {
-                crate::say!("neko: error: the server stopped answering: {why}");
+            let done = outputs.iter().take_while(|o| o.is_some()).count();
+            for (out, item) in outputs.into_iter().flatten().zip(&window).take(done) {
+                if let Some(code) = self.write(&out, item)? {
+                    return Ok(Some(code));
+                }
             }
-            crate::say!("{}", sink.interrupted_message(stats.records));
-            return Ok(EXIT_ERROR);
+            let written = self.stats.records;
+            (self.sink.flush()).map_err(|e| write_failed(&self.sink, e, written))?;
+            // A window handed over empty: Ctrl-C while the input was silent.
+            if done < window.len() || window.is_empty() {
+                self.progress.finish_and_clear();
+                if let Some(why) = corrector.backend_failure() {
+                    crate::say!("neko: error: the server stopped answering: {why}");
+                }
+                crate::say!("{}", self.sink.interrupted_message(written));
+                return Ok(Some(EXIT_ERROR));
+            }
         }
+        Ok(None)
     }
-    progress.finish_and_clear();
-    sink.finish()?;
-    stats.report(started.elapsed().as_secs_f64());
-    crate::say!("neko: {signature}");
-    Ok(EXIT_OK)
+
+    /// One output line; under --strict, a record that failed ends the run (`Some(code)`).
+    fn write(&mut self, out: &OutputRecord, item: &Item) -> anyhow::Result<Option<u8>> {
+        if let (true, Some(e)) = (self.args.strict, &out.error) {
+            // The records before it are written; a resume without --strict goes on.
+            self.sink.flush()?;
+            self.progress.finish_and_clear();
+            crate::say!(
+                "neko: error: --strict: {}:{}: {}",
+                e.file,
+                e.line,
+                e.message
+            );
+            crate::say!("{}", self.sink.interrupted_message(self.stats.records));
+            crate::say!("neko: (a resume with --strict stops at this record again; without it, the record gets its error line and the run goes on)");
+            return Ok(Some(EXIT_ERROR));
+        }
+        let wrote = match &self.sharded {
+            None => self.sink.write(out),
+            Some((total, input)) => self.sink.write(&ShardLine {
+                record: out,
+                index: item.position,
+                of: *total,
+                input,
+            }),
+        };
+        let written = self.stats.records;
+        wrote.map_err(|e| write_failed(&self.sink, e, written))?;
+        self.stats.count(out, item, &self.progress);
+        self.progress.inc(1);
+        Ok(None)
+    }
+
+    /// Completes the output and says what the run did, with its signature; or the code of a
+    /// run that stopped early.
+    fn finish(self, stopped: Option<u8>, signature: &str) -> anyhow::Result<u8> {
+        if let Some(code) = stopped {
+            return Ok(code);
+        }
+        self.progress.finish_and_clear();
+        self.sink.finish()?;
+        self.stats.report(self.started.elapsed().as_secs_f64());
+        crate::say!("neko: {signature}");
+        Ok(EXIT_OK)
+    }
 }
 
 /// A write that failed mid-run (a full disk): the error, which names the file, and how to
@@ -756,54 +897,32 @@ fn strict_failure(item: &Item, default: Option<Task>) -> Option<String> {
     }
 }
 
-/// The records of every input file, in order, and the input's fingerprint (for shard lines).
-fn read_inputs(paths: &[PathBuf], max_record_bytes: usize) -> anyhow::Result<(Vec<Item>, String)> {
-    let mut items = Vec::new();
-    let mut fingerprint = crate::shard::InputFingerprint::default();
-    if paths.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
-        bail!("- given twice: standard input can be read once");
-    }
-    let same = |a: &PathBuf, b: &PathBuf| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    for (k, path) in paths.iter().enumerate() {
-        let file = record::input_name(path);
-        if paths[..k].iter().any(|p| same(p, path)) {
-            crate::say!(
-                "neko: {file} is given twice: its records are corrected twice, under the same ids"
-            );
-        }
-        let bytes = record::read_input(path).with_context(|| format!("{file}: cannot read"))?;
-        fingerprint.add(&bytes);
-        let entries = record::parse_with_limit(&bytes, max_record_bytes);
-        // Nothing in, nothing out, and no error: but an upstream step that wrote nothing
-        // should not pass unseen.
-        if entries.is_empty() {
-            crate::say!("neko: {file}: no records (the input is empty or blank)");
-        }
-        let start = items.len();
-        items.extend(entries.into_iter().enumerate().map(|(k, entry)| Item {
-            file: file.clone(),
-            entry,
-            position: start + k,
-        }));
-    }
-    Ok((items, fingerprint.finish()))
+/// Records that carry a `task` other than `--task` (theirs wins): how many, and the first's.
+#[derive(Default)]
+struct OwnTasks {
+    count: usize,
+    first: Option<String>,
 }
 
-/// Says on stderr when records carry a `task` other than `--task`: theirs wins, and a wrong
-/// file passed to the wrong command is easy to miss otherwise.
-fn note_own_tasks(items: &[Item], given: Task) {
-    let others: Vec<String> = (items.iter())
-        .filter_map(|it| it.entry.record.as_ref().ok()?.task.clone())
-        .filter(|t| t.parse::<Task>().ok() != Some(given))
-        .collect();
-    if let Some(first) = others.first() {
-        crate::say!(
-            "neko: {} record(s) carry their own `task` (the first: {first}), which wins over --task {given}",
-            others.len()
-        );
+impl OwnTasks {
+    fn add(&mut self, items: &[Item], given: Task) {
+        let others = (items.iter())
+            .filter_map(|it| it.entry.record.as_ref().ok()?.task.clone())
+            .filter(|t| t.parse::<Task>().ok() != Some(given));
+        for task in others {
+            self.count += 1;
+            self.first.get_or_insert(task);
+        }
+    }
+
+    /// Said on stderr: a wrong file passed to the wrong command is easy to miss otherwise.
+    fn say(&self, given: Task) {
+        if let Some(first) = &self.first {
+            crate::say!(
+                "neko: {} record(s) carry their own `task` (the first: {first}), which wins over --task {given}",
+                self.count
+            );
+        }
     }
 }
 
@@ -837,7 +956,7 @@ fn resolve_task(record: &Record, default: Option<Task>) -> Result<Task, String> 
 /// record left undecoded because the run was stopped.
 fn correct_window(
     corrector: &mut Corrector,
-    chunk: &[&Item],
+    chunk: &[Item],
     default: Option<Task>,
 ) -> Vec<Option<OutputRecord>> {
     let mut outputs: Vec<Option<OutputRecord>> = vec![None; chunk.len()];

@@ -220,7 +220,7 @@ pub fn run(args: &GuardArgs) -> anyhow::Result<u8> {
     }
     let bar = scorer
         .as_ref()
-        .map(|_| super::progress_bar(joined.len() as u64, "guard"));
+        .map(|_| super::progress_bar(Some(joined.len() as u64), "guard"));
     // Lines restyled by `neko correct --style follow` are checked as the model wrote them
     // unless --style follow is given again: answers that run kept may fall back here.
     let restyled = (joined.iter())

@@ -123,7 +123,7 @@ fn run_routing(args: &InfoArgs) -> anyhow::Result<u8> {
             "--data: no record to measure (the files are empty, unreadable, or every prompt is longer than the model's {max_len} positions)"
         );
     }
-    let progress = super::progress_bar(examples.len() as u64, "routing");
+    let progress = super::progress_bar(Some(examples.len() as u64), "routing");
     let rows = crate::train::routing::measure(&mut m, examples, &progress)?;
     progress.finish_and_clear();
     if args.json {

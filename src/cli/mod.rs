@@ -9,6 +9,7 @@ pub mod correct;
 pub mod eval;
 pub mod guard;
 pub mod info;
+mod input;
 pub mod merge;
 pub mod train;
 pub mod upcycle;
@@ -149,20 +150,29 @@ fn human(n: u64) -> String {
 
 /// A progress bar on stderr. Without a terminal (a batch job's log, `2> log`) indicatif
 /// would draw nothing for the whole run: there a plain line comes once a minute instead.
-pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+pub fn progress_bar(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     let terminal = std::io::stderr().is_terminal();
-    let (target, template) = match terminal {
-        true => (
+    // An input read as it arrives has no length yet: records and rate only.
+    let (target, template) = match (terminal, len.is_some()) {
+        (true, true) => (
             indicatif::ProgressDrawTarget::stderr(),
             "{msg} {bar:30} {pos}/{len} records [{elapsed_precise}<{eta_precise}, {per_sec}]",
         ),
-        false => (
+        (true, false) => (
+            indicatif::ProgressDrawTarget::stderr(),
+            "{msg} {spinner} {pos} records [{elapsed_precise}, {per_sec}]",
+        ),
+        (false, true) => (
             indicatif::ProgressDrawTarget::term_like_with_hz(Box::new(LogLines::new()), 1),
             "neko: {msg}: {pos}/{len} records, {elapsed_precise} so far, {eta_precise} to go ({per_sec})",
         ),
+        (false, false) => (
+            indicatif::ProgressDrawTarget::term_like_with_hz(Box::new(LogLines::new()), 1),
+            "neko: {msg}: {pos} records, {elapsed_precise} so far ({per_sec})",
+        ),
     };
-    let bar = indicatif::ProgressBar::with_draw_target(Some(len), target);
+    let bar = indicatif::ProgressBar::with_draw_target(len, target);
     bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
     bar.set_message(what.to_string());
     bar

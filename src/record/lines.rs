@@ -188,9 +188,35 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
     let lines = line_units(bytes);
     let spanned = json_units(bytes, &lines, max);
     let layout = Layout::of_units(bytes, &spanned);
+    let units = units_of(bytes, layout, lines, spanned);
+    entries_of(bytes, &units, layout, max, Place::START)
+}
+
+/// A piece of a JSON Lines stream, read as JSON Lines whatever it holds (the stream's first
+/// record decided its layout): its records are numbered from `at`, its lines too.
+pub(super) fn parse_json_lines_piece(bytes: &[u8], max: usize, at: Place) -> Vec<Entry> {
+    let lines = line_units(bytes);
+    let units = json_units(bytes, &lines, max);
+    entries_of(bytes, &units, Layout::JsonLine, max, at)
+}
+
+/// Where a piece of a file starts: its first record's 0-based index in the file and its first
+/// line's 1-based number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub index: usize,
+    pub line: usize,
+}
+
+impl Place {
+    pub const START: Place = Place { index: 0, line: 1 };
+}
+
+/// The records' units of a file's lines, as its layout reads them.
+fn units_of(bytes: &[u8], layout: Layout, lines: Vec<Unit>, spanned: Vec<Unit>) -> Vec<Unit> {
     // In plain text a whole object over several lines is still one record (a line opening a
     // record is read as one too); anything else is its lines.
-    let units = match layout {
+    match layout {
         Layout::JsonLine => spanned,
         // An M2 sentence is its `S` line and the lines after it; a Moses sentence, its lines.
         Layout::M2Block => blocks(bytes, lines, |_, line| {
@@ -233,9 +259,13 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
             }
             units
         }
-    };
+    }
+}
+
+/// The entries of a file's (or a piece's) units.
+fn entries_of(bytes: &[u8], units: &[Unit], layout: Layout, max: usize, at: Place) -> Vec<Entry> {
     let mut entries = Vec::new();
-    for u in units {
+    for &u in units {
         let raw = &bytes[u.start..u.end];
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         // Files joined with `cat`, a Windows tool's among them, carry its mark mid-file.
@@ -252,8 +282,9 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
             (Layout::JsonLine, None) => run_together(raw),
             _ => vec![raw],
         };
+        let line = at.line - 1 + u.line;
         for part in parts {
-            let index = entries.len();
+            let index = at.index + entries.len();
             let record = match u.spanned {
                 Some(Span::Whole) => spanned_record(part, index, max),
                 Some(Span::Cut) => Err(cut_object(part, max)),
@@ -266,8 +297,8 @@ pub(super) fn parse_lines(bytes: &[u8], max: usize) -> Vec<Entry> {
             let start = part.as_ptr() as usize - bytes.as_ptr() as usize;
             entries.push(Entry {
                 index,
-                line: u.line,
-                record: record.map_err(|e| placed_in_file(e, bytes, start, u.line)),
+                line,
+                record: record.map_err(|e| placed_in_file(e, bytes, start, line)),
             });
         }
     }

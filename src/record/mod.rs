@@ -20,6 +20,7 @@ mod lines;
 pub mod m2;
 mod moses;
 mod scan;
+pub mod stream;
 pub mod trn;
 mod value;
 

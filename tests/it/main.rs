@@ -13,6 +13,7 @@ mod robust;
 mod serve;
 mod shard;
 mod speed;
+mod stream;
 mod style;
 mod train;
 mod util;

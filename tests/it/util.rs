@@ -155,8 +155,18 @@ pub fn run_with_stdin(mut cmd: std::process::Command, input: &[u8]) -> std::proc
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
+    // Written by a thread of its own: neko answers JSON Lines as they arrive, so its output
+    // must be read while its input is written, or both pipes fill and wait for each other.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || match stdin.write_all(&input) {
+        // A run that fails before it reads its input (a model that does not load) closes it.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        written => written.unwrap(),
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
 }
 
 /// Copies the files of fixture folder `name` into `dest`.

@@ -1,0 +1,203 @@
+//! The records of `neko correct`'s inputs: read whole before the model loads, or read as they
+//! arrive, beside the decoding, and handed over in windows.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::record::{self, Entry};
+
+/// An input record with where it came from.
+pub struct Item {
+    pub file: String,
+    pub entry: Entry,
+    /// Its 0-based position in the whole input (all files, in order).
+    pub position: usize,
+}
+
+/// How long a window waits for more records once its first has arrived: in a pipeline whose
+/// recogniser is slower than the corrector, what has come in the meantime is decoded rather
+/// than waiting for a full window; a file fills a window at once, so its windows stay full.
+const WINDOW_WAIT: Duration = Duration::from_secs(1);
+
+/// Refuses `-` twice, and says when one file is given twice.
+fn check_paths(paths: &[PathBuf]) -> anyhow::Result<()> {
+    if paths.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        bail!("- given twice: standard input can be read once");
+    }
+    let same = |a: &PathBuf, b: &PathBuf| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    for (k, path) in paths.iter().enumerate() {
+        if paths[..k].iter().any(|p| same(p, path)) {
+            crate::say!(
+                "neko: {} is given twice: its records are corrected twice, under the same ids",
+                record::input_name(path)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Nothing in, nothing out, and no error: but an upstream step that wrote nothing should not
+/// pass unseen.
+fn say_if_empty(file: &str, records: usize) {
+    if records == 0 {
+        crate::say!("neko: {file}: no records (the input is empty or blank)");
+    }
+}
+
+/// The records of every input file, in order, and the input's fingerprint (for shard lines).
+pub fn read_whole(
+    paths: &[PathBuf],
+    max_record_bytes: usize,
+) -> anyhow::Result<(Vec<Item>, String)> {
+    check_paths(paths)?;
+    let mut items = Vec::new();
+    let mut fingerprint = crate::shard::InputFingerprint::default();
+    for path in paths {
+        let file = record::input_name(path);
+        let bytes = record::read_input(path).with_context(|| format!("{file}: cannot read"))?;
+        fingerprint.add(&bytes);
+        let entries = record::parse_with_limit(&bytes, max_record_bytes);
+        say_if_empty(&file, entries.len());
+        let start = items.len();
+        items.extend(entries.into_iter().enumerate().map(|(k, entry)| Item {
+            file: file.clone(),
+            entry,
+            position: start + k,
+        }));
+    }
+    Ok((items, fingerprint.finish()))
+}
+
+/// Checks, before a model loads for them, that the inputs to [`stream`] can be opened.
+pub fn check_streamable(paths: &[PathBuf]) -> anyhow::Result<()> {
+    check_paths(paths)?;
+    for path in paths.iter().filter(|p| p.as_os_str() != "-") {
+        std::fs::File::open(path)
+            .with_context(|| format!("{}: cannot read", record::input_name(path)))?;
+    }
+    Ok(())
+}
+
+/// The records of every input file, in order, read by a thread of their own as they arrive
+/// ([`record::stream`]) and handed over in windows of up to `size` records.
+pub fn stream(
+    paths: &[PathBuf],
+    max_record_bytes: usize,
+    size: usize,
+    interrupted: Arc<AtomicBool>,
+) -> Windows {
+    let size = size.max(1);
+    // Bounded, so that a fast input waits for the decoder instead of filling memory (and
+    // allocated up front: a window of any size is a large one).
+    let (send, receive) = std::sync::mpsc::sync_channel(size.saturating_mul(2).min(1 << 14));
+    let paths = paths.to_vec();
+    std::thread::spawn(move || read_all(&paths, max_record_bytes, send));
+    Windows {
+        receive,
+        size,
+        interrupted,
+        failed: None,
+        ended: false,
+    }
+}
+
+/// The reading thread: every file's records, then the end (the channel closed); a file that
+/// cannot be read is sent as an error, and nothing after it.
+fn read_all(paths: &[PathBuf], max: usize, send: SyncSender<anyhow::Result<Item>>) {
+    let mut position = 0;
+    for path in paths {
+        let file = record::input_name(path);
+        let mut records = 0;
+        let emit = |entry| {
+            let item = Item {
+                file: file.clone(),
+                entry,
+                position,
+            };
+            position += 1;
+            records += 1;
+            send.send(Ok(item)).is_ok()
+        };
+        if let Err(e) = read_one(path, max, emit) {
+            let _ = send.send(Err(
+                anyhow::Error::new(e).context(format!("{file}: cannot read"))
+            ));
+            return;
+        }
+        say_if_empty(&file, records);
+    }
+}
+
+fn read_one(path: &Path, max: usize, emit: impl FnMut(Entry) -> bool) -> std::io::Result<()> {
+    if path.as_os_str() == "-" {
+        return record::stream::read_entries(std::io::stdin().lock(), max, emit);
+    }
+    let file = std::fs::File::open(path)?;
+    record::stream::read_entries(std::io::BufReader::new(file), max, emit)
+}
+
+/// Windows of records as the reading thread sends them: a window is handed over when it is
+/// full, when the input has ended, or [`WINDOW_WAIT`] after its first record arrived. After a
+/// read error, the records before it come first, then the error.
+pub struct Windows {
+    receive: Receiver<anyhow::Result<Item>>,
+    size: usize,
+    /// Ctrl-C: a window waiting for input is handed over as it is.
+    interrupted: Arc<AtomicBool>,
+    failed: Option<anyhow::Error>,
+    ended: bool,
+}
+
+impl Iterator for Windows {
+    type Item = anyhow::Result<Vec<Item>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.failed.take() {
+            return Some(Err(e));
+        }
+        let mut window = Vec::new();
+        let mut deadline: Option<Instant> = None;
+        while !self.ended && window.len() < self.size {
+            if self.interrupted.load(Ordering::SeqCst) {
+                return Some(Ok(window));
+            }
+            // Checked now and then, so that Ctrl-C is seen while the input is silent.
+            let wait = deadline.map_or(Duration::from_millis(200), |d| {
+                d.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(200))
+            });
+            match self.receive.recv_timeout(wait) {
+                Ok(Ok(item)) => {
+                    deadline.get_or_insert_with(|| Instant::now() + WINDOW_WAIT);
+                    window.push(item);
+                }
+                Ok(Err(e)) => {
+                    self.ended = true;
+                    self.failed = Some(e);
+                }
+                Err(RecvTimeoutError::Disconnected) => self.ended = true,
+                Err(RecvTimeoutError::Timeout) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                }
+            }
+        }
+        match (window.is_empty(), self.failed.take()) {
+            (true, Some(e)) => Some(Err(e)),
+            (true, None) => None,
+            (false, failed) => {
+                self.failed = failed;
+                Some(Ok(window))
+            }
+        }
+    }
+}

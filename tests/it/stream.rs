@@ -1,0 +1,166 @@
+//! `neko correct` reading JSON Lines as they arrive: lines out before the input ends, and the
+//! same lines as a run that reads its input whole.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::util::{fixture, json_lines, neko, run_with_stdin};
+
+/// How long a test waits for a line before failing rather than hanging (not a speed bound:
+/// a line that never comes before the input ends is what it catches).
+const PATIENCE: Duration = Duration::from_secs(300);
+
+fn tiny_asr() -> std::process::Command {
+    let mut cmd = neko();
+    cmd.args([
+        "correct",
+        "--task",
+        "asr",
+        "--max-new-tokens",
+        "4",
+        "--model",
+    ])
+    .arg(fixture("tiny-llama"));
+    cmd
+}
+
+/// `neko correct -` with its input and output as pipes: the child, its stdin, and its output
+/// lines as they come.
+fn piped() -> (Child, ChildStdin, mpsc::Receiver<String>) {
+    let mut child = tiny_asr()
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let (lines, receive) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    (child, stdin, receive)
+}
+
+/// Sends one record and returns the id of the line that comes back while the input is open.
+fn answer(stdin: &mut ChildStdin, lines: &mpsc::Receiver<String>, id: &str) -> String {
+    let record = format!("{{\"id\": \"{id}\", \"input\": [\"the cat sat\", \"the cat sad\"]}}\n");
+    stdin.write_all(record.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let line = (lines.recv_timeout(PATIENCE)).expect("no output line while the input was open");
+    let out: serde_json::Value = serde_json::from_str(&line).unwrap();
+    out["id"].as_str().unwrap().to_string()
+}
+
+/// In a pipeline, a record's line comes out while the input is still open: the recogniser
+/// upstream has not finished, and neko has already answered what it sent.
+#[test]
+fn a_line_comes_out_before_the_input_ends() {
+    let (mut child, mut stdin, lines) = piped();
+    assert_eq!(answer(&mut stdin, &lines, "u1"), "u1");
+    assert_eq!(answer(&mut stdin, &lines, "u2"), "u2");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert!(lines.recv_timeout(PATIENCE).is_err(), "a line too many");
+}
+
+/// Ctrl-C while neko waits for more input ends the run (exit 2) with what it wrote said; it
+/// waited for the input, which a recogniser upstream may never close.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_while_the_input_is_silent_ends_the_run() {
+    let (mut child, mut stdin, lines) = piped();
+    assert_eq!(answer(&mut stdin, &lines, "u1"), "u1");
+    crate::util::send_signal(&child, "INT");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > PATIENCE {
+            child.kill().unwrap();
+            panic!("still waiting for its input after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    assert_eq!(status.code(), Some(2));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("interrupted after 1 records"), "{err}");
+}
+
+/// Read as it arrives (to standard output) or whole (to `-o FILE`), an input gives the same
+/// lines: ids, predictions, error lines with their file and line, and default ids by position.
+#[test]
+fn streamed_and_whole_runs_write_the_same_lines() {
+    let mut input = std::fs::read(fixture("records/shapes.jsonl")).unwrap();
+    input.extend_from_slice(&std::fs::read(fixture("records/whisper_nbest.jsonl")).unwrap());
+    input.extend_from_slice(
+        concat!(
+            "{\"input\": [\"no id here\"]}\n",
+            "{\"id\": \"cut\", \"input\": [\"a line cut\n",
+            "\n",
+            "{\n  \"id\": \"jq\",\n  \"input\": [\n    \"written by jq\"\n  ]\n}\n",
+            "{\"id\": \"x\", \"input\": []}\n",
+            "{\"id\": \"last\", \"input\": [\"no newline at the end\"]}",
+        )
+        .as_bytes(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.jsonl");
+    std::fs::write(&file, &input).unwrap();
+    let mut streamed = tiny_asr();
+    streamed.arg(&file);
+    let streamed = streamed.output().unwrap();
+    assert!(streamed.status.success());
+    let out = dir.path().join("out.jsonl");
+    let whole = tiny_asr().arg(&file).arg("-o").arg(&out).output().unwrap();
+    assert!(whole.status.success());
+    let written = std::fs::read(&out).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&streamed.stdout),
+        String::from_utf8_lossy(&written)
+    );
+    let lines = json_lines(&written);
+    assert_eq!(lines.len(), 14, "{lines:#?}");
+    let cut = lines.iter().find(|l| l["id"] == "cut").unwrap();
+    assert_eq!(cut["error"]["line"], 11, "{cut}");
+    assert!(
+        lines.iter().any(|l| l["id"] == 9),
+        "a default id by position: {lines:#?}"
+    );
+}
+
+/// Two inputs, the first read as it arrives and the second whole (a JSON array): one run, in
+/// order, and an empty input is still said.
+#[test]
+fn a_stream_then_an_array_then_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let mut cmd = tiny_asr();
+    cmd.arg("-")
+        .arg(fixture("records/variants.json"))
+        .arg(&empty);
+    let out = run_with_stdin(cmd, b"{\"id\": \"first\", \"input\": [\"one\"]}\n");
+    assert!(out.status.success());
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines[0]["id"], "first");
+    let array = neko::record::read_path(&fixture("records/variants.json")).unwrap();
+    assert_eq!(lines.len(), 1 + array.len());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("empty.jsonl: no records"), "{err}");
+}
