@@ -28,14 +28,19 @@ impl Backend for InProcess<'_> {
     }
 }
 
-/// The signature part of in-process runs: the weights' dtype, and their quantisation when
-/// `--quant` gave one (it changes answers).
+/// The signature part of in-process runs: the weights' dtype, their quantisation when
+/// `--quant` gave one (it changes answers), and the end tokens only generation_config.json
+/// names (they end answers; the model's fingerprint does not cover that file).
 pub fn signature(model: &Model) -> String {
-    let dtype = format!("dtype:{}", format!("{:?}", model.dtype).to_lowercase());
-    match model.quant {
-        Some(q) => format!("{dtype}|quant:{}", format!("{q:?}").to_lowercase()),
-        None => dtype,
+    let mut signature = format!("dtype:{}", format!("{:?}", model.dtype).to_lowercase());
+    if let Some(q) = model.quant {
+        signature += &format!("|quant:{}", format!("{q:?}").to_lowercase());
     }
+    if !model.generation_ends.is_empty() {
+        let ids: Vec<String> = model.generation_ends.iter().map(u32::to_string).collect();
+        signature += &format!("|ends:{}", ids.join(","));
+    }
+    signature
 }
 
 /// Records handed over at once: enough to fill several batches sorted by length.

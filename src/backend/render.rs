@@ -47,6 +47,7 @@ pub fn load(spec: &str, chat_template: bool) -> Result<Model, ModelError> {
         quant: None,
         chat: side.chat,
         chat_ignored: side.chat_ignored,
+        generation_ends: side.generation_ends,
     })
 }
 

@@ -176,6 +176,8 @@ pub struct Model {
     pub chat: Option<ChatTemplate>,
     /// Why a chat template the model declares is not used, if so ([`PromptSide::chat_ignored`]).
     pub chat_ignored: Option<String>,
+    /// End tokens only generation_config.json names ([`PromptSide::generation_ends`]).
+    pub generation_ends: Vec<u32>,
 }
 
 /// How to load a model.
@@ -221,6 +223,7 @@ impl Model {
             tokenizer,
             chat,
             chat_ignored,
+            generation_ends,
         } = PromptSide::read(ModelFiles::resolve(spec)?, opts.chat_template)?;
         check::tokenizer_fits(&tokenizer, &config, &files.tokenizer)?;
         if let Some(g) = gguf.as_ref().filter(|_| !files.tokenizer_in_gguf()) {
@@ -259,6 +262,7 @@ impl Model {
             quant: opts.quantize,
             chat,
             chat_ignored,
+            generation_ends,
         })
     }
 
@@ -285,6 +289,10 @@ pub struct PromptSide {
     /// Why a template the model declares is not used (not ChatML, or its end-of-turn token
     /// missing from the tokenizer): prompts go unwrapped, and loading says so on stderr.
     pub chat_ignored: Option<String>,
+    /// The end tokens that generation_config.json adds to config.json's and the chat
+    /// template's: they stop decoding, and the model's fingerprint does not cover that file,
+    /// so a run's signature names them.
+    pub generation_ends: Vec<u32>,
 }
 
 impl PromptSide {
@@ -321,6 +329,7 @@ impl PromptSide {
         }
         // transformers' `generate` (and vLLM) also stop on generation_config.json's end
         // tokens, which some instruct models list only there (an end-of-turn id).
+        let mut generation_ends = Vec::new();
         if files.format == Format::Safetensors {
             let path = files.config.with_file_name("generation_config.json");
             if let Ok(text) = std::fs::read_to_string(&path) {
@@ -331,6 +340,7 @@ impl PromptSide {
                 for id in ids.unwrap_or_default().into_iter().filter(|&id| id < vocab) {
                     if !config.eos_token_ids.contains(&id) {
                         config.eos_token_ids.push(id);
+                        generation_ends.push(id);
                     }
                 }
             }
@@ -344,6 +354,7 @@ impl PromptSide {
             .as_ref()
             .and_then(|c| tokenizer.token_to_id(c.end_of_turn()))
         {
+            generation_ends.retain(|&end| end != id);
             // The turn ends with the template's end token whatever the config calls EOS.
             if !config.eos_token_ids.contains(&id) {
                 config.eos_token_ids.push(id);
@@ -356,6 +367,7 @@ impl PromptSide {
             tokenizer,
             chat,
             chat_ignored,
+            generation_ends,
         })
     }
 }

@@ -366,8 +366,36 @@ fn generation_config_end_tokens_are_end_tokens() {
     let m = load().unwrap();
     let past = "ids past the vocabulary left out";
     assert_eq!(m.config.eos_token_ids, vec![2, 7], "{past}");
-    // (It does not sign the model: every folder neko writes has one, and a fingerprint that
-    // took it in would refuse every training run and output made before.)
+    // It does not sign the model (every folder neko writes has one, and a fingerprint that
+    // took it in would refuse every training run and output made before): a run's signature
+    // names the end tokens only it adds.
+    assert_eq!(m.generation_ends, vec![7]);
+    let signed = |gen_config: &str| {
+        std::fs::write(&gen, gen_config).unwrap();
+        let mut cmd = neko();
+        cmd.args([
+            "correct",
+            "--task",
+            "asr",
+            "--max-new-tokens",
+            "2",
+            "--model",
+            spec,
+        ]);
+        let out = run_with_stdin(cmd, b"{\"id\": 1, \"input\": [\"a b\"]}\n");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("neko: correct|"))
+            .unwrap_or_default();
+        line.to_string()
+    };
+    assert!(signed(r#"{"eos_token_id": [2, 7]}"#).contains("|dtype:f32|ends:7|"));
+    let plain = signed(r#"{"eos_token_id": 2}"#);
+    assert!(
+        plain.contains("|dtype:f32|routing:") && !plain.contains("ends:"),
+        "{plain}"
+    );
     std::fs::write(&gen, "{broken").unwrap();
     let err = neko::model::Model::load(spec, &cpu, candle_core::DType::F32)
         .err()
