@@ -577,11 +577,11 @@ fn run_whole(args: &CorrectArgs) -> anyhow::Result<u8> {
 /// once it is decoded. The checks of [`run_whole`] are made on what has arrived: the tasks on
 /// the first window, a task's routing when its first record comes.
 fn run_streamed(args: &CorrectArgs) -> anyhow::Result<u8> {
-    input::check_streamable(&args.inputs)?;
+    let inputs = input::open_all(&args.inputs)?;
     let mut corrector = make_corrector(args)?;
     let interrupted = super::interrupt_flag("finishing the current batch");
     let windows = input::stream(
-        &args.inputs,
+        inputs,
         args.max_record_bytes,
         corrector.window(),
         interrupted.clone(),
@@ -597,10 +597,15 @@ fn run_streamed(args: &CorrectArgs) -> anyhow::Result<u8> {
     };
     let mut tasks: Vec<Task> = Vec::new();
     let mut own = OwnTasks::default();
-    let mut first = true;
+    let mut correctable_seen = false;
     let stopped = run.decode(&mut corrector, windows, |corrector, window| {
-        if std::mem::take(&mut first) {
-            check_tasks_given(window, args.task)?;
+        // Read whole, a run without --task stops when no record has a task; streamed, when
+        // the first record that can be corrected has none (a forgotten --task, most likely).
+        if !correctable_seen {
+            if let Some(first) = window.iter().find(|it| it.entry.record.is_ok()) {
+                correctable_seen = true;
+                check_tasks_given(std::slice::from_ref(first), args.task)?;
+            }
         }
         if let Some(given) = args.task {
             own.add(window, given);
@@ -612,10 +617,11 @@ fn run_streamed(args: &CorrectArgs) -> anyhow::Result<u8> {
             }
         }
         Ok(())
-    })?;
+    });
     if let Some(given) = args.task {
         own.say(given);
     }
+    let stopped = stopped?;
     tasks.sort();
     run.finish(stopped, &corrector.signature(&tasks))
 }
@@ -704,8 +710,14 @@ impl Run<'_> {
         mut before: impl FnMut(&Corrector, &[Item]) -> anyhow::Result<()>,
     ) -> anyhow::Result<Option<u8>> {
         for window in windows {
-            let window = window?;
-            before(corrector, &window)?;
+            // A streamed run meets a bad input or an unroutable task mid-run: the error says
+            // what was written before it.
+            let written = |e: anyhow::Error| match self.stats.records {
+                0 => e,
+                n => anyhow::anyhow!("{e:#}\n{}", self.sink.interrupted_message(n)),
+            };
+            let window = window.map_err(written)?;
+            before(corrector, &window).map_err(written)?;
             let outputs = match self.interrupted.load(Ordering::SeqCst) {
                 true => Vec::new(),
                 false => correct_window(corrector, &window, self.args.task),

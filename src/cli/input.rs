@@ -1,10 +1,13 @@
 //! The records of `neko correct`'s inputs: read whole before the model loads, or read as they
 //! arrive, beside the decoding, and handed over in windows.
 
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -76,20 +79,47 @@ pub fn read_whole(
     Ok((items, fingerprint.finish()))
 }
 
-/// Checks, before a model loads for them, that the inputs to [`stream`] can be opened.
-pub fn check_streamable(paths: &[PathBuf]) -> anyhow::Result<()> {
-    check_paths(paths)?;
-    for path in paths.iter().filter(|p| p.as_os_str() != "-") {
-        std::fs::File::open(path)
-            .with_context(|| format!("{}: cannot read", record::input_name(path)))?;
-    }
-    Ok(())
+/// An input of [`stream`], opened before the model loads: once only, since a named pipe's
+/// writer counts its readers.
+pub struct Opened {
+    name: String,
+    /// `None`: standard input.
+    file: Option<BufReader<File>>,
 }
 
-/// The records of every input file, in order, read by a thread of their own as they arrive
+/// Opens the inputs of [`stream`] before a model loads for them, so that what whole reading
+/// refuses at once is refused at once here too: a missing file, a folder, a compressed file.
+pub fn open_all(paths: &[PathBuf]) -> anyhow::Result<Vec<Opened>> {
+    check_paths(paths)?;
+    let open = |path: &PathBuf| -> anyhow::Result<Opened> {
+        let name = record::input_name(path);
+        if path.as_os_str() == "-" {
+            return Ok(Opened { name, file: None });
+        }
+        let cannot = || format!("{name}: cannot read");
+        let file = File::open(path).with_context(cannot)?;
+        let kind = file.metadata().with_context(cannot)?;
+        if kind.is_dir() {
+            bail!("{name}: cannot read: it is a folder");
+        }
+        let mut file = BufReader::new(file);
+        // A file's first bytes are there to look at; a pipe's may not have come yet.
+        if kind.is_file() {
+            record::stream::refuse_compressed(file.fill_buf().with_context(cannot)?)
+                .with_context(cannot)?;
+        }
+        Ok(Opened {
+            name,
+            file: Some(file),
+        })
+    };
+    paths.iter().map(open).collect()
+}
+
+/// The records of every input, in order, read by a thread of their own as they arrive
 /// ([`record::stream`]) and handed over in windows of up to `size` records.
 pub fn stream(
-    paths: &[PathBuf],
+    inputs: Vec<Opened>,
     max_record_bytes: usize,
     size: usize,
     interrupted: Arc<AtomicBool>,
@@ -98,10 +128,10 @@ pub fn stream(
     // Bounded, so that a fast input waits for the decoder instead of filling memory (and
     // allocated up front: a window of any size is a large one).
     let (send, receive) = std::sync::mpsc::sync_channel(size.saturating_mul(2).min(1 << 14));
-    let paths = paths.to_vec();
-    std::thread::spawn(move || read_all(&paths, max_record_bytes, send));
+    let reader = std::thread::spawn(move || read_all(inputs, max_record_bytes, send));
     Windows {
         receive,
+        reader: Some(reader),
         size,
         interrupted,
         failed: None,
@@ -109,12 +139,12 @@ pub fn stream(
     }
 }
 
-/// The reading thread: every file's records, then the end (the channel closed); a file that
-/// cannot be read is sent as an error, and nothing after it.
-fn read_all(paths: &[PathBuf], max: usize, send: SyncSender<anyhow::Result<Item>>) {
+/// The reading thread: every input's records, then the end (the channel closed); an input
+/// that cannot be read is sent as an error, and nothing after it.
+fn read_all(inputs: Vec<Opened>, max: usize, send: SyncSender<anyhow::Result<Item>>) {
     let mut position = 0;
-    for path in paths {
-        let file = record::input_name(path);
+    for input in inputs {
+        let file = input.name;
         let mut records = 0;
         let emit = |entry| {
             let item = Item {
@@ -126,7 +156,11 @@ fn read_all(paths: &[PathBuf], max: usize, send: SyncSender<anyhow::Result<Item>
             records += 1;
             send.send(Ok(item)).is_ok()
         };
-        if let Err(e) = read_one(path, max, emit) {
+        let read = match input.file {
+            None => record::stream::read_entries(std::io::stdin().lock(), max, emit),
+            Some(f) => record::stream::read_entries(f, max, emit),
+        };
+        if let Err(e) = read {
             let _ = send.send(Err(
                 anyhow::Error::new(e).context(format!("{file}: cannot read"))
             ));
@@ -136,24 +170,31 @@ fn read_all(paths: &[PathBuf], max: usize, send: SyncSender<anyhow::Result<Item>
     }
 }
 
-fn read_one(path: &Path, max: usize, emit: impl FnMut(Entry) -> bool) -> std::io::Result<()> {
-    if path.as_os_str() == "-" {
-        return record::stream::read_entries(std::io::stdin().lock(), max, emit);
-    }
-    let file = std::fs::File::open(path)?;
-    record::stream::read_entries(std::io::BufReader::new(file), max, emit)
-}
-
 /// Windows of records as the reading thread sends them: a window is handed over when it is
 /// full, when the input has ended, or [`WINDOW_WAIT`] after its first record arrived. After a
 /// read error, the records before it come first, then the error.
 pub struct Windows {
     receive: Receiver<anyhow::Result<Item>>,
+    /// The reading thread, joined at the end: its panic must not pass for the input's end.
+    reader: Option<JoinHandle<()>>,
     size: usize,
     /// Ctrl-C: a window waiting for input is handed over as it is.
     interrupted: Arc<AtomicBool>,
     failed: Option<anyhow::Error>,
     ended: bool,
+}
+
+impl Windows {
+    /// Why the reading thread ended, when it ended by a panic.
+    fn reader_failure(&mut self) -> Option<anyhow::Error> {
+        let panic = self.reader.take()?.join().err()?;
+        let why = (panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Some(anyhow::anyhow!(
+            "reading the input stopped (a bug in neko, please report it): {why}"
+        ))
+    }
 }
 
 impl Iterator for Windows {
@@ -183,7 +224,10 @@ impl Iterator for Windows {
                     self.ended = true;
                     self.failed = Some(e);
                 }
-                Err(RecvTimeoutError::Disconnected) => self.ended = true,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.ended = true;
+                    self.failed = self.reader_failure();
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         break;

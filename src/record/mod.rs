@@ -196,13 +196,8 @@ pub fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
     } else {
         std::fs::read(path)?
     };
-    match compression(&bytes) {
-        Some((kind, tool)) => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{kind}-compressed: decompress it first (`{tool} FILE | neko ... -`)"),
-        )),
-        None => Ok(bytes),
-    }
+    stream::refuse_compressed(&bytes)?;
+    Ok(bytes)
 }
 
 /// The compression a file's magic bytes name, and the tool that undoes it.

@@ -77,7 +77,9 @@ fn read_head(reader: &mut impl BufRead, head: &mut Vec<u8>) -> std::io::Result<b
     }
 }
 
-fn refuse_compressed(bytes: &[u8]) -> std::io::Result<()> {
+/// Refuses input whose first bytes are a compressed file's: read as text, its bytes would
+/// become garbage records.
+pub fn refuse_compressed(bytes: &[u8]) -> std::io::Result<()> {
     match super::compression(bytes) {
         Some((kind, tool)) => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -95,7 +97,8 @@ fn is_whole_object(line: &[u8]) -> bool {
 /// The lines of a JSON Lines stream, gathered into pieces that each hold whole records: a
 /// piece ends where a line opens an object at its first column (a record's first line, as in
 /// a file read whole: an object written over several lines indents its inner lines), and at
-/// once after a line that is a whole object by itself.
+/// once after a line that is a whole object by itself, at its first column or, outside any
+/// record, indented.
 struct Pieces {
     max: usize,
     /// The lines since the last piece ended, and where they start.
@@ -120,15 +123,19 @@ impl Pieces {
         // Files joined with `cat`, a Windows tool's among them, carry its mark mid-file.
         let text = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
         let mut done = Vec::new();
-        if text.first() == Some(&b'{') {
+        let first_column = text.first() == Some(&b'{');
+        if first_column {
             done = self.take();
         }
+        // Indented, a whole object may be a record's inner line (`{"text": ...}` in a `jq .`
+        // record's `nbest`): a record by itself only when no record is open.
+        let alone = first_column || self.pending.is_empty();
         if self.pending.is_empty() {
             self.at.line = self.next_line;
         }
         self.pending.extend_from_slice(line);
         self.next_line += 1;
-        if text.first() == Some(&b'{') && is_whole_object(text.trim_ascii()) {
+        if alone && is_whole_object(text.trim_ascii()) {
             done.extend(self.take());
         }
         done
@@ -189,13 +196,15 @@ mod tests {
             "{\n  \"id\": \"d\",\n  \"input\": [\n    \"jq style\"\n  ]\n}\n",
             "{\"id\": \"e\", \"input\": [\"x\"]}{\"id\": \"f\", \"input\": [\"y\"]}\n",
             "{\"id\": \"g\", \"input\": [\"bad\" \"comma\"]}\n",
+            "  {\"id\": \"indented\", \"input\": [\"x\"]}\n",
+            "{\n  \"id\": \"nested\",\n  \"nbest\": [\n    {\"text\": \"a b\", \"score\": -1}\n  ]\n}\n",
             "{\n  \"id\": \"h\",\n  \"input\": [\"never closes\"\n",
             "{\"id\": \"i\", \"input\": [\"last, no newline\"]}",
         );
         let whole = super::super::parse(input.as_bytes());
         let stream = streamed(input.as_bytes());
         assert_eq!(format!("{stream:?}"), format!("{whole:?}"));
-        assert_eq!(stream.len(), 10, "{:#?}", shown(&stream));
+        assert_eq!(stream.len(), 12, "{:#?}", shown(&stream));
         assert!(shown(&stream)[7].contains("ERR"), "{:?}", shown(&stream)[7]);
     }
 
@@ -206,14 +215,17 @@ mod tests {
         let first = pieces.push(b"{\"id\": 1, \"input\": [\"a\"]}\n");
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].line, 1);
+        // Indented, a whole object is a record too, outside any record.
+        let indented = pieces.push(b"  {\"id\": 1.5, \"input\": [\"a\"]}\n");
+        assert_eq!((indented.len(), indented[0].index), (1, 1));
         // A `jq .` record waits for the line that opens the next one.
         assert!(pieces.push(b"{\n").is_empty());
         assert!(pieces.push(b"  \"id\": 2, \"input\": [\"b\"]\n").is_empty());
         assert!(pieces.push(b"}\n").is_empty());
         let second = pieces.push(b"{\"id\": 3, \"input\": [\"c\"]}\n");
         assert_eq!(shown(&second).len(), 2, "{:?}", shown(&second));
-        assert_eq!((second[0].index, second[0].line), (1, 2));
-        assert_eq!((second[1].index, second[1].line), (2, 5));
+        assert_eq!((second[0].index, second[0].line), (2, 3));
+        assert_eq!((second[1].index, second[1].line), (3, 6));
         assert!(pieces.finish().is_empty());
     }
 

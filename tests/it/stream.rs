@@ -164,3 +164,91 @@ fn a_stream_then_an_array_then_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("empty.jsonl: no records"), "{err}");
 }
+
+/// A named pipe as input is opened once, as its writer expects: its records come through
+/// (opened twice, once to check it and once to read it, it lost them and waited forever).
+#[cfg(unix)]
+#[test]
+fn a_named_pipe_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("asr.pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        crate::util::skip("mkfifo not available");
+        return;
+    }
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            pipe.write_all(
+                b"{\"id\": \"p1\", \"input\": [\"a b\"]}\n{\"id\": \"p2\", \"input\": [\"c\"]}\n",
+            )
+            .unwrap();
+        })
+    };
+    let mut cmd = tiny_asr();
+    cmd.arg(&fifo);
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || send.send(cmd.output().unwrap()));
+    let out = (receive.recv_timeout(PATIENCE)).expect("no end while the pipe was closed");
+    writer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Vec<_> = json_lines(&out.stdout)
+        .iter()
+        .map(|l| l["id"].clone())
+        .collect();
+    assert_eq!(ids, ["p1", "p2"]);
+}
+
+/// What a run reading its input whole refuses before the model loads, a streamed run refuses
+/// then too: a folder, a compressed file (after a good input: nothing is written), a missing
+/// file; the model named here does not exist, so the message is the input's.
+#[test]
+fn bad_inputs_are_refused_before_the_model_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.jsonl");
+    std::fs::write(&good, "{\"id\": 1, \"input\": [\"a\"]}\n").unwrap();
+    let gz = dir.path().join("in.jsonl.gz");
+    std::fs::write(&gz, [0x1f, 0x8b, 8, 0, 0, 0]).unwrap();
+    let missing = dir.path().join("missing.jsonl");
+    for (input, says) in [
+        (dir.path().to_path_buf(), "cannot read: it is a folder"),
+        (gz, "in.jsonl.gz: cannot read: gzip-compressed"),
+        (missing, "missing.jsonl: cannot read"),
+    ] {
+        let out = neko()
+            .args(["correct", "--task", "asr", "--model"])
+            .arg(dir.path().join("no-such-model"))
+            .arg(&good)
+            .arg(&input)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(says) && !err.contains("no-such-model"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// Streamed without --task, a run stops at its first record that can be corrected and has no
+/// task (exit 2), even after error lines that need none (an empty N-best).
+#[test]
+fn a_forgotten_task_stops_a_streamed_run() {
+    let mut cmd = neko();
+    cmd.args(["correct", "--max-new-tokens", "2", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg("-");
+    let input = b"{\"id\": \"e\", \"input\": []}\n{\"id\": \"n\", \"input\": [\"a b\"]}\n";
+    let out = run_with_stdin(cmd, input);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no task given"), "{err}");
+}
