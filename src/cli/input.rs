@@ -44,6 +44,12 @@ fn check_paths(paths: &[PathBuf]) -> anyhow::Result<()> {
             );
         }
     }
+    // `neko correct --task asr` with no file waits for the keyboard: a user who meant to give
+    // one should not take it for a hang.
+    let stdin = paths.iter().any(|p| p.as_os_str() == "-");
+    if stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        crate::say!("neko: reading records from the terminal (one JSON object or 1-best per line; Ctrl-D ends the input)");
+    }
     Ok(())
 }
 
