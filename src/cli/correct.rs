@@ -574,8 +574,8 @@ fn run_whole(args: &CorrectArgs) -> anyhow::Result<u8> {
 }
 
 /// The input read as it arrives, once the model has loaded: each window's lines are written
-/// once it is decoded. The checks of [`run_whole`] are made on what has arrived: the tasks on
-/// the first window, a task's routing when its first record comes.
+/// once it is decoded. The checks of [`run_whole`] are made on what has arrived: that a task
+/// is given, on the first record that can be corrected; a task's routing, on its first record.
 fn run_streamed(args: &CorrectArgs) -> anyhow::Result<u8> {
     let inputs = input::open_all(&args.inputs)?;
     let mut corrector = make_corrector(args)?;
