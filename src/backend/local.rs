@@ -37,7 +37,10 @@ pub fn signature(model: &Model) -> String {
         signature += &format!("|quant:{}", format!("{q:?}").to_lowercase());
     }
     if !model.generation_ends.is_empty() {
-        let ids: Vec<String> = model.generation_ends.iter().map(u32::to_string).collect();
+        // As a set: their order in the file changes nothing.
+        let mut ends = model.generation_ends.clone();
+        ends.sort_unstable();
+        let ids: Vec<String> = ends.iter().map(u32::to_string).collect();
         signature += &format!("|ends:{}", ids.join(","));
     }
     signature

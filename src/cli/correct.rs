@@ -577,11 +577,11 @@ fn run_whole(args: &CorrectArgs) -> anyhow::Result<u8> {
 /// once it is decoded. The checks of [`run_whole`] are made on what has arrived: that a task
 /// is given, on the first record that can be corrected; a task's routing, on its first record.
 fn run_streamed(args: &CorrectArgs) -> anyhow::Result<u8> {
-    let inputs = input::open_all(&args.inputs)?;
+    input::check_streamable(&args.inputs)?;
     let mut corrector = make_corrector(args)?;
     let interrupted = super::interrupt_flag("finishing the current batch");
     let windows = input::stream(
-        inputs,
+        &args.inputs,
         args.max_record_bytes,
         corrector.window(),
         interrupted.clone(),
@@ -598,26 +598,34 @@ fn run_streamed(args: &CorrectArgs) -> anyhow::Result<u8> {
     let mut tasks: Vec<Task> = Vec::new();
     let mut own = OwnTasks::default();
     let mut correctable_seen = false;
-    let stopped = run.decode(&mut corrector, windows, |corrector, window| {
-        // Read whole, a run without --task stops when no record has a task; streamed, when
-        // the first record that can be corrected has none (a forgotten --task, most likely).
-        if !correctable_seen {
-            if let Some(first) = window.iter().find(|it| it.entry.record.is_ok()) {
-                correctable_seen = true;
-                check_tasks_given(std::slice::from_ref(first), args.task)?;
+    let stopped = run.decode(
+        &mut corrector,
+        windows,
+        |corrector, window| -> Result<_, StopAt> {
+            for (keep, item) in window.iter().enumerate() {
+                let Ok(record) = &item.entry.record else {
+                    continue;
+                };
+                let stop = |error| StopAt { keep, error };
+                // Read whole, a run without --task stops when no record has a task; streamed,
+                // when the first record that can be corrected has none (a forgotten --task).
+                if !std::mem::replace(&mut correctable_seen, true) {
+                    check_tasks_given(std::slice::from_ref(item), args.task).map_err(stop)?;
+                }
+                if let Ok(task) = resolve_task(record, args.task) {
+                    if !tasks.contains(&task) {
+                        let routed = corrector.check_routing(task);
+                        routed.map_err(|e| stop(anyhow::Error::msg(e)))?;
+                        tasks.push(task);
+                    }
+                }
             }
-        }
-        if let Some(given) = args.task {
-            own.add(window, given);
-        }
-        for task in used_tasks(window, args.task) {
-            if !tasks.contains(&task) {
-                corrector.check_routing(task).map_err(anyhow::Error::msg)?;
-                tasks.push(task);
+            if let Some(given) = args.task {
+                own.add(window, given);
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
     if let Some(given) = args.task {
         own.say(given);
     }
@@ -669,6 +677,13 @@ fn make_corrector(args: &CorrectArgs) -> anyhow::Result<Corrector> {
     })
 }
 
+/// A window that may not be decoded whole: its first `keep` records are, then the run stops
+/// with `error` (a streamed run's check on what has arrived).
+struct StopAt {
+    keep: usize,
+    error: anyhow::Error,
+}
+
 /// A run's output while it decodes: where lines go, what has been counted, and whether
 /// Ctrl-C was pressed.
 struct Run<'a> {
@@ -692,7 +707,7 @@ impl Run<'_> {
         &mut self,
         corrector: &mut Corrector,
         windows: impl Iterator<Item = anyhow::Result<Vec<Item>>>,
-        before: impl FnMut(&Corrector, &[Item]) -> anyhow::Result<()>,
+        before: impl FnMut(&Corrector, &[Item]) -> Result<(), StopAt>,
     ) -> anyhow::Result<Option<u8>> {
         corrector.stop_when(self.interrupted.clone());
         let stopped = self.decode_windows(corrector, windows, before);
@@ -707,17 +722,14 @@ impl Run<'_> {
         &mut self,
         corrector: &mut Corrector,
         windows: impl Iterator<Item = anyhow::Result<Vec<Item>>>,
-        mut before: impl FnMut(&Corrector, &[Item]) -> anyhow::Result<()>,
+        mut before: impl FnMut(&Corrector, &[Item]) -> Result<(), StopAt>,
     ) -> anyhow::Result<Option<u8>> {
         for window in windows {
-            // A streamed run meets a bad input or an unroutable task mid-run: the error says
-            // what was written before it.
-            let written = |e: anyhow::Error| match self.stats.records {
-                0 => e,
-                n => anyhow::anyhow!("{e:#}\n{}", self.sink.interrupted_message(n)),
-            };
-            let window = window.map_err(written)?;
-            before(corrector, &window).map_err(written)?;
+            let mut window = window.map_err(|e| self.after_written(e))?;
+            let stop = before(corrector, &window).err().map(|s| {
+                window.truncate(s.keep);
+                s.error
+            });
             let outputs = match self.interrupted.load(Ordering::SeqCst) {
                 true => Vec::new(),
                 false => correct_window(corrector, &window, self.args.task),
@@ -730,6 +742,9 @@ impl Run<'_> {
             }
             let written = self.stats.records;
             (self.sink.flush()).map_err(|e| write_failed(&self.sink, e, written))?;
+            if let (Some(e), true) = (stop, done == window.len()) {
+                return Err(self.after_written(e));
+            }
             // A window handed over empty: Ctrl-C while the input was silent.
             if done < window.len() || window.is_empty() {
                 self.progress.finish_and_clear();
@@ -741,6 +756,15 @@ impl Run<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// A streamed run meets a bad input or an unroutable task mid-run: its error says how
+    /// many lines were written before it.
+    fn after_written(&self, e: anyhow::Error) -> anyhow::Error {
+        match self.stats.records {
+            0 => e,
+            n => anyhow::anyhow!("{e:#}\n(the {n} records before it were written)"),
+        }
     }
 
     /// One output line; under --strict, a record that failed ends the run (`Some(code)`).

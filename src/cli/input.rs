@@ -2,7 +2,7 @@
 //! arrive, beside the decoding, and handed over in windows.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufReader, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -85,47 +85,34 @@ pub fn read_whole(
     Ok((items, fingerprint.finish()))
 }
 
-/// An input of [`stream`], opened before the model loads: once only, since a named pipe's
-/// writer counts its readers.
-pub struct Opened {
-    name: String,
-    /// `None`: standard input.
-    file: Option<BufReader<File>>,
-}
-
-/// Opens the inputs of [`stream`] before a model loads for them, so that what whole reading
-/// refuses at once is refused at once here too: a missing file, a folder, a compressed file.
-pub fn open_all(paths: &[PathBuf]) -> anyhow::Result<Vec<Opened>> {
+/// Checks the inputs of [`stream`] before a model loads for them, so that what whole reading
+/// refuses at once is refused at once here too: a missing file, a folder, a compressed file
+/// (by its first bytes, for a regular file: a pipe's may not have come yet). Each input is
+/// opened for reading only when its turn comes: a named pipe counts its readers, a producer
+/// may write its pipes one after another, and the open-file limit holds whatever their number.
+pub fn check_streamable(paths: &[PathBuf]) -> anyhow::Result<()> {
     check_paths(paths)?;
-    let open = |path: &PathBuf| -> anyhow::Result<Opened> {
+    for path in paths.iter().filter(|p| p.as_os_str() != "-") {
         let name = record::input_name(path);
-        if path.as_os_str() == "-" {
-            return Ok(Opened { name, file: None });
-        }
         let cannot = || format!("{name}: cannot read");
-        let file = File::open(path).with_context(cannot)?;
-        let kind = file.metadata().with_context(cannot)?;
+        let kind = std::fs::metadata(path).with_context(cannot)?;
         if kind.is_dir() {
             bail!("{name}: cannot read: it is a folder");
         }
-        let mut file = BufReader::new(file);
-        // A file's first bytes are there to look at; a pipe's may not have come yet.
         if kind.is_file() {
-            record::stream::refuse_compressed(file.fill_buf().with_context(cannot)?)
-                .with_context(cannot)?;
+            let mut head = Vec::with_capacity(8);
+            let file = File::open(path).with_context(cannot)?;
+            file.take(8).read_to_end(&mut head).with_context(cannot)?;
+            record::stream::refuse_compressed(&head).with_context(cannot)?;
         }
-        Ok(Opened {
-            name,
-            file: Some(file),
-        })
-    };
-    paths.iter().map(open).collect()
+    }
+    Ok(())
 }
 
 /// The records of every input, in order, read by a thread of their own as they arrive
 /// ([`record::stream`]) and handed over in windows of up to `size` records.
 pub fn stream(
-    inputs: Vec<Opened>,
+    paths: &[PathBuf],
     max_record_bytes: usize,
     size: usize,
     interrupted: Arc<AtomicBool>,
@@ -134,7 +121,8 @@ pub fn stream(
     // Bounded, so that a fast input waits for the decoder instead of filling memory (and
     // allocated up front: a window of any size is a large one).
     let (send, receive) = std::sync::mpsc::sync_channel(size.saturating_mul(2).min(1 << 14));
-    let reader = std::thread::spawn(move || read_all(inputs, max_record_bytes, send));
+    let paths = paths.to_vec();
+    let reader = std::thread::spawn(move || read_all(&paths, max_record_bytes, send));
     Windows {
         receive,
         reader: Some(reader),
@@ -147,10 +135,10 @@ pub fn stream(
 
 /// The reading thread: every input's records, then the end (the channel closed); an input
 /// that cannot be read is sent as an error, and nothing after it.
-fn read_all(inputs: Vec<Opened>, max: usize, send: SyncSender<anyhow::Result<Item>>) {
+fn read_all(paths: &[PathBuf], max: usize, send: SyncSender<anyhow::Result<Item>>) {
     let mut position = 0;
-    for input in inputs {
-        let file = input.name;
+    for path in paths {
+        let file = record::input_name(path);
         let mut records = 0;
         let emit = |entry| {
             let item = Item {
@@ -162,9 +150,10 @@ fn read_all(inputs: Vec<Opened>, max: usize, send: SyncSender<anyhow::Result<Ite
             records += 1;
             send.send(Ok(item)).is_ok()
         };
-        let read = match input.file {
-            None => record::stream::read_entries(std::io::stdin().lock(), max, emit),
-            Some(f) => record::stream::read_entries(f, max, emit),
+        let read = match path.as_os_str() == "-" {
+            true => record::stream::read_entries(std::io::stdin().lock(), max, emit),
+            false => File::open(path)
+                .and_then(|f| record::stream::read_entries(BufReader::new(f), max, emit)),
         };
         if let Err(e) = read {
             let _ = send.send(Err(

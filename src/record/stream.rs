@@ -106,6 +106,9 @@ struct Pieces {
     at: Place,
     /// The number of the next line pushed.
     next_line: usize,
+    /// Whether `pending` holds a line that opens an object and does not close it: the lines
+    /// after it may be that record's.
+    open: bool,
 }
 
 impl Pieces {
@@ -115,6 +118,7 @@ impl Pieces {
             pending: Vec::new(),
             at: Place::START,
             next_line: 1,
+            open: false,
         }
     }
 
@@ -122,21 +126,24 @@ impl Pieces {
     fn push(&mut self, line: &[u8]) -> Vec<Entry> {
         // Files joined with `cat`, a Windows tool's among them, carry its mark mid-file.
         let text = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+        let trimmed = text.trim_ascii();
+        let whole = is_whole_object(trimmed);
+        // Indented, a whole object may be a record's inner line (`{"text": ...}` in a `jq .`
+        // record's `nbest`): a record by itself only when no record is open. The lines before
+        // it then are records of their own (blank, broken or text lines).
         let mut done = Vec::new();
-        let first_column = text.first() == Some(&b'{');
-        if first_column {
+        if text.first() == Some(&b'{') || (whole && !self.open) {
             done = self.take();
         }
-        // Indented, a whole object may be a record's inner line (`{"text": ...}` in a `jq .`
-        // record's `nbest`): a record by itself only when no record is open.
-        let alone = first_column || self.pending.is_empty();
         if self.pending.is_empty() {
             self.at.line = self.next_line;
         }
         self.pending.extend_from_slice(line);
         self.next_line += 1;
-        if alone && is_whole_object(text.trim_ascii()) {
+        if whole && !self.open {
             done.extend(self.take());
+        } else if opens_an_object(trimmed) {
+            self.open = true;
         }
         done
     }
@@ -153,6 +160,7 @@ impl Pieces {
         let entries = parse_json_lines_piece(&self.pending, self.max, self.at);
         self.at.index += entries.len();
         self.pending.clear();
+        self.open = false;
         entries
     }
 }
@@ -197,6 +205,9 @@ mod tests {
             "{\"id\": \"e\", \"input\": [\"x\"]}{\"id\": \"f\", \"input\": [\"y\"]}\n",
             "{\"id\": \"g\", \"input\": [\"bad\" \"comma\"]}\n",
             "  {\"id\": \"indented\", \"input\": [\"x\"]}\n",
+            "\n",
+            "not json\n",
+            "\t{\"id\": \"after text\", \"input\": [\"x\"]}\n",
             "{\n  \"id\": \"nested\",\n  \"nbest\": [\n    {\"text\": \"a b\", \"score\": -1}\n  ]\n}\n",
             "{\n  \"id\": \"h\",\n  \"input\": [\"never closes\"\n",
             "{\"id\": \"i\", \"input\": [\"last, no newline\"]}",
@@ -204,7 +215,7 @@ mod tests {
         let whole = super::super::parse(input.as_bytes());
         let stream = streamed(input.as_bytes());
         assert_eq!(format!("{stream:?}"), format!("{whole:?}"));
-        assert_eq!(stream.len(), 12, "{:#?}", shown(&stream));
+        assert_eq!(stream.len(), 14, "{:#?}", shown(&stream));
         assert!(shown(&stream)[7].contains("ERR"), "{:?}", shown(&stream)[7]);
     }
 
@@ -215,17 +226,26 @@ mod tests {
         let first = pieces.push(b"{\"id\": 1, \"input\": [\"a\"]}\n");
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].line, 1);
-        // Indented, a whole object is a record too, outside any record.
+        // Indented, a whole object is a record too, outside any record, after a blank or a
+        // broken line as well (which is a record of its own).
+        assert!(pieces.push(b"\n").is_empty());
         let indented = pieces.push(b"  {\"id\": 1.5, \"input\": [\"a\"]}\n");
-        assert_eq!((indented.len(), indented[0].index), (1, 1));
+        assert_eq!(
+            (indented.len(), indented[0].index, indented[0].line),
+            (1, 1, 3)
+        );
+        assert!(pieces.push(b"not json\n").is_empty());
+        let after_text = pieces.push(b"\t{\"id\": 1.7, \"input\": [\"b\"]}\n");
+        assert_eq!(after_text.len(), 2, "{:?}", shown(&after_text));
+        assert!(after_text[0].record.is_err() && after_text[1].record.is_ok());
         // A `jq .` record waits for the line that opens the next one.
         assert!(pieces.push(b"{\n").is_empty());
         assert!(pieces.push(b"  \"id\": 2, \"input\": [\"b\"]\n").is_empty());
         assert!(pieces.push(b"}\n").is_empty());
         let second = pieces.push(b"{\"id\": 3, \"input\": [\"c\"]}\n");
         assert_eq!(shown(&second).len(), 2, "{:?}", shown(&second));
-        assert_eq!((second[0].index, second[0].line), (2, 3));
-        assert_eq!((second[1].index, second[1].line), (3, 6));
+        assert_eq!((second[0].index, second[0].line), (4, 6));
+        assert_eq!((second[1].index, second[1].line), (5, 9));
         assert!(pieces.finish().is_empty());
     }
 

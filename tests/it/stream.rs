@@ -252,3 +252,122 @@ fn a_forgotten_task_stops_a_streamed_run() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no task given"), "{err}");
 }
+
+/// A task `--routing task` cannot route stops a streamed run at its first record: every line
+/// before it is written (those of its window too), and the error says how many.
+#[test]
+fn an_unroutable_task_stops_after_the_lines_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::util::copy_fixture("tiny-mixtral", dir.path());
+    let cfg = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    config["task_experts"].as_object_mut().unwrap().remove("mt");
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    let mut input = String::new();
+    for k in 0..5 {
+        input += &format!("{{\"id\": {k}, \"task\": \"asr\", \"input\": [\"a b\"]}}\n");
+    }
+    input += "{\"id\": 5, \"task\": \"mt\", \"input\": [\"c d\"]}\n";
+    input += "{\"id\": 6, \"task\": \"asr\", \"input\": [\"e f\"]}\n";
+    let mut cmd = neko();
+    cmd.args([
+        "correct",
+        "--routing",
+        "task",
+        "--max-new-tokens",
+        "2",
+        "--model",
+    ])
+    .arg(dir.path())
+    .arg("-");
+    let out = run_with_stdin(cmd, input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let ids: Vec<_> = json_lines(&out.stdout)
+        .iter()
+        .map(|l| l["id"].clone())
+        .collect();
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+    assert!(
+        err.contains("`mt`") && err.contains("the 5 records before it were written"),
+        "{err}"
+    );
+}
+
+/// Inputs are opened one after another, when their turn comes: more files than the process
+/// may hold open at once are all read, and pipes a producer writes one after the other (more
+/// than a pipe holds into the first) do not wait for each other.
+#[cfg(unix)]
+#[test]
+fn inputs_are_opened_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for k in 0..40 {
+        let f = dir.path().join(format!("{k}.jsonl"));
+        std::fs::write(&f, format!("{{\"id\": {k}, \"input\": [\"a\"]}}\n")).unwrap();
+        files.push(f.display().to_string());
+    }
+    let model = fixture("tiny-llama").display().to_string();
+    let script = format!(
+        "ulimit -n 32 && exec \"$0\" correct --task asr --max-new-tokens 2 --model {model} {}",
+        files.join(" ")
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_neko")])
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_lines(&out.stdout).len(), 40);
+
+    let (a, b) = (dir.path().join("a.pipe"), dir.path().join("b.pipe"));
+    for p in [&a, &b] {
+        let made = std::process::Command::new("mkfifo").arg(p).status();
+        if !made.is_ok_and(|s| s.success()) {
+            crate::util::skip("mkfifo not available");
+            return;
+        }
+    }
+    let writer = {
+        let (a, b) = (a.clone(), b.clone());
+        std::thread::spawn(move || {
+            // 100 KB into the first pipe: more than it holds before it is read.
+            let record = format!("{{\"id\": \"a\", \"input\": [\"{}\"]}}\n", "x ".repeat(500));
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(a).unwrap();
+            for _ in 0..100 {
+                pipe.write_all(record.as_bytes()).unwrap();
+            }
+            drop(pipe);
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(b).unwrap();
+            pipe.write_all(b"{\"id\": \"b\", \"input\": [\"y\"]}\n")
+                .unwrap();
+        })
+    };
+    let mut cmd = neko();
+    cmd.args([
+        "correct",
+        "--task",
+        "asr",
+        "--no-guard",
+        "--max-new-tokens",
+        "1",
+    ])
+    .arg("--model")
+    .arg(fixture("tiny-llama"))
+    .args([&a, &b]);
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || send.send(cmd.output().unwrap()));
+    let out = (receive.recv_timeout(PATIENCE)).expect("the pipes waited for each other");
+    writer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_lines(&out.stdout).len(), 101);
+}
