@@ -8,7 +8,7 @@
 //! object on its line. Read whole, a file is JSON Lines when at least half of its lines open
 //! JSON; streamed, a later line that is not JSON is an error line naming its line, not a 1-best.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use super::lines::{parse_json_lines_piece, Place};
 use super::{opens_an_object, parse_with_limit, Entry};
@@ -31,22 +31,11 @@ pub fn read_entries(
     }
     let mut pieces = Pieces::new(max);
     let mut line = Vec::new();
-    let mut rest: &[u8] = &head;
+    // The head's lines first, then the rest as it arrives.
+    let mut lines = head.as_slice().chain(reader);
     loop {
         line.clear();
-        let n = match rest.is_empty() {
-            false => {
-                let end = rest
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(rest.len(), |k| k + 1);
-                line.extend_from_slice(&rest[..end]);
-                rest = &rest[end..];
-                end
-            }
-            true => reader.read_until(b'\n', &mut line)?,
-        };
-        if n == 0 {
+        if lines.read_until(b'\n', &mut line)? == 0 {
             break;
         }
         if !pieces.push(&line).into_iter().all(&mut emit) {
