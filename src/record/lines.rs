@@ -37,9 +37,10 @@ impl Layout {
     /// lines, MT's N-best lists ([`super::moses`]); `H-ID\t...` lines, `fairseq-generate`'s
     /// ([`super::fairseq`]).
     fn of_units(bytes: &[u8], units: &[Unit]) -> Layout {
+        // A mark mid-file (files joined with `cat`) hides no line's JSON.
         let texts = || {
             (units.iter())
-                .map(|u| (u, bytes[u.start..u.end].trim_ascii()))
+                .map(|u| (u, without_mark(&bytes[u.start..u.end]).trim_ascii()))
                 .filter(|(_, t)| !t.is_empty())
         };
         let opens_json = |(u, t): (&Unit, &[u8])| {
@@ -106,6 +107,11 @@ fn line_units(bytes: &[u8]) -> Vec<Unit> {
         (at, line) = (end + 1, line + 1);
     }
     units
+}
+
+/// A line without the byte-order mark that files joined with `cat` carry mid-file.
+pub(super) fn without_mark(line: &[u8]) -> &[u8] {
+    line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
 }
 
 /// The lines as JSON Lines reads them: an object that its line does not close and a later line
@@ -269,7 +275,7 @@ fn entries_of(bytes: &[u8], units: &[Unit], layout: Layout, max: usize, at: Plac
         let raw = &bytes[u.start..u.end];
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         // Files joined with `cat`, a Windows tool's among them, carry its mark mid-file.
-        let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
+        let raw = without_mark(raw);
         // A blank line of plain text is an empty 1-best (silence), so that output line k is
         // input line k (`paste`); in JSON Lines, and among `trn` lines (whose records are
         // their ids, as sclite reads them), it is no record.
@@ -336,10 +342,7 @@ fn blocks(bytes: &[u8], lines: Vec<Unit>, opens: impl Fn(&[u8], &[u8]) -> bool) 
     for l in lines {
         // A mark mid-file (files joined with `cat`) must not hide the line that opens a block.
         let line = &bytes[l.start..l.end];
-        let text = line
-            .strip_prefix(b"\xEF\xBB\xBF")
-            .unwrap_or(line)
-            .trim_ascii();
+        let text = without_mark(line).trim_ascii();
         match blocks.last_mut() {
             Some(b) if open && !text.is_empty() && !opens(&bytes[b.start..b.end], text) => {
                 b.end = l.end

@@ -10,7 +10,8 @@
 
 use std::io::{BufRead, Read};
 
-use super::lines::{parse_json_lines_piece, Place};
+use super::lines::{parse_json_lines_piece, without_mark, Place};
+use super::scan::object_end;
 use super::{opens_an_object, parse_with_limit, Entry};
 
 /// Reads `reader` to its end and hands each record to `emit` in input order, as soon as its
@@ -95,9 +96,9 @@ struct Pieces {
     at: Place,
     /// The number of the next line pushed.
     next_line: usize,
-    /// Whether `pending` holds a line that opens an object and does not close it: the lines
-    /// after it may be that record's.
-    open: bool,
+    /// Where in `pending` a line opens an object that it does not close, and that line's
+    /// indentation: the lines after it may be that record's, until one closes it.
+    open: Option<(usize, usize)>,
 }
 
 impl Pieces {
@@ -107,32 +108,44 @@ impl Pieces {
             pending: Vec::new(),
             at: Place::START,
             next_line: 1,
-            open: false,
+            open: None,
         }
     }
 
     /// Takes one line (with its newline) and returns the records it completes.
     fn push(&mut self, line: &[u8]) -> Vec<Entry> {
         // Files joined with `cat`, a Windows tool's among them, carry its mark mid-file.
-        let text = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+        let text = without_mark(line);
         let trimmed = text.trim_ascii();
-        let whole = is_whole_object(trimmed);
-        // Indented, a whole object may be a record's inner line (`{"text": ...}` in a `jq .`
-        // record's `nbest`): a record by itself only when no record is open. The lines before
-        // it then are records of their own (blank, broken or text lines).
+        let opens = opens_an_object(trimmed);
+        // A line that opens an object and closes it (whole or broken) is a record by itself,
+        // as reading whole finds it. Indented, it may also be a record's inner line
+        // (`{"text": ...}` in a `jq .` record's `nbest`): a record only when none is open. The
+        // lines before it then are records of their own (blank, broken or text lines).
+        let alone = opens && object_end(trimmed, 0).is_some();
         let mut done = Vec::new();
-        if text.first() == Some(&b'{') || (whole && !self.open) {
+        if text.first() == Some(&b'{') || (alone && self.open.is_none()) {
             done = self.take();
         }
         if self.pending.is_empty() {
             self.at.line = self.next_line;
         }
+        let from = self.pending.len();
         self.pending.extend_from_slice(line);
         self.next_line += 1;
-        if whole && !self.open {
-            done.extend(self.take());
-        } else if opens_an_object(trimmed) {
-            self.open = true;
+        let indent = text.len() - text.trim_ascii_start().len();
+        // A `jq .` record closes with `}` at its opening line's indentation (deeper ones close
+        // its inner objects): once its lines are one object, it is whole.
+        let closes = |at: usize, open_indent: usize| {
+            trimmed.first() == Some(&b'}')
+                && indent <= open_indent
+                && is_whole_object(self.pending[at..].trim_ascii())
+        };
+        match self.open {
+            None if alone => done.extend(self.take()),
+            None if opens => self.open = Some((from, indent)),
+            Some((at, open_indent)) if closes(at, open_indent) => done.extend(self.take()),
+            _ => {}
         }
         done
     }
@@ -149,7 +162,7 @@ impl Pieces {
         let entries = parse_json_lines_piece(&self.pending, self.max, self.at);
         self.at.index += entries.len();
         self.pending.clear();
-        self.open = false;
+        self.open = None;
         entries
     }
 }
@@ -227,14 +240,18 @@ mod tests {
         let after_text = pieces.push(b"\t{\"id\": 1.7, \"input\": [\"b\"]}\n");
         assert_eq!(after_text.len(), 2, "{:?}", shown(&after_text));
         assert!(after_text[0].record.is_err() && after_text[1].record.is_ok());
-        // A `jq .` record waits for the line that opens the next one.
+        // A `jq .` record is whole at its closing line; an inner object's does not close it.
         assert!(pieces.push(b"{\n").is_empty());
-        assert!(pieces.push(b"  \"id\": 2, \"input\": [\"b\"]\n").is_empty());
-        assert!(pieces.push(b"}\n").is_empty());
-        let second = pieces.push(b"{\"id\": 3, \"input\": [\"c\"]}\n");
-        assert_eq!(shown(&second).len(), 2, "{:?}", shown(&second));
-        assert_eq!((second[0].index, second[0].line), (4, 6));
-        assert_eq!((second[1].index, second[1].line), (5, 9));
+        assert!(pieces.push(b"  \"id\": 2, \"nbest\": [\n").is_empty());
+        assert!(pieces.push(b"    {\"text\": \"b\"}\n").is_empty());
+        assert!(pieces.push(b"  ]\n").is_empty());
+        let second = pieces.push(b"}\n");
+        assert_eq!((second.len(), second[0].index, second[0].line), (1, 4, 6));
+        // A broken line that closes its braces is a record (an error) by itself, and the
+        // indented record after it comes at once.
+        let broken = pieces.push(b"{\"id\": 3 \"input\": [\"c\"]}\n");
+        assert!(broken.len() == 1 && broken[0].record.is_err());
+        assert_eq!(pieces.push(b"  {\"id\": 4, \"input\": [\"d\"]}\n").len(), 1);
         assert!(pieces.finish().is_empty());
     }
 

@@ -502,6 +502,11 @@ fn a_final_review_s_shapes_read_right() {
     assert!(e.message.contains("cut off") && cut[2].id() == 9, "{e}");
     let bom = parse(b"{\"input\":[\"a\"]}\n\xef\xbb\xbf{\"input\":[\"b\"]}\n");
     assert!(bom.iter().all(|e| e.record.is_ok()));
+    // The marked lines count as JSON when the file's layout is decided: with a text line
+    // among them it is still JSON Lines (the text line an error), not plain text.
+    let marked = parse(b"{\"input\":[\"a\"]}\nwords\n\xef\xbb\xbf{\"input\":[\"b\"]}\n");
+    assert_eq!(marked.len(), 3);
+    assert!(marked[1].record.is_err() && marked[2].record.is_ok());
     // ... and between arrays (`cat a.json b.json`, b.json saved with a mark): all four read.
     let arrays = parse(b"[\n {\"input\":[\"a\"]},\n {\"input\":[\"b\"]}\n]\n\xef\xbb\xbf[\n {\"input\":[\"c\"]},\n {\"input\":[\"d\"]}\n]\n");
     assert_eq!(
