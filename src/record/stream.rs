@@ -26,7 +26,6 @@ pub fn read_entries(
     if !read_head(&mut reader, &mut head)? {
         // Not JSON Lines: the whole input decides how it is read.
         reader.read_to_end(&mut head)?;
-        refuse_compressed(&head)?;
         parse_with_limit(&head, max).into_iter().all(&mut emit);
         return Ok(());
     }
@@ -56,9 +55,12 @@ fn read_head(reader: &mut impl BufRead, head: &mut Vec<u8>) -> std::io::Result<b
         if reader.read_until(b'\n', head)? == 0 {
             return Ok(false);
         }
-        refuse_compressed(head)?;
-        if from == 0 && head.starts_with(b"\xEF\xBB\xBF") {
-            head.drain(..3);
+        // A compressed file's magic bytes hold no newline: its first line has them all.
+        if from == 0 {
+            refuse_compressed(head)?;
+            if head.starts_with(b"\xEF\xBB\xBF") {
+                head.drain(..3);
+            }
         }
         let line = head[from..].trim_ascii();
         if !line.is_empty() {
