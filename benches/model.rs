@@ -4,15 +4,22 @@
 //! 9 query / 3 KV heads, 4 experts of 1,536, top-2); and the MoE block of neko-smol's shape
 //! (`moe_block_lowrank`: a shared FFN of 1,536 under 4 rank-16 low-rank experts, top-2).
 //!
+//! `quantised_proj`: a quantised projection of SmolLM2's gate shape (576 → 1,536) as neko
+//! multiplies it (`Proj`: dequantised through gemm from `gemm_from_rows` rows on) against
+//! candle's quantised kernel alone, for the row counts of a decode step and of a prefill.
+//!
 //!     RAYON_NUM_THREADS=1 cargo bench --bench model
 
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use criterion::{criterion_group, criterion_main, Criterion};
 use neko::model::transformer::LayerBench;
+use neko::model::weights::Proj;
 use neko::model::{ModelConfig, Weights};
 
 const CONFIG: &str = r#"{
@@ -139,5 +146,26 @@ fn attention(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, moe, attention);
+fn quantised_proj(c: &mut Criterion) {
+    let mut g = c.benchmark_group("quantised_proj");
+    g.sample_size(20);
+    let w = Tensor::randn(0f32, 0.02, (1536, 576), &Device::Cpu).unwrap();
+    for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
+        let neko = Proj::Quantized(QMatMul::from_arc(q.clone()).unwrap());
+        let kernel = QMatMul::from_arc(q).unwrap();
+        for rows in [1, 16, 128] {
+            let xs = Tensor::randn(0f32, 1.0, (rows, 576), &Device::Cpu).unwrap();
+            g.bench_function(format!("{dtype:?}_{rows}_rows/neko"), |bench| {
+                bench.iter(|| black_box(neko.forward(&xs).unwrap()))
+            });
+            g.bench_function(format!("{dtype:?}_{rows}_rows/kernel"), |bench| {
+                bench.iter(|| black_box(kernel.forward(&xs).unwrap()))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, moe, attention, quantised_proj);
 criterion_main!(benches);

@@ -76,6 +76,24 @@ impl Module for Proj {
                     .matmul(wt)?
                     .reshape(out)
             }
+            Proj::Quantized(QMatMul::QTensor(w))
+                if xs.device().is_cpu()
+                    && gemm_from_rows(w.dtype(), w.shape().dims()[1])
+                        .is_some_and(|rows| xs.elem_count() / w.shape().dims()[1] >= rows) =>
+            {
+                // A prefill's many rows: dequantised weights through gemm (`gemm_from_rows`).
+                let (out_dim, in_dim) = w.shape().dims2()?;
+                let mut out = xs.dims().to_vec();
+                *out.last_mut()
+                    .expect("a projection's input has a last dimension") = out_dim;
+                let y = xs
+                    .to_dtype(DType::F32)?
+                    .contiguous()?
+                    .reshape((xs.elem_count() / in_dim, in_dim))?
+                    .matmul(&w.dequantize(&Device::Cpu)?.t()?)?
+                    .reshape(out)?;
+                y.to_dtype(xs.dtype())
+            }
             Proj::Quantized(q) => {
                 // The quantised CPU kernel wants contiguous rows.
                 let y = q.forward(&xs.contiguous()?)?;
@@ -86,6 +104,28 @@ impl Module for Proj {
                 }
             }
         }
+    }
+}
+
+/// From how many rows on a product with a projection stored as `t`, `in_dim` wide, is faster
+/// dequantised and multiplied by gemm than by candle's quantised CPU kernel (`None`: never).
+/// Measured with SmolLM2's projections and 4,096 × 4,096 ones, one thread (docs/speed.md):
+/// candle's q4_1, q5_0 and q5_1 dot products have no SIMD path on x86, so from 8 rows on gemm
+/// is 2-8 times faster; q4_0's, and q8_0's where the width is not a multiple of 256, are SIMD
+/// but untiled, and from 64 rows on gemm is 1.1-4 times faster (at multiples of 256 candle
+/// repacks q8_0, q4k and q6k for tiled AVX-512 kernels that beat gemm). For a row or a few the
+/// quantised kernel, reading a quarter of the bytes, is as fast or faster. The dequantised
+/// weight lives for the call only: 4 bytes a weight, 235 MB for a 14,336 × 4,096 expert.
+/// Elsewhere than x86 (NEON has kernels of its own, not measured here): never.
+fn gemm_from_rows(t: GgmlDType, in_dim: usize) -> Option<usize> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    match t {
+        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 => Some(8),
+        GgmlDType::Q4_0 => Some(64),
+        GgmlDType::Q8_0 if !in_dim.is_multiple_of(256) => Some(64),
+        _ => None,
     }
 }
 
@@ -193,8 +233,9 @@ impl<'a> Weights<'a> {
 
     /// A GGUF file's tensors (already Hugging Face named and laid out); dense tensors such as
     /// norms are dequantised to `dtype`. Projections stay as stored unless `quantize` names
-    /// another type: then they are requantised (for speed: candle's CPU kernel for q4_1 is
-    /// scalar, its q8_0 and k-quant kernels are SIMD).
+    /// another type: then they are requantised (for speed: candle's CPU kernels for q4_1, q5_0
+    /// and q5_1 are scalar, which a prefill escapes through gemm (`gemm_from_rows`) but a
+    /// decode step does not; its q8_0 and k-quant kernels are SIMD).
     pub fn gguf(
         tensors: GgufTensors,
         dtype: DType,
@@ -410,6 +451,73 @@ mod tests {
             .unwrap()
             .to_scalar()
             .unwrap()
+    }
+
+    /// Quantised projections: from `gemm_from_rows` rows on, the product is the dequantised
+    /// weight's through gemm (to the bit, 2-D and 3-D inputs, bf16 activations too); below
+    /// it, and for types whose kernel wins, candle's kernel (which rounds the activations to
+    /// 8 bits: near the same product, not equal to it).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn quantised_projection_uses_gemm_for_many_rows() {
+        let dev = Device::Cpu;
+        let exact =
+            |w: &QTensor, x: &Tensor| x.matmul(&w.dequantize(&dev).unwrap().t().unwrap()).unwrap();
+        let cases = [
+            (GgmlDType::Q4_1, 128, 8),
+            (GgmlDType::Q5_0, 128, 8),
+            (GgmlDType::Q5_1, 128, 8),
+            (GgmlDType::Q4_0, 128, 64),
+            (GgmlDType::Q8_0, 128, 64),
+            (GgmlDType::Q8_0, 256, usize::MAX),
+            (GgmlDType::Q4K, 256, usize::MAX),
+        ];
+        for (dtype, in_dim, from) in cases {
+            let w = Tensor::randn(0f32, 1.0, (40, in_dim), &dev).unwrap();
+            let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
+            let proj = Proj::Quantized(QMatMul::from_arc(q.clone()).unwrap());
+            for rows in [1, 7, 8, 63, 64, 100] {
+                let x = Tensor::randn(0f32, 1.0, (rows, in_dim), &dev).unwrap();
+                let (got, want) = (proj.forward(&x).unwrap(), exact(&q, &x));
+                let diff = max_diff(&got, &want);
+                if rows >= from {
+                    assert_eq!(diff, 0.0, "{dtype:?} {rows} rows: gemm");
+                    let x3 = x.reshape((2, rows / 2, in_dim));
+                    if rows % 2 == 0 {
+                        let got3 = proj.forward(&x3.unwrap()).unwrap();
+                        assert_eq!(got3.dims(), &[2, rows / 2, 40]);
+                        assert_eq!(max_diff(&got3.flatten_to(1).unwrap(), &want), 0.0);
+                    }
+                } else {
+                    // The kernel: 8-bit activations move a sum of `in_dim` products a little.
+                    let scale: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+                    assert!(
+                        diff > 0.0 && diff < 0.05 * scale,
+                        "{dtype:?} {rows} rows: {diff} of {scale}"
+                    );
+                }
+            }
+        }
+        // bf16 activations come back bf16.
+        let w = Tensor::randn(0f32, 1.0, (40, 128), &dev).unwrap();
+        let q = Arc::new(QTensor::quantize(&w, GgmlDType::Q4_1).unwrap());
+        let proj = Proj::Quantized(QMatMul::from_arc(q.clone()).unwrap());
+        let x = Tensor::randn(0f32, 1.0, (16, 128), &dev).unwrap();
+        let got = proj.forward(&x.to_dtype(DType::BF16).unwrap()).unwrap();
+        assert_eq!(got.dtype(), DType::BF16);
+        let want = exact(
+            &q,
+            &x.to_dtype(DType::BF16)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap(),
+        );
+        let want = want
+            .to_dtype(DType::BF16)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        assert_eq!(max_diff(&got.to_dtype(DType::F32).unwrap(), &want), 0.0);
     }
 
     /// The transposed layout computes what `Linear` computes, for the row counts a decode step

@@ -697,7 +697,10 @@ fn convert_and_upcycle_check_the_destination_first() {
 
 /// A q8_0 GGUF (rows permuted while quantised) and its f32 conversion quantised again at load
 /// (`--quant q8_0`, rows un-permuted before quantising) hold the same blocks: q8_0 requantises
-/// its own dequantised values exactly, and row order does not change a row's blocks.
+/// its own dequantised values exactly, and row order does not change a row's blocks. Prompts
+/// of 64 tokens or more go through gemm over the dequantised weights (`gemm_from_rows`: q8_0
+/// 64 wide): exactly the logits of the f32 conversion; shorter ones through candle's kernel,
+/// whose 8-bit activations move them a little.
 #[test]
 fn gguf_q8_0_equals_its_conversion_quantised_at_load() {
     let tmp = tempfile::tempdir().unwrap();
@@ -710,16 +713,26 @@ fn gguf_q8_0_equals_its_conversion_quantised_at_load() {
         .unwrap();
     let mut q_gguf = load(&gguf);
     let mut q_load = load_quant(&conv, GgmlDType::Q8_0);
+    let mut dequantised = load(&conv);
     let mut f32m = load(&fixture("tiny-llama"));
-    for p in tiny_prompts() {
+    let prompts = tiny_prompts();
+    assert!(prompts.iter().any(|p| p.len() >= 64) && prompts.iter().any(|p| p.len() < 64));
+    for p in prompts {
         let (a, b) = (logits(&mut q_gguf, &p, None), logits(&mut q_load, &p, None));
         assert_eq!(max_diff(&a, &b), 0.0);
-        // And both are near the f32 model: quantised weights and 8-bit activations move this
-        // random model's logits (std ~1.6) by a few tenths at most.
+        let c = logits(&mut dequantised, &p, None);
+        let d = max_diff(&a, &c);
+        if p.len() >= 64 {
+            assert_eq!(d, 0.0, "{} tokens: gemm", p.len());
+        } else {
+            assert!(d > 0.0 && d < 0.5, "{} tokens: kernel vs gemm {d}", p.len());
+        }
+        // And the q8_0 weights are near the f32 model's: they move this random model's logits
+        // (std ~1.6) by a few tenths at most, and flip some of its near-ties.
         let f = logits(&mut f32m, &p, None);
         let d = max_diff(&a, &f);
         assert!(d > 0.0 && d < 1.0, "q8_0 vs f32: {d}");
-        assert!(top1_agreement(&a, &f) >= 0.9);
+        assert!(top1_agreement(&a, &f) >= 0.85);
     }
     // `--quant` requantises GGUF projections stored in another type.
     let p = &tiny_prompts()[1];
@@ -1476,10 +1489,13 @@ fn smollm2_converted_f32_matches_transformers() {
     }
 }
 
-/// The GGUF model runs the converted model's weights through quantised kernels, which also
-/// quantise activations to 8 bits per block: close, not equal. How close is judged against
-/// candle-transformers' own GGUF runner (`quantized_llama`: interleaved RoPE on the permuted
-/// rows, batch 1), whose distance to the f32 model is the noise of the kernels themselves.
+/// The GGUF model runs the converted model's weights. A prompt of 64 tokens or more goes
+/// through gemm over the dequantised weights (`gemm_from_rows`: q4_1 from 8 rows, the q8_0
+/// embeddings as LM head from 64): exactly the converted model's logits. Shorter ones send the
+/// LM head through candle's quantised kernel, which also quantises activations to 8 bits per
+/// block: close, not equal. How close is judged against candle-transformers' own GGUF runner
+/// (`quantized_llama`: interleaved RoPE on the permuted rows, batch 1, kernels only), whose
+/// distance to the f32 model is the noise of the kernels themselves.
 #[test]
 fn smollm2_gguf_is_within_quantisation_noise_of_converted_f32() {
     let Some(gguf) = base_gguf() else { return };
@@ -1522,6 +1538,9 @@ fn smollm2_gguf_is_within_quantisation_noise_of_converted_f32() {
             ours < 2.0 * theirs.max(0.25),
             "neko gguf {ours} vs quantized_llama {theirs}"
         );
+        if input.len() >= 64 {
+            assert_eq!(max_diff(&a, &b), 0.0, "{} tokens: gemm", input.len());
+        }
         worst = worst.max(max_diff(&a, &b));
         agree += top1_agreement(&a, &b) * input.len() as f32;
         n += input.len() as f32;
@@ -1543,10 +1562,10 @@ fn smollm2_gguf_is_within_quantisation_noise_of_converted_f32() {
     assert!(agree >= 0.9, "q8_0 top-1 agreement {agree}");
 }
 
-/// Batched rows are independent. With quantised kernels (per-row) the unpadded row is
-/// bit-identical to running it alone; otherwise rows differ from running alone only by float
-/// summation order (f32: ~1e-5), which the activation quantisation of the GGUF kernels
-/// amplifies to its usual noise.
+/// Batched rows are independent: they differ from running alone only by float summation
+/// order (f32: ~1e-5), which with GGUF weights grows to a few tenths, since a row's products
+/// go through gemm or through the quantised kernels (8-bit activations) by how many rows a
+/// call has (`gemm_from_rows`).
 #[test]
 fn smollm2_batched_rows_equal_rows_alone() {
     let Some(gguf) = base_gguf() else { return };
@@ -1573,11 +1592,7 @@ fn smollm2_batched_rows_equal_rows_alone() {
         for (i, p) in prompts.iter().enumerate() {
             let alone = logits(&mut m, p, None).get(p.len() - 1).unwrap();
             let d = max_diff(&alone, &batched.get(i).unwrap());
-            if pads[i] == 0 && spec == gguf {
-                assert_eq!(d, 0.0, "{} row {i}", spec.display());
-            } else {
-                assert!(d < tolerance, "{} row {i}: {d}", spec.display());
-            }
+            assert!(d < tolerance, "{} row {i}: {d}", spec.display());
         }
     }
 }
