@@ -78,10 +78,10 @@ impl Module for Proj {
             }
             Proj::Quantized(QMatMul::QTensor(w))
                 if xs.device().is_cpu()
-                    && gemm_from_rows(w.dtype(), w.shape().dims()[1])
+                    && gemm_from_rows(w.dtype(), w.shape())
                         .is_some_and(|rows| xs.elem_count() / w.shape().dims()[1] >= rows) =>
             {
-                // A prefill's many rows: dequantised weights through gemm (`gemm_from_rows`).
+                // Many rows: dequantised weights through gemm (`gemm_from_rows`).
                 let (out_dim, in_dim) = w.shape().dims2()?;
                 let mut out = xs.dims().to_vec();
                 *out.last_mut()
@@ -107,27 +107,41 @@ impl Module for Proj {
     }
 }
 
-/// From how many rows on a product with a projection stored as `t`, `in_dim` wide, is faster
-/// dequantised and multiplied by gemm than by candle's quantised CPU kernel (`None`: never).
-/// Measured with SmolLM2's projections and 4,096 × 4,096 ones, one thread (docs/speed.md):
-/// candle's q4_1, q5_0 and q5_1 dot products have no SIMD path on x86, so from 8 rows on gemm
-/// is 2-8 times faster; q4_0's, and q8_0's where the width is not a multiple of 256, are SIMD
-/// but untiled, and from 64 rows on gemm is 1.1-4 times faster (at multiples of 256 candle
-/// repacks q8_0, q4k and q6k for tiled AVX-512 kernels that beat gemm). For a row or a few the
-/// quantised kernel, reading a quarter of the bytes, is as fast or faster. The dequantised
-/// weight lives for the call only: 4 bytes a weight, 235 MB for a 14,336 × 4,096 expert.
-/// Elsewhere than x86 (NEON has kernels of its own, not measured here): never.
-fn gemm_from_rows(t: GgmlDType, in_dim: usize) -> Option<usize> {
-    if !cfg!(target_arch = "x86_64") {
+/// From how many rows on a product with a projection stored as `t` of `shape` (out, in) is
+/// faster dequantised and multiplied by gemm than by candle's quantised CPU kernel (`None`:
+/// never). Measured with SmolLM2's projections and 4,096 × 4,096 ones, one thread
+/// (docs/speed.md): candle's q4_1, q5_0 and q5_1 dot products have no SIMD path on x86, and
+/// from 16 rows on gemm is 1.9-9 times faster (at 8 rows 1-5 times: a wash for large weights);
+/// q4_0's, and q8_0's where the width is not a multiple of 256, are SIMD but untiled, and from
+/// 64 rows on gemm is 1.1-4 times faster (at multiples of 256 candle repacks q8_0, q4k and q6k
+/// for tiled AVX-512 kernels that beat gemm). For fewer rows, a decode step of a few records,
+/// the quantised kernel, reading a quarter of the bytes, is as fast or faster. The kernel and
+/// gemm use every thread, the dequantisation one (bound by memory: split among two threads it
+/// gained 1.2-1.5×), so the counts grow with the threads: at 2 a 2,048-wide Q4_1 model's decode
+/// step took 66 ms through the kernel at 7 rows and 125 ms through gemm at 8 (a review's
+/// measurement), level at 16, gemm 2× faster at 32. The dequantised weight lives for the call
+/// only, 4 bytes a weight: above `GEMM_MAX_WEIGHTS` the kernel stays. Elsewhere than x86 (NEON
+/// has kernels of its own, not measured here): never.
+fn gemm_from_rows(t: GgmlDType, shape: &Shape) -> Option<usize> {
+    let &[out_dim, in_dim] = shape.dims() else {
+        return None;
+    };
+    if !cfg!(target_arch = "x86_64") || out_dim * in_dim > GEMM_MAX_WEIGHTS {
         return None;
     }
-    match t {
-        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 => Some(8),
-        GgmlDType::Q4_0 => Some(64),
-        GgmlDType::Q8_0 if !in_dim.is_multiple_of(256) => Some(64),
-        _ => None,
-    }
+    let rows = match t {
+        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 => 16,
+        GgmlDType::Q4_0 => 64,
+        GgmlDType::Q8_0 if !in_dim.is_multiple_of(256) => 64,
+        _ => return None,
+    };
+    Some(rows * rayon::current_num_threads())
 }
+
+/// The largest weight dequantised for a call: 64 Mi weights, 256 MiB in f32 (a Mixtral 8×7B
+/// expert, 14,336 × 4,096, is 56 Mi; SmolLM2's LM head 27 Mi; a 128k-token vocabulary's head
+/// at width 4,096, 512 Mi, stays with the kernel).
+const GEMM_MAX_WEIGHTS: usize = 64 << 20;
 
 /// `x Wᵀ` (the tensor held is `Wᵀ`, shape `(in, out)`, contiguous or a view) whose backward
 /// returns the input's gradient only. candle's matmul backward also computes the weight's
@@ -453,10 +467,10 @@ mod tests {
             .unwrap()
     }
 
-    /// Quantised projections: from `gemm_from_rows` rows on, the product is the dequantised
-    /// weight's through gemm (to the bit, 2-D and 3-D inputs, bf16 activations too); below
-    /// it, and for types whose kernel wins, candle's kernel (which rounds the activations to
-    /// 8 bits: near the same product, not equal to it).
+    /// Quantised projections: from `gemm_from_rows` rows on (per thread), the product is the
+    /// dequantised weight's through gemm (to the bit, 2-D and 3-D inputs, bf16 activations
+    /// too); below it, and for types whose kernel wins, candle's kernel (which rounds the
+    /// activations to 8 bits: near the same product, not equal to it).
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn quantised_projection_uses_gemm_for_many_rows() {
@@ -464,19 +478,28 @@ mod tests {
         let exact =
             |w: &QTensor, x: &Tensor| x.matmul(&w.dequantize(&dev).unwrap().t().unwrap()).unwrap();
         let cases = [
-            (GgmlDType::Q4_1, 128, 8),
-            (GgmlDType::Q5_0, 128, 8),
-            (GgmlDType::Q5_1, 128, 8),
+            (GgmlDType::Q4_1, 128, 16),
+            (GgmlDType::Q5_0, 128, 16),
+            (GgmlDType::Q5_1, 128, 16),
             (GgmlDType::Q4_0, 128, 64),
             (GgmlDType::Q8_0, 128, 64),
             (GgmlDType::Q8_0, 256, usize::MAX),
             (GgmlDType::Q4K, 256, usize::MAX),
         ];
-        for (dtype, in_dim, from) in cases {
+        let threads = rayon::current_num_threads();
+        for (dtype, in_dim, per_thread) in cases {
+            let from = per_thread.saturating_mul(threads);
             let w = Tensor::randn(0f32, 1.0, (40, in_dim), &dev).unwrap();
             let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
             let proj = Proj::Quantized(QMatMul::from_arc(q.clone()).unwrap());
-            for rows in [1, 7, 8, 63, 64, 100] {
+            for rows in [
+                1,
+                8,
+                16 * threads - 1,
+                16 * threads,
+                64 * threads - 1,
+                64 * threads,
+            ] {
                 let x = Tensor::randn(0f32, 1.0, (rows, in_dim), &dev).unwrap();
                 let (got, want) = (proj.forward(&x).unwrap(), exact(&q, &x));
                 let diff = max_diff(&got, &want);
@@ -498,11 +521,15 @@ mod tests {
                 }
             }
         }
+        // A weight too large to dequantise for a call stays with the kernel.
+        let (wide, max) = (Shape::from((1 << 16, 1024)), Shape::from((1 << 16, 1025)));
+        assert_eq!(gemm_from_rows(GgmlDType::Q4_1, &wide), Some(16 * threads));
+        assert_eq!(gemm_from_rows(GgmlDType::Q4_1, &max), None);
         // bf16 activations come back bf16.
         let w = Tensor::randn(0f32, 1.0, (40, 128), &dev).unwrap();
         let q = Arc::new(QTensor::quantize(&w, GgmlDType::Q4_1).unwrap());
         let proj = Proj::Quantized(QMatMul::from_arc(q.clone()).unwrap());
-        let x = Tensor::randn(0f32, 1.0, (16, 128), &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (16 * threads, 128), &dev).unwrap();
         let got = proj.forward(&x.to_dtype(DType::BF16).unwrap()).unwrap();
         assert_eq!(got.dtype(), DType::BF16);
         let want = exact(
