@@ -62,7 +62,8 @@ pub struct ModelArgs {
     /// (k-quants fall back to q8_0 where a width is not a multiple of 256). GGUF weights of
     /// another type are requantised: with `--quant q8_0` a q4_1, q5_0 or q5_1 GGUF decodes a
     /// few records at a time about 4x faster on CPU (candle's kernels for those types are
-    /// scalar; products of 16 rows a thread or more go through gemm either way).
+    /// scalar), batches of 16 records a thread or more slower (as stored, their products go
+    /// through gemm).
     #[arg(long, env = "NEKO_QUANT", value_parser = crate::model::parse_quant)]
     pub quant: Option<candle_core::quantized::GgmlDType>,
 

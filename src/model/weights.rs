@@ -248,8 +248,8 @@ impl<'a> Weights<'a> {
     /// A GGUF file's tensors (already Hugging Face named and laid out); dense tensors such as
     /// norms are dequantised to `dtype`. Projections stay as stored unless `quantize` names
     /// another type: then they are requantised (for speed: candle's CPU kernels for q4_1, q5_0
-    /// and q5_1 are scalar, which a prefill escapes through gemm (`gemm_from_rows`) but a
-    /// decode step does not; its q8_0 and k-quant kernels are SIMD).
+    /// and q5_1 are scalar, which calls of many rows escape through gemm (`gemm_from_rows`) but
+    /// a decode step of a few records does not; its q8_0 and k-quant kernels are SIMD).
     pub fn gguf(
         tensors: GgufTensors,
         dtype: DType,
@@ -520,6 +520,20 @@ mod tests {
                     );
                 }
             }
+        }
+        // The counts are per thread: the kernel uses every thread, the dequantisation one.
+        let square = Shape::from((1024, 1024));
+        for (n, q4_1, q8_0) in [(1, 16, 64), (2, 32, 128), (4, 64, 256)] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                assert_eq!(gemm_from_rows(GgmlDType::Q4_1, &square), Some(q4_1));
+                let untiled = Shape::from((1024, 576));
+                assert_eq!(gemm_from_rows(GgmlDType::Q8_0, &untiled), Some(q8_0));
+                assert_eq!(gemm_from_rows(GgmlDType::Q8_0, &square), None);
+            });
         }
         // A weight too large to dequantise for a call stays with the kernel.
         let (wide, max) = (Shape::from((1 << 16, 1024)), Shape::from((1 << 16, 1025)));
