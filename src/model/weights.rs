@@ -65,34 +65,15 @@ impl Module for Proj {
             Proj::Transposed(wt) if xs.track_op() && xs.dtype() == DType::F32 => {
                 xs.contiguous()?.apply_op1(FrozenMatmul(wt.clone()))
             }
-            Proj::Transposed(wt) => {
-                // As `Linear` does: one 2-D product over all leading dimensions.
-                let (dims, in_dim) = (xs.dims(), wt.dim(0)?);
-                let mut out = dims.to_vec();
-                *out.last_mut()
-                    .expect("a projection's input has a last dimension") = wt.dim(1)?;
-                xs.contiguous()?
-                    .reshape((xs.elem_count() / in_dim, in_dim))?
-                    .matmul(wt)?
-                    .reshape(out)
-            }
+            Proj::Transposed(wt) => times_transposed(xs, wt),
             Proj::Quantized(QMatMul::QTensor(w))
                 if xs.device().is_cpu()
                     && gemm_from_rows(w.dtype(), w.shape())
                         .is_some_and(|rows| xs.elem_count() / w.shape().dims()[1] >= rows) =>
             {
                 // Many rows: dequantised weights through gemm (`gemm_from_rows`).
-                let (out_dim, in_dim) = w.shape().dims2()?;
-                let mut out = xs.dims().to_vec();
-                *out.last_mut()
-                    .expect("a projection's input has a last dimension") = out_dim;
-                let y = xs
-                    .to_dtype(DType::F32)?
-                    .contiguous()?
-                    .reshape((xs.elem_count() / in_dim, in_dim))?
-                    .matmul(&w.dequantize(&Device::Cpu)?.t()?)?
-                    .reshape(out)?;
-                y.to_dtype(xs.dtype())
+                let wt = w.dequantize(&Device::Cpu)?.t()?;
+                times_transposed(&xs.to_dtype(DType::F32)?, &wt)?.to_dtype(xs.dtype())
             }
             Proj::Quantized(q) => {
                 // The quantised CPU kernel wants contiguous rows.
@@ -105,6 +86,19 @@ impl Module for Proj {
             }
         }
     }
+}
+
+/// `x Wᵀ` given `Wᵀ` (`(in, out)`, contiguous or a view) as `Linear` computes it: one 2-D
+/// product over all leading dimensions of `xs`.
+fn times_transposed(xs: &Tensor, wt: &Tensor) -> Result<Tensor> {
+    let (in_dim, out_dim) = wt.dims2()?;
+    let mut out = xs.dims().to_vec();
+    *out.last_mut()
+        .expect("a projection's input has a last dimension") = out_dim;
+    xs.contiguous()?
+        .reshape((xs.elem_count() / in_dim, in_dim))?
+        .matmul(wt)?
+        .reshape(out)
 }
 
 /// From how many rows on a product with a projection stored as `t` of `shape` (out, in) is
