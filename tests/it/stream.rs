@@ -6,7 +6,7 @@ use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::util::{fixture, json_lines, neko, run_with_stdin};
+use crate::util::{fixture, json_lines, neko, ok, run_with_stdin};
 
 /// How long a test waits for a line before failing rather than hanging (not a speed bound:
 /// a line that never comes before the input ends is what it catches).
@@ -313,16 +313,9 @@ fn inputs_are_opened_in_turn() {
         "ulimit -n 32 && exec \"$0\" correct --task asr --max-new-tokens 2 --model {model} {}",
         files.join(" ")
     );
-    let out = std::process::Command::new("sh")
+    let out = ok(std::process::Command::new("sh")
         .args(["-c", &script, env!("CARGO_BIN_EXE_neko")])
-        .env("RAYON_NUM_THREADS", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .env("RAYON_NUM_THREADS", "1"));
     assert_eq!(json_lines(&out.stdout).len(), 40);
 
     let (a, b) = (dir.path().join("a.pipe"), dir.path().join("b.pipe"));
