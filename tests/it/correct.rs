@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::util::{
     copy_fixture, fixture, json_lines, neko, ok, refused, run_with_stdin, shared_data,
-    tiny_correct_variants,
+    tiny_correct_variants, undocumented_signature_fields,
 };
 
 #[test]
@@ -238,6 +238,51 @@ fn correct_reads_stdin_and_writes_atomically() {
         .collect();
     names.sort();
     assert_eq!(names, ["out.jsonl", "out.jsonl.sig"]);
+}
+
+/// Every field a run's signature can carry is explained in docs/eval.md: the default run's,
+/// and those `--quant`, task routing and a guard switched off add or change.
+#[test]
+fn every_signature_field_is_documented() {
+    let runs: [&[&str]; 3] = [
+        &["--model", "tiny-llama"],
+        &["--model", "tiny-llama", "--quant", "q8_0", "--no-guard"],
+        &[
+            "--model",
+            "tiny-mixtral",
+            "--routing",
+            "task",
+            "--style",
+            "follow",
+        ],
+    ];
+    for flags in runs {
+        let mut cmd = neko();
+        cmd.args(["correct", "--task", "asr", "--max-new-tokens", "2"]);
+        for pair in flags.chunks(2) {
+            match pair {
+                ["--model", m] => cmd.arg("--model").arg(fixture(m)),
+                other => cmd.args(other),
+            };
+        }
+        cmd.arg("-");
+        let out = run_with_stdin(cmd, b"{\"id\": 1, \"input\": [\"a b\", \"a c\"]}\n");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{flags:?}: {err}");
+        let line = (err.lines())
+            .find(|l| l.starts_with("neko: correct|"))
+            .unwrap_or_else(|| panic!("{flags:?}: no signature on stderr: {err}"));
+        let quant = flags.contains(&"--quant");
+        assert_eq!(line.contains("|quant:q8_0|"), quant, "{line}");
+        assert_eq!(
+            undocumented_signature_fields(line),
+            Vec::<String>::new(),
+            "{line}"
+        );
+    }
+    // The check sees a field the table lacks.
+    let new = undocumented_signature_fields("correct|model:fp-1|brand_new:x|stop:[\"|\"]|neko:0");
+    assert_eq!(new, ["brand_new"]);
 }
 
 #[test]

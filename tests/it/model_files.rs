@@ -392,6 +392,11 @@ fn generation_config_end_tokens_are_end_tokens() {
     };
     assert!(signed(r#"{"eos_token_id": [2, 7]}"#).contains("|dtype:f32|ends:7|"));
     assert!(signed(r#"{"eos_token_id": [9, 2, 7]}"#).contains("|dtype:f32|ends:7,9|"));
+    let ends = signed(r#"{"eos_token_id": [2, 7]}"#);
+    assert_eq!(
+        crate::util::undocumented_signature_fields(&ends),
+        Vec::<String>::new()
+    );
     let plain = signed(r#"{"eos_token_id": 2}"#);
     assert!(
         plain.contains("|dtype:f32|routing:") && !plain.contains("ends:"),

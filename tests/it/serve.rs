@@ -574,6 +574,10 @@ fn output_is_in_input_order_and_resumes_with_the_openai_backend() {
         sig.contains("|backend:openai:tiny|prompt_as:text|"),
         "{sig}"
     );
+    assert_eq!(
+        crate::util::undocumented_signature_fields(&sig),
+        Vec::<String>::new()
+    );
     // The in-process ASR default (`--constrain asr`) cannot reach a server: it decodes freely.
     assert!(sig.contains("|decode:greedy|"), "{sig}");
 

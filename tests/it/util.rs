@@ -208,3 +208,33 @@ pub fn write_partial(dest: &std::path::Path, text: &str, made_like: &std::path::
         .signature;
     std::fs::write(signature_path(&partial_path(dest)), sig + "\n").unwrap();
 }
+
+/// The fields of a `correct|` signature line (stderr's `neko: correct|…` or a `.sig`'s first
+/// line) that docs/eval.md's table of them does not explain: a field added without its
+/// meaning would leave users a signature they cannot read.
+pub fn undocumented_signature_fields(signature: &str) -> Vec<String> {
+    let docs = std::fs::read_to_string(repo().join("docs/eval.md")).unwrap();
+    let table = docs
+        .split_once("The fields of a `correct|` signature")
+        .expect("docs/eval.md explains the correct signature's fields")
+        .1;
+    // The first cell of each row, up to the first line that is not a row after the table began.
+    let documented: Vec<String> = (table.lines())
+        .skip_while(|l| !l.starts_with("| field"))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2).map(str::to_string))
+        .map(|name| name.split(':').next().unwrap_or_default().to_string())
+        .collect();
+    let line = signature.trim().trim_start_matches("neko: ");
+    let line = line.lines().next().unwrap_or_default();
+    // A field is `name:value` with an alphanumeric name; other `|` are inside values.
+    (line.split('|').skip(1))
+        .filter_map(|part| part.split_once(':').map(|(name, _)| name))
+        .filter(|name| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .filter(|name| !documented.iter().any(|d| d == name))
+        .map(str::to_string)
+        .collect()
+}
