@@ -340,7 +340,10 @@ fn opens_an_array(text: &[u8]) -> bool {
 /// The input as UTF-8 without a byte-order mark. Windows tools write one: a UTF-8 BOM would
 /// hide the first record's `{` (its JSON would become a 1-best), and UTF-16 text (a BOM of
 /// `FF FE` or `FE FF`) is valid UTF-8 byte by byte when ASCII, NULs between the letters, so
-/// it is transcoded rather than read as garbage. Unpaired UTF-16 surrogates become U+FFFD.
+/// it is transcoded rather than read as garbage. UTF-16 without a BOM is told by its first
+/// two characters, ASCII with a NUL byte before or after each (as Python's
+/// `json.detect_encoding` tells it, after RFC 4627): UTF-8 text holds no NUL there. Unpaired
+/// UTF-16 surrogates become U+FFFD.
 fn as_utf8(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| -> Vec<u8> {
         let units = rest.chunks_exact(2).map(|c| unit([c[0], c[1]]));
@@ -350,6 +353,8 @@ fn as_utf8(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         [0xEF, 0xBB, 0xBF, rest @ ..] => rest.into(),
         [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes).into(),
         [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes).into(),
+        [a, 0, b, 0, ..] if *a != 0 && *b != 0 => utf16(bytes, u16::from_le_bytes).into(),
+        [0, a, 0, b, ..] if *a != 0 && *b != 0 => utf16(bytes, u16::from_be_bytes).into(),
         _ => bytes.into(),
     }
 }

@@ -555,12 +555,12 @@ fn a_bad_field_is_the_cause_and_keeps_the_best() {
 }
 
 #[test]
-fn byte_order_marks_are_read_as_windows_tools_mean_them() {
+fn utf16_and_byte_order_marks_are_read_as_windows_tools_mean_them() {
     let jsonl =
         "{\"id\": \"a\", \"input\": [\"h\u{e9}llo\"]}\r\n{\"id\": \"b\", \"input\": [\"x\"]}\r\n";
     let array =
         "[{\"id\": \"a\", \"input\": [\"h\u{e9}llo\"]}, {\"id\": \"b\", \"input\": [\"x\"]}]";
-    let utf16 = |text: &str, le: bool, bom: [u8; 2]| -> Vec<u8> {
+    let utf16 = |text: &str, le: bool, bom: &[u8]| -> Vec<u8> {
         let units = text.encode_utf16();
         let mut out = bom.to_vec();
         out.extend(units.flat_map(|u| if le { u.to_le_bytes() } else { u.to_be_bytes() }));
@@ -571,8 +571,11 @@ fn byte_order_marks_are_read_as_windows_tools_mean_them() {
         utf8.extend_from_slice(text.as_bytes());
         for bytes in [
             utf8,
-            utf16(text, true, [0xFF, 0xFE]),
-            utf16(text, false, [0xFE, 0xFF]),
+            utf16(text, true, &[0xFF, 0xFE]),
+            utf16(text, false, &[0xFE, 0xFF]),
+            // Without a BOM, as some tools write it.
+            utf16(text, true, &[]),
+            utf16(text, false, &[]),
         ] {
             let entries = parse(&bytes);
             let r = ok(&entries);
