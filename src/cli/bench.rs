@@ -82,8 +82,11 @@ pub struct DataBenchRecord {
     pub device: String,
     pub cpu: Option<String>,
     pub cores: usize,
+    /// The CPU's SIMD extensions that decide which kernels run ([`cpu_features`]).
+    pub cpu_features: Vec<&'static str>,
     /// CPU threads the run used (rayon's pool).
     pub threads: usize,
+    pub neko: &'static str,
     pub load_s: f64,
     pub data: String,
     /// Records corrected or failed (`failed` of them), the time of both in the totals.
@@ -120,10 +123,16 @@ pub struct BenchRecord {
     pub format: String,
     pub dtype: String,
     pub quant: Option<String>,
-    /// Where the model ran (`cpu`, `cuda:0`, `metal:0`).
+    /// Where the model ran (`cpu`, `cuda:0`, `metal:0`); `cpu`, `cores` and `cpu_features`
+    /// describe the host whatever it is, so that numbers from two machines can be told apart.
     pub device: String,
+    pub cpu: Option<String>,
+    pub cores: usize,
+    /// The CPU's SIMD extensions that decide which kernels run ([`cpu_features`]).
+    pub cpu_features: Vec<&'static str>,
     /// CPU threads the run used (rayon's pool).
     pub threads: usize,
+    pub neko: &'static str,
     pub load_s: f64,
     /// `learned`, or `task:EXPERT` (`--routing task`: the expert forced into every top-k).
     pub routing: String,
@@ -203,7 +212,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
         dtype: format!("{:?}", model.dtype).to_lowercase(),
         quant: args.model.quant.map(|q| format!("{q:?}").to_lowercase()),
         device: device_name(&device),
+        cpu: cpu_model(),
+        cores: cores(),
+        cpu_features: cpu_features(),
         threads: rayon::current_num_threads(),
+        neko: env!("CARGO_PKG_VERSION"),
         load_s,
         routing: forced.map_or("learned".to_string(), |e| format!("task:{e}")),
         batch: b,
@@ -338,8 +351,10 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
         quant: args.model.quant.map(|q| format!("{q:?}").to_lowercase()),
         device,
         cpu: cpu_model(),
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cores: cores(),
+        cpu_features: cpu_features(),
         threads: rayon::current_num_threads(),
+        neko: env!("CARGO_PKG_VERSION"),
         load_s,
         data: path.display().to_string(),
         records: n,
@@ -377,6 +392,50 @@ fn cpu_model() -> Option<String> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("model name"))?;
     Some(line.split_once(':')?.1.trim().to_string())
+}
+
+/// Logical CPUs this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The SIMD extensions, of those that decide which kernels candle and gemm run, this CPU has
+/// (detected at run time, as they choose): a quantised q8_0 product, for one, is tiled only
+/// with AVX-512 VNNI, and bf16 math is native only with AVX-512 BF16.
+fn cpu_features() -> Vec<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    let found = [
+        ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+        ("fma", std::arch::is_x86_feature_detected!("fma")),
+        ("f16c", std::arch::is_x86_feature_detected!("f16c")),
+        ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+        ("avx512bw", std::arch::is_x86_feature_detected!("avx512bw")),
+        (
+            "avx512vnni",
+            std::arch::is_x86_feature_detected!("avx512vnni"),
+        ),
+        (
+            "avx512bf16",
+            std::arch::is_x86_feature_detected!("avx512bf16"),
+        ),
+    ];
+    #[cfg(target_arch = "aarch64")]
+    let found = [
+        ("neon", std::arch::is_aarch64_feature_detected!("neon")),
+        (
+            "dotprod",
+            std::arch::is_aarch64_feature_detected!("dotprod"),
+        ),
+        ("i8mm", std::arch::is_aarch64_feature_detected!("i8mm")),
+        ("bf16", std::arch::is_aarch64_feature_detected!("bf16")),
+    ];
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let found: [(&'static str, bool); 0] = [];
+    found
+        .into_iter()
+        .filter(|&(_, on)| on)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// `VmHWM` from `/proc/self/status`, in MiB (Linux only).

@@ -235,6 +235,7 @@ fn bench_records_say_where_and_how_they_ran() {
     let (code, r, err) = bench(&["--prompt-tokens", "8", "--new-tokens", "2", "--runs", "1"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!((&r["device"], &r["adapter"]), (&"cpu".into(), &Value::Null));
+    host_is_described(&r);
     let (code, _, err) = bench(&[
         "--prompt-tokens",
         "8",
@@ -253,6 +254,7 @@ fn bench_records_say_where_and_how_they_ran() {
     let (code, r, err) = bench(&[&args[..], &["--max-new-tokens", "3", "--no-guard"]].concat());
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(r["device"], "cpu");
+    host_is_described(&r);
     let sig = r["signature"].as_str().unwrap();
     assert!(sig.starts_with("correct|model:fp-"), "{sig}");
     assert!(
@@ -260,6 +262,36 @@ fn bench_records_say_where_and_how_they_ran() {
         "{sig}"
     );
     assert!(sig.contains("|guard:off|"), "{sig}");
+}
+
+/// A record names the host, so that numbers from two machines are not compared unawares: its
+/// logical CPUs, neko's version and the SIMD extensions that choose the kernels, each named
+/// exactly when this CPU has it.
+fn host_is_described(r: &Value) {
+    assert!(r["cores"].as_u64().is_some_and(|n| n >= 1), "{r}");
+    assert_eq!(r["neko"], env!("CARGO_PKG_VERSION"));
+    let named: Vec<&str> = (r["cpu_features"].as_array())
+        .unwrap_or_else(|| panic!("no cpu_features: {r}"))
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let want = [
+            ("avx2", has!("avx2")),
+            ("fma", has!("fma")),
+            ("f16c", has!("f16c")),
+            ("avx512f", has!("avx512f")),
+            ("avx512bw", has!("avx512bw")),
+            ("avx512vnni", has!("avx512vnni")),
+            ("avx512bf16", has!("avx512bf16")),
+        ];
+        let want: Vec<&str> = want.iter().filter(|f| f.1).map(|f| f.0).collect();
+        assert_eq!(named, want, "{r}");
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = named;
 }
 
 /// `--routing task` is checked for every task of the file before the weights load (the ASR
