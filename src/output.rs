@@ -709,14 +709,21 @@ fn check_resume(earlier: &Path, signature: &str) -> anyhow::Result<()> {
         Ok(then) if then == signature => Ok(()),
         // A signature left behind by a FILE since deleted vouches for nothing: a fresh start.
         Ok(_) if !earlier.exists() => Ok(()),
-        Ok(then) => anyhow::bail!(
-            "{}: cannot resume: {} was written with other settings ({})\n  then: {}\n  now:  {signature}\n\
-             run the earlier command again with --resume, or start over without --resume",
-            sig.display(),
-            earlier.display(),
-            signature_fields_changed(&then, signature).join(", "),
-            then.trim()
-        ),
+        Ok(then) => {
+            let fields = signature_fields_changed(&then, signature);
+            // Another neko wrote it: the same command with this one cannot continue it.
+            let advice = match fields.iter().any(|f| f.starts_with("neko: ")) {
+                true => "finish it with the neko that began it (--resume), or start over without --resume",
+                false => "run the earlier command again with --resume, or start over without --resume",
+            };
+            anyhow::bail!(
+                "{}: cannot resume: {} was written with other settings ({})\n  then: {}\n  now:  {signature}\n{advice}",
+                sig.display(),
+                earlier.display(),
+                fields.join(", "),
+                then.trim()
+            )
+        }
         Err(e) if matches!(e.kind(), NotFound | InvalidData) => match earlier.exists() {
             // Without it any JSON file would pass for this run's output.
             true => anyhow::bail!(
@@ -724,7 +731,11 @@ fn check_resume(earlier: &Path, signature: &str) -> anyhow::Result<()> {
                  these settings; start over without --resume",
                 earlier.display(),
                 sig.display(),
-                if e.kind() == NotFound { "missing" } else { "empty (its writing was cut short)" }
+                if e.kind() == NotFound {
+                    "missing"
+                } else {
+                    "empty (its writing was cut short)"
+                }
             ),
             false => Ok(()),
         },

@@ -135,9 +135,15 @@ pub enum MergeError {
         want: String,
     },
     #[error(
-        "{first} and {second} were corrected with different settings (their .sig files differ)"
+        "{first} and {second} were corrected with different settings (their .sig files differ: {})",
+        fields.join(", ")
     )]
-    Signature { first: String, second: String },
+    Signature {
+        first: String,
+        second: String,
+        /// The fields that differ, `first's → second's`.
+        fields: Vec<String>,
+    },
 }
 
 /// Where a record sits in the shard outputs.
@@ -415,6 +421,7 @@ fn common_signature(files: &[PathBuf]) -> Result<(Option<String>, Vec<String>), 
                 return Err(MergeError::Signature {
                     first: file.clone(),
                     second: name(&sig_path),
+                    fields: crate::output::signature_fields_changed(text, &sig),
                 });
             }
         } else {

@@ -84,6 +84,8 @@ pub struct DataBenchRecord {
     pub cores: usize,
     /// The CPU's SIMD extensions that decide which kernels run ([`cpu_features`]).
     pub cpu_features: Vec<&'static str>,
+    /// Environment variables that make candle choose other kernels ([`kernel_env`]).
+    pub kernel_env: Vec<&'static str>,
     /// CPU threads the run used (rayon's pool).
     pub threads: usize,
     pub neko: &'static str,
@@ -130,6 +132,8 @@ pub struct BenchRecord {
     pub cores: usize,
     /// The CPU's SIMD extensions that decide which kernels run ([`cpu_features`]).
     pub cpu_features: Vec<&'static str>,
+    /// Environment variables that make candle choose other kernels ([`kernel_env`]).
+    pub kernel_env: Vec<&'static str>,
     /// CPU threads the run used (rayon's pool).
     pub threads: usize,
     pub neko: &'static str,
@@ -215,6 +219,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
         cpu: cpu_model(),
         cores: cores(),
         cpu_features: cpu_features(),
+        kernel_env: kernel_env(),
         threads: rayon::current_num_threads(),
         neko: env!("CARGO_PKG_VERSION"),
         load_s,
@@ -353,6 +358,7 @@ fn run_data(args: &BenchArgs) -> anyhow::Result<u8> {
         cpu: cpu_model(),
         cores: cores(),
         cpu_features: cpu_features(),
+        kernel_env: kernel_env(),
         threads: rayon::current_num_threads(),
         neko: env!("CARGO_PKG_VERSION"),
         load_s,
@@ -400,41 +406,55 @@ fn cores() -> usize {
 }
 
 /// The SIMD extensions, of those that decide which kernels candle and gemm run, this CPU has
-/// (detected at run time, as they choose): a quantised q8_0 product, for one, is tiled only
-/// with AVX-512 VNNI, and bf16 math is native only with AVX-512 BF16.
+/// (detected at run time, as they choose). They can change answers, not only speed: candle
+/// tiles a quantised q8_0 product (its activations quantised otherwise) only with AVX-512 VNNI
+/// or AVX-VNNI, and q4k products with AMX too. `amx` is CPUID's AMX-TILE and AMX-INT8, as
+/// candle reads them (the standard library cannot detect them yet).
 fn cpu_features() -> Vec<&'static str> {
     #[cfg(target_arch = "x86_64")]
-    let found = [
-        ("avx2", std::arch::is_x86_feature_detected!("avx2")),
-        ("fma", std::arch::is_x86_feature_detected!("fma")),
-        ("f16c", std::arch::is_x86_feature_detected!("f16c")),
-        ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
-        ("avx512bw", std::arch::is_x86_feature_detected!("avx512bw")),
-        (
-            "avx512vnni",
-            std::arch::is_x86_feature_detected!("avx512vnni"),
-        ),
-        (
-            "avx512bf16",
-            std::arch::is_x86_feature_detected!("avx512bf16"),
-        ),
-    ];
+    let found = {
+        use std::arch::is_x86_feature_detected as has;
+        // CPUID leaf 7: EDX bit 24 is AMX-TILE, bit 25 AMX-INT8.
+        let edx = core::arch::x86_64::__cpuid_count(7, 0).edx;
+        [
+            ("avx2", has!("avx2")),
+            ("fma", has!("fma")),
+            ("f16c", has!("f16c")),
+            ("avxvnni", has!("avxvnni")),
+            ("avx512f", has!("avx512f")),
+            ("avx512bw", has!("avx512bw")),
+            ("avx512vnni", has!("avx512vnni")),
+            ("avx512bf16", has!("avx512bf16")),
+            ("amx", edx & (3 << 24) == 3 << 24),
+        ]
+    };
     #[cfg(target_arch = "aarch64")]
-    let found = [
-        ("neon", std::arch::is_aarch64_feature_detected!("neon")),
-        (
-            "dotprod",
-            std::arch::is_aarch64_feature_detected!("dotprod"),
-        ),
-        ("i8mm", std::arch::is_aarch64_feature_detected!("i8mm")),
-        ("bf16", std::arch::is_aarch64_feature_detected!("bf16")),
-    ];
+    let found = {
+        use std::arch::is_aarch64_feature_detected as has;
+        [
+            ("neon", has!("neon")),
+            ("fp16", has!("fp16")),
+            ("dotprod", has!("dotprod")),
+            ("i8mm", has!("i8mm")),
+            ("bf16", has!("bf16")),
+        ]
+    };
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let found: [(&'static str, bool); 0] = [];
     found
         .into_iter()
         .filter(|&(_, on)| on)
         .map(|(name, _)| name)
+        .collect()
+}
+
+/// The environment variables, set to 1, with which candle chooses a lower x86 kernel tier than
+/// the CPU has (`MISTRALRS_FORCE_AVX2`, `MISTRALRS_FORCE_AVXVNNI`): the same CPU then runs other
+/// kernels.
+fn kernel_env() -> Vec<&'static str> {
+    ["MISTRALRS_FORCE_AVX2", "MISTRALRS_FORCE_AVXVNNI"]
+        .into_iter()
+        .filter(|v| std::env::var(v).as_deref() == Ok("1"))
         .collect()
 }
 

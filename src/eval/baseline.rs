@@ -87,6 +87,10 @@ pub struct Comparison {
     /// The baseline's normalisers this run did not score with: their numbers went unchecked.
     #[serde(default)]
     pub unchecked_normalizers: Vec<String>,
+    /// `then → now` when another neko version scored the baseline: a version that moves
+    /// scores is raised, so a difference is said, though only the scores gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scored_by: Option<String>,
 }
 
 /// A file whose `neko correct` signature differs from its baseline's.
@@ -196,6 +200,8 @@ pub fn compare(
         missing_metrics,
         changed,
         unchecked_normalizers,
+        scored_by: (baseline.neko != current.neko)
+            .then(|| format!("neko {} → {}", baseline.neko, current.neko)),
     })
 }
 

@@ -527,6 +527,12 @@ fn render_comparison(c: &Comparison, out: &mut String) {
             ch.fields.join(", ")
         );
     }
+    if let Some(v) = &c.scored_by {
+        let _ = writeln!(
+            out,
+            "  the baseline was scored by another version ({v}; not a regression): its numbers may differ for that reason alone"
+        );
+    }
     let _ = writeln!(
         out,
         "{} regression(s) in {} check(s)",

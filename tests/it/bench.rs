@@ -270,6 +270,8 @@ fn bench_records_say_where_and_how_they_ran() {
 fn host_is_described(r: &Value) {
     assert!(r["cores"].as_u64().is_some_and(|n| n >= 1), "{r}");
     assert_eq!(r["neko"], env!("CARGO_PKG_VERSION"));
+    // Set by nobody here: candle's kernel tier is the CPU's own.
+    assert_eq!(r["kernel_env"], serde_json::json!([]), "{r}");
     let named: Vec<&str> = (r["cpu_features"].as_array())
         .unwrap_or_else(|| panic!("no cpu_features: {r}"))
         .iter()
@@ -278,14 +280,17 @@ fn host_is_described(r: &Value) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
+        let edx = core::arch::x86_64::__cpuid_count(7, 0).edx;
         let want = [
             ("avx2", has!("avx2")),
             ("fma", has!("fma")),
             ("f16c", has!("f16c")),
+            ("avxvnni", has!("avxvnni")),
             ("avx512f", has!("avx512f")),
             ("avx512bw", has!("avx512bw")),
             ("avx512vnni", has!("avx512vnni")),
             ("avx512bf16", has!("avx512bf16")),
+            ("amx", edx & (3 << 24) == 3 << 24),
         ];
         let want: Vec<&str> = want.iter().filter(|f| f.1).map(|f| f.0).collect();
         assert_eq!(named, want, "{r}");

@@ -1205,6 +1205,32 @@ fn baseline_gate_names_a_correction_signed_otherwise() {
     );
 }
 
+/// A baseline scored by another neko version is said (a version that moves scores is raised),
+/// not failed: the gate compares the scores. The same version says nothing.
+#[test]
+fn baseline_gate_names_a_baseline_scored_by_another_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let asr = records("asr.jsonl");
+    let mut report = json(&[&asr]);
+    let same = temp_json(dir.path(), "same.json", &report);
+    report["neko"] = "0.1.0".into();
+    let older = temp_json(dir.path(), "older.json", &report);
+    let o = run(&["--baseline", same.to_str().unwrap(), &asr], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("another version"), "{}", stdout(&o));
+    let o = run(&["--baseline", older.to_str().unwrap(), &asr], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let now = env!("CARGO_PKG_VERSION");
+    let note = format!(
+        "the baseline was scored by another version (neko 0.1.0 → {now}; not a regression)"
+    );
+    assert!(stdout(&o).contains(&note), "{}", stdout(&o));
+    let o = json(&["--baseline", older.to_str().unwrap(), &asr]);
+    assert_eq!(o["comparison"]["scored_by"], format!("neko 0.1.0 → {now}"));
+    let o = json(&["--baseline", same.to_str().unwrap(), &asr]);
+    assert!(o["comparison"].get("scored_by").is_none(), "{o}");
+}
+
 /// A `FILE.sig` speaks for FILE only while FILE is what the signed run wrote: its digest line
 /// ties them, so a stale one beside a FILE written over by a later run (`> FILE`, which writes
 /// no `.sig`) is left out and said, not printed as that run's model; a `.sig` that is not

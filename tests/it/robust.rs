@@ -480,10 +480,26 @@ fn resume_refuses_a_run_made_with_other_settings() {
         assert_eq!(out.status.code(), Some(2), "{model} {extra:?}: {err}");
         assert!(err.contains("written with other settings"), "{err}");
         assert!(err.contains(changed), "{err}");
+        assert!(err.contains("run the earlier command again with --resume"), "{err}");
         // Nothing was touched: the same command as before still resumes it.
         let kept = std::fs::read_to_string(neko::output::partial_path(&dest)).unwrap();
         assert_eq!(kept, two);
     }
+    // Begun by another neko version: this one cannot finish it, whatever the command.
+    let sig = neko::output::signature_path(&neko::output::partial_path(&dest));
+    let now = std::fs::read_to_string(&sig).unwrap();
+    let version = format!("|neko:{}", env!("CARGO_PKG_VERSION"));
+    assert!(now.contains(&version), "{now}");
+    std::fs::write(&sig, now.replace(&version, "|neko:0.1.0")).unwrap();
+    let out = run("tiny-llama", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("settings (neko: 0.1.0 → "), "{err}");
+    assert!(
+        err.contains("finish it with the neko that began it"),
+        "{err}"
+    );
+    std::fs::write(&sig, now).unwrap();
     let out = run("tiny-llama", &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");

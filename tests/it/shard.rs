@@ -284,6 +284,9 @@ fn merge_refuses_shards_made_with_different_settings() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("a.jsonl.sig and"), "{e}");
     assert!(e.contains("different settings"), "{e}");
+    // Which settings: the fields that differ.
+    assert!(e.contains("differ: guard: asr:w0.1+"), "{e}");
+    assert!(e.contains(" → off)"), "{e}");
 
     // A shard without a signature (written to stdout) does not stop the others' check.
     let part = |i: usize, extra: &[&str]| {
