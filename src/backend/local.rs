@@ -29,12 +29,25 @@ impl Backend for InProcess<'_> {
 }
 
 /// The signature part of in-process runs: the weights' dtype, their quantisation when
-/// `--quant` gave one (it changes answers), and the end tokens only generation_config.json
-/// names (they end answers; the model's fingerprint does not cover that file).
+/// `--quant` gave one (it changes answers), what quantised products on x86 depend on, and the
+/// end tokens only generation_config.json names (they end answers; the model's fingerprint
+/// does not cover that file).
 pub fn signature(model: &Model) -> String {
     let mut signature = format!("dtype:{}", format!("{:?}", model.dtype).to_lowercase());
     if let Some(q) = model.quant {
         signature += &format!("|quant:{}", format!("{q:?}").to_lowercase());
+    }
+    // On x86 a quantised product of many rows goes through gemm from a row count that grows
+    // with the threads (`weights::gemm_from_rows`), and candle's kernels by the CPU's tier:
+    // either can change answers (measured: 1 of 30 dev records with a Q4_1 GGUF, 1 thread
+    // against 2).
+    #[cfg(target_arch = "x86_64")]
+    if model.quantised {
+        let threads = rayon::current_num_threads();
+        signature += &format!(
+            "|threads:{threads}|kernels:{}",
+            crate::model::x86_kernel_tier()
+        );
     }
     if !model.generation_ends.is_empty() {
         // As a set: their order in the file changes nothing.

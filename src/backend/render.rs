@@ -45,6 +45,7 @@ pub fn load(spec: &str, chat_template: bool) -> Result<Model, ModelError> {
         }),
         dtype: candle_core::DType::F32,
         quant: None,
+        quantised: false,
         chat: side.chat,
         chat_ignored: side.chat_ignored,
         generation_ends: side.generation_ends,

@@ -25,6 +25,8 @@ pub use config::{Architecture, ExpertLora, ModelConfig, RoutingMode};
 pub use files::{Format, ModelFiles};
 pub use gguf::GgufFile;
 pub use transformer::{Logits, PrefixCache, Transformer};
+#[cfg(target_arch = "x86_64")]
+pub use weights::x86_kernel_tier;
 pub use weights::{parse_quant, Weights};
 
 /// Why a model could not be loaded. Every variant names the file at fault.
@@ -172,6 +174,9 @@ pub struct Model {
     pub dtype: DType,
     /// The type projection weights were quantised to at load (`--quant`), if any.
     pub quant: Option<GgmlDType>,
+    /// Whether some weights are quantised (by `--quant`, or as a GGUF stores them): their
+    /// products' results then depend on the CPU's kernels and the thread count.
+    pub quantised: bool,
     /// The chat format prompts are wrapped in (instruct models that declare one).
     pub chat: Option<ChatTemplate>,
     /// Why a chat template the model declares is not used, if so ([`PromptSide::chat_ignored`]).
@@ -231,6 +236,7 @@ impl Model {
                 check::tokenizer_matches_gguf(&tokenizer, &vocabulary, &files.tokenizer, &g.path)?;
             }
         }
+        let mut stored_quantised = false;
         let decoder = match &gguf {
             Some(g) if opts.adapter.is_some() => {
                 return Err(ModelError::files(
@@ -240,6 +246,7 @@ impl Model {
             }
             Some(g) => {
                 let tensors = g.tensors(&opts.device)?;
+                stored_quantised = tensors.values().any(|q| !weights::is_float(q.dtype()));
                 let weights = Weights::gguf(tensors, opts.dtype, &opts.device, opts.quantize);
                 Transformer::load(&config, &weights).map_err(|e| ModelError::Weights {
                     path: g.path.display().to_string(),
@@ -260,6 +267,7 @@ impl Model {
             decoder: Box::new(decoder),
             dtype: opts.dtype,
             quant: opts.quantize,
+            quantised: opts.quantize.is_some() || stored_quantised,
             chat,
             chat_ignored,
             generation_ends,

@@ -132,6 +132,29 @@ fn gemm_from_rows(t: GgmlDType, shape: &Shape) -> Option<usize> {
     Some(rows * rayon::current_num_threads())
 }
 
+/// The tier of candle's x86 quantised kernels this process runs, as candle 0.11 chooses it
+/// (`repack_x86::level`, private there): `avx512vnni`, `avxvnni`, `avx2` or `none`, lowered by
+/// `MISTRALRS_FORCE_AVX2=1` or `MISTRALRS_FORCE_AVXVNNI=1`. Tiled tiers quantise a product's
+/// activations otherwise than the plain kernels, so the tier can change answers.
+#[cfg(target_arch = "x86_64")]
+pub fn x86_kernel_tier() -> &'static str {
+    use std::arch::is_x86_feature_detected as has;
+    let forced = |v: &str| std::env::var(v).as_deref() == Ok("1");
+    let (avx2_only, vnni) = (
+        forced("MISTRALRS_FORCE_AVX2"),
+        forced("MISTRALRS_FORCE_AVXVNNI"),
+    );
+    if !avx2_only && !vnni && has!("avx512f") && has!("avx512vnni") {
+        "avx512vnni"
+    } else if !avx2_only && (vnni || has!("avxvnni")) && has!("avx2") {
+        "avxvnni"
+    } else if has!("avx2") && has!("fma") {
+        "avx2"
+    } else {
+        "none"
+    }
+}
+
 /// The largest weight dequantised for a call: 64 Mi weights, 256 MiB in f32 (a Mixtral 8×7B
 /// expert, 14,336 × 4,096, is 56 Mi; SmolLM2's LM head 27 Mi; a 128k-token vocabulary's head
 /// at width 4,096, 512 Mi, stays with the kernel).
@@ -414,7 +437,7 @@ pub fn quantize_proj(w: Tensor, target: GgmlDType) -> Result<Proj> {
     Ok(Proj::Full(Linear::new(w, None)))
 }
 
-fn is_float(t: GgmlDType) -> bool {
+pub(crate) fn is_float(t: GgmlDType) -> bool {
     matches!(t, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
 }
 

@@ -240,6 +240,57 @@ fn correct_reads_stdin_and_writes_atomically() {
     assert_eq!(names, ["out.jsonl", "out.jsonl.sig"]);
 }
 
+/// A quantised run's answers can depend on the thread count and on candle's x86 kernel tier
+/// (measured on a Q4_1 GGUF), so on x86 it signs both; a full-precision run signs neither.
+#[test]
+fn a_quantised_run_signs_its_threads_and_kernels() {
+    let signature = |flags: &[&str]| -> String {
+        let mut cmd = neko();
+        cmd.args([
+            "correct",
+            "--task",
+            "asr",
+            "--max-new-tokens",
+            "2",
+            "--model",
+        ])
+        .arg(fixture("tiny-llama"))
+        .args(flags)
+        .arg("-");
+        let out = run_with_stdin(cmd, b"{\"id\": 1, \"input\": [\"a b\"]}\n");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{flags:?}: {err}");
+        let line = err.lines().find(|l| l.starts_with("neko: correct|"));
+        line.unwrap_or_else(|| panic!("{err}")).to_string()
+    };
+    let full = signature(&["--threads", "2"]);
+    assert!(
+        !full.contains("|threads:") && !full.contains("|kernels:"),
+        "{full}"
+    );
+    let one = signature(&["--quant", "q8_0", "--threads", "1"]);
+    let two = signature(&["--quant", "q8_0", "--threads", "2"]);
+    if cfg!(target_arch = "x86_64") {
+        assert!(one.contains("|quant:q8_0|threads:1|kernels:"), "{one}");
+        assert!(two.contains("|quant:q8_0|threads:2|kernels:"), "{two}");
+        let tier = |s: &str| {
+            s.split("|kernels:")
+                .nth(1)
+                .unwrap()
+                .split('|')
+                .next()
+                .map(str::to_string)
+        };
+        let tier = tier(&one).unwrap();
+        assert!(
+            ["avx512vnni", "avxvnni", "avx2", "none"].contains(&tier.as_str()),
+            "{one}"
+        );
+    } else {
+        assert_eq!(one, two);
+    }
+}
+
 /// Every field a run's signature can carry is explained in docs/eval.md: the default run's,
 /// and those `--quant`, task routing and a guard switched off add or change.
 #[test]
