@@ -6,8 +6,8 @@ use neko::Task;
 use serde_json::Value;
 
 use crate::util::{
-    copy_fixture, fixture, json_lines, neko, ok, refused, run_with_stdin, shared_data,
-    tiny_correct_variants, undocumented_signature_fields,
+    copy_fixture, correct_signature, fixture, json_lines, neko, ok, refused, run_with_stdin,
+    shared_data, tiny_correct_variants, undocumented_signature_fields,
 };
 
 #[test]
@@ -244,25 +244,7 @@ fn correct_reads_stdin_and_writes_atomically() {
 /// (measured on a Q4_1 GGUF), so on x86 it signs both; a full-precision run signs neither.
 #[test]
 fn a_quantised_run_signs_its_threads_and_kernels() {
-    let signature = |flags: &[&str]| -> String {
-        let mut cmd = neko();
-        cmd.args([
-            "correct",
-            "--task",
-            "asr",
-            "--max-new-tokens",
-            "2",
-            "--model",
-        ])
-        .arg(fixture("tiny-llama"))
-        .args(flags)
-        .arg("-");
-        let out = run_with_stdin(cmd, b"{\"id\": 1, \"input\": [\"a b\"]}\n");
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{flags:?}: {err}");
-        let line = err.lines().find(|l| l.starts_with("neko: correct|"));
-        line.unwrap_or_else(|| panic!("{err}")).to_string()
-    };
+    let signature = |flags: &[&str]| correct_signature(&fixture("tiny-llama"), flags);
     let full = signature(&["--threads", "2"]);
     assert!(
         !full.contains("|threads:") && !full.contains("|kernels:"),
@@ -295,38 +277,17 @@ fn a_quantised_run_signs_its_threads_and_kernels() {
 /// and those `--quant`, task routing and a guard switched off add or change.
 #[test]
 fn every_signature_field_is_documented() {
-    let runs: [&[&str]; 3] = [
-        &["--model", "tiny-llama"],
-        &["--model", "tiny-llama", "--quant", "q8_0", "--no-guard"],
-        &[
-            "--model",
-            "tiny-mixtral",
-            "--routing",
-            "task",
-            "--style",
-            "follow",
-        ],
+    let runs: [(&str, &[&str]); 3] = [
+        ("tiny-llama", &[]),
+        ("tiny-llama", &["--quant", "q8_0", "--no-guard"]),
+        ("tiny-mixtral", &["--routing", "task", "--style", "follow"]),
     ];
-    for flags in runs {
-        let mut cmd = neko();
-        cmd.args(["correct", "--task", "asr", "--max-new-tokens", "2"]);
-        for pair in flags.chunks(2) {
-            match pair {
-                ["--model", m] => cmd.arg("--model").arg(fixture(m)),
-                other => cmd.args(other),
-            };
-        }
-        cmd.arg("-");
-        let out = run_with_stdin(cmd, b"{\"id\": 1, \"input\": [\"a b\", \"a c\"]}\n");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{flags:?}: {err}");
-        let line = (err.lines())
-            .find(|l| l.starts_with("neko: correct|"))
-            .unwrap_or_else(|| panic!("{flags:?}: no signature on stderr: {err}"));
+    for (model, flags) in runs {
+        let line = correct_signature(&fixture(model), flags);
         let quant = flags.contains(&"--quant");
         assert_eq!(line.contains("|quant:q8_0|"), quant, "{line}");
         assert_eq!(
-            undocumented_signature_fields(line),
+            undocumented_signature_fields(&line),
             Vec::<String>::new(),
             "{line}"
         );

@@ -372,23 +372,7 @@ fn generation_config_end_tokens_are_end_tokens() {
     assert_eq!(m.generation_ends, vec![7]);
     let signed = |gen_config: &str| {
         std::fs::write(&gen, gen_config).unwrap();
-        let mut cmd = neko();
-        cmd.args([
-            "correct",
-            "--task",
-            "asr",
-            "--max-new-tokens",
-            "2",
-            "--model",
-            spec,
-        ]);
-        let out = run_with_stdin(cmd, b"{\"id\": 1, \"input\": [\"a b\"]}\n");
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        let line = err
-            .lines()
-            .find(|l| l.starts_with("neko: correct|"))
-            .unwrap_or_default();
-        line.to_string()
+        crate::util::correct_signature(dir.path(), &[])
     };
     assert!(signed(r#"{"eos_token_id": [2, 7]}"#).contains("|dtype:f32|ends:7|"));
     assert!(signed(r#"{"eos_token_id": [9, 2, 7]}"#).contains("|dtype:f32|ends:7,9|"));

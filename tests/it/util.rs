@@ -238,3 +238,29 @@ pub fn undocumented_signature_fields(signature: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The `correct|…` signature line (stderr's, without `neko: `) of a `neko correct` run of
+/// `model` with `flags` on one ASR record read from standard input, answers of two tokens at
+/// most; the run must succeed.
+pub fn correct_signature(model: &std::path::Path, flags: &[&str]) -> String {
+    let mut cmd = neko();
+    cmd.args([
+        "correct",
+        "--task",
+        "asr",
+        "--max-new-tokens",
+        "2",
+        "--model",
+    ])
+    .arg(model)
+    .args(flags)
+    .arg("-");
+    let out = run_with_stdin(cmd, b"{\"id\": 1, \"input\": [\"a b\", \"a c\"]}\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{flags:?}: {err}");
+    let line = err.lines().find_map(|l| l.strip_prefix("neko: correct|"));
+    format!(
+        "correct|{}",
+        line.unwrap_or_else(|| panic!("no signature: {err}"))
+    )
+}
