@@ -452,9 +452,10 @@ fn cpu_features() -> Vec<&'static str> {
 /// the CPU has (`MISTRALRS_FORCE_AVX2`, `MISTRALRS_FORCE_AVXVNNI`): the same CPU then runs other
 /// kernels.
 fn kernel_env() -> Vec<&'static str> {
-    ["MISTRALRS_FORCE_AVX2", "MISTRALRS_FORCE_AVXVNNI"]
+    use crate::model::{kernel_env_set, CANDLE_KERNEL_ENV};
+    CANDLE_KERNEL_ENV
         .into_iter()
-        .filter(|v| std::env::var(v).as_deref() == Ok("1"))
+        .filter(|v| kernel_env_set(v))
         .collect()
 }
 

@@ -27,7 +27,7 @@ pub use gguf::GgufFile;
 pub use transformer::{Logits, PrefixCache, Transformer};
 #[cfg(target_arch = "x86_64")]
 pub use weights::x86_kernel_tier;
-pub use weights::{parse_quant, Weights};
+pub use weights::{kernel_env_set, parse_quant, Weights, CANDLE_KERNEL_ENV};
 
 /// Why a model could not be loaded. Every variant names the file at fault.
 #[derive(Debug, thiserror::Error)]

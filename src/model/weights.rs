@@ -132,6 +132,14 @@ fn gemm_from_rows(t: GgmlDType, shape: &Shape) -> Option<usize> {
     Some(rows * rayon::current_num_threads())
 }
 
+/// The environment variables with which candle 0.11 lowers its x86 kernel tier, when set to 1.
+pub const CANDLE_KERNEL_ENV: [&str; 2] = ["MISTRALRS_FORCE_AVX2", "MISTRALRS_FORCE_AVXVNNI"];
+
+/// Whether `name` is set as candle reads it: to `1`.
+pub fn kernel_env_set(name: &str) -> bool {
+    std::env::var(name).as_deref() == Ok("1")
+}
+
 /// The tier of candle's x86 quantised kernels this process runs, as candle 0.11 chooses it
 /// (`repack_x86::level`, private there): `avx512vnni`, `avxvnni`, `avx2` or `none`, lowered by
 /// `MISTRALRS_FORCE_AVX2=1` or `MISTRALRS_FORCE_AVXVNNI=1`. Tiled tiers quantise a product's
@@ -139,11 +147,7 @@ fn gemm_from_rows(t: GgmlDType, shape: &Shape) -> Option<usize> {
 #[cfg(target_arch = "x86_64")]
 pub fn x86_kernel_tier() -> &'static str {
     use std::arch::is_x86_feature_detected as has;
-    let forced = |v: &str| std::env::var(v).as_deref() == Ok("1");
-    let (avx2_only, vnni) = (
-        forced("MISTRALRS_FORCE_AVX2"),
-        forced("MISTRALRS_FORCE_AVXVNNI"),
-    );
+    let [avx2_only, vnni] = CANDLE_KERNEL_ENV.map(kernel_env_set);
     if !avx2_only && !vnni && has!("avx512f") && has!("avx512vnni") {
         "avx512vnni"
     } else if !avx2_only && (vnni || has!("avxvnni")) && has!("avx2") {
