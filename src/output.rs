@@ -614,30 +614,34 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The fields of two signatures that differ, `name: then → now` (a signature is `|`-separated
-/// `name:value` fields; a field one side lacks is `none` there). Empty when they match.
-pub fn signature_fields_changed(then: &str, now: &str) -> Vec<String> {
-    let fields = |s: &str| -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        for part in s.trim().split('|') {
-            // A `|` inside a value (`stop:["|"]`) starts no field: only `name:` does.
-            let name = part.split_once(':').map(|(k, _)| k).filter(|k| {
-                !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            });
-            match (name, out.last_mut()) {
-                (None, Some((_, v))) => {
-                    v.push('|');
-                    v.push_str(part);
-                }
-                _ => {
-                    let (k, v) = part.split_once(':').unwrap_or((part, ""));
-                    out.push((k.to_string(), v.to_string()));
-                }
+/// A signature's `(name, value)` fields in order: a signature is `|`-separated `name:value`
+/// fields after its kind (`correct`, whose value is empty).
+pub fn signature_fields(signature: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for part in signature.trim().split('|') {
+        // A `|` inside a value (`stop:["|"]`) starts no field: only `name:` does.
+        let name = part
+            .split_once(':')
+            .map(|(k, _)| k)
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        match (name, out.last_mut()) {
+            (None, Some((_, v))) => {
+                v.push('|');
+                v.push_str(part);
+            }
+            _ => {
+                let (k, v) = part.split_once(':').unwrap_or((part, ""));
+                out.push((k.to_string(), v.to_string()));
             }
         }
-        out
-    };
-    let (a, b) = (fields(then), fields(now));
+    }
+    out
+}
+
+/// The fields of two signatures that differ, `name: then → now` ([`signature_fields`]; a field
+/// one side lacks is `none` there). Empty when they match.
+pub fn signature_fields_changed(then: &str, now: &str) -> Vec<String> {
+    let (a, b) = (signature_fields(then), signature_fields(now));
     let value = |fs: &[(String, String)], k: &str| {
         (fs.iter().find(|(n, _)| n == k)).map_or("none".to_string(), |(_, v)| v.clone())
     };

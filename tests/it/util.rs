@@ -227,15 +227,11 @@ pub fn undocumented_signature_fields(signature: &str) -> Vec<String> {
         .map(|name| name.split(':').next().unwrap_or_default().to_string())
         .collect();
     let line = signature.trim().trim_start_matches("neko: ");
-    let line = line.lines().next().unwrap_or_default();
-    // A field is `name:value` with an alphanumeric name; other `|` are inside values.
-    (line.split('|').skip(1))
-        .filter_map(|part| part.split_once(':').map(|(name, _)| name))
-        .filter(|name| {
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        })
-        .filter(|name| !documented.iter().any(|d| d == name))
-        .map(str::to_string)
+    // Fields as `--resume` and `neko merge` read them; the first is the kind, `correct`.
+    let fields = neko::output::signature_fields(line.lines().next().unwrap_or_default());
+    (fields.into_iter().skip(1))
+        .map(|(name, _)| name)
+        .filter(|name| !documented.contains(name))
         .collect()
 }
 
