@@ -108,7 +108,7 @@ fn times_transposed(xs: &Tensor, wt: &Tensor) -> Result<Tensor> {
 /// from 16 rows on gemm is 1.9-9 times faster (at 8 rows 1-5 times: a wash for large weights);
 /// q4_0's, and q8_0's where the width is not a multiple of 256, are SIMD but untiled, and from
 /// 64 rows on gemm is 1.1-4 times faster (at multiples of 256 candle repacks q8_0, q4k and q6k
-/// for tiled AVX-512 kernels that beat gemm). For fewer rows, a decode step of a few records,
+/// for tiled kernels, with AVX-512 VNNI or AVX-VNNI, that beat gemm). For fewer rows, a decode step of a few records,
 /// the quantised kernel, reading a quarter of the bytes, is as fast or faster. The kernel and
 /// gemm use every thread, the dequantisation one (bound by memory: split among two threads it
 /// gained 1.2-1.5×), so the counts grow with the threads: at 2 a 2,048-wide Q4_1 model's decode
